@@ -1,0 +1,7 @@
+"""landscape: loss-landscape analysis for PyTorch."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]
