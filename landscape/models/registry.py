@@ -1,0 +1,294 @@
+"""Build reference models (or user models) by name, and describe them as JSON.
+
+A model is named either by a key of :data:`MODELS` (``"resnet20"``, ``"mlp"``, ...) or, for a
+user's own architecture, as ``"package.module:factory"``: the module is imported and
+``factory(**kwargs)`` must return an :class:`torch.nn.Module`. A :class:`ModelSpec` (name plus
+keyword arguments) is what results and checkpoints store to rebuild the network.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import importlib
+import inspect
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from torch import nn
+
+from ..errors import LandscapeError
+from .mlp import MLP
+from .resnet import ResNet, resnet20, resnet56, resnet110
+
+__all__ = [
+    "MODELS",
+    "ModelSpec",
+    "available_models",
+    "build",
+    "parse_model_kwargs",
+]
+
+#: Read-only mapping of the built-in model names to their factories.
+MODELS: Mapping[str, Callable[..., nn.Module]] = MappingProxyType(
+    {
+        "mlp": MLP,
+        "resnet": ResNet,
+        "resnet20": resnet20,
+        "resnet56": resnet56,
+        "resnet110": resnet110,
+    }
+)
+
+
+def available_models() -> list[str]:
+    """Return the sorted names of the built-in models.
+
+    Any ``"package.module:factory"`` string is accepted by :func:`build` as well.
+    """
+    return sorted(MODELS)
+
+
+def _unknown_name(name: str) -> LandscapeError:
+    names = available_models()
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    opts = ", ".join(repr(n) for n in names)
+    return LandscapeError(
+        f"Unknown model {name!r}.{hint} Available models: {opts}; "
+        "or give your own as 'package.module:factory'."
+    )
+
+
+def _import_factory(name: str) -> Callable[..., Any]:
+    module_name, _, attr_path = name.partition(":")
+    if not module_name or not attr_path:
+        raise LandscapeError(
+            f"The model {name!r} must have the form 'package.module:factory' "
+            "with both parts non-empty."
+        )
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as err:
+        raise LandscapeError(
+            f"Cannot import module {module_name!r} for model {name!r}: {err}. "
+            "Check that it is installed or on PYTHONPATH."
+        ) from err
+    for attr in attr_path.split("."):
+        try:
+            obj = getattr(obj, attr)
+        except AttributeError as err:
+            raise LandscapeError(
+                f"Module {module_name!r} has no attribute {attr_path!r} for model {name!r}."
+            ) from err
+    if not callable(obj):
+        raise LandscapeError(
+            f"The model factory {name!r} is not callable (it is a {type(obj).__name__})."
+        )
+    return obj
+
+
+def _accepted_args(signature: inspect.Signature) -> str:
+    names = [
+        p.name
+        for p in signature.parameters.values()
+        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    return f" It accepts: {', '.join(names)}." if names else " It accepts no arguments."
+
+
+def build(name: str, **kwargs: Any) -> nn.Module:
+    """Build a model by name.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`available_models` (``"resnet20"``, ``"resnet56"``, ``"resnet110"``,
+        ``"resnet"`` which needs ``depth``, ``"mlp"``), or ``"package.module:factory"`` for a
+        user model: the module is imported and ``factory(**kwargs)`` is called.
+    **kwargs
+        Keyword arguments of the model's constructor, e.g. ``shortcut=False``,
+        ``in_channels=1``, ``width=2``.
+
+    Returns
+    -------
+    nn.Module
+        The freshly initialised model (seed with :func:`torch.manual_seed` beforehand for a
+        reproducible initialisation).
+
+    Raises
+    ------
+    LandscapeError
+        If the name is unknown, the module cannot be imported, the factory does not return an
+        ``nn.Module``, or the arguments are rejected (unknown or missing keyword, bad value).
+
+    Examples
+    --------
+    >>> net = build("resnet20", in_channels=1, shortcut=False)
+    >>> type(net).__name__, net.depth, net.shortcut
+    ('ResNet', 20, False)
+    """
+    if not isinstance(name, str):
+        raise LandscapeError(f"The 'name' parameter must be a str. Got {name!r} instead.")
+    if name in MODELS:
+        factory = MODELS[name]
+    elif ":" in name:
+        factory = _import_factory(name)
+    else:
+        raise _unknown_name(name)
+
+    # Bind first so that only argument errors are reported as such: a TypeError raised by a bug
+    # inside a user factory keeps its traceback.
+    try:
+        signature: inspect.Signature | None = inspect.signature(factory)
+    except (TypeError, ValueError):  # some builtins have no signature
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(**kwargs)
+        except TypeError as err:
+            raise LandscapeError(
+                f"Cannot build model {name!r}: {err}.{_accepted_args(signature)}"
+            ) from err
+    try:
+        model = factory(**kwargs)
+    except LandscapeError as err:
+        raise LandscapeError(f"Cannot build model {name!r}: {err}") from err
+    except TypeError as err:
+        if signature is not None:
+            raise
+        raise LandscapeError(f"Cannot build model {name!r}: {err}.") from err
+    if not isinstance(model, nn.Module):
+        raise LandscapeError(
+            f"The model factory {name!r} returned an object of type {type(model).__name__!r}, "
+            "not a torch.nn.Module."
+        )
+    return model
+
+
+def parse_model_kwargs(text: str | None) -> dict[str, Any]:
+    """Parse a JSON object of model keyword arguments (the CLI's ``--model-kwargs``).
+
+    Parameters
+    ----------
+    text : str or None
+        E.g. ``'{"shortcut": false, "in_channels": 1}'``. ``None`` or a blank string gives
+        ``{}``.
+
+    Returns
+    -------
+    dict
+        The keyword arguments.
+
+    Raises
+    ------
+    LandscapeError
+        If ``text`` is not valid JSON or not a JSON object.
+
+    Examples
+    --------
+    >>> parse_model_kwargs('{"shortcut": false, "width": 2}')
+    {'shortcut': False, 'width': 2}
+    """
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return {}
+    example = "'{\"shortcut\": false}'"
+    if not isinstance(text, str):
+        raise LandscapeError(
+            f"The 'model_kwargs' parameter must be a JSON object string such as {example}. "
+            f"Got {text!r} instead."
+        )
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise LandscapeError(
+            f"The 'model_kwargs' parameter must be a JSON object such as {example}. "
+            f"Got {text!r} instead ({err})."
+        ) from err
+    if not isinstance(value, dict):
+        raise LandscapeError(
+            f"The 'model_kwargs' parameter must be a JSON object such as {example}. "
+            f"Got {text!r} instead (a JSON {type(value).__name__})."
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model's name and constructor arguments: enough to rebuild it.
+
+    Parameters
+    ----------
+    name : str
+        A name accepted by :func:`build`.
+    kwargs : dict, default={}
+        Keyword arguments for :func:`build`. They must be JSON-serialisable for
+        :meth:`to_json` (tuples come back as lists). The dict is copied on construction.
+
+    Examples
+    --------
+    >>> spec = ModelSpec("resnet20", {"shortcut": False, "in_channels": 1})
+    >>> spec.to_json()
+    '{"kwargs": {"in_channels": 1, "shortcut": false}, "name": "resnet20"}'
+    >>> ModelSpec.from_json(spec.to_json()) == spec
+    True
+    """
+
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise LandscapeError(
+                f"The 'name' parameter of ModelSpec must be a non-empty str. "
+                f"Got {self.name!r} instead."
+            )
+        if not isinstance(self.kwargs, Mapping) or not all(isinstance(k, str) for k in self.kwargs):
+            raise LandscapeError(
+                "The 'kwargs' parameter of ModelSpec must be a dict with str keys. "
+                f"Got {self.kwargs!r} instead."
+            )
+        object.__setattr__(self, "kwargs", dict(self.kwargs))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return ``{"name": ..., "kwargs": ...}`` (a deep copy)."""
+        return {"name": self.name, "kwargs": copy.deepcopy(self.kwargs)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelSpec:
+        """Inverse of :meth:`to_dict`; ``"kwargs"`` may be omitted."""
+        if not isinstance(d, Mapping) or "name" not in d or set(d) - {"name", "kwargs"}:
+            raise LandscapeError(
+                "A model spec must be a mapping with the key 'name' and optionally 'kwargs'. "
+                f"Got {d!r} instead."
+            )
+        kwargs = d.get("kwargs")
+        return cls(d["name"], {} if kwargs is None else copy.deepcopy(kwargs))
+
+    def to_json(self) -> str:
+        """Return the spec as JSON with sorted keys (stable for equal specs)."""
+        try:
+            return json.dumps(self.to_dict(), sort_keys=True)
+        except (TypeError, ValueError) as err:
+            raise LandscapeError(
+                f"The model spec {self.name!r} cannot be written as JSON: {err}. "
+                "Use only JSON values (str, int, float, bool, None, lists, dicts) in kwargs."
+            ) from err
+
+    @classmethod
+    def from_json(cls, s: str) -> ModelSpec:
+        """Inverse of :meth:`to_json`."""
+        try:
+            d = json.loads(s)
+        except (TypeError, json.JSONDecodeError) as err:
+            raise LandscapeError(
+                f"A model spec must be a JSON object. Got {s!r} instead ({err})."
+            ) from err
+        return cls.from_dict(d)
+
+    def build(self) -> nn.Module:
+        """Build the model with :func:`build`."""
+        return build(self.name, **self.kwargs)
