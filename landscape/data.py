@@ -1,0 +1,814 @@
+"""Datasets as in-memory tensors: built-in loaders, user loaders and a model/data shape check.
+
+Loss landscapes are evaluated many times over the same (usually small) data set, so every data
+set is held in memory as one :class:`TensorData` (inputs ``x`` and targets ``y``) and sliced into
+contiguous batches; there is no ``DataLoader`` and no shuffling.
+
+Data sets are named by a :class:`DataSpec` (or just its name):
+
+``"digits"``
+    scikit-learn's 8x8 handwritten digits (shipped with scikit-learn, no download), pixels scaled
+    to ``[0, 1]``, shape ``(N, 1, 8, 8)``, a fixed stratified split of 1437 train / 360 test.
+``"cifar10"``
+    The CIFAR-10 python batches (``data_batch_1`` ... ``data_batch_5``, ``test_batch``) read from
+    the local directory ``root`` (or its ``cifar-10-batches-py`` subdirectory), shape
+    ``(N, 3, 32, 32)``, normalised per channel unless ``kwargs={"normalize": False}``.
+``"mnist"``
+    The four MNIST idx files (optionally gzipped) read from ``root`` (or its ``MNIST/raw``
+    subdirectory, torchvision's layout), shape ``(N, 1, 28, 28)``, scaled to ``[0, 1]``.
+``"package.module:function"``
+    Your own loader, called as ``function(split=split, **kwargs)``; it returns ``(x, y)``
+    (tensors or arrays) or a map-style :class:`torch.utils.data.Dataset` of ``(x, y)`` pairs.
+
+Nothing is ever downloaded.
+
+Examples
+--------
+>>> train, test = load_splits("digits")
+>>> len(train), len(test), train.input_shape, train.num_classes
+(1437, 360, (1, 8, 8), 10)
+>>> small = load_data(DataSpec("digits", subset=256))
+>>> [xb.shape[0] for xb, _ in small.batches(100)]
+[100, 100, 56]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import importlib
+import inspect
+import io
+import os
+import pickle
+import re
+import struct
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from landscape.errors import LandscapeError, check_int, check_option
+
+__all__ = [
+    "TensorData",
+    "DataSpec",
+    "load_data",
+    "load_splits",
+    "available_datasets",
+    "check_compatible",
+]
+
+_SPLITS = ("train", "test")
+_CUSTOM_NAME = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_SUBSET_SEED = 0
+
+
+# --------------------------------------------------------------------------------------------
+# TensorData
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class TensorData:
+    """A whole data set held as two tensors.
+
+    Parameters
+    ----------
+    x : Tensor
+        Inputs, one sample per row of the first dimension (``N x C x H x W`` for images,
+        float32 as loaded).
+    y : Tensor
+        Targets: int64 class labels of shape ``(N,)``, or float targets for regression.
+    name : str
+        The data set's name, used in messages and stored with results.
+    n_classes : int or None, default=None
+        The number of classes when it is known from the data set (10 for digits, CIFAR-10 and
+        MNIST), so that a small subset keeps it; when ``None`` it is inferred from ``y``.
+
+    Attributes
+    ----------
+    input_shape : tuple of int
+        Shape of one sample, ``x.shape[1:]``.
+    num_classes : int or None
+        Number of classes for integer targets, ``None`` for float (regression) targets.
+
+    Notes
+    -----
+    Instances compare by identity (comparing tensors element-wise has no single truth value).
+    """
+
+    x: Tensor
+    y: Tensor
+    name: str
+    n_classes: int | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.x, Tensor) or not isinstance(self.y, Tensor):
+            raise LandscapeError(
+                f"dataset {self.name!r}: x and y must be torch tensors, got "
+                f"{type(self.x).__name__} and {type(self.y).__name__}; convert them with "
+                "torch.as_tensor"
+            )
+        if self.x.ndim < 1 or self.y.ndim < 1:
+            raise LandscapeError(
+                f"dataset {self.name!r}: x and y need a leading sample dimension, got shapes "
+                f"{tuple(self.x.shape)} and {tuple(self.y.shape)}"
+            )
+        if self.x.shape[0] != self.y.shape[0]:
+            raise LandscapeError(
+                f"dataset {self.name!r} has {self.x.shape[0]} inputs but {self.y.shape[0]} "
+                "targets; x and y must have the same length"
+            )
+        if self.n_classes is not None:
+            check_int("n_classes", self.n_classes, low=1)
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def __repr__(self) -> str:
+        return (
+            f"TensorData(name={self.name!r}, n={len(self)}, input_shape={self.input_shape}, "
+            f"x_dtype={self.x.dtype}, y_dtype={self.y.dtype}, num_classes={self.num_classes}, "
+            f"device={self.x.device})"
+        )
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one sample (``x.shape[1:]``)."""
+        return tuple(int(s) for s in self.x.shape[1:])
+
+    @property
+    def num_classes(self) -> int | None:
+        """Number of classes, or ``None`` for float (regression) targets."""
+        if self.n_classes is not None:
+            return self.n_classes
+        if torch.is_floating_point(self.y) or torch.is_complex(self.y) or self.y.numel() == 0:
+            return None
+        return int(self.y.max().item()) + 1
+
+    def subset(self, n: int | None) -> TensorData:
+        """Return ``n`` samples, the same ones every time.
+
+        The samples are the first ``n`` of a fixed permutation (a ``torch.Generator`` seeded
+        with 0), put back in their original order.
+
+        Parameters
+        ----------
+        n : int or None
+            Number of samples, at least 1. ``None`` or ``n >= len(self)`` returns ``self``.
+
+        Returns
+        -------
+        TensorData
+            The subset, keeping :attr:`num_classes`.
+        """
+        if n is None:
+            return self
+        n = check_int("subset", n, low=1)
+        if n >= len(self):
+            return self
+        gen = torch.Generator().manual_seed(_SUBSET_SEED)
+        idx = torch.randperm(len(self), generator=gen)[:n].sort().values
+        idx = idx.to(self.x.device)
+        return TensorData(
+            self.x[idx], self.y[idx.to(self.y.device)], self.name, n_classes=self.num_classes
+        )
+
+    def batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """Iterate over contiguous ``(x, y)`` slices in order; the last may be smaller.
+
+        Parameters
+        ----------
+        batch_size : int
+            Samples per batch, at least 1 (checked at the call, not at the first ``next``).
+
+        Returns
+        -------
+        iterator of (Tensor, Tensor)
+            Views into :attr:`x` and :attr:`y`.
+        """
+        batch_size = check_int("batch_size", batch_size, low=1)
+        return self._iter_batches(batch_size)
+
+    def _iter_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        for start in range(0, len(self), batch_size):
+            yield self.x[start : start + batch_size], self.y[start : start + batch_size]
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> TensorData:
+        """Return a copy on ``device``; ``dtype``, when given, applies to ``x`` only."""
+        return dataclasses.replace(
+            self,
+            x=self.x.to(device=device, dtype=dtype),
+            y=self.y.to(device=device),
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# DataSpec
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which data set to load and how.
+
+    Parameters
+    ----------
+    name : str, default="digits"
+        A built-in name (see :func:`available_datasets`) or ``"package.module:function"``.
+    root : str or None, default=None
+        Local directory holding the files (``cifar10``, ``mnist``).
+    subset : int or None, default=None
+        Keep this many samples of each split (see :meth:`TensorData.subset`).
+    kwargs : dict, default={}
+        Loader options, e.g. ``{"normalize": False}`` for ``cifar10``, or keyword arguments of a
+        custom loader.
+    """
+
+    name: str = "digits"
+    root: str | None = None
+    subset: int | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise LandscapeError(
+                f"The 'dataset' parameter must be a non-empty str. Got {self.name!r} instead."
+            )
+        if self.root is not None:
+            if not isinstance(self.root, str | os.PathLike):
+                raise LandscapeError(
+                    f"The 'root' parameter must be a directory path or None. "
+                    f"Got {self.root!r} instead."
+                )
+            object.__setattr__(self, "root", os.fspath(self.root))
+        if self.subset is not None:
+            object.__setattr__(self, "subset", check_int("subset", self.subset, low=1))
+        if not isinstance(self.kwargs, Mapping) or not all(isinstance(k, str) for k in self.kwargs):
+            raise LandscapeError(
+                f"The 'kwargs' parameter must be a dict with str keys. Got {self.kwargs!r} instead."
+            )
+        object.__setattr__(self, "kwargs", dict(self.kwargs))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the spec as a plain (JSON-friendly when ``kwargs`` is) dict."""
+        return {
+            "name": self.name,
+            "root": self.root,
+            "subset": self.subset,
+            "kwargs": dict(self.kwargs),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DataSpec:
+        """Build a spec from :meth:`to_dict`'s output; missing keys take their defaults."""
+        if not isinstance(d, Mapping):
+            raise LandscapeError(f"a data spec must be a dict, got {type(d).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise LandscapeError(
+                f"unknown data spec key(s) {unknown}; the keys are {sorted(known)}"
+            )
+        values = dict(d)
+        if values.get("kwargs") is None:
+            values.pop("kwargs", None)
+        return cls(**values)
+
+
+# --------------------------------------------------------------------------------------------
+# Public loading functions
+# --------------------------------------------------------------------------------------------
+
+
+def available_datasets() -> list[str]:
+    """Names of the built-in data sets (custom loaders are named ``"package.module:function"``)."""
+    return sorted(_BUILTIN)
+
+
+def load_data(spec: DataSpec | str, split: str = "train") -> TensorData:
+    """Load one split of a data set into memory.
+
+    Parameters
+    ----------
+    spec : DataSpec or str
+        The data set; a str is its name.
+    split : {"train", "test"}, default="train"
+        Which split.
+
+    Returns
+    -------
+    TensorData
+        The split, reduced to ``spec.subset`` samples when that is set. A custom loader's
+        inputs are cast to float32 (not rescaled); its integer targets become int64 labels
+        and float targets float32 regression targets.
+
+    Raises
+    ------
+    LandscapeError
+        For an unknown name, missing or malformed files, a failing custom loader or bad options.
+    """
+    spec = _as_spec(spec)
+    split = check_option("split", split, _SPLITS)
+    loader = _BUILTIN.get(spec.name)
+    if loader is not None:
+        data = loader(spec, split)
+    elif _CUSTOM_NAME.match(spec.name):
+        data = _load_custom(spec, split)
+    else:
+        names = ", ".join(repr(n) for n in available_datasets())
+        raise LandscapeError(
+            f"The 'dataset' parameter must be one of {{{names}}} or 'package.module:function' "
+            f"naming your own loader. Got {spec.name!r} instead."
+        )
+    return data.subset(spec.subset)
+
+
+def load_splits(spec: DataSpec | str) -> tuple[TensorData, TensorData]:
+    """Load ``(train, test)``; see :func:`load_data`."""
+    spec = _as_spec(spec)
+    return load_data(spec, "train"), load_data(spec, "test")
+
+
+def _as_spec(spec: DataSpec | str) -> DataSpec:
+    if isinstance(spec, DataSpec):
+        return spec
+    if isinstance(spec, str):
+        return DataSpec(name=spec)
+    raise LandscapeError(
+        f"The 'dataset' parameter must be a DataSpec or a name. Got {spec!r} instead."
+    )
+
+
+def _check_kwargs(spec: DataSpec, allowed: Mapping[str, type]) -> dict[str, Any]:
+    """Return the loader options with defaults removed; reject unknown or mistyped ones."""
+    unknown = sorted(set(spec.kwargs) - set(allowed))
+    if unknown:
+        hint = f"its options are {sorted(allowed)}" if allowed else "it takes no options"
+        raise LandscapeError(f"dataset {spec.name!r} got unknown option(s) {unknown}; {hint}")
+    for key, value in spec.kwargs.items():
+        if not isinstance(value, allowed[key]):
+            raise LandscapeError(
+                f"The {key!r} option of dataset {spec.name!r} must be a "
+                f"{allowed[key].__name__}. Got {value!r} instead."
+            )
+    return dict(spec.kwargs)
+
+
+def _need_root(spec: DataSpec, expected: list[str]) -> Path:
+    if spec.root is None:
+        raise LandscapeError(
+            f"dataset {spec.name!r} is read from local files and needs a root directory; set "
+            f"DataSpec(root=...) (--data-root) to the directory holding {', '.join(expected)}"
+        )
+    root = Path(spec.root).expanduser()
+    if not root.is_dir():
+        raise LandscapeError(
+            f"data root '{root}' for dataset {spec.name!r} is not a directory; point it at the "
+            f"directory holding {', '.join(expected)}"
+        )
+    return root
+
+
+# --------------------------------------------------------------------------------------------
+# digits
+# --------------------------------------------------------------------------------------------
+
+_DIGITS_TEST_SIZE = 360
+
+
+def _load_digits(spec: DataSpec, split: str) -> TensorData:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    _check_kwargs(spec, {})
+    images, labels = load_digits(return_X_y=True)
+    train_idx, test_idx = train_test_split(
+        np.arange(len(labels)),
+        test_size=_DIGITS_TEST_SIZE,
+        random_state=0,
+        stratify=labels,
+    )
+    idx = train_idx if split == "train" else test_idx
+    x = torch.from_numpy((images[idx] / 16.0).astype(np.float32)).reshape(-1, 1, 8, 8)
+    y = torch.from_numpy(labels[idx].astype(np.int64))
+    return TensorData(x, y, "digits", n_classes=10)
+
+
+# --------------------------------------------------------------------------------------------
+# CIFAR-10
+# --------------------------------------------------------------------------------------------
+
+_CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+_CIFAR_TEST = ["test_batch"]
+_CIFAR_SUBDIR = "cifar-10-batches-py"
+_CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+_CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+def _numpy_globals() -> dict[tuple[str, str], Any]:
+    """The only globals a CIFAR-10 batch pickle may name: what rebuilds a numpy array."""
+    try:
+        from numpy._core import multiarray, numeric
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray, numeric  # type: ignore[no-redef]
+    allowed: dict[tuple[str, str], Any] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+    }
+    for pkg in ("numpy.core", "numpy._core"):
+        allowed[(f"{pkg}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        # pickle protocol 5 rebuilds arrays from a buffer instead
+        allowed[(f"{pkg}.numeric", "_frombuffer")] = numeric._frombuffer
+    return allowed
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """An unpickler that can rebuild numpy arrays and nothing else callable.
+
+    Every global a pickle names goes through :meth:`find_class`, so refusing all but the numpy
+    array constructors means an untrusted file cannot run code while being read.
+    """
+
+    def __init__(self, file: io.BufferedIOBase, source: str) -> None:
+        super().__init__(file, encoding="bytes")
+        self._allowed = _numpy_globals()
+        self._source = source
+
+    def find_class(self, module: str, name: str) -> Any:
+        obj = self._allowed.get((module, name))
+        if obj is None:
+            raise LandscapeError(
+                f"refusing to load '{self._source}': it names the global {module}.{name}, and "
+                "a CIFAR-10 batch may only hold numpy arrays; use the original CIFAR-10 files"
+            )
+        return obj
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise LandscapeError(
+            f"refusing to load '{self._source}': it uses persistent ids, which a CIFAR-10 batch "
+            "never does; use the original CIFAR-10 files"
+        )
+
+
+def _unpickle_numpy_only(path: Path) -> Any:
+    """Read a pickle that may only contain builtin containers and numpy arrays."""
+    try:
+        with open(path, "rb") as f:
+            return _NumpyOnlyUnpickler(f, str(path)).load()
+    except LandscapeError:
+        raise
+    except Exception as err:  # a malformed pickle raises many types
+        raise LandscapeError(
+            f"could not read CIFAR-10 batch '{path}': {type(err).__name__}: {err}; "
+            "is it one of the original python-version batch files?"
+        ) from err
+
+
+def _cifar_dir(root: Path, names: list[str]) -> Path:
+    for cand in (root / _CIFAR_SUBDIR, root):
+        if all((cand / n).is_file() for n in names):
+            return cand
+    missing = [n for n in names if not (root / n).is_file()]
+    raise LandscapeError(
+        f"CIFAR-10 files missing in '{root}' (and in its '{_CIFAR_SUBDIR}' subdirectory): "
+        f"{', '.join(missing)}; the directory must hold {', '.join(_CIFAR_TRAIN + _CIFAR_TEST)} "
+        "(the python version of CIFAR-10)"
+    )
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    obj = _unpickle_numpy_only(path)
+    if not isinstance(obj, dict):
+        raise LandscapeError(
+            f"CIFAR-10 batch '{path}' holds a {type(obj).__name__}, not a dict with "
+            "b'data' and b'labels'"
+        )
+    data = obj.get(b"data", obj.get("data"))
+    labels = obj.get(b"labels", obj.get("labels"))
+    if data is None or labels is None:
+        raise LandscapeError(
+            f"CIFAR-10 batch '{path}' has keys {sorted(map(repr, obj))}; it needs b'data' and "
+            "b'labels'"
+        )
+    data = np.asarray(data)
+    labels = np.asarray(labels)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise LandscapeError(
+            f"CIFAR-10 batch '{path}' has data of shape {data.shape} and dtype {data.dtype}; "
+            "expected uint8 of shape (N, 3072)"
+        )
+    if labels.shape != (data.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
+        raise LandscapeError(
+            f"CIFAR-10 batch '{path}' has {data.shape[0]} images but labels of shape "
+            f"{labels.shape} and dtype {labels.dtype}; expected {data.shape[0]} integers"
+        )
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise LandscapeError(
+            f"CIFAR-10 batch '{path}' has labels outside 0..9 "
+            f"(min {labels.min()}, max {labels.max()})"
+        )
+    return data, labels.astype(np.int64)
+
+
+def _load_cifar10(spec: DataSpec, split: str) -> TensorData:
+    opts = _check_kwargs(spec, {"normalize": bool})
+    names = _CIFAR_TRAIN if split == "train" else _CIFAR_TEST
+    root = _need_root(spec, _CIFAR_TRAIN + _CIFAR_TEST)
+    folder = _cifar_dir(root, names)
+    parts = [_read_cifar_batch(folder / n) for n in names]
+    data = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    x = torch.from_numpy(data).reshape(-1, 3, 32, 32).to(torch.float32).div_(255.0)
+    if opts.get("normalize", True):
+        mean = torch.tensor(_CIFAR_MEAN, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(_CIFAR_STD, dtype=torch.float32).view(1, 3, 1, 1)
+        x = (x - mean) / std
+    return TensorData(x, torch.from_numpy(labels), "cifar10", n_classes=10)
+
+
+# --------------------------------------------------------------------------------------------
+# MNIST
+# --------------------------------------------------------------------------------------------
+
+_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
+_IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
+
+
+def _find_idx(root: Path, stem: str) -> Path:
+    for folder in (root, root / "MNIST" / "raw"):
+        for name in (stem, stem + ".gz"):
+            if (folder / name).is_file():
+                return folder / name
+    all_names = [n for pair in _MNIST_FILES.values() for n in pair]
+    raise LandscapeError(
+        f"MNIST file '{stem}' (or '{stem}.gz') not found in '{root}'; the directory must hold "
+        f"{', '.join(all_names)} (each optionally .gz)"
+    )
+
+
+def _read_idx(path: Path, magic: int) -> np.ndarray:
+    """Read an idx file of unsigned bytes, checking its magic number and size."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as f:
+                raw = f.read()
+        else:
+            raw = path.read_bytes()
+    except (OSError, EOFError) as err:
+        raise LandscapeError(f"could not read MNIST file '{path}': {err}") from err
+    ndim = magic & 0xFF
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise LandscapeError(
+            f"MNIST file '{path}' is truncated: {len(raw)} bytes, shorter than its "
+            f"{header}-byte header"
+        )
+    (found,) = struct.unpack(">I", raw[:4])
+    if found != magic:
+        raise LandscapeError(
+            f"MNIST file '{path}' has magic number {found}, expected {magic}; is it the "
+            "right (uncompressed or .gz) idx file?"
+        )
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    size = int(np.prod(dims, dtype=np.int64))
+    if len(raw) != header + size:
+        state = "truncated" if len(raw) < header + size else "longer than its header says"
+        raise LandscapeError(
+            f"MNIST file '{path}' is {state}: header says {dims} ({header + size} bytes), "
+            f"file has {len(raw)} bytes; download it again"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, count=size, offset=header).reshape(dims)
+
+
+def _load_mnist(spec: DataSpec, split: str) -> TensorData:
+    _check_kwargs(spec, {})
+    all_names = [n for pair in _MNIST_FILES.values() for n in pair]
+    root = _need_root(spec, all_names)
+    images_stem, labels_stem = _MNIST_FILES[split]
+    images_path = _find_idx(root, images_stem)
+    labels_path = _find_idx(root, labels_stem)
+    images = _read_idx(images_path, _IDX_IMAGES_MAGIC)
+    labels = _read_idx(labels_path, _IDX_LABELS_MAGIC)
+    if images.shape[0] != labels.shape[0]:
+        raise LandscapeError(
+            f"MNIST {split} split has {images.shape[0]} images in '{images_path}' but "
+            f"{labels.shape[0]} labels in '{labels_path}'; the files must come from the same set"
+        )
+    if labels.size and labels.max() > 9:
+        raise LandscapeError(
+            f"MNIST labels in '{labels_path}' go up to {labels.max()}; expected 0..9"
+        )
+    x = torch.from_numpy(images.copy()).unsqueeze(1).to(torch.float32).div_(255.0)
+    y = torch.from_numpy(labels.astype(np.int64))
+    return TensorData(x, y, "mnist", n_classes=10)
+
+
+# --------------------------------------------------------------------------------------------
+# custom loaders
+# --------------------------------------------------------------------------------------------
+
+
+def _resolve_loader(name: str) -> Callable[..., Any]:
+    module_name, _, attr_path = name.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as err:
+        raise LandscapeError(
+            f"cannot import module {module_name!r} for dataset {name!r}: {err}; check the "
+            "'package.module:function' name and that the module is on the Python path"
+        ) from err
+    for part in attr_path.split("."):
+        if not hasattr(obj, part):
+            raise LandscapeError(
+                f"module {module_name!r} has no attribute {attr_path!r} (dataset {name!r}); "
+                "check the function name after ':'"
+            )
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise LandscapeError(
+            f"dataset {name!r} names a {type(obj).__name__}, not a function; it must be "
+            "callable as function(split=..., **kwargs)"
+        )
+    return obj
+
+
+def _as_float_inputs(x: Any, name: str) -> Tensor:
+    try:
+        t = torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise LandscapeError(
+            f"dataset {name!r} returned inputs of type {type(x).__name__} that cannot become "
+            f"a tensor: {err}"
+        ) from err
+    if t.is_complex() or t.dtype == torch.bool:
+        raise LandscapeError(
+            f"dataset {name!r} returned inputs of dtype {t.dtype}; return real numbers"
+        )
+    return t.to(torch.float32)
+
+
+def _as_targets(y: Any, name: str) -> Tensor:
+    try:
+        t = torch.as_tensor(y)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise LandscapeError(
+            f"dataset {name!r} returned targets of type {type(y).__name__} that cannot become "
+            f"a tensor: {err}"
+        ) from err
+    if t.is_complex():
+        raise LandscapeError(f"dataset {name!r} returned complex targets; return real numbers")
+    if t.is_floating_point():
+        return t.to(torch.float32)
+    return t.to(torch.int64)
+
+
+def _stack_dataset(ds: Any, name: str) -> tuple[Tensor, Tensor]:
+    if hasattr(ds, "__len__") and hasattr(ds, "__getitem__"):
+        items = [ds[i] for i in range(len(ds))]
+    else:
+        items = list(ds)
+    if not items:
+        raise LandscapeError(f"dataset {name!r} returned an empty Dataset")
+    xs, ys = [], []
+    for i, item in enumerate(items):
+        if not isinstance(item, tuple | list) or len(item) != 2:
+            raise LandscapeError(
+                f"dataset {name!r} returned a Dataset whose item {i} is a "
+                f"{type(item).__name__}; each item must be an (x, y) pair"
+            )
+        xs.append(torch.as_tensor(item[0]))
+        ys.append(torch.as_tensor(item[1]))
+    try:
+        return torch.stack(xs), torch.stack(ys)
+    except RuntimeError as err:
+        raise LandscapeError(
+            f"dataset {name!r} returned samples of different shapes: {str(err).splitlines()[0]}"
+        ) from err
+
+
+def _load_custom(spec: DataSpec, split: str) -> TensorData:
+    fn = _resolve_loader(spec.name)
+    try:
+        inspect.signature(fn).bind(split=split, **spec.kwargs)
+    except TypeError as err:
+        raise LandscapeError(
+            f"dataset loader {spec.name!r} cannot be called as function(split={split!r}"
+            f"{''.join(f', {k}=...' for k in spec.kwargs)}): {err}; give it a 'split' "
+            "parameter (and one for each option)"
+        ) from err
+    except ValueError:  # no signature available (some builtins): just call it
+        pass
+    out = fn(split=split, **spec.kwargs)
+    if isinstance(out, TensorData):
+        return out
+    if isinstance(out, torch.utils.data.Dataset):
+        x, y = _stack_dataset(out, spec.name)
+    elif isinstance(out, tuple | list) and len(out) == 2:
+        x, y = out
+    else:
+        raise LandscapeError(
+            f"dataset loader {spec.name!r} returned a {type(out).__name__}; it must return "
+            "(x, y) tensors/arrays or a torch.utils.data.Dataset of (x, y) pairs"
+        )
+    x_t = _as_float_inputs(x, spec.name)
+    y_t = _as_targets(y, spec.name)
+    if y_t.ndim == 2 and y_t.shape[1] == 1 and not y_t.is_floating_point():
+        y_t = y_t[:, 0]
+    if x_t.ndim < 1 or y_t.ndim < 1:
+        raise LandscapeError(
+            f"dataset loader {spec.name!r} returned x of shape {tuple(x_t.shape)} and y of "
+            f"shape {tuple(y_t.shape)}; both need a leading sample dimension"
+        )
+    if len(x_t) == 0:
+        raise LandscapeError(f"dataset loader {spec.name!r} returned no samples")
+    if not y_t.is_floating_point() and y_t.min() < 0:
+        raise LandscapeError(
+            f"dataset loader {spec.name!r} returned negative class labels; labels must be "
+            "0..C-1 (return float targets for regression)"
+        )
+    return TensorData(x_t, y_t, spec.name)
+
+
+_BUILTIN: dict[str, Callable[[DataSpec, str], TensorData]] = {
+    "digits": _load_digits,
+    "cifar10": _load_cifar10,
+    "mnist": _load_mnist,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# model/data compatibility
+# --------------------------------------------------------------------------------------------
+
+_SHAPE_WORDS = ("shape", "size", "dimension", "channel", "expected input", "mat1", "mat2")
+
+
+def check_compatible(model: torch.nn.Module, data: TensorData) -> None:
+    """Check that ``model`` accepts ``data``'s inputs and has enough outputs for its classes.
+
+    The model runs on one sample in eval mode under :func:`torch.inference_mode`; every
+    submodule's training flag is restored afterwards.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model.
+    data : TensorData
+        The data it will be evaluated on.
+
+    Raises
+    ------
+    LandscapeError
+        If the forward pass fails on the input shape, or for classification data the output is
+        not ``(batch, K)`` with ``K >= data.num_classes``.
+    """
+    if len(data) == 0:
+        raise LandscapeError(f"dataset {data.name!r} is empty; load at least one sample")
+    sample = data.x[:1]
+    param = next(model.parameters(), None)
+    if param is not None and param.is_floating_point():
+        sample = sample.to(device=param.device, dtype=param.dtype)
+    model_name = type(model).__name__
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.inference_mode():
+            out = model(sample)
+    except RuntimeError as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        if not any(w in first.lower() for w in _SHAPE_WORDS):
+            raise
+        raise LandscapeError(
+            f"model {model_name} cannot take inputs of shape {data.input_shape} from dataset "
+            f"{data.name!r}: {first}; use a model built for this input shape"
+        ) from err
+    finally:
+        for m, training in modes:
+            m.training = training
+    n_classes = data.num_classes
+    if n_classes is None:
+        return
+    want_ndim = data.y.ndim + 1  # (batch, classes, *label_shape)
+    if not isinstance(out, Tensor) or out.ndim != want_ndim or out.shape[0] != 1:
+        got = f"shape {tuple(out.shape)}" if isinstance(out, Tensor) else type(out).__name__
+        want = ", ".join(["batch", f">= {n_classes}"] + [str(s) for s in data.y.shape[1:]])
+        raise LandscapeError(
+            f"model {model_name} returns {got} for one sample of dataset {data.name!r}; a "
+            f"classifier for it must return logits of shape ({want})"
+        )
+    if out.shape[1] < n_classes:
+        raise LandscapeError(
+            f"model {model_name} outputs {out.shape[1]} values per sample but dataset "
+            f"{data.name!r} has {n_classes} classes; give its last layer at least "
+            f"{n_classes} outputs"
+        )
