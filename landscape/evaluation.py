@@ -1,0 +1,257 @@
+"""Loss and accuracy of a model at given parameters, over whole datasets.
+
+:class:`Evaluator` is the engine behind every surface: it owns a private copy of the model on
+the evaluation device and the data already on that device, so evaluating a point is one copy of
+the perturbed tensors into the copy plus forward passes under :func:`torch.inference_mode`; no
+file is read and the caller's model is never modified.
+
+The dataset loss is the per-sample mean, accumulated in float64 over batches of any size (the
+last batch may be smaller), so it does not depend on ``batch_size`` beyond float32 rounding
+inside a batch.
+
+BatchNorm policy (``bn``):
+
+``"eval"`` (default)
+    running statistics of the checkpoint (or of the direction, with ``what="states"``).
+``"recalibrate"``
+    at every point the running statistics are recomputed as the exact (cumulative) average over
+    the first ``bn_batches`` training batches, in order, then the model is evaluated in eval
+    mode. Only BatchNorm layers enter train mode; dropout stays off.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ._functional import LossSpec, is_perturbable, named_tensors, resolve_loss
+from .errors import LandscapeError, check_int, check_option
+
+__all__ = ["BN_MODES", "Metrics", "Evaluator", "evaluate"]
+
+BN_MODES = ("eval", "recalibrate")
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Loss and accuracy of a model on one dataset.
+
+    Attributes
+    ----------
+    loss : float
+        Mean per-sample loss (NaN if any sample's loss is NaN; inf if it overflowed).
+    accuracy : float or None
+        Fraction of correctly classified samples in [0, 1]; ``None`` for non-integer targets.
+    n : int
+        Number of samples.
+    """
+
+    loss: float
+    accuracy: float | None
+    n: int
+
+
+def _bn_modules(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+class Evaluator:
+    """Evaluate a model's loss/accuracy at arbitrary parameters.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network (not modified; a private copy is made).
+    datasets : dict[str, TensorData]
+        Named datasets (e.g. ``{"train": ..., "test": ...}``), anything with tensors ``x``, ``y``.
+    loss : str or callable, default="cross_entropy"
+        See :func:`landscape._functional.resolve_loss`.
+    what : {"weights", "states"}, default="weights"
+        Which tensors :meth:`__call__` receives.
+    batch_size : int, default=1024
+        Evaluation batch size.
+    bn : {"eval", "recalibrate"}, default="eval"
+        BatchNorm policy (see the module docstring).
+    bn_data : TensorData, optional
+        Data for recalibration (default: ``datasets["train"]``).
+    bn_batches : int, default=10
+        Number of batches of ``batch_size`` used to recalibrate.
+    device : str or torch.device, optional
+        Evaluation device (default: the model's).
+    dtype : torch.dtype, optional
+        Evaluation dtype (default: the model's).
+
+    Examples
+    --------
+    >>> ev = Evaluator(model, {"train": train})           # doctest: +SKIP
+    >>> ev(named_tensors(model))["train"].loss            # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        datasets: Mapping[str, object],
+        *,
+        loss: LossSpec = "cross_entropy",
+        what: str = "weights",
+        batch_size: int = 1024,
+        bn: str = "eval",
+        bn_data: object | None = None,
+        bn_batches: int = 10,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        check_option("what", what, ("weights", "states"))
+        check_option("bn", bn, BN_MODES)
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        self.bn_batches = check_int("bn_batches", bn_batches, 1)
+        if bn == "recalibrate" and what == "states":
+            raise LandscapeError(
+                "bn='recalibrate' recomputes the BatchNorm statistics that what='states' "
+                "perturbs; use one or the other"
+            )
+        if not datasets:
+            raise LandscapeError("no dataset to evaluate on")
+        self.what = what
+        self.bn = bn
+        self.loss_fn = resolve_loss(loss)
+        ref = next(iter(model.parameters()), None)
+        self.device = torch.device(device) if device is not None else (
+            ref.device if ref is not None else torch.device("cpu")
+        )
+        self.dtype = dtype
+        replica = copy.deepcopy(model).eval()
+        if dtype is not None:
+            replica = replica.to(dtype=dtype)
+        self._model = replica.to(self.device)
+        for p in self._model.parameters():
+            p.requires_grad_(False)
+        self._targets = named_tensors(self._model, what)
+        self._initial = {k: v.clone() for k, v in self._targets.items()}
+        self._data = {
+            name: (self._move_x(getattr(d, "x")), getattr(d, "y").to(self.device))
+            for name, d in datasets.items()
+        }
+        self._bn = _bn_modules(self._model)
+        if bn == "recalibrate":
+            src = bn_data if bn_data is not None else datasets.get("train")
+            if src is None:
+                raise LandscapeError("bn='recalibrate' needs training data (bn_data)")
+            x = self._move_x(getattr(src, "x"))
+            n = min(len(x), self.batch_size * self.bn_batches)
+            self._bn_x = x[:n]
+            for m in self._bn:
+                m.momentum = None  # cumulative moving average = exact mean over batches
+
+    def _move_x(self, x: Tensor) -> Tensor:
+        x = x.to(self.device)
+        if self.dtype is not None and x.is_floating_point():
+            x = x.to(self.dtype)
+        return x
+
+    @property
+    def model(self) -> nn.Module:
+        """The private evaluation copy of the model (do not modify)."""
+        return self._model
+
+    @property
+    def datasets(self) -> dict[str, tuple[Tensor, Tensor]]:
+        """The evaluation data on the device, ``name -> (x, y)``."""
+        return self._data
+
+    def load(self, tensors: Mapping[str, Tensor]) -> None:
+        """Copy ``tensors`` into the private model (missing names keep the model's values)."""
+        with torch.no_grad():
+            for k, v in tensors.items():
+                t = self._targets.get(k)
+                if t is None:
+                    raise LandscapeError(f"the model has no tensor named '{k}'")
+                t.copy_(v)
+
+    @torch.no_grad()
+    def _recalibrate(self) -> None:
+        for m in self._bn:
+            m.reset_running_stats()
+            m.train()
+        try:
+            for i in range(0, len(self._bn_x), self.batch_size):
+                self._model(self._bn_x[i : i + self.batch_size])
+        finally:
+            for m in self._bn:
+                m.eval()
+
+    def evaluate_loaded(self) -> dict[str, Metrics]:
+        """Metrics of the tensors currently loaded, on every dataset."""
+        if self.bn == "recalibrate":
+            self._recalibrate()
+        out: dict[str, Metrics] = {}
+        with torch.inference_mode():
+            for name, (x, y) in self._data.items():
+                out[name] = self._evaluate_split(x, y)
+        return out
+
+    def _evaluate_split(self, x: Tensor, y: Tensor) -> Metrics:
+        n = len(x)
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        classify = not y.is_floating_point()
+        for i in range(0, n, self.batch_size):
+            xb, yb = x[i : i + self.batch_size], y[i : i + self.batch_size]
+            out = self._model(xb)
+            total += self.loss_fn(out, yb).double().sum()
+            if classify and out.ndim == 2:
+                correct += (out.argmax(dim=1) == yb).sum()
+        acc = float(correct) / n if classify else None
+        return Metrics(loss=float(total) / n, accuracy=acc, n=n)
+
+    def __call__(self, tensors: Mapping[str, Tensor]) -> dict[str, Metrics]:
+        """Load ``tensors`` and return ``{dataset name: Metrics}``."""
+        self.load(tensors)
+        return self.evaluate_loaded()
+
+    def at(self, base: Mapping[str, Tensor], directions: tuple[Mapping[str, Tensor], ...],
+           coords: tuple[float, ...]) -> dict[str, Metrics]:
+        """Metrics at ``base + Σ coords[i] · directions[i]`` (computed in the tensors' dtype).
+
+        Every point is computed from ``base`` afresh, so the result does not depend on which
+        points were evaluated before (needed for bit-identical resume and sharding).
+        """
+        with torch.no_grad():
+            for k, t in self._targets.items():
+                b = base[k]
+                if not is_perturbable(t):
+                    t.copy_(b)
+                    continue
+                t.copy_(b)
+                for c, d in zip(coords, directions, strict=True):
+                    if c != 0.0:
+                        t.add_(d[k], alpha=float(c))
+        return self.evaluate_loaded()
+
+    def reset(self) -> None:
+        """Restore the model's original tensors."""
+        self.load(self._initial)
+
+
+def evaluate(
+    model: nn.Module,
+    data: object,
+    tensors: Mapping[str, Tensor] | None = None,
+    *,
+    loss: LossSpec = "cross_entropy",
+    batch_size: int = 1024,
+    bn: str = "eval",
+    what: str = "weights",
+) -> Metrics:
+    """Loss and accuracy of ``model`` (optionally at ``tensors``) on ``data``.
+
+    Convenience wrapper around :class:`Evaluator` for a single dataset and point.
+    """
+    ev = Evaluator(model, {"data": data}, loss=loss, batch_size=batch_size, bn=bn, what=what)
+    if tensors is not None:
+        ev.load(tensors)
+    return ev.evaluate_loaded()["data"]
