@@ -1,0 +1,291 @@
+"""HDF5 storage: the one module that imports :mod:`h5py`. Schema version 1.
+
+Layout of a ``landscape`` file (every group optional except the root attributes)::
+
+    /                              attrs: format="landscape", format_version=1,
+                                          tool_version, created (UTC ISO time of first write)
+    /surface                       attrs: recipe (JSON: everything that must match to resume),
+                                          provenance (JSON: command line, checkpoint path, ...),
+                                          ndim (1 or 2), arrays (JSON list of array names)
+    /surface/x                     (nx,) float64   grid coordinates along direction x
+    /surface/y                     (ny,) float64   [2D only]
+    /surface/<split>_loss          (ny, nx) float64 [(nx,) in 1D]  Z[iy, ix]: plt.contour(x, y, Z)
+    /surface/<split>_acc           same shape, fraction in [0, 1]  [classification only]
+    /surface/done                  same shape, uint8: 1 where the point has been computed
+    /directions                    attrs: recipe (JSON: kind, what, norm, ignore, seeds, ...),
+                                          sha256 (digest of the tensors), ndim
+    /directions/x/<tensor name>    float32/64 array with the tensor's shape (one per tensor)
+    /directions/y/<tensor name>    [2D only]
+    /curvature, /trajectory, ...   results of other commands, each with its own attrs
+
+Values of points not yet computed are NaN *and* ``done == 0``; the mask, not the value, says what
+is finished (a loss may legitimately be 0 or NaN).
+
+Writes are atomic: the whole file is written to a temporary file beside the target, flushed,
+fsync'ed and renamed over the target with :func:`os.replace`. A process killed at any moment
+leaves either the previous complete file or the new complete file, never a torn one; groups of
+the old file that the writer does not replace (e.g. ``/curvature`` when a surface is updated)
+are copied across. Files are written deterministically (no timestamps in HDF5 objects), so the
+same content gives the same bytes.
+
+Files written by the code of Li et al. (2018) (root datasets ``xcoordinates``,
+``ycoordinates``, ``train_loss``, ``train_acc``, ...; unfinished points hold -1; accuracies in
+percent) are read by :func:`read_li2018`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .errors import LandscapeError
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "Group",
+    "file_kind",
+    "read_group",
+    "list_groups",
+    "update_file",
+    "read_li2018",
+    "root_attrs",
+]
+
+FORMAT = "landscape"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Group:
+    """An in-memory HDF5 group: attributes, datasets and subgroups."""
+
+    attrs: dict[str, Any] = field(default_factory=dict)
+    datasets: dict[str, np.ndarray] = field(default_factory=dict)
+    groups: dict[str, Group] = field(default_factory=dict)
+
+
+def _open_read(path: str | os.PathLike) -> h5py.File:
+    p = Path(path)
+    if not p.exists():
+        raise LandscapeError(f"file '{p}' does not exist")
+    if p.is_dir():
+        raise LandscapeError(f"'{p}' is a directory, not an HDF5 file")
+    try:
+        return h5py.File(p, "r")
+    except OSError as exc:
+        raise LandscapeError(
+            f"cannot read '{p}': not a valid HDF5 file (truncated or corrupted?)"
+        ) from exc
+
+
+def file_kind(path: str | os.PathLike) -> str:
+    """Return ``"landscape"`` or ``"li2018"``; raise :class:`LandscapeError` for anything else."""
+    with _open_read(path) as f:
+        return _kind(f, path)
+
+
+def _kind(f: h5py.File, path: str | os.PathLike) -> str:
+    fmt = f.attrs.get("format")
+    if isinstance(fmt, bytes):
+        fmt = fmt.decode()
+    if fmt == FORMAT:
+        ver = int(f.attrs.get("format_version", 0))
+        if ver > FORMAT_VERSION:
+            raise LandscapeError(
+                f"'{path}' has landscape format version {ver}, newer than this tool's "
+                f"({FORMAT_VERSION}); upgrade landscape to read it"
+            )
+        return "landscape"
+    if "xcoordinates" in f and fmt is None:
+        return "li2018"
+    raise LandscapeError(
+        f"'{path}' is an HDF5 file but not a landscape file (no format='landscape' attribute "
+        "and no Li et al. 'xcoordinates' dataset)"
+    )
+
+
+def root_attrs(path: str | os.PathLike) -> dict[str, Any]:
+    """Root attributes of a landscape file."""
+    with _open_read(path) as f:
+        _kind(f, path)
+        return {k: _decode(v) for k, v in f.attrs.items()}
+
+
+def _decode(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def _read(g: h5py.Group) -> Group:
+    out = Group(attrs={k: _decode(v) for k, v in g.attrs.items()})
+    for k, v in g.items():
+        if isinstance(v, h5py.Dataset):
+            out.datasets[k] = v[()]
+        else:
+            out.groups[k] = _read(v)
+    return out
+
+
+def read_group(path: str | os.PathLike, name: str) -> Group | None:
+    """Read a top-level group of a landscape file into memory (``None`` if absent)."""
+    with _open_read(path) as f:
+        if _kind(f, path) != "landscape":
+            raise LandscapeError(f"'{path}' is a Li et al. file; it has no group '{name}'")
+        if name not in f:
+            return None
+        try:
+            return _read(f[name])
+        except (OSError, KeyError) as exc:
+            raise LandscapeError(
+                f"cannot read group '{name}' of '{path}': the file is damaged"
+            ) from exc
+
+
+def list_groups(path: str | os.PathLike) -> list[str]:
+    """Top-level group names of a landscape file."""
+    with _open_read(path) as f:
+        _kind(f, path)
+        return [k for k, v in f.items() if isinstance(v, h5py.Group)]
+
+
+def _write(g: h5py.Group, data: Group) -> None:
+    for k, v in data.attrs.items():
+        g.attrs[k] = v
+    for k, arr in data.datasets.items():
+        g.create_dataset(k, data=arr)
+    for k, sub in data.groups.items():
+        _write(g.create_group(k), sub)
+
+
+def update_file(
+    path: str | os.PathLike,
+    groups: Mapping[str, Group | None],
+    *,
+    overwrite: bool = False,
+) -> None:
+    """Atomically write top-level ``groups`` into the landscape file at ``path``.
+
+    Groups of an existing landscape file that are not named in ``groups`` are kept; a group
+    mapped to ``None`` is removed. With ``overwrite=True`` an existing file (of any kind) is
+    replaced and nothing of it is kept. The root attribute ``created`` of an existing file is
+    kept so that rewriting the same content gives the same bytes.
+
+    Raises
+    ------
+    LandscapeError
+        If ``path`` exists but is not a landscape file and ``overwrite`` is false, or if the
+        directory is not writable.
+    """
+    p = Path(path)
+    keep: dict[str, Group] = {}
+    created = None
+    if p.exists() and not overwrite:
+        with _open_read(p) as f:
+            if _kind(f, p) != "landscape":
+                raise LandscapeError(
+                    f"'{p}' is a Li et al. file; refusing to modify it (choose another --out)"
+                )
+            created = _decode(f.attrs.get("created"))
+            for k, v in f.items():
+                if k not in groups and isinstance(v, h5py.Group):
+                    keep[k] = _read(v)
+    if created is None:
+        created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise LandscapeError(f"cannot write '{p}': directory '{parent}' does not exist")
+    from . import __version__
+
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=parent)
+    except OSError as exc:
+        raise LandscapeError(f"cannot write '{p}': {exc.strerror}") from exc
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["tool_version"] = __version__
+            f.attrs["created"] = created
+            order = sorted(set(keep) | {k for k, v in groups.items() if v is not None})
+            for k in order:
+                data = groups.get(k) if k in groups else keep[k]
+                if data is not None:
+                    _write(f.create_group(k), data)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:
+        dfd = os.open(parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def read_li2018(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a surface file written by Li et al.'s ``plot_surface.py``.
+
+    Returns
+    -------
+    dict
+        ``x``, ``y`` (or None), ``arrays`` (name -> array shaped ``(ny, nx)`` or ``(nx,)``,
+        accuracies converted from percent to fractions, unfinished points NaN), ``done`` mask
+        (value != -1), ``dir_file`` (str or None), and any ``max_eig``/``min_eig`` arrays.
+    """
+    with _open_read(path) as f:
+        if _kind(f, path) != "li2018":
+            raise LandscapeError(f"'{path}' is not a Li et al. surface file")
+        x = np.asarray(f["xcoordinates"][()], dtype=np.float64)
+        y = np.asarray(f["ycoordinates"][()], dtype=np.float64) if "ycoordinates" in f else None
+        shape = (len(y), len(x)) if y is not None else (len(x),)
+        arrays: dict[str, np.ndarray] = {}
+        done = np.ones(shape, dtype=bool)
+        for k, v in f.items():
+            if not isinstance(v, h5py.Dataset) or k in ("xcoordinates", "ycoordinates"):
+                continue
+            if k == "dir_file" or v.dtype.kind not in "fiu":
+                continue
+            raw = np.asarray(v[()], dtype=np.float64)
+            if raw.size != int(np.prod(shape)):
+                continue
+            a = raw.reshape(shape)
+            unfinished = a == -1
+            if k.endswith("_loss") or k.endswith("_acc"):
+                done &= ~unfinished
+            a = np.where(unfinished, np.nan, a)
+            if k.endswith("_acc"):
+                a = a / 100.0
+            arrays[k] = a
+        dir_file = None
+        if "dir_file" in f:
+            dir_file = _decode(f["dir_file"][()])
+        elif "dir_file" in f.attrs:
+            dir_file = _decode(f.attrs["dir_file"])
+    return {"x": x, "y": y, "arrays": arrays, "done": done, "dir_file": dir_file}
+
+
+def dumps(obj: Any) -> str:
+    """Canonical JSON used for recipe/provenance attributes."""
+    return json.dumps(obj, sort_keys=True, default=str)

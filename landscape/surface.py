@@ -1,0 +1,495 @@
+"""1D and 2D loss/accuracy surfaces along directions, resumable and stored in HDF5.
+
+A surface evaluates ``L(θ* + α δ + β η)`` on a grid of ``(α, β)`` for every dataset given
+(train, test, ...), recording mean loss and accuracy. Arrays are laid out ``Z[iy, ix]`` so that
+``plt.contour(surface.x, surface.y, surface["train_loss"])`` is right.
+
+Resume: :func:`compute_surface` with ``out=`` writes the file as it goes (atomically, every
+``flush_seconds``) and, when the file already exists with the same *recipe* (checkpoint hash,
+model, data, directions, grid, loss, BN mode, batch size, dtype), computes only the points whose
+``done`` flag is not set. Each point is computed from the base weights afresh, so a resumed run
+produces exactly the arrays of an uninterrupted one.
+
+References
+----------
+Hao Li, Zheng Xu, Gavin Taylor, Christoph Studer, Tom Goldstein. "Visualizing the Loss
+Landscape of Neural Nets". NeurIPS 2018.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from . import storage
+from ._functional import LossSpec, loss_name, named_tensors
+from .directions import Directions
+from .errors import LandscapeError, check_float, check_int
+from .evaluation import Evaluator
+
+__all__ = ["Axis", "parse_axis", "Surface", "compute_surface", "recipe_differences"]
+
+_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_AXIS_RE = re.compile(rf"^\s*({_NUM})\s*:\s*({_NUM})\s*:\s*(\S+)\s*$")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """A grid axis ``min:max:num`` (``num`` equally spaced points, both ends included).
+
+    Examples
+    --------
+    >>> Axis(-1, 1, 5).values.tolist()
+    [-1.0, -0.5, 0.0, 0.5, 1.0]
+    """
+
+    min: float
+    max: float
+    num: int
+
+    def __post_init__(self) -> None:
+        check_float("min", self.min)
+        check_float("max", self.max)
+        check_int("num", self.num, 1)
+        if self.num > 1 and not self.min < self.max:
+            raise LandscapeError(
+                f"grid axis '{self.spec}' has min >= max; write it as min:max:num with min < max"
+            )
+        if self.num == 1 and self.min != self.max:
+            raise LandscapeError(
+                f"grid axis '{self.spec}' has one point but min != max; use num >= 2 "
+                "or min == max"
+            )
+
+    @property
+    def spec(self) -> str:
+        """The axis as ``min:max:num``."""
+        return f"{self.min:g}:{self.max:g}:{self.num}"
+
+    @property
+    def values(self) -> np.ndarray:
+        """Coordinates (float64). Values within 1e-12 of the span from 0 are exactly 0."""
+        if self.num == 1:
+            return np.array([float(self.min)])
+        i = np.arange(self.num, dtype=np.float64)
+        v = self.min + (self.max - self.min) * i / (self.num - 1)
+        v[-1] = self.max
+        v[np.abs(v) < 1e-12 * (self.max - self.min)] = 0.0
+        return v
+
+
+def parse_axis(spec: str | Axis | tuple[float, float, int], name: str = "x") -> Axis:
+    """Parse ``"min:max:num"`` (e.g. ``"-1:1:51"``) into an :class:`Axis`.
+
+    Raises
+    ------
+    LandscapeError
+        For anything else (``"1:-1:5"``, ``"a:b:c"``, ``"0:1:0"``, ``"-1:1:1.5"``).
+    """
+    if isinstance(spec, Axis):
+        return spec
+    if isinstance(spec, tuple | list) and len(spec) == 3:
+        spec = ":".join(str(s) for s in spec)
+    if not isinstance(spec, str):
+        raise LandscapeError(f"grid --{name} must be a string 'min:max:num'; got {spec!r}")
+    m = _AXIS_RE.match(spec)
+    if not m:
+        raise LandscapeError(
+            f"bad grid --{name}={spec!r}: expected min:max:num with numbers, e.g. -1:1:51"
+        )
+    lo, hi, num_s = float(m.group(1)), float(m.group(2)), m.group(3)
+    if not re.fullmatch(r"\d+", num_s):
+        raise LandscapeError(
+            f"bad grid --{name}={spec!r}: the number of points must be a positive integer, "
+            f"got {num_s!r}"
+        )
+    num = int(num_s)
+    if num < 1:
+        raise LandscapeError(f"bad grid --{name}={spec!r}: the number of points must be >= 1")
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise LandscapeError(f"bad grid --{name}={spec!r}: bounds must be finite")
+    if num > 1 and not lo < hi:
+        raise LandscapeError(
+            f"bad grid --{name}={spec!r}: min must be smaller than max (write it as "
+            f"{min(lo, hi):g}:{max(lo, hi):g}:{num})"
+        )
+    if num == 1 and lo != hi:
+        raise LandscapeError(
+            f"bad grid --{name}={spec!r}: one point needs min == max (or use num >= 2)"
+        )
+    return Axis(lo, hi, num)
+
+
+@dataclass
+class Surface:
+    """A loss/accuracy surface with its coordinates, completion mask and provenance.
+
+    Attributes
+    ----------
+    x : np.ndarray
+        Coordinates along the first direction, shape ``(nx,)``.
+    y : np.ndarray or None
+        Coordinates along the second direction, shape ``(ny,)``; ``None`` for 1D.
+    arrays : dict[str, np.ndarray]
+        ``"train_loss"``, ``"train_acc"``, ``"test_loss"``, ... shaped ``(ny, nx)`` (2D) or
+        ``(nx,)`` (1D). Unfinished points are NaN.
+    done : np.ndarray of bool
+        Completion mask, same shape.
+    directions : Directions or None
+        The directions (``None`` for files of Li et al. without them).
+    recipe : dict
+        Everything that must match for a run to resume into this surface.
+    provenance : dict
+        Informational metadata (command line, checkpoint path, tool version, source format).
+    """
+
+    x: np.ndarray
+    y: np.ndarray | None
+    arrays: dict[str, np.ndarray]
+    done: np.ndarray
+    directions: Directions | None = None
+    recipe: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ndim(self) -> int:
+        """1 or 2."""
+        return 1 if self.y is None else 2
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``(ny, nx)`` or ``(nx,)``."""
+        return self.done.shape
+
+    @property
+    def n_points(self) -> int:
+        """Total number of grid points."""
+        return int(self.done.size)
+
+    @property
+    def n_done(self) -> int:
+        """Number of computed points."""
+        return int(self.done.sum())
+
+    @property
+    def complete(self) -> bool:
+        """Whether every point has been computed."""
+        return bool(self.done.all())
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        try:
+            return self.arrays[name]
+        except KeyError:
+            raise KeyError(
+                f"surface has no array {name!r}; it has {sorted(self.arrays)}"
+            ) from None
+
+    def coords(self, index: int) -> tuple[float, ...]:
+        """Coordinates of the flat (raster-order) point ``index``."""
+        if self.y is None:
+            return (float(self.x[index]),)
+        iy, ix = divmod(index, len(self.x))
+        return (float(self.x[ix]), float(self.y[iy]))
+
+    def __repr__(self) -> str:
+        grid = f"{len(self.x)}" if self.y is None else f"{len(self.y)}x{len(self.x)}"
+        return (
+            f"Surface({self.ndim}D {grid}, arrays={sorted(self.arrays)}, "
+            f"done={self.n_done}/{self.n_points})"
+        )
+
+    # ------------------------------------------------------------------ storage
+    def _groups(self) -> dict[str, storage.Group]:
+        sg = storage.Group(
+            attrs={
+                "recipe": storage.dumps(self.recipe),
+                "provenance": storage.dumps(self.provenance),
+                "ndim": self.ndim,
+                "arrays": json.dumps(sorted(self.arrays)),
+            }
+        )
+        sg.datasets["x"] = np.asarray(self.x, dtype=np.float64)
+        if self.y is not None:
+            sg.datasets["y"] = np.asarray(self.y, dtype=np.float64)
+        for k in sorted(self.arrays):
+            sg.datasets[k] = np.asarray(self.arrays[k], dtype=np.float64)
+        sg.datasets["done"] = self.done.astype(np.uint8)
+        groups: dict[str, storage.Group | None] = {"surface": sg}
+        if self.directions is not None:
+            groups["directions"] = directions_group(self.directions)
+        return groups
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        """Write to ``path`` atomically (other groups of an existing file are kept)."""
+        storage.update_file(path, self._groups(), overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Surface:
+        """Read a surface from a landscape file or a file of Li et al. (2018)."""
+        kind = storage.file_kind(path)
+        if kind == "li2018":
+            d = storage.read_li2018(path)
+            return cls(
+                x=d["x"], y=d["y"], arrays=d["arrays"], done=d["done"], directions=None,
+                recipe={}, provenance={"source_format": "li2018", "dir_file": d["dir_file"]},
+            )
+        g = storage.read_group(path, "surface")
+        if g is None:
+            raise LandscapeError(f"'{path}' holds no surface (no /surface group)")
+        try:
+            names = json.loads(g.attrs["arrays"])
+            x = g.datasets["x"]
+            y = g.datasets.get("y")
+            arrays = {k: g.datasets[k] for k in names}
+            done = g.datasets["done"].astype(bool)
+            recipe = json.loads(g.attrs["recipe"])
+            prov = json.loads(g.attrs.get("provenance", "{}"))
+        except (KeyError, ValueError) as exc:
+            raise LandscapeError(f"'{path}' has a damaged /surface group ({exc})") from exc
+        dirs = load_directions(path) if "directions" in storage.list_groups(path) else None
+        return cls(x=x, y=y, arrays=arrays, done=done, directions=dirs, recipe=recipe,
+                   provenance=prov)
+
+
+def directions_group(d: Directions) -> storage.Group:
+    """HDF5 group holding directions and their recipe."""
+    g = storage.Group(
+        attrs={"recipe": d.recipe_json(), "sha256": d.digest(), "ndim": d.ndim}
+    )
+    for axis, vec in zip(("x", "y"), d.vectors, strict=False):
+        sub = storage.Group()
+        for k, v in vec.items():
+            sub.datasets[k] = v.detach().cpu().numpy()
+        sub.attrs["order"] = json.dumps(list(vec))
+        g.groups[axis] = sub
+    return g
+
+
+def save_directions(path: str | os.PathLike, d: Directions, *, overwrite: bool = False) -> None:
+    """Write directions (with their recipe) to an HDF5 file, atomically."""
+    storage.update_file(path, {"directions": directions_group(d)}, overwrite=overwrite)
+
+
+def load_directions(path: str | os.PathLike) -> Directions:
+    """Read directions from a directions or surface file."""
+    g = storage.read_group(path, "directions")
+    if g is None:
+        raise LandscapeError(f"'{path}' holds no directions (no /directions group)")
+    try:
+        vecs = []
+        for axis in ("x", "y"):
+            if axis not in g.groups:
+                continue
+            sub = g.groups[axis]
+            order = json.loads(sub.attrs["order"])
+            vecs.append({k: torch.from_numpy(np.array(sub.datasets[k])) for k in order})
+        d = Directions(tuple(vecs), json.loads(g.attrs["recipe"]))
+    except (KeyError, ValueError) as exc:
+        raise LandscapeError(f"'{path}' has a damaged /directions group ({exc})") from exc
+    if "sha256" in g.attrs and d.digest() != g.attrs["sha256"]:
+        raise LandscapeError(f"directions in '{path}' do not match their recorded checksum")
+    return d
+
+
+def recipe_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """Top-level keys whose values differ between two recipes."""
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def compute_surface(
+    model: nn.Module,
+    directions: Directions,
+    data: Mapping[str, Any],
+    *,
+    x: str | Axis,
+    y: str | Axis | None = None,
+    base: Mapping[str, Tensor] | None = None,
+    loss: LossSpec = "cross_entropy",
+    bn: str = "eval",
+    bn_batches: int = 10,
+    batch_size: int = 1024,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    recipe: Mapping[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    flush_seconds: float = 10.0,
+    max_points: int | None = None,
+) -> Surface:
+    """Evaluate loss and accuracy on a 1D or 2D grid along ``directions``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network at θ* (not modified).
+    directions : Directions
+        One direction (1D) or two (2D); ``directions.what`` selects weights or states.
+    data : dict[str, TensorData]
+        Datasets by name, e.g. ``{"train": train, "test": test}``; arrays are named
+        ``<name>_loss`` and ``<name>_acc``.
+    x, y : str or Axis
+        Grids as ``"min:max:num"``. ``y`` is required for two directions and forbidden for one.
+    base : dict[str, Tensor], optional
+        The origin θ* (default: the model's own tensors).
+    loss : str or callable, default="cross_entropy"
+        Loss (see :func:`landscape._functional.resolve_loss`).
+    bn : {"eval", "recalibrate"}, default="eval"
+        BatchNorm policy (see :mod:`landscape.evaluation`).
+    bn_batches : int, default=10
+        Batches used by ``bn="recalibrate"``.
+    batch_size : int, default=1024
+        Evaluation batch size (part of the recipe).
+    device, dtype : optional
+        Evaluation device and dtype.
+    out : path, optional
+        HDF5 file to write as points finish and to resume from.
+    overwrite : bool, default=False
+        Replace an existing ``out`` whose recipe differs (otherwise that is an error).
+    recipe : dict, optional
+        Extra recipe entries (checkpoint hash, model and data specs) that must match on resume.
+    provenance : dict, optional
+        Informational metadata stored with the file.
+    progress : bool, default=True
+        Show a progress bar with ETA.
+    flush_seconds : float, default=10.0
+        Write the file at most this often (and always at the end).
+    max_points : int, optional
+        Stop after computing this many new points (the file stays resumable).
+
+    Returns
+    -------
+    Surface
+    """
+    ax = parse_axis(x, "x")
+    ay = parse_axis(y, "y") if y is not None else None
+    if directions.ndim == 2 and ay is None:
+        raise LandscapeError("two directions need a --y grid (or use one direction for 1D)")
+    if directions.ndim == 1 and ay is not None:
+        raise LandscapeError("a --y grid needs two directions; these directions are 1D")
+    if not data:
+        raise LandscapeError("no dataset given to evaluate the surface on")
+    check_float("flush_seconds", flush_seconds, 0.0)
+    if max_points is not None:
+        max_points = check_int("max_points", max_points, 0)
+    what = directions.what
+    base_t = dict(base) if base is not None else named_tensors(model, what)
+    full_recipe: dict[str, Any] = dict(recipe or {})
+    full_recipe.update(
+        {
+            "grid": {"x": ax.spec, "y": ay.spec if ay else None},
+            "directions": directions.recipe,
+            "directions_sha256": directions.digest(),
+            "datasets": {k: len(v) for k, v in data.items()},
+            "loss": loss_name(loss),
+            "bn": bn,
+            "bn_batches": bn_batches if bn == "recalibrate" else None,
+            "batch_size": batch_size,
+            "dtype": str(dtype or next(iter(base_t.values())).dtype).replace("torch.", ""),
+        }
+    )
+    full_recipe = json.loads(storage.dumps(full_recipe))
+    surf = _new_surface(ax, ay, data, directions, full_recipe, dict(provenance or {}))
+    if out is not None and Path(out).exists() and not overwrite:
+        old = Surface.load(out)
+        diff = recipe_differences(old.recipe, full_recipe)
+        if diff:
+            raise LandscapeError(
+                f"'{out}' was computed with a different recipe (differs in: "
+                f"{', '.join(diff)}); pass --overwrite to replace it or choose another --out"
+            )
+        surf.arrays, surf.done = old.arrays, old.done
+        surf.provenance = old.provenance  # the file keeps the provenance of its first run
+        if set(surf.arrays) != set(_array_names(data)):
+            raise LandscapeError(f"'{out}' has arrays {sorted(surf.arrays)}; expected others")
+    todo = [int(i) for i in np.flatnonzero(~surf.done.reshape(-1))]
+    if max_points is not None:
+        todo = todo[:max_points]
+    if not todo:
+        return surf
+    for k, v in directions.vectors[0].items():
+        if k not in base_t:
+            raise LandscapeError(
+                f"direction tensor '{k}' is not a {what} tensor of the model -- the "
+                "directions were made for another architecture or --dir-type"
+            )
+        if tuple(v.shape) != tuple(base_t[k].shape):
+            raise LandscapeError(
+                f"direction tensor '{k}' has shape {tuple(v.shape)}, the model's has "
+                f"{tuple(base_t[k].shape)} -- the directions were made for another architecture"
+            )
+    ev = Evaluator(model, data, loss=loss, what=what, batch_size=batch_size, bn=bn,
+                   bn_batches=bn_batches, device=device, dtype=dtype)
+    base_dev = {k: v.to(ev.device, dtype=dtype) if (dtype and v.is_floating_point())
+                else v.to(ev.device) for k, v in base_t.items()}
+    dirs_dev = tuple({k: v.to(ev.device, dtype=base_dev[k].dtype) for k, v in vec.items()}
+                     for vec in directions.vectors)
+    _run_points(surf, ev, base_dev, dirs_dev, todo, out, overwrite, progress, flush_seconds)
+    return surf
+
+
+def _array_names(data: Mapping[str, Any]) -> list[str]:
+    names = []
+    for k, v in data.items():
+        names.append(f"{k}_loss")
+        if not v.y.is_floating_point():
+            names.append(f"{k}_acc")
+    return names
+
+
+def _new_surface(ax: Axis, ay: Axis | None, data: Mapping[str, Any], directions: Directions,
+                 recipe: dict[str, Any], provenance: dict[str, Any]) -> Surface:
+    shape = (ay.num, ax.num) if ay is not None else (ax.num,)
+    arrays = {k: np.full(shape, np.nan) for k in _array_names(data)}
+    from . import __version__
+
+    prov = {"tool_version": __version__, "torch_version": torch.__version__, **provenance}
+    return Surface(
+        x=ax.values, y=ay.values if ay is not None else None, arrays=arrays,
+        done=np.zeros(shape, dtype=bool), directions=directions, recipe=recipe,
+        provenance=prov,
+    )
+
+
+def _run_points(surf: Surface, ev: Evaluator, base: dict[str, Tensor],
+                dirs: tuple[dict[str, Tensor], ...], todo: Iterable[int],
+                out: str | os.PathLike | None, overwrite: bool, progress: bool,
+                flush_seconds: float) -> None:
+    from tqdm.auto import tqdm
+
+    todo = list(todo)
+    flat_done = surf.done.reshape(-1)
+    flat = {k: v.reshape(-1) for k, v in surf.arrays.items()}
+    first_write = overwrite
+    last = time.monotonic()
+    bar = tqdm(total=surf.n_points, initial=surf.n_done, disable=not progress,
+               desc="surface", unit="pt", dynamic_ncols=True)
+    try:
+        for idx in todo:
+            m = ev.at(base, dirs, surf.coords(idx))
+            for name, met in m.items():
+                flat[f"{name}_loss"][idx] = met.loss
+                if f"{name}_acc" in flat:
+                    flat[f"{name}_acc"][idx] = np.nan if met.accuracy is None else met.accuracy
+            flat_done[idx] = True
+            bar.update(1)
+            if out is not None and time.monotonic() - last >= flush_seconds:
+                surf.save(out, overwrite=first_write)
+                first_write = False
+                last = time.monotonic()
+    finally:
+        bar.close()
+        if out is not None and surf.n_done > 0:
+            surf.save(out, overwrite=first_write)
