@@ -16,7 +16,6 @@ Two selections of tensors exist throughout the package:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +38,7 @@ TENSOR_SELECTIONS = ("weights", "states")
 
 #: A loss is a name (``"cross_entropy"``, ``"mse"``) or ``f(output, target) -> Tensor``
 #: returning per-sample losses of shape ``(B,)`` (or their mean, a scalar).
-LossSpec = Union[str, Callable[[Tensor, Tensor], Tensor]]
+LossSpec = str | Callable[[Tensor, Tensor], Tensor]
 
 _BUILTIN_LOSSES = ("cross_entropy", "mse")
 

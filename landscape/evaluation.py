@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -94,13 +95,13 @@ class Evaluator:
     def __init__(
         self,
         model: nn.Module,
-        datasets: Mapping[str, object],
+        datasets: Mapping[str, Any],
         *,
         loss: LossSpec = "cross_entropy",
         what: str = "weights",
         batch_size: int = 1024,
         bn: str = "eval",
-        bn_data: object | None = None,
+        bn_data: Any | None = None,
         bn_batches: int = 10,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -133,7 +134,7 @@ class Evaluator:
         self._targets = named_tensors(self._model, what)
         self._initial = {k: v.clone() for k, v in self._targets.items()}
         self._data = {
-            name: (self._move_x(getattr(d, "x")), getattr(d, "y").to(self.device))
+            name: (self._move_x(d.x), d.y.to(self.device))
             for name, d in datasets.items()
         }
         self._bn = _bn_modules(self._model)
@@ -141,7 +142,7 @@ class Evaluator:
             src = bn_data if bn_data is not None else datasets.get("train")
             if src is None:
                 raise LandscapeError("bn='recalibrate' needs training data (bn_data)")
-            x = self._move_x(getattr(src, "x"))
+            x = self._move_x(src.x)
             n = min(len(x), self.batch_size * self.bn_batches)
             self._bn_x = x[:n]
             for m in self._bn:
