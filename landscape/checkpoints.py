@@ -1,0 +1,532 @@
+"""Saving and loading model checkpoints, safely and from the formats found in the wild.
+
+:func:`save_checkpoint` writes landscape's own format atomically (temporary file in the same
+directory, ``fsync``, :func:`os.replace`), so a killed process never leaves half a file behind::
+
+    {"format": "landscape.checkpoint", "format_version": 1,
+     "model": ModelSpec.to_dict() | None, "state_dict": {...}, "meta": {...}}
+
+:func:`load_checkpoint` reads it back with ``torch.load(..., weights_only=True)`` -- which never
+executes code from the file -- and also accepts what other code bases write:
+
+* a raw ``state_dict`` (a mapping of names to tensors);
+* a dict with a ``"state_dict"``, ``"model_state_dict"`` or ``"model"`` entry holding one
+  (PyTorch Lightning, most training scripts);
+* keys carrying a wrapper prefix: ``"module."`` (DataParallel / DDP, possibly repeated),
+  ``"_orig_mod."`` (``torch.compile``), ``"model."`` / ``"net."`` (Lightning modules). Only the
+  leading components needed to match the target model's own keys are stripped;
+* with ``trust=True`` only: a fully pickled :class:`~torch.nn.Module` (or dicts holding one),
+  loaded with ``weights_only=False`` -- which can execute arbitrary code from the file.
+
+Every problem (missing file, corrupted or truncated file, keys of a different architecture,
+NaN/inf weights) is reported as a one-line :class:`~landscape.errors.LandscapeError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import torch
+from torch import Tensor, nn
+
+from .errors import LandscapeError
+from .models import ModelSpec
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_FORMAT_VERSION",
+    "Checkpoint",
+    "file_sha256",
+    "save_checkpoint",
+    "load_checkpoint",
+]
+
+CHECKPOINT_FORMAT = "landscape.checkpoint"
+CHECKPOINT_FORMAT_VERSION = 1
+
+#: Dict entries that may hold the state dict in third-party checkpoints, in order of preference.
+_STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model")
+#: Wrapper prefixes stripped (only for readable error messages) when no prefix matches the model.
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+#: How many offending keys an error message names.
+_N_NAMED = 3
+
+PathLike = str | os.PathLike
+
+
+# --------------------------------------------------------------------------------------------
+# files
+# --------------------------------------------------------------------------------------------
+
+
+def file_sha256(path: PathLike, chunk_size: int = 1 << 20) -> str:
+    """Return the SHA-256 hex digest of a file, read in chunks.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file.
+    chunk_size : int, default 1 MiB
+        Bytes read at a time (the file is never held in memory at once).
+
+    Returns
+    -------
+    str
+        64 lowercase hexadecimal characters.
+    """
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write ``path`` atomically: ``write(f)`` into a temporary sibling, fsync, then replace.
+
+    A reader (or a process killed halfway) sees either the old file or the complete new one,
+    never a partial one. The parent directory is created if needed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable (POSIX); harmless where unsupported
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+    except OSError:
+        return path
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# saving
+# --------------------------------------------------------------------------------------------
+
+
+def _plain(value: Any, where: str) -> Any:
+    """Convert ``value`` to plain Python data that ``weights_only`` loading accepts."""
+    if value is None:
+        return None
+    for kind in (bool, int, float, str):  # also numpy scalars that subclass them (np.float64)
+        if isinstance(value, kind):
+            return kind(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise LandscapeError(
+                    f"checkpoint meta '{where}' has a non-string key {k!r}; use string keys"
+                )
+            out[k] = _plain(v, f"{where}.{k}")
+        return out
+    if isinstance(value, list | tuple):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    item = getattr(value, "item", None)  # numpy scalars, 0-d tensors
+    if callable(item) and getattr(value, "ndim", None) == 0:
+        return _plain(item(), where)
+    raise LandscapeError(
+        f"checkpoint meta '{where}' is a {type(value).__name__}; "
+        "pass plain Python numbers, strings, lists or dicts"
+    )
+
+
+def save_checkpoint(
+    path: PathLike, model: nn.Module, spec: ModelSpec | None = None, **meta: Any
+) -> Path:
+    """Save a model's ``state_dict`` with its architecture and metadata, atomically.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination file (conventionally ``*.pt``); parent directories are created.
+    model : nn.Module
+        The model whose ``state_dict()`` is saved (tensors are moved to the CPU).
+    spec : ModelSpec or None
+        The architecture, so :func:`load_checkpoint` can rebuild the model without being told.
+    **meta
+        Plain Python data (numbers, strings, lists, dicts) stored under ``"meta"``; numpy
+        scalars and paths are converted. Anything else raises :class:`LandscapeError`, so the
+        file stays loadable with ``weights_only=True``.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    if not isinstance(model, nn.Module):
+        raise LandscapeError(
+            f"save_checkpoint needs an nn.Module; got {type(model).__name__} instead"
+        )
+    if spec is not None and not isinstance(spec, ModelSpec):
+        raise LandscapeError(
+            f"The 'spec' parameter must be a ModelSpec or None. Got {type(spec).__name__} instead."
+        )
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_FORMAT_VERSION,
+        "model": None if spec is None else spec.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "meta": _plain(dict(meta), "meta"),
+    }
+    return _atomic_write(path, lambda f: torch.save(payload, f))
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint.
+
+    Attributes
+    ----------
+    model : nn.Module
+        The network with the checkpoint's weights, in ``eval()`` mode, on the CPU.
+    spec : ModelSpec or None
+        The architecture it was built from (``None`` when a ready module was passed to
+        :func:`load_checkpoint`, or a trusted pickled module was loaded as is).
+    path : str
+        The file it was read from.
+    sha256 : str
+        SHA-256 of the file (identifies the exact weights in stored results).
+    meta : dict
+        The metadata saved with it (epoch, metrics, ...); for third-party checkpoints, the
+        top-level scalar entries (e.g. ``epoch``, ``global_step``).
+    """
+
+    model: nn.Module = field(repr=False)
+    spec: ModelSpec | None
+    path: str
+    sha256: str
+    meta: dict = field(default_factory=dict)
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items())
+    )
+
+
+def _quote(keys: list[str]) -> str:
+    named = ", ".join(f"'{k}'" for k in keys[:_N_NAMED])
+    return named + (", ..." if len(keys) > _N_NAMED else "")
+
+
+def _unsupported_global(message: str) -> str | None:
+    marker = "Unsupported global: GLOBAL "
+    if marker not in message:
+        return None
+    return message.split(marker, 1)[1].split()[0]
+
+
+def _torch_load(path: Path, trust: bool) -> Any:
+    """``torch.load`` on the CPU, turning every failure into a one-line LandscapeError."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4"
+            return torch.load(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as e:
+        msg = str(e)
+        if not trust and "Weights only load failed" in msg:
+            what = _unsupported_global(msg)
+            detail = f" ({what})" if what else ""
+            raise LandscapeError(
+                f"checkpoint '{path}' contains pickled Python objects{detail} that can execute "
+                "code when loaded; pass --trust-checkpoint (trust=True) only if you trust its "
+                "source, or re-save it as a state_dict"
+            ) from e
+        raise LandscapeError(
+            f"checkpoint '{path}' is corrupted or not a PyTorch checkpoint (cannot unpickle it: "
+            f"{msg.splitlines()[0] if msg else type(e).__name__}); re-save or re-download it"
+        ) from e
+    except (ImportError, AttributeError) as e:  # trust=True: a pickled class that is not found
+        raise LandscapeError(
+            f"checkpoint '{path}' pickles an object whose class cannot be imported "
+            f"({str(e).splitlines()[0]}); import the module that defines it first, or re-save "
+            "the checkpoint as a state_dict"
+        ) from e
+    except (EOFError, RuntimeError, KeyError, ValueError, TypeError, IndexError, OSError,
+            MemoryError, OverflowError, UnicodeDecodeError) as e:
+        raise LandscapeError(
+            f"checkpoint '{path}' is corrupted, truncated or not a PyTorch checkpoint "
+            f"({type(e).__name__}); re-save or re-download it"
+        ) from e
+
+
+def _scalar_meta(obj: Mapping[str, Any], skip: str | None) -> dict:
+    return {
+        k: v
+        for k, v in obj.items()
+        if isinstance(k, str) and k != skip and isinstance(v, bool | int | float | str)
+    }
+
+
+def _extract(obj: Any, path: Path, trust: bool) -> tuple[Any, dict | None, dict]:
+    """Split a loaded object into (state dict or nn.Module, our spec dict or None, meta)."""
+    if isinstance(obj, nn.Module):  # only reachable with trust=True
+        return obj, None, {}
+    if isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT:
+        version = obj.get("format_version")
+        if not isinstance(version, int) or version > CHECKPOINT_FORMAT_VERSION:
+            raise LandscapeError(
+                f"checkpoint '{path}' has format version {version!r}, newer than this version "
+                f"of landscape reads ({CHECKPOINT_FORMAT_VERSION}); upgrade landscape"
+            )
+        state, spec, meta = obj.get("state_dict"), obj.get("model"), obj.get("meta") or {}
+        if not _is_state_dict(state) or not (spec is None or isinstance(spec, Mapping)):
+            raise LandscapeError(
+                f"checkpoint '{path}' is a damaged landscape checkpoint (bad 'state_dict' or "
+                "'model' entry); re-save it"
+            )
+        return state, None if spec is None else dict(spec), dict(meta)
+    if _is_state_dict(obj):
+        return obj, None, {}
+    if isinstance(obj, Mapping):
+        for key in _STATE_DICT_KEYS:
+            value = obj.get(key)
+            if _is_state_dict(value) or (trust and isinstance(value, nn.Module)):
+                return value, None, _scalar_meta(obj, key)
+        keys = [str(k) for k in obj]
+        raise LandscapeError(
+            f"checkpoint '{path}' holds no state dict (top-level keys: {_quote(keys) or 'none'});"
+            " expected a state_dict or a dict with a 'state_dict', 'model_state_dict' or "
+            "'model' entry"
+        )
+    raise LandscapeError(
+        f"checkpoint '{path}' holds a {type(obj).__name__}, not model weights; expected a "
+        "state_dict or a dict with a 'state_dict', 'model_state_dict' or 'model' entry"
+    )
+
+
+def _align_keys(state: Mapping[str, Tensor], target: Mapping[str, Any]) -> dict[str, Tensor]:
+    """Strip the leading key components that make ``state`` match the ``target`` keys.
+
+    Each candidate prefix (whole dot-separated components, e.g. ``"module."``,
+    ``"module.module."``, ``"model."``) is scored by how many of its keys then name a target
+    key; the best-scoring one wins (ties: the shorter prefix, so nothing is stripped when the
+    keys already match). Keys outside the chosen prefix belong to other sub-modules (a
+    Lightning module's loss, an EMA copy, ...) and are dropped, but a prefix must hold at least
+    half of the checkpoint's keys: one sub-module of a different network (``"module.fc."``) is
+    never silently taken for the model. When no prefix gives a single match, pure wrapper
+    prefixes (``module.``, ``_orig_mod.``) are stripped so that error messages show the model's
+    own key names.
+    """
+    scores: dict[str, int] = {"": sum(k in target for k in state)}
+    for key in state:
+        parts = key.split(".")
+        for i in range(1, len(parts)):
+            if ".".join(parts[i:]) in target:
+                prefix = ".".join(parts[:i]) + "."
+                scores[prefix] = scores.get(prefix, 0) + 1
+    for prefix in [p for p in scores if p]:
+        if 2 * sum(k.startswith(prefix) for k in state) < len(state):
+            del scores[prefix]
+    best = max(scores, key=lambda p: (scores[p], -len(p)))
+    if scores[best] == 0:
+        out = dict(state)
+        while out and (
+            wrapper := next((w for w in _WRAPPER_PREFIXES if all(k.startswith(w) for k in out)),
+                            None)
+        ):
+            out = {k[len(wrapper):]: v for k, v in out.items()}
+        return out
+    if not best:
+        return dict(state)
+    return {k[len(best):]: v for k, v in state.items() if k.startswith(best)}
+
+
+def _check_fit(state: Mapping[str, Tensor], target: Mapping[str, Tensor], path: Path) -> None:
+    missing = [k for k in target if k not in state]
+    unexpected = [k for k in state if k not in target]
+    mismatched = [
+        k for k in target if k in state and tuple(state[k].shape) != tuple(target[k].shape)
+    ]
+    if not (missing or unexpected or mismatched):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s) {_quote(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s) {_quote(unexpected)}")
+    if mismatched:
+        shapes = ", ".join(
+            f"'{k}' {tuple(state[k].shape)} vs {tuple(target[k].shape)}"
+            for k in mismatched[:_N_NAMED]
+        )
+        more = ", ..." if len(mismatched) > _N_NAMED else ""
+        parts.append(
+            f"{len(mismatched)} shape mismatch(es) (checkpoint vs model) {shapes}{more}"
+        )
+    raise LandscapeError(
+        f"checkpoint '{path}' does not fit the model: {'; '.join(parts)}; pass --model (and "
+        "--model-kwargs) with the architecture it was trained with"
+    )
+
+
+def _check_finite(state: Mapping[str, Tensor], path: Path) -> None:
+    for name, t in state.items():
+        if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise LandscapeError(
+                f"checkpoint '{path}' has non-finite values (NaN/inf) in '{name}' "
+                f"({bad} of {t.numel()}); the run probably diverged -- use an earlier "
+                "checkpoint or retrain with a lower --lr"
+            )
+
+
+def _resolve_model(
+    model: ModelSpec | str | nn.Module | None,
+    model_kwargs: Mapping[str, Any] | None,
+    saved_spec: dict | None,
+    loaded: Any,
+    path: Path,
+) -> tuple[nn.Module, ModelSpec | None]:
+    """Build (or take) the module the weights are loaded into, and its spec."""
+    if model_kwargs is not None and not isinstance(model_kwargs, Mapping):
+        raise LandscapeError(
+            "The 'model_kwargs' parameter must be a dict. "
+            f"Got {type(model_kwargs).__name__} instead."
+        )
+    if model_kwargs and not isinstance(model, str):
+        raise LandscapeError(
+            "model_kwargs is only used together with a model name; pass --model NAME with "
+            "--model-kwargs"
+        )
+    if isinstance(model, nn.Module):
+        return model, None
+    if isinstance(model, ModelSpec):
+        return model.build(), model
+    if isinstance(model, str):
+        spec = ModelSpec(model, dict(model_kwargs or {}))
+        return spec.build(), spec
+    if model is not None:
+        raise LandscapeError(
+            "The 'model' parameter must be a ModelSpec, a model name, an nn.Module or None. "
+            f"Got {type(model).__name__} instead."
+        )
+    if saved_spec is not None:
+        try:
+            spec = ModelSpec.from_dict(saved_spec)
+        except LandscapeError:
+            raise
+        except (KeyError, TypeError, ValueError) as e:
+            raise LandscapeError(
+                f"checkpoint '{path}' carries a damaged model spec ({e}); pass --model NAME "
+                "(and --model-kwargs JSON) with the architecture it was trained with"
+            ) from e
+        return spec.build(), spec
+    if isinstance(loaded, nn.Module):  # trusted full pickle: the object is the model
+        return loaded, None
+    raise LandscapeError(
+        f"checkpoint '{path}' carries no model spec; pass --model NAME (and --model-kwargs "
+        "JSON) with the architecture it was trained with"
+    )
+
+
+def load_checkpoint(
+    path: PathLike,
+    *,
+    model: ModelSpec | str | nn.Module | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    trust: bool = False,
+) -> Checkpoint:
+    """Load a checkpoint into a model, safely.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A landscape checkpoint, a raw ``state_dict``, or a dict holding one under
+        ``"state_dict"``, ``"model_state_dict"`` or ``"model"`` (wrapper prefixes such as
+        ``"module."``, ``"_orig_mod."``, ``"model."`` are stripped as needed to match the
+        model's keys).
+    model : ModelSpec, str, nn.Module or None
+        The architecture: a :class:`~landscape.models.ModelSpec`, a registry name (with
+        ``model_kwargs``), or a ready module whose weights are replaced in place. ``None``
+        uses the spec saved in a landscape checkpoint.
+    model_kwargs : dict, optional
+        Keyword arguments for the registry name given as ``model``.
+    trust : bool, default False
+        Allow full pickles (``weights_only=False``), e.g. a saved ``nn.Module``. Unpickling
+        can execute arbitrary code: only for files from a source you trust.
+
+    Returns
+    -------
+    Checkpoint
+        The model (float32 weights as saved, ``eval()`` mode, CPU), its spec, the file's path
+        and SHA-256, and the saved metadata.
+
+    Raises
+    ------
+    LandscapeError
+        If the file is missing, corrupted or truncated; holds pickled objects and ``trust`` is
+        false; carries no architecture and ``model`` is not given; has keys or shapes of a
+        different architecture (the first offending keys are named); or has NaN/inf weights.
+
+    Examples
+    --------
+    >>> ckpt = load_checkpoint("runs/mlp/epoch_0030.pt")                 # doctest: +SKIP
+    >>> ckpt = load_checkpoint("resnet20.th", model="resnet20")          # doctest: +SKIP
+    >>> ckpt.model(x), ckpt.meta["test_acc"]                             # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.exists():
+        raise LandscapeError(f"checkpoint '{path}' does not exist; check the path")
+    if not path.is_file():
+        raise LandscapeError(f"checkpoint '{path}' is not a file; pass the path of a .pt file")
+    if path.stat().st_size == 0:
+        raise LandscapeError(f"checkpoint '{path}' is empty; re-save or re-download it")
+    sha = file_sha256(path)
+    loaded, saved_spec, meta = _extract(_torch_load(path, trust), path, trust)
+
+    net, spec = _resolve_model(model, model_kwargs, saved_spec, loaded, path)
+    if not isinstance(net, nn.Module):
+        raise LandscapeError(f"building the model for '{path}' did not give an nn.Module")
+    source = loaded.state_dict() if isinstance(loaded, nn.Module) else loaded
+    target = net.state_dict()
+    state = _align_keys(source, target)
+    for k in target:  # old BatchNorm checkpoints lack the (unused) step counter
+        if k not in state and k.endswith("num_batches_tracked"):
+            state[k] = target[k]
+    _check_fit(state, target, path)
+    _check_finite(state, path)
+    if net is not loaded:
+        try:
+            net.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise LandscapeError(
+                f"checkpoint '{path}' does not fit the model ({str(e).splitlines()[0]}); pass "
+                "--model (and --model-kwargs) with the architecture it was trained with"
+            ) from e
+    net.eval()
+    return Checkpoint(model=net, spec=spec, path=str(path), sha256=sha, meta=meta)

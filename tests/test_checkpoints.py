@@ -1,0 +1,361 @@
+"""Tests for landscape.checkpoints: atomic saving, safe loading, foreign formats, errors."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor, nn
+
+from landscape.checkpoints import (
+    CHECKPOINT_FORMAT,
+    Checkpoint,
+    file_sha256,
+    load_checkpoint,
+    save_checkpoint,
+)
+from landscape.errors import LandscapeError
+from landscape.models import ModelSpec
+
+KWARGS = {"width": 8, "depth": 2}
+SPEC = ModelSpec("mlp", KWARGS)
+
+
+@pytest.fixture
+def net() -> nn.Module:
+    torch.manual_seed(0)
+    return SPEC.build()
+
+
+@pytest.fixture
+def x() -> Tensor:
+    return torch.randn(5, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+
+
+def _out(model: nn.Module, x: Tensor) -> Tensor:
+    model.eval()
+    with torch.no_grad():
+        return model(x)
+
+
+def _sd(net: nn.Module) -> OrderedDict[str, Tensor]:
+    return OrderedDict((k, v.clone()) for k, v in net.state_dict().items())
+
+
+def _prefixed(sd: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    return {prefix + k: v for k, v in sd.items()}
+
+
+# ---------------------------------------------------------------------------------- round trip
+
+
+def test_round_trip_identical_outputs(tmp_path: Path, net: nn.Module, x: Tensor) -> None:
+    path = save_checkpoint(
+        tmp_path / "sub" / "a.pt", net, SPEC, epoch=3, acc=np.float64(0.5), tag="t",
+        nested={"lr": [0.1, 0.01], "where": tmp_path},
+    )
+    assert path == tmp_path / "sub" / "a.pt"
+    ckpt = load_checkpoint(path)
+    assert isinstance(ckpt, Checkpoint)
+    assert ckpt.spec == SPEC
+    assert ckpt.path == str(path)
+    assert ckpt.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert ckpt.meta == {
+        "epoch": 3, "acc": 0.5, "tag": "t", "nested": {"lr": [0.1, 0.01], "where": str(tmp_path)}
+    }
+    assert type(ckpt.meta["acc"]) is float
+    assert not ckpt.model.training
+    assert all(p.dtype == torch.float32 for p in ckpt.model.parameters())
+    assert torch.equal(_out(ckpt.model, x), _out(net, x))
+
+
+def test_saved_file_is_weights_only_and_leaves_no_temp(tmp_path: Path, net: nn.Module) -> None:
+    path = save_checkpoint(tmp_path / "a.pt", net, None, epoch=1)
+    raw = torch.load(path, weights_only=True)
+    assert raw["format"] == CHECKPOINT_FORMAT and raw["format_version"] == 1
+    assert raw["model"] is None and raw["meta"] == {"epoch": 1}
+    assert set(raw["state_dict"]) == set(net.state_dict())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt"]
+
+
+def test_save_is_atomic_when_writing_fails(
+    tmp_path: Path, net: nn.Module, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = save_checkpoint(tmp_path / "a.pt", net, SPEC, epoch=1)
+    before = path.read_bytes()
+
+    def broken_save(obj: object, f: object) -> None:
+        f.write(b"half a file")  # type: ignore[attr-defined]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, net, SPEC, epoch=2)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pt"]
+
+
+def test_meta_must_be_plain(tmp_path: Path, net: nn.Module) -> None:
+    with pytest.raises(LandscapeError, match="meta 'meta.bad'"):
+        save_checkpoint(tmp_path / "a.pt", net, SPEC, bad=object())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_file_sha256_matches_hashlib(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 1000
+    (tmp_path / "f.bin").write_bytes(data)
+    expected = hashlib.sha256(data).hexdigest()
+    assert file_sha256(tmp_path / "f.bin") == expected
+    assert file_sha256(tmp_path / "f.bin", chunk_size=1000) == expected
+
+
+# ---------------------------------------------------------------------------- foreign formats
+
+
+FORMATS = {
+    "raw": lambda sd: sd,
+    "state_dict": lambda sd: {"state_dict": sd, "epoch": 7},
+    "model_state_dict": lambda sd: {
+        "model_state_dict": sd, "optimizer_state_dict": {"state": {}, "param_groups": []}
+    },
+    "model": lambda sd: {"model": sd, "args": {"lr": 0.1}},
+    "lightning": lambda sd: {
+        "epoch": 2, "global_step": 40, "pytorch-lightning_version": "2.0",
+        "state_dict": {**_prefixed(sd, "model."), "criterion.weight": torch.ones(10)},
+    },
+    "net": lambda sd: {"state_dict": _prefixed(sd, "net.")},
+    "module": lambda sd: _prefixed(sd, "module."),
+    "module.module": lambda sd: _prefixed(sd, "module.module."),
+    "orig_mod": lambda sd: _prefixed(sd, "_orig_mod."),
+    "ddp+compile": lambda sd: {"model": _prefixed(sd, "module._orig_mod.")},
+}
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_accepted_formats(fmt: str, tmp_path: Path, net: nn.Module, x: Tensor) -> None:
+    path = tmp_path / "c.pt"
+    torch.save(FORMATS[fmt](_sd(net)), path)
+    ckpt = load_checkpoint(path, model="mlp", model_kwargs=KWARGS)
+    assert ckpt.spec == SPEC
+    assert torch.equal(_out(ckpt.model, x), _out(net, x))
+
+
+def test_foreign_meta_keeps_top_level_scalars(tmp_path: Path, net: nn.Module) -> None:
+    torch.save(FORMATS["lightning"](_sd(net)), tmp_path / "c.pt")
+    ckpt = load_checkpoint(tmp_path / "c.pt", model=SPEC)
+    assert ckpt.meta == {"epoch": 2, "global_step": 40, "pytorch-lightning_version": "2.0"}
+
+
+def test_model_given_as_module_is_filled_in_place(
+    tmp_path: Path, net: nn.Module, x: Tensor
+) -> None:
+    save_checkpoint(tmp_path / "a.pt", net, SPEC)
+    torch.manual_seed(123)
+    other = SPEC.build().train()
+    ckpt = load_checkpoint(tmp_path / "a.pt", model=other)
+    assert ckpt.model is other and not other.training
+    assert ckpt.spec is None
+    assert torch.equal(_out(other, x), _out(net, x))
+
+
+def test_explicit_model_overrides_saved_spec(tmp_path: Path, net: nn.Module) -> None:
+    save_checkpoint(tmp_path / "a.pt", net, SPEC)
+    plain = ModelSpec("mlp", {**KWARGS, "shortcut": False})  # same keys, other forward
+    assert load_checkpoint(tmp_path / "a.pt", model=plain).spec == plain
+
+
+def test_prefix_is_not_stripped_blindly(tmp_path: Path) -> None:
+    # A model whose own keys start with "model." must load an unprefixed-looking file as is.
+    class Wrapper(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = nn.Linear(3, 2)
+
+    torch.manual_seed(0)
+    src = Wrapper()
+    torch.save(src.state_dict(), tmp_path / "w.pt")
+    dst = Wrapper()
+    load_checkpoint(tmp_path / "w.pt", model=dst)
+    assert torch.equal(dst.model.weight, src.model.weight)
+
+
+# ------------------------------------------------------------------------------ architecture
+
+
+def test_no_spec_asks_for_model(tmp_path: Path, net: nn.Module) -> None:
+    torch.save(net.state_dict(), tmp_path / "x.pt")
+    with pytest.raises(LandscapeError, match=r"carries no model spec; pass --model NAME"):
+        load_checkpoint(tmp_path / "x.pt")
+
+
+def test_missing_keys_are_named(tmp_path: Path, net: nn.Module) -> None:
+    sd = _sd(net)
+    dropped = list(sd)[:4]
+    for k in dropped:
+        del sd[k]
+    torch.save(sd, tmp_path / "m.pt")
+    with pytest.raises(LandscapeError) as err:
+        load_checkpoint(tmp_path / "m.pt", model=SPEC)
+    msg = str(err.value)
+    assert "4 missing key(s)" in msg and "--model" in msg and "\n" not in msg
+    assert all(f"'{k}'" in msg for k in dropped[:3]) and f"'{dropped[3]}'" not in msg
+
+
+def test_unexpected_keys_are_named(tmp_path: Path, net: nn.Module) -> None:
+    sd = {**_sd(net), "extra.weight": torch.zeros(2), "extra.bias": torch.zeros(2)}
+    torch.save(sd, tmp_path / "u.pt")
+    with pytest.raises(LandscapeError, match=r"2 unexpected key\(s\) 'extra.weight', 'extra.bias'"):
+        load_checkpoint(tmp_path / "u.pt", model=SPEC)
+
+
+def test_other_architecture_reports_missing_and_unexpected(tmp_path: Path, net: nn.Module) -> None:
+    save_checkpoint(tmp_path / "a.pt", net, SPEC)
+    with pytest.raises(LandscapeError, match=r"missing key\(s\) 'blocks.2.*--model"):
+        load_checkpoint(tmp_path / "a.pt", model="mlp", model_kwargs={"width": 8, "depth": 4})
+
+
+def test_shape_mismatch_is_named(tmp_path: Path, net: nn.Module) -> None:
+    save_checkpoint(tmp_path / "a.pt", net, SPEC)
+    with pytest.raises(LandscapeError) as err:
+        load_checkpoint(tmp_path / "a.pt", model="mlp", model_kwargs={"width": 16, "depth": 2})
+    msg = str(err.value)
+    assert "shape mismatch" in msg and "'stem.weight' (8, 64) vs (16, 64)" in msg
+    assert "missing" not in msg and "--model" in msg
+
+
+def test_wrapped_keys_of_other_model_are_reported_unwrapped(
+    tmp_path: Path, net: nn.Module
+) -> None:
+    torch.save(_prefixed(_sd(net), "module."), tmp_path / "d.pt")
+    with pytest.raises(LandscapeError) as err:
+        load_checkpoint(tmp_path / "d.pt", model=nn.Linear(2, 2))
+    msg = str(err.value)
+    assert "2 missing key(s) 'weight', 'bias'" in msg
+    assert "8 unexpected key(s) 'stem.weight', 'stem.bias'" in msg and "module." not in msg
+
+
+def test_one_submodule_of_another_network_is_not_taken_silently(
+    tmp_path: Path, net: nn.Module
+) -> None:
+    # "module.stem.weight" / "module.stem.bias" would fit a Linear(64, 8) once
+    # "module.stem." is stripped -- but that is 2 of 8 keys, not this model's checkpoint.
+    torch.save(_prefixed(_sd(net), "module."), tmp_path / "d.pt")
+    with pytest.raises(LandscapeError, match="does not fit the model"):
+        load_checkpoint(tmp_path / "d.pt", model=nn.Linear(64, 8))
+
+
+def test_model_kwargs_without_name(tmp_path: Path, net: nn.Module) -> None:
+    save_checkpoint(tmp_path / "a.pt", net, SPEC)
+    with pytest.raises(LandscapeError, match="model_kwargs"):
+        load_checkpoint(tmp_path / "a.pt", model_kwargs={"width": 8})
+
+
+# ------------------------------------------------------------------------------------ pickles
+
+
+def test_full_pickle_refused_without_trust(tmp_path: Path, net: nn.Module) -> None:
+    torch.save(net, tmp_path / "full.pt")
+    with pytest.raises(LandscapeError) as err:
+        load_checkpoint(tmp_path / "full.pt")
+    msg = str(err.value)
+    assert "pickled Python objects" in msg and "execute code" in msg
+    assert "--trust-checkpoint" in msg and "\n" not in msg
+
+
+def test_full_pickle_accepted_with_trust(tmp_path: Path, net: nn.Module, x: Tensor) -> None:
+    torch.save(net.train(), tmp_path / "full.pt")
+    ckpt = load_checkpoint(tmp_path / "full.pt", trust=True)
+    assert ckpt.spec is None and not ckpt.model.training
+    assert torch.equal(_out(ckpt.model, x), _out(net, x))
+    ckpt = load_checkpoint(tmp_path / "full.pt", trust=True, model=SPEC)
+    assert ckpt.spec == SPEC
+    assert torch.equal(_out(ckpt.model, x), _out(net, x))
+
+
+def test_pickled_module_inside_dict_with_trust(tmp_path: Path, net: nn.Module, x: Tensor) -> None:
+    torch.save({"model": net, "epoch": 3}, tmp_path / "d.pt")
+    with pytest.raises(LandscapeError, match="--trust-checkpoint"):
+        load_checkpoint(tmp_path / "d.pt", model=SPEC)
+    ckpt = load_checkpoint(tmp_path / "d.pt", model=SPEC, trust=True)
+    assert ckpt.meta == {"epoch": 3}
+    assert torch.equal(_out(ckpt.model, x), _out(net, x))
+
+
+# ------------------------------------------------------------------------------- bad files
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(LandscapeError, match="'.*nope.pt' does not exist"):
+        load_checkpoint(tmp_path / "nope.pt", model=SPEC)
+
+
+def test_directory_is_not_a_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(LandscapeError, match="is not a file"):
+        load_checkpoint(tmp_path, model=SPEC)
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"hello, I am not a checkpoint" * 20, b"PK\x03\x04" + b"\x00" * 100]
+)
+def test_garbage_files(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "g.pt").write_bytes(content)
+    with pytest.raises(LandscapeError, match="g.pt") as err:
+        load_checkpoint(tmp_path / "g.pt", model=SPEC)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_truncated_file(tmp_path: Path, net: nn.Module, legacy: bool) -> None:
+    path = tmp_path / "t.pt"
+    torch.save(net.state_dict(), path, _use_new_zipfile_serialization=not legacy)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(LandscapeError, match="corrupted|truncated"):
+        load_checkpoint(path, model=SPEC)
+
+
+def test_not_a_state_dict(tmp_path: Path) -> None:
+    torch.save({"hello": 1, "world": [1, 2]}, tmp_path / "h.pt")
+    with pytest.raises(LandscapeError, match="holds no state dict .*'hello', 'world'"):
+        load_checkpoint(tmp_path / "h.pt", model=SPEC)
+    torch.save([1, 2, 3], tmp_path / "l.pt")
+    with pytest.raises(LandscapeError, match="holds a list"):
+        load_checkpoint(tmp_path / "l.pt", model=SPEC)
+
+
+def test_newer_format_version_refused(tmp_path: Path, net: nn.Module) -> None:
+    path = save_checkpoint(tmp_path / "a.pt", net, SPEC)
+    raw = torch.load(path, weights_only=True)
+    raw["format_version"] = 99
+    torch.save(raw, path)
+    with pytest.raises(LandscapeError, match="upgrade landscape"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_refused(tmp_path: Path, net: nn.Module, bad: float) -> None:
+    sd = _sd(net)
+    sd["blocks.1.linear.weight"][0, 0] = bad
+    save_checkpoint(tmp_path / "n.pt", net, SPEC)
+    torch.save(sd, tmp_path / "n.pt")
+    with pytest.raises(LandscapeError, match="non-finite .* in 'blocks.1.linear.weight' \\(1 of"):
+        load_checkpoint(tmp_path / "n.pt", model=SPEC)
+
+
+def test_batchnorm_buffers_round_trip(tmp_path: Path, x: Tensor) -> None:
+    spec = ModelSpec("mlp", {"width": 8, "depth": 1, "batchnorm": True})
+    torch.manual_seed(0)
+    bn_net = spec.build().train()
+    bn_net(torch.randn(16, 1, 8, 8))  # move the running statistics away from their init
+    save_checkpoint(tmp_path / "bn.pt", bn_net, spec)
+    ckpt = load_checkpoint(tmp_path / "bn.pt")
+    assert torch.equal(_out(ckpt.model, x), _out(bn_net, x))
+    # old-style state dicts without the BatchNorm step counter still load
+    sd = {k: v for k, v in _sd(bn_net).items() if not k.endswith("num_batches_tracked")}
+    torch.save(sd, tmp_path / "old.pt")
+    assert torch.equal(_out(load_checkpoint(tmp_path / "old.pt", model=spec).model, x),
+                       _out(bn_net, x))
