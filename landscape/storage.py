@@ -55,8 +55,10 @@ __all__ = [
     "Group",
     "file_kind",
     "read_group",
+    "outline",
     "list_groups",
     "update_file",
+    "check_writable",
     "read_li2018",
     "root_attrs",
 ]
@@ -154,6 +156,27 @@ def read_group(path: str | os.PathLike, name: str) -> Group | None:
             ) from exc
 
 
+def _outline(g: h5py.Group) -> dict[str, Any]:
+    out: dict[str, Any] = {"attrs": {k: _decode(v) for k, v in g.attrs.items()},
+                           "datasets": {}, "groups": {}}
+    for k, v in g.items():
+        if isinstance(v, h5py.Dataset):
+            out["datasets"][k] = (tuple(v.shape), str(v.dtype))
+        else:
+            out["groups"][k] = _outline(v)
+    return out
+
+
+def outline(path: str | os.PathLike) -> dict[str, Any]:
+    """Attributes and dataset shapes/dtypes of every group, without reading array data."""
+    with _open_read(path) as f:
+        kind = _kind(f, path)
+        try:
+            return {"kind": kind, **_outline(f)}
+        except (OSError, KeyError) as exc:
+            raise LandscapeError(f"cannot read '{path}': the file is damaged") from exc
+
+
 def list_groups(path: str | os.PathLike) -> list[str]:
     """Top-level group names of a landscape file."""
     with _open_read(path) as f:
@@ -242,6 +265,30 @@ def update_file(
             os.close(dfd)
     except OSError:
         pass
+
+
+def check_writable(path: str | os.PathLike, *, overwrite: bool = False) -> None:
+    """Fail early (before any computation) if ``path`` cannot be written as a landscape file.
+
+    Raises
+    ------
+    LandscapeError
+        If the directory is missing or not writable, ``path`` is a directory, or an existing
+        file is not a landscape file and ``overwrite`` is false.
+    """
+    p = Path(path)
+    parent = p.parent if str(p.parent) else Path(".")
+    if p.is_dir():
+        raise LandscapeError(f"cannot write '{p}': it is a directory")
+    if not parent.is_dir():
+        raise LandscapeError(f"cannot write '{p}': directory '{parent}' does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise LandscapeError(f"cannot write '{p}': directory '{parent}' is not writable")
+    if p.exists() and not overwrite:
+        if file_kind(p) != "landscape":  # raises for foreign/corrupt files
+            raise LandscapeError(
+                f"'{p}' is a Li et al. file; refusing to modify it (choose another --out)"
+            )
 
 
 def read_li2018(path: str | os.PathLike) -> dict[str, Any]:

@@ -402,6 +402,8 @@ def compute_surface(
     )
     full_recipe = json.loads(storage.dumps(full_recipe))
     surf = _new_surface(ax, ay, data, directions, full_recipe, dict(provenance or {}))
+    if out is not None:
+        storage.check_writable(out, overwrite=overwrite)
     if out is not None and Path(out).exists() and not overwrite:
         old = Surface.load(out)
         diff = recipe_differences(old.recipe, full_recipe)

@@ -1,0 +1,99 @@
+"""Options and loaders shared by several subcommands (checkpoint, data, progress, output)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+from typing import Any
+
+from landscape.checkpoints import Checkpoint, load_checkpoint
+from landscape.data import DataSpec, TensorData, check_compatible, load_data
+from landscape.errors import LandscapeError
+from landscape.models import ModelSpec, parse_model_kwargs
+
+
+def examples(*lines: str) -> str:
+    """Help epilog with example command lines."""
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model and checkpoint")
+    g.add_argument("--model", metavar="NAME",
+                   help="architecture (registry name or package.module:factory); default: the "
+                        "spec stored in a landscape checkpoint")
+    g.add_argument("--model-kwargs", metavar="JSON",
+                   help='keyword arguments of the architecture, e.g. \'{"shortcut": false}\'')
+    g.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow checkpoints that are full pickles (they can run code when "
+                        "loaded); only for files you trust")
+
+
+def add_data_args(p: argparse.ArgumentParser, *, default_from_checkpoint: bool = True) -> None:
+    g = p.add_argument_group("data")
+    default = "the data the checkpoint was trained on, else digits" if \
+        default_from_checkpoint else "digits"
+    g.add_argument("--data", metavar="NAME",
+                   help=f"digits | cifar10 | mnist | package.module:function (default: {default})")
+    g.add_argument("--data-root", metavar="DIR", help="directory holding cifar10/mnist files")
+    g.add_argument("--data-kwargs", metavar="JSON", help="options of the data set, as JSON")
+    g.add_argument("--subset", type=int, metavar="N",
+                   help="evaluate on a deterministic subset of N samples per split")
+
+
+def add_progress_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def model_arg(args: argparse.Namespace) -> ModelSpec | None:
+    kwargs = parse_model_kwargs(args.model_kwargs)
+    if args.model is None:
+        if kwargs:
+            raise LandscapeError("--model-kwargs needs --model")
+        return None
+    return ModelSpec(args.model, kwargs)
+
+
+def load_ckpt(args: argparse.Namespace, path: str) -> Checkpoint:
+    """Load a checkpoint with the --model / --model-kwargs / --trust-checkpoint options."""
+    return load_checkpoint(path, model=model_arg(args), trust=args.trust_checkpoint)
+
+
+def data_spec(args: argparse.Namespace, ckpt: Checkpoint | None = None) -> DataSpec:
+    """Data spec from the options, falling back to what the checkpoint was trained on."""
+    kwargs: dict[str, Any] = parse_model_kwargs(getattr(args, "data_kwargs", None))
+    if args.data is None and ckpt is not None and isinstance(ckpt.meta.get("data"), dict):
+        base = DataSpec.from_dict(ckpt.meta["data"])
+        return DataSpec(
+            name=base.name,
+            root=args.data_root if args.data_root is not None else base.root,
+            subset=args.subset if args.subset is not None else base.subset,
+            kwargs=kwargs or dict(base.kwargs),
+        )
+    return DataSpec(name=args.data or "digits", root=args.data_root, subset=args.subset,
+                    kwargs=kwargs)
+
+
+def load_datasets(spec: DataSpec, splits: list[str], model: Any) -> dict[str, TensorData]:
+    """Load the requested splits and check that the model accepts their inputs."""
+    out = {s: load_data(spec, s) for s in splits}
+    check_compatible(model, next(iter(out.values())))
+    return out
+
+
+def parse_splits(text: str) -> list[str]:
+    splits = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in splits if s not in ("train", "test")]
+    if not splits or bad:
+        raise LandscapeError(f"--splits must be a comma list of train,test; got {text!r}")
+    return list(dict.fromkeys(splits))
+
+
+def command_line(args: argparse.Namespace) -> str:
+    return shlex.join(getattr(args, "argv", ["landscape"]))
+
+
+def default_out(ckpt_path: str, suffix: str) -> str:
+    p = Path(ckpt_path)
+    return str(p.with_name(f"{p.stem}_{suffix}.h5"))

@@ -1,0 +1,29 @@
+"""``landscape info``: schema, provenance and completion of a landscape (or Li et al.) file."""
+
+from __future__ import annotations
+
+import argparse
+
+from landscape.info import describe
+
+from ._common import examples
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "info",
+        help="show what an HDF5 result file holds: schema, provenance, completion",
+        description="Print the format, provenance and completion of a landscape HDF5 file "
+                    "(surface, directions, trajectory, curvature groups), or of a surface "
+                    "file written by Li et al.'s code.",
+        epilog=examples("landscape info runs/mlp/epoch_0020_surface.h5"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("file", metavar="FILE.h5")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    print(describe(args.file, as_json=args.json))
+    return 0

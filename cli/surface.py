@@ -1,0 +1,195 @@
+"""``landscape surface``: a 1D or 2D loss/accuracy surface of a checkpoint, in HDF5."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from landscape._functional import named_tensors
+from landscape.directions import (
+    IGNORES,
+    NORMS,
+    Directions,
+    interpolation_direction,
+    plane_directions,
+    random_directions,
+)
+from landscape.errors import LandscapeError
+from landscape.evaluation import BN_MODES
+from landscape.surface import compute_surface, load_directions, parse_axis
+
+from ._common import (
+    add_checkpoint_args,
+    add_data_args,
+    add_progress_arg,
+    command_line,
+    data_spec,
+    default_out,
+    examples,
+    load_ckpt,
+    load_datasets,
+    parse_splits,
+)
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "surface",
+        help="loss/accuracy surface around a checkpoint along 1 or 2 directions",
+        description="Evaluate train/test loss and accuracy on a grid along filter-normalized "
+                    "random directions (default), directions from a file, the line to a "
+                    "second checkpoint or the plane through three. Re-running the same "
+                    "command resumes an unfinished file.",
+        epilog=examples(
+            "landscape surface runs/mlp/epoch_0020.pt --x=-1:1:51 --y=-1:1:51",
+            "landscape surface a.pt --interpolate b.pt --x=-0.5:1.5:41 --out ab.h5",
+            "landscape surface final.pt --dir-file traj.h5 --x=-5:25:31 --y=-10:10:21",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint at the origin")
+    add_checkpoint_args(p)
+    add_data_args(p)
+    p.add_argument("--splits", default="train,test", help="data splits to evaluate")
+    g = p.add_argument_group("grid")
+    g.add_argument("--x", required=True, metavar="MIN:MAX:NUM", help="grid along direction x")
+    g.add_argument("--y", metavar="MIN:MAX:NUM", help="grid along direction y (2D)")
+    d = p.add_argument_group("directions")
+    d.add_argument("--dir-type", choices=["weights", "states"], default="weights",
+                   help="perturb parameters only, or the state_dict incl. BN running stats")
+    d.add_argument("--norm", choices=NORMS, default="filter", help="normalization")
+    d.add_argument("--ignore", choices=IGNORES, default="biasbn",
+                   help="'biasbn': zero direction for biases and BN parameters")
+    d.add_argument("--seed", type=int, default=0,
+                   help="seed of direction x (y uses seed+1)")
+    d.add_argument("--orthogonal", action="store_true",
+                   help="make direction y orthogonal to x (filter norms kept)")
+    src = d.add_mutually_exclusive_group()
+    src.add_argument("--dir-file", metavar="FILE.h5",
+                     help="directions saved in a surface/trajectory/directions file")
+    src.add_argument("--interpolate", metavar="CKPT_B", help="1D line from CKPT to CKPT_B")
+    src.add_argument("--plane", nargs=2, metavar=("CKPT_B", "CKPT_C"),
+                     help="2D plane through CKPT, CKPT_B, CKPT_C")
+    e = p.add_argument_group("evaluation")
+    e.add_argument("--loss", default="cross_entropy",
+                   help="cross_entropy | mse | package.module:function (per-sample losses)")
+    e.add_argument("--bn", choices=BN_MODES, default="eval",
+                   help="BatchNorm: checkpoint statistics, or recalibrated at every point")
+    e.add_argument("--bn-batches", type=int, default=10)
+    e.add_argument("--batch-size", type=int, default=1024)
+    e.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
+    e.add_argument("--device", default="cpu", help="evaluation device (cpu, cuda, ...)")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", metavar="FILE.h5",
+                   help="output file (default: <checkpoint>_surface.h5 beside it)")
+    o.add_argument("--overwrite", action="store_true",
+                   help="replace an existing output computed with another recipe")
+    o.add_argument("--flush-seconds", type=float, default=10.0,
+                   help="write finished points to disk at least this often")
+    add_progress_arg(p)
+    p.set_defaults(func=run)
+
+
+def _resolve_loss(text: str):
+    if text in ("cross_entropy", "mse"):
+        return text
+    if ":" in text:
+        import importlib
+
+        mod, _, fn = text.partition(":")
+        try:
+            f = getattr(importlib.import_module(mod), fn)
+        except (ImportError, AttributeError) as exc:
+            raise LandscapeError(f"cannot import loss '{text}': {exc}") from exc
+        if not callable(f):
+            raise LandscapeError(f"loss '{text}' is not callable")
+        return f
+    raise LandscapeError(
+        f"unknown --loss {text!r}: use cross_entropy, mse or package.module:function"
+    )
+
+
+def _directions(args: argparse.Namespace, ckpt, ndim: int) -> Directions:
+    what = args.dir_type
+    if args.dir_file:
+        d = load_directions(args.dir_file)
+        if d.what != what:
+            raise LandscapeError(
+                f"directions in '{args.dir_file}' are for --dir-type {d.what}, not {what}"
+            )
+        if d.ndim < ndim:
+            raise LandscapeError(f"'{args.dir_file}' has {d.ndim} direction(s); --y needs 2")
+        if d.ndim > ndim:
+            d = Directions(d.vectors[:ndim], {**d.recipe, "used": ndim})
+        return d
+    base = named_tensors(ckpt.model, what)
+    if args.interpolate:
+        if ndim != 1:
+            raise LandscapeError("--interpolate gives a 1D line; drop --y")
+        other = load_ckpt(args, args.interpolate)
+        recipe = {"kind": "interpolation", "what": what, "target": args.interpolate,
+                  "target_sha256": other.sha256}
+        return Directions(
+            (interpolation_direction(base, named_tensors(other.model, what)),), recipe
+        )
+    if args.plane:
+        if ndim != 2:
+            raise LandscapeError("--plane gives a 2D plane; add --y")
+        b, c = (load_ckpt(args, f) for f in args.plane)
+        dx, dy, coords = plane_directions(
+            base, named_tensors(b.model, what), named_tensors(c.model, what),
+            orthogonal=args.orthogonal,
+        )
+        recipe = {"kind": "plane", "what": what, "models": list(args.plane),
+                  "sha256": [b.sha256, c.sha256], "orthogonal": args.orthogonal,
+                  "coords": coords}
+        return Directions((dx, dy), recipe)
+    return random_directions(base, ndim=ndim, seeds=args.seed, norm=args.norm,
+                             ignore=args.ignore, what=what, orthogonal=args.orthogonal)
+
+
+def run(args: argparse.Namespace) -> int:
+    parse_axis(args.x, "x")  # fail fast on bad grids before loading anything
+    if args.y is not None:
+        parse_axis(args.y, "y")
+    splits = parse_splits(args.splits)
+    loss = _resolve_loss(args.loss)
+    ckpt = load_ckpt(args, args.checkpoint)
+    spec = data_spec(args, ckpt)
+    datasets = load_datasets(spec, splits, ckpt.model)
+    ndim = 2 if args.y is not None else 1
+    dirs = _directions(args, ckpt, ndim)
+    out = args.out or default_out(args.checkpoint, "surface")
+    recipe = {
+        "checkpoint_sha256": ckpt.sha256,
+        "model": ckpt.spec.to_dict() if ckpt.spec is not None else None,
+        "data": spec.to_dict(),
+    }
+    provenance = {
+        "command": command_line(args),
+        "checkpoint": str(args.checkpoint),
+        "checkpoint_meta": {k: v for k, v in ckpt.meta.items()
+                            if isinstance(v, int | float | str)},
+    }
+    t0 = time.perf_counter()
+    s = compute_surface(
+        ckpt.model, dirs, datasets, x=args.x, y=args.y, loss=loss, bn=args.bn,
+        bn_batches=args.bn_batches, batch_size=args.batch_size, device=args.device,
+        dtype=_DTYPES[args.dtype], out=out, overwrite=args.overwrite, recipe=recipe,
+        provenance=provenance, progress=not args.no_progress,
+        flush_seconds=args.flush_seconds,
+    )
+    dt = time.perf_counter() - t0
+    grid = f"{len(s.x)}" if s.y is None else f"{len(s.y)}x{len(s.x)}"
+    print(f"wrote {out}: {s.ndim}D {grid} surface, {s.n_done}/{s.n_points} points "
+          f"({', '.join(sorted(s.arrays))}) in {dt:.1f} s")
+    bad = sum(int(np.sum(~np.isfinite(a[s.done]))) for k, a in s.arrays.items()
+              if k.endswith("_loss"))
+    if bad:
+        print(f"note: {bad} loss values are NaN/inf (diverged points); plots mask them")
+    return 0

@@ -1,0 +1,114 @@
+"""Human-readable (or JSON) description of a result file: schema, provenance, completion."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from . import storage
+from .surface import Surface
+
+__all__ = ["summarize", "describe"]
+
+
+def _maybe_json(v: Any) -> Any:
+    if isinstance(v, str) and v[:1] in "{[":
+        try:
+            return json.loads(v)
+        except ValueError:
+            return v
+    return v
+
+
+def summarize(path: str | os.PathLike) -> dict[str, Any]:
+    """Everything :func:`describe` prints, as a JSON-serialisable dict.
+
+    Keys: ``file``, ``kind`` (``"landscape"`` or ``"li2018"``), ``attrs`` (root), ``groups``
+    (per top-level group: ``attrs`` with JSON attributes decoded, ``datasets`` shapes/dtypes),
+    and for a surface ``surface_completion`` (``done``, ``total``, ``nonfinite_loss``).
+    """
+    o = storage.outline(path)
+    out: dict[str, Any] = {"file": str(path), "kind": o["kind"], "attrs": o["attrs"]}
+    groups: dict[str, Any] = {}
+
+    def flat(g: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        ds = {f"{prefix}{k}": f"{'x'.join(map(str, s)) or 'scalar'} {t}"
+              for k, (s, t) in g["datasets"].items()}
+        for k, sub in g["groups"].items():
+            ds.update(flat(sub, f"{prefix}{k}/"))
+        return ds
+
+    for name, g in o["groups"].items():
+        entry = {"attrs": {k: _maybe_json(v) for k, v in g["attrs"].items()}}
+        ds = flat(g)
+        if name == "directions":
+            n = {ax: len(sub["datasets"]) for ax, sub in g["groups"].items()}
+            entry["tensors_per_direction"] = n
+            entry["n_params"] = {
+                ax: int(sum(int(np.prod(s)) for s, _ in sub["datasets"].values()))
+                for ax, sub in g["groups"].items()
+            }
+        else:
+            entry["datasets"] = ds
+        groups[name] = entry
+    if o["kind"] == "li2018":
+        groups["(root datasets)"] = {"datasets": flat(o)}
+    out["groups"] = groups
+    if o["kind"] == "li2018" or "surface" in o["groups"]:
+        s = Surface.load(path)
+        nonfinite = int(sum(int(np.sum(~np.isfinite(a[s.done])))
+                            for k, a in s.arrays.items() if k.endswith("_loss")))
+        out["surface_completion"] = {"done": s.n_done, "total": s.n_points,
+                                     "shape": list(s.shape), "nonfinite_loss": nonfinite}
+        if s.n_done:
+            out["surface_range"] = {
+                k: [float(np.nanmin(a[s.done])) if np.any(np.isfinite(a[s.done])) else None,
+                    float(np.nanmax(a[s.done])) if np.any(np.isfinite(a[s.done])) else None]
+                for k, a in s.arrays.items()
+            }
+    return out
+
+
+def _fmt(v: Any, indent: int) -> list[str]:
+    pad = " " * indent
+    if isinstance(v, dict):
+        lines = []
+        for k, x in v.items():
+            if isinstance(x, dict) and x:
+                lines.append(f"{pad}{k}:")
+                lines.extend(_fmt(x, indent + 2))
+            else:
+                lines.append(f"{pad}{k}: {json.dumps(x) if not isinstance(x, str) else x}")
+        return lines
+    return [f"{pad}{v}"]
+
+
+def describe(path: str | os.PathLike, *, as_json: bool = False) -> str:
+    """Describe a landscape or Li et al. HDF5 file (see :func:`summarize`)."""
+    info = summarize(path)
+    if as_json:
+        return json.dumps(info, indent=2, sort_keys=True, default=str)
+    a = info["attrs"]
+    lines = [f"{info['file']}"]
+    if info["kind"] == "li2018":
+        lines.append("  format: Li et al. (2018) surface file (read-only; accuracies in %)")
+    else:
+        lines.append(f"  format: {a.get('format')} v{a.get('format_version')}, written by "
+                     f"landscape {a.get('tool_version')}, created {a.get('created')}")
+    c = info.get("surface_completion")
+    if c:
+        pct = 100.0 * c["done"] / max(c["total"], 1)
+        shape = "x".join(str(n) for n in c["shape"])
+        lines.append(f"  surface: {shape} grid, {c['done']}/{c['total']} points done "
+                     f"({pct:.1f}%)" + (f", {c['nonfinite_loss']} non-finite losses"
+                                        if c["nonfinite_loss"] else ""))
+        for k, (lo, hi) in info.get("surface_range", {}).items():
+            lines.append(f"    {k}: min {lo:.6g}, max {hi:.6g}" if lo is not None
+                         else f"    {k}: no finite values")
+    for name, g in info["groups"].items():
+        lines.append(f"  /{name}")
+        lines.extend(_fmt(g, 4))
+    return "\n".join(lines)
