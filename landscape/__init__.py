@@ -1,7 +1,82 @@
-"""landscape: loss-landscape analysis for PyTorch."""
+"""landscape: loss-landscape analysis for PyTorch.
+
+Filter-normalized loss surfaces, optimizer trajectories and Hessian curvature of trained
+checkpoints, stored in a documented HDF5 schema (see :mod:`landscape.storage`).
+
+Examples
+--------
+>>> import landscape as ls                                                # doctest: +SKIP
+>>> ckpt = ls.load_checkpoint("runs/mlp/epoch_0020.pt")                   # doctest: +SKIP
+>>> train, test = ls.load_splits(ckpt.meta["data"]["name"])               # doctest: +SKIP
+>>> dirs = ls.random_directions(ls.named_tensors(ckpt.model), seeds=0)    # doctest: +SKIP
+>>> surf = ls.compute_surface(ckpt.model, dirs, {"train": train, "test": test},
+...                           x="-1:1:51", y="-1:1:51", out="surface.h5")  # doctest: +SKIP
+"""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from ._functional import named_tensors
+from .checkpoints import Checkpoint, file_sha256, load_checkpoint, save_checkpoint
+from .data import DataSpec, TensorData, load_data, load_splits
+from .directions import (
+    Directions,
+    interpolation_direction,
+    normalize_direction,
+    orthogonalize,
+    plane_directions,
+    random_direction,
+    random_directions,
+)
+from .errors import LandscapeError
+from .evaluation import Evaluator, Metrics, evaluate
+from .info import describe, summarize
+from .models import ModelSpec, build
+from .surface import (
+    Axis,
+    Surface,
+    compute_surface,
+    load_directions,
+    parse_axis,
+    save_directions,
+)
+from .training import TrainConfig, TrainRun, list_checkpoints, train
+
+__all__ = [
+    "__version__",
+    "Axis",
+    "Checkpoint",
+    "DataSpec",
+    "Directions",
+    "Evaluator",
+    "LandscapeError",
+    "Metrics",
+    "ModelSpec",
+    "Surface",
+    "TensorData",
+    "TrainConfig",
+    "TrainRun",
+    "build",
+    "compute_surface",
+    "describe",
+    "evaluate",
+    "file_sha256",
+    "interpolation_direction",
+    "list_checkpoints",
+    "load_checkpoint",
+    "load_data",
+    "load_directions",
+    "load_splits",
+    "named_tensors",
+    "normalize_direction",
+    "orthogonalize",
+    "parse_axis",
+    "plane_directions",
+    "random_direction",
+    "random_directions",
+    "save_checkpoint",
+    "save_directions",
+    "summarize",
+    "train",
+]
