@@ -1,0 +1,45 @@
+"""Curvature of the loss: Hessian operator, extreme eigenpairs, trace and spectral density.
+
+- :class:`HessianOperator` -- matrix-free Hessian of the full-data loss (exact HVPs).
+- :func:`top_eigen`, :func:`min_eigen`, :func:`eigen_ratio` -- Lanczos with full
+  re-orthogonalisation (:class:`EigenResult`).
+- :func:`hutchinson`, :func:`hutchpp` -- trace estimates (:class:`TraceResult`).
+- :func:`slq` -- stochastic Lanczos quadrature (:class:`SpectralDensity`).
+
+The estimators accept anything with ``@`` and ``.shape`` (a dense tensor included), so they
+are tested on ``torch.diag(d)`` before any network.
+
+References
+----------
+.. [1] B. A. Pearlmutter, "Fast exact multiplication by the Hessian", Neural Computation, 1994.
+.. [2] K. Wu, H. Simon, "Thick-restart Lanczos method for large symmetric eigenvalue problems",
+   SIAM J. Matrix Anal. Appl., 2000.
+.. [3] R. A. Meyer, C. Musco, C. Musco, D. P. Woodruff, "Hutch++: Optimal stochastic trace
+   estimation", SOSA 2021.
+.. [4] S. Ubaru, J. Chen, Y. Saad, "Fast estimation of tr(f(A)) via stochastic Lanczos
+   quadrature", SIAM J. Matrix Anal. Appl., 2017.
+.. [5] B. Ghorbani, S. Krishnan, Y. Xiao, "An investigation into neural net optimization via
+   Hessian eigenvalue density", ICML 2019.
+"""
+
+from __future__ import annotations
+
+from .density import SpectralDensity, slq
+from .lanczos import EigenResult, eigen_ratio, min_eigen, top_eigen
+from .operator import CurvatureOperator, HessianOperator, hvp
+from .trace import TraceResult, hutchinson, hutchpp
+
+__all__ = [
+    "CurvatureOperator",
+    "EigenResult",
+    "HessianOperator",
+    "SpectralDensity",
+    "TraceResult",
+    "eigen_ratio",
+    "hutchinson",
+    "hutchpp",
+    "hvp",
+    "min_eigen",
+    "slq",
+    "top_eigen",
+]

@@ -1,0 +1,642 @@
+"""The Hessian of the full-data loss as a matrix-free linear operator.
+
+:class:`CurvatureOperator` owns the plumbing every curvature operator shares (``@``, ``.shape``,
+flat <-> dict conversion, the HVP counter, :meth:`~CurvatureOperator.to_scipy`); a subclass
+implements only ``_matvec`` (and, optionally, a batched ``_matmat``). :class:`HessianOperator`
+is the Hessian of
+
+.. math:: L(\\theta) = \\frac{1}{N} \\sum_{i=1}^{N} \\ell_i(\\theta)
+
+over a data set, evaluated batch by batch: the per-sample losses of each batch are summed and
+divided by the total sample count ``N``, so uneven last batches are weighted correctly.
+
+Hessian-vector products are exact (double backpropagation, ``Hv = \\nabla(\\nabla L \\cdot v)``),
+never finite differences. The model is always called through
+:func:`torch.func.functional_call` in eval mode on private copies of its buffers, so BatchNorm
+uses (and never updates) its running statistics and dropout is off.
+
+References
+----------
+.. [1] B. A. Pearlmutter, "Fast exact multiplication by the Hessian", Neural Computation 6(1),
+   1994.
+.. [2] F. Dangel, R. Eschenhagen, et al., "curvlinops: PyTorch linear operators for curvature
+   matrices", https://github.com/f-dangel/curvlinops (design of the operator base class).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.sparse.linalg import LinearOperator
+from torch import Tensor, nn
+
+from .._functional import (
+    LossSpec,
+    functional_forward,
+    is_perturbable,
+    named_tensors,
+    resolve_loss,
+)
+from ..errors import LandscapeError, check_int, check_option
+
+__all__ = ["CurvatureOperator", "HessianOperator", "hvp"]
+
+#: ``method`` values of :class:`HessianOperator`.
+METHODS = ("auto", "graph", "func")
+
+#: ``cache_graph="auto"`` keeps the double-backward graphs of all batches in memory when
+#: ``N * numel`` (samples times selected parameters) is at most this many.
+CACHE_GRAPH_LIMIT = 50_000_000
+
+
+class CurvatureOperator:
+    """Base class of square, symmetric, matrix-free operators over a flat parameter vector.
+
+    Subclasses set ``self._names``, ``self._shapes``, ``self._dtype``, ``self._device`` and
+    implement :meth:`_matvec`; they may override :meth:`_matmat` with a batched version. The
+    flat ordering is the concatenation of the named tensors in ``names`` order.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        ``(n, n)``.
+    n_hvp : int
+        Number of operator-vector products computed so far (a ``matmat`` with ``k`` columns
+        counts ``k``).
+    """
+
+    _names: list[str]
+    _shapes: list[torch.Size]
+    _dtype: torch.dtype
+    _device: torch.device
+    _n_hvp: int = 0
+
+    # -- to implement ---------------------------------------------------------------------
+    def _matvec(self, v: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _matmat(self, V: Tensor) -> Tensor:
+        return torch.stack([self._matvec(V[:, j]) for j in range(V.shape[1])], dim=1)
+
+    # -- plumbing -------------------------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        """Names of the tensors the operator acts on, in flat order."""
+        return list(self._names)
+
+    @property
+    def numel(self) -> int:
+        """Number of scalar parameters ``n``."""
+        return int(sum(s.numel() for s in self._shapes))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(n, n)``."""
+        n = self.numel
+        return (n, n)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating-point type of the vectors the operator takes and returns."""
+        return self._dtype
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the vectors the operator takes and returns."""
+        return self._device
+
+    @property
+    def n_hvp(self) -> int:
+        """Number of single operator-vector products computed so far."""
+        return self._n_hvp
+
+    def _as_input(self, v: Tensor | np.ndarray, ndim: int) -> Tensor:
+        v = torch.as_tensor(v)
+        n = self.numel
+        if v.ndim != ndim or v.shape[0] != n:
+            want = f"({n},)" if ndim == 1 else f"({n}, k)"
+            raise LandscapeError(
+                f"The operator acts on vectors of {n} parameters: expected shape {want}, "
+                f"got {tuple(v.shape)}."
+            )
+        return v.to(dtype=self._dtype, device=self._device)
+
+    def matvec(self, v: Tensor | np.ndarray) -> Tensor:
+        """Return ``H v`` for a flat vector ``v`` of shape ``(n,)``."""
+        v = self._as_input(v, 1)
+        out = self._matvec(v)
+        self._n_hvp += 1
+        return out
+
+    def matmat(self, V: Tensor | np.ndarray) -> Tensor:
+        """Return ``H V`` for a block ``V`` of shape ``(n, k)``; counts ``k`` products."""
+        V = self._as_input(V, 2)
+        if V.shape[1] == 0:
+            return V.clone()
+        out = self._matmat(V)
+        self._n_hvp += int(V.shape[1])
+        return out
+
+    def __matmul__(self, other: Tensor | np.ndarray) -> Tensor:
+        other_t = torch.as_tensor(other)
+        if other_t.ndim == 1:
+            return self.matvec(other_t)
+        if other_t.ndim == 2:
+            return self.matmat(other_t)
+        raise LandscapeError(
+            f"The operator multiplies a vector (n,) or a matrix (n, k); got {other_t.ndim} dims."
+        )
+
+    def to_scipy(self) -> LinearOperator:
+        """Return a :class:`scipy.sparse.linalg.LinearOperator` view (float64 in and out).
+
+        Inputs are converted to the operator's dtype and device, outputs back to float64
+        NumPy arrays. Products made through the view count in :attr:`n_hvp`.
+        """
+
+        def mv(x: np.ndarray) -> np.ndarray:
+            x = np.asarray(x, dtype=np.float64).reshape(-1)
+            return self.matvec(torch.from_numpy(x)).detach().to("cpu", torch.float64).numpy()
+
+        def mm(X: np.ndarray) -> np.ndarray:
+            X = np.ascontiguousarray(X, dtype=np.float64)
+            return self.matmat(torch.from_numpy(X)).detach().to("cpu", torch.float64).numpy()
+
+        return LinearOperator(
+            self.shape, matvec=mv, rmatvec=mv, matmat=mm, rmatmat=mm, dtype=np.float64
+        )
+
+    def unflatten(self, v: Tensor | np.ndarray) -> dict[str, Tensor]:
+        """Split a flat vector ``(n,)`` into a ``name -> tensor`` dict shaped like the params."""
+        v = torch.as_tensor(v)
+        if v.ndim != 1 or v.shape[0] != self.numel:
+            raise LandscapeError(
+                f"Expected a flat vector of {self.numel} entries, got shape {tuple(v.shape)}."
+            )
+        out: dict[str, Tensor] = {}
+        offset = 0
+        for name, shape in zip(self._names, self._shapes, strict=True):
+            size = shape.numel()
+            out[name] = v[offset : offset + size].reshape(shape)
+            offset += size
+        return out
+
+    def flatten(self, d: Mapping[str, Tensor]) -> Tensor:
+        """Concatenate a ``name -> tensor`` dict into the operator's flat ordering."""
+        missing = [name for name in self._names if name not in d]
+        if missing:
+            raise LandscapeError(
+                f"The dict lacks tensors the operator acts on: {missing[:3]}"
+                f"{' ...' if len(missing) > 3 else ''}; pass one tensor per name in op.names."
+            )
+        parts = []
+        for name, shape in zip(self._names, self._shapes, strict=True):
+            t = torch.as_tensor(d[name])
+            if t.numel() != shape.numel():
+                raise LandscapeError(
+                    f"Tensor '{name}' has {t.numel()} entries, expected {shape.numel()} "
+                    f"(shape {tuple(shape)})."
+                )
+            parts.append(t.reshape(-1).to(dtype=self._dtype, device=self._device))
+        if not parts:
+            return torch.zeros(0, dtype=self._dtype, device=self._device)
+        return torch.cat(parts)
+
+    def _split_block(self, V: Tensor) -> dict[str, Tensor]:
+        """``(n, k)`` block -> dict of ``(k, *shape)`` tensors."""
+        k = V.shape[1]
+        out: dict[str, Tensor] = {}
+        offset = 0
+        Vt = V.t()
+        for name, shape in zip(self._names, self._shapes, strict=True):
+            size = shape.numel()
+            out[name] = Vt[:, offset : offset + size].reshape(k, *shape)
+            offset += size
+        return out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(n={self.numel}, dtype={self._dtype})"
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """Put every submodule in eval mode and restore each one's own flag afterwards."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def _data_tensors(data: Any) -> tuple[Tensor, Tensor]:
+    if isinstance(data, tuple | list) and len(data) == 2:
+        x, y = data
+    elif hasattr(data, "x") and hasattr(data, "y"):
+        x, y = data.x, data.y
+    else:
+        raise LandscapeError(
+            f"The 'data' parameter must have tensor attributes .x and .y (e.g. "
+            f"landscape.data.TensorData) or be a pair (x, y). Got {type(data).__name__}."
+        )
+    x, y = torch.as_tensor(x), torch.as_tensor(y)
+    if x.ndim == 0 or y.ndim == 0 or x.shape[0] != y.shape[0]:
+        raise LandscapeError(
+            f"The data's x and y must have the same number of samples; got x of shape "
+            f"{tuple(x.shape)} and y of shape {tuple(y.shape)}."
+        )
+    if x.shape[0] == 0:
+        raise LandscapeError("The data set is empty; pass at least one sample.")
+    return x, y
+
+
+class HessianOperator(CurvatureOperator):
+    """Hessian of the full-data (or subset) loss with respect to selected parameters.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network. It is called functionally in eval mode; its parameters, buffers and
+        training flags are left exactly as they were.
+    data : object with ``.x`` and ``.y`` tensors, or a pair ``(x, y)``
+        The samples defining the loss (the whole training set, or a subset of it).
+    loss : {"cross_entropy", "mse"} or callable, default "cross_entropy"
+        Per-sample loss, see :func:`landscape._functional.resolve_loss`.
+    batch_size : int, default 512
+        Samples per forward pass. The result does not depend on it (up to rounding).
+    what : {"weights", "states"}, default "weights"
+        Which of the model's tensors are the default ``params``: its parameters, or its whole
+        ``state_dict`` (then e.g. BatchNorm running statistics become variables too).
+    params : dict[str, Tensor], optional
+        The point at which to evaluate curvature (default: the model's own tensors). Entries
+        may be perturbed copies, e.g. ``theta + a * d``. Tensors of the model missing here are
+        taken from the model.
+    ignore : iterable of str or "biasbn", optional
+        Names of tensors to hold fixed (excluded from the operator). ``"biasbn"`` excludes every
+        tensor with at most one dimension (biases, BatchNorm scales and shifts), as in
+        Li et al. (2018). Default: every floating-point tensor of ``params`` is a variable.
+    method : {"auto", "graph", "func"}, default "auto"
+        ``"graph"``: double backpropagation with :func:`torch.autograd.grad`
+        (``create_graph=True``); ``"func"``: forward-over-reverse with :func:`torch.func.jvp`
+        of :func:`torch.func.grad`, vectorised over the columns of a block with
+        :func:`torch.func.vmap`. ``"auto"`` picks ``"graph"``: on CPU it was as fast or faster
+        for every block size measured (digits MLP, 5,962 parameters: 5 ms per product cached,
+        6-10 ms uncached, against 22 ms for one ``"func"`` product and 5-9 ms per column of
+        a 5-30 column block), it needs no vmap support from the model's ops, and an uncached
+        block recomputes each batch's graph once for all its columns. ``"func"`` can pay off
+        on accelerators, where vmap runs the columns in parallel.
+    dtype : torch.dtype, optional
+        Compute in this floating-point type (e.g. ``torch.float64`` for tight eigenvalue
+        tolerances); parameters, floating buffers and inputs are cast. Default: the dtype of
+        the parameters.
+    cache_graph : bool or "auto", default "auto"
+        ``"graph"`` method only: keep every batch's gradient graph in memory so that a product
+        costs one backward pass. ``"auto"`` caches when ``N * numel <= 5e7``.
+
+    Attributes
+    ----------
+    shape, numel, names, dtype, device, n_hvp
+        See :class:`CurvatureOperator`.
+    method : str
+        The resolved method, ``"graph"`` or ``"func"``.
+    n_samples : int
+        ``N``, the number of samples in the loss.
+
+    References
+    ----------
+    .. [1] B. A. Pearlmutter, "Fast exact multiplication by the Hessian", Neural Computation,
+       1994.
+    .. [2] H. Li, Z. Xu, G. Taylor, C. Studer, T. Goldstein, "Visualizing the Loss Landscape of
+       Neural Nets", NeurIPS 2018.
+
+    Examples
+    --------
+    >>> op = HessianOperator(model, data, loss="cross_entropy", dtype=torch.float64)
+    >>> hv = op @ torch.randn(op.numel, dtype=torch.float64)
+    >>> H_scipy = op.to_scipy()   # for scipy.sparse.linalg
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: Any,
+        *,
+        loss: LossSpec = "cross_entropy",
+        batch_size: int = 512,
+        what: str = "weights",
+        params: Mapping[str, Tensor] | None = None,
+        ignore: Iterable[str] | str | None = None,
+        method: str = "auto",
+        dtype: torch.dtype | None = None,
+        cache_graph: bool | str = "auto",
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise LandscapeError(
+                f"The 'model' parameter must be a torch.nn.Module. Got {type(model).__name__}."
+            )
+        self._model = model
+        self._loss_fn = resolve_loss(loss)
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        check_option("method", method, METHODS)
+        if not (isinstance(cache_graph, bool) or cache_graph == "auto"):
+            raise LandscapeError(
+                f"The 'cache_graph' parameter must be True, False or 'auto'. "
+                f"Got {cache_graph!r} instead."
+            )
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise LandscapeError(
+                f"The 'dtype' parameter must be a floating torch.dtype or None. Got {dtype!r}."
+            )
+
+        states = named_tensors(model, "states")
+        point = dict(named_tensors(model, what) if params is None else params)
+        unknown = [k for k in point if k not in states]
+        if unknown:
+            raise LandscapeError(
+                f"The 'params' dict has names the model does not have: {unknown[:3]}; "
+                f"use the keys of model.named_parameters() or model.state_dict()."
+            )
+        if isinstance(ignore, str):
+            if ignore != "biasbn":
+                raise LandscapeError(
+                    f"The 'ignore' parameter must be 'biasbn' or an iterable of tensor names. "
+                    f"Got {ignore!r} instead."
+                )
+            skip = {k for k, v in point.items() if torch.as_tensor(v).ndim <= 1}
+        else:
+            skip = set(ignore or ())
+            bad = sorted(skip - set(point))
+            if bad:
+                raise LandscapeError(
+                    f"The 'ignore' parameter names tensors that are not among the params: "
+                    f"{bad[:3]}; valid names are e.g. {list(point)[:3]}."
+                )
+        selected = [
+            k for k, v in point.items() if k not in skip and is_perturbable(torch.as_tensor(v))
+        ]
+        if not selected:
+            raise LandscapeError(
+                "No floating-point parameters are left to differentiate; check 'ignore' and "
+                "'params'."
+            )
+        first = torch.as_tensor(point[selected[0]])
+        self._dtype = dtype or first.dtype
+        self._device = first.device
+
+        def cast(t: Tensor) -> Tensor:
+            t = torch.as_tensor(t).detach()
+            if t.is_floating_point():
+                return t.to(device=self._device, dtype=self._dtype)
+            return t.to(device=self._device)
+
+        # Private copies of everything the forward pass reads: the model's own buffers can
+        # never be touched, whatever the mode.
+        self._fixed: dict[str, Tensor] = {k: cast(v).clone() for k, v in states.items()}
+        for k, v in point.items():
+            self._fixed[k] = cast(v).clone()
+        self._primals: dict[str, Tensor] = {k: self._fixed.pop(k) for k in selected}
+        self._names = list(selected)
+        self._shapes = [self._primals[k].shape for k in selected]
+
+        x, y = _data_tensors(data)
+        self._x = x
+        self._y = y
+        self.n_samples = int(x.shape[0])
+
+        if cache_graph == "auto":
+            cache_graph = self.n_samples * self.numel <= CACHE_GRAPH_LIMIT
+        self.cache_graph = bool(cache_graph)
+        if method == "auto":
+            method = "graph"
+        self.method = method
+        self._graph_cache: list[tuple[list[Tensor], list[Tensor | None]]] | None = None
+        self._n_hvp = 0
+
+    # -- data -----------------------------------------------------------------------------
+    def _batches(self) -> Iterator[tuple[Tensor, Tensor]]:
+        for start in range(0, self.n_samples, self.batch_size):
+            xb = self._x[start : start + self.batch_size].to(self._device)
+            yb = self._y[start : start + self.batch_size].to(self._device)
+            if xb.is_floating_point():
+                xb = xb.to(self._dtype)
+            if yb.is_floating_point():
+                yb = yb.to(self._dtype)
+            yield xb, yb
+
+    def _batch_loss(self, xb: Tensor, yb: Tensor) -> Callable[[dict[str, Tensor]], Tensor]:
+        """``f(selected params) -> sum of the batch's per-sample losses / N``."""
+        fixed, model, loss_fn, n = self._fixed, self._model, self._loss_fn, self.n_samples
+
+        def f(sel: dict[str, Tensor]) -> Tensor:
+            out = functional_forward(model, {**fixed, **sel}, xb)
+            return loss_fn(out, yb).sum() / n
+
+        return f
+
+    # -- loss and gradient ----------------------------------------------------------------
+    def loss(self) -> float:
+        """Full-data loss ``L(theta)`` at the operator's point."""
+        total = torch.zeros((), dtype=self._dtype, device=self._device)
+        with torch.no_grad(), _eval_mode(self._model):
+            for xb, yb in self._batches():
+                total = total + self._batch_loss(xb, yb)(self._primals)
+        return float(total)
+
+    def gradient(self) -> Tensor:
+        """Flat full-data gradient ``dL/dtheta`` (zeros for tensors that do not reach the loss)."""
+        grads = [torch.zeros_like(self._primals[k]) for k in self._names]
+        with torch.enable_grad(), _eval_mode(self._model):
+            for xb, yb in self._batches():
+                leaves = {k: v.detach().requires_grad_(True) for k, v in self._primals.items()}
+                value = self._batch_loss(xb, yb)(leaves)
+                gs = torch.autograd.grad(value, list(leaves.values()), allow_unused=True)
+                for acc, g in zip(grads, gs, strict=True):
+                    if g is not None:
+                        acc.add_(g)
+        return torch.cat([g.reshape(-1) for g in grads])
+
+    # -- products -------------------------------------------------------------------------
+    def _graphs(self) -> Iterator[tuple[list[Tensor], list[Tensor | None]]]:
+        """Per batch: (leaf params, their gradients with ``create_graph=True``)."""
+        if self._graph_cache is not None:
+            yield from self._graph_cache
+            return
+        cache: list[tuple[list[Tensor], list[Tensor | None]]] = []
+        with torch.enable_grad():
+            for xb, yb in self._batches():
+                leaves = {k: v.detach().requires_grad_(True) for k, v in self._primals.items()}
+                value = self._batch_loss(xb, yb)(leaves)
+                gs = torch.autograd.grad(
+                    value, list(leaves.values()), create_graph=True, allow_unused=True
+                )
+                item = (list(leaves.values()), list(gs))
+                if self.cache_graph:
+                    cache.append(item)
+                yield item
+        if self.cache_graph:
+            self._graph_cache = cache
+
+    def _graph_matmat(self, V: Tensor) -> Tensor:
+        k = V.shape[1]
+        blocks = self._split_block(V)
+        cols = [[b[j] for b in blocks.values()] for j in range(k)]
+        out = torch.zeros(k, self.numel, dtype=self._dtype, device=self._device)
+        with torch.enable_grad(), _eval_mode(self._model):
+            for leaves, gs in self._graphs():
+                for j in range(k):
+                    terms = [
+                        (g * v).sum()
+                        for g, v in zip(gs, cols[j], strict=True)
+                        if g is not None and g.requires_grad
+                    ]
+                    if not terms:
+                        continue  # the gradient does not depend on the params: zero curvature
+                    dot = torch.stack(terms).sum()
+                    hv = torch.autograd.grad(dot, leaves, retain_graph=True, allow_unused=True)
+                    out[j] += torch.cat(
+                        [
+                            (h if h is not None else torch.zeros_like(p)).reshape(-1)
+                            for h, p in zip(hv, leaves, strict=True)
+                        ]
+                    )
+        return out.t()
+
+    def _func_matmat(self, V: Tensor) -> Tensor:
+        tangents = self._split_block(V)
+        primals = self._primals
+        out = torch.zeros(V.shape[1], self.numel, dtype=self._dtype, device=self._device)
+        with torch.enable_grad(), _eval_mode(self._model):
+            for xb, yb in self._batches():
+                grad_f = torch.func.grad(self._batch_loss(xb, yb))
+
+                def one(t: dict[str, Tensor], grad_f: Callable = grad_f) -> dict[str, Tensor]:
+                    return torch.func.jvp(grad_f, (primals,), (t,))[1]
+
+                if V.shape[1] == 1:  # no vmap needed for a single vector
+                    single = one({name: t[0] for name, t in tangents.items()})
+                    hv = {name: t.unsqueeze(0) for name, t in single.items()}
+                else:
+                    hv = torch.func.vmap(one)(tangents)
+                out += torch.cat([hv[name].reshape(V.shape[1], -1) for name in self._names], 1)
+        return out.t()
+
+    def _matvec(self, v: Tensor) -> Tensor:
+        return self._matmat(v.reshape(-1, 1)).reshape(-1)
+
+    def _matmat(self, V: Tensor) -> Tensor:
+        if self.method == "graph":
+            return self._graph_matmat(V)
+        return self._func_matmat(V)
+
+    def __repr__(self) -> str:
+        return (
+            f"HessianOperator(n={self.numel}, N={self.n_samples}, method={self.method!r}, "
+            f"dtype={self._dtype})"
+        )
+
+
+def hvp(
+    model: nn.Module,
+    data: Any,
+    vector: Mapping[str, Tensor],
+    *,
+    params: Mapping[str, Tensor] | None = None,
+    loss: LossSpec = "cross_entropy",
+    batch_size: int = 512,
+    method: str = "auto",
+    dtype: torch.dtype | None = None,
+) -> dict[str, Tensor]:
+    """Hessian-vector product of the full-data loss, dict in and dict out.
+
+    The Hessian is taken with respect to the tensors named in ``vector`` (the others are held
+    at their values in ``params`` / the model).
+
+    Parameters
+    ----------
+    model, data, params, loss, batch_size, method, dtype
+        As for :class:`HessianOperator`.
+    vector : dict[str, Tensor]
+        The direction ``v``; its keys select the variables.
+
+    Returns
+    -------
+    dict[str, Tensor]
+        ``H v`` with the same keys and shapes as ``vector``.
+
+    References
+    ----------
+    .. [1] B. A. Pearlmutter, "Fast exact multiplication by the Hessian", Neural Computation,
+       1994.
+    """
+    point = dict(named_tensors(model, "weights") if params is None else params)
+    missing = [k for k in vector if k not in point]
+    if missing:
+        states = named_tensors(model, "states")
+        for k in missing:
+            if k not in states:
+                raise LandscapeError(
+                    f"The 'vector' dict names '{k}', which the model does not have."
+                )
+            point[k] = states[k]
+    ignore = [k for k in point if k not in vector]
+    op = HessianOperator(
+        model,
+        data,
+        loss=loss,
+        batch_size=batch_size,
+        params=point,
+        ignore=ignore,
+        method=method,
+        dtype=dtype,
+        cache_graph=False,
+    )
+    return op.unflatten(op @ op.flatten(vector))
+
+
+class _Float64Matmul:
+    """Apply any square operator with ``@`` and ``.shape`` to float64 NumPy blocks.
+
+    Accepts a :class:`CurvatureOperator`, a dense :class:`torch.Tensor`, a NumPy array, a SciPy
+    sparse matrix or :class:`~scipy.sparse.linalg.LinearOperator`, or any object with ``@`` and
+    ``.shape``. Counts every vector it applies in :attr:`n_matvecs`.
+    """
+
+    def __init__(self, A: Any) -> None:
+        shape = getattr(A, "shape", None)
+        if shape is None or len(shape) != 2 or int(shape[0]) != int(shape[1]):
+            raise LandscapeError(
+                f"The operator must be square with a .shape of (n, n) and support '@'. "
+                f"Got {type(A).__name__} with shape {shape!r}."
+            )
+        if not hasattr(A, "__matmul__"):
+            raise LandscapeError(
+                f"The operator must support '@' (matrix multiplication). Got {type(A).__name__}."
+            )
+        self.A = A
+        self.n = int(shape[0])
+        self.n_matvecs = 0
+        self._torch: tuple[torch.dtype, torch.device] | None = None
+        if isinstance(A, CurvatureOperator):
+            self._torch = (A.dtype, A.device)
+        elif isinstance(A, Tensor):
+            dt = A.dtype if A.is_floating_point() else torch.float64
+            self._torch = (dt, A.device)
+        elif isinstance(getattr(A, "dtype", None), torch.dtype):
+            self._torch = (A.dtype, getattr(A, "device", torch.device("cpu")))
+
+    def __call__(self, V: np.ndarray) -> np.ndarray:
+        V = np.ascontiguousarray(V, dtype=np.float64)
+        k = 1 if V.ndim == 1 else V.shape[1]
+        if self._torch is not None:
+            dt, dev = self._torch
+            R = self.A @ torch.from_numpy(V).to(dtype=dt, device=dev)
+            R = R.detach().to("cpu", torch.float64).numpy()
+        else:
+            R = np.asarray(self.A @ V, dtype=np.float64)
+        self.n_matvecs += k
+        return np.asarray(R, dtype=np.float64).reshape(V.shape)
