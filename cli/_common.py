@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +93,31 @@ def parse_splits(text: str) -> list[str]:
     return list(dict.fromkeys(splits))
 
 
+def check_device(text: str) -> str:
+    """Fail early, as a usage error, on a --device that this torch cannot use."""
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise LandscapeError(
+            f"unknown --device {text!r} ({first}); use cpu, cuda, cuda:N or mps"
+        ) from exc
+    if dev.type == "meta":
+        raise LandscapeError("--device meta holds no data and cannot evaluate a loss; use cpu")
+    if dev.type == "cpu":
+        return text
+    try:
+        torch.empty(1, device=dev)
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise LandscapeError(
+            f"--device {text!r} is not available here ({first}); use --device cpu"
+        ) from exc
+    return text
+
+
 def command_line(args: argparse.Namespace) -> str:
     return shlex.join(getattr(args, "argv", ["landscape"]))
 
@@ -97,3 +125,30 @@ def command_line(args: argparse.Namespace) -> str:
 def default_out(ckpt_path: str, suffix: str) -> str:
     p = Path(ckpt_path)
     return str(p.with_name(f"{p.stem}_{suffix}.h5"))
+
+
+@contextmanager
+def distributed(device: str) -> Iterator[tuple[int, int, str]]:
+    """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` > 1).
+
+    Yields ``(rank, world_size, device)``: gloo on CPU, NCCL on CUDA with one GPU per local rank.
+    Outside torchrun yields ``(0, 1, device)`` and does nothing.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if world <= 1:
+        yield 0, 1, device
+        return
+    import torch
+    import torch.distributed as dist
+
+    if device.startswith("cuda"):
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        device, backend = f"cuda:{local}", "nccl"
+    else:
+        backend = "gloo"
+    dist.init_process_group(backend)
+    try:
+        yield dist.get_rank(), dist.get_world_size(), device
+    finally:
+        dist.destroy_process_group()

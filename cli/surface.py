@@ -25,9 +25,11 @@ from ._common import (
     add_checkpoint_args,
     add_data_args,
     add_progress_arg,
+    check_device,
     command_line,
     data_spec,
     default_out,
+    distributed,
     examples,
     load_ckpt,
     load_datasets,
@@ -114,6 +116,35 @@ def _resolve_loss(text: str):
     )
 
 
+def _architecture_difference(
+    base: dict, other: dict, *, both_ways: bool = True
+) -> str | None:
+    """How ``other``'s tensors differ from ``base``'s (names, shapes), or ``None``."""
+    for k, v in other.items():
+        if k not in base:
+            return f"it has a tensor '{k}' that this model lacks"
+        if tuple(v.shape) != tuple(base[k].shape):
+            return (f"its tensor '{k}' has shape {tuple(v.shape)}, this model's "
+                    f"{tuple(base[k].shape)}")
+    missing = [k for k in base if k not in other] if both_ways else []
+    if missing:
+        return f"it lacks this model's tensor '{missing[0]}'"
+    return None
+
+
+def _same_architecture(args: argparse.Namespace, base: dict, path: str, option: str) -> dict:
+    """Load the checkpoint ``path`` given to ``option``; its tensors, checked against ``base``."""
+    other = load_ckpt(args, path)
+    tensors = named_tensors(other.model, args.dir_type)
+    diff = _architecture_difference(base, tensors)
+    if diff:
+        raise LandscapeError(
+            f"{option} checkpoint '{path}' is another architecture than '{args.checkpoint}': "
+            f"{diff}; give checkpoints of one network"
+        )
+    return {"ckpt": other, "tensors": tensors}
+
+
 def _directions(args: argparse.Namespace, ckpt, ndim: int) -> Directions:
     what = args.dir_type
     if args.dir_file:
@@ -126,21 +157,27 @@ def _directions(args: argparse.Namespace, ckpt, ndim: int) -> Directions:
             raise LandscapeError(f"'{args.dir_file}' has {d.ndim} direction(s); --y needs 2")
         if d.ndim > ndim:
             d = Directions(d.vectors[:ndim], {**d.recipe, "used": ndim})
+        base = named_tensors(ckpt.model, what)
+        for vec in d.vectors:
+            diff = _architecture_difference(base, vec, both_ways=False)
+            if diff:
+                raise LandscapeError(
+                    f"directions in '{args.dir_file}' were made for another architecture than "
+                    f"'{args.checkpoint}' ({diff}); drop --dir-file to draw new directions"
+                )
         return d
     base = named_tensors(ckpt.model, what)
     if args.interpolate:
         if ndim != 1:
             raise LandscapeError("--interpolate gives a 1D line; drop --y")
-        other = load_ckpt(args, args.interpolate)
+        other = _same_architecture(args, base, args.interpolate, "--interpolate")
         recipe = {"kind": "interpolation", "what": what, "target": args.interpolate,
-                  "target_sha256": other.sha256}
-        return Directions(
-            (interpolation_direction(base, named_tensors(other.model, what)),), recipe
-        )
+                  "target_sha256": other["ckpt"].sha256}
+        return Directions((interpolation_direction(base, other["tensors"]),), recipe)
     if args.plane:
         if ndim != 2:
             raise LandscapeError("--plane gives a 2D plane; add --y")
-        b, c = (load_ckpt(args, f) for f in args.plane)
+        b, c = (_same_architecture(args, base, f, "--plane")["ckpt"] for f in args.plane)
         dx, dy, coords = plane_directions(
             base, named_tensors(b.model, what), named_tensors(c.model, what),
             orthogonal=args.orthogonal,
@@ -159,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
         parse_axis(args.y, "y")
     splits = parse_splits(args.splits)
     loss = _resolve_loss(args.loss)
+    check_device(args.device)
     ckpt = load_ckpt(args, args.checkpoint)
     spec = data_spec(args, ckpt)
     datasets = load_datasets(spec, splits, ckpt.model)
@@ -177,14 +215,17 @@ def run(args: argparse.Namespace) -> int:
                             if isinstance(v, int | float | str)},
     }
     t0 = time.perf_counter()
-    s = compute_surface(
-        ckpt.model, dirs, datasets, x=args.x, y=args.y, loss=loss, bn=args.bn,
-        bn_batches=args.bn_batches, batch_size=args.batch_size, device=args.device,
-        dtype=_DTYPES[args.dtype], out=out, overwrite=args.overwrite, recipe=recipe,
-        provenance=provenance, progress=not args.no_progress,
-        flush_seconds=args.flush_seconds,
-    )
+    with distributed(args.device) as (rank, world, device):
+        s = compute_surface(
+            ckpt.model, dirs, datasets, x=args.x, y=args.y, loss=loss, bn=args.bn,
+            bn_batches=args.bn_batches, batch_size=args.batch_size, device=device,
+            dtype=_DTYPES[args.dtype], out=out, overwrite=args.overwrite, recipe=recipe,
+            provenance=provenance, progress=not args.no_progress,
+            flush_seconds=args.flush_seconds,
+        )
     dt = time.perf_counter() - t0
+    if rank != 0:
+        return 0
     grid = f"{len(s.x)}" if s.y is None else f"{len(s.y)}x{len(s.x)}"
     print(f"wrote {out}: {s.ndim}D {grid} surface, {s.n_done}/{s.n_points} points "
           f"({', '.join(sorted(s.arrays))}) in {dt:.1f} s")

@@ -404,7 +404,9 @@ def compute_surface(
     surf = _new_surface(ax, ay, data, directions, full_recipe, dict(provenance or {}))
     if out is not None:
         storage.check_writable(out, overwrite=overwrite)
-    if out is not None and Path(out).exists() and not overwrite:
+        if Path(out).exists() and not overwrite and not _has_surface(out):
+            _check_file_directions(out, directions)
+    if out is not None and Path(out).exists() and not overwrite and _has_surface(out):
         old = Surface.load(out)
         diff = recipe_differences(old.recipe, full_recipe)
         if diff:
@@ -442,6 +444,21 @@ def compute_surface(
     return surf
 
 
+def _has_surface(path: str | os.PathLike) -> bool:
+    return storage.file_kind(path) == "li2018" or "surface" in storage.list_groups(path)
+
+
+def _check_file_directions(path: str | os.PathLike, directions: Directions) -> None:
+    """A file without a surface may hold directions (e.g. a trajectory's PCA directions): a
+    surface written into it must use those very directions."""
+    g = storage.outline(path)["groups"].get("directions")
+    if g is not None and g["attrs"].get("sha256") != directions.digest():
+        raise LandscapeError(
+            f"'{path}' holds other directions than the ones this surface uses; pass them "
+            "with --dir-file, choose another --out, or pass --overwrite"
+        )
+
+
 def _array_names(data: Mapping[str, Any]) -> list[str]:
     names = []
     for k, v in data.items():
@@ -465,33 +482,81 @@ def _new_surface(ax: Axis, ay: Axis | None, data: Mapping[str, Any], directions:
     )
 
 
+def _dist() -> tuple[int, int]:
+    """``(rank, world_size)`` of the initialised default process group, else ``(0, 1)``."""
+    import torch.distributed as tdist
+
+    if tdist.is_available() and tdist.is_initialized():
+        return tdist.get_rank(), tdist.get_world_size()
+    return 0, 1
+
+
 def _run_points(surf: Surface, ev: Evaluator, base: dict[str, Tensor],
                 dirs: tuple[dict[str, Tensor], ...], todo: Iterable[int],
                 out: str | os.PathLike | None, overwrite: bool, progress: bool,
-                flush_seconds: float) -> None:
+                flush_seconds: float, points_per_round: int = 4) -> None:
+    """Evaluate ``todo`` (flat indices) and record them in ``surf``, writing ``out`` as we go.
+
+    Under ``torch.distributed`` (e.g. ``torchrun``), rank ``r`` of ``w`` evaluates
+    ``todo[r::w]`` in rounds of ``points_per_round``; after each round the results are
+    gathered on rank 0, the only process that writes the file. Every rank ends with the full
+    arrays.
+    """
     from tqdm.auto import tqdm
 
+    rank, world = _dist()
     todo = list(todo)
     flat_done = surf.done.reshape(-1)
     flat = {k: v.reshape(-1) for k, v in surf.arrays.items()}
     first_write = overwrite
     last = time.monotonic()
-    bar = tqdm(total=surf.n_points, initial=surf.n_done, disable=not progress,
+    bar = tqdm(total=surf.n_points, initial=surf.n_done, disable=not progress or rank != 0,
                desc="surface", unit="pt", dynamic_ncols=True)
-    try:
-        for idx in todo:
-            m = ev.at(base, dirs, surf.coords(idx))
-            for name, met in m.items():
-                flat[f"{name}_loss"][idx] = met.loss
+
+    def record(results: list[tuple[int, dict[str, tuple[float, float | None]]]]) -> None:
+        for idx, m in results:
+            for name, (loss, acc) in m.items():
+                flat[f"{name}_loss"][idx] = loss
                 if f"{name}_acc" in flat:
-                    flat[f"{name}_acc"][idx] = np.nan if met.accuracy is None else met.accuracy
+                    flat[f"{name}_acc"][idx] = np.nan if acc is None else acc
             flat_done[idx] = True
-            bar.update(1)
-            if out is not None and time.monotonic() - last >= flush_seconds:
-                surf.save(out, overwrite=first_write)
-                first_write = False
-                last = time.monotonic()
+        bar.update(len(results))
+
+    def evaluate(idx: int) -> tuple[int, dict[str, tuple[float, float | None]]]:
+        m = ev.at(base, dirs, surf.coords(idx))
+        return idx, {name: (met.loss, met.accuracy) for name, met in m.items()}
+
+    try:
+        if world == 1:
+            for idx in todo:
+                record([evaluate(idx)])
+                if out is not None and time.monotonic() - last >= flush_seconds:
+                    surf.save(out, overwrite=first_write)
+                    first_write = False
+                    last = time.monotonic()
+        else:
+            import torch.distributed as tdist
+
+            mine = todo[rank::world]
+            per_rank = -(-len(todo) // world)
+            n_rounds = -(-per_rank // points_per_round)
+            for r in range(n_rounds):
+                chunk = mine[r * points_per_round:(r + 1) * points_per_round]
+                results = [evaluate(i) for i in chunk]
+                gathered: list[object] = [None] * world
+                tdist.all_gather_object(gathered, results)
+                for part in gathered:
+                    record(part)  # type: ignore[arg-type]
+                if (rank == 0 and out is not None
+                        and time.monotonic() - last >= flush_seconds):
+                    surf.save(out, overwrite=first_write)
+                    first_write = False
+                    last = time.monotonic()
     finally:
         bar.close()
-        if out is not None and surf.n_done > 0:
+        if rank == 0 and out is not None and surf.n_done > 0:
             surf.save(out, overwrite=first_write)
+    if world > 1:
+        import torch.distributed as tdist
+
+        tdist.barrier()
