@@ -1,0 +1,159 @@
+"""``landscape trajectory``: PCA directions of a training run, its projected path, and
+(optionally) the loss surface on the PCA plane, all in one HDF5 file."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from landscape.checkpoints import load_checkpoint
+from landscape.directions import IGNORES, Directions
+from landscape.errors import LandscapeError
+from landscape.surface import Axis, compute_surface, parse_axis
+from landscape.training import list_checkpoints
+from landscape.trajectory import TrajectoryPCA
+
+from ._common import (
+    add_checkpoint_args,
+    add_data_args,
+    add_progress_arg,
+    command_line,
+    data_spec,
+    distributed,
+    examples,
+    load_datasets,
+    model_arg,
+    parse_splits,
+)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "trajectory",
+        help="PCA of a training run's checkpoints, projected path, surface on the PC plane",
+        description="Fit PCA to the checkpoints of a run (theta_i - theta_final), record the "
+                    "explained variance and the path projected on the first components, and "
+                    "with --surface evaluate the loss on the plane of PC1/PC2 around the final "
+                    "model so that path and surface share coordinates.",
+        epilog=examples(
+            "landscape trajectory runs/res20 --surface --out res20_traj.h5",
+            "landscape trajectory runs/res20 --surface --x=-10:40:26 --y=-20:20:21",
+            "landscape trajectory e1.pt e2.pt e3.pt final.pt --components 3",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("run", nargs="+", metavar="RUN_DIR|CKPT",
+                   help="a training run directory, or checkpoints in order (the last is final)")
+    p.add_argument("--components", type=int, default=2, help="principal components to keep")
+    p.add_argument("--ignore", choices=IGNORES, default="biasbn",
+                   help="'biasbn': leave biases and BN parameters out of the PCA")
+    p.add_argument("--dir-type", choices=["weights", "states"], default="weights")
+    p.add_argument("--exclude-final", action="store_true",
+                   help="leave the final model's (zero) row out of the PCA matrix")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random-direction baseline")
+    add_checkpoint_args(p)
+    s = p.add_argument_group("surface on the PCA plane")
+    s.add_argument("--surface", action="store_true", help="also compute the loss surface")
+    s.add_argument("--x", metavar="MIN:MAX:NUM",
+                   help="grid along PC1 (default: the path's range plus a margin, 21 points)")
+    s.add_argument("--y", metavar="MIN:MAX:NUM", help="grid along PC2 (default: likewise)")
+    s.add_argument("--splits", default="train,test")
+    s.add_argument("--batch-size", type=int, default=1024)
+    s.add_argument("--flush-seconds", type=float, default=10.0)
+    add_data_args(p)
+    p.add_argument("--out", metavar="FILE.h5",
+                   help="output file (default: trajectory.h5 in the run directory)")
+    p.add_argument("--overwrite", action="store_true")
+    add_progress_arg(p)
+    p.set_defaults(func=run)
+
+
+def _auto_axis(values: np.ndarray, num: int = 21) -> Axis:
+    lo, hi = float(np.min(values)), float(np.max(values))
+    span = max(hi - lo, 1e-3 * max(abs(lo), abs(hi), 1.0))
+    lo, hi = lo - 0.25 * span, hi + 0.25 * span
+    mag = 10 ** np.floor(np.log10(span / 4))
+    return Axis(float(np.floor(lo / mag) * mag), float(np.ceil(hi / mag) * mag), num)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.surface:
+        if args.components < 2:
+            raise LandscapeError("--surface needs --components >= 2 (a plane)")
+        for name in ("x", "y"):
+            if getattr(args, name) is not None:
+                parse_axis(getattr(args, name), name)
+        splits = parse_splits(args.splits)
+    elif args.x or args.y:
+        raise LandscapeError("--x/--y set the grid of --surface; add --surface")
+    paths = args.run
+    if len(paths) == 1:
+        if not Path(paths[0]).is_dir():
+            raise LandscapeError(
+                f"'{paths[0]}' is not a run directory; give a run directory or at least "
+                "three checkpoints in training order"
+            )
+        ckpts = list_checkpoints(paths[0])
+        default_out = Path(paths[0]) / "trajectory.h5"
+    else:
+        ckpts = [Path(p) for p in paths]
+        default_out = ckpts[-1].with_name(f"{ckpts[-1].stem}_trajectory.h5")
+    out = Path(args.out) if args.out else default_out
+    from landscape import storage
+
+    storage.check_writable(out, overwrite=args.overwrite)
+    t0 = time.perf_counter()
+    pca = TrajectoryPCA(args.components, ignore=args.ignore, what=args.dir_type,
+                        include_final=not args.exclude_final, seed=args.seed)
+    pca.fit(ckpts, model=model_arg(args), trust=args.trust_checkpoint)
+    final = load_checkpoint(ckpts[-1], model=model_arg(args), trust=args.trust_checkpoint)
+    spec = data_spec(args, final)
+    datasets = load_datasets(spec, splits, final.model) if args.surface else None
+    resume = False
+    if out.exists() and not args.overwrite:
+        groups = storage.outline(out)["groups"]
+        old = groups.get("directions", {}).get("attrs", {}).get("sha256")
+        old_recipe = groups.get("trajectory", {}).get("attrs", {}).get("recipe")
+        if old != pca.pca_directions_.digest() or old_recipe != pca.to_group().attrs["recipe"]:
+            raise LandscapeError(
+                f"'{out}' holds another trajectory or other directions; pass --overwrite to "
+                "replace it or choose another --out"
+            )
+        resume = True  # same run, same PCA: keep the file and resume its surface
+    if not resume:
+        pca.save(out, overwrite=args.overwrite)
+    summ = pca.summary()
+    print(
+        f"PCA of {summ['n_checkpoints']} checkpoints: PC1 {100 * summ['pc1']:.1f}%, "
+        f"PC1+PC2 {100 * summ['pc1_pc2']:.1f}%, {summ['n_components_for_90']} component(s) "
+        f"for 90%; the PC plane captures {100 * summ['path_capture']:.1f}% of the path "
+        f"(two random directions: {100 * summ['random_path_capture']:.2f}%)"
+    )
+    if args.surface:
+        coords = pca.coords_
+        ax = parse_axis(args.x, "x") if args.x else _auto_axis(coords[:, 0])
+        ay = parse_axis(args.y, "y") if args.y else _auto_axis(coords[:, 1])
+        dirs = pca.pca_directions_
+        if dirs.ndim != 2:
+            dirs = Directions(dirs.vectors[:2], dirs.recipe)
+        recipe = {
+            "checkpoint_sha256": final.sha256,
+            "model": final.spec.to_dict() if final.spec is not None else None,
+            "data": spec.to_dict(),
+        }
+        provenance = {"command": command_line(args), "checkpoint": str(ckpts[-1])}
+        with distributed("cpu") as (rank, _world, device):
+            s = compute_surface(
+                final.model, dirs, datasets, x=ax, y=ay, batch_size=args.batch_size,
+                device=device, out=out, recipe=recipe, provenance=provenance,
+                progress=not args.no_progress, flush_seconds=args.flush_seconds,
+            )
+        if rank != 0:
+            return 0
+        print(f"surface on the PCA plane: {len(s.y)}x{len(s.x)} grid, x {ax.spec}, y {ay.spec}, "
+              f"{s.n_done}/{s.n_points} points")
+    print(f"wrote {out} in {time.perf_counter() - t0:.1f} s")
+    return 0
