@@ -42,6 +42,7 @@ from .surface import (
     save_directions,
 )
 from .training import TrainConfig, TrainRun, list_checkpoints, train
+from .trajectory import Trajectory, TrajectoryPCA, load_trajectory
 
 __all__ = [
     "__version__",
@@ -57,6 +58,8 @@ __all__ = [
     "TensorData",
     "TrainConfig",
     "TrainRun",
+    "Trajectory",
+    "TrajectoryPCA",
     "build",
     "compute_surface",
     "describe",
@@ -68,6 +71,7 @@ __all__ = [
     "load_data",
     "load_directions",
     "load_splits",
+    "load_trajectory",
     "named_tensors",
     "normalize_direction",
     "orthogonalize",
