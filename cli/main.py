@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from landscape import __version__
 from landscape.errors import LandscapeError
 
-from . import info, surface, train, trajectory
+from . import info, plot, surface, train, trajectory
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"landscape {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for mod in (train, surface, trajectory, info):
+    for mod in (train, surface, trajectory, info, plot):
         mod.add_parser(sub)
     return p
 

@@ -209,6 +209,28 @@ class Surface:
             f"done={self.n_done}/{self.n_points})"
         )
 
+    def _repr_png_(self) -> bytes:
+        from .plot import surface_repr_png
+
+        return surface_repr_png(self)
+
+    def _repr_html_(self) -> str:
+        from .plot import surface_repr_html
+
+        return surface_repr_html(self)
+
+    def plot(self, kind: str | None = None, **kwargs: Any) -> Any:
+        """Plot the surface: ``"contour"`` (2D default), ``"contourf"``, ``"heatmap"``,
+        ``"3d"`` or ``"1d"`` (1D default); keyword arguments go to :mod:`landscape.plot`."""
+        from . import plot as lplot
+
+        kind = kind or ("1d" if self.ndim == 1 else "contour")
+        if kind == "1d":
+            return lplot.plot_1d(self, **kwargs)
+        if kind == "3d":
+            return lplot.plot_3d(self, **kwargs)
+        return lplot.plot_contour(self, kind=kind, **kwargs)
+
     # ------------------------------------------------------------------ storage
     def _groups(self) -> dict[str, storage.Group]:
         sg = storage.Group(

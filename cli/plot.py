@@ -1,0 +1,73 @@
+"""``landscape plot``: pictures (PNG/PDF/SVG) of a result file, plus ParaView/HTML exports."""
+
+from __future__ import annotations
+
+import argparse
+
+from landscape.errors import LandscapeError
+from landscape.plot import FILE_KINDS, FORMATS, plot_file
+
+from ._common import examples
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "plot",
+        help="draw a surface, trajectory or curvature file as PNG/PDF/SVG",
+        description="Draw the pictures of a landscape HDF5 file (or a surface file of Li et "
+                    "al.): contour lines, filled contours, heatmap and 3D view of a 2D "
+                    "surface, loss/accuracy curves of a 1D one, the optimizer path in the "
+                    "PCA plane (/trajectory), the |λmin/λmax| map and the Hessian eigenvalue "
+                    "density (/curvature). Files are written as OUT/<file stem>_<kind>.<format>; "
+                    "unfinished and diverged (NaN/inf) points are masked.",
+        epilog=examples(
+            "landscape plot res20.h5",
+            "landscape plot res20.h5 --kind contour,3d --log-levels --format pdf --out figs",
+            "landscape plot ab.h5                      # 1D: loss and accuracy curves",
+            "landscape plot traj.h5 --kind trajectory",
+            "landscape plot res20.h5 --vtp --html      # ParaView .vtp and interactive HTML",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("file", metavar="FILE.h5", help="result file to draw")
+    p.add_argument("--kind", metavar="KINDS",
+                   help=f"comma list of {','.join(FILE_KINDS)} (default: contour,contourf,"
+                        "heatmap,3d for a 2D surface, 1d for a 1D one, plus trajectory/ratio/"
+                        "density when the file holds them)")
+    p.add_argument("--array", metavar="NAME",
+                   help="surface array to draw, e.g. train_loss, test_acc (default: "
+                        "train_loss; for 1d: every split's loss and accuracy)")
+    p.add_argument("--out", metavar="DIR",
+                   help="output directory, created if missing (default: the file's directory)")
+    p.add_argument("--format", choices=FORMATS, default="png", help="picture format")
+    p.add_argument("--dpi", type=int, default=150, help="resolution of PNG pictures")
+    p.add_argument("--log-levels", action="store_true",
+                   help="log-spaced contour levels (and a log loss axis for 1d)")
+    p.add_argument("--vtp", action="store_true",
+                   help="also write <stem>_<array>.vtp for ParaView")
+    p.add_argument("--html", action="store_true",
+                   help="also write an interactive 3D <stem>_<array>.html (needs plotly)")
+    p.set_defaults(func=run)
+
+
+def _kinds(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in FILE_KINDS]
+    if not kinds or bad:
+        raise LandscapeError(
+            f"--kind must be a comma list of {','.join(FILE_KINDS)}; got {text!r}"
+        )
+    return kinds
+
+
+def run(args: argparse.Namespace) -> int:
+    written = plot_file(
+        args.file, kinds=_kinds(args.kind), array=args.array, out_dir=args.out,
+        fmt=args.format, log_levels=args.log_levels, vtp=args.vtp, html=args.html,
+        dpi=args.dpi,
+    )
+    for path in written:
+        print(f"wrote {path}")
+    return 0
