@@ -340,9 +340,12 @@ def compute_surface(
     loss: LossSpec = "cross_entropy",
     bn: str = "eval",
     bn_batches: int = 10,
-    batch_size: int = 1024,
+    batch_size: int | str = "auto",
+    bn_batch_size: int = 128,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
+    autocast: str | None = None,
+    channels_last: bool = False,
     out: str | os.PathLike | None = None,
     overwrite: bool = False,
     recipe: Mapping[str, Any] | None = None,
@@ -372,10 +375,18 @@ def compute_surface(
         BatchNorm policy (see :mod:`landscape.evaluation`).
     bn_batches : int, default=10
         Batches used by ``bn="recalibrate"``.
-    batch_size : int, default=1024
-        Evaluation batch size (part of the recipe).
+    batch_size : int or "auto", default="auto"
+        Evaluation batch size. ``"auto"`` times a few sizes on the data before the first point
+        (:meth:`Evaluator.probe_batch_size`) and records the choice in the file's provenance
+        (``batch_size_used``); a resumed run reuses it, so resumed arrays stay bit-identical.
+    bn_batch_size : int, default=128
+        Batch size of BatchNorm recalibration (``bn="recalibrate"``).
     device, dtype : optional
         Evaluation device and dtype.
+    autocast : {"bf16", "fp16"}, optional
+        Mixed-precision forward passes (recorded in the recipe; values within ~1e-3).
+    channels_last : bool, default=False
+        Channels-last memory format for conv nets (recorded in the recipe).
     out : path, optional
         HDF5 file to write as points finish and to resume from.
     overwrite : bool, default=False
@@ -419,6 +430,9 @@ def compute_surface(
             "bn": bn,
             "bn_batches": bn_batches if bn == "recalibrate" else None,
             "batch_size": batch_size,
+            "bn_batch_size": bn_batch_size if bn == "recalibrate" else None,
+            "autocast": autocast,
+            "channels_last": bool(channels_last),
             "dtype": str(dtype or next(iter(base_t.values())).dtype).replace("torch.", ""),
         }
     )
@@ -456,8 +470,18 @@ def compute_surface(
                 f"direction tensor '{k}' has shape {tuple(v.shape)}, the model's has "
                 f"{tuple(base_t[k].shape)} -- the directions were made for another architecture"
             )
-    ev = Evaluator(model, data, loss=loss, what=what, batch_size=batch_size, bn=bn,
-                   bn_batches=bn_batches, device=device, dtype=dtype)
+    if batch_size != "auto":
+        check_int("batch_size", batch_size, 1)
+    ev = Evaluator(model, data, loss=loss, what=what,
+                   batch_size=1024 if batch_size == "auto" else batch_size, bn=bn,
+                   bn_batches=bn_batches, bn_batch_size=bn_batch_size, device=device,
+                   dtype=dtype, autocast=autocast, channels_last=channels_last)
+    if batch_size == "auto":
+        used = surf.provenance.get("batch_size_used")
+        if not isinstance(used, int):
+            used = _agree(ev.probe_batch_size())
+        ev.batch_size = used
+        surf.provenance["batch_size_used"] = used
     base_dev = {k: v.to(ev.device, dtype=dtype) if (dtype and v.is_floating_point())
                 else v.to(ev.device) for k, v in base_t.items()}
     dirs_dev = tuple({k: v.to(ev.device, dtype=base_dev[k].dtype) for k, v in vec.items()}
@@ -511,6 +535,18 @@ def _dist() -> tuple[int, int]:
     if tdist.is_available() and tdist.is_initialized():
         return tdist.get_rank(), tdist.get_world_size()
     return 0, 1
+
+
+def _agree(value: int) -> int:
+    """Rank 0's value on every rank (identity outside torch.distributed)."""
+    rank, world = _dist()
+    if world == 1:
+        return value
+    import torch.distributed as tdist
+
+    box = [value]
+    tdist.broadcast_object_list(box, src=0)
+    return int(box[0])
 
 
 def _run_points(surf: Surface, ev: Evaluator, base: dict[str, Tensor],

@@ -39,7 +39,8 @@ def test_evaluator_does_not_modify_model(tiny_conv, image_data):
 
 
 def test_recalibrate_equals_exact_batch_statistics(tiny_conv, image_data):
-    ev = Evaluator(tiny_conv, image_data, bn="recalibrate", batch_size=40, bn_batches=3)
+    ev = Evaluator(tiny_conv, image_data, bn="recalibrate", batch_size=7, bn_batches=3,
+                   bn_batch_size=40)
     ev.evaluate_loaded()
     x = image_data["train"].x[:120]
     with torch.no_grad():
