@@ -6,7 +6,8 @@ library and prints one line saying what was written.
 
 Errors caused by the user's input (:class:`~landscape.errors.LandscapeError`, unreadable or
 unwritable files, bad arguments) are printed as ONE line on stderr with exit code 2 and no
-traceback. Ctrl-C exits with 130 after the partial results have been saved. Set
+traceback. Ctrl-C exits with 130 after the partial results have been saved, SIGTERM (sent by
+job schedulers before they kill a job) the same way with 143. Set
 ``LANDSCAPE_DEBUG=1`` to see full tracebacks.
 """
 
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from landscape import __version__
 from landscape.errors import LandscapeError
 
-from . import info, plot, surface, train, trajectory
+from . import compare, info, plot, surface, train, trajectory
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"landscape {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for mod in (train, surface, trajectory, info, plot):
+    for mod in (train, surface, trajectory, info, plot, compare):
         mod.add_parser(sub)
     return p
 
@@ -59,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     args.argv = ["landscape", *argv]
     debug = os.environ.get("LANDSCAPE_DEBUG", "") not in ("", "0")
+    previous = _catch_sigterm()
     try:
         return int(args.func(args) or 0)
     except LandscapeError as exc:
@@ -73,13 +75,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = exc.strerror or str(exc)
         print(f"landscape {args.command}: error: {_one_line(msg)}{where}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except MemoryError as exc:
+        if debug:
+            raise
         print(
-            f"landscape {args.command}: interrupted; finished work is saved, run the same "
+            f"landscape {args.command}: error: out of memory ({_one_line(exc)[:200]}); use a "
+            "smaller grid, data subset or --batch-size",
+            file=sys.stderr,
+        )
+        return 2
+    except KeyboardInterrupt as exc:
+        how = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
+        print(
+            f"landscape {args.command}: {how}; finished work is saved, run the same "
             "command again to resume",
             file=sys.stderr,
         )
-        return 130
+        return 143 if isinstance(exc, _Terminated) else 130
     except Exception as exc:  # a bug of ours: still one line, traceback on request
         if debug:
             raise
@@ -90,6 +102,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        _restore_sigterm(previous)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (schedulers, ``kill``, ``docker stop``), handled like Ctrl-C: work is saved."""
+
+
+def _on_sigterm(signum, frame) -> None:  # noqa: ARG001
+    raise _Terminated()
+
+
+def _catch_sigterm():
+    """Turn SIGTERM into :class:`_Terminated` while a command runs; returns the old handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        return signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError, AttributeError):  # no SIGTERM here, or not allowed
+        return None
+
+
+def _restore_sigterm(previous) -> None:
+    if previous is None:
+        return
+    import signal
+
+    try:
+        signal.signal(signal.SIGTERM, previous)
+    except (ValueError, OSError):
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,109 @@
+"""``landscape compare``: a report comparing the landscapes of several networks."""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from landscape.compare import compare
+from landscape.errors import LandscapeError
+
+from ._common import check_device, examples
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="compare the landscapes of networks (e.g. residual vs plain) in one report",
+        description="Read one landscape file per network (surface, trajectory, curvature, "
+                    "ratio map), check that they were computed with the same recipe (grid, "
+                    "directions, loss, data, BN mode), and write a Markdown/HTML/JSON report "
+                    "with sharpness, basin widths, roughness, curvature and trajectory "
+                    "numbers side by side plus pictures on shared scales. --eps is in "
+                    "direction units (filter-normalized: 0.1 = 10% of every filter's norm); "
+                    "Keskar et al.'s full-space epsilon-sharpness (--ascent-eps, default "
+                    "1e-3) needs --checkpoints.",
+        epilog=examples(
+            "landscape compare res20.h5 plain20.h5 --names residual,plain --out report",
+            "landscape compare res20.h5 plain20.h5 --checkpoints res20.pt,plain20.pt",
+            "landscape compare a.h5 b.h5 c.h5 --eps 0.05 --basin-threshold 0.5",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("files", nargs="+", metavar="FILE.h5", help="one result file per network")
+    p.add_argument("--names", metavar="A,B,...",
+                   help="column names, comma separated (default: the file stems)")
+    p.add_argument("--out", metavar="DIR",
+                   help="output directory (default: compare_<A>_vs_<B> beside the first file)")
+    p.add_argument("--eps", type=float, default=0.1,
+                   help="radius of the surface epsilon-sharpness box, direction units "
+                        "(default 0.1; at least one grid step)")
+    p.add_argument("--ascent-eps", type=float, default=1e-3,
+                   help="Keskar et al.'s relative epsilon for the full-space ascent "
+                        "(default 1e-3; needs --checkpoints)")
+    p.add_argument("--ascent-steps", type=int, default=10,
+                   help="projected sign-gradient steps of the ascent (default 10)")
+    p.add_argument("--basin-threshold", type=float, default=0.1,
+                   help="loss increase that ends a basin (default 0.1)")
+    p.add_argument("--ratio-threshold", type=float, default=0.1,
+                   help="|lambda_min/lambda_max| below which a point looks convex "
+                        "(default 0.1)")
+    p.add_argument("--array", default="train_loss",
+                   help="surface array the surface metrics use (default train_loss)")
+    p.add_argument("--checkpoints", metavar="A.pt,B.pt,...",
+                   help="the checkpoints of the networks, one per file in order (leave one "
+                        "empty to skip it): full-space ascent sharpness and missing accuracies")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow checkpoints that are full pickles (only for files you trust)")
+    p.add_argument("--batch-size", type=int, default=1024,
+                   help="evaluation batch size of the checkpoints (default 1024)")
+    p.add_argument("--device", default="cpu", help="device for the checkpoints (default cpu)")
+    p.add_argument("--dpi", type=int, default=120, help="resolution of the pictures")
+    p.set_defaults(func=run)
+
+
+def _split(text: str | None, option: str, n: int, *, allow_empty: bool) -> list[str] | None:
+    if text is None:
+        return None
+    items = [s.strip() for s in text.split(",")]
+    if len(items) != n:
+        raise LandscapeError(
+            f"{option} must give {n} comma-separated entries, one per file; got {len(items)} "
+            f"in {text!r}"
+        )
+    if not allow_empty and any(not s for s in items):
+        raise LandscapeError(f"{option} has an empty entry in {text!r}")
+    return items
+
+
+def _default_out(first: str, names: list[str]) -> Path:
+    slug = "_vs_".join(re.sub(r"[^\w.-]+", "_", n) for n in names)[:120]
+    parent = Path(first).parent
+    return parent / f"compare_{slug}"
+
+
+def run(args: argparse.Namespace) -> int:
+    n = len(args.files)
+    names = _split(args.names, "--names", n, allow_empty=False)
+    checkpoints = _split(args.checkpoints, "--checkpoints", n, allow_empty=True)
+    if checkpoints is not None:
+        check_device(args.device)
+    report = compare(
+        args.files, names=names, eps=args.eps, ascent_eps=args.ascent_eps,
+        ascent_steps=args.ascent_steps, basin_threshold=args.basin_threshold,
+        ratio_threshold=args.ratio_threshold, array=args.array,
+        models=[c or None for c in checkpoints] if checkpoints is not None else None,
+        trust=args.trust_checkpoint, batch_size=args.batch_size,
+        device=args.device if checkpoints is not None else None,
+    )
+    out = Path(args.out) if args.out else _default_out(args.files[0], list(report.names))
+    report = report.save(out, dpi=args.dpi)
+    print(report.markdown_table())
+    for note in report.notes:
+        print(f"note: {note}")
+    for name in ("report.md", "report.html", "report.json"):
+        print(f"wrote {out / name}")
+    if report.figures:
+        print(f"wrote {len(report.figures)} figures in {out}: {', '.join(report.figures)}")
+    return 0
