@@ -31,7 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("files", nargs="+", metavar="FILE.h5", help="one result file per network")
+    p.add_argument("files", nargs="+", metavar="FILE.h5",
+                   help="one result file per network, or several joined with '+' "
+                        "(e.g. res.h5+res_traj.h5: a surface file and a trajectory file)")
     p.add_argument("--names", metavar="A,B,...",
                    help="column names, comma separated (default: the file stems)")
     p.add_argument("--out", metavar="DIR",
@@ -89,15 +91,17 @@ def run(args: argparse.Namespace) -> int:
     checkpoints = _split(args.checkpoints, "--checkpoints", n, allow_empty=True)
     if checkpoints is not None:
         check_device(args.device)
+    files = [f.split("+") if "+" in f else f for f in args.files]
     report = compare(
-        args.files, names=names, eps=args.eps, ascent_eps=args.ascent_eps,
+        files, names=names, eps=args.eps, ascent_eps=args.ascent_eps,
         ascent_steps=args.ascent_steps, basin_threshold=args.basin_threshold,
         ratio_threshold=args.ratio_threshold, array=args.array,
         models=[c or None for c in checkpoints] if checkpoints is not None else None,
         trust=args.trust_checkpoint, batch_size=args.batch_size,
         device=args.device if checkpoints is not None else None,
     )
-    out = Path(args.out) if args.out else _default_out(args.files[0], list(report.names))
+    out = Path(args.out) if args.out else _default_out(args.files[0].split("+")[0],
+                                                            list(report.names))
     report = report.save(out, dpi=args.dpi)
     print(report.markdown_table())
     for note in report.notes:

@@ -130,6 +130,7 @@ class NetworkResults:
     trajectory: Trajectory | None = None
     curvature: storage.Group | None = None
     ratio_map: dict[str, np.ndarray] | None = None
+    pca_surface: Surface | None = None
 
 
 def _ratio_map_of(path: str | os.PathLike, groups: Sequence[str],
@@ -152,13 +153,21 @@ def _ratio_map_of(path: str | os.PathLike, groups: Sequence[str],
     return None
 
 
-def load_results(path: str | os.PathLike, name: str | None = None) -> NetworkResults:
-    """Read everything :func:`compare` uses from one landscape file.
+def _is_pca(s: Surface) -> bool:
+    return isinstance(s.recipe, Mapping) and (s.recipe.get("directions") or {}).get("kind") == "pca"
+
+
+def load_results(path: str | os.PathLike | Sequence[str | os.PathLike],
+                 name: str | None = None) -> NetworkResults:
+    """Read everything :func:`compare` uses from one network's landscape file(s).
 
     Parameters
     ----------
-    path : str or os.PathLike
-        A landscape HDF5 file (or a surface file of Li et al.).
+    path : str or os.PathLike, or a sequence of them
+        A landscape HDF5 file (or a surface file of Li et al.), or several files of the same
+        network that are merged: the first file holding a group wins, except that a surface
+        along PCA directions (from ``landscape trajectory --surface``) is kept apart as
+        ``pca_surface`` (drawn under the optimizer path) and never used as ``surface``.
     name : str, optional
         Column name; default the file's stem.
 
@@ -172,6 +181,19 @@ def load_results(path: str | os.PathLike, name: str | None = None) -> NetworkRes
         If the file cannot be read or holds none of ``/surface``, ``/trajectory``,
         ``/curvature``, ``/ratio_map``.
     """
+    if not isinstance(path, str | os.PathLike):
+        parts = [load_results(q, name) for q in path]
+        if not parts:
+            raise LandscapeError("no file given for a network")
+        found: dict[str, Any] = {}
+        for r in parts:
+            for surf in (r.surface, r.pca_surface):
+                if surf is not None:
+                    found.setdefault("pca_surface" if _is_pca(surf) else "surface", surf)
+            for key in ("trajectory", "curvature", "ratio_map"):
+                if getattr(r, key) is not None:
+                    found.setdefault(key, getattr(r, key))
+        return NetworkResults(parts[0].name, " + ".join(r.path for r in parts), **found)
     p = str(path)
     name = Path(p).stem if name is None else name
     kind = storage.file_kind(p)
@@ -794,10 +816,10 @@ def _draw_figures(report: Report, out: Path, *, dpi: int) -> list[str]:
         axes = fig.subplots(1, len(traj), squeeze=False)[0]
         for a, r in zip(axes, traj, strict=True):
             t = r.trajectory
-            under = r.surface if (
+            under = r.pca_surface or (r.surface if (
                 r.surface is not None and r.surface.ndim == 2 and array in r.surface.arrays
                 and isinstance(r.surface.recipe, Mapping)
-                and (r.surface.recipe.get("directions") or {}).get("kind") == "pca") else None
+                and (r.surface.recipe.get("directions") or {}).get("kind") == "pca") else None)
             plot.plot_trajectory(t.coords, surface=under, array=array,  # type: ignore[union-attr]
                                  explained_variance_ratio=t.explained_variance_ratio,  # type: ignore[union-attr]
                                  epochs=t.epochs, ax=a)  # type: ignore[union-attr]
@@ -976,7 +998,8 @@ def compare(
     """
     if isinstance(files, str | os.PathLike):
         files = [files]
-    files = [os.fspath(f) for f in files]
+    files = [os.fspath(f) if isinstance(f, str | os.PathLike) else [os.fspath(g) for g in f]
+             for f in files]
     if not files:
         raise LandscapeError("compare needs at least one result file")
     eps = check_float("eps", eps, 0.0, closed="neither")
@@ -985,7 +1008,7 @@ def compare(
     basin_threshold = check_float("basin_threshold", basin_threshold, 0.0, closed="neither")
     ratio_threshold = check_float("ratio_threshold", ratio_threshold, 0.0, closed="neither")
     batch_size = check_int("batch_size", batch_size, 1)
-    labels = _names(files, names)
+    labels = _names([f if isinstance(f, str) else f[0] for f in files], names)
     sources = _model_sources(models, labels)
     results = [load_results(f, n) for f, n in zip(files, labels, strict=True)]
     for r in results:
