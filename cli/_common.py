@@ -152,3 +152,16 @@ def distributed(device: str) -> Iterator[tuple[int, int, str]]:
         yield dist.get_rank(), dist.get_world_size(), device
     finally:
         dist.destroy_process_group()
+
+
+def batch_size_arg(text: str) -> int | str:
+    """argparse type for ``--batch-size``: a positive int or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a positive integer, got {text!r}")
+    return value

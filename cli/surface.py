@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -25,6 +26,7 @@ from ._common import (
     add_checkpoint_args,
     add_data_args,
     add_progress_arg,
+    batch_size_arg,
     check_device,
     command_line,
     data_spec,
@@ -83,8 +85,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--bn", choices=BN_MODES, default="eval",
                    help="BatchNorm: checkpoint statistics, or recalibrated at every point")
     e.add_argument("--bn-batches", type=int, default=10)
-    e.add_argument("--batch-size", type=int, default=1024)
+    e.add_argument("--batch-size", type=batch_size_arg, default="auto",
+                   help="evaluation batch size, or 'auto' to time a few sizes first")
     e.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
+    e.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="forward passes under autocast in bf16/fp16 (recorded in the file)")
+    e.add_argument("--channels-last", action="store_true",
+                   help="channels_last memory format (often faster for conv nets)")
     e.add_argument("--device", default="cpu", help="evaluation device (cpu, cuda, ...)")
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="FILE.h5",
@@ -190,11 +197,44 @@ def _directions(args: argparse.Namespace, ckpt, ndim: int) -> Directions:
                              ignore=args.ignore, what=what, orthogonal=args.orthogonal)
 
 
+def _check_out_is_not_an_input(args: argparse.Namespace, out: str) -> None:
+    """Refuse an --out that names an input checkpoint (--overwrite would replace it)."""
+    inputs = [("the checkpoint", args.checkpoint)]
+    if args.interpolate:
+        inputs.append(("the --interpolate checkpoint", args.interpolate))
+    for f in args.plane or ():
+        inputs.append(("a --plane checkpoint", f))
+    for what, path in inputs:
+        try:
+            same = os.path.samefile(out, path)
+        except OSError:  # out does not exist yet
+            same = False
+        if same:
+            raise LandscapeError(
+                f"--out '{out}' is {what} '{path}'; writing the surface there would destroy "
+                "it -- choose another --out"
+            )
+
+
+def _check_grid_fits(n_points: int, n_splits: int) -> None:
+    """Refuse a grid whose arrays alone would not fit in this machine's memory."""
+    need = n_points * (8 * 2 * n_splits + 1)  # float64 loss + accuracy per split, uint8 mask
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not available on this platform
+        return
+    if need > total:
+        raise LandscapeError(
+            f"the grid has {n_points:,} points; its arrays need {need / 2**30:,.1f} GiB, more "
+            f"than this machine's {total / 2**30:,.1f} GiB of memory -- use fewer points"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
-    parse_axis(args.x, "x")  # fail fast on bad grids before loading anything
-    if args.y is not None:
-        parse_axis(args.y, "y")
+    ax = parse_axis(args.x, "x")  # fail fast on bad grids before loading anything
+    ay = parse_axis(args.y, "y") if args.y is not None else None
     splits = parse_splits(args.splits)
+    _check_grid_fits(ax.num * (ay.num if ay is not None else 1), len(splits))
     loss = _resolve_loss(args.loss)
     check_device(args.device)
     ckpt = load_ckpt(args, args.checkpoint)
@@ -203,6 +243,7 @@ def run(args: argparse.Namespace) -> int:
     ndim = 2 if args.y is not None else 1
     dirs = _directions(args, ckpt, ndim)
     out = args.out or default_out(args.checkpoint, "surface")
+    _check_out_is_not_an_input(args, out)
     recipe = {
         "checkpoint_sha256": ckpt.sha256,
         "model": ckpt.spec.to_dict() if ckpt.spec is not None else None,
@@ -219,7 +260,9 @@ def run(args: argparse.Namespace) -> int:
         s = compute_surface(
             ckpt.model, dirs, datasets, x=args.x, y=args.y, loss=loss, bn=args.bn,
             bn_batches=args.bn_batches, batch_size=args.batch_size, device=device,
-            dtype=_DTYPES[args.dtype], out=out, overwrite=args.overwrite, recipe=recipe,
+            dtype=_DTYPES[args.dtype],
+            autocast=None if args.precision == "fp32" else args.precision,
+            channels_last=args.channels_last, out=out, overwrite=args.overwrite, recipe=recipe,
             provenance=provenance, progress=not args.no_progress,
             flush_seconds=args.flush_seconds,
         )

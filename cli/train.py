@@ -9,7 +9,7 @@ from landscape.errors import LandscapeError
 from landscape.models import ModelSpec, parse_model_kwargs
 from landscape.training import TrainConfig, train
 
-from ._common import add_data_args, add_progress_arg, examples
+from ._common import add_data_args, add_progress_arg, examples, load_datasets
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             raise LandscapeError("--plain contradicts \"shortcut\": true in --model-kwargs")
         kwargs["shortcut"] = False
     spec = ModelSpec(args.model, kwargs)
-    spec.build()  # fail fast on a bad name or kwargs
+    model = spec.build()  # fail fast on a bad name or kwargs
     data = DataSpec(name=args.data or "digits", root=args.data_root, subset=args.subset,
                     kwargs=parse_model_kwargs(args.data_kwargs))
     config = TrainConfig(
@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule,
         seed=args.seed, save_every=args.save_every,
     )
+    # fail fast on missing or unsuitable data, before train() creates --out
+    load_datasets(data, ["train"], model)
     result = train(spec, data, config, args.out, progress=not args.no_progress,
                    overwrite=args.overwrite)
     last = result.history[-1]

@@ -20,6 +20,7 @@ from ._common import (
     add_checkpoint_args,
     add_data_args,
     add_progress_arg,
+    batch_size_arg,
     command_line,
     data_spec,
     distributed,
@@ -61,7 +62,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="grid along PC1 (default: the path's range plus a margin, 21 points)")
     s.add_argument("--y", metavar="MIN:MAX:NUM", help="grid along PC2 (default: likewise)")
     s.add_argument("--splits", default="train,test")
-    s.add_argument("--batch-size", type=int, default=1024)
+    s.add_argument("--batch-size", type=batch_size_arg, default="auto")
     s.add_argument("--flush-seconds", type=float, default=10.0)
     add_data_args(p)
     p.add_argument("--out", metavar="FILE.h5",

@@ -89,6 +89,19 @@ def file_sha256(path: PathLike, chunk_size: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _file_mode(path: Path) -> int:
+    """Permissions for an atomically written file: those of the file it replaces, else 0o666
+    less the umask, as ``open()`` would give (``mkstemp`` creates 0o600, which would hide
+    results from everyone else on a shared machine)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def _atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> Path:
     """Write ``path`` atomically: ``write(f)`` into a temporary sibling, fsync, then replace.
 
@@ -97,8 +110,13 @@ def _atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    mode = _file_mode(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        try:
+            os.chmod(tmp, mode)
+        except OSError:  # a file system without permissions: keep mkstemp's
+            pass
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
@@ -243,11 +261,32 @@ def _quote(keys: list[str]) -> str:
     return named + (", ..." if len(keys) > _N_NAMED else "")
 
 
+#: Phrases of torch's weights-only unpickler that mean "the file pickles Python objects" (it
+#: would load with ``weights_only=False``); its other complaints ("Unsupported operand 95",
+#: "String is too long", ...) mean that the bytes are not a valid pickle at all.
+_PICKLED_OBJECT_MARKERS = (
+    "Unsupported global",
+    "unsupported GLOBAL",
+    "Trying to call reduce",
+    "Can only create new object",
+    "Can only build",
+    "must be imported to load",
+)
+
+
 def _unsupported_global(message: str) -> str | None:
     marker = "Unsupported global: GLOBAL "
     if marker not in message:
         return None
     return message.split(marker, 1)[1].split()[0]
+
+
+def _unpickler_reason(message: str) -> str:
+    """The unpickler's own complaint, without torch's advice to pass ``weights_only=False``."""
+    if "WeightsUnpickler error:" in message:
+        message = message.split("WeightsUnpickler error:", 1)[1]
+    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    return lines[0] if lines else ""
 
 
 def _torch_load(path: Path, trust: bool) -> Any:
@@ -258,7 +297,11 @@ def _torch_load(path: Path, trust: bool) -> Any:
             return torch.load(path, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as e:
         msg = str(e)
-        if not trust and "Weights only load failed" in msg:
+        if (
+            not trust
+            and "Weights only load failed" in msg
+            and any(m in msg for m in _PICKLED_OBJECT_MARKERS)
+        ):
             what = _unsupported_global(msg)
             detail = f" ({what})" if what else ""
             raise LandscapeError(
@@ -268,7 +311,7 @@ def _torch_load(path: Path, trust: bool) -> Any:
             ) from e
         raise LandscapeError(
             f"checkpoint '{path}' is corrupted or not a PyTorch checkpoint (cannot unpickle it: "
-            f"{msg.splitlines()[0] if msg else type(e).__name__}); re-save or re-download it"
+            f"{_unpickler_reason(msg) or type(e).__name__}); re-save or re-download it"
         ) from e
     except (ImportError, AttributeError) as e:  # trust=True: a pickled class that is not found
         raise LandscapeError(

@@ -708,7 +708,16 @@ def _load_custom(spec: DataSpec, split: str) -> TensorData:
         ) from err
     except ValueError:  # no signature available (some builtins): just call it
         pass
-    out = fn(split=split, **spec.kwargs)
+    try:
+        out = fn(split=split, **spec.kwargs)
+    except LandscapeError:
+        raise
+    except Exception as err:  # the user's code failed: say so in one line, not "internal error"
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise LandscapeError(
+            f"dataset loader {spec.name!r} failed on split {split!r}: "
+            f"{type(err).__name__}: {first}"
+        ) from err
     if isinstance(out, TensorData):
         return out
     if isinstance(out, torch.utils.data.Dataset):

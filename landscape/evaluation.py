@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,9 +46,10 @@ class Metrics:
     Attributes
     ----------
     loss : float
-        Mean per-sample loss (NaN if any sample's loss is NaN; inf if it overflowed).
+        Mean per-sample loss; NaN or inf when the outputs overflowed (a diverged point).
     accuracy : float or None
-        Fraction of correctly classified samples in [0, 1]; ``None`` for non-integer targets.
+        Fraction of correctly classified samples in [0, 1]; ``None`` for non-integer targets;
+        NaN where the loss is not finite (diverged outputs have no meaningful argmax).
     n : int
         Number of samples.
     """
@@ -269,8 +271,11 @@ class Evaluator:
             total += self.loss_fn(out, yb).double().sum()
             if classify and out.ndim == 2:
                 correct += (out.argmax(dim=1) == yb).sum()
+        loss = float(total) / n
         acc = float(correct) / n if classify else None
-        return Metrics(loss=float(total) / n, accuracy=acc, n=n)
+        if acc is not None and not math.isfinite(loss):
+            acc = float("nan")  # argmax of non-finite outputs means nothing
+        return Metrics(loss=loss, accuracy=acc, n=n)
 
     def __call__(self, tensors: Mapping[str, Tensor]) -> dict[str, Metrics]:
         """Load ``tensors`` and return ``{dataset name: Metrics}``."""

@@ -26,7 +26,9 @@ fsync'ed and renamed over the target with :func:`os.replace`. A process killed a
 leaves either the previous complete file or the new complete file, never a torn one; groups of
 the old file that the writer does not replace (e.g. ``/curvature`` when a surface is updated)
 are copied across. Files are written deterministically (no timestamps in HDF5 objects), so the
-same content gives the same bytes.
+same content gives the same bytes. A writer killed during a write leaves its temporary file
+(``.<name>.<pid>-<machine>.<random>.tmp``) behind; readers ignore it, and the next successful
+write of the same file deletes the temporary files of writers that are no longer running.
 
 Files written by the code of Li et al. (2018) (root datasets ``xcoordinates``,
 ``ycoordinates``, ``train_loss``, ``train_acc``, ...; unfinished points hold -1; accuracies in
@@ -38,7 +40,10 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
+import socket
 import tempfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -232,12 +237,17 @@ def update_file(
         raise LandscapeError(f"cannot write '{p}': directory '{parent}' does not exist")
     from . import __version__
 
+    mode = _file_mode(p)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=parent)
+        fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(p), suffix=".tmp", dir=parent)
     except OSError as exc:
         raise LandscapeError(f"cannot write '{p}': {exc.strerror}") from exc
     os.close(fd)
     try:
+        try:
+            os.chmod(tmp, mode)
+        except OSError:  # a file system without permissions: keep mkstemp's
+            pass
         with h5py.File(tmp, "w") as f:
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
@@ -265,6 +275,88 @@ def update_file(
             os.close(dfd)
     except OSError:
         pass
+    _remove_stale_temps(p)
+
+
+# Temporary files are named ``.<name>.<pid>-<machine>.<random>.tmp`` so that a later writer can
+# tell the leftovers of a killed writer (SIGKILL, OOM killer, power loss) from the file a live
+# one is still writing. ``<machine>`` is a checksum of the host name and PID namespace: pids are
+# only compared on the machine (and container) that wrote them.
+_TMP_OWNER = re.compile(r"(\d+)-([0-9a-f]{8})\.[^.]+\.tmp")
+
+
+def _machine_tag() -> str:
+    try:
+        pidns = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        pidns = 0
+    return f"{zlib.crc32(f'{socket.gethostname()}:{pidns}'.encode()):08x}"
+
+
+def _file_mode(path: Path) -> int:
+    """Permissions for an atomically written file: those of the file it replaces, else 0o666
+    less the umask, as ``open()`` would give (``mkstemp`` creates 0o600, which would hide
+    results from everyone else on a shared machine)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _tmp_prefix(p: Path) -> str:
+    return f".{p.name}.{os.getpid()}-{_machine_tag()}."
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name != "posix" or pid <= 0:  # on Windows os.kill(pid, 0) terminates the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, another user's
+        return True
+    return True
+
+
+#: Targets whose directory this process has already cleaned (leftovers come from earlier
+#: processes, so once per process is enough; a flush every point stays cheap in big folders).
+_CLEANED: set[str] = set()
+
+
+def _remove_stale_temps(p: Path) -> None:
+    """Delete temporary files of ``p`` whose writer died on this machine (best effort).
+
+    Called after a successful write (the first one of ``p`` in this process). Files of live
+    writers, of other machines and of other naming schemes are left alone; errors are ignored.
+    """
+    key = os.path.abspath(p)
+    if key in _CLEANED:
+        return
+    _CLEANED.add(key)
+    parent = p.parent if str(p.parent) else Path(".")
+    prefix = f".{p.name}."
+    tag = _machine_tag()
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        m = _TMP_OWNER.fullmatch(name[len(prefix):])
+        if m is None or m.group(2) != tag:
+            continue
+        pid = int(m.group(1))
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        try:
+            os.unlink(parent / name)
+        except OSError:
+            pass
 
 
 def check_writable(path: str | os.PathLike, *, overwrite: bool = False) -> None:

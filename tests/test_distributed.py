@@ -87,8 +87,10 @@ def _workdir(tmp_path: Path, name: str, ckpt: Path) -> Path:
     return w
 
 
+# A fixed batch size: with "auto" two fresh runs may time differently and record different
+# batch_size_used in their provenance (resumes reuse the recorded one).
 ARGS = ["surface", "model.pt", "--x=-1:1:9", "--y=-1:1:7", "--out", "s.h5", "--no-progress",
-        "--flush-seconds", "0"]
+        "--flush-seconds", "0", "--batch-size", "256"]
 
 
 def test_two_process_run_equals_single_process(tmp_path, ckpt):

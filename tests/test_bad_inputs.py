@@ -1,0 +1,400 @@
+"""Bad-input corpus through the CLI: every case exits 2 with one clear line and touches nothing.
+
+Each case runs ``landscape.cli.main.main(argv)`` in a fresh copy of a small corpus (good and
+broken checkpoints, landscape / foreign / truncated HDF5 files, a finished surface) and checks:
+
+* exit code 2, nothing on stdout, exactly ONE line on stderr in the CLI's error format, which
+  names the problem (an expected fragment), with no traceback and no progress-bar residue
+  (so the input was validated before any computation started);
+* every file of the working directory is byte-identical afterwards (SHA-256 of each file) and
+  nothing was created or removed.
+
+A few cases also run through a real ``python -m landscape.cli`` subprocess, so that nothing
+printed outside ``main`` (warnings, tracebacks) reaches stderr. Behaviours that are *not*
+errors are tested at the end: diverged (NaN/inf) points are data, and a pickled model loads
+with ``--trust-checkpoint``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from landscape.cli.main import main
+
+from landscape import storage
+from landscape.checkpoints import save_checkpoint
+from landscape.data import DataSpec
+from landscape.models import ModelSpec
+from landscape.surface import Surface
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {k: v for k, v in os.environ.items() if k != "LANDSCAPE_DEBUG"}
+ENV["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+ENV["OMP_NUM_THREADS"] = "1"
+
+X = "--x=-1:1:3"
+DATA = DataSpec("digits", subset=100).to_dict()
+
+
+def _model(width: int = 8, seed: int = 0) -> tuple[torch.nn.Module, ModelSpec]:
+    spec = ModelSpec("mlp", {"width": width, "depth": 1})
+    torch.manual_seed(seed)
+    return spec.build(), spec
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """Directory of good and broken inputs, copied afresh into each test's working dir."""
+    d = tmp_path_factory.mktemp("corpus")
+    rng = np.random.default_rng(0)
+    net, spec = _model()
+    save_checkpoint(d / "mlp.pt", net, spec, data=DATA)
+    save_checkpoint(d / "mlp16.pt", *_model(width=16), data=DATA)
+    save_checkpoint(d / "mlp_b.pt", *_model(seed=1), data=DATA)
+    raw = (d / "mlp.pt").read_bytes()
+    (d / "empty.pt").write_bytes(b"")
+    (d / "garbage.pt").write_bytes(rng.bytes(4096))
+    (d / "truncated.pt").write_bytes(raw[: len(raw) // 2])
+    for name, value in (("nan.pt", float("nan")), ("inf.pt", float("inf"))):
+        bad, _ = _model()
+        with torch.no_grad():
+            bad.head.weight[0, 0] = value
+        save_checkpoint(d / name, bad, spec, data=DATA)
+    torch.save(_model()[0], d / "pickled.pt")
+    torch.save(_model()[0].state_dict(), d / "state_only.pt")
+    torch.save([1, 2, 3], d / "list.pt")
+
+    cwd = Path.cwd()
+    os.chdir(d)
+    try:
+        assert main(["surface", "mlp.pt", X, "--out", "s.h5", "--no-progress"]) == 0
+        assert main(["surface", "mlp16.pt", X, "--out", "other.h5", "--no-progress"]) == 0
+    finally:
+        os.chdir(cwd)
+    with h5py.File(d / "foreign.h5", "w") as f:
+        f["x"] = np.arange(3.0)
+    with h5py.File(d / "li.h5", "w") as f:
+        f["xcoordinates"] = np.linspace(-1, 1, 3)
+        f["train_loss"] = np.array([1.0, 0.5, -1.0])
+    storage.update_file(d / "nodirs.h5", {"curvature": storage.Group(attrs={"top": 1.0})})
+    storage.update_file(d / "damaged.h5", {"surface": storage.Group(  # no 'done' mask
+        attrs={"recipe": "{}", "provenance": "{}", "ndim": 1, "arrays": '["train_loss"]'},
+        datasets={"x": np.linspace(-1, 1, 3), "train_loss": np.ones(3)})})
+    with h5py.File(d / "future.h5", "w") as f:
+        f.attrs["format"] = "landscape"
+        f.attrs["format_version"] = 99
+    h5 = (d / "s.h5").read_bytes()
+    (d / "truncated.h5").write_bytes(h5[: len(h5) // 2])
+    (d / "garbage.h5").write_bytes(rng.bytes(4096))
+    (d / "empty.h5").write_bytes(b"")
+    (d / "afile").write_text("not a directory\n")
+    (d / "adir").mkdir()
+    (d / "oldrun").mkdir()
+    shutil.copy(d / "mlp.pt", d / "oldrun" / "epoch_0000.pt")
+    return d
+
+
+@pytest.fixture
+def work(corpus, tmp_path, monkeypatch) -> Path:
+    w = tmp_path / "w"
+    shutil.copytree(corpus, w)
+    monkeypatch.chdir(w)
+    return w
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """SHA-256 of every file and a marker for every directory under ``root`` (hidden included)."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames:
+            out[os.path.relpath(os.path.join(dirpath, n), root) + "/"] = "dir"
+        for n in filenames:
+            p = os.path.join(dirpath, n)
+            out[os.path.relpath(p, root)] = hashlib.sha256(Path(p).read_bytes()).hexdigest()
+    return out
+
+
+def assert_one_line_error(code: int, out: str, err: str, fragment: str, command: str) -> None:
+    assert code == 2, f"exit {code}; stderr: {err!r}"
+    assert out == "", f"stdout should be empty on error: {out!r}"
+    assert "Traceback" not in err, err
+    assert "\r" not in err and "%|" not in err, f"progress bar residue: {err!r}"
+    lines = err.splitlines()
+    assert len(lines) == 1 and err.endswith("\n"), f"not one line: {err!r}"
+    prefix = f"landscape {command}: error: " if command else "landscape: error: "
+    assert lines[0].startswith(prefix), lines[0]
+    assert fragment in lines[0], f"{fragment!r} not in {lines[0]!r}"
+
+
+S = ["surface", "mlp.pt"]
+T = ["train", "--model", "mlp", "--epochs", "1", "--subset", "50", "--no-progress"]
+
+# (id, argv, a fragment the message must contain)
+CASES = [
+    # checkpoints
+    ("ckpt-missing", ["surface", "missing.pt", X], "does not exist"),
+    ("ckpt-empty", ["surface", "empty.pt", X], "is empty"),
+    ("ckpt-random-bytes", ["surface", "garbage.pt", X], "corrupted"),
+    ("ckpt-truncated", ["surface", "truncated.pt", X], "truncated"),
+    ("ckpt-is-a-directory", ["surface", "adir", X], "not a file"),
+    ("ckpt-holds-no-weights", ["surface", "list.pt", X], "not model weights"),
+    ("ckpt-without-spec-no-model", ["surface", "state_only.pt", X], "--model"),
+    ("ckpt-other-arch-resnet20", [*S, X, "--model", "resnet20"], "does not fit the model"),
+    ("ckpt-other-mlp-width", [*S, X, "--model", "mlp", "--model-kwargs",
+                              '{"width": 16, "depth": 1}'], "shape mismatch"),
+    ("ckpt-nan-weights", ["surface", "nan.pt", X], "non-finite"),
+    ("ckpt-inf-weights", ["surface", "inf.pt", X], "non-finite"),
+    ("ckpt-pickled-untrusted", ["surface", "pickled.pt", X], "--trust-checkpoint"),
+    # HDF5 files
+    ("foreign-h5-as-out", [*S, X, "--out", "foreign.h5"], "not a landscape file"),
+    ("foreign-h5-as-dir-file", [*S, X, "--dir-file", "foreign.h5"], "not a landscape file"),
+    ("foreign-h5-to-info", ["info", "foreign.h5"], "not a landscape file"),
+    ("li2018-h5-as-out", [*S, X, "--out", "li.h5"], "Li et al."),
+    ("li2018-h5-as-dir-file", [*S, X, "--dir-file", "li.h5"], "Li et al."),
+    ("truncated-h5-to-info", ["info", "truncated.h5"], "not a valid HDF5"),
+    ("truncated-h5-as-out", [*S, X, "--out", "truncated.h5"], "not a valid HDF5"),
+    ("truncated-h5-as-dir-file", [*S, X, "--dir-file", "truncated.h5"], "not a valid HDF5"),
+    ("random-bytes-h5-to-info", ["info", "garbage.h5"], "not a valid HDF5"),
+    ("empty-h5-to-info", ["info", "empty.h5"], "not a valid HDF5"),
+    ("damaged-surface-to-info", ["info", "damaged.h5"], "damaged /surface group"),
+    ("damaged-surface-as-out", [*S, X, "--out", "damaged.h5"], "damaged /surface group"),
+    ("future-format-to-info", ["info", "future.h5"], "upgrade landscape"),
+    ("future-format-as-out", [*S, X, "--out", "future.h5"], "upgrade landscape"),
+    ("info-on-a-directory", ["info", "adir"], "is a directory"),
+    ("info-missing-file", ["info", "missing.h5"], "does not exist"),
+    # an existing surface computed with another recipe is never touched without --overwrite
+    ("recipe-differs-grid", [*S, "--x=-1:1:5", "--out", "s.h5"], "differs in: grid"),
+    ("recipe-differs-seed", [*S, X, "--out", "s.h5", "--seed", "1"], "different recipe"),
+    ("recipe-differs-norm", [*S, X, "--out", "s.h5", "--norm", "layer"], "different recipe"),
+    ("recipe-differs-subset", [*S, X, "--out", "s.h5", "--subset", "50"], "different recipe"),
+    ("recipe-differs-data", [*S, X, "--out", "s.h5", "--data", "tests._bad_data:tiny"],
+     "different recipe"),
+    ("recipe-differs-splits", [*S, X, "--out", "s.h5", "--splits", "train"],
+     "different recipe"),
+    # grids
+    ("grid-reversed", [*S, "--x=1:-1:5"], "min must be smaller"),
+    ("grid-letters", [*S, "--x=a:b:c"], "bad grid"),
+    ("grid-zero-points", [*S, "--x=0:1:0"], "number of points"),
+    ("grid-fractional-count", [*S, "--x=-1:1:1.5"], "positive integer"),
+    ("grid-two-fields", [*S, "--x=0:1"], "bad grid"),
+    ("grid-empty-range", [*S, "--x=1:1:3"], "min must be smaller"),
+    ("grid-infinite-bound", [*S, "--x=-1e400:1:3"], "finite"),
+    ("grid-bad-y", [*S, X, "--y=0:1"], "bad grid --y"),
+    ("grid-missing-x", ["surface", "mlp.pt"], "--x"),
+    ("grid-too-big-for-memory", [*S, "--x=-1:1:1000000000", "--y=-1:1:1000000000"],
+     "GiB of memory"),
+    # names and JSON options
+    ("model-unknown", [*S, X, "--model", "nonet"], "nonet"),
+    ("model-unknown-module", [*S, X, "--model", "no_such_mod:factory"], "no_such_mod"),
+    ("model-kwargs-bad-json", [*S, X, "--model", "mlp", "--model-kwargs", "{width: 8"], "JSON"),
+    ("model-kwargs-not-an-object", [*S, X, "--model", "mlp", "--model-kwargs", "[8, 1]"],
+     "object"),
+    ("model-kwargs-unknown-key", [*S, X, "--model", "mlp", "--model-kwargs", '{"bogus": 1}'],
+     "bogus"),
+    ("model-kwargs-without-model", [*S, X, "--model-kwargs", '{"width": 8}'], "--model"),
+    ("data-unknown", [*S, X, "--data", "nodata"], "nodata"),
+    ("data-unknown-function", [*S, X, "--data", "tests._bad_data:nothere"], "nothere"),
+    ("data-kwargs-bad-json", [*S, X, "--data-kwargs", "{"], "JSON"),
+    ("data-wrong-input-shape", [*S, X, "--data", "tests._bad_data:cifar_like"],
+     "expects inputs with 64 features"),
+    ("data-missing-files", [*S, X, "--data", "mnist", "--data-root", "adir"], "MNIST"),
+    ("data-more-classes-than-outputs", [*S, X, "--data", "tests._bad_data:many_classes"],
+     "16 classes"),
+    ("data-empty", [*S, X, "--data", "tests._bad_data:empty"], "no samples"),
+    ("data-loader-raises", [*S, X, "--data", "tests._bad_data:broken"],
+     "dataset loader 'tests._bad_data:broken' failed on split 'train': RuntimeError"),
+    ("loss-unknown", [*S, X, "--loss", "hinge"], "--loss"),
+    ("loss-unknown-module", [*S, X, "--loss", "no_such_mod:fn"], "no_such_mod"),
+    ("splits-unknown", [*S, X, "--splits", "val"], "--splits"),
+    # directions
+    ("dir-file-missing", [*S, X, "--dir-file", "missing.h5"], "does not exist"),
+    ("dir-file-without-directions", [*S, X, "--dir-file", "nodirs.h5"], "no directions"),
+    ("dir-file-other-arch", [*S, X, "--dir-file", "other.h5"],
+     "directions in 'other.h5' were made for another architecture"),
+    ("dir-file-other-dir-type", [*S, X, "--dir-file", "s.h5", "--dir-type", "states"],
+     "--dir-type weights, not states"),
+    ("dir-file-1d-for-2d-grid", [*S, X, "--y=-1:1:3", "--dir-file", "s.h5"], "--y needs 2"),
+    ("interpolate-other-arch", [*S, X, "--interpolate", "mlp16.pt"],
+     "--interpolate checkpoint 'mlp16.pt' is another architecture"),
+    ("interpolate-missing", [*S, X, "--interpolate", "missing.pt"], "missing.pt"),
+    ("interpolate-with-y", [*S, X, "--y=-1:1:3", "--interpolate", "mlp.pt"], "drop --y"),
+    ("plane-missing-file", [*S, X, "--y=-1:1:3", "--plane", "mlp.pt", "missing.pt"],
+     "missing.pt"),
+    ("plane-other-arch", [*S, X, "--y=-1:1:3", "--plane", "mlp.pt", "mlp16.pt"],
+     "--plane checkpoint 'mlp16.pt' is another architecture"),
+    ("plane-without-y", [*S, X, "--plane", "mlp.pt", "mlp.pt"], "add --y"),
+    # evaluation options
+    ("subset-zero", [*S, X, "--subset", "0"], "subset"),
+    ("subset-negative", [*S, X, "--subset", "-5"], "subset"),
+    ("batch-size-zero", [*S, X, "--batch-size", "0"], "--batch-size"),
+    ("batch-size-word", [*S, X, "--batch-size", "big"], "--batch-size"),
+    ("bn-batches-zero", [*S, X, "--bn", "recalibrate", "--bn-batches", "0"], "bn_batches"),
+    ("flush-seconds-negative", [*S, X, "--flush-seconds", "-1"], "flush_seconds"),
+    ("flush-seconds-nan", [*S, X, "--flush-seconds", "nan"], "flush_seconds"),
+    ("device-unknown", [*S, X, "--device", "tpu9"], "unknown --device 'tpu9'"),
+    ("device-meta", [*S, X, "--device", "meta"], "--device meta"),
+    ("seed-not-an-int", [*S, X, "--seed", "1.5"], "invalid int"),
+    # output paths
+    ("out-is-a-directory", [*S, X, "--out", "adir"], "is a directory"),
+    ("out-under-a-regular-file", [*S, X, "--out", "afile/s.h5"], "does not exist"),
+    ("out-in-missing-directory", [*S, X, "--out", "nodir/s.h5"], "does not exist"),
+    ("out-is-the-checkpoint", [*S, X, "--out", "mlp.pt"], "is the checkpoint 'mlp.pt'"),
+    ("out-is-the-checkpoint-overwrite", [*S, X, "--out", "mlp.pt", "--overwrite"],
+     "is the checkpoint 'mlp.pt'"),
+    ("out-is-the-interpolate-target", [*S, X, "--interpolate", "mlp_b.pt", "--out", "mlp_b.pt",
+                                       "--overwrite"], "is the --interpolate checkpoint"),
+    # train
+    ("train-epochs-zero", [*T, "--epochs", "0", "--out", "newrun"], "epochs"),
+    ("train-lr-nan", [*T, "--lr", "nan", "--out", "newrun"], "lr"),
+    ("train-lr-negative", [*T, "--lr", "-0.1", "--out", "newrun"], "lr"),
+    ("train-batch-size-zero", [*T, "--batch-size", "0", "--out", "newrun"], "batch_size"),
+    ("train-subset-zero", [*T, "--subset", "0", "--out", "newrun"], "subset"),
+    ("train-out-is-a-file", [*T, "--out", "afile"], "is a file"),
+    ("train-out-holds-a-run", [*T, "--out", "oldrun"], "already holds a training run"),
+    ("train-data-missing-files", [*T, "--data", "mnist", "--data-root", "adir", "--out",
+                                  "newrun"], "MNIST"),
+    ("train-unknown-model", ["train", "--model", "nonet", "--out", "newrun"], "nonet"),
+    ("train-model-kwargs-not-an-object", ["train", "--model", "mlp", "--model-kwargs", '"w"',
+                                          "--out", "newrun"], "object"),
+    ("train-data-wrong-input-shape", [*T, "--data", "tests._bad_data:cifar_like", "--out",
+                                      "newrun"], "expects inputs with 64 features"),
+    # the command line itself
+    ("unknown-option", [*S, X, "--bogus"], "unrecognized arguments"),
+    ("unknown-command", ["bogus"], "invalid choice"),
+]
+
+
+PARAMS = [pytest.param(argv, fragment, id=name) for name, argv, fragment in CASES] + [
+    pytest.param([*S, X, "--device", "cuda"], "--device 'cuda' is not available",
+                 id="device-cuda-unavailable",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is there")),
+]
+
+
+def _command(argv: list[str]) -> str:
+    """The prefix of the error line: argparse reports unknown options at the top level."""
+    if argv[0] not in ("surface", "train", "info") or "--bogus" in argv:
+        return ""
+    return argv[0]
+
+
+@pytest.mark.parametrize("argv, fragment", PARAMS)
+def test_bad_input(work, capsys, argv, fragment):
+    before = snapshot(work)
+    code = main(argv)
+    out, err = capsys.readouterr()
+    assert_one_line_error(code, out, err, fragment, _command(argv))
+    assert snapshot(work) == before
+
+
+def test_corpus_has_at_least_30_cases():
+    assert len(CASES) >= 30
+    assert len({c[0] for c in CASES}) == len(CASES)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root ignores directory permissions")
+def test_unwritable_output_directory(work, capsys):
+    ro = work / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        before = snapshot(work)
+        code = main([*S, X, "--out", "ro/s.h5"])
+        out, err = capsys.readouterr()
+        assert_one_line_error(code, out, err, "not writable", "surface")
+        assert snapshot(work) == before
+    finally:
+        ro.chmod(0o700)
+
+
+def test_unwritable_output_directory_simulated(work, capsys, monkeypatch):
+    """The same check where tests run as root: os.access reports the directory read-only."""
+    import landscape.storage
+
+    ro = work / "ro"
+    ro.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(landscape.storage.os, "access",
+                        lambda p, mode, **kw: Path(p).name != "ro" and real_access(p, mode))
+    before = snapshot(work)
+    code = main([*S, X, "--out", "ro/s.h5"])
+    out, err = capsys.readouterr()
+    assert_one_line_error(code, out, err, "directory 'ro' is not writable", "surface")
+    assert snapshot(work) == before
+
+
+SUBPROCESS_CASES = ["ckpt-random-bytes", "ckpt-pickled-untrusted", "truncated-h5-to-info",
+                    "data-wrong-input-shape", "data-loader-raises", "unknown-option"]
+
+
+def test_bad_inputs_in_a_subprocess(corpus, tmp_path):
+    """A real process: nothing outside main() (warnings, tracebacks) reaches stderr."""
+    w = tmp_path / "w"
+    shutil.copytree(corpus, w)
+    cases = {c[0]: c for c in CASES}
+    for name in SUBPROCESS_CASES:
+        _, argv, fragment = cases[name]
+        before = snapshot(w)
+        r = subprocess.run([sys.executable, "-m", "landscape.cli", *argv], cwd=w, env=ENV,
+                           capture_output=True, text=True, timeout=120)
+        assert_one_line_error(r.returncode, r.stdout, r.stderr, fragment, _command(argv))
+        assert snapshot(w) == before, name
+
+
+# ------------------------------------------------------------------ not errors
+
+
+def test_diverged_points_are_data_not_errors(work, capsys):
+    """Directions so large that the loss overflows: the surface completes and records it."""
+    code = main([*S, "--x=0:1e30:3", "--out", "big.h5", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    s = Surface.load("big.h5")
+    assert s.complete
+    for split in ("train", "test"):
+        loss = s[f"{split}_loss"]
+        assert np.isfinite(loss[0]) and not np.isfinite(loss[1:]).any(), loss
+    n_bad = int(sum(int((~np.isfinite(s[k])).sum()) for k in s.arrays if k.endswith("_loss")))
+    assert n_bad == 4
+    assert f"note: {n_bad} loss values are NaN/inf" in out
+    assert main(["info", "big.h5", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["surface_completion"] == {"done": 3, "total": 3, "shape": [3],
+                                          "nonfinite_loss": n_bad}
+    assert main(["info", "big.h5"]) == 0
+    assert f"3/3 points done (100.0%), {n_bad} non-finite losses" in capsys.readouterr().out
+    # and re-running the same command finds nothing to do (diverged points count as done)
+    before = Path("big.h5").read_bytes()
+    assert main([*S, "--x=0:1e30:3", "--out", "big.h5", "--no-progress"]) == 0
+    assert Path("big.h5").read_bytes() == before
+
+
+def test_pickled_model_loads_with_trust(work, capsys):
+    code = main(["surface", "pickled.pt", "--trust-checkpoint", X, "--subset", "100", "--out",
+                 "p.h5", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "wrote p.h5" in out
+    s = Surface.load("p.h5")
+    assert s.complete and np.isfinite(s["train_loss"]).all()
+
+
+def test_out_of_memory_is_a_one_line_error(work, capsys, monkeypatch):
+    def exhausted(*args, **kwargs):
+        raise MemoryError("Unable to allocate 7.28 TiB for an array")
+
+    monkeypatch.setattr("landscape.cli.info.describe", exhausted)
+    code = main(["info", "s.h5"])
+    out, err = capsys.readouterr()
+    assert_one_line_error(code, out, err, "out of memory (Unable to allocate 7.28 TiB", "info")
