@@ -1372,6 +1372,27 @@ def _read_group(path: Path, groups: Sequence[str], name: str, kind: str) -> Any:
     return storage.read_group(path, name)
 
 
+def _ratio_source(path: Path, groups: Sequence[str]) -> tuple[np.ndarray, Any, Any] | None:
+    """The |λmin/λmax| map of a file: ``/ratio_map`` (unfinished points NaN), else an array
+    (ndim >= 1) inside ``/curvature``. Returns ``(ratio, holder group, parent group)``."""
+    from . import storage
+
+    if "ratio_map" in groups:
+        g = storage.read_group(path, "ratio_map")
+        if g is not None and "ratio" in g.datasets:
+            ratio = np.asarray(g.datasets["ratio"], dtype=np.float64)
+            if "done" in g.datasets:
+                ratio = np.where(np.asarray(g.datasets["done"]).astype(bool), ratio, np.nan)
+            if ratio.ndim >= 1:
+                return ratio, g, g
+    if "curvature" in groups:
+        g = storage.read_group(path, "curvature")
+        found = _lookup(g, _RATIO_NAMES)
+        if found is not None and found[0].ndim >= 1:
+            return found[0], found[1], g
+    return None
+
+
 def _check_plotly() -> None:
     import importlib.util
 
@@ -1448,10 +1469,10 @@ def plot_file(
             chosen += list(_SURFACE_KINDS_2D) if surface.ndim == 2 else ["1d"]
         if "trajectory" in groups:
             chosen.append("trajectory")
+        if _ratio_source(src, groups) is not None:
+            chosen.append("ratio")
         if "curvature" in groups:
             g = storage.read_group(src, "curvature")
-            if _lookup(g, _RATIO_NAMES) is not None:
-                chosen.append("ratio")
             if _lookup(g, _DENSITY_NAMES) is not None and _lookup(g, _GRID_NAMES) is not None:
                 chosen.append("density")
         if not chosen:
@@ -1501,11 +1522,14 @@ def plot_file(
             jobs.append((k, (coords, None if evr is None else evr[0],
                              None if ep is None else ep[0].astype(np.int64), under)))
         elif k == "ratio":
-            g = _read_group(src, groups, "curvature", k)
-            found = _lookup(g, _RATIO_NAMES)
-            if found is None:
-                raise _missing(src, k, "curvature", _RATIO_NAMES, g)
-            ratio, holder = found
+            src_found = _ratio_source(src, groups)
+            if src_found is None:
+                raise LandscapeError(
+                    f"'{src}' cannot be drawn as --kind ratio: it has no /ratio_map group and "
+                    "no ratio map in /curvature (compute one with 'landscape hessian CKPT "
+                    "--grid SURFACE.h5')"
+                )
+            ratio, holder, g = src_found
             coords = []
             for axis in ("x", "y")[: max(1, min(ratio.ndim, 2))]:
                 c = holder.datasets.get(axis, g.datasets.get(axis))

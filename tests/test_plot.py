@@ -515,3 +515,31 @@ def test_plot_file_reads_li2018_files(tmp_path):
         h["train_loss"], h["train_acc"] = loss, 100 - loss
     written = plot_file(f, kinds=["contourf"])
     assert written[0].name == "li_contourf.png"
+
+
+def test_plot_file_reads_top_level_ratio_map_and_scalar_curvature(tmp_path):
+    """/ratio_map (written by compute_ratio_map) is drawn; a scalar /curvature/ratio is not a map."""
+    import numpy as np
+
+    from landscape import storage
+    from landscape.plot import plot_file
+    from landscape.surface import Surface
+
+    x = np.linspace(-1, 1, 5)
+    z = np.add.outer(x**2, x**2)
+    path = tmp_path / "r.h5"
+    Surface(x=x, y=x, arrays={"train_loss": z}, done=np.ones(z.shape, bool)).save(path)
+    ratio = np.abs(np.add.outer(x, x)) / 2
+    done = np.ones(ratio.shape, np.uint8)
+    done[0, 0] = 0
+    storage.update_file(path, {
+        "ratio_map": storage.Group(datasets={"x": x, "y": x, "ratio": ratio, "done": done}),
+        "curvature": storage.Group(datasets={"ratio": np.float64(0.1),
+                                             "top_eigenvalues": np.array([2.0, 1.0])}),
+    })
+    written = plot_file(path, out_dir=tmp_path / "out")
+    names = sorted(p.name for p in written)
+    assert "r_ratio.png" in names and "r_contour.png" in names
+    storage.update_file(path, {"ratio_map": None})
+    written = plot_file(path, out_dir=tmp_path / "out2")
+    assert not any(p.name.endswith("_ratio.png") for p in written)

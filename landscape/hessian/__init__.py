@@ -5,6 +5,11 @@
   re-orthogonalisation (:class:`EigenResult`).
 - :func:`hutchinson`, :func:`hutchpp` -- trace estimates (:class:`TraceResult`).
 - :func:`slq` -- stochastic Lanczos quadrature (:class:`SpectralDensity`).
+- :func:`compute_curvature` -- all of the above at one point as a storable
+  :class:`CurvatureResult` (``/curvature`` group).
+- :func:`compute_ratio_map` -- Li et al.'s ``|lambda_min / lambda_max|`` map over a surface's
+  grid, warm-started and resumable (:class:`RatioMap`, ``/ratio_map`` group).
+- :func:`hessian_directions` -- surface directions along the top eigenvectors.
 
 The estimators accept anything with ``@`` and ``.shape`` (a dense tensor included), so they
 are tested on ``torch.diag(d)`` before any network.
@@ -25,21 +30,31 @@ References
 from __future__ import annotations
 
 from .density import SpectralDensity, slq
+from .directions import eigenvector_directions, hessian_directions
 from .lanczos import EigenResult, eigen_ratio, min_eigen, top_eigen
 from .operator import CurvatureOperator, HessianOperator, hvp
+from .ratio_map import RatioMap, compute_ratio_map, serpentine_order
+from .results import CurvatureResult, compute_curvature
 from .trace import TraceResult, hutchinson, hutchpp
 
 __all__ = [
     "CurvatureOperator",
+    "CurvatureResult",
     "EigenResult",
     "HessianOperator",
+    "RatioMap",
     "SpectralDensity",
     "TraceResult",
+    "compute_curvature",
+    "compute_ratio_map",
     "eigen_ratio",
+    "eigenvector_directions",
+    "hessian_directions",
     "hutchinson",
     "hutchpp",
     "hvp",
     "min_eigen",
+    "serpentine_order",
     "slq",
     "top_eigen",
 ]

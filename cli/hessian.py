@@ -1,0 +1,342 @@
+"""``landscape hessian``: curvature of a checkpoint's loss, or a ratio map over a surface's grid."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from landscape import storage
+from landscape._functional import named_tensors
+from landscape.data import DataSpec
+from landscape.errors import LandscapeError, check_float, check_int
+from landscape.hessian.directions import SCALES, eigenvector_directions
+from landscape.hessian.ratio_map import compute_ratio_map
+from landscape.hessian.results import TRACE_METHODS, compute_curvature
+from landscape.models import parse_model_kwargs
+from landscape.surface import Surface, save_directions
+
+from ._common import (
+    add_checkpoint_args,
+    add_data_args,
+    add_progress_arg,
+    check_device,
+    command_line,
+    data_spec,
+    default_out,
+    distributed,
+    examples,
+    load_ckpt,
+    load_datasets,
+)
+from .surface import _resolve_loss
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_TOP_K = 5
+_TOL_POINT, _TOL_GRID = 1e-6, 1e-3
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "hessian",
+        help="Hessian curvature: top eigenvalues, λmin, trace, density, or a ratio map",
+        description="Curvature of the loss at a checkpoint from exact Hessian-vector products: "
+                    "top-k eigenvalues (Lanczos), the smallest eigenvalue and |λmin/λmax|, a "
+                    "trace estimate (Hutch++ or Hutchinson) and the eigenvalue density "
+                    "(stochastic Lanczos quadrature), written to the /curvature group of an "
+                    "HDF5 file. With --grid SURFACE.h5: λmax, λmin and |λmin/λmax| at every "
+                    "point of that surface's grid (Li et al.'s convexity map), warm-started "
+                    "and resumable, written to its /ratio_map group.",
+        epilog=examples(
+            "landscape hessian runs/mlp/epoch_0020.pt --top-k 5 --min --trace",
+            "landscape hessian runs/mlp/epoch_0020.pt --density --out curv.h5",
+            "landscape hessian runs/mlp/epoch_0020.pt --top-k 2 "
+            "--eigvec-directions eig.h5",
+            "landscape hessian runs/mlp/epoch_0020.pt --grid runs/mlp/epoch_0020_surface.h5",
+            "torchrun --nproc-per-node 4 -m landscape.cli hessian final.pt --grid s.h5",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("checkpoint", metavar="CKPT", help="checkpoint at which to compute")
+    add_checkpoint_args(p)
+    add_data_args(p)
+    p.add_argument("--split", choices=["train", "test"], default="train",
+                   help="data split of the loss (default: train)")
+    r = p.add_argument_group("results at the checkpoint")
+    r.add_argument("--top-k", type=int, metavar="K",
+                   help=f"number of top eigenvalues (default {_TOP_K}; 0 for none)")
+    r.add_argument("--min", action="store_true",
+                   help="also the smallest eigenvalue and |λmin/λmax|")
+    r.add_argument("--trace", action="store_true", help="also a trace estimate")
+    r.add_argument("--trace-method", choices=TRACE_METHODS, default="hutchpp")
+    r.add_argument("--trace-samples", type=int, default=99, metavar="M",
+                   help="HVPs of the trace estimate (default 99)")
+    r.add_argument("--density", action="store_true",
+                   help="also the eigenvalue density (stochastic Lanczos quadrature)")
+    r.add_argument("--density-steps", type=int, default=80, metavar="M",
+                   help="Lanczos steps per SLQ run (default 80)")
+    r.add_argument("--density-runs", type=int, default=5, metavar="R",
+                   help="SLQ runs (default 5)")
+    r.add_argument("--save-eigenvectors", action="store_true",
+                   help="store the top eigenvectors (k x n float32) in /curvature")
+    r.add_argument("--eigvec-directions", metavar="FILE.h5",
+                   help="also write the top-1/2 eigenvectors as surface directions "
+                        "(use with 'landscape surface --dir-file FILE.h5')")
+    r.add_argument("--eigvec-scale", choices=SCALES, default="filter",
+                   help="'filter': filter-normalized like random directions (then no longer "
+                        "exact eigenvectors); 'none': unit eigenvectors")
+    g = p.add_argument_group("ratio map over a surface")
+    g.add_argument("--grid", metavar="SURFACE.h5",
+                   help="compute λmax, λmin, |λmin/λmax| at every point of this surface's grid "
+                        "(CKPT must be the surface's checkpoint)")
+    g.add_argument("--max-points", type=int, metavar="N",
+                   help="stop after N new points (re-run to resume)")
+    g.add_argument("--no-warm-start", action="store_true",
+                   help="start every point from a random vector instead of the neighbour's "
+                        "eigenvectors")
+    g.add_argument("--flush-seconds", type=float, default=10.0,
+                   help="write finished points to disk at least this often")
+    e = p.add_argument_group("computation")
+    e.add_argument("--tol", type=float,
+                   help=f"relative residual of the eigenpairs (default {_TOL_POINT:g}; "
+                        f"{_TOL_GRID:g} with --grid)")
+    e.add_argument("--loss", default="cross_entropy",
+                   help="cross_entropy | mse | package.module:function (per-sample losses)")
+    e.add_argument("--batch-size", type=int, default=512)
+    e.add_argument("--dtype", choices=sorted(_DTYPES), default="float64",
+                   help="compute in this dtype (default float64: tight tolerances need it)")
+    e.add_argument("--ignore", choices=["none", "biasbn"], default="none",
+                   help="'biasbn': hold biases and BN parameters fixed (default: the Hessian "
+                        "over every parameter)")
+    e.add_argument("--seed", type=int, default=0, help="seed of start vectors and probes")
+    e.add_argument("--max-hvp", type=int, metavar="N", help="HVP budget per eigen-solve")
+    e.add_argument("--device", default="cpu", help="compute device (cpu, cuda, ...)")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", metavar="FILE.h5",
+                   help="output file (default: <checkpoint>_hessian.h5 beside it; with --grid "
+                        "the surface file itself); other groups of the file are kept")
+    o.add_argument("--overwrite", action="store_true",
+                   help="replace results computed with another recipe")
+    add_progress_arg(p)
+    p.set_defaults(func=run)
+
+
+def _symbols() -> bool:
+    """Whether stdout can print λ and ±."""
+    enc = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        "λ±".encode(enc)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _check_common(args: argparse.Namespace) -> None:
+    if args.tol is not None:
+        check_float("tol", args.tol, 0.0, closed="neither")
+    check_int("batch_size", args.batch_size, 1)
+    check_int("seed", args.seed, 0)
+    if args.max_hvp is not None:
+        check_int("max_hvp", args.max_hvp, 1)
+    check_device(args.device)
+
+
+def run(args: argparse.Namespace) -> int:
+    _check_common(args)
+    if args.grid is not None:
+        return _run_grid(args)
+    return _run_point(args)
+
+
+# -------------------------------------------------------------------------- one point
+def _run_point(args: argparse.Namespace) -> int:
+    if args.max_points is not None or args.no_warm_start:
+        raise LandscapeError("--max-points and --no-warm-start apply to ratio maps; add --grid")
+    top_k = _TOP_K if args.top_k is None else check_int("top_k", args.top_k, 0)
+    check_int("trace_samples", args.trace_samples, 3 if args.trace_method == "hutchpp" else 1)
+    check_int("density_steps", args.density_steps, 1)
+    check_int("density_runs", args.density_runs, 1)
+    if (args.eigvec_directions or args.save_eigenvectors) and top_k < 1:
+        raise LandscapeError("--eigvec-directions and --save-eigenvectors need --top-k >= 1")
+    if not (top_k or args.min or args.trace or args.density):
+        raise LandscapeError("nothing to compute: --top-k 0 needs --min, --trace or --density")
+    loss = _resolve_loss(args.loss)
+    out = args.out or default_out(args.checkpoint, "hessian")
+    storage.check_writable(out, overwrite=args.overwrite)
+    if args.eigvec_directions:
+        _check_directions_out(args.eigvec_directions, out, args.overwrite)
+    ckpt = load_ckpt(args, args.checkpoint)
+    spec = data_spec(args, ckpt)
+    data = load_datasets(spec, [args.split], ckpt.model)[args.split]
+    recipe = {
+        "checkpoint_sha256": ckpt.sha256,
+        "model": ckpt.spec.to_dict() if ckpt.spec is not None else None,
+        "data": spec.to_dict(),
+        "split": args.split,
+    }
+    provenance = {
+        "command": command_line(args),
+        "checkpoint": str(args.checkpoint),
+        "checkpoint_meta": {k: v for k, v in ckpt.meta.items()
+                            if isinstance(v, int | float | str)},
+    }
+    model = ckpt.model.to(args.device)
+    want_vectors = bool(args.eigvec_directions or args.save_eigenvectors)
+    t0 = time.perf_counter()
+    res = compute_curvature(
+        model, data, top_k=top_k, min_eig=args.min, trace=args.trace,
+        trace_method=args.trace_method, trace_samples=args.trace_samples,
+        density=args.density, density_steps=args.density_steps,
+        density_runs=args.density_runs, tol=args.tol if args.tol is not None else _TOL_POINT,
+        seed=args.seed, loss=loss, batch_size=args.batch_size,
+        ignore=None if args.ignore == "none" else args.ignore, dtype=_DTYPES[args.dtype],
+        max_hvp=args.max_hvp, keep_eigenvectors=want_vectors, recipe=recipe,
+        provenance=provenance,
+    )
+    dt = time.perf_counter() - t0
+    vectors = res.eigenvector_dicts()[:2] if args.eigvec_directions else None
+    if want_vectors and not args.save_eigenvectors:
+        top = {**res.recipe["top"], "eigenvectors": False}
+        res = dataclasses.replace(res, eigenvectors=None, eigenvector_names=None,
+                                  eigenvector_shapes=None, recipe={**res.recipe, "top": top})
+    saved = res.save(out, overwrite=args.overwrite)
+    unicode = _symbols()
+    for line in res.lines(unicode=unicode):
+        print(line)
+    kept = [s for s in saved.sections if s not in res.sections]
+    print(f"wrote {out} ({res.n_hvp} HVPs in {dt:.1f} s"
+          + (f"; kept its earlier {', '.join(kept)}" if kept else "") + ")")
+    if vectors is not None:
+        dirs = eigenvector_directions(
+            vectors, named_tensors(ckpt.model, "weights"), scale=args.eigvec_scale,
+            ignore="biasbn" if args.ignore == "biasbn" else "none",
+            recipe={
+                "what": "weights",
+                "source": "landscape hessian",
+                "checkpoint_sha256": ckpt.sha256,
+                "eigenvalues": [float(v) for v in res.top_eigenvalues[:len(vectors)]],
+                "which": res.top_which,
+                "tol": res.recipe["top"]["tol"],
+                "seed": args.seed,
+                "loss": res.recipe["loss"],
+                "n_samples": res.recipe["n_samples"],
+                "sign": "largest-magnitude entry positive",
+            },
+        )
+        save_directions(args.eigvec_directions, dirs, overwrite=args.overwrite)
+        how = "filter-normalized" if args.eigvec_scale == "filter" else "unit"
+        print(f"wrote {args.eigvec_directions} ({len(vectors)} {how} direction(s) along the "
+              "top eigenvectors; use with 'landscape surface --dir-file')")
+    return 0
+
+
+def _check_directions_out(path: str, out: str, overwrite: bool) -> None:
+    storage.check_writable(path, overwrite=overwrite)
+    p = Path(path)
+    if p.exists() and storage.file_kind(p) == "landscape" and \
+            "surface" in storage.list_groups(p):
+        raise LandscapeError(
+            f"--eigvec-directions '{path}' holds a surface whose directions must not change; "
+            "choose another file"
+        )
+    if Path(path).resolve() == Path(out).resolve():
+        raise LandscapeError(
+            "--eigvec-directions must be another file than --out (a directions file is read "
+            "whole by 'landscape surface --dir-file')"
+        )
+
+
+# -------------------------------------------------------------------------- ratio map
+def _run_grid(args: argparse.Namespace) -> int:
+    point_only = [name for name, on in (
+        ("--top-k", args.top_k is not None), ("--min", args.min), ("--trace", args.trace),
+        ("--density", args.density), ("--save-eigenvectors", args.save_eigenvectors),
+        ("--eigvec-directions", args.eigvec_directions is not None)) if on]
+    if point_only:
+        raise LandscapeError(
+            f"--grid computes a ratio map (λmax, λmin, |λmin/λmax| at every grid point); "
+            f"drop {', '.join(point_only)} or run without --grid"
+        )
+    if args.max_points is not None:
+        check_int("max_points", args.max_points, 0)
+    check_float("flush_seconds", args.flush_seconds, 0.0)
+    loss = _resolve_loss(args.loss)
+    surf = Surface.load(args.grid)
+    if surf.directions is None:
+        raise LandscapeError(
+            f"'{args.grid}' has no /directions group (a Li et al. file?); a ratio map needs "
+            "the surface's directions"
+        )
+    out = args.out or args.grid
+    storage.check_writable(out, overwrite=args.overwrite)
+    ckpt = load_ckpt(args, args.checkpoint)
+    want = surf.recipe.get("checkpoint_sha256")
+    if want is None:
+        raise LandscapeError(
+            f"surface '{args.grid}' records no checkpoint SHA-256, so CKPT cannot be checked "
+            "against it; compute the ratio map from Python with "
+            "landscape.hessian.compute_ratio_map"
+        )
+    if want != ckpt.sha256:
+        origin = surf.provenance.get("checkpoint")
+        hint = f" ('{origin}')" if origin else ""
+        raise LandscapeError(
+            f"checkpoint '{args.checkpoint}' is not the one surface '{args.grid}' was computed "
+            f"at (SHA-256 {ckpt.sha256[:12]}… vs {str(want)[:12]}…); pass that "
+            f"checkpoint{hint}"
+        )
+    spec = _grid_data_spec(args, surf, ckpt)
+    data = load_datasets(spec, [args.split], ckpt.model)[args.split]
+    recipe = {"checkpoint_sha256": ckpt.sha256, "data": spec.to_dict(), "split": args.split}
+    provenance = {"command": command_line(args), "checkpoint": str(args.checkpoint)}
+    t0 = time.perf_counter()
+    with distributed(args.device) as (rank, _world, device):
+        rm = compute_ratio_map(
+            ckpt.model, args.grid, data, loss=loss, batch_size=args.batch_size,
+            tol=args.tol if args.tol is not None else _TOL_GRID,
+            warm_start=not args.no_warm_start, out=out, overwrite=args.overwrite,
+            progress=not args.no_progress, flush_seconds=args.flush_seconds,
+            max_points=args.max_points, ignore=None if args.ignore == "none" else args.ignore,
+            dtype=_DTYPES[args.dtype], device=device, max_hvp=args.max_hvp, seed=args.seed,
+            recipe=recipe, provenance=provenance,
+        )
+    dt = time.perf_counter() - t0
+    if rank != 0:
+        return 0
+    lam = "λ" if _symbols() else "lambda_"
+    grid = f"{len(rm.x)}" if rm.y is None else f"{len(rm.y)}x{len(rm.x)}"
+    line = f"ratio map {grid}: {rm.n_done}/{rm.n_points} points"
+    ok = rm.done & np.isfinite(rm.ratio)
+    if ok.any():
+        r = rm.ratio[ok]
+        line += (f", |{lam}min/{lam}max| {r.min():.3g} to {r.max():.3g} (median "
+                 f"{np.median(r):.3g}), {lam}max {rm.lambda_max[ok].min():.4g} to "
+                 f"{rm.lambda_max[ok].max():.4g}")
+    n_pts = max(rm.n_done, 1)
+    line += f", {rm.total_hvp} HVPs ({rm.total_hvp / n_pts:.1f}/point) in {dt:.1f} s"
+    print(line)
+    bad = int(np.sum(rm.done & ~np.isfinite(rm.lambda_max)))
+    if bad:
+        print(f"note: {bad} points have non-finite curvature (diverged loss); they are NaN")
+    print(f"wrote {out}")
+    return 0
+
+
+def _grid_data_spec(args: argparse.Namespace, surf: Surface, ckpt) -> DataSpec:
+    """--data if given, else the surface's data spec, else the checkpoint's training data."""
+    recorded = surf.recipe.get("data")
+    if args.data is not None or not isinstance(recorded, dict):
+        return data_spec(args, ckpt)
+    base = DataSpec.from_dict(recorded)
+    kwargs = parse_model_kwargs(args.data_kwargs) if args.data_kwargs else dict(base.kwargs)
+    return DataSpec(
+        name=base.name,
+        root=args.data_root if args.data_root is not None else base.root,
+        subset=args.subset if args.subset is not None else base.subset,
+        kwargs=kwargs,
+    )

@@ -1,0 +1,178 @@
+"""``landscape hessian``: curvature and ratio maps into HDF5 files, one-line errors (exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+import torch
+from landscape.cli import hessian
+from landscape.cli import main as cli_main
+
+from landscape import storage
+from landscape.checkpoints import file_sha256, save_checkpoint
+from landscape.data import DataSpec, load_data
+from landscape.directions import random_directions
+from landscape.hessian import CurvatureResult, RatioMap
+from landscape.models import ModelSpec
+from landscape.surface import Surface, compute_surface, load_directions
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+
+SPEC = ModelSpec("mlp", {"width": 8, "depth": 1})
+DATA = DataSpec("digits", subset=80)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def cli(monkeypatch):
+    """``landscape.cli.main.main`` with the hessian subcommand registered (if it is not yet)."""
+    parser = cli_main.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if "hessian" not in sub.choices:
+        hessian.add_parser(sub)
+    monkeypatch.setattr(cli_main, "build_parser", lambda: parser)
+    monkeypatch.delenv("LANDSCAPE_DEBUG", raising=False)
+    return cli_main.main
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    d = tmp_path_factory.mktemp("hess")
+    out = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = SPEC.build()
+        out.append(save_checkpoint(d / f"m{seed}.pt", model, SPEC, data=DATA.to_dict()))
+    return d, out
+
+
+@pytest.fixture(scope="module")
+def surface_file(ckpts):
+    d, (a, _) = ckpts
+    from landscape.checkpoints import load_checkpoint
+
+    ck = load_checkpoint(a)
+    train = load_data(DATA, "train")
+    dirs = random_directions({k: v.detach() for k, v in ck.model.named_parameters()}, seeds=0)
+    f = d / "surf.h5"
+    compute_surface(ck.model, dirs, {"train": train}, x="-1:1:3", y="-1:1:3", out=f,
+                    progress=False, recipe={"checkpoint_sha256": file_sha256(a),
+                                            "data": DATA.to_dict()},
+                    provenance={"checkpoint": str(a)})
+    return f
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("landscape hessian: error: ")
+    return err
+
+
+def test_all_results_into_a_file_and_info(cli, ckpts, tmp_path, capsys):
+    _, (a, _) = ckpts
+    out = tmp_path / "curv.h5"
+    assert cli(["hessian", str(a), "--top-k", "3", "--min", "--trace", "--trace-samples", "12",
+                "--density", "--density-steps", "10", "--density-runs", "2", "--out", str(out),
+                "--no-progress"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("top-3 eigenvalues (LA): ")
+    assert "max" in lines[1] and "min/" in lines[1]
+    assert lines[2].startswith("trace ") and "hutch++, 12 HVPs" in lines[2]
+    assert lines[3].startswith("spectral density: 2 SLQ runs x 10 steps")
+    assert lines[-1].startswith(f"wrote {out}")
+    res = CurvatureResult.load(out)
+    assert res.sections == ["top", "min", "trace", "density"]
+    assert res.recipe["checkpoint_sha256"] == file_sha256(a)
+    assert res.recipe["data"]["subset"] == 80 and res.recipe["n_samples"] == 80
+    assert res.recipe["dtype"] == "float64" and res.top_converged.all()
+    assert "--top-k" in res.provenance["command"]
+    assert cli(["info", str(out)]) == 0
+    info = capsys.readouterr().out
+    assert "/curvature" in info and "top_eigenvalues" in info and "density_grid" in info
+    # a second run with another section merges into the same group
+    assert cli(["hessian", str(a), "--top-k", "0", "--trace", "--trace-method", "hutchinson",
+                "--trace-samples", "5", "--out", str(out)]) == 0
+    assert "kept its earlier top, min, density" in capsys.readouterr().out
+    assert CurvatureResult.load(out).trace_method == "hutchinson"
+
+
+def test_default_out_and_eigvec_directions(cli, ckpts, tmp_path, capsys):
+    d, (a, _) = ckpts
+    eig = tmp_path / "eig.h5"
+    assert cli(["hessian", str(a), "--top-k", "2", "--eigvec-directions", str(eig),
+                "--tol", "1e-4"]) == 0
+    out = capsys.readouterr().out
+    default = d / "m0_hessian.h5"
+    assert f"wrote {default}" in out and f"wrote {eig}" in out
+    assert CurvatureResult.load(default).eigenvectors is None  # not asked to store them
+    dirs = load_directions(eig)
+    assert dirs.ndim == 2 and dirs.recipe["kind"] == "hessian"
+    assert dirs.recipe["checkpoint_sha256"] == file_sha256(a)
+
+
+def test_ratio_map_on_a_surface_file(cli, ckpts, surface_file, tmp_path, capsys):
+    _, (a, _) = ckpts
+    f = tmp_path / "s.h5"
+    f.write_bytes(surface_file.read_bytes())
+    assert cli(["hessian", str(a), "--grid", str(f), "--max-points", "4",
+                "--no-progress"]) == 0
+    assert "4/9 points" in capsys.readouterr().out
+    assert cli(["hessian", str(a), "--grid", str(f), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "ratio map 3x3: 9/9 points" in out and f"wrote {f}" in out
+    rm = RatioMap.load(f)
+    assert rm.complete and np.all(np.isfinite(rm.ratio)) and rm.recipe["tol"] == 1e-3
+    assert rm.recipe["checkpoint_sha256"] == file_sha256(a)
+    assert Surface.load(f).complete  # the surface is kept
+    assert set(storage.list_groups(f)) == {"surface", "directions", "ratio_map"}
+    # another tolerance is another recipe
+    assert cli(["hessian", str(a), "--grid", str(f), "--tol", "1e-2", "--no-progress"]) == 2
+    assert "different recipe" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--top-k", "-1"], "'top_k' parameter must be an int in [0, inf)"),
+        (["--top-k", "5000"], "'top_k' parameter must be an int in [0, 682]"),
+        (["--top-k", "0"], "nothing to compute"),
+        (["--tol", "0"], "'tol'"),
+        (["--trace", "--trace-samples", "2"], "'trace_samples'"),
+        (["--max-points", "3"], "add --grid"),
+    ],
+)
+def test_bad_options_are_one_line(cli, ckpts, tmp_path, capsys, extra, message):
+    _, (a, _) = ckpts
+    assert cli(["hessian", str(a), "--out", str(tmp_path / "x.h5"), *extra]) == 2
+    assert message in _one_line_error(capsys)
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_grid_errors_are_one_line(cli, ckpts, surface_file, tmp_path, capsys):
+    _, (a, b) = ckpts
+    assert cli(["hessian", str(b), "--grid", str(surface_file)]) == 2
+    assert "is not the one surface" in _one_line_error(capsys)
+    curv = tmp_path / "c.h5"
+    CurvatureResult(trace=1.0).save(curv)
+    assert cli(["hessian", str(a), "--grid", str(curv)]) == 2
+    assert "holds no surface" in _one_line_error(capsys)
+    assert cli(["hessian", str(a), "--grid", str(surface_file), "--trace"]) == 2
+    assert "drop --trace" in _one_line_error(capsys)
+    assert cli(["hessian", str(a), "--grid", str(tmp_path / "missing.h5")]) == 2
+    assert "does not exist" in _one_line_error(capsys)
+    nosha = tmp_path / "nosha.h5"
+    s = Surface.load(surface_file)
+    Surface(s.x, s.y, s.arrays, s.done, s.directions, recipe={}, provenance={}).save(nosha)
+    assert cli(["hessian", str(a), "--grid", str(nosha)]) == 2
+    assert "records no checkpoint SHA-256" in _one_line_error(capsys)
+    assert "ratio_map" not in storage.list_groups(surface_file)

@@ -1,0 +1,214 @@
+"""CurvatureResult (the /curvature group), compute_curvature and hessian_directions."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from landscape import storage
+from landscape._functional import named_tensors
+from landscape.data import TensorData
+from landscape.directions import filter_norms, random_directions
+from landscape.errors import LandscapeError
+from landscape.hessian import (
+    CurvatureResult,
+    compute_curvature,
+    eigenvector_directions,
+    hessian_directions,
+)
+from landscape.surface import Surface, compute_surface, load_directions, save_directions
+
+try:  # tests/ as a package or as a plain directory on sys.path
+    from .reference import exact_hessian
+except ImportError:
+    from reference import exact_hessian
+
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+
+F64 = torch.float64
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def toy():
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).to(F64).eval()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(60, 4, generator=g, dtype=F64)
+    y = torch.randint(0, 3, (60,), generator=g)
+    return model, TensorData(x, y, "toy")
+
+
+@pytest.fixture(scope="module")
+def spectrum(toy):
+    model, data = toy
+    names = list(named_tensors(model))
+    return torch.linalg.eigvalsh(exact_hessian(model, data.x, data.y, names)).numpy()
+
+
+@pytest.fixture(scope="module")
+def full(toy):
+    model, data = toy
+    return compute_curvature(
+        model, data, top_k=3, min_eig=True, trace=True, trace_samples=30, density=True,
+        density_steps=20, density_runs=3, density_points=50, tol=1e-8, batch_size=16,
+        keep_eigenvectors=True, recipe={"checkpoint_sha256": "abc"},
+        provenance={"command": "test"},
+    )
+
+
+def _assert_same(a: CurvatureResult, b: CurvatureResult) -> None:
+    for f in dataclasses.fields(CurvatureResult):
+        va, vb = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(va, np.ndarray):
+            assert isinstance(vb, np.ndarray) and va.dtype == vb.dtype, f.name
+            assert np.array_equal(va, vb), f.name
+        else:
+            assert va == vb, f.name
+
+
+def test_numbers_match_the_exact_hessian(full, spectrum):
+    ev = spectrum
+    assert full.n_params == 51
+    np.testing.assert_allclose(full.top_eigenvalues, ev[::-1][:3], atol=1e-7)
+    assert full.top_converged.all() and full.top_which == "LA"
+    assert full.min_eigenvalue == pytest.approx(ev[0], abs=1e-7)
+    assert full.ratio == pytest.approx(abs(ev[0] / ev[-1]), rel=1e-6)
+    assert abs(full.trace - ev.sum()) < 4 * full.trace_stderr  # an unbiased estimate
+    assert 0 < full.trace_stderr < 0.5 * abs(ev.sum())
+    assert full.slq_nodes.shape == (3, 20) and full.slq_nodes.min() >= ev[0] - 1e-9
+    area = np.sum((full.density[1:] + full.density[:-1]) * np.diff(full.density_grid)) / 2
+    assert area == pytest.approx(1.0)
+    assert full.eigenvectors.shape == (3, 51) and full.eigenvectors.dtype == np.float32
+    assert full.n_hvp == full.top_n_hvp + full.min_n_hvp + full.trace_n_hvp + full.slq_n_hvp
+    assert full.recipe["checkpoint_sha256"] == "abc" and full.recipe["n_samples"] == 60
+    s = full.summary()
+    assert s["lambda_max"] == pytest.approx(ev[-1], abs=1e-7) and s["trace_method"] == "hutch++"
+    lines = full.lines()
+    assert len(lines) == 4 and "λmax" in lines[1] and "|λmin/λmax|" in lines[1]
+    assert "hutch++, 30 HVPs" in lines[2]
+    assert all("λ" not in line for line in full.lines(unicode=False))
+
+
+def test_round_trip_keeps_every_field_and_other_groups(full, toy, tmp_path):
+    model, data = toy
+    f = tmp_path / "s.h5"
+    dirs = random_directions(named_tensors(model), seeds=0)
+    surf = compute_surface(model, dirs, {"train": data}, x="-1:1:3", y="-1:1:3", out=f,
+                           progress=False)
+    written = full.save(f)
+    _assert_same(written, full)
+    back = CurvatureResult.load(f)
+    _assert_same(back, full)
+    assert set(storage.list_groups(f)) == {"surface", "directions", "curvature"}
+    s = Surface.load(f)
+    assert np.array_equal(s["train_loss"], surf["train_loss"]) and s.complete
+    g = storage.read_group(f, "curvature")
+    for name in ("top_eigenvalues", "top_residuals", "top_converged", "min_eigenvalue",
+                 "ratio", "trace", "slq_nodes", "slq_weights", "density_grid", "density",
+                 "eigenvectors"):
+        assert name in g.datasets, name
+    assert g.datasets["ratio"].shape == () and g.datasets["trace"].shape == ()
+    assert "trace_stderr" in g.attrs
+    # the surface can be rewritten without losing the curvature
+    surf.save(f)
+    _assert_same(CurvatureResult.load(f), full)
+    # eigenvectors come back as tensors shaped like the parameters
+    d = back.eigenvector_dicts()
+    assert [tuple(t.shape) for t in d[0].values()] == [tuple(p.shape)
+                                                       for p in model.parameters()]
+
+
+def test_sections_merge_and_other_operators_are_refused(toy, tmp_path, spectrum):
+    model, data = toy
+    f = tmp_path / "c.h5"
+    top = compute_curvature(model, data, top_k=2, tol=1e-8)
+    top.save(f)
+    tr = compute_curvature(model, data, top_k=0, trace=True, trace_samples=12)
+    merged = tr.save(f)
+    back = CurvatureResult.load(f)
+    assert back.sections == ["top", "trace"] == merged.sections
+    assert set(back.recipe) >= {"top", "trace"}
+    np.testing.assert_array_equal(back.top_eigenvalues, top.top_eigenvalues)
+    mn = compute_curvature(model, data, top_k=0, min_eig=True, tol=1e-8)
+    back = mn.save(f)
+    assert back.ratio == pytest.approx(abs(spectrum[0] / spectrum[-1]), rel=1e-6)
+    other = compute_curvature(model, data, top_k=1, loss="mse")
+    with pytest.raises(LandscapeError, match="different recipe.*loss"):
+        other.save(f)
+    assert other.save(f, overwrite=True).sections == ["top"]
+    assert CurvatureResult.load(f).recipe["loss"] == "mse"
+
+
+def test_bad_inputs(toy, tmp_path):
+    model, data = toy
+    with pytest.raises(LandscapeError, match="nothing to compute"):
+        compute_curvature(model, data, top_k=0)
+    with pytest.raises(LandscapeError, match="'top_k'"):
+        compute_curvature(model, data, top_k=-1)
+    with pytest.raises(LandscapeError, match=r"'top_k'.*\[0, 51\]"):
+        compute_curvature(model, data, top_k=52)
+    with pytest.raises(LandscapeError, match="'trace_method'"):
+        compute_curvature(model, data, trace=True, trace_method="exact")
+    f = tmp_path / "empty.h5"
+    storage.update_file(f, {"x": storage.Group()})
+    with pytest.raises(LandscapeError, match="no curvature"):
+        CurvatureResult.load(f)
+    with pytest.raises(LandscapeError, match="holds no eigenvectors"):
+        compute_curvature(model, data, top_k=1).eigenvector_dicts()
+
+
+def test_hessian_directions_are_eigenvectors(toy, spectrum):
+    model, data = toy
+    d = hessian_directions(model, data, k=2, scale="none", ignore="none", tol=1e-10)
+    assert d.ndim == 2 and d.recipe["kind"] == "hessian"
+    np.testing.assert_allclose(d.recipe["eigenvalues"], spectrum[::-1][:2], atol=1e-8)
+    names = list(named_tensors(model))
+    H = exact_hessian(model, data.x, data.y, names)
+    for vec, lam in zip(d.vectors, d.recipe["eigenvalues"], strict=True):
+        v = torch.cat([vec[k].reshape(-1) for k in names])
+        assert float(v.norm()) == pytest.approx(1.0)
+        torch.testing.assert_close(H @ v, lam * v, atol=1e-7, rtol=0)
+        assert float(v[v.abs().argmax()]) > 0  # deterministic sign
+    again = hessian_directions(model, data, k=2, scale="none", ignore="none", tol=1e-10)
+    assert again.digest() == d.digest()
+    scaled = hessian_directions(model, data, k=1, scale=3.0, ignore="none", tol=1e-10)
+    v = torch.cat([t.reshape(-1) for t in scaled.vectors[0].values()])
+    assert float(v.norm()) == pytest.approx(3.0)
+
+
+def test_hessian_directions_make_surfaces(toy, tmp_path):
+    model, data = toy
+    w = named_tensors(model)
+    d = hessian_directions(model, data, k=2)  # filter-normalized, biasbn
+    for vec in d.vectors:
+        for k, t in vec.items():
+            if t.dim() <= 1:
+                assert not torch.any(t != 0), k
+            else:
+                torch.testing.assert_close(filter_norms(t), filter_norms(w[k]))
+    assert d.recipe["norm"] == "filter" and d.recipe["ignore"] == "biasbn"
+    f = tmp_path / "dirs.h5"
+    save_directions(f, d)
+    back = load_directions(f)
+    assert back.digest() == d.digest() and back.recipe["kind"] == "hessian"
+    s = compute_surface(model, back, {"train": data}, x="-1:1:3", y="-0.5:0.5:3",
+                        progress=False)
+    assert s.complete and np.all(np.isfinite(s["train_loss"]))
+    with pytest.raises(LandscapeError, match="'k'"):
+        hessian_directions(model, data, k=3)
+    with pytest.raises(LandscapeError, match="'scale'"):
+        hessian_directions(model, data, scale="layer")
+    with pytest.raises(LandscapeError, match="another model"):
+        eigenvector_directions([{"nope": torch.zeros(2)}], w)
