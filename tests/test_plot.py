@@ -518,7 +518,7 @@ def test_plot_file_reads_li2018_files(tmp_path):
 
 
 def test_plot_file_reads_top_level_ratio_map_and_scalar_curvature(tmp_path):
-    """/ratio_map (written by compute_ratio_map) is drawn; a scalar /curvature/ratio is not a map."""
+    """/ratio_map (from compute_ratio_map) is drawn; a scalar /curvature/ratio is not a map."""
     import numpy as np
 
     from landscape import storage
