@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 
 from ._functional import named_tensors
 from .checkpoints import Checkpoint, file_sha256, load_checkpoint, save_checkpoint
+from .compare import Report, compare
 from .data import DataSpec, TensorData, load_data, load_splits
 from .directions import (
     Directions,
@@ -31,6 +32,13 @@ from .directions import (
 )
 from .errors import LandscapeError
 from .evaluation import Evaluator, Metrics, evaluate
+from .hessian import (
+    CurvatureResult,
+    HessianOperator,
+    compute_curvature,
+    compute_ratio_map,
+    hessian_directions,
+)
 from .info import describe, summarize
 from .models import ModelSpec, build
 from .surface import (
@@ -48,12 +56,15 @@ __all__ = [
     "__version__",
     "Axis",
     "Checkpoint",
+    "CurvatureResult",
     "DataSpec",
     "Directions",
     "Evaluator",
+    "HessianOperator",
     "LandscapeError",
     "Metrics",
     "ModelSpec",
+    "Report",
     "Surface",
     "TensorData",
     "TrainConfig",
@@ -61,10 +72,14 @@ __all__ = [
     "Trajectory",
     "TrajectoryPCA",
     "build",
+    "compare",
+    "compute_curvature",
+    "compute_ratio_map",
     "compute_surface",
     "describe",
     "evaluate",
     "file_sha256",
+    "hessian_directions",
     "interpolation_direction",
     "list_checkpoints",
     "load_checkpoint",
