@@ -27,16 +27,16 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
-import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ._atomic import atomic_write as _atomic_write
 from .errors import LandscapeError
 from .models import ModelSpec
 
@@ -87,58 +87,6 @@ def file_sha256(path: PathLike, chunk_size: int = 1 << 20) -> str:
         while chunk := f.read(chunk_size):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _file_mode(path: Path) -> int:
-    """Permissions for an atomically written file: those of the file it replaces, else 0o666
-    less the umask, as ``open()`` would give (``mkstemp`` creates 0o600, which would hide
-    results from everyone else on a shared machine)."""
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except OSError:
-        pass
-    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> Path:
-    """Write ``path`` atomically: ``write(f)`` into a temporary sibling, fsync, then replace.
-
-    A reader (or a process killed halfway) sees either the old file or the complete new one,
-    never a partial one. The parent directory is created if needed.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = _file_mode(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        try:
-            os.chmod(tmp, mode)
-        except OSError:  # a file system without permissions: keep mkstemp's
-            pass
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable (POSIX); harmless where unsupported
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return path
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-    return path
 
 
 # --------------------------------------------------------------------------------------------

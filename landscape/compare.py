@@ -39,7 +39,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from html import escape
@@ -49,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from . import storage
+from ._atomic import atomic_write
 from .errors import LandscapeError, check_float, check_int
 from .metrics import (
     basin_width,
@@ -591,18 +591,7 @@ def _md_escape(text: str) -> str:
 
 
 def _atomic_text(path: Path, text: str) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,6 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from html import escape as _escape
 from pathlib import Path
@@ -958,24 +957,15 @@ def _check_out_dir(path: Path) -> Path:
     return parent
 
 
-def _atomic_write(path: Path, write: Any, *, binary: bool) -> None:
-    """Write through ``write(fh)`` into a temporary file beside ``path``, then rename."""
-    parent = _check_out_dir(path)
+def _atomic_write(path: Path, write: Any) -> None:
+    """Write through ``write(fh)`` (a binary handle) atomically; see :mod:`landscape._atomic`."""
+    from ._atomic import atomic_write
+
+    _check_out_dir(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+        atomic_write(path, write)
     except OSError as exc:
-        raise LandscapeError(f"cannot write '{path}': {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else
-                                                       {"encoding": "utf-8"})) as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        raise LandscapeError(f"cannot write '{path}': {exc.strerror or exc}") from exc
 
 
 def save_figure(fig_or_ax: Any, path: str | os.PathLike, *, dpi: int = 150) -> Path:
@@ -1008,7 +998,7 @@ def save_figure(fig_or_ax: Any, path: str | os.PathLike, *, dpi: int = 150) -> P
         )
     dpi = check_int("dpi", dpi, 10, 2400)
     fig = _figure_of(fig_or_ax)
-    _atomic_write(p, lambda fh: fig.savefig(fh, format=fmt, dpi=dpi), binary=True)
+    _atomic_write(p, lambda fh: fig.savefig(fh, format=fmt, dpi=dpi))
     return p
 
 
@@ -1126,7 +1116,7 @@ def export_vtp(
         "</VTKFile>",
         "",
     ])
-    _atomic_write(p, lambda fh: fh.write(text), binary=False)
+    _atomic_write(p, lambda fh: fh.write(text.encode("utf-8")))
     return p
 
 
@@ -1178,7 +1168,7 @@ def export_plotly_html(
                       scene={"xaxis_title": xlabel, "yaxis_title": ylabel,
                              "zaxis_title": _pretty(array)})
     page = fig.to_html(include_plotlyjs=True, full_html=True)
-    _atomic_write(p, lambda fh: fh.write(page), binary=False)
+    _atomic_write(p, lambda fh: fh.write(page.encode("utf-8")))
     return p
 
 

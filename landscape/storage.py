@@ -52,6 +52,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ._atomic import file_mode as _file_mode
 from .errors import LandscapeError
 
 __all__ = [
@@ -291,19 +292,6 @@ def _machine_tag() -> str:
     except OSError:
         pidns = 0
     return f"{zlib.crc32(f'{socket.gethostname()}:{pidns}'.encode()):08x}"
-
-
-def _file_mode(path: Path) -> int:
-    """Permissions for an atomically written file: those of the file it replaces, else 0o666
-    less the umask, as ``open()`` would give (``mkstemp`` creates 0o600, which would hide
-    results from everyone else on a shared machine)."""
-    try:
-        return os.stat(path).st_mode & 0o7777
-    except OSError:
-        pass
-    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def _tmp_prefix(p: Path) -> str:

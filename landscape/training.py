@@ -34,7 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoints import _atomic_write, file_sha256, save_checkpoint
+from ._atomic import atomic_write as _atomic_write
+from .checkpoints import file_sha256, save_checkpoint
 from .data import DataSpec, TensorData, load_splits
 from .errors import LandscapeError, check_float, check_int, check_option
 from .models import ModelSpec
