@@ -6,8 +6,8 @@ In one process, on the same model, data and grid points:
                the directions at every point (``p.data = w + dx*a + dy*b``), iterate a
                ``DataLoader`` with batch 128 in fp32, eval mode, ``CrossEntropyLoss`` mean times
                batch size, accuracy by argmax;
-(b) engine     ``landscape.evaluation.Evaluator.at`` at its defaults (data on the device,
-               batch 1024, inference mode, float64 accumulation);
+(b) engine     ``landscape.evaluation.Evaluator.at`` at ``compute_surface``'s defaults (data
+               on the device, batch size probed, inference mode, float64 accumulation);
 (c) fastest    the engine with the best settings found here (batch size probed,
                channels_last and bf16 autocast where they help); bf16 values are compared
                with fp32 to 1e-2;
@@ -27,7 +27,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import time
 
 import numpy as np
@@ -87,11 +86,25 @@ def forward_flops(model: nn.Module, x: torch.Tensor) -> int:
     return int(fc.get_total_flops())
 
 
-def time_points(fn, coords: list[tuple[float, float]]) -> tuple[float, list]:
-    fn(*coords[0])  # warm-up (not timed)
+def _timed(fn, point: tuple[float, float]) -> tuple[float, object]:
     t = time.perf_counter()
-    vals = [fn(a, b) for a, b in coords]
-    return time.perf_counter() - t, vals
+    v = fn(*point)
+    return time.perf_counter() - t, v
+
+
+def _interleaved(methods: dict, coords: list[tuple[float, float]]) -> tuple[dict, dict]:
+    """Time every method on every point, methods interleaved point by point (so that clock
+    and thermal drift hit all of them alike); one untimed warm-up call each."""
+    for fn in methods.values():
+        fn(*coords[0])
+    times: dict = {k: [] for k in methods}
+    values: dict = {k: [] for k in methods}
+    for pt in coords:
+        for k, fn in methods.items():
+            t, v = _timed(fn, pt)
+            times[k].append(t)
+            values[k].append(v)
+    return times, values
 
 
 def main() -> None:
@@ -122,64 +135,62 @@ def main() -> None:
     print(f"{args.model} ({n_params:,} params) on digits train+test ({n} images 1x8x8), "
           f"{args.points} points, device {device}, {torch.get_num_threads()} threads")
 
-    # (a) baseline
+    # every method as a function of one grid point
     loader = DataLoader(TensorDataset(x.cpu(), y.cpu()), batch_size=128, shuffle=False)
     mb = build(args.model, in_channels=1).eval().to(device)
     mb.load_state_dict(model.state_dict())
-    t_a, v_a = time_points(lambda a, b: baseline_point(mb, base, dx, dy, a, b, loader, device),
-                           coords)
 
-    # (b) engine defaults
+    def engine_fn(e: Evaluator):
+        def f(a: float, b: float) -> tuple[float, float]:
+            m = e.at(base, (dx, dy), (a, b))["all"]
+            return m.loss, m.accuracy
+        return f
+
     ev = Evaluator(model, data, device=device)
-    def eng(a: float, b: float, e: Evaluator = ev) -> tuple[float, float]:
-        m = e.at(base, (dx, dy), (a, b))["all"]
-        return m.loss, m.accuracy
-    t_b, v_b = time_points(eng, coords)
-    rel = max(abs(p[0] - q[0]) / abs(q[0]) for p, q in zip(v_b, v_a, strict=True))
+    auto_bs = ev.probe_batch_size()  # compute_surface's default batch_size="auto"
 
-    # batch-size probe on the forward pass (used by (c) and (d))
-    def fwd_time(m: nn.Module, xx: torch.Tensor, bs: int, ctx=contextlib.nullcontext) -> float:
-        with torch.inference_mode(), ctx():
-            for i in range(0, n, bs):
-                m(xx[i:i + bs])
-            _sync(device)
-            t = time.perf_counter()
-            for _ in range(2):
+    def fwd_fn(m: nn.Module, xx: torch.Tensor, bs: int):
+        def f(a: float, b: float) -> None:
+            with torch.inference_mode():
                 for i in range(0, n, bs):
                     m(xx[i:i + bs])
             _sync(device)
-        return (time.perf_counter() - t) / 2
+        return f
 
     sizes = [int(s) for s in args.batch_sizes.split(",")]
-    probe = {bs: fwd_time(model, x, bs) for bs in sizes}
+    probe = {bs: min(_timed(fwd_fn(model, x, bs), coords[0])[0] for _ in range(3))
+             for bs in sizes}
     best_bs = min(probe, key=probe.get)
-
-    # (c) fastest: try channels_last and bf16 autocast with the best batch size
-    variants: dict[str, tuple[float, list, str]] = {}
+    methods = {
+        "a": lambda a, b: baseline_point(mb, base, dx, dy, a, b, loader, device),
+        "b": engine_fn(ev),
+        "d": fwd_fn(model, x, best_bs),
+    }
+    variant_names = {}
     for cl in (False, True):
         for bf16 in (False, True):
             name = f"bs={best_bs}" + (", channels_last" if cl else "") + (", bf16" if bf16 else "")
             m2 = build(args.model, in_channels=1).eval().to(device)
             m2.load_state_dict(model.state_dict())
-            xx = x
-            if cl:
-                m2 = m2.to(memory_format=torch.channels_last)
-                xx = x.contiguous(memory_format=torch.channels_last)
-            e2 = Evaluator(m2, {"all": type(train)(xx, y, "d")}, device=device,
-                           batch_size=best_bs, autocast="bf16" if bf16 else None)
-            t, v = time_points(lambda a, b, e=e2: eng(a, b, e), coords)
-            variants[name] = (t, v, "bf16" if bf16 else "fp32")
+            e2 = Evaluator(m2, data, device=device, batch_size=best_bs,
+                           autocast="bf16" if bf16 else None, channels_last=cl)
+            key = f"c{len(variant_names)}"
+            variant_names[key] = (name, "bf16" if bf16 else "fp32")
+            methods[key] = engine_fn(e2)
+    times, values = _interleaved(methods, coords)
+    t_a, t_b, t_d = (sum(times[k]) for k in ("a", "b", "d"))
+    v_a, v_b = values["a"], values["b"]
+    rel = max(abs(p[0] - q[0]) / abs(q[0]) for p, q in zip(v_b, v_a, strict=True))
+    variants = {variant_names[k][0]: (sum(times[k]), values[k], variant_names[k][1])
+                for k in variant_names}
     best_name = min(variants, key=lambda k: variants[k][0])
     t_c, v_c, prec_c = variants[best_name]
     rel_c = max(abs(p[0] - q[0]) / abs(q[0]) for p, q in zip(v_c, v_a, strict=True))
 
-    # (d) roofline: bare forward at the best batch size (fp32)
-    t_d = probe[best_bs] * args.points
-
     flops = forward_flops(model, x[:best_bs]) * (n / best_bs)
     peak = matmul_gflops(device)
     pts = args.points
-    print(f"\nbatch-size probe (forward over {n} images, s): "
+    print(f"\nbatch-size probe (forward over {n} images, best of 3, s): "
           + ", ".join(f"{bs}: {t:.4f}" for bs, t in probe.items()) + f" -> {best_bs}")
     print(f"forward FLOPs per point: {flops / 1e9:.3f} GFLOP; dense fp32 matmul "
           f"(1024^3) in this run: {peak:.1f} GFLOP/s\n")
@@ -187,7 +198,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     rows = [("(a) baseline: per-point set_weights, DataLoader bs=128", t_a),
-            ("(b) engine defaults (bs=1024, fp32)", t_b),
+            (f"(b) engine defaults (auto bs={auto_bs}, fp32)", t_b),
             (f"(c) engine fastest ({best_name})", t_c),
             (f"(d) roofline: bare forward, bs={best_bs}", t_d)]
     for name, t in rows:
