@@ -68,6 +68,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"landscape {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` & co: stop quietly, like Unix tools
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - swallow the flush at exit
+        except OSError:
+            pass
+        return 0
     except OSError as exc:
         if debug:
             raise
