@@ -165,12 +165,20 @@ def test_help_has_examples(capsys):
     assert "examples:" in capsys.readouterr().out
 
 
-def test_output_piped_into_head_stops_quietly(run_dir):
-    """`landscape info F.h5 | head -1` must not print 'Broken pipe' errors."""
-    r = landscape("surface", "run/epoch_0002.pt", "--x=-1:1:3", "--out", "pipe.h5",
-                  "--no-progress", cwd=run_dir)
-    assert r.returncode == 0, r.stderr
-    p = subprocess.run(f"{sys.executable} -m landscape.cli info pipe.h5 | head -1", shell=True,
-                       cwd=run_dir, capture_output=True, text=True, env=ENV, timeout=120)
-    assert p.stdout.count("\n") == 1
-    assert "Broken pipe" not in p.stderr and "Traceback" not in p.stderr
+def test_output_piped_into_head_stops_quietly(run_dir, monkeypatch, capsys):
+    """A closed stdout (``landscape info F.h5 | head -1``) is not an error."""
+    monkeypatch.chdir(run_dir)
+    assert main(["surface", "run/epoch_0002.pt", "--x=-1:1:3", "--out", "pipe.h5",
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+
+    class ClosedPipe:
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self) -> None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", ClosedPipe())
+    assert main(["info", "pipe.h5"]) == 0
+    assert "Broken pipe" not in capsys.readouterr().err
