@@ -131,8 +131,34 @@ def parse_axis(spec: str | Axis | tuple[float, float, int], name: str = "x") -> 
     return Axis(lo, hi, num)
 
 
+class GridProgress:
+    """Completion of a result laid out on a grid (needs a boolean ``done`` array)."""
+
+    done: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``(ny, nx)`` or ``(nx,)``."""
+        return tuple(self.done.shape)
+
+    @property
+    def n_points(self) -> int:
+        """Total number of grid points."""
+        return int(self.done.size)
+
+    @property
+    def n_done(self) -> int:
+        """Number of computed points."""
+        return int(self.done.sum())
+
+    @property
+    def complete(self) -> bool:
+        """Whether every point has been computed."""
+        return bool(self.done.all())
+
+
 @dataclass
-class Surface:
+class Surface(GridProgress):
     """A loss/accuracy surface with its coordinates, completion mask and provenance.
 
     Attributes
@@ -166,26 +192,6 @@ class Surface:
     def ndim(self) -> int:
         """1 or 2."""
         return 1 if self.y is None else 2
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """``(ny, nx)`` or ``(nx,)``."""
-        return self.done.shape
-
-    @property
-    def n_points(self) -> int:
-        """Total number of grid points."""
-        return int(self.done.size)
-
-    @property
-    def n_done(self) -> int:
-        """Number of computed points."""
-        return int(self.done.sum())
-
-    @property
-    def complete(self) -> bool:
-        """Whether every point has been computed."""
-        return bool(self.done.all())
 
     def __getitem__(self, name: str) -> np.ndarray:
         try:

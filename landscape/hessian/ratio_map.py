@@ -71,7 +71,7 @@ from torch import Tensor, nn
 from .. import storage
 from .._functional import LossSpec, is_perturbable, loss_name, named_tensors
 from ..errors import LandscapeError, check_float, check_int
-from ..surface import Surface, _dist, recipe_differences
+from ..surface import GridProgress, Surface, _dist, recipe_differences
 from .lanczos import _solve
 from .operator import HessianOperator, _data_tensors
 
@@ -81,7 +81,7 @@ GROUP = "ratio_map"
 
 
 @dataclass(frozen=True, eq=False)
-class RatioMap:
+class RatioMap(GridProgress):
     """``lambda_max``, ``lambda_min`` and ``|lambda_min / lambda_max|`` on a surface's grid.
 
     Attributes
@@ -121,26 +121,6 @@ class RatioMap:
     def ndim(self) -> int:
         """1 or 2."""
         return 1 if self.y is None else 2
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """``(ny, nx)`` or ``(nx,)``."""
-        return tuple(self.done.shape)
-
-    @property
-    def n_points(self) -> int:
-        """Number of grid points."""
-        return int(self.done.size)
-
-    @property
-    def n_done(self) -> int:
-        """Number of computed points."""
-        return int(self.done.sum())
-
-    @property
-    def complete(self) -> bool:
-        """Whether every point has been computed."""
-        return bool(self.done.all())
 
     @property
     def total_hvp(self) -> int:
