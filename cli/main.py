@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -46,13 +47,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_GRID_OPTIONS = ("--x", "--y")
+_NEGATIVE_GRID = re.compile(r"^-[\d.].*:")
+
+
+def _join_negative_grids(argv: list[str]) -> list[str]:
+    """Let ``--x -1:1:51`` mean ``--x=-1:1:51`` (argparse takes ``-1:1:51`` for an option)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in _GRID_OPTIONS and i + 1 < len(argv) and _NEGATIVE_GRID.match(argv[i + 1]):
+            out.append(f"{a}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(a)
+        i += 1
+    return out
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = _join_negative_grids(list(sys.argv[1:] if argv is None else argv))
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -182,3 +182,12 @@ def test_output_piped_into_head_stops_quietly(run_dir, monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdout", ClosedPipe())
     assert main(["info", "pipe.h5"]) == 0
     assert "Broken pipe" not in capsys.readouterr().err
+
+
+def test_negative_grid_after_a_space_is_accepted(run_dir, monkeypatch):
+    """`--x -1:1:3` (space, not '=') is what people type; argparse alone rejects it."""
+    monkeypatch.chdir(run_dir)
+    assert main(["surface", "run/epoch_0002.pt", "--x", "-1:1:3", "--y", "-.5:.5:3", "--out",
+                 "space.h5", "--no-progress"]) == 0
+    s = Surface.load("space.h5")
+    assert s.recipe["grid"] == {"x": "-1:1:3", "y": "-0.5:0.5:3"}
