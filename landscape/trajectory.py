@@ -686,8 +686,14 @@ class TrajectoryPCA:
         eigval, eigvec = np.linalg.eigh(gram)
         order = np.argsort(eigval)[::-1]
         m = min(rows, p)
-        eigval = np.clip(eigval[order][:m], 0.0, None)
         eigvec = eigvec[:, order][:, :m]
+        # sqrt(eigenvalue of the Gram matrix) squares the condition number: a null direction
+        # comes out as sqrt(eps)·σ₁ (≈1e-8 σ₁), not 0. ‖X_cᵀ u_j‖ — one more pass over the
+        # columns — resolves every singular value to about eps·σ₁, as an SVD of X_c would.
+        sq = np.zeros(m)
+        for s in range(0, p, _CHUNK):
+            sq += np.sum((eigvec.T @ (x[:, s : s + _CHUNK] - mean[s : s + _CHUNK])) ** 2, axis=1)
+        eigval = sq
         total = float(eigval.sum())
         if total <= 0.0 or not np.isfinite(total):
             raise LandscapeError(

@@ -381,3 +381,18 @@ def test_load_trajectory_errors(tmp_path: Path) -> None:
     storage.update_file(f, {"other": storage.Group(attrs={"a": 1})})
     with pytest.raises(LandscapeError, match="no trajectory"):
         load_trajectory(f)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_null_singular_value_is_resolved_to_machine_precision(seed: int) -> None:
+    """Centring n rows leaves a null direction. sqrt of a Gram eigenvalue puts it anywhere in
+    [0, ~1e-7]·σ₁ depending on the rounding of eigh (the sklearn comparison above failed on
+    some machines); the projection norm ‖X_cᵀu‖ resolves it like an SVD: ~eps·σ₁."""
+    pca = TrajectoryPCA(n_components=2, include_final=False).fit(_random_path(9, seed=seed))
+    s = pca.singular_values_
+    assert s[-1] <= 1e-13 * s[0], s
+    rows = np.stack([np.concatenate([t["l1.weight"].reshape(-1), t["l2.weight"].reshape(-1)])
+                     for t in _random_path(9, seed=seed)]).astype(np.float64)
+    x = rows[:-1] - rows[-1]
+    ref = np.linalg.svd(x - x.mean(axis=0), compute_uv=False)
+    np.testing.assert_allclose(s[:-1], ref[:-1], rtol=1e-12)
