@@ -21,14 +21,21 @@ Layout of a ``landscape`` file (every group optional except the root attributes)
 Values of points not yet computed are NaN *and* ``done == 0``; the mask, not the value, says what
 is finished (a loss may legitimately be 0 or NaN).
 
-Writes are atomic: the whole file is written to a temporary file beside the target, flushed,
-fsync'ed and renamed over the target with :func:`os.replace`. A process killed at any moment
-leaves either the previous complete file or the new complete file, never a torn one; groups of
-the old file that the writer does not replace (e.g. ``/curvature`` when a surface is updated)
-are copied across. Files are written deterministically (no timestamps in HDF5 objects), so the
-same content gives the same bytes. A writer killed during a write leaves its temporary file
-(``.<name>.<pid>-<machine>.<random>.tmp``) behind; readers ignore it, and the next successful
-write of the same file deletes the temporary files of writers that are no longer running.
+Writes are atomic: the whole file is built in memory, written to a temporary file beside the
+target, fsync'ed and renamed over the target with :func:`os.replace` (:mod:`landscape._atomic`).
+A process killed at any moment leaves either the previous complete file or the new complete
+file, never a torn one; a full disk or a file-size limit ends in one error with the previous
+file intact (HDF5 never writes to the disk itself). Groups of the old file that the writer does
+not replace (e.g. ``/curvature`` when a surface is updated) are copied across, under an
+exclusive lock (``.<name>.lock`` beside the file while a writer holds it), so two processes
+adding different groups never lose one; long runs hold the lock from start to end, and a second
+run on the same file fails at once with a clear message. Only regular files are opened (a FIFO
+would hang), symbolic links are followed (the target is replaced, the link stays), and only
+landscape files are ever replaced, even with ``overwrite``. Files are written
+deterministically (no timestamps in HDF5 objects), so the same content gives the same bytes. A
+writer killed during a write leaves its temporary file (``.<name>.<pid>-<machine>.<random>.tmp``)
+behind; readers ignore it, and the next successful write of the same file deletes the temporary
+files of writers that are no longer running.
 
 Files written by the code of Li et al. (2018) (root datasets ``xcoordinates``,
 ``ycoordinates``, ``train_loss``, ``train_acc``, ...; unfinished points hold -1; accuracies in
@@ -38,12 +45,9 @@ percent) are read by :func:`read_li2018`.
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import json
 import os
-import re
-import socket
-import tempfile
-import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +56,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ._atomic import file_mode as _file_mode
+from ._atomic import check_regular, output_lock, resolve_target, write_bytes
 from .errors import LandscapeError
 
 __all__ = [
@@ -84,10 +88,8 @@ class Group:
 
 def _open_read(path: str | os.PathLike) -> h5py.File:
     p = Path(path)
-    if not p.exists():
+    if not check_regular(p, what="HDF5 file"):  # a FIFO would hang the open
         raise LandscapeError(f"file '{p}' does not exist")
-    if p.is_dir():
-        raise LandscapeError(f"'{p}' is a directory, not an HDF5 file")
     try:
         return h5py.File(p, "r")
     except OSError as exc:
@@ -208,48 +210,42 @@ def update_file(
     """Atomically write top-level ``groups`` into the landscape file at ``path``.
 
     Groups of an existing landscape file that are not named in ``groups`` are kept; a group
-    mapped to ``None`` is removed. With ``overwrite=True`` an existing file (of any kind) is
-    replaced and nothing of it is kept. The root attribute ``created`` of an existing file is
-    kept so that rewriting the same content gives the same bytes.
+    mapped to ``None`` is removed. With ``overwrite=True`` an existing *landscape* file is
+    replaced and nothing of it is kept; files of any other kind are never replaced. The root
+    attribute ``created`` of an existing file is kept so that rewriting the same content gives
+    the same bytes. A symbolic link is followed (its target is replaced, the link stays).
+
+    The read-modify-write runs under :func:`~landscape._atomic.output_lock` (waiting up to
+    30 s for another writer), so two processes adding different groups never lose one.
+    The file is built in memory and written with :func:`~landscape._atomic.write_bytes`: a full
+    disk ends in a :class:`LandscapeError` with the previous file intact.
 
     Raises
     ------
     LandscapeError
-        If ``path`` exists but is not a landscape file and ``overwrite`` is false, or if the
-        directory is not writable.
+        If ``path`` exists but is not a landscape file, or if the directory is not writable
+        or the disk is full.
     """
-    p = Path(path)
-    keep: dict[str, Group] = {}
-    created = None
-    if p.exists() and not overwrite:
-        with _open_read(p) as f:
-            if _kind(f, p) != "landscape":
-                raise LandscapeError(
-                    f"'{p}' is a Li et al. file; refusing to modify it (choose another --out)"
-                )
-            created = _decode(f.attrs.get("created"))
-            for k, v in f.items():
-                if k not in groups and isinstance(v, h5py.Group):
-                    keep[k] = _read(v)
-    if created is None:
-        created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise LandscapeError(f"cannot write '{p}': directory '{parent}' does not exist")
-    from . import __version__
+    with output_lock(path, wait=30.0) as p:
+        keep: dict[str, Group] = {}
+        created = None
+        if check_regular(p, what="HDF5 file"):
+            _check_replaceable(p, overwrite)
+            if not overwrite:
+                with _open_read(p) as f:
+                    created = _decode(f.attrs.get("created"))
+                    for k, v in f.items():
+                        if k not in groups and isinstance(v, h5py.Group):
+                            keep[k] = _read(v)
+        if created is None:
+            created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+        parent = p.parent if str(p.parent) else Path(".")
+        if not parent.is_dir():
+            raise LandscapeError(f"cannot write '{p}': directory '{parent}' does not exist")
+        from . import __version__
 
-    mode = _file_mode(p)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(p), suffix=".tmp", dir=parent)
-    except OSError as exc:
-        raise LandscapeError(f"cannot write '{p}': {exc.strerror}") from exc
-    os.close(fd)
-    try:
-        try:
-            os.chmod(tmp, mode)
-        except OSError:  # a file system without permissions: keep mkstemp's
-            pass
-        with h5py.File(tmp, "w") as f:
+        buf = io.BytesIO()
+        with h5py.File(buf, "w") as f:
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["tool_version"] = __version__
@@ -259,92 +255,27 @@ def update_file(
                 data = groups.get(k) if k in groups else keep[k]
                 if data is not None:
                     _write(f.create_group(k), data)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+        write_bytes(p, buf.getbuffer())
+
+
+def _check_replaceable(p: Path, overwrite: bool) -> None:
+    """An existing file may be updated only if it is a landscape file, and replaced
+    (``overwrite``) only then too: a checkpoint, a Li et al. file or anything else is the
+    user's data."""
     try:
-        dfd = os.open(parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-    _remove_stale_temps(p)
-
-
-# Temporary files are named ``.<name>.<pid>-<machine>.<random>.tmp`` so that a later writer can
-# tell the leftovers of a killed writer (SIGKILL, OOM killer, power loss) from the file a live
-# one is still writing. ``<machine>`` is a checksum of the host name and PID namespace: pids are
-# only compared on the machine (and container) that wrote them.
-_TMP_OWNER = re.compile(r"(\d+)-([0-9a-f]{8})\.[^.]+\.tmp")
-
-
-def _machine_tag() -> str:
-    try:
-        pidns = os.stat("/proc/self/ns/pid").st_ino
-    except OSError:
-        pidns = 0
-    return f"{zlib.crc32(f'{socket.gethostname()}:{pidns}'.encode()):08x}"
-
-
-def _tmp_prefix(p: Path) -> str:
-    return f".{p.name}.{os.getpid()}-{_machine_tag()}."
-
-
-def _pid_alive(pid: int) -> bool:
-    if os.name != "posix" or pid <= 0:  # on Windows os.kill(pid, 0) terminates the process
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # EPERM: alive, another user's
-        return True
-    return True
-
-
-#: Targets whose directory this process has already cleaned (leftovers come from earlier
-#: processes, so once per process is enough; a flush every point stays cheap in big folders).
-_CLEANED: set[str] = set()
-
-
-def _remove_stale_temps(p: Path) -> None:
-    """Delete temporary files of ``p`` whose writer died on this machine (best effort).
-
-    Called after a successful write (the first one of ``p`` in this process). Files of live
-    writers, of other machines and of other naming schemes are left alone; errors are ignored.
-    """
-    key = os.path.abspath(p)
-    if key in _CLEANED:
-        return
-    _CLEANED.add(key)
-    parent = p.parent if str(p.parent) else Path(".")
-    prefix = f".{p.name}."
-    tag = _machine_tag()
-    try:
-        names = os.listdir(parent)
-    except OSError:
-        return
-    for name in names:
-        if not (name.startswith(prefix) and name.endswith(".tmp")):
-            continue
-        m = _TMP_OWNER.fullmatch(name[len(prefix):])
-        if m is None or m.group(2) != tag:
-            continue
-        pid = int(m.group(1))
-        if pid == os.getpid() or _pid_alive(pid):
-            continue
-        try:
-            os.unlink(parent / name)
-        except OSError:
-            pass
+        kind = file_kind(p)
+    except LandscapeError as exc:
+        raise LandscapeError(
+            f"'{p}' exists and is not a landscape file ({exc}); refusing to replace it"
+            + (" even with overwrite" if overwrite else "")
+            + ": choose another output file or move it away yourself"
+        ) from None
+    if kind != "landscape":
+        raise LandscapeError(
+            f"'{p}' is a Li et al. file; refusing to modify it"
+            + (" even with overwrite" if overwrite else "")
+            + " (choose another --out)"
+        )
 
 
 def check_writable(path: str | os.PathLike, *, overwrite: bool = False) -> None:
@@ -353,22 +284,19 @@ def check_writable(path: str | os.PathLike, *, overwrite: bool = False) -> None:
     Raises
     ------
     LandscapeError
-        If the directory is missing or not writable, ``path`` is a directory, or an existing
-        file is not a landscape file and ``overwrite`` is false.
+        If the directory is missing or not writable, ``path`` is a directory or another
+        non-regular file (FIFO, device), or an existing file is not a landscape file (with or
+        without ``overwrite``: only landscape files are ever replaced).
     """
-    p = Path(path)
+    p = resolve_target(path)
     parent = p.parent if str(p.parent) else Path(".")
-    if p.is_dir():
-        raise LandscapeError(f"cannot write '{p}': it is a directory")
+    exists = check_regular(p, what="HDF5 file")
     if not parent.is_dir():
         raise LandscapeError(f"cannot write '{p}': directory '{parent}' does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise LandscapeError(f"cannot write '{p}': directory '{parent}' is not writable")
-    if p.exists() and not overwrite:
-        if file_kind(p) != "landscape":  # raises for foreign/corrupt files
-            raise LandscapeError(
-                f"'{p}' is a Li et al. file; refusing to modify it (choose another --out)"
-            )
+    if exists:
+        _check_replaceable(p, overwrite)
 
 
 def read_li2018(path: str | os.PathLike) -> dict[str, Any]:

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from . import storage
+from ._atomic import holds_output
 from ._functional import LossSpec, loss_name, named_tensors
 from .directions import Directions
 from .errors import LandscapeError, check_float, check_int
@@ -335,6 +336,7 @@ def recipe_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
+@holds_output("out")
 def compute_surface(
     model: nn.Module,
     directions: Directions,

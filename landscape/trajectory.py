@@ -58,6 +58,7 @@ import torch
 from torch import Tensor, nn
 
 from . import storage
+from ._atomic import output_lock
 from ._functional import TENSOR_SELECTIONS, named_tensors
 from .checkpoints import Checkpoint, load_checkpoint
 from .directions import IGNORES, Directions, random_direction
@@ -307,10 +308,11 @@ class Trajectory:
             not a landscape file, or cannot be written.
         """
         groups: dict[str, storage.Group | None] = {"trajectory": self.to_group()}
-        if self.directions is not None:
-            _check_no_stale_surface(path, self.directions, overwrite)
-            groups["directions"] = directions_group(self.directions)
-        storage.update_file(path, groups, overwrite=overwrite)
+        with output_lock(path, wait=30.0):  # the check and the write are one step
+            if self.directions is not None:
+                _check_no_stale_surface(path, self.directions, overwrite)
+                groups["directions"] = directions_group(self.directions)
+            storage.update_file(path, groups, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Trajectory:

@@ -69,6 +69,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import storage
+from .._atomic import holds_output
 from .._functional import LossSpec, is_perturbable, loss_name, named_tensors
 from ..errors import LandscapeError, check_float, check_int
 from ..surface import GridProgress, Surface, _dist, recipe_differences
@@ -277,6 +278,7 @@ def _ignored(params: Mapping[str, Tensor], param_names: set[str],
     return [k for k in params if k in out]
 
 
+@holds_output("out", "surface_path")
 def compute_ratio_map(
     model: nn.Module,
     surface_path: str | os.PathLike,

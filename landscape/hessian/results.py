@@ -59,6 +59,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import storage
+from .._atomic import output_lock
 from .._functional import LossSpec, loss_name
 from ..errors import LandscapeError, check_float, check_int, check_option
 from .density import slq
@@ -459,31 +460,31 @@ class CurvatureResult:
         CurvatureResult
             What was written (this result, merged with the file's where applicable).
         """
-        p = Path(path)
-        storage.check_writable(p, overwrite=overwrite)
-        result, replace_file = self, False
-        if p.exists():
-            if not _is_landscape(p):
-                replace_file = True  # only reachable with overwrite (check_writable)
-            elif GROUP in storage.list_groups(p):
-                try:
-                    old: CurvatureResult | None = CurvatureResult.load(p)
-                except LandscapeError:
-                    if not overwrite:
-                        raise
-                    old = None
-                if old is not None:
-                    diff = _differences(old.operator_recipe(), self.operator_recipe())
-                    if diff and not overwrite:
-                        raise LandscapeError(
-                            f"'{p}' holds curvature computed with a different recipe (differs "
-                            f"in: {', '.join(diff)}); pass --overwrite to replace its "
-                            "/curvature group or choose another --out"
-                        )
-                    if not diff:
-                        result = self.merged_with(old)
-        storage.update_file(p, {GROUP: result.to_group()}, overwrite=replace_file)
-        return result
+        with output_lock(path, wait=30.0) as p:  # the read-merge-write is one step
+            storage.check_writable(p, overwrite=overwrite)
+            result, replace_file = self, False
+            if p.exists():
+                if not _is_landscape(p):
+                    replace_file = True  # only reachable with overwrite (check_writable)
+                elif GROUP in storage.list_groups(p):
+                    try:
+                        old: CurvatureResult | None = CurvatureResult.load(p)
+                    except LandscapeError:
+                        if not overwrite:
+                            raise
+                        old = None
+                    if old is not None:
+                        diff = _differences(old.operator_recipe(), self.operator_recipe())
+                        if diff and not overwrite:
+                            raise LandscapeError(
+                                f"'{p}' holds curvature computed with a different recipe (differs "
+                                f"in: {', '.join(diff)}); pass --overwrite to replace its "
+                                "/curvature group or choose another --out"
+                            )
+                        if not diff:
+                            result = self.merged_with(old)
+            storage.update_file(p, {GROUP: result.to_group()}, overwrite=replace_file)
+            return result
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> CurvatureResult:
