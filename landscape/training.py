@@ -455,6 +455,8 @@ def _plan(out: Path, setup: Mapping[str, Any], overwrite: bool) -> _Start:
             f"{_MANIFEST}); it would do so again: lower the learning rate (--lr) and choose "
             "another output directory or pass --overwrite (overwrite=True)"
         )
+    if not run.history:  # killed before its first checkpoint: nothing to resume from
+        return _Start("resume", run, None, stale=temps)
     return _Start("resume", run, _read_resume(out, setup), stale=temps)
 
 
