@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from landscape.demo import DemoConfig, run_demo
+from landscape.errors import on_interrupt
 
 from ._common import add_progress_arg, examples
 
@@ -31,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = DemoConfig.quick() if args.quick else DemoConfig()
     out = args.out or ("data/demo-quick" if args.quick else "data/demo")
-    report = run_demo(out, cfg, progress=not args.no_progress)
+    with on_interrupt(f"finished steps are saved in '{out}'", resumable=True):
+        report = run_demo(out, cfg, progress=not args.no_progress)
     print(report.markdown_table())
     return 0

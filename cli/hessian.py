@@ -13,11 +13,12 @@ import torch
 
 from landscape import storage
 from landscape._functional import named_tensors
+from landscape.checkpoints import Checkpoint
 from landscape.data import DataSpec
-from landscape.errors import LandscapeError, check_float, check_int
+from landscape.errors import LandscapeError, check_float, check_int, on_interrupt
 from landscape.hessian.directions import SCALES, eigenvector_directions
 from landscape.hessian.ratio_map import compute_ratio_map
-from landscape.hessian.results import TRACE_METHODS, compute_curvature
+from landscape.hessian.results import TRACE_METHODS, CurvatureResult, compute_curvature
 from landscape.models import parse_model_kwargs
 from landscape.surface import Surface, save_directions
 
@@ -205,6 +206,15 @@ def _run_point(args: argparse.Namespace) -> int:
         res = dataclasses.replace(res, eigenvectors=None, eigenvector_names=None,
                                   eigenvector_shapes=None, recipe={**res.recipe, "top": top})
     saved = res.save(out, overwrite=args.overwrite)
+    # until here an interruption leaves nothing (the CLI says so); the rest only prints and
+    # writes the optional directions file
+    with on_interrupt(f"the curvature is saved in '{out}'", resumable=False):
+        return _report(args, res, saved, out, dt, vectors, ckpt)
+
+
+def _report(args: argparse.Namespace, res: CurvatureResult, saved: CurvatureResult, out: str,
+            dt: float, vectors: list[dict[str, torch.Tensor]] | None, ckpt: Checkpoint) -> int:
+    """Print the results and what was written; write --eigvec-directions."""
     unicode = _symbols()
     for line in res.lines(unicode=unicode):
         print(line)

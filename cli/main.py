@@ -6,9 +6,11 @@ library and prints one line saying what was written.
 
 Errors caused by the user's input (:class:`~landscape.errors.LandscapeError`, unreadable or
 unwritable files, bad arguments) are printed as ONE line on stderr with exit code 2 and no
-traceback. Ctrl-C exits with 130 after the partial results have been saved, SIGTERM (sent by
-job schedulers before they kill a job) the same way with 143. Set
-``LANDSCAPE_DEBUG=1`` to see full tracebacks.
+traceback. Ctrl-C exits with 130, SIGTERM (sent by job schedulers before they kill a job) the
+same way with 143; the one line printed then says what the interrupted library call saved and
+whether re-running resumes (the :class:`~landscape.errors.Interruption` that the call noted on
+the exception; "nothing was saved" when it noted none). Set ``LANDSCAPE_DEBUG=1`` to see full
+tracebacks.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import sys
 from collections.abc import Sequence
 
 from landscape import __version__
-from landscape.errors import LandscapeError
+from landscape.errors import LandscapeError, interruption_of
 
 from . import compare, demo, hessian, info, plot, surface, train, trajectory
 
@@ -112,11 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:
         how = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
-        print(
-            f"landscape {args.command}: {how}; finished work is saved, run the same "
-            "command again to resume",
-            file=sys.stderr,
-        )
+        note = interruption_of(exc)
+        tail = note.message() if note is not None else "nothing was saved"
+        print(f"landscape {args.command}: {how}; {tail}", file=sys.stderr)
         return 143 if isinstance(exc, _Terminated) else 130
     except Exception as exc:  # a bug of ours: still one line, traceback on request
         if debug:
@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 class _Terminated(KeyboardInterrupt):
-    """SIGTERM (schedulers, ``kill``, ``docker stop``), handled like Ctrl-C: work is saved."""
+    """SIGTERM (schedulers, ``kill``, ``docker stop``), handled like Ctrl-C."""
 
 
 def _on_sigterm(signum, frame) -> None:  # noqa: ARG001

@@ -17,7 +17,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train a model with SGD, saving a checkpoint every --save-every epochs",
         description="Train a registry model on a data set with SGD; writes epoch_NNNN.pt "
-                    "checkpoints (epoch 0 = initialisation) and run.json into --out.",
+                    "checkpoints (epoch 0 = initialisation) and run.json into --out. A run "
+                    "that was killed or interrupted resumes from its last checkpoint when the "
+                    "same command is run again (the result is bit-identical to an "
+                    "uninterrupted run); a complete run is left as it is.",
         epilog=examples(
             "landscape train --model mlp --epochs 20 --out runs/mlp",
             "landscape train --model resnet20 --model-kwargs '{\"in_channels\": 1}' "
@@ -44,7 +47,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--save-every", type=int, default=d.save_every, metavar="EPOCHS")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="output directory")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing run in --out (instead of resuming it)")
     add_progress_arg(p)
     p.set_defaults(func=run)
 
@@ -69,8 +73,15 @@ def run(args: argparse.Namespace) -> int:
     result = train(spec, data, config, args.out, progress=not args.no_progress,
                    overwrite=args.overwrite)
     last = result.history[-1]
-    print(
-        f"wrote {len(result.checkpoints)} checkpoints to {result.out_dir} "
-        f"(final: train loss {last['train_loss']:.4g}, test acc {100 * last['test_acc']:.1f}%)"
-    )
+    final = f"final: train loss {last['train_loss']:.4g}, test acc {100 * last['test_acc']:.1f}%"
+    n = len(result.checkpoints)
+    if result.start_epoch is None:
+        print(f"{result.out_dir} already holds this run, complete ({n} checkpoints; {final}); "
+              "nothing to do (--overwrite retrains)")
+    elif result.start_epoch > 0:
+        new = sum(h["epoch"] > result.start_epoch for h in result.history)
+        print(f"resumed after epoch {result.start_epoch}: wrote {new} checkpoints to "
+              f"{result.out_dir} ({n} in all; {final})")
+    else:
+        print(f"wrote {n} checkpoints to {result.out_dir} ({final})")
     return 0

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -11,9 +12,9 @@ import numpy as np
 
 from landscape.checkpoints import load_checkpoint
 from landscape.directions import IGNORES, Directions
-from landscape.errors import LandscapeError
+from landscape.errors import LandscapeError, on_interrupt
 from landscape.surface import Axis, compute_surface, parse_axis
-from landscape.training import list_checkpoints
+from landscape.training import TrainRun, list_checkpoints
 from landscape.trajectory import TrajectoryPCA
 
 from ._common import (
@@ -55,6 +56,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exclude-final", action="store_true",
                    help="leave the final model's (zero) row out of the PCA matrix")
     p.add_argument("--seed", type=int, default=0, help="seed of the random-direction baseline")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="use an unfinished run (still training, killed or diverged) as it is; "
+                        "by default it is refused (resume it with the same 'landscape train')")
     add_checkpoint_args(p)
     s = p.add_argument_group("surface on the PCA plane")
     s.add_argument("--surface", action="store_true", help="also compute the loss surface")
@@ -80,6 +84,16 @@ def _auto_axis(values: np.ndarray, num: int = 21) -> Axis:
     return Axis(float(np.floor(lo / mag) * mag), float(np.ceil(hi / mag) * mag), num)
 
 
+def _warn_if_partial(run_dir: str) -> None:
+    """One line on stderr when --allow-partial let an unfinished run through."""
+    if not (Path(run_dir) / "run.json").is_file():
+        return
+    state = TrainRun.load(run_dir).unfinished()
+    if state is not None:
+        print(f"landscape trajectory: warning: run '{run_dir}' is {state}; its last "
+              "checkpoint is used as the final model", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.surface:
         if args.components < 2:
@@ -97,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
                 f"'{paths[0]}' is not a run directory; give a run directory or at least "
                 "three checkpoints in training order"
             )
-        ckpts = list_checkpoints(paths[0])
+        ckpts = list_checkpoints(paths[0], allow_partial=args.allow_partial)
+        _warn_if_partial(paths[0])
         default_out = Path(paths[0]) / "trajectory.h5"
     else:
         ckpts = [Path(p) for p in paths]
@@ -126,35 +141,37 @@ def run(args: argparse.Namespace) -> int:
         resume = True  # same run, same PCA: keep the file and resume its surface
     if not resume:
         pca.save(out, overwrite=args.overwrite)
-    summ = pca.summary()
-    print(
-        f"PCA of {summ['n_checkpoints']} checkpoints: PC1 {100 * summ['pc1']:.1f}%, "
-        f"PC1+PC2 {100 * summ['pc1_pc2']:.1f}%, {summ['n_components_for_90']} component(s) "
-        f"for 90%; the PC plane captures {100 * summ['path_capture']:.1f}% of the path "
-        f"(two random directions: {100 * summ['random_path_capture']:.2f}%)"
-    )
-    if args.surface:
-        coords = pca.coords_
-        ax = parse_axis(args.x, "x") if args.x else _auto_axis(coords[:, 0])
-        ay = parse_axis(args.y, "y") if args.y else _auto_axis(coords[:, 1])
-        dirs = pca.pca_directions_
-        if dirs.ndim != 2:
-            dirs = Directions(dirs.vectors[:2], dirs.recipe)
-        recipe = {
-            "checkpoint_sha256": final.sha256,
-            "model": final.spec.to_dict() if final.spec is not None else None,
-            "data": spec.to_dict(),
-        }
-        provenance = {"command": command_line(args), "checkpoint": str(ckpts[-1])}
-        with distributed("cpu") as (rank, _world, device):
-            s = compute_surface(
-                final.model, dirs, datasets, x=ax, y=ay, batch_size=args.batch_size,
-                device=device, out=out, recipe=recipe, provenance=provenance,
-                progress=not args.no_progress, flush_seconds=args.flush_seconds,
-            )
-        if rank != 0:
-            return 0
-        print(f"surface on the PCA plane: {len(s.y)}x{len(s.x)} grid, x {ax.spec}, y {ay.spec}, "
-              f"{s.n_done}/{s.n_points} points")
-    print(f"wrote {out} in {time.perf_counter() - t0:.1f} s")
-    return 0
+    # from here on the PCA is on disk (and a --surface resumes from it)
+    with on_interrupt(f"the PCA is saved in '{out}'", resumable=True):
+        summ = pca.summary()
+        print(
+            f"PCA of {summ['n_checkpoints']} checkpoints: PC1 {100 * summ['pc1']:.1f}%, "
+            f"PC1+PC2 {100 * summ['pc1_pc2']:.1f}%, {summ['n_components_for_90']} component(s) "
+            f"for 90%; the PC plane captures {100 * summ['path_capture']:.1f}% of the path "
+            f"(two random directions: {100 * summ['random_path_capture']:.2f}%)"
+        )
+        if args.surface:
+            coords = pca.coords_
+            ax = parse_axis(args.x, "x") if args.x else _auto_axis(coords[:, 0])
+            ay = parse_axis(args.y, "y") if args.y else _auto_axis(coords[:, 1])
+            dirs = pca.pca_directions_
+            if dirs.ndim != 2:
+                dirs = Directions(dirs.vectors[:2], dirs.recipe)
+            recipe = {
+                "checkpoint_sha256": final.sha256,
+                "model": final.spec.to_dict() if final.spec is not None else None,
+                "data": spec.to_dict(),
+            }
+            provenance = {"command": command_line(args), "checkpoint": str(ckpts[-1])}
+            with distributed("cpu") as (rank, _world, device):
+                s = compute_surface(
+                    final.model, dirs, datasets, x=ax, y=ay, batch_size=args.batch_size,
+                    device=device, out=out, recipe=recipe, provenance=provenance,
+                    progress=not args.no_progress, flush_seconds=args.flush_seconds,
+                )
+            if rank != 0:
+                return 0
+            print(f"surface on the PCA plane: {len(s.y)}x{len(s.x)} grid, x {ax.spec}, "
+                  f"y {ay.spec}, {s.n_done}/{s.n_points} points")
+        print(f"wrote {out} in {time.perf_counter() - t0:.1f} s")
+        return 0

@@ -186,8 +186,7 @@ def run_demo(
         if not _run_complete(run_dir, cfg.train.epochs):
             _say(log, f"[{name}] training {cfg.model} {json.dumps(kwargs)} for "
                       f"{cfg.train.epochs} epochs (lr {cfg.train.lr:g}, {cfg.train.schedule})")
-            train(spec, DataSpec("digits"), cfg.train, run_dir, progress=progress,
-                  overwrite=True)
+            train(spec, DataSpec("digits"), cfg.train, run_dir, progress=progress)
         run = TrainRun.load(run_dir)
         last = run.history[-1]
         _say(log, f"[{name}] trained: train loss {last['train_loss']:.4g}, test acc "

@@ -6,16 +6,28 @@ Every user-facing check goes through a function here so that every message has t
     The 'batch_size' parameter must be an int in [1, inf). Got 0 instead.
 
 The CLI catches :class:`LandscapeError` and prints its message as one line with exit code 2.
+
+An interruption (Ctrl-C, or SIGTERM turned into :class:`KeyboardInterrupt` by the CLI) is not
+an error, but what it leaves behind differs per computation: :func:`note_interruption` attaches
+an :class:`Interruption` to the exception on its way out of a library call (a surface saves its
+finished points, a training run its checkpoints and resume state, a Hessian at a point nothing),
+and the CLI reads it back with :func:`interruption_of` to print a message that is true.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
     "LandscapeError",
+    "Interruption",
+    "note_interruption",
+    "interruption_of",
+    "on_interrupt",
     "check_option",
     "check_int",
     "check_float",
@@ -27,6 +39,62 @@ class LandscapeError(ValueError):
 
     Its message is a single line that says what is wrong and, where possible, how to fix it.
     """
+
+
+@dataclass(frozen=True)
+class Interruption:
+    """What an interrupted computation left on disk (attached to its ``KeyboardInterrupt``).
+
+    Attributes
+    ----------
+    saved : str or None
+        A clause saying what was saved, e.g. ``"checkpoints up to epoch 3 are saved in
+        'runs/mlp'"``; ``None`` when nothing was saved.
+    resumable : bool
+        Whether running the same computation again continues from what was saved (instead of
+        starting over).
+    """
+
+    saved: str | None
+    resumable: bool
+
+    def message(self) -> str:
+        """The clause the CLI prints after ``interrupted;``."""
+        if self.saved is None:
+            return "nothing was saved"
+        if self.resumable:
+            return f"{self.saved}, run the same command again to resume"
+        return self.saved
+
+
+_ATTR = "landscape_interruption"
+
+
+def note_interruption(exc: BaseException, saved: str | None, resumable: bool) -> None:
+    """Attach an :class:`Interruption` to ``exc`` (a ``KeyboardInterrupt`` being re-raised).
+
+    The innermost note that says something was saved wins: a note is only replaced while it
+    says nothing was saved (an outer computation may have saved earlier steps).
+    """
+    old = interruption_of(exc)
+    if old is None or old.saved is None:
+        setattr(exc, _ATTR, Interruption(saved, resumable))
+
+
+def interruption_of(exc: BaseException) -> Interruption | None:
+    """The :class:`Interruption` noted on ``exc``, or ``None`` (then nothing is known saved)."""
+    note = getattr(exc, _ATTR, None)
+    return note if isinstance(note, Interruption) else None
+
+
+@contextmanager
+def on_interrupt(saved: str | None, resumable: bool) -> Iterator[None]:
+    """Note ``saved``/``resumable`` on a ``KeyboardInterrupt`` raised inside the block."""
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        note_interruption(exc, saved, resumable)
+        raise
 
 
 def _interval(low: float | None, high: float | None, closed: str = "both") -> str:

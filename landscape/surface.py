@@ -36,7 +36,7 @@ from . import storage
 from ._atomic import holds_output
 from ._functional import LossSpec, loss_name, named_tensors
 from .directions import Directions
-from .errors import LandscapeError, check_float, check_int
+from .errors import LandscapeError, check_float, check_int, note_interruption
 from .evaluation import Evaluator
 
 __all__ = ["Axis", "parse_axis", "Surface", "compute_surface", "recipe_differences"]
@@ -618,6 +618,10 @@ def _run_points(surf: Surface, ev: Evaluator, base: dict[str, Tensor],
                     surf.save(out, overwrite=first_write)
                     first_write = False
                     last = time.monotonic()
+    except KeyboardInterrupt as exc:  # the finally below saves the finished points
+        saved = out is not None and surf.n_done > 0
+        note_interruption(exc, "finished work is saved" if saved else None, resumable=True)
+        raise
     finally:
         bar.close()
         if rank == 0 and out is not None and surf.n_done > 0:

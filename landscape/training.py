@@ -7,6 +7,7 @@ optimizer from its initialisation. :func:`train` writes, into one output directo
     epoch_0001.pt   after each ``save_every`` epochs, and always after the last one
     ...
     run.json        the manifest: model, data, config, and every checkpoint with its metrics
+    resume.pt       while the run is unfinished: what resuming after the last checkpoint needs
 
 Checkpoints are landscape checkpoints (:func:`~landscape.checkpoints.save_checkpoint`) whose
 ``meta`` holds ``epoch``, ``step``, ``lr``, ``train_loss``, ``train_acc``, ``test_loss``,
@@ -16,28 +17,49 @@ every checkpoint, so a killed run still has a valid manifest of what it wrote.
 Training is deterministic given ``TrainConfig.seed`` (on the CPU): the seed initialises the
 model inside :func:`torch.random.fork_rng` (the caller's global RNG is left untouched) and a
 private :class:`torch.Generator` shuffles the data.
+
+Resuming. With every checkpoint, :func:`train` also writes (atomically) ``resume.pt``, one file
+overwritten each time so that the epoch checkpoints stay plain weights for the other commands:
+the optimizer's state (momentum buffers), the epoch and step counters, every RNG state training
+draws from (the global CPU RNG, the shuffling generator, and the device's RNG on CUDA; nothing
+is drawn from numpy's or Python's), the history so far, and the name and SHA-256 of the
+checkpoint holding the weights. It loads with ``torch.load(weights_only=True)``. Calling
+:func:`train` again on a directory whose run is unfinished (``run.json`` says ``"running"``:
+killed, interrupted, or still going) with the same model, data and config continues after that
+checkpoint, and the final weights and the history are bit-identical to an uninterrupted run's
+(the learning rate is a function of the epoch, see :func:`lr_at_epoch`). Work since the last
+checkpoint is redone, so ``save_every`` also bounds what a kill costs. If ``resume.pt`` is
+missing or does not match, training restarts from epoch 0 with a warning (the replayed
+checkpoints come out identical). The three files are written in the order checkpoint,
+``resume.pt``, ``run.json``; a kill between two leaves a directory that resumes, and temporary
+files of a write cut short are removed when training starts again. Other settings are refused
+(naming the keys that differ); a complete run is returned as it is, without writing anything,
+and ``resume.pt`` is deleted when a run completes. ``run.json`` records each resumption under
+``"resumed"``. Running two trainings in one directory at once is not detected.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import re
+import warnings
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ._atomic import atomic_write as _atomic_write
 from .checkpoints import file_sha256, save_checkpoint
 from .data import DataSpec, TensorData, load_splits
-from .errors import LandscapeError, check_float, check_int, check_option
+from .errors import LandscapeError, check_float, check_int, check_option, note_interruption
 from .models import ModelSpec
 
 __all__ = [
@@ -57,8 +79,14 @@ SCHEDULES = ("cosine", "step", "constant")
 #: Metric keys recorded for every checkpoint (in its meta and in run.json).
 METRIC_KEYS = ("epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc")
 
+RESUME_FORMAT = "landscape.train_resume"
+RESUME_FORMAT_VERSION = 1
+
 _MANIFEST = "run.json"
+_RESUME = "resume.pt"
 _CKPT_RE = re.compile(r"^epoch_(\d+)\.pt$")
+#: Temporary files of :func:`~landscape._atomic.atomic_write` for the files of a run.
+_TMP_RE = re.compile(r"^\.(?:epoch_\d+\.pt|run\.json|resume\.pt)\..+\.tmp$")
 _EVAL_BATCH_SIZE = 1024
 
 
@@ -189,7 +217,13 @@ class TrainRun:
     config : TrainConfig
         The hyper-parameters.
     status : str
-        ``"running"`` (still going, or killed), ``"complete"`` or ``"diverged"``.
+        ``"running"`` (still going, or killed: re-running :func:`train` resumes it),
+        ``"complete"`` or ``"diverged"``.
+    start_epoch : int or None
+        Set by :func:`train` on the run it returns: the epoch that call started from (0 for
+        a fresh run, ``k`` when it resumed after epoch ``k``), or ``None`` when it trained
+        nothing because the run was already complete. ``None`` from :meth:`load`; not
+        compared by ``==``.
     """
 
     out_dir: Path
@@ -199,6 +233,20 @@ class TrainRun:
     data: DataSpec
     config: TrainConfig
     status: str = "complete"
+    start_epoch: int | None = field(default=None, compare=False)
+
+    @property
+    def epochs_done(self) -> int:
+        """The epoch of the last checkpoint (0 when only the initialisation is saved)."""
+        return int(self.history[-1]["epoch"]) if self.history else 0
+
+    def unfinished(self) -> str | None:
+        """``None`` for a complete run, else a phrase saying how far it got, e.g. ``"unfinished
+        (status 'running': 3 of 10 epochs, 4 checkpoints)"``."""
+        if self.status == "complete":
+            return None
+        return (f"unfinished (status '{self.status}': {self.epochs_done} of "
+                f"{self.config.epochs} epochs, {len(self.checkpoints)} checkpoints)")
 
     @property
     def final(self) -> Path:
@@ -256,17 +304,26 @@ class TrainRun:
             ) from e
 
 
-def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+def list_checkpoints(run_dir: str | os.PathLike, *, allow_partial: bool = False) -> list[Path]:
     """Checkpoints of a run directory, in training order.
 
     Taken from ``run.json`` when present, else the ``epoch_NNNN.pt`` files sorted by epoch.
 
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        Output directory of :func:`train`.
+    allow_partial : bool, default False
+        Accept a run whose ``run.json`` does not say ``"complete"`` (still training, killed,
+        or diverged): its last checkpoint is then not the final model of the run.
+
     Raises
     ------
     LandscapeError
-        If the directory does not exist, holds no checkpoint, or ``run.json`` lists a file
-        that is missing.
+        If the directory does not exist, holds no checkpoint, ``run.json`` lists a file
+        that is missing, or the run is unfinished and not ``allow_partial``.
     """
+    _check_bool("allow_partial", allow_partial)
     out = Path(run_dir)
     if not out.is_dir():
         raise LandscapeError(
@@ -274,7 +331,16 @@ def list_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
             "`landscape train`"
         )
     if (out / _MANIFEST).is_file():
-        paths = TrainRun.load(out).checkpoints
+        run = TrainRun.load(out)
+        state = run.unfinished()
+        if state is not None and not allow_partial:
+            fix = "resume it by running the same `landscape train` command again" \
+                if run.status == "running" else "retrain it"
+            raise LandscapeError(
+                f"training run '{out}' is {state}; {fix}, or pass --allow-partial "
+                "(allow_partial=True) to use the checkpoints it has"
+            )
+        paths = run.checkpoints
         for p in paths:
             if not p.is_file():
                 raise LandscapeError(
@@ -315,28 +381,284 @@ def _evaluate(model: nn.Module, data: TensorData, device: torch.device) -> tuple
     return total / n, correct / n
 
 
-def _prepare_out_dir(out: Path, overwrite: bool) -> None:
+def _plain_json(x: Any) -> Any:
+    """``x`` as JSON would give it back (tuples become lists), for comparisons."""
+    return json.loads(json.dumps(x))
+
+
+def _setup_of(spec: ModelSpec, data: DataSpec, config: TrainConfig) -> dict[str, Any]:
+    """What must match for a run directory to be resumed: model, data and config."""
+    return _plain_json({"model": spec.to_dict(), "data": data.to_dict(),
+                        "config": config.to_dict()})
+
+
+def _differences(run: TrainRun, setup: Mapping[str, Any]) -> list[str]:
+    """The keys in which ``run`` differs from ``setup``, with both values (config keys bare,
+    model and data keys prefixed: ``lr (run 0.1, now 0.05)``, ``data.subset (...)``)."""
+    old = _setup_of(run.spec, run.data, run.config)
+    out = []
+    for section in ("model", "data", "config"):
+        a, b = old[section], setup[section]
+        for key in sorted(set(a) | set(b)):
+            if a.get(key) != b.get(key):
+                name = key if section == "config" else f"{section}.{key}"
+                out.append(f"{name} (run {a.get(key)!r}, now {b.get(key)!r})")
+    return out
+
+
+@dataclass(frozen=True)
+class _Start:
+    """How :func:`train` starts in its directory (decided before anything is modified)."""
+
+    kind: str  # "new", "resume" or "complete"
+    run: TrainRun | None = None
+    state: dict[str, Any] | None = None  # resume state; None: (re)start from epoch 0
+    stale: tuple[Path, ...] = ()  # files to delete first (--overwrite) or leftover temp files
+
+
+def _plan(out: Path, setup: Mapping[str, Any], overwrite: bool) -> _Start:
+    """Look at ``out`` and decide how to start; raises (modifying nothing) when it cannot."""
     if out.exists() and not out.is_dir():
         raise LandscapeError(f"output path '{out}' is a file; pass a directory for the run")
     if not out.exists():
-        out.mkdir(parents=True)
-        return
-    old = [p for p in out.iterdir() if p.name == _MANIFEST or _CKPT_RE.match(p.name)]
-    if not old:
-        return
-    if not overwrite:
-        what = _MANIFEST if (out / _MANIFEST).exists() else "epoch_NNNN.pt checkpoints"
+        return _Start("new")
+    ours = [p for p in out.iterdir()
+            if p.name in (_MANIFEST, _RESUME) or _CKPT_RE.match(p.name) or _TMP_RE.match(p.name)]
+    temps = tuple(p for p in ours if _TMP_RE.match(p.name))
+    if overwrite:
+        return _Start("new", stale=tuple(ours))
+    if not (out / _MANIFEST).is_file():
+        if len(ours) == len(temps):  # nothing but the temp files of a run killed at once
+            return _Start("new", stale=temps)
         raise LandscapeError(
-            f"'{out}' already holds a training run ({what}); choose another output directory "
-            "or pass --overwrite (overwrite=True)"
+            f"'{out}' already holds a training run (epoch_NNNN.pt checkpoints but no "
+            f"{_MANIFEST}); choose another output directory or pass --overwrite (overwrite=True)"
         )
-    for p in old:
-        p.unlink()
+    try:
+        run = TrainRun.load(out)
+    except LandscapeError as e:
+        raise LandscapeError(
+            f"{e}; or pass --overwrite (overwrite=True) to train afresh in '{out}'"
+        ) from e
+    diff = _differences(run, setup)
+    if diff:
+        raise LandscapeError(
+            f"'{out}' already holds a training run with other settings (differs in: "
+            f"{', '.join(diff)}); re-run with the run's settings to resume it, choose another "
+            "output directory or pass --overwrite (overwrite=True)"
+        )
+    if run.status == "complete":
+        return _Start("complete", run)
+    if run.status != "running":
+        raise LandscapeError(
+            f"'{out}' holds a training run that {run.status} with these settings (see its "
+            f"{_MANIFEST}); it would do so again: lower the learning rate (--lr) and choose "
+            "another output directory or pass --overwrite (overwrite=True)"
+        )
+    if not run.history:  # killed before its first checkpoint: nothing to resume from
+        return _Start("resume", run, None, stale=temps)
+    return _Start("resume", run, _read_resume(out, setup), stale=temps)
+
+
+def _read_resume(out: Path, setup: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The resume state of ``out`` if it is usable: readable, of this setup, and pointing at
+    a checkpoint that is still there with the SHA-256 it had. ``None`` otherwise (with a
+    warning when a file was there but could not be used)."""
+    path = out / _RESUME
+    if not path.is_file():
+        why = f"no {_RESUME}"
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - any unreadable file means: start over
+            state, why = None, f"{_RESUME} is unreadable ({type(e).__name__})"
+        if isinstance(state, dict):
+            ckpt = out / str(state.get("checkpoint"))
+            if (state.get("format"), state.get("format_version")) != \
+                    (RESUME_FORMAT, RESUME_FORMAT_VERSION):
+                why = f"{_RESUME} has another format"
+            elif state.get("setup") != json.dumps(setup, sort_keys=True):
+                why = f"{_RESUME} belongs to other settings"
+            elif not ckpt.is_file() or file_sha256(ckpt) != state.get("checkpoint_sha256"):
+                why = f"its checkpoint '{ckpt.name}' is missing or changed"
+            else:
+                return state
+        elif state is not None:
+            why = f"{_RESUME} is not a resume state"
+    warnings.warn(
+        f"training run '{out}' is unfinished but cannot be resumed ({why}); training restarts "
+        "from epoch 0 and re-creates its checkpoints (identical on the CPU: training is "
+        "deterministic)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return None
 
 
 def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     text = json.dumps(manifest, indent=2, allow_nan=False) + "\n"
     _atomic_write(out / _MANIFEST, lambda f: f.write(text.encode("utf-8")))
+
+
+def _cuda_index(device: torch.device) -> int | None:
+    if device.type != "cuda":
+        return None
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+class _Trainer:
+    """The state of one training run (model, optimizer, RNGs, counters) and its steps.
+
+    Built inside :func:`torch.random.fork_rng` right after ``torch.manual_seed(config.seed)``,
+    so that the model's initialisation is the seeded one.
+    """
+
+    def __init__(self, spec: ModelSpec, data: DataSpec, config: TrainConfig, out: Path,
+                 device: torch.device, manifest: dict[str, Any], setup: Mapping[str, Any],
+                 splits: tuple[TensorData, TensorData]) -> None:
+        self.spec, self.config, self.out, self.device = spec, config, out, device
+        self.meta = {"seed": config.seed, "config": config.to_dict(), "data": data.to_dict()}
+        self.manifest, self.setup_json = manifest, json.dumps(setup, sort_keys=True)
+        self.train_set, self.test_set = splits
+        self.history: list[dict[str, Any]] = manifest["checkpoints"]
+        self.model = spec.build().to(device)
+        self.shuffle = torch.Generator().manual_seed(config.seed)
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(),
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov,
+            weight_decay=config.weight_decay,
+        )
+        self.step = 0
+        self.epoch = 0  # epochs done
+        self.cuda = _cuda_index(device)
+
+    # ------------------------------------------------------------------ resume state
+    def rng_state(self) -> dict[str, Tensor]:
+        """Every random state training draws from: the global CPU RNG (dropout and the like
+        in user models), the shuffling generator and, on CUDA, the device's RNG. (Training
+        draws nothing from numpy's or Python's RNGs.)"""
+        state = {"torch": torch.get_rng_state(), "shuffle": self.shuffle.get_state()}
+        if self.cuda is not None:
+            state["cuda"] = torch.cuda.get_rng_state(self.cuda)
+        return state
+
+    def resume_state(self) -> dict[str, Any]:
+        """What :meth:`restore` needs to continue after the checkpoint just written."""
+        last = self.history[-1]
+        return {
+            "format": RESUME_FORMAT,
+            "format_version": RESUME_FORMAT_VERSION,
+            "setup": self.setup_json,
+            "epoch": self.epoch,
+            "step": self.step,
+            "checkpoint": last["checkpoint"],
+            "checkpoint_sha256": last["sha256"],
+            "history": [dict(h) for h in self.history],
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self.rng_state(),
+            "torch_version": str(torch.__version__),
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Continue from a resume state: weights from its checkpoint, everything else from
+        the state itself."""
+        ckpt = torch.load(self.out / state["checkpoint"], map_location="cpu", weights_only=True)
+        self.model.load_state_dict(ckpt["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        self.shuffle.set_state(rng["shuffle"])
+        if self.cuda is not None and "cuda" in rng:
+            torch.cuda.set_rng_state(rng["cuda"], self.cuda)
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.history[:] = [dict(h) for h in state["history"]]
+
+    # ------------------------------------------------------------------ steps
+    def diverged(self, value: float, epoch: int, lr: float, where: str) -> LandscapeError:
+        kept = self.history[-1]["epoch"] if self.history else None
+        msg = (
+            f"training loss became {value} {where} epoch {epoch} (after {self.step} steps) "
+            f"with lr {lr:g}; lower the learning rate (--lr)"
+            + (f"; the checkpoints up to epoch {kept} are kept in '{self.out}'"
+               if self.history else "")
+        )
+        self.manifest["status"], self.manifest["error"] = "diverged", msg
+        _write_manifest(self.out, self.manifest)
+        return LandscapeError(msg)
+
+    def checkpoint(self, lr: float) -> dict[str, Any]:
+        """Evaluate, then write the epoch's checkpoint, the resume state and run.json (in
+        this order, each atomically: a kill between two leaves a state that resumes)."""
+        train_loss, train_acc = _evaluate(self.model, self.train_set, self.device)
+        if not math.isfinite(train_loss):
+            raise self.diverged(train_loss, self.epoch, lr, "after")
+        test_loss, test_acc = _evaluate(self.model, self.test_set, self.device)
+        metrics = {
+            "epoch": self.epoch,
+            "step": self.step,
+            "lr": lr,
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+            "test_loss": _finite_or_none(test_loss),
+            "test_acc": test_acc,
+        }
+        path = save_checkpoint(
+            self.out / _ckpt_name(self.epoch), self.model, self.spec, **metrics, **self.meta
+        )
+        self.history.append({**metrics, "checkpoint": path.name, "sha256": file_sha256(path)})
+        state = self.resume_state()
+        _atomic_write(self.out / _RESUME, lambda f: torch.save(state, f))
+        _write_manifest(self.out, self.manifest)
+        return metrics
+
+    def train_epoch(self) -> float:
+        """One pass over the shuffled training split; returns the epoch's learning rate."""
+        epoch = self.epoch + 1
+        lr = lr_at_epoch(self.config, epoch)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        n = len(self.train_set)
+        order = torch.randperm(n, generator=self.shuffle)
+        for start in range(0, n, self.config.batch_size):
+            idx = order[start : start + self.config.batch_size]
+            x = self.train_set.x[idx].to(self.device)
+            y = self.train_set.y[idx].to(self.device).long()
+            loss = F.cross_entropy(self.model(x), y)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise self.diverged(value, epoch, lr, "in")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.step += 1
+        self.epoch = epoch
+        return lr
+
+    def fit(self, progress: bool) -> None:
+        """Train from ``self.epoch`` to ``config.epochs`` (checkpoint 0 first if fresh)."""
+        config = self.config
+        bar = tqdm(
+            total=config.epochs, initial=self.epoch, desc=f"train {self.spec.name}",
+            unit="epoch", disable=not progress, dynamic_ncols=True,
+        )
+        try:
+            if not self.history:
+                self.checkpoint(lr_at_epoch(config, 1))
+            while self.epoch < config.epochs:
+                lr = self.train_epoch()
+                if self.epoch % config.save_every == 0 or self.epoch == config.epochs:
+                    last = self.checkpoint(lr)
+                    bar.set_postfix(
+                        loss=f"{last['train_loss']:.4g}",
+                        acc=f"{last['train_acc']:.3f}",
+                        test_acc=f"{last['test_acc']:.3f}",
+                    )
+                bar.update(1)
+        finally:
+            bar.close()
 
 
 def train(
@@ -364,22 +686,29 @@ def train(
     progress : bool, default True
         Show a progress bar over epochs (on stderr) with the loss and accuracies.
     overwrite : bool, default False
-        Replace an earlier run in ``out_dir`` (its ``run.json`` and ``epoch_*.pt`` files are
-        deleted first); otherwise such a directory is refused.
+        Replace an earlier run in ``out_dir`` (its ``run.json``, ``resume.pt`` and
+        ``epoch_*.pt`` files are deleted first). Otherwise an earlier run with the same
+        model, data and config is resumed when unfinished and returned as it is when
+        complete, and any other run is refused.
     device : str or torch.device, default "cpu"
         Where to train. Bitwise reproducibility is only promised on the CPU.
 
     Returns
     -------
     TrainRun
-        The run, as :meth:`TrainRun.load` would read it back.
+        The run, as :meth:`TrainRun.load` would read it back, with ``start_epoch`` saying
+        where this call started (``None``: the run was complete already, nothing was done).
 
     Raises
     ------
     LandscapeError
-        If ``out_dir`` already holds a run (and not ``overwrite``), or the training loss
-        becomes NaN/inf (the checkpoints written until then are kept and listed in
-        ``run.json`` with status ``"diverged"``).
+        If ``out_dir`` already holds a run with other settings, a diverged run, or epoch
+        checkpoints without ``run.json`` (and not ``overwrite``); nothing is modified then.
+        Also if the training loss becomes NaN/inf (the checkpoints written until then are
+        kept and listed in ``run.json`` with status ``"diverged"``).
+    KeyboardInterrupt
+        Passed on, noted (:func:`~landscape.errors.note_interruption`) with the last epoch
+        saved; calling :func:`train` again resumes.
 
     Examples
     --------
@@ -403,104 +732,55 @@ def train(
     _check_bool("overwrite", overwrite)
     device = torch.device(device)
     out = Path(out_dir)
-    _prepare_out_dir(out, overwrite)
-    train_set, test_set = load_splits(data)
-
-    config_d, data_d = config.to_dict(), data.to_dict()
+    setup = _setup_of(spec, data, config)
+    start = _plan(out, setup, overwrite)
+    if start.kind == "complete":
+        return dataclasses.replace(start.run, start_epoch=None)
+    splits = load_splits(data)
+    # from here on the directory is modified
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in start.stale:
+        stale.unlink(missing_ok=True)
     manifest: dict[str, Any] = {
         "format": RUN_FORMAT,
         "format_version": RUN_FORMAT_VERSION,
         "status": "running",
         "model": spec.to_dict(),
-        "data": data_d,
-        "config": config_d,
-        "torch_version": torch.__version__,
+        "data": data.to_dict(),
+        "config": config.to_dict(),
+        "torch_version": str(torch.__version__),
         "checkpoints": [],
+        "resumed": [],
     }
-    history: list[dict[str, Any]] = manifest["checkpoints"]
-
-    with torch.random.fork_rng(devices=[]):
+    cuda = _cuda_index(device)
+    with torch.random.fork_rng(devices=[] if cuda is None else [cuda]):
         torch.manual_seed(config.seed)
-        model = spec.build().to(device)
-        shuffle = torch.Generator().manual_seed(config.seed)
-        optimizer = torch.optim.SGD(
-            model.parameters(),
-            lr=config.lr,
-            momentum=config.momentum,
-            nesterov=config.nesterov,
-            weight_decay=config.weight_decay,
-        )
-        step = 0
-
-        def diverged(value: float, epoch: int, lr: float, where: str) -> LandscapeError:
-            kept = history[-1]["epoch"] if history else None
-            msg = (
-                f"training loss became {value} {where} epoch {epoch} (after {step} steps) with lr "
-                f"{lr:g}; lower the learning rate (--lr)"
-                + (f"; the checkpoints up to epoch {kept} are kept in '{out}'" if history else "")
-            )
-            manifest["status"], manifest["error"] = "diverged", msg
-            _write_manifest(out, manifest)
-            return LandscapeError(msg)
-
-        def checkpoint(epoch: int, lr: float) -> dict[str, Any]:
-            train_loss, train_acc = _evaluate(model, train_set, device)
-            if not math.isfinite(train_loss):
-                raise diverged(train_loss, epoch, lr, "after")
-            test_loss, test_acc = _evaluate(model, test_set, device)
-            metrics = {
-                "epoch": epoch,
-                "step": step,
-                "lr": lr,
-                "train_loss": train_loss,
-                "train_acc": train_acc,
-                "test_loss": _finite_or_none(test_loss),
-                "test_acc": test_acc,
-            }
-            path = save_checkpoint(
-                out / _ckpt_name(epoch), model, spec,
-                **metrics, seed=config.seed, config=config_d, data=data_d,
-            )
-            history.append({**metrics, "checkpoint": path.name, "sha256": file_sha256(path)})
-            _write_manifest(out, manifest)
-            return metrics
-
-        bar = tqdm(
-            total=config.epochs, desc=f"train {spec.name}", unit="epoch",
-            disable=not progress, dynamic_ncols=True,
-        )
+        trainer = _Trainer(spec, data, config, out, device, manifest, setup, splits)
+        if start.state is not None:
+            trainer.restore(start.state)
+            manifest["resumed"] = [*_resumed_of(out), {"epoch": trainer.epoch,
+                                                      "torch_version": str(torch.__version__)}]
+        first = trainer.epoch
+        _write_manifest(out, manifest)
         try:
-            checkpoint(0, lr_at_epoch(config, 1))
-            n = len(train_set)
-            for epoch in range(1, config.epochs + 1):
-                lr = lr_at_epoch(config, epoch)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                model.train()
-                order = torch.randperm(n, generator=shuffle)
-                for start in range(0, n, config.batch_size):
-                    idx = order[start : start + config.batch_size]
-                    x = train_set.x[idx].to(device)
-                    y = train_set.y[idx].to(device).long()
-                    loss = F.cross_entropy(model(x), y)
-                    value = loss.item()
-                    if not math.isfinite(value):
-                        raise diverged(value, epoch, lr, "in")
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    step += 1
-                if epoch % config.save_every == 0 or epoch == config.epochs:
-                    last = checkpoint(epoch, lr)
-                    bar.set_postfix(
-                        loss=f"{last['train_loss']:.4g}",
-                        acc=f"{last['train_acc']:.3f}",
-                        test_acc=f"{last['test_acc']:.3f}",
-                    )
-                bar.update(1)
-        finally:
-            bar.close()
-
+            trainer.fit(progress)
+        except KeyboardInterrupt as exc:
+            kept = trainer.history[-1]["epoch"] if trainer.history else None
+            note_interruption(
+                exc, None if kept is None else f"checkpoints up to epoch {kept} are saved in "
+                f"'{out}'", resumable=True,
+            )
+            raise
     manifest["status"] = "complete"
     _write_manifest(out, manifest)
-    return TrainRun.load(out)
+    (out / _RESUME).unlink(missing_ok=True)  # a complete run has nothing to resume
+    return dataclasses.replace(TrainRun.load(out), start_epoch=first)
+
+
+def _resumed_of(out: Path) -> list[Any]:
+    """The ``resumed`` entries of the run.json being replaced (to keep the record)."""
+    try:
+        old = json.loads((out / _MANIFEST).read_text(encoding="utf-8")).get("resumed", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return old if isinstance(old, list) else []

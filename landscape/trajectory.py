@@ -648,6 +648,7 @@ class TrajectoryPCA:
         model: ModelSpec | str | nn.Module | None = None,
         model_kwargs: Mapping[str, Any] | None = None,
         trust: bool = False,
+        allow_partial: bool = False,
     ) -> TrajectoryPCA:
         """Fit to every checkpoint of a training run directory, in training order.
 
@@ -660,6 +661,9 @@ class TrajectoryPCA:
             Output directory of :func:`landscape.training.train` (``landscape train``).
         model, model_kwargs, trust
             See :meth:`fit`.
+        allow_partial : bool, default False
+            Accept an unfinished run (still training, killed or diverged), whose last
+            checkpoint is not its final model; by default such a run is refused.
 
         Returns
         -------
@@ -668,8 +672,8 @@ class TrajectoryPCA:
         """
         from .training import list_checkpoints
 
-        return self.fit(list_checkpoints(run_dir), model=model, model_kwargs=model_kwargs,
-                        trust=trust)
+        return self.fit(list_checkpoints(run_dir, allow_partial=allow_partial), model=model,
+                        model_kwargs=model_kwargs, trust=trust)
 
     def _fit_matrix(
         self, diffs: np.ndarray, sel: _Selection, final: dict[str, Tensor]

@@ -101,6 +101,20 @@ def corpus(tmp_path_factory) -> Path:
     (d / "adir").mkdir()
     (d / "oldrun").mkdir()
     shutil.copy(d / "mlp.pt", d / "oldrun" / "epoch_0000.pt")
+    # runs of `landscape train` that the train cases' settings must not resume
+    from landscape.training import TrainConfig
+
+    for name, status, config in (("otherrun", "running", {"epochs": 2, "lr": 0.05}),
+                                 ("divergedrun", "diverged", {"epochs": 1})):
+        (d / name).mkdir()
+        shutil.copy(d / "mlp.pt", d / name / "epoch_0000.pt")
+        (d / name / "run.json").write_text(json.dumps({
+            "format": "landscape.run", "format_version": 1, "status": status,
+            "model": {"name": "mlp", "kwargs": {}},
+            "data": DataSpec("digits", subset=50).to_dict(),
+            "config": TrainConfig(**config).to_dict(),
+            "checkpoints": [{"epoch": 0, "checkpoint": "epoch_0000.pt"}],
+        }))
     return d
 
 
@@ -261,6 +275,9 @@ CASES = [
     ("train-subset-zero", [*T, "--subset", "0", "--out", "newrun"], "subset"),
     ("train-out-is-a-file", [*T, "--out", "afile"], "is a file"),
     ("train-out-holds-a-run", [*T, "--out", "oldrun"], "already holds a training run"),
+    ("train-out-holds-a-run-with-other-settings", [*T, "--out", "otherrun"],
+     "differs in: epochs (run 2, now 1), lr (run 0.05, now 0.1)"),
+    ("train-out-holds-a-diverged-run", [*T, "--out", "divergedrun"], "diverged"),
     ("train-data-missing-files", [*T, "--data", "mnist", "--data-root", "adir", "--out",
                                   "newrun"], "MNIST"),
     ("train-unknown-model", ["train", "--model", "nonet", "--out", "newrun"], "nonet"),

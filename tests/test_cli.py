@@ -191,3 +191,38 @@ def test_negative_grid_after_a_space_is_accepted(run_dir, monkeypatch):
                  "space.h5", "--no-progress"]) == 0
     s = Surface.load("space.h5")
     assert s.recipe["grid"] == {"x": "-1:1:3", "y": "-0.5:0.5:3"}
+
+
+def test_train_interrupt_messages_are_true(tmp_path, monkeypatch, capsys):
+    """Ctrl-C before the first checkpoint: nothing saved; after epoch 1: resumable; the same
+    command then resumes after epoch 1."""
+    import landscape.training as training
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LANDSCAPE_DEBUG", raising=False)
+    argv = ["train", "--model", "mlp", "--model-kwargs", '{"width": 8, "depth": 1}',
+            "--epochs", "3", "--subset", "64", "--out", "r", "--no-progress"]
+    real_evaluate, real_epoch = training._evaluate, training._Trainer.train_epoch
+
+    def evaluate_interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "_evaluate", evaluate_interrupted)
+    assert main(argv) == 130
+    assert capsys.readouterr().err == "landscape train: interrupted; nothing was saved\n"
+    monkeypatch.setattr(training, "_evaluate", real_evaluate)
+
+    def epoch_2_interrupted(self):
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+        return real_epoch(self)
+
+    monkeypatch.setattr(training._Trainer, "train_epoch", epoch_2_interrupted)
+    assert main(argv) == 130
+    assert capsys.readouterr().err == ("landscape train: interrupted; checkpoints up to epoch 1 "
+                                       "are saved in 'r', run the same command again to "
+                                       "resume\n")
+    monkeypatch.setattr(training._Trainer, "train_epoch", real_epoch)
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("resumed after epoch 1: wrote 2 checkpoints to r (4 in all; final: ")

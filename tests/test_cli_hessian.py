@@ -176,3 +176,51 @@ def test_grid_errors_are_one_line(cli, ckpts, surface_file, tmp_path, capsys):
     assert cli(["hessian", str(a), "--grid", str(nosha)]) == 2
     assert "records no checkpoint SHA-256" in _one_line_error(capsys)
     assert "ratio_map" not in storage.list_groups(surface_file)
+
+
+@pytest.mark.parametrize("exc, code, word", [
+    (KeyboardInterrupt, 130, "interrupted"),
+    (cli_main._Terminated, 143, "terminated (SIGTERM)"),
+])
+def test_interrupted_point_curvature_says_nothing_was_saved(cli, ckpts, tmp_path, capsys,
+                                                            monkeypatch, exc, code, word):
+    """Without --grid nothing is written before the end: Ctrl-C (or SIGTERM) during the trace,
+    after the top-k eigenvalues were computed, must not claim saved work."""
+    import landscape.hessian.results as results
+
+    def interrupted(*args, **kwargs):
+        raise exc()
+
+    monkeypatch.setattr(results, "hutchpp", interrupted)
+    _, (a, _) = ckpts
+    out = tmp_path / "c.h5"
+    argv = ["hessian", str(a), "--top-k", "3", "--min", "--trace", "--density", "--out",
+            str(out), "--no-progress", "--tol", "1e-3"]
+    assert cli(argv) == code
+    captured = capsys.readouterr()
+    assert captured.err == f"landscape hessian: {word}; nothing was saved\n"
+    assert not out.exists()
+
+
+def test_interrupted_ratio_map_says_finished_points_are_saved(cli, ckpts, surface_file,
+                                                              tmp_path, capsys, monkeypatch):
+    import shutil
+
+    import landscape.hessian.ratio_map as ratio_map
+
+    grid = tmp_path / "s.h5"
+    shutil.copy(surface_file, grid)
+    real, calls = ratio_map._solve, {"n": 0}
+
+    def second_point_interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ratio_map, "_solve", second_point_interrupted)
+    _, (a, _) = ckpts
+    assert cli(["hessian", str(a), "--grid", str(grid), "--no-progress"]) == 130
+    assert capsys.readouterr().err == ("landscape hessian: interrupted; finished work is saved, "
+                                       "run the same command again to resume\n")
+    assert RatioMap.load(grid).n_done == 1

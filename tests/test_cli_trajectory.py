@@ -74,3 +74,37 @@ def test_trajectory_auto_grid_and_errors(run):
     assert r.returncode == 2 and "run directory" in r.stderr
     r = _cli("trajectory", "run", "--x=-1:1:3", cwd=run)
     assert r.returncode == 2 and "--surface" in r.stderr
+
+
+def test_trajectory_refuses_an_unfinished_run_unless_allow_partial(run, tmp_path, monkeypatch,
+                                                                    capsys):
+    """A run whose run.json says "running" (killed, or still training) is not used silently:
+    without --allow-partial one error line and nothing written; with it, a warning line."""
+    import json
+    import shutil
+
+    from landscape.cli.main import main
+
+    part = tmp_path / "part"
+    shutil.copytree(run / "run", part)
+    manifest = json.loads((part / "run.json").read_text())
+    manifest["status"] = "running"
+    manifest["checkpoints"] = manifest["checkpoints"][:4]  # killed after epoch 3 of 4
+    (part / "run.json").write_text(json.dumps(manifest))
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in part.iterdir())
+    assert main(["trajectory", "part", "--out", "t.h5", "--no-progress"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1
+    assert err.startswith("landscape trajectory: error: training run 'part' is unfinished "
+                          "(status 'running': 3 of 4 epochs, 4 checkpoints); resume it")
+    assert "--allow-partial" in err
+    assert sorted(p.name for p in part.iterdir()) == before and not (tmp_path / "t.h5").exists()
+
+    assert main(["trajectory", "part", "--allow-partial", "--out", "t.h5",
+                 "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert err == ("landscape trajectory: warning: run 'part' is unfinished (status 'running': "
+                   "3 of 4 epochs, 4 checkpoints); its last checkpoint is used as the final "
+                   "model\n")
+    assert "PCA of 4 checkpoints" in out and "wrote t.h5" in out

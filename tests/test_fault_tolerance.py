@@ -22,6 +22,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -307,3 +308,135 @@ def test_atomic_writes_give_files_the_usual_permissions(tmp_path):
         assert (tmp_path / "c.pt").stat().st_mode & 0o777 == 0o640
     finally:
         os.umask(old)
+
+
+# ------------------------------------------------------------------------ landscape train
+# A tiny MLP on 200 digits, batch size 2: about 50 ms per epoch, so that a kill after the
+# first checkpoints lands inside the training loop (between, or inside, checkpoint writes).
+TRAIN = [sys.executable, "-m", "landscape.cli", "train", "--model", "mlp", "--model-kwargs",
+         '{"width": 8, "depth": 1}', "--subset", "200", "--epochs", "16", "--batch-size", "2",
+         "--lr", "0.05", "--out", "run", "--no-progress"]
+RUN_FILE_RE = re.compile(r"epoch_\d{4}\.pt|run\.json|resume\.pt")
+RUN_TMP_RE = re.compile(r"\.(epoch_\d{4}\.pt|run\.json|resume\.pt)\..+\.tmp")
+
+
+@pytest.fixture(scope="module")
+def train_ref(tmp_path_factory) -> tuple[Path, dict]:
+    """An uninterrupted run: its directory and its run.json."""
+    d = tmp_path_factory.mktemp("train_ref")
+    r = subprocess.run(TRAIN, cwd=d, env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    return d / "run", json.loads((d / "run" / "run.json").read_text())
+
+
+def _wait_for(path: Path, p: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120
+    while not path.exists():
+        assert p.poll() is None, p.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+
+
+def _check_killed_run(run: Path) -> None:
+    """What a killed train leaves: a valid run.json (status running) whose checkpoints exist,
+    nothing but the run's files and temporary files of a write cut short."""
+    from landscape.training import TrainRun
+
+    names = os.listdir(run)
+    assert all(RUN_FILE_RE.fullmatch(n) or RUN_TMP_RE.fullmatch(n) for n in names), names
+    r = TrainRun.load(run)
+    assert r.status == "running" and all(p.is_file() for p in r.checkpoints)
+
+
+def _finish_train(cwd: Path, ref: tuple[Path, dict]) -> subprocess.CompletedProcess:
+    """Re-run the same command to completion; the run must equal the uninterrupted one."""
+    r = subprocess.run(TRAIN, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    ref_dir, ref_manifest = ref
+    manifest = json.loads((cwd / "run" / "run.json").read_text())
+    assert manifest["status"] == "complete"
+    # every metric and the SHA-256 of every checkpoint file (weights and meta) are equal
+    assert manifest["checkpoints"] == ref_manifest["checkpoints"]
+    a = torch.load(ref_dir / "epoch_0016.pt", weights_only=True)["state_dict"]
+    b = torch.load(cwd / "run" / "epoch_0016.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert sorted(os.listdir(cwd / "run")) == sorted(os.listdir(ref_dir))  # no temp, no resume
+    return r
+
+
+def test_train_sigkill_then_same_command_resumes_bit_for_bit(tmp_path, train_ref, capsys,
+                                                             monkeypatch):
+    """kill -9 a train after its first checkpoints, re-run the same command: the final weights
+    and history equal the uninterrupted run's."""
+    p = _start(TRAIN, tmp_path)
+    _wait_for(tmp_path / "run" / "epoch_0002.pt", p)
+    time.sleep(random.Random(11).uniform(0.0, 0.2))
+    assert p.poll() is None, "the run finished before the kill; make it longer"
+    p.send_signal(signal.SIGKILL)
+    p.communicate(timeout=60)
+    _check_killed_run(tmp_path / "run")
+    r = _finish_train(tmp_path, train_ref)
+    assert re.match(r"resumed after epoch \d+: wrote \d+ checkpoints to run \(17 in all; ",
+                    r.stdout), r.stdout
+    # and once complete, the same command (here in-process: quicker) changes nothing
+    before = {n: (tmp_path / "run" / n).stat().st_mtime_ns for n in os.listdir(tmp_path / "run")}
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(TRAIN[3:]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("run already holds this run, complete (17 checkpoints; ") and not err
+    assert {n: (tmp_path / "run" / n).stat().st_mtime_ns
+            for n in os.listdir(tmp_path / "run")} == before
+
+
+def test_train_sigint_and_sigterm_say_what_is_saved(tmp_path, train_ref):
+    """Ctrl-C, then SIGTERM on the resumed run: each time the message names the last saved
+    epoch and says that re-running resumes, which the third run then does."""
+    for sig, code, word, wait in [(signal.SIGINT, 130, "interrupted", "epoch_0002.pt"),
+                                  (signal.SIGTERM, 143, "terminated (SIGTERM)", "epoch_0008.pt")]:
+        p = _start(TRAIN, tmp_path)
+        _wait_for(tmp_path / "run" / wait, p)
+        assert p.poll() is None, "the run finished before the signal; make it longer"
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == code, err
+        m = re.fullmatch(rf"landscape train: {re.escape(word)}; checkpoints up to epoch (\d+) "
+                         r"are saved in 'run', run the same command again to resume\n", err)
+        assert m, err
+        assert (tmp_path / "run" / f"epoch_{int(m.group(1)):04d}.pt").is_file()
+        _check_killed_run(tmp_path / "run")
+    _finish_train(tmp_path, train_ref)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("LANDSCAPE_SLOW") != "1",
+                    reason="long SIGKILL campaign; set LANDSCAPE_SLOW=1 to run it")
+def test_train_sigkill_chain(tmp_path, train_ref):
+    """12 kills of one run at random moments (start-up included), each run resuming the last
+    one's directory, then completion: the same bits as the uninterrupted run."""
+    rng = random.Random(5)
+    kills = attempts = 0
+    while kills < 12:
+        attempts += 1
+        assert attempts < 60
+        p = _start(TRAIN, tmp_path)
+        if rng.random() < 0.25:
+            time.sleep(rng.uniform(0.05, 1.5))  # often during start-up
+        else:
+            names = set(os.listdir(tmp_path / "run")) if (tmp_path / "run").exists() else set()
+            deadline = time.monotonic() + 120
+            while p.poll() is None and time.monotonic() < deadline and \
+                    (not (tmp_path / "run").exists() or set(os.listdir(tmp_path / "run")) <= names):
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0.0, 0.1))
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            kills += 1
+        p.communicate(timeout=60)
+        if (tmp_path / "run" / "run.json").exists() and json.loads(
+                (tmp_path / "run" / "run.json").read_text())["status"] == "complete":
+            _finish_train(tmp_path, train_ref)
+            shutil.rmtree(tmp_path / "run")
+        elif (tmp_path / "run" / "run.json").exists():
+            _check_killed_run(tmp_path / "run")
+    _finish_train(tmp_path, train_ref)

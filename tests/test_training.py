@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
+import landscape.training as training
 from landscape.checkpoints import file_sha256, load_checkpoint
 from landscape.data import DataSpec
-from landscape.errors import LandscapeError
+from landscape.errors import LandscapeError, interruption_of
 from landscape.models import ModelSpec
 from landscape.training import (
     METRIC_KEYS,
@@ -25,6 +29,13 @@ from landscape.training import (
 SPEC = ModelSpec("mlp", {"width": 16, "depth": 2})
 DATA = DataSpec("digits", subset=400)
 CONFIG = TrainConfig(epochs=3, batch_size=32, lr=0.1)
+
+
+def _snapshot(root: Path) -> dict[str, tuple[str, int]]:
+    """SHA-256 and mtime of every file under ``root`` (hidden ones included)."""
+    return {str(p.relative_to(root)): (hashlib.sha256(p.read_bytes()).hexdigest(),
+                                       p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -153,15 +164,40 @@ def test_save_every_keeps_last_epoch(tmp_path: Path) -> None:
     assert [p.name for p in r.checkpoints] == ["epoch_0000.pt", "epoch_0002.pt", "epoch_0003.pt"]
 
 
-def test_refuses_existing_run_unless_overwrite(tmp_path: Path) -> None:
+def test_rerun_of_complete_run_writes_nothing(run: TrainRun) -> None:
+    before = _snapshot(run.out_dir)
+    again = train(SPEC, DATA, CONFIG, run.out_dir, progress=False)
+    assert again == run and again.start_epoch is None
+    assert _snapshot(run.out_dir) == before
+
+
+def test_other_settings_are_refused_naming_the_keys(run: TrainRun) -> None:
+    before = _snapshot(run.out_dir)
+    other = TrainConfig(epochs=4, batch_size=32, lr=0.05)
+    with pytest.raises(LandscapeError, match=r"differs in: epochs \(run 3, now 4\), lr \(run "
+                       r"0.1, now 0.05\)\); .*--overwrite") as err:
+        train(SPEC, DATA, other, run.out_dir, progress=False)
+    assert "\n" not in str(err.value)
+    with pytest.raises(LandscapeError, match=r"model.kwargs .*data.subset \(run 400, now 300\)"):
+        train(ModelSpec("mlp", {"width": 8}), DataSpec("digits", subset=300), CONFIG,
+              run.out_dir, progress=False)
+    assert _snapshot(run.out_dir) == before
+
+
+def test_refuses_checkpoints_without_manifest_unless_overwrite(tmp_path: Path) -> None:
     config = TrainConfig(epochs=1, batch_size=64, lr=0.05)
     small = DataSpec("digits", subset=64)
-    train(SPEC, small, config, tmp_path, progress=False)
+    (tmp_path / "epoch_0000.pt").write_bytes(b"foreign")
     with pytest.raises(LandscapeError, match="already holds a training run.*--overwrite"):
         train(SPEC, small, config, tmp_path, progress=False)
+    assert (tmp_path / "epoch_0000.pt").read_bytes() == b"foreign"
+    train(SPEC, small, config, tmp_path / "run", progress=False)
+    for name in ("run.json", "epoch_0000.pt", "epoch_0001.pt"):
+        (tmp_path / name).write_bytes((tmp_path / "run" / name).read_bytes())
     (tmp_path / "epoch_0009.pt").write_bytes(b"stale")
     (tmp_path / "notes.txt").write_text("keep me")
     r = train(SPEC, small, config, tmp_path, progress=False, overwrite=True)
+    assert r.start_epoch == 0
     assert not (tmp_path / "epoch_0009.pt").exists() and (tmp_path / "notes.txt").exists()
     assert [p.name for p in r.checkpoints] == ["epoch_0000.pt", "epoch_0001.pt"]
 
@@ -173,8 +209,14 @@ def test_diverging_run_stops_and_keeps_checkpoints(tmp_path: Path) -> None:
     assert "\n" not in str(err.value)
     r = TrainRun.load(tmp_path)
     assert r.status == "diverged"
-    assert list_checkpoints(tmp_path) == [tmp_path / "epoch_0000.pt"]
+    with pytest.raises(LandscapeError, match="unfinished .*'diverged'.*--allow-partial"):
+        list_checkpoints(tmp_path)
+    assert list_checkpoints(tmp_path, allow_partial=True) == [tmp_path / "epoch_0000.pt"]
     load_checkpoint(tmp_path / "epoch_0000.pt")  # finite, loadable
+    before = _snapshot(tmp_path)
+    with pytest.raises(LandscapeError, match="diverged with these settings.*--lr"):
+        train(SPEC, DataSpec("digits", subset=256), config, tmp_path, progress=False)
+    assert _snapshot(tmp_path) == before
 
 
 def test_progress_bar_goes_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -225,3 +267,155 @@ def test_trainrun_load_errors(tmp_path: Path, content: str | None, match: str) -
         (tmp_path / "run.json").write_text(content)
     with pytest.raises(LandscapeError, match=match):
         TrainRun.load(tmp_path)
+
+
+# ---------------------------------------------------------------------------------- resuming
+
+#: momentum, nesterov, weight decay, a cosine schedule and save_every=1: every piece of state
+RESUME_CONFIG = TrainConfig(epochs=5, batch_size=32, lr=0.1, nesterov=True, seed=3)
+RESUME_DATA = DataSpec("digits", subset=160)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> TrainRun:
+    """The uninterrupted run that every resumed run must equal bit for bit."""
+    return train(SPEC, RESUME_DATA, RESUME_CONFIG, tmp_path_factory.mktemp("ref"),
+                 progress=False)
+
+
+def _assert_same_run(a: TrainRun, b: TrainRun) -> None:
+    assert b.status == "complete"
+    assert [p.name for p in a.checkpoints] == [p.name for p in b.checkpoints]
+    assert a.history == b.history  # metrics, and the SHA-256 of every checkpoint file
+    for pa, pb in zip(a.checkpoints, b.checkpoints, strict=True):
+        sa = load_checkpoint(pa).model.state_dict()
+        sb = load_checkpoint(pb).model.state_dict()
+        assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _interrupt_at(monkeypatch: pytest.MonkeyPatch, where: str, epoch: int) -> None:
+    """Raise KeyboardInterrupt (as Ctrl-C would) at a moment of training epoch ``epoch``."""
+    if where == "mid-epoch":  # the third optimizer step of the epoch
+        real_step = torch.optim.SGD.step
+        calls = {"n": 0}
+        steps_per_epoch = math.ceil(len(RESUME_DATA.subset * [0]) / RESUME_CONFIG.batch_size)
+
+        def step(self, *args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == (epoch - 1) * steps_per_epoch + 3:
+                raise KeyboardInterrupt
+            return real_step(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.optim.SGD, "step", step)
+        return
+    # "before resume.pt": the epoch's checkpoint is written, its resume state is not;
+    # "before run.json": checkpoint and resume state written, the manifest not yet
+    target = {"before resume.pt": "resume.pt", "before run.json": "run.json"}[where]
+    real_write = training._atomic_write
+
+    def write(path, fn):
+        if Path(path).name == target and (Path(path).parent / training._ckpt_name(epoch)).exists():
+            raise KeyboardInterrupt
+        return real_write(path, fn)
+
+    monkeypatch.setattr(training, "_atomic_write", write)
+
+
+@pytest.mark.parametrize("where", ["mid-epoch", "before resume.pt", "before run.json"])
+def test_interrupted_run_resumes_bit_for_bit(tmp_path: Path, reference: TrainRun,
+                                             monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+    rng_before = torch.get_rng_state()
+    with monkeypatch.context() as m:
+        _interrupt_at(m, where, epoch=3)
+        with pytest.raises(KeyboardInterrupt) as err:
+            train(SPEC, RESUME_DATA, RESUME_CONFIG, tmp_path, progress=False)
+    kept = 2 if where == "mid-epoch" else 3
+    note = interruption_of(err.value)
+    assert note is not None and note.resumable
+    assert note.saved == f"checkpoints up to epoch {kept} are saved in '{tmp_path}'"
+    assert TrainRun.load(tmp_path).status == "running"
+    state = torch.load(tmp_path / "resume.pt", weights_only=True)  # plain data only
+    assert state["epoch"] == (3 if where == "before run.json" else 2)
+    assert set(state["rng"]) == {"torch", "shuffle"} and state["optimizer"]["state"]
+    with pytest.raises(LandscapeError, match="unfinished .*'running'.*--allow-partial"):
+        list_checkpoints(tmp_path)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the resume state is used: no restart warning
+        resumed = train(SPEC, RESUME_DATA, RESUME_CONFIG, tmp_path, progress=False)
+    assert torch.equal(torch.get_rng_state(), rng_before)  # the caller's RNG is untouched
+    assert resumed.start_epoch == state["epoch"]
+    _assert_same_run(reference, resumed)
+    manifest = json.loads((tmp_path / "run.json").read_text())
+    assert [r["epoch"] for r in manifest["resumed"]] == [state["epoch"]]
+    assert not (tmp_path / "resume.pt").exists()  # a complete run has nothing to resume
+
+
+def test_two_interruptions_and_save_every(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          tmp_path_factory: pytest.TempPathFactory) -> None:
+    """save_every=2: a run resumes from its last saved checkpoint, twice."""
+    config = TrainConfig(epochs=5, batch_size=32, lr=0.05, save_every=2, seed=1)
+    ref = train(SPEC, RESUME_DATA, config, tmp_path_factory.mktemp("ref2"), progress=False)
+    for stop_epoch, start in ((4, 2), (5, 4)):  # interrupted in epoch 4, then in epoch 5
+        real = training._Trainer.train_epoch
+
+        def train_epoch(self, real=real, stop_epoch=stop_epoch):
+            if self.epoch + 1 == stop_epoch:
+                raise KeyboardInterrupt
+            return real(self)
+
+        with monkeypatch.context() as m:
+            m.setattr(training._Trainer, "train_epoch", train_epoch)
+            with pytest.raises(KeyboardInterrupt):
+                train(SPEC, RESUME_DATA, config, tmp_path, progress=False)
+        assert torch.load(tmp_path / "resume.pt", weights_only=True)["epoch"] == start
+    resumed = train(SPEC, RESUME_DATA, config, tmp_path, progress=False)
+    assert resumed.start_epoch == 4
+    _assert_same_run(ref, resumed)
+    manifest = json.loads((tmp_path / "run.json").read_text())
+    assert [r["epoch"] for r in manifest["resumed"]] == [2, 4]
+
+
+def test_unusable_resume_state_restarts_from_scratch(tmp_path: Path, reference: TrainRun,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """No resume.pt (or a damaged one): training restarts, with a warning, to the same bits;
+    temporary files that a killed writer left behind are removed."""
+    with monkeypatch.context() as m:
+        _interrupt_at(m, "mid-epoch", epoch=2)
+        with pytest.raises(KeyboardInterrupt):
+            train(SPEC, RESUME_DATA, RESUME_CONFIG, tmp_path, progress=False)
+    (tmp_path / "resume.pt").write_bytes(b"damaged")
+    left = [".epoch_0002.pt.k2j4h5xz.tmp", ".run.json.a8d9c7b6.tmp", ".resume.pt.q1w2e3r4.tmp"]
+    for name in left:
+        (tmp_path / name).write_bytes(b"partial")
+    (tmp_path / ".notes.txt.tmp").write_text("not ours")
+    with pytest.warns(RuntimeWarning, match="cannot be resumed .*unreadable.*restarts from "
+                                            "epoch 0"):
+        again = train(SPEC, RESUME_DATA, RESUME_CONFIG, tmp_path, progress=False)
+    assert again.start_epoch == 0
+    _assert_same_run(reference, again)
+    assert not any((tmp_path / n).exists() for n in left)
+    assert (tmp_path / ".notes.txt.tmp").exists()
+
+
+def test_resume_state_of_other_settings_is_not_used(tmp_path: Path) -> None:
+    """A resume.pt copied from another run (other settings) is ignored, with a warning."""
+    small = DataSpec("digits", subset=64)
+    a, b = TrainConfig(epochs=2, batch_size=64, lr=0.05), TrainConfig(epochs=2, lr=0.02)
+    real = training._Trainer.train_epoch
+
+    def stop_in_2(self):
+        if self.epoch == 1:
+            raise KeyboardInterrupt
+        return real(self)
+
+    training_dirs = [tmp_path / "a", tmp_path / "b"]
+    for d, config in zip(training_dirs, (a, b), strict=True):
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(training._Trainer, "train_epoch", stop_in_2)
+            with pytest.raises(KeyboardInterrupt):
+                train(SPEC, small, config, d, progress=False)
+    os.replace(tmp_path / "b" / "resume.pt", tmp_path / "a" / "resume.pt")
+    with pytest.warns(RuntimeWarning, match="belongs to other settings"):
+        r = train(SPEC, small, a, tmp_path / "a", progress=False)
+    assert r.start_epoch == 0 and r.status == "complete"

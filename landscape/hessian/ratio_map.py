@@ -71,7 +71,7 @@ from torch import Tensor, nn
 from .. import storage
 from .._atomic import holds_output
 from .._functional import LossSpec, is_perturbable, loss_name, named_tensors
-from ..errors import LandscapeError, check_float, check_int
+from ..errors import LandscapeError, check_float, check_int, note_interruption
 from ..surface import GridProgress, Surface, _dist, recipe_differences
 from .lanczos import _solve
 from .operator import HessianOperator, _data_tensors
@@ -606,6 +606,10 @@ def compute_ratio_map(
             if rank == 0 and time.monotonic() - last >= flush_seconds:
                 save()
                 last = time.monotonic()
+    except KeyboardInterrupt as exc:  # the finally below saves the finished points
+        note_interruption(exc, "finished work is saved" if computed or rm.n_done else None,
+                          resumable=True)
+        raise
     finally:
         bar.close()
         if rank == 0 and computed:
