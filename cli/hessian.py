@@ -156,6 +156,12 @@ def run(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------------- one point
 def _run_point(args: argparse.Namespace) -> int:
+    # hold the output from the start: a second writer fails now, not after the computation
+    with storage.output_lock(args.out or default_out(args.checkpoint, "hessian")):
+        return _compute_point(args)
+
+
+def _compute_point(args: argparse.Namespace) -> int:
     if args.max_points is not None or args.no_warm_start:
         raise LandscapeError("--max-points and --no-warm-start apply to ratio maps; add --grid")
     top_k = _TOP_K if args.top_k is None else check_int("top_k", args.top_k, 0)

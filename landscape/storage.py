@@ -69,6 +69,7 @@ __all__ = [
     "list_groups",
     "update_file",
     "check_writable",
+    "output_lock",
     "read_li2018",
     "root_attrs",
 ]

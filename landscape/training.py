@@ -57,6 +57,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ._atomic import atomic_write as _atomic_write
+from ._atomic import holds_output
 from .checkpoints import file_sha256, save_checkpoint
 from .data import DataSpec, TensorData, load_splits
 from .errors import LandscapeError, check_float, check_int, check_option, note_interruption
@@ -661,6 +662,7 @@ class _Trainer:
             bar.close()
 
 
+@holds_output("out_dir")  # a second train into the same directory fails at once
 def train(
     spec: ModelSpec,
     data: DataSpec,

@@ -226,7 +226,8 @@ def test_a_second_writer_fails_clearly_while_a_run_holds_the_file(work, capsys):
         before = snapshot(work)
         for argv in (["hessian", "mlp.pt", "--top-k", "1", "--out", "s.h5", "--no-progress"],
                      ["surface", "mlp.pt", "--x=-1:1:5", "--out", "s.h5", "--overwrite",
-                      "--no-progress"]):
+                      "--no-progress"],
+                     ["hessian", "mlp.pt", "--grid", "s.h5"]):
             t0 = time.monotonic()
             code, out, err = _run(argv, capsys)
             assert_one_line_error(code, out, err, "is being written by another landscape "
@@ -266,3 +267,23 @@ def test_serialisation_error_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError):
         _atomic.atomic_write(tmp_path / "x.bin", boom)
     assert os.listdir(tmp_path) == []
+
+
+@POSIX
+def test_a_second_train_into_the_same_directory_fails_clearly(work, capsys):
+    ctx = mp.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold, args=(str(work / "newrun"), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        before = snapshot(work)
+        argv = ["train", "--model", "mlp", "--epochs", "1", "--subset", "50", "--no-progress",
+                "--out", "newrun"]
+        code, out, err = _run(argv, capsys)
+        assert_one_line_error(code, out, err, "'newrun' is being written by another landscape "
+                              "process", "train")
+        assert snapshot(work) == before
+    finally:
+        release.set()
+        holder.join(60)
