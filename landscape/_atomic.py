@@ -298,7 +298,7 @@ def output_lock(path: PathLike, *, wait: float = 0.0) -> Iterator[Path]:
     while True:
         try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-        except FileNotFoundError:  # the directory does not exist (yet): nothing to guard
+        except (FileNotFoundError, NotADirectoryError):  # no such directory: nothing to guard
             yield p
             return
         except OSError as exc:
