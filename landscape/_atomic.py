@@ -102,7 +102,7 @@ def check_regular(path: PathLike, *, what: str = "file") -> bool:
     p = Path(path)
     try:
         st = os.stat(p)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # (a path under a regular file)
         return False
     except OSError as exc:
         raise LandscapeError(f"cannot access '{p}': {exc.strerror}") from exc
