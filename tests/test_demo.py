@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -59,7 +60,9 @@ def test_quick_vit_pair_end_to_end(tmp_path):
     out = tmp_path / "vit"
     cmd = [sys.executable, "-m", "landscape.cli", "demo", "--pair", "vit", "--quick", "--out",
            str(out), "--no-progress"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    # one thread: about 30 s; torch's threads on a busy 2-core machine made it 10x slower
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert '"residual": false' in r.stdout and '"residual": true' in r.stdout
     report = json.loads((out / "report" / "report.json").read_text())
