@@ -291,20 +291,21 @@ def test_hessian_through_attention_matches_dense_truth(name, residual) -> None:
 def test_adapt_to_data_fills_only_what_is_missing() -> None:
     digits = load_data(DataSpec("digits", subset=50))
     spec = adapt_to_data(ModelSpec("resnet20", {"width": 0.5}), digits)
-    assert spec.kwargs == {"width": 0.5, "in_channels": 1, "num_classes": 10}
+    assert spec.kwargs == {"width": 0.5, "in_channels": 1}  # 10 classes: the default
     assert spec.build()(digits.x[:2]).shape == (2, 10)
     kept = adapt_to_data(ModelSpec("resnet20", {"num_classes": 12}), digits)
     assert kept.kwargs == {"num_classes": 12, "in_channels": 1}
-    assert adapt_to_data(ModelSpec("vgg9"), digits).kwargs == {
-        "in_channels": 1, "image_size": 8, "num_classes": 10}
-    assert adapt_to_data(ModelSpec("mlp"), digits).kwargs == {"in_features": 64,
-                                                              "num_classes": 10}
+    assert adapt_to_data(ModelSpec("vgg9"), digits).kwargs == {"in_channels": 1,
+                                                               "image_size": 8}
+    fits = ModelSpec("mlp", {"width": 8})
+    assert adapt_to_data(fits, digits) is fits  # a spec that fits is left as it is
     tokens = load_data(DataSpec("modadd", kwargs={"p": 11}))
-    assert adapt_to_data(ModelSpec("gpt"), tokens).kwargs == {
-        "seq_len": 3, "vocab_size": 12, "num_classes": 11}
+    assert adapt_to_data(ModelSpec("gpt"), tokens).kwargs == {"vocab_size": 12,
+                                                              "num_classes": 11}
     rgb = TensorData(torch.randn(4, 3, 6, 6), torch.tensor([0, 1, 2, 3]), "rgb")
-    assert adapt_to_data(ModelSpec("densenet"), rgb).kwargs == {"in_channels": 3,
-                                                                "num_classes": 4}
+    assert adapt_to_data(ModelSpec("densenet"), rgb).kwargs == {"num_classes": 4}
+    mlp = adapt_to_data(ModelSpec("mlp"), rgb)
+    assert mlp.kwargs == {"in_features": 108, "num_classes": 4}
 
 
 def test_cli_train_takes_channels_and_classes_from_the_data(tmp_path, capsys) -> None:
@@ -316,7 +317,7 @@ def test_cli_train_takes_channels_and_classes_from_the_data(tmp_path, capsys) ->
                         "--out", str(out), "--no-progress"])
     assert rc == 0, capsys.readouterr().err
     assert TrainRun.load(out).spec == ModelSpec(
-        "preresnet20", {"width": 0.25, "shortcut": False, "in_channels": 1, "num_classes": 10})
+        "preresnet20", {"width": 0.25, "shortcut": False, "in_channels": 1})
     rc = cli_main.main(["train", "--model", "gpt", "--data", "modadd", "--data-kwargs",
                         '{"p": 5}', "--model-kwargs", '{"width": 8, "depth": 1, "heads": 2}',
                         "--plain", "--epochs", "1", "--out", str(tmp_path / "gpt"),

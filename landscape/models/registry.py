@@ -238,9 +238,12 @@ def adapt_to_data(spec: ModelSpec, data: TensorData) -> ModelSpec:
     ``landscape train --model resnet20 --data digits`` trains a ResNet-20 with
     ``in_channels=1`` and ``num_classes=10`` this way. Only arguments that the model's factory
     names (``in_channels``, ``in_features``, ``image_size``, ``num_classes``, ``seq_len``,
-    ``vocab_size``; see :func:`data_kwargs`) and that ``spec.kwargs`` does not set are added:
-    what the spec gives explicitly is kept (overridable). The returned spec records every
-    added value, so the model can be rebuilt without the data.
+    ``vocab_size``; see :func:`data_kwargs`) and that ``spec.kwargs`` does not set are added,
+    and only where the data's value differs from the factory's default: what the spec gives
+    explicitly is kept (overridable), a spec that already fits is returned unchanged (so runs
+    that worked before record the same spec), and the returned spec records every value that
+    differs, so the model is rebuilt without the data. :func:`landscape.training.train` uses
+    its spec as given; ``landscape train`` adapts it first.
 
     Parameters
     ----------
@@ -258,17 +261,20 @@ def adapt_to_data(spec: ModelSpec, data: TensorData) -> ModelSpec:
     --------
     >>> from landscape.data import load_data
     >>> adapt_to_data(ModelSpec("resnet20", {"width": 0.5}), load_data("digits")).kwargs
-    {'width': 0.5, 'in_channels': 1, 'num_classes': 10}
+    {'width': 0.5, 'in_channels': 1}
     """
     try:
         params = inspect.signature(_factory(spec.name)).parameters
     except (TypeError, ValueError):  # no signature: nothing to adapt
         return spec
     named = {
-        n for n, p in params.items()
+        n: p.default for n, p in params.items()
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
     }
-    extra = {k: v for k, v in data_kwargs(data).items() if k in named and k not in spec.kwargs}
+    extra = {
+        k: v for k, v in data_kwargs(data).items()
+        if k in named and k not in spec.kwargs and named[k] != v
+    }
     return ModelSpec(spec.name, {**spec.kwargs, **extra}) if extra else spec
 
 
