@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         epilog=examples(
             "landscape train --model mlp --epochs 20 --out runs/mlp",
             "landscape train --model resnet20 --plain --lr 0.01 --out runs/plain20",
-            "landscape train --model gpt --data modadd --lr 0.1 --out runs/gpt",
+            "landscape train --model gpt --data modadd --lr 0.2 --epochs 30 --out runs/gpt",
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -29,7 +29,8 @@ CPU minutes (:data:`PAIRS`):
 ``gpt``
     A 2-block causal transformer (width 128) on ``a + b mod 97`` (half of the pairs for
     training; Power et al. 2022) vs the same without residual stream; SGD lr 0.2, 30 epochs,
-    otherwise the default recipe (quick: ``mod 47``, width 64, 10 epochs).
+    otherwise the default recipe: test accuracy 99.4% with, chance without (quick: ``mod 47``,
+    which the residual GPT fits in 30 epochs but generalises to only 59% of the test pairs).
 
 Layout of ``out_dir``::
 
@@ -204,9 +205,9 @@ PAIRS: dict[str, dict[str, dict[str, Any]]] = {
                  "data": "modadd", "data_kwargs": {"p": 97, "train_fraction": 0.5},
                  "train": {"epochs": 30, "lr": 0.2}},
         "quick": {"model": "gpt", "model_kwargs": {"vocab_size": 48, "num_classes": 47,
-                                                   "width": 64, "depth": 2, "heads": 4},
+                                                   "width": 128, "depth": 2, "heads": 4},
                   "data": "modadd", "data_kwargs": {"p": 47, "train_fraction": 0.5},
-                  "train": {"epochs": 10, "lr": 0.2}},
+                  "train": {"epochs": 30, "lr": 0.2}},
     },
 }
 
