@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from landscape.data import DataSpec
+from landscape.data import DataSpec, load_data
 from landscape.errors import LandscapeError
-from landscape.models import ModelSpec, parse_model_kwargs
+from landscape.models import ModelSpec, adapt_to_data, parse_model_kwargs, skip_switch
 from landscape.training import TrainConfig, train
 
 from ._common import add_data_args, add_progress_arg, examples, load_datasets
@@ -23,17 +23,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "uninterrupted run); a complete run is left as it is.",
         epilog=examples(
             "landscape train --model mlp --epochs 20 --out runs/mlp",
-            "landscape train --model resnet20 --model-kwargs '{\"in_channels\": 1}' "
-            "--plain --lr 0.01 --out runs/plain20",
+            "landscape train --model resnet20 --plain --lr 0.01 --out runs/plain20",
+            "landscape train --model gpt --data modadd --lr 0.2 --epochs 30 --out runs/gpt",
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, metavar="NAME",
-                   help="registry name (mlp, resnet20, resnet56, resnet110, resnet) or "
-                        "package.module:factory")
+                   help="registry name (resnet20, preresnet56, densenet_bc40, vgg9, vit, gpt, "
+                        "...) or package.module:factory; input "
+                        "channels and classes are taken from the data unless --model-kwargs "
+                        "sets them")
     p.add_argument("--model-kwargs", metavar="JSON", help="architecture keyword arguments")
     p.add_argument("--plain", action="store_true",
-                   help="the no-skip twin (same as adding \"shortcut\": false)")
+                   help="the no-skip twin (same as adding \"shortcut\": false, or "
+                        "\"residual\": false for vit and gpt)")
     add_data_args(p, default_from_checkpoint=False)
     d = TrainConfig()
     g = p.add_argument_group("optimisation")
@@ -56,9 +59,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     kwargs = parse_model_kwargs(args.model_kwargs)
     if args.plain:
-        if kwargs.get("shortcut") is True:
-            raise LandscapeError("--plain contradicts \"shortcut\": true in --model-kwargs")
-        kwargs["shortcut"] = False
+        switch = skip_switch(args.model)  # "shortcut", or "residual" for the transformers
+        if kwargs.get(switch) is True:
+            raise LandscapeError(f"--plain contradicts \"{switch}\": true in --model-kwargs")
+        kwargs[switch] = False
     spec = ModelSpec(args.model, kwargs)
     model = spec.build()  # fail fast on a bad name or kwargs
     data = DataSpec(name=args.data or "digits", root=args.data_root, subset=args.subset,
@@ -68,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
         nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule,
         seed=args.seed, save_every=args.save_every,
     )
+    # input channels, image size, classes, ... from the data unless given; recorded in the spec
+    spec = adapt_to_data(spec, load_data(data, "train"))
+    model = spec.build() if spec.kwargs != kwargs else model
     # fail fast on missing or unsuitable data, before train() creates --out
     load_datasets(data, ["train"], model)
     result = train(spec, data, config, args.out, progress=not args.no_progress,

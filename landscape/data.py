@@ -16,6 +16,10 @@ Data sets are named by a :class:`DataSpec` (or just its name):
 ``"mnist"``
     The four MNIST idx files (optionally gzipped) read from ``root`` (or its ``MNIST/raw``
     subdirectory, torchvision's layout), shape ``(N, 1, 28, 28)``, scaled to ``[0, 1]``.
+``"modadd"``
+    Modular addition ``a + b mod p`` (Power et al. 2022), generated deterministically
+    (:func:`landscape.modadd.modular_addition`; options ``p``, ``train_fraction``, ``seed``):
+    int64 token ids ``[a, b, p]`` of shape ``(N, 3)`` and ``p`` classes.
 ``"package.module:function"``
     Your own loader, called as ``function(split=split, **kwargs)``; it returns ``(x, y)``
     (tensors or arrays) or a map-style :class:`torch.utils.data.Dataset` of ``(x, y)`` pairs.
@@ -200,7 +204,10 @@ class TensorData:
             yield self.x[start : start + batch_size], self.y[start : start + batch_size]
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> TensorData:
-        """Return a copy on ``device``; ``dtype``, when given, applies to ``x`` only."""
+        """Return a copy on ``device``; ``dtype``, when given, applies to floating-point ``x``
+        only (integer inputs such as token ids keep their dtype)."""
+        if not self.x.is_floating_point():
+            dtype = None
         return dataclasses.replace(
             self,
             x=self.x.to(device=device, dtype=dtype),
@@ -748,10 +755,17 @@ def _load_custom(spec: DataSpec, split: str) -> TensorData:
     return TensorData(x_t, y_t, spec.name)
 
 
+def _load_modadd(spec: DataSpec, split: str) -> TensorData:
+    from . import modadd
+
+    return modadd.load(spec.kwargs, split)
+
+
 _BUILTIN: dict[str, Callable[[DataSpec, str], TensorData]] = {
     "digits": _load_digits,
     "cifar10": _load_cifar10,
     "mnist": _load_mnist,
+    "modadd": _load_modadd,
 }
 
 
@@ -786,7 +800,9 @@ def check_compatible(model: torch.nn.Module, data: TensorData) -> None:
     sample = data.x[:1]
     param = next(model.parameters(), None)
     if param is not None and param.is_floating_point():
-        sample = sample.to(device=param.device, dtype=param.dtype)
+        # integer inputs (token ids) keep their dtype
+        dtype = param.dtype if sample.is_floating_point() else None
+        sample = sample.to(device=param.device, dtype=dtype)
     model_name = type(model).__name__
     modes = [(m, m.training) for m in model.modules()]
     model.eval()

@@ -1,4 +1,4 @@
-"""The demo: residual vs plain network on the bundled digits data, end to end.
+"""The demo: residual vs plain network on bundled (or generated) data, end to end.
 
 :func:`run_demo` trains a residual network and its plain twin (identical parameter shapes, same
 recipe), then for each computes a filter-normalized 2D loss surface, Hessian curvature at the
@@ -7,6 +7,30 @@ coarse grid with the same directions, the PCA trajectory of its checkpoints with
 the PCA plane, and finally the comparison report. Every step writes its result file as it goes
 and is skipped (or resumed) when the file is already complete, so running the demo again picks
 up where it stopped.
+
+The default pair is ResNet-56 (half width) against its plain twin on the digits;
+:meth:`DemoConfig.for_pair` gives the same comparison for other architectures
+(``landscape demo --pair NAME``), each with a recipe that trains its residual member in 2-core
+CPU minutes (:data:`PAIRS`):
+
+``resnet56``
+    The default: ResNet-56 at half width vs plain-56; SGD lr 0.01, momentum 0.9, weight decay
+    5e-4, batch 64, cosine, 20 epochs (quick: ResNet-20, 8 epochs).
+``preresnet56``
+    Pre-activation ResNet-56 (He et al. 2016b) at half width vs its plain twin; the default
+    recipe (quick: PreResNet-20, 8 epochs).
+``densenet``
+    DenseNet-BC-40, ``k = 12`` (Huang et al. 2017) vs the plain chain with the same tensors;
+    the default recipe (quick: DenseNet-BC-22, ``k = 8``, 8 epochs).
+``vit``
+    A pre-LN Vision Transformer (4x4 patches, width 64, 6 blocks) vs the same without its
+    residual stream; the default recipe (quick: width 32, 4 blocks, 6 epochs, 128 evaluation
+    samples, a 9x9 grid and fewer Hessian products, for CI).
+``gpt``
+    A 2-block causal transformer (width 128) on ``a + b mod 97`` (half of the pairs for
+    training; Power et al. 2022) vs the same without residual stream; SGD lr 0.2, 30 epochs,
+    otherwise the default recipe: test accuracy 99.4% with, chance without (quick: ``mod 47``,
+    which the residual GPT fits in 30 epochs but generalises to only 59% of the test pairs).
 
 Layout of ``out_dir``::
 
@@ -42,12 +66,12 @@ from .directions import random_directions
 from .errors import LandscapeError
 from .hessian.ratio_map import compute_ratio_map
 from .hessian.results import CurvatureResult, compute_curvature
-from .models import ModelSpec
+from .models import ModelSpec, skip_switch
 from .surface import compute_surface, load_directions
 from .training import TrainConfig, TrainRun, train
 from .trajectory import TrajectoryPCA
 
-__all__ = ["DemoConfig", "run_demo"]
+__all__ = ["DemoConfig", "PAIRS", "run_demo"]
 
 NETWORKS = ("residual", "plain")
 
@@ -60,7 +84,7 @@ class DemoConfig:
     ----------
     model : str
         Registry name of the residual network; the plain twin is the same with
-        ``shortcut=False``.
+        ``shortcut=False`` (``residual=False`` for the transformers).
     model_kwargs : dict
         Architecture keyword arguments (``in_channels=1`` for 8x8 digits).
     train : TrainConfig
@@ -78,6 +102,16 @@ class DemoConfig:
         Hessian settings at the minimum.
     ratio_tol : float
         Relative tolerance of the eigenvalues in the ratio map.
+    data : str
+        Built-in data set (``"digits"``, or ``"modadd"`` for the GPT pair).
+    data_kwargs : dict
+        Its options (``{"p": 97}`` for ``modadd``).
+
+    Notes
+    -----
+    :meth:`to_dict` (what ``demo_config.json`` holds, and what a resumed run must match)
+    leaves ``data`` and ``data_kwargs`` out while they are the defaults, so that output
+    directories of the default demo written before these fields existed still resume.
     """
 
     model: str = "resnet56"
@@ -95,6 +129,8 @@ class DemoConfig:
     density_steps: int = 30
     density_runs: int = 2
     ratio_tol: float = 1e-2
+    data: str = "digits"
+    data_kwargs: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def quick(cls) -> DemoConfig:
@@ -115,10 +151,65 @@ class DemoConfig:
             ratio_tol=2e-2,
         )
 
+    @classmethod
+    def for_pair(cls, pair: str = "resnet56", quick: bool = False) -> DemoConfig:
+        """The configuration of one pair of :data:`PAIRS` (its quick version with ``quick``).
+
+        ``for_pair("resnet56")`` is ``DemoConfig()`` and ``for_pair("resnet56", quick=True)``
+        is ``DemoConfig.quick()``.
+        """
+        if pair not in PAIRS:
+            names = ", ".join(repr(p) for p in PAIRS)
+            raise LandscapeError(f"The 'pair' parameter must be one of {names}. Got {pair!r} "
+                                 "instead.")
+        base = cls.quick() if quick else cls()
+        changes = PAIRS[pair]["quick" if quick else "full"]
+        if "train" in changes:
+            changes = dict(changes, train=dataclasses.replace(base.train, **changes["train"]))
+        return dataclasses.replace(base, **changes)
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["train"] = self.train.to_dict()
+        if d["data"] == "digits" and not d["data_kwargs"]:
+            del d["data"], d["data_kwargs"]
         return d
+
+
+#: The architecture pairs of ``landscape demo --pair NAME``: changes to :class:`DemoConfig`
+#: (``"full"``) and to :meth:`DemoConfig.quick` (``"quick"``); ``"train"`` holds changes to the
+#: training recipe. Described in the module docstring.
+PAIRS: dict[str, dict[str, dict[str, Any]]] = {
+    "resnet56": {"full": {}, "quick": {}},
+    "preresnet56": {
+        "full": {"model": "preresnet56"},
+        "quick": {"model": "preresnet20"},
+    },
+    "densenet": {
+        "full": {"model": "densenet", "model_kwargs": {"depth": 40, "growth_rate": 12,
+                                                        "in_channels": 1}},
+        "quick": {"model": "densenet", "model_kwargs": {"depth": 22, "growth_rate": 8,
+                                                         "in_channels": 1}},
+    },
+    "vit": {
+        "full": {"model": "vit", "model_kwargs": {"width": 64, "depth": 6, "heads": 4}},
+        # transformer HVPs cost more than the quick ResNet-20's: a smaller evaluation set and
+        # fewer Hessian products keep it a CI-sized run
+        "quick": {"model": "vit", "model_kwargs": {"width": 32, "depth": 4, "heads": 4},
+                  "train": {"epochs": 6}, "eval_subset": 128, "grid": "-1:1:9",
+                  "trajectory_points": 7, "top_k": 1, "trace_samples": 6, "density_steps": 10,
+                  "ratio_tol": 5e-2},
+    },
+    "gpt": {
+        "full": {"model": "gpt", "model_kwargs": {"width": 128, "depth": 2, "heads": 4},
+                 "data": "modadd", "data_kwargs": {"p": 97, "train_fraction": 0.5},
+                 "train": {"epochs": 30, "lr": 0.2}},
+        "quick": {"model": "gpt", "model_kwargs": {"vocab_size": 48, "num_classes": 47,
+                                                   "width": 128, "depth": 2, "heads": 4},
+                  "data": "modadd", "data_kwargs": {"p": 47, "train_fraction": 0.5},
+                  "train": {"epochs": 30, "lr": 0.2}},
+    },
+}
 
 
 def _say(log: Callable[[str], None] | None, msg: str) -> None:
@@ -175,18 +266,20 @@ def run_demo(
             "directory (or delete it)"
         )
     cfg_file.write_text(cfg_json)
-    data = DataSpec("digits", subset=cfg.eval_subset)
+    data = DataSpec(cfg.data, subset=cfg.eval_subset, kwargs=cfg.data_kwargs)
+    train_spec = DataSpec(cfg.data, kwargs=cfg.data_kwargs)
+    switch = skip_switch(cfg.model)  # "shortcut", or "residual" for the transformers
     t_start = time.perf_counter()
     files: list[list[str]] = []
     for name in NETWORKS:
-        kwargs = dict(cfg.model_kwargs, shortcut=(name == "residual"))
+        kwargs = dict(cfg.model_kwargs, **{switch: name == "residual"})
         spec = ModelSpec(cfg.model, kwargs)
         run_dir = out / "runs" / name
         t0 = time.perf_counter()
         if not _run_complete(run_dir, cfg.train.epochs):
             _say(log, f"[{name}] training {cfg.model} {json.dumps(kwargs)} for "
                       f"{cfg.train.epochs} epochs (lr {cfg.train.lr:g}, {cfg.train.schedule})")
-            train(spec, DataSpec("digits"), cfg.train, run_dir, progress=progress)
+            train(spec, train_spec, cfg.train, run_dir, progress=progress)
         run = TrainRun.load(run_dir)
         last = run.history[-1]
         _say(log, f"[{name}] trained: train loss {last['train_loss']:.4g}, test acc "

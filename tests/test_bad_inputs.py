@@ -283,7 +283,8 @@ CASES = [
     ("train-unknown-model", ["train", "--model", "nonet", "--out", "newrun"], "nonet"),
     ("train-model-kwargs-not-an-object", ["train", "--model", "mlp", "--model-kwargs", '"w"',
                                           "--out", "newrun"], "object"),
-    ("train-data-wrong-input-shape", [*T, "--data", "tests._bad_data:cifar_like", "--out",
+    ("train-data-wrong-input-shape", [*T, "--data", "tests._bad_data:cifar_like",
+                                      "--model-kwargs", '{"in_features": 64}', "--out",
                                       "newrun"], "expects inputs with 64 features"),
     # the command line itself
     ("unknown-option", [*S, X, "--bogus"], "unrecognized arguments"),

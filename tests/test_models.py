@@ -278,7 +278,11 @@ def test_forward_rejects_wrong_input_shape() -> None:
 
 
 def test_available_models_and_read_only_registry() -> None:
-    assert available_models() == ["mlp", "resnet", "resnet110", "resnet20", "resnet56"]
+    assert available_models() == [
+        "densenet", "densenet_bc100", "densenet_bc40", "gpt", "mlp", "preresnet",
+        "preresnet110", "preresnet164", "preresnet20", "preresnet56", "resnet", "resnet110",
+        "resnet164", "resnet20", "resnet56", "vgg", "vgg16", "vgg9", "vit",
+    ]
     with pytest.raises(TypeError):
         MODELS["evil"] = MLP  # type: ignore[index]
     assert "evil" not in MODELS
@@ -347,7 +351,7 @@ def test_parse_model_kwargs() -> None:
 
 ERRORS = [
     (lambda: build("resnet21"), r"Unknown model 'resnet21'.*'resnet20'.*package\.module:factory"),
-    (lambda: build("vgg"), r"Available models: 'mlp', 'resnet', .*module:factory"),
+    (lambda: build("lenet"), r"Available models: 'densenet', .*'mlp', .*module:factory"),
     (lambda: build("resnet"), r"'resnet'.*missing a required argument: 'depth'"),
     (lambda: build("resnet", depth=21), r"'resnet'.*'depth'.*6n\+2.*Got 21"),
     (lambda: build("resnet", depth=2), r"'resnet'.*'depth'"),

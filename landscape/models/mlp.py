@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..errors import LandscapeError, check_int
-from .resnet import _check_bool
+from ._common import check_bool as _check_bool
 
 __all__ = ["MLPBlock", "MLP"]
 

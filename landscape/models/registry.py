@@ -13,23 +13,34 @@ import difflib
 import importlib
 import inspect
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
 from ..errors import LandscapeError
+from .densenet import DenseNet, densenet_bc40, densenet_bc100
 from .mlp import MLP
-from .resnet import ResNet, resnet20, resnet56, resnet110
+from .preresnet import PreResNet, preresnet20, preresnet56, preresnet110, preresnet164
+from .resnet import ResNet, resnet20, resnet56, resnet110, resnet164
+from .transformer import GPT, ViT
+from .vgg import VGG, vgg9, vgg16
+
+if TYPE_CHECKING:
+    from ..data import TensorData
 
 __all__ = [
     "MODELS",
     "ModelSpec",
+    "adapt_to_data",
     "available_models",
     "build",
+    "data_kwargs",
     "parse_model_kwargs",
+    "skip_switch",
 ]
 
 #: Read-only mapping of the built-in model names to their factories.
@@ -40,6 +51,20 @@ MODELS: Mapping[str, Callable[..., nn.Module]] = MappingProxyType(
         "resnet20": resnet20,
         "resnet56": resnet56,
         "resnet110": resnet110,
+        "resnet164": resnet164,
+        "preresnet": PreResNet,
+        "preresnet20": preresnet20,
+        "preresnet56": preresnet56,
+        "preresnet110": preresnet110,
+        "preresnet164": preresnet164,
+        "densenet": DenseNet,
+        "densenet_bc40": densenet_bc40,
+        "densenet_bc100": densenet_bc100,
+        "vgg": VGG,
+        "vgg9": vgg9,
+        "vgg16": vgg16,
+        "vit": ViT,
+        "gpt": GPT,
     }
 )
 
@@ -106,9 +131,10 @@ def build(name: str, **kwargs: Any) -> nn.Module:
     Parameters
     ----------
     name : str
-        One of :func:`available_models` (``"resnet20"``, ``"resnet56"``, ``"resnet110"``,
-        ``"resnet"`` which needs ``depth``, ``"mlp"``), or ``"package.module:factory"`` for a
-        user model: the module is imported and ``factory(**kwargs)`` is called.
+        One of :func:`available_models` (``"resnet20"``, ``"preresnet56"``, ``"densenet"``,
+        ``"vgg9"``, ``"vit"``, ``"gpt"``, ``"resnet"`` which needs ``depth``, ...), or
+        ``"package.module:factory"`` for a user model: the module is imported and
+        ``factory(**kwargs)`` is called.
     **kwargs
         Keyword arguments of the model's constructor, e.g. ``shortcut=False``,
         ``in_channels=1``, ``width=2``.
@@ -133,12 +159,7 @@ def build(name: str, **kwargs: Any) -> nn.Module:
     """
     if not isinstance(name, str):
         raise LandscapeError(f"The 'name' parameter must be a str. Got {name!r} instead.")
-    if name in MODELS:
-        factory = MODELS[name]
-    elif ":" in name:
-        factory = _import_factory(name)
-    else:
-        raise _unknown_name(name)
+    factory = _factory(name)
 
     # Bind first so that only argument errors are reported as such: a TypeError raised by a bug
     # inside a user factory keeps its traceback.
@@ -167,6 +188,108 @@ def build(name: str, **kwargs: Any) -> nn.Module:
             "not a torch.nn.Module."
         )
     return model
+
+
+def _factory(name: str) -> Callable[..., Any]:
+    if name in MODELS:
+        return MODELS[name]
+    if ":" in name:
+        return _import_factory(name)
+    raise _unknown_name(name)
+
+
+def data_kwargs(data: TensorData) -> dict[str, Any]:
+    """The architecture arguments that a data set determines.
+
+    Images ``(N, C, H, W)`` give ``in_channels=C``, ``in_features=C*H*W`` and, when square,
+    ``image_size=H``; other float inputs ``in_features``; integer token ids ``(N, T)`` give
+    ``seq_len=T`` and ``vocab_size`` (largest id + 1); class labels give ``num_classes``.
+
+    Parameters
+    ----------
+    data : TensorData
+        The (training) data.
+
+    Returns
+    -------
+    dict
+        Argument names to values; a model uses those its factory accepts.
+    """
+    out: dict[str, Any] = {}
+    x, shape = data.x, data.input_shape
+    if x.is_floating_point():
+        if len(shape) == 3:
+            out["in_channels"] = shape[0]
+            if shape[1] == shape[2]:
+                out["image_size"] = shape[1]
+        if shape:
+            out["in_features"] = math.prod(shape)
+    elif len(shape) == 1 and len(data):
+        out["seq_len"] = shape[0]
+        out["vocab_size"] = int(x.max()) + 1
+    if data.num_classes is not None:
+        out["num_classes"] = data.num_classes
+    return out
+
+
+def adapt_to_data(spec: ModelSpec, data: TensorData) -> ModelSpec:
+    """Fill in the architecture arguments the data determines and the spec leaves open.
+
+    ``landscape train --model resnet20 --data digits`` trains a ResNet-20 with
+    ``in_channels=1`` and ``num_classes=10`` this way. Only arguments that the model's factory
+    names (``in_channels``, ``in_features``, ``image_size``, ``num_classes``, ``seq_len``,
+    ``vocab_size``; see :func:`data_kwargs`) and that ``spec.kwargs`` does not set are added,
+    and only where the data's value differs from the factory's default: what the spec gives
+    explicitly is kept (overridable), a spec that already fits is returned unchanged (so runs
+    that worked before record the same spec), and the returned spec records every value that
+    differs, so the model is rebuilt without the data. :func:`landscape.training.train` uses
+    its spec as given; ``landscape train`` adapts it first.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The architecture as asked for.
+    data : TensorData
+        The training data.
+
+    Returns
+    -------
+    ModelSpec
+        ``spec`` with the added keyword arguments.
+
+    Examples
+    --------
+    >>> from landscape.data import load_data
+    >>> adapt_to_data(ModelSpec("resnet20", {"width": 0.5}), load_data("digits")).kwargs
+    {'width': 0.5, 'in_channels': 1}
+    """
+    try:
+        params = inspect.signature(_factory(spec.name)).parameters
+    except (TypeError, ValueError):  # no signature: nothing to adapt
+        return spec
+    named = {
+        n: p.default for n, p in params.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    extra = {
+        k: v for k, v in data_kwargs(data).items()
+        if k in named and k not in spec.kwargs and named[k] != v
+    }
+    return ModelSpec(spec.name, {**spec.kwargs, **extra}) if extra else spec
+
+
+def skip_switch(name: str) -> str:
+    """The boolean argument that turns a model's skips off: ``"residual"`` or ``"shortcut"``.
+
+    ``"residual"`` when the factory of ``name`` takes that argument (the transformers, whose
+    residual stream is switched off), else ``"shortcut"`` (the convolutional networks, the
+    MLP and, by convention, user models).
+    """
+    try:
+        params = inspect.signature(_factory(name)).parameters
+    except (TypeError, ValueError):
+        return "shortcut"
+    return "residual" if "residual" in params and "shortcut" not in params else "shortcut"
 
 
 def parse_model_kwargs(text: str | None) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 The ResNets of He et al. (2016, section 4.2): a 3x3 stem, three stages of ``n`` basic blocks
 with 16, 32 and 64 channels (times a WRN-style ``width`` multiplier), global average pooling and
 a linear head, ``depth = 6n + 2`` layers in all. Downsampling blocks use a projection shortcut
-(1x1 convolution with stride 2, then BatchNorm; "option B").
+(1x1 convolution with stride 2, then BatchNorm; "option B"). ``bottleneck=True`` uses the
+bottleneck block of the deeper ResNets instead (1x1 reduce, 3x3, 1x1 expand by 4), with
+``depth = 9n + 2``: ResNet-164 is the CIFAR bottleneck network of He et al. (2016b).
 
 ``shortcut=False`` builds the plain twin used by Li et al. (2018) to show how skip connections
 smooth the loss surface. The twin has *exactly* the same modules, ``state_dict`` keys and
@@ -15,33 +17,25 @@ parameters of a plain net are simply unused by the loss (their gradient is ``Non
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import Tensor, nn
 
 from ..errors import LandscapeError, check_float, check_int
+from ._common import check_bool as _check_bool
+from ._common import check_images
+from ._common import conv3x3 as _conv3x3
 
 __all__ = [
     "BasicBlock",
+    "Bottleneck",
     "ResNet",
     "resnet20",
     "resnet56",
     "resnet110",
+    "resnet164",
 ]
 
 #: Channels of the three stages before the width multiplier.
 _BASE_CHANNELS = (16, 32, 64)
-
-
-def _check_bool(name: str, value: Any) -> bool:
-    """Check that ``value`` is a ``bool`` (not merely truthy) and return it."""
-    if not isinstance(value, bool):
-        raise LandscapeError(f"The '{name}' parameter must be a bool. Got {value!r} instead.")
-    return value
-
-
-def _conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
 
 
 class BasicBlock(nn.Module):
@@ -69,6 +63,8 @@ class BasicBlock(nn.Module):
         The projection shortcut, or ``None`` for an identity shortcut.
     """
 
+    expansion = 1
+
     def __init__(self, in_planes: int, planes: int, stride: int = 1, shortcut: bool = True) -> None:
         super().__init__()
         self.shortcut = shortcut
@@ -95,6 +91,58 @@ class BasicBlock(nn.Module):
         return f"shortcut={self.shortcut}"
 
 
+class Bottleneck(nn.Module):
+    """A post-activation bottleneck block: 1x1 reduce, 3x3, 1x1 expand (times 4).
+
+    ``relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + s(x))`` with ``s`` the identity
+    or, when the shape changes, ``downsample`` (1x1 convolution and BatchNorm). As for
+    :class:`BasicBlock`, ``shortcut=False`` drops ``+ s(x)`` but keeps ``downsample``.
+
+    Parameters
+    ----------
+    in_planes : int
+        Input channels.
+    planes : int
+        Channels of the 1x1 and 3x3 convolutions inside the block; the output has
+        ``4 * planes`` channels.
+    stride : int, default=1
+        Stride of the 3x3 convolution.
+    shortcut : bool, default=True
+        Whether ``forward`` adds the shortcut.
+    """
+
+    expansion = 4
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, shortcut: bool = True) -> None:
+        super().__init__()
+        self.shortcut = shortcut
+        out_planes = self.expansion * planes
+        self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = _conv3x3(planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out_planes, kernel_size=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_planes)
+        self.relu = nn.ReLU(inplace=False)
+        self.downsample: nn.Sequential | None = None
+        if stride != 1 or in_planes != out_planes:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False),
+                nn.BatchNorm2d(out_planes),
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        if self.shortcut:
+            out = out + (x if self.downsample is None else self.downsample(x))
+        return self.relu(out)
+
+    def extra_repr(self) -> str:
+        return f"shortcut={self.shortcut}"
+
+
 class ResNet(nn.Module):
     """CIFAR-style ResNet of depth ``6n + 2`` (He et al., 2016), or its plain twin.
 
@@ -102,7 +150,8 @@ class ResNet(nn.Module):
     ----------
     depth : int
         Number of weighted layers, ``6n + 2`` with ``n >= 1`` (20, 32, 44, 56, 110, ...);
-        each of the three stages holds ``n`` basic blocks.
+        each of the three stages holds ``n`` basic blocks. With ``bottleneck=True``,
+        ``9n + 2`` (29, 56, 110, 164, ...) and ``n`` bottleneck blocks per stage.
     shortcut : bool, default=True
         ``True`` for the residual network; ``False`` for the plain twin, whose ``forward``
         ignores every shortcut but which keeps the projection modules, so that both twins
@@ -116,11 +165,15 @@ class ResNet(nn.Module):
         Channel multiplier (wide ResNets, Zagoruyko & Komodakis 2016): the stages have
         ``round(16 * width)``, ``round(32 * width)`` and ``round(64 * width)`` channels (at
         least one each). Must be > 0.
+    bottleneck : bool, default=False
+        Use :class:`Bottleneck` blocks (stage outputs 4x the channels above) instead of
+        :class:`BasicBlock`.
 
     Attributes
     ----------
     channels : tuple of int
-        Channels of the three stages after the width multiplier.
+        Channels of the three stages after the width multiplier (inside the blocks for
+        bottleneck networks, whose stage outputs have 4x as many).
     num_blocks : int
         Blocks per stage, ``n = (depth - 2) / 6``.
 
@@ -139,8 +192,10 @@ class ResNet(nn.Module):
     ----------
     .. [1] K. He, X. Zhang, S. Ren and J. Sun, "Deep Residual Learning for Image Recognition",
        CVPR 2016.
-    .. [2] S. Zagoruyko and N. Komodakis, "Wide Residual Networks", BMVC 2016.
-    .. [3] H. Li, Z. Xu, G. Taylor, C. Studer and T. Goldstein, "Visualizing the Loss Landscape
+    .. [2] K. He, X. Zhang, S. Ren and J. Sun, "Identity Mappings in Deep Residual Networks",
+       ECCV 2016 (ResNet-164, bottleneck).
+    .. [3] S. Zagoruyko and N. Komodakis, "Wide Residual Networks", BMVC 2016.
+    .. [4] H. Li, Z. Xu, G. Taylor, C. Studer and T. Goldstein, "Visualizing the Loss Landscape
        of Neural Nets", NeurIPS 2018.
 
     Examples
@@ -161,36 +216,45 @@ class ResNet(nn.Module):
         in_channels: int = 3,
         num_classes: int = 10,
         width: float = 1,
+        bottleneck: bool = False,
     ) -> None:
         super().__init__()
-        depth = check_int("depth", depth, low=8)
-        if (depth - 2) % 6 != 0:
+        self.bottleneck = _check_bool("bottleneck", bottleneck)
+        per_block = 9 if self.bottleneck else 6
+        depth = check_int("depth", depth, low=per_block + 2)
+        if (depth - 2) % per_block != 0:
+            examples = "29, 56, 110, 164" if self.bottleneck else "20, 32, 44, 56, 110"
             raise LandscapeError(
-                "The 'depth' parameter must be an int of the form 6n+2 "
-                f"(20, 32, 44, 56, 110, ...). Got {depth!r} instead."
+                f"The 'depth' parameter must be an int of the form {per_block}n+2 "
+                f"({examples}, ...). Got {depth!r} instead."
             )
         self.depth = depth
         self.shortcut = _check_bool("shortcut", shortcut)
         self.in_channels = check_int("in_channels", in_channels, low=1)
         self.num_classes = check_int("num_classes", num_classes, low=1)
         self.width = check_float("width", width, low=0.0, closed="neither")
-        self.num_blocks = (depth - 2) // 6
+        self.num_blocks = (depth - 2) // per_block
         self.channels = tuple(max(1, round(c * self.width)) for c in _BASE_CHANNELS)
+        block = Bottleneck if self.bottleneck else BasicBlock
+        e = block.expansion
 
         c1, c2, c3 = self.channels
         self.conv1 = _conv3x3(self.in_channels, c1)
         self.bn1 = nn.BatchNorm2d(c1)
         self.relu = nn.ReLU(inplace=False)
-        self.layer1 = self._make_stage(c1, c1, stride=1)
-        self.layer2 = self._make_stage(c1, c2, stride=2)
-        self.layer3 = self._make_stage(c2, c3, stride=2)
+        self.layer1 = self._make_stage(block, c1, c1, stride=1)
+        self.layer2 = self._make_stage(block, e * c1, c2, stride=2)
+        self.layer3 = self._make_stage(block, e * c2, c3, stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(c3, self.num_classes)
+        self.fc = nn.Linear(e * c3, self.num_classes)
         self._init_weights()
 
-    def _make_stage(self, in_planes: int, planes: int, stride: int) -> nn.Sequential:
-        blocks = [BasicBlock(in_planes, planes, stride, self.shortcut)]
-        blocks += [BasicBlock(planes, planes, 1, self.shortcut) for _ in range(self.num_blocks - 1)]
+    def _make_stage(
+        self, block: type[BasicBlock | Bottleneck], in_planes: int, planes: int, stride: int
+    ) -> nn.Sequential:
+        out_planes = block.expansion * planes
+        blocks = [block(in_planes, planes, stride, self.shortcut)]
+        blocks += [block(out_planes, planes, 1, self.shortcut) for _ in range(self.num_blocks - 1)]
         return nn.Sequential(*blocks)
 
     def _init_weights(self) -> None:
@@ -202,20 +266,14 @@ class ResNet(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim != 4 or x.shape[1] != self.in_channels:
-            msg = (
-                f"ResNet expects images of shape (B, {self.in_channels}, H, W). "
-                f"Got shape {tuple(x.shape)} instead."
-            )
-            if x.ndim == 4:
-                msg += f" Build it with in_channels={x.shape[1]} for such data."
-            raise LandscapeError(msg)
+        check_images("ResNet", x, self.in_channels)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.layer3(self.layer2(self.layer1(out)))
         return self.fc(self.avgpool(out).flatten(1))
 
     def extra_repr(self) -> str:
-        return f"depth={self.depth}, shortcut={self.shortcut}, width={self.width:g}"
+        kind = ", bottleneck=True" if self.bottleneck else ""
+        return f"depth={self.depth}, shortcut={self.shortcut}, width={self.width:g}{kind}"
 
 
 def resnet20(
@@ -237,3 +295,14 @@ def resnet110(
 ) -> ResNet:
     """ResNet-110 (``n = 18``; 1,730,714 parameters on CIFAR-10); see :class:`ResNet`."""
     return ResNet(110, shortcut, in_channels, num_classes, width)
+
+
+def resnet164(
+    *, shortcut: bool = True, in_channels: int = 3, num_classes: int = 10, width: float = 1
+) -> ResNet:
+    """ResNet-164 with bottleneck blocks (``n = 18``; 1,704,154 parameters on CIFAR-10).
+
+    The post-activation bottleneck network of He et al. (2016b, table 1; 1.7M parameters);
+    see :class:`ResNet`.
+    """
+    return ResNet(164, shortcut, in_channels, num_classes, width, bottleneck=True)

@@ -1,0 +1,281 @@
+"""Pre-activation ResNets (He et al. 2016b, CIFAR form) and their plain (no-skip) twins.
+
+A pre-activation unit moves BatchNorm and ReLU in front of each convolution,
+``x + F(x)`` with ``F = conv(relu(bn(conv(relu(bn(x))))))``, so that nothing follows the
+addition: the skip path is *exactly* the identity, and a stack of units passes its input
+through unchanged when every branch is zero ("for new architectures, prefer the
+pre-activation form"). The network is a 3x3 stem convolution, three stages of ``n`` units
+(16, 32 and 64 channels, times ``width``), a final BatchNorm and ReLU, global average pooling
+and a linear head. ``depth = 6n + 2`` with basic units (PreResNet-20/56/110) or ``9n + 2``
+with bottleneck units (1x1, 3x3, 1x1 with 4x expansion; PreResNet-164).
+
+Where a unit changes the resolution or the channels, the shortcut is a 1x1 convolution (stride
+2 between stages) applied, as in the authors' code, to the unit's pre-activated input
+``relu(bn1(x))``. ``shortcut=False`` builds the plain twin with *exactly* the same modules,
+``state_dict`` keys and shapes (projections included, unused by its ``forward``), as for
+:class:`~landscape.models.ResNet`.
+
+References
+----------
+.. [1] K. He, X. Zhang, S. Ren and J. Sun, "Identity Mappings in Deep Residual Networks",
+   ECCV 2016.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from ..errors import LandscapeError, check_float, check_int
+from ._common import check_bool, check_images, conv3x3, scale_channels
+
+__all__ = [
+    "PreActBlock",
+    "PreActBottleneck",
+    "PreResNet",
+    "preresnet20",
+    "preresnet56",
+    "preresnet110",
+    "preresnet164",
+]
+
+_BASE_CHANNELS = (16, 32, 64)
+
+
+class PreActBlock(nn.Module):
+    """A pre-activation basic unit: ``x + conv2(relu(bn2(conv1(relu(bn1(x))))))``.
+
+    Parameters
+    ----------
+    in_planes : int
+        Input channels.
+    planes : int
+        Output channels.
+    stride : int, default=1
+        Stride of the first convolution.
+    shortcut : bool, default=True
+        Whether ``forward`` adds the shortcut (the plain twin drops it).
+
+    Attributes
+    ----------
+    downsample : nn.Conv2d or None
+        The 1x1 projection (on ``relu(bn1(x))``) where the shape changes, else ``None``: the
+        skip is then the identity itself.
+    """
+
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, shortcut: bool = True) -> None:
+        super().__init__()
+        self.shortcut = shortcut
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = conv3x3(in_planes, planes, stride)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes)
+        self.relu = nn.ReLU(inplace=False)
+        self.downsample: nn.Conv2d | None = None
+        if stride != 1 or in_planes != planes * self.expansion:
+            self.downsample = nn.Conv2d(
+                in_planes, planes * self.expansion, kernel_size=1, stride=stride, bias=False
+            )
+
+    def branch(self, a: Tensor) -> Tensor:
+        """The residual branch ``F`` applied to the pre-activated input ``a = relu(bn1(x))``."""
+        return self.conv2(self.relu(self.bn2(self.conv1(a))))
+
+    def forward(self, x: Tensor) -> Tensor:
+        a = self.relu(self.bn1(x))
+        out = self.branch(a)
+        if not self.shortcut:
+            return out
+        return out + (x if self.downsample is None else self.downsample(a))
+
+    def extra_repr(self) -> str:
+        return f"shortcut={self.shortcut}"
+
+
+class PreActBottleneck(PreActBlock):
+    """A pre-activation bottleneck unit: BN-ReLU-1x1, BN-ReLU-3x3, BN-ReLU-1x1 (4x), plus ``x``.
+
+    Parameters
+    ----------
+    in_planes : int
+        Input channels.
+    planes : int
+        Channels of the 1x1 and 3x3 convolutions; the output has ``4 * planes``.
+    stride : int, default=1
+        Stride of the 3x3 convolution.
+    shortcut : bool, default=True
+        Whether ``forward`` adds the shortcut.
+    """
+
+    expansion = 4
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, shortcut: bool = True) -> None:
+        nn.Module.__init__(self)
+        self.shortcut = shortcut
+        out_planes = planes * self.expansion
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = conv3x3(planes, planes, stride)
+        self.bn3 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, out_planes, kernel_size=1, bias=False)
+        self.relu = nn.ReLU(inplace=False)
+        self.downsample = None
+        if stride != 1 or in_planes != out_planes:
+            self.downsample = nn.Conv2d(
+                in_planes, out_planes, kernel_size=1, stride=stride, bias=False
+            )
+
+    def branch(self, a: Tensor) -> Tensor:
+        out = self.conv2(self.relu(self.bn2(self.conv1(a))))
+        return self.conv3(self.relu(self.bn3(out)))
+
+
+class PreResNet(nn.Module):
+    """CIFAR-style pre-activation ResNet (He et al., 2016b), or its plain twin.
+
+    Parameters
+    ----------
+    depth : int
+        Weighted layers: ``6n + 2`` for basic units (20, 56, 110, ...), ``9n + 2`` with
+        ``bottleneck=True`` (164, ...); each of the three stages holds ``n`` units.
+    shortcut : bool, default=True
+        ``False`` builds the plain twin: same modules and ``state_dict`` (the projection
+        convolutions stay, unused), ``forward`` without any skip.
+    in_channels : int, default=3
+        Channels of the input images (1 for the 8x8 digits).
+    num_classes : int, default=10
+        Outputs of the linear head.
+    width : int or float, default=1
+        Channel multiplier: stages of ``round(16 w)``, ``round(32 w)``, ``round(64 w)``
+        channels (inside the units for bottleneck networks, whose outputs have 4x as many).
+    bottleneck : bool, default=False
+        Use :class:`PreActBottleneck` units instead of :class:`PreActBlock`.
+
+    Attributes
+    ----------
+    channels : tuple of int
+        Channels of the three stages after the width multiplier.
+    num_blocks : int
+        Units per stage.
+
+    Notes
+    -----
+    Parameter counts on CIFAR-10 (``width=1``): PreResNet-110 1,730,522 and PreResNet-164
+    (bottleneck) 1,703,258, the paper's "1.7M" for both (its figures have two significant
+    digits; the 1x1 projections add 2,560 and 41,984 parameters to parameter-free
+    shortcuts). Initialisation as for :class:`~landscape.models.ResNet` (Kaiming normal, fan
+    out; BatchNorm 1 and 0).
+
+    References
+    ----------
+    .. [1] K. He, X. Zhang, S. Ren and J. Sun, "Identity Mappings in Deep Residual Networks",
+       ECCV 2016.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = PreResNet(20, in_channels=1)
+    >>> net(torch.randn(2, 1, 8, 8)).shape
+    torch.Size([2, 10])
+    >>> PreResNet(20, shortcut=False, in_channels=1).load_state_dict(net.state_dict())
+    <All keys matched successfully>
+    """
+
+    def __init__(
+        self,
+        depth: int,
+        shortcut: bool = True,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        width: float = 1,
+        bottleneck: bool = False,
+    ) -> None:
+        super().__init__()
+        self.bottleneck = check_bool("bottleneck", bottleneck)
+        per_block = 9 if self.bottleneck else 6
+        depth = check_int("depth", depth, low=per_block + 2)
+        if (depth - 2) % per_block != 0:
+            examples = "29, 56, 110, 164" if self.bottleneck else "20, 32, 44, 56, 110"
+            raise LandscapeError(
+                f"The 'depth' parameter must be an int of the form {per_block}n+2 "
+                f"({examples}, ...). Got {depth!r} instead."
+            )
+        self.depth = depth
+        self.shortcut = check_bool("shortcut", shortcut)
+        self.in_channels = check_int("in_channels", in_channels, low=1)
+        self.num_classes = check_int("num_classes", num_classes, low=1)
+        self.width = check_float("width", width, low=0.0, closed="neither")
+        self.num_blocks = (depth - 2) // per_block
+        self.channels = tuple(scale_channels(c, self.width) for c in _BASE_CHANNELS)
+        block = PreActBottleneck if self.bottleneck else PreActBlock
+        e = block.expansion
+
+        c1, c2, c3 = self.channels
+        self.conv1 = conv3x3(self.in_channels, c1)
+        self.layer1 = self._make_stage(block, c1, c1, stride=1)
+        self.layer2 = self._make_stage(block, e * c1, c2, stride=2)
+        self.layer3 = self._make_stage(block, e * c2, c3, stride=2)
+        self.bn = nn.BatchNorm2d(e * c3)
+        self.relu = nn.ReLU(inplace=False)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(e * c3, self.num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def _make_stage(
+        self, block: type[PreActBlock], in_planes: int, planes: int, stride: int
+    ) -> nn.Sequential:
+        blocks = [block(in_planes, planes, stride, self.shortcut)]
+        out_planes = block.expansion * planes
+        blocks += [block(out_planes, planes, 1, self.shortcut) for _ in range(self.num_blocks - 1)]
+        return nn.Sequential(*blocks)
+
+    def forward(self, x: Tensor) -> Tensor:
+        check_images("PreResNet", x, self.in_channels)
+        out = self.layer3(self.layer2(self.layer1(self.conv1(x))))
+        out = self.relu(self.bn(out))
+        return self.fc(self.avgpool(out).flatten(1))
+
+    def extra_repr(self) -> str:
+        kind = ", bottleneck=True" if self.bottleneck else ""
+        return f"depth={self.depth}, shortcut={self.shortcut}, width={self.width:g}{kind}"
+
+
+def preresnet20(
+    *, shortcut: bool = True, in_channels: int = 3, num_classes: int = 10, width: float = 1
+) -> PreResNet:
+    """Pre-activation ResNet-20 (basic units, ``n = 3``); see :class:`PreResNet`."""
+    return PreResNet(20, shortcut, in_channels, num_classes, width)
+
+
+def preresnet56(
+    *, shortcut: bool = True, in_channels: int = 3, num_classes: int = 10, width: float = 1
+) -> PreResNet:
+    """Pre-activation ResNet-56 (basic units, ``n = 9``); see :class:`PreResNet`."""
+    return PreResNet(56, shortcut, in_channels, num_classes, width)
+
+
+def preresnet110(
+    *, shortcut: bool = True, in_channels: int = 3, num_classes: int = 10, width: float = 1
+) -> PreResNet:
+    """Pre-activation ResNet-110 (basic units, ``n = 18``; 1,730,522 parameters on CIFAR-10).
+
+    See :class:`PreResNet`.
+    """
+    return PreResNet(110, shortcut, in_channels, num_classes, width)
+
+
+def preresnet164(
+    *, shortcut: bool = True, in_channels: int = 3, num_classes: int = 10, width: float = 1
+) -> PreResNet:
+    """Pre-activation ResNet-164 (bottleneck units, ``n = 18``; 1,703,258 parameters on CIFAR-10).
+
+    See :class:`PreResNet`.
+    """
+    return PreResNet(164, shortcut, in_channels, num_classes, width, bottleneck=True)
