@@ -12,7 +12,7 @@ import numpy as np
 
 from landscape.checkpoints import load_checkpoint
 from landscape.directions import IGNORES, Directions
-from landscape.errors import LandscapeError, on_interrupt
+from landscape.errors import LandscapeError, check_int, on_interrupt
 from landscape.surface import Axis, compute_surface, parse_axis
 from landscape.training import TrainRun, list_checkpoints
 from landscape.trajectory import TrajectoryPCA
@@ -65,6 +65,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--x", metavar="MIN:MAX:NUM",
                    help="grid along PC1 (default: the path's range plus a margin, 21 points)")
     s.add_argument("--y", metavar="MIN:MAX:NUM", help="grid along PC2 (default: likewise)")
+    s.add_argument("--points", type=int, default=21, metavar="NUM",
+                   help="points per axis of the automatic grids (default 21)")
     s.add_argument("--splits", default="train,test")
     s.add_argument("--batch-size", type=batch_size_arg, default="auto")
     s.add_argument("--flush-seconds", type=float, default=10.0)
@@ -101,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         for name in ("x", "y"):
             if getattr(args, name) is not None:
                 parse_axis(getattr(args, name), name)
+        check_int("points", args.points, 2)
         splits = parse_splits(args.splits)
     elif args.x or args.y:
         raise LandscapeError("--x/--y set the grid of --surface; add --surface")
@@ -152,8 +155,8 @@ def run(args: argparse.Namespace) -> int:
         )
         if args.surface:
             coords = pca.coords_
-            ax = parse_axis(args.x, "x") if args.x else _auto_axis(coords[:, 0])
-            ay = parse_axis(args.y, "y") if args.y else _auto_axis(coords[:, 1])
+            ax = parse_axis(args.x, "x") if args.x else _auto_axis(coords[:, 0], args.points)
+            ay = parse_axis(args.y, "y") if args.y else _auto_axis(coords[:, 1], args.points)
             dirs = pca.pca_directions_
             if dirs.ndim != 2:
                 dirs = Directions(dirs.vectors[:2], dirs.recipe)

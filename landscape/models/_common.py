@@ -18,6 +18,22 @@ def check_bool(name: str, value: Any) -> bool:
     return value
 
 
+def check_cifar_depth(depth: Any, bottleneck: bool) -> tuple[int, int]:
+    """Validate a CIFAR ResNet depth (6n+2 with basic blocks, 9n+2 with bottlenecks);
+    returns ``(depth, n)`` with ``n`` the number of blocks per stage."""
+    from ..errors import check_int
+
+    per_block = 9 if bottleneck else 6
+    depth = check_int("depth", depth, low=per_block + 2)
+    if (depth - 2) % per_block != 0:
+        examples = "29, 56, 110, 164" if bottleneck else "20, 32, 44, 56, 110"
+        raise LandscapeError(
+            f"The 'depth' parameter must be an int of the form {per_block}n+2 "
+            f"({examples}, ...). Got {depth!r} instead."
+        )
+    return depth, (depth - 2) // per_block
+
+
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     """A bias-free 3x3 convolution with padding 1."""
     return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..errors import LandscapeError, check_float, check_int
-from ._common import check_bool, check_images, conv3x3, scale_channels
+from ..errors import check_float, check_int
+from ._common import check_bool, check_cifar_depth, check_images, conv3x3, scale_channels
 
 __all__ = [
     "PreActBlock",
@@ -194,20 +194,11 @@ class PreResNet(nn.Module):
     ) -> None:
         super().__init__()
         self.bottleneck = check_bool("bottleneck", bottleneck)
-        per_block = 9 if self.bottleneck else 6
-        depth = check_int("depth", depth, low=per_block + 2)
-        if (depth - 2) % per_block != 0:
-            examples = "29, 56, 110, 164" if self.bottleneck else "20, 32, 44, 56, 110"
-            raise LandscapeError(
-                f"The 'depth' parameter must be an int of the form {per_block}n+2 "
-                f"({examples}, ...). Got {depth!r} instead."
-            )
-        self.depth = depth
+        self.depth, self.num_blocks = check_cifar_depth(depth, self.bottleneck)
         self.shortcut = check_bool("shortcut", shortcut)
         self.in_channels = check_int("in_channels", in_channels, low=1)
         self.num_classes = check_int("num_classes", num_classes, low=1)
         self.width = check_float("width", width, low=0.0, closed="neither")
-        self.num_blocks = (depth - 2) // per_block
         self.channels = tuple(scale_channels(c, self.width) for c in _BASE_CHANNELS)
         block = PreActBottleneck if self.bottleneck else PreActBlock
         e = block.expansion
