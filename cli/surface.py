@@ -33,6 +33,8 @@ from ._common import (
     default_out,
     distributed,
     examples,
+    float_arg,
+    int_arg,
     load_ckpt,
     load_datasets,
     parse_splits,
@@ -69,7 +71,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--norm", choices=NORMS, default="filter", help="normalization")
     d.add_argument("--ignore", choices=IGNORES, default="biasbn",
                    help="'biasbn': zero direction for biases and BN parameters")
-    d.add_argument("--seed", type=int, default=0,
+    d.add_argument("--seed", type=int_arg("seed", 0), default=0,
                    help="seed of direction x (y uses seed+1)")
     d.add_argument("--orthogonal", action="store_true",
                    help="make direction y orthogonal to x (filter norms kept)")
@@ -84,7 +86,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="cross_entropy | mse | package.module:function (per-sample losses)")
     e.add_argument("--bn", choices=BN_MODES, default="eval",
                    help="BatchNorm: checkpoint statistics, or recalibrated at every point")
-    e.add_argument("--bn-batches", type=int, default=10)
+    e.add_argument("--bn-batches", type=int_arg("bn_batches", 1), default=10)
     e.add_argument("--batch-size", type=batch_size_arg, default="auto",
                    help="evaluation batch size, or 'auto' to time a few sizes first")
     e.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
@@ -98,7 +100,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="output file (default: <checkpoint>_surface.h5 beside it)")
     o.add_argument("--overwrite", action="store_true",
                    help="replace an existing output computed with another recipe")
-    o.add_argument("--flush-seconds", type=float, default=10.0,
+    o.add_argument("--flush-seconds", type=float_arg("flush_seconds", 0.0), default=10.0,
                    help="write finished points to disk at least this often")
     add_progress_arg(p)
     p.set_defaults(func=run)
@@ -231,8 +233,10 @@ def _check_grid_fits(n_points: int, n_splits: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    ax = parse_axis(args.x, "x")  # fail fast on bad grids before loading anything
-    ay = parse_axis(args.y, "y") if args.y is not None else None
+    # fail fast on bad grids before loading anything
+    ax = parse_axis(args.x, "x").check_dtype("x", _DTYPES[args.dtype])
+    ay = parse_axis(args.y, "y").check_dtype("y", _DTYPES[args.dtype]) \
+        if args.y is not None else None
     splits = parse_splits(args.splits)
     _check_grid_fits(ax.num * (ay.num if ay is not None else 1), len(splits))
     loss = _resolve_loss(args.loss)

@@ -25,6 +25,8 @@ from ._common import (
     data_spec,
     distributed,
     examples,
+    float_arg,
+    int_arg,
     load_datasets,
     model_arg,
     parse_splits,
@@ -48,13 +50,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", nargs="+", metavar="RUN_DIR|CKPT",
                    help="a training run directory, or checkpoints in order (the last is final)")
-    p.add_argument("--components", type=int, default=2, help="principal components to keep")
+    p.add_argument("--components", type=int_arg("components", 1),
+                   default=2, help="principal components to keep")
     p.add_argument("--ignore", choices=IGNORES, default="biasbn",
                    help="'biasbn': leave biases and BN parameters out of the PCA")
     p.add_argument("--dir-type", choices=["weights", "states"], default="weights")
     p.add_argument("--exclude-final", action="store_true",
                    help="leave the final model's (zero) row out of the PCA matrix")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random-direction baseline")
+    p.add_argument("--seed", type=int_arg("seed", 0),
+                   default=0, help="seed of the random-direction baseline")
     add_checkpoint_args(p)
     s = p.add_argument_group("surface on the PCA plane")
     s.add_argument("--surface", action="store_true", help="also compute the loss surface")
@@ -63,7 +67,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--y", metavar="MIN:MAX:NUM", help="grid along PC2 (default: likewise)")
     s.add_argument("--splits", default="train,test")
     s.add_argument("--batch-size", type=batch_size_arg, default="auto")
-    s.add_argument("--flush-seconds", type=float, default=10.0)
+    s.add_argument("--flush-seconds", type=float_arg("flush_seconds", 0.0), default=10.0)
     add_data_args(p)
     p.add_argument("--out", metavar="FILE.h5",
                    help="output file (default: trajectory.h5 in the run directory)")

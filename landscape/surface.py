@@ -71,6 +71,25 @@ class Axis:
                 f"grid axis '{self.spec}' has one point but min != max; use num >= 2 "
                 "or min == max"
             )
+        if not math.isfinite(float(self.max) - float(self.min)):
+            raise LandscapeError(
+                f"grid axis '{self.spec}' spans more than the largest float64; use a "
+                "smaller range"
+            )
+
+    def check_dtype(self, name: str, dtype: torch.dtype) -> Axis:
+        """Refuse coordinates that ``dtype`` cannot hold (they would overflow in every
+        perturbation ``θ + α δ``, not only diverge); return ``self``."""
+        if not dtype.is_floating_point:
+            return self
+        top = float(torch.finfo(dtype).max)
+        big = max(abs(float(self.min)), abs(float(self.max)))
+        if big > top:
+            raise LandscapeError(
+                f"grid --{name}={self.spec} reaches {big:g}, beyond the largest "
+                f"{str(dtype).replace('torch.', '')} ({top:.3g}); use a smaller range"
+            )
+        return self
 
     @property
     def spec(self) -> str:
@@ -443,6 +462,10 @@ def compute_surface(
         }
     )
     full_recipe = json.loads(storage.dumps(full_recipe))
+    eval_dtype = dtype or next(iter(base_t.values())).dtype
+    for name, a in (("x", ax), ("y", ay)):
+        if a is not None:
+            a.check_dtype(name, eval_dtype)
     surf = _new_surface(ax, ay, data, directions, full_recipe, dict(provenance or {}))
     if out is not None:
         storage.check_writable(out, overwrite=overwrite)

@@ -243,7 +243,27 @@ CASES = [
     ("flush-seconds-nan", [*S, X, "--flush-seconds", "nan"], "flush_seconds"),
     ("device-unknown", [*S, X, "--device", "tpu9"], "unknown --device 'tpu9'"),
     ("device-meta", [*S, X, "--device", "meta"], "--device meta"),
-    ("seed-not-an-int", [*S, X, "--seed", "1.5"], "invalid int"),
+    ("seed-not-an-int", [*S, X, "--seed", "1.5"],
+     "argument --seed: The 'seed' parameter must be an int"),
+    # numbers that overflow or are not finite: refused where they are given
+    ("seed-beyond-int64", [*S, X, "--seed", "99999999999999999999"], "Got 99999999999999999999"),
+    ("flush-seconds-inf", [*S, X, "--flush-seconds", "inf"], "argument --flush-seconds"),
+    ("bn-batches-beyond-int64", [*S, X, "--bn", "recalibrate", "--bn-batches", "1e30"],
+     "argument --bn-batches"),
+    ("grid-beyond-float32", [*S, "--x=1e308:1.7e308:3"], "beyond the largest float32"),
+    ("grid-beyond-float32-y", [*S, X, "--y=-1e39:1e39:3"], "grid --y"),
+    ("grid-span-overflows", [*S, "--x=-1.7e308:1.7e308:3", "--dtype", "float64"],
+     "spans more than the largest float64"),
+    ("hessian-trace-samples-beyond-int64", ["hessian", "mlp.pt", "--trace", "--trace-samples",
+                                            "99999999999999999999"], "trace_samples"),
+    ("hessian-tol-nan", ["hessian", "mlp.pt", "--tol", "nan"], "argument --tol"),
+    ("hessian-flush-seconds-nan", ["hessian", "mlp.pt", "--grid", "s.h5", "--flush-seconds",
+                                   "nan"], "argument --flush-seconds"),
+    ("hessian-max-hvp-huge", ["hessian", "mlp.pt", "--max-hvp", "1" + "0" * 30], "max_hvp"),
+    ("trajectory-flush-seconds-nan", ["trajectory", "oldrun", "--flush-seconds", "nan"],
+     "argument --flush-seconds"),
+    ("plot-dpi-huge", ["plot", "s.h5", "--dpi", "99999999999999999999"], "dpi"),
+    ("compare-eps-inf", ["compare", "s.h5", "s.h5", "--eps", "inf"], "argument --eps"),
     # output paths
     ("out-is-a-directory", [*S, X, "--out", "adir"], "is a directory"),
     ("out-under-a-regular-file", [*S, X, "--out", "afile/s.h5"], "does not exist"),
@@ -257,6 +277,13 @@ CASES = [
     ("train-epochs-zero", [*T, "--epochs", "0", "--out", "newrun"], "epochs"),
     ("train-lr-nan", [*T, "--lr", "nan", "--out", "newrun"], "lr"),
     ("train-lr-negative", [*T, "--lr", "-0.1", "--out", "newrun"], "lr"),
+    ("train-lr-inf", [*T, "--lr", "inf", "--out", "newrun"], "argument --lr"),
+    ("train-lr-beyond-float32", [*T, "--lr", "1e308", "--out", "newrun"],
+     "The 'lr' parameter must be a float in (0.0, 3.4"),
+    ("train-weight-decay-beyond-float32", [*T, "--weight-decay", "1e300", "--out", "newrun"],
+     "weight_decay"),
+    ("train-epochs-beyond-int64", [*T, "--epochs", "99999999999999999999", "--out", "newrun"],
+     "epochs"),
     ("train-batch-size-zero", [*T, "--batch-size", "0", "--out", "newrun"], "batch_size"),
     ("train-subset-zero", [*T, "--subset", "0", "--out", "newrun"], "subset"),
     ("train-out-is-a-file", [*T, "--out", "afile"], "is a file"),
@@ -281,9 +308,12 @@ PARAMS = [pytest.param(argv, fragment, id=name) for name, argv, fragment in CASE
 ]
 
 
+_COMMANDS = ("surface", "train", "info", "hessian", "plot", "compare", "trajectory")
+
+
 def _command(argv: list[str]) -> str:
     """The prefix of the error line: argparse reports unknown options at the top level."""
-    if argv[0] not in ("surface", "train", "info") or "--bogus" in argv:
+    if argv[0] not in _COMMANDS or "--bogus" in argv:
         return ""
     return argv[0]
 
