@@ -14,6 +14,8 @@ from landscape.directions import (
     IGNORES,
     NORMS,
     Directions,
+    check_spanning,
+    direction_norms,
     interpolation_direction,
     plane_directions,
     random_directions,
@@ -166,6 +168,7 @@ def _directions(args: argparse.Namespace, ckpt, ndim: int) -> Directions:
             raise LandscapeError(f"'{args.dir_file}' has {d.ndim} direction(s); --y needs 2")
         if d.ndim > ndim:
             d = Directions(d.vectors[:ndim], {**d.recipe, "used": ndim})
+        check_spanning(d.vectors, [f"{ax} of '{args.dir_file}'" for ax in ("x", "y")])
         base = named_tensors(ckpt.model, what)
         for vec in d.vectors:
             diff = _architecture_difference(base, vec, both_ways=False)
@@ -182,15 +185,25 @@ def _directions(args: argparse.Namespace, ckpt, ndim: int) -> Directions:
         other = _same_architecture(args, base, args.interpolate, "--interpolate")
         recipe = {"kind": "interpolation", "what": what, "target": args.interpolate,
                   "target_sha256": other["ckpt"].sha256}
-        return Directions((interpolation_direction(base, other["tensors"]),), recipe)
+        d = interpolation_direction(base, other["tensors"])
+        if direction_norms(d) == 0:
+            raise LandscapeError(
+                f"--interpolate checkpoint '{args.interpolate}' has the same {what} as "
+                f"'{args.checkpoint}': the direction between them is zero and the line one point"
+            )
+        return Directions((d,), recipe)
     if args.plane:
         if ndim != 2:
             raise LandscapeError("--plane gives a 2D plane; add --y")
         b, c = (_same_architecture(args, base, f, "--plane")["ckpt"] for f in args.plane)
-        dx, dy, coords = plane_directions(
-            base, named_tensors(b.model, what), named_tensors(c.model, what),
-            orthogonal=args.orthogonal,
-        )
+        try:
+            dx, dy, coords = plane_directions(
+                base, named_tensors(b.model, what), named_tensors(c.model, what),
+                orthogonal=args.orthogonal,
+            )
+        except LandscapeError as exc:
+            names = f"a = '{args.checkpoint}', b = '{args.plane[0]}', c = '{args.plane[1]}'"
+            raise LandscapeError(f"--plane: {exc} ({names})") from None
         recipe = {"kind": "plane", "what": what, "models": list(args.plane),
                   "sha256": [b.sha256, c.sha256], "orthogonal": args.orthogonal,
                   "coords": coords}

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from . import storage
 from ._functional import LossSpec, loss_name, named_tensors
-from .directions import Directions
+from .directions import Directions, check_spanning
 from .errors import LandscapeError, check_float, check_int
 from .evaluation import Evaluator
 
@@ -439,6 +439,7 @@ def compute_surface(
         raise LandscapeError("a --y grid needs two directions; these directions are 1D")
     if not data:
         raise LandscapeError("no dataset given to evaluate the surface on")
+    check_spanning(directions.vectors)
     check_float("flush_seconds", flush_seconds, 0.0)
     if max_points is not None:
         max_points = check_int("max_points", max_points, 0)

@@ -32,10 +32,12 @@ import torch
 from landscape.cli.main import main
 
 from landscape import storage
+from landscape._functional import named_tensors
 from landscape.checkpoints import save_checkpoint
 from landscape.data import DataSpec
+from landscape.directions import Directions, random_direction
 from landscape.models import ModelSpec
-from landscape.surface import Surface
+from landscape.surface import Surface, save_directions
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {k: v for k, v in os.environ.items() if k != "LANDSCAPE_DEBUG"}
@@ -70,6 +72,7 @@ def corpus(tmp_path_factory) -> Path:
         with torch.no_grad():
             bad.head.weight[0, 0] = value
         save_checkpoint(d / name, bad, spec, data=DATA)
+    shutil.copy(d / "mlp.pt", d / "mlp_copy.pt")
     torch.save(_model()[0], d / "pickled.pt")
     torch.save(_model()[0].state_dict(), d / "state_only.pt")
     torch.save([1, 2, 3], d / "list.pt")
@@ -81,6 +84,12 @@ def corpus(tmp_path_factory) -> Path:
         assert main(["surface", "mlp16.pt", X, "--out", "other.h5", "--no-progress"]) == 0
     finally:
         os.chdir(cwd)
+    w = named_tensors(net)
+    dx = random_direction(w, seed=0)
+    save_directions(d / "zero_dirs.h5", Directions(({k: torch.zeros_like(v) for k, v in
+                                                     w.items()},), {"kind": "random"}))
+    save_directions(d / "collinear_dirs.h5", Directions(
+        (dx, {k: -2 * v for k, v in dx.items()}), {"kind": "random"}))
     with h5py.File(d / "foreign.h5", "w") as f:
         f["x"] = np.arange(3.0)
     with h5py.File(d / "li.h5", "w") as f:
@@ -233,6 +242,23 @@ CASES = [
     ("plane-other-arch", [*S, X, "--y=-1:1:3", "--plane", "mlp.pt", "mlp16.pt"],
      "--plane checkpoint 'mlp16.pt' is another architecture"),
     ("plane-without-y", [*S, X, "--plane", "mlp.pt", "mlp.pt"], "add --y"),
+    # degenerate directions: nothing would move, or the plane is a line
+    ("interpolate-to-itself", [*S, X, "--interpolate", "mlp.pt"],
+     "--interpolate checkpoint 'mlp.pt' has the same weights as 'mlp.pt'"),
+    ("interpolate-to-a-copy", [*S, X, "--interpolate", "mlp_copy.pt"],
+     "direction between them is zero"),
+    ("plane-through-itself", [*S, X, "--y=-1:1:3", "--plane", "mlp.pt", "mlp.pt"],
+     "models a and b are identical"),
+    ("plane-through-itself-orthogonal", [*S, X, "--y=-1:1:3", "--plane", "mlp.pt", "mlp.pt",
+                                         "--orthogonal"], "models a and b are identical"),
+    ("plane-c-is-the-origin", [*S, X, "--y=-1:1:3", "--plane", "mlp_b.pt", "mlp.pt"],
+     "models a and c are identical"),
+    ("plane-b-equals-c", [*S, X, "--y=-1:1:3", "--plane", "mlp_b.pt", "mlp_b.pt"],
+     "the three models are collinear"),
+    ("dir-file-zero-direction", [*S, X, "--dir-file", "zero_dirs.h5"],
+     "direction x of 'zero_dirs.h5' is zero"),
+    ("dir-file-collinear", [*S, X, "--y=-1:1:3", "--dir-file", "collinear_dirs.h5"],
+     "are collinear"),
     # evaluation options
     ("subset-zero", [*S, X, "--subset", "0"], "subset"),
     ("subset-negative", [*S, X, "--subset", "-5"], "subset"),
