@@ -28,7 +28,10 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
 
     Keys: ``file``, ``kind`` (``"landscape"`` or ``"li2018"``), ``attrs`` (root), ``groups``
     (per top-level group: ``attrs`` with JSON attributes decoded, ``datasets`` shapes/dtypes),
-    and for a surface ``surface_completion`` (``done``, ``total``, ``nonfinite_loss``).
+    and for a surface ``surface_completion`` (``done``: points where every array is computed,
+    ``total``, ``shape``, ``nonfinite_loss``, and ``per_array``: computed points of each array,
+    where the arrays finished at different points, as in files of Li et al.) and
+    ``surface_range`` (min and max of the computed finite values of each array).
     """
     o = storage.outline(path)
     out: dict[str, Any] = {"file": str(path), "kind": o["kind"], "attrs": o["attrs"]}
@@ -59,16 +62,21 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
     out["groups"] = groups
     if o["kind"] == "li2018" or "surface" in o["groups"]:
         s = Surface.load(path)
-        nonfinite = int(sum(int(np.sum(~np.isfinite(a[s.done])))
+        nonfinite = int(sum(int(np.sum(~np.isfinite(a[s.done_of(k)])))
                             for k, a in s.arrays.items() if k.endswith("_loss")))
         out["surface_completion"] = {"done": s.n_done, "total": s.n_points,
                                      "shape": list(s.shape), "nonfinite_loss": nonfinite}
-        if s.n_done:
-            out["surface_range"] = {
-                k: [float(np.nanmin(a[s.done])) if np.any(np.isfinite(a[s.done])) else None,
-                    float(np.nanmax(a[s.done])) if np.any(np.isfinite(a[s.done])) else None]
-                for k, a in s.arrays.items()
-            }
+        per_array = {k: s.n_done_of(k) for k in sorted(s.arrays)}
+        if s.done_per_array is not None and set(per_array.values()) != {s.n_done}:
+            out["surface_completion"]["per_array"] = per_array
+        ranges = {}
+        for k, a in s.arrays.items():
+            fin = a[s.done_of(k)]
+            fin = fin[np.isfinite(fin)]
+            if s.n_done_of(k):
+                ranges[k] = [float(fin.min()), float(fin.max())] if fin.size else [None, None]
+        if ranges:
+            out["surface_range"] = ranges
     return out
 
 
@@ -102,9 +110,13 @@ def describe(path: str | os.PathLike, *, as_json: bool = False) -> str:
     if c:
         pct = 100.0 * c["done"] / max(c["total"], 1)
         shape = "x".join(str(n) for n in c["shape"])
-        lines.append(f"  surface: {shape} grid, {c['done']}/{c['total']} points done "
+        every = " in every array" if "per_array" in c else ""
+        lines.append(f"  surface: {shape} grid, {c['done']}/{c['total']} points done{every} "
                      f"({pct:.1f}%)" + (f", {c['nonfinite_loss']} non-finite losses"
                                         if c["nonfinite_loss"] else ""))
+        if "per_array" in c:
+            lines.append("    per array: " + ", ".join(
+                f"{k} {n}/{c['total']}" for k, n in c["per_array"].items()))
         for k, (lo, hi) in info.get("surface_range", {}).items():
             lines.append(f"    {k}: min {lo:.6g}, max {hi:.6g}" if lo is not None
                          else f"    {k}: no finite values")

@@ -374,45 +374,82 @@ def check_writable(path: str | os.PathLike, *, overwrite: bool = False) -> None:
 def read_li2018(path: str | os.PathLike) -> dict[str, Any]:
     """Read a surface file written by Li et al.'s ``plot_surface.py``.
 
+    Their code fills every array with -1 and writes each finished point into it; the train and
+    test arrays are computed in separate passes, so one may be finished where the other is not.
+    Every array therefore has its own completion mask.
+
     Returns
     -------
     dict
         ``x``, ``y`` (or None), ``arrays`` (name -> array shaped ``(ny, nx)`` or ``(nx,)``,
-        accuracies converted from percent to fractions, unfinished points NaN), ``done`` mask
-        (value != -1), ``dir_file`` (str or None), and any ``max_eig``/``min_eig`` arrays.
+        accuracies converted from percent to fractions, unfinished points NaN),
+        ``done_per_array`` (name -> mask, value != -1), ``done`` (the points where every
+        ``*_loss``/``*_acc`` array is finished), ``dir_file`` (str or None). ``max_eig`` and
+        ``min_eig`` arrays are read like the others.
+
+    Raises
+    ------
+    LandscapeError
+        If the coordinates are not 1-D numbers, or a ``*_loss``/``*_acc`` dataset is not
+        numeric or does not hold one value per grid point (naming the file and dataset).
     """
     with _open_read(path) as f:
         if _kind(f, path) != "li2018":
             raise LandscapeError(f"'{path}' is not a Li et al. surface file")
-        x = np.asarray(f["xcoordinates"][()], dtype=np.float64)
-        y = np.asarray(f["ycoordinates"][()], dtype=np.float64) if "ycoordinates" in f else None
+        x = _li_coordinates(f, "xcoordinates", path)
+        y = _li_coordinates(f, "ycoordinates", path) if "ycoordinates" in f else None
         shape = (len(y), len(x)) if y is not None else (len(x),)
+        n = int(np.prod(shape))
         arrays: dict[str, np.ndarray] = {}
-        done = np.ones(shape, dtype=bool)
+        masks: dict[str, np.ndarray] = {}
         for k, v in f.items():
             if not isinstance(v, h5py.Dataset) or k in ("xcoordinates", "ycoordinates"):
                 continue
-            if k == "dir_file" or v.dtype.kind not in "fiu":
+            grid_array = k.endswith("_loss") or k.endswith("_acc")
+            if k == "dir_file" or (v.dtype.kind not in "fiub" and not grid_array):
                 continue
-            raw = np.asarray(v[()], dtype=np.float64)
-            if raw.size != int(np.prod(shape)):
-                continue
-            a = raw.reshape(shape)
+            if v.dtype.kind not in "fiub" or v.size != n:
+                if not grid_array:
+                    continue
+                raise LandscapeError(
+                    f"'{path}': dataset '{k}' has {v.size} {v.dtype} value(s) of shape "
+                    f"{v.shape}; expected {n} numbers, one per point of the {len(x)}"
+                    + (f"x{len(y)}" if y is not None else "") + " grid"
+                )
+            # their arrays have shape (nx, ny) but are filled in raster order of
+            # meshgrid(x, y), i.e. flat index iy * nx + ix: reshaped, they are Z[iy, ix]
+            a = np.asarray(v[()], dtype=np.float64).reshape(shape)
             unfinished = a == -1
-            if k.endswith("_loss") or k.endswith("_acc"):
-                done &= ~unfinished
             a = np.where(unfinished, np.nan, a)
             if k.endswith("_acc"):
                 a = a / 100.0
             arrays[k] = a
+            masks[k] = ~unfinished
+        done = np.ones(shape, dtype=bool)
+        for k, m in masks.items():
+            if k.endswith("_loss") or k.endswith("_acc"):
+                done &= m
         dir_file = None
         if "dir_file" in f:
             dir_file = _decode(f["dir_file"][()])
         elif "dir_file" in f.attrs:
             dir_file = _decode(f.attrs["dir_file"])
-    return {"x": x, "y": y, "arrays": arrays, "done": done, "dir_file": dir_file}
+    return {"x": x, "y": y, "arrays": arrays, "done": done, "done_per_array": masks,
+            "dir_file": dir_file}
 
 
 def dumps(obj: Any) -> str:
     """Canonical JSON used for recipe/provenance attributes."""
     return json.dumps(obj, sort_keys=True, default=str)
+
+
+def _li_coordinates(f: h5py.File, name: str, path: str | os.PathLike) -> np.ndarray:
+    """A coordinate dataset of a Li et al. file as a 1-D float64 array (checked)."""
+    v = f[name]
+    if not isinstance(v, h5py.Dataset) or v.dtype.kind not in "fiu" or v.ndim != 1 \
+            or v.size == 0:
+        what = f"{v.dtype} of shape {v.shape}" if isinstance(v, h5py.Dataset) else "a group"
+        raise LandscapeError(
+            f"'{path}': '{name}' is {what}; expected a 1-D array of coordinates"
+        )
+    return np.asarray(v[()], dtype=np.float64)

@@ -190,7 +190,11 @@ class Surface(GridProgress):
         ``"train_loss"``, ``"train_acc"``, ``"test_loss"``, ... shaped ``(ny, nx)`` (2D) or
         ``(nx,)`` (1D). Unfinished points are NaN.
     done : np.ndarray of bool
-        Completion mask, same shape.
+        Completion mask, same shape: the points where every array is computed.
+    done_per_array : dict[str, np.ndarray] or None
+        Completion mask of each array where the arrays were computed separately (files of Li
+        et al., whose train and test passes finish at different points); ``None`` when
+        ``done`` holds for every array. Use :meth:`done_of` to read the mask of an array.
     directions : Directions or None
         The directions (``None`` for files of Li et al. without them).
     recipe : dict
@@ -206,11 +210,22 @@ class Surface(GridProgress):
     directions: Directions | None = None
     recipe: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    done_per_array: dict[str, np.ndarray] | None = None
 
     @property
     def ndim(self) -> int:
         """1 or 2."""
         return 1 if self.y is None else 2
+
+    def done_of(self, name: str) -> np.ndarray:
+        """Completion mask of the array ``name`` (its own mask if it has one, else ``done``)."""
+        if self.done_per_array is not None and name in self.done_per_array:
+            return np.asarray(self.done_per_array[name], dtype=bool)
+        return np.asarray(self.done, dtype=bool)
+
+    def n_done_of(self, name: str) -> int:
+        """Number of computed points of the array ``name``."""
+        return int(self.done_of(name).sum())
 
     def __getitem__(self, name: str) -> np.ndarray:
         try:
@@ -290,6 +305,7 @@ class Surface(GridProgress):
             return cls(
                 x=d["x"], y=d["y"], arrays=d["arrays"], done=d["done"], directions=None,
                 recipe={}, provenance={"source_format": "li2018", "dir_file": d["dir_file"]},
+                done_per_array=d["done_per_array"],
             )
         g = storage.read_group(path, "surface")
         if g is None:
