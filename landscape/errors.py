@@ -117,6 +117,8 @@ def parse_int(name: str, text: str, low: int | None = None, high: int | None = N
             f"The '{name}' parameter must be an int in "
             f"{_interval(low, INT64_MAX if high is None else high)}. Got {text!r} instead."
         ) from None
+    if high is None:  # the library's message for its own bound, then the int64 ceiling
+        check_int(name, value, low)
     return check_int(name, value, -INT64_MAX - 1 if low is None else low,
                      INT64_MAX if high is None else high)
 

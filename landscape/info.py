@@ -33,6 +33,7 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
     where the arrays finished at different points, as in files of Li et al.) and
     ``surface_range`` (min and max of the computed finite values of each array).
     """
+    storage.check_no_links(path)  # before outline(), which would follow (or trip on) them
     o = storage.outline(path)
     out: dict[str, Any] = {"file": str(path), "kind": o["kind"], "attrs": o["attrs"]}
     groups: dict[str, Any] = {}

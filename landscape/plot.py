@@ -1367,11 +1367,24 @@ def _ratio_source(path: Path, groups: Sequence[str]) -> tuple[np.ndarray, Any, A
     from . import storage
 
     if "ratio_map" in groups:
+        from . import _schema
+
+        storage.check_no_links(path, "ratio_map")
         g = storage.read_group(path, "ratio_map")
         if g is not None and "ratio" in g.datasets:
-            ratio = np.asarray(g.datasets["ratio"], dtype=np.float64)
-            if "done" in g.datasets:
-                ratio = np.where(np.asarray(g.datasets["done"]).astype(bool), ratio, np.nan)
+            where = f"'{path}' has a damaged /ratio_map group"
+            d = g.datasets
+            shape = np.shape(d["ratio"])
+            if "x" in d:
+                x = _schema.coordinates(d, "x", where)
+                y = _schema.coordinates(d, "y", where) if "y" in d else None
+                shape = _schema.grid_shape(x, y)
+                _schema.check_coordinates_fit(d, [k for k in ("ratio", "done") if k in d],
+                                              shape, where)
+            ratio = _schema.grid_array(d, "ratio", shape, where)
+            if "done" in d:
+                done = _schema.grid_array(d, "done", shape, where, mask=True)
+                ratio = np.where(done, ratio, np.nan)
             if ratio.ndim >= 1:
                 return ratio, g, g
     if "curvature" in groups:

@@ -411,10 +411,10 @@ def read_li2018(path: str | os.PathLike) -> dict[str, Any]:
             if v.dtype.kind not in "fiub" or v.size != n:
                 if not grid_array:
                     continue
+                grid = f"{len(x)}x{len(y)}" if y is not None else f"{len(x)}-point"
                 raise LandscapeError(
                     f"'{path}': dataset '{k}' has {v.size} {v.dtype} value(s) of shape "
-                    f"{v.shape}; expected {n} numbers, one per point of the {len(x)}"
-                    + (f"x{len(y)}" if y is not None else "") + " grid"
+                    f"{v.shape}; expected {n} numbers, one per point of the {grid} grid"
                 )
             # their arrays have shape (nx, ny) but are filled in raster order of
             # meshgrid(x, y), i.e. flat index iy * nx + ix: reshaped, they are Z[iy, ix]
@@ -453,3 +453,38 @@ def _li_coordinates(f: h5py.File, name: str, path: str | os.PathLike) -> np.ndar
             f"'{path}': '{name}' is {what}; expected a 1-D array of coordinates"
         )
     return np.asarray(v[()], dtype=np.float64)
+
+
+def check_no_links(path: str | os.PathLike, name: str | None = None) -> None:
+    """Refuse soft and external HDF5 links in the group ``name`` (or anywhere in the file).
+
+    This tool never writes links. An external link makes a file read another file (which may
+    be missing, or change underneath it); a soft link may loop. Both are refused with one
+    message naming the link and its target.
+
+    Raises
+    ------
+    LandscapeError
+        If ``path`` cannot be read or holds a link.
+    """
+    with _open_read(path) as f:
+        _kind(f, path)
+        if name is not None and name not in f and f.get(name, getlink=True) is None:
+            return
+        todo = [name] if name is not None else list(f.keys())
+        while todo:
+            key = todo.pop()
+            link = f.get(key, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                raise LandscapeError(
+                    f"'{path}': /{key} is an external link to '{link.filename}:{link.path}'; "
+                    "a landscape file must hold its data itself -- read that file instead"
+                )
+            if isinstance(link, h5py.SoftLink):
+                raise LandscapeError(
+                    f"'{path}': /{key} is a soft link to '{link.path}'; a landscape file "
+                    "must hold its data itself"
+                )
+            obj = f.get(key)
+            if isinstance(obj, h5py.Group):
+                todo.extend(f"{key}/{k}" for k in obj.keys())

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import storage
+from . import _schema, storage
 from ._functional import LossSpec, loss_name, named_tensors
 from .directions import Directions, check_spanning
 from .errors import LandscapeError, check_float, check_int
@@ -307,21 +307,36 @@ class Surface(GridProgress):
                 recipe={}, provenance={"source_format": "li2018", "dir_file": d["dir_file"]},
                 done_per_array=d["done_per_array"],
             )
+        storage.check_no_links(path, "surface")
         g = storage.read_group(path, "surface")
         if g is None:
             raise LandscapeError(f"'{path}' holds no surface (no /surface group)")
-        try:
-            names = json.loads(g.attrs["arrays"])
-            x = g.datasets["x"]
-            y = g.datasets.get("y")
-            arrays = {k: g.datasets[k] for k in names}
-            done = g.datasets["done"].astype(bool)
-            recipe = json.loads(g.attrs["recipe"])
-            prov = json.loads(g.attrs.get("provenance", "{}"))
-        except (KeyError, ValueError) as exc:
-            raise LandscapeError(f"'{path}' has a damaged /surface group ({exc})") from exc
         dirs = load_directions(path) if "directions" in storage.list_groups(path) else None
-        return cls(x=x, y=y, arrays=arrays, done=done, directions=dirs, recipe=recipe,
+        return cls._from_group(g, f"'{path}' has a damaged /surface group", dirs)
+
+    @classmethod
+    def _from_group(cls, g: storage.Group, where: str,
+                    directions: Directions | None = None) -> Surface:
+        """Validate the schema of a ``/surface`` group (see :mod:`landscape.storage`) and build
+        the surface; every error names the dataset or attribute and what was expected."""
+        names = _schema.json_attr(g.attrs, "arrays", where, list)
+        if not all(isinstance(k, str) and k not in ("x", "y", "done") for k in names):
+            raise LandscapeError(f"{where}: attribute 'arrays' must list array names")
+        recipe = _schema.json_attr(g.attrs, "recipe", where, dict)
+        prov = _schema.json_attr(g.attrs, "provenance", where, dict, default={})
+        x = _schema.coordinates(g.datasets, "x", where)
+        y = _schema.coordinates(g.datasets, "y", where) if "y" in g.datasets else None
+        ndim = g.attrs.get("ndim", 1 if y is None else 2)
+        if ndim != (1 if y is None else 2):
+            raise LandscapeError(
+                f"{where}: attribute 'ndim' is {ndim!r} but the group "
+                + ("has no" if y is None else "has a") + " dataset 'y'"
+            )
+        shape = _schema.grid_shape(x, y)
+        _schema.check_coordinates_fit(g.datasets, [*names, "done"], shape, where)
+        arrays = {k: _schema.grid_array(g.datasets, k, shape, where) for k in names}
+        done = _schema.grid_array(g.datasets, "done", shape, where, mask=True)
+        return cls(x=x, y=y, arrays=arrays, done=done, directions=directions, recipe=recipe,
                    provenance=prov)
 
 
@@ -358,7 +373,7 @@ def load_directions(path: str | os.PathLike) -> Directions:
             order = json.loads(sub.attrs["order"])
             vecs.append({k: torch.from_numpy(np.array(sub.datasets[k])) for k in order})
         d = Directions(tuple(vecs), json.loads(g.attrs["recipe"]))
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, TypeError) as exc:
         raise LandscapeError(f"'{path}' has a damaged /directions group ({exc})") from exc
     if "sha256" in g.attrs and d.digest() != g.attrs["sha256"]:
         raise LandscapeError(f"directions in '{path}' do not match their recorded checksum")
@@ -496,6 +511,13 @@ def compute_surface(
                 f"'{out}' was computed with a different recipe (differs in: "
                 f"{', '.join(diff)}); pass --overwrite to replace it or choose another --out"
             )
+        for name, new_c, old_c in (("x", surf.x, old.x), ("y", surf.y, old.y)):
+            if new_c is not None and not np.array_equal(new_c, old_c):
+                raise LandscapeError(
+                    f"'{out}' has a damaged /surface group: its '{name}' coordinates are not "
+                    f"those of its recipe's grid {full_recipe['grid'][name]}; pass --overwrite "
+                    "to recompute it or choose another --out"
+                )
         surf.arrays, surf.done = old.arrays, old.done
         surf.provenance = old.provenance  # the file keeps the provenance of its first run
         if set(surf.arrays) != set(_array_names(data)):

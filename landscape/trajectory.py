@@ -315,6 +315,7 @@ class Trajectory:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Trajectory:
         """Read a trajectory written by :meth:`save` (see :func:`load_trajectory`)."""
+        storage.check_no_links(path, "trajectory")
         g = storage.read_group(path, "trajectory")
         if g is None:
             raise LandscapeError(
@@ -346,6 +347,18 @@ class Trajectory:
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise LandscapeError(f"'{path}' has a damaged /trajectory group ({exc})") from exc
+        n = len(out.checkpoints)
+        want = (n, out.n_components)
+        if out.coords.shape != want:
+            raise LandscapeError(
+                f"'{path}' has a damaged /trajectory group: dataset 'coords' has shape "
+                f"{out.coords.shape}; expected {want} (checkpoints x components)"
+            )
+        if out.epochs is not None and out.epochs.shape != (n,):
+            raise LandscapeError(
+                f"'{path}' has a damaged /trajectory group: dataset 'epochs' has shape "
+                f"{out.epochs.shape}; expected ({n},), one epoch per checkpoint"
+            )
         return out
 
 

@@ -95,6 +95,12 @@ def corpus(tmp_path_factory) -> Path:
     with h5py.File(d / "li.h5", "w") as f:
         f["xcoordinates"] = np.linspace(-1, 1, 3)
         f["train_loss"] = np.array([1.0, 0.5, -1.0])
+    with h5py.File(d / "li_str_loss.h5", "w") as f:
+        f["xcoordinates"] = np.linspace(-1, 1, 3)
+        f["train_loss"] = np.array([b"1.0", b"0.5", b"-1"])
+    with h5py.File(d / "li_short_loss.h5", "w") as f:
+        f["xcoordinates"] = np.linspace(-1, 1, 3)
+        f["train_loss"] = np.array([1.0, 0.5])
     storage.update_file(d / "nodirs.h5", {"curvature": storage.Group(attrs={"top": 1.0})})
     storage.update_file(d / "damaged.h5", {"surface": storage.Group(  # no 'done' mask
         attrs={"recipe": "{}", "provenance": "{}", "ndim": 1, "arrays": '["train_loss"]'},
@@ -102,6 +108,7 @@ def corpus(tmp_path_factory) -> Path:
     with h5py.File(d / "future.h5", "w") as f:
         f.attrs["format"] = "landscape"
         f.attrs["format_version"] = 99
+    _damaged_copies(d)
     h5 = (d / "s.h5").read_bytes()
     (d / "truncated.h5").write_bytes(h5[: len(h5) // 2])
     (d / "garbage.h5").write_bytes(rng.bytes(4096))
@@ -111,6 +118,51 @@ def corpus(tmp_path_factory) -> Path:
     (d / "oldrun").mkdir()
     shutil.copy(d / "mlp.pt", d / "oldrun" / "epoch_0000.pt")
     return d
+
+
+def _replace(f: h5py.File, name: str, data) -> None:
+    del f[name]
+    f[name] = data
+
+
+#: Copies of the valid 3-point surface 's.h5', each damaged in one way (name -> damage).
+DAMAGES = {
+    "bad_str_loss.h5": lambda f: _replace(f, "surface/train_loss", np.array([b"a", b"b", b"c"])),
+    "bad_loss_shape.h5": lambda f: _replace(f, "surface/train_loss", np.ones(5)),
+    "bad_loss_2d.h5": lambda f: _replace(f, "surface/test_loss", np.ones((3, 3))),
+    "bad_done_shape.h5": lambda f: _replace(f, "surface/done", np.ones(25, dtype=np.uint8)),
+    "bad_done_values.h5": lambda f: _replace(f, "surface/done", np.array([1, 7, 1], np.uint8)),
+    "bad_x_length.h5": lambda f: _replace(f, "surface/x", np.linspace(-1, 1, 4)),
+    "bad_x_2d.h5": lambda f: _replace(f, "surface/x", np.linspace(-1, 1, 3)[None, :]),
+    "bad_x_values.h5": lambda f: _replace(f, "surface/x", np.array([-1.0, 0.5, 1.0])),
+    "bad_x_nan.h5": lambda f: _replace(f, "surface/x", np.array([-1.0, np.nan, 1.0])),
+    "bad_y_without_ndim.h5": lambda f: f.__setitem__("surface/y", np.linspace(-1, 1, 3)),
+    "bad_arrays_attr.h5": lambda f: f["surface"].attrs.__setitem__("arrays", "not json"),
+    "bad_missing_array.h5": lambda f: f.__delitem__("surface/test_acc"),
+    "bad_external_link.h5": lambda f: (f.__delitem__("surface"), f.__setitem__(
+        "surface", h5py.ExternalLink("s.h5", "/surface"))),
+    "bad_dangling_link.h5": lambda f: (f.__delitem__("surface"), f.__setitem__(
+        "surface", h5py.ExternalLink("missing.h5", "/surface"))),
+    "bad_soft_link.h5": lambda f: (f.move("surface", "elsewhere"), f.__setitem__(
+        "surface", h5py.SoftLink("/elsewhere"))),
+    "bad_string_direction.h5": lambda f: _replace(
+        f, "directions/x/head.bias", np.array([b"z"] * 10)),
+}
+
+
+def _damaged_copies(d: Path) -> None:
+    for name, damage in DAMAGES.items():
+        shutil.copy(d / "s.h5", d / name)
+        with h5py.File(d / name, "r+") as f:
+            damage(f)
+    # a ratio map whose |λmin/λmax| is text
+    shutil.copy(d / "s.h5", d / "bad_ratio_map.h5")
+    x = np.linspace(-1, 1, 3)
+    storage.update_file(d / "bad_ratio_map.h5", {"ratio_map": storage.Group(
+        attrs={"recipe": "{}", "ndim": 1},
+        datasets={"x": x, "ratio": np.array([b"r"] * 3), "lambda_max": x, "lambda_min": x,
+                  "n_hvp": np.ones(3, np.int64), "done": np.ones(3, np.uint8),
+                  "converged": np.ones(3, np.uint8)})})
 
 
 @pytest.fixture
@@ -181,6 +233,49 @@ CASES = [
     ("future-format-as-out", [*S, X, "--out", "future.h5"], "upgrade landscape"),
     ("info-on-a-directory", ["info", "adir"], "is a directory"),
     ("info-missing-file", ["info", "missing.h5"], "does not exist"),
+    # malformed landscape files: one line naming the file, the dataset and what was expected
+    ("str-loss-to-info", ["info", "bad_str_loss.h5"],
+     "'bad_str_loss.h5' has a damaged /surface group: dataset 'train_loss' is a string array"),
+    ("str-loss-to-plot", ["plot", "bad_str_loss.h5"], "dataset 'train_loss' is a string array"),
+    ("str-loss-as-out", [*S, X, "--out", "bad_str_loss.h5"], "dataset 'train_loss'"),
+    ("loss-shape-to-info", ["info", "bad_loss_shape.h5"],
+     "dataset 'train_loss' is a float64 array of shape (5,); expected numbers of shape (3,)"),
+    ("loss-shape-as-out", [*S, X, "--out", "bad_loss_shape.h5"], "dataset 'train_loss'"),
+    ("loss-2d-to-info", ["info", "bad_loss_2d.h5"], "dataset 'test_loss'"),
+    ("done-shape-to-info", ["info", "bad_done_shape.h5"],
+     "dataset 'done' is a uint8 array of shape (25,); expected a 0/1 mask of shape (3,)"),
+    ("done-shape-as-out", [*S, X, "--out", "bad_done_shape.h5"], "dataset 'done'"),
+    ("done-values-to-info", ["info", "bad_done_values.h5"], "values other than 0 and 1"),
+    ("x-length-to-plot", ["plot", "bad_x_length.h5"],
+     "dataset 'x' has 4 coordinates but the arrays have 3 points"),
+    ("x-length-as-out", [*S, X, "--out", "bad_x_length.h5"], "dataset 'x' has 4 coordinates"),
+    ("x-2d-as-out", [*S, X, "--out", "bad_x_2d.h5"],
+     "dataset 'x' is a float64 array of shape (1, 3); expected the grid coordinates"),
+    ("x-2d-to-plot", ["plot", "bad_x_2d.h5"], "dataset 'x'"),
+    ("x-values-differ-from-recipe-as-out", [*S, X, "--out", "bad_x_values.h5"],
+     "its 'x' coordinates are not those of its recipe's grid -1:1:3"),
+    ("x-nan-to-info", ["info", "bad_x_nan.h5"], "dataset 'x' holds non-finite coordinates"),
+    ("y-without-ndim-to-info", ["info", "bad_y_without_ndim.h5"], "attribute 'ndim' is 1"),
+    ("arrays-attr-not-json-to-info", ["info", "bad_arrays_attr.h5"],
+     "attribute 'arrays' is not a JSON list"),
+    ("missing-array-to-plot", ["plot", "bad_missing_array.h5"],
+     "dataset 'test_acc' is missing"),
+    ("external-link-to-info", ["info", "bad_external_link.h5"],
+     "/surface is an external link to 's.h5:/surface'"),
+    ("external-link-to-plot", ["plot", "bad_external_link.h5"], "external link"),
+    ("external-link-as-out", [*S, X, "--out", "bad_external_link.h5"], "external link"),
+    ("dangling-link-to-info", ["info", "bad_dangling_link.h5"],
+     "external link to 'missing.h5:/surface'"),
+    ("soft-link-to-info", ["info", "bad_soft_link.h5"], "/surface is a soft link"),
+    ("string-direction-as-dir-file", [*S, X, "--dir-file", "bad_string_direction.h5"],
+     "damaged /directions group"),
+    ("li2018-str-loss-to-info", ["info", "li_str_loss.h5"],
+     "'li_str_loss.h5': dataset 'train_loss' has 3 |S3 value(s)"),
+    ("li2018-str-loss-to-plot", ["plot", "li_str_loss.h5"], "dataset 'train_loss'"),
+    ("li2018-short-loss-to-info", ["info", "li_short_loss.h5"],
+     "expected 3 numbers, one per point of the 3-point grid"),
+    ("str-ratio-map-to-plot", ["plot", "bad_ratio_map.h5", "--kind", "ratio"],
+     "'bad_ratio_map.h5' has a damaged /ratio_map group: dataset 'ratio' is a string array"),
     # an existing surface computed with another recipe is never touched without --overwrite
     ("recipe-differs-grid", [*S, "--x=-1:1:5", "--out", "s.h5"], "differs in: grid"),
     ("recipe-differs-seed", [*S, X, "--out", "s.h5", "--seed", "1"], "different recipe"),
