@@ -79,7 +79,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="make direction y orthogonal to x (filter norms kept)")
     src = d.add_mutually_exclusive_group()
     src.add_argument("--dir-file", metavar="FILE.h5",
-                     help="directions saved in a surface/trajectory/directions file")
+                     help="directions saved in a surface/trajectory/directions file, or a "
+                          "direction file of Li et al.'s code (weights or states, told by "
+                          "the number of tensors)")
     src.add_argument("--interpolate", metavar="CKPT_B", help="1D line from CKPT to CKPT_B")
     src.add_argument("--plane", nargs=2, metavar=("CKPT_B", "CKPT_C"),
                      help="2D plane through CKPT, CKPT_B, CKPT_C")
@@ -159,8 +161,8 @@ def _same_architecture(args: argparse.Namespace, base: dict, path: str, option: 
 def _directions(args: argparse.Namespace, ckpt, ndim: int) -> Directions:
     what = args.dir_type
     if args.dir_file:
-        d = load_directions(args.dir_file)
-        if d.what != what:
+        d = load_directions(args.dir_file, ckpt.model, what)
+        if d.recipe.get("kind") != "li2018" and d.what != what:  # Li's: told by the count
             raise LandscapeError(
                 f"directions in '{args.dir_file}' are for --dir-type {d.what}, not {what}"
             )
@@ -169,7 +171,7 @@ def _directions(args: argparse.Namespace, ckpt, ndim: int) -> Directions:
         if d.ndim > ndim:
             d = Directions(d.vectors[:ndim], {**d.recipe, "used": ndim})
         check_spanning(d.vectors, [f"{ax} of '{args.dir_file}'" for ax in ("x", "y")])
-        base = named_tensors(ckpt.model, what)
+        base = named_tensors(ckpt.model, d.what)
         for vec in d.vectors:
             diff = _architecture_difference(base, vec, both_ways=False)
             if diff:

@@ -26,7 +26,8 @@ def _maybe_json(v: Any) -> Any:
 def summarize(path: str | os.PathLike) -> dict[str, Any]:
     """Everything :func:`describe` prints, as a JSON-serialisable dict.
 
-    Keys: ``file``, ``kind`` (``"landscape"`` or ``"li2018"``), ``attrs`` (root), ``groups``
+    Keys: ``file``, ``kind`` (``"landscape"``, ``"li2018"`` or ``"li2018_directions"``),
+    ``attrs`` (root), ``groups``
     (per top-level group: ``attrs`` with JSON attributes decoded, ``datasets`` shapes/dtypes),
     and for a surface ``surface_completion`` (``done``: points where every array is computed,
     ``total``, ``shape``, ``nonfinite_loss``, and ``per_array``: computed points of each array,
@@ -34,6 +35,8 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
     ``surface_range`` (min and max of the computed finite values of each array).
     """
     storage.check_no_links(path)  # before outline(), which would follow (or trip on) them
+    if storage.is_li2018_directions(path):
+        return _summarize_li2018_directions(path)
     o = storage.outline(path)
     out: dict[str, Any] = {"file": str(path), "kind": o["kind"], "attrs": o["attrs"]}
     groups: dict[str, Any] = {}
@@ -81,6 +84,18 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
     return out
 
 
+def _summarize_li2018_directions(path: str | os.PathLike) -> dict[str, Any]:
+    """A direction file of Li et al.: positional tensors per direction."""
+    raw = storage.read_li2018_directions(path, data=False)
+    groups = {
+        g: {"tensors_per_direction": len(items),
+            "n_params": int(sum(int(np.prod(s)) for s, _ in items)),
+            "shapes": [f"{'x'.join(map(str, s)) or 'scalar'} {t}" for s, t in items]}
+        for g, items in raw.items()
+    }
+    return {"file": str(path), "kind": "li2018_directions", "attrs": {}, "groups": groups}
+
+
 def _fmt(v: Any, indent: int) -> list[str]:
     pad = " " * indent
     if isinstance(v, dict):
@@ -104,6 +119,10 @@ def describe(path: str | os.PathLike, *, as_json: bool = False) -> str:
     lines = [f"{info['file']}"]
     if info["kind"] == "li2018":
         lines.append("  format: Li et al. (2018) surface file (read-only; accuracies in %)")
+    elif info["kind"] == "li2018_directions":
+        lines.append("  format: Li et al. (2018) direction file (read-only; tensors by position "
+                     "in the order of the model's parameters or state_dict: use it with "
+                     "'landscape surface CKPT --dir-file')")
     else:
         lines.append(f"  format: {a.get('format')} v{a.get('format_version')}, written by "
                      f"landscape {a.get('tool_version')}, created {a.get('created')}")

@@ -468,7 +468,8 @@ def check_no_links(path: str | os.PathLike, name: str | None = None) -> None:
         If ``path`` cannot be read or holds a link.
     """
     with _open_read(path) as f:
-        _kind(f, path)
+        if not _is_li2018_directions(f):
+            _kind(f, path)
         if name is not None and name not in f and f.get(name, getlink=True) is None:
             return
         todo = [name] if name is not None else list(f.keys())
@@ -488,3 +489,77 @@ def check_no_links(path: str | os.PathLike, name: str | None = None) -> None:
             obj = f.get(key)
             if isinstance(obj, h5py.Group):
                 todo.extend(f"{key}/{k}" for k in obj.keys())
+
+
+#: Groups of a direction file written by Li et al.'s ``net_plotter.setup_direction``.
+LI2018_DIRECTION_GROUPS = ("xdirection", "ydirection")
+
+
+def _is_li2018_directions(f: h5py.File) -> bool:
+    return ("format" not in f.attrs and "xcoordinates" not in f
+            and isinstance(f.get("xdirection", getlink=True), h5py.HardLink)
+            and isinstance(f["xdirection"], h5py.Group))
+
+
+def is_li2018_directions(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a direction file of Li et al. (``xdirection``/``ydirection`` groups
+    of datasets ``'0'``..``'N-1'``, written by their ``h5_util.write_list``)."""
+    with _open_read(path) as f:
+        return _is_li2018_directions(f)
+
+
+def read_li2018_directions(path: str | os.PathLike, *, data: bool = True
+                           ) -> dict[str, list[Any]]:
+    """The positional tensors of a Li et al. direction file, per group.
+
+    Parameters
+    ----------
+    path : path
+        The file.
+    data : bool, default=True
+        Read the arrays; ``False`` gives ``(shape, dtype)`` pairs instead (for ``info``).
+
+    Returns
+    -------
+    dict
+        ``"xdirection"`` (and ``"ydirection"`` if present) -> list of arrays in dataset order
+        ``'0'``, ``'1'``, ... (the order of ``net.parameters()`` or of ``state_dict()``).
+
+    Raises
+    ------
+    LandscapeError
+        If it is not such a file, a name is not ``'0'``..``'N-1'``, a dataset is not numeric,
+        or the two directions have different numbers of tensors.
+    """
+    out: dict[str, list[Any]] = {}
+    with _open_read(path) as f:
+        if not _is_li2018_directions(f):
+            raise LandscapeError(f"'{path}' is not a Li et al. direction file (no /xdirection)")
+        for gname in LI2018_DIRECTION_GROUPS:
+            if gname not in f:
+                continue
+            g = f[gname]
+            keys = sorted(g.keys(), key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0))
+            if keys != [str(i) for i in range(len(keys))] or not keys:
+                raise LandscapeError(
+                    f"'{path}': /{gname} must hold datasets named '0'..'N-1' (one per tensor); "
+                    f"it holds {keys[:5]}"
+                )
+            items = []
+            for k in keys:
+                v = g.get(k, getlink=True)
+                if not isinstance(v, h5py.HardLink) or not isinstance(g[k], h5py.Dataset) \
+                        or g[k].dtype.kind not in "fiu":
+                    raise LandscapeError(
+                        f"'{path}': /{gname}/{k} is not a numeric dataset; expected one "
+                        "direction tensor"
+                    )
+                d = g[k]
+                items.append(np.asarray(d[()]) if data else (tuple(d.shape), str(d.dtype)))
+            out[gname] = items
+    if len(out) == 2 and len(out["xdirection"]) != len(out["ydirection"]):
+        raise LandscapeError(
+            f"'{path}': /xdirection has {len(out['xdirection'])} tensors but /ydirection "
+            f"{len(out['ydirection'])}"
+        )
+    return out

@@ -359,8 +359,33 @@ def save_directions(path: str | os.PathLike, d: Directions, *, overwrite: bool =
     storage.update_file(path, {"directions": directions_group(d)}, overwrite=overwrite)
 
 
-def load_directions(path: str | os.PathLike) -> Directions:
-    """Read directions from a directions or surface file."""
+def load_directions(path: str | os.PathLike, model: nn.Module | None = None,
+                    what: str = "weights") -> Directions:
+    """Read directions from a directions, surface or trajectory file, or from a direction file
+    of Li et al. (2018).
+
+    Parameters
+    ----------
+    path : path
+        The file.
+    model : nn.Module, optional
+        Needed for a file of Li et al., whose tensors are positional (see
+        :func:`li2018_directions`); ignored for landscape files, which name their tensors.
+    what : {"weights", "states"}, default="weights"
+        For a file of Li et al. whose tensor count fits both selections of ``model``.
+
+    Raises
+    ------
+    LandscapeError
+        If the file holds no directions, is damaged, or (Li et al.) does not fit ``model``.
+    """
+    if storage.is_li2018_directions(path):
+        if model is None:
+            raise LandscapeError(
+                f"'{path}' is a direction file of Li et al., whose tensors have no names; "
+                "pass the model to map them onto its tensors"
+            )
+        return li2018_directions(path, model, what)
     g = storage.read_group(path, "directions")
     if g is None:
         raise LandscapeError(f"'{path}' holds no directions (no /directions group)")
@@ -378,6 +403,68 @@ def load_directions(path: str | os.PathLike) -> Directions:
     if "sha256" in g.attrs and d.digest() != g.attrs["sha256"]:
         raise LandscapeError(f"directions in '{path}' do not match their recorded checksum")
     return d
+
+
+def li2018_directions(path: str | os.PathLike, model: nn.Module,
+                      what: str = "weights") -> Directions:
+    """Map the positional tensors of a Li et al. direction file onto ``model``'s tensor names.
+
+    Their ``net_plotter.setup_direction`` writes groups ``xdirection`` (and ``ydirection``)
+    holding datasets ``'0'``..``'N-1'``: one per tensor, in the order of ``net.parameters()``
+    (``dir_type='weights'``) or of ``net.state_dict().values()`` (``'states'``). The selection
+    is told by the count: ``N`` equal to the number of parameters means weights, equal to the
+    number of state tensors means states (also without the integer ``num_batches_tracked``
+    buffers, which older PyTorch did not have); ``what`` decides when both counts fit (a model
+    without buffers). Every shape is checked. Integer tensors get a zero direction (this tool
+    never moves them; Li et al.'s ``ignore='biasbn'`` zeroes them too).
+
+    Raises
+    ------
+    LandscapeError
+        If the count fits no selection of the model, or a shape differs (naming the first
+        mismatch: index, expected shape, found shape).
+    """
+    from ._functional import TENSOR_SELECTIONS, is_perturbable, named_tensors
+    from .errors import check_option
+
+    check_option("what", what, TENSOR_SELECTIONS)
+    raw = storage.read_li2018_directions(path)
+    n = len(raw["xdirection"])
+    weights = named_tensors(model, "weights")
+    states = named_tensors(model, "states")
+    float_states = {k: v for k, v in states.items() if is_perturbable(v)}
+    by_name = {"weights": weights, "states": states}
+    candidates = [(w, by_name[w]) for w in (what, *(w for w in by_name if w != what))]
+    candidates.append(("states", float_states))
+    fit = [(w, t) for w, t in candidates if len(t) == n]
+    if not fit:
+        raise LandscapeError(
+            f"'{path}' is a Li et al. direction file with {n} tensors per direction, but the "
+            f"model has {len(weights)} parameters (--dir-type weights) and {len(states)} state "
+            f"tensors (--dir-type states) -- it was made for another model"
+        )
+    sel, tensors = fit[0]
+    other = "states" if sel == "weights" else "weights"
+    vecs = []
+    for gname, arrays in raw.items():
+        vec: dict[str, Tensor] = {}
+        for i, ((name, t), a) in enumerate(zip(tensors.items(), arrays, strict=True)):
+            if tuple(a.shape) != tuple(t.shape):
+                raise LandscapeError(
+                    f"'{path}': tensor {i} of /{gname} has shape {tuple(a.shape)}, but the "
+                    f"model's {sel} tensor {i} ('{name}') has {tuple(t.shape)} -- the file was "
+                    f"made for another model, or with --dir-type {other}"
+                )
+            if is_perturbable(t):
+                vec[name] = torch.from_numpy(np.array(a, dtype=a.dtype if a.dtype.kind == "f"
+                                                      else np.float32))
+            else:
+                vec[name] = torch.zeros_like(t.detach().cpu())
+        if sel == "states":  # integer buffers missing from a file of older PyTorch
+            vec = {k: vec.get(k, torch.zeros_like(v.detach().cpu())) for k, v in states.items()}
+        vecs.append(vec)
+    recipe = {"kind": "li2018", "what": sel, "source": str(path), "n_tensors": n}
+    return Directions(tuple(vecs), recipe)
 
 
 def recipe_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
