@@ -347,9 +347,10 @@ class Trajectory:
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise LandscapeError(f"'{path}' has a damaged /trajectory group ({exc})") from exc
-        n = len(out.checkpoints)
-        want = (n, out.n_components)
-        if out.coords.shape != want:
+        n = len(out.coords)
+        if out.coords.ndim != 2 or out.coords.shape[1] != out.n_components \
+                or len(out.checkpoints) not in (0, n):
+            want = f"({len(out.checkpoints) or 'n'}, {out.n_components})"
             raise LandscapeError(
                 f"'{path}' has a damaged /trajectory group: dataset 'coords' has shape "
                 f"{out.coords.shape}; expected {want} (checkpoints x components)"
