@@ -12,7 +12,7 @@ from typing import Any
 
 from landscape.checkpoints import Checkpoint, load_checkpoint
 from landscape.data import DataSpec, TensorData, check_compatible, load_data
-from landscape.errors import LandscapeError
+from landscape.errors import LandscapeError, parse_float, parse_int
 from landscape.models import ModelSpec, parse_model_kwargs
 
 
@@ -41,7 +41,7 @@ def add_data_args(p: argparse.ArgumentParser, *, default_from_checkpoint: bool =
                    help=f"digits | cifar10 | mnist | package.module:function (default: {default})")
     g.add_argument("--data-root", metavar="DIR", help="directory holding cifar10/mnist files")
     g.add_argument("--data-kwargs", metavar="JSON", help="options of the data set, as JSON")
-    g.add_argument("--subset", type=int, metavar="N",
+    g.add_argument("--subset", type=int_arg("subset", 1), metavar="N",
                    help="evaluate on a deterministic subset of N samples per split")
 
 
@@ -165,3 +165,30 @@ def batch_size_arg(text: str) -> int | str:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be 'auto' or a positive integer, got {text!r}")
     return value
+
+
+def int_arg(name: str, low: int | None = None, high: int | None = None):
+    """argparse type: an int checked by :func:`landscape.errors.parse_int` (int64 at most)."""
+
+    def parse(text: str) -> int:
+        try:
+            return parse_int(name, text, low, high)
+        except LandscapeError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = "int"
+    return parse
+
+
+def float_arg(name: str, low: float | None = None, high: float | None = None,
+              closed: str = "both"):
+    """argparse type: a finite float checked by :func:`landscape.errors.parse_float`."""
+
+    def parse(text: str) -> float:
+        try:
+            return parse_float(name, text, low, high, closed)
+        except LandscapeError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = "float"
+    return parse

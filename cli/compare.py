@@ -9,7 +9,7 @@ from pathlib import Path
 from landscape.compare import compare
 from landscape.errors import LandscapeError
 
-from ._common import check_device, examples
+from ._common import check_device, examples, float_arg, int_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -38,17 +38,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="column names, comma separated (default: the file stems)")
     p.add_argument("--out", metavar="DIR",
                    help="output directory (default: compare_<A>_vs_<B> beside the first file)")
-    p.add_argument("--eps", type=float, default=0.1,
+    p.add_argument("--eps", type=float_arg("eps", 0.0, closed="neither"), default=0.1,
                    help="radius of the surface epsilon-sharpness box, direction units "
                         "(default 0.1; at least one grid step)")
-    p.add_argument("--ascent-eps", type=float, default=1e-3,
+    p.add_argument("--ascent-eps", type=float_arg("ascent_eps", 0.0, closed="neither"),
+                   default=1e-3,
                    help="Keskar et al.'s relative epsilon for the full-space ascent "
                         "(default 1e-3; needs --checkpoints)")
-    p.add_argument("--ascent-steps", type=int, default=10,
+    p.add_argument("--ascent-steps", type=int_arg("ascent_steps", 1), default=10,
                    help="projected sign-gradient steps of the ascent (default 10)")
-    p.add_argument("--basin-threshold", type=float, default=0.1,
+    p.add_argument("--basin-threshold", type=float_arg("basin_threshold", 0.0, closed="neither"),
+                   default=0.1,
                    help="loss increase that ends a basin (default 0.1)")
-    p.add_argument("--ratio-threshold", type=float, default=0.1,
+    p.add_argument("--ratio-threshold", type=float_arg("ratio_threshold", 0.0, closed="neither"),
+                   default=0.1,
                    help="|lambda_min/lambda_max| below which a point looks convex "
                         "(default 0.1)")
     p.add_argument("--array", default="train_loss",
@@ -58,10 +61,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "empty to skip it): full-space ascent sharpness and missing accuracies")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow checkpoints that are full pickles (only for files you trust)")
-    p.add_argument("--batch-size", type=int, default=1024,
+    p.add_argument("--batch-size", type=int_arg("batch_size", 1), default=1024,
                    help="evaluation batch size of the checkpoints (default 1024)")
     p.add_argument("--device", default="cpu", help="device for the checkpoints (default cpu)")
-    p.add_argument("--dpi", type=int, default=120, help="resolution of the pictures")
+    p.add_argument("--dpi", type=int_arg("dpi", 10, 2400),
+                   default=120, help="resolution of the pictures")
     p.set_defaults(func=run)
 
 

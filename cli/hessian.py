@@ -32,6 +32,8 @@ from ._common import (
     default_out,
     distributed,
     examples,
+    float_arg,
+    int_arg,
     load_ckpt,
     load_datasets,
 )
@@ -69,19 +71,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=["train", "test"], default="train",
                    help="data split of the loss (default: train)")
     r = p.add_argument_group("results at the checkpoint")
-    r.add_argument("--top-k", type=int, metavar="K",
+    r.add_argument("--top-k", type=int_arg("top_k", 0), metavar="K",
                    help=f"number of top eigenvalues (default {_TOP_K}; 0 for none)")
     r.add_argument("--min", action="store_true",
                    help="also the smallest eigenvalue and |λmin/λmax|")
     r.add_argument("--trace", action="store_true", help="also a trace estimate")
     r.add_argument("--trace-method", choices=TRACE_METHODS, default="hutchpp")
-    r.add_argument("--trace-samples", type=int, default=99, metavar="M",
+    r.add_argument("--trace-samples", type=int_arg("trace_samples", 1), default=99, metavar="M",
                    help="HVPs of the trace estimate (default 99)")
     r.add_argument("--density", action="store_true",
                    help="also the eigenvalue density (stochastic Lanczos quadrature)")
-    r.add_argument("--density-steps", type=int, default=80, metavar="M",
+    r.add_argument("--density-steps", type=int_arg("density_steps", 1), default=80, metavar="M",
                    help="Lanczos steps per SLQ run (default 80)")
-    r.add_argument("--density-runs", type=int, default=5, metavar="R",
+    r.add_argument("--density-runs", type=int_arg("density_runs", 1), default=5, metavar="R",
                    help="SLQ runs (default 5)")
     r.add_argument("--save-eigenvectors", action="store_true",
                    help="store the top eigenvectors (k x n float32) in /curvature")
@@ -95,27 +97,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--grid", metavar="SURFACE.h5",
                    help="compute λmax, λmin, |λmin/λmax| at every point of this surface's grid "
                         "(CKPT must be the surface's checkpoint)")
-    g.add_argument("--max-points", type=int, metavar="N",
+    g.add_argument("--max-points", type=int_arg("max_points", 0), metavar="N",
                    help="stop after N new points (re-run to resume)")
     g.add_argument("--no-warm-start", action="store_true",
                    help="start every point from a random vector instead of the neighbour's "
                         "eigenvectors")
-    g.add_argument("--flush-seconds", type=float, default=10.0,
+    g.add_argument("--flush-seconds", type=float_arg("flush_seconds", 0.0), default=10.0,
                    help="write finished points to disk at least this often")
     e = p.add_argument_group("computation")
-    e.add_argument("--tol", type=float,
+    e.add_argument("--tol", type=float_arg("tol", 0.0, closed="neither"),
                    help=f"relative residual of the eigenpairs (default {_TOL_POINT:g}; "
                         f"{_TOL_GRID:g} with --grid)")
     e.add_argument("--loss", default="cross_entropy",
                    help="cross_entropy | mse | package.module:function (per-sample losses)")
-    e.add_argument("--batch-size", type=int, default=512)
+    e.add_argument("--batch-size", type=int_arg("batch_size", 1), default=512)
     e.add_argument("--dtype", choices=sorted(_DTYPES), default="float64",
                    help="compute in this dtype (default float64: tight tolerances need it)")
     e.add_argument("--ignore", choices=["none", "biasbn"], default="none",
                    help="'biasbn': hold biases and BN parameters fixed (default: the Hessian "
                         "over every parameter)")
-    e.add_argument("--seed", type=int, default=0, help="seed of start vectors and probes")
-    e.add_argument("--max-hvp", type=int, metavar="N", help="HVP budget per eigen-solve")
+    e.add_argument("--seed", type=int_arg("seed", 0),
+                   default=0, help="seed of start vectors and probes")
+    e.add_argument("--max-hvp", type=int_arg("max_hvp", 1),
+                   metavar="N", help="HVP budget per eigen-solve")
     e.add_argument("--device", default="cpu", help="compute device (cpu, cuda, ...)")
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="FILE.h5",

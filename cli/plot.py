@@ -7,7 +7,7 @@ import argparse
 from landscape.errors import LandscapeError
 from landscape.plot import FILE_KINDS, FORMATS, plot_file
 
-from ._common import examples
+from ._common import examples, int_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,7 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR",
                    help="output directory, created if missing (default: the file's directory)")
     p.add_argument("--format", choices=FORMATS, default="png", help="picture format")
-    p.add_argument("--dpi", type=int, default=150, help="resolution of PNG pictures")
+    p.add_argument("--dpi", type=int_arg("dpi", 10, 2400),
+                   default=150, help="resolution of PNG pictures")
     p.add_argument("--log-levels", action="store_true",
                    help="log-spaced contour levels (and a log loss axis for 1d)")
     p.add_argument("--vtp", action="store_true",

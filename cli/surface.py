@@ -14,6 +14,8 @@ from landscape.directions import (
     IGNORES,
     NORMS,
     Directions,
+    check_spanning,
+    direction_norms,
     interpolation_direction,
     plane_directions,
     random_directions,
@@ -33,6 +35,8 @@ from ._common import (
     default_out,
     distributed,
     examples,
+    float_arg,
+    int_arg,
     load_ckpt,
     load_datasets,
     parse_splits,
@@ -69,13 +73,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--norm", choices=NORMS, default="filter", help="normalization")
     d.add_argument("--ignore", choices=IGNORES, default="biasbn",
                    help="'biasbn': zero direction for biases and BN parameters")
-    d.add_argument("--seed", type=int, default=0,
+    d.add_argument("--seed", type=int_arg("seed", 0), default=0,
                    help="seed of direction x (y uses seed+1)")
     d.add_argument("--orthogonal", action="store_true",
                    help="make direction y orthogonal to x (filter norms kept)")
     src = d.add_mutually_exclusive_group()
     src.add_argument("--dir-file", metavar="FILE.h5",
-                     help="directions saved in a surface/trajectory/directions file")
+                     help="directions saved in a surface/trajectory/directions file, or a "
+                          "direction file of Li et al.'s code (weights or states, told by "
+                          "the number of tensors)")
     src.add_argument("--interpolate", metavar="CKPT_B", help="1D line from CKPT to CKPT_B")
     src.add_argument("--plane", nargs=2, metavar=("CKPT_B", "CKPT_C"),
                      help="2D plane through CKPT, CKPT_B, CKPT_C")
@@ -84,7 +90,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="cross_entropy | mse | package.module:function (per-sample losses)")
     e.add_argument("--bn", choices=BN_MODES, default="eval",
                    help="BatchNorm: checkpoint statistics, or recalibrated at every point")
-    e.add_argument("--bn-batches", type=int, default=10)
+    e.add_argument("--bn-batches", type=int_arg("bn_batches", 1), default=10)
     e.add_argument("--batch-size", type=batch_size_arg, default="auto",
                    help="evaluation batch size, or 'auto' to time a few sizes first")
     e.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
@@ -98,7 +104,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="output file (default: <checkpoint>_surface.h5 beside it)")
     o.add_argument("--overwrite", action="store_true",
                    help="replace an existing output computed with another recipe")
-    o.add_argument("--flush-seconds", type=float, default=10.0,
+    o.add_argument("--flush-seconds", type=float_arg("flush_seconds", 0.0), default=10.0,
                    help="write finished points to disk at least this often")
     add_progress_arg(p)
     p.set_defaults(func=run)
@@ -155,8 +161,8 @@ def _same_architecture(args: argparse.Namespace, base: dict, path: str, option: 
 def _directions(args: argparse.Namespace, ckpt, ndim: int) -> Directions:
     what = args.dir_type
     if args.dir_file:
-        d = load_directions(args.dir_file)
-        if d.what != what:
+        d = load_directions(args.dir_file, ckpt.model, what)
+        if d.recipe.get("kind") != "li2018" and d.what != what:  # Li's: told by the count
             raise LandscapeError(
                 f"directions in '{args.dir_file}' are for --dir-type {d.what}, not {what}"
             )
@@ -164,7 +170,8 @@ def _directions(args: argparse.Namespace, ckpt, ndim: int) -> Directions:
             raise LandscapeError(f"'{args.dir_file}' has {d.ndim} direction(s); --y needs 2")
         if d.ndim > ndim:
             d = Directions(d.vectors[:ndim], {**d.recipe, "used": ndim})
-        base = named_tensors(ckpt.model, what)
+        check_spanning(d.vectors, [f"{ax} of '{args.dir_file}'" for ax in ("x", "y")])
+        base = named_tensors(ckpt.model, d.what)
         for vec in d.vectors:
             diff = _architecture_difference(base, vec, both_ways=False)
             if diff:
@@ -180,15 +187,25 @@ def _directions(args: argparse.Namespace, ckpt, ndim: int) -> Directions:
         other = _same_architecture(args, base, args.interpolate, "--interpolate")
         recipe = {"kind": "interpolation", "what": what, "target": args.interpolate,
                   "target_sha256": other["ckpt"].sha256}
-        return Directions((interpolation_direction(base, other["tensors"]),), recipe)
+        d = interpolation_direction(base, other["tensors"])
+        if direction_norms(d) == 0:
+            raise LandscapeError(
+                f"--interpolate checkpoint '{args.interpolate}' has the same {what} as "
+                f"'{args.checkpoint}': the direction between them is zero and the line one point"
+            )
+        return Directions((d,), recipe)
     if args.plane:
         if ndim != 2:
             raise LandscapeError("--plane gives a 2D plane; add --y")
         b, c = (_same_architecture(args, base, f, "--plane")["ckpt"] for f in args.plane)
-        dx, dy, coords = plane_directions(
-            base, named_tensors(b.model, what), named_tensors(c.model, what),
-            orthogonal=args.orthogonal,
-        )
+        try:
+            dx, dy, coords = plane_directions(
+                base, named_tensors(b.model, what), named_tensors(c.model, what),
+                orthogonal=args.orthogonal,
+            )
+        except LandscapeError as exc:
+            names = f"a = '{args.checkpoint}', b = '{args.plane[0]}', c = '{args.plane[1]}'"
+            raise LandscapeError(f"--plane: {exc} ({names})") from None
         recipe = {"kind": "plane", "what": what, "models": list(args.plane),
                   "sha256": [b.sha256, c.sha256], "orthogonal": args.orthogonal,
                   "coords": coords}
@@ -231,8 +248,10 @@ def _check_grid_fits(n_points: int, n_splits: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    ax = parse_axis(args.x, "x")  # fail fast on bad grids before loading anything
-    ay = parse_axis(args.y, "y") if args.y is not None else None
+    # fail fast on bad grids before loading anything
+    ax = parse_axis(args.x, "x").check_dtype("x", _DTYPES[args.dtype])
+    ay = parse_axis(args.y, "y").check_dtype("y", _DTYPES[args.dtype]) \
+        if args.y is not None else None
     splits = parse_splits(args.splits)
     _check_grid_fits(ax.num * (ay.num if ay is not None else 1), len(splits))
     loss = _resolve_loss(args.loss)

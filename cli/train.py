@@ -9,7 +9,7 @@ from landscape.errors import LandscapeError
 from landscape.models import ModelSpec, adapt_to_data, parse_model_kwargs, skip_switch
 from landscape.training import TrainConfig, train
 
-from ._common import add_data_args, add_progress_arg, examples, load_datasets
+from ._common import add_data_args, add_progress_arg, examples, float_arg, int_arg, load_datasets
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,15 +40,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_data_args(p, default_from_checkpoint=False)
     d = TrainConfig()
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=d.epochs)
-    g.add_argument("--batch-size", type=int, default=d.batch_size)
-    g.add_argument("--lr", type=float, default=d.lr)
-    g.add_argument("--momentum", type=float, default=d.momentum)
+    g.add_argument("--epochs", type=int_arg("epochs", 1), default=d.epochs)
+    g.add_argument("--batch-size", type=int_arg("batch_size", 1), default=d.batch_size)
+    g.add_argument("--lr", type=float_arg("lr", 0.0, closed="neither"), default=d.lr)
+    g.add_argument("--momentum", type=float_arg("momentum", 0.0, 1.0, closed="left"),
+                   default=d.momentum)
     g.add_argument("--nesterov", action="store_true")
-    g.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    g.add_argument("--weight-decay", type=float_arg("weight_decay", 0.0), default=d.weight_decay)
     g.add_argument("--schedule", choices=["cosine", "step", "constant"], default=d.schedule)
-    g.add_argument("--seed", type=int, default=d.seed)
-    g.add_argument("--save-every", type=int, default=d.save_every, metavar="EPOCHS")
+    g.add_argument("--seed", type=int_arg("seed", 0), default=d.seed)
+    g.add_argument("--save-every", type=int_arg("save_every", 1),
+                   default=d.save_every, metavar="EPOCHS")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="output directory")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing run in --out (instead of resuming it)")

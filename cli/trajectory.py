@@ -12,7 +12,7 @@ import numpy as np
 
 from landscape.checkpoints import load_checkpoint
 from landscape.directions import IGNORES, Directions
-from landscape.errors import LandscapeError, check_int, on_interrupt
+from landscape.errors import LandscapeError, on_interrupt
 from landscape.surface import Axis, compute_surface, parse_axis
 from landscape.training import TrainRun, list_checkpoints
 from landscape.trajectory import TrajectoryPCA
@@ -26,6 +26,8 @@ from ._common import (
     data_spec,
     distributed,
     examples,
+    float_arg,
+    int_arg,
     load_datasets,
     model_arg,
     parse_splits,
@@ -49,13 +51,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run", nargs="+", metavar="RUN_DIR|CKPT",
                    help="a training run directory, or checkpoints in order (the last is final)")
-    p.add_argument("--components", type=int, default=2, help="principal components to keep")
+    p.add_argument("--components", type=int_arg("components", 1),
+                   default=2, help="principal components to keep")
     p.add_argument("--ignore", choices=IGNORES, default="biasbn",
                    help="'biasbn': leave biases and BN parameters out of the PCA")
     p.add_argument("--dir-type", choices=["weights", "states"], default="weights")
     p.add_argument("--exclude-final", action="store_true",
                    help="leave the final model's (zero) row out of the PCA matrix")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random-direction baseline")
+    p.add_argument("--seed", type=int_arg("seed", 0),
+                   default=0, help="seed of the random-direction baseline")
     p.add_argument("--allow-partial", action="store_true",
                    help="use an unfinished run (still training, killed or diverged) as it is; "
                         "by default it is refused (resume it with the same 'landscape train')")
@@ -65,11 +69,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--x", metavar="MIN:MAX:NUM",
                    help="grid along PC1 (default: the path's range plus a margin, 21 points)")
     s.add_argument("--y", metavar="MIN:MAX:NUM", help="grid along PC2 (default: likewise)")
-    s.add_argument("--points", type=int, default=21, metavar="NUM",
+    s.add_argument("--points", type=int_arg("points", 2), default=21, metavar="NUM",
                    help="points per axis of the automatic grids (default 21)")
     s.add_argument("--splits", default="train,test")
     s.add_argument("--batch-size", type=batch_size_arg, default="auto")
-    s.add_argument("--flush-seconds", type=float, default=10.0)
+    s.add_argument("--flush-seconds", type=float_arg("flush_seconds", 0.0), default=10.0)
     add_data_args(p)
     p.add_argument("--out", metavar="FILE.h5",
                    help="output file (default: trajectory.h5 in the run directory)")
@@ -103,7 +107,6 @@ def run(args: argparse.Namespace) -> int:
         for name in ("x", "y"):
             if getattr(args, name) is not None:
                 parse_axis(getattr(args, name), name)
-        check_int("points", args.points, 2)
         splits = parse_splits(args.splits)
     elif args.x or args.y:
         raise LandscapeError("--x/--y set the grid of --surface; add --surface")

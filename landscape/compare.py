@@ -367,7 +367,7 @@ def _at_origin(s: Surface, array: str) -> float | None:
     if array not in s.arrays:
         return None
     o = origin_index(s)
-    if o is None or not bool(np.asarray(s.done)[o]):
+    if o is None or not bool(s.done_of(array)[o]):
         return None
     return float(np.asarray(s.arrays[array], dtype=np.float64)[o])
 

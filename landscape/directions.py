@@ -58,7 +58,12 @@ __all__ = [
     "direction_norms",
     "inner",
     "filter_norms",
+    "check_spanning",
 ]
+
+#: Two directions whose cosine exceeds this in absolute value span a line, not a plane (float32
+#: rounding of exactly collinear model differences leaves ``1 - |cos|`` near 1e-8).
+_COLLINEAR = 1.0 - 1e-6
 
 NORMS = ("filter", "layer", "model", "none")
 IGNORES = ("biasbn", "none")
@@ -88,6 +93,44 @@ def inner(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> float:
 def direction_norms(d: Mapping[str, Tensor]) -> float:
     """Euclidean norm of a direction over all of its floating entries."""
     return inner(d, d) ** 0.5
+
+
+def check_spanning(
+    vectors: Sequence[Mapping[str, Tensor]], labels: Sequence[str] = ("x", "y")
+) -> None:
+    """Refuse directions that cannot make a surface: a zero (or non-finite) direction, whose
+    surface would be constant, and two collinear directions, which span a line, not a plane.
+
+    Parameters
+    ----------
+    vectors : sequence of dict[str, Tensor]
+        One or two directions.
+    labels : sequence of str, default=("x", "y")
+        How the messages name the directions.
+
+    Raises
+    ------
+    LandscapeError
+        Naming the first degenerate direction.
+    """
+    norms = []
+    for vec, label in zip(vectors, labels, strict=False):
+        n = direction_norms(vec)
+        if not np.isfinite(n):
+            raise LandscapeError(f"direction {label} has non-finite entries (NaN or inf)")
+        if n == 0.0:
+            raise LandscapeError(
+                f"direction {label} is zero (norm 0): moving along it changes nothing, so the "
+                "surface would be constant"
+            )
+        norms.append(n)
+    if len(norms) == 2:
+        cos = inner(vectors[0], vectors[1]) / (norms[0] * norms[1])
+        if abs(cos) > _COLLINEAR:
+            raise LandscapeError(
+                f"directions {labels[0]} and {labels[1]} are collinear (cosine {cos:.7f}): they "
+                "span a line, not a plane -- use two different directions"
+            )
 
 
 def normalize_direction(
@@ -300,14 +343,29 @@ def plane_directions(
     dx, dy : dict[str, Tensor]
     coords : dict
         Coordinates of ``"a"``, ``"b"``, ``"c"`` in the plane.
+
+    Raises
+    ------
+    LandscapeError
+        If two of the models are identical or the three lie on one line.
     """
     dx = interpolation_direction(a, b)
     dy = interpolation_direction(a, c)
+    nx, ny = direction_norms(dx), direction_norms(dy)
+    for n, other in ((nx, "b"), (ny, "c")):
+        if n == 0:
+            raise LandscapeError(
+                f"models a and {other} are identical; the three do not span a plane"
+            )
+    cos = inner(dx, dy) / (nx * ny)
+    if abs(cos) > _COLLINEAR:
+        raise LandscapeError(
+            f"the three models are collinear (b - a and c - a have cosine {cos:.7f}); they "
+            "do not span a plane"
+        )
     if not orthogonal:
         return dx, dy, {"a": (0.0, 0.0), "b": (1.0, 0.0), "c": (0.0, 1.0)}
     nx2 = inner(dx, dx)
-    if nx2 == 0:
-        raise LandscapeError("models A and B are identical; they do not span a plane")
     cx = inner(dy, dx) / nx2
     r = {k: v - cx * dx[k] if is_perturbable(v) else v for k, v in dy.items()}
     nr = direction_norms(r)

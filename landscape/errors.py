@@ -31,7 +31,14 @@ __all__ = [
     "check_option",
     "check_int",
     "check_float",
+    "parse_int",
+    "parse_float",
+    "INT64_MAX",
 ]
+
+#: The largest integer a parameter may take unless it says otherwise: what int64 (torch, NumPy,
+#: HDF5) holds. Larger values overflow far from where they were given.
+INT64_MAX = 2**63 - 1
 
 
 class LandscapeError(ValueError):
@@ -158,3 +165,50 @@ def check_float(
             f"Got {value!r} instead."
         )
     return float(value)
+
+
+def parse_int(name: str, text: str, low: int | None = None, high: int | None = None) -> int:
+    """Parse a command-line integer and check it with :func:`check_int`.
+
+    ``high`` defaults to :data:`INT64_MAX` (and ``low`` to its negative), so that a value that
+    would overflow int64 later (``99999999999999999999``) is refused where it is given.
+
+    Examples
+    --------
+    >>> parse_int("epochs", "30", 1)
+    30
+    """
+    try:
+        value: Any = int(str(text).strip())
+    except ValueError:
+        raise LandscapeError(
+            f"The '{name}' parameter must be an int in "
+            f"{_interval(low, INT64_MAX if high is None else high)}. Got {text!r} instead."
+        ) from None
+    if high is None:  # the library's message for its own bound, then the int64 ceiling
+        check_int(name, value, low)
+    return check_int(name, value, -INT64_MAX - 1 if low is None else low,
+                     INT64_MAX if high is None else high)
+
+
+def parse_float(
+    name: str,
+    text: str,
+    low: float | None = None,
+    high: float | None = None,
+    closed: str = "both",
+) -> float:
+    """Parse a command-line real number and check it with :func:`check_float`.
+
+    ``nan``, ``inf`` and numbers too large for a float (``1e400``) are refused.
+
+    Examples
+    --------
+    >>> parse_float("lr", "0.1", 0.0, closed="neither")
+    0.1
+    """
+    try:
+        value: Any = float(str(text).strip())
+    except ValueError:
+        value = text
+    return check_float(name, value, low, high, closed)

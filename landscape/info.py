@@ -26,10 +26,17 @@ def _maybe_json(v: Any) -> Any:
 def summarize(path: str | os.PathLike) -> dict[str, Any]:
     """Everything :func:`describe` prints, as a JSON-serialisable dict.
 
-    Keys: ``file``, ``kind`` (``"landscape"`` or ``"li2018"``), ``attrs`` (root), ``groups``
+    Keys: ``file``, ``kind`` (``"landscape"``, ``"li2018"`` or ``"li2018_directions"``),
+    ``attrs`` (root), ``groups``
     (per top-level group: ``attrs`` with JSON attributes decoded, ``datasets`` shapes/dtypes),
-    and for a surface ``surface_completion`` (``done``, ``total``, ``nonfinite_loss``).
+    and for a surface ``surface_completion`` (``done``: points where every array is computed,
+    ``total``, ``shape``, ``nonfinite_loss``, and ``per_array``: computed points of each array,
+    where the arrays finished at different points, as in files of Li et al.) and
+    ``surface_range`` (min and max of the computed finite values of each array).
     """
+    storage.check_no_links(path)  # before outline(), which would follow (or trip on) them
+    if storage.is_li2018_directions(path):
+        return _summarize_li2018_directions(path)
     o = storage.outline(path)
     out: dict[str, Any] = {"file": str(path), "kind": o["kind"], "attrs": o["attrs"]}
     groups: dict[str, Any] = {}
@@ -59,17 +66,34 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
     out["groups"] = groups
     if o["kind"] == "li2018" or "surface" in o["groups"]:
         s = Surface.load(path)
-        nonfinite = int(sum(int(np.sum(~np.isfinite(a[s.done])))
+        nonfinite = int(sum(int(np.sum(~np.isfinite(a[s.done_of(k)])))
                             for k, a in s.arrays.items() if k.endswith("_loss")))
         out["surface_completion"] = {"done": s.n_done, "total": s.n_points,
                                      "shape": list(s.shape), "nonfinite_loss": nonfinite}
-        if s.n_done:
-            out["surface_range"] = {
-                k: [float(np.nanmin(a[s.done])) if np.any(np.isfinite(a[s.done])) else None,
-                    float(np.nanmax(a[s.done])) if np.any(np.isfinite(a[s.done])) else None]
-                for k, a in s.arrays.items()
-            }
+        per_array = {k: s.n_done_of(k) for k in sorted(s.arrays)}
+        if s.done_per_array is not None and set(per_array.values()) != {s.n_done}:
+            out["surface_completion"]["per_array"] = per_array
+        ranges = {}
+        for k, a in s.arrays.items():
+            fin = a[s.done_of(k)]
+            fin = fin[np.isfinite(fin)]
+            if s.n_done_of(k):
+                ranges[k] = [float(fin.min()), float(fin.max())] if fin.size else [None, None]
+        if ranges:
+            out["surface_range"] = ranges
     return out
+
+
+def _summarize_li2018_directions(path: str | os.PathLike) -> dict[str, Any]:
+    """A direction file of Li et al.: positional tensors per direction."""
+    raw = storage.read_li2018_directions(path, data=False)
+    groups = {
+        g: {"tensors_per_direction": len(items),
+            "n_params": int(sum(int(np.prod(s)) for s, _ in items)),
+            "shapes": [f"{'x'.join(map(str, s)) or 'scalar'} {t}" for s, t in items]}
+        for g, items in raw.items()
+    }
+    return {"file": str(path), "kind": "li2018_directions", "attrs": {}, "groups": groups}
 
 
 def _fmt(v: Any, indent: int) -> list[str]:
@@ -95,6 +119,10 @@ def describe(path: str | os.PathLike, *, as_json: bool = False) -> str:
     lines = [f"{info['file']}"]
     if info["kind"] == "li2018":
         lines.append("  format: Li et al. (2018) surface file (read-only; accuracies in %)")
+    elif info["kind"] == "li2018_directions":
+        lines.append("  format: Li et al. (2018) direction file (read-only; tensors by position "
+                     "in the order of the model's parameters or state_dict: use it with "
+                     "'landscape surface CKPT --dir-file')")
     else:
         lines.append(f"  format: {a.get('format')} v{a.get('format_version')}, written by "
                      f"landscape {a.get('tool_version')}, created {a.get('created')}")
@@ -102,9 +130,13 @@ def describe(path: str | os.PathLike, *, as_json: bool = False) -> str:
     if c:
         pct = 100.0 * c["done"] / max(c["total"], 1)
         shape = "x".join(str(n) for n in c["shape"])
-        lines.append(f"  surface: {shape} grid, {c['done']}/{c['total']} points done "
+        every = " in every array" if "per_array" in c else ""
+        lines.append(f"  surface: {shape} grid, {c['done']}/{c['total']} points done{every} "
                      f"({pct:.1f}%)" + (f", {c['nonfinite_loss']} non-finite losses"
                                         if c["nonfinite_loss"] else ""))
+        if "per_array" in c:
+            lines.append("    per array: " + ", ".join(
+                f"{k} {n}/{c['total']}" for k, n in c["per_array"].items()))
         for k, (lo, hi) in info.get("surface_range", {}).items():
             lines.append(f"    {k}: min {lo:.6g}, max {hi:.6g}" if lo is not None
                          else f"    {k}: no finite values")

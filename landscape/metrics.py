@@ -11,7 +11,7 @@ own norm, so ``|α| = 0.1`` is a 10 % relative perturbation of each filter. PCA 
 trajectory are unit vectors instead (one unit = one unit of Euclidean weight distance). Radii,
 basin widths and thresholds of the surface functions below are in those units.
 
-Which points count. Only *finished* points (``surface.done``) enter any metric. Finished
+Which points count. Only *finished* points (``surface.done_of(array)``) enter any metric. Finished
 points whose value is NaN or inf are *diverged*: they count as "very high loss" (an ε-box
 that contains one has infinite sharpness; a basin ends before one), never as missing data.
 Unfinished points are missing data (a basin that reaches one is censored).
@@ -66,7 +66,7 @@ def _values(surface: Surface, array: str) -> tuple[np.ndarray, np.ndarray]:
             "instead."
         )
     z = np.asarray(surface.arrays[array], dtype=np.float64)
-    done = np.asarray(surface.done, dtype=bool)
+    done = surface.done_of(array)
     if z.shape != done.shape:
         raise LandscapeError(
             f"array {array!r} has shape {z.shape} but the done mask has {done.shape}; the "

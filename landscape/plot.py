@@ -127,7 +127,7 @@ def _array(surface: Surface, name: str) -> np.ndarray:
 def _masked(surface: Surface, name: str) -> np.ma.MaskedArray:
     """The array with unfinished and non-finite points masked."""
     z = _array(surface, name)
-    done = np.asarray(surface.done, dtype=bool)
+    done = surface.done_of(name)
     if done.shape != z.shape:
         raise LandscapeError(
             f"array {name!r} has shape {z.shape} but the done mask has {done.shape}; the "
@@ -139,7 +139,7 @@ def _masked(surface: Surface, name: str) -> np.ma.MaskedArray:
 def _diverged(surface: Surface, name: str) -> np.ndarray:
     """Mask of finished points whose value is NaN or inf."""
     z = _array(surface, name)
-    return np.asarray(surface.done, dtype=bool) & ~np.isfinite(z)
+    return surface.done_of(name) & ~np.isfinite(z)
 
 
 def _finite(values: Any) -> np.ndarray:
@@ -1273,10 +1273,9 @@ def surface_repr_html(surface: Surface) -> str:
         ("completion", e(f"{surface.n_done}/{surface.n_points} points ({pct:.1f}%)")),
         ("recipe", e(_recipe_summary(surface))),
     ]
-    done = np.asarray(surface.done, dtype=bool)
     arr_rows = []
     for k in sorted(surface.arrays):
-        lo, hi, bad = _fmt_range(surface.arrays[k], done)
+        lo, hi, bad = _fmt_range(surface.arrays[k], surface.done_of(k))
         arr_rows.append(f"<tr><td>{e(k)}</td><td>{lo}</td><td>{hi}</td><td>{bad}</td></tr>")
     png = base64.b64encode(surface_repr_png(surface)).decode("ascii")
     head = "".join(f"<tr><th style='text-align:left'>{k}</th><td>{v}</td></tr>"
@@ -1368,11 +1367,24 @@ def _ratio_source(path: Path, groups: Sequence[str]) -> tuple[np.ndarray, Any, A
     from . import storage
 
     if "ratio_map" in groups:
+        from . import _schema
+
+        storage.check_no_links(path, "ratio_map")
         g = storage.read_group(path, "ratio_map")
         if g is not None and "ratio" in g.datasets:
-            ratio = np.asarray(g.datasets["ratio"], dtype=np.float64)
-            if "done" in g.datasets:
-                ratio = np.where(np.asarray(g.datasets["done"]).astype(bool), ratio, np.nan)
+            where = f"'{path}' has a damaged /ratio_map group"
+            d = g.datasets
+            shape = np.shape(d["ratio"])
+            if "x" in d:
+                x = _schema.coordinates(d, "x", where)
+                y = _schema.coordinates(d, "y", where) if "y" in d else None
+                shape = _schema.grid_shape(x, y)
+                _schema.check_coordinates_fit(d, [k for k in ("ratio", "done") if k in d],
+                                              shape, where)
+            ratio = _schema.grid_array(d, "ratio", shape, where)
+            if "done" in d:
+                done = _schema.grid_array(d, "done", shape, where, mask=True)
+                ratio = np.where(done, ratio, np.nan)
             if ratio.ndim >= 1:
                 return ratio, g, g
     if "curvature" in groups:

@@ -303,45 +303,192 @@ def check_writable(path: str | os.PathLike, *, overwrite: bool = False) -> None:
 def read_li2018(path: str | os.PathLike) -> dict[str, Any]:
     """Read a surface file written by Li et al.'s ``plot_surface.py``.
 
+    Their code fills every array with -1 and writes each finished point into it; the train and
+    test arrays are computed in separate passes, so one may be finished where the other is not.
+    Every array therefore has its own completion mask.
+
     Returns
     -------
     dict
         ``x``, ``y`` (or None), ``arrays`` (name -> array shaped ``(ny, nx)`` or ``(nx,)``,
-        accuracies converted from percent to fractions, unfinished points NaN), ``done`` mask
-        (value != -1), ``dir_file`` (str or None), and any ``max_eig``/``min_eig`` arrays.
+        accuracies converted from percent to fractions, unfinished points NaN),
+        ``done_per_array`` (name -> mask, value != -1), ``done`` (the points where every
+        ``*_loss``/``*_acc`` array is finished), ``dir_file`` (str or None). ``max_eig`` and
+        ``min_eig`` arrays are read like the others.
+
+    Raises
+    ------
+    LandscapeError
+        If the coordinates are not 1-D numbers, or a ``*_loss``/``*_acc`` dataset is not
+        numeric or does not hold one value per grid point (naming the file and dataset).
     """
     with _open_read(path) as f:
         if _kind(f, path) != "li2018":
             raise LandscapeError(f"'{path}' is not a Li et al. surface file")
-        x = np.asarray(f["xcoordinates"][()], dtype=np.float64)
-        y = np.asarray(f["ycoordinates"][()], dtype=np.float64) if "ycoordinates" in f else None
+        x = _li_coordinates(f, "xcoordinates", path)
+        y = _li_coordinates(f, "ycoordinates", path) if "ycoordinates" in f else None
         shape = (len(y), len(x)) if y is not None else (len(x),)
+        n = int(np.prod(shape))
         arrays: dict[str, np.ndarray] = {}
-        done = np.ones(shape, dtype=bool)
+        masks: dict[str, np.ndarray] = {}
         for k, v in f.items():
             if not isinstance(v, h5py.Dataset) or k in ("xcoordinates", "ycoordinates"):
                 continue
-            if k == "dir_file" or v.dtype.kind not in "fiu":
+            grid_array = k.endswith("_loss") or k.endswith("_acc")
+            if k == "dir_file" or (v.dtype.kind not in "fiub" and not grid_array):
                 continue
-            raw = np.asarray(v[()], dtype=np.float64)
-            if raw.size != int(np.prod(shape)):
-                continue
-            a = raw.reshape(shape)
+            if v.dtype.kind not in "fiub" or v.size != n:
+                if not grid_array:
+                    continue
+                grid = f"{len(x)}x{len(y)}" if y is not None else f"{len(x)}-point"
+                raise LandscapeError(
+                    f"'{path}': dataset '{k}' has {v.size} {v.dtype} value(s) of shape "
+                    f"{v.shape}; expected {n} numbers, one per point of the {grid} grid"
+                )
+            # their arrays have shape (nx, ny) but are filled in raster order of
+            # meshgrid(x, y), i.e. flat index iy * nx + ix: reshaped, they are Z[iy, ix]
+            a = np.asarray(v[()], dtype=np.float64).reshape(shape)
             unfinished = a == -1
-            if k.endswith("_loss") or k.endswith("_acc"):
-                done &= ~unfinished
             a = np.where(unfinished, np.nan, a)
             if k.endswith("_acc"):
                 a = a / 100.0
             arrays[k] = a
+            masks[k] = ~unfinished
+        done = np.ones(shape, dtype=bool)
+        for k, m in masks.items():
+            if k.endswith("_loss") or k.endswith("_acc"):
+                done &= m
         dir_file = None
         if "dir_file" in f:
             dir_file = _decode(f["dir_file"][()])
         elif "dir_file" in f.attrs:
             dir_file = _decode(f.attrs["dir_file"])
-    return {"x": x, "y": y, "arrays": arrays, "done": done, "dir_file": dir_file}
+    return {"x": x, "y": y, "arrays": arrays, "done": done, "done_per_array": masks,
+            "dir_file": dir_file}
 
 
 def dumps(obj: Any) -> str:
     """Canonical JSON used for recipe/provenance attributes."""
     return json.dumps(obj, sort_keys=True, default=str)
+
+
+def _li_coordinates(f: h5py.File, name: str, path: str | os.PathLike) -> np.ndarray:
+    """A coordinate dataset of a Li et al. file as a 1-D float64 array (checked)."""
+    v = f[name]
+    if not isinstance(v, h5py.Dataset) or v.dtype.kind not in "fiu" or v.ndim != 1 \
+            or v.size == 0:
+        what = f"{v.dtype} of shape {v.shape}" if isinstance(v, h5py.Dataset) else "a group"
+        raise LandscapeError(
+            f"'{path}': '{name}' is {what}; expected a 1-D array of coordinates"
+        )
+    return np.asarray(v[()], dtype=np.float64)
+
+
+def check_no_links(path: str | os.PathLike, name: str | None = None) -> None:
+    """Refuse soft and external HDF5 links in the group ``name`` (or anywhere in the file).
+
+    This tool never writes links. An external link makes a file read another file (which may
+    be missing, or change underneath it); a soft link may loop. Both are refused with one
+    message naming the link and its target.
+
+    Raises
+    ------
+    LandscapeError
+        If ``path`` cannot be read or holds a link.
+    """
+    with _open_read(path) as f:
+        if not _is_li2018_directions(f):
+            _kind(f, path)
+        if name is not None and name not in f and f.get(name, getlink=True) is None:
+            return
+        todo = [name] if name is not None else list(f.keys())
+        while todo:
+            key = todo.pop()
+            link = f.get(key, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                raise LandscapeError(
+                    f"'{path}': /{key} is an external link to '{link.filename}:{link.path}'; "
+                    "a landscape file must hold its data itself -- read that file instead"
+                )
+            if isinstance(link, h5py.SoftLink):
+                raise LandscapeError(
+                    f"'{path}': /{key} is a soft link to '{link.path}'; a landscape file "
+                    "must hold its data itself"
+                )
+            obj = f.get(key)
+            if isinstance(obj, h5py.Group):
+                todo.extend(f"{key}/{k}" for k in obj.keys())
+
+
+#: Groups of a direction file written by Li et al.'s ``net_plotter.setup_direction``.
+LI2018_DIRECTION_GROUPS = ("xdirection", "ydirection")
+
+
+def _is_li2018_directions(f: h5py.File) -> bool:
+    return ("format" not in f.attrs and "xcoordinates" not in f
+            and isinstance(f.get("xdirection", getlink=True), h5py.HardLink)
+            and isinstance(f["xdirection"], h5py.Group))
+
+
+def is_li2018_directions(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a direction file of Li et al. (``xdirection``/``ydirection`` groups
+    of datasets ``'0'``..``'N-1'``, written by their ``h5_util.write_list``)."""
+    with _open_read(path) as f:
+        return _is_li2018_directions(f)
+
+
+def read_li2018_directions(path: str | os.PathLike, *, data: bool = True
+                           ) -> dict[str, list[Any]]:
+    """The positional tensors of a Li et al. direction file, per group.
+
+    Parameters
+    ----------
+    path : path
+        The file.
+    data : bool, default=True
+        Read the arrays; ``False`` gives ``(shape, dtype)`` pairs instead (for ``info``).
+
+    Returns
+    -------
+    dict
+        ``"xdirection"`` (and ``"ydirection"`` if present) -> list of arrays in dataset order
+        ``'0'``, ``'1'``, ... (the order of ``net.parameters()`` or of ``state_dict()``).
+
+    Raises
+    ------
+    LandscapeError
+        If it is not such a file, a name is not ``'0'``..``'N-1'``, a dataset is not numeric,
+        or the two directions have different numbers of tensors.
+    """
+    out: dict[str, list[Any]] = {}
+    with _open_read(path) as f:
+        if not _is_li2018_directions(f):
+            raise LandscapeError(f"'{path}' is not a Li et al. direction file (no /xdirection)")
+        for gname in LI2018_DIRECTION_GROUPS:
+            if gname not in f:
+                continue
+            g = f[gname]
+            keys = sorted(g.keys(), key=lambda k: (not k.isdigit(), int(k) if k.isdigit() else 0))
+            if keys != [str(i) for i in range(len(keys))] or not keys:
+                raise LandscapeError(
+                    f"'{path}': /{gname} must hold datasets named '0'..'N-1' (one per tensor); "
+                    f"it holds {keys[:5]}"
+                )
+            items = []
+            for k in keys:
+                v = g.get(k, getlink=True)
+                if not isinstance(v, h5py.HardLink) or not isinstance(g[k], h5py.Dataset) \
+                        or g[k].dtype.kind not in "fiu":
+                    raise LandscapeError(
+                        f"'{path}': /{gname}/{k} is not a numeric dataset; expected one "
+                        "direction tensor"
+                    )
+                d = g[k]
+                items.append(np.asarray(d[()]) if data else (tuple(d.shape), str(d.dtype)))
+            out[gname] = items
+    if len(out) == 2 and len(out["xdirection"]) != len(out["ydirection"]):
+        raise LandscapeError(
+            f"'{path}': /xdirection has {len(out['xdirection'])} tensors but /ydirection "
+            f"{len(out['ydirection'])}"
+        )
+    return out

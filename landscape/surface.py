@@ -32,10 +32,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from . import storage
+from . import _schema, storage
 from ._atomic import holds_output
 from ._functional import LossSpec, loss_name, named_tensors
-from .directions import Directions
+from .directions import Directions, check_spanning
 from .errors import LandscapeError, check_float, check_int, note_interruption
 from .evaluation import Evaluator
 
@@ -72,6 +72,25 @@ class Axis:
                 f"grid axis '{self.spec}' has one point but min != max; use num >= 2 "
                 "or min == max"
             )
+        if not math.isfinite(float(self.max) - float(self.min)):
+            raise LandscapeError(
+                f"grid axis '{self.spec}' spans more than the largest float64; use a "
+                "smaller range"
+            )
+
+    def check_dtype(self, name: str, dtype: torch.dtype) -> Axis:
+        """Refuse coordinates that ``dtype`` cannot hold (they would overflow in every
+        perturbation ``θ + α δ``, not only diverge); return ``self``."""
+        if not dtype.is_floating_point:
+            return self
+        top = float(torch.finfo(dtype).max)
+        big = max(abs(float(self.min)), abs(float(self.max)))
+        if big > top:
+            raise LandscapeError(
+                f"grid --{name}={self.spec} reaches {big:g}, beyond the largest "
+                f"{str(dtype).replace('torch.', '')} ({top:.3g}); use a smaller range"
+            )
+        return self
 
     @property
     def spec(self) -> str:
@@ -172,7 +191,11 @@ class Surface(GridProgress):
         ``"train_loss"``, ``"train_acc"``, ``"test_loss"``, ... shaped ``(ny, nx)`` (2D) or
         ``(nx,)`` (1D). Unfinished points are NaN.
     done : np.ndarray of bool
-        Completion mask, same shape.
+        Completion mask, same shape: the points where every array is computed.
+    done_per_array : dict[str, np.ndarray] or None
+        Completion mask of each array where the arrays were computed separately (files of Li
+        et al., whose train and test passes finish at different points); ``None`` when
+        ``done`` holds for every array. Use :meth:`done_of` to read the mask of an array.
     directions : Directions or None
         The directions (``None`` for files of Li et al. without them).
     recipe : dict
@@ -188,11 +211,22 @@ class Surface(GridProgress):
     directions: Directions | None = None
     recipe: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    done_per_array: dict[str, np.ndarray] | None = None
 
     @property
     def ndim(self) -> int:
         """1 or 2."""
         return 1 if self.y is None else 2
+
+    def done_of(self, name: str) -> np.ndarray:
+        """Completion mask of the array ``name`` (its own mask if it has one, else ``done``)."""
+        if self.done_per_array is not None and name in self.done_per_array:
+            return np.asarray(self.done_per_array[name], dtype=bool)
+        return np.asarray(self.done, dtype=bool)
+
+    def n_done_of(self, name: str) -> int:
+        """Number of computed points of the array ``name``."""
+        return int(self.done_of(name).sum())
 
     def __getitem__(self, name: str) -> np.ndarray:
         try:
@@ -272,22 +306,38 @@ class Surface(GridProgress):
             return cls(
                 x=d["x"], y=d["y"], arrays=d["arrays"], done=d["done"], directions=None,
                 recipe={}, provenance={"source_format": "li2018", "dir_file": d["dir_file"]},
+                done_per_array=d["done_per_array"],
             )
+        storage.check_no_links(path, "surface")
         g = storage.read_group(path, "surface")
         if g is None:
             raise LandscapeError(f"'{path}' holds no surface (no /surface group)")
-        try:
-            names = json.loads(g.attrs["arrays"])
-            x = g.datasets["x"]
-            y = g.datasets.get("y")
-            arrays = {k: g.datasets[k] for k in names}
-            done = g.datasets["done"].astype(bool)
-            recipe = json.loads(g.attrs["recipe"])
-            prov = json.loads(g.attrs.get("provenance", "{}"))
-        except (KeyError, ValueError) as exc:
-            raise LandscapeError(f"'{path}' has a damaged /surface group ({exc})") from exc
         dirs = load_directions(path) if "directions" in storage.list_groups(path) else None
-        return cls(x=x, y=y, arrays=arrays, done=done, directions=dirs, recipe=recipe,
+        return cls._from_group(g, f"'{path}' has a damaged /surface group", dirs)
+
+    @classmethod
+    def _from_group(cls, g: storage.Group, where: str,
+                    directions: Directions | None = None) -> Surface:
+        """Validate the schema of a ``/surface`` group (see :mod:`landscape.storage`) and build
+        the surface; every error names the dataset or attribute and what was expected."""
+        names = _schema.json_attr(g.attrs, "arrays", where, list)
+        if not all(isinstance(k, str) and k not in ("x", "y", "done") for k in names):
+            raise LandscapeError(f"{where}: attribute 'arrays' must list array names")
+        recipe = _schema.json_attr(g.attrs, "recipe", where, dict)
+        prov = _schema.json_attr(g.attrs, "provenance", where, dict, default={})
+        x = _schema.coordinates(g.datasets, "x", where)
+        y = _schema.coordinates(g.datasets, "y", where) if "y" in g.datasets else None
+        ndim = g.attrs.get("ndim", 1 if y is None else 2)
+        if ndim != (1 if y is None else 2):
+            raise LandscapeError(
+                f"{where}: attribute 'ndim' is {ndim!r} but the group "
+                + ("has no" if y is None else "has a") + " dataset 'y'"
+            )
+        shape = _schema.grid_shape(x, y)
+        _schema.check_coordinates_fit(g.datasets, [*names, "done"], shape, where)
+        arrays = {k: _schema.grid_array(g.datasets, k, shape, where) for k in names}
+        done = _schema.grid_array(g.datasets, "done", shape, where, mask=True)
+        return cls(x=x, y=y, arrays=arrays, done=done, directions=directions, recipe=recipe,
                    provenance=prov)
 
 
@@ -310,8 +360,33 @@ def save_directions(path: str | os.PathLike, d: Directions, *, overwrite: bool =
     storage.update_file(path, {"directions": directions_group(d)}, overwrite=overwrite)
 
 
-def load_directions(path: str | os.PathLike) -> Directions:
-    """Read directions from a directions or surface file."""
+def load_directions(path: str | os.PathLike, model: nn.Module | None = None,
+                    what: str = "weights") -> Directions:
+    """Read directions from a directions, surface or trajectory file, or from a direction file
+    of Li et al. (2018).
+
+    Parameters
+    ----------
+    path : path
+        The file.
+    model : nn.Module, optional
+        Needed for a file of Li et al., whose tensors are positional (see
+        :func:`li2018_directions`); ignored for landscape files, which name their tensors.
+    what : {"weights", "states"}, default="weights"
+        For a file of Li et al. whose tensor count fits both selections of ``model``.
+
+    Raises
+    ------
+    LandscapeError
+        If the file holds no directions, is damaged, or (Li et al.) does not fit ``model``.
+    """
+    if storage.is_li2018_directions(path):
+        if model is None:
+            raise LandscapeError(
+                f"'{path}' is a direction file of Li et al., whose tensors have no names; "
+                "pass the model to map them onto its tensors"
+            )
+        return li2018_directions(path, model, what)
     g = storage.read_group(path, "directions")
     if g is None:
         raise LandscapeError(f"'{path}' holds no directions (no /directions group)")
@@ -324,11 +399,73 @@ def load_directions(path: str | os.PathLike) -> Directions:
             order = json.loads(sub.attrs["order"])
             vecs.append({k: torch.from_numpy(np.array(sub.datasets[k])) for k in order})
         d = Directions(tuple(vecs), json.loads(g.attrs["recipe"]))
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, TypeError) as exc:
         raise LandscapeError(f"'{path}' has a damaged /directions group ({exc})") from exc
     if "sha256" in g.attrs and d.digest() != g.attrs["sha256"]:
         raise LandscapeError(f"directions in '{path}' do not match their recorded checksum")
     return d
+
+
+def li2018_directions(path: str | os.PathLike, model: nn.Module,
+                      what: str = "weights") -> Directions:
+    """Map the positional tensors of a Li et al. direction file onto ``model``'s tensor names.
+
+    Their ``net_plotter.setup_direction`` writes groups ``xdirection`` (and ``ydirection``)
+    holding datasets ``'0'``..``'N-1'``: one per tensor, in the order of ``net.parameters()``
+    (``dir_type='weights'``) or of ``net.state_dict().values()`` (``'states'``). The selection
+    is told by the count: ``N`` equal to the number of parameters means weights, equal to the
+    number of state tensors means states (also without the integer ``num_batches_tracked``
+    buffers, which older PyTorch did not have); ``what`` decides when both counts fit (a model
+    without buffers). Every shape is checked. Integer tensors get a zero direction (this tool
+    never moves them; Li et al.'s ``ignore='biasbn'`` zeroes them too).
+
+    Raises
+    ------
+    LandscapeError
+        If the count fits no selection of the model, or a shape differs (naming the first
+        mismatch: index, expected shape, found shape).
+    """
+    from ._functional import TENSOR_SELECTIONS, is_perturbable, named_tensors
+    from .errors import check_option
+
+    check_option("what", what, TENSOR_SELECTIONS)
+    raw = storage.read_li2018_directions(path)
+    n = len(raw["xdirection"])
+    weights = named_tensors(model, "weights")
+    states = named_tensors(model, "states")
+    float_states = {k: v for k, v in states.items() if is_perturbable(v)}
+    by_name = {"weights": weights, "states": states}
+    candidates = [(w, by_name[w]) for w in (what, *(w for w in by_name if w != what))]
+    candidates.append(("states", float_states))
+    fit = [(w, t) for w, t in candidates if len(t) == n]
+    if not fit:
+        raise LandscapeError(
+            f"'{path}' is a Li et al. direction file with {n} tensors per direction, but the "
+            f"model has {len(weights)} parameters (--dir-type weights) and {len(states)} state "
+            f"tensors (--dir-type states) -- it was made for another model"
+        )
+    sel, tensors = fit[0]
+    other = "states" if sel == "weights" else "weights"
+    vecs = []
+    for gname, arrays in raw.items():
+        vec: dict[str, Tensor] = {}
+        for i, ((name, t), a) in enumerate(zip(tensors.items(), arrays, strict=True)):
+            if tuple(a.shape) != tuple(t.shape):
+                raise LandscapeError(
+                    f"'{path}': tensor {i} of /{gname} has shape {tuple(a.shape)}, but the "
+                    f"model's {sel} tensor {i} ('{name}') has {tuple(t.shape)} -- the file was "
+                    f"made for another model, or with --dir-type {other}"
+                )
+            if is_perturbable(t):
+                vec[name] = torch.from_numpy(np.array(a, dtype=a.dtype if a.dtype.kind == "f"
+                                                      else np.float32))
+            else:
+                vec[name] = torch.zeros_like(t.detach().cpu())
+        if sel == "states":  # integer buffers missing from a file of older PyTorch
+            vec = {k: vec.get(k, torch.zeros_like(v.detach().cpu())) for k, v in states.items()}
+        vecs.append(vec)
+    recipe = {"kind": "li2018", "what": sel, "source": str(path), "n_tensors": n}
+    return Directions(tuple(vecs), recipe)
 
 
 def recipe_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
@@ -422,6 +559,7 @@ def compute_surface(
         raise LandscapeError("a --y grid needs two directions; these directions are 1D")
     if not data:
         raise LandscapeError("no dataset given to evaluate the surface on")
+    check_spanning(directions.vectors)
     check_float("flush_seconds", flush_seconds, 0.0)
     if max_points is not None:
         max_points = check_int("max_points", max_points, 0)
@@ -445,6 +583,10 @@ def compute_surface(
         }
     )
     full_recipe = json.loads(storage.dumps(full_recipe))
+    eval_dtype = dtype or next(iter(base_t.values())).dtype
+    for name, a in (("x", ax), ("y", ay)):
+        if a is not None:
+            a.check_dtype(name, eval_dtype)
     surf = _new_surface(ax, ay, data, directions, full_recipe, dict(provenance or {}))
     if out is not None:
         storage.check_writable(out, overwrite=overwrite)
@@ -458,6 +600,13 @@ def compute_surface(
                 f"'{out}' was computed with a different recipe (differs in: "
                 f"{', '.join(diff)}); pass --overwrite to replace it or choose another --out"
             )
+        for name, new_c, old_c in (("x", surf.x, old.x), ("y", surf.y, old.y)):
+            if new_c is not None and not np.array_equal(new_c, old_c):
+                raise LandscapeError(
+                    f"'{out}' has a damaged /surface group: its '{name}' coordinates are not "
+                    f"those of its recipe's grid {full_recipe['grid'][name]}; pass --overwrite "
+                    "to recompute it or choose another --out"
+                )
         surf.arrays, surf.done = old.arrays, old.done
         surf.provenance = old.provenance  # the file keeps the provenance of its first run
         if set(surf.arrays) != set(_array_names(data)):

@@ -85,6 +85,9 @@ RESUME_FORMAT_VERSION = 1
 
 _MANIFEST = "run.json"
 _RESUME = "resume.pt"
+#: SGD multiplies float32 weights by ``lr`` and ``weight_decay``: larger values cannot be
+#: converted to float32 and fail inside the optimizer step, after the run directory exists.
+_FLOAT32_MAX = float(torch.finfo(torch.float32).max)
 _CKPT_RE = re.compile(r"^epoch_(\d+)\.pt$")
 #: Temporary files of :func:`~landscape._atomic.atomic_write` for the files of a run.
 _TMP_RE = re.compile(r"^\.(?:epoch_\d+\.pt|run\.json|resume\.pt)\..+\.tmp$")
@@ -112,13 +115,14 @@ class TrainConfig:
     batch_size : int, default 64
         Mini-batch size (the last, smaller batch of an epoch is kept).
     lr : float, default 0.1
-        Initial learning rate of SGD.
+        Initial learning rate of SGD, in ``(0, 3.4e38]`` (what float32 holds; a large but
+        representable rate makes the loss diverge, which :func:`train` reports).
     momentum : float, default 0.9
         SGD momentum in ``[0, 1)``.
     nesterov : bool, default False
         Nesterov momentum (needs ``momentum > 0``).
     weight_decay : float, default 5e-4
-        L2 penalty (SGD's ``weight_decay``).
+        L2 penalty (SGD's ``weight_decay``), at most 3.4e38 (float32).
     schedule : {"cosine", "step", "constant"}, default "cosine"
         Learning rate per epoch, see :func:`lr_at_epoch`.
     seed : int, default 0
@@ -150,10 +154,10 @@ class TrainConfig:
         checked = {
             "epochs": check_int("epochs", self.epochs, 1),
             "batch_size": check_int("batch_size", self.batch_size, 1),
-            "lr": check_float("lr", self.lr, 0.0, None, closed="neither"),
+            "lr": check_float("lr", self.lr, 0.0, _FLOAT32_MAX, closed="right"),
             "momentum": check_float("momentum", self.momentum, 0.0, 1.0, closed="left"),
             "nesterov": _check_bool("nesterov", self.nesterov),
-            "weight_decay": check_float("weight_decay", self.weight_decay, 0.0),
+            "weight_decay": check_float("weight_decay", self.weight_decay, 0.0, _FLOAT32_MAX),
             "schedule": check_option("schedule", self.schedule, SCHEDULES),
             "seed": check_int("seed", self.seed, 0, 2**63 - 1),
             "save_every": check_int("save_every", self.save_every, 1),

@@ -317,6 +317,7 @@ class Trajectory:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Trajectory:
         """Read a trajectory written by :meth:`save` (see :func:`load_trajectory`)."""
+        storage.check_no_links(path, "trajectory")
         g = storage.read_group(path, "trajectory")
         if g is None:
             raise LandscapeError(
@@ -348,6 +349,19 @@ class Trajectory:
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise LandscapeError(f"'{path}' has a damaged /trajectory group ({exc})") from exc
+        n = len(out.coords)
+        if out.coords.ndim != 2 or out.coords.shape[1] != out.n_components \
+                or len(out.checkpoints) not in (0, n):
+            want = f"({len(out.checkpoints) or 'n'}, {out.n_components})"
+            raise LandscapeError(
+                f"'{path}' has a damaged /trajectory group: dataset 'coords' has shape "
+                f"{out.coords.shape}; expected {want} (checkpoints x components)"
+            )
+        if out.epochs is not None and out.epochs.shape != (n,):
+            raise LandscapeError(
+                f"'{path}' has a damaged /trajectory group: dataset 'epochs' has shape "
+                f"{out.epochs.shape}; expected ({n},), one epoch per checkpoint"
+            )
         return out
 
 

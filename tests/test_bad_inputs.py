@@ -32,10 +32,12 @@ import torch
 from landscape.cli.main import main
 
 from landscape import storage
+from landscape._functional import named_tensors
 from landscape.checkpoints import save_checkpoint
 from landscape.data import DataSpec
+from landscape.directions import Directions, random_direction
 from landscape.models import ModelSpec
-from landscape.surface import Surface
+from landscape.surface import Surface, save_directions
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {k: v for k, v in os.environ.items() if k != "LANDSCAPE_DEBUG"}
@@ -70,6 +72,7 @@ def corpus(tmp_path_factory) -> Path:
         with torch.no_grad():
             bad.head.weight[0, 0] = value
         save_checkpoint(d / name, bad, spec, data=DATA)
+    shutil.copy(d / "mlp.pt", d / "mlp_copy.pt")
     torch.save(_model()[0], d / "pickled.pt")
     torch.save(_model()[0].state_dict(), d / "state_only.pt")
     torch.save([1, 2, 3], d / "list.pt")
@@ -81,11 +84,23 @@ def corpus(tmp_path_factory) -> Path:
         assert main(["surface", "mlp16.pt", X, "--out", "other.h5", "--no-progress"]) == 0
     finally:
         os.chdir(cwd)
+    w = named_tensors(net)
+    dx = random_direction(w, seed=0)
+    save_directions(d / "zero_dirs.h5", Directions(({k: torch.zeros_like(v) for k, v in
+                                                     w.items()},), {"kind": "random"}))
+    save_directions(d / "collinear_dirs.h5", Directions(
+        (dx, {k: -2 * v for k, v in dx.items()}), {"kind": "random"}))
     with h5py.File(d / "foreign.h5", "w") as f:
         f["x"] = np.arange(3.0)
     with h5py.File(d / "li.h5", "w") as f:
         f["xcoordinates"] = np.linspace(-1, 1, 3)
         f["train_loss"] = np.array([1.0, 0.5, -1.0])
+    with h5py.File(d / "li_str_loss.h5", "w") as f:
+        f["xcoordinates"] = np.linspace(-1, 1, 3)
+        f["train_loss"] = np.array([b"1.0", b"0.5", b"-1"])
+    with h5py.File(d / "li_short_loss.h5", "w") as f:
+        f["xcoordinates"] = np.linspace(-1, 1, 3)
+        f["train_loss"] = np.array([1.0, 0.5])
     storage.update_file(d / "nodirs.h5", {"curvature": storage.Group(attrs={"top": 1.0})})
     storage.update_file(d / "damaged.h5", {"surface": storage.Group(  # no 'done' mask
         attrs={"recipe": "{}", "provenance": "{}", "ndim": 1, "arrays": '["train_loss"]'},
@@ -93,6 +108,7 @@ def corpus(tmp_path_factory) -> Path:
     with h5py.File(d / "future.h5", "w") as f:
         f.attrs["format"] = "landscape"
         f.attrs["format_version"] = 99
+    _damaged_copies(d)
     h5 = (d / "s.h5").read_bytes()
     (d / "truncated.h5").write_bytes(h5[: len(h5) // 2])
     (d / "garbage.h5").write_bytes(rng.bytes(4096))
@@ -116,6 +132,51 @@ def corpus(tmp_path_factory) -> Path:
             "checkpoints": [{"epoch": 0, "checkpoint": "epoch_0000.pt"}],
         }))
     return d
+
+
+def _replace(f: h5py.File, name: str, data) -> None:
+    del f[name]
+    f[name] = data
+
+
+#: Copies of the valid 3-point surface 's.h5', each damaged in one way (name -> damage).
+DAMAGES = {
+    "bad_str_loss.h5": lambda f: _replace(f, "surface/train_loss", np.array([b"a", b"b", b"c"])),
+    "bad_loss_shape.h5": lambda f: _replace(f, "surface/train_loss", np.ones(5)),
+    "bad_loss_2d.h5": lambda f: _replace(f, "surface/test_loss", np.ones((3, 3))),
+    "bad_done_shape.h5": lambda f: _replace(f, "surface/done", np.ones(25, dtype=np.uint8)),
+    "bad_done_values.h5": lambda f: _replace(f, "surface/done", np.array([1, 7, 1], np.uint8)),
+    "bad_x_length.h5": lambda f: _replace(f, "surface/x", np.linspace(-1, 1, 4)),
+    "bad_x_2d.h5": lambda f: _replace(f, "surface/x", np.linspace(-1, 1, 3)[None, :]),
+    "bad_x_values.h5": lambda f: _replace(f, "surface/x", np.array([-1.0, 0.5, 1.0])),
+    "bad_x_nan.h5": lambda f: _replace(f, "surface/x", np.array([-1.0, np.nan, 1.0])),
+    "bad_y_without_ndim.h5": lambda f: f.__setitem__("surface/y", np.linspace(-1, 1, 3)),
+    "bad_arrays_attr.h5": lambda f: f["surface"].attrs.__setitem__("arrays", "not json"),
+    "bad_missing_array.h5": lambda f: f.__delitem__("surface/test_acc"),
+    "bad_external_link.h5": lambda f: (f.__delitem__("surface"), f.__setitem__(
+        "surface", h5py.ExternalLink("s.h5", "/surface"))),
+    "bad_dangling_link.h5": lambda f: (f.__delitem__("surface"), f.__setitem__(
+        "surface", h5py.ExternalLink("missing.h5", "/surface"))),
+    "bad_soft_link.h5": lambda f: (f.move("surface", "elsewhere"), f.__setitem__(
+        "surface", h5py.SoftLink("/elsewhere"))),
+    "bad_string_direction.h5": lambda f: _replace(
+        f, "directions/x/head.bias", np.array([b"z"] * 10)),
+}
+
+
+def _damaged_copies(d: Path) -> None:
+    for name, damage in DAMAGES.items():
+        shutil.copy(d / "s.h5", d / name)
+        with h5py.File(d / name, "r+") as f:
+            damage(f)
+    # a ratio map whose |λmin/λmax| is text
+    shutil.copy(d / "s.h5", d / "bad_ratio_map.h5")
+    x = np.linspace(-1, 1, 3)
+    storage.update_file(d / "bad_ratio_map.h5", {"ratio_map": storage.Group(
+        attrs={"recipe": "{}", "ndim": 1},
+        datasets={"x": x, "ratio": np.array([b"r"] * 3), "lambda_max": x, "lambda_min": x,
+                  "n_hvp": np.ones(3, np.int64), "done": np.ones(3, np.uint8),
+                  "converged": np.ones(3, np.uint8)})})
 
 
 @pytest.fixture
@@ -186,6 +247,49 @@ CASES = [
     ("future-format-as-out", [*S, X, "--out", "future.h5"], "upgrade landscape"),
     ("info-on-a-directory", ["info", "adir"], "is a directory"),
     ("info-missing-file", ["info", "missing.h5"], "does not exist"),
+    # malformed landscape files: one line naming the file, the dataset and what was expected
+    ("str-loss-to-info", ["info", "bad_str_loss.h5"],
+     "'bad_str_loss.h5' has a damaged /surface group: dataset 'train_loss' is a string array"),
+    ("str-loss-to-plot", ["plot", "bad_str_loss.h5"], "dataset 'train_loss' is a string array"),
+    ("str-loss-as-out", [*S, X, "--out", "bad_str_loss.h5"], "dataset 'train_loss'"),
+    ("loss-shape-to-info", ["info", "bad_loss_shape.h5"],
+     "dataset 'train_loss' is a float64 array of shape (5,); expected numbers of shape (3,)"),
+    ("loss-shape-as-out", [*S, X, "--out", "bad_loss_shape.h5"], "dataset 'train_loss'"),
+    ("loss-2d-to-info", ["info", "bad_loss_2d.h5"], "dataset 'test_loss'"),
+    ("done-shape-to-info", ["info", "bad_done_shape.h5"],
+     "dataset 'done' is a uint8 array of shape (25,); expected a 0/1 mask of shape (3,)"),
+    ("done-shape-as-out", [*S, X, "--out", "bad_done_shape.h5"], "dataset 'done'"),
+    ("done-values-to-info", ["info", "bad_done_values.h5"], "values other than 0 and 1"),
+    ("x-length-to-plot", ["plot", "bad_x_length.h5"],
+     "dataset 'x' has 4 coordinates but the arrays have 3 points"),
+    ("x-length-as-out", [*S, X, "--out", "bad_x_length.h5"], "dataset 'x' has 4 coordinates"),
+    ("x-2d-as-out", [*S, X, "--out", "bad_x_2d.h5"],
+     "dataset 'x' is a float64 array of shape (1, 3); expected the grid coordinates"),
+    ("x-2d-to-plot", ["plot", "bad_x_2d.h5"], "dataset 'x'"),
+    ("x-values-differ-from-recipe-as-out", [*S, X, "--out", "bad_x_values.h5"],
+     "its 'x' coordinates are not those of its recipe's grid -1:1:3"),
+    ("x-nan-to-info", ["info", "bad_x_nan.h5"], "dataset 'x' holds non-finite coordinates"),
+    ("y-without-ndim-to-info", ["info", "bad_y_without_ndim.h5"], "attribute 'ndim' is 1"),
+    ("arrays-attr-not-json-to-info", ["info", "bad_arrays_attr.h5"],
+     "attribute 'arrays' is not a JSON list"),
+    ("missing-array-to-plot", ["plot", "bad_missing_array.h5"],
+     "dataset 'test_acc' is missing"),
+    ("external-link-to-info", ["info", "bad_external_link.h5"],
+     "/surface is an external link to 's.h5:/surface'"),
+    ("external-link-to-plot", ["plot", "bad_external_link.h5"], "external link"),
+    ("external-link-as-out", [*S, X, "--out", "bad_external_link.h5"], "external link"),
+    ("dangling-link-to-info", ["info", "bad_dangling_link.h5"],
+     "external link to 'missing.h5:/surface'"),
+    ("soft-link-to-info", ["info", "bad_soft_link.h5"], "/surface is a soft link"),
+    ("string-direction-as-dir-file", [*S, X, "--dir-file", "bad_string_direction.h5"],
+     "damaged /directions group"),
+    ("li2018-str-loss-to-info", ["info", "li_str_loss.h5"],
+     "'li_str_loss.h5': dataset 'train_loss' has 3 |S3 value(s)"),
+    ("li2018-str-loss-to-plot", ["plot", "li_str_loss.h5"], "dataset 'train_loss'"),
+    ("li2018-short-loss-to-info", ["info", "li_short_loss.h5"],
+     "expected 3 numbers, one per point of the 3-point grid"),
+    ("str-ratio-map-to-plot", ["plot", "bad_ratio_map.h5", "--kind", "ratio"],
+     "'bad_ratio_map.h5' has a damaged /ratio_map group: dataset 'ratio' is a string array"),
     # an existing surface computed with another recipe is never touched without --overwrite
     ("recipe-differs-grid", [*S, "--x=-1:1:5", "--out", "s.h5"], "differs in: grid"),
     ("recipe-differs-seed", [*S, X, "--out", "s.h5", "--seed", "1"], "different recipe"),
@@ -247,6 +351,23 @@ CASES = [
     ("plane-other-arch", [*S, X, "--y=-1:1:3", "--plane", "mlp.pt", "mlp16.pt"],
      "--plane checkpoint 'mlp16.pt' is another architecture"),
     ("plane-without-y", [*S, X, "--plane", "mlp.pt", "mlp.pt"], "add --y"),
+    # degenerate directions: nothing would move, or the plane is a line
+    ("interpolate-to-itself", [*S, X, "--interpolate", "mlp.pt"],
+     "--interpolate checkpoint 'mlp.pt' has the same weights as 'mlp.pt'"),
+    ("interpolate-to-a-copy", [*S, X, "--interpolate", "mlp_copy.pt"],
+     "direction between them is zero"),
+    ("plane-through-itself", [*S, X, "--y=-1:1:3", "--plane", "mlp.pt", "mlp.pt"],
+     "models a and b are identical"),
+    ("plane-through-itself-orthogonal", [*S, X, "--y=-1:1:3", "--plane", "mlp.pt", "mlp.pt",
+                                         "--orthogonal"], "models a and b are identical"),
+    ("plane-c-is-the-origin", [*S, X, "--y=-1:1:3", "--plane", "mlp_b.pt", "mlp.pt"],
+     "models a and c are identical"),
+    ("plane-b-equals-c", [*S, X, "--y=-1:1:3", "--plane", "mlp_b.pt", "mlp_b.pt"],
+     "the three models are collinear"),
+    ("dir-file-zero-direction", [*S, X, "--dir-file", "zero_dirs.h5"],
+     "direction x of 'zero_dirs.h5' is zero"),
+    ("dir-file-collinear", [*S, X, "--y=-1:1:3", "--dir-file", "collinear_dirs.h5"],
+     "are collinear"),
     # evaluation options
     ("subset-zero", [*S, X, "--subset", "0"], "subset"),
     ("subset-negative", [*S, X, "--subset", "-5"], "subset"),
@@ -257,7 +378,27 @@ CASES = [
     ("flush-seconds-nan", [*S, X, "--flush-seconds", "nan"], "flush_seconds"),
     ("device-unknown", [*S, X, "--device", "tpu9"], "unknown --device 'tpu9'"),
     ("device-meta", [*S, X, "--device", "meta"], "--device meta"),
-    ("seed-not-an-int", [*S, X, "--seed", "1.5"], "invalid int"),
+    ("seed-not-an-int", [*S, X, "--seed", "1.5"],
+     "argument --seed: The 'seed' parameter must be an int"),
+    # numbers that overflow or are not finite: refused where they are given
+    ("seed-beyond-int64", [*S, X, "--seed", "99999999999999999999"], "Got 99999999999999999999"),
+    ("flush-seconds-inf", [*S, X, "--flush-seconds", "inf"], "argument --flush-seconds"),
+    ("bn-batches-beyond-int64", [*S, X, "--bn", "recalibrate", "--bn-batches", "1e30"],
+     "argument --bn-batches"),
+    ("grid-beyond-float32", [*S, "--x=1e308:1.7e308:3"], "beyond the largest float32"),
+    ("grid-beyond-float32-y", [*S, X, "--y=-1e39:1e39:3"], "grid --y"),
+    ("grid-span-overflows", [*S, "--x=-1.7e308:1.7e308:3", "--dtype", "float64"],
+     "spans more than the largest float64"),
+    ("hessian-trace-samples-beyond-int64", ["hessian", "mlp.pt", "--trace", "--trace-samples",
+                                            "99999999999999999999"], "trace_samples"),
+    ("hessian-tol-nan", ["hessian", "mlp.pt", "--tol", "nan"], "argument --tol"),
+    ("hessian-flush-seconds-nan", ["hessian", "mlp.pt", "--grid", "s.h5", "--flush-seconds",
+                                   "nan"], "argument --flush-seconds"),
+    ("hessian-max-hvp-huge", ["hessian", "mlp.pt", "--max-hvp", "1" + "0" * 30], "max_hvp"),
+    ("trajectory-flush-seconds-nan", ["trajectory", "oldrun", "--flush-seconds", "nan"],
+     "argument --flush-seconds"),
+    ("plot-dpi-huge", ["plot", "s.h5", "--dpi", "99999999999999999999"], "dpi"),
+    ("compare-eps-inf", ["compare", "s.h5", "s.h5", "--eps", "inf"], "argument --eps"),
     # output paths
     ("out-is-a-directory", [*S, X, "--out", "adir"], "is a directory"),
     ("out-under-a-regular-file", [*S, X, "--out", "afile/s.h5"], "does not exist"),
@@ -271,6 +412,13 @@ CASES = [
     ("train-epochs-zero", [*T, "--epochs", "0", "--out", "newrun"], "epochs"),
     ("train-lr-nan", [*T, "--lr", "nan", "--out", "newrun"], "lr"),
     ("train-lr-negative", [*T, "--lr", "-0.1", "--out", "newrun"], "lr"),
+    ("train-lr-inf", [*T, "--lr", "inf", "--out", "newrun"], "argument --lr"),
+    ("train-lr-beyond-float32", [*T, "--lr", "1e308", "--out", "newrun"],
+     "The 'lr' parameter must be a float in (0.0, 3.4"),
+    ("train-weight-decay-beyond-float32", [*T, "--weight-decay", "1e300", "--out", "newrun"],
+     "weight_decay"),
+    ("train-epochs-beyond-int64", [*T, "--epochs", "99999999999999999999", "--out", "newrun"],
+     "epochs"),
     ("train-batch-size-zero", [*T, "--batch-size", "0", "--out", "newrun"], "batch_size"),
     ("train-subset-zero", [*T, "--subset", "0", "--out", "newrun"], "subset"),
     ("train-out-is-a-file", [*T, "--out", "afile"], "is a file"),
@@ -299,9 +447,12 @@ PARAMS = [pytest.param(argv, fragment, id=name) for name, argv, fragment in CASE
 ]
 
 
+_COMMANDS = ("surface", "train", "info", "hessian", "plot", "compare", "trajectory")
+
+
 def _command(argv: list[str]) -> str:
     """The prefix of the error line: argparse reports unknown options at the top level."""
-    if argv[0] not in ("surface", "train", "info") or "--bogus" in argv:
+    if argv[0] not in _COMMANDS or "--bogus" in argv:
         return ""
     return argv[0]
 

@@ -5,6 +5,7 @@ from torch import nn
 from landscape._functional import named_tensors
 from landscape.directions import (
     Directions,
+    check_spanning,
     filter_norms,
     inner,
     interpolation_direction,
@@ -136,3 +137,44 @@ def test_digest_changes_with_content(tiny_mlp):
     b = random_directions(w, seeds=0)
     c = random_directions(w, seeds=1)
     assert a.digest() == b.digest() != c.digest()
+
+
+def test_check_spanning_refuses_zero_nonfinite_and_collinear(tiny_mlp):
+    w = named_tensors(tiny_mlp)
+    dx, dy = random_directions(w, seeds=[0, 1]).vectors
+    check_spanning((dx, dy))  # two random directions are fine
+    zero = {k: torch.zeros_like(v) for k, v in w.items()}
+    with pytest.raises(LandscapeError, match="direction y is zero"):
+        check_spanning((dx, zero))
+    nan = {k: torch.full_like(v, float("nan")) for k, v in w.items()}
+    with pytest.raises(LandscapeError, match="direction x has non-finite entries"):
+        check_spanning((nan,))
+    for c in (1.0, -3.0):  # identical, and collinear pointing the other way
+        with pytest.raises(LandscapeError, match="directions x and y are collinear"):
+            check_spanning((dx, {k: c * v for k, v in dx.items()}))
+
+
+def test_plane_directions_refuse_degenerate_planes(tiny_mlp):
+    a = named_tensors(tiny_mlp)
+    b = {k: v + 1.0 for k, v in a.items()}
+    c = {k: v + 3.0 for k, v in a.items()}  # on the line through a and b (float32 rounding)
+    for orthogonal in (False, True):
+        with pytest.raises(LandscapeError, match="models a and b are identical"):
+            plane_directions(a, a, c, orthogonal=orthogonal)
+        with pytest.raises(LandscapeError, match="models a and c are identical"):
+            plane_directions(a, b, a, orthogonal=orthogonal)
+        with pytest.raises(LandscapeError, match="the three models are collinear"):
+            plane_directions(a, b, c, orthogonal=orthogonal)
+        with pytest.raises(LandscapeError, match="the three models are collinear"):
+            plane_directions(a, b, b, orthogonal=orthogonal)
+
+
+def test_compute_surface_refuses_a_zero_direction(tiny_mlp, image_data, tmp_path):
+    from landscape.surface import compute_surface
+
+    w = named_tensors(tiny_mlp)
+    zero = Directions(({k: torch.zeros_like(v) for k, v in w.items()},), {"kind": "random"})
+    out = tmp_path / "s.h5"
+    with pytest.raises(LandscapeError, match="direction x is zero"):
+        compute_surface(tiny_mlp, zero, image_data, x="-1:1:3", out=out, progress=False)
+    assert not out.exists()

@@ -1,6 +1,14 @@
 import pytest
 
-from landscape.errors import LandscapeError, check_float, check_int, check_option
+from landscape.errors import (
+    INT64_MAX,
+    LandscapeError,
+    check_float,
+    check_int,
+    check_option,
+    parse_float,
+    parse_int,
+)
 
 
 def test_check_option():
@@ -23,3 +31,18 @@ def test_check_float():
         check_float("tol", 0.0, 0.0, closed="neither")
     with pytest.raises(LandscapeError):
         check_float("tol", float("inf"))
+
+
+def test_parse_int_refuses_what_int64_cannot_hold():
+    assert parse_int("n", " 7 ", 1) == 7
+    assert parse_int("n", str(INT64_MAX)) == INT64_MAX
+    for bad in ("99999999999999999999", "1.5", "1e3", "x", ""):
+        with pytest.raises(LandscapeError, match="The 'n' parameter must be an int in"):
+            parse_int("n", bad, 1)
+
+
+def test_parse_float_refuses_non_finite_numbers():
+    assert parse_float("lr", "1e-3", 0.0, closed="neither") == 1e-3
+    for bad in ("nan", "inf", "-inf", "1e400", "abc"):
+        with pytest.raises(LandscapeError, match="The 'lr' parameter must be a float"):
+            parse_float("lr", bad, 0.0, closed="neither")

@@ -125,3 +125,95 @@ def test_read_li2018_1d(tmp_path):
     _write_li(p, 7, 0, fill_missing=False)
     s = Surface.load(p)
     assert s.ndim == 1 and s.complete and s["train_loss"].tolist() == list(range(7))
+
+
+def _write_li_half_crunched(p, nx=9, ny=5):
+    """A 2D file the way Li et al.'s ``plot_surface.py`` leaves it when the train pass finished
+    and the test pass was killed: every array allocated ``-np.ones((nx, ny))``, filled in
+    raster order of ``meshgrid(x, y)`` (flat index ``iy * nx + ix``), accuracies in percent."""
+    x = np.linspace(-1, 1, nx)
+    y = np.linspace(-0.5, 0.5, ny)
+    xx, yy = np.meshgrid(x, y)  # (ny, nx)
+    arrays = {k: -np.ones((nx, ny)) for k in ("train_loss", "train_acc", "test_loss", "test_acc")}
+    true = {"train_loss": 1 + xx**2 + yy**2, "train_acc": 90 - xx**2,
+            "test_loss": 2 + xx**2 + yy**2, "test_acc": 80 - yy**2}
+    for ind in range(nx * ny):
+        for k in ("train_loss", "train_acc"):
+            arrays[k].ravel()[ind] = true[k].ravel()[ind]
+        if ind < nx * ny - 4:  # the test pass stopped 4 points short
+            for k in ("test_loss", "test_acc"):
+                arrays[k].ravel()[ind] = true[k].ravel()[ind]
+    with h5py.File(p, "w") as f:
+        f["dir_file"] = "dirs.h5"
+        f["xcoordinates"], f["ycoordinates"] = x, y
+        for k, v in arrays.items():
+            f[k] = v
+    return true
+
+
+def test_li2018_every_array_has_its_own_done_mask(tmp_path, capsys):
+    """The 4 unfinished test points do not hide the 45 finished train values."""
+    from landscape.cli.main import main
+
+    from landscape.compare import _at_origin, load_results
+    from landscape.info import summarize
+    from landscape.metrics import _values, surface_minimum
+    from landscape.plot import _masked
+
+    p = tmp_path / "li.h5"
+    true = _write_li_half_crunched(p)
+    d = storage.read_li2018(p)
+    assert {k: int(m.sum()) for k, m in d["done_per_array"].items()} == {
+        "train_loss": 45, "train_acc": 45, "test_loss": 41, "test_acc": 41}
+    assert int(d["done"].sum()) == 41  # points where every array is done
+    s = Surface.load(p)
+    assert s.shape == (5, 9) and s.n_done == 41
+    assert s.n_done_of("train_loss") == 45 and s.done_of("train_loss").all()
+    np.testing.assert_array_equal(s["train_loss"], true["train_loss"])
+    np.testing.assert_allclose(s["train_acc"], true["train_acc"] / 100)
+    assert np.isnan(s["test_loss"][-1, -4:]).all() and not s.done_of("test_loss")[-1, -4:].any()
+    # plot: every train point is drawn, the test points that were not computed are masked
+    assert int(_masked(s, "train_loss").count()) == 45
+    assert int(_masked(s, "test_loss").count()) == 41
+    # metrics count all 45 train points, and 41 test points
+    assert int(_values(s, "train_loss")[1].sum()) == 45
+    assert int(_values(s, "test_acc")[1].sum()) == 41
+    assert surface_minimum(s, "train_loss")[0] == pytest.approx(1.0)
+    # info: per-array completion and ranges over each array's own points
+    info = summarize(p)
+    c = info["surface_completion"]
+    assert c["done"] == 41 and c["total"] == 45
+    assert c["per_array"] == {"test_acc": 41, "test_loss": 41, "train_acc": 45,
+                              "train_loss": 45}
+    assert info["surface_range"]["train_loss"] == [1.0, float(true["train_loss"].max())]
+    assert main(["info", str(p)]) == 0
+    out = capsys.readouterr().out
+    assert "41/45 points done in every array" in out
+    assert "train_loss 45/45" in out and "test_loss 41/45" in out
+    # compare: the train loss at the origin is read although the test pass missed that point
+    with h5py.File(p, "r+") as f:
+        f["test_loss"][4, 2] = -1  # flat index 22 = iy 2, ix 4: the origin
+    res = load_results(p)
+    assert not res.surface.done[2, 4] and _at_origin(res.surface, "test_loss") is None
+    assert _at_origin(res.surface, "train_loss") == 1.0
+
+
+def test_li2018_refuses_arrays_that_do_not_fit_the_grid(tmp_path):
+    p = tmp_path / "li.h5"
+    _write_li_half_crunched(p)
+    with h5py.File(p, "r+") as f:
+        del f["test_loss"]
+        f["test_loss"] = np.ones(7)
+    with pytest.raises(LandscapeError, match=r"dataset 'test_loss' has 7 float64 value\(s\)"):
+        storage.read_li2018(p)
+    with h5py.File(p, "r+") as f:
+        del f["test_loss"]
+        f["test_loss"] = np.array([b"a"] * 45)
+    with pytest.raises(LandscapeError, match="dataset 'test_loss'"):
+        Surface.load(p)
+    with h5py.File(p, "r+") as f:
+        del f["test_loss"]
+        del f["xcoordinates"]
+        f["xcoordinates"] = np.ones((3, 3))
+    with pytest.raises(LandscapeError, match="'xcoordinates' is float64 of shape"):
+        Surface.load(p)

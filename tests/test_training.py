@@ -63,6 +63,8 @@ def test_config_defaults_and_round_trip() -> None:
         ({"batch_size": 1.5}, "batch_size"),
         ({"lr": 0.0}, "lr"),
         ({"lr": float("nan")}, "lr"),
+        ({"lr": 1e308}, "lr"),  # SGD cannot turn it into float32
+        ({"weight_decay": 1e39}, "weight_decay"),
         ({"momentum": 1.0}, "momentum"),
         ({"weight_decay": -1e-4}, "weight_decay"),
         ({"schedule": "linear"}, "schedule"),

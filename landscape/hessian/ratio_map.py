@@ -68,7 +68,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .. import storage
+from .. import _schema, storage
 from .._atomic import holds_output
 from .._functional import LossSpec, is_perturbable, loss_name, named_tensors
 from ..errors import LandscapeError, check_float, check_int, note_interruption
@@ -168,41 +168,43 @@ class RatioMap(GridProgress):
 
 
 def _read(path: str | os.PathLike) -> tuple[RatioMap, dict[int, np.ndarray]]:
+    storage.check_no_links(path, GROUP)
     g = storage.read_group(path, GROUP)
     if g is None:
         raise LandscapeError(
             f"'{path}' holds no ratio map (no /ratio_map group); compute one with "
             "'landscape hessian CKPT --grid SURFACE.h5'"
         )
-    try:
-        d = g.datasets
-        rm = RatioMap(
-            x=np.asarray(d["x"], dtype=np.float64),
-            y=np.asarray(d["y"], dtype=np.float64) if "y" in d else None,
-            lambda_max=np.array(d["lambda_max"], dtype=np.float64),
-            lambda_min=np.array(d["lambda_min"], dtype=np.float64),
-            ratio=np.array(d["ratio"], dtype=np.float64),
-            n_hvp=np.array(d["n_hvp"], dtype=np.int64),
-            done=np.array(d["done"]).astype(bool),
-            converged=np.array(d["converged"]).astype(bool),
-            recipe=json.loads(g.attrs["recipe"]),
-            provenance=json.loads(g.attrs.get("provenance", "{}")),
-        )
-        warm: dict[int, np.ndarray] = {}
-        if "warm_index" in d:
-            for i, v in zip(np.asarray(d["warm_index"]), np.asarray(d["warm_vectors"]),
-                            strict=True):
-                warm[int(i)] = np.asarray(v, dtype=np.float32)
-    except (KeyError, ValueError, TypeError) as exc:
-        raise LandscapeError(f"'{path}' has a damaged /ratio_map group ({exc})") from exc
-    shapes = {a.shape for a in (rm.lambda_max, rm.lambda_min, rm.ratio, rm.n_hvp, rm.done,
-                                rm.converged)}
-    want = (len(rm.x),) if rm.y is None else (len(rm.y), len(rm.x))
-    if shapes != {want}:
-        raise LandscapeError(
-            f"'{path}' has a damaged /ratio_map group (arrays of shapes {sorted(shapes)}, "
-            f"grid {want})"
-        )
+    where = f"'{path}' has a damaged /ratio_map group"
+    d = g.datasets
+    x = _schema.coordinates(d, "x", where)
+    y = _schema.coordinates(d, "y", where) if "y" in d else None
+    shape = _schema.grid_shape(x, y)
+    names = ["lambda_max", "lambda_min", "ratio", "n_hvp", "done", "converged"]
+    _schema.check_coordinates_fit(d, names, shape, where)
+    rm = RatioMap(
+        x=x, y=y,
+        lambda_max=_schema.grid_array(d, "lambda_max", shape, where),
+        lambda_min=_schema.grid_array(d, "lambda_min", shape, where),
+        ratio=_schema.grid_array(d, "ratio", shape, where),
+        n_hvp=_schema.grid_array(d, "n_hvp", shape, where, dtype=np.int64),
+        done=_schema.grid_array(d, "done", shape, where, mask=True),
+        converged=_schema.grid_array(d, "converged", shape, where, mask=True),
+        recipe=_schema.json_attr(g.attrs, "recipe", where, dict),
+        provenance=_schema.json_attr(g.attrs, "provenance", where, dict, default={}),
+    )
+    warm: dict[int, np.ndarray] = {}
+    if "warm_index" in d:
+        try:
+            idx = np.asarray(d["warm_index"], dtype=np.int64)
+            vecs = np.asarray(d["warm_vectors"], dtype=np.float32)
+            if idx.ndim != 1 or vecs.ndim < 2 or len(idx) != len(vecs) or \
+                    not ((idx >= 0) & (idx < rm.n_points)).all():
+                raise ValueError("shapes or indices do not fit the grid")
+        except (KeyError, ValueError, TypeError) as exc:
+            raise LandscapeError(f"{where}: datasets 'warm_index'/'warm_vectors' are "
+                                 f"damaged ({exc})") from exc
+        warm = {int(i): v for i, v in zip(idx, vecs, strict=True)}
     return rm, warm
 
 

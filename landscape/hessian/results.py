@@ -489,6 +489,7 @@ class CurvatureResult:
     @classmethod
     def load(cls, path: str | os.PathLike) -> CurvatureResult:
         """Read the ``/curvature`` group of a landscape file."""
+        storage.check_no_links(path, GROUP)
         g = storage.read_group(path, GROUP)
         if g is None:
             raise LandscapeError(
