@@ -16,6 +16,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -214,15 +216,25 @@ def _hold(path: str, ready, release) -> None:
         release.wait(60)
 
 
-@POSIX
-def test_a_second_writer_fails_clearly_while_a_run_holds_the_file(work, capsys):
-    """A long run holds its output; another command writing it stops at once, file untouched."""
+@contextmanager
+def _held_by_another_process(path: Path) -> Iterator[int]:
+    """Another process holds the output lock of ``path`` inside the block; yields its pid."""
     ctx = mp.get_context("spawn")
     ready, release = ctx.Event(), ctx.Event()
-    holder = ctx.Process(target=_hold, args=(str(work / "s.h5"), ready, release))
+    holder = ctx.Process(target=_hold, args=(str(path), ready, release))
     holder.start()
     try:
         assert ready.wait(60)
+        yield holder.pid
+    finally:
+        release.set()
+        holder.join(60)
+
+
+@POSIX
+def test_a_second_writer_fails_clearly_while_a_run_holds_the_file(work, capsys):
+    """A long run holds its output; another command writing it stops at once, file untouched."""
+    with _held_by_another_process(work / "s.h5") as pid:
         before = snapshot(work)
         for argv in (["hessian", "mlp.pt", "--top-k", "1", "--out", "s.h5", "--no-progress"],
                      ["surface", "mlp.pt", "--x=-1:1:5", "--out", "s.h5", "--overwrite",
@@ -231,12 +243,9 @@ def test_a_second_writer_fails_clearly_while_a_run_holds_the_file(work, capsys):
             t0 = time.monotonic()
             code, out, err = _run(argv, capsys)
             assert_one_line_error(code, out, err, "is being written by another landscape "
-                                  f"process (pid {holder.pid})", argv[0])
+                                  f"process (pid {pid})", argv[0])
             assert time.monotonic() - t0 < 60
             assert snapshot(work) == before
-    finally:
-        release.set()
-        holder.join(60)
 
 
 def test_lock_is_reentrant_and_removed(tmp_path):
@@ -271,12 +280,7 @@ def test_serialisation_error_leaves_nothing(tmp_path):
 
 @POSIX
 def test_a_second_train_into_the_same_directory_fails_clearly(work, capsys):
-    ctx = mp.get_context("spawn")
-    ready, release = ctx.Event(), ctx.Event()
-    holder = ctx.Process(target=_hold, args=(str(work / "newrun"), ready, release))
-    holder.start()
-    try:
-        assert ready.wait(60)
+    with _held_by_another_process(work / "newrun"):
         before = snapshot(work)
         argv = ["train", "--model", "mlp", "--epochs", "1", "--subset", "50", "--no-progress",
                 "--out", "newrun"]
@@ -284,6 +288,3 @@ def test_a_second_train_into_the_same_directory_fails_clearly(work, capsys):
         assert_one_line_error(code, out, err, "'newrun' is being written by another landscape "
                               "process", "train")
         assert snapshot(work) == before
-    finally:
-        release.set()
-        holder.join(60)
