@@ -247,6 +247,17 @@ def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> Path:
 # --- one writer at a time ------------------------------------------------------------------
 
 
+#: errno values of ``flock`` on file systems that do not support it: writes go on unlocked.
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, getattr(errno, "ENOTSUP", -1)}
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 def _lock_path(p: Path) -> Path:
     return p.with_name(f".{p.name}.lock")
 
@@ -277,6 +288,11 @@ def output_lock(path: PathLike, *, wait: float = 0.0) -> Iterator[Path]:
     ------
     LandscapeError
         If another process holds the lock (after ``wait`` seconds).
+
+    Notes
+    -----
+    On a file system without ``flock`` (``ENOLCK``/``EOPNOTSUPP``: some NFS and Lustre mounts)
+    the block runs unlocked rather than refusing to write.
     """
     held = _HELD
     p = resolve_target(path)
@@ -307,6 +323,10 @@ def output_lock(path: PathLike, *, wait: float = 0.0) -> Iterator[Path]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(fd)
+            if exc.errno in _NO_LOCKS:  # a file system without flock (some NFS/Lustre setups)
+                _remove_quietly(lock)
+                yield p
+                return
             if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise LandscapeError(f"cannot lock '{p}': {exc.strerror}") from exc
             if time.monotonic() >= deadline:
@@ -333,10 +353,7 @@ def output_lock(path: PathLike, *, wait: float = 0.0) -> Iterator[Path]:
         yield p
     finally:
         del held[key]
-        try:
-            os.unlink(lock)
-        except OSError:
-            pass
+        _remove_quietly(lock)
         os.close(fd)
 
 

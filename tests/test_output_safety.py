@@ -288,3 +288,17 @@ def test_a_second_train_into_the_same_directory_fails_clearly(work, capsys):
         assert_one_line_error(code, out, err, "'newrun' is being written by another landscape "
                               "process", "train")
         assert snapshot(work) == before
+
+
+@POSIX
+def test_a_file_system_without_flock_writes_unlocked(tmp_path, monkeypatch):
+    """ENOLCK from flock (NFS without a lock daemon, Lustre -o noflock) must not stop writes."""
+    import fcntl
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    storage.update_file(tmp_path / "f.h5", {"g": storage.Group(attrs={"a": 1})})
+    assert storage.read_group(tmp_path / "f.h5", "g").attrs == {"a": 1}
+    assert sorted(os.listdir(tmp_path)) == ["f.h5"]
