@@ -285,9 +285,13 @@ class Surface(GridProgress):
         sg.datasets["x"] = np.asarray(self.x, dtype=np.float64)
         if self.y is not None:
             sg.datasets["y"] = np.asarray(self.y, dtype=np.float64)
+        # The mask decides, and it is read first: a Ctrl-C that lands inside the recording of
+        # a point (values written, mask not yet) must not leave a value at an unfinished point.
+        done = self.done.astype(np.uint8)
         for k in sorted(self.arrays):
-            sg.datasets[k] = np.asarray(self.arrays[k], dtype=np.float64)
-        sg.datasets["done"] = self.done.astype(np.uint8)
+            a = np.asarray(self.arrays[k], dtype=np.float64)
+            sg.datasets[k] = np.where(self.done_of(k) if self.done_per_array else done, a, np.nan)
+        sg.datasets["done"] = done
         groups: dict[str, storage.Group | None] = {"surface": sg}
         if self.directions is not None:
             groups["directions"] = directions_group(self.directions)

@@ -212,3 +212,39 @@ def test_diverged_points_are_recorded_not_fatal(tiny_mlp, image_data):
     assert s.complete
     assert np.isfinite(s["train_loss"][1, 1])
     assert not np.all(np.isfinite(s["train_loss"]))
+
+
+def test_a_point_interrupted_while_recorded_is_saved_as_unfinished(tmp_path, tiny_mlp,
+                                                                   image_data):
+    """Ctrl-C between writing a point's values and its done flag (seen once in a SIGINT test):
+    the file must still say 'not computed' there (NaN and done == 0), and resume recomputes it.
+    """
+    d = random_directions(named_tensors(tiny_mlp), seeds=0)
+    kw = dict(x="-1:1:4", y="-1:1:2", progress=False, batch_size=64)
+    full = compute_surface(tiny_mlp, d, image_data, **kw)
+    surf = compute_surface(tiny_mlp, d, image_data, max_points=2, **kw)
+    surf.arrays["train_loss"].reshape(-1)[2] = 0.5  # recorded, then interrupted before done
+    out = tmp_path / "s.h5"
+    surf.save(out)
+    back = Surface.load(out)
+    assert back.n_done == 2 and np.isnan(back["train_loss"].reshape(-1)[2:]).all()
+    resumed = compute_surface(tiny_mlp, d, image_data, out=out, **kw)
+    assert resumed.complete
+    for k, a in full.arrays.items():
+        assert a.tobytes() == resumed.arrays[k].tobytes(), k
+
+
+def test_ratio_map_group_masks_unfinished_points():
+    from landscape.hessian.ratio_map import RatioMap
+
+    shape = (2, 2)
+    rm = RatioMap(x=np.arange(2.0), y=np.arange(2.0), lambda_max=np.ones(shape),
+                  lambda_min=np.ones(shape), ratio=np.ones(shape),
+                  n_hvp=np.full(shape, 7, dtype=np.int64),
+                  done=np.array([[True, False], [False, False]]),
+                  converged=np.ones(shape, dtype=bool), recipe={}, provenance={})
+    g = rm.to_group()
+    for name in ("lambda_max", "lambda_min", "ratio"):
+        assert g.datasets[name][0, 0] == 1.0 and np.isnan(g.datasets[name].reshape(-1)[1:]).all()
+    assert g.datasets["n_hvp"].tolist() == [[7, 0], [0, 0]]
+    assert g.datasets["converged"].tolist() == [[1, 0], [0, 0]]

@@ -145,12 +145,13 @@ class RatioMap(GridProgress):
         g.datasets["x"] = np.asarray(self.x, dtype=np.float64)
         if self.y is not None:
             g.datasets["y"] = np.asarray(self.y, dtype=np.float64)
-        g.datasets["lambda_max"] = np.asarray(self.lambda_max, dtype=np.float64)
-        g.datasets["lambda_min"] = np.asarray(self.lambda_min, dtype=np.float64)
-        g.datasets["ratio"] = np.asarray(self.ratio, dtype=np.float64)
-        g.datasets["n_hvp"] = np.asarray(self.n_hvp, dtype=np.int64)
-        g.datasets["done"] = np.asarray(self.done).astype(np.uint8)
-        g.datasets["converged"] = np.asarray(self.converged).astype(np.uint8)
+        done = np.asarray(self.done, dtype=bool).copy()  # read first: see Surface._groups
+        for name in ("lambda_max", "lambda_min", "ratio"):
+            a = np.asarray(getattr(self, name), dtype=np.float64)
+            g.datasets[name] = np.where(done, a, np.nan)
+        g.datasets["n_hvp"] = np.where(done, np.asarray(self.n_hvp, dtype=np.int64), 0)
+        g.datasets["done"] = done.astype(np.uint8)
+        g.datasets["converged"] = (done & np.asarray(self.converged, dtype=bool)).astype(np.uint8)
         if warm:
             keys = sorted(warm)
             g.datasets["warm_index"] = np.asarray(keys, dtype=np.int64)
