@@ -39,6 +39,16 @@ class TinyConvBN(nn.Module):
         return self.head(h.flatten(1))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny-model tests (intra-op threads only add overhead
+    and contention on shared CI machines); used with ``pytest.mark.usefixtures``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def tiny_mlp() -> nn.Module:
     torch.manual_seed(0)

@@ -18,18 +18,14 @@ from landscape.hessian import CurvatureResult, RatioMap
 from landscape.models import ModelSpec
 from landscape.surface import Surface, compute_surface, load_directions
 
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated"),
+    pytest.mark.usefixtures("one_thread"),  # conftest: tiny models, threads only add overhead
+]
 
 SPEC = ModelSpec("mlp", {"width": 8, "depth": 1})
 DATA = DataSpec("digits", subset=80)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

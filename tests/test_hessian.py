@@ -30,19 +30,14 @@ except ImportError:
     from reference import dense_from_operator, exact_gradient, exact_hessian, exact_loss
 
 # torch's forward-mode AD scripts its decompositions on first use (a torch-internal warning).
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated"),
+    pytest.mark.usefixtures("one_thread"),  # conftest: tiny models, threads only add overhead
+]
 
 N, BATCH = 50, 16  # uneven batches: 16, 16, 16, 2
 F64 = torch.float64
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # The models are tiny: intra-op threads only add overhead (and contention on shared CI).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @dataclass

@@ -27,17 +27,13 @@ try:  # tests/ as a package or as a plain directory on sys.path
 except ImportError:
     from reference import exact_hessian
 
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated"),
+    pytest.mark.usefixtures("one_thread"),  # conftest: tiny models, threads only add overhead
+]
 
 F64 = torch.float64
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
