@@ -229,8 +229,16 @@ def write_bytes(path: PathLike, data: bytes | memoryview) -> Path:
             pass
         finally:
             os.close(dir_fd)
-    remove_stale_temps(p)
+    key = os.path.abspath(p)
+    if key not in _CLEANED:  # leftovers come from earlier processes: once per process is enough
+        _CLEANED.add(key)
+        remove_stale_temps(p)
     return p
+
+
+#: Targets whose directory this process has already cleaned (a flush every point then costs no
+#: directory listing in a big folder).
+_CLEANED: set[str] = set()
 
 
 def atomic_write(path: PathLike, write: Callable[[IO[bytes]], None]) -> Path:
