@@ -22,8 +22,7 @@ import json
 import math
 import os
 import re
-import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +34,9 @@ from torch import Tensor, nn
 from . import _schema, storage
 from ._atomic import holds_output
 from ._functional import LossSpec, loss_name, named_tensors
+from ._grid import GridProgress, GridRunner, agree, pending, recipe_differences, resume_or_refuse
 from .directions import Directions, check_spanning
-from .errors import LandscapeError, check_float, check_int, note_interruption
+from .errors import LandscapeError, check_float, check_int
 from .evaluation import Evaluator
 
 __all__ = ["Axis", "parse_axis", "Surface", "compute_surface", "recipe_differences"]
@@ -149,32 +149,6 @@ def parse_axis(spec: str | Axis | tuple[float, float, int], name: str = "x") -> 
             f"bad grid --{name}={spec!r}: one point needs min == max (or use num >= 2)"
         )
     return Axis(lo, hi, num)
-
-
-class GridProgress:
-    """Completion of a result laid out on a grid (needs a boolean ``done`` array)."""
-
-    done: np.ndarray
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        """``(ny, nx)`` or ``(nx,)``."""
-        return tuple(self.done.shape)
-
-    @property
-    def n_points(self) -> int:
-        """Total number of grid points."""
-        return int(self.done.size)
-
-    @property
-    def n_done(self) -> int:
-        """Number of computed points."""
-        return int(self.done.sum())
-
-    @property
-    def complete(self) -> bool:
-        """Whether every point has been computed."""
-        return bool(self.done.all())
 
 
 @dataclass
@@ -472,11 +446,6 @@ def li2018_directions(path: str | os.PathLike, model: nn.Module,
     return Directions(tuple(vecs), recipe)
 
 
-def recipe_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
-    """Top-level keys whose values differ between two recipes."""
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-
-
 @holds_output("out")
 def compute_surface(
     model: nn.Module,
@@ -598,12 +567,7 @@ def compute_surface(
             _check_file_directions(out, directions)
     if out is not None and Path(out).exists() and not overwrite and _has_surface(out):
         old = Surface.load(out)
-        diff = recipe_differences(old.recipe, full_recipe)
-        if diff:
-            raise LandscapeError(
-                f"'{out}' was computed with a different recipe (differs in: "
-                f"{', '.join(diff)}); pass --overwrite to replace it or choose another --out"
-            )
+        resume_or_refuse(out, old.recipe, full_recipe)
         for name, new_c, old_c in (("x", surf.x, old.x), ("y", surf.y, old.y)):
             if new_c is not None and not np.array_equal(new_c, old_c):
                 raise LandscapeError(
@@ -615,10 +579,7 @@ def compute_surface(
         surf.provenance = old.provenance  # the file keeps the provenance of its first run
         if set(surf.arrays) != set(_array_names(data)):
             raise LandscapeError(f"'{out}' has arrays {sorted(surf.arrays)}; expected others")
-    todo = [int(i) for i in np.flatnonzero(~surf.done.reshape(-1))]
-    if max_points is not None:
-        todo = todo[:max_points]
-    if not todo:
+    if not pending(surf.done, max_points):
         return surf
     for k, v in directions.vectors[0].items():
         if k not in base_t:
@@ -640,14 +601,15 @@ def compute_surface(
     if batch_size == "auto":
         used = surf.provenance.get("batch_size_used")
         if not isinstance(used, int):
-            used = _agree(ev.probe_batch_size())
+            used = agree(ev.probe_batch_size())
         ev.batch_size = used
         surf.provenance["batch_size_used"] = used
     base_dev = {k: v.to(ev.device, dtype=dtype) if (dtype and v.is_floating_point())
                 else v.to(ev.device) for k, v in base_t.items()}
     dirs_dev = tuple({k: v.to(ev.device, dtype=base_dev[k].dtype) for k, v in vec.items()}
                      for vec in directions.vectors)
-    _run_points(surf, ev, base_dev, dirs_dev, todo, out, overwrite, progress, flush_seconds)
+    _SurfaceRun(surf, ev, base_dev, dirs_dev, out=out, overwrite=overwrite, progress=progress,
+                flush_seconds=flush_seconds, max_points=max_points).run()
     return surf
 
 
@@ -689,97 +651,30 @@ def _new_surface(ax: Axis, ay: Axis | None, data: Mapping[str, Any], directions:
     )
 
 
-def _dist() -> tuple[int, int]:
-    """``(rank, world_size)`` of the initialised default process group, else ``(0, 1)``."""
-    import torch.distributed as tdist
+class _SurfaceRun(GridRunner):
+    """Loss and accuracy of every dataset at each point of a surface's grid."""
 
-    if tdist.is_available() and tdist.is_initialized():
-        return tdist.get_rank(), tdist.get_world_size()
-    return 0, 1
+    def __init__(self, surf: Surface, ev: Evaluator, base: dict[str, Tensor],
+                 dirs: tuple[dict[str, Tensor], ...], *, out: str | os.PathLike | None,
+                 overwrite: bool, **loop: Any) -> None:
+        # Under torch.distributed, rank r of w evaluates todo[r::w] in rounds of 4 points.
+        super().__init__(surf.done, out=out, desc="surface", sharding="strided",
+                         points_per_round=4, **loop)
+        self.surf, self.ev, self.base, self.dirs = surf, ev, base, dirs
+        self.flat = {k: v.reshape(-1) for k, v in surf.arrays.items()}
+        self.first_write = overwrite
 
+    def compute(self, index: int) -> dict[str, tuple[float, float | None]]:
+        m = self.ev.at(self.base, self.dirs, self.surf.coords(index))
+        return {name: (met.loss, met.accuracy) for name, met in m.items()}
 
-def _agree(value: int) -> int:
-    """Rank 0's value on every rank (identity outside torch.distributed)."""
-    rank, world = _dist()
-    if world == 1:
-        return value
-    import torch.distributed as tdist
+    def record(self, index: int, payload: dict[str, tuple[float, float | None]]) -> None:
+        for name, (loss, acc) in payload.items():
+            self.flat[f"{name}_loss"][index] = loss
+            if f"{name}_acc" in self.flat:
+                self.flat[f"{name}_acc"][index] = np.nan if acc is None else acc
+        self.done.reshape(-1)[index] = True
 
-    box = [value]
-    tdist.broadcast_object_list(box, src=0)
-    return int(box[0])
-
-
-def _run_points(surf: Surface, ev: Evaluator, base: dict[str, Tensor],
-                dirs: tuple[dict[str, Tensor], ...], todo: Iterable[int],
-                out: str | os.PathLike | None, overwrite: bool, progress: bool,
-                flush_seconds: float, points_per_round: int = 4) -> None:
-    """Evaluate ``todo`` (flat indices) and record them in ``surf``, writing ``out`` as we go.
-
-    Under ``torch.distributed`` (e.g. ``torchrun``), rank ``r`` of ``w`` evaluates
-    ``todo[r::w]`` in rounds of ``points_per_round``; after each round the results are
-    gathered on rank 0, the only process that writes the file. Every rank ends with the full
-    arrays.
-    """
-    from tqdm.auto import tqdm
-
-    rank, world = _dist()
-    todo = list(todo)
-    flat_done = surf.done.reshape(-1)
-    flat = {k: v.reshape(-1) for k, v in surf.arrays.items()}
-    first_write = overwrite
-    last = time.monotonic()
-    bar = tqdm(total=surf.n_points, initial=surf.n_done, disable=not progress or rank != 0,
-               desc="surface", unit="pt", dynamic_ncols=True)
-
-    def record(results: list[tuple[int, dict[str, tuple[float, float | None]]]]) -> None:
-        for idx, m in results:
-            for name, (loss, acc) in m.items():
-                flat[f"{name}_loss"][idx] = loss
-                if f"{name}_acc" in flat:
-                    flat[f"{name}_acc"][idx] = np.nan if acc is None else acc
-            flat_done[idx] = True
-        bar.update(len(results))
-
-    def evaluate(idx: int) -> tuple[int, dict[str, tuple[float, float | None]]]:
-        m = ev.at(base, dirs, surf.coords(idx))
-        return idx, {name: (met.loss, met.accuracy) for name, met in m.items()}
-
-    try:
-        if world == 1:
-            for idx in todo:
-                record([evaluate(idx)])
-                if out is not None and time.monotonic() - last >= flush_seconds:
-                    surf.save(out, overwrite=first_write)
-                    first_write = False
-                    last = time.monotonic()
-        else:
-            import torch.distributed as tdist
-
-            mine = todo[rank::world]
-            per_rank = -(-len(todo) // world)
-            n_rounds = -(-per_rank // points_per_round)
-            for r in range(n_rounds):
-                chunk = mine[r * points_per_round:(r + 1) * points_per_round]
-                results = [evaluate(i) for i in chunk]
-                gathered: list[object] = [None] * world
-                tdist.all_gather_object(gathered, results)
-                for part in gathered:
-                    record(part)  # type: ignore[arg-type]
-                if (rank == 0 and out is not None
-                        and time.monotonic() - last >= flush_seconds):
-                    surf.save(out, overwrite=first_write)
-                    first_write = False
-                    last = time.monotonic()
-    except KeyboardInterrupt as exc:  # the finally below saves the finished points
-        saved = out is not None and surf.n_done > 0
-        note_interruption(exc, "finished work is saved" if saved else None, resumable=True)
-        raise
-    finally:
-        bar.close()
-        if rank == 0 and out is not None and surf.n_done > 0:
-            surf.save(out, overwrite=first_write)
-    if world > 1:
-        import torch.distributed as tdist
-
-        tdist.barrier()
+    def save(self) -> None:
+        self.surf.save(self.out, overwrite=self.first_write)
+        self.first_write = False

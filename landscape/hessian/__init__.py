@@ -1,8 +1,8 @@
 """Curvature of the loss: Hessian operator, extreme eigenpairs, trace and spectral density.
 
 - :class:`HessianOperator` -- matrix-free Hessian of the full-data loss (exact HVPs).
-- :func:`top_eigen`, :func:`min_eigen`, :func:`eigen_ratio` -- Lanczos with full
-  re-orthogonalisation (:class:`EigenResult`).
+- :func:`top_eigen`, :func:`min_eigen`, :func:`eigen_ratio`, :func:`extreme_pairs` -- Lanczos
+  with full re-orthogonalisation (:class:`EigenResult`).
 - :func:`hutchinson`, :func:`hutchpp` -- trace estimates (:class:`TraceResult`).
 - :func:`slq` -- stochastic Lanczos quadrature (:class:`SpectralDensity`).
 - :func:`compute_curvature` -- all of the above at one point as a storable
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from .density import SpectralDensity, slq
 from .directions import eigenvector_directions, hessian_directions
-from .lanczos import EigenResult, eigen_ratio, min_eigen, top_eigen
+from .lanczos import EigenResult, eigen_ratio, extreme_pairs, min_eigen, top_eigen
 from .operator import CurvatureOperator, HessianOperator, hvp
 from .ratio_map import RatioMap, compute_ratio_map, serpentine_order
 from .results import CurvatureResult, compute_curvature
@@ -49,6 +49,7 @@ __all__ = [
     "compute_ratio_map",
     "eigen_ratio",
     "eigenvector_directions",
+    "extreme_pairs",
     "hessian_directions",
     "hutchinson",
     "hutchpp",

@@ -43,8 +43,10 @@ from torch import Tensor
 from ..errors import LandscapeError, check_float, check_int, check_option
 from .operator import _Float64Matmul
 
-__all__ = ["EigenResult", "top_eigen", "min_eigen", "eigen_ratio"]
+__all__ = ["EigenResult", "top_eigen", "min_eigen", "eigen_ratio", "extreme_pairs"]
 
+#: Public orders of :func:`top_eigen`; :func:`extreme_pairs` uses the internal order "BE" (both
+#: ends, alternating from the largest), which only makes sense for k = 2.
 WHICH = ("LM", "LA", "SA")
 SOLVERS = ("lanczos", "arpack")
 
@@ -481,8 +483,40 @@ def eigen_ratio(
     .. [1] H. Li, Z. Xu, G. Taylor, C. Studer, T. Goldstein, "Visualizing the Loss Landscape of
        Neural Nets", NeurIPS 2018 (|lambda_min / lambda_max| as a measure of non-convexity).
     """
-    k = min(2, _Float64Matmul(op).n)
-    res = _solve(op, k, "BE", tol, 0.0, max_hvp, None, seed, ncv, "lanczos", scale_by_max=True)
+    res = extreme_pairs(op, tol=tol, max_hvp=max_hvp, seed=seed, ncv=ncv)
     lmin, lmax = float(res.eigenvalues.min()), float(res.eigenvalues.max())
     ratio = abs(lmin / lmax) if lmax != 0 else float("inf")
     return lmin, lmax, ratio
+
+
+def extreme_pairs(
+    op: Any,
+    *,
+    tol: float = 1e-6,
+    max_hvp: int | None = None,
+    v0: Any = None,
+    seed: int | None = 0,
+    ncv: int | None = None,
+) -> EigenResult:
+    """The largest and the smallest algebraic eigenpairs from one Lanczos run.
+
+    Both ends converge in one Krylov space to ``||H v - lambda v|| <= tol * max |Ritz value|``
+    (the spectral scale; see :func:`eigen_ratio`). This is the solver of the ratio map, whose
+    warm starts come in through ``v0``.
+
+    Parameters
+    ----------
+    op : object with ``@`` and ``.shape``
+        Symmetric operator.
+    tol, max_hvp, seed, ncv
+        As for :func:`top_eigen`.
+    v0 : array-like of shape (n,), optional
+        Start vector (default: seeded random).
+
+    Returns
+    -------
+    EigenResult
+        Two pairs (one for a 1-dimensional operator), eigenvalues in decreasing order.
+    """
+    k = min(2, _Float64Matmul(op).n)
+    return _solve(op, k, "BE", tol, 0.0, max_hvp, v0, seed, ncv, "lanczos", scale_by_max=True)

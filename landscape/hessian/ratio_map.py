@@ -57,7 +57,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -71,9 +70,10 @@ from torch import Tensor, nn
 from .. import _schema, storage
 from .._atomic import holds_output
 from .._functional import LossSpec, is_perturbable, loss_name, named_tensors
-from ..errors import LandscapeError, check_float, check_int, note_interruption
-from ..surface import GridProgress, Surface, _dist, recipe_differences
-from .lanczos import _solve
+from .._grid import GridProgress, GridRunner, pending, resume_or_refuse
+from ..errors import LandscapeError, check_float, check_int
+from ..surface import Surface
+from .lanczos import extreme_pairs
 from .operator import HessianOperator, _data_tensors
 
 __all__ = ["RatioMap", "compute_ratio_map", "serpentine_order"]
@@ -81,7 +81,7 @@ __all__ = ["RatioMap", "compute_ratio_map", "serpentine_order"]
 GROUP = "ratio_map"
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class RatioMap(GridProgress):
     """``lambda_max``, ``lambda_min`` and ``|lambda_min / lambda_max|`` on a surface's grid.
 
@@ -281,6 +281,131 @@ def _ignored(params: Mapping[str, Tensor], param_names: set[str],
     return [k for k in params if k in out]
 
 
+class _RatioMapRun(GridRunner):
+    """Both extreme eigenpairs at each point, visited in serpentine order with warm starts.
+
+    Under ``torchrun`` each rank takes one contiguous block of the order (so that its warm
+    starts stay between neighbours), one point per round.
+    """
+
+    def __init__(self, rm: RatioMap, model: nn.Module, data: Any, surf: Surface,
+                 base: Mapping[str, Tensor], dirs: tuple[Mapping[str, Tensor], ...],
+                 warm: dict[int, np.ndarray], *, dev: torch.device, op_dtype: torch.dtype,
+                 loss: LossSpec, batch_size: int, fixed: list[str], tol: float,
+                 max_hvp: int | None, seed: int, warm_start: bool, out: Path,
+                 first_write: bool, **loop: Any) -> None:
+        super().__init__(rm.done, out=out, desc="ratio map", sharding="contiguous",
+                         points_per_round=1, **loop)
+        self.rm, self.model, self.data, self.surf = rm, model, data, surf
+        self.loss, self.batch_size, self.fixed = loss, batch_size, fixed
+        self.tol, self.max_hvp, self.seed, self.warm_start = tol, max_hvp, seed, warm_start
+        self.op_dtype = op_dtype
+        self.warm = warm
+        self.first_write = first_write
+        self.base = {k: v.detach().to(dev) for k, v in base.items()}
+        self.dirs = tuple({k: v.detach().to(dev) for k, v in vec.items()} for vec in dirs)
+        self._order = serpentine_order(rm.shape)
+        self.pos = np.empty(len(self._order), dtype=np.int64)
+        self.pos[self._order] = np.arange(len(self._order))
+        self.flat = {name: getattr(rm, name).reshape(-1) for name in
+                     ("lambda_max", "lambda_min", "ratio", "n_hvp", "done", "converged")}
+        self.prev: tuple[int, np.ndarray] | None = None  # this rank's last point and vectors
+        self.spent = [0, 0]  # HVPs and points of this run, for the bar
+
+    def order(self) -> np.ndarray:
+        return self._order
+
+    def neighbour(self, i: int, step: int) -> int | None:
+        p = int(self.pos[i]) + step
+        return int(self._order[p]) if 0 <= p < len(self._order) else None
+
+    def point_params(self, i: int) -> dict[str, Tensor]:
+        coords = self.surf.coords(i)
+        params: dict[str, Tensor] = {}
+        for k, b in self.base.items():
+            if not is_perturbable(b):
+                params[k] = b
+                continue
+            t = b.to(self.op_dtype)
+            for c, d in zip(coords, self.dirs, strict=True):
+                if c != 0.0:
+                    t = t + c * d[k].to(self.op_dtype)
+            params[k] = t
+        return params
+
+    def compute(self, i: int) -> tuple[tuple, np.ndarray | None]:
+        v0 = None
+        p = self.neighbour(i, -1)
+        if self.warm_start and p is not None:
+            if self.prev is not None and self.prev[0] == p:
+                v0 = self.prev[1]
+            elif p in self.warm:
+                v0 = self.warm[p]
+        numbers, vecs = self._solve(i, v0)
+        self.prev = (i, vecs) if vecs is not None else None
+        return numbers, vecs
+
+    def _solve(self, i: int, v0: np.ndarray | None) -> tuple[tuple, np.ndarray | None]:
+        op = HessianOperator(self.model, self.data, loss=self.loss, batch_size=self.batch_size,
+                             params=self.point_params(i), ignore=self.fixed,
+                             dtype=self.op_dtype)
+        if v0 is not None and v0.shape[0] != op.numel:
+            v0 = None
+        if v0 is not None:
+            v0 = _warm_vector(v0, self.seed, i)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                res = extreme_pairs(op, tol=self.tol, max_hvp=self.max_hvp, v0=v0,
+                                    seed=self.seed)
+        except LandscapeError:
+            raise
+        except (ValueError, np.linalg.LinAlgError):  # NaN/inf products: a diverged point
+            return (i, np.nan, np.nan, op.n_hvp, False), None
+        vals = res.eigenvalues
+        if not np.all(np.isfinite(vals)):
+            return (i, np.nan, np.nan, op.n_hvp, False), None
+        lmax, lmin = float(vals.max()), float(vals.min())
+        vecs = res.eigenvectors[:, [int(np.argmax(vals)), int(np.argmin(vals))]]
+        # Rounded to float32 (C order) here *and* in the file, so a resumed run starts alike.
+        return ((i, lmax, lmin, op.n_hvp, bool(res.all_converged)),
+                np.ascontiguousarray(vecs, dtype=np.float32))
+
+    def record(self, index: int, payload: tuple[tuple, np.ndarray | None]) -> None:
+        (i, lmax, lmin, nh, conv), vecs = payload
+        flat = self.flat
+        flat["lambda_max"][i] = lmax
+        flat["lambda_min"][i] = lmin
+        flat["ratio"][i] = abs(lmin / lmax) if lmax != 0 else (np.inf if lmin != 0 else np.nan)
+        flat["n_hvp"][i] = nh
+        flat["converged"][i] = conv
+        flat["done"][i] = True
+        p = self.neighbour(i, -1)
+        if p is not None:
+            self.warm.pop(p, None)
+        if self.warm_start and vecs is not None:
+            self.warm[i] = vecs
+        self.spent[0] += nh
+        self.spent[1] += 1
+
+    def postfix(self) -> str | None:
+        return f"{self.spent[0] / self.spent[1]:.1f} HVP/pt" if self.spent[1] else None
+
+    def live_warm(self) -> dict[int, np.ndarray]:
+        """Chain-end eigenvectors whose successor is not done yet (what a resume needs)."""
+        out_w = {}
+        for i, v in self.warm.items():
+            s = self.neighbour(i, 1)
+            if s is not None and not self.flat["done"][s]:
+                out_w[i] = v
+        return out_w
+
+    def save(self) -> None:
+        storage.update_file(self.out, {GROUP: self.rm.to_group(self.live_warm())},
+                            overwrite=self.first_write)
+        self.first_write = False
+
+
 @holds_output("out", "surface_path")
 def compute_ratio_map(
     model: nn.Module,
@@ -463,164 +588,22 @@ def compute_ratio_map(
             replace_file = True  # a foreign file, only reachable with overwrite
         elif GROUP in storage.list_groups(out_p) and not overwrite:
             old, warm = _read(out_p)
-            diff = recipe_differences(old.recipe, full_recipe)
-            if diff:
-                raise LandscapeError(
-                    f"'{out_p}' holds a ratio map computed with a different recipe (differs "
-                    f"in: {', '.join(diff)}); pass --overwrite to replace it or choose another "
-                    "--out"
-                )
+            resume_or_refuse(out_p, old.recipe, full_recipe, subject="holds a ratio map")
             if old.shape != shape:
                 raise LandscapeError(f"'{out_p}' holds a ratio map of another grid shape")
             rm = RatioMap(x=rm.x, y=rm.y, lambda_max=old.lambda_max, lambda_min=old.lambda_min,
                           ratio=old.ratio, n_hvp=old.n_hvp, done=old.done,
                           converged=old.converged, recipe=full_recipe, provenance=old.provenance)
-    if not warm_start:
-        warm = {}
 
-    order = serpentine_order(shape)
-    pos = np.empty(len(order), dtype=np.int64)
-    pos[order] = np.arange(len(order))
-    flat = {name: getattr(rm, name).reshape(-1) for name in
-            ("lambda_max", "lambda_min", "ratio", "n_hvp", "done", "converged")}
-    todo = [int(i) for i in order if not flat["done"][i]]
-    if max_points is not None:
-        todo = todo[:max_points]
-    if not todo:
+    if not pending(rm.done, max_points):
         return rm
-
-    def neighbour(i: int, step: int) -> int | None:
-        p = int(pos[i]) + step
-        return int(order[p]) if 0 <= p < len(order) else None
-
-    base_dev = {k: v.detach().to(dev) for k, v in base.items()}
-    dirs_dev = tuple({k: v.detach().to(dev) for k, v in vec.items()} for vec in dirs.vectors)
-
-    def point_params(i: int) -> dict[str, Tensor]:
-        coords = surf.coords(i)
-        params: dict[str, Tensor] = {}
-        for k, b in base_dev.items():
-            if not is_perturbable(b):
-                params[k] = b
-                continue
-            t = b.to(op_dtype)
-            for c, d in zip(coords, dirs_dev, strict=True):
-                if c != 0.0:
-                    t = t + c * d[k].to(op_dtype)
-            params[k] = t
-        return params
-
-    def compute(i: int, v0: np.ndarray | None) -> tuple[tuple, np.ndarray | None]:
-        op = HessianOperator(model, data, loss=loss, batch_size=batch_size,
-                             params=point_params(i), ignore=fixed, dtype=op_dtype)
-        if v0 is not None and v0.shape[0] != op.numel:
-            v0 = None
-        if v0 is not None:
-            v0 = _warm_vector(v0, seed, i)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                res = _solve(op, min(2, op.numel), "BE", tol, 0.0, max_hvp, v0, seed, None,
-                             "lanczos", scale_by_max=True)
-        except LandscapeError:
-            raise
-        except (ValueError, np.linalg.LinAlgError):  # NaN/inf products: a diverged point
-            return (i, np.nan, np.nan, op.n_hvp, False), None
-        vals = res.eigenvalues
-        if not np.all(np.isfinite(vals)):
-            return (i, np.nan, np.nan, op.n_hvp, False), None
-        lmax, lmin = float(vals.max()), float(vals.min())
-        vecs = res.eigenvectors[:, [int(np.argmax(vals)), int(np.argmin(vals))]]
-        # Rounded to float32 (C order) here *and* in the file, so a resumed run starts alike.
-        return ((i, lmax, lmin, op.n_hvp, bool(res.all_converged)),
-                np.ascontiguousarray(vecs, dtype=np.float32))
-
-    from tqdm.auto import tqdm
-
-    rank, world = _dist()
-    per = -(-len(todo) // world)
-    mine = todo[rank * per:(rank + 1) * per]
-    bar = tqdm(total=rm.n_points, initial=rm.n_done, disable=not progress or rank != 0,
-               desc="ratio map", unit="pt", dynamic_ncols=True)
-    first_write = replace_file
-    last = time.monotonic()
-    prev: tuple[int, np.ndarray] | None = None
-    spent = [0, 0]  # HVPs and points of this run, for the bar
-
-    def record(items: list[tuple[tuple, int, np.ndarray | None]]) -> None:
-        for (i, lmax, lmin, nh, conv), _, vecs in items:
-            flat["lambda_max"][i] = lmax
-            flat["lambda_min"][i] = lmin
-            flat["ratio"][i] = abs(lmin / lmax) if lmax != 0 else (
-                np.inf if lmin != 0 else np.nan)
-            flat["n_hvp"][i] = nh
-            flat["converged"][i] = conv
-            flat["done"][i] = True
-            p = neighbour(i, -1)
-            if p is not None:
-                warm.pop(p, None)
-            if warm_start and vecs is not None:
-                warm[i] = vecs
-            spent[0] += nh
-            spent[1] += 1
-        bar.update(len(items))
-        if spent[1]:
-            bar.set_postfix_str(f"{spent[0] / spent[1]:.1f} HVP/pt", refresh=False)
-
-    def live_warm() -> dict[int, np.ndarray]:
-        out_w = {}
-        for i, v in warm.items():
-            s = neighbour(i, 1)
-            if s is not None and not flat["done"][s]:
-                out_w[i] = v
-        return out_w
-
-    def save() -> None:
-        nonlocal first_write
-        storage.update_file(out_p, {GROUP: rm.to_group(live_warm())}, overwrite=first_write)
-        first_write = False
-
-    computed = 0
-    try:
-        for r in range(per):
-            payload: list[tuple[tuple, int, np.ndarray | None]] = []
-            if r < len(mine):
-                i = mine[r]
-                v0 = None
-                p = neighbour(i, -1)
-                if warm_start and p is not None:
-                    if prev is not None and prev[0] == p:
-                        v0 = prev[1]
-                    elif p in warm:
-                        v0 = warm[p]
-                numbers, vecs = compute(i, v0)
-                prev = (i, vecs) if vecs is not None else None
-                payload.append((numbers, rank, vecs))
-            if world > 1:
-                import torch.distributed as tdist
-
-                gathered: list[object] = [None] * world
-                tdist.all_gather_object(gathered, payload)
-                items = [it for part in gathered for it in part]  # type: ignore[union-attr]
-            else:
-                items = payload
-            record(items)
-            computed += len(items)
-            if rank == 0 and time.monotonic() - last >= flush_seconds:
-                save()
-                last = time.monotonic()
-    except KeyboardInterrupt as exc:  # the finally below saves the finished points
-        note_interruption(exc, "finished work is saved" if computed or rm.n_done else None,
-                          resumable=True)
-        raise
-    finally:
-        bar.close()
-        if rank == 0 and computed:
-            save()
-    if world > 1:
-        import torch.distributed as tdist
-
-        tdist.barrier()
+    run = _RatioMapRun(
+        rm, model, data, surf, base, dirs.vectors, warm if warm_start else {}, dev=dev,
+        op_dtype=op_dtype, loss=loss, batch_size=batch_size, fixed=fixed, tol=tol,
+        max_hvp=max_hvp, seed=seed, warm_start=warm_start, out=out_p, first_write=replace_file,
+        progress=progress, flush_seconds=flush_seconds, max_points=max_points,
+    )
+    run.run()
     bad = int(np.sum(rm.done & ~rm.converged & np.isfinite(rm.lambda_max)))
     if bad:
         warnings.warn(

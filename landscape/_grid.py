@@ -1,0 +1,291 @@
+"""The grid runner: one loop for every analysis laid out on a grid of points.
+
+A grid analysis (a loss surface, a ratio map, a surface on a trajectory's PC plane, ...) is a
+result object with a ``done`` mask plus a way to compute one point. :class:`GridRunner` owns
+everything else, once:
+
+- the *todo list*: the points whose ``done`` flag is not set, in the analysis' visiting order,
+  cut to ``max_points``;
+- *sharding* under ``torch.distributed`` (``torchrun``): ``"strided"`` (rank ``r`` of ``w``
+  takes ``todo[r::w]``) or ``"contiguous"`` (one block of the order per rank, for analyses whose
+  points warm-start from their predecessor); after each round of ``points_per_round`` points
+  the results are gathered, every rank records all of them and rank 0 alone writes;
+- *flushing*: the file is written at most every ``flush_seconds`` and always at the end, also
+  when the run is interrupted (Ctrl-C, SIGTERM): finished points are never lost;
+- *progress*: a tqdm bar with ETA on rank 0, and one line with the estimated time of the whole
+  run after the first point when it is long (:data:`LONG_RUN_SECONDS`).
+
+Resume and the overwrite rule live in the analyses' ``start`` (they differ in what must match:
+a surface's recipe, a ratio map's recipe and its surface), which every subclass gets from
+:func:`resume_or_refuse`.
+
+A subclass writes the method that computes a point (:meth:`GridRunner.compute`), the one that
+records its result (:meth:`GridRunner.record`) and the one that writes the file
+(:meth:`GridRunner.save`); see ``docs/architecture.md`` for where to add a new grid analysis.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import LandscapeError, note_interruption
+
+__all__ = ["GridProgress", "GridRunner", "LONG_RUN_SECONDS", "agree", "dist_info",
+           "format_duration", "pending", "recipe_differences", "resume_or_refuse"]
+
+#: A run whose estimated time exceeds this many seconds gets a line with the estimate and
+#: what makes it shorter.
+LONG_RUN_SECONDS = 600.0
+
+SHARDINGS = ("strided", "contiguous")
+
+
+def dist_info() -> tuple[int, int]:
+    """``(rank, world_size)`` of the initialised default process group, else ``(0, 1)``."""
+    import torch.distributed as tdist
+
+    if tdist.is_available() and tdist.is_initialized():
+        return tdist.get_rank(), tdist.get_world_size()
+    return 0, 1
+
+
+def agree(value: int) -> int:
+    """Rank 0's value on every rank (identity outside torch.distributed)."""
+    _, world = dist_info()
+    if world == 1:
+        return value
+    import torch.distributed as tdist
+
+    box = [value]
+    tdist.broadcast_object_list(box, src=0)
+    return int(box[0])
+
+
+def recipe_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """Top-level keys whose values differ between two recipes."""
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def resume_or_refuse(path: Any, old: Mapping[str, Any], new: Mapping[str, Any],
+                     *, subject: str = "was") -> None:
+    """The overwrite rule: a file may be resumed only with the recipe it was computed with.
+
+    Raises
+    ------
+    LandscapeError
+        Naming the recipe entries that differ and the ways out (``overwrite`` or another
+        output file).
+    """
+    diff = recipe_differences(old, new)
+    if diff:
+        raise LandscapeError(
+            f"'{path}' {subject} computed with a different recipe (differs in: "
+            f"{', '.join(diff)}); pass --overwrite to replace it or choose another --out"
+        )
+
+
+def pending(done: np.ndarray, max_points: int | None = None,
+            order: Iterable[int] | None = None) -> list[int]:
+    """Flat indices of the unfinished points of ``done`` in ``order`` (default: raster),
+    cut to ``max_points``."""
+    flat = np.asarray(done, dtype=bool).reshape(-1)
+    todo = [int(i) for i in (range(flat.size) if order is None else order) if not flat[i]]
+    return todo if max_points is None else todo[:max_points]
+
+
+def format_duration(seconds: float) -> str:
+    """``"42 s"``, ``"3 min"``, ``"1 h 32 min"``."""
+    if not math.isfinite(seconds):
+        return "unknown"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
+
+
+class GridProgress:
+    """Completion of a result laid out on a grid (needs a boolean ``done`` array)."""
+
+    done: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """``(ny, nx)`` or ``(nx,)``."""
+        return tuple(self.done.shape)
+
+    @property
+    def n_points(self) -> int:
+        """Total number of grid points."""
+        return int(self.done.size)
+
+    @property
+    def n_done(self) -> int:
+        """Number of computed points."""
+        return int(self.done.sum())
+
+    @property
+    def complete(self) -> bool:
+        """Whether every point has been computed."""
+        return bool(self.done.all())
+
+
+class GridRunner(ABC):
+    """Base class of grid analyses: owns the loop; a subclass computes and records a point.
+
+    Parameters
+    ----------
+    done : np.ndarray of bool
+        The result's completion mask (any shape; flat raster indices address it). The runner
+        reads it, :meth:`record` sets it.
+    out : path or None
+        File written by :meth:`save` (``None``: nothing is written).
+    progress : bool
+        Progress bar with ETA (rank 0 only).
+    flush_seconds : float
+        Write at most this often (and always at the end).
+    max_points : int or None
+        Stop after this many new points (the file stays resumable).
+    desc : str
+        Label of the progress bar and of the time estimate.
+    sharding : {"strided", "contiguous"}
+        How ranks share the todo list under ``torch.distributed``.
+    points_per_round : int
+        Points a rank computes between two gatherings.
+    hint : str
+        What makes a long run shorter (printed with the estimate of a long run).
+    """
+
+    def __init__(self, done: np.ndarray, *, out: Any, progress: bool, flush_seconds: float,
+                 max_points: int | None, desc: str, sharding: str = "strided",
+                 points_per_round: int = 4,
+                 hint: str = "use a coarser grid or a data subset") -> None:
+        if sharding not in SHARDINGS:
+            raise LandscapeError(f"sharding must be one of {SHARDINGS}; got {sharding!r}")
+        self.done = done
+        self.out = out
+        self.progress = progress
+        self.flush_seconds = flush_seconds
+        self.max_points = max_points
+        self.desc = desc
+        self.sharding = sharding
+        self.points_per_round = points_per_round
+        self.hint = hint
+        self.n_computed = 0  # points computed (on any rank) and recorded in this run
+        self.bar: Any = None
+
+    # ------------------------------------------------------------------ subclass API
+    def order(self) -> Sequence[int]:
+        """Flat indices in visiting order (default: raster order)."""
+        return range(self.done.size)
+
+    @abstractmethod
+    def compute(self, index: int) -> Any:
+        """Compute point ``index``; return a picklable payload for :meth:`record`."""
+
+    @abstractmethod
+    def record(self, index: int, payload: Any) -> None:
+        """Store ``payload`` of point ``index`` in the result and set its ``done`` flag."""
+
+    @abstractmethod
+    def save(self) -> None:
+        """Write the result to :attr:`out` (called on rank 0 only, with ``out`` set)."""
+
+    def postfix(self) -> str | None:
+        """Extra text of the progress bar after a round (e.g. HVPs per point)."""
+        return None
+
+    # ------------------------------------------------------------------ the loop
+    def todo(self) -> list[int]:
+        """Unfinished points in visiting order, cut to ``max_points``."""
+        return pending(self.done, self.max_points, self.order())
+
+    def _mine(self, todo: list[int], rank: int, world: int,
+              per_round: int) -> tuple[list[int], int]:
+        """This rank's points and the number of rounds every rank runs."""
+        if self.sharding == "strided":
+            mine = todo[rank::world]
+            per_rank = -(-len(todo) // world)
+        else:
+            per_rank = -(-len(todo) // world)
+            mine = todo[rank * per_rank:(rank + 1) * per_rank]
+        return mine, -(-per_rank // per_round)
+
+    def run(self) -> None:
+        """Compute every point of :meth:`todo` and write :attr:`out` as the run goes."""
+        todo = self.todo()
+        if not todo:
+            return
+        from tqdm.auto import tqdm
+
+        rank, world = dist_info()
+        # Rounds exist for gathering; one process records (and may flush) after every point.
+        per_round = self.points_per_round if world > 1 else 1
+        mine, n_rounds = self._mine(todo, rank, world, per_round)
+        flat_done = self.done.reshape(-1)
+        self.bar = tqdm(total=flat_done.size, initial=int(flat_done.sum()),
+                        disable=not self.progress or rank != 0, desc=self.desc, unit="pt",
+                        dynamic_ncols=True)
+        last = time.monotonic()
+        started = time.perf_counter()
+        try:
+            for r in range(n_rounds):
+                chunk = mine[r * per_round:(r + 1) * per_round]
+                results = [(i, self.compute(i)) for i in chunk]
+                if world > 1:
+                    import torch.distributed as tdist
+
+                    gathered: list[object] = [None] * world
+                    tdist.all_gather_object(gathered, results)
+                    results = [it for part in gathered for it in part]  # type: ignore[union-attr]
+                self._record_all(results)
+                if r == 0:
+                    self._estimate(time.perf_counter() - started, len(todo), len(results))
+                if (rank == 0 and self.out is not None
+                        and time.monotonic() - last >= self.flush_seconds):
+                    self.save()
+                    last = time.monotonic()
+        except KeyboardInterrupt as exc:  # the finally below saves the finished points
+            saved = self.out is not None and bool(flat_done.any())
+            note_interruption(exc, "finished work is saved" if saved else None, resumable=True)
+            raise
+        finally:
+            self.bar.close()
+            if rank == 0 and self.out is not None and self.n_computed:
+                self.save()
+        if world > 1:
+            import torch.distributed as tdist
+
+            tdist.barrier()
+
+    def _record_all(self, results: Iterable[tuple[int, Any]]) -> None:
+        n = 0
+        for i, payload in results:
+            self.record(i, payload)
+            n += 1
+        self.n_computed += n
+        self.bar.update(n)
+        text = self.postfix()
+        if text:
+            self.bar.set_postfix_str(text, refresh=False)
+
+    def _estimate(self, seconds: float, n_todo: int, n_first: int) -> None:
+        """After the first round: one line with the estimated time when the run is long."""
+        rank, world = dist_info()
+        if rank != 0 or not self.progress or n_first == 0 or n_todo <= n_first:
+            return
+        per_point = seconds * world / n_first
+        eta = per_point * (n_todo - n_first) / world
+        if eta >= LONG_RUN_SECONDS:
+            self.bar.write(
+                f"{self.desc}: about {format_duration(eta)} for {n_todo - n_first:,} more "
+                f"points ({per_point:.3g} s per point); {self.hint} to make it shorter",
+                file=sys.stderr,
+            )
