@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from landscape._imports import ImportNameError, import_object, is_import_name
 from landscape.checkpoints import Checkpoint, load_checkpoint
 from landscape.data import DataSpec, TensorData, check_compatible, load_data
 from landscape.errors import LandscapeError, parse_float, parse_int
@@ -116,6 +117,22 @@ def check_device(text: str) -> str:
             f"--device {text!r} is not available here ({first}); use --device cpu"
         ) from exc
     return text
+
+
+def loss_arg(text: str) -> Any:
+    """``--loss``: a built-in name, or ``package.module:function`` imported now."""
+    if text in ("cross_entropy", "mse"):
+        return text
+    if is_import_name(text):
+        try:
+            return import_object(text, what="loss")
+        except ImportNameError as exc:
+            if exc.problem == "callable":
+                raise LandscapeError(f"loss '{text}' is not callable") from exc
+            raise LandscapeError(f"cannot import loss '{text}': {exc.detail}") from exc
+    raise LandscapeError(
+        f"unknown --loss {text!r}: use cross_entropy, mse or package.module:function"
+    )
 
 
 def command_line(args: argparse.Namespace) -> str:

@@ -20,6 +20,7 @@ from landscape.hessian.directions import SCALES, eigenvector_directions
 from landscape.hessian.ratio_map import compute_ratio_map
 from landscape.hessian.results import TRACE_METHODS, CurvatureResult, compute_curvature
 from landscape.models import parse_model_kwargs
+from landscape.recipes import checkpoint_provenance, checkpoint_recipe
 from landscape.surface import Surface, save_directions
 
 from ._common import (
@@ -36,8 +37,8 @@ from ._common import (
     int_arg,
     load_ckpt,
     load_datasets,
+    loss_arg,
 )
-from .surface import _resolve_loss
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _TOP_K = 5
@@ -176,7 +177,7 @@ def _compute_point(args: argparse.Namespace) -> int:
         raise LandscapeError("--eigvec-directions and --save-eigenvectors need --top-k >= 1")
     if not (top_k or args.min or args.trace or args.density):
         raise LandscapeError("nothing to compute: --top-k 0 needs --min, --trace or --density")
-    loss = _resolve_loss(args.loss)
+    loss = loss_arg(args.loss)
     out = args.out or default_out(args.checkpoint, "hessian")
     storage.check_writable(out, overwrite=args.overwrite)
     if args.eigvec_directions:
@@ -184,18 +185,8 @@ def _compute_point(args: argparse.Namespace) -> int:
     ckpt = load_ckpt(args, args.checkpoint)
     spec = data_spec(args, ckpt)
     data = load_datasets(spec, [args.split], ckpt.model)[args.split]
-    recipe = {
-        "checkpoint_sha256": ckpt.sha256,
-        "model": ckpt.spec.to_dict() if ckpt.spec is not None else None,
-        "data": spec.to_dict(),
-        "split": args.split,
-    }
-    provenance = {
-        "command": command_line(args),
-        "checkpoint": str(args.checkpoint),
-        "checkpoint_meta": {k: v for k, v in ckpt.meta.items()
-                            if isinstance(v, int | float | str)},
-    }
+    recipe = checkpoint_recipe(ckpt, spec, split=args.split)
+    provenance = checkpoint_provenance(ckpt, args.checkpoint, command_line(args))
     model = ckpt.model.to(args.device)
     want_vectors = bool(args.eigvec_directions or args.save_eigenvectors)
     t0 = time.perf_counter()
@@ -285,35 +276,15 @@ def _run_grid(args: argparse.Namespace) -> int:
     if args.max_points is not None:
         check_int("max_points", args.max_points, 0)
     check_float("flush_seconds", args.flush_seconds, 0.0)
-    loss = _resolve_loss(args.loss)
-    surf = Surface.load(args.grid)
-    if surf.directions is None:
-        raise LandscapeError(
-            f"'{args.grid}' has no /directions group (a Li et al. file?); a ratio map needs "
-            "the surface's directions"
-        )
+    loss = loss_arg(args.loss)
+    surf = Surface.load(args.grid)  # its recipe names the data of the map
     out = args.out or args.grid
     storage.check_writable(out, overwrite=args.overwrite)
     ckpt = load_ckpt(args, args.checkpoint)
-    want = surf.recipe.get("checkpoint_sha256")
-    if want is None:
-        raise LandscapeError(
-            f"surface '{args.grid}' records no checkpoint SHA-256, so CKPT cannot be checked "
-            "against it; compute the ratio map from Python with "
-            "landscape.hessian.compute_ratio_map"
-        )
-    if want != ckpt.sha256:
-        origin = surf.provenance.get("checkpoint")
-        hint = f" ('{origin}')" if origin else ""
-        raise LandscapeError(
-            f"checkpoint '{args.checkpoint}' is not the one surface '{args.grid}' was computed "
-            f"at (SHA-256 {ckpt.sha256[:12]}… vs {str(want)[:12]}…); pass that "
-            f"checkpoint{hint}"
-        )
     spec = _grid_data_spec(args, surf, ckpt)
     data = load_datasets(spec, [args.split], ckpt.model)[args.split]
-    recipe = {"checkpoint_sha256": ckpt.sha256, "data": spec.to_dict(), "split": args.split}
-    provenance = {"command": command_line(args), "checkpoint": str(args.checkpoint)}
+    recipe = checkpoint_recipe(ckpt, spec, split=args.split, model=False)
+    provenance = checkpoint_provenance(None, args.checkpoint, command_line(args))
     t0 = time.perf_counter()
     with distributed(args.device) as (rank, _world, device):
         rm = compute_ratio_map(

@@ -22,6 +22,7 @@ from landscape.directions import (
 )
 from landscape.errors import LandscapeError
 from landscape.evaluation import BN_MODES
+from landscape.recipes import checkpoint_provenance, checkpoint_recipe
 from landscape.surface import compute_surface, load_directions, parse_axis
 
 from ._common import (
@@ -39,6 +40,7 @@ from ._common import (
     int_arg,
     load_ckpt,
     load_datasets,
+    loss_arg,
     parse_splits,
 )
 
@@ -108,25 +110,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="write finished points to disk at least this often")
     add_progress_arg(p)
     p.set_defaults(func=run)
-
-
-def _resolve_loss(text: str):
-    if text in ("cross_entropy", "mse"):
-        return text
-    if ":" in text:
-        import importlib
-
-        mod, _, fn = text.partition(":")
-        try:
-            f = getattr(importlib.import_module(mod), fn)
-        except (ImportError, AttributeError) as exc:
-            raise LandscapeError(f"cannot import loss '{text}': {exc}") from exc
-        if not callable(f):
-            raise LandscapeError(f"loss '{text}' is not callable")
-        return f
-    raise LandscapeError(
-        f"unknown --loss {text!r}: use cross_entropy, mse or package.module:function"
-    )
 
 
 def _architecture_difference(
@@ -254,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
         if args.y is not None else None
     splits = parse_splits(args.splits)
     _check_grid_fits(ax.num * (ay.num if ay is not None else 1), len(splits))
-    loss = _resolve_loss(args.loss)
+    loss = loss_arg(args.loss)
     check_device(args.device)
     ckpt = load_ckpt(args, args.checkpoint)
     spec = data_spec(args, ckpt)
@@ -263,17 +246,8 @@ def run(args: argparse.Namespace) -> int:
     dirs = _directions(args, ckpt, ndim)
     out = args.out or default_out(args.checkpoint, "surface")
     _check_out_is_not_an_input(args, out)
-    recipe = {
-        "checkpoint_sha256": ckpt.sha256,
-        "model": ckpt.spec.to_dict() if ckpt.spec is not None else None,
-        "data": spec.to_dict(),
-    }
-    provenance = {
-        "command": command_line(args),
-        "checkpoint": str(args.checkpoint),
-        "checkpoint_meta": {k: v for k, v in ckpt.meta.items()
-                            if isinstance(v, int | float | str)},
-    }
+    recipe = checkpoint_recipe(ckpt, spec)
+    provenance = checkpoint_provenance(ckpt, args.checkpoint, command_line(args))
     t0 = time.perf_counter()
     with distributed(args.device) as (rank, world, device):
         s = compute_surface(

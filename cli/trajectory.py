@@ -8,12 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from landscape.checkpoints import load_checkpoint
 from landscape.directions import IGNORES, Directions
 from landscape.errors import LandscapeError, on_interrupt
-from landscape.surface import Axis, compute_surface, parse_axis
+from landscape.recipes import checkpoint_provenance, checkpoint_recipe
+from landscape.surface import compute_surface, parse_axis
 from landscape.training import TrainRun, list_checkpoints
 from landscape.trajectory import TrajectoryPCA
 
@@ -82,14 +81,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _auto_axis(values: np.ndarray, num: int = 21) -> Axis:
-    lo, hi = float(np.min(values)), float(np.max(values))
-    span = max(hi - lo, 1e-3 * max(abs(lo), abs(hi), 1.0))
-    lo, hi = lo - 0.25 * span, hi + 0.25 * span
-    mag = 10 ** np.floor(np.log10(span / 4))
-    return Axis(float(np.floor(lo / mag) * mag), float(np.ceil(hi / mag) * mag), num)
-
-
 def _warn_if_partial(run_dir: str) -> None:
     """One line on stderr when --allow-partial let an unfinished run through."""
     if not (Path(run_dir) / "run.json").is_file():
@@ -134,19 +125,7 @@ def run(args: argparse.Namespace) -> int:
     final = load_checkpoint(ckpts[-1], model=model_arg(args), trust=args.trust_checkpoint)
     spec = data_spec(args, final)
     datasets = load_datasets(spec, splits, final.model) if args.surface else None
-    resume = False
-    if out.exists() and not args.overwrite:
-        groups = storage.outline(out)["groups"]
-        old = groups.get("directions", {}).get("attrs", {}).get("sha256")
-        old_recipe = groups.get("trajectory", {}).get("attrs", {}).get("recipe")
-        if old != pca.pca_directions_.digest() or old_recipe != pca.to_group().attrs["recipe"]:
-            raise LandscapeError(
-                f"'{out}' holds another trajectory or other directions; pass --overwrite to "
-                "replace it or choose another --out"
-            )
-        resume = True  # same run, same PCA: keep the file and resume its surface
-    if not resume:
-        pca.save(out, overwrite=args.overwrite)
+    pca.save_or_resume(out, overwrite=args.overwrite)  # same run, same PCA: resume its surface
     # from here on the PCA is on disk (and a --surface resumes from it)
     with on_interrupt(f"the PCA is saved in '{out}'", resumable=True):
         summ = pca.summary()
@@ -157,18 +136,14 @@ def run(args: argparse.Namespace) -> int:
             f"(two random directions: {100 * summ['random_path_capture']:.2f}%)"
         )
         if args.surface:
-            coords = pca.coords_
-            ax = parse_axis(args.x, "x") if args.x else _auto_axis(coords[:, 0], args.points)
-            ay = parse_axis(args.y, "y") if args.y else _auto_axis(coords[:, 1], args.points)
+            auto_x, auto_y = pca.plane_axes(args.points)
+            ax = parse_axis(args.x, "x") if args.x else auto_x
+            ay = parse_axis(args.y, "y") if args.y else auto_y
             dirs = pca.pca_directions_
             if dirs.ndim != 2:
                 dirs = Directions(dirs.vectors[:2], dirs.recipe)
-            recipe = {
-                "checkpoint_sha256": final.sha256,
-                "model": final.spec.to_dict() if final.spec is not None else None,
-                "data": spec.to_dict(),
-            }
-            provenance = {"command": command_line(args), "checkpoint": str(ckpts[-1])}
+            recipe = checkpoint_recipe(final, spec)
+            provenance = checkpoint_provenance(None, ckpts[-1], command_line(args))
             with distributed("cpu") as (rank, _world, device):
                 s = compute_surface(
                     final.model, dirs, datasets, x=ax, y=ay, batch_size=args.batch_size,

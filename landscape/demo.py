@@ -67,6 +67,7 @@ from .errors import LandscapeError
 from .hessian.ratio_map import compute_ratio_map
 from .hessian.results import CurvatureResult, compute_curvature
 from .models import ModelSpec, skip_switch
+from .recipes import checkpoint_recipe
 from .surface import compute_surface, load_directions
 from .training import TrainConfig, TrainRun, train
 from .trajectory import TrajectoryPCA
@@ -289,8 +290,7 @@ def run_demo(
         train_data = load_data(data, "train")
         test_data = load_data(data, "test")
         splits = {"train": train_data, "test": test_data}
-        recipe = {"checkpoint_sha256": ckpt.sha256, "model": spec.to_dict(),
-                  "data": data.to_dict()}
+        recipe = checkpoint_recipe(ckpt, data)
         main = out / f"{name}.h5"
 
         # 1. filter-normalized 2D surface (same seeds for both networks)
@@ -333,9 +333,7 @@ def run_demo(
         pca = TrajectoryPCA(2).fit_run(run_dir)
         if not _has(traj, "trajectory"):
             pca.save(traj, overwrite=True)
-        coords = pca.coords_
-        ax = _pca_axis(coords[:, 0], cfg.trajectory_points)
-        ay = _pca_axis(coords[:, 1], cfg.trajectory_points)
+        ax, ay = pca.plane_axes(cfg.trajectory_points)
         ts = compute_surface(model, pca.pca_directions_, splits, x=ax, y=ay, out=traj,
                              recipe=recipe, progress=progress)
         summ = pca.summary()
@@ -355,9 +353,3 @@ def run_demo(
     _say(log, f"wrote {out / 'report'}/report.md, report.html, report.json "
               f"({time.perf_counter() - t_start:.0f} s in all)")
     return report
-
-
-def _pca_axis(values: Any, num: int) -> str:
-    lo, hi = float(min(values)), float(max(values))
-    span = max(hi - lo, 1e-6)
-    return f"{lo - 0.25 * span:.4g}:{hi + 0.25 * span:.4g}:{num}"

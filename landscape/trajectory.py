@@ -64,9 +64,9 @@ from .checkpoints import Checkpoint, load_checkpoint
 from .directions import IGNORES, Directions, random_direction
 from .errors import LandscapeError, check_int, check_option
 from .models import ModelSpec
-from .surface import directions_group, load_directions
+from .surface import Axis, directions_group, load_directions
 
-__all__ = ["TrajectoryPCA", "Trajectory", "load_trajectory"]
+__all__ = ["TrajectoryPCA", "Trajectory", "load_trajectory", "path_axis"]
 
 #: A checkpoint: a dict of tensors, a checkpoint file, or a loaded :class:`Checkpoint`.
 CheckpointLike = Mapping[str, Tensor] | str | os.PathLike | Checkpoint
@@ -883,3 +883,58 @@ class TrajectoryPCA:
         See :meth:`Trajectory.save`.
         """
         self.to_trajectory().save(path, overwrite=overwrite)
+
+    def save_or_resume(self, path: str | os.PathLike, *, overwrite: bool = False) -> bool:
+        """Write the PCA to ``path``, or keep a file that already holds this very PCA.
+
+        The resume rule of a trajectory file: an existing file whose ``/directions`` digest
+        and ``/trajectory`` recipe equal this fit's is kept as it is (so a surface on its PC
+        plane resumes); any other existing file is refused unless ``overwrite``.
+
+        Returns
+        -------
+        bool
+            ``True`` when the file was kept (resumed), ``False`` when it was written.
+
+        Raises
+        ------
+        LandscapeError
+            If ``path`` holds another trajectory or other directions (and not ``overwrite``).
+        """
+        self._check_fitted()
+        p = Path(path)
+        if p.exists() and not overwrite:
+            groups = storage.outline(p)["groups"]
+            old = groups.get("directions", {}).get("attrs", {}).get("sha256")
+            old_recipe = groups.get("trajectory", {}).get("attrs", {}).get("recipe")
+            if old != self.pca_directions_.digest() or old_recipe != self.to_group().attrs[
+                    "recipe"]:
+                raise LandscapeError(
+                    f"'{p}' holds another trajectory or other directions; pass --overwrite "
+                    "to replace it or choose another --out"
+                )
+            return True
+        self.save(p, overwrite=overwrite)
+        return False
+
+    def plane_axes(self, num: int = 21) -> tuple[Axis, Axis]:
+        """Grid axes around the projected path on the PC1-PC2 plane.
+
+        Each axis spans the path's coordinates plus a quarter of their span on either side,
+        rounded outwards to a tenth of the span's order of magnitude (a tiny span is widened
+        to 1e-3 of the coordinates' size), with ``num`` points.
+        """
+        self._check_fitted()
+        num = check_int("num", num, 1)
+        if self.coords_.shape[1] < 2:
+            raise LandscapeError("the PC plane needs n_components >= 2")
+        return path_axis(self.coords_[:, 0], num), path_axis(self.coords_[:, 1], num)
+
+
+def path_axis(values: np.ndarray, num: int = 21) -> Axis:
+    """A grid axis around path coordinates ``values`` (see :meth:`TrajectoryPCA.plane_axes`)."""
+    lo, hi = float(np.min(values)), float(np.max(values))
+    span = max(hi - lo, 1e-3 * max(abs(lo), abs(hi), 1.0))
+    lo, hi = lo - 0.25 * span, hi + 0.25 * span
+    mag = 10 ** np.floor(np.log10(span / 4))
+    return Axis(float(np.floor(lo / mag) * mag), float(np.ceil(hi / mag) * mag), num)

@@ -206,7 +206,7 @@ def test_interrupted_ratio_map_says_finished_points_are_saved(cli, ckpts, surfac
 
     grid = tmp_path / "s.h5"
     shutil.copy(surface_file, grid)
-    real, calls = ratio_map._solve, {"n": 0}
+    real, calls = ratio_map.extreme_pairs, {"n": 0}
 
     def second_point_interrupted(*args, **kwargs):
         calls["n"] += 1
@@ -214,7 +214,7 @@ def test_interrupted_ratio_map_says_finished_points_are_saved(cli, ckpts, surfac
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ratio_map, "_solve", second_point_interrupted)
+    monkeypatch.setattr(ratio_map, "extreme_pairs", second_point_interrupted)
     _, (a, _) = ckpts
     assert cli(["hessian", str(a), "--grid", str(grid), "--no-progress"]) == 130
     assert capsys.readouterr().err == ("landscape hessian: interrupted; finished work is saved, "

@@ -72,6 +72,7 @@ from .._atomic import holds_output
 from .._functional import LossSpec, is_perturbable, loss_name, named_tensors
 from .._grid import GridProgress, GridRunner, pending, resume_or_refuse
 from ..errors import LandscapeError, check_float, check_int
+from ..recipes import check_same_checkpoint
 from ..surface import Surface
 from .lanczos import extreme_pairs
 from .operator import HessianOperator, _data_tensors
@@ -475,7 +476,9 @@ def compute_ratio_map(
     seed : int, default 0
         Seed of the random start vectors (cold starts).
     recipe, provenance : dict, optional
-        Extra entries (checkpoint SHA-256, data spec; command line).
+        Extra entries (checkpoint SHA-256, data spec; command line). A
+        ``recipe["checkpoint_sha256"]`` must equal the surface's (the map is computed at the
+        surface's checkpoint); ``provenance["checkpoint"]`` names it in the error.
 
     Returns
     -------
@@ -525,6 +528,11 @@ def compute_ratio_map(
             f"'{surface_path}' has no /directions group (a Li et al. file?); a ratio map needs "
             "the surface's directions"
         )
+    if recipe is not None and "checkpoint_sha256" in recipe:
+        check_same_checkpoint(surf.recipe, recipe["checkpoint_sha256"],
+                              what=f"surface '{surface_path}'",
+                              checkpoint=(provenance or {}).get("checkpoint", "given"),
+                              origin=surf.provenance.get("checkpoint"))
     dirs = surf.directions
     what = dirs.what
     base = named_tensors(model, what)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import difflib
-import importlib
 import inspect
 import json
 import math
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from .._imports import ImportNameError, import_object
 from ..errors import LandscapeError
 from .densenet import DenseNet, densenet_bc40, densenet_bc100
 from .mlp import MLP
@@ -89,31 +89,19 @@ def _unknown_name(name: str) -> LandscapeError:
 
 
 def _import_factory(name: str) -> Callable[..., Any]:
-    module_name, _, attr_path = name.partition(":")
-    if not module_name or not attr_path:
-        raise LandscapeError(
-            f"The model {name!r} must have the form 'package.module:factory' "
-            "with both parts non-empty."
-        )
     try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as err:
-        raise LandscapeError(
-            f"Cannot import module {module_name!r} for model {name!r}: {err}. "
-            "Check that it is installed or on PYTHONPATH."
-        ) from err
-    for attr in attr_path.split("."):
-        try:
-            obj = getattr(obj, attr)
-        except AttributeError as err:
-            raise LandscapeError(
-                f"Module {module_name!r} has no attribute {attr_path!r} for model {name!r}."
-            ) from err
-    if not callable(obj):
-        raise LandscapeError(
-            f"The model factory {name!r} is not callable (it is a {type(obj).__name__})."
-        )
-    return obj
+        return import_object(name, what="model")
+    except ImportNameError as err:  # the wording of the model errors
+        m, a = err.module, err.attr
+        raise LandscapeError({
+            "format": f"The model {name!r} must have the form 'package.module:factory' "
+                      "with both parts non-empty.",
+            "module": f"Cannot import module {m!r} for model {name!r}: {err.detail}. "
+                      "Check that it is installed or on PYTHONPATH.",
+            "attribute": f"Module {m!r} has no attribute {a!r} for model {name!r}.",
+            "callable": f"The model factory {name!r} is not callable (it is a "
+                        f"{err.detail}).",
+        }[err.problem]) from err
 
 
 def _accepted_args(signature: inspect.Signature) -> str:
