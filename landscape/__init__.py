@@ -15,9 +15,8 @@ Examples
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from ._functional import named_tensors
+from ._version import __version__
 from .checkpoints import Checkpoint, file_sha256, load_checkpoint, save_checkpoint
 from .compare import Report, compare
 from .data import DataSpec, TensorData, load_data, load_splits

@@ -57,6 +57,7 @@ import h5py
 import numpy as np
 
 from ._atomic import check_regular, output_lock, resolve_target, write_bytes
+from ._version import __version__
 from .errors import LandscapeError
 
 __all__ = [
@@ -243,8 +244,6 @@ def update_file(
         parent = p.parent if str(p.parent) else Path(".")
         if not parent.is_dir():
             raise LandscapeError(f"cannot write '{p}': directory '{parent}' does not exist")
-        from . import __version__
-
         buf = io.BytesIO()
         with h5py.File(buf, "w") as f:
             f.attrs["format"] = FORMAT

@@ -35,6 +35,7 @@ from . import _schema, storage
 from ._atomic import holds_output
 from ._functional import LossSpec, loss_name, named_tensors
 from ._grid import GridProgress, GridRunner, agree, pending, recipe_differences, resume_or_refuse
+from ._version import tool_versions
 from .directions import Directions, check_spanning
 from .errors import LandscapeError, check_float, check_int
 from .evaluation import Evaluator
@@ -641,9 +642,7 @@ def _new_surface(ax: Axis, ay: Axis | None, data: Mapping[str, Any], directions:
                  recipe: dict[str, Any], provenance: dict[str, Any]) -> Surface:
     shape = (ay.num, ax.num) if ay is not None else (ax.num,)
     arrays = {k: np.full(shape, np.nan) for k in _array_names(data)}
-    from . import __version__
-
-    prov = {"tool_version": __version__, "torch_version": torch.__version__, **provenance}
+    prov = {**tool_versions(), **provenance}
     return Surface(
         x=ax.values, y=ay.values if ay is not None else None, arrays=arrays,
         done=np.zeros(shape, dtype=bool), directions=directions, recipe=recipe,

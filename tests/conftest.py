@@ -23,6 +23,21 @@ class Data:
         return len(self.x)
 
 
+def toy_classifier(seed: int, activation: type[nn.Module] = nn.ReLU, n: int = 60):
+    """A float64 Linear(4, 6)-activation-Linear(6, 3) net (51 parameters) in eval mode and
+    ``n`` seeded random samples of 3 classes, as ``(model, TensorData)``: the ground-truth
+    problem of the curvature tests (dense Hessians are 51 x 51)."""
+    from landscape.data import TensorData
+
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(4, 6), activation(), nn.Linear(6, 3))
+    model = model.to(torch.float64).eval()
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (n,), generator=g)
+    return model, TensorData(x, y, "toy")
+
+
 class TinyConvBN(nn.Module):
     """conv(1->4) + BN + ReLU + linear head, with an unused module."""
 

@@ -11,7 +11,6 @@ from torch import nn
 
 from landscape import storage
 from landscape._functional import named_tensors
-from landscape.data import TensorData
 from landscape.directions import filter_norms, random_directions
 from landscape.errors import LandscapeError
 from landscape.hessian import (
@@ -23,8 +22,10 @@ from landscape.hessian import (
 from landscape.surface import Surface, compute_surface, load_directions, save_directions
 
 try:  # tests/ as a package or as a plain directory on sys.path
+    from .conftest import toy_classifier
     from .reference import exact_hessian
 except ImportError:
+    from conftest import toy_classifier
     from reference import exact_hessian
 
 pytestmark = [
@@ -38,12 +39,7 @@ F64 = torch.float64
 
 @pytest.fixture(scope="module")
 def toy():
-    torch.manual_seed(1)
-    model = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3)).to(F64).eval()
-    g = torch.Generator().manual_seed(1)
-    x = torch.randn(60, 4, generator=g, dtype=F64)
-    y = torch.randint(0, 3, (60,), generator=g)
-    return model, TensorData(x, y, "toy")
+    return toy_classifier(1, nn.Tanh)
 
 
 @pytest.fixture(scope="module")

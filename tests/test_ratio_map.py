@@ -11,15 +11,16 @@ from torch import nn
 
 from landscape import storage
 from landscape._functional import named_tensors
-from landscape.data import TensorData
 from landscape.directions import random_directions
 from landscape.errors import LandscapeError
 from landscape.hessian import RatioMap, compute_ratio_map, serpentine_order
 from landscape.surface import Surface, compute_surface
 
 try:  # tests/ as a package or as a plain directory on sys.path
+    from .conftest import toy_classifier
     from .reference import exact_hessian
 except ImportError:
+    from conftest import toy_classifier
     from reference import exact_hessian
 
 pytestmark = [
@@ -34,12 +35,7 @@ F64 = torch.float64
 @pytest.fixture(scope="module")
 def toy():
     """A float64 Linear-ReLU-Linear net (51 parameters), 60 random samples, 2 directions."""
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)).to(F64).eval()
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(60, 4, generator=g, dtype=F64)
-    y = torch.randint(0, 3, (60,), generator=g)
-    data = TensorData(x, y, "toy")
+    model, data = toy_classifier(0, nn.ReLU)
     dirs = random_directions(named_tensors(model), seeds=0)
     return model, data, dirs
 

@@ -71,6 +71,7 @@ from .. import _schema, storage
 from .._atomic import holds_output
 from .._functional import LossSpec, is_perturbable, loss_name, named_tensors
 from .._grid import GridProgress, GridRunner, pending, resume_or_refuse
+from .._version import tool_versions
 from ..errors import LandscapeError, check_float, check_int
 from ..recipes import check_same_checkpoint
 from ..surface import Surface
@@ -573,9 +574,7 @@ def compute_ratio_map(
         "bn": "eval",
     })
     full_recipe = json.loads(storage.dumps(full_recipe))
-    from .. import __version__
-
-    prov = {"tool_version": __version__, "torch_version": torch.__version__,
+    prov = {**tool_versions(),
             "surface_file": str(surface_path), **dict(provenance or {})}
 
     shape = surf.shape

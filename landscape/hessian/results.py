@@ -61,6 +61,7 @@ from torch import Tensor, nn
 from .. import storage
 from .._atomic import output_lock
 from .._functional import LossSpec, loss_name
+from .._version import tool_versions
 from ..errors import LandscapeError, check_float, check_int, check_option
 from .density import slq
 from .lanczos import min_eigen, top_eigen
@@ -714,8 +715,6 @@ def compute_curvature(
                                   "points": density_points, "sigma": sigma, "seed": seed}
         timings["density"] = time.perf_counter() - t0
 
-    from .. import __version__
-
-    prov = {"tool_version": __version__, "torch_version": torch.__version__,
+    prov = {**tool_versions(),
             "seconds": {k: round(v, 3) for k, v in timings.items()}, **dict(provenance or {})}
     return CurvatureResult(**values, recipe=full_recipe, provenance=prov)

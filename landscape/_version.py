@@ -1,0 +1,14 @@
+"""The package version, importable by every module without importing the package itself."""
+
+from __future__ import annotations
+
+__all__ = ["__version__", "tool_versions"]
+
+__version__ = "0.1.0"
+
+
+def tool_versions() -> dict[str, str]:
+    """``{"tool_version", "torch_version"}``: what every result's provenance records."""
+    import torch
+
+    return {"tool_version": __version__, "torch_version": torch.__version__}
