@@ -198,7 +198,7 @@ def _compute_point(args: argparse.Namespace) -> int:
         seed=args.seed, loss=loss, batch_size=args.batch_size,
         ignore=None if args.ignore == "none" else args.ignore, dtype=_DTYPES[args.dtype],
         max_hvp=args.max_hvp, keep_eigenvectors=want_vectors, recipe=recipe,
-        provenance=provenance,
+        provenance=provenance, progress=not args.no_progress,
     )
     dt = time.perf_counter() - t0
     vectors = res.eigenvector_dicts()[:2] if args.eigvec_directions else None

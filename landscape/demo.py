@@ -309,7 +309,7 @@ def run_demo(
                 model, train_data, top_k=cfg.top_k, min_eig=True, trace=True,
                 trace_samples=cfg.trace_samples, density=True,
                 density_steps=cfg.density_steps, density_runs=cfg.density_runs,
-                tol=1e-4, recipe=recipe,
+                tol=1e-4, recipe=recipe, progress=progress,
             )
             cur.save(main)
         cur = CurvatureResult.load(main)

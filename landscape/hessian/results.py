@@ -66,6 +66,7 @@ from ..errors import LandscapeError, check_float, check_int, check_option
 from .density import slq
 from .lanczos import min_eigen, top_eigen
 from .operator import HessianOperator, _data_tensors
+from .progress import HVPProgress
 from .trace import hutchinson, hutchpp
 
 __all__ = ["CurvatureResult", "compute_curvature", "TRACE_METHODS"]
@@ -552,6 +553,7 @@ def compute_curvature(
     keep_eigenvectors: bool = False,
     recipe: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    progress: bool = False,
 ) -> CurvatureResult:
     """Top eigenvalues, smallest eigenvalue, trace and spectral density of the loss Hessian.
 
@@ -601,6 +603,10 @@ def compute_curvature(
         Store the top eigenvectors (``(k, n)`` float32) in the result.
     recipe, provenance : dict, optional
         Extra entries (checkpoint SHA-256, model and data specs; command line...).
+    progress : bool, default False
+        A progress bar per section counting HVPs (with ETA where the count is known: trace
+        and density), and after the first HVP one line with the estimated time of the whole
+        computation when it is long.
 
     Returns
     -------
@@ -667,10 +673,15 @@ def compute_curvature(
     })
     values: dict[str, Any] = {"n_params": n}
     timings: dict[str, float] = {}
+    expected = {"top": 3 * top_k + 15 if top_k else 0, "min": 60 if min_eig else 0,
+                "trace": trace_samples if trace else 0,
+                "density": density_steps * density_runs if density else 0}
+    bars = HVPProgress(op, expected, enabled=progress)
 
     if top_k:
         t0, start = time.perf_counter(), op.n_hvp
-        res = top_eigen(op, top_k, which=which, tol=tol, max_hvp=max_hvp, seed=seed)
+        res = top_eigen(bars.section("top", f"top-{top_k} eigenvalues"), top_k, which=which,
+                        tol=tol, max_hvp=max_hvp, seed=seed)
         values.update(top_eigenvalues=res.eigenvalues, top_residuals=res.residuals,
                       top_converged=res.converged, top_n_hvp=op.n_hvp - start, top_which=which)
         if keep_eigenvectors:
@@ -685,7 +696,8 @@ def compute_curvature(
         t0, start = time.perf_counter(), op.n_hvp
         top = values.get("top_eigenvalues")
         scale = float(np.max(np.abs(top))) if top is not None else 0.0
-        res = min_eigen(op, 1, tol=tol, atol=tol * scale, max_hvp=max_hvp, seed=seed)
+        res = min_eigen(bars.section("min", "smallest eigenvalue"), 1, tol=tol,
+                        atol=tol * scale, max_hvp=max_hvp, seed=seed)
         values.update(min_eigenvalue=float(res.eigenvalues[0]),
                       min_residual=float(res.residuals[0]),
                       min_converged=bool(res.converged[0]), min_n_hvp=op.n_hvp - start)
@@ -694,17 +706,19 @@ def compute_curvature(
         timings["min"] = time.perf_counter() - t0
     if trace:
         t0, start = time.perf_counter(), op.n_hvp
+        probe_op = bars.section("trace", f"trace ({trace_method})")
         if trace_method == "hutchpp":
-            tr = hutchpp(op, trace_samples, seed=seed)
+            tr = hutchpp(probe_op, trace_samples, seed=seed)
         else:
-            tr = hutchinson(op, trace_samples, seed=seed)
+            tr = hutchinson(probe_op, trace_samples, seed=seed)
         values.update(trace=tr.estimate, trace_stderr=tr.stderr, trace_method=tr.method,
                       trace_n_hvp=op.n_hvp - start)
         full_recipe["trace"] = {"method": trace_method, "samples": trace_samples, "seed": seed}
         timings["trace"] = time.perf_counter() - t0
     if density:
         t0, start = time.perf_counter(), op.n_hvp
-        sd = slq(op, density_steps, density_runs, seed=seed)
+        sd = slq(bars.section("density", "spectral density (SLQ)"), density_steps,
+                 density_runs, seed=seed)
         grid, values_d = sd.density(sigma=density_sigma, n_points=density_points)
         lo, hi = sd.bottom(), sd.top()
         sigma = density_sigma if density_sigma is not None else \
@@ -715,6 +729,7 @@ def compute_curvature(
                                   "points": density_points, "sigma": sigma, "seed": seed}
         timings["density"] = time.perf_counter() - t0
 
+    bars.close()
     prov = {**tool_versions(),
             "seconds": {k: round(v, 3) for k, v in timings.items()}, **dict(provenance or {})}
     return CurvatureResult(**values, recipe=full_recipe, provenance=prov)
