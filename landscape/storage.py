@@ -1,8 +1,9 @@
-"""HDF5 storage: the one module that imports :mod:`h5py`. Schema version 1.
+"""HDF5 storage: the one module that imports :mod:`h5py`. Schema versions 1 and 2.
 
 Layout of a ``landscape`` file (every group optional except the root attributes)::
 
-    /                              attrs: format="landscape", format_version=1,
+    /                              attrs: format="landscape", format_version (1, or 2 with
+                                          /surfaces; see GROUP_VERSIONS),
                                           tool_version, created (UTC ISO time of first write)
     /surface                       attrs: recipe (JSON: everything that must match to resume),
                                           provenance (JSON: command line, checkpoint path, ...),
@@ -16,6 +17,10 @@ Layout of a ``landscape`` file (every group optional except the root attributes)
                                           sha256 (digest of the tensors), ndim
     /directions/x/<tensor name>    float32/64 array with the tensor's shape (one per tensor)
     /directions/y/<tensor name>    [2D only]
+    /surfaces                      [version 2] K surfaces on one grid along K independent
+                                   direction pairs (landscape.surface_set): attrs as /surface
+                                   plus n_members, seeds; x, y as /surface; <array> and done
+                                   (K, ny, nx); /surfaces/directions/<k> a /directions group each
     /curvature, /trajectory, ...   results of other commands, each with its own attrs
 
 Values of points not yet computed are NaN *and* ``done == 0``; the mask, not the value, says what
@@ -48,7 +53,7 @@ import datetime as _dt
 import io
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,7 +81,21 @@ __all__ = [
 ]
 
 FORMAT = "landscape"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+
+#: The format version each top-level group needs (groups not listed: 1). A file is stamped
+#: with the largest version among its groups -- the oldest format that can read it -- so files
+#: of version-1 groups stay readable by version-1 tools, and a file holding a newer group is
+#: refused by them with "upgrade landscape" instead of being misread. To bump the schema: add
+#: the new group (or the new layout of an old one under a new name) here with the new
+#: version, raise FORMAT_VERSION, and keep the readers of every older layout (see
+#: docs/architecture.md, "Schema versions").
+GROUP_VERSIONS: dict[str, int] = {"surfaces": 2}
+
+
+def format_version_of(groups: Iterable[str]) -> int:
+    """The format version of a file holding top-level ``groups``."""
+    return max([1, *(GROUP_VERSIONS.get(g, 1) for g in groups)])
 
 
 @dataclass
@@ -247,10 +266,10 @@ def update_file(
         buf = io.BytesIO()
         with h5py.File(buf, "w") as f:
             f.attrs["format"] = FORMAT
-            f.attrs["format_version"] = FORMAT_VERSION
+            order = sorted(set(keep) | {k for k, v in groups.items() if v is not None})
+            f.attrs["format_version"] = format_version_of(order)
             f.attrs["tool_version"] = __version__
             f.attrs["created"] = created
-            order = sorted(set(keep) | {k for k, v in groups.items() if v is not None})
             for k in order:
                 data = groups.get(k) if k in groups else keep[k]
                 if data is not None:

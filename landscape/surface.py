@@ -369,6 +369,11 @@ def load_directions(path: str | os.PathLike, model: nn.Module | None = None,
     g = storage.read_group(path, "directions")
     if g is None:
         raise LandscapeError(f"'{path}' holds no directions (no /directions group)")
+    return load_directions_group(g, f"'{path}'")
+
+
+def load_directions_group(g: storage.Group, where: str) -> Directions:
+    """Directions from a group written by :func:`directions_group` (checksum verified)."""
     try:
         vecs = []
         for axis in ("x", "y"):
@@ -379,9 +384,9 @@ def load_directions(path: str | os.PathLike, model: nn.Module | None = None,
             vecs.append({k: torch.from_numpy(np.array(sub.datasets[k])) for k in order})
         d = Directions(tuple(vecs), json.loads(g.attrs["recipe"]))
     except (KeyError, ValueError, TypeError) as exc:
-        raise LandscapeError(f"'{path}' has a damaged /directions group ({exc})") from exc
+        raise LandscapeError(f"{where} has a damaged /directions group ({exc})") from exc
     if "sha256" in g.attrs and d.digest() != g.attrs["sha256"]:
-        raise LandscapeError(f"directions in '{path}' do not match their recorded checksum")
+        raise LandscapeError(f"directions in {where} do not match their recorded checksum")
     return d
 
 

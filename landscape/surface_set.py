@@ -1,0 +1,323 @@
+"""Many direction pairs on one grid: surfaces with error bars over directions.
+
+One pair of random directions is one sample of the landscape around a minimum; a flatness
+number read from it changes with the seed. :func:`compute_surface_set` evaluates ``K``
+independent direction pairs (member ``k`` with seed ``s_k``: directions ``(s_k, s_k + 1)``, so
+member 0 with seed 0 is exactly the default single surface) on the same grid, as *one* grid
+analysis of ``K x points`` points: resumable, shardable under ``torchrun`` and flushed like a
+surface (the grid runner, :mod:`landscape._grid`). The result, a :class:`SurfaceSet`, gives every
+member as a :class:`~landscape.surface.Surface` (``member(k)``), so every surface metric is
+computed per direction pair and summarised as mean, standard deviation and a bootstrap interval
+(:func:`landscape.stats.summarize` -- the report does this for every metric).
+
+Each member's values are bit-identical to a single-direction file computed with the same seed,
+batch size and dtype (each point is evaluated from the base weights afresh, tested).
+
+Layout (format version 2; see :mod:`landscape.storage`)::
+
+    /surfaces                 attrs: recipe, provenance, ndim, arrays, n_members, seeds (JSON)
+    /surfaces/x, y            grid coordinates
+    /surfaces/<array>         (K, ny, nx) float64 [(K, nx) in 1D]; NaN where not done
+    /surfaces/done            (K, ny, nx) uint8
+    /surfaces/directions/<k>  the directions of member k (a /directions group)
+
+References
+----------
+.. [1] "Unveiling the Basin-Like Loss Landscape in Large Language Models", ICLR 2026 (basin
+   statistics over many random directions).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from . import _schema, storage
+from ._atomic import holds_output
+from ._functional import LossSpec, loss_name, named_tensors
+from ._grid import GridProgress, GridRunner, pending, resume_or_refuse
+from ._version import tool_versions
+from .directions import Directions, random_directions
+from .errors import LandscapeError, check_int
+from .evaluation import Evaluator
+from .surface import Surface, directions_group, load_directions_group, parse_axis
+
+__all__ = ["GROUP", "SurfaceSet", "compute_surface_set", "member_seeds"]
+
+GROUP = "surfaces"
+
+
+def member_seeds(n_directions: int, first: int = 0) -> list[int]:
+    """Seeds of ``n_directions`` independent pairs: ``first, first + 2, ...`` (member ``k``
+    uses seeds ``(s_k, s_k + 1)``)."""
+    n_directions = check_int("n_directions", n_directions, 1)
+    return [first + 2 * k for k in range(n_directions)]
+
+
+@dataclass
+class SurfaceSet(GridProgress):
+    """``K`` surfaces on one grid along ``K`` independent direction pairs.
+
+    Attributes
+    ----------
+    x, y : np.ndarray
+        The grid (``y`` is ``None`` in 1D).
+    arrays : dict[str, np.ndarray]
+        ``(K, ny, nx)`` per array name (``train_loss``, ...); NaN where not done.
+    done : np.ndarray of bool
+        ``(K, ny, nx)`` completion mask.
+    directions : list of Directions
+        Member ``k``'s directions.
+    seeds : list of int
+        Member ``k``'s first seed.
+    recipe, provenance : dict
+    """
+
+    x: np.ndarray
+    y: np.ndarray | None
+    arrays: dict[str, np.ndarray]
+    done: np.ndarray
+    directions: list[Directions]
+    seeds: list[int]
+    recipe: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_members(self) -> int:
+        """Number of direction pairs ``K``."""
+        return len(self.directions)
+
+    @property
+    def ndim(self) -> int:
+        """1 or 2."""
+        return 1 if self.y is None else 2
+
+    def member(self, k: int) -> Surface:
+        """Member ``k`` as a :class:`Surface` (its arrays are views of the set's)."""
+        if not 0 <= k < self.n_members:
+            raise LandscapeError(f"member {k} out of range: the set has {self.n_members}")
+        d = self.directions[k]
+        return Surface(
+            x=self.x, y=self.y, arrays={n: a[k] for n, a in self.arrays.items()},
+            done=self.done[k], directions=d,
+            recipe={**self.recipe, "directions": d.recipe, "directions_sha256": d.digest()},
+            provenance=dict(self.provenance),
+        )
+
+    def members(self) -> list[Surface]:
+        """Every member, in order."""
+        return [self.member(k) for k in range(self.n_members)]
+
+    def __repr__(self) -> str:
+        grid = f"{len(self.x)}" if self.y is None else f"{len(self.y)}x{len(self.x)}"
+        return (f"SurfaceSet({self.n_members} x {self.ndim}D {grid}, arrays="
+                f"{sorted(self.arrays)}, done={self.n_done}/{self.n_points})")
+
+    # ------------------------------------------------------------------ storage
+    def to_group(self) -> storage.Group:
+        """The ``/surfaces`` group (see the module docstring)."""
+        g = storage.Group(attrs={
+            "recipe": storage.dumps(self.recipe),
+            "provenance": storage.dumps(self.provenance),
+            "ndim": self.ndim,
+            "arrays": json.dumps(sorted(self.arrays)),
+            "n_members": self.n_members,
+            "seeds": json.dumps(list(self.seeds)),
+        })
+        g.datasets["x"] = np.asarray(self.x, dtype=np.float64)
+        if self.y is not None:
+            g.datasets["y"] = np.asarray(self.y, dtype=np.float64)
+        done = np.asarray(self.done, dtype=bool).copy()  # read first: see Surface._groups
+        for name in sorted(self.arrays):
+            g.datasets[name] = np.where(done, np.asarray(self.arrays[name], np.float64), np.nan)
+        g.datasets["done"] = done.astype(np.uint8)
+        dirs = storage.Group()
+        for k, d in enumerate(self.directions):
+            dirs.groups[str(k)] = directions_group(d)
+        g.groups["directions"] = dirs
+        return g
+
+    @classmethod
+    def from_group(cls, g: storage.Group, where: str) -> SurfaceSet:
+        """Validate and read a ``/surfaces`` group."""
+        names = _schema.json_attr(g.attrs, "arrays", where, list)
+        seeds = _schema.json_attr(g.attrs, "seeds", where, list)
+        recipe = _schema.json_attr(g.attrs, "recipe", where, dict)
+        prov = _schema.json_attr(g.attrs, "provenance", where, dict, default={})
+        x = _schema.coordinates(g.datasets, "x", where)
+        y = _schema.coordinates(g.datasets, "y", where) if "y" in g.datasets else None
+        k = len(seeds)
+        if k < 1 or "directions" not in g.groups or \
+                sorted(g.groups["directions"].groups) != sorted(str(i) for i in range(k)):
+            raise LandscapeError(f"{where}: 'seeds' and /directions/<k> do not match")
+        shape = (k, *_schema.grid_shape(x, y))
+        arrays = {n: _schema.grid_array(g.datasets, n, shape, where) for n in names}
+        done = _schema.grid_array(g.datasets, "done", shape, where, mask=True)
+        dirs = [load_directions_group(g.groups["directions"].groups[str(i)],
+                                      f"{where} (directions of member {i})") for i in range(k)]
+        return cls(x=x, y=y, arrays=arrays, done=done, directions=dirs,
+                   seeds=[int(s) for s in seeds], recipe=recipe, provenance=prov)
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        """Write the ``/surfaces`` group of ``path`` atomically (other groups are kept)."""
+        storage.update_file(path, {GROUP: self.to_group()}, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> SurfaceSet:
+        """Read the ``/surfaces`` group of a landscape file."""
+        storage.check_no_links(path, GROUP)
+        g = storage.read_group(path, GROUP)
+        if g is None:
+            raise LandscapeError(
+                f"'{path}' holds no surface set (no /surfaces group); compute one with "
+                "'landscape surface CKPT --n-directions K'"
+            )
+        return cls.from_group(g, f"'{path}' has a damaged /surfaces group")
+
+
+class _SetRun(GridRunner):
+    """Flat point ``i`` is member ``i // P``, grid point ``i % P`` (P points per member)."""
+
+    def __init__(self, s: SurfaceSet, ev: Evaluator, base: dict[str, Tensor],
+                 dirs: list[tuple[dict[str, Tensor], ...]], *, overwrite: bool,
+                 **loop: Any) -> None:
+        super().__init__(s.done, desc="surfaces", sharding="strided", points_per_round=4,
+                         **loop)
+        self.s, self.ev, self.base, self.dirs = s, ev, base, dirs
+        self.per_member = int(np.prod(s.done.shape[1:]))
+        self.member0 = s.member(0)  # for coords()
+        self.flat = {k: v.reshape(-1) for k, v in s.arrays.items()}
+        self.first_write = overwrite
+
+    def compute(self, index: int) -> dict[str, tuple[float, float | None]]:
+        k, j = divmod(index, self.per_member)
+        m = self.ev.at(self.base, self.dirs[k], self.member0.coords(j))
+        return {name: (met.loss, met.accuracy) for name, met in m.items()}
+
+    def record(self, index: int, payload: dict[str, tuple[float, float | None]]) -> None:
+        for name, (loss, acc) in payload.items():
+            self.flat[f"{name}_loss"][index] = loss
+            if f"{name}_acc" in self.flat:
+                self.flat[f"{name}_acc"][index] = np.nan if acc is None else acc
+        self.done.reshape(-1)[index] = True
+
+    def save(self) -> None:
+        self.s.save(self.out, overwrite=self.first_write)
+        self.first_write = False
+
+
+@holds_output("out")
+def compute_surface_set(
+    model: nn.Module,
+    data: Mapping[str, Any],
+    *,
+    seeds: Sequence[int],
+    x: str,
+    y: str | None = None,
+    norm: str = "filter",
+    ignore: str = "biasbn",
+    loss: LossSpec = "cross_entropy",
+    batch_size: int = 1024,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    recipe: Mapping[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    flush_seconds: float = 10.0,
+    max_points: int | None = None,
+) -> SurfaceSet:
+    """Surfaces along ``len(seeds)`` independent random direction pairs on one grid.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network at theta* (not modified).
+    data : dict[str, TensorData]
+        Datasets by name (arrays ``<name>_loss``, ``<name>_acc``).
+    seeds : sequence of int
+        Member ``k`` uses directions ``random_directions(..., seeds=seeds[k])``, i.e. seeds
+        ``(s_k, s_k + 1)`` in 2D; the seeds of different members must not overlap (see
+        :func:`member_seeds`).
+    x, y : str
+        The grid, ``"min:max:num"`` (``y`` for 2D).
+    norm, ignore : str
+        Direction normalisation (see :func:`~landscape.directions.random_directions`).
+    loss, batch_size, device, dtype, out, overwrite, recipe, provenance, progress,
+    flush_seconds, max_points
+        As for :func:`~landscape.surface.compute_surface` (``batch_size`` must be an int: a
+        timed choice would break the bit-identity with single-direction files).
+
+    Returns
+    -------
+    SurfaceSet
+    """
+    ax = parse_axis(x, "x")
+    ay = parse_axis(y, "y") if y is not None else None
+    ndim = 1 if ay is None else 2
+    seeds = [check_int("seeds", s, 0) for s in seeds]
+    if not seeds:
+        raise LandscapeError("a surface set needs at least one seed")
+    used = [s + i for s in seeds for i in range(ndim)]
+    if len(set(used)) != len(used):
+        raise LandscapeError(
+            f"the members' seeds {seeds} overlap (member k uses seeds s_k .. s_k + {ndim - 1});"
+            f" use seeds {ndim} apart, e.g. {member_seeds(len(seeds))}"
+        )
+    batch_size = check_int("batch_size", batch_size, 1)
+    if not data:
+        raise LandscapeError("no dataset given to evaluate the surfaces on")
+    base_t = named_tensors(model, "weights")
+    dirs = [random_directions(base_t, ndim=ndim, seeds=s, norm=norm, ignore=ignore)
+            for s in seeds]
+    eval_dtype = dtype or next(iter(base_t.values())).dtype
+    for name, a in (("x", ax), ("y", ay)):
+        if a is not None:
+            a.check_dtype(name, eval_dtype)
+    full_recipe: dict[str, Any] = dict(recipe or {})
+    full_recipe.update({
+        "grid": {"x": ax.spec, "y": ay.spec if ay else None},
+        "directions": [d.recipe for d in dirs],
+        "directions_sha256": [d.digest() for d in dirs],
+        "datasets": {k: len(v) for k, v in data.items()},
+        "loss": loss_name(loss),
+        "bn": "eval",
+        "batch_size": batch_size,
+        "dtype": str(eval_dtype).replace("torch.", ""),
+    })
+    full_recipe = json.loads(storage.dumps(full_recipe))
+    shape = (len(seeds), *((ay.num, ax.num) if ay is not None else (ax.num,)))
+    names = [n for k, v in data.items()
+             for n in ((f"{k}_loss",) if v.y.is_floating_point() else (f"{k}_loss", f"{k}_acc"))]
+    s = SurfaceSet(
+        x=ax.values, y=ay.values if ay is not None else None,
+        arrays={n: np.full(shape, np.nan) for n in names}, done=np.zeros(shape, dtype=bool),
+        directions=dirs, seeds=seeds, recipe=full_recipe,
+        provenance={**tool_versions(), **dict(provenance or {})},
+    )
+    if out is not None:
+        storage.check_writable(out, overwrite=overwrite)
+        if Path(out).exists() and not overwrite and GROUP in storage.list_groups(out):
+            old = SurfaceSet.load(out)
+            resume_or_refuse(out, old.recipe, full_recipe)
+            s.arrays, s.done, s.provenance = old.arrays, old.done, old.provenance
+    if not pending(s.done, max_points):
+        return s
+    ev = Evaluator(model, data, loss=loss, what="weights", batch_size=batch_size,
+                   device=device, dtype=dtype)
+    base_dev = {k: v.to(ev.device, dtype=dtype) if (dtype and v.is_floating_point())
+                else v.to(ev.device) for k, v in base_t.items()}
+    dirs_dev = [tuple({k: v.to(ev.device, dtype=base_dev[k].dtype) for k, v in vec.items()}
+                      for vec in d.vectors) for d in dirs]
+    _SetRun(s, ev, base_dev, dirs_dev, out=out, overwrite=overwrite, progress=progress,
+            flush_seconds=flush_seconds, max_points=max_points).run()
+    return s

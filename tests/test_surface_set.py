@@ -1,0 +1,87 @@
+"""Surface sets (K direction pairs on one grid) and their statistics."""
+
+from __future__ import annotations
+
+import math
+
+import h5py
+import numpy as np
+import pytest
+from torch import nn
+
+from landscape._functional import named_tensors
+from landscape.directions import random_directions
+from landscape.errors import LandscapeError
+from landscape.metrics import eps_sharpness_from_surface
+from landscape.stats import difference, summarize
+from landscape.surface import compute_surface
+from landscape.surface_set import SurfaceSet, compute_surface_set, member_seeds
+
+try:  # tests/ as a package or as a plain directory on sys.path
+    from .conftest import toy_classifier
+except ImportError:
+    from conftest import toy_classifier
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return toy_classifier(6, nn.ReLU, n=30)
+
+
+def test_members_equal_single_direction_surfaces_bit_for_bit(toy, tmp_path):
+    model, data = toy
+    seeds = member_seeds(3)
+    assert seeds == [0, 2, 4]
+    s = compute_surface_set(model, {"train": data}, seeds=seeds, x="-1:1:3", y="-1:1:3",
+                            batch_size=8, out=tmp_path / "set.h5", progress=False)
+    assert s.complete and s.n_members == 3
+    for k, seed in enumerate(seeds):
+        d = random_directions(named_tensors(model), seeds=seed)
+        one = compute_surface(model, d, {"train": data}, x="-1:1:3", y="-1:1:3", batch_size=8,
+                              progress=False)
+        m = s.member(k)
+        assert m.directions.digest() == d.digest()
+        for name in ("train_loss", "train_acc"):
+            np.testing.assert_array_equal(m[name], one[name])
+        # a metric per member equals the metric of the separate file, bit for bit
+        assert eps_sharpness_from_surface(m, eps=1.0) == eps_sharpness_from_surface(one, eps=1.0)
+    back = SurfaceSet.load(tmp_path / "set.h5")
+    np.testing.assert_array_equal(back.arrays["train_loss"], s.arrays["train_loss"])
+    assert [d.digest() for d in back.directions] == [d.digest() for d in s.directions]
+    with h5py.File(tmp_path / "set.h5") as f:
+        assert f.attrs["format_version"] == 2  # a file with /surfaces needs version 2
+
+
+def test_interrupted_set_resumes_to_the_same_arrays(toy, tmp_path):
+    model, data = toy
+    kw = {"seeds": [0, 2], "x": "-1:1:3", "y": "-1:1:2", "batch_size": 8, "progress": False}
+    full = compute_surface_set(model, {"train": data}, **kw)
+    out = tmp_path / "r.h5"
+    part = compute_surface_set(model, {"train": data}, out=out, max_points=5, **kw)
+    assert part.n_done == 5
+    again = compute_surface_set(model, {"train": data}, out=out, **kw)
+    assert again.complete
+    np.testing.assert_array_equal(again.arrays["train_loss"], full.arrays["train_loss"])
+    with pytest.raises(LandscapeError, match="different recipe"):
+        compute_surface_set(model, {"train": data}, out=out, **{**kw, "seeds": [0, 4]})
+
+
+def test_overlapping_seeds_are_refused(toy):
+    model, data = toy
+    with pytest.raises(LandscapeError, match="overlap"):
+        compute_surface_set(model, {"train": data}, seeds=[0, 1], x="-1:1:3", y="-1:1:3")
+
+
+def test_summary_and_difference():
+    v = [1.0, 2.0, 3.0, 4.0, float("nan")]
+    s = summarize(v)
+    assert s.n == 4 and s.mean == 2.5 and s.sd == pytest.approx(np.std([1, 2, 3, 4], ddof=1))
+    assert s.lo < s.mean < s.hi and summarize(v) == s  # seeded
+    one = summarize([5.0])
+    assert one.mean == 5.0 and math.isnan(one.sd) and one.text() == "5"
+    d = difference([10.0, 11.0, 12.0], [1.0, 2.0, 3.0])
+    assert d.delta == 9.0 and d.resolved is True and d.lo > 0
+    assert difference([1.0, 3.0], [1.5, 2.5]).resolved is False
+    assert difference([1.0], [2.0, 3.0]).resolved is None
