@@ -179,6 +179,8 @@ def _lanczos(
     V = np.zeros((n, ncv))
     W = np.zeros((n, ncv))
     T = np.zeros((ncv, ncv))
+    G = np.zeros((ncv, ncv))  # W' W, the Gram matrix of the products
+    M = np.zeros((ncv, ncv))  # V' W in full (T is its symmetrised upper triangle)
     keep = min(ncv - 1, k + max(1, (ncv - k) // 2))
     v = v0 / np.linalg.norm(v0)
     j = 0
@@ -191,16 +193,36 @@ def _lanczos(
         h = V[:, : j + 1].T @ w
         T[: j + 1, j] = h
         T[j, : j + 1] = h
+        gw = W[:, : j + 1].T @ w
+        G[: j + 1, j] = gw
+        G[j, : j + 1] = gw
+        M[: j + 1, j] = h
+        M[j, :j] = W[:, :j].T @ v
         j += 1
 
         theta, S = scipy.linalg.eigh(T[:j, :j])
         idx = _order(theta, which)[:k]
         Sk = S[:, idx]
-        Y = V[:, :j] @ Sk
-        res = np.linalg.norm(W[:, :j] @ Sk - Y * theta[idx], axis=0)
         rel = np.max(np.abs(theta)) if scale_by_max else np.abs(theta[idx])
-        conv = res <= np.maximum(tol * rel, atol)
+        thr = np.maximum(tol * rel, atol)
+        # ||W s - theta V s||^2 = s'Gs - 2 theta s'Ms + theta^2 (V orthonormal): a screen from
+        # j x j matrices, resolved to ~1e-8 |theta| whatever the precision of the products.
+        # Pairs that may have converged are verified with the residuals of the real products
+        # below, so every decision rests on real residuals (the same as without the screen).
+        th = theta[idx]
+        est2 = (np.einsum("ji,jk,ki->i", Sk, G[:j, :j], Sk)
+                - 2 * th * np.einsum("ji,jk,ki->i", Sk, M[:j, :j], Sk) + th**2)
+        est = np.sqrt(np.maximum(est2, 0.0))
+        scale = float(np.max(np.abs(theta))) if theta.size else 0.0
+        maybe = bool(np.all((est <= 2 * thr) | (est <= 1e-6 * scale)))
         used = apply.n_matvecs - start
+        last = used >= max_hvp or j == n
+        if maybe or last:
+            Y = V[:, :j] @ Sk
+            res = np.linalg.norm(W[:, :j] @ Sk - Y * theta[idx], axis=0)
+            conv = res <= thr
+        else:
+            conv = np.zeros(len(idx), dtype=bool)
         if used >= max_hvp or j == n:
             break
         r, beta = _orthonormalise(w - V[:, :j] @ h, V[:, :j])
@@ -226,6 +248,10 @@ def _lanczos(
             W[:, :keep] = W[:, :j] @ Sk
             T[:, :] = 0.0
             T[:keep, :keep] = np.diag(theta[order])
+            G[:, :] = 0.0
+            G[:keep, :keep] = W[:, :keep].T @ W[:, :keep]
+            M[:, :] = 0.0
+            M[:keep, :keep] = V[:, :keep].T @ W[:, :keep]
             j = keep
             r, beta = _orthonormalise(r, V[:, :j])
         v = r / beta
