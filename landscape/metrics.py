@@ -590,9 +590,8 @@ def roughness(surface: Surface, array: str = "train_loss", *,
 
 # --------------------------------------------------------------------------- ratio maps
 def _get(m: Any, name: str) -> Any:
-    if hasattr(m, "datasets"):  # storage.Group
-        return m.datasets.get(name)
-    return m.get(name) if isinstance(m, Mapping) else None
+    """An array of a ratio map given as a :class:`~landscape.hessian.RatioMap` or a mapping."""
+    return m.get(name) if isinstance(m, Mapping) else getattr(m, name, None)
 
 
 def convex_area_fraction(ratio_map: Any, threshold: float = 0.1) -> dict[str, float]:
@@ -604,9 +603,10 @@ def convex_area_fraction(ratio_map: Any, threshold: float = 0.1) -> dict[str, fl
 
     Parameters
     ----------
-    ratio_map : mapping or storage.Group
-        Arrays ``ratio`` (or ``lambda_min`` and ``lambda_max``), optionally ``done``, ``x``
-        and ``y`` (a ``/ratio_map`` group as read by :func:`landscape.storage.read_group`).
+    ratio_map : RatioMap or mapping
+        A :class:`~landscape.hessian.RatioMap` (``RatioMap.load(path)``), or a mapping with
+        arrays ``ratio`` (or ``lambda_min`` and ``lambda_max``), optionally ``done``, ``x``
+        and ``y``.
     threshold : float, default=0.1
         ``|λmin / λmax| < threshold`` counts as convex-looking.
 

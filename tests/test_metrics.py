@@ -321,3 +321,16 @@ def test_ascent_sharpness_beats_a_random_vertex_and_is_deterministic(tiny_mlp, i
         eps_sharpness_ascent(model, train, steps=0)
     with pytest.raises(LandscapeError, match="'data' parameter"):
         eps_sharpness_ascent(model, object())
+
+
+def test_convex_area_fraction_reads_a_ratio_map_object():
+    from landscape.hessian import RatioMap
+
+    x, y = np.linspace(-1, 1, 3), np.linspace(-1, 1, 2)
+    ratio = np.array([[0.05, 0.5, 0.01], [0.2, 0.03, 0.0]])
+    ones = np.ones(ratio.shape, bool)
+    rm = RatioMap(x=x, y=y, lambda_max=np.ones(ratio.shape), lambda_min=-ratio, ratio=ratio,
+                  n_hvp=np.ones(ratio.shape, np.int64), done=ones, converged=ones)
+    out = convex_area_fraction(rm, threshold=0.1)
+    assert out == convex_area_fraction({"x": x, "y": y, "ratio": ratio, "done": ones}, 0.1)
+    assert out["convex_area_fraction"] == pytest.approx(4 / 6)
