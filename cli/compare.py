@@ -6,10 +6,10 @@ import argparse
 import re
 from pathlib import Path
 
-from landscape.compare import compare
 from landscape.errors import LandscapeError
+from landscape.report import compare
 
-from ._common import check_device, examples, float_arg, int_arg
+from ._common import add_progress_arg, check_device, command_line, examples, float_arg, int_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -66,6 +66,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="device for the checkpoints (default cpu)")
     p.add_argument("--dpi", type=int_arg("dpi", 10, 2400),
                    default=120, help="resolution of the pictures")
+    add_progress_arg(p)
     p.set_defaults(func=run)
 
 
@@ -103,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         models=[c or None for c in checkpoints] if checkpoints is not None else None,
         trust=args.trust_checkpoint, batch_size=args.batch_size,
         device=args.device if checkpoints is not None else None,
+        progress=not args.no_progress, command=command_line(args),
     )
     out = Path(args.out) if args.out else _default_out(args.files[0].split("+")[0],
                                                             list(report.names))

@@ -19,7 +19,6 @@ __version__ = "0.1.0"
 
 from ._functional import named_tensors
 from .checkpoints import Checkpoint, file_sha256, load_checkpoint, save_checkpoint
-from .compare import Report, compare
 from .data import DataSpec, TensorData, load_data, load_splits
 from .directions import (
     Directions,
@@ -41,6 +40,7 @@ from .hessian import (
 )
 from .info import describe, summarize
 from .models import ModelSpec, build
+from .report import Report, compare
 from .surface import (
     Axis,
     Surface,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import math
 from pathlib import Path
@@ -13,8 +14,9 @@ import torch
 from landscape.cli import compare as cli_compare
 
 from landscape import storage
-from landscape.compare import METRIC_KEYS, Report, check_comparable, compare, load_results
 from landscape.errors import LandscapeError
+from landscape.hessian.ratio_map import RatioMap
+from landscape.report import METRIC_KEYS, Report, check_comparable, compare, load_results
 from landscape.surface import Surface
 from landscape.trajectory import Trajectory
 
@@ -72,12 +74,14 @@ def _curvature(lmax: float, lmin: float, trace: float) -> storage.Group:
 
 
 def _ratio_map(values: np.ndarray) -> storage.Group:
+    """A complete /ratio_map group, written by the result class the report reads it with."""
     ny, nx = values.shape
     lmax = np.full(values.shape, 10.0)
-    return storage.Group(datasets={
-        "x": np.linspace(-1, 1, nx), "y": np.linspace(-1, 1, ny), "lambda_max": lmax,
-        "lambda_min": -values * lmax, "ratio": values, "n_hvp": np.full(values.shape, 20),
-        "done": np.ones(values.shape, np.uint8)})
+    done = np.ones(values.shape, bool)
+    return RatioMap(
+        x=np.linspace(-1, 1, nx), y=np.linspace(-1, 1, ny), lambda_max=lmax,
+        lambda_min=-values * lmax, ratio=values, n_hvp=np.full(values.shape, 20),
+        done=done, converged=done, recipe={}, provenance={}).to_group()
 
 
 def _trajectory(pc1: float) -> Trajectory:
@@ -109,6 +113,20 @@ def pair(tmp_path) -> tuple[Path, Path]:
     _trajectory(0.8).save(res)
     _trajectory(0.5).save(plain)
     return res, plain
+
+
+def _img_sources(html: str) -> list[str]:
+    from html.parser import HTMLParser
+
+    found: list[str] = []
+
+    class P(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                found.append(dict(attrs)["src"])
+
+    P().feed(html)
+    return found
 
 
 # --------------------------------------------------------------------------- numbers
@@ -304,7 +322,13 @@ def test_report_files_json_markdown_html(pair, tmp_path):
     assert "## Definitions" in md and "![surface_contour](surface_contour.png)" in md
 
     html = (out / "report.html").read_text()
-    assert html.count("<th>") == 3 and '<img src="ratio_map.png"' in html
+    # issue 13: the figures are embedded (was: '<img src="ratio_map.png"', a relative link);
+    # the embedded image is the very PNG written beside the report
+    assert html.count("<th>") == 3 and '<img src="data:image/png;base64,' in html
+    srcs = _img_sources(html)
+    assert len(srcs) == len(saved.figures)
+    embedded = [base64.b64decode(src.split(",", 1)[1]) for src in srcs]
+    assert (out / "ratio_map.png").read_bytes() in embedded
     assert "http" not in html.split("<body>")[1]  # self-contained: nothing fetched
 
 
