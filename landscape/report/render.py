@@ -43,6 +43,7 @@ _PERCENT = ("train_acc", "test_acc", "nonfinite_fraction", "convex_area_fraction
 
 _FLATTER_DOWN = "↓ flatter"
 _FLATTER_UP = "↑ flatter"
+_NEUTRAL = "(no better direction)"
 
 
 # --------------------------------------------------------------------------- the legend
@@ -111,7 +112,7 @@ def metric_info(parameters: Mapping[str, Any], loss: Any = None) -> dict[str, di
     dict
         ``{key: {"name", "unit", "better", "definition"}}`` for every key of
         :data:`METRIC_KEYS`; ``better`` is an arrow with the word it means (``"↓ flatter"``)
-        or ``"descriptive"`` where no direction is better.
+        or ``"(no better direction)"`` where no direction is better.
     """
     eps, aeps = parameters.get("eps"), parameters.get("ascent_eps")
     bt, rt = parameters.get("basin_threshold"), parameters.get("ratio_threshold")
@@ -142,12 +143,12 @@ def metric_info(parameters: Mapping[str, Any], loss: Any = None) -> dict[str, di
                                  "↑ more convex"),
         "trace": ("Hessian trace", curv, _FLATTER_DOWN),
         "trace_stderr": ("Standard error of the trace", curv, "↓ more precise"),
-        "pc1": ("Path variance along PC1", "%", "descriptive"),
-        "pc1_pc2": ("Path variance along PC1 + PC2", "%", "descriptive"),
-        "n_components_for_90": ("PCs for 90 % of the path variance", "count", "descriptive"),
+        "pc1": ("Path variance along PC1", "%", _NEUTRAL),
+        "pc1_pc2": ("Path variance along PC1 + PC2", "%", _NEUTRAL),
+        "n_components_for_90": ("PCs for 90 % of the path variance", "count", _NEUTRAL),
         "path_capture": ("Path captured by the PCA plane", "%",
                          "↑ 2D picture more faithful"),
-        "random_path_capture": ("Path captured by a random plane", "%", "descriptive"),
+        "random_path_capture": ("Path captured by a random plane", "%", _NEUTRAL),
     }
     defs = definitions(parameters)
     return {k: {"name": rows[k][0], "unit": rows[k][1], "better": rows[k][2],
@@ -206,7 +207,7 @@ def _value_text(v: Any) -> str:
     if isinstance(v, str):
         return v
     if isinstance(v, Mapping):
-        return ", ".join(f"{k}={_value_text(x) if isinstance(x, Mapping) else _compact(x)}"
+        return ", ".join(f"{k}={x if isinstance(x, str) else _compact(x)}"
                          for k, x in v.items())
     return _compact(v)
 
