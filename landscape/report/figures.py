@@ -92,9 +92,9 @@ def draw_figures(report: Report, out: Path, *, dpi: int) -> list[tuple[str, str]
                                  epochs=t.epochs, ax=a)  # type: ignore[union-attr]
             a.set_title(f"{r.name}: optimizer path", fontsize=10)
         save(fig, "trajectory.png",
-             f"Optimizer path of {_names(traj)} through its checkpoints, projected on the "
-             "first two principal components of the path (axis labels give their explained "
-             "variance), over the loss on that plane where it was computed.")
+             f"Optimizer path of {_names(traj)} through the checkpoints, each projected on "
+             "the first two principal components of its own path (axis labels give their "
+             "explained variance), over the loss on that plane where it was computed.")
     maps = [r for r in res if r.ratio_map is not None]
     if maps:
         ratios = []

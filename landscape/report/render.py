@@ -201,9 +201,9 @@ def _data_uri(png: bytes) -> str:
     return "data:image/png;base64," + "\n".join(lines)
 
 
-def _value_text(v: Any) -> str:
+def _value_text(v: Any, none: str = "not recorded") -> str:
     if v is None:
-        return "not recorded"
+        return none
     if isinstance(v, str):
         return v
     if isinstance(v, Mapping):
@@ -394,7 +394,7 @@ class Report:
             lines += ["", f"### {_md_escape(n)}", ""]
             lines += [f"- {k}: {v}" for k, v in items]
         lines += ["", "## Common recipe", ""]
-        lines += [f"- `{k}`: {_value_text(v)}" for k, v in sorted(self.recipe.items())]
+        lines += [f"- `{k}`: {_value_text(v, 'none')}" for k, v in sorted(self.recipe.items())]
         lines += [f"- report parameter `{k}`: {_value_text(v)}"
                   for k, v in self.parameters.items()]
         return "\n".join(lines).rstrip("\n") + "\n"
@@ -469,7 +469,7 @@ class Report:
 
         prov = dl(self._provenance_items()) + "".join(
             f"<h3>{e(n)}</h3>{dl(items)}" for n, items in self._network_items())
-        recipe = dl([(k, _value_text(v)) for k, v in sorted(self.recipe.items())]
+        recipe = dl([(k, _value_text(v, "none")) for k, v in sorted(self.recipe.items())]
                     + [(f"report parameter {k}", _value_text(v))
                        for k, v in self.parameters.items()])
         title = e(f"Loss-landscape comparison: {' vs '.join(self.names)}")
