@@ -587,3 +587,22 @@ def test_update_readme_refuses_missing_markers(pair, tmp_path):
     text = readme.read_text()
     assert text.startswith("# x\n") and text.endswith(f"{README_END}\ntail\n")
     assert rep.markdown_table() in text
+
+
+def test_curvature_numbers_read_the_result_class():
+    from landscape.hessian.results import CurvatureResult
+    from landscape.report.numbers import curvature_numbers
+
+    top = np.array([4.0, 2.0, -1.0])
+    got, notes = curvature_numbers(CurvatureResult(top_eigenvalues=top, top_which="LA",
+                                                   min_eigenvalue=-2.0, trace=9.0))
+    assert got == {"lambda_max": 4.0, "lambda_min": -2.0, "ratio_at_minimum": 0.5,
+                   "trace": 9.0, "trace_stderr": None} and notes == []
+    # largest magnitude with a positive maximum: no larger eigenvalue can be missing
+    got, _ = curvature_numbers(CurvatureResult(top_eigenvalues=np.array([-9.0, 3.0]),
+                                               top_which="LM"))
+    assert got["lambda_max"] == 3.0
+    for which, vals in (("SA", [-3.0, -1.0]), ("LM", [-9.0, -5.0])):  # λmax not among them
+        got, notes = curvature_numbers(CurvatureResult(top_eigenvalues=np.array(vals),
+                                                       top_which=which))
+        assert got["lambda_max"] is None and "does not give λmax" in notes[0]
