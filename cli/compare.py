@@ -18,7 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="compare the landscapes of networks (e.g. residual vs plain) in one report",
         description="Read one landscape file per network (surface, trajectory, curvature, "
                     "ratio map), check that they were computed with the same recipe (grid, "
-                    "directions, loss, data, BN mode), and write a Markdown/HTML/JSON report "
+                    "directions, loss, data, BN mode), and write a Markdown, self-contained "
+                    "HTML (figures embedded) and JSON report "
                     "with sharpness, basin widths, roughness, curvature and trajectory "
                     "numbers side by side plus pictures on shared scales. --eps is in "
                     "direction units (filter-normalized: 0.1 = 10% of every filter's norm); "

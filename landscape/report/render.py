@@ -418,6 +418,9 @@ class Report:
             training = p.get("training")
             if training is not None and p.get("training_source"):
                 training_text = f"{_value_text(training)} (from {p['training_source']})"
+            elif training is None:
+                training_text = ("not recorded (give the checkpoints to compare, or compute "
+                                 "the files from a checkpoint of a `landscape train` run)")
             else:
                 training_text = _value_text(training)
             cmds = p.get("commands") or {}
