@@ -6,10 +6,10 @@ import argparse
 import re
 from pathlib import Path
 
-from landscape.compare import compare
 from landscape.errors import LandscapeError
+from landscape.report import compare
 
-from ._common import check_device, examples, float_arg, int_arg
+from ._common import add_progress_arg, check_device, command_line, examples, float_arg, int_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="compare the landscapes of networks (e.g. residual vs plain) in one report",
         description="Read one landscape file per network (surface, trajectory, curvature, "
                     "ratio map), check that they were computed with the same recipe (grid, "
-                    "directions, loss, data, BN mode), and write a Markdown/HTML/JSON report "
+                    "directions, loss, data, BN mode), and write a Markdown, self-contained "
+                    "HTML (figures embedded) and JSON report "
                     "with sharpness, basin widths, roughness, curvature and trajectory "
                     "numbers side by side plus pictures on shared scales. --eps is in "
                     "direction units (filter-normalized: 0.1 = 10% of every filter's norm); "
@@ -66,6 +67,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="device for the checkpoints (default cpu)")
     p.add_argument("--dpi", type=int_arg("dpi", 10, 2400),
                    default=120, help="resolution of the pictures")
+    add_progress_arg(p)
     p.set_defaults(func=run)
 
 
@@ -103,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         models=[c or None for c in checkpoints] if checkpoints is not None else None,
         trust=args.trust_checkpoint, batch_size=args.batch_size,
         device=args.device if checkpoints is not None else None,
+        progress=not args.no_progress, command=command_line(args),
     )
     out = Path(args.out) if args.out else _default_out(args.files[0].split("+")[0],
                                                             list(report.names))

@@ -18,7 +18,6 @@ from __future__ import annotations
 from ._functional import named_tensors
 from ._version import __version__
 from .checkpoints import Checkpoint, file_sha256, load_checkpoint, save_checkpoint
-from .compare import Report, compare
 from .data import DataSpec, TensorData, load_data, load_splits
 from .directions import (
     Directions,
@@ -40,6 +39,7 @@ from .hessian import (
 )
 from .info import describe, summarize
 from .models import ModelSpec, build
+from .report import Report, compare
 from .surface import (
     Axis,
     Surface,

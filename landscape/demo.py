@@ -60,7 +60,6 @@ from typing import Any
 from . import storage
 from ._functional import named_tensors
 from .checkpoints import load_checkpoint
-from .compare import Report, compare
 from .data import DataSpec, load_data
 from .directions import random_directions
 from .errors import LandscapeError
@@ -68,6 +67,7 @@ from .hessian.ratio_map import compute_ratio_map
 from .hessian.results import CurvatureResult, compute_curvature
 from .models import ModelSpec, skip_switch
 from .recipes import checkpoint_recipe
+from .report import Report, compare
 from .surface import compute_surface, load_directions
 from .training import TrainConfig, TrainRun, train
 from .trajectory import TrajectoryPCA
@@ -348,7 +348,7 @@ def run_demo(
     g = parse_axis(cfg.grid)
     step = (g.max - g.min) / (g.num - 1)
     report = compare(files, names=list(NETWORKS), eps=step, models=[str(TrainRun.load(
-        out / "runs" / n).final) for n in NETWORKS])
+        out / "runs" / n).final) for n in NETWORKS], progress=progress)
     report = report.save(out / "report")
     _say(log, f"wrote {out / 'report'}/report.md, report.html, report.json "
               f"({time.perf_counter() - t_start:.0f} s in all)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import math
 from pathlib import Path
@@ -13,8 +14,9 @@ import torch
 from landscape.cli import compare as cli_compare
 
 from landscape import storage
-from landscape.compare import METRIC_KEYS, Report, check_comparable, compare, load_results
 from landscape.errors import LandscapeError
+from landscape.hessian.ratio_map import RatioMap
+from landscape.report import METRIC_KEYS, Report, check_comparable, compare, load_results
 from landscape.surface import Surface
 from landscape.trajectory import Trajectory
 
@@ -72,12 +74,14 @@ def _curvature(lmax: float, lmin: float, trace: float) -> storage.Group:
 
 
 def _ratio_map(values: np.ndarray) -> storage.Group:
+    """A complete /ratio_map group, written by the result class the report reads it with."""
     ny, nx = values.shape
     lmax = np.full(values.shape, 10.0)
-    return storage.Group(datasets={
-        "x": np.linspace(-1, 1, nx), "y": np.linspace(-1, 1, ny), "lambda_max": lmax,
-        "lambda_min": -values * lmax, "ratio": values, "n_hvp": np.full(values.shape, 20),
-        "done": np.ones(values.shape, np.uint8)})
+    done = np.ones(values.shape, bool)
+    return RatioMap(
+        x=np.linspace(-1, 1, nx), y=np.linspace(-1, 1, ny), lambda_max=lmax,
+        lambda_min=-values * lmax, ratio=values, n_hvp=np.full(values.shape, 20),
+        done=done, converged=done, recipe={}, provenance={}).to_group()
 
 
 def _trajectory(pc1: float) -> Trajectory:
@@ -109,6 +113,20 @@ def pair(tmp_path) -> tuple[Path, Path]:
     _trajectory(0.8).save(res)
     _trajectory(0.5).save(plain)
     return res, plain
+
+
+def _img_sources(html: str) -> list[str]:
+    from html.parser import HTMLParser
+
+    found: list[str] = []
+
+    class P(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                found.append(dict(attrs)["src"])
+
+    P().feed(html)
+    return found
 
 
 # --------------------------------------------------------------------------- numbers
@@ -304,7 +322,13 @@ def test_report_files_json_markdown_html(pair, tmp_path):
     assert "## Definitions" in md and "![surface_contour](surface_contour.png)" in md
 
     html = (out / "report.html").read_text()
-    assert html.count("<th>") == 3 and '<img src="ratio_map.png"' in html
+    # issue 13: the figures are embedded (was: '<img src="ratio_map.png"', a relative link);
+    # the embedded image is the very PNG written beside the report
+    assert html.count("<th>") == 3 and '<img src="data:image/png;base64,' in html
+    srcs = _img_sources(html)
+    assert len(srcs) == len(saved.figures)
+    embedded = [base64.b64decode(src.split(",", 1)[1]) for src in srcs]
+    assert (out / "ratio_map.png").read_bytes() in embedded
     assert "http" not in html.split("<body>")[1]  # self-contained: nothing fetched
 
 
@@ -411,3 +435,174 @@ def test_cli_main_prints_one_line_errors(pair, tmp_path, capsys):
     rc = cli_main.main(["compare", str(res), str(other)])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "grid.x differs" in err
+
+
+# --------------------------------------------------------------------------- issue 13: the report
+def _tags(html: str) -> list[tuple[str, dict]]:
+    from html.parser import HTMLParser
+
+    found: list[tuple[str, dict]] = []
+
+    class P(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            found.append((tag, dict(attrs)))
+
+    P().feed(html)
+    return found
+
+
+def test_html_is_self_contained_with_names_definitions_and_provenance(pair, tmp_path):
+    import html as html_mod
+
+    from landscape import __version__
+    from landscape.report import definitions, metric_info
+
+    res, plain = pair
+    rep = compare([res, plain], names=["residual", "plain"], command="landscape compare x y")
+    out = tmp_path / "r"
+    saved = rep.save(out, dpi=30)  # small pictures: fast
+    page = (out / "report.html").read_text(encoding="utf-8")
+    tags = _tags(page)
+    imgs = [a["src"] for t, a in tags if t == "img"]
+    assert len(imgs) == len(saved.figures) == 5
+    assert all(src.startswith("data:image/png;base64,") for src in imgs)
+    decoded = {base64.b64decode(src.split(",", 1)[1]) for src in imgs}
+    assert decoded == {(out / f).read_bytes() for f in saved.figures}
+    assert not [t for t, _ in tags if t in ("link", "script", "iframe", "object", "embed")]
+    for t, a in tags:  # nothing refers outside the page
+        for name in ("href", "src", "data", "action"):
+            v = a.get(name, "")
+            assert not v or v.startswith("data:"), (t, name, v[:60])
+    assert "http" not in page.lower() and "url(" not in page
+    text = html_mod.unescape(page)
+    info = metric_info(rep.parameters, "cross_entropy")
+    for key, d in definitions(rep.parameters).items():  # definition in the metric's own row
+        row = next(r for r in text.split("<tr>") if f"<code>{key}</code>" in r)
+        assert info[key]["name"] in row and d in row and info[key]["better"] in row
+        assert f"[{info[key]['unit']}]" in row
+    assert "λmax (top Hessian eigenvalue)" in text and "↓ flatter" in text
+    assert "99.0%" in text and "89.1%" in text  # accuracies as percentages, not 0.99
+    assert "0.99<" not in text
+    for cap in saved.captions.values():  # one real sentence per figure, not the file stem
+        assert cap.endswith(".") and len(cap.split()) > 8 and f"{cap}</figcaption>" in text
+    env = saved.provenance["environment"]
+    assert env["landscape"] == __version__ and env["torch"] == torch.__version__
+    assert env["numpy"] == np.__version__ and env["command"] == "landscape compare x y"
+    for field_ in ("landscape version", "torch version", "numpy version", "date",
+                   "command line", "checkpoint SHA-256", "training recipe", "model", "data"):
+        assert f"<dt>{field_}</dt>" in text, field_
+    for v in (__version__, torch.__version__, env["date"], "landscape compare x y",
+              f"{100:064d}", f"{1000:064d}"):  # both surfaces' checkpoint hashes
+        assert v in text, v
+    # the Markdown holds the same, figures as relative links with their caption below
+    md = (out / "report.md").read_text(encoding="utf-8")
+    for key, d in definitions(rep.parameters).items():
+        assert d.replace("|", "∣") in md and info[key]["name"].replace("|", "∣") in md
+    assert f"*Figure 4. {saved.captions['ratio_map.png']}*" in md
+    assert f"{100:064d}" in md and "- torch version: " + torch.__version__ in md
+    # the JSON holds them too, and reads back into the same report
+    doc = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert doc["provenance"]["networks"]["plain"]["checkpoint_sha256"] == {
+        "surface": f"{1000:064d}"}
+    assert set(doc["metric_info"]) == set(METRIC_KEYS)
+    again = Report.load(out / "report.json")
+    assert again.to_markdown() == md
+    assert again.readme_table() == saved.readme_table()
+
+
+def test_parts_at_different_checkpoints_are_noted(tmp_path):
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    _surface(1.0).save(a)
+    _surface(2.0).save(b)
+    g = _curvature(5.0, -0.05, 40.0)
+    g.attrs["recipe"] = json.dumps({"checkpoint_sha256": "e" * 64})
+    storage.update_file(a, {"curvature": g})
+    rep = compare([a, b])
+    assert any("different checkpoints" in n for n in rep.notes)
+    assert rep.provenance["networks"]["a"]["checkpoint_sha256"]["curvature"] == "e" * 64
+
+
+def test_progress_bar_and_training_recipe_from_the_checkpoint(tmp_path, capsys):
+    from landscape.checkpoints import file_sha256, save_checkpoint
+    from landscape.models import ModelSpec
+
+    torch.manual_seed(0)
+    spec = ModelSpec("mlp", {"width": 4, "depth": 1})
+    config = {"lr": 0.05, "epochs": 2, "optimizer": "sgd"}
+    ckpt = save_checkpoint(tmp_path / "runs" / "a" / "epoch_0002.pt", spec.build(), spec,
+                           config=config, seed=7, epoch=2)
+    data = {"name": "digits", "root": None, "subset": 64, "kwargs": {}}
+    f = tmp_path / "a.h5"
+    _surface(1.0, data=data, model=spec.to_dict(), checkpoint_sha256=file_sha256(ckpt)).save(f)
+    capsys.readouterr()
+    rep = compare([f], models=[ckpt], ascent_steps=1, progress=True)
+    err = capsys.readouterr().err
+    assert "compare: model steps" in err and "2/2" in err and "ascent sharpness" in err
+    assert "<" in err or "?" in err  # tqdm's elapsed<remaining (ETA)
+    p = rep.provenance["networks"]["a"]
+    assert p["training"] == {**config, "seed": 7} and p["epoch"] == 2
+    assert p["training_source"] == "checkpoint metadata"
+    assert p["checkpoint"] == str(ckpt) and p["checkpoint_sha256"]["checkpoint given"] == \
+        file_sha256(ckpt)
+    md = rep.to_markdown()
+    assert '"lr": 0.05' not in md and "lr=0.05" in md and "seed=7" in md
+    capsys.readouterr()
+    compare([f], models=[ckpt], ascent_steps=1, progress=False)
+    assert "model steps" not in capsys.readouterr().err
+
+
+def test_readme_results_table_is_generated_from_the_committed_report():
+    """The README's results block is what the generator gives for docs/demo/report.json."""
+    from landscape.report import update_readme
+
+    repo = Path(__file__).resolve().parents[1]
+    rep = Report.load(repo / "docs" / "demo" / "report.json")
+    assert update_readme(repo / "README.md", rep, link="docs/demo/report.md", check=True), (
+        "README.md's results table is stale: run python -c \"from landscape.report import "
+        "Report, update_readme; update_readme('README.md', Report.load("
+        "'docs/demo/report.json'), link='docs/demo/report.md')\"")
+    block = (repo / "README.md").read_text(encoding="utf-8").split(
+        "<!-- results:begin")[1].split("<!-- results:end -->")[0]
+    rows = [ln for ln in block.splitlines() if ln.startswith("| ")][1:]
+    assert len(rows) == len(METRIC_KEYS)  # every metric the report computes
+    assert "eps_sharpness_ascent" in rep.to_markdown() and "total_variation" in rep.to_markdown()
+
+
+def test_update_readme_refuses_missing_markers(pair, tmp_path):
+    from landscape.report import update_readme
+
+    rep = compare(list(pair))
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n")
+    with pytest.raises(LandscapeError, match="markers"):
+        update_readme(readme, rep)
+    assert readme.read_text() == "# x\n"
+    from landscape.report.render import README_BEGIN, README_END
+
+    readme.write_text(f"# x\n{README_BEGIN}\nold\n{README_END}\ntail\n")
+    assert not update_readme(readme, rep, check=True)
+    assert "old" in readme.read_text()
+    assert not update_readme(readme, rep)
+    assert update_readme(readme, rep, check=True)
+    text = readme.read_text()
+    assert text.startswith("# x\n") and text.endswith(f"{README_END}\ntail\n")
+    assert rep.markdown_table() in text
+
+
+def test_curvature_numbers_read_the_result_class():
+    from landscape.hessian.results import CurvatureResult
+    from landscape.report.numbers import curvature_numbers
+
+    top = np.array([4.0, 2.0, -1.0])
+    got, notes = curvature_numbers(CurvatureResult(top_eigenvalues=top, top_which="LA",
+                                                   min_eigenvalue=-2.0, trace=9.0))
+    assert got == {"lambda_max": 4.0, "lambda_min": -2.0, "ratio_at_minimum": 0.5,
+                   "trace": 9.0, "trace_stderr": None} and notes == []
+    # largest magnitude with a positive maximum: no larger eigenvalue can be missing
+    got, _ = curvature_numbers(CurvatureResult(top_eigenvalues=np.array([-9.0, 3.0]),
+                                               top_which="LM"))
+    assert got["lambda_max"] == 3.0
+    for which, vals in (("SA", [-3.0, -1.0]), ("LM", [-9.0, -5.0])):  # λmax not among them
+        got, notes = curvature_numbers(CurvatureResult(top_eigenvalues=np.array(vals),
+                                                       top_which=which))
+        assert got["lambda_max"] is None and "does not give λmax" in notes[0]

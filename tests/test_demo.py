@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from landscape.compare import METRIC_KEYS
+from landscape.report import METRIC_KEYS
 
 
 def test_quick_demo_end_to_end_and_resume(tmp_path):

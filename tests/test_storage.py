@@ -155,10 +155,11 @@ def test_li2018_every_array_has_its_own_done_mask(tmp_path, capsys):
     """The 4 unfinished test points do not hide the 45 finished train values."""
     from landscape.cli.main import main
 
-    from landscape.compare import _at_origin, load_results
     from landscape.info import summarize
     from landscape.metrics import _values, surface_minimum
     from landscape.plot import _masked
+    from landscape.report import load_results
+    from landscape.report.numbers import _at_origin
 
     p = tmp_path / "li.h5"
     true = _write_li_half_crunched(p)

@@ -1,0 +1,288 @@
+"""The numbers of one network: one column of the report's table.
+
+Units of ε. A surface is in *direction units*: with filter-normalized directions one unit
+moves every filter by its own norm. Keskar et al.'s ``ε = 1e-3`` box is therefore far below
+one grid step (0.04 on a ``-1:1:51`` grid) and a surface cannot resolve it. The report gives
+two numbers instead of one:
+
+* ``eps_sharpness`` -- the surface-restricted estimate at radius ``eps`` in direction units
+  (default 0.1, i.e. a 10 % relative perturbation of every filter, which spans +-2 grid steps of
+  a ``-1:1:51`` or ``-1:1:41`` grid); the maximum is taken over the grid points in the box only,
+  so it is a 2-D lower bound of a full-space value at that radius;
+* ``eps_sharpness_ascent`` -- when checkpoints are given, Keskar et al.'s own definition in
+  the full parameter space at ``ascent_eps`` (default 1e-3), maximised by projected
+  sign-gradient ascent (:func:`landscape.metrics.eps_sharpness_ascent`).
+
+References
+----------
+.. [1] H. Li, Z. Xu, G. Taylor, C. Studer, T. Goldstein, "Visualizing the loss landscape of
+   neural nets", NeurIPS 2018.
+.. [2] N. S. Keskar, D. Mudigere, J. Nocedal, M. Smelyanskiy, P. T. P. Tang, "On large-batch
+   training for deep learning: generalization gap and sharp minima", ICLR 2017.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ..errors import LandscapeError
+from ..hessian.results import CurvatureResult
+from ..metrics import (
+    basin_width,
+    convex_area_fraction,
+    eps_sharpness_ascent,
+    eps_sharpness_from_surface,
+    low_dimensionality,
+    origin_index,
+    roughness,
+    surface_minimum,
+)
+from ..surface import Surface
+from .results import NetworkResults
+
+__all__ = ["METRIC_KEYS", "network_numbers", "model_numbers", "curvature_numbers"]
+
+#: Rows of the comparison table, in order.
+METRIC_KEYS = (
+    "train_loss",
+    "train_acc",
+    "test_loss",
+    "test_acc",
+    "train_loss_min",
+    "eps_sharpness",
+    "eps_sharpness_ascent",
+    "basin_width_x",
+    "basin_width_y",
+    "local_minima",
+    "total_variation",
+    "nonfinite_fraction",
+    "lambda_max",
+    "lambda_min",
+    "ratio_at_minimum",
+    "convex_area_fraction",
+    "trace",
+    "trace_stderr",
+    "pc1",
+    "pc1_pc2",
+    "n_components_for_90",
+    "path_capture",
+    "random_path_capture",
+)
+
+_BUILTIN_LOSSES = ("cross_entropy", "mse")
+
+
+def curvature_numbers(c: CurvatureResult) -> tuple[dict[str, float | None], list[str]]:
+    """``lambda_max``, ``lambda_min``, ``ratio_at_minimum``, ``trace``, ``trace_stderr`` of a
+    curvature result, and notes on what it cannot give.
+
+    ``lambda_max`` is the largest of ``top_eigenvalues`` when they are the largest algebraic
+    ones (``top_which`` ``"LA"``), or the largest magnitude ones with a positive maximum
+    (``"LM"``: then no larger eigenvalue can be missing); otherwise it is unknown.
+    """
+    notes: list[str] = []
+    lmax: float | None = None
+    if c.top_eigenvalues is not None:
+        t = c.top_eigenvalues[np.isfinite(c.top_eigenvalues)]
+        which = c.top_which or "LA"
+        if t.size and (which == "LA" or (which == "LM" and t.max() > 0)):
+            lmax = float(t.max())
+        elif t.size:
+            notes.append(f"the top eigenvalues were computed with which={which!r}, which does "
+                         "not give λmax")
+    lmin = c.min_eigenvalue
+    ratio = c.ratio
+    if ratio is None and lmin is not None and lmax not in (None, 0.0):
+        ratio = lmin / lmax  # type: ignore[operator]
+    return {
+        "lambda_max": lmax,
+        "lambda_min": lmin,
+        "ratio_at_minimum": None if ratio is None else abs(ratio),
+        "trace": c.trace,
+        "trace_stderr": c.trace_stderr,
+    }, notes
+
+
+def _at_origin(s: Surface, array: str) -> float | None:
+    if array not in s.arrays:
+        return None
+    o = origin_index(s)
+    if o is None or not bool(s.done_of(array)[o]):
+        return None
+    return float(np.asarray(s.arrays[array], dtype=np.float64)[o])
+
+
+def needs_origin_metrics(s: Surface | None) -> bool:
+    """Whether a surface lacks any of the losses and accuracies at θ* (a model must give them)."""
+    return s is None or any(_at_origin(s, k) is None
+                            for k in ("train_loss", "train_acc", "test_loss", "test_acc"))
+
+
+def _resolve_loss(name: Any) -> Any:
+    """The loss recorded in a recipe: a built-in name, or ``module:function`` imported."""
+    if not isinstance(name, str) or name in _BUILTIN_LOSSES:
+        return name if isinstance(name, str) else "cross_entropy"
+    import importlib
+
+    mod, _, qual = name.partition(":")
+    try:
+        obj: Any = importlib.import_module(mod)
+        for part in qual.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise LandscapeError(
+            f"cannot import the loss {name!r} recorded in the file ({exc}); make its module "
+            "importable"
+        ) from exc
+    return obj
+
+
+def model_numbers(res: NetworkResults, source: Any, *, ascent_eps: float, steps: int,
+                  batch_size: int, trust: bool, device: Any, need_origin: bool,
+                  tick: Callable[[str], None] | None = None
+                  ) -> tuple[dict[str, float | None], dict[str, Any]]:
+    """Ascent sharpness (and, when the surface lacks them, metrics at θ*) from a model.
+
+    Parameters
+    ----------
+    res : NetworkResults
+        The network's results (its surface recipe names the data, loss and checkpoint hash).
+    source : path, Checkpoint or nn.Module
+        The network at θ*.
+    tick : callable, optional
+        Called with a label after each long step (loading, ascent, evaluation): progress.
+
+    Returns
+    -------
+    numbers : dict
+        ``eps_sharpness_ascent`` and, with ``need_origin``, ``{train,test}_{loss,acc}``.
+    checkpoint : dict
+        What the checkpoint says about itself: ``path``, ``sha256``, ``training`` (the
+        training config of its run), ``seed``, ``epoch`` (entries it does not hold are left
+        out; empty for a module).
+    """
+    from torch import nn
+
+    from ..checkpoints import Checkpoint, load_checkpoint
+    from ..data import DataSpec, load_data
+    from ..evaluation import Evaluator
+    from ..models import ModelSpec
+
+    done = tick or (lambda label: None)
+    recipe = dict(res.surface.recipe) if res.surface is not None and \
+        isinstance(res.surface.recipe, Mapping) else {}
+    ckpt = None
+    info: dict[str, Any] = {}
+    if isinstance(source, nn.Module):
+        model = source
+    else:
+        if isinstance(source, Checkpoint):
+            ckpt = source
+        else:
+            spec = recipe.get("model")
+            ckpt = load_checkpoint(source, model=ModelSpec.from_dict(spec)
+                                   if isinstance(spec, Mapping) else None, trust=trust)
+        model = ckpt.model
+        sha = recipe.get("checkpoint_sha256")
+        if sha and ckpt.sha256 != sha:
+            raise LandscapeError(
+                f"checkpoint '{ckpt.path}' given for {res.name!r} is not the one '{res.path}' "
+                "was computed at (its SHA-256 differs); pass that checkpoint"
+            )
+        info = {"path": str(ckpt.path), "sha256": ckpt.sha256}
+        for key, name in (("config", "training"), ("seed", "seed"), ("epoch", "epoch")):
+            if key in ckpt.meta:
+                info[name] = ckpt.meta[key]
+    data_d = recipe.get("data")
+    if not isinstance(data_d, Mapping) and ckpt is not None:
+        data_d = ckpt.meta.get("data")
+    if not isinstance(data_d, Mapping):
+        raise LandscapeError(
+            f"cannot tell which data {res.name!r} was evaluated on: '{res.path}' records no "
+            "data spec and the checkpoint none either"
+        )
+    spec = DataSpec.from_dict(data_d)
+    loss = _resolve_loss(recipe.get("loss", "cross_entropy"))
+    train = load_data(spec, "train")
+    done(f"{res.name}: model and data loaded")
+    out: dict[str, float | None] = {
+        "eps_sharpness_ascent": eps_sharpness_ascent(
+            model, train, ascent_eps, steps=steps, loss=loss, batch_size=batch_size,
+            device=device),
+    }
+    done(f"{res.name}: ascent sharpness")
+    if need_origin:
+        ev = Evaluator(model, {"train": train, "test": load_data(spec, "test")}, loss=loss,
+                       batch_size=batch_size, device=device)
+        for split, m in ev.evaluate_loaded().items():
+            out[f"{split}_loss"] = m.loss
+            out[f"{split}_acc"] = m.accuracy
+        done(f"{res.name}: loss and accuracy at θ*")
+    return out, info
+
+
+def network_numbers(res: NetworkResults, *, eps: float, basin_threshold: float,
+                    ratio_threshold: float, array: str, from_model: Mapping[str, Any]
+                    ) -> tuple[dict[str, Any], list[str], list[str]]:
+    """One column of the table, the keys that are lower bounds, and notes."""
+    row: dict[str, Any] = dict.fromkeys(METRIC_KEYS)
+    censored: list[str] = []
+    notes: list[str] = []
+    s = res.surface
+    if s is not None:
+        split = array.rpartition("_")[0] or "train"
+        for k in ("train_loss", "train_acc", "test_loss", "test_acc"):
+            row[k] = _at_origin(s, k)
+        row["train_loss_min"] = surface_minimum(s, array)[0]
+        origin_loss = _at_origin(s, array)
+        if origin_loss is None and from_model.get(f"{split}_loss") is not None:
+            origin_loss = from_model[f"{split}_loss"]
+        if not s.complete:
+            notes.append(f"{res.name}: the surface has {s.n_done}/{s.n_points} points done; "
+                         "its metrics use the finished points only")
+        if origin_loss is None:
+            notes.append(f"{res.name}: the grid has no computed point at the origin, so "
+                         "eps_sharpness is unknown (give its checkpoint)")
+        else:
+            try:
+                row["eps_sharpness"] = eps_sharpness_from_surface(s, eps, array,
+                                                                  origin_loss=origin_loss)
+            except LandscapeError as exc:  # points in the box not computed yet
+                notes.append(f"{res.name}: eps_sharpness unknown: {exc}")
+            if row["eps_sharpness"] == math.inf:
+                notes.append(f"{res.name}: eps_sharpness is infinite (a point within "
+                             f"eps={eps:g} diverged); the JSON holds null")
+        bw = basin_width(s, basin_threshold, array)
+        for axis in ("x", "y"):
+            b = bw[axis]
+            if b is None:
+                continue
+            row[f"basin_width_{axis}"] = b["width"]
+            if b["censored"]:
+                censored.append(f"basin_width_{axis}")
+        rough = roughness(s, array)
+        for k in ("local_minima", "total_variation", "nonfinite_fraction"):
+            row[k] = rough[k]
+    for k, v in from_model.items():
+        if k in row and (row[k] is None or k == "eps_sharpness_ascent"):
+            row[k] = v
+    if res.curvature is not None:
+        numbers, more = curvature_numbers(res.curvature)
+        row.update(numbers)
+        notes.extend(f"{res.name}: {n}" for n in more)
+    rm = res.ratio_map
+    if rm is not None:
+        arrays: dict[str, Any] = {"ratio": rm.ratio, "done": rm.done, "x": rm.x}
+        if rm.y is not None:
+            arrays["y"] = rm.y
+        c = convex_area_fraction(arrays, ratio_threshold)
+        row["convex_area_fraction"] = c["convex_area_fraction"]
+        if row["ratio_at_minimum"] is None:
+            row["ratio_at_minimum"] = c["ratio_at_minimum"]
+    if res.trajectory is not None:
+        row.update(low_dimensionality(res.trajectory))
+    return row, censored, notes

@@ -1,0 +1,112 @@
+"""Reading one network's result files into :class:`NetworkResults`.
+
+Every part is read through its result class: :meth:`Surface.load
+<landscape.surface.Surface.load>`, :meth:`Trajectory.load <landscape.trajectory.Trajectory.load>`,
+:meth:`CurvatureResult.load <landscape.hessian.results.CurvatureResult.load>` and
+:meth:`RatioMap.load <landscape.hessian.ratio_map.RatioMap.load>`; the report never reads an
+HDF5 dataset by name itself.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import storage
+from ..errors import LandscapeError
+from ..hessian.ratio_map import RatioMap
+from ..hessian.results import CurvatureResult
+from ..surface import Surface
+from ..trajectory import Trajectory
+from ._utils import is_pca
+
+__all__ = ["NetworkResults", "load_results"]
+
+
+@dataclass(frozen=True)
+class NetworkResults:
+    """What one network's file(s) hold (each part ``None`` when absent).
+
+    Attributes
+    ----------
+    name : str
+        Column name in the report.
+    path : str
+        The file, as given (several files joined with ``" + "``).
+    surface : Surface or None
+        ``/surface`` (or a surface file of Li et al.), along random or interpolation
+        directions.
+    trajectory : Trajectory or None
+        ``/trajectory``.
+    curvature : CurvatureResult or None
+        ``/curvature``.
+    ratio_map : RatioMap or None
+        ``/ratio_map``.
+    pca_surface : Surface or None
+        A surface along the trajectory's PCA directions (drawn under the optimizer path).
+    """
+
+    name: str
+    path: str
+    surface: Surface | None = None
+    trajectory: Trajectory | None = None
+    curvature: CurvatureResult | None = None
+    ratio_map: RatioMap | None = None
+    pca_surface: Surface | None = None
+
+
+def load_results(path: str | os.PathLike | Sequence[str | os.PathLike],
+                 name: str | None = None) -> NetworkResults:
+    """Read everything :func:`~landscape.report.compare` uses from one network's file(s).
+
+    Parameters
+    ----------
+    path : str or os.PathLike, or a sequence of them
+        A landscape HDF5 file (or a surface file of Li et al.), or several files of the same
+        network that are merged: the first file holding a group wins, except that a surface
+        along PCA directions (from ``landscape trajectory --surface``) is kept apart as
+        ``pca_surface`` (drawn under the optimizer path) and never used as ``surface``.
+    name : str, optional
+        Column name; default the file's stem.
+
+    Returns
+    -------
+    NetworkResults
+
+    Raises
+    ------
+    LandscapeError
+        If a file cannot be read, a group is damaged, or a file holds none of ``/surface``,
+        ``/trajectory``, ``/curvature``, ``/ratio_map``.
+    """
+    if not isinstance(path, str | os.PathLike):
+        parts = [load_results(q, name) for q in path]
+        if not parts:
+            raise LandscapeError("no file given for a network")
+        found: dict[str, Any] = {}
+        for r in parts:
+            for surf in (r.surface, r.pca_surface):
+                if surf is not None:
+                    found.setdefault("pca_surface" if is_pca(surf) else "surface", surf)
+            for key in ("trajectory", "curvature", "ratio_map"):
+                if getattr(r, key) is not None:
+                    found.setdefault(key, getattr(r, key))
+        return NetworkResults(parts[0].name, " + ".join(r.path for r in parts), **found)
+    p = str(path)
+    name = Path(p).stem if name is None else name
+    if storage.file_kind(p) == "li2018":
+        return NetworkResults(name, p, surface=Surface.load(p))
+    groups = storage.list_groups(p)
+    surface = Surface.load(p) if "surface" in groups else None
+    trajectory = Trajectory.load(p) if "trajectory" in groups else None
+    curvature = CurvatureResult.load(p) if "curvature" in groups else None
+    ratio_map = RatioMap.load(p) if "ratio_map" in groups else None
+    if surface is None and trajectory is None and curvature is None and ratio_map is None:
+        raise LandscapeError(
+            f"'{p}' holds nothing to compare: no /surface, /trajectory, /curvature or "
+            "/ratio_map group"
+        )
+    return NetworkResults(name, p, surface, trajectory, curvature, ratio_map)
