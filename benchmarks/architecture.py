@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("landscape", "cli")
 #: Modules whose job is the schema: storage (the file layer), _schema (validation helpers), and
 #: the result classes' modules (each owns its group).
-SCHEMA_OWNERS_PATTERN = re.compile(r"(storage|_schema|_atomic|results?|ratio_map|surface|"
+SCHEMA_OWNERS_PATTERN = re.compile(r"(storage|_schema|_atomic|results?|ratio_map|surface(_set)?|"
                                    r"trajectory|directions|connect\w*|_grid)\.py$")
 _SCHEMA_READ = re.compile(r"\.(datasets|groups)\[|\.attrs(\[|\.get\()|read_group\(|"
                           r"outline\(|h5py\.File\(")
