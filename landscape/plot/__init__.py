@@ -10,8 +10,10 @@ One module per concept:
 
 - :mod:`~landscape.plot.surfaces`: :func:`plot_1d`, :func:`plot_contour`, :func:`plot_3d`,
   :func:`compare_panels`;
-- :mod:`~landscape.plot.curvature`: :func:`plot_ratio_map`, :func:`plot_density`;
-- :mod:`~landscape.plot.trajectory`: :func:`plot_trajectory`;
+- :mod:`~landscape.plot.curvature`: :func:`plot_ratio_map`, :func:`plot_density`,
+  :func:`compare_densities`;
+- :mod:`~landscape.plot.trajectory`: :func:`plot_trajectory`, :func:`compare_trajectories`,
+  :func:`path_values`;
 - :mod:`~landscape.plot.export`: :func:`save_figure` (PNG, PDF, SVG), :func:`export_vtp`
   (ParaView), :func:`export_plotly_html` (optional plotly);
 - :mod:`~landscape.plot.notebook`: :func:`surface_repr_png`, :func:`surface_repr_html`
@@ -33,12 +35,12 @@ Landscape of Neural Nets". NeurIPS 2018.
 from __future__ import annotations
 
 from ._style import KINDS_2D, auto_levels, masked_values
-from .curvature import plot_density, plot_ratio_map
+from .curvature import compare_densities, plot_density, plot_ratio_map
 from .export import FORMATS, export_plotly_html, export_vtp, save_figure
 from .files import FIGURE_KINDS, FILE_KINDS, FigureKind, plot_file
 from .notebook import surface_repr_html, surface_repr_png
 from .surfaces import compare_panels, plot_1d, plot_3d, plot_contour
-from .trajectory import plot_trajectory
+from .trajectory import compare_trajectories, path_values, plot_trajectory
 
 __all__ = [
     "KINDS_2D",
@@ -52,6 +54,9 @@ __all__ = [
     "plot_ratio_map",
     "plot_density",
     "compare_panels",
+    "compare_trajectories",
+    "compare_densities",
+    "path_values",
     "save_figure",
     "export_vtp",
     "export_plotly_html",

@@ -34,6 +34,10 @@ CMAP = "viridis"
 ROBUST_PERCENTILE = 95.0
 LOG_DECADES = 2.0
 DEFAULT_LEVELS = {"contour": 20, "contourf": 30, "heatmap": 30}
+#: About this many round levels by default (contour labels and colour-bar ticks are a subset).
+DEFAULT_LEVELS_NICE = {"contour": 12, "contourf": 20, "heatmap": 20}
+#: At most this many colour-bar ticks / labelled contour levels.
+MAX_TICKS = 7
 FIGSIZE = (6.0, 4.8)
 #: Values are drawn within +-this (matplotlib's filled contours extend to 1e250 at most).
 BIG = 1e200
@@ -56,10 +60,33 @@ def new_axes(ax: Axes | None, *, projection: str | None = None,
                 "or pass ax=None"
             )
         return ax
+
+    fig = new_figure(figsize)
+    return fig.add_subplot(projection=projection)
+
+
+def new_figure(figsize: tuple[float, float]) -> Any:
+    """A pyplot-free Figure with constrained layout that keeps equal-aspect panels and their
+    labels inside it (``compress=True``)."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=figsize, layout="constrained")
-    return fig.add_subplot(projection=projection)
+    fig = Figure(figsize=figsize)
+    fig.set_layout_engine("constrained", compress=True)
+    return fig
+
+
+def equal_aspect(ax: Axes) -> None:
+    """Draw both axes to the same scale (they share units). A constrained layout is switched
+    to ``compress=True``, without which matplotlib pushes the labels of fixed-aspect panels
+    out of the figure."""
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+
+    ax.set_aspect("equal", adjustable="box")
+    fig = ax.figure
+    root = getattr(fig, "figure", fig) or fig
+    engine = root.get_layout_engine()
+    if isinstance(engine, ConstrainedLayoutEngine) and not getattr(engine, "_compress", True):
+        root.set_layout_engine("constrained", compress=True, **engine.get())
 
 
 def pretty(name: str) -> str:
@@ -198,13 +225,60 @@ def auto_levels(
     return levels_for(values, n, log, vmin, vmax)[0]
 
 
+def nice_levels(lo: float, hi: float, log: bool, n: int) -> np.ndarray:
+    """About ``n`` round levels covering ``[lo, hi]``: steps 1, 2, 2.5 or 5 times a power of
+    ten, or for a log scale 1-2-5 (1-1.5-2-3-5-7 over few decades, decades over many).
+
+    Examples
+    --------
+    >>> nice_levels(0.03, 0.96, False, 10).tolist()
+    [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    >>> nice_levels(0.04, 2400.0, True, 20).tolist()[:4]
+    [0.02, 0.05, 0.1, 0.2]
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    if log and lo > 0:
+        a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+        decades = max(b - a, 1)
+        for subs in ((1, 1.5, 2, 3, 5, 7), (1, 2, 5), (1, 3), (1,)):
+            if decades * len(subs) <= 1.5 * n:
+                break
+        step = max(1, math.ceil(decades / n)) if subs == (1,) else 1
+        vals = np.array([m * 10.0 ** e for e in range(a, b + 1, step) for m in subs])
+        vals = np.array([float(f"{v:.6g}") for v in vals])
+        first = max(int(np.searchsorted(vals, lo, side="right")) - 1, 0)
+        last = min(int(np.searchsorted(vals, hi, side="left")), len(vals) - 1)
+        return vals[first:last + 1]
+    ticks = MaxNLocator(nbins=n, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi)
+    step = float(ticks[1] - ticks[0])
+    ticks = np.round(ticks / step) * step  # exact multiples of the step
+    ticks = np.array([float(f"{v:.12g}") + 0.0 for v in ticks])
+    first = max(int(np.searchsorted(ticks, lo, side="right")) - 1, 0)
+    last = min(int(np.searchsorted(ticks, hi, side="left")), len(ticks) - 1)
+    return ticks[first:last + 1]
+
+
+def default_levels(values: Any, kind: str, log: bool | None, vmin: float | None,
+                   vmax: float | None) -> tuple[np.ndarray | None, bool]:
+    """Round levels over the range :func:`auto_levels` would choose."""
+    n = DEFAULT_LEVELS_NICE[kind]
+    lv, log = levels_for(values, 2, log, vmin, vmax)
+    if lv is None:
+        return None, False
+    nice = nice_levels(float(lv[0]), float(lv[-1]), log, n)
+    return (nice, log) if nice.size >= 2 else (lv, log)
+
+
 def resolve_levels(values: Any, kind: str, levels: int | Sequence[float] | None,
-                    log_levels: bool, vmin: float | None, vmax: float | None
-                    ) -> tuple[np.ndarray | None, bool]:
-    """Levels and log flag from the ``levels`` argument of the plot functions."""
-    if levels is None or isinstance(levels, int | np.integer):
-        n = DEFAULT_LEVELS[kind] if levels is None else int(levels)
-        return levels_for(values, n, True if log_levels else None, vmin, vmax)
+                   log_levels: bool, vmin: float | None, vmax: float | None
+                   ) -> tuple[np.ndarray | None, bool]:
+    """Levels and log flag from the ``levels`` argument of the plot functions: round levels
+    by default, ``n`` evenly (or log-) spaced ones for an int, or the levels given."""
+    if levels is None:
+        return default_levels(values, kind, True if log_levels else None, vmin, vmax)
+    if isinstance(levels, int | np.integer):
+        return levels_for(values, int(levels), True if log_levels else None, vmin, vmax)
     lv = np.asarray(levels, dtype=np.float64).ravel()
     if lv.size < 2 or not np.all(np.isfinite(lv)) or np.any(np.diff(lv) <= 0):
         raise LandscapeError(
@@ -224,21 +298,97 @@ def norm_for(levels: np.ndarray, log: bool) -> Normalize:
     return Normalize(vmin=float(levels[0]), vmax=float(levels[-1]))
 
 
-def add_colorbar(fig: Any, m: Any, ax: Any, label: str, log: bool) -> Any:
-    """A colorbar with readable ticks (decades and 2, 5 for a log scale; ``%.3g`` labels)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator
+def _is_multiple(v: float, step: float) -> bool:
+    q = v / step
+    return abs(q - round(q)) < 1e-6
 
-    cb = fig.colorbar(m, ax=ax)
-    digits = 3
+
+def tick_levels(levels: np.ndarray, log: bool, max_ticks: int = MAX_TICKS) -> np.ndarray:
+    """The levels that get a colour-bar tick and a contour label (the same ones).
+
+    Decades (then 1-2-5 values) of a log scale; on a linear scale the multiples of the
+    roundest step that gives at most ``max_ticks``; otherwise every k-th level.
+    """
+    lv = np.asarray(levels, dtype=np.float64)
+    if lv.size <= 2:
+        return lv
+    if log and lv[0] > 0:
+        mant = lv / 10.0 ** np.floor(np.log10(lv) + 1e-9)
+        for keep in ((1.0,), (1.0, 2.0, 5.0)):
+            sel = lv[np.isin(np.round(mant, 6), keep)]
+            if sel.size >= 3 or (keep != (1.0,) and sel.size >= 2):
+                break
+        else:
+            sel = lv
+        if 2 <= sel.size:
+            k = math.ceil(sel.size / max_ticks)
+            return sel[::k]
+    steps = np.diff(lv)
+    if not log and np.allclose(steps, steps[0], rtol=1e-6):
+        base = float(steps[0])
+        for mult in (1, 2, 2.5, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000):
+            sel = np.array([v for v in lv if _is_multiple(v, base * mult)])
+            if 2 <= sel.size <= max_ticks:
+                return sel
+    k = math.ceil(lv.size / max_ticks)
+    return lv[::k]
+
+
+class LevelFormat:
+    """One formatter for the colour-bar ticks and the contour labels of a picture.
+
+    The fewest significant digits (3 at least) that tell ``values`` apart; ``2000`` stays
+    ``2000`` (no ``2e+03``), and numbers from ``1e4`` up or below ``1e-3`` are written
+    ``2×10⁴`` in mathtext.
+    """
+
+    def __init__(self, values: Any) -> None:
+        v = np.unique(np.asarray(values, dtype=np.float64))
+        self.digits = 3
+        for d in range(3, 13):
+            self.digits = d
+            if len({self._text(float(x), d) for x in v}) == v.size:
+                break
+
+    @staticmethod
+    def _text(v: float, digits: int) -> str:
+        if v == 0 or not math.isfinite(v):
+            return "0" if v == 0 else f"{v}"
+        if 1e-3 <= abs(v) < 1e4:
+            e = math.floor(math.log10(abs(v)))
+            decimals = max(0, digits - 1 - e)
+            s = f"{v:.{decimals}f}"
+            return s.rstrip("0").rstrip(".") if "." in s else s
+        e = math.floor(math.log10(abs(v)))
+        m = v / 10.0 ** e
+        ms = f"{m:.{max(digits - 1, 0)}f}".rstrip("0").rstrip(".")
+        sign = "-" if ms.startswith("-") else ""
+        ms = ms.lstrip("-")
+        return f"${sign}10^{{{e}}}$" if ms == "1" else f"${sign}{ms}\\times10^{{{e}}}$"
+
+    def __call__(self, v: float, pos: Any = None) -> str:
+        return self._text(float(v), self.digits)
+
+
+def add_colorbar(fig: Any, m: Any, ax: Any, label: str, log: bool,
+                 levels: np.ndarray | None = None, location: str = "right") -> Any:
+    """A colour bar whose ticks are :func:`tick_levels` of ``levels`` (the contour labels),
+    written by :class:`LevelFormat`; without levels, about 6 round ticks of the norm's range."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter
+
+    cb = fig.colorbar(m, ax=ax, location=location,
+                      **({"shrink": 0.8, "aspect": 40} if location == "bottom" else {}))
     lo, hi = m.norm.vmin, m.norm.vmax
-    if not log and lo is not None and hi is not None and hi > lo:
-        # enough significant digits to tell ticks of a narrow range apart
-        digits = min(12, max(3, math.ceil(math.log10(max(abs(lo), abs(hi)) / (hi - lo))) + 2))
-    cb.locator = LogLocator(base=10.0, subs=(1.0, 2.0, 5.0)) if log else MaxNLocator(8)
-    cb.formatter = FuncFormatter(lambda v, _pos: f"{v:.{digits}g}")
-    cb.update_ticks()
-    if log:
-        cb.ax.minorticks_off()
+    if levels is None and lo is not None and hi is not None and hi > lo:
+        levels = nice_levels(float(lo), float(hi), log, 6)
+        levels = levels[(levels >= lo - 1e-9 * abs(lo)) & (levels <= hi + 1e-9 * abs(hi))]
+    if levels is not None and len(levels) >= 2:
+        ticks = tick_levels(np.asarray(levels), log)
+        fmt = LevelFormat(ticks)
+        cb.locator = FixedLocator(ticks)
+        cb.formatter = FuncFormatter(fmt)
+        cb.update_ticks()
+    cb.ax.minorticks_off()
     cb.set_label(label)
     return cb
 

@@ -28,7 +28,7 @@ from ..hessian.results import CurvatureResult
 from ..surface import Surface
 from ..trajectory import Trajectory
 from ._output import check_out_dir
-from ._style import array_values, default_array
+from ._style import array_values, axis_labels, default_array
 from .curvature import plot_density, plot_ratio_map
 from .export import FORMATS, export_plotly_html, export_vtp, save_figure
 from .surfaces import plot_1d, plot_3d, plot_contour
@@ -142,7 +142,11 @@ def _draw_trajectory(r: _Results, o: _Options) -> Any:
 def _draw_ratio_map(r: _Results, o: _Options) -> Any:
     rm = r.ratio_map()
     assert rm is not None  # checked by _needs_ratio_map
-    return plot_ratio_map(rm.x, rm.y, np.where(rm.done, rm.ratio, np.nan), done=rm.done)
+    labels = {}
+    if r.surface is not None and r.surface.ndim == rm.ndim:  # the map is on its grid
+        labels = dict(zip(("xlabel", "ylabel"), axis_labels(r.surface), strict=True))
+    return plot_ratio_map(rm.x, rm.y, np.where(rm.done, rm.ratio, np.nan), done=rm.done,
+                          **labels)
 
 
 def _draw_density(r: _Results, o: _Options) -> Any:

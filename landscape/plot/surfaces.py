@@ -19,29 +19,36 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import LandscapeError, check_float, check_option
+from ._labels import place_contour_labels, renderer_of
 from ._style import (
     BIG,
     CMAP,
     KINDS_2D,
     ROBUST_PERCENTILE,
+    LevelFormat,
     add_colorbar,
     add_note,
     axis_labels,
     cell_edges,
+    direction_recipe,
     diverged_mask,
+    equal_aspect,
     finite_values,
     mark_diverged,
     masked_values,
     new_axes,
+    new_figure,
     norm_for,
     pretty,
     progress_note,
     resolve_levels,
+    tick_levels,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -54,9 +61,72 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["KINDS_2D", "plot_1d", "plot_contour", "plot_3d", "compare_panels"]
 
 
-def _draw_2d(ax: Axes, surface: Surface, array: str, kind: str, levels: np.ndarray | None,
-             log: bool, norm: Normalize | None = None, label: bool = True) -> Any:
-    """Draw one 2D panel; returns the mappable (or None for an empty panel)."""
+@dataclass
+class Panel:
+    """What :func:`draw_panel` drew: the colour mappable and the contour lines still to label."""
+
+    mappable: Any = None
+    lines: Any = None
+    levels: np.ndarray | None = None
+    log: bool = False
+
+
+def _same_units(surface: Surface) -> bool:
+    """Whether both axes are displacements in the same units (random, PCA directions, ...)."""
+    r = direction_recipe(surface)
+    return r is not None and r.get("kind") not in ("plane", "interpolation")
+
+
+def smooth_grid(x: np.ndarray, y: np.ndarray, z: np.ma.MaskedArray, log: bool
+                ) -> tuple[np.ndarray, np.ndarray, np.ma.MaskedArray]:
+    """A 4x finer grid for drawing contour lines (monotone PCHIP interpolation along each
+    axis, in log space for log levels) so that they are not polygons on a 21x21 grid. Only
+    complete grids with increasing coordinates are refined; the levels, the colour scale and
+    every number shown come from the computed points."""
+    if np.ma.getmaskarray(z).any() or len(x) < 4 or len(y) < 4 or len(x) * len(y) > 4096 \
+            or np.any(np.diff(x) <= 0) or np.any(np.diff(y) <= 0):
+        return x, y, z
+    from scipy.interpolate import PchipInterpolator
+
+    zz = np.ma.filled(z, np.nan)
+    use_log = log and bool(np.all(zz > 0))
+    vals = np.log(zz) if use_log else zz
+    xs = np.linspace(x[0], x[-1], 4 * (len(x) - 1) + 1)
+    ys = np.linspace(y[0], y[-1], 4 * (len(y) - 1) + 1)
+    out = PchipInterpolator(x, vals, axis=1)(xs)  # along x, then along y
+    out = PchipInterpolator(y, out, axis=0)(ys)
+    out = np.exp(out) if use_log else out
+    return xs, ys, np.ma.masked_invalid(np.clip(out, np.nanmin(zz), np.nanmax(zz)))
+
+
+def panel_figsize(surface: Surface, n: int, width: float = 3.8) -> tuple[float, float]:
+    """Figure size for ``n`` panels side by side (and a colour bar) whose height follows the
+    grid's aspect when the axes share units, so equal-aspect panels fill the figure."""
+    ratio = 1.0
+    if _same_units(surface) and surface.y is not None and len(surface.x) > 1:
+        xs = float(np.ptp(surface.x))
+        ratio = float(np.ptp(surface.y)) / xs if xs > 0 else 1.0
+    ratio = min(max(ratio, 0.25), 1.6)
+    return (width * n + 1.3, width * ratio + 1.1)
+
+
+def mark_origin(ax: Axes, x: np.ndarray, y: np.ndarray) -> None:
+    """Mark the trained model θ* at the grid's origin (when the grid holds it)."""
+    if not (x.min() <= 0 <= x.max() and y.min() <= 0 <= y.max()) or x.size < 2 or y.size < 2:
+        return
+    ax.plot([0.0], [0.0], marker="o", markersize=5, markerfacecolor="white",
+            markeredgecolor="black", markeredgewidth=1.0, linestyle="none", zorder=8,
+            gid="theta-star")
+    ax.annotate("θ*", (0.0, 0.0), xytext=(5, 4), textcoords="offset points", fontsize=8,
+                zorder=8, bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none",
+                                "alpha": 0.7})
+
+
+def draw_panel(ax: Axes, surface: Surface, array: str, kind: str, levels: np.ndarray | None,
+             log: bool, norm: Normalize | None = None, label: bool = True,
+             origin: bool = True) -> Panel:
+    """Draw one 2D panel (without contour labels: :func:`label_panel` adds them once the
+    layout is done)."""
     if surface.ndim != 2:
         raise LandscapeError(
             f"a {kind} plot needs a 2D surface; this one is 1D (use plot_1d)"
@@ -68,6 +138,8 @@ def _draw_2d(ax: Axes, surface: Surface, array: str, kind: str, levels: np.ndarr
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(pretty(array) + progress_note(surface), fontsize=10)
+    if _same_units(surface) and len(x) > 1 and len(y) > 1:
+        equal_aspect(ax)
     bad = diverged_mask(surface, array)
     iy, ix = np.nonzero(bad)
     if levels is None or z.count() == 0:
@@ -77,7 +149,7 @@ def _draw_2d(ax: Axes, surface: Surface, array: str, kind: str, levels: np.ndarr
             f"no finite value of {array!r}"
         add_note(ax, what + (f"\n({bad.sum()} diverged points)" if bad.any() else ""))
         mark_diverged(ax, x[ix], y[iy])
-        return None
+        return Panel()
     if log:
         z = np.ma.masked_where(np.ma.filled(z, 1.0) <= 0, z)
     z = np.ma.clip(z, -BIG, BIG)
@@ -88,6 +160,7 @@ def _draw_2d(ax: Axes, surface: Surface, array: str, kind: str, levels: np.ndarr
     inside = levels[(levels >= lo) & (levels <= hi)]
     small = len(x) < 2 or len(y) < 2
     flat = kind == "contour" and (lo == hi or inside.size == 0)  # no line to draw
+    panel = Panel(levels=levels, log=log)
     if kind == "heatmap" or small or flat:
         m = ax.pcolormesh(cell_edges(x), cell_edges(y), z, cmap=CMAP, norm=norm, shading="flat")
         if flat and not small:
@@ -98,16 +171,30 @@ def _draw_2d(ax: Axes, surface: Surface, array: str, kind: str, levels: np.ndarr
     elif kind == "contourf":
         extend = {(False, False): "neither", (True, False): "min", (False, True): "max",
                   (True, True): "both"}[(lo < levels[0], hi > levels[-1])]
-        m = ax.contourf(x, y, z, levels=levels, cmap=CMAP, norm=norm, extend=extend)
+        xs, ys, zs = smooth_grid(x, y, z, log)
+        m = ax.contourf(xs, ys, zs, levels=levels, cmap=CMAP, norm=norm, extend=extend)
     else:
-        m = ax.contour(x, y, z, levels=levels, cmap=CMAP, norm=norm, linewidths=1.0)
+        xs, ys, zs = smooth_grid(x, y, z, log)
+        m = ax.contour(xs, ys, zs, levels=levels, cmap=CMAP, norm=norm, linewidths=1.0)
         if label:
-            step = max(1, len(inside) // 8)
-            ax.clabel(m, inside[::step], inline=True, fontsize=7, fmt="%.3g")
+            panel.lines = m
+    panel.mappable = m
     mark_diverged(ax, x[ix], y[iy])
+    if origin:
+        mark_origin(ax, x, y)
     if ix.size:
         ax.legend(loc="upper right", fontsize=7, framealpha=0.6)
-    return m
+    return panel
+
+
+def label_panel(ax: Axes, panel: Panel, avoid: np.ndarray | None = None,
+                renderer: Any = None) -> None:
+    """Contour labels at the colour bar's tick levels, in its format, where they fit."""
+    if panel.lines is None or panel.levels is None:
+        return
+    ticks = tick_levels(panel.levels, panel.log)
+    place_contour_labels(ax, panel.lines, list(ticks), LevelFormat(ticks), avoid=avoid,
+                         renderer=renderer)
 
 
 def plot_1d(
@@ -267,9 +354,10 @@ def plot_contour(
     z = masked_values(surface, array)
     lv, log = resolve_levels(z, kind, levels, log_levels, vmin, vmax)
     ax = new_axes(ax)
-    m = _draw_2d(ax, surface, array, kind, lv, log, label=label)
-    if colorbar and m is not None:
-        add_colorbar(ax.figure, m, ax, pretty(array), log)
+    panel = draw_panel(ax, surface, array, kind, lv, log, label=label)
+    if colorbar and panel.mappable is not None:
+        add_colorbar(ax.figure, panel.mappable, ax, pretty(array), log, levels=lv)
+    label_panel(ax, panel)
     return ax
 
 
@@ -304,11 +392,14 @@ def plot_3d(
     z = masked_values(surface, array)
     x = np.asarray(surface.x, dtype=np.float64)
     y = np.asarray(surface.y, dtype=np.float64)
+    # the directions go into the title: long labels along the slanted 3D axes run into the
+    # tick labels
     xlabel, ylabel = axis_labels(surface)
-    ax.set_xlabel(xlabel, fontsize=8)
-    ax.set_ylabel(ylabel, fontsize=8)
-    ax.set_zlabel(pretty(array), fontsize=8)
+    short = [lab.partition(":")[0] for lab in (xlabel, ylabel)]
+    _layout_3d(ax, short[0], short[1], pretty(array))
     title = pretty(array) + progress_note(surface)
+    if short != [xlabel, ylabel]:
+        title += "\n" + "; ".join(lab for lab in (xlabel, ylabel) if ":" in lab)
     finite = finite_values(z)
     if finite.size == 0:
         ax.set_title(title, fontsize=10)
@@ -336,9 +427,28 @@ def plot_3d(
     xx, yy = np.meshgrid(x, y)
     lo = float(np.nanmin(zz))
     ax.plot_surface(xx, yy, zz, cmap=CMAP, vmin=lo, vmax=top if top > lo else lo + 1,
-                    rstride=1, cstride=1, linewidth=0, antialiased=True)
+                    rstride=1, cstride=1, linewidth=0, antialiased=True, alpha=0.95)
+    ix, iy = np.flatnonzero(x == 0), np.flatnonzero(y == 0)
+    if ix.size and iy.size and np.isfinite(zz[iy[0], ix[0]]):
+        z0 = float(zz[iy[0], ix[0]])
+        ax.scatter([0.0], [0.0], [z0], color="white", edgecolors="black", s=25, zorder=10,
+                   depthshade=False)
+        ax.text(0.0, 0.0, z0, "  θ*", fontsize=8, zorder=10)
     return ax
 
+
+def _layout_3d(ax: Axes, xlabel: str, ylabel: str, zlabel: str) -> None:
+    """Axis labels wrapped to fit beside a 3D box, few small ticks, a box that leaves room."""
+    import textwrap
+
+    from matplotlib.ticker import MaxNLocator
+
+    for axis, text in ((ax.xaxis, xlabel), (ax.yaxis, ylabel), (ax.zaxis, zlabel)):
+        axis.set_major_locator(MaxNLocator(4))
+        axis.set_tick_params(labelsize=7, pad=1)
+        axis.set_label_text(textwrap.fill(text, 20), fontsize=8)
+        axis.labelpad = 6
+    ax.set_box_aspect(None, zoom=0.82)
 
 
 def compare_panels(
@@ -374,8 +484,6 @@ def compare_panels(
     -------
     Figure
     """
-    from matplotlib.figure import Figure
-
     check_option("kind", kind, KINDS_2D)
     surfaces = list(surfaces)
     if not surfaces:
@@ -396,15 +504,17 @@ def compare_panels(
     lv, log = resolve_levels(pooled, kind, levels, log_levels, None, None)
     norm = norm_for(lv, log) if lv is not None else None
     n = len(surfaces)
-    fig = Figure(figsize=(4.2 * n + 1.2, 4.2), layout="constrained")
+    fig = new_figure(panel_figsize(surfaces[0], n))
     axes = fig.subplots(1, n, squeeze=False)[0]
-    mappable = None
+    panels = []
     for i, (s, a) in enumerate(zip(surfaces, axes, strict=True)):
-        m = _draw_2d(a, s, array, kind, lv, log, norm=norm, label=True)
-        if mappable is None:
-            mappable = m
+        panels.append(draw_panel(a, s, array, kind, lv, log, norm=norm, label=True))
         if titles is not None:
             a.set_title(str(titles[i]) + progress_note(s), fontsize=10)
+    mappable = next((p.mappable for p in panels if p.mappable is not None), None)
     if mappable is not None:
-        add_colorbar(fig, mappable, list(axes), pretty(array), log)
+        add_colorbar(fig, mappable, list(axes), pretty(array), log, levels=lv)
+    renderer = renderer_of(fig) if any(p.lines is not None for p in panels) else None
+    for a, p in zip(axes, panels, strict=True):
+        label_panel(a, p, renderer=renderer)
     return fig
