@@ -147,14 +147,14 @@ def plot_ratio_map(
         ax.set_ylabel(ylabel)
         equal_aspect(ax)
     if handles:
-        ax.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.01),
-                  fontsize=7, ncol=1, frameon=False, borderaxespad=0.0)
+        # inside the axes: a caller's own title (compare reports set one) cannot cover it
+        ax.legend(handles=handles, loc="upper right", fontsize=7, framealpha=0.85)
     if finite.size == 0:
         add_note(ax, "no finite ratio")
     title = "Hessian eigenvalue ratio |λmin/λmax|"
     if n_done < n_all:
         title += f"\nincomplete ({n_done}/{n_all} points)"
-    ax.set_title(title, fontsize=10, pad=8 + 11 * len(handles))  # room for the legend
+    ax.set_title(title, fontsize=10)
     return ax
 
 
