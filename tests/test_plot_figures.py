@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+from scipy.integrate import trapezoid
 import pytest
 
 from landscape.plot import (
@@ -80,8 +81,8 @@ def _spectra() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     d1 = np.exp(-(g1**2) / 0.02) + 1e-4 * np.exp(-((g1 - 6.0) ** 2) / 0.05)
     g2 = np.linspace(-1.0, 5000.0, 400)
     d2 = np.exp(-(g2**2) / 2) + 1e-6 * np.exp(-((g2 - 4800) ** 2) / 2000)
-    return {"residual": (g1, d1 / np.trapezoid(d1, g1)),
-            "plain": (g2, d2 / np.trapezoid(d2, g2))}
+    return {"residual": (g1, d1 / trapezoid(d1, g1)),
+            "plain": (g2, d2 / trapezoid(d2, g2))}
 
 
 def _ratio_3_of_81() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
