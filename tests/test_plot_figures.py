@@ -8,8 +8,8 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from scipy.integrate import trapezoid
 import pytest
+from scipy.integrate import trapezoid
 
 from landscape.plot import (
     compare_densities,
@@ -23,7 +23,6 @@ from landscape.plot import (
     plot_trajectory,
     save_figure,
 )
-from landscape.plot._labels import renderer_of
 from landscape.surface import Surface
 
 RANDOM = {"directions": {"kind": "random", "norm": "filter", "seeds": [0, 1]}}
@@ -203,7 +202,9 @@ def test_colorbar_ticks_and_contour_labels_agree(plain):
     """Same values, same formatter: every contour label is a colour-bar tick label."""
     ax = plot_contour(plain)
     fig = ax.figure
-    renderer_of(fig)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig).draw()
     cbar = fig.axes[-1]
     ticks = [t.get_text() for t in _tick_labels(cbar.yaxis)]
     labels = _labels_of(ax)
