@@ -189,6 +189,11 @@ def _span_ratio(c: np.ndarray, surface: Surface | None) -> float:
 MAX_RATIO = 3.0
 
 
+def _shown_ratio(ratio: float, aspect: str) -> float:
+    """Width over height of the panel :func:`_set_aspect` gives."""
+    return MAX_RATIO if aspect == "auto" and ratio > 1.25 * MAX_RATIO else ratio
+
+
 def _set_aspect(ax: Axes, c: np.ndarray, surface: Surface | None, aspect: str) -> None:
     """Equal scales (PC1 and PC2 share units), or with ``"auto"`` a stretch of PC2 capped
     so that the panel is at most :data:`MAX_RATIO` wide, said in the y label."""
@@ -196,7 +201,7 @@ def _set_aspect(ax: Axes, c: np.ndarray, surface: Surface | None, aspect: str) -
         equal_aspect(ax)
         return
     ratio = _span_ratio(c, surface)
-    if ratio <= MAX_RATIO:
+    if ratio <= 1.25 * MAX_RATIO:  # no stretch of a few per cent
         equal_aspect(ax)
         return
     stretch = ratio / MAX_RATIO
@@ -299,7 +304,7 @@ def plot_trajectory(
     if surface is not None and surface.ndim != 2:
         raise LandscapeError("plot_trajectory needs a 2D surface under the path")
     ratio = _span_ratio(c, surface)
-    shown = min(ratio, MAX_RATIO) if aspect == "auto" else ratio
+    shown = _shown_ratio(ratio, aspect)
     wide = shown > 2.0
     ax = new_axes(ax, figsize=(7.5, min(4.8, 7.0 / max(shown, 0.5) + 1.9)) if wide
                   else (6.0, 4.8))
@@ -399,7 +404,7 @@ def compare_trajectories(
         lv, log = _levels_covering(values, along, log_levels)
     check_option("aspect", aspect, ("equal", "auto"))
     ratios = [_span_ratio(c, s) for c, s in zip(cs, surfs, strict=True)]
-    shown = [min(r, MAX_RATIO) if aspect == "auto" else r for r in ratios]
+    shown = [_shown_ratio(r, aspect) for r in ratios]
     column = layout == "column" or (layout == "auto" and min(shown) > 2.0)
     if column:
         size = (7.5, sum(min(4.0, 6.2 / max(r, 0.5) + 0.9) for r in shown) + 0.4)
