@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import subprocess
 import sys
 import types
@@ -19,6 +18,8 @@ from landscape.cli import plot as cli_plot
 
 from landscape import storage
 from landscape.errors import LandscapeError
+from landscape.hessian.ratio_map import RatioMap
+from landscape.hessian.results import CurvatureResult
 from landscape.plot import (
     auto_levels,
     compare_panels,
@@ -36,6 +37,7 @@ from landscape.plot import (
     surface_repr_png,
 )
 from landscape.surface import Surface
+from landscape.trajectory import Trajectory
 
 RECIPE = {"directions": {"kind": "random", "norm": "filter", "seeds": [0, 1]}}
 
@@ -99,6 +101,25 @@ def _surf1d(nan: bool = False) -> Surface:
     return Surface(x=x, y=None, arrays=arrays, done=np.ones(31, bool), directions=None,
                    recipe={"directions": {"kind": "interpolation", "target": "b.pt"}},
                    provenance={})
+
+
+def _trajectory(coords: np.ndarray, evr: list[float]) -> Trajectory:
+    """A trajectory result as TrajectoryPCA would leave it (only coords, evr, epochs matter)."""
+    n = len(coords)
+    r = np.asarray(evr, dtype=np.float64)
+    return Trajectory(coords=coords, explained_variance_ratio=r, explained_variance=r,
+                      singular_values=np.sqrt(r), step_capture=np.full(n - 1, 0.9),
+                      random_capture=np.full(n - 1, 0.01), n_components=2,
+                      n_components_for_90=2, path_capture=0.9, random_path_capture=0.01,
+                      random_variance_ratio=0.02, epochs=np.arange(n))
+
+
+def _ratio_map(x: np.ndarray, y: np.ndarray, ratio: np.ndarray,
+               done: np.ndarray | None = None) -> RatioMap:
+    done = np.ones(ratio.shape, bool) if done is None else done
+    return RatioMap(x=x, y=y, lambda_max=np.ones(ratio.shape), lambda_min=-ratio, ratio=ratio,
+                    n_hvp=np.full(ratio.shape, 10), done=done, converged=done,
+                    recipe={}, provenance={})
 
 
 @pytest.fixture(params=["complete", "diverged", "all_nan", "partial"])
@@ -471,7 +492,8 @@ def test_cli_errors_name_what_is_missing(complete, tmp_path):
     with pytest.raises(LandscapeError, match="'array'"):
         _cli(str(f), "--array", "test_loss")
     storage.update_file(f, {"curvature": storage.Group(datasets={"ratio_map": np.ones((9, 13))})})
-    with pytest.raises(LandscapeError, match="'density_grid' or 'grid'"):
+    # the 'grid' alias is gone: plot reads /curvature only through CurvatureResult.load
+    with pytest.raises(LandscapeError, match="no eigenvalue density .*'density_grid'"):
         _cli(str(f), "--kind", "density")
     line = tmp_path / "l.h5"
     _surf1d().save(line)
@@ -484,19 +506,12 @@ def test_cli_trajectory_ratio_density(complete, tmp_path, capsys):
     f = tmp_path / "t.h5"
     complete.save(f)
     t = np.linspace(0, 1, 8)
-    traj = storage.Group(
-        attrs={"explained_variance_ratio": json.dumps([0.7, 0.2])},
-        datasets={"coords": np.column_stack([1 - t, (1 - t) ** 2]),
-                  "epochs": np.arange(8)},
-    )
+    _trajectory(np.column_stack([1 - t, (1 - t) ** 2]), [0.7, 0.2]).save(f, overwrite=False)
     g = np.linspace(-1, 5, 100)
-    curv = storage.Group(
-        datasets={"ratio_map": np.abs(np.random.default_rng(0).normal(size=(9, 13))),
-                  "x": complete.x, "y": complete.y,
-                  "density_grid": g, "density": np.exp(-(g**2)),
-                  "top_eigenvalues": np.array([4.0, 3.5])},
-    )
-    storage.update_file(f, {"trajectory": traj, "curvature": curv})
+    CurvatureResult(density_grid=g, density=np.exp(-(g**2)),
+                    top_eigenvalues=np.array([4.0, 3.5])).save(f)
+    _ratio_map(complete.x, complete.y,
+               np.abs(np.random.default_rng(0).normal(size=(9, 13)))).save(f)
     written = plot_file(f, kinds=["trajectory", "ratio", "density"])
     assert [p.name for p in written] == ["t_trajectory.png", "t_ratio.png", "t_density.png"]
     for p in written:
@@ -530,13 +545,10 @@ def test_plot_file_reads_top_level_ratio_map_and_scalar_curvature(tmp_path):
     path = tmp_path / "r.h5"
     Surface(x=x, y=x, arrays={"train_loss": z}, done=np.ones(z.shape, bool)).save(path)
     ratio = np.abs(np.add.outer(x, x)) / 2
-    done = np.ones(ratio.shape, np.uint8)
-    done[0, 0] = 0
-    storage.update_file(path, {
-        "ratio_map": storage.Group(datasets={"x": x, "y": x, "ratio": ratio, "done": done}),
-        "curvature": storage.Group(datasets={"ratio": np.float64(0.1),
-                                             "top_eigenvalues": np.array([2.0, 1.0])}),
-    })
+    done = np.ones(ratio.shape, bool)
+    done[0, 0] = False
+    _ratio_map(x, x, ratio, done).save(path)
+    CurvatureResult(ratio=0.1, top_eigenvalues=np.array([2.0, 1.0])).save(path)
     written = plot_file(path, out_dir=tmp_path / "out")
     names = sorted(p.name for p in written)
     assert "r_ratio.png" in names and "r_contour.png" in names

@@ -157,7 +157,7 @@ def test_li2018_every_array_has_its_own_done_mask(tmp_path, capsys):
 
     from landscape.info import summarize
     from landscape.metrics import _values, surface_minimum
-    from landscape.plot import _masked
+    from landscape.plot import masked_values
     from landscape.report import load_results
     from landscape.report.numbers import _at_origin
 
@@ -174,8 +174,8 @@ def test_li2018_every_array_has_its_own_done_mask(tmp_path, capsys):
     np.testing.assert_allclose(s["train_acc"], true["train_acc"] / 100)
     assert np.isnan(s["test_loss"][-1, -4:]).all() and not s.done_of("test_loss")[-1, -4:].any()
     # plot: every train point is drawn, the test points that were not computed are masked
-    assert int(_masked(s, "train_loss").count()) == 45
-    assert int(_masked(s, "test_loss").count()) == 41
+    assert int(masked_values(s, "train_loss").count()) == 45
+    assert int(masked_values(s, "test_loss").count()) == 41
     # metrics count all 45 train points, and 41 test points
     assert int(_values(s, "train_loss")[1].sum()) == 45
     assert int(_values(s, "test_acc")[1].sum()) == 41

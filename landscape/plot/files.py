@@ -1,0 +1,327 @@
+"""``landscape plot``: every picture a result file can give, written beside it.
+
+The picture kinds are a table (:data:`FIGURE_KINDS`): for each kind, what it needs from the
+file (a 2D surface, a trajectory, a ratio map, an eigenvalue density) and how to draw it. The
+file is read only through the result classes' loaders (:meth:`Surface.load
+<landscape.surface.Surface.load>`, :meth:`Trajectory.load
+<landscape.trajectory.Trajectory.load>`, :meth:`RatioMap.load
+<landscape.hessian.ratio_map.RatioMap.load>`, :meth:`CurvatureResult.load
+<landscape.hessian.results.CurvatureResult.load>`), each at most once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import storage
+from ..errors import LandscapeError, check_option
+from ..hessian.ratio_map import RatioMap
+from ..hessian.results import CurvatureResult
+from ..surface import Surface
+from ..trajectory import Trajectory
+from ._output import check_out_dir
+from ._style import array_values, axis_labels, default_array
+from .curvature import plot_density, plot_ratio_map
+from .export import FORMATS, export_plotly_html, export_vtp, save_figure
+from .surfaces import plot_1d, plot_3d, plot_contour
+from .trajectory import plot_trajectory
+
+__all__ = ["FILE_KINDS", "FIGURE_KINDS", "FigureKind", "plot_file"]
+
+
+# --------------------------------------------------------------------------- what a file holds
+class _Results:
+    """The results of one file, each loaded by its own class at most once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        kind = storage.file_kind(path)
+        self.groups = tuple(storage.list_groups(path)) if kind == "landscape" else ()
+        self.surface = (Surface.load(path) if kind == "li2018" or "surface" in self.groups
+                        else None)
+        self._loaded: dict[str, Any] = {}
+
+    def _load(self, group: str, loader: Callable[[Path], Any]) -> Any:
+        if group not in self.groups:
+            return None
+        if group not in self._loaded:
+            self._loaded[group] = loader(self.path)
+        return self._loaded[group]
+
+    def trajectory(self) -> Trajectory | None:
+        return self._load("trajectory", Trajectory.load)
+
+    def ratio_map(self) -> RatioMap | None:
+        return self._load("ratio_map", RatioMap.load)
+
+    def curvature(self) -> CurvatureResult | None:
+        return self._load("curvature", CurvatureResult.load)
+
+
+@dataclass(frozen=True)
+class _Options:
+    array: str | None  # as given
+    name2d: str | None  # the surface array of 2D pictures and exports
+    log_levels: bool
+
+
+# --------------------------------------------------------------------------- needs
+def _needs_surface(ndim: int, r: _Results) -> str | None:
+    if r.surface is None:
+        return "it has no /surface group"
+    if r.surface.ndim != ndim:
+        use = "1d" if ndim == 2 else "contour, contourf, heatmap or 3d"
+        return (f"it needs a {ndim}D surface and holds a {r.surface.ndim}D one "
+                f"(use --kind {use})")
+    return None
+
+
+def _needs_trajectory(r: _Results) -> str | None:
+    t = r.trajectory()
+    if t is None:
+        return ("it has no /trajectory group (write one with 'landscape trajectory "
+                "CHECKPOINTS --out FILE')")
+    if t.coords.shape[1] < 2:
+        return f"its trajectory has {t.coords.shape[1]} component; the picture needs 2"
+    return None
+
+
+def _needs_ratio_map(r: _Results) -> str | None:
+    if r.ratio_map() is None:
+        return ("it has no /ratio_map group (compute one with 'landscape hessian CKPT "
+                "--grid SURFACE.h5')")
+    return None
+
+
+def _needs_density(r: _Results) -> str | None:
+    c = r.curvature()
+    if c is None:
+        return "it has no /curvature group (compute one with 'landscape hessian CKPT --density')"
+    if c.density is None or c.density_grid is None:
+        return ("its /curvature group has no eigenvalue density (datasets 'density_grid' and "
+                "'density'; compute them with 'landscape hessian CKPT --density')")
+    return None
+
+
+# --------------------------------------------------------------------------- drawing
+def _draw_2d(kind: str, r: _Results, o: _Options) -> Any:
+    return plot_contour(r.surface, array=o.name2d, kind=kind,  # type: ignore[arg-type]
+                        log_levels=o.log_levels)
+
+
+def _draw_3d(r: _Results, o: _Options) -> Any:
+    return plot_3d(r.surface, array=o.name2d)  # type: ignore[arg-type]
+
+
+def _draw_1d(r: _Results, o: _Options) -> Any:
+    if o.array is None:
+        return plot_1d(r.surface, log=o.log_levels)  # type: ignore[arg-type]
+    split, _, what = o.array.rpartition("_")
+    return plot_1d(r.surface, metric="acc" if what == "acc" else "loss",  # type: ignore[arg-type]
+                   splits=[split], log=o.log_levels)
+
+
+def _draw_trajectory(r: _Results, o: _Options) -> Any:
+    t = r.trajectory()
+    assert t is not None  # checked by _needs_trajectory
+    s = r.surface
+    return plot_trajectory(t.coords[:, :2], surface=s if s is not None and s.ndim == 2 else None,
+                           array=o.name2d or "train_loss",
+                           explained_variance_ratio=t.explained_variance_ratio,
+                           epochs=t.epochs)
+
+
+def _draw_ratio_map(r: _Results, o: _Options) -> Any:
+    rm = r.ratio_map()
+    assert rm is not None  # checked by _needs_ratio_map
+    labels = {}
+    if r.surface is not None and r.surface.ndim == rm.ndim:  # the map is on its grid
+        labels = dict(zip(("xlabel", "ylabel"), axis_labels(r.surface), strict=True))
+    return plot_ratio_map(rm.x, rm.y, np.where(rm.done, rm.ratio, np.nan), done=rm.done,
+                          **labels)
+
+
+def _draw_density(r: _Results, o: _Options) -> Any:
+    c = r.curvature()
+    assert c is not None  # checked by _needs_density
+    return plot_density(c.density_grid, c.density, eigenvalues=c.top_eigenvalues)
+
+
+@dataclass(frozen=True)
+class FigureKind:
+    """One picture kind of :func:`plot_file`.
+
+    Attributes
+    ----------
+    name : str
+        The ``--kind`` name; the picture is written as ``<stem>_<name>.<fmt>``.
+    needs : callable
+        ``needs(results) -> str | None``: why the file cannot give this picture (``None`` when
+        it can). Kinds whose needs are met are drawn by default.
+    draw : callable
+        ``draw(results, options) -> Figure | Axes``.
+    """
+
+    name: str
+    needs: Callable[[_Results], str | None] = field(repr=False)
+    draw: Callable[[_Results, _Options], Any] = field(repr=False)
+
+
+#: The table "kind -> what it needs -> how to draw it", in the order pictures are written.
+FIGURE_KINDS: dict[str, FigureKind] = {k.name: k for k in (
+    FigureKind("contour", partial(_needs_surface, 2), partial(_draw_2d, "contour")),
+    FigureKind("contourf", partial(_needs_surface, 2), partial(_draw_2d, "contourf")),
+    FigureKind("heatmap", partial(_needs_surface, 2), partial(_draw_2d, "heatmap")),
+    FigureKind("3d", partial(_needs_surface, 2), _draw_3d),
+    FigureKind("1d", partial(_needs_surface, 1), _draw_1d),
+    FigureKind("trajectory", _needs_trajectory, _draw_trajectory),
+    FigureKind("ratio", _needs_ratio_map, _draw_ratio_map),
+    FigureKind("density", _needs_density, _draw_density),
+)}
+#: Picture kinds of :func:`plot_file` (and ``landscape plot --kind``).
+FILE_KINDS = tuple(FIGURE_KINDS)
+
+
+# --------------------------------------------------------------------------- plot_file
+def _chosen_kinds(r: _Results, kinds: Sequence[str] | None) -> list[FigureKind]:
+    """The requested kinds (checked against the file), or every kind the file can give."""
+    if kinds is None:
+        chosen = [k for k in FIGURE_KINDS.values() if k.needs(r) is None]
+        if not chosen:
+            raise LandscapeError(
+                f"'{r.path}' holds nothing to draw: no /surface, /trajectory, /ratio_map or "
+                "/curvature group with a picture in it"
+            )
+        return chosen
+    names = list(dict.fromkeys(kinds))
+    for name in names:
+        check_option("kind", name, FILE_KINDS)
+    chosen = [FIGURE_KINDS[name] for name in names]
+    for k in chosen:
+        why = k.needs(r)
+        if why is not None:
+            raise LandscapeError(f"'{r.path}' cannot be drawn as --kind {k.name}: {why}")
+    return chosen
+
+
+def _options(r: _Results, array: str | None, log_levels: bool) -> _Options:
+    s = r.surface
+    if array is not None and s is not None:
+        array_values(s, array)  # an unknown array is an error
+        if s.ndim == 1 and "_" not in array:
+            raise LandscapeError(f"--array {array!r} is not a <split>_loss/_acc array")
+    name2d = array or (default_array(s) if s is not None else None)
+    return _Options(array=array, name2d=name2d, log_levels=bool(log_levels))
+
+
+def _check_plotly() -> None:
+    try:
+        found = importlib.util.find_spec("plotly") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise LandscapeError("plotly is not installed; pip install 'landscape[interactive]'")
+
+
+def _output_dir(src: Path, out_dir: str | os.PathLike | None) -> Path:
+    out = Path(out_dir) if out_dir is not None else (src.parent if str(src.parent) else
+                                                     Path("."))
+    if out.exists() and not out.is_dir():
+        raise LandscapeError(f"--out '{out}' is a file, not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LandscapeError(f"cannot create output directory '{out}': {exc.strerror}") from exc
+    return out
+
+
+def _check_targets(src: Path, targets: Sequence[Path]) -> None:
+    for t in targets:
+        if t.resolve() == src.resolve():
+            raise LandscapeError(f"refusing to overwrite the input file '{src}' with a picture")
+        check_out_dir(t)
+
+
+def plot_file(
+    path: str | os.PathLike,
+    *,
+    kinds: Sequence[str] | None = None,
+    array: str | None = None,
+    out_dir: str | os.PathLike | None = None,
+    fmt: str = "png",
+    log_levels: bool = False,
+    vtp: bool = False,
+    html: bool = False,
+    dpi: int = 150,
+) -> list[Path]:
+    """Draw the pictures of a result file and write them beside it (or into ``out_dir``).
+
+    Files are named ``<out_dir>/<file stem>_<kind>.<fmt>``; ``vtp`` and ``html`` add
+    ``<stem>_<array>.vtp`` / ``.html``. Everything is checked (kinds against the file's
+    content, the output directory, plotly for ``html``) before the first file is written.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A landscape HDF5 file (or a surface file of Li et al.).
+    kinds : sequence of str, optional
+        Among :data:`FILE_KINDS`. Default: every kind the file can give (``contour,
+        contourf, heatmap, 3d`` for a 2D surface, ``1d`` for a 1D one, ``trajectory`` for a
+        ``/trajectory``, ``ratio`` for a ``/ratio_map``, ``density`` for a ``/curvature``
+        with an eigenvalue density).
+    array : str, optional
+        Surface array (default ``train_loss``; for ``1d``: all splits, loss and accuracy).
+    out_dir : str or os.PathLike, optional
+        Output directory (created if missing); default the file's directory.
+    fmt : {"png", "pdf", "svg"}, default="png"
+        Picture format.
+    log_levels : bool, default=False
+        Log-spaced contour levels (and a log loss axis for ``1d``).
+    vtp, html : bool, default=False
+        Also export the surface for ParaView (:func:`export_vtp`) / as interactive HTML
+        (:func:`export_plotly_html`, needs plotly).
+    dpi : int, default=150
+        Resolution of raster pictures.
+
+    Returns
+    -------
+    list of Path
+        The files written, in order.
+
+    Raises
+    ------
+    LandscapeError
+        For an unreadable file, a kind the file cannot give (naming the missing group or
+        result), an unknown array, a path that would overwrite the input, or an unwritable
+        output directory.
+    """
+    src = Path(path)
+    check_option("fmt", fmt, FORMATS)
+    r = _Results(src)
+    chosen = _chosen_kinds(r, kinds)
+    opts = _options(r, array, log_levels)
+    if (vtp or html) and (r.surface is None or r.surface.ndim != 2):
+        raise LandscapeError(
+            f"--vtp and --html export a 2D surface; '{src}' "
+            + ("has no /surface group" if r.surface is None else "holds a 1D one")
+        )
+    if html:
+        _check_plotly()
+    out = _output_dir(src, out_dir)
+    pictures = [(k, out / f"{src.stem}_{k.name}.{fmt}") for k in chosen]
+    exports = [(fn, out / f"{src.stem}_{opts.name2d}.{ext}")
+               for fn, ext, wanted in ((export_vtp, "vtp", vtp), (export_plotly_html, "html", html))
+               if wanted]
+    _check_targets(src, [t for _, t in pictures] + [t for _, t in exports])
+    written = [save_figure(k.draw(r, opts), target, dpi=dpi) for k, target in pictures]
+    for export, target in exports:
+        written.append(export(r.surface, target, array=opts.name2d))  # type: ignore[arg-type]
+    return written
