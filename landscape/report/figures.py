@@ -80,21 +80,20 @@ def draw_figures(report: Report, out: Path, *, dpi: int) -> list[tuple[str, str]
              "axes; dashed lines are test losses, markers diverged points.")
     traj = [r for r in res if r.trajectory is not None]
     if traj:
-        fig = Figure(figsize=(5.0 * len(traj), 4.6), layout="constrained")
-        axes = fig.subplots(1, len(traj), squeeze=False)[0]
-        for a, r in zip(axes, traj, strict=True):
-            t = r.trajectory
-            under = r.pca_surface or (r.surface if (
-                r.surface is not None and r.surface.ndim == 2 and array in r.surface.arrays
-                and is_pca(r.surface)) else None)
-            plot.plot_trajectory(t.coords, surface=under, array=array,  # type: ignore[union-attr]
-                                 explained_variance_ratio=t.explained_variance_ratio,  # type: ignore[union-attr]
-                                 epochs=t.epochs, ax=a)  # type: ignore[union-attr]
-            a.set_title(f"{r.name}: optimizer path", fontsize=10)
+        unders = [r.pca_surface or (r.surface if (
+            r.surface is not None and r.surface.ndim == 2 and array in r.surface.arrays
+            and is_pca(r.surface)) else None) for r in traj]
+        fig = plot.compare_trajectories(
+            [r.trajectory.coords for r in traj], surfaces=unders,  # type: ignore[union-attr]
+            titles=[f"{r.name}: optimizer path" for r in traj], array=array,
+            explained_variance_ratios=[r.trajectory.explained_variance_ratio  # type: ignore[union-attr]
+                                       for r in traj],
+            epochs=[r.trajectory.epochs for r in traj])  # type: ignore[union-attr]
         save(fig, "trajectory.png",
              f"Optimizer path of {_names(traj)} through the checkpoints, each projected on "
              "the first two principal components of its own path (axis labels give their "
-             "explained variance), over the loss on that plane where it was computed.")
+             "explained variance), over the loss on that plane where it was computed, on "
+             "shared contour levels and one colour scale.")
     maps = [r for r in res if r.ratio_map is not None]
     if maps:
         ratios = []
@@ -110,13 +109,14 @@ def draw_figures(report: Report, out: Path, *, dpi: int) -> list[tuple[str, str]
         for a, r, v in zip(axes, maps, ratios, strict=True):
             rm = r.ratio_map
             plot.plot_ratio_map(rm.x, rm.y if v.ndim == 2 else None, v,  # type: ignore[union-attr]
-                                ax=a, threshold=threshold)
+                                ax=a, threshold=threshold, done=rm.done)  # type: ignore[union-attr]
             for m in a.collections:
                 if isinstance(m, QuadMesh):
                     m.set_clim(0.0, top)
             if v.ndim == 1:
                 a.set_ylim(0.0, top * 1.05)
-            a.set_title(f"{r.name}: |λmin/λmax|", fontsize=10)
+            note = "" if rm.complete else f", incomplete ({rm.n_done}/{rm.n_points})"  # type: ignore[union-attr]
+            a.set_title(f"{r.name}: |λmin/λmax|{note}", fontsize=10)
         save(fig, "ratio_map.png",
              f"|λmin/λmax| of the Hessian on a coarse grid around θ* for {_names(maps)}, on "
              "one colour scale (Li et al. 2018: small values look convex, "
@@ -125,19 +125,12 @@ def draw_figures(report: Report, out: Path, *, dpi: int) -> list[tuple[str, str]
     dens = [r for r in res if r.curvature is not None
             and r.curvature.density is not None and r.curvature.density_grid is not None]
     if dens:
-        fig = Figure(figsize=(7.0, 4.8), layout="constrained")
-        ax = fig.add_subplot()
-        floors = []
-        for i, r in enumerate(dens):
-            c = r.curvature
-            before = len(ax.lines)
-            plot.plot_density(c.density_grid, c.density, ax=ax)  # type: ignore[union-attr]
-            _recolor(ax.lines[before:], colors[i % 10], r.name)
-            floors.append(ax.get_ylim()[0])
-        ax.set_ylim(bottom=min(floors))
-        ax.legend(loc="best", fontsize=8)
-        ax.set_title("Hessian eigenvalue densities", fontsize=10)
+        fig = plot.compare_densities(
+            {r.name: (r.curvature.density_grid, r.curvature.density)  # type: ignore[union-attr]
+             for r in dens},
+            eigenvalues={r.name: r.curvature.top_eigenvalues for r in dens})  # type: ignore[union-attr]
         save(fig, "density.png",
              f"Eigenvalue density of the Hessian at θ* for {_names(dens)} (stochastic "
-             "Lanczos quadrature, Gaussian-smoothed), on shared axes.")
+             "Lanczos quadrature, Gaussian-smoothed), one panel per network with its own "
+             "eigenvalue axis and a shared density axis.")
     return written
