@@ -606,3 +606,44 @@ def test_curvature_numbers_read_the_result_class():
         got, notes = curvature_numbers(CurvatureResult(top_eigenvalues=np.array(vals),
                                                        top_which=which))
         assert got["lambda_max"] is None and "does not give λmax" in notes[0]
+
+
+def test_spread_over_direction_pairs_equals_separate_files(tmp_path):
+    """Mean ± sd over K direction pairs: per pair, the value of a single-direction file."""
+    from torch import nn
+
+    from landscape._functional import named_tensors
+    from landscape.directions import random_directions
+    from landscape.metrics import eps_sharpness_from_surface
+    from landscape.stats import summarize
+    from landscape.surface import compute_surface
+    from landscape.surface_set import compute_surface_set
+
+    from .conftest import toy_classifier
+
+    files, singles = [], {}
+    for name, seed in (("a", 7), ("b", 8)):
+        model, data = toy_classifier(seed, nn.ReLU, n=30)
+        out = tmp_path / f"{name}.h5"
+        compute_surface_set(model, {"train": data}, seeds=[0, 2, 4], x="-1:1:5", y="-1:1:5",
+                            batch_size=10, out=out, progress=False)
+        files.append(str(out))
+        singles[name] = [compute_surface(model, random_directions(named_tensors(model),
+                                                                  seeds=s),
+                                         {"train": data}, x="-1:1:5", y="-1:1:5",
+                                         batch_size=10, progress=False) for s in (0, 2, 4)]
+    rep = compare(files, names=["a", "b"], eps=0.5, progress=False)
+    for name in ("a", "b"):
+        got = rep.spread[name]["eps_sharpness"]
+        want = [eps_sharpness_from_surface(s, 0.5) for s in singles[name]]
+        assert got == want  # bit for bit per direction pair
+        summ = rep.spread_summary()["networks"][name]["eps_sharpness"]
+        assert summ["mean"] == summarize(want).mean and summ["n"] == 3
+        # the main table uses pair 0 (seed 0, the default single surface)
+        assert rep.table[name]["eps_sharpness"] == want[0]
+    md = rep.to_markdown()
+    assert "## Over many direction pairs" in md and "a − b" in md
+    assert any(v in md for v in ("exceeds the spread", "within the spread"))
+    assert "Over many direction pairs" in rep.to_html()
+    again = Report.from_dict(json.loads(rep.to_json()))
+    assert again.spread_markdown() == rep.spread_markdown()

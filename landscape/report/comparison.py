@@ -13,7 +13,7 @@ import numpy as np
 from ..errors import LandscapeError, check_float, check_int
 from ..metrics import eps_sharpness_from_surface
 from ._utils import plain
-from .numbers import model_numbers, needs_origin_metrics, network_numbers
+from .numbers import model_numbers, needs_origin_metrics, network_numbers, spread_numbers
 from .provenance import environment, network_provenance
 from .recipes import check_comparable
 from .render import Report
@@ -194,6 +194,7 @@ def compare(
         bar.set_postfix_str(label, refresh=False)
         bar.update(1)
 
+    spread: dict[str, dict[str, list[float | None]]] = {}
     try:
         for r in results:
             from_model: dict[str, Any] = {}
@@ -210,6 +211,11 @@ def compare(
             table[r.name] = plain(row)
             censored[r.name] = tuple(cens)
             notes.extend(more)
+            values, more = spread_numbers(r, eps=eps, basin_threshold=basin_threshold,
+                                          array=array)
+            if values:
+                spread[r.name] = values
+                notes.extend(more)
             prov, more = network_provenance(r, ckpt_info)
             networks[r.name] = plain(prov)
             notes.extend(more)
@@ -219,4 +225,4 @@ def compare(
     return Report(names=tuple(labels), table=table, recipe=recipe,
                   files={r.name: r.path for r in results}, parameters=parameters,
                   censored=censored, notes=tuple(notes), results=tuple(results),
-                  provenance=provenance)
+                  provenance=provenance, spread=spread)

@@ -44,7 +44,8 @@ from ..metrics import (
 from ..surface import Surface
 from .results import NetworkResults
 
-__all__ = ["METRIC_KEYS", "network_numbers", "model_numbers", "curvature_numbers"]
+__all__ = ["METRIC_KEYS", "SPREAD_KEYS", "network_numbers", "model_numbers",
+           "curvature_numbers", "spread_numbers", "surface_numbers"]
 
 #: Rows of the comparison table, in order.
 METRIC_KEYS = (
@@ -71,6 +72,18 @@ METRIC_KEYS = (
     "n_components_for_90",
     "path_capture",
     "random_path_capture",
+)
+
+#: Rows that depend on the random directions: with a surface set (``/surfaces``), each is
+#: computed per direction pair and reported with its spread.
+SPREAD_KEYS = (
+    "train_loss_min",
+    "eps_sharpness",
+    "basin_width_x",
+    "basin_width_y",
+    "local_minima",
+    "total_variation",
+    "nonfinite_fraction",
 )
 
 _BUILTIN_LOSSES = ("cross_entropy", "mse")
@@ -225,6 +238,68 @@ def model_numbers(res: NetworkResults, source: Any, *, ascent_eps: float, steps:
     return out, info
 
 
+def surface_numbers(s: Surface, name: str, *, eps: float, basin_threshold: float, array: str,
+                    from_model: Mapping[str, Any] | None = None
+                    ) -> tuple[dict[str, Any], list[str], list[str]]:
+    """The rows of :data:`SPREAD_KEYS` from one surface, the keys that are lower bounds, and
+    notes (``name`` labels them)."""
+    row: dict[str, Any] = dict.fromkeys(SPREAD_KEYS)
+    censored: list[str] = []
+    notes: list[str] = []
+    from_model = from_model or {}
+    split = array.rpartition("_")[0] or "train"
+    row["train_loss_min"] = surface_minimum(s, array)[0]
+    origin_loss = _at_origin(s, array)
+    if origin_loss is None and from_model.get(f"{split}_loss") is not None:
+        origin_loss = from_model[f"{split}_loss"]
+    if not s.complete:
+        notes.append(f"{name}: the surface has {s.n_done}/{s.n_points} points done; "
+                     "its metrics use the finished points only")
+    if origin_loss is None:
+        notes.append(f"{name}: the grid has no computed point at the origin, so "
+                     "eps_sharpness is unknown (give its checkpoint)")
+    else:
+        try:
+            row["eps_sharpness"] = eps_sharpness_from_surface(s, eps, array,
+                                                              origin_loss=origin_loss)
+        except LandscapeError as exc:  # points in the box not computed yet
+            notes.append(f"{name}: eps_sharpness unknown: {exc}")
+        if row["eps_sharpness"] == math.inf:
+            notes.append(f"{name}: eps_sharpness is infinite (a point within "
+                         f"eps={eps:g} diverged); the JSON holds null")
+    bw = basin_width(s, basin_threshold, array)
+    for axis in ("x", "y"):
+        b = bw[axis]
+        if b is None:
+            continue
+        row[f"basin_width_{axis}"] = b["width"]
+        if b["censored"]:
+            censored.append(f"basin_width_{axis}")
+    rough = roughness(s, array)
+    for k in ("local_minima", "total_variation", "nonfinite_fraction"):
+        row[k] = rough[k]
+    return row, censored, notes
+
+
+def spread_numbers(res: NetworkResults, *, eps: float, basin_threshold: float, array: str
+                   ) -> tuple[dict[str, list[float | None]], list[str]]:
+    """Per direction pair of ``res.surface_set``: the value of every :data:`SPREAD_KEYS` row
+    (``{key: [member 0, member 1, ...]}``), and notes. Empty without a surface set."""
+    ss = res.surface_set
+    if ss is None:
+        return {}, []
+    values: dict[str, list[float | None]] = {k: [] for k in SPREAD_KEYS}
+    notes: list[str] = []
+    for k in range(ss.n_members):
+        part, _, more = surface_numbers(ss.member(k), f"{res.name} (direction pair {k})",
+                                        eps=eps, basin_threshold=basin_threshold, array=array)
+        for key in SPREAD_KEYS:
+            v = part[key]
+            values[key].append(None if v is None or not math.isfinite(v) else float(v))
+        notes.extend(more)
+    return values, notes
+
+
 def network_numbers(res: NetworkResults, *, eps: float, basin_threshold: float,
                     ratio_threshold: float, array: str, from_model: Mapping[str, Any]
                     ) -> tuple[dict[str, Any], list[str], list[str]]:
@@ -234,39 +309,12 @@ def network_numbers(res: NetworkResults, *, eps: float, basin_threshold: float,
     notes: list[str] = []
     s = res.surface
     if s is not None:
-        split = array.rpartition("_")[0] or "train"
         for k in ("train_loss", "train_acc", "test_loss", "test_acc"):
             row[k] = _at_origin(s, k)
-        row["train_loss_min"] = surface_minimum(s, array)[0]
-        origin_loss = _at_origin(s, array)
-        if origin_loss is None and from_model.get(f"{split}_loss") is not None:
-            origin_loss = from_model[f"{split}_loss"]
-        if not s.complete:
-            notes.append(f"{res.name}: the surface has {s.n_done}/{s.n_points} points done; "
-                         "its metrics use the finished points only")
-        if origin_loss is None:
-            notes.append(f"{res.name}: the grid has no computed point at the origin, so "
-                         "eps_sharpness is unknown (give its checkpoint)")
-        else:
-            try:
-                row["eps_sharpness"] = eps_sharpness_from_surface(s, eps, array,
-                                                                  origin_loss=origin_loss)
-            except LandscapeError as exc:  # points in the box not computed yet
-                notes.append(f"{res.name}: eps_sharpness unknown: {exc}")
-            if row["eps_sharpness"] == math.inf:
-                notes.append(f"{res.name}: eps_sharpness is infinite (a point within "
-                             f"eps={eps:g} diverged); the JSON holds null")
-        bw = basin_width(s, basin_threshold, array)
-        for axis in ("x", "y"):
-            b = bw[axis]
-            if b is None:
-                continue
-            row[f"basin_width_{axis}"] = b["width"]
-            if b["censored"]:
-                censored.append(f"basin_width_{axis}")
-        rough = roughness(s, array)
-        for k in ("local_minima", "total_variation", "nonfinite_fraction"):
-            row[k] = rough[k]
+        part, censored, notes = surface_numbers(s, res.name, eps=eps,
+                                                basin_threshold=basin_threshold, array=array,
+                                                from_model=from_model)
+        row.update(part)
     for k, v in from_model.items():
         if k in row and (row[k] is None or k == "eps_sharpness_ascent"):
             row[k] = v

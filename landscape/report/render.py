@@ -23,8 +23,9 @@ from typing import Any
 
 from .._atomic import write_bytes
 from ..errors import LandscapeError, check_int
+from ..stats import difference, summarize
 from ._utils import plain
-from .numbers import METRIC_KEYS
+from .numbers import METRIC_KEYS, SPREAD_KEYS
 from .results import NetworkResults
 
 __all__ = ["Report", "definitions", "metric_info", "README_BEGIN", "README_END",
@@ -263,6 +264,7 @@ class Report:
     results: tuple[NetworkResults, ...] = field(default=(), repr=False, compare=False)
     captions: dict[str, str] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    spread: dict[str, dict[str, list[float | None]]] = field(default_factory=dict)
 
     # ---------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
@@ -282,6 +284,8 @@ class Report:
             "figures": list(self.figures),
             "captions": {f: self.captions.get(f, "") for f in self.figures},
             "provenance": dict(self.provenance),
+            "spread": {n: {k: list(v) for k, v in d.items()} for n, d in self.spread.items()},
+            "spread_summary": self.spread_summary(),
         })
 
     def to_json(self) -> str:
@@ -314,6 +318,8 @@ class Report:
                 censored={n: tuple(doc.get("censored", {}).get(n, ())) for n in names},
                 notes=tuple(doc.get("notes", ())), captions=dict(doc.get("captions", {})),
                 provenance=dict(doc.get("provenance", {})),
+                spread={n: {k: list(v) for k, v in d.items()}
+                        for n, d in dict(doc.get("spread", {})).items()},
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise LandscapeError(f"damaged comparison report: {exc!r} is missing or "
@@ -340,6 +346,72 @@ class Report:
     def _label(self, key: str, info: Mapping[str, Mapping[str, str]]) -> str:
         i = info[key]
         return f"{i['name']} [{i['unit']}] {i['better']}"
+
+    # ---------------------------------------------------------------- spread
+    def spread_summary(self) -> dict[str, Any]:
+        """Per network and spread metric: mean, sd, bootstrap 95% interval, n; and for the
+        first two networks the difference of the means with its interval and whether it
+        exceeds the spread over directions (``resolved``)."""
+        out: dict[str, Any] = {"networks": {}, "difference": {}}
+        for n, d in self.spread.items():
+            out["networks"][n] = {k: dataclasses.asdict(summarize(v)) for k, v in d.items()}
+        names = [n for n in self.names if n in self.spread]
+        if len(names) >= 2:
+            a, b = names[:2]
+            for k in SPREAD_KEYS:
+                va, vb = self.spread[a].get(k, []), self.spread[b].get(k, [])
+                try:
+                    out["difference"][k] = dataclasses.asdict(difference(va, vb))
+                except LandscapeError:
+                    out["difference"][k] = None
+            out["difference_of"] = [a, b]
+        return plain(out)
+
+    def _spread_rows(self) -> tuple[list[str], list[list[str]]]:
+        """Header and rows of the spread table (empty without surface sets)."""
+        names = [n for n in self.names if n in self.spread]
+        if not names:
+            return [], []
+        info = self.info()
+        summ = self.spread_summary()
+        head = ["metric", *(f"{n} (K = {len(next(iter(self.spread[n].values()), []))})"
+                            for n in names)]
+        two = len(names) >= 2
+        if two:
+            head += [f"{names[0]} − {names[1]}", "verdict"]
+        rows = []
+        for k in SPREAD_KEYS:
+            pct = k in _PERCENT
+            fmt = "{:.3g}%" if pct else "{:.4g}"
+            cells = [self._label(k, info)]
+            for n in names:
+                s = summarize([None if v is None else (100 * v if pct else v)
+                               for v in self.spread[n].get(k, [])])
+                cells.append(s.text(fmt))
+            if two:
+                d = summ["difference"].get(k)
+                if d is None:
+                    cells += ["n/a", "not computable"]
+                else:
+                    m = 100 if pct else 1
+                    rng = "" if d["lo"] is None else \
+                        f" [{fmt.format(m * d['lo'])}, {fmt.format(m * d['hi'])}]"
+                    cells.append(fmt.format(m * d["delta"]) + rng)
+                    cells.append({True: "exceeds the spread over directions",
+                                  False: "within the spread (interval contains 0)",
+                                  None: "too few direction pairs to tell"}[d["resolved"]])
+            rows.append(cells)
+        return head, rows
+
+    def spread_markdown(self) -> str:
+        """The spread table as Markdown ('' without surface sets)."""
+        head, rows = self._spread_rows()
+        if not head:
+            return ""
+        lines = ["| " + " | ".join(_md_cell(h) for h in head) + " |",
+                 "|---|" + "---:|" * (len(head) - 1)]
+        lines += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
+        return "\n".join(lines)
 
     # ---------------------------------------------------------------- Markdown
     def markdown_table(self, *, with_definitions: bool = False) -> str:
@@ -381,6 +453,14 @@ class Report:
         lines += ["", "## Definitions", ""]
         lines += ["Each row above holds its definition; the same, by JSON key:", ""]
         lines += [f"- `{k}`: {v}" for k, v in definitions(self.parameters).items()]
+        spread = self.spread_markdown()
+        if spread:
+            lines += ["", "## Over many direction pairs", "",
+                      "Each metric that depends on the random directions, over K independent "
+                      "filter-normalized direction pairs on the same grid: mean ± sd "
+                      "[bootstrap 95% interval of the mean]; the difference of the means "
+                      "with its bootstrap interval says whether the two networks differ by "
+                      "more than the spread over directions.", "", spread]
         if self.notes:
             lines += ["", "## Notes", ""] + [f"- {n}" for n in self.notes]
         if self.figures:
@@ -463,6 +543,16 @@ class Report:
                 continue
             figs.append(f'<figure><img src="{e(_data_uri(images[f]))}" alt="{e(cap)}">'
                         f"<figcaption>Figure {i}. {e(cap)}</figcaption></figure>")
+        s_head, s_rows = self._spread_rows()
+        spread_html = "" if not s_head else (
+            "<h2>Over many direction pairs</h2><p>Each metric that depends on the random "
+            "directions, over K independent filter-normalized direction pairs on the same "
+            "grid: mean ± sd [bootstrap 95% interval of the mean]; the difference of the means "
+            "with its interval says whether the networks differ by more than the spread.</p>"
+            "<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in s_head)
+            + "</tr></thead><tbody>" + "".join(
+                "<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in s_rows)
+            + "</tbody></table>")
         notes_html = ("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in notes)
                       + "</ul>") if notes else ""
 
@@ -492,7 +582,7 @@ class Report:
             "<p>A dash means the files (or checkpoints) do not give the number; ≥ marks a "
             "lower bound; ↓/↑ say which direction is flatter or better. Shares and accuracies "
             "are percentages.</p>"
-            f"{notes_html}"
+            f"{spread_html}{notes_html}"
             + (f"<h2>Figures</h2>{''.join(figs)}" if figs else "")
             + f"<h2>Provenance</h2>{prov}<h2>Common recipe</h2>{recipe}"
             + "</body></html>\n"

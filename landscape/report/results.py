@@ -20,6 +20,7 @@ from ..errors import LandscapeError
 from ..hessian.ratio_map import RatioMap
 from ..hessian.results import CurvatureResult
 from ..surface import Surface
+from ..surface_set import SurfaceSet
 from ..trajectory import Trajectory
 from ._utils import is_pca
 
@@ -47,6 +48,9 @@ class NetworkResults:
         ``/ratio_map``.
     pca_surface : Surface or None
         A surface along the trajectory's PCA directions (drawn under the optimizer path).
+    surface_set : SurfaceSet or None
+        ``/surfaces``: K surfaces along independent direction pairs (the report's spread
+        over directions). Without a ``/surface``, its first member is ``surface``.
     """
 
     name: str
@@ -56,6 +60,7 @@ class NetworkResults:
     curvature: CurvatureResult | None = None
     ratio_map: RatioMap | None = None
     pca_surface: Surface | None = None
+    surface_set: SurfaceSet | None = None
 
 
 def load_results(path: str | os.PathLike | Sequence[str | os.PathLike],
@@ -91,7 +96,7 @@ def load_results(path: str | os.PathLike | Sequence[str | os.PathLike],
             for surf in (r.surface, r.pca_surface):
                 if surf is not None:
                     found.setdefault("pca_surface" if is_pca(surf) else "surface", surf)
-            for key in ("trajectory", "curvature", "ratio_map"):
+            for key in ("trajectory", "curvature", "ratio_map", "surface_set"):
                 if getattr(r, key) is not None:
                     found.setdefault(key, getattr(r, key))
         return NetworkResults(parts[0].name, " + ".join(r.path for r in parts), **found)
@@ -104,9 +109,14 @@ def load_results(path: str | os.PathLike | Sequence[str | os.PathLike],
     trajectory = Trajectory.load(p) if "trajectory" in groups else None
     curvature = CurvatureResult.load(p) if "curvature" in groups else None
     ratio_map = RatioMap.load(p) if "ratio_map" in groups else None
-    if surface is None and trajectory is None and curvature is None and ratio_map is None:
+    surface_set = SurfaceSet.load(p) if "surfaces" in groups else None
+    if surface is None and surface_set is not None:
+        surface = surface_set.member(0)  # seed 0: the default single surface
+    if surface is None and trajectory is None and curvature is None and ratio_map is None \
+            and surface_set is None:
         raise LandscapeError(
-            f"'{p}' holds nothing to compare: no /surface, /trajectory, /curvature or "
-            "/ratio_map group"
+            f"'{p}' holds nothing to compare: no /surface, /surfaces, /trajectory, /curvature "
+            "or /ratio_map group"
         )
-    return NetworkResults(name, p, surface, trajectory, curvature, ratio_map)
+    return NetworkResults(name, p, surface, trajectory, curvature, ratio_map,
+                          surface_set=surface_set)
