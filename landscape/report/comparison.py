@@ -76,6 +76,7 @@ def compare(
     eps: float = 0.1,
     ascent_eps: float = 1e-3,
     ascent_steps: int = 10,
+    adaptive_rho: float = 0.01,
     basin_threshold: float = 0.1,
     ratio_threshold: float = 0.1,
     array: str = "train_loss",
@@ -102,7 +103,11 @@ def compare(
     ascent_eps : float, default=1e-3
         Keskar et al.'s relative ε of the full-space ascent estimate (only with ``models``).
     ascent_steps : int, default=10
-        Projected sign-gradient steps of that ascent.
+        Projected sign-gradient steps of that ascent (and of the adaptive worst case).
+    adaptive_rho : float, default=0.01
+        Radius of the adaptive (scale-invariant) sharpness, relative to every weight
+        (:mod:`landscape.sharpness`: the l-inf worst case lets each weight move by
+        ``adaptive_rho |w|``; the average case adds Gaussian noise of that relative size).
     basin_threshold : float, default=0.1
         Loss increase that ends a basin (:func:`landscape.metrics.basin_width`).
     ratio_threshold : float, default=0.1
@@ -156,6 +161,7 @@ def compare(
     eps = check_float("eps", eps, 0.0, closed="neither")
     ascent_eps = check_float("ascent_eps", ascent_eps, 0.0, closed="neither")
     ascent_steps = check_int("ascent_steps", ascent_steps, 1)
+    adaptive_rho = check_float("adaptive_rho", adaptive_rho, 0.0, closed="neither")
     basin_threshold = check_float("basin_threshold", basin_threshold, 0.0, closed="neither")
     ratio_threshold = check_float("ratio_threshold", ratio_threshold, 0.0, closed="neither")
     batch_size = check_int("batch_size", batch_size, 1)
@@ -179,6 +185,7 @@ def compare(
         missing = [r.name for r in results if r.surface is None]
         notes.append(f"no surface for {', '.join(missing)}: their surface metrics are empty")
     parameters = {"eps": eps, "ascent_eps": ascent_eps, "ascent_steps": ascent_steps,
+                  "adaptive_rho": adaptive_rho,
                   "basin_threshold": basin_threshold, "ratio_threshold": ratio_threshold,
                   "array": array}
     need = {r.name: needs_origin_metrics(r.surface) for r in results if r.name in sources}
@@ -204,7 +211,7 @@ def compare(
                 from_model, ckpt_info = model_numbers(
                     r, sources[r.name], ascent_eps=ascent_eps, steps=ascent_steps,
                     batch_size=batch_size, trust=trust, device=device,
-                    need_origin=need[r.name], tick=tick)
+                    need_origin=need[r.name], adaptive_rho=adaptive_rho, tick=tick)
             row, cens, more = network_numbers(r, eps=eps, basin_threshold=basin_threshold,
                                               ratio_threshold=ratio_threshold, array=array,
                                               from_model=from_model)

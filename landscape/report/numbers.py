@@ -41,6 +41,7 @@ from ..metrics import (
     roughness,
     surface_minimum,
 )
+from ..sharpness import adaptive_sharpness
 from ..surface import Surface
 from .results import NetworkResults
 
@@ -56,6 +57,8 @@ METRIC_KEYS = (
     "train_loss_min",
     "eps_sharpness",
     "eps_sharpness_ascent",
+    "adaptive_sharpness",
+    "adaptive_sharpness_avg",
     "basin_width_x",
     "basin_width_y",
     "local_minima",
@@ -156,6 +159,7 @@ def _resolve_loss(name: Any) -> Any:
 
 def model_numbers(res: NetworkResults, source: Any, *, ascent_eps: float, steps: int,
                   batch_size: int, trust: bool, device: Any, need_origin: bool,
+                  adaptive_rho: float = 0.01, adaptive_samples: int = 20,
                   tick: Callable[[str], None] | None = None
                   ) -> tuple[dict[str, float | None], dict[str, Any]]:
     """Ascent sharpness (and, when the surface lacks them, metrics at θ*) from a model.
@@ -172,7 +176,11 @@ def model_numbers(res: NetworkResults, source: Any, *, ascent_eps: float, steps:
     Returns
     -------
     numbers : dict
-        ``eps_sharpness_ascent`` and, with ``need_origin``, ``{train,test}_{loss,acc}``.
+        ``eps_sharpness_ascent``, ``adaptive_sharpness`` (worst case, l-inf ball of radius
+        ``adaptive_rho`` relative to every weight, ``steps`` ascent steps) and
+        ``adaptive_sharpness_avg`` (average over ``adaptive_samples`` Gaussian perturbations
+        of relative size ``adaptive_rho``), see :mod:`landscape.sharpness`; with
+        ``need_origin``, ``{train,test}_{loss,acc}``.
     checkpoint : dict
         What the checkpoint says about itself: ``path``, ``sha256``, ``training`` (the
         training config of its run), ``seed``, ``epoch`` (entries it does not hold are left
@@ -226,8 +234,14 @@ def model_numbers(res: NetworkResults, source: Any, *, ascent_eps: float, steps:
         "eps_sharpness_ascent": eps_sharpness_ascent(
             model, train, ascent_eps, steps=steps, loss=loss, batch_size=batch_size,
             device=device),
+        "adaptive_sharpness": adaptive_sharpness(
+            model, train, rho=adaptive_rho, p=math.inf, kind="worst", steps=steps,
+            batch_size=batch_size, loss=loss).value,
+        "adaptive_sharpness_avg": adaptive_sharpness(
+            model, train, rho=adaptive_rho, kind="average", samples=adaptive_samples,
+            batch_size=batch_size, loss=loss).value,
     }
-    done(f"{res.name}: ascent sharpness")
+    done(f"{res.name}: ascent and adaptive sharpness")
     if need_origin:
         ev = Evaluator(model, {"train": train, "test": load_data(spec, "test")}, loss=loss,
                        batch_size=batch_size, device=device)
@@ -316,7 +330,8 @@ def network_numbers(res: NetworkResults, *, eps: float, basin_threshold: float,
                                                 from_model=from_model)
         row.update(part)
     for k, v in from_model.items():
-        if k in row and (row[k] is None or k == "eps_sharpness_ascent"):
+        if k in row and (row[k] is None or k.startswith(("eps_sharpness_ascent",
+                                                         "adaptive_sharpness"))):
             row[k] = v
     if res.curvature is not None:
         numbers, more = curvature_numbers(res.curvature)

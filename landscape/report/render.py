@@ -53,6 +53,7 @@ def definitions(parameters: Mapping[str, Any]) -> dict[str, str]:
     eps = parameters.get("eps")
     aeps = parameters.get("ascent_eps")
     steps = parameters.get("ascent_steps")
+    rho = parameters.get("adaptive_rho")
     bt = parameters.get("basin_threshold")
     rt = parameters.get("ratio_threshold")
     arr = parameters.get("array", "train_loss")
@@ -69,7 +70,16 @@ def definitions(parameters: Mapping[str, Any]) -> dict[str, str]:
         "eps_sharpness_ascent": (
             f"ε-sharpness (Keskar et al. 2017) in the full parameter box |z_i| ≤ "
             f"{aeps}·(|θ_i| + 1), maximised by {steps} projected sign-gradient steps on the "
-            "full training loss, in % (needs the checkpoints)"),
+            "full training loss, in % (needs the checkpoints); scale-dependent: rescaling a "
+            "ReLU layer by a and the next by 1/a changes it without changing the function"),
+        "adaptive_sharpness": (
+            f"adaptive sharpness, worst case (Andriushchenko et al. 2023): max over "
+            f"|δ_i| ≤ {rho}·|θ_i| of L(θ* + δ) − L(θ*) on the training loss, by {steps} "
+            "projected sign-gradient steps (a lower bound of the maximum); invariant to "
+            "layer rescaling (needs the checkpoints)"),
+        "adaptive_sharpness_avg": (
+            f"adaptive sharpness, average case: mean of L(θ* + δ) − L(θ*) over 20 Gaussian "
+            f"δ_i ~ N(0, ({rho}·θ_i)²) (needs the checkpoints)"),
         "basin_width_x": (
             f"width of the basin along x through the grid minimum, until {arr} exceeds the "
             f"minimum + {bt} (linear interpolation), direction units; ≥ marks a width cut "
@@ -116,6 +126,7 @@ def metric_info(parameters: Mapping[str, Any], loss: Any = None) -> dict[str, di
         or ``"(no better direction)"`` where no direction is better.
     """
     eps, aeps = parameters.get("eps"), parameters.get("ascent_eps")
+    rho = parameters.get("adaptive_rho")
     bt, rt = parameters.get("basin_threshold"), parameters.get("ratio_threshold")
     arr = str(parameters.get("array", "train_loss")).replace("_", " ")
     lu = "nats" if loss == "cross_entropy" else "loss units"
@@ -127,8 +138,12 @@ def metric_info(parameters: Mapping[str, Any], loss: Any = None) -> dict[str, di
         "test_acc": ("Test accuracy at θ*", "%", "↑ better"),
         "train_loss_min": (f"Lowest {arr} on the grid", lu, "↓ better"),
         "eps_sharpness": (f"ε-sharpness on the surface (ε = {eps})", "%", _FLATTER_DOWN),
-        "eps_sharpness_ascent": (f"ε-sharpness in full space (ε = {aeps}, Keskar et al.)",
-                                 "%", _FLATTER_DOWN),
+        "eps_sharpness_ascent": (f"ε-sharpness in full space (ε = {aeps}, Keskar et al.; "
+                                 "scale-dependent)", "%", _FLATTER_DOWN),
+        "adaptive_sharpness": (f"Adaptive sharpness, worst case (ρ = {rho}, ℓ∞)", lu,
+                               _FLATTER_DOWN),
+        "adaptive_sharpness_avg": (f"Adaptive sharpness, average case (ρ = {rho})", lu,
+                                   _FLATTER_DOWN),
         "basin_width_x": (f"Basin width along x ({arr} + {bt})", "direction units",
                           _FLATTER_UP),
         "basin_width_y": (f"Basin width along y ({arr} + {bt})", "direction units",
