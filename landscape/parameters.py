@@ -313,7 +313,7 @@ def _select(
         for p in pats:
             if not any(_matches(all_names[k], p) for k in tensors):
                 raise LandscapeError(
-                    f"--{option} pattern '{p}' matches no tensor of the model (names look "
+                    f"{option} pattern '{p}' matches no tensor of the model (names look "
                     f"like {list(tensors)[:3]})"
                 )
     skip = set() if include_frozen else set(frozen)
@@ -325,8 +325,9 @@ def _select(
     )
     if not chosen:
         raise LandscapeError(
-            "no tensor is left to perturb: check --params/--exclude"
-            + (" (frozen parameters are held fixed; pass --include-frozen)" if frozen else "")
+            "no tensor is left to perturb: check params/exclude (--params/--exclude)"
+            + ("; frozen parameters are held fixed unless include_frozen=True "
+               "(--include-frozen)" if frozen and not include_frozen else "")
         )
     recipe: dict[str, Any] = {}
     if keep:
