@@ -26,6 +26,7 @@ from ._common import (
     add_checkpoint_args,
     add_data_args,
     add_progress_arg,
+    add_selection_args,
     check_device,
     command_line,
     data_spec,
@@ -36,6 +37,7 @@ from ._common import (
     int_arg,
     load_ckpt,
     load_datasets,
+    selection_kwargs,
 )
 from .surface import _resolve_loss
 
@@ -127,6 +129,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "the surface file itself); other groups of the file are kept")
     o.add_argument("--overwrite", action="store_true",
                    help="replace results computed with another recipe")
+    add_selection_args(p)
     add_progress_arg(p)
     p.set_defaults(func=run)
 
@@ -207,7 +210,7 @@ def _compute_point(args: argparse.Namespace) -> int:
         seed=args.seed, loss=loss, batch_size=args.batch_size,
         ignore=None if args.ignore == "none" else args.ignore, dtype=_DTYPES[args.dtype],
         max_hvp=args.max_hvp, keep_eigenvectors=want_vectors, recipe=recipe,
-        provenance=provenance,
+        provenance=provenance, **selection_kwargs(args),
     )
     dt = time.perf_counter() - t0
     vectors = res.eigenvector_dicts()[:2] if args.eigvec_directions else None

@@ -22,12 +22,14 @@ from landscape.directions import (
 )
 from landscape.errors import LandscapeError
 from landscape.evaluation import BN_MODES
+from landscape.parameters import select_parameters
 from landscape.surface import compute_surface, load_directions, parse_axis
 
 from ._common import (
     add_checkpoint_args,
     add_data_args,
     add_progress_arg,
+    add_selection_args,
     batch_size_arg,
     check_device,
     command_line,
@@ -40,6 +42,7 @@ from ._common import (
     load_ckpt,
     load_datasets,
     parse_splits,
+    selection_kwargs,
 )
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -106,6 +109,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="replace an existing output computed with another recipe")
     o.add_argument("--flush-seconds", type=float_arg("flush_seconds", 0.0), default=10.0,
                    help="write finished points to disk at least this often")
+    add_selection_args(p)
     add_progress_arg(p)
     p.set_defaults(func=run)
 
@@ -210,8 +214,10 @@ def _directions(args: argparse.Namespace, ckpt, ndim: int) -> Directions:
                   "sha256": [b.sha256, c.sha256], "orthogonal": args.orthogonal,
                   "coords": coords}
         return Directions((dx, dy), recipe)
+    selection = select_parameters(ckpt.model, what, **selection_kwargs(args))
     return random_directions(base, ndim=ndim, seeds=args.seed, norm=args.norm,
-                             ignore=args.ignore, what=what, orthogonal=args.orthogonal)
+                             ignore=args.ignore, what=what, orthogonal=args.orthogonal,
+                             selection=selection)
 
 
 def _check_out_is_not_an_input(args: argparse.Namespace, out: str) -> None:

@@ -14,13 +14,14 @@ from landscape.checkpoints import load_checkpoint
 from landscape.directions import IGNORES, Directions
 from landscape.errors import LandscapeError, on_interrupt
 from landscape.surface import Axis, compute_surface, parse_axis
-from landscape.training import TrainRun, list_checkpoints
-from landscape.trajectory import TrajectoryPCA
+from landscape.training import TrainRun
+from landscape.trajectory import TrajectoryPCA, list_run_checkpoints
 
 from ._common import (
     add_checkpoint_args,
     add_data_args,
     add_progress_arg,
+    add_selection_args,
     batch_size_arg,
     command_line,
     data_spec,
@@ -31,6 +32,7 @@ from ._common import (
     load_datasets,
     model_arg,
     parse_splits,
+    selection_kwargs,
 )
 
 
@@ -78,6 +80,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="FILE.h5",
                    help="output file (default: trajectory.h5 in the run directory)")
     p.add_argument("--overwrite", action="store_true")
+    add_selection_args(p)
     add_progress_arg(p)
     p.set_defaults(func=run)
 
@@ -117,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
                 f"'{paths[0]}' is not a run directory; give a run directory or at least "
                 "three checkpoints in training order"
             )
-        ckpts = list_checkpoints(paths[0], allow_partial=args.allow_partial)
+        ckpts = list_run_checkpoints(paths[0], allow_partial=args.allow_partial)
         _warn_if_partial(paths[0])
         default_out = Path(paths[0]) / "trajectory.h5"
     else:
@@ -129,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
     storage.check_writable(out, overwrite=args.overwrite)
     t0 = time.perf_counter()
     pca = TrajectoryPCA(args.components, ignore=args.ignore, what=args.dir_type,
-                        include_final=not args.exclude_final, seed=args.seed)
+                        include_final=not args.exclude_final, seed=args.seed,
+                        **selection_kwargs(args))
     pca.fit(ckpts, model=model_arg(args), trust=args.trust_checkpoint)
     final = load_checkpoint(ckpts[-1], model=model_arg(args), trust=args.trust_checkpoint)
     spec = data_spec(args, final)
