@@ -20,6 +20,7 @@ from landscape.hessian.directions import SCALES, eigenvector_directions
 from landscape.hessian.ratio_map import compute_ratio_map
 from landscape.hessian.results import TRACE_METHODS, CurvatureResult, compute_curvature
 from landscape.models import parse_model_kwargs
+from landscape.parameters import select_parameters
 from landscape.surface import Surface, save_directions
 
 from ._common import (
@@ -238,6 +239,7 @@ def _report(args: argparse.Namespace, res: CurvatureResult, saved: CurvatureResu
         dirs = eigenvector_directions(
             vectors, named_tensors(ckpt.model, "weights"), scale=args.eigvec_scale,
             ignore="biasbn" if args.ignore == "biasbn" else "none",
+            selection=select_parameters(ckpt.model, "weights"),
             recipe={
                 "what": "weights",
                 "source": "landscape hessian",

@@ -162,8 +162,18 @@ def _same_architecture(args: argparse.Namespace, base: dict, path: str, option: 
     return {"ckpt": other, "tensors": tensors}
 
 
+def _held(tensors: dict, base: dict, selection) -> dict:
+    """``tensors`` with the entries the selection holds fixed taken from ``base``."""
+    return {k: v if selection.moves(k) else base[k] for k, v in tensors.items()}
+
+
 def _directions(args: argparse.Namespace, ckpt, ndim: int) -> Directions:
     what = args.dir_type
+    if args.dir_file and (args.params or args.exclude or args.include_frozen):
+        raise LandscapeError(
+            "--params/--exclude/--include-frozen choose the tensors of new directions; a "
+            "--dir-file brings its own -- drop one of them"
+        )
     if args.dir_file:
         d = load_directions(args.dir_file, ckpt.model, what)
         if d.recipe.get("kind") != "li2018" and d.what != what:  # Li's: told by the count
@@ -185,13 +195,14 @@ def _directions(args: argparse.Namespace, ckpt, ndim: int) -> Directions:
                 )
         return d
     base = named_tensors(ckpt.model, what)
+    selection = select_parameters(ckpt.model, what, **selection_kwargs(args))
     if args.interpolate:
         if ndim != 1:
             raise LandscapeError("--interpolate gives a 1D line; drop --y")
         other = _same_architecture(args, base, args.interpolate, "--interpolate")
         recipe = {"kind": "interpolation", "what": what, "target": args.interpolate,
-                  "target_sha256": other["ckpt"].sha256}
-        d = interpolation_direction(base, other["tensors"])
+                  "target_sha256": other["ckpt"].sha256, **selection.recipe}
+        d = interpolation_direction(base, _held(other["tensors"], base, selection))
         if direction_norms(d) == 0:
             raise LandscapeError(
                 f"--interpolate checkpoint '{args.interpolate}' has the same {what} as "
@@ -204,7 +215,8 @@ def _directions(args: argparse.Namespace, ckpt, ndim: int) -> Directions:
         b, c = (_same_architecture(args, base, f, "--plane")["ckpt"] for f in args.plane)
         try:
             dx, dy, coords = plane_directions(
-                base, named_tensors(b.model, what), named_tensors(c.model, what),
+                base, _held(named_tensors(b.model, what), base, selection),
+                _held(named_tensors(c.model, what), base, selection),
                 orthogonal=args.orthogonal,
             )
         except LandscapeError as exc:
@@ -212,9 +224,8 @@ def _directions(args: argparse.Namespace, ckpt, ndim: int) -> Directions:
             raise LandscapeError(f"--plane: {exc} ({names})") from None
         recipe = {"kind": "plane", "what": what, "models": list(args.plane),
                   "sha256": [b.sha256, c.sha256], "orthogonal": args.orthogonal,
-                  "coords": coords}
+                  "coords": coords, **selection.recipe}
         return Directions((dx, dy), recipe)
-    selection = select_parameters(ckpt.model, what, **selection_kwargs(args))
     return random_directions(base, ndim=ndim, seeds=args.seed, norm=args.norm,
                              ignore=args.ignore, what=what, orthogonal=args.orthogonal,
                              selection=selection)

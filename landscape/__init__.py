@@ -41,6 +41,7 @@ from .hessian import (
 )
 from .info import describe, summarize
 from .models import ModelSpec, build
+from .parameters import ParameterSelection, select_parameters
 from .surface import (
     Axis,
     Surface,
@@ -64,6 +65,7 @@ __all__ = [
     "LandscapeError",
     "Metrics",
     "ModelSpec",
+    "ParameterSelection",
     "Report",
     "Surface",
     "TensorData",
@@ -96,6 +98,7 @@ __all__ = [
     "random_directions",
     "save_checkpoint",
     "save_directions",
+    "select_parameters",
     "summarize",
     "train",
 ]
