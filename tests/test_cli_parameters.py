@@ -72,3 +72,17 @@ def test_trajectory_params(ckpts: Path, monkeypatch) -> None:
     assert t.recipe["params"] == [last]
     moved = [k for k, v in t.directions.vectors[0].items() if torch.count_nonzero(v) > 0]
     assert moved == [last]
+
+
+def test_interpolation_holds_excluded_tensors(ckpts: Path, monkeypatch) -> None:
+    monkeypatch.chdir(ckpts)
+    assert main(["surface", "epoch_0000.pt", "--interpolate", "epoch_0002.pt", X,
+                 "--exclude", "*.bias", "--subset", "50", "--splits", "train",
+                 "--out", "i.h5", "--no-progress"]) == 0
+    s = Surface.load(ckpts / "i.h5")
+    d = s.directions.vectors[0]
+    assert all(torch.count_nonzero(v) == 0 for k, v in d.items() if k.endswith("bias"))
+    assert all(torch.count_nonzero(v) > 0 for k, v in d.items() if k.endswith("weight"))
+    assert s.directions.recipe["exclude"] == ["*.bias"]
+    assert main(["surface", "epoch_0000.pt", "--dir-file", "i.h5", X, "--params", "*",
+                 "--out", "j.h5", "--no-progress"]) == 2

@@ -304,3 +304,24 @@ def test_selection_from_bare_tensors_and_bad_options():
         select_parameters(nn.Linear(2, 2), include_frozen="yes")
     with pytest.raises(LandscapeError, match="selection"):
         random_direction(t, seed=0, selection={"a.weight": 0})
+
+
+def test_float64_hessian_casts_non_persistent_buffers():
+    class Scaled(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(5, 3)
+            self.register_buffer("mix", torch.eye(3) * 0.5 + 0.1, persistent=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(x) @ self.mix  # a matmul refuses mixed dtypes
+
+    m = Scaled()  # float32 weights and buffer, float64 operator
+    x, y = _data()
+    op = HessianOperator(m, (x.float(), y), dtype=F64)
+    assert m.mix.dtype == torch.float32  # the model is untouched
+    ref = Scaled().double()
+    ref.load_state_dict(m.state_dict())
+    op_ref = HessianOperator(ref, (x, y), dtype=F64)
+    v = torch.randn(op.numel, dtype=F64, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(op @ v, op_ref @ v, rtol=1e-6, atol=1e-8)
