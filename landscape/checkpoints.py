@@ -65,6 +65,7 @@ __all__ = [
     "load_checkpoint",
     "checkpoint_position",
     "list_lightning_checkpoints",
+    "list_hf_checkpoints",
 ]
 
 CHECKPOINT_FORMAT = "landscape.checkpoint"
@@ -796,3 +797,34 @@ def list_lightning_checkpoints(run_dir: PathLike) -> list[Path]:
     keyed = [(k, p) for k, p in keyed if not (p.name == "last.ckpt" and k in seen)]
     keyed.sort(key=lambda kp: (kp[0], kp[1].name == "last.ckpt", kp[1].name))
     return [p for _, p in keyed]
+
+
+_HF_CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+def list_hf_checkpoints(run_dir: PathLike) -> list[Path]:
+    """The ``checkpoint-N`` directories of a HuggingFace ``Trainer`` run, in training order.
+
+    Ordered by the ``global_step`` of each directory's ``trainer_state.json`` (``N`` where it
+    has none); only directories with a ``config.json`` count.
+
+    Raises
+    ------
+    LandscapeError
+        If ``run_dir`` holds no such directory.
+    """
+    root = Path(run_dir)
+    found = []
+    if root.is_dir():
+        for p in root.iterdir():
+            m = _HF_CKPT_RE.match(p.name)
+            if m and p.is_dir() and (p / "config.json").is_file():
+                step = _hf_meta(p).get("global_step")
+                found.append((step if isinstance(step, int) else int(m.group(1)),
+                              int(m.group(1)), p))
+    if not found:
+        raise LandscapeError(
+            f"'{root}' holds no HuggingFace Trainer checkpoints (checkpoint-N directories with "
+            "a config.json)"
+        )
+    return [p for *_, p in sorted(found)]

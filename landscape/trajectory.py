@@ -69,6 +69,7 @@ from ._functional import TENSOR_SELECTIONS, named_tensors
 from .checkpoints import (
     Checkpoint,
     checkpoint_position,
+    list_hf_checkpoints,
     list_lightning_checkpoints,
     load_checkpoint,
 )
@@ -436,7 +437,9 @@ def list_run_checkpoints(run_dir: str | os.PathLike, *, allow_partial: bool = Fa
 
     A ``landscape train`` run (``run.json`` or ``epoch_NNNN.pt`` files, see
     :func:`landscape.training.list_checkpoints`), else a PyTorch Lightning run (``.ckpt``
-    files, see :func:`~landscape.checkpoints.list_lightning_checkpoints`).
+    files, see :func:`~landscape.checkpoints.list_lightning_checkpoints`), else a HuggingFace
+    ``Trainer`` output directory (``checkpoint-N`` folders, see
+    :func:`~landscape.checkpoints.list_hf_checkpoints`).
 
     Raises
     ------
@@ -448,8 +451,11 @@ def list_run_checkpoints(run_dir: str | os.PathLike, *, allow_partial: bool = Fa
     root = Path(run_dir)
     if root.is_dir() and not (root / "run.json").is_file() and not any(
         p.name.startswith("epoch_") and p.suffix == ".pt" for p in root.iterdir()
-    ) and any(root.rglob("*.ckpt")):
-        return list_lightning_checkpoints(root)
+    ):
+        if any(p.is_dir() and p.name.startswith("checkpoint-") for p in root.iterdir()):
+            return list_hf_checkpoints(root)
+        if any(root.rglob("*.ckpt")):
+            return list_lightning_checkpoints(root)
     return list_checkpoints(run_dir, allow_partial=allow_partial)
 
 

@@ -462,3 +462,23 @@ def test_trajectory_selection_follows_frozen_and_globs(tmp_path: Path) -> None:
     assert only.pca_directions_.recipe["params"] == [last]
     with pytest.raises(LandscapeError, match="matches no tensor"):
         TrajectoryPCA(exclude="nothing.*").fit(files)
+
+
+def test_huggingface_trainer_run_is_a_run(tmp_path: Path) -> None:
+    import json
+
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=20, n_positions=8)
+    dicts = []
+    for step in (2, 10, 30):  # "checkpoint-10" sorts before "checkpoint-2" as a string
+        torch.manual_seed(step)
+        m = transformers.GPT2LMHeadModel(cfg)
+        d = tmp_path / f"checkpoint-{step}"
+        m.save_pretrained(d)
+        (d / "trainer_state.json").write_text(json.dumps({"global_step": step, "epoch": 1.5}))
+        dicts.append(named_tensors(m))
+    pca = TrajectoryPCA().fit(tmp_path)
+    assert [Path(r["path"]).name for r in pca.checkpoints_] == [
+        "checkpoint-2", "checkpoint-10", "checkpoint-30"]
+    assert "lm_head.weight" not in pca.final_  # tied to the embedding: one tensor
+    np.testing.assert_allclose(pca.coords_, TrajectoryPCA().fit(dicts).coords_, atol=1e-10)
