@@ -325,3 +325,35 @@ def test_float64_hessian_casts_non_persistent_buffers():
     op_ref = HessianOperator(ref, (x, y), dtype=F64)
     v = torch.randn(op.numel, dtype=F64, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(op @ v, op_ref @ v, rtol=1e-6, atol=1e-8)
+
+
+def test_tied_gpt2_hessian_is_one_block():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(n_layer=2, n_embd=16, n_head=2, vocab_size=50, n_positions=32,
+                                  attn_implementation="eager")
+
+    class LastToken(nn.Module):  # class logits of the last position: today's (x, y) protocol
+        def __init__(self) -> None:
+            super().__init__()
+            self.gpt = transformers.GPT2LMHeadModel(cfg)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.gpt(ids).logits[:, -1]
+
+    m = LastToken().double().eval()
+    g = torch.Generator().manual_seed(0)
+    ids, y = torch.randint(0, 50, (6, 5), generator=g), torch.randint(0, 50, (6,), generator=g)
+    op = HessianOperator(m, (ids, y), params="gpt.lm_head", dtype=F64)  # the tied alias' name
+    assert op.names == ["gpt.transformer.wte.weight"] and op.numel == 50 * 16
+    w0 = m.gpt.transformer.wte.weight.detach().clone()
+
+    def loss(w):  # both names get the same tensor explicitly
+        out = torch.func.functional_call(
+            m, {"gpt.transformer.wte.weight": w, "gpt.lm_head.weight": w}, (ids,),
+            tie_weights=False)
+        return nn.functional.cross_entropy(out, y)
+
+    v = torch.randn(50, 16, dtype=F64, generator=g)
+    _, ref = torch.autograd.functional.hvp(loss, w0, v)
+    torch.testing.assert_close(op @ v.reshape(-1), ref.reshape(-1), rtol=1e-9, atol=1e-12)
