@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -134,8 +135,13 @@ def run(args: argparse.Namespace) -> int:
     pca = TrajectoryPCA(args.components, ignore=args.ignore, what=args.dir_type,
                         include_final=not args.exclude_final, seed=args.seed,
                         **selection_kwargs(args))
-    pca.fit(ckpts, model=model_arg(args), trust=args.trust_checkpoint)
-    final = load_checkpoint(ckpts[-1], model=model_arg(args), trust=args.trust_checkpoint)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        pca.fit(ckpts, model=model_arg(args), trust=args.trust_checkpoint)
+    for w in caught:
+        print(f"landscape trajectory: warning: {w.message}", file=sys.stderr)
+    final_path = pca.checkpoints_[-1]["path"]  # the last in recorded order (fit sorts them)
+    final = load_checkpoint(final_path, model=model_arg(args), trust=args.trust_checkpoint)
     spec = data_spec(args, final)
     datasets = load_datasets(spec, splits, final.model) if args.surface else None
     resume = False
@@ -172,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
                 "model": final.spec.to_dict() if final.spec is not None else None,
                 "data": spec.to_dict(),
             }
-            provenance = {"command": command_line(args), "checkpoint": str(ckpts[-1])}
+            provenance = {"command": command_line(args), "checkpoint": str(final_path)}
             with distributed("cpu") as (rank, _world, device):
                 s = compute_surface(
                     final.model, dirs, datasets, x=ax, y=ay, batch_size=args.batch_size,

@@ -86,3 +86,14 @@ def test_interpolation_holds_excluded_tensors(ckpts: Path, monkeypatch) -> None:
     assert s.directions.recipe["exclude"] == ["*.bias"]
     assert main(["surface", "epoch_0000.pt", "--dir-file", "i.h5", X, "--params", "*",
                  "--out", "j.h5", "--no-progress"]) == 2
+
+
+def test_trajectory_sorts_out_of_order_checkpoints(ckpts: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(ckpts)
+    assert main(["trajectory", "epoch_0002.pt", "epoch_0000.pt", "epoch_0001.pt",
+                 "--out", "o.h5", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the checkpoints are not in training order" in err
+    t = load_trajectory(ckpts / "o.h5")
+    assert t.epochs.tolist() == [0, 1, 2]
+    assert t.checkpoints[-1]["path"].endswith("epoch_0002.pt")

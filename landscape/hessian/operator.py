@@ -384,8 +384,7 @@ class HessianOperator(CurvatureOperator):
                 f"The 'params' dict has names the model does not have: {unknown[:3]}; "
                 f"use the keys of model.named_parameters() or model.state_dict()."
             )
-        skip = set() if include_frozen else set(sel.frozen)
-        skip |= {k for k in sel.names if not sel.moves(k) and k not in sel.frozen}
+        skip = {k for k in sel.names if not sel.moves(k)}  # frozen, outside the globs, ints
         if isinstance(ignore, str):
             if ignore != "biasbn":
                 raise LandscapeError(
