@@ -158,6 +158,11 @@ def _check_common(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     _check_common(args)
     if args.grid is not None:
+        if args.params or args.exclude or args.include_frozen:
+            raise LandscapeError(
+                "--params/--exclude/--include-frozen do not apply to --grid: a ratio map uses "
+                "the parameter selection recorded with the surface's directions"
+            )
         return _run_grid(args)
     return _run_point(args)
 
