@@ -91,12 +91,24 @@ def _filter_dim(k: str, selection: ParameterSelection | None) -> int:
     return 0 if selection is None else selection.filter_dim(k)
 
 
-def _check_selection(selection: ParameterSelection | None) -> None:
-    if selection is not None and not isinstance(selection, ParameterSelection):
+def _check_selection(
+    selection: ParameterSelection | None, weights: Mapping[str, Tensor] | None = None
+) -> None:
+    if selection is None:
+        return
+    if not isinstance(selection, ParameterSelection):
         raise LandscapeError(
             "The 'selection' parameter must be a ParameterSelection (select_parameters(model)) "
             f"or None. Got {type(selection).__name__} instead."
         )
+    if weights is not None:
+        known = set(selection.names)
+        unknown = [k for k in weights if k not in known]
+        if unknown:
+            raise LandscapeError(
+                f"the selection does not know the tensors {unknown[:3]}; make it from the "
+                "same model and what='weights'/'states' as the tensors"
+            )
 
 
 def filter_norms(t: Tensor, dim: int = 0) -> Tensor:
@@ -193,7 +205,7 @@ def normalize_direction(
     """
     check_option("norm", norm, NORMS)
     check_option("ignore", ignore, IGNORES)
-    _check_selection(selection)
+    _check_selection(selection, weights)
     _check_same_keys(direction, weights)
     out: Direction = {}
     for k, w in weights.items():
@@ -324,7 +336,7 @@ def orthogonalize(
     are slices along its output axes and its ``"biasbn"`` tensors are one unit each.
     """
     check_option("norm", norm, NORMS)
-    _check_selection(selection)
+    _check_selection(selection, weights)
     _check_same_keys(d2, d1)
     out: Direction = {}
     if norm in ("model", "none"):

@@ -304,6 +304,8 @@ def test_selection_from_bare_tensors_and_bad_options():
         select_parameters(nn.Linear(2, 2), include_frozen="yes")
     with pytest.raises(LandscapeError, match="selection"):
         random_direction(t, seed=0, selection={"a.weight": 0})
+    with pytest.raises(LandscapeError, match="does not know the tensors"):
+        random_direction(t, seed=0, selection=select_parameters(nn.Linear(2, 2)))
 
 
 def test_float64_hessian_casts_non_persistent_buffers():
