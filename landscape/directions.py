@@ -49,10 +49,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .errors import LandscapeError, check_int, check_option
-from .parameters import ParameterSelection, is_perturbable
+from .parameters import ParameterSelection, is_perturbable, named_tensors, select_parameters
 
 __all__ = [
     "NORMS",
@@ -501,7 +501,7 @@ class Directions:
 
 
 def random_directions(
-    weights: Mapping[str, Tensor],
+    weights: Mapping[str, Tensor] | nn.Module,
     *,
     ndim: int = 2,
     seeds: Sequence[int] | int = 0,
@@ -515,8 +515,10 @@ def random_directions(
 
     Parameters
     ----------
-    weights : dict[str, Tensor]
-        Tensors to perturb.
+    weights : dict[str, Tensor] or nn.Module
+        Tensors to perturb. A module stands for ``named_tensors(module, what)`` with its
+        default selection ``select_parameters(module, what)`` (frozen parameters held fixed,
+        biases and normalisation layers by module type) unless ``selection`` is given.
     ndim : {1, 2}
         Number of directions.
     seeds : int or sequence of int, default=0
@@ -537,6 +539,10 @@ def random_directions(
     """
     ndim = check_int("ndim", ndim, 1, 2)
     check_option("what", what, ("weights", "states"))
+    if isinstance(weights, nn.Module):
+        if selection is None:
+            selection = select_parameters(weights, what)
+        weights = named_tensors(weights, what)
     _check_selection(selection)
     if selection is not None and selection.what != what:
         raise LandscapeError(

@@ -359,3 +359,12 @@ def test_tied_gpt2_hessian_is_one_block():
     v = torch.randn(50, 16, dtype=F64, generator=g)
     _, ref = torch.autograd.functional.hvp(loss, w0, v)
     torch.testing.assert_close(op @ v.reshape(-1), ref.reshape(-1), rtol=1e-9, atol=1e-12)
+
+
+def test_random_directions_of_a_module_use_its_default_selection(tiny_conv):
+    m = Frozen()
+    d = random_directions(m, seeds=0, ignore="none")
+    assert torch.count_nonzero(d.vectors[0]["features.weight"]) == 0
+    assert torch.count_nonzero(d.vectors[0]["head.weight"]) > 0
+    plain = random_directions(named_tensors(tiny_conv), seeds=0)
+    assert random_directions(tiny_conv, seeds=0).digest() == plain.digest()
