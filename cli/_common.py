@@ -46,6 +46,24 @@ def add_data_args(p: argparse.ArgumentParser, *, default_from_checkpoint: bool =
                    help="evaluate on a deterministic subset of N samples per split")
 
 
+def add_selection_args(p: argparse.ArgumentParser) -> None:
+    """--params / --exclude / --include-frozen: which tensors are perturbed or differentiated."""
+    g = p.add_argument_group("parameters")
+    g.add_argument("--params", metavar="GLOB", action="append",
+                   help="perturb only tensors whose name or module matches this glob, e.g. "
+                        "'encoder.*.attn.*' (repeatable; default: all)")
+    g.add_argument("--exclude", metavar="GLOB", action="append",
+                   help="hold tensors matching this glob fixed, e.g. '*.bias' (repeatable)")
+    g.add_argument("--include-frozen", action="store_true",
+                   help="also perturb parameters with requires_grad=False (fixed by default)")
+
+
+def selection_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The --params / --exclude / --include-frozen options as keyword arguments."""
+    return {"params": args.params, "exclude": args.exclude,
+            "include_frozen": bool(args.include_frozen)}
+
+
 def add_progress_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 

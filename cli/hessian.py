@@ -20,6 +20,7 @@ from landscape.hessian.directions import SCALES, eigenvector_directions
 from landscape.hessian.ratio_map import compute_ratio_map
 from landscape.hessian.results import TRACE_METHODS, CurvatureResult, compute_curvature
 from landscape.models import parse_model_kwargs
+from landscape.parameters import select_parameters
 from landscape.recipes import checkpoint_provenance, checkpoint_recipe
 from landscape.surface import Surface, save_directions
 
@@ -27,6 +28,7 @@ from ._common import (
     add_checkpoint_args,
     add_data_args,
     add_progress_arg,
+    add_selection_args,
     check_device,
     command_line,
     data_spec,
@@ -38,6 +40,7 @@ from ._common import (
     load_ckpt,
     load_datasets,
     loss_arg,
+    selection_kwargs,
 )
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -128,6 +131,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "the surface file itself); other groups of the file are kept")
     o.add_argument("--overwrite", action="store_true",
                    help="replace results computed with another recipe")
+    add_selection_args(p)
     add_progress_arg(p)
     p.set_defaults(func=run)
 
@@ -155,6 +159,11 @@ def _check_common(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     _check_common(args)
     if args.grid is not None:
+        if args.params or args.exclude or args.include_frozen:
+            raise LandscapeError(
+                "--params/--exclude/--include-frozen do not apply to --grid: a ratio map uses "
+                "the parameter selection recorded with the surface's directions"
+            )
         return _run_grid(args)
     return _run_point(args)
 
@@ -198,7 +207,7 @@ def _compute_point(args: argparse.Namespace) -> int:
         seed=args.seed, loss=loss, batch_size=args.batch_size,
         ignore=None if args.ignore == "none" else args.ignore, dtype=_DTYPES[args.dtype],
         max_hvp=args.max_hvp, keep_eigenvectors=want_vectors, recipe=recipe,
-        provenance=provenance, progress=not args.no_progress,
+        provenance=provenance, progress=not args.no_progress, **selection_kwargs(args),
     )
     dt = time.perf_counter() - t0
     vectors = res.eigenvector_dicts()[:2] if args.eigvec_directions else None
@@ -226,6 +235,7 @@ def _report(args: argparse.Namespace, res: CurvatureResult, saved: CurvatureResu
         dirs = eigenvector_directions(
             vectors, named_tensors(ckpt.model, "weights"), scale=args.eigvec_scale,
             ignore="biasbn" if args.ignore == "biasbn" else "none",
+            selection=select_parameters(ckpt.model, "weights"),
             recipe={
                 "what": "weights",
                 "source": "landscape hessian",

@@ -22,6 +22,7 @@ from landscape.directions import (
 )
 from landscape.errors import LandscapeError
 from landscape.evaluation import BN_MODES
+from landscape.parameters import select_parameters
 from landscape.recipes import checkpoint_provenance, checkpoint_recipe
 from landscape.surface import compute_surface, load_directions, parse_axis
 
@@ -29,6 +30,7 @@ from ._common import (
     add_checkpoint_args,
     add_data_args,
     add_progress_arg,
+    add_selection_args,
     batch_size_arg,
     check_device,
     command_line,
@@ -42,6 +44,7 @@ from ._common import (
     load_datasets,
     loss_arg,
     parse_splits,
+    selection_kwargs,
 )
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -108,6 +111,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="replace an existing output computed with another recipe")
     o.add_argument("--flush-seconds", type=float_arg("flush_seconds", 0.0), default=10.0,
                    help="write finished points to disk at least this often")
+    add_selection_args(p)
     add_progress_arg(p)
     p.set_defaults(func=run)
 
@@ -141,8 +145,18 @@ def _same_architecture(args: argparse.Namespace, base: dict, path: str, option: 
     return {"ckpt": other, "tensors": tensors}
 
 
+def _held(tensors: dict, base: dict, selection) -> dict:
+    """``tensors`` with the entries the selection holds fixed taken from ``base``."""
+    return {k: v if selection.moves(k) else base[k] for k, v in tensors.items()}
+
+
 def _directions(args: argparse.Namespace, ckpt, ndim: int) -> Directions:
     what = args.dir_type
+    if args.dir_file and (args.params or args.exclude or args.include_frozen):
+        raise LandscapeError(
+            "--params/--exclude/--include-frozen choose the tensors of new directions; a "
+            "--dir-file brings its own -- drop one of them"
+        )
     if args.dir_file:
         d = load_directions(args.dir_file, ckpt.model, what)
         if d.recipe.get("kind") != "li2018" and d.what != what:  # Li's: told by the count
@@ -164,13 +178,14 @@ def _directions(args: argparse.Namespace, ckpt, ndim: int) -> Directions:
                 )
         return d
     base = named_tensors(ckpt.model, what)
+    selection = select_parameters(ckpt.model, what, **selection_kwargs(args))
     if args.interpolate:
         if ndim != 1:
             raise LandscapeError("--interpolate gives a 1D line; drop --y")
         other = _same_architecture(args, base, args.interpolate, "--interpolate")
         recipe = {"kind": "interpolation", "what": what, "target": args.interpolate,
-                  "target_sha256": other["ckpt"].sha256}
-        d = interpolation_direction(base, other["tensors"])
+                  "target_sha256": other["ckpt"].sha256, **selection.recipe}
+        d = interpolation_direction(base, _held(other["tensors"], base, selection))
         if direction_norms(d) == 0:
             raise LandscapeError(
                 f"--interpolate checkpoint '{args.interpolate}' has the same {what} as "
@@ -183,7 +198,8 @@ def _directions(args: argparse.Namespace, ckpt, ndim: int) -> Directions:
         b, c = (_same_architecture(args, base, f, "--plane")["ckpt"] for f in args.plane)
         try:
             dx, dy, coords = plane_directions(
-                base, named_tensors(b.model, what), named_tensors(c.model, what),
+                base, _held(named_tensors(b.model, what), base, selection),
+                _held(named_tensors(c.model, what), base, selection),
                 orthogonal=args.orthogonal,
             )
         except LandscapeError as exc:
@@ -191,10 +207,11 @@ def _directions(args: argparse.Namespace, ckpt, ndim: int) -> Directions:
             raise LandscapeError(f"--plane: {exc} ({names})") from None
         recipe = {"kind": "plane", "what": what, "models": list(args.plane),
                   "sha256": [b.sha256, c.sha256], "orthogonal": args.orthogonal,
-                  "coords": coords}
+                  "coords": coords, **selection.recipe}
         return Directions((dx, dy), recipe)
     return random_directions(base, ndim=ndim, seeds=args.seed, norm=args.norm,
-                             ignore=args.ignore, what=what, orthogonal=args.orthogonal)
+                             ignore=args.ignore, what=what, orthogonal=args.orthogonal,
+                             selection=selection)
 
 
 def _check_out_is_not_an_input(args: argparse.Namespace, out: str) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from landscape.checkpoints import load_checkpoint
@@ -13,13 +14,14 @@ from landscape.directions import IGNORES, Directions
 from landscape.errors import LandscapeError, on_interrupt
 from landscape.recipes import checkpoint_provenance, checkpoint_recipe
 from landscape.surface import compute_surface, parse_axis
-from landscape.training import TrainRun, list_checkpoints
-from landscape.trajectory import TrajectoryPCA
+from landscape.training import TrainRun
+from landscape.trajectory import TrajectoryPCA, list_run_checkpoints
 
 from ._common import (
     add_checkpoint_args,
     add_data_args,
     add_progress_arg,
+    add_selection_args,
     batch_size_arg,
     command_line,
     data_spec,
@@ -30,6 +32,7 @@ from ._common import (
     load_datasets,
     model_arg,
     parse_splits,
+    selection_kwargs,
 )
 
 
@@ -77,6 +80,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="FILE.h5",
                    help="output file (default: trajectory.h5 in the run directory)")
     p.add_argument("--overwrite", action="store_true")
+    add_selection_args(p)
     add_progress_arg(p)
     p.set_defaults(func=run)
 
@@ -108,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
                 f"'{paths[0]}' is not a run directory; give a run directory or at least "
                 "three checkpoints in training order"
             )
-        ckpts = list_checkpoints(paths[0], allow_partial=args.allow_partial)
+        ckpts = list_run_checkpoints(paths[0], allow_partial=args.allow_partial)
         _warn_if_partial(paths[0])
         default_out = Path(paths[0]) / "trajectory.h5"
     else:
@@ -120,9 +124,15 @@ def run(args: argparse.Namespace) -> int:
     storage.check_writable(out, overwrite=args.overwrite)
     t0 = time.perf_counter()
     pca = TrajectoryPCA(args.components, ignore=args.ignore, what=args.dir_type,
-                        include_final=not args.exclude_final, seed=args.seed)
-    pca.fit(ckpts, model=model_arg(args), trust=args.trust_checkpoint)
-    final = load_checkpoint(ckpts[-1], model=model_arg(args), trust=args.trust_checkpoint)
+                        include_final=not args.exclude_final, seed=args.seed,
+                        **selection_kwargs(args))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        pca.fit(ckpts, model=model_arg(args), trust=args.trust_checkpoint)
+    for w in caught:
+        print(f"landscape trajectory: warning: {w.message}", file=sys.stderr)
+    final_path = pca.checkpoints_[-1]["path"]  # the last in recorded order (fit sorts them)
+    final = load_checkpoint(final_path, model=model_arg(args), trust=args.trust_checkpoint)
     spec = data_spec(args, final)
     datasets = load_datasets(spec, splits, final.model) if args.surface else None
     pca.save_or_resume(out, overwrite=args.overwrite)  # same run, same PCA: resume its surface
@@ -143,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
             if dirs.ndim != 2:
                 dirs = Directions(dirs.vectors[:2], dirs.recipe)
             recipe = checkpoint_recipe(final, spec)
-            provenance = checkpoint_provenance(None, ckpts[-1], command_line(args))
+            provenance = checkpoint_provenance(None, final_path, command_line(args))
             with distributed("cpu") as (rank, _world, device):
                 s = compute_surface(
                     final.model, dirs, datasets, x=ax, y=ay, batch_size=args.batch_size,

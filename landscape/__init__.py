@@ -39,6 +39,7 @@ from .hessian import (
 )
 from .info import describe, summarize
 from .models import ModelSpec, build
+from .parameters import ParameterSelection, select_parameters
 from .report import Report, compare
 from .surface import (
     Axis,
@@ -63,6 +64,7 @@ __all__ = [
     "LandscapeError",
     "Metrics",
     "ModelSpec",
+    "ParameterSelection",
     "Report",
     "Surface",
     "TensorData",
@@ -95,6 +97,7 @@ __all__ = [
     "random_directions",
     "save_checkpoint",
     "save_directions",
+    "select_parameters",
     "summarize",
     "train",
 ]

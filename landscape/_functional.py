@@ -11,6 +11,9 @@ Two selections of tensors exist throughout the package:
 ``"states"``
     ``model.state_dict()`` -- parameters plus buffers such as BatchNorm running statistics.
     Integer buffers (``num_batches_tracked``) are carried along but never perturbed.
+
+Tied tensors appear once, under their first name; :mod:`landscape.parameters` decides which
+of the tensors are perturbed.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from .errors import LandscapeError, check_option
+from .parameters import TENSOR_SELECTIONS, is_perturbable, named_tensors
 
 __all__ = [
     "TENSOR_SELECTIONS",
@@ -34,41 +38,11 @@ __all__ = [
     "is_perturbable",
 ]
 
-TENSOR_SELECTIONS = ("weights", "states")
-
 #: A loss is a name (``"cross_entropy"``, ``"mse"``) or ``f(output, target) -> Tensor``
 #: returning per-sample losses of shape ``(B,)`` (or their mean, a scalar).
 LossSpec = str | Callable[[Tensor, Tensor], Tensor]
 
 _BUILTIN_LOSSES = ("cross_entropy", "mse")
-
-
-def named_tensors(model: nn.Module, what: str = "weights") -> dict[str, Tensor]:
-    """Return detached copies-by-reference of the model's tensors.
-
-    Parameters
-    ----------
-    model : nn.Module
-        The network.
-    what : {"weights", "states"}
-        ``"weights"``: the parameters; ``"states"``: the whole ``state_dict`` (parameters and
-        buffers, e.g. BatchNorm running statistics).
-
-    Returns
-    -------
-    dict[str, Tensor]
-        Name to tensor, in the model's own order. The tensors are detached views; do not
-        modify them in place.
-    """
-    check_option("what", what, TENSOR_SELECTIONS)
-    if what == "weights":
-        return {k: v.detach() for k, v in model.named_parameters()}
-    return {k: v.detach() for k, v in model.state_dict(keep_vars=True).items()}
-
-
-def is_perturbable(t: Tensor) -> bool:
-    """Whether a tensor may be moved along a direction (floating point)."""
-    return t.is_floating_point() or t.is_complex()
 
 
 def functional_forward(model: nn.Module, tensors: Mapping[str, Tensor], x: Tensor) -> Tensor:

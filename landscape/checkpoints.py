@@ -16,7 +16,20 @@ executes code from the file -- and also accepts what other code bases write:
   ``"_orig_mod."`` (``torch.compile``), ``"model."`` / ``"net."`` (Lightning modules). Only the
   leading components needed to match the target model's own keys are stripped;
 * with ``trust=True`` only: a fully pickled :class:`~torch.nn.Module` (or dicts holding one),
-  loaded with ``weights_only=False`` -- which can execute arbitrary code from the file.
+  loaded with ``weights_only=False`` -- which can execute arbitrary code from the file;
+* a ``.safetensors`` file (read with the ``safetensors`` library, never unpickled), with
+  ``model`` given or a HuggingFace ``config.json`` next to it;
+* a HuggingFace ``save_pretrained`` directory (``config.json`` and ``model.safetensors`` or
+  ``pytorch_model.bin``), loaded with transformers' ``AutoConfig`` and the class its config
+  names (``AutoModel`` otherwise), from the local directory only (``local_files_only=True``).
+
+Tied weights (one tensor under two names, e.g. ``lm_head.weight`` and
+``transformer.wte.weight``) are stored once by safetensors and ``save_pretrained``: a key
+missing from a file because it is tied to a key that is present is accepted.
+
+:func:`list_lightning_checkpoints` finds the ``epoch=N-step=M.ckpt`` / ``last.ckpt`` files of a
+PyTorch Lightning run and orders them by the epoch and step recorded inside them
+(:func:`checkpoint_position`), falling back to the file names.
 
 Every problem (missing file, corrupted or truncated file, keys of a different architecture,
 NaN/inf weights) is reported as a one-line :class:`~landscape.errors.LandscapeError`.
@@ -25,8 +38,10 @@ NaN/inf weights) is reported as a one-line :class:`~landscape.errors.LandscapeEr
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,6 +54,7 @@ from torch import Tensor, nn
 from ._atomic import atomic_write as _atomic_write
 from .errors import LandscapeError
 from .models import ModelSpec
+from .parameters import tied_aliases
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -47,6 +63,9 @@ __all__ = [
     "file_sha256",
     "save_checkpoint",
     "load_checkpoint",
+    "checkpoint_position",
+    "list_lightning_checkpoints",
+    "list_hf_checkpoints",
 ]
 
 CHECKPOINT_FORMAT = "landscape.checkpoint"
@@ -357,6 +376,16 @@ def _align_keys(state: Mapping[str, Tensor], target: Mapping[str, Any]) -> dict[
     return {k[len(best):]: v for k, v in state.items() if k.startswith(best)}
 
 
+def _fill_tied(state: dict[str, Tensor], net: nn.Module) -> dict[str, Tensor]:
+    """Give a tied name missing from ``state`` the tensor of its present twin."""
+    for alias, canonical in tied_aliases(net, "states").items():
+        if alias not in state and canonical in state:
+            state[alias] = state[canonical]
+        elif canonical not in state and alias in state:
+            state[canonical] = state[alias]
+    return state
+
+
 def _check_fit(state: Mapping[str, Tensor], target: Mapping[str, Tensor], path: Path) -> None:
     missing = [k for k in target if k not in state]
     unexpected = [k for k in state if k not in target]
@@ -493,19 +522,29 @@ def load_checkpoint(
     path = Path(path)
     if not path.exists():
         raise LandscapeError(f"checkpoint '{path}' does not exist; check the path")
+    if path.is_dir() and (path / "config.json").is_file():
+        return _load_hf_dir(path, model, model_kwargs)
     if not path.is_file():
-        raise LandscapeError(f"checkpoint '{path}' is not a file; pass the path of a .pt file")
+        raise LandscapeError(
+            f"checkpoint '{path}' is not a file (nor a HuggingFace directory with a "
+            "config.json); pass the path of a .pt or .safetensors file"
+        )
     if path.stat().st_size == 0:
         raise LandscapeError(f"checkpoint '{path}' is empty; re-save or re-download it")
     sha = file_sha256(path)
-    loaded, saved_spec, meta = _extract(_torch_load(path, trust), path, trust)
+    if path.suffix == ".safetensors":
+        loaded, saved_spec, meta = _safetensors_load(path), None, {}
+        if model is None and (path.parent / "config.json").is_file():
+            model = _hf_model(path.parent, build=True)
+    else:
+        loaded, saved_spec, meta = _extract(_torch_load(path, trust), path, trust)
 
     net, spec = _resolve_model(model, model_kwargs, saved_spec, loaded, path)
     if not isinstance(net, nn.Module):
         raise LandscapeError(f"building the model for '{path}' did not give an nn.Module")
     source = loaded.state_dict() if isinstance(loaded, nn.Module) else loaded
     target = net.state_dict()
-    state = _align_keys(source, target)
+    state = _fill_tied(_align_keys(source, target), net)
     for k in target:  # old BatchNorm checkpoints lack the (unused) step counter
         if k not in state and k.endswith("num_batches_tracked"):
             state[k] = target[k]
@@ -521,3 +560,271 @@ def load_checkpoint(
             ) from e
     net.eval()
     return Checkpoint(model=net, spec=spec, path=str(path), sha256=sha, meta=meta)
+
+
+# --------------------------------------------------------------------------------------------
+# safetensors and HuggingFace directories
+# --------------------------------------------------------------------------------------------
+
+#: Weight files of a ``save_pretrained`` directory, in order of preference.
+_HF_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+               "pytorch_model.bin.index.json")
+
+
+def _safetensors_load(path: Path) -> dict[str, Tensor]:
+    try:
+        from safetensors.torch import load_file
+    except ImportError as e:  # pragma: no cover - safetensors is a dependency
+        raise LandscapeError(
+            f"reading '{path}' needs the safetensors package; pip install safetensors"
+        ) from e
+    try:
+        state = load_file(str(path), device="cpu")
+    except Exception as e:  # safetensors raises its own SafetensorError, OSError, ...
+        raise LandscapeError(
+            f"checkpoint '{path}' is corrupted or not a safetensors file "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); re-save it"
+        ) from e
+    if not state:
+        raise LandscapeError(f"checkpoint '{path}' holds no tensors")
+    return state
+
+
+def _transformers(path: Path) -> Any:
+    try:
+        import transformers
+    except ImportError as e:
+        raise LandscapeError(
+            f"'{path}' is a HuggingFace model directory; loading it needs the transformers "
+            "package (pip install transformers)"
+        ) from e
+    return transformers
+
+
+def _hf_model(path: Path, *, build: bool) -> nn.Module:
+    """The model of a HuggingFace directory: built from its config, or with its weights."""
+    transformers = _transformers(path)
+    try:
+        config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
+        names = list(getattr(config, "architectures", None) or [])
+        cls = getattr(transformers, names[0], None) if names else None
+        if cls is None:
+            cls = transformers.AutoModel
+        if build:
+            if cls is transformers.AutoModel:
+                return cls.from_config(config)
+            return cls(config)
+        return cls.from_pretrained(str(path), config=config, local_files_only=True)
+    except LandscapeError:
+        raise
+    except Exception as e:  # transformers raises OSError, ValueError, KeyError, ...
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise LandscapeError(
+            f"cannot load the HuggingFace model in '{path}' ({type(e).__name__}: {first}); "
+            "check its config.json and weight files"
+        ) from e
+
+
+def _hf_sha256(path: Path) -> str:
+    """SHA-256 over the config and the weight files (name and digest of each)."""
+    h = hashlib.sha256()
+    files = ["config.json"] + [f.name for f in sorted(path.iterdir())
+                               if f.is_file() and (f.suffix in (".safetensors", ".bin")
+                                                   or f.name in _HF_WEIGHTS)]
+    for name in files:
+        h.update(name.encode())
+        h.update(file_sha256(path / name).encode())
+    return h.hexdigest()
+
+
+def _hf_meta(path: Path) -> dict:
+    """Training position of a HuggingFace Trainer checkpoint (``trainer_state.json``)."""
+    meta: dict[str, Any] = {"format": "huggingface"}
+    state = path / "trainer_state.json"
+    if state.is_file():
+        try:
+            data = json.loads(state.read_text())
+        except (OSError, ValueError):
+            return meta
+        step = data.get("global_step")
+        epoch = data.get("epoch")
+        if isinstance(step, int):
+            meta["global_step"] = step
+        if isinstance(epoch, int | float) and float(epoch).is_integer():
+            meta["epoch"] = int(epoch)
+    return meta
+
+
+def _load_hf_dir(
+    path: Path, model: ModelSpec | str | nn.Module | None, model_kwargs: Mapping[str, Any] | None
+) -> Checkpoint:
+    if model_kwargs or isinstance(model, str | ModelSpec):
+        raise LandscapeError(
+            f"'{path}' is a HuggingFace model directory: its config.json gives the "
+            "architecture; drop --model / --model-kwargs"
+        )
+    if not any((path / f).is_file() for f in _HF_WEIGHTS):
+        raise LandscapeError(
+            f"HuggingFace directory '{path}' has a config.json but no weights "
+            f"(none of {', '.join(_HF_WEIGHTS)}); save it with save_pretrained"
+        )
+    sha = _hf_sha256(path)
+    if isinstance(model, nn.Module):
+        weights = path / "model.safetensors"
+        if not weights.is_file():
+            raise LandscapeError(
+                f"loading '{path}' into a given module needs its model.safetensors; pass "
+                "no model to load it with transformers"
+            )
+        ckpt = load_checkpoint(weights, model=model)
+        return Checkpoint(model=ckpt.model, spec=None, path=str(path), sha256=sha,
+                          meta=_hf_meta(path))
+    net = _hf_model(path, build=False)
+    _check_finite(net.state_dict(), path)
+    net.eval()
+    return Checkpoint(model=net, spec=None, path=str(path), sha256=sha, meta=_hf_meta(path))
+
+
+# --------------------------------------------------------------------------------------------
+# training position and Lightning runs
+# --------------------------------------------------------------------------------------------
+
+_EPOCH_RE = re.compile(r"(?:^|[-_])epoch=(\d+)")
+_STEP_RE = re.compile(r"(?:^|[-_])step=(\d+)")
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, Tensor) and value.numel() == 1 and not value.is_floating_point():
+        return int(value.item())
+    return None
+
+
+def checkpoint_position(path: PathLike) -> tuple[int | None, int | None]:
+    """The ``(epoch, step)`` a checkpoint was saved at, ``None`` where unknown.
+
+    Read from the file (``weights_only=True``, memory-mapped, nothing executed): a landscape
+    checkpoint's ``meta["epoch"]``, a Lightning checkpoint's ``epoch`` / ``global_step``, a
+    HuggingFace Trainer directory's ``trainer_state.json``. Where the file records nothing (or
+    cannot be read that way), from its name: ``epoch=3-step=120.ckpt``, ``epoch_0003.pt``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A checkpoint file or HuggingFace directory.
+
+    Returns
+    -------
+    tuple of (int or None, int or None)
+    """
+    path = Path(path)
+    epoch: int | None = None
+    step: int | None = None
+    if path.is_dir():
+        meta = _hf_meta(path)
+        epoch, step = meta.get("epoch"), meta.get("global_step")
+    elif path.is_file() and path.suffix != ".safetensors":
+        obj: Any = None
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # unreadable this way: fall back to the name
+            obj = None
+        if isinstance(obj, Mapping):
+            meta = obj.get("meta") if obj.get("format") == CHECKPOINT_FORMAT else obj
+            if isinstance(meta, Mapping):
+                epoch = _int_or_none(meta.get("epoch"))
+                step = _int_or_none(meta.get("global_step", meta.get("step")))
+        del obj
+    name = path.name
+    if epoch is None:
+        m = _EPOCH_RE.search(name) or re.match(r"^epoch_(\d+)\.pt$", name)
+        epoch = int(m.group(1)) if m else None
+    if step is None:
+        m = _STEP_RE.search(name)
+        step = int(m.group(1)) if m else None
+    return epoch, step
+
+
+def list_lightning_checkpoints(run_dir: PathLike) -> list[Path]:
+    """The ``.ckpt`` files of a PyTorch Lightning run, in training order.
+
+    The files are looked for in ``run_dir`` itself, else anywhere below it (e.g.
+    ``lightning_logs/version_0/checkpoints``; they must then all sit in one directory). They
+    are ordered by the ``(epoch, global_step)`` recorded in each file
+    (:func:`checkpoint_position`), the file name breaking ties; ``last.ckpt`` is dropped when
+    it duplicates the position of another file, and files whose position is unknown come
+    last.
+
+    Parameters
+    ----------
+    run_dir : str or os.PathLike
+        The run's directory (or its ``checkpoints`` folder).
+
+    Returns
+    -------
+    list of Path
+
+    Raises
+    ------
+    LandscapeError
+        If the directory holds no ``.ckpt`` file, or they lie in several directories.
+    """
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise LandscapeError(f"'{root}' is not a directory; pass a Lightning run directory")
+    files = sorted(p for p in root.glob("*.ckpt") if p.is_file())
+    if not files:
+        files = sorted(p for p in root.rglob("*.ckpt") if p.is_file())
+        parents = sorted({str(p.parent) for p in files})
+        if len(parents) > 1:
+            raise LandscapeError(
+                f"'{root}' holds .ckpt files in {len(parents)} directories ({parents[0]}, "
+                f"{parents[1]}, ...); pass the one directory of the run to analyse"
+            )
+    if not files:
+        raise LandscapeError(f"'{root}' holds no Lightning checkpoints (*.ckpt)")
+    big = float("inf")
+    keyed = []
+    for p in files:
+        epoch, step = checkpoint_position(p)
+        keyed.append(((big if epoch is None else epoch, big if step is None else step), p))
+    seen = {k for k, p in keyed if p.name != "last.ckpt" and big not in k}
+    keyed = [(k, p) for k, p in keyed if not (p.name == "last.ckpt" and k in seen)]
+    keyed.sort(key=lambda kp: (kp[0], kp[1].name == "last.ckpt", kp[1].name))
+    return [p for _, p in keyed]
+
+
+_HF_CKPT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+def list_hf_checkpoints(run_dir: PathLike) -> list[Path]:
+    """The ``checkpoint-N`` directories of a HuggingFace ``Trainer`` run, in training order.
+
+    Ordered by the ``global_step`` of each directory's ``trainer_state.json`` (``N`` where it
+    has none); only directories with a ``config.json`` count.
+
+    Raises
+    ------
+    LandscapeError
+        If ``run_dir`` holds no such directory.
+    """
+    root = Path(run_dir)
+    found = []
+    if root.is_dir():
+        for p in root.iterdir():
+            m = _HF_CKPT_RE.match(p.name)
+            if m and p.is_dir() and (p / "config.json").is_file():
+                step = _hf_meta(p).get("global_step")
+                found.append((step if isinstance(step, int) else int(m.group(1)),
+                              int(m.group(1)), p))
+    if not found:
+        raise LandscapeError(
+            f"'{root}' holds no HuggingFace Trainer checkpoints (checkpoint-N directories with "
+            "a config.json)"
+        )
+    return [p for *_, p in sorted(found)]

@@ -24,6 +24,15 @@ al.'s code under ``"filter"``/``"layer"`` (``d = θ``, so moving along the direc
 and are ordinary Gaussian entries under ``"model"``/``"none"``. Integer tensors (e.g.
 ``num_batches_tracked``) never move.
 
+Given a :class:`~landscape.parameters.ParameterSelection` (``selection=``, from
+:func:`~landscape.parameters.select_parameters`), the rules follow the model's modules instead
+of tensor shapes: ``"biasbn"`` covers every bias and every tensor of a normalisation layer
+(also a ``LayerNorm([8, 8])`` weight), filters are slices along the output axis (dim 1 of a
+HuggingFace ``Conv1D`` weight), and tensors the selection does not perturb (frozen ones,
+those outside ``params`` / inside ``exclude``) get a zero direction. The Gaussian draws are
+the same with or without a selection, so for an ordinary network the directions are
+bit-identical.
+
 References
 ----------
 Hao Li, Zheng Xu, Gavin Taylor, Christoph Studer, Tom Goldstein. "Visualizing the Loss
@@ -40,10 +49,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from ._functional import is_perturbable
 from .errors import LandscapeError, check_int, check_option
+from .parameters import ParameterSelection, is_perturbable, named_tensors, select_parameters
 
 __all__ = [
     "NORMS",
@@ -72,13 +81,45 @@ _EPS = 1e-10
 Direction = dict[str, Tensor]
 
 
-def _is_small(t: Tensor) -> bool:
+def _is_small(t: Tensor, k: str, selection: ParameterSelection | None) -> bool:
+    if selection is not None:
+        return t.dim() <= 1 or selection.is_biasbn(k)
     return t.dim() <= 1
 
 
-def filter_norms(t: Tensor) -> Tensor:
-    """Frobenius norm of every filter (slice along dim 0) of ``t``, shape ``(t.shape[0],)``."""
-    return t.detach().reshape(t.shape[0], -1).double().norm(dim=1)
+def _filter_dim(k: str, selection: ParameterSelection | None) -> int:
+    return 0 if selection is None else selection.filter_dim(k)
+
+
+def _check_selection(
+    selection: ParameterSelection | None, weights: Mapping[str, Tensor] | None = None
+) -> None:
+    if selection is None:
+        return
+    if not isinstance(selection, ParameterSelection):
+        raise LandscapeError(
+            "The 'selection' parameter must be a ParameterSelection (select_parameters(model)) "
+            f"or None. Got {type(selection).__name__} instead."
+        )
+    if weights is not None:
+        known = set(selection.names)
+        unknown = [k for k in weights if k not in known]
+        if unknown:
+            raise LandscapeError(
+                f"the selection does not know the tensors {unknown[:3]}; make it from the "
+                "same model and what='weights'/'states' as the tensors"
+            )
+
+
+def filter_norms(t: Tensor, dim: int = 0) -> Tensor:
+    """Frobenius norm of every filter (slice along ``dim``, the output units) of ``t``.
+
+    Returns a tensor of shape ``(t.shape[dim],)``.
+    """
+    t = t.detach()
+    if dim != 0:
+        t = t.movedim(dim, 0)
+    return t.reshape(t.shape[0], -1).double().norm(dim=1)
 
 
 def inner(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> float:
@@ -138,6 +179,7 @@ def normalize_direction(
     weights: Mapping[str, Tensor],
     norm: str = "filter",
     ignore: str = "biasbn",
+    selection: ParameterSelection | None = None,
 ) -> Direction:
     """Rescale a raw direction to the scale of ``weights``.
 
@@ -150,7 +192,11 @@ def normalize_direction(
     norm : {"filter", "layer", "model", "none"}, default="filter"
         Normalization unit (see the module docstring).
     ignore : {"biasbn", "none"}, default="biasbn"
-        ``"biasbn"`` zeroes the direction of every tensor with at most one dimension.
+        ``"biasbn"`` zeroes the direction of every tensor with at most one dimension (with a
+        ``selection``: also of every bias and normalisation-layer tensor).
+    selection : ParameterSelection, optional
+        Which tensors move and their output axes (see the module docstring). Default: every
+        floating tensor, filters along dim 0, ``"biasbn"`` by dimension.
 
     Returns
     -------
@@ -159,21 +205,29 @@ def normalize_direction(
     """
     check_option("norm", norm, NORMS)
     check_option("ignore", ignore, IGNORES)
+    _check_selection(selection, weights)
     _check_same_keys(direction, weights)
     out: Direction = {}
     for k, w in weights.items():
         d = direction[k].detach().to(dtype=w.dtype, device=w.device).clone()
-        if not is_perturbable(w):
+        if not is_perturbable(w) or (selection is not None and not selection.moves(k)):
             out[k] = torch.zeros_like(w)
             continue
-        if _is_small(w):
+        if _is_small(w, k, selection):
             if ignore == "biasbn":
                 d.zero_()
             elif norm in ("filter", "layer"):
                 d.copy_(w.detach())
             out[k] = d
             continue
-        if norm == "filter":
+        if norm == "filter" and _filter_dim(k, selection) != 0:
+            fd = _filter_dim(k, selection)
+            dm, wm = d.movedim(fd, 0), w.detach().movedim(fd, 0)
+            dn = dm.reshape(dm.shape[0], -1).norm(dim=1)
+            wn = wm.reshape(wm.shape[0], -1).norm(dim=1)
+            scale = wn / (dn + _EPS)
+            dm.mul_(scale.reshape((-1,) + (1,) * (dm.dim() - 1)))  # a view: scales d
+        elif norm == "filter":
             dn = d.reshape(d.shape[0], -1).norm(dim=1)
             wn = w.detach().reshape(w.shape[0], -1).norm(dim=1)
             scale = wn / (dn + _EPS)
@@ -223,12 +277,13 @@ def random_direction(
     seed: int,
     norm: str = "filter",
     ignore: str = "biasbn",
+    selection: ParameterSelection | None = None,
 ) -> Direction:
     """A seeded Gaussian direction, normalized to the scale of ``weights``.
 
     The Gaussian entries are drawn on the CPU from ``torch.Generator().manual_seed(seed)`` for
     every floating tensor in order (also those later zeroed), so a seed gives the same
-    direction whatever the device, ``norm`` or ``ignore``.
+    direction whatever the device, ``norm``, ``ignore`` or ``selection``.
 
     Parameters
     ----------
@@ -237,6 +292,8 @@ def random_direction(
     seed : int
         Seed of this direction.
     norm, ignore : str
+        See :func:`normalize_direction`.
+    selection : ParameterSelection, optional
         See :func:`normalize_direction`.
 
     Returns
@@ -260,7 +317,7 @@ def random_direction(
             raw[k] = g.to(device=w.device, dtype=w.dtype)
         else:
             raw[k] = torch.zeros_like(w)
-    return normalize_direction(raw, weights, norm=norm, ignore=ignore)
+    return normalize_direction(raw, weights, norm=norm, ignore=ignore, selection=selection)
 
 
 def orthogonalize(
@@ -268,15 +325,18 @@ def orthogonalize(
     d1: Mapping[str, Tensor],
     weights: Mapping[str, Tensor],
     norm: str = "filter",
+    selection: ParameterSelection | None = None,
 ) -> Direction:
     """Make ``d2`` orthogonal to ``d1`` while keeping its normalization.
 
     Gram-Schmidt is applied inside every normalization unit (every filter for ``"filter"``,
     every tensor for ``"layer"``, the whole vector for ``"model"``/``"none"``) and each unit
     is rescaled back to its previous norm, so the result is exactly orthogonal to ``d1`` *and*
-    still has the filter (layer, model) norms of ``weights``.
+    still has the filter (layer, model) norms of ``weights``. With a ``selection``, filters
+    are slices along its output axes and its ``"biasbn"`` tensors are one unit each.
     """
     check_option("norm", norm, NORMS)
+    _check_selection(selection, weights)
     _check_same_keys(d2, d1)
     out: Direction = {}
     if norm in ("model", "none"):
@@ -293,9 +353,12 @@ def orthogonalize(
         if not is_perturbable(v) or v.dim() == 0 or not bool(torch.any(v != 0)):
             out[k] = v.clone()
             continue
-        if norm == "filter" and v.dim() > 1:
-            a = v.reshape(v.shape[0], -1).double()
-            b = u.reshape(u.shape[0], -1).double()
+        by_filter = norm == "filter" and not _is_small(v, k, selection)
+        fd = _filter_dim(k, selection) if by_filter else 0
+        vm, um = (v.movedim(fd, 0), u.movedim(fd, 0)) if fd else (v, u)
+        if by_filter:
+            a = vm.reshape(vm.shape[0], -1).double()
+            b = um.reshape(um.shape[0], -1).double()
         else:
             a = v.reshape(1, -1).double()
             b = u.reshape(1, -1).double()
@@ -305,7 +368,10 @@ def orthogonalize(
         r = a - coef * b
         after = r.norm(dim=1, keepdim=True)
         r = torch.where(after > 0, r * (before / after.clamp_min(1e-300)), r)
-        out[k] = r.reshape(v.shape).to(v.dtype)
+        if fd:
+            out[k] = r.reshape(vm.shape).movedim(0, fd).to(v.dtype).contiguous()
+        else:
+            out[k] = r.reshape(v.shape).to(v.dtype)
     return out
 
 
@@ -435,7 +501,7 @@ class Directions:
 
 
 def random_directions(
-    weights: Mapping[str, Tensor],
+    weights: Mapping[str, Tensor] | nn.Module,
     *,
     ndim: int = 2,
     seeds: Sequence[int] | int = 0,
@@ -443,13 +509,16 @@ def random_directions(
     ignore: str = "biasbn",
     what: str = "weights",
     orthogonal: bool = False,
+    selection: ParameterSelection | None = None,
 ) -> Directions:
     """One or two seeded, normalized Gaussian directions with their recipe.
 
     Parameters
     ----------
-    weights : dict[str, Tensor]
-        Tensors to perturb.
+    weights : dict[str, Tensor] or nn.Module
+        Tensors to perturb. A module stands for ``named_tensors(module, what)`` with its
+        default selection ``select_parameters(module, what)`` (frozen parameters held fixed,
+        biases and normalisation layers by module type) unless ``selection`` is given.
     ndim : {1, 2}
         Number of directions.
     seeds : int or sequence of int, default=0
@@ -460,6 +529,9 @@ def random_directions(
         Recorded in the recipe (the tensor selection ``weights`` came from).
     orthogonal : bool, default=False
         Make the second direction orthogonal to the first (see :func:`orthogonalize`).
+    selection : ParameterSelection, optional
+        Which tensors move, by module (see :func:`normalize_direction`); its non-default
+        options (``params``, ``exclude``, ``include_frozen``) are added to the recipe.
 
     Returns
     -------
@@ -467,6 +539,16 @@ def random_directions(
     """
     ndim = check_int("ndim", ndim, 1, 2)
     check_option("what", what, ("weights", "states"))
+    if isinstance(weights, nn.Module):
+        if selection is None:
+            selection = select_parameters(weights, what)
+        weights = named_tensors(weights, what)
+    _check_selection(selection)
+    if selection is not None and selection.what != what:
+        raise LandscapeError(
+            f"the selection was made for what={selection.what!r}, the directions for "
+            f"what={what!r}; pass the same tensor selection"
+        )
     if isinstance(seeds, int | np.integer):
         seed_list = [int(seeds) + i for i in range(ndim)]
     else:
@@ -481,9 +563,10 @@ def random_directions(
             f"both directions have seed {seed_list[0]}; they would be identical -- "
             "give two different seeds"
         )
-    vecs = [random_direction(weights, seed=s, norm=norm, ignore=ignore) for s in seed_list]
+    vecs = [random_direction(weights, seed=s, norm=norm, ignore=ignore, selection=selection)
+            for s in seed_list]
     if orthogonal and ndim == 2:
-        vecs[1] = orthogonalize(vecs[1], vecs[0], weights, norm=norm)
+        vecs[1] = orthogonalize(vecs[1], vecs[0], weights, norm=norm, selection=selection)
     recipe = {
         "kind": "random",
         "what": what,
@@ -493,4 +576,6 @@ def random_directions(
         "orthogonal": bool(orthogonal and ndim == 2),
         "generator": "torch.randn(cpu, float32)",
     }
+    if selection is not None:
+        recipe.update(selection.recipe)
     return Directions(tuple(vecs), recipe)

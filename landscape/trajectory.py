@@ -12,9 +12,14 @@ and use its first principal components as the two directions of a loss surface a
 
 * **selection** -- the entries are those directions perturb (:mod:`landscape.directions`):
   floating-point tensors of ``what="weights"`` (parameters) or ``"states"`` (the whole
-  ``state_dict``); with ``ignore="biasbn"`` (default) tensors with at most one dimension
-  (biases, BatchNorm tensors) are left out, and their entries of the PCA directions are zero.
-  Integer tensors are always left out.
+  ``state_dict``), chosen by :func:`~landscape.parameters.select_parameters` on the final
+  model (tied weights once, frozen parameters left out unless ``include_frozen=True``,
+  ``params`` / ``exclude`` globs); with ``ignore="biasbn"`` (default) biases, normalisation
+  layer tensors and tensors with at most one dimension are left out, and their entries of
+  the PCA directions are zero. Integer tensors are always left out.
+* **order** -- checkpoints whose recorded epochs
+  (:func:`~landscape.checkpoints.checkpoint_position`) are out of order are sorted by them,
+  with a warning, so the last is the final model.
 * **matrix** -- one row ``θ_i - θ_final`` per checkpoint, *including the final one* (a zero
   row), as ``plot_trajectory.py`` of Li et al. does (its checkpoint list runs up to and
   including ``max_epoch``). ``include_final=False`` leaves the zero row out.
@@ -48,7 +53,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,13 +66,21 @@ from torch import Tensor, nn
 from . import storage
 from ._atomic import output_lock
 from ._functional import TENSOR_SELECTIONS, named_tensors
-from .checkpoints import Checkpoint, load_checkpoint
+from .checkpoints import (
+    Checkpoint,
+    checkpoint_position,
+    list_hf_checkpoints,
+    list_lightning_checkpoints,
+    load_checkpoint,
+)
 from .directions import IGNORES, Directions, random_direction
 from .errors import LandscapeError, check_int, check_option
 from .models import ModelSpec
+from .parameters import ParameterSelection, select_parameters
 from .surface import Axis, directions_group, load_directions
 
-__all__ = ["TrajectoryPCA", "Trajectory", "load_trajectory", "path_axis"]
+__all__ = ["TrajectoryPCA", "Trajectory", "load_trajectory", "list_run_checkpoints",
+           "path_axis"]
 
 #: A checkpoint: a dict of tensors, a checkpoint file, or a loaded :class:`Checkpoint`.
 CheckpointLike = Mapping[str, Tensor] | str | os.PathLike | Checkpoint
@@ -100,7 +114,8 @@ class _Selection:
     size: int
 
     @classmethod
-    def of(cls, final: Mapping[str, Tensor], ignore: str) -> _Selection:
+    def of(cls, final: Mapping[str, Tensor], ignore: str,
+           selection: ParameterSelection | None = None) -> _Selection:
         names: list[str] = []
         shapes: dict[str, tuple[int, ...]] = {}
         offsets: dict[str, int] = {}
@@ -112,6 +127,10 @@ class _Selection:
                 )
             if not t.is_floating_point() or (ignore == "biasbn" and t.dim() <= 1):
                 continue
+            if selection is not None and (
+                not selection.moves(k) or (ignore == "biasbn" and selection.is_biasbn(k))
+            ):
+                continue
             names.append(k)
             shapes[k] = tuple(t.shape)
             offsets[k] = size
@@ -119,7 +138,8 @@ class _Selection:
         if size == 0:
             raise LandscapeError(
                 "no tensor is left to analyse: with ignore='biasbn' only tensors with two or "
-                "more dimensions enter the PCA; pass ignore='none'"
+                "more dimensions (outside biases and normalisation layers) enter the PCA; pass "
+                "ignore='none'" + (" or check params/exclude" if selection is not None else "")
             )
         return cls(tuple(names), shapes, offsets, size)
 
@@ -413,6 +433,64 @@ def load_trajectory(path: str | os.PathLike) -> Trajectory:
     return Trajectory.load(path)
 
 
+def list_run_checkpoints(run_dir: str | os.PathLike, *, allow_partial: bool = False) -> list[Path]:
+    """Checkpoints of a training run directory, in training order.
+
+    A ``landscape train`` run (``run.json`` or ``epoch_NNNN.pt`` files, see
+    :func:`landscape.training.list_checkpoints`), else a PyTorch Lightning run (``.ckpt``
+    files, see :func:`~landscape.checkpoints.list_lightning_checkpoints`), else a HuggingFace
+    ``Trainer`` output directory (``checkpoint-N`` folders, see
+    :func:`~landscape.checkpoints.list_hf_checkpoints`).
+
+    Raises
+    ------
+    LandscapeError
+        If the directory holds neither.
+    """
+    from .training import list_checkpoints
+
+    root = Path(run_dir)
+    if root.is_dir() and not (root / "run.json").is_file() and not any(
+        p.name.startswith("epoch_") and p.suffix == ".pt" for p in root.iterdir()
+    ):
+        if any(p.is_dir() and p.name.startswith("checkpoint-") for p in root.iterdir()):
+            return list_hf_checkpoints(root)
+        if any(root.rglob("*.ckpt")):
+            return list_lightning_checkpoints(root)
+    return list_checkpoints(run_dir, allow_partial=allow_partial)
+
+
+def _position(item: Any) -> tuple[int | None, int | None]:
+    if isinstance(item, Checkpoint):
+        meta = item.meta if isinstance(item.meta, Mapping) else {}
+        e, s = meta.get("epoch"), meta.get("global_step")
+        return (e if isinstance(e, int) and not isinstance(e, bool) else None,
+                s if isinstance(s, int) and not isinstance(s, bool) else None)
+    if isinstance(item, str | os.PathLike):
+        return checkpoint_position(item)
+    return None, None
+
+
+def _in_recorded_order(items: list[Any]) -> list[Any]:
+    """``items`` sorted by their recorded (epoch, step) when all are known and out of order."""
+    pos = [_position(it) for it in items]
+    if any(e is None for e, _ in pos):
+        return items
+    keys = [(e, -1 if s is None else s) for e, s in pos]
+    if all(a <= b for a, b in zip(keys, keys[1:], strict=False)):
+        return items
+    order = sorted(range(len(items)), key=lambda i: keys[i])
+    first = next(i for i in range(len(keys) - 1) if keys[i] > keys[i + 1])
+    warnings.warn(
+        f"the checkpoints are not in training order (#{first} records epoch {keys[first][0]}, "
+        f"#{first + 1} epoch {keys[first + 1][0]}); sorted by their recorded epochs, so the "
+        f"final model is #{order[-1]}",
+        UserWarning,
+        stacklevel=3,
+    )
+    return [items[i] for i in order]
+
+
 class TrajectoryPCA:
     """PCA of an optimizer's path of checkpoints, with the final model as the origin.
 
@@ -435,6 +513,11 @@ class TrajectoryPCA:
         ``False`` uses only the rows of the earlier checkpoints.
     seed : int, default=0
         Seed of the first random direction of the baseline (the ``j``-th uses ``seed + j``).
+    params, exclude : str or list of str, optional
+        Glob patterns of the tensors analysed / left out (see
+        :func:`~landscape.parameters.select_parameters`).
+    include_frozen : bool, default=False
+        Also analyse parameters with ``requires_grad=False``.
 
     Attributes
     ----------
@@ -494,12 +577,18 @@ class TrajectoryPCA:
         what: str = "weights",
         include_final: bool = True,
         seed: int = 0,
+        params: str | Iterable[str] | None = None,
+        exclude: str | Iterable[str] | None = None,
+        include_frozen: bool = False,
     ) -> None:
         self.n_components = check_int("n_components", n_components, 1)
         self.ignore = check_option("ignore", ignore, IGNORES)
         self.what = check_option("what", what, TENSOR_SELECTIONS)
         self.include_final = _check_bool("include_final", include_final)
         self.seed = check_int("seed", seed, 0, 2**63 - 1)
+        self.params = params
+        self.exclude = exclude
+        self.include_frozen = _check_bool("include_frozen", include_frozen)
 
     def __repr__(self) -> str:
         return (
@@ -515,7 +604,7 @@ class TrajectoryPCA:
         model: ModelSpec | str | nn.Module | None,
         model_kwargs: Mapping[str, Any] | None,
         trust: bool,
-    ) -> tuple[Mapping[str, Tensor], dict[str, Any]]:
+    ) -> tuple[Mapping[str, Tensor], dict[str, Any], nn.Module | None]:
         if isinstance(item, Checkpoint):
             ckpt = item
         elif isinstance(item, str | os.PathLike):
@@ -528,7 +617,7 @@ class TrajectoryPCA:
                     + (f" (entries {bad} are not tensors)" if bad else " (it is empty)")
                     + "; pass named_tensors(model) or a state_dict"
                 )
-            return item, {"path": None, "sha256": None, "epoch": None}
+            return item, {"path": None, "sha256": None, "epoch": None}, None
         else:
             raise LandscapeError(
                 f"checkpoint #{index} is a {type(item).__name__}; expected a dict of tensors, "
@@ -541,7 +630,7 @@ class TrajectoryPCA:
             "epoch": int(epoch) if isinstance(epoch, int) and not isinstance(epoch, bool)
             else None,
         }
-        return named_tensors(ckpt.model, self.what), record
+        return named_tensors(ckpt.model, self.what), record, ckpt.model
 
     @staticmethod
     def _check_matches(
@@ -622,11 +711,15 @@ class TrajectoryPCA:
                 f"model); got {n}"
             )
         trust = _check_bool("trust", trust)
+        items = _in_recorded_order(items)
 
-        final_t, final_rec = self._load(items[-1], n - 1, model, model_kwargs, trust)
+        final_t, final_rec, final_model = self._load(items[-1], n - 1, model, model_kwargs,
+                                                     trust)
         final = {k: v.detach().to("cpu").clone() for k, v in final_t.items()}
         del final_t
-        sel = _Selection.of(final, self.ignore)
+        self.selection_ = self._selection(final, final_model)
+        del final_model
+        sel = _Selection.of(final, self.ignore, self.selection_)
         final_label = _label(final_rec, n - 1)
         final_vec = sel.flatten(final, np.empty(sel.size))
         if not np.all(np.isfinite(final_vec)):
@@ -636,7 +729,7 @@ class TrajectoryPCA:
         diffs = np.zeros((n, sel.size), dtype=np.float64)
         records: list[dict[str, Any]] = []
         for i, item in enumerate(items[:-1]):
-            tensors, rec = self._load(item, i, model, model_kwargs, trust)
+            tensors, rec, _ = self._load(item, i, model, model_kwargs, trust)
             self._check_matches(tensors, final, _label(rec, i), final_label)
             row = sel.flatten(tensors, diffs[i])
             if not np.all(np.isfinite(row)):
@@ -666,8 +759,10 @@ class TrajectoryPCA:
     ) -> TrajectoryPCA:
         """Fit to every checkpoint of a training run directory, in training order.
 
-        The checkpoints are those of :func:`landscape.training.list_checkpoints` (from
-        ``run.json``, else the ``epoch_NNNN.pt`` files); the last one is the final model.
+        The checkpoints are those of :func:`list_run_checkpoints`: a ``landscape train`` run
+        (``run.json``, else the ``epoch_NNNN.pt`` files) or a PyTorch Lightning run (its
+        ``.ckpt`` files in the order of their recorded epoch and step); the last one is the
+        final model.
 
         Parameters
         ----------
@@ -684,10 +779,16 @@ class TrajectoryPCA:
         TrajectoryPCA
             ``self``, fitted.
         """
-        from .training import list_checkpoints
-
-        return self.fit(list_checkpoints(run_dir, allow_partial=allow_partial), model=model,
+        return self.fit(list_run_checkpoints(run_dir, allow_partial=allow_partial), model=model,
                         model_kwargs=model_kwargs, trust=trust)
+
+    def _selection(self, final: Mapping[str, Tensor],
+                   model: nn.Module | None) -> ParameterSelection:
+        if model is None:
+            return ParameterSelection.from_tensors(final, what=self.what, params=self.params,
+                                                   exclude=self.exclude)
+        return select_parameters(model, self.what, params=self.params, exclude=self.exclude,
+                                 include_frozen=self.include_frozen)
 
     def _fit_matrix(
         self, diffs: np.ndarray, sel: _Selection, final: dict[str, Tensor]
@@ -745,7 +846,8 @@ class TrajectoryPCA:
         # Random baseline: k filter-normalized directions, orthonormalized over the selection.
         raw = np.stack([
             sel.flatten(
-                random_direction(final, seed=self.seed + j, norm="filter", ignore=self.ignore),
+                random_direction(final, seed=self.seed + j, norm="filter", ignore=self.ignore,
+                                 selection=self.selection_),
                 np.empty(p),
             )
             for j in range(k)
@@ -789,6 +891,7 @@ class TrajectoryPCA:
             "centered": True,
             "checkpoints": [dict(r) for r in self.checkpoints_],
         }
+        recipe.update(self.selection_.recipe)  # only non-default options add keys
         return Directions(vecs, recipe)
 
     # ------------------------------------------------------------------ use
@@ -828,12 +931,12 @@ class TrajectoryPCA:
             ``(len(checkpoints), n_components)``: ``<θ - θ_final, d_k>``.
         """
         self._check_fitted()
-        sel = _Selection.of(self.final_, self.ignore)
+        sel = _Selection.of(self.final_, self.ignore, self.selection_)
         final_vec = sel.flatten(self.final_, np.empty(sel.size))
         out = np.empty((len(checkpoints), self.n_components))
         buf = np.empty(sel.size)
         for i, item in enumerate(checkpoints):
-            tensors, rec = self._load(item, i, model, model_kwargs, trust)
+            tensors, rec, _ = self._load(item, i, model, model_kwargs, trust)
             self._check_matches(tensors, self.final_, _label(rec, i), "the fitted final model")
             sel.flatten(tensors, buf)
             buf -= final_vec

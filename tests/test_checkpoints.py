@@ -359,3 +359,99 @@ def test_batchnorm_buffers_round_trip(tmp_path: Path, x: Tensor) -> None:
     torch.save(sd, tmp_path / "old.pt")
     assert torch.equal(_out(load_checkpoint(tmp_path / "old.pt", model=spec).model, x),
                        _out(bn_net, x))
+
+
+# ---------------------------------------------------------------------- HF, safetensors, Lightning
+
+
+def _tiny_gpt2():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(n_layer=2, n_embd=16, n_head=2, vocab_size=50, n_positions=32)
+    return transformers.GPT2LMHeadModel(cfg).eval()
+
+
+def _same_state(a: nn.Module, b: nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb)
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+def test_hf_save_pretrained_directory_loads(tmp_path: Path) -> None:
+    m = _tiny_gpt2()
+    m.save_pretrained(tmp_path / "hf")
+    assert (tmp_path / "hf" / "model.safetensors").is_file()
+    ckpt = load_checkpoint(tmp_path / "hf")
+    assert type(ckpt.model).__name__ == "GPT2LMHeadModel" and not ckpt.model.training
+    assert ckpt.spec is None and ckpt.meta["format"] == "huggingface"
+    _same_state(ckpt.model, m)
+    assert ckpt.model.lm_head.weight is ckpt.model.transformer.wte.weight  # still tied
+    ids = torch.randint(0, 50, (2, 7), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(ckpt.model(ids).logits, m(ids).logits, rtol=0, atol=0)
+    assert load_checkpoint(tmp_path / "hf").sha256 == ckpt.sha256
+    with pytest.raises(LandscapeError, match="drop --model"):
+        load_checkpoint(tmp_path / "hf", model="mlp")
+
+
+def test_safetensors_file_with_missing_tied_key_loads(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    m = _tiny_gpt2()
+    state = {k: v.contiguous().clone() for k, v in m.state_dict().items()
+             if k != "lm_head.weight"}  # tied to transformer.wte.weight: stored once
+    save_file(state, tmp_path / "w.safetensors")
+    fresh = type(m)(m.config)
+    ckpt = load_checkpoint(tmp_path / "w.safetensors", model=fresh)
+    _same_state(ckpt.model, m)
+    assert ckpt.sha256 == file_sha256(tmp_path / "w.safetensors")
+    # a plain module from a .safetensors file (our own MLP)
+    torch.manual_seed(3)
+    net = SPEC.build()
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, tmp_path / "m.safetensors")
+    _same_state(load_checkpoint(tmp_path / "m.safetensors", model=SPEC).model, net)
+    # a missing key that is not tied is still an error
+    state.pop("transformer.h.0.ln_1.weight")
+    save_file(state, tmp_path / "bad.safetensors")
+    with pytest.raises(LandscapeError, match="missing key"):
+        load_checkpoint(tmp_path / "bad.safetensors", model=type(m)(m.config))
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file at all")
+    with pytest.raises(LandscapeError, match="corrupted"):
+        load_checkpoint(tmp_path / "junk.safetensors", model=SPEC)
+
+
+def test_safetensors_next_to_a_config_needs_no_model(tmp_path: Path) -> None:
+    m = _tiny_gpt2()
+    m.save_pretrained(tmp_path)
+    _same_state(load_checkpoint(tmp_path / "model.safetensors").model, m)
+
+
+def test_lightning_run_is_ordered_by_recorded_epoch_and_step(tmp_path: Path, net) -> None:
+    from landscape.checkpoints import checkpoint_position, list_lightning_checkpoints
+
+    run = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
+    run.mkdir(parents=True)
+    sd = {"model." + k: v for k, v in net.state_dict().items()}
+    # (epoch, step) recorded in the files; the names are shuffled / misleading on purpose
+    written = [("epoch=9-step=1.ckpt", 0, 10), ("a.ckpt", 2, 30), ("epoch=0-step=99.ckpt", 1, 20),
+               ("zz.ckpt", 3, 40), ("last.ckpt", 3, 40)]
+    for name, epoch, step in written:
+        torch.save({"epoch": epoch, "global_step": step, "state_dict": sd}, run / name)
+    torch.save(sd, run / "epoch=7-step=70.ckpt")  # nothing recorded: from the name
+    got = [p.name for p in list_lightning_checkpoints(tmp_path)]
+    assert got == ["epoch=9-step=1.ckpt", "epoch=0-step=99.ckpt", "a.ckpt", "zz.ckpt",
+                   "epoch=7-step=70.ckpt"]
+    assert checkpoint_position(run / "epoch=7-step=70.ckpt") == (7, 70)
+    assert checkpoint_position(run / "a.ckpt") == (2, 30)
+    ckpt = load_checkpoint(run / "a.ckpt", model=SPEC)
+    assert ckpt.meta["epoch"] == 2 and ckpt.meta["global_step"] == 30
+    # a later last.ckpt (saved mid-epoch) is kept, at its place
+    torch.save({"epoch": 8, "global_step": 85, "state_dict": sd}, run / "last.ckpt")
+    assert [p.name for p in list_lightning_checkpoints(run)][-1] == "last.ckpt"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LandscapeError, match="no Lightning checkpoints"):
+        list_lightning_checkpoints(tmp_path / "empty")
+    torch.save(sd, tmp_path / "lightning_logs" / "version_0" / "x.ckpt")
+    with pytest.raises(LandscapeError, match="2 directories"):
+        list_lightning_checkpoints(tmp_path / "lightning_logs")

@@ -170,3 +170,24 @@ def test_1d_surface_and_out_file(toy, tmp_path):
     assert "y" not in g.datasets and g.datasets["ratio"].shape == (4,)
     assert "ratio_map" not in storage.list_groups(path)
     assert np.all(rm.lambda_max > 0)
+
+
+def test_follows_the_directions_parameter_selection(toy, tmp_path):
+    """A surface drawn with exclude='2.*' gets a ratio map of the Hessian over '0.*' only."""
+    from landscape.parameters import select_parameters
+
+    model, data, _ = toy
+    sel = select_parameters(model, exclude="2.*")
+    dirs = random_directions(named_tensors(model), seeds=0, selection=sel)
+    assert dirs.recipe["exclude"] == ["2.*"]
+    path = tmp_path / "sel.h5"
+    compute_surface(model, dirs, {"train": data}, x="0:1:2", y="0:0:1", out=path,
+                    progress=False)
+    rm = compute_ratio_map(model, path, data, tol=1e-10, progress=False)
+    base = named_tensors(model)
+    names = ["0.weight", "0.bias"]
+    for ix in range(2):
+        p = {k: base[k] + rm.x[ix] * dirs.vectors[0][k] for k in base}
+        ev = torch.linalg.eigvalsh(exact_hessian(model, data.x, data.y, names, params=p))
+        assert rm.lambda_max[0, ix] == pytest.approx(float(ev[-1]), abs=1e-6)
+        assert rm.lambda_min[0, ix] == pytest.approx(float(ev[0]), abs=1e-6)

@@ -396,3 +396,89 @@ def test_null_singular_value_is_resolved_to_machine_precision(seed: int) -> None
     x = rows[:-1] - rows[-1]
     ref = np.linalg.svd(x - x.mean(axis=0), compute_uv=False)
     np.testing.assert_allclose(s[:-1], ref[:-1], rtol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# parameter selection and checkpoint order
+# --------------------------------------------------------------------------------------------
+
+
+def _mlp_files(tmp_path: Path, n: int = 4) -> tuple[ModelSpec, list[Path]]:
+    spec = ModelSpec("mlp", {"width": 8, "depth": 1})
+    files = []
+    for i in range(n):
+        torch.manual_seed(i)
+        files.append(save_checkpoint(tmp_path / f"c{i}.pt", spec.build(), spec, epoch=i))
+    return spec, files
+
+
+def test_out_of_order_checkpoints_are_sorted_by_recorded_epoch(tmp_path: Path) -> None:
+    _, files = _mlp_files(tmp_path)
+    ordered = TrajectoryPCA().fit(files)
+    shuffled = [files[2], files[0], files[3], files[1]]
+    with pytest.warns(UserWarning, match="not in training order"):
+        pca = TrajectoryPCA().fit(shuffled)
+    assert pca.epochs_.tolist() == [0, 1, 2, 3]
+    assert pca.checkpoints_[-1]["path"] == str(files[3])  # the final model: the last epoch
+    np.testing.assert_allclose(pca.coords_, ordered.coords_, atol=1e-12)
+
+
+def test_lightning_run_directory_is_a_run(tmp_path: Path) -> None:
+    spec, files = _mlp_files(tmp_path / "src")
+    run = tmp_path / "run" / "checkpoints"
+    run.mkdir(parents=True)
+    names = ["last.ckpt", "epoch=0-step=5.ckpt", "b.ckpt", "a.ckpt"]  # shuffled on purpose
+    for i, (name, f) in enumerate(zip([names[1], names[3], names[2], names[0]], files,
+                                      strict=True)):
+        sd = load_checkpoint(f).model.state_dict()
+        torch.save({"epoch": i, "global_step": 5 * (i + 1),
+                    "state_dict": {"model." + k: v for k, v in sd.items()}}, run / name)
+    pca = TrajectoryPCA().fit(tmp_path / "run", model=spec)
+    assert pca.epochs_.tolist() == [0, 1, 2, 3]
+    assert [Path(r["path"]).name for r in pca.checkpoints_] == [
+        "epoch=0-step=5.ckpt", "a.ckpt", "b.ckpt", "last.ckpt"]
+    np.testing.assert_allclose(pca.coords_, TrajectoryPCA().fit(files).coords_, atol=1e-12)
+
+
+def test_trajectory_selection_follows_frozen_and_globs(tmp_path: Path) -> None:
+    spec, files = _mlp_files(tmp_path)
+    nets = [load_checkpoint(f).model for f in files]
+    for m in nets:
+        m.requires_grad_(True)
+    first = next(iter(named_tensors(nets[0])))
+    for m in nets:
+        dict(m.named_parameters())[first].requires_grad_(False)
+    pca = TrajectoryPCA().fit([load_checkpoint(f, model=m) for f, m in zip(files, nets,
+                                                                              strict=True)])
+    assert first not in pca.tensor_names_
+    assert "include_frozen" not in pca.pca_directions_.recipe
+    assert torch.count_nonzero(pca.pca_directions_.vectors[0][first]) == 0
+    full = TrajectoryPCA(include_frozen=True).fit(
+        [load_checkpoint(f, model=m) for f, m in zip(files, nets, strict=True)])
+    assert first in full.tensor_names_ and full.pca_directions_.recipe["include_frozen"]
+    last = [k for k in named_tensors(nets[0]) if k.endswith("weight")][-1]
+    only = TrajectoryPCA(params=last).fit(files)
+    assert only.tensor_names_ == [last]
+    assert only.pca_directions_.recipe["params"] == [last]
+    with pytest.raises(LandscapeError, match="matches no tensor"):
+        TrajectoryPCA(exclude="nothing.*").fit(files)
+
+
+def test_huggingface_trainer_run_is_a_run(tmp_path: Path) -> None:
+    import json
+
+    transformers = pytest.importorskip("transformers")
+    cfg = transformers.GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=20, n_positions=8)
+    dicts = []
+    for step in (2, 10, 30):  # "checkpoint-10" sorts before "checkpoint-2" as a string
+        torch.manual_seed(step)
+        m = transformers.GPT2LMHeadModel(cfg)
+        d = tmp_path / f"checkpoint-{step}"
+        m.save_pretrained(d)
+        (d / "trainer_state.json").write_text(json.dumps({"global_step": step, "epoch": 1.5}))
+        dicts.append(named_tensors(m))
+    pca = TrajectoryPCA().fit(tmp_path)
+    assert [Path(r["path"]).name for r in pca.checkpoints_] == [
+        "checkpoint-2", "checkpoint-10", "checkpoint-30"]
+    assert "lm_head.weight" not in pca.final_  # tied to the embedding: one tensor
+    np.testing.assert_allclose(pca.coords_, TrajectoryPCA().fit(dicts).coords_, atol=1e-10)

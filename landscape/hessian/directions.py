@@ -17,6 +17,7 @@ References
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -27,6 +28,7 @@ from torch import Tensor, nn
 from .._functional import LossSpec, loss_name, named_tensors
 from ..directions import IGNORES, Directions, normalize_direction
 from ..errors import LandscapeError, check_float, check_int, check_option
+from ..parameters import ParameterSelection, select_parameters
 from .lanczos import top_eigen
 from .operator import HessianOperator, _data_tensors
 
@@ -60,6 +62,14 @@ def _sign_fixed(d: Mapping[str, Tensor]) -> dict[str, Tensor]:
     return {k: v * sign for k, v in d.items()}
 
 
+def _unmasked(selection: ParameterSelection | None) -> ParameterSelection | None:
+    """The selection's layout with every tensor movable: the eigenvector's own zeros (tensors
+    the operator held fixed) already say what moves."""
+    if selection is None:
+        return None
+    return dataclasses.replace(selection, perturbed=selection.names)
+
+
 def eigenvector_directions(
     vectors: Sequence[Mapping[str, Tensor]],
     weights: Mapping[str, Tensor],
@@ -67,6 +77,7 @@ def eigenvector_directions(
     scale: str | float = "filter",
     ignore: str = "biasbn",
     recipe: Mapping[str, Any] | None = None,
+    selection: ParameterSelection | None = None,
 ) -> Directions:
     """Turn one or two eigenvectors (``name -> tensor`` dicts) into surface directions.
 
@@ -90,6 +101,9 @@ def eigenvector_directions(
         sets them to the weights, as Li et al.'s code does).
     recipe : dict, optional
         Recipe entries to record (``kind`` defaults to ``"hessian"``).
+    selection : ParameterSelection, optional
+        The model's output axes and bias/normalisation tensors for the filter normalization
+        (:func:`~landscape.parameters.select_parameters`); default: by tensor dimension.
 
     Returns
     -------
@@ -121,7 +135,8 @@ def eigenvector_directions(
                 full[k] = torch.zeros_like(w)
         full = _sign_fixed(full)
         if scale == "filter":
-            full = normalize_direction(full, weights, norm="filter", ignore=ignore)
+            full = normalize_direction(full, weights, norm="filter", ignore=ignore,
+                                       selection=_unmasked(selection))
         elif scale != "none":
             full = {k: v * float(scale) if v.is_floating_point() else v
                     for k, v in full.items()}
@@ -226,4 +241,5 @@ def hessian_directions(
     if not np.all(res.converged):
         recipe["note"] = "not all eigenpairs converged"
     vectors = [{n: t.detach() for n, t in d.items()} for d in res.as_dicts(op)]
-    return eigenvector_directions(vectors, weights, scale=scale, ignore=ignore, recipe=recipe)
+    return eigenvector_directions(vectors, weights, scale=scale, ignore=ignore, recipe=recipe,
+                                  selection=select_parameters(model, what))

@@ -42,6 +42,7 @@ from .._functional import (
     resolve_loss,
 )
 from ..errors import LandscapeError, check_int, check_option
+from ..parameters import select_parameters, tied_aliases
 
 __all__ = ["CurvatureOperator", "HessianOperator", "hvp"]
 
@@ -272,14 +273,22 @@ class HessianOperator(CurvatureOperator):
     what : {"weights", "states"}, default "weights"
         Which of the model's tensors are the default ``params``: its parameters, or its whole
         ``state_dict`` (then e.g. BatchNorm running statistics become variables too).
-    params : dict[str, Tensor], optional
-        The point at which to evaluate curvature (default: the model's own tensors). Entries
-        may be perturbed copies, e.g. ``theta + a * d``. Tensors of the model missing here are
-        taken from the model.
+    params : dict[str, Tensor], or str / list of str, optional
+        A dict: the point at which to evaluate curvature (default: the model's own tensors).
+        Entries may be perturbed copies, e.g. ``theta + a * d``. Tensors of the model missing
+        here are taken from the model. A glob pattern or a list of them: the model's own
+        tensors, of which only those matching are variables (see
+        :func:`~landscape.parameters.select_parameters`).
     ignore : iterable of str or "biasbn", optional
         Names of tensors to hold fixed (excluded from the operator). ``"biasbn"`` excludes every
-        tensor with at most one dimension (biases, BatchNorm scales and shifts), as in
-        Li et al. (2018). Default: every floating-point tensor of ``params`` is a variable.
+        bias and every tensor of a normalisation layer (BatchNorm, LayerNorm, GroupNorm, ...)
+        or with at most one dimension, as in Li et al. (2018). Default: every floating-point
+        tensor of ``params`` is a variable.
+    exclude : str or list of str, optional
+        Glob patterns of tensors held fixed.
+    include_frozen : bool, default False
+        Also differentiate parameters with ``requires_grad=False`` (held fixed by default).
+        Tied parameters are one variable, under their first name.
     method : {"auto", "graph", "func"}, default "auto"
         ``"graph"``: double backpropagation with :func:`torch.autograd.grad`
         (``create_graph=True``); ``"func"``: forward-over-reverse with :func:`torch.func.jvp`
@@ -334,6 +343,8 @@ class HessianOperator(CurvatureOperator):
         method: str = "auto",
         dtype: torch.dtype | None = None,
         cache_graph: bool | str = "auto",
+        exclude: str | Iterable[str] | None = None,
+        include_frozen: bool = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise LandscapeError(
@@ -353,36 +364,52 @@ class HessianOperator(CurvatureOperator):
                 f"The 'dtype' parameter must be a floating torch.dtype or None. Got {dtype!r}."
             )
 
-        states = named_tensors(model, "states")
-        point = dict(named_tensors(model, what) if params is None else params)
+        globs = params if isinstance(params, str) or (
+            params is not None and not isinstance(params, Mapping)) else None
+        sel = select_parameters(model, what, params=globs, exclude=exclude,
+                                include_frozen=include_frozen)
+        # Every buffer (also non-persistent ones, absent from the state dict) is a private,
+        # cast copy, so a float64 operator never meets a float32 buffer.
+        states = {**named_tensors(model, "states"),
+                  **{k: v.detach() for k, v in model.named_buffers()}}
+        point = dict(named_tensors(model, what) if globs is not None or params is None
+                     else params)  # type: ignore[arg-type]
+        aliases = tied_aliases(model)
+        for k in [k for k in point if k in aliases]:  # tied: one variable, its first name
+            v = point.pop(k)
+            point.setdefault(aliases[k], v)
         unknown = [k for k in point if k not in states]
         if unknown:
             raise LandscapeError(
                 f"The 'params' dict has names the model does not have: {unknown[:3]}; "
                 f"use the keys of model.named_parameters() or model.state_dict()."
             )
+        skip = {k for k in sel.names if not sel.moves(k)}  # frozen, outside the globs, ints
         if isinstance(ignore, str):
             if ignore != "biasbn":
                 raise LandscapeError(
                     f"The 'ignore' parameter must be 'biasbn' or an iterable of tensor names. "
                     f"Got {ignore!r} instead."
                 )
-            skip = {k for k, v in point.items() if torch.as_tensor(v).ndim <= 1}
+            skip |= {k for k, v in point.items()
+                     if torch.as_tensor(v).ndim <= 1 or sel.is_biasbn(k)}
         else:
-            skip = set(ignore or ())
-            bad = sorted(skip - set(point))
+            ignored = {aliases.get(k, k) for k in (ignore or ())}
+            bad = sorted(ignored - set(point))
             if bad:
                 raise LandscapeError(
                     f"The 'ignore' parameter names tensors that are not among the params: "
                     f"{bad[:3]}; valid names are e.g. {list(point)[:3]}."
                 )
+            skip |= ignored
         selected = [
             k for k, v in point.items() if k not in skip and is_perturbable(torch.as_tensor(v))
         ]
         if not selected:
             raise LandscapeError(
                 "No floating-point parameters are left to differentiate; check 'ignore' and "
-                "'params'."
+                "'params'" + (" (frozen parameters are held fixed: pass include_frozen=True)"
+                              if sel.frozen and not include_frozen else "") + "."
             )
         first = torch.as_tensor(point[selected[0]])
         self._dtype = dtype or first.dtype
@@ -594,6 +621,7 @@ def hvp(
         method=method,
         dtype=dtype,
         cache_graph=False,
+        include_frozen=True,  # the vector's keys select the variables
     )
     return op.unflatten(op @ op.flatten(vector))
 

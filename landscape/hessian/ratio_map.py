@@ -73,6 +73,7 @@ from .._functional import LossSpec, is_perturbable, loss_name, named_tensors
 from .._grid import GridProgress, GridRunner, pending, resume_or_refuse
 from .._version import tool_versions
 from ..errors import LandscapeError, check_float, check_int
+from ..parameters import ParameterSelection, select_parameters
 from ..recipes import check_same_checkpoint
 from ..surface import Surface
 from .lanczos import extreme_pairs
@@ -260,9 +261,14 @@ def _grid_spec(v: np.ndarray) -> str:
 
 
 def _ignored(params: Mapping[str, Tensor], param_names: set[str],
-             ignore: Iterable[str] | str | None) -> list[str]:
-    """Names held fixed: buffers (for ``what="states"``) plus what ``ignore`` asks for."""
+             ignore: Iterable[str] | str | None,
+             selection: ParameterSelection | None = None) -> list[str]:
+    """Names held fixed: buffers (for ``what="states"``), tensors the directions' selection
+    does not move (frozen, outside ``params`` / inside ``exclude``) plus what ``ignore`` asks
+    for (``"biasbn"``: biases and normalisation-layer tensors, by module type)."""
     out = {k for k in params if k not in param_names}
+    if selection is not None:
+        out |= {k for k in params if k in selection.names and not selection.moves(k)}
     if ignore is None or ignore == "none":
         pass
     elif isinstance(ignore, str):
@@ -271,7 +277,8 @@ def _ignored(params: Mapping[str, Tensor], param_names: set[str],
                 f"The 'ignore' parameter must be 'biasbn', 'none' or an iterable of tensor "
                 f"names. Got {ignore!r} instead."
             )
-        out |= {k for k, v in params.items() if v.ndim <= 1}
+        out |= {k for k, v in params.items()
+                if v.ndim <= 1 or (selection is not None and selection.is_biasbn(k))}
     else:
         names = set(ignore)
         bad = sorted(names - set(params))
@@ -547,7 +554,10 @@ def compute_ratio_map(
                 )
     x_t, _ = _data_tensors(data)
     param_names = {k for k, _ in model.named_parameters()}
-    fixed = _ignored(base, param_names, ignore)
+    rec = dirs.recipe
+    sel = select_parameters(model, what, params=rec.get("params"), exclude=rec.get("exclude"),
+                            include_frozen=bool(rec.get("include_frozen", False)))
+    fixed = _ignored(base, param_names, ignore, sel)
     first = next((v for k, v in base.items() if k not in fixed and is_perturbable(v)), None)
     if first is None:
         raise LandscapeError("no parameters are left to differentiate; check 'ignore'")

@@ -553,6 +553,8 @@ def compute_curvature(
     keep_eigenvectors: bool = False,
     recipe: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    exclude: str | Iterable[str] | None = None,
+    include_frozen: bool = False,
     progress: bool = False,
 ) -> CurvatureResult:
     """Top eigenvalues, smallest eigenvalue, trace and spectral density of the loss Hessian.
@@ -594,9 +596,10 @@ def compute_curvature(
         Relative residual tolerance of the eigenpairs.
     seed : int, default 0
         Seed of the start vectors and random probes (each section uses it).
-    loss, batch_size, what, params, ignore, dtype
+    loss, batch_size, what, params, ignore, dtype, exclude, include_frozen
         As for :class:`~landscape.hessian.HessianOperator` (``ignore`` also accepts
-        ``"none"``). float64 is advised for ``tol < 1e-5``.
+        ``"none"``). float64 is advised for ``tol < 1e-5``. Glob ``params``, ``exclude`` and
+        ``include_frozen=True`` are recorded in the recipe.
     max_hvp : int, optional
         HVP budget of each eigen-solve.
     keep_eigenvectors : bool, default False
@@ -653,7 +656,8 @@ def compute_curvature(
 
     x, _ = _data_tensors(data)
     op = HessianOperator(model, data, loss=loss, batch_size=batch_size, what=what,
-                         params=params, ignore=ignore, dtype=dtype)
+                         params=params, ignore=ignore, dtype=dtype, exclude=exclude,
+                         include_frozen=include_frozen)
     n = op.numel
     if top_k > n:
         raise LandscapeError(
@@ -671,6 +675,13 @@ def compute_curvature(
         "bn": "eval",
         "n_params": n,
     })
+    # the parameter selection, only where it is not the default (older files stay resumable)
+    if isinstance(params, str) or (params is not None and not isinstance(params, Mapping)):
+        full_recipe["params"] = [params] if isinstance(params, str) else list(params)
+    if exclude is not None:
+        full_recipe["exclude"] = [exclude] if isinstance(exclude, str) else list(exclude)
+    if include_frozen:
+        full_recipe["include_frozen"] = True
     values: dict[str, Any] = {"n_params": n}
     timings: dict[str, float] = {}
     expected = {"top": 3 * top_k + 15 if top_k else 0, "min": 60 if min_eig else 0,
