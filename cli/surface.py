@@ -25,6 +25,7 @@ from landscape.evaluation import BN_MODES
 from landscape.parameters import select_parameters
 from landscape.recipes import checkpoint_provenance, checkpoint_recipe
 from landscape.surface import compute_surface, load_directions, parse_axis
+from landscape.surface_set import compute_surface_set, member_seeds
 
 from ._common import (
     add_checkpoint_args,
@@ -82,6 +83,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="seed of direction x (y uses seed+1)")
     d.add_argument("--orthogonal", action="store_true",
                    help="make direction y orthogonal to x (filter norms kept)")
+    d.add_argument("--n-directions", type=int_arg("n_directions", 1), default=1, metavar="K",
+                   help="K independent random direction pairs on the same grid (seeds --seed, "
+                        "--seed+2, ...) in one /surfaces group: every surface metric of "
+                        "'landscape compare' then gets mean ± sd and a bootstrap interval")
     src = d.add_mutually_exclusive_group()
     src.add_argument("--dir-file", metavar="FILE.h5",
                      help="directions saved in a surface/trajectory/directions file, or a "
@@ -247,6 +252,39 @@ def _check_grid_fits(n_points: int, n_splits: int) -> None:
         )
 
 
+def _run_set(args: argparse.Namespace, ckpt, datasets, loss, out: str, recipe: dict,
+             provenance: dict) -> int:
+    """--n-directions K: K random direction pairs in one /surfaces group."""
+    other = [f for f, on in (("--dir-file", args.dir_file), ("--interpolate", args.interpolate),
+                             ("--plane", args.plane), ("--orthogonal", args.orthogonal),
+                             ("--dir-type states", args.dir_type != "weights"),
+                             ("--batch-size auto", args.batch_size == "auto"),
+                             ("--precision", args.precision != "fp32"),
+                             ("--bn recalibrate", args.bn != "eval")) if on]
+    if other:
+        raise LandscapeError(
+            f"--n-directions draws K random direction pairs of the weights, evaluated with a "
+            f"fixed --batch-size; drop {', '.join(other)}"
+        )
+    t0 = time.perf_counter()
+    seeds = member_seeds(args.n_directions, args.seed)
+    with distributed(args.device) as (rank, _world, device):
+        s = compute_surface_set(
+            ckpt.model, datasets, seeds=seeds, x=args.x, y=args.y, norm=args.norm,
+            ignore=args.ignore, selection=select_parameters(ckpt.model, "weights",
+                                                            **selection_kwargs(args)),
+            loss=loss, batch_size=args.batch_size, device=device, dtype=_DTYPES[args.dtype],
+            out=out, overwrite=args.overwrite, recipe=recipe, provenance=provenance,
+            progress=not args.no_progress, flush_seconds=args.flush_seconds,
+        )
+    if rank != 0:
+        return 0
+    print(f"wrote {out}: {s.n_members} direction pairs (seeds {seeds}), {s.n_done}/"
+          f"{s.n_points} points ({', '.join(sorted(s.arrays))}) in "
+          f"{time.perf_counter() - t0:.1f} s")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     # fail fast on bad grids before loading anything
     ax = parse_axis(args.x, "x").check_dtype("x", _DTYPES[args.dtype])
@@ -260,11 +298,13 @@ def run(args: argparse.Namespace) -> int:
     spec = data_spec(args, ckpt)
     datasets = load_datasets(spec, splits, ckpt.model)
     ndim = 2 if args.y is not None else 1
-    dirs = _directions(args, ckpt, ndim)
     out = args.out or default_out(args.checkpoint, "surface")
     _check_out_is_not_an_input(args, out)
     recipe = checkpoint_recipe(ckpt, spec)
     provenance = checkpoint_provenance(ckpt, args.checkpoint, command_line(args))
+    if args.n_directions > 1:
+        return _run_set(args, ckpt, datasets, loss, out, recipe, provenance)
+    dirs = _directions(args, ckpt, ndim)
     t0 = time.perf_counter()
     with distributed(args.device) as (rank, world, device):
         s = compute_surface(

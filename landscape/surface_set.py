@@ -48,6 +48,7 @@ from ._version import tool_versions
 from .directions import Directions, random_directions
 from .errors import LandscapeError, check_int
 from .evaluation import Evaluator
+from .parameters import ParameterSelection, select_parameters
 from .surface import Surface, directions_group, load_directions_group, parse_axis
 
 __all__ = ["GROUP", "SurfaceSet", "compute_surface_set", "member_seeds"]
@@ -224,6 +225,7 @@ def compute_surface_set(
     y: str | None = None,
     norm: str = "filter",
     ignore: str = "biasbn",
+    selection: ParameterSelection | None = None,
     loss: LossSpec = "cross_entropy",
     batch_size: int = 1024,
     device: torch.device | str | None = None,
@@ -252,6 +254,9 @@ def compute_surface_set(
         The grid, ``"min:max:num"`` (``y`` for 2D).
     norm, ignore : str
         Direction normalisation (see :func:`~landscape.directions.random_directions`).
+    selection : ParameterSelection, optional
+        The perturbed tensors (default ``select_parameters(model)``: what a single surface of
+        the CLI uses).
     loss, batch_size, device, dtype, out, overwrite, recipe, provenance, progress,
     flush_seconds, max_points
         As for :func:`~landscape.surface.compute_surface` (``batch_size`` must be an int: a
@@ -277,8 +282,10 @@ def compute_surface_set(
     if not data:
         raise LandscapeError("no dataset given to evaluate the surfaces on")
     base_t = named_tensors(model, "weights")
-    dirs = [random_directions(base_t, ndim=ndim, seeds=s, norm=norm, ignore=ignore)
-            for s in seeds]
+    if selection is None:
+        selection = select_parameters(model, "weights")
+    dirs = [random_directions(base_t, ndim=ndim, seeds=s, norm=norm, ignore=ignore,
+                              selection=selection) for s in seeds]
     eval_dtype = dtype or next(iter(base_t.values())).dtype
     for name, a in (("x", ax), ("y", ay)):
         if a is not None:

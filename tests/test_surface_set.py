@@ -85,3 +85,29 @@ def test_summary_and_difference():
     assert d.delta == 9.0 and d.resolved is True and d.lo > 0
     assert difference([1.0, 3.0], [1.5, 2.5]).resolved is False
     assert difference([1.0], [2.0, 3.0]).resolved is None
+
+
+def test_cli_n_directions_member_k_equals_the_single_surface_with_its_seed(tmp_path):
+    import shutil
+
+    from landscape.cli.main import main
+
+    from landscape.surface import Surface
+
+    from .golden.generate import HERE
+
+    ckpt = tmp_path / "m.pt"
+    shutil.copy(HERE / "runs" / "mlp" / "epoch_0002.pt", ckpt)
+    grid = ["--x=-1:1:3", "--y=-1:1:3", "--batch-size", "64", "--no-progress"]
+    assert main(["surface", str(ckpt), *grid, "--n-directions", "2", "--out",
+                 str(tmp_path / "set.h5")]) == 0
+    s = SurfaceSet.load(tmp_path / "set.h5")
+    assert s.seeds == [0, 2]
+    for k, seed in enumerate(s.seeds):
+        out = tmp_path / f"one{seed}.h5"
+        assert main(["surface", str(ckpt), *grid, "--seed", str(seed), "--out", str(out)]) == 0
+        one = Surface.load(out)
+        assert s.member(k).directions.digest() == one.directions.digest()
+        np.testing.assert_array_equal(s.member(k)["test_loss"], one["test_loss"])
+    assert main(["surface", str(ckpt), *grid[:2], "--n-directions", "2",
+                 "--out", str(tmp_path / "x.h5")]) == 2  # batch size auto is refused
