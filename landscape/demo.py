@@ -69,6 +69,7 @@ from .models import ModelSpec, skip_switch
 from .recipes import checkpoint_recipe
 from .report import Report, compare
 from .surface import compute_surface, load_directions
+from .surface_set import compute_surface_set, member_seeds
 from .training import TrainConfig, TrainRun, train
 from .trajectory import TrajectoryPCA
 
@@ -107,12 +108,16 @@ class DemoConfig:
         Built-in data set (``"digits"``, or ``"modadd"`` for the GPT pair).
     data_kwargs : dict
         Its options (``{"p": 97}`` for ``modadd``).
+    n_directions : int
+        Independent random direction pairs on the surface grid (``/surfaces``), for the
+        spread of every surface metric over directions (5; 3 in the quick demo).
 
     Notes
     -----
     :meth:`to_dict` (what ``demo_config.json`` holds, and what a resumed run must match)
-    leaves ``data`` and ``data_kwargs`` out while they are the defaults, so that output
-    directories of the default demo written before these fields existed still resume.
+    leaves ``data``, ``data_kwargs`` and ``n_directions`` out while they are the defaults, so
+    that output directories of the default demo written before these fields existed still
+    resume (and compute only the missing steps).
     """
 
     model: str = "resnet56"
@@ -132,6 +137,7 @@ class DemoConfig:
     ratio_tol: float = 1e-2
     data: str = "digits"
     data_kwargs: dict[str, Any] = field(default_factory=dict)
+    n_directions: int = 5
 
     @classmethod
     def quick(cls) -> DemoConfig:
@@ -150,6 +156,7 @@ class DemoConfig:
             density_steps=16,
             density_runs=1,
             ratio_tol=2e-2,
+            n_directions=3,
         )
 
     @classmethod
@@ -174,6 +181,8 @@ class DemoConfig:
         d["train"] = self.train.to_dict()
         if d["data"] == "digits" and not d["data_kwargs"]:
             del d["data"], d["data_kwargs"]
+        if d["n_directions"] == type(self).__dataclass_fields__["n_directions"].default:
+            del d["n_directions"]
         return d
 
 
@@ -301,6 +310,14 @@ def run_demo(
                             progress=progress)
         _say(log, f"[{name}] surface {s.shape[0]}x{s.shape[1]}: {s.n_done}/{s.n_points} "
                   f"points ({time.perf_counter() - t0:.0f} s)")
+        if cfg.n_directions > 1:  # 1b. the spread over direction pairs, on the same grid
+            t0 = time.perf_counter()
+            ss = compute_surface_set(model, splits, seeds=member_seeds(cfg.n_directions),
+                                     x=cfg.grid, y=cfg.grid, batch_size=512, out=main,
+                                     recipe=recipe, provenance={"command": "landscape demo"},
+                                     progress=progress)
+            _say(log, f"[{name}] {ss.n_members} direction pairs: {ss.n_done}/{ss.n_points} "
+                      f"points ({time.perf_counter() - t0:.0f} s)")
 
         # 2. curvature at the minimum
         t0 = time.perf_counter()
