@@ -85,8 +85,9 @@ from ._version import tool_versions
 from .errors import LandscapeError, check_float, check_int, check_option, note_interruption
 from .evaluation import BN_MODES, Evaluator
 
-__all__ = ["CURVES", "OPTIMIZERS", "Connectivity", "barrier", "compute_connectivity",
-           "connectivity_numbers", "curve_coefficients", "excess", "lr_at"]
+__all__ = ["CURVES", "OPTIMIZERS", "Connectivity", "barrier", "bend_model",
+           "compute_connectivity", "connectivity_numbers", "curve_coefficients", "excess",
+           "lr_at", "plot_connectivity", "plot_curve_on_plane"]
 
 GROUP = "connect"
 CURVES = ("bezier", "polychain")
@@ -294,6 +295,41 @@ class Connectivity(GridProgress):
     def plot(self, **kwargs: Any) -> Any:
         """:func:`plot_connectivity` of this result."""
         return plot_connectivity(self, **kwargs)
+
+    def bend_tensors(self, k: int = 0) -> dict[str, Tensor]:
+        """The parameters of bend ``k`` by name (views of :attr:`bends`)."""
+        if self.bends is None:
+            raise LandscapeError("this result has no curve, hence no bend points")
+        check_int("k", k, 0, len(self.bends) - 1)
+        return _unflat(torch.as_tensor(np.asarray(self.bends[k])), self.tensors)
+
+    def curve_in_plane(self) -> tuple[np.ndarray, np.ndarray]:
+        """Coordinates ``(x, y)`` of the curve at :attr:`t` in the plane through A, B and the
+        bend with A at (0, 0), B at (1, 0), the bend at (0, 1) (the non-orthogonal plane of
+        :func:`~landscape.directions.plane_directions`, ``landscape surface A --plane B
+        BEND``): ``theta(t) = A + x (B - A) + y (bend - A)`` exactly, for one bend."""
+        if self.bends is None or len(self.bends) != 1:
+            raise LandscapeError("the plane through A, B and the bend needs a curve with "
+                                 "exactly one bend")
+        c = np.stack([curve_coefficients(self.recipe["curve"], t, 1) for t in self.t])
+        return c[:, 2], c[:, 1]
+
+
+def bend_model(result: Connectivity, model: nn.Module, k: int = 0) -> nn.Module:
+    """A copy of ``model`` (end A) holding bend ``k``'s parameters (buffers: A's).
+
+    Save it with :func:`~landscape.checkpoints.save_checkpoint` to draw the plane through A,
+    B and the bend with ``landscape surface A.pt --plane B.pt BEND.pt --bn recalibrate``.
+    """
+    out = copy.deepcopy(model)
+    tensors = result.bend_tensors(k)
+    names = [k2 for k2, _ in model.named_parameters()]
+    if names != list(tensors):
+        raise LandscapeError("the model's parameters are not those the curve was trained for")
+    with torch.no_grad():
+        for name, p in out.named_parameters():
+            p.copy_(tensors[name])
+    return out
 
 
 def connectivity_numbers(result: Connectivity) -> dict[str, float]:
@@ -798,5 +834,33 @@ def plot_connectivity(result: Connectivity, *, metric: str = "loss", ax: Any = N
     curve = result.recipe.get("curve")
     ax.set_title(f"line{' and ' + curve + ' curve' if curve else ''} between two minima "
                  f"(BN: {result.recipe.get('bn')})", fontsize="medium")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_curve_on_plane(result: Connectivity, surface: Any, *, array: str = "train_loss",
+                        ax: Any = None, **contour: Any) -> Any:
+    """The surface of the plane through A, B and the bend, with the line and curve drawn.
+
+    ``surface`` is a 2D :class:`~landscape.surface.Surface` computed with
+    ``landscape surface A.pt --plane B.pt BEND.pt`` (non-orthogonal; BEND from
+    :func:`bend_model`); its contour is drawn by :func:`landscape.plot.plot_contour`
+    (``contour`` passes options on).
+    """
+    from .plot import plot_contour
+
+    rec = getattr(surface, "directions", None)
+    kind = (rec.recipe if rec is not None else {}).get("kind")
+    if kind != "plane" or (rec.recipe.get("orthogonal")):
+        raise LandscapeError("the surface is not the non-orthogonal plane through A, B and the "
+                             "bend; compute it with 'landscape surface A.pt --plane B.pt "
+                             "BEND.pt'")
+    ax = plot_contour(surface, array=array, ax=ax, **contour)
+    x, y = result.curve_in_plane()
+    ax.plot([0.0, 1.0], [0.0, 0.0], "-", color="tab:blue", lw=2, label="line")
+    ax.plot(x, y, "-", color="tab:red", lw=2, label=f"{result.recipe['curve']} curve")
+    ax.plot([0.0, 1.0, 0.0], [0.0, 0.0, 1.0], "o", color="k", ms=5)
+    for (px, py), name in (((0.0, 0.0), "A"), ((1.0, 0.0), "B"), ((0.0, 1.0), "bend")):
+        ax.annotate(name, (px, py), textcoords="offset points", xytext=(4, 4))
     ax.legend(fontsize="small")
     return ax

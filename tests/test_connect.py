@@ -343,3 +343,29 @@ def test_plot(tmp_path):
     assert len(ax.lines) == 4  # line and curve, train and test
     ax = connect.plot_connectivity(res, metric="error")
     assert "error" in ax.get_ylabel()
+
+
+def test_curve_on_the_plane_through_a_b_and_the_bend(tmp_path):
+    from landscape.directions import Directions, plane_directions
+    from landscape.surface import compute_surface
+
+    a, b = Ring([1.0, 0.0]), Ring([0.0, 1.0])
+    res = compute_connectivity(a, b, {"train": _toy_data()}, loss=value, steps=50,
+                               train_batch_size=4, n_points=5, progress=False)
+    bend = connect.bend_model(res, a)
+    np.testing.assert_array_equal(bend.theta.detach().numpy(), res.bends[0])
+    x, y = res.curve_in_plane()
+    np.testing.assert_allclose(x, res.t**2) and np.testing.assert_allclose(y, 2 * res.t * (
+        1 - res.t))
+    ta, tb, tc = (dict(m.named_parameters()) for m in (a, b, bend))
+    dx, dy, _ = plane_directions(ta, tb, tc)
+    surf = compute_surface(a, Directions((dx, dy), {"kind": "plane", "orthogonal": False}),
+                           {"train": _toy_data()}, x="0:1:5", y="0:1:3", loss=value,
+                           batch_size=8, progress=False)
+    # t = 1/2 of the curve is (x, y) = (1/4, 1/2), a grid point of the surface
+    assert surf.arrays["train_loss"][1, 1] == pytest.approx(
+        res.values("curve", "train_loss")[2], rel=1e-12)
+    ax = connect.plot_curve_on_plane(res, surf)
+    assert len(ax.lines) >= 3
+    with pytest.raises(LandscapeError, match="non-orthogonal plane"):
+        connect.plot_curve_on_plane(res, Connectivity.__new__(Connectivity))
