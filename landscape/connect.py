@@ -494,9 +494,9 @@ class _CurveTrainer:
         except KeyboardInterrupt as exc:
             if len(self.history) > start:
                 self.save()
+            saved = self.out is not None and len(self.history) > 0
             note_interruption(exc, f"the curve's training up to step {len(self.history)} is "
-                              f"saved in '{self.out}'" if self.out is not None else None,
-                              resumable=self.out is not None)
+                              f"saved in '{self.out}'" if saved else None, resumable=saved)
             raise
         finally:
             bar.close()
