@@ -261,8 +261,10 @@ def test_resume_after_max_points_equals_an_uninterrupted_run(tmp_path):
     _same(Connectivity.load(tmp_path / "part.h5"), Connectivity.load(tmp_path / "full.h5"))
 
 
-def test_resume_after_interrupted_training_and_evaluation(tmp_path, monkeypatch):
-    full = _run(tmp_path / "full.h5", optimizer="adam", lr=0.01)
+@pytest.mark.parametrize("opt", [{"optimizer": "adam", "lr": 0.01},
+                                 {"optimizer": "sgd", "lr": 0.1, "weight_decay": 1e-3}])
+def test_resume_after_interrupted_training_and_evaluation(tmp_path, monkeypatch, opt):
+    full = _run(tmp_path / "full.h5", **opt)
     out = tmp_path / "cut.h5"
     real_step = connect._CurveTrainer.step
 
@@ -273,7 +275,7 @@ def test_resume_after_interrupted_training_and_evaluation(tmp_path, monkeypatch)
 
     monkeypatch.setattr(connect._CurveTrainer, "step", stop_at_17)
     with pytest.raises(KeyboardInterrupt):
-        _run(out, optimizer="adam", lr=0.01)
+        _run(out, **opt)
     saved = Connectivity.load(out)
     assert saved.trained_steps == 17 and saved.train_state and saved.n_done == 0
     monkeypatch.setattr(connect._CurveTrainer, "step", real_step)
@@ -289,11 +291,11 @@ def test_resume_after_interrupted_training_and_evaluation(tmp_path, monkeypatch)
 
     monkeypatch.setattr(connect._ConnectRun, "compute", stop_at_4)
     with pytest.raises(KeyboardInterrupt):
-        _run(out, optimizer="adam", lr=0.01)
+        _run(out, **opt)
     saved = Connectivity.load(out)
     assert saved.curve_trained and saved.train_state is None and saved.n_done == 3
     monkeypatch.setattr(connect._ConnectRun, "compute", real_compute)
-    again = _run(out, optimizer="adam", lr=0.01)
+    again = _run(out, **opt)
     _same(again, full)
     _same(Connectivity.load(out), full)
 
