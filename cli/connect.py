@@ -7,7 +7,14 @@ import math
 import os
 import time
 
-from landscape.connect import CURVES, OPTIMIZERS, compute_connectivity, connectivity_numbers
+from landscape.checkpoints import save_checkpoint
+from landscape.connect import (
+    CURVES,
+    OPTIMIZERS,
+    bend_model,
+    compute_connectivity,
+    connectivity_numbers,
+)
 from landscape.errors import LandscapeError
 from landscape.evaluation import BN_MODES
 from landscape.recipes import checkpoint_provenance, checkpoint_recipe
@@ -90,6 +97,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="replace an existing result computed with another recipe")
     o.add_argument("--flush-seconds", type=float_arg("flush_seconds", 0.0), default=10.0,
                    help="write progress to disk at least this often")
+    o.add_argument("--save-bend", metavar="BEND.pt",
+                   help="also save the (first) trained bend as a checkpoint, for the plane "
+                        "surface 'landscape surface A.pt --plane B.pt BEND.pt'")
     o.add_argument("--max-points", type=int_arg("max_points", 0), metavar="N",
                    help="stop after N newly evaluated points (re-run to continue)")
     add_progress_arg(p)
@@ -131,6 +141,12 @@ def run(args: argparse.Namespace) -> int:
         train = load_data(spec, "train")
     out = args.out or default_out(args.checkpoint_a, "connect")
     _check_out_is_not_an_input(out, [args.checkpoint_a, args.checkpoint_b])
+    if args.save_bend:
+        if curve is None:
+            raise LandscapeError("--save-bend needs a curve; drop --curve none")
+        if os.path.exists(args.save_bend):
+            raise LandscapeError(f"--save-bend '{args.save_bend}' exists; choose another name "
+                                 "(it is never replaced)")
     recipe = checkpoint_recipe(ckpt_a, spec)
     recipe["checkpoint_b_sha256"] = ckpt_b.sha256
     provenance = checkpoint_provenance(ckpt_a, args.checkpoint_a, command_line(args))
@@ -153,6 +169,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(f"wrote {out}: {'+'.join(res.paths)}, {res.n_done}/{res.n_points} points, "
           f"bn={res.recipe['bn']} in {dt:.1f} s")
+    if args.save_bend and res.curve_trained:
+        save_checkpoint(args.save_bend, bend_model(res, ckpt_a.model), ckpt_a.spec,
+                        data=spec.to_dict(), bend_of=[ckpt_a.sha256, ckpt_b.sha256])
+        print(f"wrote {args.save_bend}: the trained bend (plane: landscape surface "
+              f"{args.checkpoint_a} --plane {args.checkpoint_b} {args.save_bend} ...)")
     nums = connectivity_numbers(res)
     shown = [f"{k.replace('_barrier', '')} {v:.4g}" for k, v in nums.items()
              if "_loss_" in k and math.isfinite(v)]

@@ -7,7 +7,7 @@ import pytest
 import torch
 from landscape.cli.main import main
 
-from landscape.checkpoints import file_sha256, save_checkpoint
+from landscape.checkpoints import file_sha256, load_checkpoint, save_checkpoint
 from landscape.connect import Connectivity
 from landscape.models import ModelSpec
 
@@ -35,7 +35,8 @@ def test_connect_writes_barriers_and_resumes(tmp_path, pair, capsys):
             "--out", str(out), "--no-progress", "--flush-seconds", "0"]
     assert main([*args, "--max-points", "3"]) == 0
     assert "3/10 points" in capsys.readouterr().out
-    assert main(args) == 0
+    bend = tmp_path / "bend.pt"
+    assert main([*args, "--save-bend", str(bend)]) == 0
     text = capsys.readouterr().out
     assert "10/10 points" in text and "bn=recalibrate" in text
     assert "barriers: " in text and "line_train_loss" in text
@@ -50,6 +51,13 @@ def test_connect_writes_barriers_and_resumes(tmp_path, pair, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "different recipe" in err and len(err.strip().splitlines()) == 1
     assert Connectivity.load(out).recipe["steps"] == 10
+    # the bend is a checkpoint of A's architecture holding the stored bend
+    ckpt = load_checkpoint(bend)
+    np.testing.assert_array_equal(
+        torch.cat([p.detach().reshape(-1) for p in ckpt.model.parameters()]).numpy(),
+        res.bends[0])
+    assert main([*args, "--save-bend", str(bend)]) == 2  # never replaced
+    assert "never replaced" in capsys.readouterr().err
 
 
 def test_connect_line_only_and_bad_inputs(tmp_path, pair, capsys):
