@@ -1,0 +1,182 @@
+"""``landscape connect``: loss along the line and a trained curve between two minima, in HDF5."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+
+from landscape.checkpoints import save_checkpoint
+from landscape.connect import (
+    CURVES,
+    OPTIMIZERS,
+    bend_model,
+    compute_connectivity,
+    connectivity_numbers,
+)
+from landscape.errors import LandscapeError
+from landscape.evaluation import BN_MODES
+from landscape.recipes import checkpoint_provenance, checkpoint_recipe
+
+from ._common import (
+    add_checkpoint_args,
+    add_data_args,
+    add_progress_arg,
+    check_device,
+    command_line,
+    data_spec,
+    default_out,
+    distributed,
+    examples,
+    float_arg,
+    int_arg,
+    load_ckpt,
+    load_datasets,
+    loss_arg,
+    parse_splits,
+)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "connect",
+        help="barriers on the line and a trained Bezier/polychain curve between two minima",
+        description="Evaluate train/test loss and accuracy along the straight line between "
+                    "two minima A and B of one network and along a curve through trained "
+                    "bend points (Garipov et al. 2018), with BatchNorm statistics recomputed "
+                    "at every t (default), and print the barriers max_t L(t) - ((1-t) L(0) + "
+                    "t L(1)) (Frankle et al. 2020). Re-running the same command resumes an "
+                    "unfinished file.",
+        epilog=examples(
+            "landscape connect runs/s1/epoch_0030.pt runs/s2/epoch_0030.pt --out s1s2.h5",
+            "landscape connect a.pt b.pt --curve polychain --bends 2 --steps 3000 --out ab.h5",
+            "landscape connect a.pt b.pt --curve none --points 51 --out line.h5",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("checkpoint_a", metavar="A.pt", help="first minimum (t = 0)")
+    p.add_argument("checkpoint_b", metavar="B.pt", help="second minimum (t = 1)")
+    add_checkpoint_args(p)
+    add_data_args(p)
+    p.add_argument("--splits", default="train,test", help="data splits to evaluate")
+    c = p.add_argument_group("curve")
+    c.add_argument("--curve", choices=[*CURVES, "none"], default="bezier",
+                   help="trained curve besides the line ('none': the line only)")
+    c.add_argument("--bends", type=int_arg("bends", 1), default=1,
+                   help="trainable bend points (1: quadratic Bezier / two-segment chain)")
+    c.add_argument("--steps", type=int_arg("steps", 1), default=1000,
+                   help="training steps of the bends (one uniform t and minibatch each)")
+    c.add_argument("--lr", type=float_arg("lr", 0.0, closed="neither"), default=0.05,
+                   help="initial learning rate (constant to 50%%, linear to lr/100 at 90%%)")
+    c.add_argument("--optimizer", choices=OPTIMIZERS, default="sgd")
+    c.add_argument("--momentum", type=float_arg("momentum", 0.0, 1.0, closed="left"),
+                   default=0.9)
+    c.add_argument("--weight-decay", type=float_arg("weight_decay", 0.0), default=0.0)
+    c.add_argument("--train-batch-size", type=int_arg("train_batch_size", 1), default=128)
+    c.add_argument("--init-noise", type=float_arg("init_noise", 0.0), default=0.0,
+                   help="seeded noise added to the bends' start on the line")
+    c.add_argument("--seed", type=int_arg("seed", 0), default=0,
+                   help="seed of the drawn t, minibatches and initial noise")
+    e = p.add_argument_group("evaluation")
+    e.add_argument("--points", type=int_arg("points", 3), default=31,
+                   help="uniform grid of t in [0, 1]")
+    e.add_argument("--loss", default="cross_entropy",
+                   help="cross_entropy | mse | package.module:function (per-sample losses)")
+    e.add_argument("--bn", choices=BN_MODES, default="recalibrate",
+                   help="BatchNorm: recomputed at every t (default), or the ends' statistics "
+                        "interpolated linearly")
+    e.add_argument("--bn-batches", type=int_arg("bn_batches", 1), default=10)
+    e.add_argument("--batch-size", type=int_arg("batch_size", 1), default=1024,
+                   help="evaluation batch size")
+    e.add_argument("--device", default="cpu", help="device (cpu, cuda, ...)")
+    o = p.add_argument_group("output")
+    o.add_argument("--out", metavar="FILE.h5",
+                   help="output file (default: <A>_connect.h5 beside A)")
+    o.add_argument("--overwrite", action="store_true",
+                   help="replace an existing result computed with another recipe")
+    o.add_argument("--flush-seconds", type=float_arg("flush_seconds", 0.0), default=10.0,
+                   help="write progress to disk at least this often")
+    o.add_argument("--save-bend", metavar="BEND.pt",
+                   help="also save the (first) trained bend as a checkpoint, for the plane "
+                        "surface 'landscape surface A.pt --plane B.pt BEND.pt'")
+    o.add_argument("--max-points", type=int_arg("max_points", 0), metavar="N",
+                   help="stop after N newly evaluated points (re-run to continue)")
+    add_progress_arg(p)
+    p.set_defaults(func=run)
+
+
+def _check_out_is_not_an_input(out: str, inputs: list[str]) -> None:
+    for path in inputs:
+        try:
+            same = os.path.samefile(out, path)
+        except OSError:
+            same = False
+        if same:
+            raise LandscapeError(f"--out '{out}' is the checkpoint '{path}'; writing there "
+                                 "would destroy it -- choose another --out")
+
+
+def run(args: argparse.Namespace) -> int:
+    splits = parse_splits(args.splits)
+    loss = loss_arg(args.loss)
+    check_device(args.device)
+    ckpt_a = load_ckpt(args, args.checkpoint_a)
+    ckpt_b = load_ckpt(args, args.checkpoint_b)
+    if ckpt_a.sha256 == ckpt_b.sha256:
+        raise LandscapeError(f"'{args.checkpoint_a}' and '{args.checkpoint_b}' are the same "
+                             "checkpoint; pass two different minima (e.g. two seeds)")
+    if ckpt_a.spec is not None and ckpt_b.spec is not None and ckpt_a.spec != ckpt_b.spec:
+        raise LandscapeError(
+            f"'{args.checkpoint_a}' is a {ckpt_a.spec.to_dict()} and '{args.checkpoint_b}' a "
+            f"{ckpt_b.spec.to_dict()}: connect two minima of one architecture"
+        )
+    spec = data_spec(args, ckpt_a)
+    datasets = load_datasets(spec, splits, ckpt_a.model)
+    train = datasets.get("train")
+    curve = None if args.curve == "none" else args.curve
+    if curve is not None and train is None:
+        from landscape.data import load_data
+
+        train = load_data(spec, "train")
+    out = args.out or default_out(args.checkpoint_a, "connect")
+    _check_out_is_not_an_input(out, [args.checkpoint_a, args.checkpoint_b])
+    if args.save_bend:
+        if curve is None:
+            raise LandscapeError("--save-bend needs a curve; drop --curve none")
+        if os.path.exists(args.save_bend):
+            raise LandscapeError(f"--save-bend '{args.save_bend}' exists; choose another name "
+                                 "(it is never replaced)")
+    recipe = checkpoint_recipe(ckpt_a, spec)
+    recipe["checkpoint_b_sha256"] = ckpt_b.sha256
+    provenance = checkpoint_provenance(ckpt_a, args.checkpoint_a, command_line(args))
+    provenance["checkpoint_b"] = str(args.checkpoint_b)
+    t0 = time.perf_counter()
+    with distributed(args.device) as (rank, _world, device):
+        res = compute_connectivity(
+            ckpt_a.model, ckpt_b.model, datasets, curve=curve, n_bends=args.bends,
+            n_points=args.points, steps=args.steps, lr=args.lr, optimizer=args.optimizer,
+            momentum=args.momentum, weight_decay=args.weight_decay,
+            train_batch_size=args.train_batch_size, init_noise=args.init_noise,
+            seed=args.seed, train_data=train, loss=loss, bn=args.bn,
+            bn_batches=args.bn_batches, batch_size=args.batch_size, device=device, out=out,
+            overwrite=args.overwrite, recipe=recipe, provenance=provenance,
+            progress=not args.no_progress, flush_seconds=args.flush_seconds,
+            max_points=args.max_points,
+        )
+    dt = time.perf_counter() - t0
+    if rank != 0:
+        return 0
+    print(f"wrote {out}: {'+'.join(res.paths)}, {res.n_done}/{res.n_points} points, "
+          f"bn={res.recipe['bn']} in {dt:.1f} s")
+    if args.save_bend and res.curve_trained:
+        save_checkpoint(args.save_bend, bend_model(res, ckpt_a.model), ckpt_a.spec,
+                        data=spec.to_dict(), bend_of=[ckpt_a.sha256, ckpt_b.sha256])
+        print(f"wrote {args.save_bend}: the trained bend (plane: landscape surface "
+              f"{args.checkpoint_a} --plane {args.checkpoint_b} {args.save_bend} ...)")
+    nums = connectivity_numbers(res)
+    shown = [f"{k.replace('_barrier', '')} {v:.4g}" for k, v in nums.items()
+             if "_loss_" in k and math.isfinite(v)]
+    if shown:
+        print("barriers: " + ", ".join(shown))
+    return 0

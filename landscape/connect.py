@@ -1,0 +1,866 @@
+"""Connectivity of minima: loss along the straight line and along a trained curve between them.
+
+Given two minima ``theta_A`` and ``theta_B`` of one architecture (e.g. trained from two seeds),
+:func:`compute_connectivity` evaluates the loss and accuracy of every dataset
+
+- along the **line** ``(1 - t) theta_A + t theta_B``, and
+- along a **curve** through ``n_bends`` trainable bend points ``theta_1 .. theta_n``
+  (Garipov et al. 2018): a Bezier curve of degree ``n + 1`` (default: one bend, the quadratic
+  ``(1-t)^2 theta_A + 2t(1-t) theta_1 + t^2 theta_B``) or a polygonal chain through the bends
+  at ``t = k / (n + 1)``,
+
+on the uniform grid of ``n_points`` values of ``t`` in ``[0, 1]``. The **barrier** of a path
+(Frankle et al. 2020) is ``max_t L(t) - ((1 - t) L(0) + t L(1))`` over the grid: ``0`` when the
+path lies below the chord of its end losses (as for a convex loss), large when a ridge
+separates the minima.
+
+**Curve training.** The bends start on the line (``theta_k = theta_A + k/(n+1) (theta_B -
+theta_A)``, plus ``init_noise`` times a seeded Gaussian of the chord's per-coordinate scale)
+and minimise ``E_{t ~ U(0,1)} L(curve(t))``: at every step one ``t`` is drawn uniformly and one
+minibatch of the training data is taken (a seeded permutation per epoch), and the mean loss of
+the minibatch at ``curve(t)`` is one stochastic gradient for the bends only (the ends stay
+fixed). Optimiser: SGD with momentum (default) or Adam, learning rate ``lr`` for the first 50%
+of the steps, then decreasing linearly to ``lr / 100`` at 90%, then constant (the schedule of
+Garipov et al.'s code). Both ``t`` and the minibatch of step ``s`` are functions of ``(seed,
+s)`` alone, so a resumed training repeats an uninterrupted one bit for bit (on the CPU).
+During training BatchNorm layers use batch statistics (train mode); dropout stays off.
+
+**BatchNorm along the paths.** With ``bn="recalibrate"`` (the default here) the running
+statistics are recomputed at every evaluated ``t`` (:class:`~landscape.evaluation.Evaluator`);
+without it the statistics of neither end fit an inner point (the wrong test errors reported by
+the users of Garipov et al.'s code). ``bn="eval"`` interpolates the floating buffers linearly
+between the ends (``(1-t) A + t B`` on both paths) and is recorded as such.
+
+**Resume and sharding.** Results go into the top-level group ``/connect`` of ``out``, written
+atomically. Curve training saves its state (bends, optimiser state, step) into the group at
+most every ``flush_seconds`` and when interrupted; the evaluated points are a grid of shape
+``(n_paths, n_points)`` run by :class:`~landscape._grid.GridRunner` (flushing, progress,
+``max_points``, strided sharding under ``torchrun``; the bends are trained on every rank and
+rank 0's are broadcast). Re-running with the same recipe continues where the file stopped; a
+file with another recipe is refused unless ``overwrite``.
+
+Layout::
+
+    /connect              attrs: recipe (JSON), provenance (JSON), paths (JSON list), n_params,
+                          tensors (JSON [[name, shape], ...]), trained_steps
+    /connect/t            (n_points,) float64
+    /connect/<split>_loss (n_paths, n_points) float64, NaN where not done
+    /connect/<split>_acc  same (classification only)
+    /connect/done         (n_paths, n_points) uint8
+    /connect/bends        (n_bends, n_params) [curves only] the bend points, flat, model dtype
+    /connect/fit_history  (trained_steps,) float64: the minibatch loss of every training step
+    /connect/train_state  [unfinished training only] optimiser state datasets
+
+References
+----------
+.. [1] T. Garipov, P. Izmailov, D. Podoprikhin, D. Vetrov, A. G. Wilson, "Loss Surfaces, Mode
+   Connectivity, and Fast Ensembling of DNNs", NeurIPS 2018.
+.. [2] J. Frankle, G. K. Dziugaite, D. M. Roy, M. Carbin, "Linear Mode Connectivity and the
+   Lottery Ticket Hypothesis", ICML 2020.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from math import comb
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from . import _schema, storage
+from ._atomic import holds_output
+from ._functional import LossSpec, is_perturbable, loss_name, named_tensors, resolve_loss
+from ._grid import GridProgress, GridRunner, dist_info, pending, resume_or_refuse
+from ._version import tool_versions
+from .errors import LandscapeError, check_float, check_int, check_option, note_interruption
+from .evaluation import BN_MODES, Evaluator
+
+__all__ = ["CURVES", "OPTIMIZERS", "Connectivity", "barrier", "bend_model",
+           "compute_connectivity", "connectivity_numbers", "curve_coefficients", "excess",
+           "lr_at", "plot_connectivity", "plot_curve_on_plane"]
+
+GROUP = "connect"
+CURVES = ("bezier", "polychain")
+OPTIMIZERS = ("sgd", "adam")
+
+
+# ---------------------------------------------------------------------------- curves (pure)
+def curve_coefficients(kind: str, t: float, n_bends: int = 1) -> np.ndarray:
+    """Weights of the control points ``(theta_A, theta_1, ..., theta_n, theta_B)`` at ``t``.
+
+    ``"line"`` has the two ends only; ``"bezier"`` the Bernstein polynomials of degree
+    ``n_bends + 1``; ``"polychain"`` the hat functions of the chain whose ``k``-th control
+    point sits at ``t = k / (n_bends + 1)``. The weights are non-negative and sum to 1.
+
+    Examples
+    --------
+    >>> curve_coefficients("bezier", 0.5).tolist()
+    [0.25, 0.5, 0.25]
+    >>> curve_coefficients("polychain", 0.25).tolist()
+    [0.5, 0.5, 0.0]
+    """
+    t = float(t)
+    if kind == "line":
+        return np.array([1.0 - t, t])
+    m = n_bends + 1  # number of segments / the degree
+    if kind == "bezier":
+        return np.array([comb(m, k) * t**k * (1.0 - t) ** (m - k) for k in range(m + 1)])
+    if kind == "polychain":
+        c = np.zeros(m + 1)
+        s = min(int(math.floor(t * m)), m - 1)
+        u = t * m - s
+        c[s], c[s + 1] = 1.0 - u, u
+        return c
+    raise LandscapeError(f"unknown curve kind {kind!r}; use one of {('line', *CURVES)}")
+
+
+def excess(losses: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``L(t) - ((1 - t) L(0) + t L(1))`` at every grid point (``t[0] = 0``, ``t[-1] = 1``)."""
+    losses = np.asarray(losses, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    return losses - ((1.0 - t) * losses[0] + t * losses[-1])
+
+
+def barrier(losses: np.ndarray, t: np.ndarray) -> float:
+    """Frankle et al.'s barrier ``max_t L(t) - ((1 - t) L(0) + t L(1))`` over the grid.
+
+    NaN if any value is NaN (a point not computed): never a maximum over part of the path.
+    """
+    e = excess(losses, t)
+    if e.size == 0 or np.isnan(e).any():
+        return float("nan")
+    return float(np.max(e))
+
+
+def lr_at(step: int, steps: int, lr: float) -> float:
+    """The learning rate of step ``step`` of ``steps`` (Garipov et al.'s schedule).
+
+    ``lr`` up to 50% of the steps, then linear to ``lr / 100`` at 90%, then ``lr / 100``.
+    """
+    a = step / max(steps, 1)
+    if a <= 0.5:
+        f = 1.0
+    elif a <= 0.9:
+        f = 1.0 - (a - 0.5) / 0.4 * 0.99
+    else:
+        f = 0.01
+    return lr * f
+
+
+# ---------------------------------------------------------------------------- the result
+@dataclass(eq=False)
+class Connectivity(GridProgress):
+    """Loss and accuracy along the line (and a trained curve) between two minima.
+
+    Attributes
+    ----------
+    t : np.ndarray, shape (n_points,)
+        The grid of ``t`` in ``[0, 1]`` (``t[0] = 0``, ``t[-1] = 1``).
+    paths : tuple of str
+        Rows of the arrays: ``"line"`` and/or ``"curve"``.
+    arrays : dict[str, np.ndarray]
+        ``<split>_loss`` and ``<split>_acc``, each ``(n_paths, n_points)``; NaN if not done.
+    done : np.ndarray of bool, shape (n_paths, n_points)
+        Completion mask.
+    bends : np.ndarray or None, shape (n_bends, n_params)
+        The bend points (flattened in :attr:`tensors` order); ``None`` without a curve.
+    tensors : list of (str, tuple)
+        Names and shapes of the flattened parameters.
+    trained_steps : int
+        Training steps done (the curve is trained when it equals ``recipe["steps"]``).
+    fit_history : np.ndarray
+        Minibatch loss of every training step of the curve.
+    recipe, provenance : dict
+        What must match to resume (checkpoint SHA-256s of A and B, curve, bends, training
+        settings, t grid, BN policy, ...); informational (command line, versions).
+    """
+
+    t: np.ndarray
+    paths: tuple[str, ...]
+    arrays: dict[str, np.ndarray]
+    done: np.ndarray
+    bends: np.ndarray | None = None
+    tensors: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)
+    trained_steps: int = 0
+    fit_history: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    recipe: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    train_state: dict[str, np.ndarray] | None = None
+
+    @property
+    def curve_trained(self) -> bool:
+        """Whether the curve's training is finished (``False`` without a curve)."""
+        return "curve" in self.paths and self.trained_steps >= int(self.recipe.get("steps", 0))
+
+    def values(self, path: str, name: str) -> np.ndarray:
+        """The row of ``path`` (``"line"``, ``"curve"``) of array ``name`` (``"train_loss"``)."""
+        if path not in self.paths:
+            raise LandscapeError(f"this result has no path {path!r}; it has {list(self.paths)}")
+        if name not in self.arrays:
+            raise LandscapeError(f"this result has no array {name!r}; it has "
+                                 f"{sorted(self.arrays)}")
+        return self.arrays[name][self.paths.index(path)]
+
+    def barrier(self, path: str = "line", split: str = "train", metric: str = "loss") -> float:
+        """Barrier of ``path`` on ``split``; ``metric="error"`` uses ``1 - accuracy``.
+
+        NaN while a point of the path is not computed.
+        """
+        check_option("metric", metric, ("loss", "error"))
+        if metric == "loss":
+            v = self.values(path, f"{split}_loss")
+        else:
+            v = 1.0 - self.values(path, f"{split}_acc")
+        return barrier(v, self.t)
+
+    def __repr__(self) -> str:
+        return (f"Connectivity({'+'.join(self.paths)}, {len(self.t)} points, "
+                f"done={self.n_done}/{self.n_points})")
+
+    # ------------------------------------------------------------------ storage
+    def to_group(self) -> storage.Group:
+        """The ``/connect`` group."""
+        g = storage.Group(attrs={
+            "recipe": storage.dumps(self.recipe),
+            "provenance": storage.dumps(self.provenance),
+            "paths": json.dumps(list(self.paths)),
+            "tensors": json.dumps([[k, list(s)] for k, s in self.tensors]),
+            "n_params": int(sum(math.prod(s) for _, s in self.tensors)),
+            "trained_steps": int(self.trained_steps),
+        })
+        done = np.asarray(self.done, dtype=bool).copy()
+        g.datasets["t"] = np.asarray(self.t, dtype=np.float64)
+        for k, a in self.arrays.items():
+            g.datasets[k] = np.where(done, np.asarray(a, dtype=np.float64), np.nan)
+        g.datasets["done"] = done.astype(np.uint8)
+        if self.bends is not None:
+            g.datasets["bends"] = np.asarray(self.bends)
+        g.datasets["fit_history"] = np.asarray(self.fit_history, dtype=np.float64)
+        if self.train_state:
+            g.groups["train_state"] = storage.Group(
+                datasets={k: np.asarray(v) for k, v in self.train_state.items()})
+        return g
+
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        """Write the ``/connect`` group of ``path`` atomically (other groups are kept)."""
+        storage.update_file(path, {GROUP: self.to_group()}, overwrite=overwrite)
+
+    @classmethod
+    def from_group(cls, g: storage.Group, where: str = "the /connect group") -> Connectivity:
+        """Read a ``/connect`` group (see :meth:`to_group`)."""
+        d = g.datasets
+        t = _schema.coordinates(d, "t", where)
+        paths = tuple(_schema.json_attr(g.attrs, "paths", where, list))
+        tensors = [(str(k), tuple(int(n) for n in s))
+                   for k, s in _schema.json_attr(g.attrs, "tensors", where, list)]
+        shape = (len(paths), len(t))
+        names = sorted(k for k in d if k.endswith(("_loss", "_acc")))
+        arrays = {k: _schema.grid_array(d, k, shape, where) for k in names}
+        bends = np.asarray(d["bends"]) if "bends" in d else None
+        state = None
+        if "train_state" in g.groups:
+            state = {k: np.asarray(v) for k, v in g.groups["train_state"].datasets.items()}
+        return cls(
+            t=t, paths=paths, arrays=arrays,
+            done=_schema.grid_array(d, "done", shape, where, mask=True),
+            bends=bends, tensors=tensors, trained_steps=int(g.attrs.get("trained_steps", 0)),
+            fit_history=np.asarray(d.get("fit_history", np.zeros(0)), dtype=np.float64),
+            recipe=_schema.json_attr(g.attrs, "recipe", where, dict),
+            provenance=_schema.json_attr(g.attrs, "provenance", where, dict, default={}),
+            train_state=state,
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Connectivity:
+        """Read the ``/connect`` group of a landscape file."""
+        storage.check_no_links(path, GROUP)
+        g = storage.read_group(path, GROUP)
+        if g is None:
+            raise LandscapeError(
+                f"'{path}' holds no connectivity result (no /connect group); compute one with "
+                "'landscape connect A.pt B.pt --out FILE.h5'"
+            )
+        return cls.from_group(g, f"'{path}' has a damaged /connect group")
+
+    def plot(self, **kwargs: Any) -> Any:
+        """:func:`plot_connectivity` of this result."""
+        return plot_connectivity(self, **kwargs)
+
+    def bend_tensors(self, k: int = 0) -> dict[str, Tensor]:
+        """The parameters of bend ``k`` by name (views of :attr:`bends`)."""
+        if self.bends is None:
+            raise LandscapeError("this result has no curve, hence no bend points")
+        check_int("k", k, 0, len(self.bends) - 1)
+        return _unflat(torch.as_tensor(np.asarray(self.bends[k])), self.tensors)
+
+    def curve_in_plane(self) -> tuple[np.ndarray, np.ndarray]:
+        """Coordinates ``(x, y)`` of the curve at :attr:`t` in the plane through A, B and the
+        bend with A at (0, 0), B at (1, 0), the bend at (0, 1) (the non-orthogonal plane of
+        :func:`~landscape.directions.plane_directions`, ``landscape surface A --plane B
+        BEND``): ``theta(t) = A + x (B - A) + y (bend - A)`` exactly, for one bend."""
+        if self.bends is None or len(self.bends) != 1:
+            raise LandscapeError("the plane through A, B and the bend needs a curve with "
+                                 "exactly one bend")
+        c = np.stack([curve_coefficients(self.recipe["curve"], t, 1) for t in self.t])
+        return c[:, 2], c[:, 1]
+
+
+def bend_model(result: Connectivity, model: nn.Module, k: int = 0) -> nn.Module:
+    """A copy of ``model`` (end A) holding bend ``k``'s parameters (buffers: A's).
+
+    Save it with :func:`~landscape.checkpoints.save_checkpoint` to draw the plane through A,
+    B and the bend with ``landscape surface A.pt --plane B.pt BEND.pt --bn recalibrate``.
+    """
+    out = copy.deepcopy(model)
+    tensors = result.bend_tensors(k)
+    names = [k2 for k2, _ in model.named_parameters()]
+    if names != list(tensors):
+        raise LandscapeError("the model's parameters are not those the curve was trained for")
+    with torch.no_grad():
+        for name, p in out.named_parameters():
+            p.copy_(tensors[name])
+    return out
+
+
+def connectivity_numbers(result: Connectivity) -> dict[str, float]:
+    """The barriers of a result, for reports: ``{"<path>_<split>_<loss|error>_barrier": value}``.
+
+    Every path and split of the result is listed (errors only for classification data); NaN
+    where the path is not complete.
+    """
+    out: dict[str, float] = {}
+    splits = sorted({k[: -len("_loss")] for k in result.arrays if k.endswith("_loss")})
+    for path in result.paths:
+        for split in splits:
+            out[f"{path}_{split}_loss_barrier"] = result.barrier(path, split, "loss")
+            if f"{split}_acc" in result.arrays:
+                out[f"{path}_{split}_error_barrier"] = result.barrier(path, split, "error")
+    return out
+
+
+# ---------------------------------------------------------------------------- helpers
+def _flat(tensors: Mapping[str, Tensor]) -> Tensor:
+    return torch.cat([v.detach().reshape(-1) for v in tensors.values()])
+
+
+def _unflat(flat: Tensor, layout: Sequence[tuple[str, tuple[int, ...]]]) -> dict[str, Tensor]:
+    out: dict[str, Tensor] = {}
+    i = 0
+    for k, s in layout:
+        n = math.prod(s)
+        out[k] = flat[i:i + n].view(s)
+        i += n
+    return out
+
+
+def _combine(coeffs: np.ndarray, points: Sequence[Tensor]) -> Tensor:
+    """``sum_k coeffs[k] points[k]`` (zero weights skipped, so an end is reproduced exactly)."""
+    acc: Tensor | None = None
+    for c, p in zip(coeffs, points, strict=True):
+        if c == 0.0:
+            continue
+        term = p * float(c) if c != 1.0 else p
+        acc = term if acc is None else acc + term
+    return acc if acc is not None else torch.zeros_like(points[0])
+
+
+def _t_grid(n_points: int) -> np.ndarray:
+    return np.linspace(0.0, 1.0, n_points)
+
+
+def _array_names(data: Mapping[str, Any]) -> list[str]:
+    names = []
+    for k, v in data.items():
+        names.append(f"{k}_loss")
+        if not v.y.is_floating_point():
+            names.append(f"{k}_acc")
+    return names
+
+
+def _batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
+    """Minibatch of step ``step``: a slice of epoch ``step // per_epoch``'s seeded permutation."""
+    per_epoch = max(n // batch_size, 1)
+    epoch, k = divmod(step, per_epoch)
+    perm = np.random.default_rng([seed, 1, epoch]).permutation(n)
+    return perm[k * batch_size:(k + 1) * batch_size]
+
+
+def _t_of_step(seed: int, step: int) -> float:
+    return float(np.random.default_rng([seed, 2, step]).uniform())
+
+
+# ---------------------------------------------------------------------------- training
+class _CurveTrainer:
+    """Stochastic training of the bends on ``E_t L(curve(t))`` (see the module docstring)."""
+
+    def __init__(self, res: Connectivity, model: nn.Module, ends: tuple[Tensor, Tensor],
+                 train: Any, *, loss: LossSpec, out: Path | None, flush_seconds: float,
+                 first_write: bool, device: torch.device, progress: bool) -> None:
+        r = res.recipe
+        self.res, self.out, self.flush_seconds = res, out, flush_seconds
+        self.first_write = first_write
+        self.kind, self.n_bends = r["curve"], int(r["n_bends"])
+        self.steps, self.lr, self.seed = int(r["steps"]), float(r["lr"]), int(r["seed"])
+        self.batch_size, self.momentum = int(r["train_batch_size"]), float(r["momentum"] or 0.0)
+        self.weight_decay = float(r["weight_decay"])
+        self.progress = progress
+        self.loss_fn = resolve_loss(loss)
+        self.model = copy.deepcopy(model).to(device).eval()
+        for m in self.model.modules():  # batch statistics during training; dropout stays off
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.train()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.a, self.b = (e.to(device) for e in ends)
+        self.x = train.x.to(device)
+        self.y = train.y.to(device)
+        bends = torch.as_tensor(np.asarray(res.bends)).to(device=device, dtype=self.a.dtype)
+        self.bends = bends.clone().requires_grad_(True)
+        if r["optimizer"] == "sgd":
+            self.opt: torch.optim.Optimizer = torch.optim.SGD(
+                [self.bends], lr=self.lr, momentum=self.momentum,
+                weight_decay=self.weight_decay)
+        else:
+            self.opt = torch.optim.Adam([self.bends], lr=self.lr, weight_decay=self.weight_decay)
+        if res.train_state:
+            st = {k: torch.as_tensor(v).to(device) for k, v in res.train_state.items()}
+            if "step" in st:
+                st["step"] = st["step"].cpu().to(torch.float32).reshape(())
+            sd = self.opt.state_dict()
+            sd["state"] = {0: st}
+            self.opt.load_state_dict(sd)
+        self.history = list(np.asarray(res.fit_history, dtype=np.float64))
+
+    def step(self, s: int) -> float:
+        """One training step (``s`` counts from 0)."""
+        for g in self.opt.param_groups:
+            g["lr"] = lr_at(s, self.steps, self.lr)
+        t = _t_of_step(self.seed, s)
+        idx = torch.as_tensor(_batch_indices(len(self.x), self.batch_size, self.seed, s))
+        c = curve_coefficients(self.kind, t, self.n_bends)
+        w = _combine(c, [self.a, *self.bends.unbind(0), self.b])
+        params = _unflat(w, self.res.tensors)
+        out = functional_call(self.model, params, (self.x[idx],), strict=False)
+        loss = self.loss_fn(out, self.y[idx]).mean()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return float(loss.detach())
+
+    def sync(self) -> None:
+        """Copy the training state into the result."""
+        self.res.bends = self.bends.detach().cpu().numpy().copy()
+        self.res.fit_history = np.asarray(self.history, dtype=np.float64)
+        self.res.trained_steps = len(self.history)
+        st = self.opt.state_dict()["state"].get(0, {})
+        self.res.train_state = None if self.res.curve_trained else {
+            k: (v.detach().cpu().numpy().copy() if isinstance(v, Tensor) else np.asarray(v))
+            for k, v in st.items() if v is not None}
+
+    def save(self) -> None:
+        self.sync()
+        rank, _ = dist_info()
+        if self.out is not None and rank == 0:
+            self.res.save(self.out, overwrite=self.first_write)
+            self.first_write = False
+
+    def run(self) -> None:
+        from tqdm.auto import tqdm
+
+        start = len(self.history)
+        rank, world = dist_info()
+        bar = tqdm(total=self.steps, initial=start, desc="curve training", unit="step",
+                   disable=not self.progress or rank != 0, dynamic_ncols=True)
+        last = time.monotonic()
+        try:
+            for s in range(start, self.steps):
+                self.history.append(self.step(s))
+                bar.update(1)
+                if s % 20 == 0:
+                    bar.set_postfix_str(f"loss {self.history[-1]:.4g}", refresh=False)
+                if time.monotonic() - last >= self.flush_seconds and s + 1 < self.steps:
+                    self.save()
+                    last = time.monotonic()
+        except KeyboardInterrupt as exc:
+            if len(self.history) > start:
+                self.save()
+            saved = self.out is not None and len(self.history) > 0
+            note_interruption(exc, f"the curve's training up to step {len(self.history)} is "
+                              f"saved in '{self.out}'" if saved else None, resumable=saved)
+            raise
+        finally:
+            bar.close()
+        if world > 1:
+            import torch.distributed as tdist
+
+            with torch.no_grad():
+                tdist.broadcast(self.bends.data, src=0)
+        self.save()
+
+
+# ---------------------------------------------------------------------------- evaluation
+class _ConnectRun(GridRunner):
+    """Loss and accuracy at every ``(path, t)`` of the grid, BN recalibrated per point."""
+
+    def __init__(self, res: Connectivity, ev: Evaluator, control: dict[str, list[Tensor]],
+                 buffers: tuple[dict[str, Tensor], dict[str, Tensor]] | None, *,
+                 out: Path | None, first_write: bool, **loop: Any) -> None:
+        super().__init__(res.done, out=out, desc="connectivity", sharding="strided",
+                         points_per_round=4, **loop)
+        self.res, self.ev, self.control, self.buffers = res, ev, control, buffers
+        self.flat = {k: v.reshape(-1) for k, v in res.arrays.items()}
+        self.first_write = first_write
+        self.n_bends = int(res.recipe.get("n_bends") or 0)
+
+    def params(self, index: int) -> dict[str, Tensor]:
+        """The tensors at point ``index`` of the grid."""
+        row, col = divmod(index, len(self.res.t))
+        path = self.res.paths[row]
+        t = float(self.res.t[col])
+        kind = "line" if path == "line" else self.res.recipe["curve"]
+        c = curve_coefficients(kind, t, self.n_bends)
+        tensors = _unflat(_combine(c, self.control[path]), self.res.tensors)
+        if self.buffers is not None:  # bn="eval": float buffers linear between the ends
+            ba, bb = self.buffers
+            lin = curve_coefficients("line", t)
+            for k, va in ba.items():
+                tensors[k] = _combine(lin, [va, bb[k]]) if is_perturbable(va) else va
+        return tensors
+
+    def compute(self, index: int) -> dict[str, tuple[float, float | None]]:
+        m = self.ev(self.params(index))
+        return {name: (met.loss, met.accuracy) for name, met in m.items()}
+
+    def record(self, index: int, payload: dict[str, tuple[float, float | None]]) -> None:
+        for name, (loss, acc) in payload.items():
+            self.flat[f"{name}_loss"][index] = loss
+            if f"{name}_acc" in self.flat:
+                self.flat[f"{name}_acc"][index] = np.nan if acc is None else acc
+        self.done.reshape(-1)[index] = True
+
+    def save(self) -> None:
+        self.res.save(self.out, overwrite=self.first_write)
+        self.first_write = False
+
+
+# ---------------------------------------------------------------------------- entry point
+def _check_same_architecture(ta: Mapping[str, Tensor], tb: Mapping[str, Tensor]) -> None:
+    for k, v in ta.items():
+        if k not in tb or tuple(tb[k].shape) != tuple(v.shape):
+            raise LandscapeError(
+                f"the two models are different architectures (tensor '{k}' "
+                f"{'is missing in B' if k not in tb else 'has another shape in B'}); "
+                "connect two minima of one network"
+            )
+    extra = [k for k in tb if k not in ta]
+    if extra:
+        raise LandscapeError(f"the two models are different architectures (B has a tensor "
+                             f"'{extra[0]}' that A lacks); connect two minima of one network")
+
+
+def _initial_bends(a: Tensor, b: Tensor, n_bends: int, init_noise: float,
+                   seed: int) -> np.ndarray:
+    rows = []
+    scale = float(torch.linalg.vector_norm((b - a).double())) / math.sqrt(max(a.numel(), 1))
+    for k in range(1, n_bends + 1):
+        p = a + (k / (n_bends + 1)) * (b - a)
+        if init_noise > 0:
+            g = np.random.default_rng([seed, 3, k]).standard_normal(a.numel())
+            p = p + torch.as_tensor(init_noise * scale * g, dtype=a.dtype)
+        rows.append(p.detach().cpu().numpy())
+    return np.stack(rows)
+
+
+@holds_output("out")
+def compute_connectivity(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    data: Mapping[str, Any],
+    *,
+    curve: str | None = "bezier",
+    n_bends: int = 1,
+    n_points: int = 31,
+    steps: int = 1000,
+    lr: float = 0.05,
+    optimizer: str = "sgd",
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    train_batch_size: int = 128,
+    init_noise: float = 0.0,
+    seed: int = 0,
+    train_data: Any | None = None,
+    loss: LossSpec = "cross_entropy",
+    bn: str = "recalibrate",
+    bn_batches: int = 10,
+    bn_batch_size: int = 128,
+    batch_size: int = 1024,
+    device: torch.device | str | None = None,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    recipe: Mapping[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    flush_seconds: float = 10.0,
+    max_points: int | None = None,
+) -> Connectivity:
+    """Loss and accuracy along the line and a trained curve between two minima.
+
+    Parameters
+    ----------
+    model_a, model_b : nn.Module
+        The two ends (same architecture; not modified). Their parameters are connected; their
+        buffers serve ``bn="eval"`` only.
+    data : dict[str, TensorData]
+        Datasets to evaluate, e.g. ``{"train": train, "test": test}``.
+    curve : {"bezier", "polychain"} or None, default "bezier"
+        The trained curve; ``None`` evaluates the line only.
+    n_bends : int, default 1
+        Trainable bend points (1: the quadratic Bezier curve / a chain of two segments).
+    n_points : int, default 31
+        Uniform grid of ``t`` in ``[0, 1]`` (at least 3).
+    steps : int, default 1000
+        Training steps of the bends (one uniformly drawn ``t`` and one minibatch each).
+    lr : float, default 0.05
+        Initial learning rate (schedule: see :func:`lr_at`).
+    optimizer : {"sgd", "adam"}, default "sgd"
+        SGD with ``momentum``, or Adam.
+    momentum, weight_decay : float
+        Of the optimiser (``momentum`` for SGD only).
+    train_batch_size : int, default 128
+        Minibatch size of the training.
+    init_noise : float, default 0
+        Bends start on the line plus this times a seeded Gaussian scaled by
+        ``||theta_B - theta_A|| / sqrt(n_params)`` (breaks the symmetry of e.g. antipodal
+        ends of a rotation-symmetric valley).
+    seed : int, default 0
+        Seed of the drawn ``t``, minibatches and initial noise.
+    train_data : TensorData, optional
+        Data the bends are trained on (default ``data["train"]``).
+    loss : str or callable, default "cross_entropy"
+        Per-sample loss (see :func:`landscape._functional.resolve_loss`).
+    bn : {"recalibrate", "eval"}, default "recalibrate"
+        BatchNorm statistics recomputed at every evaluated ``t``, or interpolated linearly
+        between the ends' (see the module docstring).
+    bn_batches, bn_batch_size : int
+        Batches used by the recalibration, and their size.
+    batch_size : int, default 1024
+        Evaluation batch size.
+    device : torch.device or str, optional
+        Where to train and evaluate (default: model A's device).
+    out : path, optional
+        Landscape file whose ``/connect`` group is written as the run goes and resumed from.
+    overwrite : bool, default False
+        Replace a ``/connect`` group computed with another recipe.
+    recipe, provenance : dict, optional
+        Extra recipe entries (the checkpoints' SHA-256s, data spec) and informational entries.
+    progress : bool, default True
+        Progress bars.
+    flush_seconds : float, default 10
+        Write the file at most this often (and always at the end and when interrupted).
+    max_points : int, optional
+        Stop after this many newly evaluated points (the file stays resumable).
+
+    Returns
+    -------
+    Connectivity
+
+    Examples
+    --------
+    >>> res = compute_connectivity(a.model, b.model, {"train": tr, "test": te},
+    ...                            out="ab.h5")                        # doctest: +SKIP
+    >>> connectivity_numbers(res)["line_test_loss_barrier"]              # doctest: +SKIP
+    """
+    for name, m in (("model_a", model_a), ("model_b", model_b)):
+        if not isinstance(m, nn.Module):
+            raise LandscapeError(f"The '{name}' parameter must be a torch.nn.Module. "
+                                 f"Got {type(m).__name__}.")
+    if curve is not None:
+        check_option("curve", curve, CURVES)
+    n_bends = check_int("n_bends", n_bends, 1)
+    n_points = check_int("n_points", n_points, 3)
+    steps = check_int("steps", steps, 1)
+    lr = check_float("lr", lr, 0.0, closed="neither")
+    check_option("optimizer", optimizer, OPTIMIZERS)
+    momentum = check_float("momentum", momentum, 0.0, 1.0, closed="left")
+    weight_decay = check_float("weight_decay", weight_decay, 0.0)
+    train_batch_size = check_int("train_batch_size", train_batch_size, 1)
+    init_noise = check_float("init_noise", init_noise, 0.0)
+    seed = check_int("seed", seed, 0)
+    check_option("bn", bn, BN_MODES)
+    check_float("flush_seconds", flush_seconds, 0.0)
+    if max_points is not None:
+        max_points = check_int("max_points", max_points, 0)
+    if not data:
+        raise LandscapeError("no dataset given to evaluate the paths on")
+    train = train_data if train_data is not None else data.get("train")
+    if curve is not None and train is None:
+        raise LandscapeError("training the curve needs training data: pass a 'train' dataset "
+                             "or train_data (or curve=None for the line only)")
+
+    ta, tb = named_tensors(model_a, "weights"), named_tensors(model_b, "weights")
+    _check_same_architecture(ta, tb)
+    if not ta:
+        raise LandscapeError("the models have no parameters to connect")
+    layout = [(k, tuple(v.shape)) for k, v in ta.items()]
+    fa, fb = _flat(ta), _flat(tb)
+    if torch.equal(fa, fb):
+        raise LandscapeError("the two models have the same parameters: there is no path "
+                             "between them; pass two different minima")
+    paths = ("line", "curve") if curve is not None else ("line",)
+
+    full: dict[str, Any] = dict(recipe or {})
+    full.update({
+        "paths": list(paths),
+        "curve": curve,
+        "n_bends": n_bends if curve is not None else None,
+        "t": {"min": 0.0, "max": 1.0, "num": n_points},
+        "steps": steps if curve is not None else 0,
+        "lr": lr, "optimizer": optimizer, "momentum": momentum if optimizer == "sgd" else None,
+        "weight_decay": weight_decay, "train_batch_size": train_batch_size,
+        "lr_schedule": "garipov: lr to 50%, linear to lr/100 at 90%, then lr/100",
+        "t_sampling": "uniform, one t per step",
+        "init": {"kind": "linear", "noise": init_noise},
+        "seed": seed,
+        "n_train": len(train) if train is not None else None,
+        "datasets": {k: len(v) for k, v in data.items()},
+        "loss": loss_name(loss),
+        "bn": bn,
+        "bn_batches": bn_batches if bn == "recalibrate" else None,
+        "bn_batch_size": bn_batch_size if bn == "recalibrate" else None,
+        "bn_eval_buffers": "linear between the ends" if bn == "eval" else None,
+        "batch_size": batch_size,
+        "dtype": str(fa.dtype).replace("torch.", ""),
+        "n_params": int(fa.numel()),
+    })
+    if curve is None:
+        for k in ("lr", "optimizer", "momentum", "weight_decay", "train_batch_size",
+                  "lr_schedule", "t_sampling", "init", "n_train"):
+            full[k] = None
+    full = json.loads(storage.dumps(full))
+    t = _t_grid(n_points)
+    shape = (len(paths), n_points)
+    res = Connectivity(
+        t=t, paths=paths, arrays={k: np.full(shape, np.nan) for k in _array_names(data)},
+        done=np.zeros(shape, dtype=bool), tensors=layout, recipe=full,
+        provenance={**tool_versions(), **dict(provenance or {})},
+    )
+    out_p = Path(out) if out is not None else None
+    if out_p is not None:
+        storage.check_writable(out_p, overwrite=overwrite)
+        if out_p.exists() and not overwrite and GROUP in _groups_or_empty(out_p):
+            old = Connectivity.load(out_p)
+            resume_or_refuse(out_p, old.recipe, full, subject="holds a connectivity result")
+            if set(old.arrays) != set(res.arrays) or old.shape != shape \
+                    or old.tensors != layout or not np.array_equal(old.t, t):
+                raise LandscapeError(f"'{out_p}' has a damaged /connect group (its arrays, t "
+                                     "grid or tensors differ from its recipe's); pass "
+                                     "--overwrite to recompute it")
+            old.provenance = old.provenance or res.provenance
+            res = old
+    # the first write of this run replaces the file when overwrite is set (then never again)
+    write_over = overwrite
+    dev = torch.device(device) if device is not None else fa.device
+    if curve is not None and res.bends is None:
+        res.bends = _initial_bends(fa, fb, n_bends, init_noise, seed)
+    if curve is not None and not res.curve_trained:
+        _CurveTrainer(res, model_a, (fa, fb), train, loss=loss, out=out_p,
+                      flush_seconds=flush_seconds, first_write=write_over, device=dev,
+                      progress=progress).run()
+        write_over = False
+    if not pending(res.done, max_points):
+        return res
+    ev = Evaluator(model_a, data, loss=loss, what="weights" if bn == "recalibrate" else "states",
+                   batch_size=batch_size, bn=bn, bn_data=train, bn_batches=bn_batches,
+                   bn_batch_size=bn_batch_size, device=dev)
+    control = {"line": [fa.to(ev.device), fb.to(ev.device)]}
+    if curve is not None:
+        bends = torch.as_tensor(np.asarray(res.bends)).to(ev.device, dtype=fa.dtype)
+        control["curve"] = [control["line"][0], *bends.unbind(0), control["line"][1]]
+    buffers = None
+    if bn == "eval":
+        sa, sb = named_tensors(model_a, "states"), named_tensors(model_b, "states")
+        buffers = ({k: v.to(ev.device) for k, v in sa.items() if k not in ta},
+                   {k: v.to(ev.device) for k, v in sb.items() if k not in tb})
+    _ConnectRun(res, ev, control, buffers, out=out_p, first_write=write_over,
+                progress=progress, flush_seconds=flush_seconds, max_points=max_points).run()
+    return res
+
+
+def _groups_or_empty(path: Path) -> list[str]:
+    try:
+        return storage.list_groups(path)
+    except LandscapeError:
+        return []
+
+
+# ---------------------------------------------------------------------------- plotting
+def plot_connectivity(result: Connectivity, *, metric: str = "loss", ax: Any = None) -> Any:
+    """Loss (or error) along ``t`` for every path and split; the barriers in the legend.
+
+    Returns the Axes (of a new pyplot-free Figure when ``ax`` is None).
+    """
+    check_option("metric", metric, ("loss", "error"))
+    if ax is None:
+        from matplotlib.figure import Figure
+
+        ax = Figure(figsize=(6.0, 4.0), layout="constrained").add_subplot()
+    splits = sorted({k[: -len("_loss")] for k in result.arrays if k.endswith("_loss")})
+    styles = {"train": "-", "test": "--"}
+    for path in result.paths:
+        color = "tab:blue" if path == "line" else "tab:red"
+        for split in splits:
+            if metric == "loss":
+                v = result.values(path, f"{split}_loss")
+            elif f"{split}_acc" in result.arrays:
+                v = 1.0 - result.values(path, f"{split}_acc")
+            else:
+                continue
+            b = result.barrier(path, split, metric)
+            label = f"{path}, {split} (barrier {b:.3g})" if math.isfinite(b) else \
+                f"{path}, {split}"
+            ax.plot(result.t, v, styles.get(split, ":"), color=color, marker=".", label=label)
+    ax.set_xlabel("t (0: A, 1: B)")
+    ax.set_ylabel("loss" if metric == "loss" else "error (1 - accuracy)")
+    curve = result.recipe.get("curve")
+    ax.set_title(f"line{' and ' + curve + ' curve' if curve else ''} between two minima "
+                 f"(BN: {result.recipe.get('bn')})", fontsize="medium")
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_curve_on_plane(result: Connectivity, surface: Any, *, array: str = "train_loss",
+                        ax: Any = None, **contour: Any) -> Any:
+    """The surface of the plane through A, B and the bend, with the line and curve drawn.
+
+    ``surface`` is a 2D :class:`~landscape.surface.Surface` computed with
+    ``landscape surface A.pt --plane B.pt BEND.pt`` (non-orthogonal; BEND from
+    :func:`bend_model`); its contour is drawn by :func:`landscape.plot.plot_contour`
+    (``contour`` passes options on).
+    """
+    from .plot import plot_contour
+
+    rec = getattr(surface, "directions", None)
+    kind = (rec.recipe if rec is not None else {}).get("kind")
+    if kind != "plane" or (rec.recipe.get("orthogonal")):
+        raise LandscapeError("the surface is not the non-orthogonal plane through A, B and the "
+                             "bend; compute it with 'landscape surface A.pt --plane B.pt "
+                             "BEND.pt'")
+    ax = plot_contour(surface, array=array, ax=ax, **contour)
+    x, y = result.curve_in_plane()
+    ax.plot([0.0, 1.0], [0.0, 0.0], "-", color="tab:blue", lw=2, label="line")
+    ax.plot(x, y, "-", color="tab:red", lw=2, label=f"{result.recipe['curve']} curve")
+    ax.plot([0.0, 1.0, 0.0], [0.0, 0.0, 1.0], "o", color="k", ms=5)
+    for (px, py), name in (((0.0, 0.0), "A"), ((1.0, 0.0), "B"), ((0.0, 1.0), "bend")):
+        ax.annotate(name, (px, py), textcoords="offset points", xytext=(4, 4))
+    ax.legend(fontsize="small")
+    return ax
