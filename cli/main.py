@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from landscape import __version__
 from landscape.errors import LandscapeError, interruption_of
 
-from . import compare, demo, hessian, info, plot, surface, train, trajectory
+from . import compare, demo, hessian, info, plot, probe, sharpening, surface, train, trajectory
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"landscape {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for mod in (demo, train, surface, trajectory, hessian, info, plot, compare):
+    for mod in (demo, train, surface, trajectory, hessian, info, plot, compare, probe, sharpening):
         mod.add_parser(sub)
     return p
 
