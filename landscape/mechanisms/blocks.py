@@ -36,7 +36,7 @@ trusts it, so a block that does not have this form is refused, never silently mi
 
 from __future__ import annotations
 
-import fnmatch
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -131,7 +131,8 @@ class Block:
         return self.post(s + f)
 
     def branch(self, x: Tensor) -> Tensor:
-        """The branch ``F(x)`` alone."""
+        """The branch ``F(x)`` alone (before ``post``: a plain post-activation ResNet block is
+        ``relu(F(x))``, not ``F(x)``)."""
         return self.parts(x)[1]
 
 
@@ -164,8 +165,10 @@ def find_blocks(model: nn.Module, pattern: str | Sequence[Block] | None = None) 
     pattern : str, list of Block or None, default=None
         ``None``: every built-in block (:class:`~landscape.models.BasicBlock`,
         ``Bottleneck``, ``PreActBlock``, ``PreActBottleneck``, ``MLPBlock``). A string: a
-        module-name glob (:mod:`fnmatch`, e.g. ``"blocks.*"``) naming the blocks; several
-        globs may be separated by commas. A list of blocks is returned as is.
+        module-name glob naming the blocks, matched against the whole name: ``*`` matches
+        within one dotted component (``"layers.*"`` is ``layers.0``, not ``layers.0.lin``),
+        ``**`` across components, ``?`` one character; several globs may be separated by
+        commas. A list of blocks is returned as is.
 
     Returns
     -------
@@ -191,8 +194,9 @@ def find_blocks(model: nn.Module, pattern: str | Sequence[Block] | None = None) 
             )
         return found
     globs = [g.strip() for g in pattern.split(",") if g.strip()]
+    regexes = [_glob_regex(g) for g in globs]
     found = [_block_of(n, m) for n, m in model.named_modules()
-             if n and any(fnmatch.fnmatchcase(n, g) for g in globs)]
+             if n and any(r.fullmatch(n) for r in regexes)]
     if not found:
         names = [n for n, _ in model.named_modules() if n][:6]
         raise LandscapeError(
@@ -200,6 +204,20 @@ def find_blocks(model: nn.Module, pattern: str | Sequence[Block] | None = None) 
             f"module names look like {names}"
         )
     return found
+
+
+def _glob_regex(glob: str) -> re.Pattern:
+    out = []
+    i = 0
+    while i < len(glob):
+        if glob.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        c = glob[i]
+        out.append("[^.]*" if c == "*" else "[^.]" if c == "?" else re.escape(c))
+        i += 1
+    return re.compile("".join(out))
 
 
 @contextmanager
