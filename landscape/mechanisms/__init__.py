@@ -20,6 +20,7 @@ to and loads from one HDF5 group (``save(path)``, ``load(path)``), has ``numbers
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from torch import nn
@@ -34,6 +35,7 @@ from .shatter import ShatterResult, autocorrelation, shattering
 
 __all__ = [
     "ANALYSES",
+    "QUICK",
     "RESULTS",
     "Block",
     "DilutionResult",
@@ -70,6 +72,15 @@ ANALYSES = {
     "shatter": shattering,
 }
 
+#: Cheaper settings per analysis, for quick reports (``mechanism_numbers(..., settings=QUICK)``).
+QUICK = {
+    "lesion": {"n_samples": 3},
+    "paths": {"n_paths": 4, "batch_size": 32},
+    "gradflow": {"n_iter": 4, "batch_size": 32},
+    "dilution": {"n_linear": 8, "batch_size": 32},
+    "shatter": {"n_points": 64},
+}
+
 #: Result class of each analysis.
 RESULTS = {
     "lesion": LesionResult,
@@ -83,10 +94,13 @@ RESULTS = {
 
 def run_analyses(model: nn.Module, data: Any, what: list[str] | tuple[str, ...] = tuple(ANALYSES),
                  *, blocks: str | list[Block] | None = None, seed: int = 0,
-                 test_data: Any = None) -> tuple[dict[str, Any], dict[str, float]]:
+                 test_data: Any = None,
+                 settings: Mapping[str, Mapping[str, Any]] | None = None,
+                 ) -> tuple[dict[str, Any], dict[str, float]]:
     """Run the named analyses of one network.
 
-    ``lesion`` uses ``test_data`` when given (the others use ``data``).
+    ``lesion`` uses ``test_data`` when given (the others use ``data``); ``settings`` maps an
+    analysis name to keyword arguments of its function (e.g. :data:`QUICK`).
 
     Returns
     -------
@@ -106,7 +120,8 @@ def run_analyses(model: nn.Module, data: Any, what: list[str] | tuple[str, ...] 
     for w in what:
         t0 = time.perf_counter()
         d = test_data if (w == "lesion" and test_data is not None) else data
-        results[w] = ANALYSES[w](model, d, blocks=bl, seed=seed)
+        kw = dict((settings or {}).get(w, {}))
+        results[w] = ANALYSES[w](model, d, blocks=bl, seed=seed, **kw)
         seconds[w] = time.perf_counter() - t0
     return results, seconds
 
@@ -114,7 +129,9 @@ def run_analyses(model: nn.Module, data: Any, what: list[str] | tuple[str, ...] 
 def mechanism_numbers(model: nn.Module, data: Any, *, test_data: Any = None,
                       blocks: str | list[Block] | None = None,
                       what: list[str] | tuple[str, ...] = tuple(ANALYSES),
-                      seed: int = 0) -> dict[str, float]:
+                      seed: int = 0,
+                      settings: Mapping[str, Mapping[str, Any]] | None = None,
+                      ) -> dict[str, float]:
     """Headline scalar numbers of every mechanism analysis for one network.
 
     Keys (see each result's ``numbers()``): ``lesion_*`` (base error, single-deletion error
@@ -137,9 +154,11 @@ def mechanism_numbers(model: nn.Module, data: Any, *, test_data: Any = None,
         Analyses to run (keys of :data:`ANALYSES`).
     seed : int, default=0
         Seed of every random choice.
+    settings : dict, optional
+        Keyword arguments per analysis, e.g. :data:`QUICK` (default: each function's own).
     """
     results, seconds = run_analyses(model, data, what, blocks=blocks, seed=seed,
-                                    test_data=test_data)
+                                    test_data=test_data, settings=settings)
     out: dict[str, float] = {}
     for name, r in results.items():
         out.update(r.numbers())

@@ -17,7 +17,8 @@ from torch import Tensor, nn
 from .. import storage
 from ..errors import LandscapeError
 
-__all__ = ["as_xy", "eval_mode", "model_dtype", "Result", "error_rate", "per_sample_loss"]
+__all__ = ["Linearization", "Result", "as_xy", "error_rate", "eval_mode", "model_dtype",
+           "per_sample_loss", "qm", "to_model"]
 
 
 def as_xy(data: Any, n: int | None = None) -> tuple[Tensor, Tensor]:
@@ -87,6 +88,33 @@ def error_rate(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 512) ->
 def qm(x: Tensor) -> float:
     """Quadratic mean ``sqrt(E[x^2])`` of a tensor of per-sample norms."""
     return math.sqrt(float(x.double().pow(2).mean()))
+
+
+class Linearization:
+    """Forward- and reverse-mode products of a map ``f`` at ``x`` from one forward pass.
+
+    The JVP is the double-backward trick (the VJP ``u -> J^T u`` is linear in ``u``;
+    differentiating ``<J^T u, v>`` with respect to ``u`` gives ``J v``), which on CPU is a few
+    times faster than :func:`torch.func.jvp` and needs no functorch support from the model.
+    """
+
+    def __init__(self, f: Any, x: Tensor) -> None:
+        self.x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            self.y = f(self.x)
+            self._u = torch.zeros_like(self.y, requires_grad=True)
+            (self._g,) = torch.autograd.grad(self.y, self.x, self._u, create_graph=True,
+                                             allow_unused=False)
+
+    def jvp(self, v: Tensor) -> Tensor:
+        """``J v``."""
+        (jv,) = torch.autograd.grad(self._g, self._u, v, retain_graph=True, allow_unused=True)
+        return torch.zeros_like(self.y) if jv is None else jv.detach()
+
+    def vjp(self, u: Tensor) -> Tensor:
+        """``J^T u``."""
+        (g,) = torch.autograd.grad(self.y, self.x, u, retain_graph=True, allow_unused=True)
+        return torch.zeros_like(self.x) if g is None else g.detach()
 
 
 def _to_attr(v: Any) -> Any:

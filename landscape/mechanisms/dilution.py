@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import check_int
-from ._common import Result, as_xy, eval_mode, qm, to_model
+from ._common import Linearization, Result, as_xy, eval_mode, qm, to_model
 from .blocks import Block, block_inputs, check_blocks, find_blocks
 
 __all__ = ["DilutionResult", "dilution", "k_dilution", "gradient_scale"]
@@ -77,8 +77,7 @@ def k_dilution(f: Any, v: Tensor, n_linear: int = 16, seed: int = 0) -> tuple[fl
     sv = torch.zeros_like(fv)
     for i in pick:
         vi = v[i : i + 1].expand_as(v).contiguous()
-        _, jv = torch.func.jvp(f, (vi,), (dv,))
-        sv += jv.detach()
+        sv += Linearization(f, vi).jvp(dv)
     sv /= m
     rho = fv - fv.mean(0, keepdim=True) - sv
     q_lin = qm(sv.flatten(1).norm(dim=1))

@@ -9,7 +9,7 @@ through a deep ResNet. This module measures, on a batch:
 - the mean per-sample norm of the gradient of the summed loss at every block's input;
 - per block, the spectral norm of the per-sample Jacobian of the block and of its branch
   alone, by power iteration on ``J^T J`` with forward- and reverse-mode products
-  (:func:`torch.func.jvp` / :func:`torch.func.vjp`), averaged over samples, and their
+  (double backward), averaged over samples, and their
   running product through depth (an upper bound on the end-to-end Jacobian norm).
 """
 
@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import check_int
-from ._common import Result, as_xy, eval_mode, per_sample_loss, to_model
+from ._common import Linearization, Result, as_xy, eval_mode, per_sample_loss, to_model
 from .blocks import Block, block_inputs, check_blocks, find_blocks
 
 __all__ = ["GradFlowResult", "gradient_flow", "jacobian_spectral_norm"]
@@ -40,7 +40,8 @@ def jacobian_spectral_norm(f: Callable[[Tensor], Tensor], x: Tensor, n_iter: int
                            seed: int = 0) -> Tensor:
     """Per-sample spectral norm of the Jacobian of a sample-wise map ``f`` at ``x``.
 
-    Power iteration on ``J^T J`` (one JVP and one VJP per step), one independent iteration
+    Power iteration on ``J^T J`` (one JVP and one VJP per step, from one forward pass:
+    :class:`~landscape.mechanisms._common.Linearization`), one independent iteration
     per sample (``f`` must not mix samples: modules in eval mode). A Jacobian that is exactly
     zero gives 0.
 
@@ -52,13 +53,12 @@ def jacobian_spectral_norm(f: Callable[[Tensor], Tensor], x: Tensor, n_iter: int
     g = torch.Generator(device="cpu").manual_seed(seed)
     v = torch.randn(x.shape, generator=g, dtype=x.dtype).to(x.device)
     v, _ = _unit(v)
-    _, vjp_fn = torch.func.vjp(f, x)
+    lin = Linearization(f, x)
     sigma = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     for _ in range(n_iter):
-        _, u = torch.func.jvp(f, (x,), (v,))
+        u = lin.jvp(v)
         sigma = u.flatten(1).norm(dim=1)
-        (w,) = vjp_fn(u)
-        v_new, n = _unit(w)
+        v_new, n = _unit(lin.vjp(u))
         if bool((n == 0).all()):
             break
         v = torch.where((n > 0).view(-1, *([1] * (v.ndim - 1))), v_new, v)

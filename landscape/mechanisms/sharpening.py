@@ -130,7 +130,7 @@ def sharpening(
     k: int = 1,
     n_trace: int = 30,
     loss: Any = "cross_entropy",
-    tol: float = 1e-4,
+    tol: float = 1e-3,
     max_hvp: int = 300,
     batch_size: int = 512,
 ) -> SharpeningResult:
