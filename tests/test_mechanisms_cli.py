@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from landscape.cli.main import main
 
@@ -81,3 +82,29 @@ def test_mechanism_numbers_and_plots(tmp_path):
     ax = mplot.plot_dilution(dil)
     ax.figure.savefig(tmp_path / "d.png")
     assert (tmp_path / "d.png").stat().st_size > 0
+
+
+def test_every_plot_draws_two_networks(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from landscape.mechanisms import gradient_flow, path_lengths, sharpening, shattering
+
+    data = load_data("digits", "train").subset(16)
+    nets = {name: build("mlp", width=8, depth=2, shortcut=s).eval()
+            for name, s in (("residual", True), ("plain", False))}
+    ax = mplot.plot_gradflow({k: gradient_flow(m, data, n_iter=2) for k, m in nets.items()})
+    assert len(ax.lines) == 2
+    ax = mplot.plot_path_lengths({k: path_lengths(m, data, n_paths=2) for k, m in nets.items()})
+    assert len(ax.patches) == 3 + 1  # 3 lengths for the residual net, 1 for the plain one
+    ax = mplot.plot_shatter({k: shattering(m, data, n_points=8, max_lag=2)
+                             for k, m in nets.items()})
+    assert len(ax.lines) == 2
+    sh = sharpening([nets["residual"]] * 2, data, lrs=[0.1, 0.05], momentum=0.9, n_trace=0)
+    ax = sh.plot(label="res")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "res λmax", "res 2/η", "res (2+2β)/η"]
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), [20, 40])
+    plt.close("all")

@@ -56,7 +56,8 @@ class SharpeningResult(Result):
     trace : np.ndarray, shape (n,)
         Hutch++ estimate of the trace.
     step_in_topk : np.ndarray, shape (n - 1,)
-        Fraction of each step inside the top-``k`` eigenspace at its start.
+        Fraction of each step inside the top-``k`` eigenspace at its start (NaN for a zero
+        step).
     step_in_pca : np.ndarray, shape (n - 1,)
         Fraction of each step inside the trajectory's PCA plane (NaN with fewer than three
         checkpoints).
@@ -100,9 +101,9 @@ class SharpeningResult(Result):
             "sharpening_lambda_max_final": float(self.lambda_max[-1]),
             "sharpening_peak_over_threshold": float(np.max(self.lambda_max / thr)),
             "sharpening_step_in_topk_mean": float(np.nanmean(self.step_in_topk))
-            if len(self.step_in_topk) else float("nan"),
+            if np.isfinite(self.step_in_topk).any() else float("nan"),
             "sharpening_step_in_pca_mean": float(np.nanmean(self.step_in_pca))
-            if len(self.step_in_pca) and np.isfinite(self.step_in_pca).any() else float("nan"),
+            if np.isfinite(self.step_in_pca).any() else float("nan"),
         }
 
     def plot(self, ax: Any = None, label: str | None = None) -> Any:
