@@ -36,6 +36,9 @@ def test_linear_maps_are_infinitely_diluted():
     assert k == math.inf and q_lin > 0 and q_rest < 1e-12
     r = dilution(user_net(n=3), xy(40), blocks="layers.*")
     assert np.isinf(r.k).all()
+    # a constant map (every ReLU dead) is 0/0: NaN, not inf
+    k, q_lin, q_rest = k_dilution(lambda u: torch.relu(-u.abs() - 1.0), v, n_linear=5)
+    assert math.isnan(k) and q_lin == 0 and q_rest == 0
 
 
 def test_gsc_of_a_linear_network_matches_dense_jacobians(tmp_path):

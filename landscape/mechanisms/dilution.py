@@ -13,10 +13,10 @@ For Gaussian ``v`` the mean Jacobian *is* the least-squares slope (Stein's lemma
 other inputs it is "the average linearisation". It scales to convolutional blocks: ``S`` is
 never formed; ``S u`` is the average of JVPs at ``n_linear`` sampled inputs. It is exact for
 a linear block (``rho = 0``: ``k = inf``, reported as ``inf`` once ``Q||rho||`` is below
-``100 eps`` of ``Q||S v||``) and for ``relu`` of ``v ~ N(0, I)`` it gives
-``S = I/2``, ``rho = |v|/2 - 1/sqrt(2 pi)`` per coordinate, ``k = 1/sqrt(1 - 2/pi) = 1.659``
-(with a purely linear fit, the constant ``1/sqrt(2 pi)`` would count as non-linear and
-``k = 1``).
+``100 eps`` of ``Q||S v||``; a map constant on the samples gives NaN, not ``inf``) and for
+``relu`` of ``v ~ N(0, I)`` it gives ``S = I/2``, ``rho = |v|/2 - 1/sqrt(2 pi)`` per
+coordinate, ``k = 1/sqrt(1 - 2/pi) = 1.659`` (with a purely linear fit, the constant
+``1/sqrt(2 pi)`` would count as non-linear and ``k = 1``).
 
 **Gradient scale coefficient.** How much a relative change of the activations ``h_l`` at
 depth ``l`` changes the output ``h_L`` (the logits) relatively::
@@ -64,7 +64,9 @@ def k_dilution(f: Any, v: Tensor, n_linear: int = 16, seed: int = 0) -> tuple[fl
     Returns
     -------
     k, q_linear, q_rest : float
-        ``k = q_linear / q_rest`` (``inf`` when ``q_rest`` is at the rounding floor),
+        ``k = q_linear / q_rest`` (``inf`` when ``q_rest`` is at the rounding floor; NaN
+        for a map that is constant on the samples, e.g. a plain block whose ReLUs are all
+        dead: ``0 / 0``),
         ``q_linear = Q||S (v - E v)||`` and ``q_rest = Q||rho(v)||``.
     """
     n = v.shape[0]
@@ -83,7 +85,12 @@ def k_dilution(f: Any, v: Tensor, n_linear: int = 16, seed: int = 0) -> tuple[fl
     q_lin = qm(sv.flatten(1).norm(dim=1))
     q_rest = qm(rho.flatten(1).norm(dim=1))
     eps = torch.finfo(v.dtype).eps
-    k = math.inf if q_rest <= 100 * eps * q_lin or q_rest == 0 else q_lin / q_rest
+    if q_lin == 0.0 and q_rest <= 100 * eps * float(fv.abs().max()):
+        k = math.nan  # a constant map (e.g. every ReLU dead): neither linear nor not
+    elif q_rest <= 100 * eps * q_lin:
+        k = math.inf
+    else:
+        k = q_lin / q_rest
     return k, q_lin, q_rest
 
 
@@ -138,10 +145,12 @@ class DilutionResult(Result):
     n_samples: int
 
     def numbers(self) -> dict[str, float]:
-        """Headline numbers: median and minimum block k, the GSC at the first block's input."""
+        """Headline numbers: median and minimum block k (over blocks where it is defined), the
+        GSC at the first block's input."""
+        ok = bool(np.isfinite(self.k).any() or np.isinf(self.k).any())
         return {
-            "dilution_k_median": float(np.median(self.k)),
-            "dilution_k_min": float(np.min(self.k)),
+            "dilution_k_median": float(np.nanmedian(self.k)) if ok else float("nan"),
+            "dilution_k_min": float(np.nanmin(self.k)) if ok else float("nan"),
             "gsc_input": float(self.gsc[0]),
             "gsc_max": float(np.max(self.gsc)),
         }
