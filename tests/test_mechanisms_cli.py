@@ -108,3 +108,23 @@ def test_every_plot_draws_two_networks(tmp_path):
         "res λmax", "res 2/η", "res (2+2β)/η"]
     np.testing.assert_allclose(ax.lines[1].get_ydata(), [20, 40])
     plt.close("all")
+
+
+def test_load_results_and_save_figures(run_dir, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from landscape.errors import LandscapeError
+    from landscape.mechanisms import load_results, save_figures
+
+    out = tmp_path / "m.h5"
+    assert main(["probe", str(run_dir / "epoch_0001.pt"), "--out", str(out),
+                 "--what", "lesion,paths"]) == 0
+    res = load_results(out)
+    assert set(res) == {"lesion", "paths"}
+    files = save_figures({"residual": res, "again": res}, tmp_path / "figs")
+    assert [f.name for f in files] == ["mechanisms_lesion.png", "mechanisms_paths.png"]
+    assert all(f.stat().st_size > 0 for f in files)
+    storage.update_file(tmp_path / "empty.h5", {"other": storage.Group()})
+    with pytest.raises(LandscapeError, match="no mechanism results"):
+        load_results(tmp_path / "empty.h5")

@@ -11,6 +11,8 @@
 - :func:`sharpening` / :func:`sharpening_of_run` -- lambda_max against 2/eta along training
   (Cohen et al., 2021).
 - :func:`mechanism_numbers` -- the headline numbers of all of the above for one network.
+- :func:`load_results` / :func:`save_figures` -- every result of a file; the comparison
+  figures of several networks (one axis per analysis).
 
 Each analysis is a function of a model and data returning a small frozen dataclass that saves
 to and loads from one HDF5 group (``save(path)``, ``load(path)``), has ``numbers()`` and
@@ -19,8 +21,10 @@ to and loads from one HDF5 group (``save(path)``, ``load(path)``), has ``numbers
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -53,11 +57,13 @@ __all__ = [
     "jacobian_spectral_norm",
     "k_dilution",
     "lesion_study",
+    "load_results",
     "mechanism_numbers",
     "path_gradient",
     "path_lengths",
     "rerouted",
     "run_analyses",
+    "save_figures",
     "sharpening",
     "sharpening_of_run",
     "shattering",
@@ -90,6 +96,82 @@ RESULTS = {
     "shatter": ShatterResult,
     "sharpening": SharpeningResult,
 }
+
+
+def load_results(path: str | os.PathLike) -> dict[str, Any]:
+    """Every mechanism result stored in a landscape file, by analysis name (``"lesion"``,
+    ``"paths"``, ..., ``"sharpening"``, and ``"gradflow_init"`` when present).
+
+    Raises
+    ------
+    LandscapeError
+        If the file is not a landscape file or holds none of these groups.
+    """
+    from .. import storage
+    from ..errors import LandscapeError
+
+    present = set(storage.list_groups(path))
+    out: dict[str, Any] = {}
+    for name, cls in RESULTS.items():
+        if cls.GROUP in present:
+            out[name] = cls.load(path)
+    if "gradflow_init" in present:
+        out["gradflow_init"] = GradFlowResult.load(path, "gradflow_init")
+    if not out:
+        raise LandscapeError(
+            f"'{path}' holds no mechanism results; write them with `landscape probe` or "
+            "`landscape sharpening`"
+        )
+    return out
+
+
+#: Plot function of each analysis (in :mod:`landscape.mechanisms.plot`).
+_FIGURES = {
+    "lesion": "plot_lesion",
+    "paths": "plot_path_lengths",
+    "gradflow": "plot_gradflow",
+    "dilution": "plot_dilution",
+    "shatter": "plot_shatter",
+    "sharpening": "plot_sharpening",
+}
+
+
+def save_figures(results: Mapping[str, Mapping[str, Any]], out_dir: str | os.PathLike,
+                 fmt: str = "png", prefix: str = "mechanisms") -> list[Path]:
+    """One figure per analysis with every network on the same axis.
+
+    Parameters
+    ----------
+    results : dict
+        ``{network label: {analysis name: result}}``, e.g. ``{"residual":
+        load_results("res.h5"), "plain": load_results("plain.h5")}``; an analysis missing for
+        some networks is drawn for the others.
+    out_dir : path
+        Directory (created if missing); files are ``<prefix>_<analysis>.<fmt>``.
+
+    Returns
+    -------
+    list of Path
+        The files written.
+    """
+    import matplotlib.pyplot as plt
+
+    from . import plot
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, fn in _FIGURES.items():
+        per_net = {label: r[name] for label, r in results.items() if name in r}
+        if not per_net:
+            continue
+        ax = getattr(plot, fn)(per_net)
+        path = out / f"{prefix}_{name}.{fmt}"
+        ax.figure.tight_layout()
+        ax.figure.savefig(path, dpi=120)
+        plt.close(ax.figure)
+        written.append(path)
+    return written
 
 
 def run_analyses(model: nn.Module, data: Any, what: list[str] | tuple[str, ...] = tuple(ANALYSES),
