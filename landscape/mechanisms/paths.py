@@ -109,8 +109,10 @@ class PathLengthResult(Result):
 
     @property
     def fraction(self) -> np.ndarray:
-        """Share of the summed path gradient magnitude per length."""
-        return self.total / self.total.sum()
+        """Share of the summed path gradient magnitude per length (NaN when no gradient
+        reaches the input at all)."""
+        s = self.total.sum()
+        return self.total / s if s > 0 else np.full_like(self.total, np.nan)
 
     def effective_range(self, mass: float = 0.9) -> tuple[int, int]:
         """Shortest range of lengths holding at least ``mass`` of the total."""
@@ -127,6 +129,11 @@ class PathLengthResult(Result):
     def numbers(self) -> dict[str, float]:
         """Headline numbers: the length with the most gradient, the mean length weighted by
         gradient, the 90 % range, and the mean length of all paths."""
+        if not np.isfinite(self.fraction).all():
+            nan = float("nan")
+            return {"path_length_peak": nan, "path_length_mean": nan, "path_length_90_lo": nan,
+                    "path_length_90_hi": nan, "path_length_all_mean": nan,
+                    "path_n_blocks": self.n_blocks}
         lo, hi = self.effective_range()
         return {
             "path_length_peak": int(self.k[int(np.argmax(self.total))]),
