@@ -24,7 +24,19 @@ from collections.abc import Sequence
 from landscape import __version__
 from landscape.errors import LandscapeError, interruption_of
 
-from . import compare, connect, demo, hessian, info, plot, surface, train, trajectory
+from . import (
+    compare,
+    connect,
+    demo,
+    hessian,
+    info,
+    plot,
+    probe,
+    sharpening,
+    surface,
+    train,
+    trajectory,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"landscape {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for mod in (demo, train, surface, trajectory, hessian, info, plot, compare, connect):
+    for mod in (demo, train, surface, trajectory, hessian, info, plot, compare, connect, probe,
+                sharpening):
         mod.add_parser(sub)
     return p
 

@@ -1,0 +1,101 @@
+"""``landscape probe``: mechanism analyses of one checkpoint (lesion, paths, gradflow, ...)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from landscape import storage
+from landscape.checkpoints import load_checkpoint
+from landscape.errors import LandscapeError
+from landscape.mechanisms import ANALYSES, run_analyses
+
+from ._common import (
+    add_checkpoint_args,
+    add_data_args,
+    data_spec,
+    default_out,
+    examples,
+    int_arg,
+    load_ckpt,
+    load_datasets,
+)
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "probe",
+        help="why skips help: lesion, path lengths, gradient flow, dilution, shattering",
+        description="Run mechanism analyses of a checkpoint and store one HDF5 group each: "
+                    "lesion (test error after deleting blocks), paths (gradient per path "
+                    "length), gradflow (gradient norms and block Jacobians by depth; also at "
+                    "the run's epoch_0000.pt when the checkpoint lies in a run directory, as "
+                    "/gradflow_init), dilution (k-dilution per block and the gradient scale "
+                    "coefficient), shatter (input-gradient autocorrelation along a line). "
+                    "Lesions use the test split, the others the training split.",
+        epilog=examples(
+            "landscape probe runs/res20/epoch_0003.pt --out res20_mech.h5",
+            "landscape probe runs/plain20/epoch_0003.pt --what lesion,paths --out plain.h5",
+            "landscape probe my.pt --model pkg.mod:net --blocks 'encoder.*' --out my_mech.h5",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("checkpoint", metavar="CKPT")
+    p.add_argument("--what", default=",".join(ANALYSES), metavar="LIST",
+                   help=f"comma list of {','.join(ANALYSES)} (default: all)")
+    p.add_argument("--blocks", metavar="GLOB",
+                   help="module-name glob of the residual blocks (default: the built-in "
+                        "ResNet/PreResNet/MLP blocks); each must compute x + branch(x)")
+    p.add_argument("--seed", type=int_arg("seed", 0), default=0, help="seed of random choices")
+    p.add_argument("--out", metavar="FILE.h5",
+                   help="output file (default: <checkpoint stem>_mechanisms.h5 beside it); "
+                        "other groups of an existing landscape file are kept")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing landscape file instead of adding to it")
+    add_checkpoint_args(p)
+    add_data_args(p)
+    p.set_defaults(func=run)
+
+
+def _what(text: str) -> list[str]:
+    what = [w.strip() for w in text.split(",") if w.strip()]
+    bad = [w for w in what if w not in ANALYSES]
+    if not what or bad:
+        raise LandscapeError(f"--what must be a comma list of {','.join(ANALYSES)}; got {text!r}")
+    return what
+
+
+def _init_checkpoint(path: str) -> Path | None:
+    init = Path(path).with_name("epoch_0000.pt")
+    if init.is_file() and init.resolve() != Path(path).resolve():
+        return init
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    what = _what(args.what)
+    out = args.out or default_out(args.checkpoint, "mechanisms")
+    storage.check_writable(out, overwrite=args.overwrite)
+    ckpt = load_ckpt(args, args.checkpoint)
+    sets = load_datasets(data_spec(args, ckpt), ["train", "test"], ckpt.model)
+    torch.manual_seed(args.seed)
+    results, seconds = run_analyses(ckpt.model, sets["train"], what, blocks=args.blocks,
+                                    seed=args.seed, test_data=sets["test"])
+    groups = {r.GROUP: r.to_group() for r in results.values()}
+    init = _init_checkpoint(args.checkpoint) if "gradflow" in what else None
+    if init is not None:
+        model0 = load_checkpoint(init, model=ckpt.model, trust=args.trust_checkpoint).model
+        res0, _ = run_analyses(model0, sets["train"], ["gradflow"], blocks=args.blocks,
+                               seed=args.seed)
+        groups["gradflow_init"] = res0["gradflow"].to_group()
+    for name, g in groups.items():
+        g.attrs["checkpoint"] = str(args.checkpoint)
+        g.attrs["sha256"] = ckpt.sha256
+        if name in seconds:
+            g.attrs["seconds"] = seconds[name]
+    storage.update_file(out, groups, overwrite=args.overwrite)
+    took = ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items())
+    print(f"wrote {','.join(sorted(groups))} to {out} ({took})")
+    return 0

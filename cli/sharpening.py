@@ -1,0 +1,56 @@
+"""``landscape sharpening``: lambda_max and trace at every checkpoint of a run vs 2/eta."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from landscape import storage
+from landscape.mechanisms import sharpening_of_run
+
+from ._common import examples, int_arg
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sharpening",
+        help="lambda_max and trace along a training run against the threshold 2/eta",
+        description="For every checkpoint of a `landscape train` run: the top Hessian "
+                    "eigenvalues and the trace of the training loss on a fixed subset, the "
+                    "stability thresholds 2/eta and (2+2 beta)/eta from the run's schedule and "
+                    "momentum, and the fraction of each step (between checkpoints) inside the "
+                    "top-k eigenspace and the trajectory's PCA plane. Stored as /sharpening.",
+        epilog=examples(
+            "landscape sharpening runs/res20 --out res20_sharp.h5",
+            "landscape sharpening runs/res20 --k 3 --subset 512 --every 2 --out s.h5",
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--k", type=int_arg("k", 1), default=1, help="top eigenpairs per checkpoint")
+    p.add_argument("--subset", type=int_arg("subset", 1), default=256, metavar="N",
+                   help="training samples of the loss (default 256)")
+    p.add_argument("--every", type=int_arg("every", 1), default=1,
+                   help="use every N-th checkpoint (the last always)")
+    p.add_argument("--trace-samples", type=int_arg("trace_samples", 0), default=30,
+                   help="Hutch++ products per checkpoint (0: no trace)")
+    p.add_argument("--out", metavar="FILE.h5",
+                   help="output file (default: RUN_DIR/sharpening.h5); other groups of an "
+                        "existing landscape file are kept")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing landscape file instead of adding to it")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = args.out or str(Path(args.run_dir) / "sharpening.h5")
+    storage.check_writable(out, overwrite=args.overwrite)
+    res = sharpening_of_run(args.run_dir, subset=args.subset, every=args.every, k=args.k,
+                            n_trace=args.trace_samples)
+    g = res.to_group()
+    g.attrs["run_dir"] = str(args.run_dir)
+    storage.update_file(out, {res.GROUP: g}, overwrite=args.overwrite)
+    lm = res.lambda_max
+    print(f"wrote /sharpening ({len(lm)} checkpoints, lambda_max {lm[0]:.3g} -> {lm[-1]:.3g}, "
+          f"2/eta at the end {res.threshold[-1]:.3g}) to {out}")
+    return 0

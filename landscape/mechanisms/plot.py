@@ -1,0 +1,103 @@
+"""Figures of the mechanism analyses (matplotlib, imported lazily).
+
+Every function takes ``{label: result}`` so that several networks (e.g. residual and plain)
+share one axis, draws on ``ax`` (a new figure when ``None``) and returns the axis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+__all__ = ["plot_lesion", "plot_gradflow", "plot_dilution", "plot_path_lengths",
+           "plot_shatter", "plot_sharpening"]
+
+
+def _axis(ax: Any) -> Any:
+    if ax is None:
+        import matplotlib.pyplot as plt
+
+        _, ax = plt.subplots(figsize=(5, 3.5))
+    return ax
+
+
+def plot_lesion(results: Mapping[str, Any], ax: Any = None) -> Any:
+    """Error vs number of deleted blocks (mean and spread over draws), one curve per network;
+    the chance level dashed."""
+    ax = _axis(ax)
+    chance = None
+    for label, r in results.items():
+        line = ax.errorbar(r.k, r.k_mean, yerr=r.k_std, marker="o", ms=3, capsize=2,
+                           label=label)
+        del line
+        chance = r.chance_error
+    if chance is not None and np.isfinite(chance):
+        ax.axhline(chance, color="grey", ls="--", lw=1, label="chance")
+    ax.set_xlabel("blocks deleted at random")
+    ax.set_ylabel("test error")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_gradflow(results: Mapping[str, Any], ax: Any = None) -> Any:
+    """Mean per-sample input-gradient norm at each block's input (log scale)."""
+    ax = _axis(ax)
+    for label, r in results.items():
+        ax.semilogy(np.arange(len(r.input_grad)), r.input_grad, marker="o", ms=3, label=label)
+    ax.set_xlabel("block (input side 0)")
+    ax.set_ylabel("gradient norm at block input")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_dilution(results: Mapping[str, Any], ax: Any = None) -> Any:
+    """k-dilution per block (log scale; a linear block, ``k = inf``, is drawn at the top)."""
+    ax = _axis(ax)
+    for label, r in results.items():
+        k = np.where(np.isinf(r.k), np.nan, r.k)
+        ax.semilogy(np.arange(len(k)), k, marker="o", ms=3, label=label)
+    ax.set_xlabel("block")
+    ax.set_ylabel("k-dilution")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_path_lengths(results: Mapping[str, Any], ax: Any = None) -> Any:
+    """Share of the total gradient magnitude per path length (bars)."""
+    ax = _axis(ax)
+    width = 0.8 / max(1, len(results))
+    for i, (label, r) in enumerate(results.items()):
+        ax.bar(r.k + (i - (len(results) - 1) / 2) * width, r.fraction, width=width, label=label)
+    ax.set_xlabel("path length (branches on the path)")
+    ax.set_ylabel("share of gradient magnitude")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_shatter(results: Mapping[str, Any], ax: Any = None) -> Any:
+    """Lag-1 autocorrelation of the input gradient by depth."""
+    ax = _axis(ax)
+    for label, r in results.items():
+        ax.plot(np.arange(len(r.corr)), r.corr[:, 1], marker="o", ms=3, label=label)
+    ax.set_xlabel("depth (block output; last: logits)")
+    ax.set_ylabel("gradient autocorrelation, lag 1")
+    ax.legend(fontsize=8)
+    return ax
+
+
+def plot_sharpening(results: Mapping[str, Any], ax: Any = None) -> Any:
+    """``lambda_max`` over epochs against ``2/eta`` (dotted) and ``(2 + 2 beta)/eta`` (dashed)."""
+    ax = _axis(ax)
+    for label, r in results.items():
+        (line,) = ax.semilogy(r.epochs, r.lambda_max, marker="o", ms=3, label=f"{label} λmax")
+        ax.semilogy(r.epochs, r.threshold, ls=":", color=line.get_color(), label=f"{label} 2/η")
+        if r.momentum > 0:
+            ax.semilogy(r.epochs, r.threshold_momentum, ls="--", color=line.get_color(),
+                        label=f"{label} (2+2β)/η")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("top Hessian eigenvalue")
+    ax.legend(fontsize=7)
+    return ax

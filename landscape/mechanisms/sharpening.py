@@ -1,0 +1,240 @@
+"""Sharpening along training and the edge of stability (Cohen et al., 2021).
+
+For every checkpoint of a run: the top Hessian eigenvalues ``lambda_max`` (Lanczos,
+:func:`~landscape.hessian.top_eigen`) and the trace (Hutch++,
+:func:`~landscape.hessian.hutchpp`) of the training loss on a fixed subset, beside the stability
+threshold ``2 / eta`` of gradient descent with step ``eta`` and ``(2 + 2 beta) / eta`` with
+heavy-ball momentum ``beta``. ``eta`` at checkpoint ``e`` is the learning rate of the epoch
+that starts there (:func:`~landscape.training.lr_at_epoch` of epoch ``e + 1``; the last
+epoch's rate for the final checkpoint).
+
+Also, for each step between consecutive checkpoints ``d = theta_{e+1} - theta_e`` (an epoch
+of SGD steps, the finest resolution a run on disk has), the fraction of ``||d||^2`` inside
+the top-``k`` Hessian eigenspace at ``theta_e`` and inside the PCA plane of the whole
+trajectory (the top two principal directions of ``theta_e - theta_final``): the
+"low-dimensional descent path" question, asked step by step.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..checkpoints import load_checkpoint
+from ..data import load_data
+from ..errors import LandscapeError, check_float, check_int
+from ..hessian import HessianOperator, hutchpp, top_eigen
+from ..training import TrainRun, lr_at_epoch
+from ._common import Result, as_xy
+
+__all__ = ["SharpeningResult", "sharpening", "sharpening_of_run"]
+
+
+@dataclass(frozen=True)
+class SharpeningResult(Result):
+    """Curvature at every checkpoint of a run.
+
+    Attributes
+    ----------
+    epochs : np.ndarray of int
+        Epoch of each checkpoint.
+    lr : np.ndarray
+        Step size ``eta`` at each checkpoint.
+    momentum : float
+        Heavy-ball momentum ``beta`` of the run.
+    eigenvalues : np.ndarray, shape (n, k)
+        Top ``k`` Hessian eigenvalues (largest algebraic) per checkpoint.
+    converged : np.ndarray of bool, shape (n, k)
+        Whether each eigenpair met the tolerance (NaN is never stored for a bad pair: look
+        here).
+    trace : np.ndarray, shape (n,)
+        Hutch++ estimate of the trace.
+    step_in_topk : np.ndarray, shape (n - 1,)
+        Fraction of each step inside the top-``k`` eigenspace at its start (NaN for a zero
+        step).
+    step_in_pca : np.ndarray, shape (n - 1,)
+        Fraction of each step inside the trajectory's PCA plane (NaN with fewer than three
+        checkpoints).
+    n_samples : int
+        Samples of the training loss.
+    """
+
+    GROUP: ClassVar[str] = "sharpening"
+
+    epochs: np.ndarray
+    lr: np.ndarray
+    momentum: float
+    eigenvalues: np.ndarray
+    converged: np.ndarray
+    trace: np.ndarray
+    step_in_topk: np.ndarray
+    step_in_pca: np.ndarray
+    n_samples: int
+
+    @property
+    def lambda_max(self) -> np.ndarray:
+        """The top eigenvalue per checkpoint."""
+        return self.eigenvalues[:, 0]
+
+    @property
+    def threshold(self) -> np.ndarray:
+        """``2 / eta`` per checkpoint."""
+        return 2.0 / self.lr
+
+    @property
+    def threshold_momentum(self) -> np.ndarray:
+        """``(2 + 2 beta) / eta`` per checkpoint."""
+        return (2.0 + 2.0 * self.momentum) / self.lr
+
+    def numbers(self) -> dict[str, float]:
+        """Headline numbers: final and peak ``lambda_max`` relative to the threshold, the rise
+        from the first checkpoint, and the mean step fractions."""
+        thr = self.threshold_momentum
+        return {
+            "sharpening_lambda_max_first": float(self.lambda_max[0]),
+            "sharpening_lambda_max_final": float(self.lambda_max[-1]),
+            "sharpening_peak_over_threshold": float(np.max(self.lambda_max / thr)),
+            "sharpening_step_in_topk_mean": float(np.nanmean(self.step_in_topk))
+            if np.isfinite(self.step_in_topk).any() else float("nan"),
+            "sharpening_step_in_pca_mean": float(np.nanmean(self.step_in_pca))
+            if np.isfinite(self.step_in_pca).any() else float("nan"),
+        }
+
+    def plot(self, ax: Any = None, label: str | None = None) -> Any:
+        """See :func:`landscape.mechanisms.plot.plot_sharpening`."""
+        from .plot import plot_sharpening
+
+        return plot_sharpening({label or "run": self}, ax=ax)
+
+
+def _fraction(v: np.ndarray, basis: np.ndarray) -> float:
+    """Share of ``||v||^2`` in the span of the orthonormal columns of ``basis``."""
+    n2 = float(v @ v)
+    if n2 == 0.0:
+        return float("nan")
+    return float(np.sum((basis.T @ v) ** 2) / n2)
+
+
+def sharpening(
+    models: Sequence[nn.Module],
+    data: Any,
+    *,
+    lrs: Sequence[float],
+    momentum: float = 0.0,
+    epochs: Sequence[int] | None = None,
+    k: int = 1,
+    n_trace: int = 30,
+    loss: Any = "cross_entropy",
+    tol: float = 1e-3,
+    max_hvp: int = 300,
+    batch_size: int = 512,
+) -> SharpeningResult:
+    """Top eigenvalues, trace and step fractions at a sequence of checkpoints.
+
+    Parameters
+    ----------
+    models : sequence of nn.Module
+        The checkpoints in training order (same architecture).
+    data : TensorData or (x, y)
+        Samples of the training loss.
+    lrs : sequence of float
+        Step size at each checkpoint.
+    momentum : float, default=0.0
+        Heavy-ball momentum ``beta``.
+    epochs : sequence of int, optional
+        Epoch of each checkpoint (default ``0, 1, ...``).
+    k : int, default=1
+        Top eigenpairs per checkpoint (also the eigenspace of ``step_in_topk``).
+    n_trace : int, default=30
+        Hutch++ products per checkpoint (0: no trace, stored as NaN).
+    loss : str or callable, default="cross_entropy"
+        See :class:`~landscape.hessian.HessianOperator`.
+    tol, max_hvp : float, int
+        Lanczos tolerance and budget, see :func:`~landscape.hessian.top_eigen`.
+    batch_size : int, default=512
+        Samples per forward pass.
+
+    Returns
+    -------
+    SharpeningResult
+
+    References
+    ----------
+    .. [1] J. Cohen, S. Kaur, Y. Li, J. Z. Kolter and A. Talwalkar, "Gradient Descent on Neural
+       Networks Typically Occurs at the Edge of Stability", ICLR 2021.
+    """
+    models = list(models)
+    if not models:
+        raise LandscapeError("The 'models' parameter must hold at least one checkpoint")
+    lr = np.array([check_float("lr", v, 0.0, closed="neither") for v in lrs], dtype=float)
+    if len(lr) != len(models):
+        raise LandscapeError(f"got {len(lr)} learning rates for {len(models)} checkpoints")
+    momentum = check_float("momentum", momentum, 0.0, 1.0, closed="left")
+    k = check_int("k", k, 1)
+    n_trace = check_int("n_trace", n_trace, 0)
+    if n_trace and n_trace < 3:
+        raise LandscapeError(f"n_trace must be 0 or at least 3; got {n_trace}")
+    xy = as_xy(data)
+    eig, conv, tr, thetas, bases = [], [], [], [], []
+    for m in models:
+        op = HessianOperator(m, xy, loss=loss, batch_size=batch_size)
+        r = top_eigen(op, k, which="LA", tol=tol, max_hvp=max_hvp)
+        eig.append(r.eigenvalues)
+        conv.append(r.converged)
+        bases.append(r.eigenvectors)
+        tr.append(hutchpp(op, n_trace).estimate if n_trace else np.nan)
+        params = dict(m.named_parameters())
+        thetas.append(op.flatten({n: params[n].detach() for n in op.names}).double().numpy())
+    theta = np.stack(thetas)
+    steps = np.diff(theta, axis=0)
+    in_topk = np.array([_fraction(d, bases[i]) for i, d in enumerate(steps)])
+    if len(theta) >= 3:
+        _, _, vt = np.linalg.svd(theta - theta[-1], full_matrices=False)
+        plane = vt[:2].T
+        in_pca = np.array([_fraction(d, plane) for d in steps])
+    else:
+        in_pca = np.full(len(steps), np.nan)
+    return SharpeningResult(
+        epochs=np.arange(len(models)) if epochs is None else np.asarray(epochs, dtype=int),
+        lr=lr, momentum=momentum, eigenvalues=np.array(eig, dtype=float),
+        converged=np.array(conv, dtype=bool), trace=np.array(tr, dtype=float),
+        step_in_topk=in_topk, step_in_pca=in_pca, n_samples=int(len(xy[0])),
+    )
+
+
+def sharpening_of_run(run_dir: str | os.PathLike, *, subset: int | None = 256, every: int = 1,
+                      **kwargs: Any) -> SharpeningResult:
+    """:func:`sharpening` over the checkpoints of a training run (``landscape train`` output).
+
+    Parameters
+    ----------
+    run_dir : path
+        The run directory (its ``run.json`` gives the data, the schedule and the momentum).
+    subset : int or None, default=256
+        Training samples of the loss (``None``: the run's whole training split).
+    every : int, default=1
+        Use every ``every``-th checkpoint (the last one always).
+    **kwargs
+        Passed to :func:`sharpening` (``k``, ``n_trace``, ``tol``, ...).
+    """
+    run = TrainRun.load(run_dir)
+    every = check_int("every", every, 1)
+    idx = list(range(0, len(run.checkpoints), every))
+    if not idx:
+        raise LandscapeError(f"training run '{run_dir}' has no checkpoints")
+    if idx[-1] != len(run.checkpoints) - 1:
+        idx.append(len(run.checkpoints) - 1)
+    data = load_data(run.data, "train").subset(subset)
+    epochs = [int(run.history[i]["epoch"]) for i in idx]
+    n_ep = run.config.epochs
+    lrs = [lr_at_epoch(run.config, min(e + 1, n_ep)) for e in epochs]
+    with torch.no_grad():
+        models = [load_checkpoint(run.checkpoints[i]).model for i in idx]
+    return sharpening(models, data, lrs=lrs, momentum=run.config.momentum, epochs=epochs,
+                      **kwargs)
