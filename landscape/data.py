@@ -56,10 +56,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from landscape.batches import batch_len, batch_nbytes, batch_targets, move_batch
 from landscape.errors import LandscapeError, check_int, check_option
 
 __all__ = [
     "TensorData",
+    "StreamData",
+    "DeviceData",
+    "DEVICE_BUDGET",
+    "as_data",
+    "has_class_targets",
     "DataSpec",
     "load_data",
     "load_splits",
@@ -837,3 +843,268 @@ def check_compatible(model: torch.nn.Module, data: TensorData) -> None:
             f"{data.name!r} has {n_classes} classes; give its last layer at least "
             f"{n_classes} outputs"
         )
+
+
+# --------------------------------------------------------------------------------------------
+# streamed data: Datasets and DataLoaders
+# --------------------------------------------------------------------------------------------
+
+#: Data that is not already tensors is copied onto the evaluation device once and kept there
+#: when its size is at most this many bytes; larger data is streamed batch by batch.
+DEVICE_BUDGET = 512 * 2**20
+
+
+class StreamData:
+    """A data set read batch by batch: a map-style or iterable Dataset, or a DataLoader.
+
+    Nothing is materialised: each pass builds (or reuses) a :class:`~torch.utils.data.DataLoader`
+    and yields its batches in order (no shuffling). Batches follow :mod:`landscape.batches`:
+    ``(x, y)`` pairs, tuples, or mappings such as ``{"input_ids", "attention_mask", "labels"}``.
+
+    Parameters
+    ----------
+    source : Dataset or DataLoader
+        A map-style Dataset (``__len__`` and ``__getitem__``), an iterable Dataset, or a
+        DataLoader. A DataLoader's own batch size and ``collate_fn`` are kept (the requested
+        ``batch_size`` of :meth:`batches` is then ignored); it must not shuffle.
+    name : str, default="data"
+        Used in messages and stored with results.
+    collate_fn : callable, optional
+        Batch collation for a Dataset (e.g. padding variable-length sequences); default
+        :func:`torch.utils.data.default_collate`.
+    num_workers : int, default=0
+        Loader worker processes for a Dataset.
+    """
+
+    def __init__(self, source: Any, name: str = "data", *, collate_fn: Callable | None = None,
+                 num_workers: int = 0) -> None:
+        from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
+
+        if isinstance(source, DataLoader):
+            if isinstance(source.sampler, RandomSampler):
+                raise LandscapeError(
+                    f"dataset {name!r} is a shuffling DataLoader; a loss landscape needs the same "
+                    "data in the same order at every point: pass shuffle=False"
+                )
+        elif not isinstance(source, Dataset):
+            raise LandscapeError(
+                f"dataset {name!r} must be a torch Dataset or DataLoader, got "
+                f"{type(source).__name__}"
+            )
+        self.source = source
+        self.name = name
+        self.collate_fn = collate_fn
+        self.num_workers = check_int("num_workers", num_workers, low=0)
+        ds = source.dataset if isinstance(source, DataLoader) else source
+        self.map_style = not isinstance(ds, IterableDataset) and hasattr(ds, "__len__")
+        self._len: int | None = len(ds) if hasattr(ds, "__len__") else None
+        self._first: Any = None
+
+    def __repr__(self) -> str:
+        return f"StreamData(name={self.name!r}, n={self._len}, source={type(self.source).__name__})"
+
+    def __len__(self) -> int:
+        if self._len is None:
+            self._len = sum(batch_len(b) for b in self.batches(256))
+        return self._len
+
+    @property
+    def is_loader(self) -> bool:
+        """Whether the source is a DataLoader (its own batch size is used)."""
+        from torch.utils.data import DataLoader
+
+        return isinstance(self.source, DataLoader)
+
+    def batches(self, batch_size: int, pin_memory: bool = False) -> Iterator[Any]:
+        """Iterate over the batches in order (``batch_size`` ignored for a DataLoader)."""
+        from torch.utils.data import DataLoader
+
+        batch_size = check_int("batch_size", batch_size, low=1)
+        if self.is_loader:
+            return iter(self.source)
+        loader = DataLoader(self.source, batch_size=batch_size, shuffle=False,
+                            collate_fn=self.collate_fn, num_workers=self.num_workers,
+                            pin_memory=pin_memory)
+        return iter(loader)
+
+    def first_batch(self) -> Any:
+        """The first batch (of at most 2 samples for a Dataset), kept for checks."""
+        if self._first is None:
+            it = self.batches(2)
+            try:
+                self._first = next(it)
+            except StopIteration:
+                raise LandscapeError(f"dataset {self.name!r} is empty") from None
+        return self._first
+
+    def nbytes(self) -> int | None:
+        """Estimated size of the whole data set (``None`` when its length is unknown)."""
+        if self._len is None:
+            return None
+        first = self.first_batch()
+        return int(batch_nbytes(first) / max(batch_len(first), 1) * self._len)
+
+    def subset(self, n: int | None) -> StreamData:
+        """The same ``n`` samples as :meth:`TensorData.subset` picks, indexing only those
+        items of a map-style Dataset (nothing else is read)."""
+        from torch.utils.data import DataLoader, Subset
+
+        if n is None:
+            return self
+        n = check_int("subset", n, low=1)
+        if not self.map_style:
+            raise LandscapeError(
+                f"dataset {self.name!r} is an iterable Dataset; --subset needs a map-style "
+                "Dataset (with __len__ and __getitem__) to pick samples by index"
+            )
+        if n >= len(self):
+            return self
+        gen = torch.Generator().manual_seed(_SUBSET_SEED)
+        idx = torch.randperm(len(self), generator=gen)[:n].sort().values.tolist()
+        if self.is_loader:
+            src = self.source
+            sub = DataLoader(Subset(src.dataset, idx), batch_size=src.batch_size, shuffle=False,
+                             collate_fn=src.collate_fn, num_workers=src.num_workers,
+                             pin_memory=src.pin_memory, drop_last=src.drop_last)
+            return StreamData(sub, self.name)
+        return StreamData(Subset(self.source, idx), self.name, collate_fn=self.collate_fn,
+                          num_workers=self.num_workers)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the first batch's bytes and the length: the data's identity in recipes."""
+        import hashlib
+
+        h = hashlib.sha256(f"{self._len}".encode())
+        _hash_batch(h, self.first_batch())
+        return h.hexdigest()
+
+
+def _hash_batch(h: Any, batch: Any) -> None:
+    if isinstance(batch, Tensor):
+        t = batch.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(batch, Mapping):
+        for k in sorted(batch):
+            h.update(str(k).encode())
+            _hash_batch(h, batch[k])
+    elif isinstance(batch, tuple | list):
+        for v in batch:
+            _hash_batch(h, v)
+    else:
+        h.update(repr(batch).encode())
+
+
+def as_data(obj: Any, name: str = "data") -> Any:
+    """Any supported data (see :mod:`landscape.data`) as a :class:`TensorData` or
+    :class:`StreamData`; objects with tensors ``.x`` and ``.y`` are returned as they are."""
+    from torch.utils.data import DataLoader, Dataset
+
+    if isinstance(obj, TensorData | StreamData):
+        return obj
+    if isinstance(obj, Dataset | DataLoader):
+        return StreamData(obj, name)
+    if isinstance(obj, tuple | list) and len(obj) == 2:
+        return TensorData(torch.as_tensor(obj[0]), torch.as_tensor(obj[1]), name)
+    if isinstance(getattr(obj, "x", None), Tensor) and isinstance(getattr(obj, "y", None), Tensor):
+        return obj
+    raise LandscapeError(
+        f"data {name!r} must have tensors .x and .y (a TensorData), or be an (x, y) pair of "
+        f"tensors, a torch Dataset or a DataLoader; got {type(obj).__name__}"
+    )
+
+
+def first_batch(data: Any) -> Any:
+    """A small first batch of any data (for checks before computing)."""
+    if isinstance(data, StreamData):
+        return data.first_batch()
+    return (data.x[:2], data.y[:2])
+
+
+def has_class_targets(data: Any) -> bool:
+    """Whether the data's targets are integer class labels (then accuracy is defined)."""
+    if isinstance(data, StreamData):
+        y = batch_targets(data.first_batch())
+        return isinstance(y, Tensor) and not (y.is_floating_point() or y.is_complex())
+    return not (data.y.is_floating_point() or data.y.is_complex())
+
+
+class DeviceData:
+    """Batches of one data set on the evaluation device.
+
+    Tensor data are moved to the device whole once and sliced (the fast path). Streamed data
+    whose estimated size is at most ``budget`` bytes are copied to the device during their
+    first pass and then replayed from there; larger data are streamed every pass, batch by
+    batch (from pinned memory with non-blocking copies on CUDA), never held whole.
+
+    Parameters
+    ----------
+    data : TensorData, StreamData or anything :func:`as_data` takes
+    device : torch.device
+    dtype : torch.dtype, optional
+        Cast floating tensors (integer inputs keep their dtype).
+    budget : int, optional
+        Bytes (default :data:`DEVICE_BUDGET`).
+    channels_last : bool, default=False
+        4-D floating inputs in ``torch.channels_last``.
+    """
+
+    def __init__(self, data: Any, device: torch.device, dtype: torch.dtype | None = None,
+                 budget: int | None = None, channels_last: bool = False,
+                 name: str = "data") -> None:
+        self.data = as_data(data, name)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.channels_last = channels_last
+        self.budget = DEVICE_BUDGET if budget is None else check_int("budget", budget, low=0)
+        self._cache: list[Any] | None = None
+        self._cache_bs: int | None = None
+        self.streamed = isinstance(self.data, StreamData)
+        if self.streamed:
+            size = self.data.nbytes()
+            self.cached = size is not None and size <= self.budget
+        else:
+            self.cached = True
+            self.x = self._move(self.data.x)
+            self.y = self.data.y.to(self.device)
+
+    def _move(self, t: Any, non_blocking: bool = False) -> Any:
+        t = move_batch(t, self.device, self.dtype, non_blocking)
+        if self.channels_last:
+            t = _channels_last(t)
+        return t
+
+    def __len__(self) -> int:
+        return len(self.x) if not self.streamed else len(self.data)
+
+    def batches(self, batch_size: int) -> Iterator[Any]:
+        """Device batches in order (the last may be smaller)."""
+        if not self.streamed:
+            return ((self.x[i:i + batch_size], self.y[i:i + batch_size])
+                    for i in range(0, len(self.x), batch_size))
+        if self._cache is not None and (self._cache_bs == batch_size or self.data.is_loader):
+            return iter(self._cache)
+        return self._stream(batch_size)
+
+    def _stream(self, batch_size: int) -> Iterator[Any]:
+        cuda = self.device.type == "cuda"
+        cache: list[Any] | None = [] if self.cached else None
+        for b in self.data.batches(batch_size, pin_memory=cuda):
+            b = self._move(b, non_blocking=cuda)
+            if cache is not None:
+                cache.append(b)
+            yield b
+        if cache is not None:
+            self._cache, self._cache_bs = cache, batch_size
+
+
+def _channels_last(b: Any) -> Any:
+    if isinstance(b, Tensor):
+        if b.dim() == 4 and b.is_floating_point():
+            return b.contiguous(memory_format=torch.channels_last)
+        return b
+    if isinstance(b, Mapping):
+        return {k: _channels_last(v) for k, v in b.items()}
+    if isinstance(b, tuple | list):
+        return type(b)(_channels_last(v) for v in b)
+    return b
