@@ -22,7 +22,14 @@ Data sets are named by a :class:`DataSpec` (or just its name):
     int64 token ids ``[a, b, p]`` of shape ``(N, 3)`` and ``p`` classes.
 ``"package.module:function"``
     Your own loader, called as ``function(split=split, **kwargs)``; it returns ``(x, y)``
-    (tensors or arrays) or a map-style :class:`torch.utils.data.Dataset` of ``(x, y)`` pairs.
+    (tensors or arrays), a map-style or iterable :class:`torch.utils.data.Dataset` or a
+    :class:`torch.utils.data.DataLoader` (items and batches as in :mod:`landscape.batches`:
+    ``(x, y)`` pairs or mappings such as ``{"input_ids", "attention_mask", "labels"}``).
+    Integer inputs (token ids) keep their dtype. A map-style Dataset of fixed-shape
+    ``(x, y)`` pairs whose size is at most :data:`DEVICE_BUDGET` is read once into a
+    :class:`TensorData` (preallocated, each item copied in once); anything else becomes a
+    :class:`StreamData`, read batch by batch. ``subset`` picks its indices before anything
+    is read, so only the chosen items are loaded.
 
 Nothing is ever downloaded.
 
@@ -304,7 +311,7 @@ def available_datasets() -> list[str]:
     return sorted(_BUILTIN)
 
 
-def load_data(spec: DataSpec | str, split: str = "train") -> TensorData:
+def load_data(spec: DataSpec | str, split: str = "train") -> TensorData | StreamData:
     """Load one split of a data set into memory.
 
     Parameters
@@ -316,10 +323,11 @@ def load_data(spec: DataSpec | str, split: str = "train") -> TensorData:
 
     Returns
     -------
-    TensorData
+    TensorData or StreamData
         The split, reduced to ``spec.subset`` samples when that is set. A custom loader's
-        inputs are cast to float32 (not rescaled); its integer targets become int64 labels
-        and float targets float32 regression targets.
+        floating inputs are cast to float32 (not rescaled) and integer inputs to int64; its
+        integer targets become int64 labels and float targets float32 regression targets.
+        Datasets and DataLoaders come back as :class:`StreamData` unless small (see above).
 
     Raises
     ------
@@ -333,6 +341,8 @@ def load_data(spec: DataSpec | str, split: str = "train") -> TensorData:
         data = loader(spec, split)
     elif _CUSTOM_NAME.match(spec.name):
         data = _load_custom(spec, split)
+        if isinstance(data, StreamData):
+            return data  # subset already applied before loading
     else:
         names = ", ".join(repr(n) for n in available_datasets())
         raise LandscapeError(
@@ -342,7 +352,8 @@ def load_data(spec: DataSpec | str, split: str = "train") -> TensorData:
     return data.subset(spec.subset)
 
 
-def load_splits(spec: DataSpec | str) -> tuple[TensorData, TensorData]:
+def load_splits(spec: DataSpec | str) -> tuple[TensorData | StreamData,
+                                              TensorData | StreamData]:
     """Load ``(train, test)``; see :func:`load_data`."""
     spec = _as_spec(spec)
     return load_data(spec, "train"), load_data(spec, "test")
@@ -655,7 +666,7 @@ def _resolve_loader(name: str) -> Callable[..., Any]:
     return obj
 
 
-def _as_float_inputs(x: Any, name: str) -> Tensor:
+def _as_inputs(x: Any, name: str) -> Tensor:
     try:
         t = torch.as_tensor(x)
     except (TypeError, ValueError, RuntimeError) as err:
@@ -667,6 +678,8 @@ def _as_float_inputs(x: Any, name: str) -> Tensor:
         raise LandscapeError(
             f"dataset {name!r} returned inputs of dtype {t.dtype}; return real numbers"
         )
+    if not t.is_floating_point():
+        return t.to(torch.int64)  # token ids and other integer inputs keep an integer dtype
     return t.to(torch.float32)
 
 
@@ -685,31 +698,57 @@ def _as_targets(y: Any, name: str) -> Tensor:
     return t.to(torch.int64)
 
 
-def _stack_dataset(ds: Any, name: str) -> tuple[Tensor, Tensor]:
-    if hasattr(ds, "__len__") and hasattr(ds, "__getitem__"):
-        items = [ds[i] for i in range(len(ds))]
-    else:
-        items = list(ds)
-    if not items:
+def _read_dataset(ds: Any, spec: DataSpec) -> TensorData | StreamData:
+    """A map-style Dataset of fixed-shape ``(x, y)`` pairs within :data:`DEVICE_BUDGET` as a
+    TensorData (only the ``subset`` items are read, each copied once into preallocated
+    tensors); anything else as a StreamData."""
+    from torch.utils.data import IterableDataset
+
+    name = spec.name
+    stream = StreamData(ds, name)
+    if isinstance(ds, IterableDataset) or not hasattr(ds, "__len__"):
+        return stream.subset(spec.subset)
+    n_all = len(ds)
+    if n_all == 0:
         raise LandscapeError(f"dataset {name!r} returned an empty Dataset")
-    xs, ys = [], []
-    for i, item in enumerate(items):
+    idx = list(range(n_all))
+    if spec.subset is not None and spec.subset < n_all:
+        gen = torch.Generator().manual_seed(_SUBSET_SEED)
+        idx = torch.randperm(n_all, generator=gen)[: spec.subset].sort().values.tolist()
+    first = ds[idx[0]]
+    if not isinstance(first, tuple | list) or len(first) != 2:
+        if isinstance(first, Mapping):
+            return stream.subset(spec.subset)
+        raise LandscapeError(
+            f"dataset {name!r} returned a Dataset whose item 0 is a {type(first).__name__}; "
+            "each item must be an (x, y) pair or a mapping of tensors"
+        )
+    x0, y0 = _as_inputs(first[0], name), _as_targets(first[1], name)
+    size = (x0.numel() * x0.element_size() + y0.numel() * y0.element_size()) * len(idx)
+    if size > DEVICE_BUDGET:
+        return stream.subset(spec.subset)
+    xs = torch.empty((len(idx), *x0.shape), dtype=x0.dtype)
+    ys = torch.empty((len(idx), *y0.shape), dtype=y0.dtype)
+    for j, i in enumerate(idx):
+        item = first if j == 0 else ds[i]
         if not isinstance(item, tuple | list) or len(item) != 2:
             raise LandscapeError(
                 f"dataset {name!r} returned a Dataset whose item {i} is a "
                 f"{type(item).__name__}; each item must be an (x, y) pair"
             )
-        xs.append(torch.as_tensor(item[0]))
-        ys.append(torch.as_tensor(item[1]))
-    try:
-        return torch.stack(xs), torch.stack(ys)
-    except RuntimeError as err:
-        raise LandscapeError(
-            f"dataset {name!r} returned samples of different shapes: {str(err).splitlines()[0]}"
-        ) from err
+        xi, yi = torch.as_tensor(item[0]), torch.as_tensor(item[1])
+        if xi.shape != x0.shape or yi.shape != y0.shape:
+            raise LandscapeError(
+                f"dataset {name!r} returned samples of different shapes: item {i} has "
+                f"{tuple(xi.shape)} and {tuple(yi.shape)}, item {idx[0]} {tuple(x0.shape)} and "
+                f"{tuple(y0.shape)}; pass a DataLoader with a collate_fn that pads them"
+            )
+        xs[j] = xi
+        ys[j] = yi
+    return _finish_tensors(xs, ys, spec)
 
 
-def _load_custom(spec: DataSpec, split: str) -> TensorData:
+def _load_custom(spec: DataSpec, split: str) -> TensorData | StreamData:
     fn = _resolve_loader(spec.name)
     try:
         inspect.signature(fn).bind(split=split, **spec.kwargs)
@@ -733,17 +772,21 @@ def _load_custom(spec: DataSpec, split: str) -> TensorData:
         ) from err
     if isinstance(out, TensorData):
         return out
+    if isinstance(out, torch.utils.data.DataLoader):
+        return StreamData(out, spec.name).subset(spec.subset)
     if isinstance(out, torch.utils.data.Dataset):
-        x, y = _stack_dataset(out, spec.name)
-    elif isinstance(out, tuple | list) and len(out) == 2:
+        return _read_dataset(out, spec)
+    if isinstance(out, tuple | list) and len(out) == 2:
         x, y = out
     else:
         raise LandscapeError(
             f"dataset loader {spec.name!r} returned a {type(out).__name__}; it must return "
-            "(x, y) tensors/arrays or a torch.utils.data.Dataset of (x, y) pairs"
+            "(x, y) tensors/arrays, a torch.utils.data.Dataset or a DataLoader"
         )
-    x_t = _as_float_inputs(x, spec.name)
-    y_t = _as_targets(y, spec.name)
+    return _finish_tensors(_as_inputs(x, spec.name), _as_targets(y, spec.name), spec)
+
+
+def _finish_tensors(x_t: Tensor, y_t: Tensor, spec: DataSpec) -> TensorData:
     if y_t.ndim == 2 and y_t.shape[1] == 1 and not y_t.is_floating_point():
         y_t = y_t[:, 0]
     if x_t.ndim < 1 or y_t.ndim < 1:
@@ -782,7 +825,7 @@ _BUILTIN: dict[str, Callable[[DataSpec, str], TensorData]] = {
 _SHAPE_WORDS = ("shape", "size", "dimension", "channel", "expected input", "mat1", "mat2")
 
 
-def check_compatible(model: torch.nn.Module, data: TensorData) -> None:
+def check_compatible(model: torch.nn.Module, data: TensorData | StreamData) -> None:
     """Check that ``model`` accepts ``data``'s inputs and has enough outputs for its classes.
 
     The model runs on one sample in eval mode under :func:`torch.inference_mode`; every
@@ -801,6 +844,9 @@ def check_compatible(model: torch.nn.Module, data: TensorData) -> None:
         If the forward pass fails on the input shape, or for classification data the output is
         not ``(batch, K)`` with ``K >= data.num_classes``.
     """
+    if isinstance(data, StreamData):
+        _check_stream_compatible(model, data)
+        return
     if len(data) == 0:
         raise LandscapeError(f"dataset {data.name!r} is empty; load at least one sample")
     sample = data.x[:1]
@@ -1108,3 +1154,27 @@ def _channels_last(b: Any) -> Any:
     if isinstance(b, tuple | list):
         return type(b)(_channels_last(v) for v in b)
     return b
+
+
+def _check_stream_compatible(model: torch.nn.Module, data: StreamData) -> None:
+    """Run the model on the first batch (eval mode, inference mode, flags restored)."""
+    from landscape.batches import call_model
+
+    batch = data.first_batch()
+    param = next(model.parameters(), None)
+    if param is not None and param.is_floating_point():
+        batch = move_batch(batch, param.device, param.dtype)
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.inference_mode():
+            call_model(model, batch)
+    except (RuntimeError, TypeError, ValueError, IndexError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise LandscapeError(
+            f"model {type(model).__name__} cannot take the batches of dataset {data.name!r}: "
+            f"{type(err).__name__}: {first}"
+        ) from err
+    finally:
+        for m, training in modes:
+            m.training = training
