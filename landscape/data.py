@@ -1111,10 +1111,11 @@ class DeviceData:
             self.cached = size is not None and size <= self.budget
         else:
             self.cached = True
-            self.x = self._move(self.data.x)
+            self.x = self.move(self.data.x)
             self.y = self.data.y.to(self.device)
 
-    def _move(self, t: Any, non_blocking: bool = False) -> Any:
+    def move(self, t: Any, non_blocking: bool = False) -> Any:
+        """A batch on this data's device and dtype (integer tensors keep theirs)."""
         t = move_batch(t, self.device, self.dtype, non_blocking)
         if self.channels_last:
             t = _channels_last(t)
@@ -1136,7 +1137,7 @@ class DeviceData:
         cuda = self.device.type == "cuda"
         cache: list[Any] | None = [] if self.cached else None
         for b in self.data.batches(batch_size, pin_memory=cuda):
-            b = self._move(b, non_blocking=cuda)
+            b = self.move(b, non_blocking=cuda)
             if cache is not None:
                 cache.append(b)
             yield b

@@ -192,7 +192,7 @@ class Evaluator:
         one-line error before any point, and sequence cross-entropy is calibrated against the
         model's own ``.loss`` (see :mod:`landscape.losses`)."""
         for d in self._data.values():
-            b = d._move(first_batch(d.data))
+            b = d.move(first_batch(d.data))
             self.loss_fn.check_batch(b)
             if self.loss_fn.takes_model:
                 continue

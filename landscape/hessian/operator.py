@@ -477,7 +477,7 @@ class HessianOperator(CurvatureOperator):
     def _prepare_loss(self) -> None:
         """Check the targets, calibrate the loss on a first batch and count ``N`` and ``W``."""
         loss_fn = self._loss_fn
-        probe = self._data._move(first_batch(self._data.data))
+        probe = self._data.move(first_batch(self._data.data))
         loss_fn.check_batch(probe)
         params = {**self._fixed, **self._primals}
         with torch.no_grad(), _curvature_mode(self._model):
