@@ -50,7 +50,7 @@ from .._functional import (
     named_tensors,
     resolve_loss,
 )
-from ..batches import batch_len, functional_call_batch
+from ..batches import batch_len, functional_call_batch, move_batch
 from ..data import DeviceData, StreamData, as_data, first_batch
 from ..errors import LandscapeError, check_int, check_option
 
@@ -461,7 +461,11 @@ class HessianOperator(CurvatureOperator):
             source = as_data(data)
         else:
             source = as_data(_data_tensors(data))
-        self._data = DeviceData(source, self._device, self._dtype)
+        self._source = source
+        # Streamed data may be kept on the device (within the budget); tensor data stay where
+        # they are and each batch is moved and cast when used (no second, cast copy).
+        self._data = DeviceData(source, self._device, self._dtype) \
+            if isinstance(source, StreamData) else None
         self._prepare_loss()
 
         if cache_graph == "auto":
@@ -477,7 +481,7 @@ class HessianOperator(CurvatureOperator):
     def _prepare_loss(self) -> None:
         """Check the targets, calibrate the loss on a first batch and count ``N`` and ``W``."""
         loss_fn = self._loss_fn
-        probe = self._data.move(first_batch(self._data.data))
+        probe = move_batch(first_batch(self._source), self._device, self._dtype)
         loss_fn.check_batch(probe)
         params = {**self._fixed, **self._primals}
         with torch.no_grad(), _curvature_mode(self._model):
@@ -500,7 +504,11 @@ class HessianOperator(CurvatureOperator):
         self.total_weight = w
 
     def _batches(self) -> Iterator[Any]:
-        return self._data.batches(self.batch_size)
+        if self._data is not None:
+            yield from self._data.batches(self.batch_size)
+            return
+        for b in self._source.batches(self.batch_size):
+            yield move_batch(b, self._device, self._dtype)
 
     def _caller(self, tensors: Mapping[str, Tensor]) -> Callable[..., Any]:
         model = self._model
