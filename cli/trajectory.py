@@ -9,9 +9,12 @@ import time
 import warnings
 from pathlib import Path
 
+import torch
+
 from landscape.checkpoints import load_checkpoint
 from landscape.directions import IGNORES, Directions
 from landscape.errors import LandscapeError, on_interrupt
+from landscape.losses import resolve_loss
 from landscape.recipes import checkpoint_provenance, checkpoint_recipe
 from landscape.surface import compute_surface, parse_axis
 from landscape.training import TrainRun
@@ -75,6 +78,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="points per axis of the automatic grids (default 21)")
     s.add_argument("--splits", default="train,test")
     s.add_argument("--batch-size", type=batch_size_arg, default="auto")
+    s.add_argument("--loss", default="cross_entropy",
+                   help="cross_entropy | mse | package.module:function (see landscape.losses)")
+    s.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="evaluation dtype of the surface")
     s.add_argument("--flush-seconds", type=float_arg("flush_seconds", 0.0), default=10.0)
     add_data_args(p)
     p.add_argument("--out", metavar="FILE.h5",
@@ -99,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     if args.surface:
         if args.components < 2:
             raise LandscapeError("--surface needs --components >= 2 (a plane)")
+        resolve_loss(args.loss)  # a bad --loss is a usage error before any work
         for name in ("x", "y"):
             if getattr(args, name) is not None:
                 parse_axis(getattr(args, name), name)
@@ -157,6 +165,8 @@ def run(args: argparse.Namespace) -> int:
             with distributed("cpu") as (rank, _world, device):
                 s = compute_surface(
                     final.model, dirs, datasets, x=ax, y=ay, batch_size=args.batch_size,
+                    loss=resolve_loss(args.loss).spec,
+                    dtype=None if args.dtype == "float32" else torch.float64,
                     device=device, out=out, recipe=recipe, provenance=provenance,
                     progress=not args.no_progress, flush_seconds=args.flush_seconds,
                 )

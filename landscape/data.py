@@ -22,7 +22,14 @@ Data sets are named by a :class:`DataSpec` (or just its name):
     int64 token ids ``[a, b, p]`` of shape ``(N, 3)`` and ``p`` classes.
 ``"package.module:function"``
     Your own loader, called as ``function(split=split, **kwargs)``; it returns ``(x, y)``
-    (tensors or arrays) or a map-style :class:`torch.utils.data.Dataset` of ``(x, y)`` pairs.
+    (tensors or arrays), a map-style or iterable :class:`torch.utils.data.Dataset` or a
+    :class:`torch.utils.data.DataLoader` (items and batches as in :mod:`landscape.batches`:
+    ``(x, y)`` pairs or mappings such as ``{"input_ids", "attention_mask", "labels"}``).
+    Integer inputs (token ids) keep their dtype. A map-style Dataset of fixed-shape
+    ``(x, y)`` pairs whose size is at most :data:`DEVICE_BUDGET` is read once into a
+    :class:`TensorData` (preallocated, each item copied in once); anything else becomes a
+    :class:`StreamData`, read batch by batch. ``subset`` picks its indices before anything
+    is read, so only the chosen items are loaded.
 
 Nothing is ever downloaded.
 
@@ -56,10 +63,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from landscape.batches import batch_len, batch_nbytes, batch_targets, move_batch
 from landscape.errors import LandscapeError, check_int, check_option
 
 __all__ = [
     "TensorData",
+    "StreamData",
+    "DeviceData",
+    "DEVICE_BUDGET",
+    "as_data",
+    "has_class_targets",
     "DataSpec",
     "load_data",
     "load_splits",
@@ -298,7 +311,7 @@ def available_datasets() -> list[str]:
     return sorted(_BUILTIN)
 
 
-def load_data(spec: DataSpec | str, split: str = "train") -> TensorData:
+def load_data(spec: DataSpec | str, split: str = "train") -> TensorData | StreamData:
     """Load one split of a data set into memory.
 
     Parameters
@@ -310,10 +323,11 @@ def load_data(spec: DataSpec | str, split: str = "train") -> TensorData:
 
     Returns
     -------
-    TensorData
+    TensorData or StreamData
         The split, reduced to ``spec.subset`` samples when that is set. A custom loader's
-        inputs are cast to float32 (not rescaled); its integer targets become int64 labels
-        and float targets float32 regression targets.
+        floating inputs are cast to float32 (not rescaled) and integer inputs to int64; its
+        integer targets become int64 labels and float targets float32 regression targets.
+        Datasets and DataLoaders come back as :class:`StreamData` unless small (see above).
 
     Raises
     ------
@@ -327,6 +341,8 @@ def load_data(spec: DataSpec | str, split: str = "train") -> TensorData:
         data = loader(spec, split)
     elif _CUSTOM_NAME.match(spec.name):
         data = _load_custom(spec, split)
+        if isinstance(data, StreamData):
+            return data  # subset already applied before loading
     else:
         names = ", ".join(repr(n) for n in available_datasets())
         raise LandscapeError(
@@ -336,7 +352,8 @@ def load_data(spec: DataSpec | str, split: str = "train") -> TensorData:
     return data.subset(spec.subset)
 
 
-def load_splits(spec: DataSpec | str) -> tuple[TensorData, TensorData]:
+def load_splits(spec: DataSpec | str) -> tuple[TensorData | StreamData,
+                                              TensorData | StreamData]:
     """Load ``(train, test)``; see :func:`load_data`."""
     spec = _as_spec(spec)
     return load_data(spec, "train"), load_data(spec, "test")
@@ -649,7 +666,7 @@ def _resolve_loader(name: str) -> Callable[..., Any]:
     return obj
 
 
-def _as_float_inputs(x: Any, name: str) -> Tensor:
+def _as_inputs(x: Any, name: str) -> Tensor:
     try:
         t = torch.as_tensor(x)
     except (TypeError, ValueError, RuntimeError) as err:
@@ -661,6 +678,8 @@ def _as_float_inputs(x: Any, name: str) -> Tensor:
         raise LandscapeError(
             f"dataset {name!r} returned inputs of dtype {t.dtype}; return real numbers"
         )
+    if not t.is_floating_point():
+        return t.to(torch.int64)  # token ids and other integer inputs keep an integer dtype
     return t.to(torch.float32)
 
 
@@ -679,31 +698,57 @@ def _as_targets(y: Any, name: str) -> Tensor:
     return t.to(torch.int64)
 
 
-def _stack_dataset(ds: Any, name: str) -> tuple[Tensor, Tensor]:
-    if hasattr(ds, "__len__") and hasattr(ds, "__getitem__"):
-        items = [ds[i] for i in range(len(ds))]
-    else:
-        items = list(ds)
-    if not items:
+def _read_dataset(ds: Any, spec: DataSpec) -> TensorData | StreamData:
+    """A map-style Dataset of fixed-shape ``(x, y)`` pairs within :data:`DEVICE_BUDGET` as a
+    TensorData (only the ``subset`` items are read, each copied once into preallocated
+    tensors); anything else as a StreamData."""
+    from torch.utils.data import IterableDataset
+
+    name = spec.name
+    stream = StreamData(ds, name)
+    if isinstance(ds, IterableDataset) or not hasattr(ds, "__len__"):
+        return stream.subset(spec.subset)
+    n_all = len(ds)
+    if n_all == 0:
         raise LandscapeError(f"dataset {name!r} returned an empty Dataset")
-    xs, ys = [], []
-    for i, item in enumerate(items):
+    idx = list(range(n_all))
+    if spec.subset is not None and spec.subset < n_all:
+        gen = torch.Generator().manual_seed(_SUBSET_SEED)
+        idx = torch.randperm(n_all, generator=gen)[: spec.subset].sort().values.tolist()
+    first = ds[idx[0]]
+    if not isinstance(first, tuple | list) or len(first) != 2:
+        if isinstance(first, Mapping):
+            return stream.subset(spec.subset)
+        raise LandscapeError(
+            f"dataset {name!r} returned a Dataset whose item 0 is a {type(first).__name__}; "
+            "each item must be an (x, y) pair or a mapping of tensors"
+        )
+    x0, y0 = _as_inputs(first[0], name), _as_targets(first[1], name)
+    size = (x0.numel() * x0.element_size() + y0.numel() * y0.element_size()) * len(idx)
+    if size > DEVICE_BUDGET:
+        return stream.subset(spec.subset)
+    xs = torch.empty((len(idx), *x0.shape), dtype=x0.dtype)
+    ys = torch.empty((len(idx), *y0.shape), dtype=y0.dtype)
+    for j, i in enumerate(idx):
+        item = first if j == 0 else ds[i]
         if not isinstance(item, tuple | list) or len(item) != 2:
             raise LandscapeError(
                 f"dataset {name!r} returned a Dataset whose item {i} is a "
                 f"{type(item).__name__}; each item must be an (x, y) pair"
             )
-        xs.append(torch.as_tensor(item[0]))
-        ys.append(torch.as_tensor(item[1]))
-    try:
-        return torch.stack(xs), torch.stack(ys)
-    except RuntimeError as err:
-        raise LandscapeError(
-            f"dataset {name!r} returned samples of different shapes: {str(err).splitlines()[0]}"
-        ) from err
+        xi, yi = torch.as_tensor(item[0]), torch.as_tensor(item[1])
+        if xi.shape != x0.shape or yi.shape != y0.shape:
+            raise LandscapeError(
+                f"dataset {name!r} returned samples of different shapes: item {i} has "
+                f"{tuple(xi.shape)} and {tuple(yi.shape)}, item {idx[0]} {tuple(x0.shape)} and "
+                f"{tuple(y0.shape)}; pass a DataLoader with a collate_fn that pads them"
+            )
+        xs[j] = xi
+        ys[j] = yi
+    return _finish_tensors(xs, ys, spec)
 
 
-def _load_custom(spec: DataSpec, split: str) -> TensorData:
+def _load_custom(spec: DataSpec, split: str) -> TensorData | StreamData:
     fn = _resolve_loader(spec.name)
     try:
         inspect.signature(fn).bind(split=split, **spec.kwargs)
@@ -727,17 +772,21 @@ def _load_custom(spec: DataSpec, split: str) -> TensorData:
         ) from err
     if isinstance(out, TensorData):
         return out
+    if isinstance(out, torch.utils.data.DataLoader):
+        return StreamData(out, spec.name).subset(spec.subset)
     if isinstance(out, torch.utils.data.Dataset):
-        x, y = _stack_dataset(out, spec.name)
-    elif isinstance(out, tuple | list) and len(out) == 2:
+        return _read_dataset(out, spec)
+    if isinstance(out, tuple | list) and len(out) == 2:
         x, y = out
     else:
         raise LandscapeError(
             f"dataset loader {spec.name!r} returned a {type(out).__name__}; it must return "
-            "(x, y) tensors/arrays or a torch.utils.data.Dataset of (x, y) pairs"
+            "(x, y) tensors/arrays, a torch.utils.data.Dataset or a DataLoader"
         )
-    x_t = _as_float_inputs(x, spec.name)
-    y_t = _as_targets(y, spec.name)
+    return _finish_tensors(_as_inputs(x, spec.name), _as_targets(y, spec.name), spec)
+
+
+def _finish_tensors(x_t: Tensor, y_t: Tensor, spec: DataSpec) -> TensorData:
     if y_t.ndim == 2 and y_t.shape[1] == 1 and not y_t.is_floating_point():
         y_t = y_t[:, 0]
     if x_t.ndim < 1 or y_t.ndim < 1:
@@ -776,7 +825,7 @@ _BUILTIN: dict[str, Callable[[DataSpec, str], TensorData]] = {
 _SHAPE_WORDS = ("shape", "size", "dimension", "channel", "expected input", "mat1", "mat2")
 
 
-def check_compatible(model: torch.nn.Module, data: TensorData) -> None:
+def check_compatible(model: torch.nn.Module, data: TensorData | StreamData) -> None:
     """Check that ``model`` accepts ``data``'s inputs and has enough outputs for its classes.
 
     The model runs on one sample in eval mode under :func:`torch.inference_mode`; every
@@ -795,6 +844,9 @@ def check_compatible(model: torch.nn.Module, data: TensorData) -> None:
         If the forward pass fails on the input shape, or for classification data the output is
         not ``(batch, K)`` with ``K >= data.num_classes``.
     """
+    if isinstance(data, StreamData):
+        _check_stream_compatible(model, data)
+        return
     if len(data) == 0:
         raise LandscapeError(f"dataset {data.name!r} is empty; load at least one sample")
     sample = data.x[:1]
@@ -837,3 +889,293 @@ def check_compatible(model: torch.nn.Module, data: TensorData) -> None:
             f"{data.name!r} has {n_classes} classes; give its last layer at least "
             f"{n_classes} outputs"
         )
+
+
+# --------------------------------------------------------------------------------------------
+# streamed data: Datasets and DataLoaders
+# --------------------------------------------------------------------------------------------
+
+#: Data that is not already tensors is copied onto the evaluation device once and kept there
+#: when its size is at most this many bytes; larger data is streamed batch by batch.
+DEVICE_BUDGET = 512 * 2**20
+
+
+class StreamData:
+    """A data set read batch by batch: a map-style or iterable Dataset, or a DataLoader.
+
+    Nothing is materialised: each pass builds (or reuses) a :class:`~torch.utils.data.DataLoader`
+    and yields its batches in order (no shuffling). Batches follow :mod:`landscape.batches`:
+    ``(x, y)`` pairs, tuples, or mappings such as ``{"input_ids", "attention_mask", "labels"}``.
+
+    Parameters
+    ----------
+    source : Dataset or DataLoader
+        A map-style Dataset (``__len__`` and ``__getitem__``), an iterable Dataset, or a
+        DataLoader. A DataLoader's own batch size and ``collate_fn`` are kept (the requested
+        ``batch_size`` of :meth:`batches` is then ignored); it must not shuffle.
+    name : str, default="data"
+        Used in messages and stored with results.
+    collate_fn : callable, optional
+        Batch collation for a Dataset (e.g. padding variable-length sequences); default
+        :func:`torch.utils.data.default_collate`.
+    num_workers : int, default=0
+        Loader worker processes for a Dataset.
+    """
+
+    def __init__(self, source: Any, name: str = "data", *, collate_fn: Callable | None = None,
+                 num_workers: int = 0) -> None:
+        from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
+
+        if isinstance(source, DataLoader):
+            if isinstance(source.sampler, RandomSampler):
+                raise LandscapeError(
+                    f"dataset {name!r} is a shuffling DataLoader; a loss landscape needs the same "
+                    "data in the same order at every point: pass shuffle=False"
+                )
+        elif not isinstance(source, Dataset):
+            raise LandscapeError(
+                f"dataset {name!r} must be a torch Dataset or DataLoader, got "
+                f"{type(source).__name__}"
+            )
+        self.source = source
+        self.name = name
+        self.collate_fn = collate_fn
+        self.num_workers = check_int("num_workers", num_workers, low=0)
+        ds = source.dataset if isinstance(source, DataLoader) else source
+        self.map_style = not isinstance(ds, IterableDataset) and hasattr(ds, "__len__")
+        self._len: int | None = len(ds) if hasattr(ds, "__len__") else None
+        self._first: Any = None
+
+    def __repr__(self) -> str:
+        return f"StreamData(name={self.name!r}, n={self._len}, source={type(self.source).__name__})"
+
+    def __len__(self) -> int:
+        if self._len is None:
+            self._len = sum(batch_len(b) for b in self.batches(256))
+        return self._len
+
+    @property
+    def is_loader(self) -> bool:
+        """Whether the source is a DataLoader (its own batch size is used)."""
+        from torch.utils.data import DataLoader
+
+        return isinstance(self.source, DataLoader)
+
+    def batches(self, batch_size: int, pin_memory: bool = False) -> Iterator[Any]:
+        """Iterate over the batches in order (``batch_size`` ignored for a DataLoader)."""
+        from torch.utils.data import DataLoader
+
+        batch_size = check_int("batch_size", batch_size, low=1)
+        if self.is_loader:
+            return iter(self.source)
+        loader = DataLoader(self.source, batch_size=batch_size, shuffle=False,
+                            collate_fn=self.collate_fn, num_workers=self.num_workers,
+                            pin_memory=pin_memory)
+        return iter(loader)
+
+    def first_batch(self) -> Any:
+        """The first batch (of at most 2 samples for a Dataset), kept for checks."""
+        if self._first is None:
+            it = self.batches(2)
+            try:
+                self._first = next(it)
+            except StopIteration:
+                raise LandscapeError(f"dataset {self.name!r} is empty") from None
+        return self._first
+
+    def nbytes(self) -> int | None:
+        """Estimated size of the whole data set (``None`` when its length is unknown)."""
+        if self._len is None:
+            return None
+        first = self.first_batch()
+        return int(batch_nbytes(first) / max(batch_len(first), 1) * self._len)
+
+    def subset(self, n: int | None) -> StreamData:
+        """The same ``n`` samples as :meth:`TensorData.subset` picks, indexing only those
+        items of a map-style Dataset (nothing else is read)."""
+        from torch.utils.data import DataLoader, Subset
+
+        if n is None:
+            return self
+        n = check_int("subset", n, low=1)
+        if not self.map_style:
+            raise LandscapeError(
+                f"dataset {self.name!r} is an iterable Dataset; --subset needs a map-style "
+                "Dataset (with __len__ and __getitem__) to pick samples by index"
+            )
+        if n >= len(self):
+            return self
+        gen = torch.Generator().manual_seed(_SUBSET_SEED)
+        idx = torch.randperm(len(self), generator=gen)[:n].sort().values.tolist()
+        if self.is_loader:
+            src = self.source
+            sub = DataLoader(Subset(src.dataset, idx), batch_size=src.batch_size, shuffle=False,
+                             collate_fn=src.collate_fn, num_workers=src.num_workers,
+                             pin_memory=src.pin_memory, drop_last=src.drop_last)
+            return StreamData(sub, self.name)
+        return StreamData(Subset(self.source, idx), self.name, collate_fn=self.collate_fn,
+                          num_workers=self.num_workers)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the first batch's bytes and the length: the data's identity in recipes."""
+        import hashlib
+
+        h = hashlib.sha256(f"{self._len}".encode())
+        _hash_batch(h, self.first_batch())
+        return h.hexdigest()
+
+
+def _hash_batch(h: Any, batch: Any) -> None:
+    if isinstance(batch, Tensor):
+        t = batch.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(batch, Mapping):
+        for k in sorted(batch):
+            h.update(str(k).encode())
+            _hash_batch(h, batch[k])
+    elif isinstance(batch, tuple | list):
+        for v in batch:
+            _hash_batch(h, v)
+    else:
+        h.update(repr(batch).encode())
+
+
+def as_data(obj: Any, name: str = "data") -> Any:
+    """Any supported data (see :mod:`landscape.data`) as a :class:`TensorData` or
+    :class:`StreamData`; objects with tensors ``.x`` and ``.y`` are returned as they are."""
+    from torch.utils.data import DataLoader, Dataset
+
+    if isinstance(obj, TensorData | StreamData):
+        return obj
+    if isinstance(obj, Dataset | DataLoader):
+        return StreamData(obj, name)
+    if isinstance(obj, tuple | list) and len(obj) == 2:
+        return TensorData(torch.as_tensor(obj[0]), torch.as_tensor(obj[1]), name)
+    if isinstance(getattr(obj, "x", None), Tensor) and isinstance(getattr(obj, "y", None), Tensor):
+        return obj
+    raise LandscapeError(
+        f"data {name!r} must have tensors .x and .y (a TensorData), or be an (x, y) pair of "
+        f"tensors, a torch Dataset or a DataLoader; got {type(obj).__name__}"
+    )
+
+
+def first_batch(data: Any) -> Any:
+    """A small first batch of any data (for checks before computing)."""
+    if isinstance(data, StreamData):
+        return data.first_batch()
+    return (data.x[:2], data.y[:2])
+
+
+def has_class_targets(data: Any) -> bool:
+    """Whether the data's targets are integer class labels (then accuracy is defined)."""
+    if isinstance(data, StreamData):
+        y = batch_targets(data.first_batch())
+        return isinstance(y, Tensor) and not (y.is_floating_point() or y.is_complex())
+    return not (data.y.is_floating_point() or data.y.is_complex())
+
+
+class DeviceData:
+    """Batches of one data set on the evaluation device.
+
+    Tensor data are moved to the device whole once and sliced (the fast path). Streamed data
+    whose estimated size is at most ``budget`` bytes are copied to the device during their
+    first pass and then replayed from there; larger data are streamed every pass, batch by
+    batch (from pinned memory with non-blocking copies on CUDA), never held whole.
+
+    Parameters
+    ----------
+    data : TensorData, StreamData or anything :func:`as_data` takes
+    device : torch.device
+    dtype : torch.dtype, optional
+        Cast floating tensors (integer inputs keep their dtype).
+    budget : int, optional
+        Bytes (default :data:`DEVICE_BUDGET`).
+    channels_last : bool, default=False
+        4-D floating inputs in ``torch.channels_last``.
+    """
+
+    def __init__(self, data: Any, device: torch.device, dtype: torch.dtype | None = None,
+                 budget: int | None = None, channels_last: bool = False,
+                 name: str = "data") -> None:
+        self.data = as_data(data, name)
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.channels_last = channels_last
+        self.budget = DEVICE_BUDGET if budget is None else check_int("budget", budget, low=0)
+        self._cache: list[Any] | None = None
+        self._cache_bs: int | None = None
+        self.streamed = isinstance(self.data, StreamData)
+        if self.streamed:
+            size = self.data.nbytes()
+            self.cached = size is not None and size <= self.budget
+        else:
+            self.cached = True
+            self.x = self.move(self.data.x)
+            self.y = self.data.y.to(self.device)
+
+    def move(self, t: Any, non_blocking: bool = False) -> Any:
+        """A batch on this data's device and dtype (integer tensors keep theirs)."""
+        t = move_batch(t, self.device, self.dtype, non_blocking)
+        if self.channels_last:
+            t = _channels_last(t)
+        return t
+
+    def __len__(self) -> int:
+        return len(self.x) if not self.streamed else len(self.data)
+
+    def batches(self, batch_size: int) -> Iterator[Any]:
+        """Device batches in order (the last may be smaller)."""
+        if not self.streamed:
+            return ((self.x[i:i + batch_size], self.y[i:i + batch_size])
+                    for i in range(0, len(self.x), batch_size))
+        if self._cache is not None and (self._cache_bs == batch_size or self.data.is_loader):
+            return iter(self._cache)
+        return self._stream(batch_size)
+
+    def _stream(self, batch_size: int) -> Iterator[Any]:
+        cuda = self.device.type == "cuda"
+        cache: list[Any] | None = [] if self.cached else None
+        for b in self.data.batches(batch_size, pin_memory=cuda):
+            b = self.move(b, non_blocking=cuda)
+            if cache is not None:
+                cache.append(b)
+            yield b
+        if cache is not None:
+            self._cache, self._cache_bs = cache, batch_size
+
+
+def _channels_last(b: Any) -> Any:
+    if isinstance(b, Tensor):
+        if b.dim() == 4 and b.is_floating_point():
+            return b.contiguous(memory_format=torch.channels_last)
+        return b
+    if isinstance(b, Mapping):
+        return {k: _channels_last(v) for k, v in b.items()}
+    if isinstance(b, tuple | list):
+        return type(b)(_channels_last(v) for v in b)
+    return b
+
+
+def _check_stream_compatible(model: torch.nn.Module, data: StreamData) -> None:
+    """Run the model on the first batch (eval mode, inference mode, flags restored)."""
+    from landscape.batches import call_model
+
+    batch = data.first_batch()
+    param = next(model.parameters(), None)
+    if param is not None and param.is_floating_point():
+        batch = move_batch(batch, param.device, param.dtype)
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.inference_mode():
+            call_model(model, batch)
+    except (RuntimeError, TypeError, ValueError, IndexError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise LandscapeError(
+            f"model {type(model).__name__} cannot take the batches of dataset {data.name!r}: "
+            f"{type(err).__name__}: {first}"
+        ) from err
+    finally:
+        for m, training in modes:
+            m.training = training

@@ -5,9 +5,16 @@ the evaluation device and the data already on that device, so evaluating a point
 the perturbed tensors into the copy plus forward passes under :func:`torch.inference_mode`; no
 file is read and the caller's model is never modified.
 
-The dataset loss is the per-sample mean, accumulated in float64 over batches of any size (the
-last batch may be smaller), so it does not depend on ``batch_size`` beyond float32 rounding
-inside a batch.
+Data are anything :mod:`landscape.data` takes: :class:`~landscape.data.TensorData` or
+``(x, y)`` tensors (held on the device whole and sliced, the fast path), or a map-style or
+iterable ``Dataset`` / ``DataLoader`` (:class:`~landscape.data.StreamData`: kept on the device
+after the first pass when it fits ``data_budget`` bytes, streamed batch by batch otherwise).
+Batches and outputs follow :mod:`landscape.batches` (``model(x)`` or ``model(**batch)``;
+tensor, tuple, mapping or ``.logits`` outputs) and losses :mod:`landscape.losses`.
+
+The dataset loss is the mean over every counted example (sample, or token for sequence
+logits), accumulated in float64 over batches of any size (the last batch may be smaller), so
+it does not depend on ``batch_size`` beyond float32 rounding inside a batch.
 
 BatchNorm policy (``bn``):
 
@@ -32,6 +39,8 @@ import torch
 from torch import Tensor, nn
 
 from ._functional import LossSpec, is_perturbable, named_tensors, resolve_loss
+from .batches import batch_len, call_model
+from .data import DeviceData, as_data, first_batch
 from .errors import LandscapeError, check_int, check_option
 
 __all__ = ["BN_MODES", "Metrics", "Evaluator", "evaluate"]
@@ -46,10 +55,12 @@ class Metrics:
     Attributes
     ----------
     loss : float
-        Mean per-sample loss; NaN or inf when the outputs overflowed (a diverged point).
+        Mean loss over the counted examples (samples, or non-ignored tokens for sequences);
+        NaN or inf when the outputs overflowed (a diverged point).
     accuracy : float or None
-        Fraction of correctly classified samples in [0, 1]; ``None`` for non-integer targets;
-        NaN where the loss is not finite (diverged outputs have no meaningful argmax).
+        Fraction of correct predictions in [0, 1] (per sample, or per counted token);
+        ``None`` where accuracy is undefined (float targets, or outputs that are not class
+        logits); NaN where the loss is not finite (diverged outputs have no meaningful argmax).
     n : int
         Number of samples.
     """
@@ -70,10 +81,11 @@ class Evaluator:
     ----------
     model : nn.Module
         The network (not modified; a private copy is made).
-    datasets : dict[str, TensorData]
-        Named datasets (e.g. ``{"train": ..., "test": ...}``), anything with tensors ``x``, ``y``.
+    datasets : dict[str, data]
+        Named datasets (e.g. ``{"train": ..., "test": ...}``): TensorData, ``(x, y)`` tensors,
+        Datasets or DataLoaders (see the module docstring).
     loss : str or callable, default="cross_entropy"
-        See :func:`landscape._functional.resolve_loss`.
+        See :mod:`landscape.losses`.
     what : {"weights", "states"}, default="weights"
         Which tensors :meth:`__call__` receives.
     batch_size : int, default=1024
@@ -98,6 +110,10 @@ class Evaluator:
         Run forward passes under :func:`torch.autocast` in that precision (losses are still
         accumulated in float64). Results then differ from fp32 by about 1e-3 relative; files
         record it in their recipe.
+    data_budget : int, optional
+        Streamed data (Datasets, DataLoaders) estimated at most this many bytes are kept on
+        the device after their first pass; larger ones are streamed at every point. Default
+        :data:`landscape.data.DEVICE_BUDGET` (512 MiB). Tensor data are always kept.
 
     Examples
     --------
@@ -121,6 +137,7 @@ class Evaluator:
         dtype: torch.dtype | None = None,
         autocast: str | None = None,
         channels_last: bool = False,
+        data_budget: int | None = None,
     ) -> None:
         check_option("what", what, ("weights", "states"))
         if autocast is not None:
@@ -157,27 +174,32 @@ class Evaluator:
         self._targets = named_tensors(self._model, what)
         self._initial = {k: v.clone() for k, v in self._targets.items()}
         self._data = {
-            name: (self._move_x(d.x), d.y.to(self.device))
+            name: DeviceData(d, self.device, dtype, data_budget, self.channels_last, name)
             for name, d in datasets.items()
         }
+        self._check_first_batches()
         self._bn = _bn_modules(self._model)
         if bn == "recalibrate":
             src = bn_data if bn_data is not None else datasets.get("train")
             if src is None:
                 raise LandscapeError("bn='recalibrate' needs training data (bn_data)")
-            x = self._move_x(src.x)
-            n = min(len(x), self.bn_batch_size * self.bn_batches)
-            self._bn_x = x[:n]
+            self._bn_src = DeviceData(src, self.device, dtype, data_budget, self.channels_last)
             for m in self._bn:
                 m.momentum = None  # cumulative moving average = exact mean over batches
 
-    def _move_x(self, x: Tensor) -> Tensor:
-        x = x.to(self.device)
-        if self.dtype is not None and x.is_floating_point():
-            x = x.to(self.dtype)
-        if getattr(self, "channels_last", False) and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+    def _check_first_batches(self) -> None:
+        """Run the loss on a first small batch of each dataset: bad targets or shapes are a
+        one-line error before any point, and sequence cross-entropy is calibrated against the
+        model's own ``.loss`` (see :mod:`landscape.losses`)."""
+        for d in self._data.values():
+            b = d.move(first_batch(d.data))
+            self.loss_fn.check_batch(b)
+            if self.loss_fn.takes_model:
+                continue
+            with torch.inference_mode():
+                out = call_model(self._model, b)
+                self.loss_fn.calibrate(out, b)
+                self.loss_fn.terms(out, b, accuracy=True)
 
     def probe_batch_size(self, candidates: tuple[int, ...] | None = None,
                          max_samples: int = 4096) -> int:
@@ -190,7 +212,10 @@ class Evaluator:
         """
         import time
 
-        x = max((d[0] for d in self._data.values()), key=len)[:max_samples]
+        tensor_data = [d for d in self._data.values() if not d.streamed]
+        if not tensor_data:  # streamed data: the loader's batches decide
+            return self.batch_size
+        x = max((d.x for d in tensor_data), key=len)[:max_samples]
         if candidates is None:
             candidates = (128, 256, 512, 1024, 2048)
             if self.device.type == "cuda":
@@ -221,8 +246,8 @@ class Evaluator:
         return self._model
 
     @property
-    def datasets(self) -> dict[str, tuple[Tensor, Tensor]]:
-        """The evaluation data on the device, ``name -> (x, y)``."""
+    def datasets(self) -> dict[str, DeviceData]:
+        """The evaluation data on the device, ``name -> DeviceData``."""
         return self._data
 
     def load(self, tensors: Mapping[str, Tensor]) -> None:
@@ -240,8 +265,16 @@ class Evaluator:
             m.reset_running_stats()
             m.train()
         try:
-            for i in range(0, len(self._bn_x), self.bn_batch_size):
-                self._model(self._bn_x[i : i + self.bn_batch_size])
+            seen = 0
+            limit = self.bn_batch_size * self.bn_batches
+            for b in self._bn_src.batches(self.bn_batch_size):
+                if seen >= limit:
+                    break
+                n = batch_len(b)
+                if seen + n > limit:  # the first bn_batch_size * bn_batches samples exactly
+                    b = _head(b, limit - seen)
+                call_model(self._model, b)
+                seen += n
         finally:
             for m in self._bn:
                 m.eval()
@@ -257,28 +290,40 @@ class Evaluator:
             if self.autocast else contextlib.nullcontext()
         )
         with torch.inference_mode(), ctx:
-            for name, (x, y) in self._data.items():
-                out[name] = self._evaluate_split(x, y)
+            for name, d in self._data.items():
+                out[name] = self._evaluate_split(d)
         return out
 
-    def _evaluate_split(self, x: Tensor, y: Tensor) -> Metrics:
-        n = len(x)
+    def _evaluate_split(self, d: DeviceData) -> Metrics:
         total = torch.zeros((), dtype=torch.float64, device=self.device)
+        weight = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
-        classify = not y.is_floating_point()
-        for i in range(0, n, self.batch_size):
-            xb, yb = x[i : i + self.batch_size], y[i : i + self.batch_size]
-            out = self._model(xb)
-            if out.dtype in (torch.bfloat16, torch.float16):
-                out = out.float()
-            total += self.loss_fn(out, yb).double().sum()
-            if classify and out.ndim == 2:
-                correct += (out.argmax(dim=1) == yb).sum()
-        loss = float(total) / n
-        acc = float(correct) / n if classify else None
+        counted = torch.zeros((), dtype=torch.int64, device=self.device)
+        has_acc = True
+        n = 0
+        for b in d.batches(self.batch_size):
+            t = self.loss_fn.model_terms(self._run, b, accuracy=True)
+            total += t.total.double()
+            weight += t.weight.to(weight.device)
+            n += batch_len(b)
+            if t.correct is None:
+                has_acc = False
+            elif has_acc:
+                correct += t.correct
+                counted += t.counted
+        w = float(weight)
+        loss = float(total) / w if w > 0 else float("nan")
+        c = int(counted)
+        acc = float(correct) / c if has_acc and c > 0 else None
         if acc is not None and not math.isfinite(loss):
             acc = float("nan")  # argmax of non-finite outputs means nothing
         return Metrics(loss=loss, accuracy=acc, n=n)
+
+    def _run(self, *args: Any, **kwargs: Any) -> Any:
+        out = self._model(*args, **kwargs)
+        if isinstance(out, Tensor) and out.dtype in (torch.bfloat16, torch.float16):
+            out = out.float()
+        return out
 
     def __call__(self, tensors: Mapping[str, Tensor]) -> dict[str, Metrics]:
         """Load ``tensors`` and return ``{dataset name: Metrics}``."""
@@ -309,6 +354,17 @@ class Evaluator:
         self.load(self._initial)
 
 
+def _head(batch: Any, n: int) -> Any:
+    """The first ``n`` samples of a batch."""
+    if isinstance(batch, Tensor):
+        return batch[:n]
+    if isinstance(batch, Mapping):
+        return {k: _head(v, n) for k, v in batch.items()}
+    if isinstance(batch, tuple | list):
+        return type(batch)(_head(v, n) for v in batch)
+    return batch
+
+
 def evaluate(
     model: nn.Module,
     data: object,
@@ -323,7 +379,8 @@ def evaluate(
 
     Convenience wrapper around :class:`Evaluator` for a single dataset and point.
     """
-    ev = Evaluator(model, {"data": data}, loss=loss, batch_size=batch_size, bn=bn, what=what)
+    ev = Evaluator(model, {"data": as_data(data)}, loss=loss, batch_size=batch_size, bn=bn,
+                   what=what)
     if tensors is not None:
         ev.load(tensors)
     return ev.evaluate_loaded()["data"]

@@ -38,6 +38,8 @@ import torch
 from torch import nn
 
 from ._functional import LossSpec, resolve_loss
+from .batches import call_model
+from .data import DeviceData, StreamData, as_data, first_batch
 from .errors import LandscapeError, check_float, check_int
 from .surface import Surface
 
@@ -252,32 +254,51 @@ def eps_sharpness_from_surface(
     return _phi(max(float(vals.max()), origin_loss), origin_loss)
 
 
-def _full_loss_and_grad(net: nn.Module, params: dict[str, torch.Tensor], batches: list,
-                        loss_fn: Any, n: int, want_grad: bool
-                        ) -> tuple[float, dict[str, torch.Tensor] | None]:
-    """Mean per-sample loss over all batches (float64 sum) and, optionally, its gradient."""
+def _caller(net: nn.Module, tensors: dict[str, torch.Tensor]) -> Any:
     from torch.func import functional_call
 
+    return lambda *a, **k: functional_call(net, tensors, a, k, strict=False)
+
+
+def _total_weight(net: nn.Module, params: dict[str, torch.Tensor], batches: Any,
+                  loss_fn: Any) -> float:
+    """Number of counted examples of the data set (from the targets; a user loss: one pass)."""
+    w = 0.0
+    for b in batches.batches(batches.batch_size):
+        bw = loss_fn.weight(b)
+        if bw is None:
+            with torch.no_grad():
+                bw = float(loss_fn.model_terms(_caller(net, params), b).weight)
+        w += bw
+    if w <= 0:
+        raise LandscapeError("the data counts no example for the loss (all targets ignored)")
+    return w
+
+
+def _full_loss_and_grad(net: nn.Module, params: dict[str, torch.Tensor], batches: Any,
+                        loss_fn: Any, weight: float, want_grad: bool
+                        ) -> tuple[float, dict[str, torch.Tensor] | None]:
+    """Data-set loss (float64 sum of every batch's counted losses over the data set's total
+    ``weight``, :mod:`landscape.losses`) and, optionally, its gradient."""
     total = 0.0
     grads: dict[str, torch.Tensor] | None = (
         {k: torch.zeros_like(v) for k, v in params.items()} if want_grad else None
     )
     names = list(params)
-    for xb, yb in batches:
+    for b in batches.batches(batches.batch_size):
         if want_grad:
             leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
-            out = functional_call(net, leaves, (xb,), strict=False)
-            part = loss_fn(out, yb).sum()
-            g = torch.autograd.grad(part / n, [leaves[k] for k in names], allow_unused=True)
+            part = loss_fn.model_terms(_caller(net, leaves), b).total
+            g = torch.autograd.grad(part / weight, [leaves[k] for k in names],
+                                    allow_unused=True)
             for k, gk in zip(names, g, strict=True):
                 if gk is not None:
                     grads[k] += gk  # type: ignore[index]
         else:
             with torch.no_grad():
-                out = functional_call(net, params, (xb,), strict=False)
-                part = loss_fn(out, yb).sum()
+                part = loss_fn.model_terms(_caller(net, params), b).total
         total += float(part.detach().double())
-    return total / n, grads
+    return total / weight, grads
 
 
 def eps_sharpness_ascent(
@@ -313,8 +334,9 @@ def eps_sharpness_ascent(
     ----------
     model : nn.Module
         The network at θ.
-    data : TensorData
-        Anything with tensors ``x`` and ``y`` (the full data set; typically the training set).
+    data : TensorData, ``(x, y)``, Dataset or DataLoader
+        The full data set (typically the training set); batches and losses follow
+        :mod:`landscape.batches` and :mod:`landscape.losses`.
     eps : float, default=1e-3
         Relative box size ε (Keskar et al. use 1e-3 and 5e-4).
     steps : int, default=10
@@ -325,7 +347,7 @@ def eps_sharpness_ascent(
     loss : str or callable, default="cross_entropy"
         See :func:`landscape._functional.resolve_loss`.
     batch_size : int, default=1024
-        Samples per forward pass (the loss is the mean over all samples).
+        Samples per forward pass (the loss is the mean over all counted examples).
     seed : int, default=0
         Seeds the random sign given to coordinates whose gradient is exactly zero (e.g. at an
         exact minimum), so the ascent leaves a stationary point deterministically.
@@ -348,12 +370,15 @@ def eps_sharpness_ascent(
     batch_size = check_int("batch_size", batch_size, 1)
     seed = check_int("seed", seed, 0)
     loss_fn = resolve_loss(loss)
-    x, y = getattr(data, "x", None), getattr(data, "y", None)
-    if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or len(x) == 0:
+    try:
+        source = as_data(data)
+    except LandscapeError:
         raise LandscapeError(
-            "The 'data' parameter must have non-empty tensors 'x' and 'y' (a TensorData). "
-            f"Got {type(data).__name__} instead."
-        )
+            "The 'data' parameter must have non-empty tensors 'x' and 'y' (a TensorData), or "
+            f"be (x, y) tensors, a Dataset or a DataLoader. Got {type(data).__name__} instead."
+        ) from None
+    if not isinstance(source, StreamData) and len(source.x) == 0:
+        raise LandscapeError("The 'data' parameter must have non-empty tensors 'x' and 'y'.")
     net = copy.deepcopy(model).eval()
     ref = next(iter(net.parameters()), None)
     if ref is None:
@@ -365,15 +390,18 @@ def eps_sharpness_ascent(
     theta = {k: v.detach().clone() for k, v in net.named_parameters() if v.is_floating_point()}
     if not theta:
         raise LandscapeError("the model has no floating-point parameters to perturb")
-    dtype = ref.dtype
-    xs = x.to(dev, dtype=dtype) if x.is_floating_point() else x.to(dev)
-    ys = y.to(dev)
-    n = len(xs)
-    batches = [(xs[i:i + batch_size], ys[i:i + batch_size]) for i in range(0, n, batch_size)]
+    batches = DeviceData(source, dev, ref.dtype)
+    batches.batch_size = batch_size  # type: ignore[attr-defined]
+    probe = batches.move(first_batch(source))
+    loss_fn.check_batch(probe)
+    if not loss_fn.takes_model:
+        with torch.no_grad():
+            loss_fn.calibrate(call_model(net, probe), probe)
+    weight = _total_weight(net, theta, batches, loss_fn)
     half = {k: eps * (v.abs() + 1.0) for k, v in theta.items()}
     z = {k: torch.zeros_like(v) for k, v in theta.items()}
     gen = torch.Generator().manual_seed(seed)
-    l0, grad = _full_loss_and_grad(net, theta, batches, loss_fn, n, True)
+    l0, grad = _full_loss_and_grad(net, theta, batches, loss_fn, weight, True)
     best = l0
     for it in range(steps):
         for k in z:
@@ -385,7 +413,7 @@ def eps_sharpness_ascent(
             z[k] = torch.clamp(z[k] + lr * half[k] * s, -half[k], half[k])
         point = {k: theta[k] + z[k] for k in theta}
         last = it == steps - 1
-        lz, grad = _full_loss_and_grad(net, point, batches, loss_fn, n, not last)
+        lz, grad = _full_loss_and_grad(net, point, batches, loss_fn, weight, not last)
         if not math.isfinite(lz):  # diverged inside the box
             best = float("inf")
             break

@@ -47,7 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._functional import LossSpec, loss_name, resolve_loss
+from ._functional import LossSpec, functional_forward, loss_name, resolve_loss
 from .errors import LandscapeError, check_float, check_int, check_option
 
 __all__ = ["KINDS", "NORMS", "SharpnessResult", "adaptive_sharpness", "adaptive_sharpness_of"]
@@ -305,8 +305,6 @@ def adaptive_sharpness(
     SharpnessResult
         Its recipe adds ``m``, ``loss`` and ``n_samples``.
     """
-    from torch.func import functional_call
-
     x, y = _xy(data)
     n = int(x.shape[0])
     if n == 0:
@@ -314,19 +312,20 @@ def adaptive_sharpness(
     batch_size = check_int("batch_size", batch_size, 1)
     if m is not None:
         m = check_int("m", m, 1, n)
-    per_sample = resolve_loss(loss)
+    batch_loss = resolve_loss(loss)
     was_training = model.training
     model.eval()
 
     def loss_over(idx: Tensor) -> LossOfParams:
         def fn(params: Mapping[str, Tensor]) -> Tensor:
-            total = None
+            total, weight = None, 0.0
             for s in range(0, len(idx), batch_size):
                 j = idx[s:s + batch_size]
-                out = functional_call(model, dict(params), (x[j],), strict=False)
-                part = per_sample(out, y[j]).sum()
-                total = part if total is None else total + part
-            return total / len(idx)  # type: ignore[operator]
+                out = functional_forward(model, params, x[j])
+                t = batch_loss.terms(out, (x[j], y[j]))
+                total = t.total if total is None else total + t.total
+                weight += float(t.weight)
+            return total / weight  # type: ignore[operator]
         return fn
 
     if m is None:

@@ -36,6 +36,7 @@ from ._atomic import holds_output
 from ._functional import LossSpec, loss_name, named_tensors
 from ._grid import GridProgress, GridRunner, agree, pending, recipe_differences, resume_or_refuse
 from ._version import tool_versions
+from .data import StreamData, as_data, has_class_targets
 from .directions import Directions, check_spanning
 from .errors import LandscapeError, check_float, check_int
 from .evaluation import Evaluator
@@ -486,9 +487,11 @@ def compute_surface(
         The network at θ* (not modified).
     directions : Directions
         One direction (1D) or two (2D); ``directions.what`` selects weights or states.
-    data : dict[str, TensorData]
-        Datasets by name, e.g. ``{"train": train, "test": test}``; arrays are named
-        ``<name>_loss`` and ``<name>_acc``.
+    data : dict[str, data]
+        Datasets by name, e.g. ``{"train": train, "test": test}``: TensorData, ``(x, y)``
+        tensors, Datasets or DataLoaders (see :mod:`landscape.evaluation`); arrays are named
+        ``<name>_loss`` and, for class targets only, ``<name>_acc``. Streamed data are
+        identified in the recipe by ``data_sha256`` (their length and first batch).
     x, y : str or Axis
         Grids as ``"min:max:num"``. ``y`` is required for two directions and forbidden for one.
     base : dict[str, Tensor], optional
@@ -538,6 +541,7 @@ def compute_surface(
         raise LandscapeError("a --y grid needs two directions; these directions are 1D")
     if not data:
         raise LandscapeError("no dataset given to evaluate the surface on")
+    data = {k: as_data(v, k) for k, v in data.items()}
     check_spanning(directions.vectors)
     check_float("flush_seconds", flush_seconds, 0.0)
     if max_points is not None:
@@ -561,6 +565,9 @@ def compute_surface(
             "dtype": str(dtype or next(iter(base_t.values())).dtype).replace("torch.", ""),
         }
     )
+    streamed = {k: v.fingerprint() for k, v in data.items() if isinstance(v, StreamData)}
+    if streamed:  # Datasets/DataLoaders: their identity (tensor data keep the entries above)
+        full_recipe["data_sha256"] = streamed
     full_recipe = json.loads(storage.dumps(full_recipe))
     eval_dtype = dtype or next(iter(base_t.values())).dtype
     for name, a in (("x", ax), ("y", ay)):
@@ -638,7 +645,7 @@ def _array_names(data: Mapping[str, Any]) -> list[str]:
     names = []
     for k, v in data.items():
         names.append(f"{k}_loss")
-        if not v.y.is_floating_point():
+        if has_class_targets(v):  # accuracy only for class targets; regression has none
             names.append(f"{k}_acc")
     return names
 

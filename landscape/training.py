@@ -52,7 +52,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -61,6 +60,7 @@ from ._atomic import holds_output
 from .checkpoints import file_sha256, save_checkpoint
 from .data import DataSpec, TensorData, load_splits
 from .errors import LandscapeError, check_float, check_int, check_option, note_interruption
+from .losses import BatchLoss
 from .models import ModelSpec
 
 __all__ = [
@@ -92,6 +92,8 @@ _CKPT_RE = re.compile(r"^epoch_(\d+)\.pt$")
 #: Temporary files of :func:`~landscape._atomic.atomic_write` for the files of a run.
 _TMP_RE = re.compile(r"^\.(?:epoch_\d+\.pt|run\.json|resume\.pt)\..+\.tmp$")
 _EVAL_BATCH_SIZE = 1024
+#: Training minimises the batch/loss protocol's cross-entropy (mean over counted examples).
+_LOSS = BatchLoss("cross_entropy")
 
 
 def _ckpt_name(epoch: int) -> str:
@@ -373,17 +375,19 @@ def _finite_or_none(x: float) -> float | None:
 
 
 def _evaluate(model: nn.Module, data: TensorData, device: torch.device) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over a whole split, in eval mode."""
+    """Mean cross-entropy and accuracy over a whole split, in eval mode (the batch/loss
+    protocol of :mod:`landscape.losses`)."""
     model.eval()
-    total, correct, n = 0.0, 0, 0
+    total, weight, correct, counted = 0.0, 0.0, 0, 0
     with torch.inference_mode():
         for x, y in data.batches(_EVAL_BATCH_SIZE):
-            x, y = x.to(device), y.to(device).long()
-            out = model(x)
-            total += float(F.cross_entropy(out, y, reduction="sum"))
-            correct += int((out.argmax(dim=1) == y).sum())
-            n += len(y)
-    return total / n, correct / n
+            t = _LOSS.model_terms(model, (x.to(device), y.to(device).long()), accuracy=True)
+            total += float(t.total)
+            weight += float(t.weight)
+            if t.correct is not None:
+                correct += int(t.correct)
+                counted += int(t.counted)
+    return total / weight, (correct / counted if counted else float("nan"))
 
 
 def _plain_json(x: Any) -> Any:
@@ -631,7 +635,8 @@ class _Trainer:
             idx = order[start : start + self.config.batch_size]
             x = self.train_set.x[idx].to(self.device)
             y = self.train_set.y[idx].to(self.device).long()
-            loss = F.cross_entropy(self.model(x), y)
+            t = _LOSS.model_terms(self.model, (x, y))
+            loss = t.total / t.weight
             value = loss.item()
             if not math.isfinite(value):
                 raise self.diverged(value, epoch, lr, "in")
@@ -743,6 +748,11 @@ def train(
     if start.kind == "complete":
         return dataclasses.replace(start.run, start_epoch=None)
     splits = load_splits(data)
+    if not all(isinstance(sp, TensorData) for sp in splits):
+        raise LandscapeError(
+            f"training needs a data set held as tensors; {data!r} gives a streamed Dataset or "
+            "DataLoader (train it with your own loop and pass the checkpoints)"
+        )
     # from here on the directory is modified
     out.mkdir(parents=True, exist_ok=True)
     for stale in start.stale:

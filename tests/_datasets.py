@@ -48,3 +48,37 @@ def no_split() -> tuple[np.ndarray, np.ndarray]:
 
 
 NOT_CALLABLE = 42
+
+
+class Counting(Dataset):
+    """A map-style Dataset that records which items were read."""
+
+    reads: list[int] = []
+
+    def __init__(self, n: int = 20) -> None:
+        self.n = n
+        Counting.reads = []
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        Counting.reads.append(i)
+        return torch.full((2,), float(i)), i % 3
+
+
+def counting(split: str, n: int = 20) -> Dataset:
+    """A Dataset that records its reads (to check --subset reads only the chosen items)."""
+    return Counting(n)
+
+
+def token_loader(split: str) -> torch.utils.data.DataLoader:
+    """A DataLoader of HF-style mapping batches with integer token ids."""
+    ids = torch.arange(24).reshape(6, 4) % 7
+    items = [{"input_ids": ids[i], "labels": ids[i]} for i in range(6)]
+    return torch.utils.data.DataLoader(items, batch_size=4)
+
+
+def int_inputs(split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Integer inputs (token ids) with class targets."""
+    return np.arange(12).reshape(4, 3) % 5, np.arange(4) % 2

@@ -108,3 +108,18 @@ def test_trajectory_refuses_an_unfinished_run_unless_allow_partial(run, tmp_path
                    "3 of 4 epochs, 4 checkpoints); its last checkpoint is used as the final "
                    "model\n")
     assert "PCA of 4 checkpoints" in out and "wrote t.h5" in out
+
+
+def test_trajectory_surface_takes_loss_and_dtype(run):
+    r = _cli("trajectory", "run", "--surface", "--x=-1:1:3", "--y=-1:1:3", "--loss", "mse",
+             "--dtype", "float64", "--splits", "train", "--out", "mse.h5", "--no-progress",
+             cwd=run)
+    assert r.returncode == 0, r.stderr
+    s = Surface.load(run / "mse.h5")
+    assert s.recipe["loss"] == "mse" and s.recipe["dtype"] == "float64"
+    final = load_checkpoint(run / "run" / "epoch_0004.pt")
+    data = load_data("digits", "train").subset(300)
+    assert math.isclose(s["train_loss"][1, 1], evaluate(final.model, data, loss="mse").loss,
+                        rel_tol=1e-6)
+    r = _cli("trajectory", "run", "--surface", "--loss", "hinge", "--out", "bad.h5", cwd=run)
+    assert r.returncode == 2 and "loss" in r.stderr and not (run / "bad.h5").exists()

@@ -494,3 +494,62 @@ def test_check_compatible_reraises_unrelated_errors() -> None:
 
     with pytest.raises(RuntimeError, match="boom"):
         check_compatible(Broken(), _mnist_shaped())
+
+
+# --------------------------------------------------------------------------------------------
+# Datasets, DataLoaders and streaming
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("tests_importable")
+def test_custom_loader_integer_inputs_keep_their_dtype() -> None:
+    data = load_data("tests._datasets:int_inputs")
+    assert data.x.dtype == torch.int64 and data.y.dtype == torch.int64
+
+
+@pytest.mark.usefixtures("tests_importable")
+def test_subset_indexes_only_the_chosen_items() -> None:
+    from tests._datasets import Counting
+
+    data = load_data(DataSpec("tests._datasets:counting", subset=5, kwargs={"n": 20}))
+    assert len(data) == 5 and sorted(set(Counting.reads)) == data.x[:, 0].long().tolist()
+    ref = TensorData(torch.arange(20.0).unsqueeze(1).repeat(1, 2), torch.arange(20) % 3, "r")
+    assert torch.equal(data.x, ref.subset(5).x)  # the same samples as the tensor path
+
+
+@pytest.mark.usefixtures("tests_importable")
+def test_dataloader_loader_streams_mapping_batches() -> None:
+    from landscape.data import StreamData
+
+    data = load_data("tests._datasets:token_loader")
+    assert isinstance(data, StreamData) and len(data) == 6
+    b = next(data.batches(100))  # the loader's own batch size
+    assert b["input_ids"].dtype == torch.int64 and b["input_ids"].shape == (4, 4)
+    with pytest.raises(LandscapeError, match="shuffl"):
+        StreamData(torch.utils.data.DataLoader(list(range(4)), shuffle=True))
+
+
+def test_streamed_evaluation_equals_in_memory() -> None:
+    """Tiny version of benchmarks/bench_streaming.py: a Dataset through a DataLoader, streamed
+    (budget 0) or kept on the device after its first pass, gives the in-memory values."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from landscape.evaluation import Evaluator
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5))
+    x, y = torch.randn(50, 3, 2, 2), torch.randint(0, 5, (50,))
+    base = {k: v.detach() for k, v in model.named_parameters()}
+    d = ({k: torch.randn_like(v) for k, v in base.items()},)
+    ref = Evaluator(model, {"t": TensorData(x, y, "t")}, batch_size=16)
+    loader = DataLoader(TensorDataset(x, y), batch_size=16)
+    streamed = Evaluator(model, {"t": loader}, batch_size=16, data_budget=0)
+    cached = Evaluator(model, {"t": TensorDataset(x, y)}, batch_size=16)
+    assert streamed.datasets["t"].streamed and not streamed.datasets["t"].cached
+    assert cached.datasets["t"].cached
+    for c in (0.0, 0.5, 0.5):
+        want = ref.at(base, d, (c,))["t"]
+        for ev in (streamed, cached):
+            got = ev.at(base, d, (c,))["t"]
+            assert got.loss == pytest.approx(want.loss, rel=1e-6)
+            assert got.accuracy == want.accuracy and got.n == 50

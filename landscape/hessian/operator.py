@@ -5,10 +5,20 @@ flat <-> dict conversion, the HVP counter, :meth:`~CurvatureOperator.to_scipy`);
 implements only ``_matvec`` (and, optionally, a batched ``_matmat``). :class:`HessianOperator`
 is the Hessian of
 
-.. math:: L(\\theta) = \\frac{1}{N} \\sum_{i=1}^{N} \\ell_i(\\theta)
+.. math:: L(\\theta) = \\frac{1}{W} \\sum_{i=1}^{W} \\ell_i(\\theta)
 
-over a data set, evaluated batch by batch: the per-sample losses of each batch are summed and
-divided by the total sample count ``N``, so uneven last batches are weighted correctly.
+over a data set, evaluated batch by batch: the losses of each batch's counted examples
+(samples, or non-ignored tokens for sequence logits; see :mod:`landscape.losses`) are summed
+and divided by the total count ``W`` of the whole data set, so uneven last batches and padding
+are weighted correctly. Batches are any of :mod:`landscape.batches` (``(x, y)`` tensors, HF
+style mappings) from any data of :mod:`landscape.data` (tensors, Datasets, DataLoaders).
+
+Attention: every forward and backward pass of the operator runs under
+:func:`torch.nn.attention.sdpa_kernel` with ``SDPBackend.MATH``, because the fused
+scaled-dot-product-attention kernels (flash, memory-efficient, the CPU flash kernel) have no
+double-backward; the math kernel is differentiable twice, so models using
+:func:`~torch.nn.functional.scaled_dot_product_attention`, :class:`~torch.nn.MultiheadAttention`
+or :class:`~torch.nn.TransformerEncoder` work on CPU and CUDA without any option.
 
 Hessian-vector products are exact (double backpropagation, ``Hv = \\nabla(\\nabla L \\cdot v)``),
 never finite differences. The model is always called through
@@ -36,11 +46,12 @@ from torch import Tensor, nn
 
 from .._functional import (
     LossSpec,
-    functional_forward,
     is_perturbable,
     named_tensors,
     resolve_loss,
 )
+from ..batches import batch_len, functional_call_batch, move_batch
+from ..data import DeviceData, StreamData, as_data, first_batch
 from ..errors import LandscapeError, check_int, check_option
 from ..parameters import select_parameters, tied_aliases
 
@@ -235,6 +246,21 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
             m.training = flag
 
 
+@contextlib.contextmanager
+def differentiable_attention() -> Iterator[None]:
+    """Restrict scaled-dot-product attention to the math kernel (twice differentiable)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel(SDPBackend.MATH):
+        yield
+
+
+@contextlib.contextmanager
+def _curvature_mode(model: nn.Module) -> Iterator[None]:
+    with _eval_mode(model), differentiable_attention():
+        yield
+
+
 def _data_tensors(data: Any) -> tuple[Tensor, Tensor]:
     if isinstance(data, tuple | list) and len(data) == 2:
         x, y = data
@@ -256,6 +282,28 @@ def _data_tensors(data: Any) -> tuple[Tensor, Tensor]:
     return x, y
 
 
+def _is_tensor_data(data: Any) -> bool:
+    if isinstance(data, tuple | list) and len(data) == 2:
+        return True
+    return hasattr(data, "x") and hasattr(data, "y")
+
+
+def _aliases(model: nn.Module, selected: list[str]) -> list[str]:
+    """State-dict names to leave out of ``functional_call`` because they share storage with
+    another name (tied weights): of each group one name stays, the selected one if any."""
+    groups: dict[tuple[int, tuple[int, ...]], list[str]] = {}
+    for k, v in model.state_dict(keep_vars=True).items():
+        if v.numel():
+            groups.setdefault((v.data_ptr(), tuple(v.shape)), []).append(k)
+    sel = set(selected)
+    drop: list[str] = []
+    for names in groups.values():
+        if len(names) > 1:
+            keep = next((k for k in names if k in sel), names[0])
+            drop += [k for k in names if k != keep]
+    return drop
+
+
 class HessianOperator(CurvatureOperator):
     """Hessian of the full-data (or subset) loss with respect to selected parameters.
 
@@ -264,10 +312,12 @@ class HessianOperator(CurvatureOperator):
     model : nn.Module
         The network. It is called functionally in eval mode; its parameters, buffers and
         training flags are left exactly as they were.
-    data : object with ``.x`` and ``.y`` tensors, or a pair ``(x, y)``
-        The samples defining the loss (the whole training set, or a subset of it).
+    data : TensorData, pair ``(x, y)``, Dataset or DataLoader
+        The samples defining the loss (the whole training set, or a subset of it); Datasets
+        and DataLoaders are streamed (kept on the device when they fit
+        :data:`landscape.data.DEVICE_BUDGET`).
     loss : {"cross_entropy", "mse"} or callable, default "cross_entropy"
-        Per-sample loss, see :func:`landscape._functional.resolve_loss`.
+        See :mod:`landscape.losses` (per-sample or per-token, weighted by the counts).
     batch_size : int, default 512
         Samples per forward pass. The result does not depend on it (up to rounding).
     what : {"weights", "states"}, default "weights"
@@ -315,6 +365,8 @@ class HessianOperator(CurvatureOperator):
         The resolved method, ``"graph"`` or ``"func"``.
     n_samples : int
         ``N``, the number of samples in the loss.
+    total_weight : float
+        ``W``, the number of counted examples (``N``, or the non-ignored tokens).
 
     References
     ----------
@@ -427,13 +479,21 @@ class HessianOperator(CurvatureOperator):
         for k, v in point.items():
             self._fixed[k] = cast(v).clone()
         self._primals: dict[str, Tensor] = {k: self._fixed.pop(k) for k in selected}
+        for k in _aliases(model, selected):
+            self._fixed.pop(k, None)  # tied weights: functional_call fills the alias itself
         self._names = list(selected)
         self._shapes = [self._primals[k].shape for k in selected]
 
-        x, y = _data_tensors(data)
-        self._x = x
-        self._y = y
-        self.n_samples = int(x.shape[0])
+        if isinstance(data, StreamData) or not _is_tensor_data(data):
+            source = as_data(data)
+        else:
+            source = as_data(_data_tensors(data))
+        self._source = source
+        # Streamed data may be kept on the device (within the budget); tensor data stay where
+        # they are and each batch is moved and cast when used (no second, cast copy).
+        self._data = DeviceData(source, self._device, self._dtype) \
+            if isinstance(source, StreamData) else None
+        self._prepare_loss()
 
         if cache_graph == "auto":
             cache_graph = self.n_samples * self.numel <= CACHE_GRAPH_LIMIT
@@ -445,23 +505,52 @@ class HessianOperator(CurvatureOperator):
         self._n_hvp = 0
 
     # -- data -----------------------------------------------------------------------------
-    def _batches(self) -> Iterator[tuple[Tensor, Tensor]]:
-        for start in range(0, self.n_samples, self.batch_size):
-            xb = self._x[start : start + self.batch_size].to(self._device)
-            yb = self._y[start : start + self.batch_size].to(self._device)
-            if xb.is_floating_point():
-                xb = xb.to(self._dtype)
-            if yb.is_floating_point():
-                yb = yb.to(self._dtype)
-            yield xb, yb
+    def _prepare_loss(self) -> None:
+        """Check the targets, calibrate the loss on a first batch and count ``N`` and ``W``."""
+        loss_fn = self._loss_fn
+        probe = move_batch(first_batch(self._source), self._device, self._dtype)
+        loss_fn.check_batch(probe)
+        params = {**self._fixed, **self._primals}
+        with torch.no_grad(), _curvature_mode(self._model):
+            if not loss_fn.takes_model:
+                loss_fn.calibrate(functional_call_batch(self._model, params, probe), probe)
+            n, w = 0, 0.0
+            for b in self._batches():
+                n += batch_len(b)
+                bw = loss_fn.weight(b)
+                if bw is None:  # only the loss value tells (a user loss)
+                    bw = float(loss_fn.model_terms(self._caller(params), b).weight)
+                w += bw
+        if n == 0:
+            raise LandscapeError("The data set is empty; pass at least one sample.")
+        if w <= 0:
+            raise LandscapeError(
+                "The data counts no example for the loss (every target is ignore_index -100)."
+            )
+        self.n_samples = n
+        self.total_weight = w
 
-    def _batch_loss(self, xb: Tensor, yb: Tensor) -> Callable[[dict[str, Tensor]], Tensor]:
-        """``f(selected params) -> sum of the batch's per-sample losses / N``."""
-        fixed, model, loss_fn, n = self._fixed, self._model, self._loss_fn, self.n_samples
+    def _batches(self) -> Iterator[Any]:
+        if self._data is not None:
+            yield from self._data.batches(self.batch_size)
+            return
+        for b in self._source.batches(self.batch_size):
+            yield move_batch(b, self._device, self._dtype)
+
+    def _caller(self, tensors: Mapping[str, Tensor]) -> Callable[..., Any]:
+        model = self._model
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            return torch.func.functional_call(model, dict(tensors), args, kwargs, strict=False)
+
+        return run
+
+    def _batch_loss(self, batch: Any) -> Callable[[dict[str, Tensor]], Tensor]:
+        """``f(selected params) -> sum of the batch's counted losses / W``."""
+        fixed, loss_fn, w = self._fixed, self._loss_fn, self.total_weight
 
         def f(sel: dict[str, Tensor]) -> Tensor:
-            out = functional_forward(model, {**fixed, **sel}, xb)
-            return loss_fn(out, yb).sum() / n
+            return loss_fn.model_terms(self._caller({**fixed, **sel}), batch).total / w
 
         return f
 
@@ -469,18 +558,18 @@ class HessianOperator(CurvatureOperator):
     def loss(self) -> float:
         """Full-data loss ``L(theta)`` at the operator's point."""
         total = torch.zeros((), dtype=self._dtype, device=self._device)
-        with torch.no_grad(), _eval_mode(self._model):
-            for xb, yb in self._batches():
-                total = total + self._batch_loss(xb, yb)(self._primals)
+        with torch.no_grad(), _curvature_mode(self._model):
+            for b in self._batches():
+                total = total + self._batch_loss(b)(self._primals)
         return float(total)
 
     def gradient(self) -> Tensor:
         """Flat full-data gradient ``dL/dtheta`` (zeros for tensors that do not reach the loss)."""
         grads = [torch.zeros_like(self._primals[k]) for k in self._names]
-        with torch.enable_grad(), _eval_mode(self._model):
-            for xb, yb in self._batches():
+        with torch.enable_grad(), _curvature_mode(self._model):
+            for b in self._batches():
                 leaves = {k: v.detach().requires_grad_(True) for k, v in self._primals.items()}
-                value = self._batch_loss(xb, yb)(leaves)
+                value = self._batch_loss(b)(leaves)
                 gs = torch.autograd.grad(value, list(leaves.values()), allow_unused=True)
                 for acc, g in zip(grads, gs, strict=True):
                     if g is not None:
@@ -494,10 +583,10 @@ class HessianOperator(CurvatureOperator):
             yield from self._graph_cache
             return
         cache: list[tuple[list[Tensor], list[Tensor | None]]] = []
-        with torch.enable_grad():
-            for xb, yb in self._batches():
+        with torch.enable_grad(), differentiable_attention():
+            for b in self._batches():
                 leaves = {k: v.detach().requires_grad_(True) for k, v in self._primals.items()}
-                value = self._batch_loss(xb, yb)(leaves)
+                value = self._batch_loss(b)(leaves)
                 gs = torch.autograd.grad(
                     value, list(leaves.values()), create_graph=True, allow_unused=True
                 )
@@ -513,7 +602,7 @@ class HessianOperator(CurvatureOperator):
         blocks = self._split_block(V)
         cols = [[b[j] for b in blocks.values()] for j in range(k)]
         out = torch.zeros(k, self.numel, dtype=self._dtype, device=self._device)
-        with torch.enable_grad(), _eval_mode(self._model):
+        with torch.enable_grad(), _curvature_mode(self._model):
             for leaves, gs in self._graphs():
                 for j in range(k):
                     terms = [
@@ -537,9 +626,9 @@ class HessianOperator(CurvatureOperator):
         tangents = self._split_block(V)
         primals = self._primals
         out = torch.zeros(V.shape[1], self.numel, dtype=self._dtype, device=self._device)
-        with torch.enable_grad(), _eval_mode(self._model):
-            for xb, yb in self._batches():
-                grad_f = torch.func.grad(self._batch_loss(xb, yb))
+        with torch.enable_grad(), _curvature_mode(self._model):
+            for b in self._batches():
+                grad_f = torch.func.grad(self._batch_loss(b))
 
                 def one(t: dict[str, Tensor], grad_f: Callable = grad_f) -> dict[str, Tensor]:
                     return torch.func.jvp(grad_f, (primals,), (t,))[1]
