@@ -303,7 +303,7 @@ class Evaluator:
         n = 0
         for b in d.batches(self.batch_size):
             t = self.loss_fn.model_terms(self._run, b, accuracy=True)
-            total += t.total.double()
+            total += t.total_float64()
             weight += t.weight.to(weight.device)
             n += batch_len(b)
             if t.correct is None:

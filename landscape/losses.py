@@ -86,12 +86,20 @@ class LossTerms:
     correct, counted : Tensor or None
         Correct predictions and predictions counted for accuracy; ``None`` where accuracy is
         undefined.
+    per : Tensor or None
+        The counted examples' losses one by one (built-in losses), so that evaluations can
+        sum them in float64 (``total`` sums them in the model's dtype, as gradients need).
     """
 
     total: Tensor
     weight: Tensor
     correct: Tensor | None = None
     counted: Tensor | None = None
+    per: Tensor | None = None
+
+    def total_float64(self) -> Tensor:
+        """``total`` summed in float64 from the per-example losses where they are known."""
+        return self.per.double().sum() if self.per is not None else self.total.double()
 
 
 def _check_ce_target(y: Tensor | None) -> Tensor:
@@ -225,7 +233,7 @@ class BatchLoss:
             if y is None:
                 raise LandscapeError("mse needs targets: batches must be (x, y) or carry 'labels'")
             per = _mse(z, y)
-            t = LossTerms(per.sum(), _count(per.shape[0], z))
+            t = LossTerms(per.sum(), _count(per.shape[0], z), per=per)
         else:
             assert self.fn is not None
             t = self._user_terms(self.fn(z, batch if kwargs else y), batch, z)
@@ -234,7 +242,7 @@ class BatchLoss:
         acc = self.accuracy_terms(z, y)
         if acc is None:
             return t
-        return LossTerms(t.total, t.weight, *acc)
+        return LossTerms(t.total, t.weight, *acc, per=t.per)
 
     def accuracy_terms(self, z: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor] | None:
         """``(correct, counted)`` of the argmax of logits ``z`` against integer targets ``y``
@@ -280,7 +288,7 @@ class BatchLoss:
                 "return per-sample losses (B,), their mean or a pair (total, weight)"
             )
         per = val.reshape(n, -1).mean(dim=1) if val.ndim > 1 else val
-        return LossTerms(per.sum(), _count(n, val))
+        return LossTerms(per.sum(), _count(n, val), per=per)
 
     @staticmethod
     def _ce_terms(z: Tensor, y: Tensor, shift: bool) -> LossTerms:
@@ -300,8 +308,9 @@ class BatchLoss:
             flat_z = z.movedim(1, -1).reshape(-1, z.shape[1])
             flat_y = y.reshape(-1)
         per = F.cross_entropy(flat_z, flat_y, reduction="none", ignore_index=IGNORE_INDEX)
-        counted = (flat_y != IGNORE_INDEX).sum()
-        return LossTerms(per.sum(), counted.to(torch.float64))
+        keep = flat_y != IGNORE_INDEX
+        counted = keep.sum()
+        return LossTerms(per.sum(), counted.to(torch.float64), per=per[keep])
 
 
 def _count(n: int, like: Tensor) -> Tensor:
