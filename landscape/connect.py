@@ -451,7 +451,8 @@ class _CurveTrainer:
         w = _combine(c, [self.a, *self.bends.unbind(0), self.b])
         params = _unflat(w, self.res.tensors)
         out = functional_call(self.model, params, (self.x[idx],), strict=False)
-        loss = self.loss_fn(out, self.y[idx]).mean()
+        t_ = self.loss_fn.terms(out, (self.x[idx], self.y[idx]))
+        loss = t_.total / t_.weight
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

@@ -647,3 +647,43 @@ def test_spread_over_direction_pairs_equals_separate_files(tmp_path):
     assert "Over many direction pairs" in rep.to_html()
     again = Report.from_dict(json.loads(rep.to_json()))
     assert again.spread_markdown() == rep.spread_markdown()
+
+
+def test_mechanism_and_connectivity_sections(tmp_path):
+    """Files holding mechanism results and /connect give report sections and figures."""
+    from landscape.connect import compute_connectivity, connectivity_numbers
+    from landscape.mechanisms import QUICK, run_analyses
+    from landscape.models import ModelSpec
+
+    torch.manual_seed(0)
+    x = torch.randn(40, 64)
+    y = torch.randint(0, 10, (40,))
+    from landscape.data import TensorData
+
+    data = TensorData(x, y, "toy")
+    files = []
+    for name, shortcut in (("res", True), ("plain", False)):
+        kw = {"in_features": 64, "num_classes": 10, "width": 16, "depth": 2,
+              "shortcut": shortcut}
+        a, b = (ModelSpec("mlp", kw).build().eval() for _ in range(2))
+        out = tmp_path / f"{name}.h5"
+        results, _ = run_analyses(a, data, what=("lesion", "dilution"), test_data=data,
+                                  settings=QUICK)
+        for r in results.values():
+            r.save(out)
+        conn = compute_connectivity(a, b, {"train": data}, steps=5, n_points=3, progress=False,
+                                    out=out)
+        files.append(str(out))
+        want = connectivity_numbers(conn)
+    rep = compare(files, names=["res", "plain"], progress=False)
+    assert set(rep.sections) == {"mechanisms", "connectivity"}
+    assert rep.sections["connectivity"]["plain"] == pytest.approx(want, nan_ok=True)
+    assert "lesion_single_mean" in rep.sections["mechanisms"]["res"]
+    md = rep.to_markdown()
+    assert "## Why skips help: mechanisms" in md and "## Connectivity of minima" in md
+    assert "Frankle et al. 2020" in md
+    saved = rep.save(tmp_path / "report")
+    assert {"mechanisms_lesion.png", "mechanisms_dilution.png",
+            "connectivity.png"} <= set(saved.figures)
+    assert Report.from_dict(json.loads(saved.to_json())).sections_markdown() == \
+        saved.sections_markdown()

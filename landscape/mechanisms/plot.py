@@ -16,10 +16,10 @@ __all__ = ["plot_lesion", "plot_gradflow", "plot_dilution", "plot_path_lengths",
 
 
 def _axis(ax: Any) -> Any:
-    if ax is None:
-        import matplotlib.pyplot as plt
+    if ax is None:  # a pyplot-free figure: nothing stays open in a long-lived process
+        from matplotlib.figure import Figure
 
-        _, ax = plt.subplots(figsize=(5, 3.5))
+        ax = Figure(figsize=(5, 3.5)).add_subplot()
     return ax
 
 

@@ -13,7 +13,13 @@ import numpy as np
 from ..errors import LandscapeError, check_float, check_int
 from ..metrics import eps_sharpness_from_surface
 from ._utils import plain
-from .numbers import model_numbers, needs_origin_metrics, network_numbers, spread_numbers
+from .numbers import (
+    model_numbers,
+    needs_origin_metrics,
+    network_numbers,
+    section_numbers,
+    spread_numbers,
+)
 from .provenance import environment, network_provenance
 from .recipes import check_comparable
 from .render import Report
@@ -202,6 +208,7 @@ def compare(
         bar.update(1)
 
     spread: dict[str, dict[str, list[float | None]]] = {}
+    sections: dict[str, dict[str, dict[str, float | None]]] = {}
     try:
         for r in results:
             from_model: dict[str, Any] = {}
@@ -223,6 +230,8 @@ def compare(
             if values:
                 spread[r.name] = values
                 notes.extend(more)
+            for title, numbers in section_numbers(r).items():
+                sections.setdefault(title, {})[r.name] = numbers
             prov, more = network_provenance(r, ckpt_info)
             networks[r.name] = plain(prov)
             notes.extend(more)
@@ -232,4 +241,4 @@ def compare(
     return Report(names=tuple(labels), table=table, recipe=recipe,
                   files={r.name: r.path for r in results}, parameters=parameters,
                   censored=censored, notes=tuple(notes), results=tuple(results),
-                  provenance=provenance, spread=spread)
+                  provenance=provenance, spread=spread, sections=sections)

@@ -133,4 +133,41 @@ def draw_figures(report: Report, out: Path, *, dpi: int) -> list[tuple[str, str]
              f"Eigenvalue density of the Hessian at θ* for {_names(dens)} (stochastic "
              "Lanczos quadrature, Gaussian-smoothed), one panel per network with its own "
              "eigenvalue axis and a shared density axis.")
+    mech = {r.name: r.mechanisms for r in res if r.mechanisms}
+    if mech:
+        from ..mechanisms import plot as mplot
+
+        captions = {
+            "lesion": "Test error after deleting blocks (Veit et al. 2016): one block at a time "
+                      "and k random blocks, every network on one axis.",
+            "paths": "Gradient reaching the input per path length (branches taken), times the "
+                     "number of such paths (Veit et al. 2016, Sec. 4.2).",
+            "gradflow": "Gradient norms and block Jacobian spectral norms by depth.",
+            "dilution": "k-dilution of each block and the gradient scale coefficient "
+                        "(Philipp et al. 2018).",
+            "shatter": "Autocorrelation of input gradients along a line of inputs, by depth "
+                       "(Balduzzi et al. 2017).",
+            "sharpening": "λmax along training against the stability threshold 2/η and "
+                          "(2 + 2β)/η (Cohen et al. 2021).",
+        }
+        for name, fn in (("lesion", "plot_lesion"), ("paths", "plot_path_lengths"),
+                         ("gradflow", "plot_gradflow"), ("dilution", "plot_dilution"),
+                         ("shatter", "plot_shatter"), ("sharpening", "plot_sharpening")):
+            per_net = {n: m[name] for n, m in mech.items() if name in m}
+            if per_net:
+                ax = getattr(mplot, fn)(per_net)
+                save(ax.figure, f"mechanisms_{name}.png", captions[name])
+    conn = [r for r in res if r.connectivity is not None]
+    if conn:
+        from ..connect import plot_connectivity
+
+        fig = Figure(figsize=(5.2 * len(conn), 4.0), layout="constrained")
+        axes = fig.subplots(1, len(conn), squeeze=False)[0]
+        for a, r in zip(axes, conn, strict=True):
+            plot_connectivity(r.connectivity, ax=a)  # type: ignore[arg-type]
+            a.set_title(f"{r.name}: from one minimum to another", fontsize=10)
+        save(fig, "connectivity.png",
+             f"Loss along the straight line and along a trained Bezier curve between two "
+             f"independently trained minima of {_names(conn)} (t = 0 and 1), with BatchNorm "
+             "statistics recomputed at every t; the legend gives each barrier.")
     return written

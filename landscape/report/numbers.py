@@ -45,8 +45,9 @@ from ..sharpness import adaptive_sharpness
 from ..surface import Surface
 from .results import NetworkResults
 
-__all__ = ["METRIC_KEYS", "SPREAD_KEYS", "network_numbers", "model_numbers",
-           "curvature_numbers", "spread_numbers", "surface_numbers"]
+__all__ = ["METRIC_KEYS", "SECTION_DEFINITIONS", "SPREAD_KEYS", "network_numbers",
+           "model_numbers", "curvature_numbers", "section_numbers", "spread_numbers",
+           "surface_numbers"]
 
 #: Rows of the comparison table, in order.
 METRIC_KEYS = (
@@ -312,6 +313,72 @@ def spread_numbers(res: NetworkResults, *, eps: float, basin_threshold: float, a
             values[key].append(None if v is None or not math.isfinite(v) else float(v))
         notes.extend(more)
     return values, notes
+
+
+#: What the rows of the mechanism and connectivity sections mean (key prefix -> text).
+SECTION_DEFINITIONS = {
+    "lesion_base_error": "test error of the intact network",
+    "lesion_single_mean": "mean test error after deleting one block (Veit et al. 2016)",
+    "lesion_single_max": "worst test error after deleting one block",
+    "lesion_single_max_inner": "worst single deletion among non-downsampling blocks",
+    "lesion_k_half": "number k of blocks deleted at random for the next row",
+    "lesion_error_k_half": "mean test error with k = n/2 random blocks deleted",
+    "lesion_deletable_fraction": "share of blocks that can be deleted (shapes allow it)",
+    "path_length_peak": "path length (branches taken) carrying the most gradient",
+    "path_length_mean": "gradient-weighted mean path length",
+    "path_length_90_lo": "shortest length of the range holding 90 % of the gradient",
+    "path_length_90_hi": "longest length of that range",
+    "path_length_all_mean": "mean length of all 2^n paths (n/2)",
+    "path_n_blocks": "number of blocks n",
+    "gradflow_input_ratio": "input-gradient norm at the first block / at the last block",
+    "gradflow_jac_block_mean": "mean spectral norm of the block Jacobians",
+    "gradflow_jac_branch_mean": "mean spectral norm of the branch Jacobians alone",
+    "gradflow_jac_product": "product of the block Jacobian norms through depth",
+    "dilution_k_median": "median k-dilution of the blocks (Philipp et al. 2018)",
+    "dilution_k_min": "smallest k-dilution of a block",
+    "gsc_input": "gradient scale coefficient from the output to the input",
+    "gsc_max": "largest gradient scale coefficient between depths",
+    "shatter_corr_first": "lag-1 autocorrelation of input gradients along a line, first block",
+    "shatter_corr_output": "the same at the output (Balduzzi et al. 2017)",
+    "shatter_decay_per_block": "decay of that correlation per block",
+    "sharpening_lambda_max_first": "λmax at the first checkpoint",
+    "sharpening_lambda_max_final": "λmax at the last checkpoint",
+    "sharpening_peak_over_threshold": "largest λmax / (2 + 2β)/η along training",
+    "sharpening_step_in_topk_mean": "mean share of a training step in the top Hessian "
+                                    "eigenspace",
+    "sharpening_step_in_pca_mean": "mean share of a training step in the PCA plane",
+    "line_train_loss_barrier": "max over t of the train loss on the straight line to a "
+                               "second minimum minus the chord (Frankle et al. 2020)",
+    "line_test_loss_barrier": "the same on test data",
+    "curve_train_loss_barrier": "the same along the trained Bezier curve (Garipov et al. "
+                                "2018)",
+    "curve_test_loss_barrier": "the same on test data",
+    "line_train_error_barrier": "error barrier on the straight line (train)",
+    "line_test_error_barrier": "error barrier on the straight line (test)",
+    "curve_train_error_barrier": "error barrier along the curve (train)",
+    "curve_test_error_barrier": "error barrier along the curve (test)",
+}
+
+
+def section_numbers(res: NetworkResults) -> dict[str, dict[str, float | None]]:
+    """The extra sections of a network: ``{"mechanisms": {...}, "connectivity": {...}}``
+    (scalar numbers of every mechanism result and the barriers; empty without them)."""
+    from ..connect import connectivity_numbers
+
+    out: dict[str, dict[str, float | None]] = {}
+    mech: dict[str, float | None] = {}
+    for name, r in sorted(res.mechanisms.items()):
+        if name == "gradflow_init":
+            continue
+        for k, v in r.numbers().items():
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                mech[k] = float(v) if math.isfinite(v) else None
+    if mech:
+        out["mechanisms"] = mech
+    if res.connectivity is not None:
+        out["connectivity"] = {k: (float(v) if math.isfinite(v) else None)
+                               for k, v in connectivity_numbers(res.connectivity).items()}
+    return out
 
 
 def network_numbers(res: NetworkResults, *, eps: float, basin_threshold: float,

@@ -25,7 +25,7 @@ from .._atomic import write_bytes
 from ..errors import LandscapeError, check_int
 from ..stats import difference, summarize
 from ._utils import plain
-from .numbers import METRIC_KEYS, SPREAD_KEYS
+from .numbers import METRIC_KEYS, SECTION_DEFINITIONS, SPREAD_KEYS
 from .results import NetworkResults
 
 __all__ = ["Report", "definitions", "metric_info", "README_BEGIN", "README_END",
@@ -280,6 +280,7 @@ class Report:
     captions: dict[str, str] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     spread: dict[str, dict[str, list[float | None]]] = field(default_factory=dict)
+    sections: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)
 
     # ---------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
@@ -301,6 +302,7 @@ class Report:
             "provenance": dict(self.provenance),
             "spread": {n: {k: list(v) for k, v in d.items()} for n, d in self.spread.items()},
             "spread_summary": self.spread_summary(),
+            "sections": {t: {n: dict(v) for n, v in d.items()} for t, d in self.sections.items()},
         })
 
     def to_json(self) -> str:
@@ -335,6 +337,8 @@ class Report:
                 provenance=dict(doc.get("provenance", {})),
                 spread={n: {k: list(v) for k, v in d.items()}
                         for n, d in dict(doc.get("spread", {})).items()},
+                sections={t: {n: dict(v) for n, v in d.items()}
+                          for t, d in dict(doc.get("sections", {})).items()},
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise LandscapeError(f"damaged comparison report: {exc!r} is missing or "
@@ -418,6 +422,33 @@ class Report:
             rows.append(cells)
         return head, rows
 
+    _SECTION_TITLES = {"mechanisms": "Why skips help: mechanisms",
+                       "connectivity": "Connectivity of minima"}
+
+    def _section_rows(self, title: str) -> tuple[list[str], list[list[str]]]:
+        d = self.sections.get(title, {})
+        names = [n for n in self.names if n in d]
+        keys = sorted({k for n in names for k in d[n]},
+                      key=lambda k: (list(SECTION_DEFINITIONS).index(k)
+                                     if k in SECTION_DEFINITIONS else 999, k))
+        rows = [[f"{k}: {SECTION_DEFINITIONS.get(k, '')}".rstrip(": "),
+                 *(_fmt_number(d[n].get(k)) for n in names)] for k in keys]
+        return ["metric", *names], rows
+
+    def sections_markdown(self) -> str:
+        """The mechanism and connectivity sections as Markdown ('' without them)."""
+        parts = []
+        for title in self.sections:
+            head, rows = self._section_rows(title)
+            if not rows:
+                continue
+            parts += [f"## {self._SECTION_TITLES.get(title, title)}", "",
+                      "| " + " | ".join(_md_cell(h) for h in head) + " |",
+                      "|---|" + "---:|" * (len(head) - 1)]
+            parts += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
+            parts.append("")
+        return "\n".join(parts).rstrip("\n")
+
     def spread_markdown(self) -> str:
         """The spread table as Markdown ('' without surface sets)."""
         head, rows = self._spread_rows()
@@ -468,6 +499,9 @@ class Report:
         lines += ["", "## Definitions", ""]
         lines += ["Each row above holds its definition; the same, by JSON key:", ""]
         lines += [f"- `{k}`: {v}" for k, v in definitions(self.parameters).items()]
+        sections = self.sections_markdown()
+        if sections:
+            lines += ["", sections]
         spread = self.spread_markdown()
         if spread:
             lines += ["", "## Over many direction pairs", "",
@@ -568,6 +602,14 @@ class Report:
             + "</tr></thead><tbody>" + "".join(
                 "<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in s_rows)
             + "</tbody></table>")
+        for title in self.sections:
+            h, rows = self._section_rows(title)
+            if rows:
+                spread_html += (
+                    f"<h2>{e(self._SECTION_TITLES.get(title, title))}</h2><table><thead><tr>"
+                    + "".join(f"<th>{e(c)}</th>" for c in h) + "</tr></thead><tbody>"
+                    + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>"
+                              for r in rows) + "</tbody></table>")
         notes_html = ("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in notes)
                       + "</ul>") if notes else ""
 

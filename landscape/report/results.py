@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import storage
+from ..connect import GROUP as CONNECT_GROUP
+from ..connect import Connectivity
 from ..errors import LandscapeError
 from ..hessian.ratio_map import RatioMap
 from ..hessian.results import CurvatureResult
+from ..mechanisms import RESULTS as MECHANISM_RESULTS
+from ..mechanisms import load_results as load_mechanisms
 from ..surface import Surface
 from ..surface_set import SurfaceSet
 from ..trajectory import Trajectory
@@ -51,6 +55,11 @@ class NetworkResults:
     surface_set : SurfaceSet or None
         ``/surfaces``: K surfaces along independent direction pairs (the report's spread
         over directions). Without a ``/surface``, its first member is ``surface``.
+    mechanisms : dict
+        Mechanism results by analysis name (:func:`landscape.mechanisms.load_results`:
+        ``lesion``, ``paths``, ``gradflow``, ``dilution``, ``shatter``, ``sharpening``).
+    connectivity : Connectivity or None
+        ``/connect``: loss along the line and a curve to a second minimum.
     """
 
     name: str
@@ -61,6 +70,8 @@ class NetworkResults:
     ratio_map: RatioMap | None = None
     pca_surface: Surface | None = None
     surface_set: SurfaceSet | None = None
+    mechanisms: dict[str, Any] = field(default_factory=dict)
+    connectivity: Connectivity | None = None
 
 
 def load_results(path: str | os.PathLike | Sequence[str | os.PathLike],
@@ -96,9 +107,11 @@ def load_results(path: str | os.PathLike | Sequence[str | os.PathLike],
             for surf in (r.surface, r.pca_surface):
                 if surf is not None:
                     found.setdefault("pca_surface" if is_pca(surf) else "surface", surf)
-            for key in ("trajectory", "curvature", "ratio_map", "surface_set"):
+            for key in ("trajectory", "curvature", "ratio_map", "surface_set", "connectivity"):
                 if getattr(r, key) is not None:
                     found.setdefault(key, getattr(r, key))
+            for name, m in r.mechanisms.items():
+                found.setdefault("mechanisms", {}).setdefault(name, m)
         return NetworkResults(parts[0].name, " + ".join(r.path for r in parts), **found)
     p = str(path)
     name = Path(p).stem if name is None else name
@@ -112,11 +125,15 @@ def load_results(path: str | os.PathLike | Sequence[str | os.PathLike],
     surface_set = SurfaceSet.load(p) if "surfaces" in groups else None
     if surface is None and surface_set is not None:
         surface = surface_set.member(0)  # seed 0: the default single surface
+    mech_groups = {cls.GROUP for cls in MECHANISM_RESULTS.values()}
+    mechanisms = load_mechanisms(p) if mech_groups & set(groups) else {}
+    connectivity = Connectivity.load(p) if CONNECT_GROUP in groups else None
     if surface is None and trajectory is None and curvature is None and ratio_map is None \
-            and surface_set is None:
+            and surface_set is None and not mechanisms and connectivity is None:
         raise LandscapeError(
-            f"'{p}' holds nothing to compare: no /surface, /surfaces, /trajectory, /curvature "
-            "or /ratio_map group"
+            f"'{p}' holds nothing to compare: no /surface, /surfaces, /trajectory, /curvature, "
+            "/ratio_map, /connect or mechanism group"
         )
     return NetworkResults(name, p, surface, trajectory, curvature, ratio_map,
-                          surface_set=surface_set)
+                          surface_set=surface_set, mechanisms=mechanisms,
+                          connectivity=connectivity)
