@@ -111,6 +111,15 @@ class DemoConfig:
     n_directions : int
         Independent random direction pairs on the surface grid (``/surfaces``), for the
         spread of every surface metric over directions (5; 3 in the quick demo).
+    mechanisms : {"default", "quick", "none"}
+        Settings of the mechanism analyses (lesion, path lengths, gradient flow, dilution,
+        shattering; :data:`landscape.mechanisms.QUICK` in the quick demo).
+    sharpening_every : int
+        λmax against 2/η at every ``sharpening_every``-th checkpoint (0: not computed, the
+        quick demo).
+    connect_steps : int
+        Training steps of the Bezier curve between the network and a second one trained with
+        seed + 1 (0: no second network and no connectivity, the quick demo).
 
     Notes
     -----
@@ -138,6 +147,9 @@ class DemoConfig:
     data: str = "digits"
     data_kwargs: dict[str, Any] = field(default_factory=dict)
     n_directions: int = 5
+    mechanisms: str = "default"
+    sharpening_every: int = 4
+    connect_steps: int = 300
 
     @classmethod
     def quick(cls) -> DemoConfig:
@@ -157,6 +169,9 @@ class DemoConfig:
             density_runs=1,
             ratio_tol=2e-2,
             n_directions=3,
+            mechanisms="quick",
+            sharpening_every=0,
+            connect_steps=0,
         )
 
     @classmethod
@@ -181,8 +196,9 @@ class DemoConfig:
         d["train"] = self.train.to_dict()
         if d["data"] == "digits" and not d["data_kwargs"]:
             del d["data"], d["data_kwargs"]
-        if d["n_directions"] == type(self).__dataclass_fields__["n_directions"].default:
-            del d["n_directions"]
+        for late in ("n_directions", "mechanisms", "sharpening_every", "connect_steps"):
+            if d[late] == type(self).__dataclass_fields__[late].default:
+                del d[late]  # fields added later: old default directories still resume
         return d
 
 
@@ -358,6 +374,8 @@ def run_demo(
                   f"(random plane captures {100 * summ['random_path_capture']:.2f}% of the "
                   f"path); PCA-plane surface {ts.n_done}/{ts.n_points} "
                   f"({time.perf_counter() - t0:.0f} s)")
+        _mechanisms(cfg, name, model, run_dir, main, train_data, test_data, log)
+        _connect(cfg, name, spec, train_spec, model, splits, out, main, recipe, log, progress)
         files.append([str(main), str(traj)])
 
     from .surface import parse_axis
@@ -370,3 +388,46 @@ def run_demo(
     _say(log, f"wrote {out / 'report'}/report.md, report.html, report.json "
               f"({time.perf_counter() - t_start:.0f} s in all)")
     return report
+
+
+def _mechanisms(cfg: DemoConfig, name: str, model: Any, run_dir: Path, main: Path,
+                train_data: Any, test_data: Any, log: Any) -> None:
+    """5. Why skips help: the mechanism analyses (each saved once, so a rerun skips it)."""
+    if cfg.mechanisms == "none":
+        return
+    from .mechanisms import ANALYSES, QUICK, RESULTS, run_analyses, sharpening_of_run
+
+    t0 = time.perf_counter()
+    todo = [w for w in ANALYSES if w != "sharpening" and not _has(main, RESULTS[w].GROUP)]
+    if todo:
+        results, _ = run_analyses(model, train_data, what=todo, test_data=test_data,
+                                  settings=QUICK if cfg.mechanisms == "quick" else None)
+        for r in results.values():
+            r.save(main)
+    if cfg.sharpening_every and not _has(main, RESULTS["sharpening"].GROUP):
+        sharpening_of_run(run_dir, subset=128, every=cfg.sharpening_every,
+                          n_trace=9).save(main)
+    _say(log, f"[{name}] mechanisms ({time.perf_counter() - t0:.0f} s)")
+
+
+def _connect(cfg: DemoConfig, name: str, spec: ModelSpec, train_spec: DataSpec, model: Any,
+             splits: dict[str, Any], out: Path, main: Path, recipe: dict[str, Any], log: Any,
+             progress: bool) -> None:
+    """6. Connectivity: a second network (seed + 1), the line and a Bezier curve to it."""
+    if not cfg.connect_steps:
+        return
+    from .connect import compute_connectivity, connectivity_numbers
+
+    t0 = time.perf_counter()
+    run2 = out / "runs" / f"{name}_seed{cfg.train.seed + 1}"
+    if not _run_complete(run2, cfg.train.epochs):
+        train(spec, train_spec, dataclasses.replace(cfg.train, seed=cfg.train.seed + 1), run2,
+              progress=progress)
+    other = load_checkpoint(TrainRun.load(run2).final).model
+    c = compute_connectivity(model, other, splits, steps=cfg.connect_steps, n_points=21,
+                             out=main, recipe=recipe, progress=progress)
+    b = connectivity_numbers(c)
+    _say(log, f"[{name}] connectivity: train-loss barrier line {b['line_train_loss_barrier']:.3g},"
+              f" curve {b.get('curve_train_loss_barrier', float('nan')):.3g} "
+              f"({time.perf_counter() - t0:.0f} s)")
+
