@@ -395,10 +395,15 @@ def _mechanisms(cfg: DemoConfig, name: str, model: Any, run_dir: Path, main: Pat
     """5. Why skips help: the mechanism analyses (each saved once, so a rerun skips it)."""
     if cfg.mechanisms == "none":
         return
-    from .mechanisms import ANALYSES, QUICK, RESULTS, run_analyses, sharpening_of_run
+    from .mechanisms import ANALYSES, QUICK, RESULTS, find_blocks, run_analyses, sharpening_of_run
 
     t0 = time.perf_counter()
     todo = [w for w in ANALYSES if w != "sharpening" and not _has(main, RESULTS[w].GROUP)]
+    try:
+        find_blocks(model)
+    except LandscapeError as exc:  # e.g. the transformers: no x + branch(x) blocks
+        _say(log, f"[{name}] block analyses skipped: {exc}")
+        todo = []
     if todo:
         results, _ = run_analyses(model, train_data, what=todo, test_data=test_data,
                                   settings=QUICK if cfg.mechanisms == "quick" else None)
