@@ -72,6 +72,7 @@ __all__ = [
     "DeviceData",
     "DEVICE_BUDGET",
     "as_data",
+    "sample_count",
     "has_class_targets",
     "DataSpec",
     "load_data",
@@ -1058,6 +1059,21 @@ def as_data(obj: Any, name: str = "data") -> Any:
         f"data {name!r} must have tensors .x and .y (a TensorData), or be an (x, y) pair of "
         f"tensors, a torch Dataset or a DataLoader; got {type(obj).__name__}"
     )
+
+
+def sample_count(data: Any) -> int:
+    """Number of samples of any supported data (TensorData, an ``(x, y)`` pair, a Dataset, a
+    DataLoader, :class:`StreamData`).
+
+    Raises
+    ------
+    LandscapeError
+        For unsupported data or an empty data set.
+    """
+    n = len(as_data(data))
+    if n == 0:
+        raise LandscapeError("The data set is empty; pass at least one sample.")
+    return n
 
 
 def first_batch(data: Any) -> Any:

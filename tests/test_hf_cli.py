@@ -4,8 +4,14 @@ A tiny GPT-2 (tied embeddings, default attention) is saved with ``save_pretraine
 data are variable-length sequences padded per batch by a user loader
 (``tests._hf_data:tokens``). ``landscape surface`` on the directory gives a centre value equal
 to the model's own ``.loss`` on the whole split as one batch (for every loader batch size), and
-``landscape hessian`` gives top-2 eigenvalues equal to a dense float64 ``torch.func.hessian``
-of that loss (over the trainable tensors, the tied embedding counted once).
+``landscape hessian`` gives top-2 eigenvalues equal to a dense float64 Hessian of that loss
+(over the trainable tensors, the tied embedding counted once).
+
+The dense reference is reverse-over-reverse autograd (``torch.autograd.functional.hessian``):
+``torch.func.hessian`` (and ``jacrev(jacrev(.))``) returns a matrix that is *not symmetric*
+on this GPT-2 (max |H - H'| = 0.049, eigenvalue 2 off by 1.2e-5 relative; torch 2.13, SDPA math
+kernel), a vmap batching problem inside the attention; reverse-over-reverse is symmetric to
+1e-15 and equals our graph and func HVPs to 4e-16 (measured on random vectors).
 """
 
 from __future__ import annotations
@@ -74,7 +80,8 @@ def test_surface_centre_is_the_models_own_loss(hf_dir, tmp_path, loader_batch):
 
 @pytest.mark.usefixtures("importable")
 def test_hessian_top2_equals_a_dense_float64_reference(hf_dir, tmp_path):
-    from torch.func import functional_call, hessian
+    from torch.autograd.functional import hessian
+    from torch.func import functional_call
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     out = tmp_path / "c.h5"
@@ -103,9 +110,11 @@ def test_hessian_top2_equals_a_dense_float64_reference(hf_dir, tmp_path):
 
     flat = torch.cat([params[k].reshape(-1) for k in names])
     with sdpa_kernel(SDPBackend.MATH):
-        H = hessian(loss)(flat)
+        H = hessian(loss, flat)
+        # HF's own .loss casts the logits to float32: equal to float32 accuracy
         assert float(loss(flat)) == pytest.approx(_whole_split_loss(model, "train"),
-                                                  rel=1e-12)
+                                                  rel=1e-6)
+    assert float((H - H.T).abs().max()) < 1e-12  # a trustworthy reference is symmetric
     H = (H + H.T) / 2
     want = np.sort(np.linalg.eigvalsh(H.numpy()))[::-1][:2]
     np.testing.assert_allclose(np.sort(got)[::-1], want, rtol=1e-6)

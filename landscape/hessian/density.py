@@ -31,7 +31,7 @@ import numpy as np
 import scipy.linalg
 
 from ..errors import LandscapeError, check_float, check_int
-from .operator import _Float64Matmul
+from ._linalg import Float64Matmul
 
 __all__ = ["SpectralDensity", "slq"]
 
@@ -172,7 +172,7 @@ def slq(op: Any, n_steps: int = 80, n_runs: int = 5, *, seed: int | None = 0) ->
     >>> sd = slq(HessianOperator(model, data, dtype=torch.float64), n_steps=80, n_runs=5)
     >>> grid, values = sd.density()
     """
-    apply = _Float64Matmul(op)
+    apply = Float64Matmul(op)
     n_steps = check_int("n_steps", n_steps, 1)
     n_runs = check_int("n_runs", n_runs, 1)
     if seed is not None:

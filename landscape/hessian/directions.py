@@ -26,11 +26,12 @@ import torch
 from torch import Tensor, nn
 
 from .._functional import LossSpec, loss_name, named_tensors
+from ..data import sample_count
 from ..directions import IGNORES, Directions, normalize_direction
 from ..errors import LandscapeError, check_float, check_int, check_option
 from ..parameters import ParameterSelection, select_parameters
 from .lanczos import top_eigen
-from .operator import HessianOperator, _data_tensors
+from .operator import HessianOperator
 
 __all__ = ["hessian_directions", "eigenvector_directions", "SCALES"]
 
@@ -220,7 +221,6 @@ def hessian_directions(
     op = HessianOperator(model, data, loss=loss, batch_size=batch_size, what=what,
                          ignore="biasbn" if ignore == "biasbn" else None, dtype=dtype)
     res = top_eigen(op, k, which=which, tol=tol, seed=seed, max_hvp=max_hvp)
-    x, _ = _data_tensors(data)
     recipe = {
         "kind": "hessian",
         "what": what,
@@ -233,7 +233,7 @@ def hessian_directions(
         "tol": float(tol),
         "seed": int(seed),
         "loss": loss_name(loss),
-        "n_samples": int(x.shape[0]),
+        "n_samples": sample_count(data),
         "batch_size": int(batch_size),
         "dtype": str(op.dtype).replace("torch.", ""),
         "sign": "largest-magnitude entry positive",

@@ -41,7 +41,7 @@ from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 from torch import Tensor
 
 from ..errors import LandscapeError, check_float, check_int, check_option
-from .operator import _Float64Matmul
+from ._linalg import Float64Matmul
 
 __all__ = ["EigenResult", "top_eigen", "min_eigen", "eigen_ratio", "extreme_pairs"]
 
@@ -158,7 +158,7 @@ def _start_vector(v0: Any, n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _lanczos(
-    apply: _Float64Matmul,
+    apply: Float64Matmul,
     k: int,
     which: str,
     tol: float,
@@ -259,7 +259,7 @@ def _lanczos(
 
 
 def _arpack(
-    apply: _Float64Matmul,
+    apply: Float64Matmul,
     k: int,
     which: str,
     tol: float,
@@ -277,7 +277,7 @@ def _arpack(
     return np.asarray(vals, dtype=np.float64), np.asarray(vecs, dtype=np.float64)
 
 
-def _dense(apply: _Float64Matmul) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _dense(apply: Float64Matmul) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Apply the operator to the identity (n products); return (theta, U, H)."""
     H = apply(np.eye(apply.n))
     H = (H + H.T) / 2
@@ -298,7 +298,7 @@ def _solve(
     solver: str,
     scale_by_max: bool = False,
 ) -> EigenResult:
-    apply = _Float64Matmul(op)
+    apply = Float64Matmul(op)
     n = apply.n
     k = check_int("k", k, 1, max(n, 1))
     tol = check_float("tol", tol, 0.0, closed="neither")
@@ -544,5 +544,5 @@ def extreme_pairs(
     EigenResult
         Two pairs (one for a 1-dimensional operator), eigenvalues in decreasing order.
     """
-    k = min(2, _Float64Matmul(op).n)
+    k = min(2, Float64Matmul(op).n)
     return _solve(op, k, "BE", tol, 0.0, max_hvp, v0, seed, ncv, "lanczos", scale_by_max=True)

@@ -72,12 +72,13 @@ from .._atomic import holds_output
 from .._functional import LossSpec, is_perturbable, loss_name, named_tensors
 from .._grid import GridProgress, GridRunner, pending, resume_or_refuse
 from .._version import tool_versions
+from ..data import sample_count
 from ..errors import LandscapeError, check_float, check_int
 from ..parameters import ParameterSelection, select_parameters
 from ..recipes import check_same_checkpoint
 from ..surface import Surface
 from .lanczos import extreme_pairs
-from .operator import HessianOperator, _data_tensors
+from .operator import HessianOperator
 
 __all__ = ["RatioMap", "compute_ratio_map", "serpentine_order"]
 
@@ -552,7 +553,6 @@ def compute_ratio_map(
                     f"{' is missing' if k not in base else ' has another shape'}); pass the "
                     "model the surface was computed for"
                 )
-    x_t, _ = _data_tensors(data)
     param_names = {k for k, _ in model.named_parameters()}
     rec = dirs.recipe
     sel = select_parameters(model, what, params=rec.get("params"), exclude=rec.get("exclude"),
@@ -575,7 +575,7 @@ def compute_ratio_map(
         "warm_start": warm_start,
         "loss": loss_name(loss),
         "batch_size": batch_size,
-        "n_samples": int(x_t.shape[0]),
+        "n_samples": sample_count(data),
         "what": what,
         "ignore": ignore if ignore is None or isinstance(ignore, str) else sorted(ignore),
         "dtype": str(op_dtype).replace("torch.", ""),

@@ -62,10 +62,11 @@ from .. import storage
 from .._atomic import output_lock
 from .._functional import LossSpec, loss_name
 from .._version import tool_versions
+from ..data import sample_count
 from ..errors import LandscapeError, check_float, check_int, check_option
 from .density import slq
 from .lanczos import min_eigen, top_eigen
-from .operator import HessianOperator, _data_tensors
+from .operator import HessianOperator
 from .progress import HVPProgress
 from .trace import hutchinson, hutchpp
 
@@ -654,7 +655,6 @@ def compute_curvature(
     if keep_eigenvectors and not top_k:
         raise LandscapeError("keep_eigenvectors needs top_k >= 1")
 
-    x, _ = _data_tensors(data)
     op = HessianOperator(model, data, loss=loss, batch_size=batch_size, what=what,
                          params=params, ignore=ignore, dtype=dtype, exclude=exclude,
                          include_frozen=include_frozen)
@@ -666,7 +666,7 @@ def compute_curvature(
         )
     full_recipe: dict[str, Any] = dict(recipe or {})
     full_recipe.update({
-        "n_samples": int(x.shape[0]),
+        "n_samples": sample_count(data),
         "loss": loss_name(loss),
         "batch_size": int(batch_size),
         "what": what,

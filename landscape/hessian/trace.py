@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import check_float, check_int
-from .operator import _Float64Matmul
+from ._linalg import Float64Matmul
 
 __all__ = ["TraceResult", "hutchinson", "hutchpp"]
 
@@ -116,7 +116,7 @@ def hutchinson(
     >>> hutchinson(torch.diag(torch.arange(1.0, 11.0)), 20).estimate   # exact on diagonals
     55.0
     """
-    apply = _Float64Matmul(op)
+    apply = Float64Matmul(op)
     n_samples = check_int("n_samples", n_samples, 1)
     block_size = check_int("block_size", block_size, 1)
     if tol is not None:
@@ -166,7 +166,7 @@ def hutchpp(op: Any, n_matvecs: int = 99, *, seed: int | None = 0) -> TraceResul
     .. [1] R. A. Meyer, C. Musco, C. Musco, D. P. Woodruff, "Hutch++: Optimal stochastic trace
        estimation", SOSA 2021.
     """
-    apply = _Float64Matmul(op)
+    apply = Float64Matmul(op)
     m = check_int("n_matvecs", n_matvecs, 3)
     if seed is not None:
         seed = check_int("seed", seed, 0)
