@@ -67,3 +67,28 @@ def test_readme_tour_runs_as_written(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-c", tour_python()], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_own_model_section_runs_as_written(tmp_path: Path) -> None:
+    """The 'Your own model' section: its Python setup, its commands, its Python API block."""
+    pytest.importorskip("transformers")
+    if shutil.which("landscape", path=str(BIN)) is None:
+        pytest.skip("the landscape entry point is not installed in this environment")
+    section = _section(README.read_text(encoding="utf-8"), "Your own model")
+    setup, api = _blocks(section, "python")
+    (bash,) = _blocks(section, "bash")
+    env = {k: v for k, v in os.environ.items() if k != "LANDSCAPE_DEBUG"}
+    env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])
+    env["MPLBACKEND"] = "Agg"
+    for code in (setup,):
+        r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+    for cmd in [ln.strip() for ln in bash.splitlines() if ln.strip()]:
+        r = subprocess.run(cmd, shell=True, cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=600, executable="/bin/bash")
+        assert r.returncode == 0, f"{cmd}\nexit {r.returncode}\n{r.stderr[-2000:]}"
+    r = subprocess.run([sys.executable, "-c", api], cwd=tmp_path,
+                       env={**env, "PYTHONPATH": str(tmp_path)}, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
