@@ -37,7 +37,7 @@ import numpy as np
 
 from .errors import LandscapeError, note_interruption
 
-__all__ = ["GridProgress", "GridRunner", "LONG_RUN_SECONDS", "agree", "dist_info",
+__all__ = ["GridProgress", "GridRunner", "MetricsRunner", "LONG_RUN_SECONDS", "agree", "dist_info",
            "format_duration", "pending", "recipe_differences", "resume_or_refuse"]
 
 #: A run whose estimated time exceeds this many seconds gets a line with the estimate and
@@ -289,3 +289,47 @@ class GridRunner(ABC):
                 f"points ({per_point:.3g} s per point); {self.hint} to make it shorter",
                 file=sys.stderr,
             )
+
+
+class MetricsRunner(GridRunner):
+    """A grid of loss/accuracy evaluations: a subclass writes :meth:`evaluate` only.
+
+    The result object holds ``arrays`` (``<split>_loss``, ``<split>_acc``) and ``done`` of the
+    same shape and a ``save(path, overwrite=...)``; point ``i`` is recorded into flat index
+    ``i`` of every array (``NaN`` for an accuracy that is not defined).
+
+    Parameters
+    ----------
+    result : object
+        The result being filled (``arrays``, ``done``, ``save``).
+    overwrite : bool
+        Whether the first write replaces the file (a fresh run with ``overwrite``).
+    **loop
+        :class:`GridRunner`'s parameters.
+    """
+
+    def __init__(self, result: Any, *, overwrite: bool, **loop: Any) -> None:
+        super().__init__(result.done, **loop)
+        self.result = result
+        self.flat = {k: v.reshape(-1) for k, v in result.arrays.items()}
+        self.first_write = overwrite
+
+    @abstractmethod
+    def evaluate(self, index: int) -> Mapping[str, Any]:
+        """The metrics (objects with ``.loss`` and ``.accuracy``) of every split at point
+        ``index``."""
+
+    def compute(self, index: int) -> dict[str, tuple[float, float | None]]:
+        return {name: (m.loss, m.accuracy) for name, m in self.evaluate(index).items()}
+
+    def record(self, index: int, payload: dict[str, tuple[float, float | None]]) -> None:
+        for name, (loss, acc) in payload.items():
+            self.flat[f"{name}_loss"][index] = loss
+            if f"{name}_acc" in self.flat:
+                self.flat[f"{name}_acc"][index] = np.nan if acc is None else acc
+        self.done.reshape(-1)[index] = True
+
+    def save(self) -> None:
+        self.result.save(self.out, overwrite=self.first_write)
+        self.first_write = False
+

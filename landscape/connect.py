@@ -80,7 +80,7 @@ from torch.func import functional_call
 from . import _schema, storage
 from ._atomic import holds_output
 from ._functional import LossSpec, is_perturbable, loss_name, named_tensors, resolve_loss
-from ._grid import GridProgress, GridRunner, dist_info, pending, resume_or_refuse
+from ._grid import GridProgress, MetricsRunner, dist_info, pending, resume_or_refuse
 from ._version import tool_versions
 from .errors import LandscapeError, check_float, check_int, check_option, note_interruption
 from .evaluation import BN_MODES, Evaluator
@@ -510,17 +510,15 @@ class _CurveTrainer:
 
 
 # ---------------------------------------------------------------------------- evaluation
-class _ConnectRun(GridRunner):
+class _ConnectRun(MetricsRunner):
     """Loss and accuracy at every ``(path, t)`` of the grid, BN recalibrated per point."""
 
     def __init__(self, res: Connectivity, ev: Evaluator, control: dict[str, list[Tensor]],
                  buffers: tuple[dict[str, Tensor], dict[str, Tensor]] | None, *,
                  out: Path | None, first_write: bool, **loop: Any) -> None:
-        super().__init__(res.done, out=out, desc="connectivity", sharding="strided",
-                         points_per_round=4, **loop)
+        super().__init__(res, overwrite=first_write, out=out, desc="connectivity",
+                         sharding="strided", points_per_round=4, **loop)
         self.res, self.ev, self.control, self.buffers = res, ev, control, buffers
-        self.flat = {k: v.reshape(-1) for k, v in res.arrays.items()}
-        self.first_write = first_write
         self.n_bends = int(res.recipe.get("n_bends") or 0)
 
     def params(self, index: int) -> dict[str, Tensor]:
@@ -538,20 +536,8 @@ class _ConnectRun(GridRunner):
                 tensors[k] = _combine(lin, [va, bb[k]]) if is_perturbable(va) else va
         return tensors
 
-    def compute(self, index: int) -> dict[str, tuple[float, float | None]]:
-        m = self.ev(self.params(index))
-        return {name: (met.loss, met.accuracy) for name, met in m.items()}
-
-    def record(self, index: int, payload: dict[str, tuple[float, float | None]]) -> None:
-        for name, (loss, acc) in payload.items():
-            self.flat[f"{name}_loss"][index] = loss
-            if f"{name}_acc" in self.flat:
-                self.flat[f"{name}_acc"][index] = np.nan if acc is None else acc
-        self.done.reshape(-1)[index] = True
-
-    def save(self) -> None:
-        self.res.save(self.out, overwrite=self.first_write)
-        self.first_write = False
+    def evaluate(self, index: int) -> Mapping[str, Any]:
+        return self.ev(self.params(index))
 
 
 # ---------------------------------------------------------------------------- entry point

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from . import _schema, storage
 from ._atomic import holds_output
 from ._functional import LossSpec, loss_name, named_tensors
-from ._grid import GridProgress, GridRunner, agree, pending, recipe_differences, resume_or_refuse
+from ._grid import GridProgress, MetricsRunner, agree, pending, recipe_differences, resume_or_refuse
 from ._version import tool_versions
 from .data import StreamData, as_data, has_class_targets
 from .directions import Directions, check_spanning
@@ -662,30 +662,14 @@ def _new_surface(ax: Axis, ay: Axis | None, data: Mapping[str, Any], directions:
     )
 
 
-class _SurfaceRun(GridRunner):
+class _SurfaceRun(MetricsRunner):
     """Loss and accuracy of every dataset at each point of a surface's grid."""
 
     def __init__(self, surf: Surface, ev: Evaluator, base: dict[str, Tensor],
-                 dirs: tuple[dict[str, Tensor], ...], *, out: str | os.PathLike | None,
-                 overwrite: bool, **loop: Any) -> None:
+                 dirs: tuple[dict[str, Tensor], ...], **loop: Any) -> None:
         # Under torch.distributed, rank r of w evaluates todo[r::w] in rounds of 4 points.
-        super().__init__(surf.done, out=out, desc="surface", sharding="strided",
-                         points_per_round=4, **loop)
+        super().__init__(surf, desc="surface", sharding="strided", points_per_round=4, **loop)
         self.surf, self.ev, self.base, self.dirs = surf, ev, base, dirs
-        self.flat = {k: v.reshape(-1) for k, v in surf.arrays.items()}
-        self.first_write = overwrite
 
-    def compute(self, index: int) -> dict[str, tuple[float, float | None]]:
-        m = self.ev.at(self.base, self.dirs, self.surf.coords(index))
-        return {name: (met.loss, met.accuracy) for name, met in m.items()}
-
-    def record(self, index: int, payload: dict[str, tuple[float, float | None]]) -> None:
-        for name, (loss, acc) in payload.items():
-            self.flat[f"{name}_loss"][index] = loss
-            if f"{name}_acc" in self.flat:
-                self.flat[f"{name}_acc"][index] = np.nan if acc is None else acc
-        self.done.reshape(-1)[index] = True
-
-    def save(self) -> None:
-        self.surf.save(self.out, overwrite=self.first_write)
-        self.first_write = False
+    def evaluate(self, index: int) -> Mapping[str, Any]:
+        return self.ev.at(self.base, self.dirs, self.surf.coords(index))

@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from . import _schema, storage
 from ._atomic import holds_output
 from ._functional import LossSpec, loss_name, named_tensors
-from ._grid import GridProgress, GridRunner, pending, resume_or_refuse
+from ._grid import GridProgress, MetricsRunner, pending, resume_or_refuse
 from ._version import tool_versions
 from .directions import Directions, random_directions
 from .errors import LandscapeError, check_int
@@ -184,35 +184,19 @@ class SurfaceSet(GridProgress):
         return cls.from_group(g, f"'{path}' has a damaged /surfaces group")
 
 
-class _SetRun(GridRunner):
+class _SetRun(MetricsRunner):
     """Flat point ``i`` is member ``i // P``, grid point ``i % P`` (P points per member)."""
 
     def __init__(self, s: SurfaceSet, ev: Evaluator, base: dict[str, Tensor],
-                 dirs: list[tuple[dict[str, Tensor], ...]], *, overwrite: bool,
-                 **loop: Any) -> None:
-        super().__init__(s.done, desc="surfaces", sharding="strided", points_per_round=4,
-                         **loop)
-        self.s, self.ev, self.base, self.dirs = s, ev, base, dirs
+                 dirs: list[tuple[dict[str, Tensor], ...]], **loop: Any) -> None:
+        super().__init__(s, desc="surfaces", sharding="strided", points_per_round=4, **loop)
+        self.ev, self.base, self.dirs = ev, base, dirs
         self.per_member = int(np.prod(s.done.shape[1:]))
         self.member0 = s.member(0)  # for coords()
-        self.flat = {k: v.reshape(-1) for k, v in s.arrays.items()}
-        self.first_write = overwrite
 
-    def compute(self, index: int) -> dict[str, tuple[float, float | None]]:
+    def evaluate(self, index: int) -> Mapping[str, Any]:
         k, j = divmod(index, self.per_member)
-        m = self.ev.at(self.base, self.dirs[k], self.member0.coords(j))
-        return {name: (met.loss, met.accuracy) for name, met in m.items()}
-
-    def record(self, index: int, payload: dict[str, tuple[float, float | None]]) -> None:
-        for name, (loss, acc) in payload.items():
-            self.flat[f"{name}_loss"][index] = loss
-            if f"{name}_acc" in self.flat:
-                self.flat[f"{name}_acc"][index] = np.nan if acc is None else acc
-        self.done.reshape(-1)[index] = True
-
-    def save(self) -> None:
-        self.s.save(self.out, overwrite=self.first_write)
-        self.first_write = False
+        return self.ev.at(self.base, self.dirs[k], self.member0.coords(j))
 
 
 @holds_output("out")
