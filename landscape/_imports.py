@@ -77,6 +77,6 @@ def import_object(name: str, *, what: str = "object", require_callable: bool = T
                 "name after ':'", problem="attribute", detail=str(err), **base) from err
     if require_callable and not callable(obj):
         raise ImportNameError(
-            f"the {what} {name!r} is not callable (it is a {type(obj).__name__})",
-            problem="callable", detail=type(obj).__name__, **base)
+            f"the {what} {name!r} names a {type(obj).__name__}, not a function (it cannot be "
+            "called)", problem="callable", detail=type(obj).__name__, **base)
     return obj

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import importlib
 import inspect
 import io
 import os
@@ -63,6 +62,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from landscape._imports import import_object
 from landscape.batches import batch_len, batch_nbytes, batch_targets, move_batch
 from landscape.errors import LandscapeError, check_int, check_option
 
@@ -644,27 +644,7 @@ def _load_mnist(spec: DataSpec, split: str) -> TensorData:
 
 
 def _resolve_loader(name: str) -> Callable[..., Any]:
-    module_name, _, attr_path = name.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as err:
-        raise LandscapeError(
-            f"cannot import module {module_name!r} for dataset {name!r}: {err}; check the "
-            "'package.module:function' name and that the module is on the Python path"
-        ) from err
-    for part in attr_path.split("."):
-        if not hasattr(obj, part):
-            raise LandscapeError(
-                f"module {module_name!r} has no attribute {attr_path!r} (dataset {name!r}); "
-                "check the function name after ':'"
-            )
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise LandscapeError(
-            f"dataset {name!r} names a {type(obj).__name__}, not a function; it must be "
-            "callable as function(split=..., **kwargs)"
-        )
-    return obj
+    return import_object(name, what="dataset")
 
 
 def _as_inputs(x: Any, name: str) -> Tensor:

@@ -47,7 +47,6 @@ sample; sequences: per counted token); regression targets have none (``None``, n
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 import re
@@ -59,6 +58,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ._imports import import_object
 from .batches import batch_len, split_batch
 from .batches import output_logits as _logits_of
 from .batches import output_loss as _own_loss_of
@@ -340,19 +340,7 @@ def _first_param(fn: Callable[..., Any]) -> str | None:
 
 def import_loss(name: str) -> Callable[..., Any]:
     """Import ``"package.module:function"``; a one-line error when it cannot."""
-    module_name, _, attr = name.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as err:
-        raise LandscapeError(f"cannot import module {module_name!r} for loss {name!r}: {err}"
-                             ) from err
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise LandscapeError(f"module {module_name!r} has no attribute {attr!r} (loss)")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise LandscapeError(f"loss {name!r} names a {type(obj).__name__}, not a function")
-    return obj
+    return import_object(name, what="loss")
 
 
 def resolve_loss(loss: Any) -> BatchLoss:

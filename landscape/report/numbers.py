@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from .._imports import ImportNameError, import_object
 from ..errors import LandscapeError
 from ..hessian.results import CurvatureResult
 from ..metrics import (
@@ -143,19 +144,13 @@ def _resolve_loss(name: Any) -> Any:
     """The loss recorded in a recipe: a built-in name, or ``module:function`` imported."""
     if not isinstance(name, str) or name in _BUILTIN_LOSSES:
         return name if isinstance(name, str) else "cross_entropy"
-    import importlib
-
-    mod, _, qual = name.partition(":")
     try:
-        obj: Any = importlib.import_module(mod)
-        for part in qual.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError, ValueError) as exc:
+        return import_object(name, what="loss")
+    except ImportNameError as exc:
         raise LandscapeError(
-            f"cannot import the loss {name!r} recorded in the file ({exc}); make its module "
-            "importable"
+            f"cannot import the loss {name!r} recorded in the file ({exc.detail or exc}); "
+            "make its module importable"
         ) from exc
-    return obj
 
 
 def model_numbers(res: NetworkResults, source: Any, *, ascent_eps: float, steps: int,
