@@ -64,9 +64,16 @@ def _command(ckpt: Path, n: int, flush: str = "0") -> list[str]:
             f"--y=-1:1:{n}", "--out", OUT, "--flush-seconds", flush, "--no-progress"]
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C as in a terminal. A test run started in the background of a
+    non-interactive shell (``cmd &``) inherits SIGINT *ignored*, and Python then installs no
+    KeyboardInterrupt handler -- the signal the test sends would be lost (seen in CI)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(cmd: list[str], cwd: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
 
 
 def _finish(cmd: list[str], cwd: Path) -> None:
