@@ -37,8 +37,9 @@ import numpy as np
 
 from .errors import LandscapeError, note_interruption
 
-__all__ = ["GridProgress", "GridRunner", "MetricsRunner", "LONG_RUN_SECONDS", "agree", "dist_info",
-           "format_duration", "pending", "recipe_differences", "resume_or_refuse"]
+__all__ = ["GridProgress", "GridRunner", "MetricsRunner", "LONG_RUN_SECONDS", "agree",
+           "dist_info", "format_duration", "metric_array_names", "pending",
+           "recipe_differences", "resume_or_refuse"]
 
 #: A run whose estimated time exceeds this many seconds gets a line with the estimate and
 #: what makes it shorter.
@@ -289,6 +290,19 @@ class GridRunner(ABC):
                 f"points ({per_point:.3g} s per point); {self.hint} to make it shorter",
                 file=sys.stderr,
             )
+
+
+def metric_array_names(data: Mapping[str, Any]) -> list[str]:
+    """The arrays a :class:`MetricsRunner` fills for datasets ``data``: ``<name>_loss`` each,
+    and ``<name>_acc`` where the targets are class labels (regression has no accuracy)."""
+    from .data import has_class_targets
+
+    names = []
+    for k, v in data.items():
+        names.append(f"{k}_loss")
+        if has_class_targets(v):
+            names.append(f"{k}_acc")
+    return names
 
 
 class MetricsRunner(GridRunner):

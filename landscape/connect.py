@@ -80,7 +80,14 @@ from torch.func import functional_call
 from . import _schema, storage
 from ._atomic import holds_output
 from ._functional import LossSpec, is_perturbable, loss_name, named_tensors, resolve_loss
-from ._grid import GridProgress, MetricsRunner, dist_info, pending, resume_or_refuse
+from ._grid import (
+    GridProgress,
+    MetricsRunner,
+    dist_info,
+    metric_array_names,
+    pending,
+    resume_or_refuse,
+)
 from ._version import tool_versions
 from .errors import LandscapeError, check_float, check_int, check_option, note_interruption
 from .evaluation import BN_MODES, Evaluator
@@ -376,15 +383,6 @@ def _combine(coeffs: np.ndarray, points: Sequence[Tensor]) -> Tensor:
 
 def _t_grid(n_points: int) -> np.ndarray:
     return np.linspace(0.0, 1.0, n_points)
-
-
-def _array_names(data: Mapping[str, Any]) -> list[str]:
-    names = []
-    for k, v in data.items():
-        names.append(f"{k}_loss")
-        if not v.y.is_floating_point():
-            names.append(f"{k}_acc")
-    return names
 
 
 def _batch_indices(n: int, batch_size: int, seed: int, step: int) -> np.ndarray:
@@ -737,7 +735,8 @@ def compute_connectivity(
     t = _t_grid(n_points)
     shape = (len(paths), n_points)
     res = Connectivity(
-        t=t, paths=paths, arrays={k: np.full(shape, np.nan) for k in _array_names(data)},
+        t=t, paths=paths,
+        arrays={k: np.full(shape, np.nan) for k in metric_array_names(data)},
         done=np.zeros(shape, dtype=bool), tensors=layout, recipe=full,
         provenance={**tool_versions(), **dict(provenance or {})},
     )

@@ -34,9 +34,17 @@ from torch import Tensor, nn
 from . import _schema, storage
 from ._atomic import holds_output
 from ._functional import LossSpec, loss_name, named_tensors
-from ._grid import GridProgress, MetricsRunner, agree, pending, recipe_differences, resume_or_refuse
+from ._grid import (
+    GridProgress,
+    MetricsRunner,
+    agree,
+    metric_array_names,
+    pending,
+    recipe_differences,
+    resume_or_refuse,
+)
 from ._version import tool_versions
-from .data import StreamData, as_data, has_class_targets
+from .data import StreamData, as_data
 from .directions import Directions, check_spanning
 from .errors import LandscapeError, check_float, check_int
 from .evaluation import Evaluator
@@ -590,7 +598,7 @@ def compute_surface(
                 )
         surf.arrays, surf.done = old.arrays, old.done
         surf.provenance = old.provenance  # the file keeps the provenance of its first run
-        if set(surf.arrays) != set(_array_names(data)):
+        if set(surf.arrays) != set(metric_array_names(data)):
             raise LandscapeError(f"'{out}' has arrays {sorted(surf.arrays)}; expected others")
     if not pending(surf.done, max_points):
         return surf
@@ -617,10 +625,7 @@ def compute_surface(
             used = agree(ev.probe_batch_size())
         ev.batch_size = used
         surf.provenance["batch_size_used"] = used
-    base_dev = {k: v.to(ev.device, dtype=dtype) if (dtype and v.is_floating_point())
-                else v.to(ev.device) for k, v in base_t.items()}
-    dirs_dev = tuple({k: v.to(ev.device, dtype=base_dev[k].dtype) for k, v in vec.items()}
-                     for vec in directions.vectors)
+    base_dev, dirs_dev = on_device(base_t, directions.vectors, ev.device, dtype)
     _SurfaceRun(surf, ev, base_dev, dirs_dev, out=out, overwrite=overwrite, progress=progress,
                 flush_seconds=flush_seconds, max_points=max_points).run()
     return surf
@@ -641,19 +646,21 @@ def _check_file_directions(path: str | os.PathLike, directions: Directions) -> N
         )
 
 
-def _array_names(data: Mapping[str, Any]) -> list[str]:
-    names = []
-    for k, v in data.items():
-        names.append(f"{k}_loss")
-        if has_class_targets(v):  # accuracy only for class targets; regression has none
-            names.append(f"{k}_acc")
-    return names
+def on_device(base: Mapping[str, Tensor], vectors: Any, device: torch.device,
+              dtype: torch.dtype | None) -> tuple[dict[str, Tensor], tuple[dict[str, Tensor], ...]]:
+    """The origin and direction tensors on the evaluation ``device``; floating tensors in
+    ``dtype`` when given (directions follow the dtype of their origin tensor)."""
+    base_dev = {k: v.to(device, dtype=dtype) if (dtype and v.is_floating_point())
+                else v.to(device) for k, v in base.items()}
+    dirs_dev = tuple({k: v.to(device, dtype=base_dev[k].dtype) for k, v in vec.items()}
+                     for vec in vectors)
+    return base_dev, dirs_dev
 
 
 def _new_surface(ax: Axis, ay: Axis | None, data: Mapping[str, Any], directions: Directions,
                  recipe: dict[str, Any], provenance: dict[str, Any]) -> Surface:
     shape = (ay.num, ax.num) if ay is not None else (ax.num,)
-    arrays = {k: np.full(shape, np.nan) for k in _array_names(data)}
+    arrays = {k: np.full(shape, np.nan) for k in metric_array_names(data)}
     prov = {**tool_versions(), **provenance}
     return Surface(
         x=ax.values, y=ay.values if ay is not None else None, arrays=arrays,

@@ -43,13 +43,13 @@ from torch import Tensor, nn
 from . import _schema, storage
 from ._atomic import holds_output
 from ._functional import LossSpec, loss_name, named_tensors
-from ._grid import GridProgress, MetricsRunner, pending, resume_or_refuse
+from ._grid import GridProgress, MetricsRunner, metric_array_names, pending, resume_or_refuse
 from ._version import tool_versions
 from .directions import Directions, random_directions
 from .errors import LandscapeError, check_int
 from .evaluation import Evaluator
 from .parameters import ParameterSelection, select_parameters
-from .surface import Surface, directions_group, load_directions_group, parse_axis
+from .surface import Surface, directions_group, load_directions_group, on_device, parse_axis
 
 __all__ = ["GROUP", "SurfaceSet", "compute_surface_set", "member_seeds"]
 
@@ -287,8 +287,7 @@ def compute_surface_set(
     })
     full_recipe = json.loads(storage.dumps(full_recipe))
     shape = (len(seeds), *((ay.num, ax.num) if ay is not None else (ax.num,)))
-    names = [n for k, v in data.items()
-             for n in ((f"{k}_loss",) if v.y.is_floating_point() else (f"{k}_loss", f"{k}_acc"))]
+    names = metric_array_names(data)
     s = SurfaceSet(
         x=ax.values, y=ay.values if ay is not None else None,
         arrays={n: np.full(shape, np.nan) for n in names}, done=np.zeros(shape, dtype=bool),
@@ -305,10 +304,8 @@ def compute_surface_set(
         return s
     ev = Evaluator(model, data, loss=loss, what="weights", batch_size=batch_size,
                    device=device, dtype=dtype)
-    base_dev = {k: v.to(ev.device, dtype=dtype) if (dtype and v.is_floating_point())
-                else v.to(ev.device) for k, v in base_t.items()}
-    dirs_dev = [tuple({k: v.to(ev.device, dtype=base_dev[k].dtype) for k, v in vec.items()}
-                      for vec in d.vectors) for d in dirs]
+    placed = [on_device(base_t, d.vectors, ev.device, dtype) for d in dirs]
+    base_dev, dirs_dev = placed[0][0], [p[1] for p in placed]
     _SetRun(s, ev, base_dev, dirs_dev, out=out, overwrite=overwrite, progress=progress,
             flush_seconds=flush_seconds, max_points=max_points).run()
     return s
