@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     results, seconds = run_analyses(model, sets["train"], what, blocks=args.blocks,
                                     seed=args.seed, test_data=sets["test"], loss=loss)
     groups = {r.GROUP: r.to_group() for r in results.values()}
+    with_loss = {r.GROUP for w, r in results.items() if w in USES_LOSS} | {"gradflow_init"}
     init = _init_checkpoint(args.checkpoint) if "gradflow" in what else None
     if init is not None:
         model0 = load_checkpoint(init, model=model, trust=args.trust_checkpoint).model
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         g.attrs["checkpoint"] = str(args.checkpoint)
         g.attrs["sha256"] = ckpt.sha256
         g.attrs["dtype"] = args.dtype
-        if name.removesuffix("_init") in USES_LOSS:
+        if name in with_loss:
             g.attrs["loss"] = loss_name(loss) if loss is not None else "default"
         if name in seconds:
             g.attrs["seconds"] = seconds[name]

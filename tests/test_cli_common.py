@@ -90,7 +90,7 @@ def _data(n: int = 50):
     return load_data(DataSpec("digits", subset=n), "train")
 
 
-def test_connect_float64_with_params(tmp_path: Path) -> None:
+def test_connect_float64_with_params(tmp_path: Path, capsys) -> None:
     paths = []
     for seed in (0, 1):
         torch.manual_seed(seed)
@@ -120,6 +120,13 @@ def test_connect_float64_with_params(tmp_path: Path) -> None:
         d = _data()
         want = float(torch.nn.functional.cross_entropy(model(d.x.double()), d.y))
     assert res.values("line", "train_loss")[1] == pytest.approx(want, rel=1e-12)
+    # another selection is another recipe: the file is not resumed with it
+    assert main(["connect", str(paths[0]), str(paths[1]), "--dtype", "float64", "--steps", "4",
+                 "--weight-decay", "0.1", "--train-batch-size", "16", "--points", "3",
+                 "--subset", "50", "--splits", "train", "--out", str(out),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "another recipe" in err or "--overwrite" in err, err
 
 
 def test_sharpening_float64_with_params(tmp_path: Path) -> None:
