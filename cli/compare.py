@@ -112,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
     checkpoints = _split(args.checkpoints, "--checkpoints", n, allow_empty=True)
     if checkpoints is not None:
         check_device(args.device)
+    elif args.device != "cpu":
+        raise LandscapeError("--device sets where the --checkpoints are evaluated; add "
+                             "--checkpoints or drop --device")
     files = [f.split("+") if "+" in f else f for f in args.files]
     report = compare(
         files, names=names, eps=args.eps, ascent_eps=args.ascent_eps,
