@@ -1,14 +1,23 @@
-"""Options and loaders shared by several subcommands (checkpoint, data, progress, output)."""
+"""Options and loaders shared by several subcommands (checkpoint, data, computation,
+parameters, progress, output).
+
+Every computing subcommand takes ``--loss``, ``--device``, ``--dtype`` and ``--params`` /
+``--exclude`` / ``--include-frozen`` through :func:`add_compute_args`; where one of them
+means nothing for a command, the command still lists it, its help says why, and giving it is
+a one-line usage error (never silently ignored).
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import shlex
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from landscape._imports import ImportNameError, import_object, is_import_name
 from landscape.checkpoints import Checkpoint, load_checkpoint
@@ -44,6 +53,85 @@ def add_data_args(p: argparse.ArgumentParser, *, default_from_checkpoint: bool =
     g.add_argument("--data-kwargs", metavar="JSON", help="options of the data set, as JSON")
     g.add_argument("--subset", type=int_arg("subset", 1), metavar="N",
                    help="evaluate on a deterministic subset of N samples per split")
+
+
+#: ``--dtype`` choices.
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
+#: The options of :func:`add_compute_args`, by the keys its ``unused`` argument takes.
+COMPUTE_OPTIONS = {"loss": ("--loss",), "device": ("--device",), "dtype": ("--dtype",),
+                   "params": ("--params", "--exclude", "--include-frozen")}
+
+
+class _NotApplicable(argparse.Action):
+    """An option a command lists only to say why it does not apply: giving it is a usage
+    error naming the reason."""
+
+    def __init__(self, option_strings: list[str], dest: str, *, reason: str,
+                 nargs: int | str | None = None, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=nargs, default=None, **kwargs)
+        self.reason = reason
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        parser.error(f"{option_string} does not apply to '{parser.prog}': {self.reason}")
+
+
+def _not_applicable(g: argparse._ArgumentGroup, flag: str, reason: str) -> None:
+    flag_only = flag == "--include-frozen"
+    g.add_argument(flag, action=_NotApplicable, reason=reason, nargs=0 if flag_only else None,
+                   metavar=None if flag_only else flag.lstrip("-").upper(),
+                   help=f"not used here ({reason.split(': ', 1)[0]})"
+                   if reason.startswith("as for ") else f"not used here: {reason}")
+
+
+def add_compute_args(
+    p: argparse.ArgumentParser,
+    *,
+    group: argparse._ArgumentGroup | None = None,
+    loss_help: str = "cross_entropy | mse | package.module:function (see landscape.losses)",
+    loss_default: str | None = "cross_entropy",
+    device_help: str = "compute device (cpu, cuda, cuda:N, mps)",
+    dtype_default: str = "float32",
+    dtype_help: str | None = None,
+    unused: Mapping[str, str] | None = None,
+) -> None:
+    """``--loss``, ``--device``, ``--dtype`` (into ``group``, default a new "computation"
+    group) and the parameter selection (:func:`add_selection_args`).
+
+    ``unused`` maps keys of :data:`COMPUTE_OPTIONS` to the reason why those options mean
+    nothing for this command: they are listed with that reason and refused when given.
+    """
+    unused = dict(unused or {})
+    bad = sorted(set(unused) - set(COMPUTE_OPTIONS))
+    if bad:
+        raise ValueError(f"unknown compute options {bad}")
+    g = group if group is not None else p.add_argument_group("computation")
+    if "loss" in unused:
+        _not_applicable(g, "--loss", unused["loss"])
+    else:
+        g.add_argument("--loss", default=loss_default, metavar="LOSS", help=loss_help)
+    if "device" in unused:
+        _not_applicable(g, "--device", unused["device"])
+    else:
+        g.add_argument("--device", default="cpu", help=device_help)
+    if "dtype" in unused:
+        _not_applicable(g, "--dtype", unused["dtype"])
+    else:
+        g.add_argument("--dtype", choices=sorted(DTYPES), default=dtype_default,
+                       help=dtype_help or f"compute in this dtype (default {dtype_default})")
+    if "params" in unused:
+        s = p.add_argument_group("parameters")
+        first, *rest = COMPUTE_OPTIONS["params"]
+        _not_applicable(s, first, unused["params"])
+        for flag in rest:
+            _not_applicable(s, flag, f"as for {first}: {unused['params']}")
+    else:
+        add_selection_args(p)
+
+
+def dtype_arg(args: argparse.Namespace) -> torch.dtype:
+    """The torch dtype of ``--dtype``."""
+    return DTYPES[args.dtype]
 
 
 def add_selection_args(p: argparse.ArgumentParser) -> None:

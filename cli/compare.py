@@ -9,7 +9,15 @@ from pathlib import Path
 from landscape.errors import LandscapeError
 from landscape.report import compare
 
-from ._common import add_progress_arg, check_device, command_line, examples, float_arg, int_arg
+from ._common import (
+    add_compute_args,
+    add_progress_arg,
+    check_device,
+    command_line,
+    examples,
+    float_arg,
+    int_arg,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -64,7 +72,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="allow checkpoints that are full pickles (only for files you trust)")
     p.add_argument("--batch-size", type=int_arg("batch_size", 1), default=1024,
                    help="evaluation batch size of the checkpoints (default 1024)")
-    p.add_argument("--device", default="cpu", help="device for the checkpoints (default cpu)")
+    add_compute_args(
+        p, device_help="device of the checkpoint evaluations (default cpu)",
+        unused={"loss": "the checkpoint evaluations use the loss recorded in each surface's "
+                        "recipe, so that they match the surface",
+                "dtype": "the checkpoints are evaluated in their own dtype",
+                "params": "Keskar's and the adaptive sharpness perturb every parameter, as "
+                          "their definitions do; surface metrics use the surfaces' own "
+                          "selections"})
     p.add_argument("--dpi", type=int_arg("dpi", 10, 2400),
                    default=120, help="resolution of the pictures")
     add_progress_arg(p)
@@ -97,6 +112,9 @@ def run(args: argparse.Namespace) -> int:
     checkpoints = _split(args.checkpoints, "--checkpoints", n, allow_empty=True)
     if checkpoints is not None:
         check_device(args.device)
+    elif args.device != "cpu":
+        raise LandscapeError("--device sets where the --checkpoints are evaluated; add "
+                             "--checkpoints or drop --device")
     files = [f.split("+") if "+" in f else f for f in args.files]
     report = compare(
         files, names=names, eps=args.eps, ascent_eps=args.ascent_eps,

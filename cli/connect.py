@@ -17,10 +17,12 @@ from landscape.connect import (
 )
 from landscape.errors import LandscapeError
 from landscape.evaluation import BN_MODES
+from landscape.parameters import select_parameters
 from landscape.recipes import checkpoint_provenance, checkpoint_recipe
 
 from ._common import (
     add_checkpoint_args,
+    add_compute_args,
     add_data_args,
     add_progress_arg,
     check_device,
@@ -28,6 +30,7 @@ from ._common import (
     data_spec,
     default_out,
     distributed,
+    dtype_arg,
     examples,
     float_arg,
     int_arg,
@@ -35,6 +38,7 @@ from ._common import (
     load_datasets,
     loss_arg,
     parse_splits,
+    selection_kwargs,
 )
 
 
@@ -81,15 +85,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e = p.add_argument_group("evaluation")
     e.add_argument("--points", type=int_arg("points", 3), default=31,
                    help="uniform grid of t in [0, 1]")
-    e.add_argument("--loss", default="cross_entropy",
-                   help="cross_entropy | mse | package.module:function (per-sample losses)")
     e.add_argument("--bn", choices=BN_MODES, default="recalibrate",
                    help="BatchNorm: recomputed at every t (default), or the ends' statistics "
                         "interpolated linearly")
     e.add_argument("--bn-batches", type=int_arg("bn_batches", 1), default=10)
     e.add_argument("--batch-size", type=int_arg("batch_size", 1), default=1024,
                    help="evaluation batch size")
-    e.add_argument("--device", default="cpu", help="device (cpu, cuda, ...)")
+    add_compute_args(p, group=e, device_help="device of the training and evaluation (cpu, "
+                                             "cuda, cuda:N, mps)",
+                     dtype_help="dtype of the ends, bends and evaluation (default float32)")
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="FILE.h5",
                    help="output file (default: <A>_connect.h5 beside A)")
@@ -123,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
     check_device(args.device)
     ckpt_a = load_ckpt(args, args.checkpoint_a)
     ckpt_b = load_ckpt(args, args.checkpoint_b)
+    model_a, model_b = ckpt_a.model.to(dtype_arg(args)), ckpt_b.model.to(dtype_arg(args))
+    selection = select_parameters(model_a, "weights", **selection_kwargs(args))
     if ckpt_a.sha256 == ckpt_b.sha256:
         raise LandscapeError(f"'{args.checkpoint_a}' and '{args.checkpoint_b}' are the same "
                              "checkpoint; pass two different minima (e.g. two seeds)")
@@ -132,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
             f"{ckpt_b.spec.to_dict()}: connect two minima of one architecture"
         )
     spec = data_spec(args, ckpt_a)
-    datasets = load_datasets(spec, splits, ckpt_a.model)
+    datasets = load_datasets(spec, splits, model_a)
     train = datasets.get("train")
     curve = None if args.curve == "none" else args.curve
     if curve is not None and train is None:
@@ -154,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with distributed(args.device) as (rank, _world, device):
         res = compute_connectivity(
-            ckpt_a.model, ckpt_b.model, datasets, curve=curve, n_bends=args.bends,
+            model_a, model_b, datasets, curve=curve, n_bends=args.bends,
             n_points=args.points, steps=args.steps, lr=args.lr, optimizer=args.optimizer,
             momentum=args.momentum, weight_decay=args.weight_decay,
             train_batch_size=args.train_batch_size, init_noise=args.init_noise,
@@ -162,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
             bn_batches=args.bn_batches, batch_size=args.batch_size, device=device, out=out,
             overwrite=args.overwrite, recipe=recipe, provenance=provenance,
             progress=not args.no_progress, flush_seconds=args.flush_seconds,
-            max_points=args.max_points,
+            max_points=args.max_points, selection=selection,
         )
     dt = time.perf_counter() - t0
     if rank != 0:

@@ -26,14 +26,15 @@ from landscape.surface import Surface, save_directions
 
 from ._common import (
     add_checkpoint_args,
+    add_compute_args,
     add_data_args,
     add_progress_arg,
-    add_selection_args,
     check_device,
     command_line,
     data_spec,
     default_out,
     distributed,
+    dtype_arg,
     examples,
     float_arg,
     int_arg,
@@ -43,7 +44,6 @@ from ._common import (
     selection_kwargs,
 )
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _TOP_K = 5
 _TOL_POINT, _TOL_GRID = 1e-6, 1e-3
 
@@ -112,11 +112,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--tol", type=float_arg("tol", 0.0, closed="neither"),
                    help=f"relative residual of the eigenpairs (default {_TOL_POINT:g}; "
                         f"{_TOL_GRID:g} with --grid)")
-    e.add_argument("--loss", default="cross_entropy",
-                   help="cross_entropy | mse | package.module:function (per-sample losses)")
     e.add_argument("--batch-size", type=int_arg("batch_size", 1), default=512)
-    e.add_argument("--dtype", choices=sorted(_DTYPES), default="float64",
-                   help="compute in this dtype (default float64: tight tolerances need it)")
     e.add_argument("--ignore", choices=["none", "biasbn"], default="none",
                    help="'biasbn': hold biases and BN parameters fixed (default: the Hessian "
                         "over every parameter)")
@@ -124,14 +120,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    default=0, help="seed of start vectors and probes")
     e.add_argument("--max-hvp", type=int_arg("max_hvp", 1),
                    metavar="N", help="HVP budget per eigen-solve")
-    e.add_argument("--device", default="cpu", help="compute device (cpu, cuda, ...)")
+    add_compute_args(p, group=e, dtype_default="float64",
+                     dtype_help="compute in this dtype (default float64: tight tolerances "
+                                "need it)")
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="FILE.h5",
                    help="output file (default: <checkpoint>_hessian.h5 beside it; with --grid "
                         "the surface file itself); other groups of the file are kept")
     o.add_argument("--overwrite", action="store_true",
                    help="replace results computed with another recipe")
-    add_selection_args(p)
     add_progress_arg(p)
     p.set_defaults(func=run)
 
@@ -205,7 +202,7 @@ def _compute_point(args: argparse.Namespace) -> int:
         density=args.density, density_steps=args.density_steps,
         density_runs=args.density_runs, tol=args.tol if args.tol is not None else _TOL_POINT,
         seed=args.seed, loss=loss, batch_size=args.batch_size,
-        ignore=None if args.ignore == "none" else args.ignore, dtype=_DTYPES[args.dtype],
+        ignore=None if args.ignore == "none" else args.ignore, dtype=dtype_arg(args),
         max_hvp=args.max_hvp, keep_eigenvectors=want_vectors, recipe=recipe,
         provenance=provenance, progress=not args.no_progress, **selection_kwargs(args),
     )
@@ -303,7 +300,7 @@ def _run_grid(args: argparse.Namespace) -> int:
             warm_start=not args.no_warm_start, out=out, overwrite=args.overwrite,
             progress=not args.no_progress, flush_seconds=args.flush_seconds,
             max_points=args.max_points, ignore=None if args.ignore == "none" else args.ignore,
-            dtype=_DTYPES[args.dtype], device=device, max_hvp=args.max_hvp, seed=args.seed,
+            dtype=dtype_arg(args), device=device, max_hvp=args.max_hvp, seed=args.seed,
             recipe=recipe, provenance=provenance,
         )
     dt = time.perf_counter() - t0

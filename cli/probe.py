@@ -10,17 +10,22 @@ import torch
 from landscape import storage
 from landscape.checkpoints import load_checkpoint
 from landscape.errors import LandscapeError
-from landscape.mechanisms import ANALYSES, run_analyses
+from landscape.losses import loss_name
+from landscape.mechanisms import ANALYSES, USES_LOSS, run_analyses
 
 from ._common import (
     add_checkpoint_args,
+    add_compute_args,
     add_data_args,
+    check_device,
     data_spec,
     default_out,
+    dtype_arg,
     examples,
     int_arg,
     load_ckpt,
     load_datasets,
+    loss_arg,
 )
 
 
@@ -56,6 +61,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="replace an existing landscape file instead of adding to it")
     add_checkpoint_args(p)
     add_data_args(p)
+    add_compute_args(
+        p, loss_default=None,
+        loss_help="loss of the analyses that differentiate one (paths, gradflow): "
+                  "cross_entropy | mse | package.module:function (default: cross-entropy for "
+                  "class targets, squared error summed over outputs for float targets)",
+        device_help="device of the analyses (cpu, cuda, cuda:N, mps)",
+        dtype_help="dtype of the model and inputs (default float32)",
+        unused={"params": "the analyses delete or reroute whole blocks and differentiate "
+                          "with respect to inputs and activations, not a selection of weights"})
     p.set_defaults(func=run)
 
 
@@ -76,23 +90,30 @@ def _init_checkpoint(path: str) -> Path | None:
 
 def run(args: argparse.Namespace) -> int:
     what = _what(args.what)
+    loss = loss_arg(args.loss) if args.loss is not None else None
+    check_device(args.device)
     out = args.out or default_out(args.checkpoint, "mechanisms")
     storage.check_writable(out, overwrite=args.overwrite)
     ckpt = load_ckpt(args, args.checkpoint)
-    sets = load_datasets(data_spec(args, ckpt), ["train", "test"], ckpt.model)
+    model = ckpt.model.to(args.device, dtype_arg(args))
+    sets = load_datasets(data_spec(args, ckpt), ["train", "test"], model)
     torch.manual_seed(args.seed)
-    results, seconds = run_analyses(ckpt.model, sets["train"], what, blocks=args.blocks,
-                                    seed=args.seed, test_data=sets["test"])
+    results, seconds = run_analyses(model, sets["train"], what, blocks=args.blocks,
+                                    seed=args.seed, test_data=sets["test"], loss=loss)
     groups = {r.GROUP: r.to_group() for r in results.values()}
+    with_loss = {r.GROUP for w, r in results.items() if w in USES_LOSS} | {"gradflow_init"}
     init = _init_checkpoint(args.checkpoint) if "gradflow" in what else None
     if init is not None:
-        model0 = load_checkpoint(init, model=ckpt.model, trust=args.trust_checkpoint).model
-        res0, _ = run_analyses(model0, sets["train"], ["gradflow"], blocks=args.blocks,
-                               seed=args.seed)
+        model0 = load_checkpoint(init, model=model, trust=args.trust_checkpoint).model
+        res0, _ = run_analyses(model0.to(args.device, dtype_arg(args)), sets["train"],
+                               ["gradflow"], blocks=args.blocks, seed=args.seed, loss=loss)
         groups["gradflow_init"] = res0["gradflow"].to_group()
     for name, g in groups.items():
         g.attrs["checkpoint"] = str(args.checkpoint)
         g.attrs["sha256"] = ckpt.sha256
+        g.attrs["dtype"] = args.dtype
+        if name in with_loss:
+            g.attrs["loss"] = loss_name(loss) if loss is not None else "default"
         if name in seconds:
             g.attrs["seconds"] = seconds[name]
     storage.update_file(out, groups, overwrite=args.overwrite)

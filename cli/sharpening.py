@@ -6,9 +6,18 @@ import argparse
 from pathlib import Path
 
 from landscape import storage
+from landscape.losses import loss_name
 from landscape.mechanisms import sharpening_of_run
 
-from ._common import examples, int_arg
+from ._common import (
+    add_compute_args,
+    check_device,
+    dtype_arg,
+    examples,
+    int_arg,
+    loss_arg,
+    selection_kwargs,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -39,16 +48,26 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "existing landscape file are kept")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing landscape file instead of adding to it")
+    add_compute_args(p, loss_help="loss of the Hessian: cross_entropy | mse | "
+                                  "package.module:function (see landscape.losses)",
+                     dtype_help="dtype of the Hessian-vector products (default float32)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    loss = loss_arg(args.loss)
+    check_device(args.device)
     out = args.out or str(Path(args.run_dir) / "sharpening.h5")
     storage.check_writable(out, overwrite=args.overwrite)
+    selection = selection_kwargs(args)
     res = sharpening_of_run(args.run_dir, subset=args.subset, every=args.every, k=args.k,
-                            n_trace=args.trace_samples)
+                            n_trace=args.trace_samples, loss=loss, dtype=dtype_arg(args),
+                            device=args.device, **selection)
     g = res.to_group()
     g.attrs["run_dir"] = str(args.run_dir)
+    g.attrs["recipe"] = storage.dumps({
+        "loss": loss_name(loss), "dtype": args.dtype,
+        **{k: v for k, v in selection.items() if v}})
     storage.update_file(out, {res.GROUP: g}, overwrite=args.overwrite)
     lm = res.lambda_max
     print(f"wrote /sharpening ({len(lm)} checkpoints, lambda_max {lm[0]:.3g} -> {lm[-1]:.3g}, "

@@ -7,7 +7,6 @@ import os
 import time
 
 import numpy as np
-import torch
 
 from landscape._functional import named_tensors
 from landscape.directions import (
@@ -29,15 +28,16 @@ from landscape.surface_set import compute_surface_set, member_seeds
 
 from ._common import (
     add_checkpoint_args,
+    add_compute_args,
     add_data_args,
     add_progress_arg,
-    add_selection_args,
     batch_size_arg,
     check_device,
     command_line,
     data_spec,
     default_out,
     distributed,
+    dtype_arg,
     examples,
     float_arg,
     int_arg,
@@ -47,8 +47,6 @@ from ._common import (
     parse_splits,
     selection_kwargs,
 )
-
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -96,19 +94,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--plane", nargs=2, metavar=("CKPT_B", "CKPT_C"),
                      help="2D plane through CKPT, CKPT_B, CKPT_C")
     e = p.add_argument_group("evaluation")
-    e.add_argument("--loss", default="cross_entropy",
-                   help="cross_entropy | mse | package.module:function (per-sample losses)")
     e.add_argument("--bn", choices=BN_MODES, default="eval",
                    help="BatchNorm: checkpoint statistics, or recalibrated at every point")
     e.add_argument("--bn-batches", type=int_arg("bn_batches", 1), default=10)
     e.add_argument("--batch-size", type=batch_size_arg, default="auto",
                    help="evaluation batch size, or 'auto' to time a few sizes first")
-    e.add_argument("--dtype", choices=sorted(_DTYPES), default="float32")
     e.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
                    help="forward passes under autocast in bf16/fp16 (recorded in the file)")
     e.add_argument("--channels-last", action="store_true",
                    help="channels_last memory format (often faster for conv nets)")
-    e.add_argument("--device", default="cpu", help="evaluation device (cpu, cuda, ...)")
+    add_compute_args(p, group=e, device_help="evaluation device (cpu, cuda, cuda:N, mps)",
+                     dtype_help="evaluation dtype (default float32)")
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="FILE.h5",
                    help="output file (default: <checkpoint>_surface.h5 beside it)")
@@ -116,7 +112,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="replace an existing output computed with another recipe")
     o.add_argument("--flush-seconds", type=float_arg("flush_seconds", 0.0), default=10.0,
                    help="write finished points to disk at least this often")
-    add_selection_args(p)
     add_progress_arg(p)
     p.set_defaults(func=run)
 
@@ -273,7 +268,7 @@ def _run_set(args: argparse.Namespace, ckpt, datasets, loss, out: str, recipe: d
             ckpt.model, datasets, seeds=seeds, x=args.x, y=args.y, norm=args.norm,
             ignore=args.ignore, selection=select_parameters(ckpt.model, "weights",
                                                             **selection_kwargs(args)),
-            loss=loss, batch_size=args.batch_size, device=device, dtype=_DTYPES[args.dtype],
+            loss=loss, batch_size=args.batch_size, device=device, dtype=dtype_arg(args),
             out=out, overwrite=args.overwrite, recipe=recipe, provenance=provenance,
             progress=not args.no_progress, flush_seconds=args.flush_seconds,
         )
@@ -287,8 +282,8 @@ def _run_set(args: argparse.Namespace, ckpt, datasets, loss, out: str, recipe: d
 
 def run(args: argparse.Namespace) -> int:
     # fail fast on bad grids before loading anything
-    ax = parse_axis(args.x, "x").check_dtype("x", _DTYPES[args.dtype])
-    ay = parse_axis(args.y, "y").check_dtype("y", _DTYPES[args.dtype]) \
+    ax = parse_axis(args.x, "x").check_dtype("x", dtype_arg(args))
+    ay = parse_axis(args.y, "y").check_dtype("y", dtype_arg(args)) \
         if args.y is not None else None
     splits = parse_splits(args.splits)
     _check_grid_fits(ax.num * (ay.num if ay is not None else 1), len(splits))
@@ -310,7 +305,7 @@ def run(args: argparse.Namespace) -> int:
         s = compute_surface(
             ckpt.model, dirs, datasets, x=args.x, y=args.y, loss=loss, bn=args.bn,
             bn_batches=args.bn_batches, batch_size=args.batch_size, device=device,
-            dtype=_DTYPES[args.dtype],
+            dtype=dtype_arg(args),
             autocast=None if args.precision == "fp32" else args.precision,
             channels_last=args.channels_last, out=out, overwrite=args.overwrite, recipe=recipe,
             provenance=provenance, progress=not args.no_progress,

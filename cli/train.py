@@ -9,7 +9,16 @@ from landscape.errors import LandscapeError
 from landscape.models import ModelSpec, adapt_to_data, parse_model_kwargs, skip_switch
 from landscape.training import TrainConfig, train
 
-from ._common import add_data_args, add_progress_arg, examples, float_arg, int_arg, load_datasets
+from ._common import (
+    add_compute_args,
+    add_data_args,
+    add_progress_arg,
+    check_device,
+    examples,
+    float_arg,
+    int_arg,
+    load_datasets,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -51,6 +60,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--seed", type=int_arg("seed", 0), default=d.seed)
     g.add_argument("--save-every", type=int_arg("save_every", 1),
                    default=d.save_every, metavar="EPOCHS")
+    add_compute_args(
+        p, device_help="training device (cpu, cuda, cuda:N, mps); runs are bit-identical on "
+                       "resume on the CPU only",
+        unused={"loss": "landscape train minimises the cross-entropy of its registry "
+                        "classifiers; train other losses with your own loop and analyse the "
+                        "checkpoints",
+                "dtype": "training runs in float32; the analysis commands take --dtype",
+                "params": "every parameter of the registry model is trained; to train a "
+                          "part, train your own model and analyse its checkpoints"})
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="output directory")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing run in --out (instead of resuming it)")
@@ -59,6 +77,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_device(args.device)
     kwargs = parse_model_kwargs(args.model_kwargs)
     if args.plain:
         switch = skip_switch(args.model)  # "shortcut", or "residual" for the transformers
@@ -80,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     # fail fast on missing or unsuitable data, before train() creates --out
     load_datasets(data, ["train"], model)
     result = train(spec, data, config, args.out, progress=not args.no_progress,
-                   overwrite=args.overwrite)
+                   overwrite=args.overwrite, device=args.device)
     last = result.history[-1]
     final = f"final: train loss {last['train_loss']:.4g}, test acc {100 * last['test_acc']:.1f}%"
     n = len(result.checkpoints)

@@ -22,10 +22,11 @@ from landscape.trajectory import TrajectoryPCA, list_run_checkpoints
 
 from ._common import (
     add_checkpoint_args,
+    add_compute_args,
     add_data_args,
     add_progress_arg,
-    add_selection_args,
     batch_size_arg,
+    check_device,
     command_line,
     data_spec,
     distributed,
@@ -78,16 +79,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="points per axis of the automatic grids (default 21)")
     s.add_argument("--splits", default="train,test")
     s.add_argument("--batch-size", type=batch_size_arg, default="auto")
-    s.add_argument("--loss", default="cross_entropy",
-                   help="cross_entropy | mse | package.module:function (see landscape.losses)")
-    s.add_argument("--dtype", choices=["float32", "float64"], default="float32",
-                   help="evaluation dtype of the surface")
+    add_compute_args(p, group=s,
+                     loss_help="loss of the surface: cross_entropy | mse | "
+                               "package.module:function (see landscape.losses)",
+                     device_help="evaluation device of the surface (the PCA itself runs on "
+                                 "the CPU in float64)",
+                     dtype_help="evaluation dtype of the surface (default float32)")
     s.add_argument("--flush-seconds", type=float_arg("flush_seconds", 0.0), default=10.0)
     add_data_args(p)
     p.add_argument("--out", metavar="FILE.h5",
                    help="output file (default: trajectory.h5 in the run directory)")
     p.add_argument("--overwrite", action="store_true")
-    add_selection_args(p)
     add_progress_arg(p)
     p.set_defaults(func=run)
 
@@ -111,8 +113,15 @@ def run(args: argparse.Namespace) -> int:
             if getattr(args, name) is not None:
                 parse_axis(getattr(args, name), name)
         splits = parse_splits(args.splits)
-    elif args.x or args.y:
-        raise LandscapeError("--x/--y set the grid of --surface; add --surface")
+        check_device(args.device)
+    else:
+        given = [f for f, on in (("--x", args.x), ("--y", args.y),
+                                 ("--loss", args.loss != "cross_entropy"),
+                                 ("--dtype", args.dtype != "float32"),
+                                 ("--device", args.device != "cpu")) if on]
+        if given:
+            raise LandscapeError(f"{'/'.join(given)} set the evaluation of --surface (the PCA "
+                                 "needs no loss); add --surface or drop them")
     paths = args.run
     if len(paths) == 1:
         if not Path(paths[0]).is_dir():
@@ -162,7 +171,7 @@ def run(args: argparse.Namespace) -> int:
                 dirs = Directions(dirs.vectors[:2], dirs.recipe)
             recipe = checkpoint_recipe(final, spec)
             provenance = checkpoint_provenance(None, final_path, command_line(args))
-            with distributed("cpu") as (rank, _world, device):
+            with distributed(args.device) as (rank, _world, device):
                 s = compute_surface(
                     final.model, dirs, datasets, x=ax, y=ay, batch_size=args.batch_size,
                     loss=resolve_loss(args.loss).spec,

@@ -25,6 +25,13 @@ Garipov et al.'s code). Both ``t`` and the minibatch of step ``s`` are functions
 s)`` alone, so a resumed training repeats an uninterrupted one bit for bit (on the CPU).
 During training BatchNorm layers use batch statistics (train mode); dropout stays off.
 
+**Parameter selection.** With ``selection`` (:func:`~landscape.parameters.select_parameters`,
+the CLI's ``--params`` / ``--exclude``) only the selected tensors travel: the others are held
+at A's values on the line, at the far end (``B`` takes A's values there) and in every bend
+(reset to A's after every optimiser step, so neither weight decay nor momentum moves them).
+Frozen parameters (``requires_grad=False``) are held the same way unless the selection
+includes them. The recipe records the selection and the number of held entries.
+
 **BatchNorm along the paths.** With ``bn="recalibrate"`` (the default here) the running
 statistics are recomputed at every evaluated ``t`` (:class:`~landscape.evaluation.Evaluator`);
 without it the statistics of neither end fit an inner point (the wrong test errors reported by
@@ -91,6 +98,7 @@ from ._grid import (
 from ._version import tool_versions
 from .errors import LandscapeError, check_float, check_int, check_option, note_interruption
 from .evaluation import BN_MODES, Evaluator
+from .parameters import ParameterSelection, select_parameters
 
 __all__ = ["CURVES", "OPTIMIZERS", "Connectivity", "barrier", "bend_model",
            "compute_connectivity", "connectivity_numbers", "curve_coefficients", "excess",
@@ -403,7 +411,8 @@ class _CurveTrainer:
 
     def __init__(self, res: Connectivity, model: nn.Module, ends: tuple[Tensor, Tensor],
                  train: Any, *, loss: LossSpec, out: Path | None, flush_seconds: float,
-                 first_write: bool, device: torch.device, progress: bool) -> None:
+                 first_write: bool, device: torch.device, progress: bool,
+                 held: Tensor | None = None) -> None:
         r = res.recipe
         self.res, self.out, self.flush_seconds = res, out, flush_seconds
         self.first_write = first_write
@@ -420,7 +429,8 @@ class _CurveTrainer:
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.a, self.b = (e.to(device) for e in ends)
-        self.x = train.x.to(device)
+        self.held = held.to(device) if held is not None else None
+        self.x = train.x.to(device, dtype=self.a.dtype if train.x.is_floating_point() else None)
         self.y = train.y.to(device)
         bends = torch.as_tensor(np.asarray(res.bends)).to(device=device, dtype=self.a.dtype)
         self.bends = bends.clone().requires_grad_(True)
@@ -454,6 +464,9 @@ class _CurveTrainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
+        if self.held is not None:  # held entries stay A's (weight decay, momentum, Adam)
+            with torch.no_grad():
+                self.bends[:, self.held] = self.a[self.held]
         return float(loss.detach())
 
     def sync(self) -> None:
@@ -597,6 +610,7 @@ def compute_connectivity(
     progress: bool = True,
     flush_seconds: float = 10.0,
     max_points: int | None = None,
+    selection: ParameterSelection | None = None,
 ) -> Connectivity:
     """Loss and accuracy along the line and a trained curve between two minima.
 
@@ -654,6 +668,9 @@ def compute_connectivity(
         Write the file at most this often (and always at the end and when interrupted).
     max_points : int, optional
         Stop after this many newly evaluated points (the file stays resumable).
+    selection : ParameterSelection, optional
+        The tensors that travel (``select_parameters(model_a, "weights", ...)``); the others
+        stay at A's values everywhere. Default: every trainable parameter.
 
     Returns
     -------
@@ -696,11 +713,21 @@ def compute_connectivity(
     _check_same_architecture(ta, tb)
     if not ta:
         raise LandscapeError("the models have no parameters to connect")
+    if selection is None:
+        selection = select_parameters(model_a, "weights")
+    elif not isinstance(selection, ParameterSelection) or selection.what != "weights" or \
+            set(selection.names) != set(ta):
+        raise LandscapeError("The 'selection' parameter must be a ParameterSelection of "
+                             "model_a's weights (select_parameters(model_a, 'weights', ...)).")
+    tb = {k: v if selection.moves(k) else ta[k] for k, v in tb.items()}
     layout = [(k, tuple(v.shape)) for k, v in ta.items()]
     fa, fb = _flat(ta), _flat(tb)
+    held = torch.cat([torch.full((v.numel(),), not selection.moves(k)) for k, v in ta.items()])
     if torch.equal(fa, fb):
         raise LandscapeError("the two models have the same parameters: there is no path "
-                             "between them; pass two different minima")
+                             "between them; pass two different minima"
+                             + (" (or select tensors in which they differ)"
+                                if held.any() else ""))
     paths = ("line", "curve") if curve is not None else ("line",)
 
     full: dict[str, Any] = dict(recipe or {})
@@ -726,7 +753,10 @@ def compute_connectivity(
         "batch_size": batch_size,
         "dtype": str(fa.dtype).replace("torch.", ""),
         "n_params": int(fa.numel()),
+        **selection.recipe,
     })
+    if held.any():  # absent for the default of an ordinary network: old files still resume
+        full["n_held"] = int(held.sum())
     if curve is None:
         for k in ("lr", "optimizer", "momentum", "weight_decay", "train_batch_size",
                   "lr_schedule", "t_sampling", "init", "n_train"):
@@ -758,16 +788,18 @@ def compute_connectivity(
     dev = torch.device(device) if device is not None else fa.device
     if curve is not None and res.bends is None:
         res.bends = _initial_bends(fa, fb, n_bends, init_noise, seed)
+        if held.any():  # no initial noise on held entries either
+            res.bends[:, held.numpy()] = fa[held].cpu().numpy()
     if curve is not None and not res.curve_trained:
         _CurveTrainer(res, model_a, (fa, fb), train, loss=loss, out=out_p,
                       flush_seconds=flush_seconds, first_write=write_over, device=dev,
-                      progress=progress).run()
+                      progress=progress, held=held if held.any() else None).run()
         write_over = False
     if not pending(res.done, max_points):
         return res
     ev = Evaluator(model_a, data, loss=loss, what="weights" if bn == "recalibrate" else "states",
                    batch_size=batch_size, bn=bn, bn_data=train, bn_batches=bn_batches,
-                   bn_batch_size=bn_batch_size, device=dev)
+                   bn_batch_size=bn_batch_size, device=dev, dtype=fa.dtype)
     control = {"line": [fa.to(ev.device), fb.to(ev.device)]}
     if curve is not None:
         bends = torch.as_tensor(np.asarray(res.bends)).to(ev.device, dtype=fa.dtype)

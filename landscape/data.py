@@ -1,8 +1,20 @@
-"""Datasets as in-memory tensors: built-in loaders, user loaders and a model/data shape check.
+"""Data sets: in-memory tensors, streamed Datasets and DataLoaders, built-in and user loaders.
 
-Loss landscapes are evaluated many times over the same (usually small) data set, so every data
-set is held in memory as one :class:`TensorData` (inputs ``x`` and targets ``y``) and sliced into
-contiguous batches; there is no ``DataLoader`` and no shuffling.
+Loss landscapes are evaluated many times over the same data set, in the same order (no
+shuffling). A data set that fits is held in memory as one :class:`TensorData` (inputs ``x`` and
+targets ``y``) and sliced into contiguous batches; Datasets and DataLoaders are wrapped in a
+:class:`StreamData` and read batch by batch, and :class:`DeviceData` puts either on the
+evaluation device (kept there when it fits a memory budget, else streamed at every pass).
+
+Streaming is made as cheap as the data allows: batches are read by a background thread
+:data:`STREAM_PREFETCH` batches ahead of the computation (so loading overlaps the forward and
+backward passes; items still arrive in order, so values are identical), tensor-backed Datasets
+(``TensorDataset`` and ``Subset`` s of one, also inside a plain sequential ``DataLoader``) are
+sliced instead of indexed item by item and collated, and the loaders built for a Dataset with
+``num_workers > 0`` are kept with persistent workers, so workers start once, not at every point.
+What remains is the Dataset's own ``__getitem__``: a Dataset that builds each item in Python
+(decoding, augmenting, generating) costs that at every pass, which the in-memory path pays once
+(see ``docs/benchmarks.md``).
 
 Data sets are named by a :class:`DataSpec` (or just its name):
 
@@ -51,8 +63,10 @@ import inspect
 import io
 import os
 import pickle
+import queue
 import re
 import struct
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +85,7 @@ __all__ = [
     "StreamData",
     "DeviceData",
     "DEVICE_BUDGET",
+    "STREAM_PREFETCH",
     "as_data",
     "sample_count",
     "has_class_targets",
@@ -879,6 +894,100 @@ def check_compatible(model: torch.nn.Module, data: TensorData | StreamData) -> N
 #: Data that is not already tensors is copied onto the evaluation device once and kept there
 #: when its size is at most this many bytes; larger data is streamed batch by batch.
 DEVICE_BUDGET = 512 * 2**20
+#: Batches a background thread reads ahead while streamed data is consumed (0: read in the
+#: consuming thread). The thread yields the batches in their order, so values do not change;
+#: Datasets must not draw from torch's global random generator (they would give other data
+#: at every point anyway).
+STREAM_PREFETCH = 2
+
+
+def _tensor_backed(ds: Any) -> tuple[tuple[Tensor, ...], Tensor | None] | None:
+    """The tensors of a ``TensorDataset`` (or of nested ``Subset`` s of one) and the indices
+    selected from them (``None``: all), else ``None``."""
+    from torch.utils.data import Subset, TensorDataset
+
+    idx: Tensor | None = None
+    while isinstance(ds, Subset):
+        sub = torch.as_tensor(list(ds.indices), dtype=torch.int64)
+        idx = sub if idx is None else sub[idx]
+        ds = ds.dataset
+    if type(ds) is not TensorDataset or not ds.tensors:
+        return None
+    return tuple(ds.tensors), idx
+
+
+def _slices(tensors: tuple[Tensor, ...], idx: Tensor | None, batch_size: int,
+            drop_last: bool, pin_memory: bool) -> Iterator[list[Tensor]]:
+    """The batches ``default_collate`` would give for a tensor-backed Dataset (a list per
+    batch, as it gives for tuple items), by slicing."""
+    n = len(tensors[0]) if idx is None else len(idx)
+    stop = n - n % batch_size if drop_last else n
+    for i in range(0, stop, batch_size):
+        if idx is None:
+            b = [t[i:i + batch_size] for t in tensors]
+        else:
+            j = idx[i:i + batch_size]
+            b = [t[j] for t in tensors]
+        yield [t.pin_memory() for t in b] if pin_memory else b
+
+
+def _plain_loader(loader: Any) -> bool:
+    """Whether a DataLoader batches its Dataset in order with the default collation (so its
+    batches are slices of a tensor-backed Dataset)."""
+    from torch.utils.data import BatchSampler, SequentialSampler
+    from torch.utils.data._utils.collate import default_collate
+
+    return (loader.batch_size is not None and loader.collate_fn is default_collate
+            and isinstance(loader.sampler, SequentialSampler)
+            and type(loader.batch_sampler) is BatchSampler)
+
+
+_END = object()
+
+
+def _prefetched(batches: Iterator[Any], depth: int,
+                convert: Callable[[Any], Any] | None = None) -> Iterator[Any]:
+    """Iterate ``batches`` in a background thread, at most ``depth`` items ahead, in order.
+
+    ``convert`` runs in that thread too. An exception of the producer is raised in the
+    consumer; when the consumer stops early (``break``, an error, a closed generator) the
+    producer stops after its current item and is joined.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for b in batches:
+                if not put((True, convert(b) if convert is not None else b)):
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            put((False, exc))
+            return
+        put((True, _END))
+
+    worker = threading.Thread(target=produce, name="landscape-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            ok, item = q.get()
+            if not ok:
+                raise item
+            if item is _END:
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 class StreamData:
@@ -926,6 +1035,8 @@ class StreamData:
         self.map_style = not isinstance(ds, IterableDataset) and hasattr(ds, "__len__")
         self._len: int | None = len(ds) if hasattr(ds, "__len__") else None
         self._first: Any = None
+        self._tensors = _tensor_backed(ds) if collate_fn is None else None
+        self._loaders: dict[tuple[int, bool], Any] = {}
 
     def __repr__(self) -> str:
         return f"StreamData(name={self.name!r}, n={self._len}, source={type(self.source).__name__})"
@@ -943,15 +1054,31 @@ class StreamData:
         return isinstance(self.source, DataLoader)
 
     def batches(self, batch_size: int, pin_memory: bool = False) -> Iterator[Any]:
-        """Iterate over the batches in order (``batch_size`` ignored for a DataLoader)."""
+        """Iterate over the batches in order (``batch_size`` ignored for a DataLoader).
+
+        Tensor-backed Datasets (and plain sequential DataLoaders over one) are sliced, with
+        the same batches as collating their items; loaders built here with workers keep them
+        between passes (``persistent_workers``).
+        """
         from torch.utils.data import DataLoader
 
         batch_size = check_int("batch_size", batch_size, low=1)
         if self.is_loader:
-            return iter(self.source)
-        loader = DataLoader(self.source, batch_size=batch_size, shuffle=False,
-                            collate_fn=self.collate_fn, num_workers=self.num_workers,
-                            pin_memory=pin_memory)
+            src = self.source
+            if self._tensors is not None and _plain_loader(src):
+                return _slices(*self._tensors, src.batch_size, src.drop_last, pin_memory)
+            return iter(src)
+        if self._tensors is not None:
+            return _slices(*self._tensors, batch_size, False, pin_memory)
+        key = (batch_size, pin_memory)
+        loader = self._loaders.get(key)
+        if loader is None:
+            loader = DataLoader(self.source, batch_size=batch_size, shuffle=False,
+                                collate_fn=self.collate_fn, num_workers=self.num_workers,
+                                pin_memory=pin_memory,
+                                persistent_workers=self.num_workers > 0)
+            if self.num_workers > 0:  # keep the workers for the next pass
+                self._loaders[key] = loader
         return iter(loader)
 
     def first_batch(self) -> Any:
@@ -1132,11 +1259,20 @@ class DeviceData:
     def _stream(self, batch_size: int) -> Iterator[Any]:
         cuda = self.device.type == "cuda"
         cache: list[Any] | None = [] if self.cached else None
-        for b in self.data.batches(batch_size, pin_memory=cuda):
-            b = self.move(b, non_blocking=cuda)
-            if cache is not None:
-                cache.append(b)
-            yield b
+        source = self.data.batches(batch_size, pin_memory=cuda)
+        if STREAM_PREFETCH > 0:  # read ahead (and, off CUDA, cast) in a background thread
+            source = _prefetched(source, STREAM_PREFETCH, None if cuda else self.move)
+        try:
+            for b in source:
+                if cuda or STREAM_PREFETCH <= 0:
+                    b = self.move(b, non_blocking=cuda)
+                if cache is not None:
+                    cache.append(b)
+                yield b
+        finally:  # a consumer that stops early stops the reader too
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
         if cache is not None:
             self._cache, self._cache_bs = cache, batch_size
 

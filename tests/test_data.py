@@ -553,3 +553,108 @@ def test_streamed_evaluation_equals_in_memory() -> None:
             got = ev.at(base, d, (c,))["t"]
             assert got.loss == pytest.approx(want.loss, rel=1e-6)
             assert got.accuracy == want.accuracy and got.n == 50
+
+
+# --------------------------------------------------------------------------------------------
+# streaming speed-ups: slicing tensor-backed Datasets, read-ahead thread, persistent workers
+# --------------------------------------------------------------------------------------------
+
+
+def _assert_same_batches(got: list, want: list) -> None:
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        assert type(a) is type(b) and len(a) == len(b)
+        for s, t in zip(a, b, strict=True):
+            assert s.dtype == t.dtype and torch.equal(s, t)
+
+
+def test_tensor_backed_datasets_are_sliced_like_their_collated_items(monkeypatch) -> None:
+    from torch.utils.data import DataLoader, Subset, TensorDataset
+
+    from landscape.data import StreamData
+
+    x, y = torch.randn(23, 3, 2), torch.arange(23) % 4
+    ds = TensorDataset(x, y)
+    sub = Subset(Subset(ds, list(range(2, 21))), [0, 3, 4, 9, 10, 11, 18])
+    cases = [  # (what is streamed, the DataLoader whose collated batches it must equal)
+        (ds, DataLoader(ds, batch_size=5)),
+        (sub, DataLoader(sub, batch_size=5)),
+        (DataLoader(ds, batch_size=4, drop_last=True), DataLoader(ds, batch_size=4,
+                                                                  drop_last=True)),
+    ]
+    refs = [list(ref) for _, ref in cases]
+    # sliced, never indexed item by item
+    monkeypatch.setattr(TensorDataset, "__getitem__", lambda self, i: 1 / 0)
+    for (src, _), want in zip(cases, refs, strict=True):
+        _assert_same_batches(list(StreamData(src).batches(5)), want)
+    # a loader with its own collation is iterated as it is
+    own = DataLoader(ds, batch_size=5, collate_fn=lambda items: items)
+    with pytest.raises(ZeroDivisionError):
+        next(StreamData(own).batches(5))
+
+
+class _Reads(torch.utils.data.Dataset):
+    """Items 0..n-1 (as float tensors), counting the reads; item ``fail`` raises."""
+
+    def __init__(self, n: int, fail: int | None = None) -> None:
+        self.n, self.fail, self.reads = n, fail, 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        self.reads += 1
+        if i == self.fail:
+            raise ValueError(f"bad item {i}")
+        return torch.full((2,), float(i)), i % 3
+
+
+def _prefetch_threads() -> int:
+    import threading
+
+    return sum(t.name == "landscape-prefetch" for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_streamed_batches_in_order_with_and_without_read_ahead(monkeypatch, prefetch) -> None:
+    import landscape.data
+    from landscape.data import DeviceData
+
+    monkeypatch.setattr(landscape.data, "STREAM_PREFETCH", prefetch)
+    d = DeviceData(_Reads(17), torch.device("cpu"), torch.float64, budget=0)
+    assert d.streamed and not d.cached
+    for _ in range(2):  # every pass reads the data again, in order
+        got = list(d.batches(4))
+        assert [len(b[0]) for b in got] == [4, 4, 4, 4, 1]
+        assert torch.equal(torch.cat([b[0][:, 0] for b in got]), torch.arange(17.0).double())
+        assert all(b[0].dtype == torch.float64 and b[1].dtype == torch.int64 for b in got)
+    assert _prefetch_threads() == 0
+
+
+def test_read_ahead_stops_with_its_consumer_and_passes_errors_on() -> None:
+    from landscape.data import STREAM_PREFETCH, DeviceData
+
+    ds = _Reads(400)
+    d = DeviceData(ds, torch.device("cpu"), budget=0)
+    before = ds.reads
+    it = d.batches(2)
+    next(it)
+    it.close()  # e.g. BatchNorm recalibration that needs only its first batches
+    assert _prefetch_threads() == 0
+    assert ds.reads - before <= 2 * (STREAM_PREFETCH + 2)  # read ahead, not to the end
+    bad = DeviceData(_Reads(20, fail=9), torch.device("cpu"), budget=0)
+    with pytest.raises(ValueError, match="bad item 9"):
+        list(bad.batches(4))
+    assert _prefetch_threads() == 0
+
+
+def test_loaders_built_with_workers_keep_them_between_passes() -> None:
+    from landscape.data import StreamData
+
+    s = StreamData(_Reads(6), num_workers=1)
+    first = [b[0] for b in s.batches(4)]
+    loader = s._loaders[(4, False)]
+    assert loader.persistent_workers
+    again = [b[0] for b in s.batches(4)]
+    assert s._loaders[(4, False)] is loader  # the same workers serve the second pass
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))

@@ -128,3 +128,29 @@ def test_load_results_and_save_figures(run_dir, tmp_path):
     storage.update_file(tmp_path / "empty.h5", {"other": storage.Group()})
     with pytest.raises(LandscapeError, match="no mechanism results"):
         load_results(tmp_path / "empty.h5")
+
+
+def test_probe_loss_and_dtype(run_dir, tmp_path):
+    """--loss mse --dtype float64: the weight gradients of /gradflow are those of the mean
+    one-hot squared error (landscape.losses' "mse") in float64, on its first 64 samples."""
+    import torch
+
+    from landscape.checkpoints import load_checkpoint
+
+    ck = run_dir / "epoch_0001.pt"
+    out = tmp_path / "m.h5"
+    assert main(["probe", str(ck), "--what", "gradflow", "--loss", "mse", "--dtype",
+                 "float64", "--out", str(out)]) == 0
+    g = GradFlowResult.load(out)
+    assert storage.read_group(out, "gradflow").attrs["loss"] == "mse"
+    model = load_checkpoint(ck).model.double().eval()
+    d = load_data(DataSpec("digits", subset=80), "train")
+    x, y = d.x[:64].double(), d.y[:64]
+    out_ = model(x)
+    loss = (out_ - torch.nn.functional.one_hot(y, out_.shape[1]).double()).pow(2).mean(1).mean()
+    params = [p for _, p in model.named_parameters() if p.ndim >= 2]
+    want = [float(t.norm()) for t in torch.autograd.grad(loss, params)]
+    np.testing.assert_allclose(g.weight_grad, want, rtol=1e-10)
+    default = tmp_path / "d.h5"
+    assert main(["probe", str(ck), "--what", "gradflow", "--out", str(default)]) == 0
+    assert not np.allclose(GradFlowResult.load(default).weight_grad, want)  # cross-entropy

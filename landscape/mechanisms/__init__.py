@@ -48,6 +48,7 @@ __all__ = [
     "PathLengthResult",
     "SharpeningResult",
     "ShatterResult",
+    "USES_LOSS",
     "autocorrelation",
     "check_blocks",
     "dilution",
@@ -86,6 +87,10 @@ QUICK = {
     "dilution": {"n_linear": 8, "batch_size": 32},
     "shatter": {"n_points": 64},
 }
+
+#: Analyses that differentiate a loss (the others use errors, block maps or input gradients of
+#: the output).
+USES_LOSS = ("paths", "gradflow")
 
 #: Result class of each analysis.
 RESULTS = {
@@ -178,11 +183,15 @@ def run_analyses(model: nn.Module, data: Any, what: list[str] | tuple[str, ...] 
                  *, blocks: str | list[Block] | None = None, seed: int = 0,
                  test_data: Any = None,
                  settings: Mapping[str, Mapping[str, Any]] | None = None,
+                 loss: Any = None,
                  ) -> tuple[dict[str, Any], dict[str, float]]:
     """Run the named analyses of one network.
 
     ``lesion`` uses ``test_data`` when given (the others use ``data``); ``settings`` maps an
-    analysis name to keyword arguments of its function (e.g. :data:`QUICK`).
+    analysis name to keyword arguments of its function (e.g. :data:`QUICK`); ``loss`` (a
+    :mod:`landscape.losses` loss) is the loss of the analyses that differentiate one
+    (:data:`USES_LOSS`; default: cross-entropy for class targets, squared error for float
+    targets).
 
     Returns
     -------
@@ -203,6 +212,8 @@ def run_analyses(model: nn.Module, data: Any, what: list[str] | tuple[str, ...] 
         t0 = time.perf_counter()
         d = test_data if (w == "lesion" and test_data is not None) else data
         kw = dict((settings or {}).get(w, {}))
+        if loss is not None and w in USES_LOSS:
+            kw["loss"] = loss
         results[w] = ANALYSES[w](model, d, blocks=bl, seed=seed, **kw)
         seconds[w] = time.perf_counter() - t0
     return results, seconds

@@ -17,8 +17,8 @@ from torch import Tensor, nn
 from .. import storage
 from ..errors import LandscapeError
 
-__all__ = ["Linearization", "Result", "as_xy", "error_rate", "eval_mode", "model_dtype",
-           "per_sample_loss", "qm", "to_model"]
+__all__ = ["Linearization", "Result", "as_xy", "error_rate", "eval_mode", "loss_sum_mean",
+           "model_dtype", "per_sample_loss", "qm", "to_model"]
 
 
 def as_xy(data: Any, n: int | None = None) -> tuple[Tensor, Tensor]:
@@ -73,6 +73,19 @@ def per_sample_loss(out: Tensor, y: Tensor) -> Tensor:
     if y.is_floating_point():
         return (out - y.reshape(out.shape)).pow(2).reshape(out.shape[0], -1).sum(1)
     return nn.functional.cross_entropy(out, y, reduction="none")
+
+
+def loss_sum_mean(out: Tensor, x: Tensor, y: Tensor, loss: Any = None) -> tuple[Tensor, Tensor]:
+    """Sum and mean of the per-sample losses of a batch: :func:`per_sample_loss` by default,
+    else the ``total`` and ``total / weight`` of a :mod:`landscape.losses` loss (a built-in
+    name, a callable or a :class:`~landscape.losses.BatchLoss`)."""
+    if loss is None:
+        per = per_sample_loss(out, y)
+        return per.sum(), per.mean()
+    from ..losses import resolve_loss
+
+    t = resolve_loss(loss).terms(out, (x, y))
+    return t.total, t.total / t.weight
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import check_int
-from ._common import Linearization, Result, as_xy, eval_mode, per_sample_loss, to_model
+from ._common import Linearization, Result, as_xy, eval_mode, loss_sum_mean, to_model
 from .blocks import Block, block_inputs, check_blocks, find_blocks
 
 __all__ = ["GradFlowResult", "gradient_flow", "jacobian_spectral_norm"]
@@ -127,6 +127,7 @@ def gradient_flow(
     batch_size: int = 64,
     n_iter: int = 8,
     seed: int = 0,
+    loss: Any = None,
 ) -> GradFlowResult:
     """Measure gradient norms and block Jacobian spectral norms by depth.
 
@@ -144,6 +145,9 @@ def gradient_flow(
         Power iterations per block.
     seed : int, default=0
         Seed of the start vectors.
+    loss : str, callable or None
+        The per-sample loss (a :mod:`landscape.losses` loss; default: cross-entropy for class
+        targets, squared error for float targets).
 
     Returns
     -------
@@ -159,10 +163,10 @@ def gradient_flow(
             check_blocks(model, bl, x)
         with torch.enable_grad():
             out, ins, outs = block_inputs(model, bl, x, keep_graph=True)
-            losses = per_sample_loss(out, y)
+            total, mean = loss_sum_mean(out, x, y, loss)
             acts = [*ins, outs[-1]]
-            grads = torch.autograd.grad(losses.sum(), acts, retain_graph=True)
-            wgrads = torch.autograd.grad(losses.mean(), params, allow_unused=True)
+            grads = torch.autograd.grad(total, acts, retain_graph=True)
+            wgrads = torch.autograd.grad(mean, params, allow_unused=True)
         input_grad = np.array([float(g.flatten(1).norm(dim=1).mean()) for g in grads])
         wg = np.array([0.0 if g is None else float(g.norm()) for g in wgrads])
         jb, jf, prod = [], [], []

@@ -27,17 +27,19 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import LandscapeError, check_int
-from ._common import Result, as_xy, eval_mode, per_sample_loss, to_model
+from ._common import Result, as_xy, eval_mode, loss_sum_mean, to_model
 from .blocks import Block, check_blocks, find_blocks, rerouted
 
 __all__ = ["PathLengthResult", "path_gradient", "path_lengths"]
 
 
 def path_gradient(model: nn.Module, blocks: Sequence[Block], x: Tensor, y: Tensor,
-                  through_branch: Sequence[bool] | None) -> Tensor:
+                  through_branch: Sequence[bool] | None, loss: Any = None) -> Tensor:
     """Gradient of the summed per-sample loss at the first block's input, routed through
     the branch of the blocks where ``through_branch`` is true and through the shortcut of the
-    others (``None``: the ordinary gradient). Plain blocks always use their branch.
+    others (``None``: the ordinary gradient). Plain blocks always use their branch. ``loss``:
+    see :func:`~landscape.mechanisms._common.loss_sum_mean` (default: cross-entropy for class
+    targets, squared error for float targets).
 
     Returns
     -------
@@ -62,8 +64,8 @@ def path_gradient(model: nn.Module, blocks: Sequence[Block], x: Tensor, y: Tenso
     h = blocks[0].module.register_forward_pre_hook(pre)
     try:
         with rerouted(blocks, modes), torch.enable_grad():
-            loss = per_sample_loss(model(x), y).sum()
-            (g,) = torch.autograd.grad(loss, leaf[0], allow_unused=True)
+            total, _ = loss_sum_mean(model(x), x, y, loss)
+            (g,) = torch.autograd.grad(total, leaf[0], allow_unused=True)
     finally:
         h.remove()
     return torch.zeros_like(leaf[0]) if g is None else g
@@ -159,6 +161,7 @@ def path_lengths(
     n_paths: int = 8,
     batch_size: int = 64,
     seed: int = 0,
+    loss: Any = None,
 ) -> PathLengthResult:
     """Sample paths of every length and measure the gradient each carries to the input.
 
@@ -176,6 +179,9 @@ def path_lengths(
         Samples in the batch.
     seed : int, default=0
         Seed of the path draws.
+    loss : str, callable or None
+        The per-sample loss whose gradient is measured (a :mod:`landscape.losses` loss;
+        default: cross-entropy for class targets, squared error for float targets).
 
     Returns
     -------
@@ -199,7 +205,7 @@ def path_lengths(
     with eval_mode(model):
         with torch.no_grad():
             check_blocks(model, bl, x)
-        full = norm(path_gradient(model, bl, x, y, None))
+        full = norm(path_gradient(model, bl, x, y, None, loss))
         ks, counts, means, stds, sampled = [], [], [], [], []
         for j in range(nr + 1):
             mask_sets = _masks(nr, j, n_paths, rng)
@@ -210,7 +216,7 @@ def path_lengths(
                     through[i] = False
                 for c in chosen:
                     through[res[c]] = True
-                vals.append(norm(path_gradient(model, bl, x, y, through)))
+                vals.append(norm(path_gradient(model, bl, x, y, through, loss)))
             ks.append(n - nr + j)
             counts.append(float(math.comb(nr, j)))
             means.append(float(np.mean(vals)))

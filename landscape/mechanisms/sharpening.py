@@ -134,6 +134,11 @@ def sharpening(
     tol: float = 1e-3,
     max_hvp: int = 300,
     batch_size: int = 512,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    params: str | Sequence[str] | None = None,
+    exclude: str | Sequence[str] | None = None,
+    include_frozen: bool = False,
 ) -> SharpeningResult:
     """Top eigenvalues, trace and step fractions at a sequence of checkpoints.
 
@@ -159,6 +164,13 @@ def sharpening(
         Lanczos tolerance and budget, see :func:`~landscape.hessian.top_eigen`.
     batch_size : int, default=512
         Samples per forward pass.
+    dtype : torch.dtype, optional
+        Dtype of the Hessian-vector products (default: the models').
+    device : torch.device or str, optional
+        Where to compute (the models are moved there; default: where they are).
+    params, exclude, include_frozen
+        The tensors of the Hessian and of the steps (see
+        :func:`~landscape.parameters.select_parameters`; default: every trainable parameter).
 
     Returns
     -------
@@ -183,14 +195,18 @@ def sharpening(
     xy = as_xy(data)
     eig, conv, tr, thetas, bases = [], [], [], [], []
     for m in models:
-        op = HessianOperator(m, xy, loss=loss, batch_size=batch_size)
+        if device is not None:
+            m = m.to(device)
+        op = HessianOperator(m, xy, loss=loss, batch_size=batch_size, dtype=dtype,
+                             params=params, exclude=exclude, include_frozen=include_frozen)
         r = top_eigen(op, k, which="LA", tol=tol, max_hvp=max_hvp)
         eig.append(r.eigenvalues)
         conv.append(r.converged)
         bases.append(r.eigenvectors)
         tr.append(hutchpp(op, n_trace).estimate if n_trace else np.nan)
-        params = dict(m.named_parameters())
-        thetas.append(op.flatten({n: params[n].detach() for n in op.names}).double().numpy())
+        named = dict(m.named_parameters())
+        thetas.append(op.flatten({n: named[n].detach() for n in op.names}).double().cpu()
+                      .numpy())
     theta = np.stack(thetas)
     steps = np.diff(theta, axis=0)
     in_topk = np.array([_fraction(d, bases[i]) for i, d in enumerate(steps)])
