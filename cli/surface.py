@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from landscape._functional import named_tensors
+from landscape.data import load_data
 from landscape.directions import (
     IGNORES,
     NORMS,
@@ -116,6 +117,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="replace an existing output computed with another recipe")
     o.add_argument("--flush-seconds", type=float_arg("flush_seconds", 0.0), default=10.0,
                    help="write finished points to disk at least this often")
+    o.add_argument("--no-full-check", action="store_true",
+                   help="with --subset, skip the one evaluation of the origin on the full "
+                        "data that says how far the subset's values are from it")
     add_selection_args(p)
     add_progress_arg(p)
     p.set_defaults(func=run)
@@ -240,7 +244,7 @@ def _check_out_is_not_an_input(args: argparse.Namespace, out: str) -> None:
 
 def _check_grid_fits(n_points: int, n_splits: int) -> None:
     """Refuse a grid whose arrays alone would not fit in this machine's memory."""
-    need = n_points * (8 * 2 * n_splits + 1)  # float64 loss + accuracy per split, uint8 mask
+    need = n_points * (8 * 3 * n_splits + 1)  # float64 loss, accuracy, error per split; mask
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):  # not available on this platform
@@ -252,8 +256,18 @@ def _check_grid_fits(n_points: int, n_splits: int) -> None:
         )
 
 
+def _full_data(args: argparse.Namespace, ckpt, splits: list[str], datasets: dict) -> dict | None:
+    """With --subset: the splits the checkpoint's data spec names without it (its run's own
+    data, or the whole data set), where they are larger than the subsets; else ``None``."""
+    if args.subset is None or args.no_full_check:
+        return None
+    spec = data_spec(argparse.Namespace(**{**vars(args), "subset": None}), ckpt)
+    full = {s: load_data(spec, s) for s in splits}
+    return full if any(len(full[s]) > len(datasets[s]) for s in splits) else None
+
+
 def _run_set(args: argparse.Namespace, ckpt, datasets, loss, out: str, recipe: dict,
-             provenance: dict) -> int:
+             provenance: dict, full: dict | None) -> int:
     """--n-directions K: K random direction pairs in one /surfaces group."""
     other = [f for f, on in (("--dir-file", args.dir_file), ("--interpolate", args.interpolate),
                              ("--plane", args.plane), ("--orthogonal", args.orthogonal),
@@ -275,14 +289,20 @@ def _run_set(args: argparse.Namespace, ckpt, datasets, loss, out: str, recipe: d
                                                             **selection_kwargs(args)),
             loss=loss, batch_size=args.batch_size, device=device, dtype=_DTYPES[args.dtype],
             out=out, overwrite=args.overwrite, recipe=recipe, provenance=provenance,
-            progress=not args.no_progress, flush_seconds=args.flush_seconds,
+            progress=not args.no_progress, flush_seconds=args.flush_seconds, full_data=full,
         )
     if rank != 0:
         return 0
     print(f"wrote {out}: {s.n_members} direction pairs (seeds {seeds}), {s.n_done}/"
           f"{s.n_points} points ({', '.join(sorted(s.arrays))}) in "
           f"{time.perf_counter() - t0:.1f} s")
+    _print_subset_check(s.member(0))
     return 0
+
+
+def _print_subset_check(s) -> None:
+    for line in s.subset_lines():
+        print(f"subset check: {line}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -302,8 +322,9 @@ def run(args: argparse.Namespace) -> int:
     _check_out_is_not_an_input(args, out)
     recipe = checkpoint_recipe(ckpt, spec)
     provenance = checkpoint_provenance(ckpt, args.checkpoint, command_line(args))
+    full = _full_data(args, ckpt, splits, datasets)
     if args.n_directions > 1:
-        return _run_set(args, ckpt, datasets, loss, out, recipe, provenance)
+        return _run_set(args, ckpt, datasets, loss, out, recipe, provenance, full)
     dirs = _directions(args, ckpt, ndim)
     t0 = time.perf_counter()
     with distributed(args.device) as (rank, world, device):
@@ -314,7 +335,7 @@ def run(args: argparse.Namespace) -> int:
             autocast=None if args.precision == "fp32" else args.precision,
             channels_last=args.channels_last, out=out, overwrite=args.overwrite, recipe=recipe,
             provenance=provenance, progress=not args.no_progress,
-            flush_seconds=args.flush_seconds,
+            flush_seconds=args.flush_seconds, full_data=full,
         )
     dt = time.perf_counter() - t0
     if rank != 0:
@@ -326,4 +347,5 @@ def run(args: argparse.Namespace) -> int:
               if k.endswith("_loss"))
     if bad:
         print(f"note: {bad} loss values are NaN/inf (diverged points); plots mask them")
+    _print_subset_check(s)
     return 0

@@ -39,9 +39,11 @@ from ._grid import (
     MetricsRunner,
     agree,
     metric_array_names,
+    new_stderrs,
     pending,
     recipe_differences,
     resume_or_refuse,
+    stderr_name,
 )
 from ._version import tool_versions
 from .data import StreamData, as_data
@@ -49,7 +51,8 @@ from .directions import Directions, check_spanning
 from .errors import LandscapeError, check_float, check_int
 from .evaluation import Evaluator
 
-__all__ = ["Axis", "parse_axis", "Surface", "compute_surface", "recipe_differences"]
+__all__ = ["Axis", "parse_axis", "Surface", "compute_surface", "evaluate_subset_check",
+           "recipe_differences", "subset_check_lines"]
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _AXIS_RE = re.compile(rf"^\s*({_NUM})\s*:\s*({_NUM})\s*:\s*(\S+)\s*$")
@@ -186,6 +189,17 @@ class Surface(GridProgress):
         Everything that must match for a run to resume into this surface.
     provenance : dict
         Informational metadata (command line, checkpoint path, tool version, source format).
+    stderrs : dict[str, np.ndarray]
+        Standard error of every loss array's values as data-set means,
+        ``"train_loss_se"`` beside ``"train_loss"`` (same shape; see
+        :mod:`landscape.evaluation`). Empty for files written before they were stored (and
+        files of Li et al.); NaN at points computed by such a version. Read them with
+        :meth:`stderr`.
+    subset_check : dict or None
+        For a surface evaluated on data subsets: per split, the loss at the origin on the
+        subset (``subset_loss``, its standard error ``subset_loss_se``, ``subset_n``) and on
+        the full data (``full_loss``, ``full_n``), and the accuracies where defined
+        (:func:`compute_surface`'s ``full_data``); ``None`` otherwise.
     """
 
     x: np.ndarray
@@ -196,6 +210,8 @@ class Surface(GridProgress):
     recipe: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     done_per_array: dict[str, np.ndarray] | None = None
+    stderrs: dict[str, np.ndarray] = field(default_factory=dict)
+    subset_check: dict[str, dict[str, Any]] | None = None
 
     @property
     def ndim(self) -> int:
@@ -211,6 +227,17 @@ class Surface(GridProgress):
     def n_done_of(self, name: str) -> int:
         """Number of computed points of the array ``name``."""
         return int(self.done_of(name).sum())
+
+    def stderr(self, name: str) -> np.ndarray | None:
+        """The standard errors of the loss array ``name`` (e.g. ``"train_loss"``), or ``None``
+        when the file holds none (written before they were stored, or not a loss array)."""
+        return self.stderrs.get(stderr_name(name))
+
+    def subset_lines(self) -> list[str]:
+        """One line per split of :attr:`subset_check` (empty without it): the subset's loss
+        at the origin ± its standard error against the full data's, and the difference in
+        standard errors."""
+        return subset_check_lines(self.subset_check)
 
     def __getitem__(self, name: str) -> np.ndarray:
         try:
@@ -275,7 +302,10 @@ class Surface(GridProgress):
         for k in sorted(self.arrays):
             a = np.asarray(self.arrays[k], dtype=np.float64)
             sg.datasets[k] = np.where(self.done_of(k) if self.done_per_array else done, a, np.nan)
+        sg.datasets.update(_schema.stderr_datasets(self.stderrs, done))
         sg.datasets["done"] = done
+        if self.subset_check is not None:
+            sg.attrs["subset_check"] = storage.dumps(self.subset_check)
         groups: dict[str, storage.Group | None] = {"surface": sg}
         if self.directions is not None:
             groups["directions"] = directions_group(self.directions)
@@ -325,8 +355,11 @@ class Surface(GridProgress):
         _schema.check_coordinates_fit(g.datasets, [*names, "done"], shape, where)
         arrays = {k: _schema.grid_array(g.datasets, k, shape, where) for k in names}
         done = _schema.grid_array(g.datasets, "done", shape, where, mask=True)
+        stderrs = _schema.stderr_arrays(g.datasets, names, shape, where)
+        check = (_schema.json_attr(g.attrs, "subset_check", where, dict)
+                 if "subset_check" in g.attrs else None)
         return cls(x=x, y=y, arrays=arrays, done=done, directions=directions, recipe=recipe,
-                   provenance=prov)
+                   provenance=prov, stderrs=stderrs, subset_check=check)
 
 
 def directions_group(d: Directions) -> storage.Group:
@@ -486,6 +519,7 @@ def compute_surface(
     progress: bool = True,
     flush_seconds: float = 10.0,
     max_points: int | None = None,
+    full_data: Mapping[str, Any] | None = None,
 ) -> Surface:
     """Evaluate loss and accuracy on a 1D or 2D grid along ``directions``.
 
@@ -536,10 +570,18 @@ def compute_surface(
         Write the file at most this often (and always at the end).
     max_points : int, optional
         Stop after computing this many new points (the file stays resumable).
+    full_data : dict[str, data], optional
+        The full datasets of which ``data`` are subsets (by the same names, e.g. without
+        ``--subset``): the origin is evaluated once on them (one extra evaluation, at the
+        origin only) and on the subsets, and both are stored in
+        :attr:`Surface.subset_check` with the subset's standard error, so the file says how
+        far the subset's values are from the full data's. A resumed file keeps the check it
+        has.
 
     Returns
     -------
     Surface
+        Every loss array comes with its standard error (:meth:`Surface.stderr`).
     """
     ax = parse_axis(x, "x")
     ay = parse_axis(y, "y") if y is not None else None
@@ -597,6 +639,8 @@ def compute_surface(
                     "to recompute it or choose another --out"
                 )
         surf.arrays, surf.done = old.arrays, old.done
+        surf.stderrs = new_stderrs(old.arrays, old.stderrs)
+        surf.subset_check = old.subset_check
         surf.provenance = old.provenance  # the file keeps the provenance of its first run
         if set(surf.arrays) != set(metric_array_names(data)):
             raise LandscapeError(f"'{out}' has arrays {sorted(surf.arrays)}; expected others")
@@ -626,9 +670,76 @@ def compute_surface(
         ev.batch_size = used
         surf.provenance["batch_size_used"] = used
     base_dev, dirs_dev = on_device(base_t, directions.vectors, ev.device, dtype)
+    if full_data and surf.subset_check is None:
+        surf.subset_check = evaluate_subset_check(
+            ev, model, full_data, base_dev, bn_data=data.get("train"), loss=loss, what=what,
+            bn=bn, bn_batches=bn_batches, bn_batch_size=bn_batch_size, dtype=dtype,
+            autocast=autocast, channels_last=channels_last)
     _SurfaceRun(surf, ev, base_dev, dirs_dev, out=out, overwrite=overwrite, progress=progress,
                 flush_seconds=flush_seconds, max_points=max_points).run()
     return surf
+
+
+def evaluate_subset_check(ev: Evaluator, model: nn.Module, full_data: Mapping[str, Any],
+                          base: Mapping[str, Tensor], **evaluator: Any
+                          ) -> dict[str, dict[str, Any]]:
+    """Loss (± standard error) and accuracy at ``base`` on ``ev``'s (subset) data and on
+    ``full_data``, per split: the :attr:`Surface.subset_check` of a surface on subsets.
+
+    Parameters
+    ----------
+    ev : Evaluator
+        The surface's evaluator (its datasets are the subsets).
+    model : nn.Module
+        The network (a second evaluator is built on ``full_data`` with ``ev``'s device and
+        batch size and the settings ``evaluator``).
+    full_data : dict[str, data]
+        Full datasets, by the names of ``ev``'s datasets (a subset of them).
+    base : dict[str, Tensor]
+        The origin.
+
+    Raises
+    ------
+    LandscapeError
+        If ``full_data`` names a dataset the surface does not evaluate.
+    """
+    unknown = sorted(set(full_data) - set(ev.datasets))
+    if unknown:
+        raise LandscapeError(
+            f"full_data names {unknown}, which the surface does not evaluate (it evaluates "
+            f"{sorted(ev.datasets)})"
+        )
+    full = Evaluator(model, {k: as_data(v, k) for k, v in full_data.items()},
+                     batch_size=ev.batch_size, device=ev.device, **evaluator)
+    sub, whole = ev(base), full(base)
+    out: dict[str, dict[str, Any]] = {}
+    for k in sorted(full_data):
+        a, b = sub[k], whole[k]
+        out[k] = {"subset_loss": a.loss, "subset_loss_se": a.loss_se, "subset_n": a.n,
+                  "subset_acc": a.accuracy, "full_loss": b.loss, "full_n": b.n,
+                  "full_acc": b.accuracy}
+    return json.loads(storage.dumps(out))
+
+
+def subset_check_lines(check: Mapping[str, Any] | None) -> list[str]:
+    """Text of a :attr:`Surface.subset_check`: per split, ``"train loss at the origin: subset
+    0.4123 ± 0.015 (n = 300), full data 0.4011 (n = 1,797); difference +0.0112 = +0.75 SE"``
+    (the difference in standard errors is left out where the error is unknown)."""
+    lines = []
+    for split, c in sorted((check or {}).items()):
+        if not isinstance(c, Mapping):
+            continue
+        sl, se, fl = c.get("subset_loss"), c.get("subset_loss_se"), c.get("full_loss")
+        if not isinstance(sl, int | float) or not isinstance(fl, int | float):
+            continue
+        err = f" ± {se:.3g}" if isinstance(se, int | float) and math.isfinite(se) else ""
+        diff = sl - fl
+        z = (f" = {diff / se:+.2f} SE" if err and se > 0 and math.isfinite(diff) else "")
+        lines.append(
+            f"{split} loss at the origin: subset {sl:.6g}{err} (n = {c.get('subset_n', 0):,}),"
+            f" full data {fl:.6g} (n = {c.get('full_n', 0):,}); difference {diff:+.4g}{z}"
+        )
+    return lines
 
 
 def _has_surface(path: str | os.PathLike) -> bool:
@@ -665,7 +776,7 @@ def _new_surface(ax: Axis, ay: Axis | None, data: Mapping[str, Any], directions:
     return Surface(
         x=ax.values, y=ay.values if ay is not None else None, arrays=arrays,
         done=np.zeros(shape, dtype=bool), directions=directions, recipe=recipe,
-        provenance=prov,
+        provenance=prov, stderrs=new_stderrs(arrays),
     )
 
 

@@ -226,3 +226,24 @@ def test_train_interrupt_messages_are_true(tmp_path, monkeypatch, capsys):
     assert main(argv) == 0
     out, err = capsys.readouterr()
     assert out.startswith("resumed after epoch 1: wrote 2 checkpoints to r (4 in all; final: ")
+
+
+def test_subset_surface_says_how_far_it_is_from_the_run_data(run_dir, monkeypatch, capsys):
+    monkeypatch.chdir(run_dir)
+    assert main(["surface", "run/epoch_0002.pt", "--x=-1:1:3", "--subset", "100", "--out",
+                 "sub.h5", "--no-progress", "--batch-size", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "subset check: train loss at the origin: subset " in out
+    s = Surface.load(run_dir / "sub.h5")
+    c = s.subset_check["train"]
+    # the run trained on 400 samples (its own --subset): that is the full data here
+    assert (c["subset_n"], c["full_n"]) == (100, 400)
+    ck = load_checkpoint(run_dir / "run/epoch_0002.pt")
+    whole = evaluate(ck.model, load_data("digits", "train").subset(400))
+    assert c["full_loss"] == pytest.approx(whole.loss, rel=1e-6)
+    assert c["subset_loss"] == s["train_loss"][1]
+    assert main(["info", "sub.h5"]) == 0
+    assert s.subset_lines()[1] in capsys.readouterr().out
+    assert main(["surface", "run/epoch_0002.pt", "--x=-1:1:3", "--subset", "100", "--out",
+                 "sub2.h5", "--no-progress", "--batch-size", "64", "--no-full-check"]) == 0
+    assert Surface.load(run_dir / "sub2.h5").subset_check is None

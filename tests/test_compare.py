@@ -687,3 +687,32 @@ def test_mechanism_and_connectivity_sections(tmp_path):
             "connectivity.png"} <= set(saved.figures)
     assert Report.from_dict(json.loads(saved.to_json())).sections_markdown() == \
         saved.sections_markdown()
+
+
+def test_losses_carry_their_standard_errors_and_subsets_their_distance(tmp_path):
+    """Cells 'value ± se' where the file stores standard errors (old files: the value alone),
+    and a data-subset section only for surfaces on subsets."""
+    new, old = tmp_path / "new.h5", tmp_path / "old.h5"
+    s = _surface(1.0)
+    s.stderrs = {"train_loss_se": np.full(s.shape, 0.0123), "test_loss_se": np.full(s.shape, 0.02)}
+    s.subset_check = {"train": {"subset_loss": 0.0112, "subset_loss_se": 0.001,
+                                "subset_n": 300, "subset_acc": 1.0, "full_loss": 0.0102,
+                                "full_n": 1437, "full_acc": 1.0}}
+    s.save(new)
+    _surface(10.0).save(old)  # as written before standard errors were stored
+    rep = compare([new, old], names=["new", "old"], progress=False)
+    assert rep.errors == {"new": {"train_loss": 0.0123, "test_loss": 0.02}, "old": {}}
+    md = rep.markdown_table()
+    row = [ln for ln in md.splitlines() if ln.startswith("| Train loss at θ*")][0]
+    assert "| 0.01 ± 0.012 |" in row and row.endswith("| 0.01 |")
+    assert set(rep.sections) == {"subset"} and "old" not in rep.sections["subset"]
+    sub = rep.sections["subset"]["new"]
+    assert sub["train_loss_subset_minus_full_in_se"] == pytest.approx(1.0)
+    assert sub["train_n_full"] == 1437
+    text = rep.to_markdown()
+    assert "## Data subsets: how far from the full data" in text and "± 0.012" in text
+    back = Report.from_dict(json.loads(rep.to_json()))
+    assert back.errors == rep.errors and back.markdown_table() == md
+    assert "± 0.012" in rep.to_html()
+    only_old = compare([old], progress=False)
+    assert "subset" not in only_old.sections and "±" not in only_old.markdown_table()

@@ -17,6 +17,7 @@ from .numbers import (
     model_numbers,
     needs_origin_metrics,
     network_numbers,
+    origin_errors,
     section_numbers,
     spread_numbers,
 )
@@ -208,6 +209,7 @@ def compare(
         bar.update(1)
 
     spread: dict[str, dict[str, list[float | None]]] = {}
+    errors: dict[str, dict[str, float]] = {}
     sections: dict[str, dict[str, dict[str, float | None]]] = {}
     try:
         for r in results:
@@ -223,6 +225,7 @@ def compare(
                                               ratio_threshold=ratio_threshold, array=array,
                                               from_model=from_model)
             table[r.name] = plain(row)
+            errors[r.name] = origin_errors(r, from_model)
             censored[r.name] = tuple(cens)
             notes.extend(more)
             values, more = spread_numbers(r, eps=eps, basin_threshold=basin_threshold,
@@ -241,4 +244,4 @@ def compare(
     return Report(names=tuple(labels), table=table, recipe=recipe,
                   files={r.name: r.path for r in results}, parameters=parameters,
                   censored=censored, notes=tuple(notes), results=tuple(results),
-                  provenance=provenance, spread=spread, sections=sections)
+                  provenance=provenance, spread=spread, sections=sections, errors=errors)

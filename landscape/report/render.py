@@ -58,9 +58,11 @@ def definitions(parameters: Mapping[str, Any]) -> dict[str, str]:
     rt = parameters.get("ratio_threshold")
     arr = parameters.get("array", "train_loss")
     return {
-        "train_loss": "mean train loss at θ* (the origin of the surface)",
+        "train_loss": ("mean train loss at θ* (the origin of the surface); ± its standard "
+                       "error as a mean over the samples (evaluation noise), where the file "
+                       "stores it"),
         "train_acc": "train accuracy at θ*",
-        "test_loss": "mean test loss at θ*",
+        "test_loss": "mean test loss at θ*; ± its standard error, where the file stores it",
         "test_acc": "test accuracy at θ*",
         "train_loss_min": f"lowest {arr} over the surface grid",
         "eps_sharpness": (
@@ -266,6 +268,9 @@ class Report:
         ``command``) and ``networks`` (per network: ``checkpoint``, ``checkpoint_sha256``,
         ``model``, ``data``, ``training``, ``commands``; see
         :func:`landscape.report.provenance.network_provenance`).
+    errors : dict[str, dict[str, float]]
+        Per network, the standard error of the :data:`~landscape.report.numbers.ERROR_KEYS`
+        rows (shown as ``value ± se``); a row without one shows its value alone.
     """
 
     names: tuple[str, ...]
@@ -281,6 +286,7 @@ class Report:
     provenance: dict[str, Any] = field(default_factory=dict)
     spread: dict[str, dict[str, list[float | None]]] = field(default_factory=dict)
     sections: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)
+    errors: dict[str, dict[str, float]] = field(default_factory=dict)
 
     # ---------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
@@ -303,6 +309,7 @@ class Report:
             "spread": {n: {k: list(v) for k, v in d.items()} for n, d in self.spread.items()},
             "spread_summary": self.spread_summary(),
             "sections": {t: {n: dict(v) for n, v in d.items()} for t, d in self.sections.items()},
+            "errors": {n: dict(v) for n, v in self.errors.items()},
         })
 
     def to_json(self) -> str:
@@ -339,6 +346,8 @@ class Report:
                         for n, d in dict(doc.get("spread", {})).items()},
                 sections={t: {n: dict(v) for n, v in d.items()}
                           for t, d in dict(doc.get("sections", {})).items()},
+                errors={n: {k: float(v) for k, v in dict(d).items() if v is not None}
+                        for n, d in dict(doc.get("errors", {})).items()},
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise LandscapeError(f"damaged comparison report: {exc!r} is missing or "
@@ -359,8 +368,12 @@ class Report:
         return metric_info(self.parameters, self.recipe.get("loss"))
 
     def _cell(self, name: str, key: str) -> str:
-        return _fmt_number(self.table[name].get(key), key in self.censored.get(name, ()),
+        text = _fmt_number(self.table[name].get(key), key in self.censored.get(name, ()),
                            key in _PERCENT)
+        se = self.errors.get(name, {}).get(key)
+        if se is not None and text != "—":
+            text += f" ± {se:.2g}"
+        return text
 
     def _label(self, key: str, info: Mapping[str, Mapping[str, str]]) -> str:
         i = info[key]
@@ -423,7 +436,8 @@ class Report:
         return head, rows
 
     _SECTION_TITLES = {"mechanisms": "Why skips help: mechanisms",
-                       "connectivity": "Connectivity of minima"}
+                       "connectivity": "Connectivity of minima",
+                       "subset": "Data subsets: how far from the full data"}
 
     def _section_rows(self, title: str) -> tuple[list[str], list[list[str]]]:
         d = self.sections.get(title, {})
