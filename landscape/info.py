@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import storage
+from .hessian.directions import HESSIAN_GROUP
 from .surface import Surface
 
 __all__ = ["summarize", "describe"]
@@ -35,7 +36,8 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
     ``surface_range`` (min and max of the computed finite values of each array),
     ``surface_stderr`` (median and largest standard error of each loss array, where the file
     stores them) and, for a surface on data subsets, ``subset_check`` and its text
-    ``subset_check_lines`` (:meth:`~landscape.surface.Surface.subset_lines`).
+    ``subset_check_lines`` (:meth:`~landscape.surface.Surface.subset_lines`); for a surface
+    along Hessian eigenvectors ``hessian_surface`` (completion, ``pair``, ``eigenvalues``).
     """
     storage.check_no_links(path)  # before outline(), which would follow (or trip on) them
     if storage.is_li2018_directions(path):
@@ -98,6 +100,12 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
         if s.subset_check is not None:
             out["subset_check"] = s.subset_check
             out["subset_check_lines"] = s.subset_lines()
+    if HESSIAN_GROUP in o["groups"]:
+        h = Surface.load(path, HESSIAN_GROUP)
+        r = h.directions.recipe if h.directions is not None else {}
+        out["hessian_surface"] = {"done": h.n_done, "total": h.n_points, "shape": list(h.shape),
+                                  "pair": r.get("pair"), "eigenvalues": r.get("eigenvalues"),
+                                  "converged": r.get("converged")}
     return out
 
 
@@ -162,6 +170,13 @@ def describe(path: str | os.PathLike, *, as_json: bool = False) -> str:
             lines.append(f"    {k}: min {lo:.6g}, max {hi:.6g}{err}" if lo is not None
                          else f"    {k}: no finite values")
         lines.extend(f"    {line}" for line in info.get("subset_check_lines", ()))
+    h = info.get("hessian_surface")
+    if h:
+        shape = "x".join(str(n) for n in h["shape"])
+        which = "largest and smallest" if h.get("pair") == "topbottom" else "top"
+        lams = ", ".join(f"{v:.6g}" for v in h.get("eigenvalues") or [])
+        lines.append(f"  hessian surface: {shape} grid along the Hessian's {which} "
+                     f"eigenvectors (eigenvalues {lams}), {h['done']}/{h['total']} points done")
     for name, g in info["groups"].items():
         lines.append(f"  /{name}")
         lines.extend(_fmt(g, 4))

@@ -18,6 +18,7 @@ Landscape of Neural Nets". NeurIPS 2018.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -51,8 +52,12 @@ from .directions import Directions, check_spanning
 from .errors import LandscapeError, check_float, check_int
 from .evaluation import Evaluator
 
-__all__ = ["Axis", "parse_axis", "Surface", "compute_surface", "evaluate_subset_check",
-           "recipe_differences", "subset_check_lines"]
+__all__ = ["Axis", "SURFACE_GROUP", "parse_axis", "Surface", "check_group_name",
+           "compute_surface", "evaluate_subset_check", "recipe_differences",
+           "subset_check_lines"]
+
+#: The group of a file's (first) surface.
+SURFACE_GROUP = "surface"
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _AXIS_RE = re.compile(rf"^\s*({_NUM})\s*:\s*({_NUM})\s*:\s*(\S+)\s*$")
@@ -200,6 +205,11 @@ class Surface(GridProgress):
         subset (``subset_loss``, its standard error ``subset_loss_se``, ``subset_n``) and on
         the full data (``full_loss``, ``full_n``), and the accuracies where defined
         (:func:`compute_surface`'s ``full_data``); ``None`` otherwise.
+    group : str
+        The file's group it lives in: ``"surface"`` (its directions in the top-level
+        ``/directions``), or another name such as ``"hessian_surface"`` (a surface along
+        Hessian eigenvectors, :func:`landscape.hessian.compute_hessian_surface`), whose
+        directions are its subgroup ``directions``, so one file holds both apart.
     """
 
     x: np.ndarray
@@ -212,6 +222,7 @@ class Surface(GridProgress):
     done_per_array: dict[str, np.ndarray] | None = None
     stderrs: dict[str, np.ndarray] = field(default_factory=dict)
     subset_check: dict[str, dict[str, Any]] | None = None
+    group: str = SURFACE_GROUP
 
     @property
     def ndim(self) -> int:
@@ -306,19 +317,34 @@ class Surface(GridProgress):
         sg.datasets["done"] = done
         if self.subset_check is not None:
             sg.attrs["subset_check"] = storage.dumps(self.subset_check)
-        groups: dict[str, storage.Group | None] = {"surface": sg}
+        if self.group != SURFACE_GROUP:  # its directions travel inside its own group
+            if self.directions is not None:
+                sg.groups["directions"] = directions_group(self.directions)
+            return {self.group: sg}
+        groups: dict[str, storage.Group | None] = {SURFACE_GROUP: sg}
         if self.directions is not None:
             groups["directions"] = directions_group(self.directions)
         return groups
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
-        """Write to ``path`` atomically (other groups of an existing file are kept)."""
+        """Write group :attr:`group` of ``path`` atomically (other groups are kept)."""
         storage.update_file(path, self._groups(), overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Surface:
-        """Read a surface from a landscape file or a file of Li et al. (2018)."""
+    def load(cls, path: str | os.PathLike, group: str = SURFACE_GROUP) -> Surface:
+        """Read a surface from a landscape file (its group ``group``) or a file of Li et al.
+        (2018)."""
+        check_group_name(group)
         kind = storage.file_kind(path)
+        if group != SURFACE_GROUP:
+            storage.check_no_links(path, group)
+            g = storage.read_group(path, group)
+            if g is None:
+                raise LandscapeError(f"'{path}' holds no /{group} group")
+            where = f"'{path}' has a damaged /{group} group"
+            dirs = (load_directions_group(g.groups["directions"], f"'{path}' (/{group})")
+                    if "directions" in g.groups else None)
+            return dataclasses.replace(cls._from_group(g, where, dirs), group=group)
         if kind == "li2018":
             d = storage.read_li2018(path)
             return cls(
@@ -494,6 +520,18 @@ def li2018_directions(path: str | os.PathLike, model: nn.Module,
     return Directions(tuple(vecs), recipe)
 
 
+def check_group_name(group: str) -> str:
+    """A top-level group name a surface may live in: ``"surface"`` or a name ending in
+    ``"_surface"`` (``"hessian_surface"``), so no other result's group can be taken."""
+    if not isinstance(group, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", group) or not (
+            group == SURFACE_GROUP or group.endswith("_" + SURFACE_GROUP)):
+        raise LandscapeError(
+            f"The 'group' parameter must be 'surface' or a lower-case name ending in "
+            f"'_surface'. Got {group!r} instead."
+        )
+    return group
+
+
 @holds_output("out")
 def compute_surface(
     model: nn.Module,
@@ -520,6 +558,7 @@ def compute_surface(
     flush_seconds: float = 10.0,
     max_points: int | None = None,
     full_data: Mapping[str, Any] | None = None,
+    group: str = SURFACE_GROUP,
 ) -> Surface:
     """Evaluate loss and accuracy on a 1D or 2D grid along ``directions``.
 
@@ -559,7 +598,9 @@ def compute_surface(
     out : path, optional
         HDF5 file to write as points finish and to resume from.
     overwrite : bool, default=False
-        Replace an existing ``out`` whose recipe differs (otherwise that is an error).
+        Replace an existing ``out`` whose recipe differs (otherwise that is an error); with
+        another ``group`` than ``"surface"`` only that group is replaced, the file's other
+        groups are kept.
     recipe : dict, optional
         Extra recipe entries (checkpoint hash, model and data specs) that must match on resume.
     provenance : dict, optional
@@ -577,6 +618,9 @@ def compute_surface(
         :attr:`Surface.subset_check` with the subset's standard error, so the file says how
         far the subset's values are from the full data's. A resumed file keeps the check it
         has.
+    group : str, default="surface"
+        The file's group to write and resume (:attr:`Surface.group`): another name (ending in
+        ``"_surface"``) keeps a second surface, with its own directions, beside ``/surface``.
 
     Returns
     -------
@@ -624,17 +668,20 @@ def compute_surface(
         if a is not None:
             a.check_dtype(name, eval_dtype)
     surf = _new_surface(ax, ay, data, directions, full_recipe, dict(provenance or {}))
+    check_group_name(group)
+    surf.group = group
     if out is not None:
         storage.check_writable(out, overwrite=overwrite)
-        if Path(out).exists() and not overwrite and not _has_surface(out):
+        if Path(out).exists() and not overwrite and not _has_surface(out, group) \
+                and group == SURFACE_GROUP:
             _check_file_directions(out, directions)
-    if out is not None and Path(out).exists() and not overwrite and _has_surface(out):
-        old = Surface.load(out)
+    if out is not None and Path(out).exists() and not overwrite and _has_surface(out, group):
+        old = Surface.load(out, group)
         resume_or_refuse(out, old.recipe, full_recipe)
         for name, new_c, old_c in (("x", surf.x, old.x), ("y", surf.y, old.y)):
             if new_c is not None and not np.array_equal(new_c, old_c):
                 raise LandscapeError(
-                    f"'{out}' has a damaged /surface group: its '{name}' coordinates are not "
+                    f"'{out}' has a damaged /{group} group: its '{name}' coordinates are not "
                     f"those of its recipe's grid {full_recipe['grid'][name]}; pass --overwrite "
                     "to recompute it or choose another --out"
                 )
@@ -675,8 +722,10 @@ def compute_surface(
             ev, model, full_data, base_dev, bn_data=data.get("train"), loss=loss, what=what,
             bn=bn, bn_batches=bn_batches, bn_batch_size=bn_batch_size, dtype=dtype,
             autocast=autocast, channels_last=channels_last)
-    _SurfaceRun(surf, ev, base_dev, dirs_dev, out=out, overwrite=overwrite, progress=progress,
-                flush_seconds=flush_seconds, max_points=max_points).run()
+    # --overwrite replaces the file of a /surface, and only its own group for any other
+    replace_file = overwrite and group == SURFACE_GROUP
+    _SurfaceRun(surf, ev, base_dev, dirs_dev, out=out, overwrite=replace_file,
+                progress=progress, flush_seconds=flush_seconds, max_points=max_points).run()
     return surf
 
 
@@ -742,8 +791,10 @@ def subset_check_lines(check: Mapping[str, Any] | None) -> list[str]:
     return lines
 
 
-def _has_surface(path: str | os.PathLike) -> bool:
-    return storage.file_kind(path) == "li2018" or "surface" in storage.list_groups(path)
+def _has_surface(path: str | os.PathLike, group: str = SURFACE_GROUP) -> bool:
+    if storage.file_kind(path) == "li2018":
+        return group == SURFACE_GROUP
+    return group in storage.list_groups(path)
 
 
 def _check_file_directions(path: str | os.PathLike, directions: Directions) -> None:

@@ -496,6 +496,20 @@ def test_cli_1d(tmp_path, capsys):
     assert (tmp_path / "o" / "line_1d.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_cli_draws_a_hessian_direction_surface(complete, tmp_path, capsys):
+    import dataclasses
+
+    f = tmp_path / "h.h5"
+    dataclasses.replace(complete, group="hessian_surface").save(f)  # no /surface at all
+    assert _cli(str(f)) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'h_hessian.png'}"
+    assert (tmp_path / "h_hessian.png").read_bytes()[:4] == b"\x89PNG"
+    g = tmp_path / "s.h5"
+    complete.save(g)
+    with pytest.raises(LandscapeError, match="no /hessian_surface group"):
+        _cli(str(g), "--kind", "hessian")
+
+
 def test_cli_errors_name_what_is_missing(complete, tmp_path):
     f = tmp_path / "s.h5"
     complete.save(f)

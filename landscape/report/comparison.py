@@ -14,6 +14,7 @@ from ..errors import LandscapeError, check_float, check_int
 from ..metrics import eps_sharpness_from_surface
 from ._utils import plain
 from .numbers import (
+    hessian_numbers,
     model_numbers,
     needs_origin_metrics,
     network_numbers,
@@ -235,6 +236,11 @@ def compare(
                 notes.extend(more)
             for title, numbers in section_numbers(r).items():
                 sections.setdefault(title, {})[r.name] = numbers
+            numbers, more = hessian_numbers(r, eps=eps, basin_threshold=basin_threshold,
+                                            array=array)
+            if numbers:
+                sections.setdefault("hessian", {})[r.name] = numbers
+            notes.extend(more)
             prov, more = network_provenance(r, ckpt_info)
             networks[r.name] = plain(prov)
             notes.extend(more)

@@ -47,8 +47,9 @@ from ..surface import Surface
 from .results import NetworkResults
 
 __all__ = ["ERROR_KEYS", "METRIC_KEYS", "SECTION_DEFINITIONS", "SPREAD_KEYS", "network_numbers",
-           "model_numbers", "curvature_numbers", "origin_errors", "section_numbers",
-           "spread_numbers", "subset_numbers", "surface_numbers"]
+           "model_numbers", "curvature_numbers", "hessian_numbers", "origin_errors",
+           "section_numbers", "spread_numbers", "subset_numbers", "surface_numbers",
+           "HESSIAN_KEYS"]
 
 #: Rows of the comparison table, in order.
 METRIC_KEYS = (
@@ -94,6 +95,11 @@ SPREAD_KEYS = (
 #: Rows shown with their standard error (the evaluation noise of a data-set mean,
 #: :meth:`Surface.stderr <landscape.surface.Surface.stderr>`) where the file stores it.
 ERROR_KEYS = ("train_loss", "test_loss")
+
+#: Rows of the "Hessian-direction slices" section: the eigenvalues of the two directions and
+#: every :data:`SPREAD_KEYS` surface metric of the surface along them (prefixed ``hessian_``).
+HESSIAN_KEYS = ("hessian_lambda_x", "hessian_lambda_y",
+                *(f"hessian_{k}" for k in SPREAD_KEYS))
 
 _BUILTIN_LOSSES = ("cross_entropy", "mse")
 
@@ -322,6 +328,34 @@ def surface_numbers(s: Surface, name: str, *, eps: float, basin_threshold: float
     for k in ("local_minima", "total_variation", "nonfinite_fraction"):
         row[k] = rough[k]
     return row, censored, notes
+
+
+def hessian_numbers(res: NetworkResults, *, eps: float, basin_threshold: float, array: str
+                    ) -> tuple[dict[str, float | None], list[str]]:
+    """The :data:`HESSIAN_KEYS` rows of ``res.hessian_surface`` (the surface metrics of
+    :func:`surface_numbers`, computed the same way, and the eigenvalues its directions were
+    taken for), and notes; empty without such a surface. A basin width cut by the grid edge
+    is a lower bound (said in a note)."""
+    s = res.hessian_surface
+    if s is None:
+        return {}, []
+    label = f"{res.name} (Hessian directions)"
+    if array not in s.arrays:
+        return {}, [f"{label}: the surface has no array {array!r}; its section is empty"]
+    row, censored, notes = surface_numbers(s, label, eps=eps, basin_threshold=basin_threshold,
+                                           array=array)
+    out: dict[str, float | None] = {f"hessian_{k}": _finite(row[k]) for k in SPREAD_KEYS}
+    if row.get("eps_sharpness") == math.inf:
+        out["hessian_eps_sharpness"] = math.inf
+    recipe = s.directions.recipe if s.directions is not None else {}
+    lams = list(recipe.get("eigenvalues") or [])
+    for i, axis in enumerate(("x", "y")):
+        out[f"hessian_lambda_{axis}"] = _finite(lams[i]) if i < len(lams) else None
+    notes += [f"{label}: {k} is a lower bound (the basin reaches the grid edge)"
+              for k in censored]
+    if recipe.get("note"):
+        notes.append(f"{label}: {recipe['note']}")
+    return out, notes
 
 
 def spread_numbers(res: NetworkResults, *, eps: float, basin_threshold: float, array: str
