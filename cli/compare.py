@@ -32,7 +32,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "numbers side by side plus pictures on shared scales. --eps is in "
                     "direction units (filter-normalized: 0.1 = 10% of every filter's norm); "
                     "Keskar et al.'s full-space epsilon-sharpness (--ascent-eps, default "
-                    "1e-3) needs --checkpoints.",
+                    "1e-3) needs --checkpoints. Files holding a surface along Hessian "
+                    "eigenvectors (landscape surface --directions hessian or "
+                    "hessian-topbottom: /hessian_surface) get a 'Hessian-direction slices' "
+                    "section with the same surface metrics; losses at θ* are shown ± their "
+                    "standard error, and surfaces on --subset data say how far their origin "
+                    "is from the full data's.",
         epilog=examples(
             "landscape compare res20.h5 plain20.h5 --names residual,plain --out report",
             "landscape compare res20.h5 plain20.h5 --checkpoints res20.pt,plain20.pt",

@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from landscape._functional import named_tensors
+from landscape.data import load_data
 from landscape.directions import (
     IGNORES,
     NORMS,
@@ -21,6 +22,7 @@ from landscape.directions import (
 )
 from landscape.errors import LandscapeError
 from landscape.evaluation import BN_MODES
+from landscape.hessian import compute_hessian_surface
 from landscape.parameters import select_parameters
 from landscape.recipes import checkpoint_provenance, checkpoint_recipe
 from landscape.surface import compute_surface, load_directions, parse_axis
@@ -48,6 +50,11 @@ from ._common import (
     selection_kwargs,
 )
 
+#: ``--directions`` choices: random directions, or the Hessian's eigenvectors (pair ``top`` or
+#: ``topbottom`` of :func:`landscape.hessian.compute_hessian_surface`).
+DIRECTION_KINDS = ("random", "hessian", "hessian-topbottom")
+_PAIRS = {"hessian": "top", "hessian-topbottom": "topbottom"}
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -55,12 +62,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="loss/accuracy surface around a checkpoint along 1 or 2 directions",
         description="Evaluate train/test loss and accuracy on a grid along filter-normalized "
                     "random directions (default), directions from a file, the line to a "
-                    "second checkpoint or the plane through three. Re-running the same "
+                    "second checkpoint, the plane through three, or the Hessian's "
+                    "eigenvectors (--directions hessian: the top two; hessian-topbottom: the "
+                    "largest and the smallest eigenvalue's, written to the file's "
+                    "/hessian_surface group beside the random /surface). Re-running the same "
                     "command resumes an unfinished file.",
         epilog=examples(
             "landscape surface runs/mlp/epoch_0020.pt --x=-1:1:51 --y=-1:1:51",
             "landscape surface a.pt --interpolate b.pt --x=-0.5:1.5:41 --out ab.h5",
             "landscape surface final.pt --dir-file traj.h5 --x=-5:25:31 --y=-10:10:21",
+            "landscape surface final.pt --directions hessian-topbottom --x=-1:1:21 "
+            "--y=-1:1:21 --hessian-samples 500",
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -74,13 +86,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     d = p.add_argument_group("directions")
     d.add_argument("--dir-type", choices=["weights", "states"], default="weights",
                    help="perturb parameters only, or the state_dict incl. BN running stats")
-    d.add_argument("--norm", choices=NORMS, default="filter", help="normalization")
+    d.add_argument("--norm", choices=NORMS,
+                   help="normalization (default filter; for --directions hessian*: none, "
+                        "the unit eigenvectors)")
     d.add_argument("--ignore", choices=IGNORES, default="biasbn",
                    help="'biasbn': zero direction for biases and BN parameters")
     d.add_argument("--seed", type=int_arg("seed", 0), default=0,
                    help="seed of direction x (y uses seed+1)")
     d.add_argument("--orthogonal", action="store_true",
                    help="make direction y orthogonal to x (filter norms kept)")
+    d.add_argument("--directions", choices=DIRECTION_KINDS, default="random",
+                   help="random (default); hessian: the Hessian's top eigenvectors (top two "
+                        "in 2D); hessian-topbottom: those of its largest and smallest "
+                        "eigenvalue (2D). Hessian surfaces go to /hessian_surface, with the "
+                        "eigenvalues in their directions' recipe; unit eigenvectors unless "
+                        "--norm filter (then no longer eigenvectors); --seed seeds the "
+                        "Lanczos start vector")
+    d.add_argument("--hessian-samples", type=int_arg("hessian_samples", 1), metavar="N",
+                   help="Hessian directions: the loss of the first N training samples (of "
+                        "a fixed permutation; default all the surface's training data)")
+    d.add_argument("--hessian-tol", type=float_arg("hessian_tol", 0.0, closed="neither"),
+                   default=1e-6, metavar="TOL",
+                   help="Hessian directions: relative residual of the eigenpairs (float64 "
+                        "HVPs; default 1e-6)")
     d.add_argument("--n-directions", type=int_arg("n_directions", 1), default=1, metavar="K",
                    help="K independent random direction pairs on the same grid (seeds --seed, "
                         "--seed+2, ...) in one /surfaces group: every surface metric of "
@@ -112,6 +140,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="replace an existing output computed with another recipe")
     o.add_argument("--flush-seconds", type=float_arg("flush_seconds", 0.0), default=10.0,
                    help="write finished points to disk at least this often")
+    o.add_argument("--no-full-check", action="store_true",
+                   help="with --subset, skip the one evaluation of the origin on the full "
+                        "data that says how far the subset's values are from it")
     add_progress_arg(p)
     p.set_defaults(func=run)
 
@@ -235,7 +266,7 @@ def _check_out_is_not_an_input(args: argparse.Namespace, out: str) -> None:
 
 def _check_grid_fits(n_points: int, n_splits: int) -> None:
     """Refuse a grid whose arrays alone would not fit in this machine's memory."""
-    need = n_points * (8 * 2 * n_splits + 1)  # float64 loss + accuracy per split, uint8 mask
+    need = n_points * (8 * 3 * n_splits + 1)  # float64 loss, accuracy, error per split; mask
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):  # not available on this platform
@@ -247,8 +278,18 @@ def _check_grid_fits(n_points: int, n_splits: int) -> None:
         )
 
 
+def _full_data(args: argparse.Namespace, ckpt, splits: list[str], datasets: dict) -> dict | None:
+    """With --subset: the splits the checkpoint's data spec names without it (its run's own
+    data, or the whole data set), where they are larger than the subsets; else ``None``."""
+    if args.subset is None or args.no_full_check:
+        return None
+    spec = data_spec(argparse.Namespace(**{**vars(args), "subset": None}), ckpt)
+    full = {s: load_data(spec, s) for s in splits}
+    return full if any(len(full[s]) > len(datasets[s]) for s in splits) else None
+
+
 def _run_set(args: argparse.Namespace, ckpt, datasets, loss, out: str, recipe: dict,
-             provenance: dict) -> int:
+             provenance: dict, full: dict | None) -> int:
     """--n-directions K: K random direction pairs in one /surfaces group."""
     other = [f for f, on in (("--dir-file", args.dir_file), ("--interpolate", args.interpolate),
                              ("--plane", args.plane), ("--orthogonal", args.orthogonal),
@@ -270,17 +311,76 @@ def _run_set(args: argparse.Namespace, ckpt, datasets, loss, out: str, recipe: d
                                                             **selection_kwargs(args)),
             loss=loss, batch_size=args.batch_size, device=device, dtype=dtype_arg(args),
             out=out, overwrite=args.overwrite, recipe=recipe, provenance=provenance,
-            progress=not args.no_progress, flush_seconds=args.flush_seconds,
+            progress=not args.no_progress, flush_seconds=args.flush_seconds, full_data=full,
         )
     if rank != 0:
         return 0
     print(f"wrote {out}: {s.n_members} direction pairs (seeds {seeds}), {s.n_done}/"
           f"{s.n_points} points ({', '.join(sorted(s.arrays))}) in "
           f"{time.perf_counter() - t0:.1f} s")
+    _print_subset_check(s.member(0))
     return 0
 
 
+def _run_hessian(args: argparse.Namespace, ckpt, datasets, loss, out: str, recipe: dict,
+                 provenance: dict, full: dict | None) -> int:
+    """--directions hessian / hessian-topbottom: a surface along eigenvectors, in
+    /hessian_surface."""
+    other = [f for f, on in (("--dir-file", args.dir_file), ("--interpolate", args.interpolate),
+                             ("--plane", args.plane), ("--orthogonal", args.orthogonal),
+                             ("--n-directions", args.n_directions > 1),
+                             ("--dir-type states", args.dir_type != "weights"),
+                             ("--params/--exclude/--include-frozen",
+                              args.params or args.exclude or args.include_frozen)) if on]
+    if other:
+        raise LandscapeError(f"--directions {args.directions} draws the directions from the "
+                             f"Hessian's eigenvectors; drop {', '.join(other)}")
+    if args.norm not in ("filter", "none"):
+        raise LandscapeError(f"--directions {args.directions} takes --norm filter (filter-"
+                             "normalized like random directions) or none (unit eigenvectors); "
+                             f"got --norm {args.norm}")
+    if "train" not in datasets:
+        raise LandscapeError(f"--directions {args.directions} needs the train split (the "
+                             "Hessian is that of the training loss): add it to --splits")
+    train = datasets["train"]
+    hdata = train.subset(args.hessian_samples) if args.hessian_samples else train
+    t0 = time.perf_counter()
+    with distributed(args.device) as (rank, _world, device):
+        s = compute_hessian_surface(
+            ckpt.model, datasets, x=args.x, y=args.y, pair=_PAIRS[args.directions],
+            hessian_data=hdata, loss=loss, scale=args.norm, ignore=args.ignore,
+            tol=args.hessian_tol, seed=args.seed,
+            hessian_batch_size=512 if args.batch_size == "auto" else args.batch_size,
+            bn=args.bn, bn_batches=args.bn_batches, batch_size=args.batch_size,
+            device=device, dtype=dtype_arg(args),
+            autocast=None if args.precision == "fp32" else args.precision,
+            channels_last=args.channels_last, out=out, overwrite=args.overwrite,
+            recipe=recipe, provenance=provenance, progress=not args.no_progress,
+            flush_seconds=args.flush_seconds, full_data=full,
+        )
+    if rank != 0:
+        return 0
+    r = s.directions.recipe if s.directions is not None else {}
+    lams = ", ".join(f"{v:.4g}" for v in r.get("eigenvalues", []))
+    grid = f"{len(s.x)}" if s.y is None else f"{len(s.y)}x{len(s.x)}"
+    print(f"wrote {out} (/{s.group}): {s.ndim}D {grid} surface along the Hessian's "
+          f"{'largest and smallest' if r.get('pair') == 'topbottom' else 'top'} "
+          f"eigenvector{'s' if s.ndim == 2 else ''} (eigenvalues {lams}), {s.n_done}/"
+          f"{s.n_points} points in {time.perf_counter() - t0:.1f} s")
+    if r.get("note"):
+        print(f"note: {r['note']}; raise --hessian-tol or give more HVPs")
+    _print_subset_check(s)
+    return 0
+
+
+def _print_subset_check(s) -> None:
+    for line in s.subset_lines():
+        print(f"subset check: {line}")
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.norm is None:
+        args.norm = "filter" if args.directions == "random" else "none"
     # fail fast on bad grids before loading anything
     ax = parse_axis(args.x, "x").check_dtype("x", dtype_arg(args))
     ay = parse_axis(args.y, "y").check_dtype("y", dtype_arg(args)) \
@@ -297,8 +397,11 @@ def run(args: argparse.Namespace) -> int:
     _check_out_is_not_an_input(args, out)
     recipe = checkpoint_recipe(ckpt, spec)
     provenance = checkpoint_provenance(ckpt, args.checkpoint, command_line(args))
+    full = _full_data(args, ckpt, splits, datasets)
+    if args.directions != "random":
+        return _run_hessian(args, ckpt, datasets, loss, out, recipe, provenance, full)
     if args.n_directions > 1:
-        return _run_set(args, ckpt, datasets, loss, out, recipe, provenance)
+        return _run_set(args, ckpt, datasets, loss, out, recipe, provenance, full)
     dirs = _directions(args, ckpt, ndim)
     t0 = time.perf_counter()
     with distributed(args.device) as (rank, world, device):
@@ -309,7 +412,7 @@ def run(args: argparse.Namespace) -> int:
             autocast=None if args.precision == "fp32" else args.precision,
             channels_last=args.channels_last, out=out, overwrite=args.overwrite, recipe=recipe,
             provenance=provenance, progress=not args.no_progress,
-            flush_seconds=args.flush_seconds,
+            flush_seconds=args.flush_seconds, full_data=full,
         )
     dt = time.perf_counter() - t0
     if rank != 0:
@@ -321,4 +424,5 @@ def run(args: argparse.Namespace) -> int:
               if k.endswith("_loss"))
     if bad:
         print(f"note: {bad} loss values are NaN/inf (diverged points); plots mask them")
+    _print_subset_check(s)
     return 0

@@ -34,6 +34,7 @@ from .hessian import (
     CurvatureResult,
     HessianOperator,
     compute_curvature,
+    compute_hessian_surface,
     compute_ratio_map,
     hessian_directions,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "build",
     "compare",
     "compute_curvature",
+    "compute_hessian_surface",
     "compute_ratio_map",
     "compute_surface",
     "describe",

@@ -37,9 +37,9 @@ import numpy as np
 
 from .errors import LandscapeError, note_interruption
 
-__all__ = ["GridProgress", "GridRunner", "MetricsRunner", "LONG_RUN_SECONDS", "agree",
-           "dist_info", "format_duration", "metric_array_names", "pending",
-           "recipe_differences", "resume_or_refuse"]
+__all__ = ["GridProgress", "GridRunner", "MetricsRunner", "LONG_RUN_SECONDS", "STDERR_SUFFIX",
+           "agree", "dist_info", "format_duration", "metric_array_names", "new_stderrs",
+           "pending", "recipe_differences", "resume_or_refuse", "stderr_name"]
 
 #: A run whose estimated time exceeds this many seconds gets a line with the estimate and
 #: what makes it shorter.
@@ -305,12 +305,41 @@ def metric_array_names(data: Mapping[str, Any]) -> list[str]:
     return names
 
 
+#: Suffix of the standard-error array of a loss array: ``train_loss`` -> ``train_loss_se``.
+STDERR_SUFFIX = "_se"
+
+
+def stderr_name(array: str) -> str:
+    """The standard-error array beside the loss array ``array`` of
+    :func:`metric_array_names`: ``train_loss`` -> ``train_loss_se`` (the standard error of
+    the data-set mean loss, :attr:`landscape.evaluation.Metrics.loss_se`)."""
+    return array + STDERR_SUFFIX
+
+
+def new_stderrs(arrays: Mapping[str, np.ndarray],
+                old: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """One standard-error array per loss array of ``arrays`` (NaN, same shape), taking those of
+    ``old`` that exist (a file written before standard errors were stored has none: its
+    points keep NaN)."""
+    old = old or {}
+    out = {}
+    for k, a in arrays.items():
+        if k.endswith("_loss"):
+            name = stderr_name(k)
+            prev = old.get(name)
+            out[name] = (np.asarray(prev, dtype=np.float64) if prev is not None
+                         and np.shape(prev) == np.shape(a) else np.full(np.shape(a), np.nan))
+    return out
+
+
 class MetricsRunner(GridRunner):
     """A grid of loss/accuracy evaluations: a subclass writes :meth:`evaluate` only.
 
     The result object holds ``arrays`` (``<split>_loss``, ``<split>_acc``) and ``done`` of the
     same shape and a ``save(path, overwrite=...)``; point ``i`` is recorded into flat index
-    ``i`` of every array (``NaN`` for an accuracy that is not defined).
+    ``i`` of every array (``NaN`` for an accuracy that is not defined), and the standard error
+    of each loss into ``stderrs["<split>_loss_se"]`` when the result has ``stderrs`` (missing
+    arrays there are created, NaN: see :func:`new_stderrs`).
 
     Parameters
     ----------
@@ -326,21 +355,28 @@ class MetricsRunner(GridRunner):
         super().__init__(result.done, **loop)
         self.result = result
         self.flat = {k: v.reshape(-1) for k, v in result.arrays.items()}
+        if hasattr(result, "stderrs"):
+            result.stderrs = new_stderrs(result.arrays, result.stderrs)
+            self.flat.update({k: v.reshape(-1) for k, v in result.stderrs.items()})
         self.first_write = overwrite
 
     @abstractmethod
     def evaluate(self, index: int) -> Mapping[str, Any]:
-        """The metrics (objects with ``.loss`` and ``.accuracy``) of every split at point
-        ``index``."""
+        """The metrics (objects with ``.loss``, ``.accuracy`` and ``.loss_se``) of every split
+        at point ``index``."""
 
-    def compute(self, index: int) -> dict[str, tuple[float, float | None]]:
-        return {name: (m.loss, m.accuracy) for name, m in self.evaluate(index).items()}
+    def compute(self, index: int) -> dict[str, tuple[float, float | None, float]]:
+        return {name: (m.loss, m.accuracy, getattr(m, "loss_se", math.nan))
+                for name, m in self.evaluate(index).items()}
 
-    def record(self, index: int, payload: dict[str, tuple[float, float | None]]) -> None:
-        for name, (loss, acc) in payload.items():
+    def record(self, index: int, payload: dict[str, tuple[float, float | None, float]]
+               ) -> None:
+        for name, (loss, acc, se) in payload.items():
             self.flat[f"{name}_loss"][index] = loss
             if f"{name}_acc" in self.flat:
                 self.flat[f"{name}_acc"][index] = np.nan if acc is None else acc
+            if stderr_name(f"{name}_loss") in self.flat:
+                self.flat[stderr_name(f"{name}_loss")][index] = se
         self.done.reshape(-1)[index] = True
 
     def save(self) -> None:

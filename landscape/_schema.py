@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from ._grid import stderr_name
 from .errors import LandscapeError
 
 __all__ = ["describe", "coordinates", "check_coordinates_fit", "grid_array", "json_attr",
-           "grid_shape"]
+           "grid_shape", "stderr_arrays", "stderr_datasets"]
 
 
 def describe(a: Any) -> str:
@@ -99,3 +100,19 @@ def json_attr(attrs: Mapping[str, Any], name: str, where: str, kind: type,
     if not isinstance(v, kind):
         raise LandscapeError(f"{where}: attribute '{name}' is not a JSON {kind.__name__}")
     return v
+
+
+def stderr_arrays(datasets: Mapping[str, Any], names: list[str], shape: tuple[int, ...],
+                  where: str) -> dict[str, np.ndarray]:
+    """The standard-error arrays (``<loss>_se``) stored beside the loss arrays among ``names``,
+    each checked against ``shape``; a loss without one (files written before they were
+    stored) is simply absent from the result."""
+    return {stderr_name(k): grid_array(datasets, stderr_name(k), shape, where)
+            for k in names if k.endswith("_loss") and stderr_name(k) in datasets}
+
+
+def stderr_datasets(stderrs: Mapping[str, Any], done: Any) -> dict[str, np.ndarray]:
+    """The standard-error arrays as datasets: float64, NaN where ``done`` is not set."""
+    mask = np.asarray(done, dtype=bool)
+    return {k: np.where(mask, np.asarray(a, dtype=np.float64), np.nan)
+            for k, a in sorted(stderrs.items())}

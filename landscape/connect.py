@@ -198,6 +198,9 @@ class Connectivity(GridProgress):
     recipe, provenance : dict
         What must match to resume (checkpoint SHA-256s of A and B, curve, bends, training
         settings, t grid, BN policy, ...); informational (command line, versions).
+    stderrs : dict[str, np.ndarray]
+        Standard error of each loss array (``<split>_loss_se``, same shape; see
+        :mod:`landscape.evaluation`); empty for files written before they were stored.
     """
 
     t: np.ndarray
@@ -211,6 +214,7 @@ class Connectivity(GridProgress):
     recipe: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     train_state: dict[str, np.ndarray] | None = None
+    stderrs: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def curve_trained(self) -> bool:
@@ -257,6 +261,7 @@ class Connectivity(GridProgress):
         g.datasets["t"] = np.asarray(self.t, dtype=np.float64)
         for k, a in self.arrays.items():
             g.datasets[k] = np.where(done, np.asarray(a, dtype=np.float64), np.nan)
+        g.datasets.update(_schema.stderr_datasets(self.stderrs, done))
         g.datasets["done"] = done.astype(np.uint8)
         if self.bends is not None:
             g.datasets["bends"] = np.asarray(self.bends)
@@ -292,7 +297,7 @@ class Connectivity(GridProgress):
             fit_history=np.asarray(d.get("fit_history", np.zeros(0)), dtype=np.float64),
             recipe=_schema.json_attr(g.attrs, "recipe", where, dict),
             provenance=_schema.json_attr(g.attrs, "provenance", where, dict, default={}),
-            train_state=state,
+            train_state=state, stderrs=_schema.stderr_arrays(d, names, shape, where),
         )
 
     @classmethod

@@ -2,7 +2,9 @@
 
 :func:`run_demo` trains a residual network and its plain twin (identical parameter shapes, same
 recipe), then for each computes a filter-normalized 2D loss surface, Hessian curvature at the
-minimum (top eigenvalues, smallest eigenvalue, trace, spectral density), a |λmin/λmax| map on a
+minimum (top eigenvalues, smallest eigenvalue, trace, spectral density), a surface along the
+Hessian's eigenvectors of λmax and λmin (the slice that shows a saddle's negative curvature,
+Böttcher & Wheeler 2024), a |λmin/λmax| map on a
 coarse grid with the same directions, the PCA trajectory of its checkpoints with the loss on
 the PCA plane, and finally the comparison report. Every step writes its result file as it goes
 and is skipped (or resumed) when the file is already complete, so running the demo again picks
@@ -35,7 +37,8 @@ CPU minutes (:data:`PAIRS`):
 Layout of ``out_dir``::
 
     runs/residual/, runs/plain/      checkpoints (epoch_NNNN.pt) and run.json
-    residual.h5, plain.h5            /surface, /directions, /curvature, /ratio_map
+    residual.h5, plain.h5            /surface, /directions, /curvature, /ratio_map,
+                                     /hessian_surface (along the λmax and λmin eigenvectors)
     residual_ratio_grid.h5, ...      the coarse surface that the ratio map is computed on
     residual_trajectory.h5, ...      /trajectory, PCA /directions, /surface on the PCA plane
     report/                          report.md, report.html, report.json and the figures
@@ -120,6 +123,11 @@ class DemoConfig:
     connect_steps : int
         Training steps of the Bezier curve between the network and a second one trained with
         seed + 1 (0: no second network and no connectivity, the quick demo).
+    hessian_grid : str
+        Grid (both axes) of the surface along the Hessian's λmax and λmin unit eigenvectors
+        (``/hessian_surface``; the report's "Hessian-direction slices"; in units of weight
+        distance);
+        ``""``: not computed (the quick demo: it added 68 s to a 282 s quick run).
 
     Notes
     -----
@@ -150,6 +158,7 @@ class DemoConfig:
     mechanisms: str = "default"
     sharpening_every: int = 4
     connect_steps: int = 300
+    hessian_grid: str = "-0.5:0.5:11"
 
     @classmethod
     def quick(cls) -> DemoConfig:
@@ -172,6 +181,7 @@ class DemoConfig:
             mechanisms="quick",
             sharpening_every=0,
             connect_steps=0,
+            hessian_grid="",  # measured: +68 s of a 282 s quick demo (two solves, 242 points)
         )
 
     @classmethod
@@ -196,7 +206,8 @@ class DemoConfig:
         d["train"] = self.train.to_dict()
         if d["data"] == "digits" and not d["data_kwargs"]:
             del d["data"], d["data_kwargs"]
-        for late in ("n_directions", "mechanisms", "sharpening_every", "connect_steps"):
+        for late in ("n_directions", "mechanisms", "sharpening_every", "connect_steps",
+                     "hessian_grid"):
             if d[late] == type(self).__dataclass_fields__[late].default:
                 del d[late]  # fields added later: old default directories still resume
         return d
@@ -349,6 +360,8 @@ def run_demo(
         _say(log, f"[{name}] Hessian: " + "; ".join(cur.lines(unicode=False))
              + f" ({time.perf_counter() - t0:.0f} s)")
 
+        _hessian_slice(cfg, name, model, splits, main, recipe, log, progress)
+
         # 3. |lambda_min/lambda_max| on a coarse grid with the same directions
         t0 = time.perf_counter()
         coarse = out / f"{name}_ratio_grid.h5"
@@ -388,6 +401,24 @@ def run_demo(
     _say(log, f"wrote {out / 'report'}/report.md, report.html, report.json "
               f"({time.perf_counter() - t_start:.0f} s in all)")
     return report
+
+
+def _hessian_slice(cfg: DemoConfig, name: str, model: Any, splits: dict[str, Any], main: Path,
+                   recipe: dict[str, Any], log: Any, progress: bool) -> None:
+    """2b. The surface along the eigenvectors of λmax and λmin (resumed, never recomputed)."""
+    if not cfg.hessian_grid:
+        return
+    from .hessian.directions import compute_hessian_surface
+
+    t0 = time.perf_counter()
+    h = compute_hessian_surface(model, splits, x=cfg.hessian_grid, y=cfg.hessian_grid,
+                                pair="topbottom", tol=1e-4, hessian_dtype=None, out=main,
+                                recipe=recipe, provenance={"command": "landscape demo"},
+                                progress=progress)
+    lams = h.directions.recipe["eigenvalues"] if h.directions is not None else []
+    _say(log, f"[{name}] Hessian-direction slice {h.shape[0]}x{h.shape[1]} (λmax, λmin = "
+              f"{', '.join(f'{v:.4g}' for v in lams)}): {h.n_done}/{h.n_points} points "
+              f"({time.perf_counter() - t0:.0f} s)")
 
 
 def _mechanisms(cfg: DemoConfig, name: str, model: Any, run_dir: Path, main: Path,

@@ -16,6 +16,25 @@ The dataset loss is the mean over every counted example (sample, or token for se
 logits), accumulated in float64 over batches of any size (the last batch may be smaller), so
 it does not depend on ``batch_size`` beyond float32 rounding inside a batch.
 
+Standard error of the data-set mean (``Metrics.loss_se``), from the same pass: with sample
+``i`` contributing loss sum ``t_i`` and weight ``w_i`` (``w_i = 1`` per sample, or its number
+of counted tokens for sequence losses; :meth:`~landscape.losses.LossTerms.sample_terms`), the
+loss is the ratio ``R = Σ t_i / Σ w_i`` and its standard error the ratio-estimator
+(linearisation) one over the ``n`` samples of positive weight::
+
+    SE(R)² = n / (n - 1) · Σ_i (t_i - R w_i)² / (Σ_i w_i)²,
+
+which for equal weights is exactly ``s / √n`` (``s`` the sample standard deviation,
+``ddof=1``). It is accumulated batch by batch in float64 without the cancellation of raw
+power sums: each batch's centred sums ``Σ (t_i - R_b w_i)^2`` and ``Σ w_i (t_i - R_b w_i)``
+about its own ratio ``R_b`` are merged into the running ones by the exact shift of Chan,
+Golub and LeVeque (1979), so the result does not depend on the batch size (nor on streamed
+or in-memory data) beyond rounding. It treats the samples as independent draws (with
+replacement), so for a subset drawn without replacement from ``N`` samples it overstates the
+error of the subset's mean as an estimate of the full-data mean by ``1/√(1 - n/N)``. NaN
+where it is undefined: fewer than two samples, a non-finite loss, or a user loss that returns
+a mean or ``(total, weight)`` instead of per-sample losses.
+
 BatchNorm policy (``bn``):
 
 ``"eval"`` (default)
@@ -63,11 +82,66 @@ class Metrics:
         logits); NaN where the loss is not finite (diverged outputs have no meaningful argmax).
     n : int
         Number of samples.
+    loss_se : float
+        Standard error of ``loss`` as a mean over samples (see the module docstring); NaN
+        where undefined.
     """
 
     loss: float
     accuracy: float | None
     n: int
+    loss_se: float = math.nan
+
+
+class _MeanError:
+    """Streaming float64 standard error of the ratio ``Σ t / Σ w`` over samples (see the
+    module docstring): state ``T = Σ t``, ``W = Σ w``, ``C = Σ w²``, the centred sums
+    ``S = Σ (t - R w)²`` and ``D = Σ w (t - R w)`` about the running ratio ``R = T / W``, and
+    the count of samples with positive weight. Tensors stay on the device (no sync per batch).
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        z = torch.zeros((), dtype=torch.float64, device=device)
+        self.t, self.w, self.c, self.s, self.d = z, z.clone(), z.clone(), z.clone(), z.clone()
+        self.n = torch.zeros((), dtype=torch.int64, device=device)
+        self.known = True
+
+    @staticmethod
+    def _ratio(t: Tensor, w: Tensor) -> Tensor:
+        return torch.where(w > 0, t / torch.where(w > 0, w, torch.ones_like(w)),
+                           torch.zeros_like(t))
+
+    def add(self, pair: tuple[Tensor, Tensor] | None) -> None:
+        """Merge one batch's per-sample ``(loss sum, weight)``; ``None``: unknown from now."""
+        if pair is None:
+            self.known = False
+            return
+        if not self.known:
+            return
+        t, w = (v.to(self.t.device, torch.float64).reshape(-1) for v in pair)
+        tb, wb, cb = t.sum(), w.sum(), (w * w).sum()
+        rb = self._ratio(tb, wb)
+        e = t - rb * w
+        sb, db = (e * e).sum(), (w * e).sum()
+        r = self._ratio(self.t, self.w)
+        r_new = self._ratio(self.t + tb, self.w + wb)
+        da, dbr = r - r_new, rb - r_new
+        # Σ (t - R' w)² of the union = each part's centred sum shifted from its ratio to R'.
+        self.s = (self.s + 2 * da * self.d + da * da * self.c
+                  + sb + 2 * dbr * db + dbr * dbr * cb)
+        self.d = self.d + da * self.c + db + dbr * cb
+        self.t, self.w, self.c = self.t + tb, self.w + wb, self.c + cb
+        self.n = self.n + (w > 0).sum()
+
+    def value(self) -> float:
+        """The standard error, NaN where undefined."""
+        n, w = int(self.n), float(self.w)
+        if not self.known or n < 2 or not w > 0:
+            return math.nan
+        s = float(self.s)
+        if not math.isfinite(s):
+            return math.nan
+        return math.sqrt(max(s, 0.0) * n / (n - 1)) / w
 
 
 def _bn_modules(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -301,10 +375,12 @@ class Evaluator:
         counted = torch.zeros((), dtype=torch.int64, device=self.device)
         has_acc = True
         n = 0
+        err = _MeanError(self.device)
         for b in d.batches(self.batch_size):
             t = self.loss_fn.model_terms(self._run, b, accuracy=True)
             total += t.total_float64()
             weight += t.weight.to(weight.device)
+            err.add(t.sample_terms())
             n += batch_len(b)
             if t.correct is None:
                 has_acc = False
@@ -317,7 +393,8 @@ class Evaluator:
         acc = float(correct) / c if has_acc and c > 0 else None
         if acc is not None and not math.isfinite(loss):
             acc = float("nan")  # argmax of non-finite outputs means nothing
-        return Metrics(loss=loss, accuracy=acc, n=n)
+        se = err.value() if math.isfinite(loss) else math.nan
+        return Metrics(loss=loss, accuracy=acc, n=n, loss_se=se)
 
     def _run(self, *args: Any, **kwargs: Any) -> Any:
         out = self._model(*args, **kwargs)

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import storage
+from .hessian.directions import HESSIAN_GROUP
 from .surface import Surface
 
 __all__ = ["summarize", "describe"]
@@ -31,8 +32,12 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
     (per top-level group: ``attrs`` with JSON attributes decoded, ``datasets`` shapes/dtypes),
     and for a surface ``surface_completion`` (``done``: points where every array is computed,
     ``total``, ``shape``, ``nonfinite_loss``, and ``per_array``: computed points of each array,
-    where the arrays finished at different points, as in files of Li et al.) and
-    ``surface_range`` (min and max of the computed finite values of each array).
+    where the arrays finished at different points, as in files of Li et al.),
+    ``surface_range`` (min and max of the computed finite values of each array),
+    ``surface_stderr`` (median and largest standard error of each loss array, where the file
+    stores them) and, for a surface on data subsets, ``subset_check`` and its text
+    ``subset_check_lines`` (:meth:`~landscape.surface.Surface.subset_lines`); for a surface
+    along Hessian eigenvectors ``hessian_surface`` (completion, ``pair``, ``eigenvalues``).
     """
     storage.check_no_links(path)  # before outline(), which would follow (or trip on) them
     if storage.is_li2018_directions(path):
@@ -81,6 +86,26 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
                 ranges[k] = [float(fin.min()), float(fin.max())] if fin.size else [None, None]
         if ranges:
             out["surface_range"] = ranges
+        errors = {}
+        for k in sorted(s.arrays):
+            se = s.stderr(k)
+            if se is None:
+                continue
+            fin = se[s.done_of(k)]
+            fin = fin[np.isfinite(fin)]
+            errors[k] = {"median": float(np.median(fin)), "max": float(fin.max())} \
+                if fin.size else None
+        if errors:
+            out["surface_stderr"] = errors
+        if s.subset_check is not None:
+            out["subset_check"] = s.subset_check
+            out["subset_check_lines"] = s.subset_lines()
+    if HESSIAN_GROUP in o["groups"]:
+        h = Surface.load(path, HESSIAN_GROUP)
+        r = h.directions.recipe if h.directions is not None else {}
+        out["hessian_surface"] = {"done": h.n_done, "total": h.n_points, "shape": list(h.shape),
+                                  "pair": r.get("pair"), "eigenvalues": r.get("eigenvalues"),
+                                  "converged": r.get("converged")}
     return out
 
 
@@ -137,9 +162,21 @@ def describe(path: str | os.PathLike, *, as_json: bool = False) -> str:
         if "per_array" in c:
             lines.append("    per array: " + ", ".join(
                 f"{k} {n}/{c['total']}" for k, n in c["per_array"].items()))
+        errors = info.get("surface_stderr", {})
         for k, (lo, hi) in info.get("surface_range", {}).items():
-            lines.append(f"    {k}: min {lo:.6g}, max {hi:.6g}" if lo is not None
+            se = errors.get(k)
+            err = (f"; standard error median {se['median']:.3g}, max {se['max']:.3g}"
+                   if se else "")
+            lines.append(f"    {k}: min {lo:.6g}, max {hi:.6g}{err}" if lo is not None
                          else f"    {k}: no finite values")
+        lines.extend(f"    {line}" for line in info.get("subset_check_lines", ()))
+    h = info.get("hessian_surface")
+    if h:
+        shape = "x".join(str(n) for n in h["shape"])
+        which = "largest and smallest" if h.get("pair") == "topbottom" else "top"
+        lams = ", ".join(f"{v:.6g}" for v in h.get("eigenvalues") or [])
+        lines.append(f"  hessian surface: {shape} grid along the Hessian's {which} "
+                     f"eigenvectors (eigenvalues {lams}), {h['done']}/{h['total']} points done")
     for name, g in info["groups"].items():
         lines.append(f"  /{name}")
         lines.extend(_fmt(g, 4))

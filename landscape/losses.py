@@ -43,10 +43,20 @@ or a pair ``(total, weight)``.
 
 Accuracy is defined only for integer targets whose shape fits the logits (class logits: per
 sample; sequences: per counted token); regression targets have none (``None``, never 0.0).
+
+Per-sample terms (for standard errors)
+--------------------------------------
+:meth:`LossTerms.sample_terms` gives each sample's loss sum and weight in float64: the
+per-sample losses with weight 1 (class logits, ``mse``, user losses returning ``(B,)``), or,
+for sequence (and other per-position) cross-entropy, the sum of a sequence's counted token
+losses with the number of its counted tokens as weight. The sample, not the token, is the
+unit because tokens of one sequence are not independent draws. User losses that return a
+mean or ``(total, weight)`` give no per-sample terms (``None``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import re
@@ -89,6 +99,10 @@ class LossTerms:
     per : Tensor or None
         The counted examples' losses one by one (built-in losses), so that evaluations can
         sum them in float64 (``total`` sums them in the model's dtype, as gradients need).
+    sample_total, sample_weight : Tensor or None
+        Per-position losses grouped by sample (sequence cross-entropy): each sample's sum of
+        counted losses and its number of counted positions, ``(B,)`` float64, detached.
+        ``None`` where ``per`` holds one loss per sample already.
     """
 
     total: Tensor
@@ -96,10 +110,23 @@ class LossTerms:
     correct: Tensor | None = None
     counted: Tensor | None = None
     per: Tensor | None = None
+    sample_total: Tensor | None = None
+    sample_weight: Tensor | None = None
 
     def total_float64(self) -> Tensor:
         """``total`` summed in float64 from the per-example losses where they are known."""
         return self.per.double().sum() if self.per is not None else self.total.double()
+
+    def sample_terms(self) -> tuple[Tensor, Tensor] | None:
+        """Each sample's ``(loss sum, weight)`` in float64 (detached), for the standard error
+        of the data-set mean; ``None`` when the loss gave no per-sample values (see the module
+        docstring). A sample with weight 0 (every token ignored) has loss sum 0."""
+        if self.sample_total is not None and self.sample_weight is not None:
+            return self.sample_total, self.sample_weight
+        if self.per is None:
+            return None
+        t = self.per.detach().double().reshape(-1)
+        return t, torch.ones_like(t)
 
 
 def _check_ce_target(y: Tensor | None) -> Tensor:
@@ -242,7 +269,7 @@ class BatchLoss:
         acc = self.accuracy_terms(z, y)
         if acc is None:
             return t
-        return LossTerms(t.total, t.weight, *acc, per=t.per)
+        return dataclasses.replace(t, correct=acc[0], counted=acc[1])
 
     def accuracy_terms(self, z: Tensor, y: Tensor | None) -> tuple[Tensor, Tensor] | None:
         """``(correct, counted)`` of the argmax of logits ``z`` against integer targets ``y``
@@ -310,7 +337,13 @@ class BatchLoss:
         per = F.cross_entropy(flat_z, flat_y, reduction="none", ignore_index=IGNORE_INDEX)
         keep = flat_y != IGNORE_INDEX
         counted = keep.sum()
-        return LossTerms(per.sum(), counted.to(torch.float64), per=per[keep])
+        sample_total = sample_weight = None
+        if y.ndim > 1:  # several positions per sample: group them by sample (module docstring)
+            b = y.shape[0]
+            sample_total = per.detach().double().reshape(b, -1).sum(dim=1)
+            sample_weight = keep.reshape(b, -1).sum(dim=1).double()
+        return LossTerms(per.sum(), counted.to(torch.float64), per=per[keep],
+                         sample_total=sample_total, sample_weight=sample_weight)
 
 
 def _count(n: int, like: Tensor) -> Tensor:

@@ -12,6 +12,9 @@ Layout of a ``landscape`` file (every group optional except the root attributes)
     /surface/y                     (ny,) float64   [2D only]
     /surface/<split>_loss          (ny, nx) float64 [(nx,) in 1D]  Z[iy, ix]: plt.contour(x, y, Z)
     /surface/<split>_acc           same shape, fraction in [0, 1]  [classification only]
+    /surface/<split>_loss_se       same shape, standard error of each loss as a data-set mean
+                                   (not listed in 'arrays': older readers skip it; absent in
+                                   older files); attr subset_check (JSON) for --subset surfaces
     /surface/done                  same shape, uint8: 1 where the point has been computed
     /directions                    attrs: recipe (JSON: kind, what, norm, ignore, seeds, ...),
                                           sha256 (digest of the tensors), ndim

@@ -18,6 +18,7 @@ Landscape of Neural Nets". NeurIPS 2018.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -39,9 +40,11 @@ from ._grid import (
     MetricsRunner,
     agree,
     metric_array_names,
+    new_stderrs,
     pending,
     recipe_differences,
     resume_or_refuse,
+    stderr_name,
 )
 from ._version import tool_versions
 from .data import StreamData, as_data
@@ -49,7 +52,12 @@ from .directions import Directions, check_spanning
 from .errors import LandscapeError, check_float, check_int
 from .evaluation import Evaluator
 
-__all__ = ["Axis", "parse_axis", "Surface", "compute_surface", "recipe_differences"]
+__all__ = ["Axis", "SURFACE_GROUP", "parse_axis", "Surface", "check_group_name",
+           "compute_surface", "evaluate_subset_check", "recipe_differences",
+           "subset_check_lines"]
+
+#: The group of a file's (first) surface.
+SURFACE_GROUP = "surface"
 
 _NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _AXIS_RE = re.compile(rf"^\s*({_NUM})\s*:\s*({_NUM})\s*:\s*(\S+)\s*$")
@@ -186,6 +194,22 @@ class Surface(GridProgress):
         Everything that must match for a run to resume into this surface.
     provenance : dict
         Informational metadata (command line, checkpoint path, tool version, source format).
+    stderrs : dict[str, np.ndarray]
+        Standard error of every loss array's values as data-set means,
+        ``"train_loss_se"`` beside ``"train_loss"`` (same shape; see
+        :mod:`landscape.evaluation`). Empty for files written before they were stored (and
+        files of Li et al.); NaN at points computed by such a version. Read them with
+        :meth:`stderr`.
+    subset_check : dict or None
+        For a surface evaluated on data subsets: per split, the loss at the origin on the
+        subset (``subset_loss``, its standard error ``subset_loss_se``, ``subset_n``) and on
+        the full data (``full_loss``, ``full_n``), and the accuracies where defined
+        (:func:`compute_surface`'s ``full_data``); ``None`` otherwise.
+    group : str
+        The file's group it lives in: ``"surface"`` (its directions in the top-level
+        ``/directions``), or another name such as ``"hessian_surface"`` (a surface along
+        Hessian eigenvectors, :func:`landscape.hessian.compute_hessian_surface`), whose
+        directions are its subgroup ``directions``, so one file holds both apart.
     """
 
     x: np.ndarray
@@ -196,6 +220,9 @@ class Surface(GridProgress):
     recipe: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     done_per_array: dict[str, np.ndarray] | None = None
+    stderrs: dict[str, np.ndarray] = field(default_factory=dict)
+    subset_check: dict[str, dict[str, Any]] | None = None
+    group: str = SURFACE_GROUP
 
     @property
     def ndim(self) -> int:
@@ -211,6 +238,17 @@ class Surface(GridProgress):
     def n_done_of(self, name: str) -> int:
         """Number of computed points of the array ``name``."""
         return int(self.done_of(name).sum())
+
+    def stderr(self, name: str) -> np.ndarray | None:
+        """The standard errors of the loss array ``name`` (e.g. ``"train_loss"``), or ``None``
+        when the file holds none (written before they were stored, or not a loss array)."""
+        return self.stderrs.get(stderr_name(name))
+
+    def subset_lines(self) -> list[str]:
+        """One line per split of :attr:`subset_check` (empty without it): the subset's loss
+        at the origin ± its standard error against the full data's, and the difference in
+        standard errors."""
+        return subset_check_lines(self.subset_check)
 
     def __getitem__(self, name: str) -> np.ndarray:
         try:
@@ -275,20 +313,38 @@ class Surface(GridProgress):
         for k in sorted(self.arrays):
             a = np.asarray(self.arrays[k], dtype=np.float64)
             sg.datasets[k] = np.where(self.done_of(k) if self.done_per_array else done, a, np.nan)
+        sg.datasets.update(_schema.stderr_datasets(self.stderrs, done))
         sg.datasets["done"] = done
-        groups: dict[str, storage.Group | None] = {"surface": sg}
+        if self.subset_check is not None:
+            sg.attrs["subset_check"] = storage.dumps(self.subset_check)
+        if self.group != SURFACE_GROUP:  # its directions travel inside its own group
+            if self.directions is not None:
+                sg.groups["directions"] = directions_group(self.directions)
+            return {self.group: sg}
+        groups: dict[str, storage.Group | None] = {SURFACE_GROUP: sg}
         if self.directions is not None:
             groups["directions"] = directions_group(self.directions)
         return groups
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
-        """Write to ``path`` atomically (other groups of an existing file are kept)."""
+        """Write group :attr:`group` of ``path`` atomically (other groups are kept)."""
         storage.update_file(path, self._groups(), overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Surface:
-        """Read a surface from a landscape file or a file of Li et al. (2018)."""
+    def load(cls, path: str | os.PathLike, group: str = SURFACE_GROUP) -> Surface:
+        """Read a surface from a landscape file (its group ``group``) or a file of Li et al.
+        (2018)."""
+        check_group_name(group)
         kind = storage.file_kind(path)
+        if group != SURFACE_GROUP:
+            storage.check_no_links(path, group)
+            g = storage.read_group(path, group)
+            if g is None:
+                raise LandscapeError(f"'{path}' holds no /{group} group")
+            where = f"'{path}' has a damaged /{group} group"
+            dirs = (load_directions_group(g.groups["directions"], f"'{path}' (/{group})")
+                    if "directions" in g.groups else None)
+            return dataclasses.replace(cls._from_group(g, where, dirs), group=group)
         if kind == "li2018":
             d = storage.read_li2018(path)
             return cls(
@@ -325,8 +381,11 @@ class Surface(GridProgress):
         _schema.check_coordinates_fit(g.datasets, [*names, "done"], shape, where)
         arrays = {k: _schema.grid_array(g.datasets, k, shape, where) for k in names}
         done = _schema.grid_array(g.datasets, "done", shape, where, mask=True)
+        stderrs = _schema.stderr_arrays(g.datasets, names, shape, where)
+        check = (_schema.json_attr(g.attrs, "subset_check", where, dict)
+                 if "subset_check" in g.attrs else None)
         return cls(x=x, y=y, arrays=arrays, done=done, directions=directions, recipe=recipe,
-                   provenance=prov)
+                   provenance=prov, stderrs=stderrs, subset_check=check)
 
 
 def directions_group(d: Directions) -> storage.Group:
@@ -461,6 +520,18 @@ def li2018_directions(path: str | os.PathLike, model: nn.Module,
     return Directions(tuple(vecs), recipe)
 
 
+def check_group_name(group: str) -> str:
+    """A top-level group name a surface may live in: ``"surface"`` or a name ending in
+    ``"_surface"`` (``"hessian_surface"``), so no other result's group can be taken."""
+    if not isinstance(group, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", group) or not (
+            group == SURFACE_GROUP or group.endswith("_" + SURFACE_GROUP)):
+        raise LandscapeError(
+            f"The 'group' parameter must be 'surface' or a lower-case name ending in "
+            f"'_surface'. Got {group!r} instead."
+        )
+    return group
+
+
 @holds_output("out")
 def compute_surface(
     model: nn.Module,
@@ -486,6 +557,8 @@ def compute_surface(
     progress: bool = True,
     flush_seconds: float = 10.0,
     max_points: int | None = None,
+    full_data: Mapping[str, Any] | None = None,
+    group: str = SURFACE_GROUP,
 ) -> Surface:
     """Evaluate loss and accuracy on a 1D or 2D grid along ``directions``.
 
@@ -525,7 +598,9 @@ def compute_surface(
     out : path, optional
         HDF5 file to write as points finish and to resume from.
     overwrite : bool, default=False
-        Replace an existing ``out`` whose recipe differs (otherwise that is an error).
+        Replace an existing ``out`` whose recipe differs (otherwise that is an error); with
+        another ``group`` than ``"surface"`` only that group is replaced, the file's other
+        groups are kept.
     recipe : dict, optional
         Extra recipe entries (checkpoint hash, model and data specs) that must match on resume.
     provenance : dict, optional
@@ -536,10 +611,21 @@ def compute_surface(
         Write the file at most this often (and always at the end).
     max_points : int, optional
         Stop after computing this many new points (the file stays resumable).
+    full_data : dict[str, data], optional
+        The full datasets of which ``data`` are subsets (by the same names, e.g. without
+        ``--subset``): the origin is evaluated once on them (one extra evaluation, at the
+        origin only) and on the subsets, and both are stored in
+        :attr:`Surface.subset_check` with the subset's standard error, so the file says how
+        far the subset's values are from the full data's. A resumed file keeps the check it
+        has.
+    group : str, default="surface"
+        The file's group to write and resume (:attr:`Surface.group`): another name (ending in
+        ``"_surface"``) keeps a second surface, with its own directions, beside ``/surface``.
 
     Returns
     -------
     Surface
+        Every loss array comes with its standard error (:meth:`Surface.stderr`).
     """
     ax = parse_axis(x, "x")
     ay = parse_axis(y, "y") if y is not None else None
@@ -582,21 +668,26 @@ def compute_surface(
         if a is not None:
             a.check_dtype(name, eval_dtype)
     surf = _new_surface(ax, ay, data, directions, full_recipe, dict(provenance or {}))
+    check_group_name(group)
+    surf.group = group
     if out is not None:
         storage.check_writable(out, overwrite=overwrite)
-        if Path(out).exists() and not overwrite and not _has_surface(out):
+        if Path(out).exists() and not overwrite and not _has_surface(out, group) \
+                and group == SURFACE_GROUP:
             _check_file_directions(out, directions)
-    if out is not None and Path(out).exists() and not overwrite and _has_surface(out):
-        old = Surface.load(out)
+    if out is not None and Path(out).exists() and not overwrite and _has_surface(out, group):
+        old = Surface.load(out, group)
         resume_or_refuse(out, old.recipe, full_recipe)
         for name, new_c, old_c in (("x", surf.x, old.x), ("y", surf.y, old.y)):
             if new_c is not None and not np.array_equal(new_c, old_c):
                 raise LandscapeError(
-                    f"'{out}' has a damaged /surface group: its '{name}' coordinates are not "
+                    f"'{out}' has a damaged /{group} group: its '{name}' coordinates are not "
                     f"those of its recipe's grid {full_recipe['grid'][name]}; pass --overwrite "
                     "to recompute it or choose another --out"
                 )
         surf.arrays, surf.done = old.arrays, old.done
+        surf.stderrs = new_stderrs(old.arrays, old.stderrs)
+        surf.subset_check = old.subset_check
         surf.provenance = old.provenance  # the file keeps the provenance of its first run
         if set(surf.arrays) != set(metric_array_names(data)):
             raise LandscapeError(f"'{out}' has arrays {sorted(surf.arrays)}; expected others")
@@ -626,13 +717,84 @@ def compute_surface(
         ev.batch_size = used
         surf.provenance["batch_size_used"] = used
     base_dev, dirs_dev = on_device(base_t, directions.vectors, ev.device, dtype)
-    _SurfaceRun(surf, ev, base_dev, dirs_dev, out=out, overwrite=overwrite, progress=progress,
-                flush_seconds=flush_seconds, max_points=max_points).run()
+    if full_data and surf.subset_check is None:
+        surf.subset_check = evaluate_subset_check(
+            ev, model, full_data, base_dev, bn_data=data.get("train"), loss=loss, what=what,
+            bn=bn, bn_batches=bn_batches, bn_batch_size=bn_batch_size, dtype=dtype,
+            autocast=autocast, channels_last=channels_last)
+    # --overwrite replaces the file of a /surface, and only its own group for any other
+    replace_file = overwrite and group == SURFACE_GROUP
+    _SurfaceRun(surf, ev, base_dev, dirs_dev, out=out, overwrite=replace_file,
+                progress=progress, flush_seconds=flush_seconds, max_points=max_points).run()
     return surf
 
 
-def _has_surface(path: str | os.PathLike) -> bool:
-    return storage.file_kind(path) == "li2018" or "surface" in storage.list_groups(path)
+def evaluate_subset_check(ev: Evaluator, model: nn.Module, full_data: Mapping[str, Any],
+                          base: Mapping[str, Tensor], **evaluator: Any
+                          ) -> dict[str, dict[str, Any]]:
+    """Loss (± standard error) and accuracy at ``base`` on ``ev``'s (subset) data and on
+    ``full_data``, per split: the :attr:`Surface.subset_check` of a surface on subsets.
+
+    Parameters
+    ----------
+    ev : Evaluator
+        The surface's evaluator (its datasets are the subsets).
+    model : nn.Module
+        The network (a second evaluator is built on ``full_data`` with ``ev``'s device and
+        batch size and the settings ``evaluator``).
+    full_data : dict[str, data]
+        Full datasets, by the names of ``ev``'s datasets (a subset of them).
+    base : dict[str, Tensor]
+        The origin.
+
+    Raises
+    ------
+    LandscapeError
+        If ``full_data`` names a dataset the surface does not evaluate.
+    """
+    unknown = sorted(set(full_data) - set(ev.datasets))
+    if unknown:
+        raise LandscapeError(
+            f"full_data names {unknown}, which the surface does not evaluate (it evaluates "
+            f"{sorted(ev.datasets)})"
+        )
+    full = Evaluator(model, {k: as_data(v, k) for k, v in full_data.items()},
+                     batch_size=ev.batch_size, device=ev.device, **evaluator)
+    sub, whole = ev(base), full(base)
+    out: dict[str, dict[str, Any]] = {}
+    for k in sorted(full_data):
+        a, b = sub[k], whole[k]
+        out[k] = {"subset_loss": a.loss, "subset_loss_se": a.loss_se, "subset_n": a.n,
+                  "subset_acc": a.accuracy, "full_loss": b.loss, "full_n": b.n,
+                  "full_acc": b.accuracy}
+    return json.loads(storage.dumps(out))
+
+
+def subset_check_lines(check: Mapping[str, Any] | None) -> list[str]:
+    """Text of a :attr:`Surface.subset_check`: per split, ``"train loss at the origin: subset
+    0.4123 ± 0.015 (n = 300), full data 0.4011 (n = 1,797); difference +0.0112 = +0.75 SE"``
+    (the difference in standard errors is left out where the error is unknown)."""
+    lines = []
+    for split, c in sorted((check or {}).items()):
+        if not isinstance(c, Mapping):
+            continue
+        sl, se, fl = c.get("subset_loss"), c.get("subset_loss_se"), c.get("full_loss")
+        if not isinstance(sl, int | float) or not isinstance(fl, int | float):
+            continue
+        err = f" ± {se:.3g}" if isinstance(se, int | float) and math.isfinite(se) else ""
+        diff = sl - fl
+        z = (f" = {diff / se:+.2f} SE" if err and se > 0 and math.isfinite(diff) else "")
+        lines.append(
+            f"{split} loss at the origin: subset {sl:.6g}{err} (n = {c.get('subset_n', 0):,}),"
+            f" full data {fl:.6g} (n = {c.get('full_n', 0):,}); difference {diff:+.4g}{z}"
+        )
+    return lines
+
+
+def _has_surface(path: str | os.PathLike, group: str = SURFACE_GROUP) -> bool:
+    if storage.file_kind(path) == "li2018":
+        return group == SURFACE_GROUP
+    return group in storage.list_groups(path)
 
 
 def _check_file_directions(path: str | os.PathLike, directions: Directions) -> None:
@@ -665,7 +827,7 @@ def _new_surface(ax: Axis, ay: Axis | None, data: Mapping[str, Any], directions:
     return Surface(
         x=ax.values, y=ay.values if ay is not None else None, arrays=arrays,
         done=np.zeros(shape, dtype=bool), directions=directions, recipe=recipe,
-        provenance=prov,
+        provenance=prov, stderrs=new_stderrs(arrays),
     )
 
 

@@ -18,6 +18,8 @@ Layout (format version 2; see :mod:`landscape.storage`)::
     /surfaces                 attrs: recipe, provenance, ndim, arrays, n_members, seeds (JSON)
     /surfaces/x, y            grid coordinates
     /surfaces/<array>         (K, ny, nx) float64 [(K, nx) in 1D]; NaN where not done
+    /surfaces/<split>_loss_se (K, ny, nx) standard error of each loss (not listed in 'arrays';
+                              absent in files written before they were stored)
     /surfaces/done            (K, ny, nx) uint8
     /surfaces/directions/<k>  the directions of member k (a /directions group)
 
@@ -43,13 +45,27 @@ from torch import Tensor, nn
 from . import _schema, storage
 from ._atomic import holds_output
 from ._functional import LossSpec, loss_name, named_tensors
-from ._grid import GridProgress, MetricsRunner, metric_array_names, pending, resume_or_refuse
+from ._grid import (
+    GridProgress,
+    MetricsRunner,
+    metric_array_names,
+    new_stderrs,
+    pending,
+    resume_or_refuse,
+)
 from ._version import tool_versions
 from .directions import Directions, random_directions
 from .errors import LandscapeError, check_int
 from .evaluation import Evaluator
 from .parameters import ParameterSelection, select_parameters
-from .surface import Surface, directions_group, load_directions_group, on_device, parse_axis
+from .surface import (
+    Surface,
+    directions_group,
+    evaluate_subset_check,
+    load_directions_group,
+    on_device,
+    parse_axis,
+)
 
 __all__ = ["GROUP", "SurfaceSet", "compute_surface_set", "member_seeds"]
 
@@ -80,6 +96,12 @@ class SurfaceSet(GridProgress):
     seeds : list of int
         Member ``k``'s first seed.
     recipe, provenance : dict
+    stderrs : dict[str, np.ndarray]
+        ``(K, ny, nx)`` standard errors beside each loss array (``train_loss_se``; see
+        :attr:`Surface.stderrs <landscape.surface.Surface.stderrs>`).
+    subset_check : dict or None
+        The origin on the subsets and on the full data (see :attr:`Surface.subset_check
+        <landscape.surface.Surface.subset_check>`); the origin is common to every member.
     """
 
     x: np.ndarray
@@ -90,6 +112,8 @@ class SurfaceSet(GridProgress):
     seeds: list[int]
     recipe: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    stderrs: dict[str, np.ndarray] = field(default_factory=dict)
+    subset_check: dict[str, dict[str, Any]] | None = None
 
     @property
     def n_members(self) -> int:
@@ -111,6 +135,7 @@ class SurfaceSet(GridProgress):
             done=self.done[k], directions=d,
             recipe={**self.recipe, "directions": d.recipe, "directions_sha256": d.digest()},
             provenance=dict(self.provenance),
+            stderrs={n: a[k] for n, a in self.stderrs.items()}, subset_check=self.subset_check,
         )
 
     def members(self) -> list[Surface]:
@@ -139,7 +164,10 @@ class SurfaceSet(GridProgress):
         done = np.asarray(self.done, dtype=bool).copy()  # read first: see Surface._groups
         for name in sorted(self.arrays):
             g.datasets[name] = np.where(done, np.asarray(self.arrays[name], np.float64), np.nan)
+        g.datasets.update(_schema.stderr_datasets(self.stderrs, done))
         g.datasets["done"] = done.astype(np.uint8)
+        if self.subset_check is not None:
+            g.attrs["subset_check"] = storage.dumps(self.subset_check)
         dirs = storage.Group()
         for k, d in enumerate(self.directions):
             dirs.groups[str(k)] = directions_group(d)
@@ -162,10 +190,14 @@ class SurfaceSet(GridProgress):
         shape = (k, *_schema.grid_shape(x, y))
         arrays = {n: _schema.grid_array(g.datasets, n, shape, where) for n in names}
         done = _schema.grid_array(g.datasets, "done", shape, where, mask=True)
+        stderrs = _schema.stderr_arrays(g.datasets, names, shape, where)
+        check = (_schema.json_attr(g.attrs, "subset_check", where, dict)
+                 if "subset_check" in g.attrs else None)
         dirs = [load_directions_group(g.groups["directions"].groups[str(i)],
                                       f"{where} (directions of member {i})") for i in range(k)]
         return cls(x=x, y=y, arrays=arrays, done=done, directions=dirs,
-                   seeds=[int(s) for s in seeds], recipe=recipe, provenance=prov)
+                   seeds=[int(s) for s in seeds], recipe=recipe, provenance=prov,
+                   stderrs=stderrs, subset_check=check)
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
         """Write the ``/surfaces`` group of ``path`` atomically (other groups are kept)."""
@@ -221,6 +253,7 @@ def compute_surface_set(
     progress: bool = True,
     flush_seconds: float = 10.0,
     max_points: int | None = None,
+    full_data: Mapping[str, Any] | None = None,
 ) -> SurfaceSet:
     """Surfaces along ``len(seeds)`` independent random direction pairs on one grid.
 
@@ -242,7 +275,7 @@ def compute_surface_set(
         The perturbed tensors (default ``select_parameters(model)``: what a single surface of
         the CLI uses).
     loss, batch_size, device, dtype, out, overwrite, recipe, provenance, progress,
-    flush_seconds, max_points
+    flush_seconds, max_points, full_data
         As for :func:`~landscape.surface.compute_surface` (``batch_size`` must be an int: a
         timed choice would break the bit-identity with single-direction files).
 
@@ -294,18 +327,24 @@ def compute_surface_set(
         directions=dirs, seeds=seeds, recipe=full_recipe,
         provenance={**tool_versions(), **dict(provenance or {})},
     )
+    s.stderrs = new_stderrs(s.arrays)
     if out is not None:
         storage.check_writable(out, overwrite=overwrite)
         if Path(out).exists() and not overwrite and GROUP in storage.list_groups(out):
             old = SurfaceSet.load(out)
             resume_or_refuse(out, old.recipe, full_recipe)
             s.arrays, s.done, s.provenance = old.arrays, old.done, old.provenance
+            s.stderrs = new_stderrs(old.arrays, old.stderrs)
+            s.subset_check = old.subset_check
     if not pending(s.done, max_points):
         return s
     ev = Evaluator(model, data, loss=loss, what="weights", batch_size=batch_size,
                    device=device, dtype=dtype)
     placed = [on_device(base_t, d.vectors, ev.device, dtype) for d in dirs]
     base_dev, dirs_dev = placed[0][0], [p[1] for p in placed]
+    if full_data and s.subset_check is None:
+        s.subset_check = evaluate_subset_check(ev, model, full_data, base_dev, loss=loss,
+                                               what="weights", dtype=dtype)
     _SetRun(s, ev, base_dev, dirs_dev, out=out, overwrite=overwrite, progress=progress,
             flush_seconds=flush_seconds, max_points=max_points).run()
     return s

@@ -226,3 +226,55 @@ def test_train_interrupt_messages_are_true(tmp_path, monkeypatch, capsys):
     assert main(argv) == 0
     out, err = capsys.readouterr()
     assert out.startswith("resumed after epoch 1: wrote 2 checkpoints to r (4 in all; final: ")
+
+
+def test_subset_surface_says_how_far_it_is_from_the_run_data(run_dir, monkeypatch, capsys):
+    monkeypatch.chdir(run_dir)
+    assert main(["surface", "run/epoch_0002.pt", "--x=-1:1:3", "--subset", "100", "--out",
+                 "sub.h5", "--no-progress", "--batch-size", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "subset check: train loss at the origin: subset " in out
+    s = Surface.load(run_dir / "sub.h5")
+    c = s.subset_check["train"]
+    # the run trained on 400 samples (its own --subset): that is the full data here
+    assert (c["subset_n"], c["full_n"]) == (100, 400)
+    ck = load_checkpoint(run_dir / "run/epoch_0002.pt")
+    whole = evaluate(ck.model, load_data("digits", "train").subset(400))
+    assert c["full_loss"] == pytest.approx(whole.loss, rel=1e-6)
+    assert c["subset_loss"] == s["train_loss"][1]
+    assert main(["info", "sub.h5"]) == 0
+    assert s.subset_lines()[1] in capsys.readouterr().out
+    assert main(["surface", "run/epoch_0002.pt", "--x=-1:1:3", "--subset", "100", "--out",
+                 "sub2.h5", "--no-progress", "--batch-size", "64", "--no-full-check"]) == 0
+    assert Surface.load(run_dir / "sub2.h5").subset_check is None
+
+
+def test_hessian_directions_surface_beside_the_random_one(run_dir, monkeypatch, capsys):
+    monkeypatch.chdir(run_dir)
+    base = ["surface", "run/epoch_0002.pt", "--x=-1:1:3", "--y=-1:1:3", "--no-progress",
+            "--batch-size", "64", "--hessian-samples", "64", "--out", "hs.h5"]
+    assert main(base[:-2] + ["--out", "hs.h5"]) == 0  # the random surface first
+    assert main([*base, "--directions", "hessian"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote hs.h5 (/hessian_surface): 2D 3x3 surface along the Hessian's top " \
+           "eigenvectors (eigenvalues " in out
+    h = Surface.load(run_dir / "hs.h5", "hessian_surface")
+    r = h.directions.recipe
+    assert r["pair"] == "top" and r["n_samples"] == 64 and len(r["eigenvalues"]) == 2
+    assert r["eigenvalues"][0] >= r["eigenvalues"][1] and all(r["converged"])
+    assert Surface.load(run_dir / "hs.h5").directions.recipe["kind"] == "random"
+    assert main(["info", "hs.h5"]) == 0
+    assert "hessian surface: 3x3 grid along the Hessian's top eigenvectors (eigenvalues " \
+        f"{r['eigenvalues'][0]:.6g}" in capsys.readouterr().out
+    assert main([*base, "--directions", "hessian-topbottom"]) == 2  # resume refuses it
+    assert "differs in: pair" in capsys.readouterr().err
+    assert main([*base, "--directions", "hessian-topbottom", "--overwrite"]) == 0
+    lam = Surface.load(run_dir / "hs.h5", "hessian_surface").directions.recipe["eigenvalues"]
+    assert lam[0] == pytest.approx(r["eigenvalues"][0], rel=1e-6) and lam[1] < lam[0]
+    # --overwrite replaced the Hessian group only: the random surface is still there
+    assert Surface.load(run_dir / "hs.h5").directions.recipe["kind"] == "random"
+    capsys.readouterr()
+    for extra, msg in ((["--plane", "run/epoch_0000.pt", "run/epoch_0001.pt"], "--plane"),
+                       (["--norm", "layer"], "--norm"), (["--n-directions", "2"], "--n-dir")):
+        assert main([*base, "--directions", "hessian", *extra]) == 2
+        assert msg in capsys.readouterr().err

@@ -687,3 +687,89 @@ def test_mechanism_and_connectivity_sections(tmp_path):
             "connectivity.png"} <= set(saved.figures)
     assert Report.from_dict(json.loads(saved.to_json())).sections_markdown() == \
         saved.sections_markdown()
+
+
+def test_losses_carry_their_standard_errors_and_subsets_their_distance(tmp_path):
+    """Cells 'value ± se' where the file stores standard errors (old files: the value alone),
+    and a data-subset section only for surfaces on subsets."""
+    new, old = tmp_path / "new.h5", tmp_path / "old.h5"
+    s = _surface(1.0)
+    s.stderrs = {"train_loss_se": np.full(s.shape, 0.0123), "test_loss_se": np.full(s.shape, 0.02)}
+    s.subset_check = {"train": {"subset_loss": 0.0112, "subset_loss_se": 0.001,
+                                "subset_n": 300, "subset_acc": 1.0, "full_loss": 0.0102,
+                                "full_n": 1437, "full_acc": 1.0}}
+    s.save(new)
+    _surface(10.0).save(old)  # as written before standard errors were stored
+    rep = compare([new, old], names=["new", "old"], progress=False)
+    assert rep.errors == {"new": {"train_loss": 0.0123, "test_loss": 0.02}, "old": {}}
+    md = rep.markdown_table()
+    row = [ln for ln in md.splitlines() if ln.startswith("| Train loss at θ*")][0]
+    assert "| 0.01 ± 0.012 |" in row and row.endswith("| 0.01 |")
+    assert set(rep.sections) == {"subset"} and "old" not in rep.sections["subset"]
+    sub = rep.sections["subset"]["new"]
+    assert sub["train_loss_subset_minus_full_in_se"] == pytest.approx(1.0)
+    assert sub["train_n_full"] == 1437
+    text = rep.to_markdown()
+    assert "## Data subsets: how far from the full data" in text and "± 0.012" in text
+    back = Report.from_dict(json.loads(rep.to_json()))
+    assert back.errors == rep.errors and back.markdown_table() == md
+    assert "± 0.012" in rep.to_html()
+    only_old = compare([old], progress=False)
+    assert "subset" not in only_old.sections and "±" not in only_old.markdown_table()
+
+
+def _hessian_surface(a: float, lam_y: float, pair: str = "top", n: int = 11) -> Surface:
+    """A /hessian_surface: the quadratic a·x² + lam_y·y²/2 (lam_y < 0: a saddle) along two
+    'eigenvectors' with the eigenvalues 2a and lam_y in the directions' recipe."""
+    import dataclasses as dc
+
+    from landscape.directions import Directions
+
+    s = _surface(a, n=n)
+    xx, yy = np.meshgrid(s.x, s.y)
+    z = a * xx**2 + 0.5 * lam_y * yy**2 + 0.01
+    arrays = {"train_loss": z, "train_acc": np.clip(1 - z, 0, 1), "test_loss": z + 0.1,
+              "test_acc": np.clip(0.9 - z, 0, 1)}
+    recipe = {"kind": "hessian", "pair": pair, "k": 2, "norm": "filter", "scale": "filter",
+              "ignore": "biasbn", "n_samples": 300, "eigenvalues": [2 * a, lam_y]}
+    d = Directions(({"w": torch.ones(2, 2)}, {"w": torch.eye(2)}), recipe)
+    rec = _recipe(grid={"x": f"-1:1:{n}", "y": f"-1:1:{n}"}, directions=recipe)
+    return dc.replace(s, arrays=arrays, directions=d, recipe=rec, group="hessian_surface")
+
+
+def test_hessian_direction_slices_section(tmp_path):
+    from landscape.report.numbers import surface_numbers
+
+    files = []
+    for name, a, lam in (("res", 1.0, 0.5), ("plain", 10.0, -3.0)):
+        f = tmp_path / f"{name}.h5"
+        _surface(a).save(f)
+        _hessian_surface(a, lam).save(f)
+        files.append(f)
+    back = Surface.load(files[1], "hessian_surface")
+    assert back.group == "hessian_surface" and back.directions.recipe["eigenvalues"][1] == -3.0
+    assert Surface.load(files[1]).directions is None  # /surface keeps its own (none here)
+    rep = compare(files, names=["res", "plain"], eps=0.2, progress=False)
+    sec = rep.sections["hessian"]
+    assert sec["plain"]["hessian_lambda_x"] == 20.0 and sec["plain"]["hessian_lambda_y"] == -3.0
+    want, _, _ = surface_numbers(back, "plain", eps=0.2, basin_threshold=0.1,
+                                 array="train_loss")
+    assert sec["plain"]["hessian_eps_sharpness"] == pytest.approx(want["eps_sharpness"])
+    assert sec["plain"]["hessian_basin_width_y"] == pytest.approx(want["basin_width_y"])
+    # the main table is the random surface's, never the Hessian one's
+    rand, _, _ = surface_numbers(Surface.load(files[1]), "plain", eps=0.2, basin_threshold=0.1,
+                                 array="train_loss")
+    assert rep.table["plain"]["eps_sharpness"] == pytest.approx(rand["eps_sharpness"])
+    assert rand["eps_sharpness"] != pytest.approx(want["eps_sharpness"])
+    md = rep.to_markdown()
+    assert "## Hessian-direction slices" in md and "λmin for a top/bottom slice" in md
+    assert "Hessian-direction slices" in rep.to_html()
+    assert Report.from_dict(json.loads(rep.to_json())).sections_markdown() == \
+        rep.sections_markdown()
+    plain_only = tmp_path / "p.h5"
+    _surface(1.0).save(plain_only)
+    other = compare([plain_only], progress=False)
+    assert "hessian" not in other.sections and "Hessian-direction" not in other.to_markdown()
+    _hessian_surface(1.0, -1.0, pair="topbottom").save(plain_only)
+    with pytest.raises(LandscapeError, match="hessian.directions.pair differs"):
+        compare([files[0], plain_only], progress=False)

@@ -247,6 +247,9 @@ def _same(r1: Connectivity, r2: Connectivity) -> None:
     np.testing.assert_array_equal(r1.done, r2.done)
     for k in r1.arrays:
         np.testing.assert_array_equal(r1.arrays[k], r2.arrays[k])
+    assert sorted(r1.stderrs) == sorted(r2.stderrs)
+    for k in r1.stderrs:
+        np.testing.assert_array_equal(r1.stderrs[k], r2.stderrs[k])
 
 
 def test_resume_after_max_points_equals_an_uninterrupted_run(tmp_path):
@@ -308,7 +311,10 @@ def test_file_layout_and_recipe_rule(tmp_path):
         assert g["train_loss"].shape == (2, 7) and g["fit_history"].shape == (30,)
         assert g["done"].shape == (2, 7) and g["bends"].shape == (1, res.recipe["n_params"])
         assert "train_state" not in g
+        se = g["train_loss_se"][()]  # the standard error beside each loss
+        assert se.shape == (2, 7) and np.all(np.isfinite(se)) and np.all(se > 0)
     back = Connectivity.load(out)
+    assert sorted(back.stderrs) == ["test_loss_se", "train_loss_se"]
     assert back.recipe["checkpoint_sha256"] == ["a" * 64, "b" * 64]
     assert back.paths == ("line", "curve") and back.recipe["bn"] == "recalibrate"
     assert connectivity_numbers(back) == connectivity_numbers(res)

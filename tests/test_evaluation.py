@@ -86,3 +86,120 @@ def test_nan_weights_give_nan_loss(tiny_mlp, image_data):
     bad = {k: torch.full_like(v, float("nan")) for k, v in w.items()}
     m = Evaluator(tiny_mlp, image_data)(bad)["train"]
     assert math.isnan(m.loss)
+
+
+# ----------------------------------------------------------------------------- standard errors
+def _std_err(per) -> float:
+    import numpy as np
+
+    per = np.asarray(per, dtype=np.float64)
+    return float(np.std(per, ddof=1) / np.sqrt(len(per)))
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_loss_se_is_std_over_sqrt_n_for_any_batch_size_and_streamed_data():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from .conftest import toy_classifier
+
+    model, d = toy_classifier(0, n=61)
+    with torch.no_grad():
+        per = nn.functional.cross_entropy(model(d.x), d.y, reduction="none")
+    ref = _std_err(per)
+    for bs in (1, 7, 16, 61, 100):  # uneven last batches
+        m = Evaluator(model, {"t": d}, batch_size=bs).evaluate_loaded()["t"]
+        assert m.loss_se == pytest.approx(ref, rel=1e-12), bs
+    stream = DataLoader(TensorDataset(d.x, d.y), batch_size=9)
+    for budget in (0, None):  # streamed every pass, or kept on the device after the first
+        ev = Evaluator(model, {"t": stream}, data_budget=budget)
+        assert ev.evaluate_loaded()["t"].loss_se == pytest.approx(ref, rel=1e-12)
+
+
+class _TinyLM(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.emb = nn.Embedding(7, 5)
+        self.out = nn.Linear(5, 7)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.emb(x)))
+
+
+def _ratio_se(t, w) -> float:
+    import numpy as np
+
+    t, w = np.asarray(t, np.float64), np.asarray(w, np.float64)
+    keep = w > 0
+    t, w = t[keep], w[keep]
+    n, r = len(t), t.sum() / w.sum()
+    return float(np.sqrt(n / (n - 1) * np.sum((t - r * w) ** 2)) / w.sum())
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_token_weighted_loss_se_is_the_ratio_estimator_over_sequences():
+    from landscape.data import TensorData
+
+    torch.manual_seed(0)
+    model = _TinyLM().double().eval()
+    x = torch.randint(0, 7, (11, 6))
+    y = torch.randint(0, 7, (11, 6))
+    y[0, 3:] = -100  # sequences of different lengths
+    y[4, 1:] = -100
+    y[7, :] = -100  # nothing counted: not a sample of the mean
+    with torch.no_grad():
+        tok = nn.functional.cross_entropy(model(x).reshape(-1, 7), y.reshape(-1),
+                                          reduction="none").reshape(11, 6)
+    keep = y != -100
+    t, w = (tok * keep).sum(1), keep.sum(1)
+    ref = _ratio_se(t, w)
+    for bs in (1, 3, 5, 11):
+        m = Evaluator(model, {"t": TensorData(x, y, "t")}, batch_size=bs).evaluate_loaded()["t"]
+        assert m.loss == pytest.approx(float(tok[keep].mean()), rel=1e-12)
+        assert m.loss_se == pytest.approx(ref, rel=1e-12), bs
+    # equal lengths: the ratio estimator is the s/sqrt(n) of the sequences' mean losses
+    y2 = torch.randint(0, 7, (11, 6))
+    with torch.no_grad():
+        tok2 = nn.functional.cross_entropy(model(x).reshape(-1, 7), y2.reshape(-1),
+                                           reduction="none").reshape(11, 6)
+    m = Evaluator(model, {"t": TensorData(x, y2, "t")}, batch_size=4).evaluate_loaded()["t"]
+    assert m.loss_se == pytest.approx(_std_err(tok2.mean(1)), rel=1e-12)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_regression_loss_se_and_undefined_cases():
+    from landscape.data import TensorData
+
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2).double()
+    x, y = torch.randn(23, 3, dtype=torch.float64), torch.randn(23, 2, dtype=torch.float64)
+    with torch.no_grad():
+        per = ((model(x) - y) ** 2).mean(1)
+    m = evaluate(model, TensorData(x, y, "r"), loss="mse", batch_size=5)
+    assert m.loss_se == pytest.approx(_std_err(per), rel=1e-12)
+    # undefined: one sample; a user loss that returns only its mean; a diverged point
+    assert math.isnan(evaluate(model, TensorData(x[:1], y[:1], "r"), loss="mse").loss_se)
+
+    def mean_only(out, target):
+        return ((out - target) ** 2).mean()
+
+    assert math.isnan(evaluate(model, TensorData(x, y, "r"), loss=mean_only).loss_se)
+    nan_w = {k: torch.full_like(v, float("nan")) for k, v in named_tensors(model).items()}
+    assert math.isnan(evaluate(model, TensorData(x, y, "r"), nan_w, loss="mse").loss_se)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_loss_se_has_no_cancellation_for_a_large_mean():
+    """Losses 1e8 + 1e-2 noise: raw power sums (Σl² - n mean²) lose every digit of the
+    variance in float64; the centred merge keeps it to rounding."""
+    from landscape.data import TensorData
+
+    g = torch.Generator().manual_seed(1)
+    v = 1e8 + 1e-2 * torch.randn(50, generator=g, dtype=torch.float64)
+
+    def given(out, target):  # the per-sample "loss" is the target itself
+        return target + 0.0 * out[:, 0]
+
+    data = TensorData(torch.zeros(50, 1, dtype=torch.float64), v, "v")
+    for bs in (3, 16, 50):
+        m = evaluate(nn.Linear(1, 1).double(), data, loss=given, batch_size=bs)
+        assert m.loss_se == pytest.approx(_std_err(v), rel=1e-6), bs

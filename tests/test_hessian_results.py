@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -204,3 +205,116 @@ def test_hessian_directions_make_surfaces(toy, tmp_path):
         hessian_directions(model, data, scale="layer")
     with pytest.raises(LandscapeError, match="another model"):
         eigenvector_directions([{"nope": torch.zeros(2)}], w)
+
+
+# ----------------------------------------------------------------- surfaces along eigenvectors
+def _least_squares_model(n: int = 40, p: int = 12):
+    """nn.Linear(p, 1) at its least-squares solution (a minimum of the mse: zero gradient), and
+    the exact Hessian of the mse in its weights, 2/n XᵀX."""
+    from landscape.data import TensorData
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(n, p, generator=g, dtype=F64) * torch.linspace(3.0, 0.5, p, dtype=F64)
+    y = x @ torch.randn(p, generator=g, dtype=F64) + 0.3 * torch.randn(n, generator=g,
+                                                                       dtype=F64)
+    a = torch.cat([x, torch.ones(n, 1, dtype=F64)], 1)
+    sol = torch.linalg.lstsq(a, y.unsqueeze(1)).solution.squeeze(1)
+    model = nn.Linear(p, 1).double()
+    with torch.no_grad():
+        model.weight.copy_(sol[:p].unsqueeze(0))
+        model.bias.copy_(sol[p:])
+    return model, TensorData(x, y.unsqueeze(1), "ls"), 2.0 / n * x.T @ x
+
+
+def test_surface_along_the_top_eigenvectors_is_the_closed_form(tmp_path):
+    from landscape.hessian import compute_hessian_surface
+
+    model, data, h = _least_squares_model()
+    lam = torch.linalg.eigvalsh(h).numpy()[::-1]
+    s = compute_hessian_surface(model, {"train": data}, x="-0.05:0.05:5", y="-0.05:0.05:5",
+                                loss="mse", scale="none", tol=1e-12, batch_size=16,
+                                out=tmp_path / "h.h5", progress=False)
+    assert s.group == "hessian_surface" and s.directions.recipe["pair"] == "top"
+    np.testing.assert_allclose(s.directions.recipe["eigenvalues"], lam[:2], rtol=1e-10)
+    centre = s["train_loss"][2, 2]
+    a, b = np.meshgrid(s.x, s.y)
+    want = centre + 0.5 * lam[0] * a**2 + 0.5 * lam[1] * b**2
+    np.testing.assert_allclose(s["train_loss"], want, rtol=1e-8, atol=0)
+    assert not np.allclose(s["train_loss"], centre)  # the steps do move the loss
+    back = Surface.load(tmp_path / "h.h5", "hessian_surface")
+    np.testing.assert_array_equal(back["train_loss"], s["train_loss"])
+    assert back.directions.digest() == s.directions.digest()
+    assert back.directions.recipe["eigenvalues"] == s.directions.recipe["eigenvalues"]
+
+
+def test_top_bottom_slice_of_a_saddle_shows_the_negative_curvature():
+    """L(w) = ½ Σ c_i w_i² with c = (3, 1, -2) at w = 0: λmax 3 along x, λmin -2 along y."""
+    from landscape.data import TensorData
+    from landscape.hessian import compute_hessian_surface
+
+    class Saddle(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = nn.Parameter(torch.zeros(1, 3, dtype=F64))
+
+        def forward(self, x):
+            return self.weight.expand(len(x), 3)
+
+    c = torch.tensor([3.0, 1.0, -2.0], dtype=F64)
+
+    def saddle_loss(out, target):
+        return 0.5 * (out**2 * c).sum(1)
+
+    data = TensorData(torch.zeros(4, 1, dtype=F64), torch.zeros(4, dtype=F64), "saddle")
+    s = compute_hessian_surface(Saddle(), {"train": data}, x="-1:1:5", y="-1:1:5",
+                                pair="topbottom", loss=saddle_loss, scale="none", tol=1e-12,
+                                batch_size=4, progress=False)
+    np.testing.assert_allclose(s.directions.recipe["eigenvalues"], [3.0, -2.0], atol=1e-10)
+    a, b = np.meshgrid(s.x, s.y)
+    np.testing.assert_allclose(s["train_loss"], 1.5 * a**2 - b**2, atol=1e-12)
+    assert s["train_loss"][0, 2] < s["train_loss"][2, 2] < s["train_loss"][2, 0]  # a saddle
+    top = compute_hessian_surface(Saddle(), {"train": data}, x="-1:1:3", y="-1:1:3",
+                                  loss=saddle_loss, scale="none", tol=1e-12, progress=False)
+    np.testing.assert_allclose(top.directions.recipe["eigenvalues"], [3.0, 1.0], atol=1e-10)
+    assert np.all(top["train_loss"] >= 0)  # the top pair never sees the saddle
+    with pytest.raises(LandscapeError, match="2D"):
+        compute_hessian_surface(Saddle(), {"train": data}, x="-1:1:3", pair="topbottom",
+                                loss=saddle_loss, progress=False)
+
+
+def test_hessian_surface_sits_beside_the_random_one_and_resumes(toy, tmp_path, monkeypatch):
+    from landscape.hessian import compute_hessian_surface
+    from landscape.hessian import directions as hdir
+
+    model, data = toy
+    out = tmp_path / "both.h5"
+    rand = compute_surface(model, random_directions(named_tensors(model), seeds=0),
+                           {"train": data}, x="-1:1:3", y="-1:1:3", out=out, progress=False)
+    kw = {"x": "-1:1:3", "y": "-1:1:3", "out": out, "progress": False, "batch_size": 16}
+    full = compute_hessian_surface(model, {"train": data}, **{**kw, "out": None})
+    part = compute_hessian_surface(model, {"train": data}, max_points=4, **kw)
+    assert part.n_done == 4
+    with h5py.File(out, "r") as f:
+        assert {"surface", "directions", "hessian_surface"} <= set(f)
+        assert "directions" in f["hessian_surface"] and f.attrs["format_version"] == 1
+    # the random surface and its directions are untouched
+    again_rand = Surface.load(out)
+    np.testing.assert_array_equal(again_rand["train_loss"], rand["train_loss"])
+    assert again_rand.directions.digest() == rand.directions.digest()
+
+    def no_solve(*a, **k):
+        raise AssertionError("a resumed Hessian surface must reuse its stored eigenvectors")
+
+    monkeypatch.setattr(hdir, "hessian_directions", no_solve)
+    done = compute_hessian_surface(model, {"train": data}, **kw)
+    assert done.complete
+    np.testing.assert_array_equal(done["train_loss"], full["train_loss"])
+    with pytest.raises(LandscapeError, match="differs in: pair"):
+        compute_hessian_surface(model, {"train": data}, pair="topbottom", **kw)
+    with pytest.raises(LandscapeError, match="differs in: seed"):
+        compute_hessian_surface(model, {"train": data}, seed=1, **kw)
+    monkeypatch.undo()
+    assert compute_hessian_surface(model, {"train": data}, pair="topbottom", overwrite=True,
+                                   **kw).directions.recipe["pair"] == "topbottom"
+    kept = Surface.load(out)  # overwrite replaced /hessian_surface only
+    np.testing.assert_array_equal(kept["train_loss"], rand["train_loss"])

@@ -92,3 +92,20 @@ def test_user_losses_output_and_model_styles():
     assert BatchLoss(model_style).takes_model and not BatchLoss(per_sample).takes_model
     with pytest.raises(LandscapeError, match="per-sample"):
         evaluate(lin, (x, y), loss=lambda o, t: o[:2, 0])
+
+
+def test_sample_terms_group_tokens_by_sequence():
+    torch.manual_seed(0)
+    ce = resolve_loss("cross_entropy")
+    z, y = torch.randn(4, 3), torch.tensor([0, -100, 2, 1])
+    t, w = ce.terms(z, (None, y)).sample_terms()
+    ref = F.cross_entropy(z, y, reduction="none", ignore_index=-100)[y != -100]
+    assert torch.equal(t, ref.double()) and torch.equal(w, torch.ones(3, dtype=torch.float64))
+    z3, y2 = torch.randn(3, 5, 7), torch.randint(0, 7, (3, 5))
+    y2[1, 2:] = -100
+    t, w = ce.terms(z3, (None, y2), accuracy=True).sample_terms()  # accuracy keeps them
+    tok = F.cross_entropy(z3.reshape(-1, 7), y2.reshape(-1), reduction="none").reshape(3, 5)
+    torch.testing.assert_close(t, tok.sum(1).double())
+    assert w.tolist() == [5.0, 2.0, 5.0]
+    assert resolve_loss(lambda out, target: out.mean()).terms(z, (None, y)).sample_terms() \
+        is None

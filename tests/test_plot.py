@@ -291,6 +291,22 @@ def test_1d_options_and_nan_only(tmp_path):
         plot_1d(_surf2d(_bowl()))
 
 
+def test_1d_error_band_is_two_standard_errors_wide():
+    s = _surf1d(True)
+    assert not plot_1d(s).collections  # no standard errors stored: no band
+    se = np.full(31, 0.01)
+    se[10] = np.nan  # unknown there: a gap
+    s.stderrs = {"train_loss_se": se}
+    ax = plot_1d(s, twin=False)
+    (band,) = ax.collections
+    ys = np.concatenate([p.vertices[:, 1] for p in band.get_paths()])
+    z = s["train_loss"][np.isfinite(s["train_loss"])]
+    assert ys.min() == pytest.approx(z.min() - 0.02) and ys.max() == pytest.approx(z.max() + 0.02)
+    xs = np.concatenate([p.vertices[:, 0] for p in band.get_paths()])
+    assert s.x[10] not in xs and s.x[5] not in xs  # unknown error, masked loss
+    assert not plot_1d(s, band=False).collections
+
+
 # --------------------------------------------------------------------------- others
 def test_trajectory_over_contour(complete, tmp_path):
     t = np.linspace(0, 1, 12)
@@ -478,6 +494,20 @@ def test_cli_1d(tmp_path, capsys):
     assert _cli(str(f), "--out", str(tmp_path / "o")) == 0
     assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'o' / 'line_1d.png'}"
     assert (tmp_path / "o" / "line_1d.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_draws_a_hessian_direction_surface(complete, tmp_path, capsys):
+    import dataclasses
+
+    f = tmp_path / "h.h5"
+    dataclasses.replace(complete, group="hessian_surface").save(f)  # no /surface at all
+    assert _cli(str(f)) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {tmp_path / 'h_hessian.png'}"
+    assert (tmp_path / "h_hessian.png").read_bytes()[:4] == b"\x89PNG"
+    g = tmp_path / "s.h5"
+    complete.save(g)
+    with pytest.raises(LandscapeError, match="no /hessian_surface group"):
+        _cli(str(g), "--kind", "hessian")
 
 
 def test_cli_errors_name_what_is_missing(complete, tmp_path):

@@ -1,5 +1,7 @@
+import json
 import math
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -257,3 +259,77 @@ def test_ratio_map_group_masks_unfinished_points():
         assert g.datasets[name][0, 0] == 1.0 and np.isnan(g.datasets[name].reshape(-1)[1:]).all()
     assert g.datasets["n_hvp"].tolist() == [[7, 0], [0, 0]]
     assert g.datasets["converged"].tolist() == [[1, 0], [0, 0]]
+
+
+# ----------------------------------------------------------------------------- standard errors
+def test_every_loss_point_stores_its_standard_error(tmp_path, tiny_mlp, image_data):
+    from landscape.evaluation import Evaluator
+
+    d = random_directions(named_tensors(tiny_mlp), seeds=0)
+    out = tmp_path / "s.h5"
+    s = compute_surface(tiny_mlp, d, image_data, x="-1:1:3", y="-1:1:2", batch_size=64,
+                        out=out, progress=False)
+    assert sorted(s.stderrs) == ["test_loss_se", "train_loss_se"]
+    assert "train_loss_se" not in s.arrays and s.stderr("train_acc") is None
+    ev = Evaluator(tiny_mlp, image_data, batch_size=64)
+    base = named_tensors(tiny_mlp)
+    for i in range(s.n_points):
+        m = ev.at(base, d.vectors, s.coords(i))
+        for split in image_data:
+            assert s.stderr(f"{split}_loss").reshape(-1)[i] == m[split].loss_se
+    back = Surface.load(out)
+    assert back.arrays.keys() == s.arrays.keys() and back.subset_check is None
+    for k, a in s.stderrs.items():
+        np.testing.assert_array_equal(back.stderrs[k], a)
+    with h5py.File(out, "r") as f:  # not listed in 'arrays': older readers skip them
+        assert "train_loss_se" in f["surface"] and f.attrs["format_version"] == 1
+        assert "train_loss_se" not in json.loads(f["surface"].attrs["arrays"])
+
+
+def test_a_file_without_standard_errors_loads_and_resumes(tmp_path, tiny_mlp, image_data):
+    d = random_directions(named_tensors(tiny_mlp), ndim=1, seeds=0)
+    out = tmp_path / "old.h5"
+    kw = {"x": "-1:1:5", "batch_size": 64, "out": out, "progress": False}
+    full = compute_surface(tiny_mlp, d, image_data, **kw)
+    compute_surface(tiny_mlp, d, image_data, overwrite=True, max_points=2, **kw)
+    with h5py.File(out, "r+") as f:  # what a version before standard errors wrote
+        for split in image_data:
+            del f["surface"][f"{split}_loss_se"]
+    old = Surface.load(out)
+    assert old.stderrs == {} and old.stderr("train_loss") is None
+    again = compute_surface(tiny_mlp, d, image_data, **kw)
+    np.testing.assert_array_equal(again["train_loss"], full["train_loss"])
+    se = Surface.load(out).stderr("train_loss")
+    assert np.isnan(se[:2]).all()  # computed by the old version: unknown
+    np.testing.assert_array_equal(se[2:], full.stderr("train_loss")[2:])
+
+
+def test_subset_surface_records_the_full_data_at_the_origin(tmp_path, tiny_mlp, image_data):
+    from landscape.data import TensorData
+    from landscape.info import describe
+
+    full = {k: TensorData(v.x, v.y, k) for k, v in image_data.items()}
+    sub = {k: v.subset(40) for k, v in full.items()}
+    d = random_directions(named_tensors(tiny_mlp), ndim=1, seeds=0)
+    out = tmp_path / "sub.h5"
+    s = compute_surface(tiny_mlp, d, sub, x="-0.5:0.5:3", batch_size=16, out=out,
+                        full_data=full, progress=False)
+    for split in full:
+        c = s.subset_check[split]
+        whole, part = evaluate(tiny_mlp, full[split]), evaluate(tiny_mlp, sub[split],
+                                                                batch_size=16)
+        assert c["full_loss"] == pytest.approx(whole.loss, rel=1e-6)
+        assert c["full_n"] == len(full[split]) and c["subset_n"] == 40
+        assert c["full_acc"] == whole.accuracy
+        assert c["subset_loss"] == s[f"{split}_loss"][1]  # the grid's origin, same batches
+        assert c["subset_loss_se"] == s.stderr(f"{split}_loss")[1] == part.loss_se
+    assert Surface.load(out).subset_check == s.subset_check
+    lines = s.subset_lines()
+    assert len(lines) == 2 and lines[1].startswith("train loss at the origin: subset ")
+    c = s.subset_check["train"]
+    z = (c["subset_loss"] - c["full_loss"]) / c["subset_loss_se"]
+    assert f"{z:+.2f} SE" in lines[1]
+    assert lines[1] in describe(out)
+    with pytest.raises(LandscapeError, match="does not evaluate"):
+        compute_surface(tiny_mlp, d, {"train": sub["train"]}, x="-0.5:0.5:3",
+                        full_data=full, progress=False)

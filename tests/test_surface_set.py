@@ -45,10 +45,14 @@ def test_members_equal_single_direction_surfaces_bit_for_bit(toy, tmp_path):
         assert m.directions.digest() == d.digest()
         for name in ("train_loss", "train_acc"):
             np.testing.assert_array_equal(m[name], one[name])
+        np.testing.assert_array_equal(m.stderr("train_loss"), one.stderr("train_loss"))
         # a metric per member equals the metric of the separate file, bit for bit
         assert eps_sharpness_from_surface(m, eps=1.0) == eps_sharpness_from_surface(one, eps=1.0)
     back = SurfaceSet.load(tmp_path / "set.h5")
     np.testing.assert_array_equal(back.arrays["train_loss"], s.arrays["train_loss"])
+    np.testing.assert_array_equal(back.stderrs["train_loss_se"], s.stderrs["train_loss_se"])
+    assert back.stderrs["train_loss_se"].shape == (3, 3, 3)
+    assert np.all(back.stderrs["train_loss_se"] > 0)
     assert [d.digest() for d in back.directions] == [d.digest() for d in s.directions]
     with h5py.File(tmp_path / "set.h5") as f:
         assert f.attrs["format_version"] == 2  # a file with /surfaces needs version 2

@@ -9,7 +9,9 @@
   :class:`CurvatureResult` (``/curvature`` group).
 - :func:`compute_ratio_map` -- Li et al.'s ``|lambda_min / lambda_max|`` map over a surface's
   grid, warm-started and resumable (:class:`RatioMap`, ``/ratio_map`` group).
-- :func:`hessian_directions` -- surface directions along the top eigenvectors.
+- :func:`hessian_directions` -- surface directions along the top (or the largest and the
+  smallest) eigenvectors; :func:`compute_hessian_surface` -- a surface along them, in the
+  ``/hessian_surface`` group.
 
 The estimators accept anything with ``@`` and ``.shape`` (a dense tensor included), so they
 are tested on ``torch.diag(d)`` before any network.
@@ -30,7 +32,12 @@ References
 from __future__ import annotations
 
 from .density import SpectralDensity, slq
-from .directions import eigenvector_directions, hessian_directions
+from .directions import (
+    HESSIAN_GROUP,
+    compute_hessian_surface,
+    eigenvector_directions,
+    hessian_directions,
+)
 from .lanczos import EigenResult, eigen_ratio, extreme_pairs, min_eigen, top_eigen
 from .operator import CurvatureOperator, HessianOperator, hvp
 from .ratio_map import RatioMap, compute_ratio_map, serpentine_order
@@ -38,6 +45,7 @@ from .results import CurvatureResult, compute_curvature
 from .trace import TraceResult, hutchinson, hutchpp
 
 __all__ = [
+    "HESSIAN_GROUP",
     "CurvatureOperator",
     "CurvatureResult",
     "EigenResult",
@@ -46,6 +54,7 @@ __all__ = [
     "SpectralDensity",
     "TraceResult",
     "compute_curvature",
+    "compute_hessian_surface",
     "compute_ratio_map",
     "eigen_ratio",
     "eigenvector_directions",

@@ -434,6 +434,13 @@ def describe_direction(recipe: Mapping[str, Any] | None, axis: int) -> str | Non
         return "plane"
     if kind == "pca":
         return f"PC{axis + 1} of the trajectory"
+    if kind == "hessian":
+        lams = recipe.get("eigenvalues")
+        which = ("λmax" if axis == 0 else
+                 "λmin" if recipe.get("pair") == "topbottom" else "λ2")
+        lam = (f" = {lams[axis]:.4g}" if isinstance(lams, Sequence)
+               and len(lams) > axis and isinstance(lams[axis], int | float) else "")
+        return f"Hessian eigenvector of {which}{lam}"
     return str(kind) if kind else None
 
 

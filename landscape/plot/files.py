@@ -23,6 +23,7 @@ import numpy as np
 
 from .. import storage
 from ..errors import LandscapeError, check_option
+from ..hessian.directions import HESSIAN_GROUP
 from ..hessian.ratio_map import RatioMap
 from ..hessian.results import CurvatureResult
 from ..surface import Surface
@@ -64,6 +65,9 @@ class _Results:
 
     def curvature(self) -> CurvatureResult | None:
         return self._load("curvature", CurvatureResult.load)
+
+    def hessian_surface(self) -> Surface | None:
+        return self._load(HESSIAN_GROUP, partial(Surface.load, group=HESSIAN_GROUP))
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,13 @@ def _needs_density(r: _Results) -> str | None:
     return None
 
 
+def _needs_hessian_surface(r: _Results) -> str | None:
+    if r.hessian_surface() is None:
+        return (f"it has no /{HESSIAN_GROUP} group (compute one with 'landscape surface CKPT "
+                "--directions hessian')")
+    return None
+
+
 # --------------------------------------------------------------------------- drawing
 def _draw_2d(kind: str, r: _Results, o: _Options) -> Any:
     return plot_contour(r.surface, array=o.name2d, kind=kind,  # type: ignore[arg-type]
@@ -149,6 +160,17 @@ def _draw_ratio_map(r: _Results, o: _Options) -> Any:
                           **labels)
 
 
+def _draw_hessian_surface(r: _Results, o: _Options) -> Any:
+    h = r.hessian_surface()
+    assert h is not None  # checked by _needs_hessian_surface
+    if h.ndim == 1:
+        return plot_1d(h, log=o.log_levels)
+    name = o.name2d if o.name2d in h.arrays else default_array(h)
+    ax = plot_contour(h, array=name, kind="contourf", log_levels=o.log_levels)
+    ax.set_title(f"{ax.get_title()} (Hessian directions)".strip(), fontsize=10)
+    return ax
+
+
 def _draw_density(r: _Results, o: _Options) -> Any:
     c = r.curvature()
     assert c is not None  # checked by _needs_density
@@ -185,6 +207,7 @@ FIGURE_KINDS: dict[str, FigureKind] = {k.name: k for k in (
     FigureKind("trajectory", _needs_trajectory, _draw_trajectory),
     FigureKind("ratio", _needs_ratio_map, _draw_ratio_map),
     FigureKind("density", _needs_density, _draw_density),
+    FigureKind("hessian", _needs_hessian_surface, _draw_hessian_surface),
 )}
 #: Picture kinds of :func:`plot_file` (and ``landscape plot --kind``).
 FILE_KINDS = tuple(FIGURE_KINDS)
@@ -197,8 +220,8 @@ def _chosen_kinds(r: _Results, kinds: Sequence[str] | None) -> list[FigureKind]:
         chosen = [k for k in FIGURE_KINDS.values() if k.needs(r) is None]
         if not chosen:
             raise LandscapeError(
-                f"'{r.path}' holds nothing to draw: no /surface, /trajectory, /ratio_map or "
-                "/curvature group with a picture in it"
+                f"'{r.path}' holds nothing to draw: no /surface, /trajectory, /ratio_map, "
+                "/curvature or /hessian_surface group with a picture in it"
             )
         return chosen
     names = list(dict.fromkeys(kinds))
@@ -276,7 +299,8 @@ def plot_file(
         Among :data:`FILE_KINDS`. Default: every kind the file can give (``contour,
         contourf, heatmap, 3d`` for a 2D surface, ``1d`` for a 1D one, ``trajectory`` for a
         ``/trajectory``, ``ratio`` for a ``/ratio_map``, ``density`` for a ``/curvature``
-        with an eigenvalue density).
+        with an eigenvalue density, ``hessian`` for a ``/hessian_surface``: filled contours
+        along the Hessian's eigenvectors).
     array : str, optional
         Surface array (default ``train_loss``; for ``1d``: all splits, loss and accuracy).
     out_dir : str or os.PathLike, optional

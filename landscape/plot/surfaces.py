@@ -205,6 +205,7 @@ def plot_1d(
     log: bool = False,
     ax: Axes | None = None,
     twin: bool = True,
+    band: bool = True,
 ) -> Axes:
     """Loss (and accuracy, on a twin y-axis) along a 1D surface.
 
@@ -223,6 +224,10 @@ def plot_1d(
         Where to draw; default a new Figure.
     twin : bool, default=True
         Draw the other quantity on a twin axis (``ax.figure.axes[-1]`` after the call).
+    band : bool, default=True
+        Shade ``loss ± 2 SE`` around every loss curve where the surface stores standard errors
+        (:meth:`~landscape.surface.Surface.stderr`: the evaluation noise of a data-set mean,
+        wide on small subsets); nothing is drawn where they are unknown.
 
     Returns
     -------
@@ -277,6 +282,8 @@ def plot_1d(
             (h,) = dest.plot(x, z, color=c, linestyle="-" if target == "main" else "--",
                              marker=marker, markersize=3, label=pretty(name))
             handles.append(h)
+            if which == "loss" and band:
+                _error_band(dest, x, z, surface.stderr(name), c, log)
             drawn += int(z.count())
             bad_x.update(x[diverged_mask(surface, name)].tolist())
         dest.set_ylabel("loss" if which == "loss" else "accuracy")
@@ -298,6 +305,23 @@ def plot_1d(
         add_note(ax, "no point computed yet" if surface.n_done == 0 else "no finite value")
     ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.7)
     return ax
+
+
+def _error_band(ax: Axes, x: np.ndarray, z: np.ma.MaskedArray, se: np.ndarray | None,
+                color: str, log: bool = False) -> None:
+    """Shade ``z ± 2 se`` where both are finite (gaps elsewhere; on a log axis also where
+    the band reaches 0)."""
+    if se is None:
+        return
+    se = np.asarray(se, dtype=np.float64)
+    mid = np.ma.filled(z, np.nan)
+    ok = ~np.ma.getmaskarray(z) & np.isfinite(se)
+    if log:
+        ok &= mid - 2 * se > 0
+    if not ok.any():
+        return
+    ax.fill_between(x, mid - 2 * se, mid + 2 * se, where=ok, color=color, alpha=0.2,
+                    linewidth=0, interpolate=False)
 
 
 def plot_contour(

@@ -14,9 +14,11 @@ from ..errors import LandscapeError, check_float, check_int
 from ..metrics import eps_sharpness_from_surface
 from ._utils import plain
 from .numbers import (
+    hessian_numbers,
     model_numbers,
     needs_origin_metrics,
     network_numbers,
+    origin_errors,
     section_numbers,
     spread_numbers,
 )
@@ -208,6 +210,7 @@ def compare(
         bar.update(1)
 
     spread: dict[str, dict[str, list[float | None]]] = {}
+    errors: dict[str, dict[str, float]] = {}
     sections: dict[str, dict[str, dict[str, float | None]]] = {}
     try:
         for r in results:
@@ -223,6 +226,7 @@ def compare(
                                               ratio_threshold=ratio_threshold, array=array,
                                               from_model=from_model)
             table[r.name] = plain(row)
+            errors[r.name] = origin_errors(r, from_model)
             censored[r.name] = tuple(cens)
             notes.extend(more)
             values, more = spread_numbers(r, eps=eps, basin_threshold=basin_threshold,
@@ -232,6 +236,11 @@ def compare(
                 notes.extend(more)
             for title, numbers in section_numbers(r).items():
                 sections.setdefault(title, {})[r.name] = numbers
+            numbers, more = hessian_numbers(r, eps=eps, basin_threshold=basin_threshold,
+                                            array=array)
+            if numbers:
+                sections.setdefault("hessian", {})[r.name] = numbers
+            notes.extend(more)
             prov, more = network_provenance(r, ckpt_info)
             networks[r.name] = plain(prov)
             notes.extend(more)
@@ -241,4 +250,4 @@ def compare(
     return Report(names=tuple(labels), table=table, recipe=recipe,
                   files={r.name: r.path for r in results}, parameters=parameters,
                   censored=censored, notes=tuple(notes), results=tuple(results),
-                  provenance=provenance, spread=spread, sections=sections)
+                  provenance=provenance, spread=spread, sections=sections, errors=errors)

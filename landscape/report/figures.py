@@ -65,6 +65,17 @@ def draw_figures(report: Report, out: Path, *, dpi: int) -> list[tuple[str, str]
                  f"{look} of the {what} of {_names(two)} around the trained weights θ* "
                  "(the origin) along two filter-normalized directions, on shared levels and "
                  "one colour scale.")
+    hess = [r for r in res if r.hessian_surface is not None and r.hessian_surface.ndim == 2
+            and array in r.hessian_surface.arrays]
+    if hess:
+        fig = plot.compare_panels([r.hessian_surface for r in hess],  # type: ignore[misc]
+                                  titles=[f"{r.name}: Hessian directions" for r in hess],
+                                  array=array, kind="contourf")
+        save(fig, "hessian_surface.png",
+             f"Filled contours of the {what} of {_names(hess)} around θ* along Hessian "
+             "eigenvectors (x: λmax; y: the second eigenvalue, or λmin for a top/bottom "
+             "slice), on shared levels and one colour scale: the curvature that random "
+             "slices miss.")
     one = [r for r in surf if r.surface.ndim == 1]  # type: ignore[union-attr]
     if one:
         fig = Figure(figsize=(7.0, 4.8), layout="constrained")

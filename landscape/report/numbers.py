@@ -46,9 +46,10 @@ from ..sharpness import adaptive_sharpness
 from ..surface import Surface
 from .results import NetworkResults
 
-__all__ = ["METRIC_KEYS", "SECTION_DEFINITIONS", "SPREAD_KEYS", "network_numbers",
-           "model_numbers", "curvature_numbers", "section_numbers", "spread_numbers",
-           "surface_numbers"]
+__all__ = ["ERROR_KEYS", "METRIC_KEYS", "SECTION_DEFINITIONS", "SPREAD_KEYS", "network_numbers",
+           "model_numbers", "curvature_numbers", "hessian_numbers", "origin_errors",
+           "section_numbers", "spread_numbers", "subset_numbers", "surface_numbers",
+           "HESSIAN_KEYS"]
 
 #: Rows of the comparison table, in order.
 METRIC_KEYS = (
@@ -90,6 +91,15 @@ SPREAD_KEYS = (
     "total_variation",
     "nonfinite_fraction",
 )
+
+#: Rows shown with their standard error (the evaluation noise of a data-set mean,
+#: :meth:`Surface.stderr <landscape.surface.Surface.stderr>`) where the file stores it.
+ERROR_KEYS = ("train_loss", "test_loss")
+
+#: Rows of the "Hessian-direction slices" section: the eigenvalues of the two directions and
+#: every :data:`SPREAD_KEYS` surface metric of the surface along them (prefixed ``hessian_``).
+HESSIAN_KEYS = ("hessian_lambda_x", "hessian_lambda_y",
+                *(f"hessian_{k}" for k in SPREAD_KEYS))
 
 _BUILTIN_LOSSES = ("cross_entropy", "mse")
 
@@ -134,6 +144,34 @@ def _at_origin(s: Surface, array: str) -> float | None:
     return float(np.asarray(s.arrays[array], dtype=np.float64)[o])
 
 
+def _error_at_origin(s: Surface, array: str) -> float | None:
+    se = s.stderr(array)
+    o = origin_index(s)
+    if se is None or o is None or not bool(s.done_of(array)[o]):
+        return None
+    v = float(np.asarray(se, dtype=np.float64)[o])
+    return v if math.isfinite(v) else None
+
+
+def origin_errors(res: NetworkResults, from_model: Mapping[str, Any] | None = None
+                  ) -> dict[str, float]:
+    """Standard errors of the :data:`ERROR_KEYS` rows at θ*: from the surface where its
+    origin gives the row, else from the model's evaluation (``<key>_se`` of
+    :func:`model_numbers`); rows without one are left out (files written before standard
+    errors were stored)."""
+    from_model = from_model or {}
+    out: dict[str, float] = {}
+    s = res.surface
+    for k in ERROR_KEYS:
+        if s is not None and _at_origin(s, k) is not None:
+            v = _error_at_origin(s, k)
+        else:
+            v = from_model.get(f"{k}_se")
+        if isinstance(v, int | float) and math.isfinite(v):
+            out[k] = float(v)
+    return out
+
+
 def needs_origin_metrics(s: Surface | None) -> bool:
     """Whether a surface lacks any of the losses and accuracies at θ* (a model must give them)."""
     return s is None or any(_at_origin(s, k) is None
@@ -176,7 +214,7 @@ def model_numbers(res: NetworkResults, source: Any, *, ascent_eps: float, steps:
         ``adaptive_rho`` relative to every weight, ``steps`` ascent steps) and
         ``adaptive_sharpness_avg`` (average over ``adaptive_samples`` Gaussian perturbations
         of relative size ``adaptive_rho``), see :mod:`landscape.sharpness`; with
-        ``need_origin``, ``{train,test}_{loss,acc}``.
+        ``need_origin``, ``{train,test}_{loss,acc}`` and ``{train,test}_loss_se``.
     checkpoint : dict
         What the checkpoint says about itself: ``path``, ``sha256``, ``training`` (the
         training config of its run), ``seed``, ``epoch`` (entries it does not hold are left
@@ -243,6 +281,7 @@ def model_numbers(res: NetworkResults, source: Any, *, ascent_eps: float, steps:
                        batch_size=batch_size, device=device)
         for split, m in ev.evaluate_loaded().items():
             out[f"{split}_loss"] = m.loss
+            out[f"{split}_loss_se"] = m.loss_se
             out[f"{split}_acc"] = m.accuracy
         done(f"{res.name}: loss and accuracy at θ*")
     return out, info
@@ -289,6 +328,34 @@ def surface_numbers(s: Surface, name: str, *, eps: float, basin_threshold: float
     for k in ("local_minima", "total_variation", "nonfinite_fraction"):
         row[k] = rough[k]
     return row, censored, notes
+
+
+def hessian_numbers(res: NetworkResults, *, eps: float, basin_threshold: float, array: str
+                    ) -> tuple[dict[str, float | None], list[str]]:
+    """The :data:`HESSIAN_KEYS` rows of ``res.hessian_surface`` (the surface metrics of
+    :func:`surface_numbers`, computed the same way, and the eigenvalues its directions were
+    taken for), and notes; empty without such a surface. A basin width cut by the grid edge
+    is a lower bound (said in a note)."""
+    s = res.hessian_surface
+    if s is None:
+        return {}, []
+    label = f"{res.name} (Hessian directions)"
+    if array not in s.arrays:
+        return {}, [f"{label}: the surface has no array {array!r}; its section is empty"]
+    row, censored, notes = surface_numbers(s, label, eps=eps, basin_threshold=basin_threshold,
+                                           array=array)
+    out: dict[str, float | None] = {f"hessian_{k}": _finite(row[k]) for k in SPREAD_KEYS}
+    if row.get("eps_sharpness") == math.inf:
+        out["hessian_eps_sharpness"] = math.inf
+    recipe = s.directions.recipe if s.directions is not None else {}
+    lams = list(recipe.get("eigenvalues") or [])
+    for i, axis in enumerate(("x", "y")):
+        out[f"hessian_lambda_{axis}"] = _finite(lams[i]) if i < len(lams) else None
+    notes += [f"{label}: {k} is a lower bound (the basin reaches the grid edge)"
+              for k in censored]
+    if recipe.get("note"):
+        notes.append(f"{label}: {recipe['note']}")
+    return out, notes
 
 
 def spread_numbers(res: NetworkResults, *, eps: float, basin_threshold: float, array: str
@@ -352,6 +419,17 @@ SECTION_DEFINITIONS = {
     "line_test_error_barrier": "error barrier on the straight line (test)",
     "curve_train_error_barrier": "error barrier along the curve (train)",
     "curve_test_error_barrier": "error barrier along the curve (test)",
+    **{k: v for split in ("train", "test") for k, v in {
+        f"{split}_loss_subset": f"{split} loss at θ* on the data subset the surface was "
+                                "evaluated on",
+        f"{split}_loss_subset_se": "its standard error as a mean over the subset's samples",
+        f"{split}_loss_full": f"{split} loss at θ* on the full data (one extra evaluation)",
+        f"{split}_loss_subset_minus_full_in_se": "(subset − full) / standard error: how far "
+                                                 "the subset's value is from the full "
+                                                 "data's, in units of its noise",
+        f"{split}_n_subset": "samples in the subset",
+        f"{split}_n_full": "samples in the full data",
+    }.items()},
 }
 
 
@@ -373,6 +451,33 @@ def section_numbers(res: NetworkResults) -> dict[str, dict[str, float | None]]:
     if res.connectivity is not None:
         out["connectivity"] = {k: (float(v) if math.isfinite(v) else None)
                                for k, v in connectivity_numbers(res.connectivity).items()}
+    subset = subset_numbers(res)
+    if subset:
+        out["subset"] = subset
+    return out
+
+
+def _finite(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and math.isfinite(v) else None
+
+
+def subset_numbers(res: NetworkResults) -> dict[str, float | None]:
+    """The rows of the "data subsets" section from the surface's (or surface set's)
+    :attr:`~landscape.surface.Surface.subset_check`; empty for surfaces on the full data."""
+    check = res.surface.subset_check if res.surface is not None else None
+    if not check and res.surface_set is not None:
+        check = res.surface_set.subset_check
+    out: dict[str, float | None] = {}
+    for split, c in sorted((check or {}).items()):
+        sub, se = _finite(c.get("subset_loss")), _finite(c.get("subset_loss_se"))
+        full = _finite(c.get("full_loss"))
+        out[f"{split}_loss_subset"] = sub
+        out[f"{split}_loss_subset_se"] = se
+        out[f"{split}_loss_full"] = full
+        out[f"{split}_loss_subset_minus_full_in_se"] = (
+            (sub - full) / se if sub is not None and full is not None and se else None)
+        out[f"{split}_n_subset"] = _finite(c.get("subset_n"))
+        out[f"{split}_n_full"] = _finite(c.get("full_n"))
     return out
 
 

@@ -3,8 +3,10 @@
 Comparable means: same grid, same kind of directions (for random directions also the same
 normalization, ignore rule, tensor selection, seeds and orthogonalization; PCA directions of
 two runs necessarily differ, so only their kind, selection, normalization and ignore rule are
-compared), same loss, same data (spec and sizes) and same BatchNorm mode. The first key that
-differs is named in the error, with both values.
+compared), same loss, same data (spec and sizes) and same BatchNorm mode. Surfaces along
+Hessian eigenvectors (``/hessian_surface``) must agree in their grid, which eigenvectors
+(``pair``), their scaling, ignore rule and Hessian samples, loss and data (their eigenvalues
+are results and differ). The first key that differs is named in the error, with both values.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ __all__ = ["check_comparable"]
 _DIRECTION_KEYS = ("kind", "what", "norm", "ignore")
 _RANDOM_KEYS = ("seeds", "orthogonal")
 _RECIPE_KEYS = ("loss", "data", "datasets", "bn", "bn_batches")
+_HESSIAN_KEYS = ("pair", "k", "norm", "scale", "ignore", "n_samples")
 _UNKNOWN = object()
 
 
@@ -52,6 +55,16 @@ def _comparable_items(res: NetworkResults) -> dict[str, Any]:
             out["directions.kind"] = _UNKNOWN
         for k in _RECIPE_KEYS:
             out[k] = recipe.get(k) if k in recipe else _UNKNOWN
+    h = res.hessian_surface
+    if h is not None:
+        out["hessian.grid.x"] = _axis_spec(h.x)
+        out["hessian.grid.y"] = None if h.y is None else _axis_spec(h.y)
+        d = h.directions.recipe if h.directions is not None else {}
+        for k in _HESSIAN_KEYS:
+            out[f"hessian.directions.{k}"] = d.get(k, _UNKNOWN)
+        recipe = h.recipe if isinstance(h.recipe, Mapping) else {}
+        for k in _RECIPE_KEYS:
+            out[f"hessian.{k}"] = recipe.get(k) if k in recipe else _UNKNOWN
     rm = res.ratio_map
     if rm is not None:
         spec = [_axis_spec(rm.x)]

@@ -25,7 +25,7 @@ from .._atomic import write_bytes
 from ..errors import LandscapeError, check_int
 from ..stats import difference, summarize
 from ._utils import plain
-from .numbers import METRIC_KEYS, SECTION_DEFINITIONS, SPREAD_KEYS
+from .numbers import HESSIAN_KEYS, METRIC_KEYS, SECTION_DEFINITIONS, SPREAD_KEYS
 from .results import NetworkResults
 
 __all__ = ["Report", "definitions", "metric_info", "README_BEGIN", "README_END",
@@ -58,9 +58,11 @@ def definitions(parameters: Mapping[str, Any]) -> dict[str, str]:
     rt = parameters.get("ratio_threshold")
     arr = parameters.get("array", "train_loss")
     return {
-        "train_loss": "mean train loss at θ* (the origin of the surface)",
+        "train_loss": ("mean train loss at θ* (the origin of the surface); ± its standard "
+                       "error as a mean over the samples (evaluation noise), where the file "
+                       "stores it"),
         "train_acc": "train accuracy at θ*",
-        "test_loss": "mean test loss at θ*",
+        "test_loss": "mean test loss at θ*; ± its standard error, where the file stores it",
         "test_acc": "test accuracy at θ*",
         "train_loss_min": f"lowest {arr} over the surface grid",
         "eps_sharpness": (
@@ -266,6 +268,9 @@ class Report:
         ``command``) and ``networks`` (per network: ``checkpoint``, ``checkpoint_sha256``,
         ``model``, ``data``, ``training``, ``commands``; see
         :func:`landscape.report.provenance.network_provenance`).
+    errors : dict[str, dict[str, float]]
+        Per network, the standard error of the :data:`~landscape.report.numbers.ERROR_KEYS`
+        rows (shown as ``value ± se``); a row without one shows its value alone.
     """
 
     names: tuple[str, ...]
@@ -281,6 +286,7 @@ class Report:
     provenance: dict[str, Any] = field(default_factory=dict)
     spread: dict[str, dict[str, list[float | None]]] = field(default_factory=dict)
     sections: dict[str, dict[str, dict[str, float | None]]] = field(default_factory=dict)
+    errors: dict[str, dict[str, float]] = field(default_factory=dict)
 
     # ---------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
@@ -303,6 +309,7 @@ class Report:
             "spread": {n: {k: list(v) for k, v in d.items()} for n, d in self.spread.items()},
             "spread_summary": self.spread_summary(),
             "sections": {t: {n: dict(v) for n, v in d.items()} for t, d in self.sections.items()},
+            "errors": {n: dict(v) for n, v in self.errors.items()},
         })
 
     def to_json(self) -> str:
@@ -339,6 +346,8 @@ class Report:
                         for n, d in dict(doc.get("spread", {})).items()},
                 sections={t: {n: dict(v) for n, v in d.items()}
                           for t, d in dict(doc.get("sections", {})).items()},
+                errors={n: {k: float(v) for k, v in dict(d).items() if v is not None}
+                        for n, d in dict(doc.get("errors", {})).items()},
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise LandscapeError(f"damaged comparison report: {exc!r} is missing or "
@@ -359,8 +368,12 @@ class Report:
         return metric_info(self.parameters, self.recipe.get("loss"))
 
     def _cell(self, name: str, key: str) -> str:
-        return _fmt_number(self.table[name].get(key), key in self.censored.get(name, ()),
+        text = _fmt_number(self.table[name].get(key), key in self.censored.get(name, ()),
                            key in _PERCENT)
+        se = self.errors.get(name, {}).get(key)
+        if se is not None and text != "—":
+            text += f" ± {se:.2g}"
+        return text
 
     def _label(self, key: str, info: Mapping[str, Mapping[str, str]]) -> str:
         i = info[key]
@@ -423,16 +436,45 @@ class Report:
         return head, rows
 
     _SECTION_TITLES = {"mechanisms": "Why skips help: mechanisms",
-                       "connectivity": "Connectivity of minima"}
+                       "connectivity": "Connectivity of minima",
+                       "subset": "Data subsets: how far from the full data",
+                       "hessian": "Hessian-direction slices"}
+
+    _SECTION_INTROS = {
+        "hessian": ("Surfaces along the Hessian's eigenvectors at θ* (/hessian_surface: x "
+                    "along the largest eigenvalue's, y along the second largest's or, for a "
+                    "top/bottom slice, the smallest's; Böttcher & Wheeler 2024), with the "
+                    "surface metrics of the table computed the same way, in the units of "
+                    "these directions (unit eigenvectors: distance in the weights, not the "
+                    "filter-normalized units of the random surface). Random 2-D slices "
+                    "see almost none of this curvature and hide saddles. The eigenvalues "
+                    "are those of the Hessian in the directions' tensors (biases and "
+                    "BatchNorm parameters held fixed by default), so they can differ from "
+                    "the table's λmax and λmin."),
+    }
+
+    def _section_definition(self, key: str) -> str:
+        if key in SECTION_DEFINITIONS:
+            return SECTION_DEFINITIONS[key]
+        if key == "hessian_lambda_x":
+            return "Hessian eigenvalue of the x direction (λmax)"
+        if key == "hessian_lambda_y":
+            return ("Hessian eigenvalue of the y direction (the second largest, or λmin for a "
+                    "top/bottom slice; negative: a saddle)")
+        if key.startswith("hessian_"):
+            base = definitions(self.parameters).get(key[len("hessian_"):])
+            return f"{base}; along the Hessian directions" if base else ""
+        return ""
 
     def _section_rows(self, title: str) -> tuple[list[str], list[list[str]]]:
         d = self.sections.get(title, {})
         names = [n for n in self.names if n in d]
+        order = [*SECTION_DEFINITIONS, *HESSIAN_KEYS]
         keys = sorted({k for n in names for k in d[n]},
-                      key=lambda k: (list(SECTION_DEFINITIONS).index(k)
-                                     if k in SECTION_DEFINITIONS else 999, k))
-        rows = [[f"{k}: {SECTION_DEFINITIONS.get(k, '')}".rstrip(": "),
-                 *(_fmt_number(d[n].get(k)) for n in names)] for k in keys]
+                      key=lambda k: (order.index(k) if k in order else 999, k))
+        rows = [[f"{k}: {self._section_definition(k)}".rstrip(": "),
+                 *(_fmt_number(d[n].get(k), percent=k.removeprefix("hessian_") in _PERCENT)
+                   for n in names)] for k in keys]
         return ["metric", *names], rows
 
     def sections_markdown(self) -> str:
@@ -442,8 +484,10 @@ class Report:
             head, rows = self._section_rows(title)
             if not rows:
                 continue
-            parts += [f"## {self._SECTION_TITLES.get(title, title)}", "",
-                      "| " + " | ".join(_md_cell(h) for h in head) + " |",
+            parts += [f"## {self._SECTION_TITLES.get(title, title)}", ""]
+            if title in self._SECTION_INTROS:
+                parts += [self._SECTION_INTROS[title], ""]
+            parts += ["| " + " | ".join(_md_cell(h) for h in head) + " |",
                       "|---|" + "---:|" * (len(head) - 1)]
             parts += ["| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows]
             parts.append("")
@@ -605,8 +649,10 @@ class Report:
         for title in self.sections:
             h, rows = self._section_rows(title)
             if rows:
+                intro = self._SECTION_INTROS.get(title)
                 spread_html += (
-                    f"<h2>{e(self._SECTION_TITLES.get(title, title))}</h2><table><thead><tr>"
+                    f"<h2>{e(self._SECTION_TITLES.get(title, title))}</h2>"
+                    + (f"<p>{e(intro)}</p>" if intro else "") + "<table><thead><tr>"
                     + "".join(f"<th>{e(c)}</th>" for c in h) + "</tr></thead><tbody>"
                     + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>"
                               for r in rows) + "</tbody></table>")

@@ -19,6 +19,7 @@ from .. import storage
 from ..connect import GROUP as CONNECT_GROUP
 from ..connect import Connectivity
 from ..errors import LandscapeError
+from ..hessian.directions import HESSIAN_GROUP
 from ..hessian.ratio_map import RatioMap
 from ..hessian.results import CurvatureResult
 from ..mechanisms import RESULTS as MECHANISM_RESULTS
@@ -60,6 +61,9 @@ class NetworkResults:
         ``lesion``, ``paths``, ``gradflow``, ``dilution``, ``shatter``, ``sharpening``).
     connectivity : Connectivity or None
         ``/connect``: loss along the line and a curve to a second minimum.
+    hessian_surface : Surface or None
+        ``/hessian_surface``: a surface along Hessian eigenvectors (the report's
+        "Hessian-direction slices"; never used as ``surface``).
     """
 
     name: str
@@ -72,6 +76,7 @@ class NetworkResults:
     surface_set: SurfaceSet | None = None
     mechanisms: dict[str, Any] = field(default_factory=dict)
     connectivity: Connectivity | None = None
+    hessian_surface: Surface | None = None
 
 
 def load_results(path: str | os.PathLike | Sequence[str | os.PathLike],
@@ -107,7 +112,8 @@ def load_results(path: str | os.PathLike | Sequence[str | os.PathLike],
             for surf in (r.surface, r.pca_surface):
                 if surf is not None:
                     found.setdefault("pca_surface" if is_pca(surf) else "surface", surf)
-            for key in ("trajectory", "curvature", "ratio_map", "surface_set", "connectivity"):
+            for key in ("trajectory", "curvature", "ratio_map", "surface_set", "connectivity",
+                        "hessian_surface"):
                 if getattr(r, key) is not None:
                     found.setdefault(key, getattr(r, key))
             for name, m in r.mechanisms.items():
@@ -128,12 +134,14 @@ def load_results(path: str | os.PathLike | Sequence[str | os.PathLike],
     mech_groups = {cls.GROUP for cls in MECHANISM_RESULTS.values()}
     mechanisms = load_mechanisms(p) if mech_groups & set(groups) else {}
     connectivity = Connectivity.load(p) if CONNECT_GROUP in groups else None
+    hessian = Surface.load(p, HESSIAN_GROUP) if HESSIAN_GROUP in groups else None
     if surface is None and trajectory is None and curvature is None and ratio_map is None \
-            and surface_set is None and not mechanisms and connectivity is None:
+            and surface_set is None and not mechanisms and connectivity is None \
+            and hessian is None:
         raise LandscapeError(
             f"'{p}' holds nothing to compare: no /surface, /surfaces, /trajectory, /curvature, "
-            "/ratio_map, /connect or mechanism group"
+            "/ratio_map, /connect, /hessian_surface or mechanism group"
         )
     return NetworkResults(name, p, surface, trajectory, curvature, ratio_map,
                           surface_set=surface_set, mechanisms=mechanisms,
-                          connectivity=connectivity)
+                          connectivity=connectivity, hessian_surface=hessian)
