@@ -50,12 +50,13 @@ from .._functional import (
     named_tensors,
     resolve_loss,
 )
+from .._grid import all_reduce_sum, dist_info, points_sharded, shard_bounds
 from ..batches import batch_len, functional_call_batch, move_batch
-from ..data import DeviceData, StreamData, as_data, first_batch
+from ..data import DeviceData, StreamData, TensorData, as_data, first_batch
 from ..errors import LandscapeError, check_int, check_option
 from ..parameters import select_parameters, tied_aliases
 
-__all__ = ["CurvatureOperator", "HessianOperator", "hvp"]
+__all__ = ["CurvatureOperator", "HessianOperator", "hvp", "shard_plan"]
 
 #: ``method`` values of :class:`HessianOperator`.
 METHODS = ("auto", "graph", "func")
@@ -304,6 +305,97 @@ def _aliases(model: nn.Module, selected: list[str]) -> list[str]:
     return drop
 
 
+def _ranks(distributed: bool | str) -> tuple[int, int]:
+    """``(rank, world)`` the operator averages over, from its ``distributed`` parameter."""
+    if not (isinstance(distributed, bool) or distributed == "auto"):
+        raise LandscapeError(
+            f"The 'distributed' parameter must be True, False or 'auto'. Got {distributed!r} "
+            "instead."
+        )
+    rank, world = dist_info()
+    if distributed is True and world == 1:
+        import torch.distributed as tdist
+
+        if not (tdist.is_available() and tdist.is_initialized()):
+            raise LandscapeError(
+                "distributed=True needs an initialised torch.distributed process group (run "
+                "under torchrun and call torch.distributed.init_process_group)."
+            )
+    if distributed is False or (distributed == "auto" and points_sharded()):
+        return 0, 1
+    return rank, world
+
+
+class _EveryKth(torch.utils.data.IterableDataset):
+    """Batches ``rank, rank + world, ...`` of an iterable of batches (one rank's share)."""
+
+    def __init__(self, batches: Callable[[], Iterator[Any]], rank: int, world: int) -> None:
+        self.batches, self.rank, self.world = batches, rank, world
+
+    def __iter__(self) -> Iterator[Any]:
+        for i, b in enumerate(self.batches()):
+            if i % self.world == self.rank:
+                yield b
+
+
+def shard_plan(data: Any, world: int) -> dict[str, Any]:
+    """How :class:`HessianOperator` splits ``data`` over ``world`` ranks (for the record).
+
+    Tensor data and map-style Datasets are cut into contiguous, balanced sample ranges
+    (``"split": "samples"``, ``"shards": [[start, stop], ...]`` per rank, see
+    :func:`landscape._grid.shard_bounds`); DataLoaders and iterable Datasets keep their batches
+    and deal them out in turn (``"split": "batches"``: batch ``i`` on rank ``i % world``).
+
+    Raises
+    ------
+    LandscapeError
+        When there are fewer samples than ranks.
+    """
+    source = as_data(data) if isinstance(data, StreamData) or not _is_tensor_data(data) \
+        else as_data(_data_tensors(data))
+    plan: dict[str, Any] = {"world_size": int(world)}
+    if isinstance(source, StreamData) and (source.is_loader or not source.map_style):
+        plan["split"] = "batches"
+        plan["rule"] = "batch i on rank i % world_size"
+        return plan
+    n = len(source)
+    if n < world:
+        raise LandscapeError(
+            f"The data has {n} samples, fewer than the {world} processes to share them; use at "
+            f"most {n} processes (torchrun --nproc-per-node)."
+        )
+    plan["split"] = "samples"
+    plan["shards"] = [list(b) for b in shard_bounds(n, world)]
+    return plan
+
+
+def _shard(source: Any, rank: int, world: int, batch_size: int) -> Any:
+    """Rank ``rank``'s share of ``source`` as :func:`shard_plan` describes it."""
+    plan = shard_plan(source, world)
+    if plan["split"] == "samples":
+        lo, hi = plan["shards"][rank]
+        if isinstance(source, StreamData):
+            return StreamData(torch.utils.data.Subset(source.source, range(lo, hi)), source.name,
+                              collate_fn=source.collate_fn, num_workers=source.num_workers)
+        return TensorData(source.x[lo:hi], source.y[lo:hi], source.name,
+                          n_classes=source.num_classes)
+    from torch.utils.data import DataLoader
+
+    src = source.source
+    if source.is_loader and source.map_style and src.batch_sampler is not None:
+        # the loader's own batches, of which this rank reads only its own samples
+        mine = [list(b) for i, b in enumerate(src.batch_sampler) if i % world == rank]
+        flat = [j for b in mine for j in b]
+        starts = np.cumsum([0] + [len(b) for b in mine])
+        local = [list(range(starts[i], starts[i + 1])) for i in range(len(mine))]
+        loader = DataLoader(torch.utils.data.Subset(src.dataset, flat), batch_sampler=local,
+                            collate_fn=src.collate_fn, num_workers=src.num_workers,
+                            pin_memory=src.pin_memory)
+        return StreamData(loader, source.name)
+    every = _EveryKth(lambda: source.batches(batch_size), rank, world)
+    return StreamData(DataLoader(every, batch_size=None), source.name)
+
+
 class HessianOperator(CurvatureOperator):
     """Hessian of the full-data (or subset) loss with respect to selected parameters.
 
@@ -356,6 +448,17 @@ class HessianOperator(CurvatureOperator):
     cache_graph : bool or "auto", default "auto"
         ``"graph"`` method only: keep every batch's gradient graph in memory so that a product
         costs one backward pass. ``"auto"`` caches when ``N * numel <= 5e7``.
+    distributed : bool or "auto", default "auto"
+        Average over the ranks of the default :mod:`torch.distributed` process group
+        (``torchrun``): each rank holds a shard of the data (:func:`shard_plan`: contiguous
+        sample ranges, or every ``world``-th batch of a DataLoader), and products, gradients
+        and the loss are each rank's share (already divided by the global count ``W``) summed
+        by an all-reduce, so every rank gets the same bits and its solver makes the same
+        calls; results equal the single-process ones up to float rounding. Every rank must
+        then make the same sequence of calls. ``"auto"``: when a process group of more than
+        one rank is initialised, except inside a grid runner's loop (ratio maps shard grid
+        points, each rank with its own operators over the whole data; see
+        :func:`landscape._grid.points_sharded`). ``False``: this process' data only.
 
     Attributes
     ----------
@@ -367,6 +470,10 @@ class HessianOperator(CurvatureOperator):
         ``N``, the number of samples in the loss.
     total_weight : float
         ``W``, the number of counted examples (``N``, or the non-ignored tokens).
+    rank, world_size : int
+        This process' rank and the number of ranks averaged over (``0, 1`` when local).
+    shard : dict or None
+        :func:`shard_plan` of the data when ``world_size > 1``.
 
     References
     ----------
@@ -397,6 +504,7 @@ class HessianOperator(CurvatureOperator):
         cache_graph: bool | str = "auto",
         exclude: str | Iterable[str] | None = None,
         include_frozen: bool = False,
+        distributed: bool | str = "auto",
     ) -> None:
         if not isinstance(model, nn.Module):
             raise LandscapeError(
@@ -415,6 +523,7 @@ class HessianOperator(CurvatureOperator):
             raise LandscapeError(
                 f"The 'dtype' parameter must be a floating torch.dtype or None. Got {dtype!r}."
             )
+        self.rank, self.world_size = _ranks(distributed)
 
         globs = params if isinstance(params, str) or (
             params is not None and not isinstance(params, Mapping)) else None
@@ -488,6 +597,10 @@ class HessianOperator(CurvatureOperator):
             source = as_data(data)
         else:
             source = as_data(_data_tensors(data))
+        self._whole = source  # the first batch calibrates the loss alike on every rank
+        self.shard = shard_plan(source, self.world_size) if self.world_size > 1 else None
+        if self.world_size > 1:
+            source = _shard(source, self.rank, self.world_size, self.batch_size)
         self._source = source
         # Streamed data may be kept on the device (within the budget); tensor data stay where
         # they are and each batch is moved and cast when used (no second, cast copy).
@@ -496,7 +609,7 @@ class HessianOperator(CurvatureOperator):
         self._prepare_loss()
 
         if cache_graph == "auto":
-            cache_graph = self.n_samples * self.numel <= CACHE_GRAPH_LIMIT
+            cache_graph = self._local_samples * self.numel <= CACHE_GRAPH_LIMIT
         self.cache_graph = bool(cache_graph)
         if method == "auto":
             method = "graph"
@@ -508,7 +621,7 @@ class HessianOperator(CurvatureOperator):
     def _prepare_loss(self) -> None:
         """Check the targets, calibrate the loss on a first batch and count ``N`` and ``W``."""
         loss_fn = self._loss_fn
-        probe = move_batch(first_batch(self._source), self._device, self._dtype)
+        probe = move_batch(first_batch(self._whole), self._device, self._dtype)
         loss_fn.check_batch(probe)
         params = {**self._fixed, **self._primals}
         with torch.no_grad(), _curvature_mode(self._model):
@@ -521,6 +634,11 @@ class HessianOperator(CurvatureOperator):
                 if bw is None:  # only the loss value tells (a user loss)
                     bw = float(loss_fn.model_terms(self._caller(params), b).weight)
                 w += bw
+        self._local_samples = n
+        if self.world_size > 1:
+            counts = all_reduce_sum(torch.tensor([float(n), float(w)], dtype=torch.float64,
+                                                 device=self._device))
+            n, w = int(counts[0]), float(counts[1])
         if n == 0:
             raise LandscapeError("The data set is empty; pass at least one sample.")
         if w <= 0:
@@ -561,7 +679,7 @@ class HessianOperator(CurvatureOperator):
         with torch.no_grad(), _curvature_mode(self._model):
             for b in self._batches():
                 total = total + self._batch_loss(b)(self._primals)
-        return float(total)
+        return float(self._reduce(total))
 
     def gradient(self) -> Tensor:
         """Flat full-data gradient ``dL/dtheta`` (zeros for tensors that do not reach the loss)."""
@@ -574,7 +692,7 @@ class HessianOperator(CurvatureOperator):
                 for acc, g in zip(grads, gs, strict=True):
                     if g is not None:
                         acc.add_(g)
-        return torch.cat([g.reshape(-1) for g in grads])
+        return self._reduce(torch.cat([g.reshape(-1) for g in grads]))
 
     # -- products -------------------------------------------------------------------------
     def _graphs(self) -> Iterator[tuple[list[Tensor], list[Tensor | None]]]:
@@ -646,13 +764,26 @@ class HessianOperator(CurvatureOperator):
 
     def _matmat(self, V: Tensor) -> Tensor:
         if self.method == "graph":
-            return self._graph_matmat(V)
-        return self._func_matmat(V)
+            return self._reduce(self._graph_matmat(V))
+        return self._reduce(self._func_matmat(V))
+
+    def _reduce(self, t: Tensor) -> Tensor:
+        """This rank's share summed over the ranks (identity when local)."""
+        if self.world_size == 1:
+            return t
+        if points_sharded():
+            raise LandscapeError(
+                "This HessianOperator averages over the torch.distributed ranks but is used "
+                "inside a grid loop where each rank computes its own points; build it there "
+                "or pass distributed=False."
+            )
+        return all_reduce_sum(t.contiguous())
 
     def __repr__(self) -> str:
+        ranks = f", ranks={self.world_size}" if self.world_size > 1 else ""
         return (
             f"HessianOperator(n={self.numel}, N={self.n_samples}, method={self.method!r}, "
-            f"dtype={self._dtype})"
+            f"dtype={self._dtype}{ranks})"
         )
 
 
