@@ -36,6 +36,7 @@ References
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -61,9 +62,21 @@ __all__ = ["CurvatureOperator", "HessianOperator", "hvp", "shard_plan"]
 #: ``method`` values of :class:`HessianOperator`.
 METHODS = ("auto", "graph", "func")
 
-#: ``cache_graph="auto"`` keeps the double-backward graphs of all batches in memory when
-#: ``N * numel`` (samples times selected parameters) is at most this many.
-CACHE_GRAPH_LIMIT = 50_000_000
+#: Memory of a double-backward graph per byte that autograd's saved-tensor hooks see while it is
+#: built (the allocator's slack, the gradients with their graph, the backward's workspace):
+#: the process' resident memory grew by 1.9-3.7x the saved bytes when a graph was cached
+#: (ResNet-20 on 256 digits float32 / float64, ResNet-56 on 512 float32; 5x for the digits
+#: MLP, whose 1.6 MiB graph is all fixed costs).
+GRAPH_MEMORY_FACTOR = 4.0
+
+#: Memory budget of the graphs (bytes) on the CPU: at most this, and at most half the memory
+#: the system reports available. On CUDA: a quarter of the device's memory, at most half the
+#: free memory.
+GRAPH_MEMORY_CPU = 4 * 2**30
+
+#: Samples per forward pass with ``batch_size="auto"`` when the data's length is unknown
+#: (iterable Datasets).
+DEFAULT_BATCH = 512
 
 
 class CurvatureOperator:
@@ -305,6 +318,27 @@ def _aliases(model: nn.Module, selected: list[str]) -> list[str]:
     return drop
 
 
+def _memory_budget(device: torch.device) -> int:
+    """Default ``memory_budget`` of :class:`HessianOperator` on ``device`` (bytes)."""
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        return int(min(total / 4, free / 2))
+    available = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    return int(GRAPH_MEMORY_CPU if available is None else min(GRAPH_MEMORY_CPU, available / 2))
+
+
+def _known_length(source: Any) -> int | None:
+    """Samples of tensor data or a map-style Dataset; ``None`` for loaders and iterables."""
+    if isinstance(source, StreamData):
+        return len(source) if source.map_style and not source.is_loader else None
+    return len(source)
+
+
 def _ranks(distributed: bool | str) -> tuple[int, int]:
     """``(rank, world)`` the operator averages over, from its ``distributed`` parameter."""
     if not (isinstance(distributed, bool) or distributed == "auto"):
@@ -410,8 +444,12 @@ class HessianOperator(CurvatureOperator):
         :data:`landscape.data.DEVICE_BUDGET`).
     loss : {"cross_entropy", "mse"} or callable, default "cross_entropy"
         See :mod:`landscape.losses` (per-sample or per-token, weighted by the counts).
-    batch_size : int, default 512
-        Samples per forward pass. The result does not depend on it (up to rounding).
+    batch_size : int or "auto", default "auto"
+        Samples per forward pass (a DataLoader's own batches are kept). The result does not
+        depend on it (up to float rounding of the sum over batches). ``"auto"``: the whole
+        (local) data in one pass when the estimated memory of its double-backward graph
+        (:meth:`graph_bytes`) fits ``memory_budget``, else the largest power of two that
+        fits; a choice from model and data sizes only, no timing.
     what : {"weights", "states"}, default "weights"
         Which of the model's tensors are the default ``params``: its parameters, or its whole
         ``state_dict`` (then e.g. BatchNorm running statistics become variables too).
@@ -447,7 +485,14 @@ class HessianOperator(CurvatureOperator):
         the parameters.
     cache_graph : bool or "auto", default "auto"
         ``"graph"`` method only: keep every batch's gradient graph in memory so that a product
-        costs one backward pass. ``"auto"`` caches when ``N * numel <= 5e7``.
+        costs one backward pass instead of a forward, a ``create_graph`` backward and a
+        backward (ResNet-20 on 256 digits, float32, 1 thread: 0.48 s against 0.73-0.88 s,
+        ``benchmarks/bench_hvp.py``). ``"auto"`` caches when the estimated memory of all
+        batches' graphs (activations included, :meth:`graph_bytes`) fits ``memory_budget``.
+    memory_budget : int, optional
+        Bytes the graphs may take (``cache_graph="auto"``, ``batch_size="auto"``). Default:
+        :data:`GRAPH_MEMORY_CPU` and at most half the available memory on the CPU; a quarter
+        of the device memory and at most half the free memory on CUDA.
     distributed : bool or "auto", default "auto"
         Average over the ranks of the default :mod:`torch.distributed` process group
         (``torchrun``): each rank holds a shard of the data (:func:`shard_plan`: contiguous
@@ -495,7 +540,7 @@ class HessianOperator(CurvatureOperator):
         data: Any,
         *,
         loss: LossSpec = "cross_entropy",
-        batch_size: int = 512,
+        batch_size: int | str = "auto",
         what: str = "weights",
         params: Mapping[str, Tensor] | None = None,
         ignore: Iterable[str] | str | None = None,
@@ -505,6 +550,7 @@ class HessianOperator(CurvatureOperator):
         exclude: str | Iterable[str] | None = None,
         include_frozen: bool = False,
         distributed: bool | str = "auto",
+        memory_budget: int | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise LandscapeError(
@@ -512,7 +558,8 @@ class HessianOperator(CurvatureOperator):
             )
         self._model = model
         self._loss_fn = resolve_loss(loss)
-        self.batch_size = check_int("batch_size", batch_size, 1)
+        if batch_size != "auto":
+            batch_size = check_int("batch_size", batch_size, 1)
         check_option("method", method, METHODS)
         if not (isinstance(cache_graph, bool) or cache_graph == "auto"):
             raise LandscapeError(
@@ -599,6 +646,10 @@ class HessianOperator(CurvatureOperator):
             source = as_data(_data_tensors(data))
         self._whole = source  # the first batch calibrates the loss alike on every rank
         self.shard = shard_plan(source, self.world_size) if self.world_size > 1 else None
+        self.memory_budget = _memory_budget(self._device) if memory_budget is None \
+            else check_int("memory_budget", memory_budget, 0)
+        self._per_sample: float | None = None
+        self.batch_size = self._choose_batch_size() if batch_size == "auto" else batch_size
         if self.world_size > 1:
             source = _shard(source, self.rank, self.world_size, self.batch_size)
         self._source = source
@@ -609,13 +660,72 @@ class HessianOperator(CurvatureOperator):
         self._prepare_loss()
 
         if cache_graph == "auto":
-            cache_graph = self._local_samples * self.numel <= CACHE_GRAPH_LIMIT
+            cache_graph = self.graph_bytes(self._local_samples) <= self.memory_budget
         self.cache_graph = bool(cache_graph)
         if method == "auto":
             method = "graph"
         self.method = method
         self._graph_cache: list[tuple[list[Tensor], list[Tensor | None]]] | None = None
         self._n_hvp = 0
+
+    # -- memory -----------------------------------------------------------------------------
+    def graph_bytes(self, samples: int) -> float:
+        """Estimated memory of the double-backward graph of ``samples`` samples (bytes).
+
+        Autograd's saved tensors (activations and what the ``create_graph`` backward keeps,
+        not the parameters) are counted once, on the data's first small batch, per sample;
+        times :data:`GRAPH_MEMORY_FACTOR`, plus the gradients themselves. A deterministic
+        function of model, data shapes and dtype; ``inf`` where the probe graph cannot be
+        built (the products will then say why).
+        """
+        if self._per_sample is None:
+            try:
+                self._per_sample = self._saved_bytes_per_sample()
+            except RuntimeError:  # e.g. BatchNorm running statistics as variables
+                self._per_sample = math.inf
+        grads = 2 * self.numel * self._dtype.itemsize
+        return GRAPH_MEMORY_FACTOR * self._per_sample * samples + grads
+
+    def _saved_bytes_per_sample(self) -> float:
+        probe = move_batch(first_batch(self._whole), self._device, self._dtype)
+        own = {t.untyped_storage().data_ptr() for t in (*self._fixed.values(),
+                                                        *self._primals.values())}
+        seen: dict[int, int] = {}
+
+        def pack(t: Tensor) -> Tensor:
+            with contextlib.suppress(RuntimeError, NotImplementedError):
+                st = t.untyped_storage()
+                if st.data_ptr() not in own:
+                    seen[st.data_ptr()] = st.nbytes()
+            return t
+
+        loss_fn, fixed = self._loss_fn, self._fixed
+        with torch.enable_grad(), _curvature_mode(self._model), \
+                torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            leaves = {k: v.detach().requires_grad_(True) for k, v in self._primals.items()}
+            total = loss_fn.model_terms(self._caller({**fixed, **leaves}), probe).total
+            if total.requires_grad:
+                torch.autograd.grad(total, list(leaves.values()), create_graph=True,
+                                    allow_unused=True)
+        return sum(seen.values()) / max(batch_len(probe), 1)
+
+    def _choose_batch_size(self) -> int:
+        """``batch_size="auto"``: the whole local data if its graph fits the budget, else the
+        largest power of two that fits (at least 1)."""
+        n = _known_length(self._whole)
+        if n is None:
+            return DEFAULT_BATCH
+        if self.shard is not None and self.shard["split"] == "samples":
+            lo, hi = self.shard["shards"][self.rank]
+            n = hi - lo
+        if self.graph_bytes(n) <= self.memory_budget:
+            return max(n, 1)
+        if not math.isfinite(self.graph_bytes(1)):
+            return min(n, DEFAULT_BATCH)
+        bs = 1
+        while bs * 2 < n and self.graph_bytes(bs * 2) <= self.memory_budget:
+            bs *= 2
+        return bs
 
     # -- data -----------------------------------------------------------------------------
     def _prepare_loss(self) -> None:
@@ -701,7 +811,7 @@ class HessianOperator(CurvatureOperator):
             yield from self._graph_cache
             return
         cache: list[tuple[list[Tensor], list[Tensor | None]]] = []
-        with torch.enable_grad(), differentiable_attention():
+        with torch.enable_grad(), _curvature_mode(self._model):
             for b in self._batches():
                 leaves = {k: v.detach().requires_grad_(True) for k, v in self._primals.items()}
                 value = self._batch_loss(b)(leaves)
@@ -715,29 +825,33 @@ class HessianOperator(CurvatureOperator):
         if self.cache_graph:
             self._graph_cache = cache
 
+    def _views(self, v: Tensor) -> list[Tensor]:
+        """A contiguous flat vector as per-tensor views, in ``names`` order."""
+        sizes = [s.numel() for s in self._shapes]
+        return [t.view(s) for t, s in zip(v.split(sizes), self._shapes, strict=True)]
+
     def _graph_matmat(self, V: Tensor) -> Tensor:
         k = V.shape[1]
-        blocks = self._split_block(V)
-        cols = [[b[j] for b in blocks.values()] for j in range(k)]
+        # contiguous per-tensor views of each column (strided views slow the backward down)
         out = torch.zeros(k, self.numel, dtype=self._dtype, device=self._device)
-        with torch.enable_grad(), _curvature_mode(self._model):
-            for leaves, gs in self._graphs():
-                for j in range(k):
-                    terms = [
-                        (g * v).sum()
-                        for g, v in zip(gs, cols[j], strict=True)
-                        if g is not None and g.requires_grad
-                    ]
-                    if not terms:
-                        continue  # the gradient does not depend on the params: zero curvature
-                    dot = torch.stack(terms).sum()
-                    hv = torch.autograd.grad(dot, leaves, retain_graph=True, allow_unused=True)
-                    out[j] += torch.cat(
-                        [
-                            (h if h is not None else torch.zeros_like(p)).reshape(-1)
-                            for h, p in zip(hv, leaves, strict=True)
-                        ]
-                    )
+        cols = [self._views(V[:, j].contiguous()) for j in range(k)]
+        rows = [self._views(out[j]) for j in range(k)]
+        # Building a graph needs eval mode and the math attention kernel (_graphs sets them);
+        # a backward through a built one needs neither, nor grad mode.
+        for leaves, gs in self._graphs():
+            live = [i for i, g in enumerate(gs) if g is not None and g.requires_grad]
+            if not live:
+                continue  # the gradient does not depend on the params: zero curvature
+            outputs = [gs[i] for i in live]
+            for j in range(k):
+                # H v = d(g . v)/dtheta: one backward with v as the gradient's cotangent
+                hv = torch.autograd.grad(
+                    outputs, leaves, grad_outputs=[cols[j][i] for i in live],
+                    retain_graph=self.cache_graph or j < k - 1, allow_unused=True,
+                )
+                for acc, h in zip(rows[j], hv, strict=True):
+                    if h is not None:
+                        acc.add_(h)
         return out.t()
 
     def _func_matmat(self, V: Tensor) -> Tensor:
@@ -794,7 +908,7 @@ def hvp(
     *,
     params: Mapping[str, Tensor] | None = None,
     loss: LossSpec = "cross_entropy",
-    batch_size: int = 512,
+    batch_size: int | str = "auto",
     method: str = "auto",
     dtype: torch.dtype | None = None,
 ) -> dict[str, Tensor]:
