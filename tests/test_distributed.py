@@ -90,8 +90,8 @@ def _workdir(tmp_path: Path, name: str, ckpt: Path) -> Path:
     return w
 
 
-# A fixed batch size: with "auto" two fresh runs may time differently and record different
-# batch_size_used in their provenance (resumes reuse the recorded one).
+# A fixed batch size: "auto" depends on the machine's L2 cache size (resumes reuse the recorded
+# one); the files compared here need not.
 ARGS = ["surface", "model.pt", "--x=-1:1:9", "--y=-1:1:7", "--out", "s.h5", "--no-progress",
         "--flush-seconds", "0", "--batch-size", "256"]
 
