@@ -221,8 +221,7 @@ class Evaluator:
         whose largest activation is about 1 MiB: digits ResNet-20/56 256 (within 5-10% of the
         best of 64 ... 1797), CIFAR-shaped ResNet-20 16-32 (1024 costs 1.95x), the digits MLP
         the whole data. The same model, data, dtype and machine give the same choice; its cost
-        is two
-        forward passes on one and two samples. Streamed data keep their loader's batches.
+        is two forward passes on one and two samples. Streamed data keep their loader's batches.
         """
         tensor_data = [d for d in self._data.values() if not d.streamed]
         if not tensor_data:  # streamed data: the loader's batches decide
