@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 import time
@@ -17,6 +18,7 @@ from landscape.checkpoints import Checkpoint
 from landscape.data import DataSpec
 from landscape.errors import LandscapeError, check_float, check_int, on_interrupt
 from landscape.hessian.directions import SCALES, eigenvector_directions
+from landscape.hessian.operator import shard_plan
 from landscape.hessian.ratio_map import compute_ratio_map
 from landscape.hessian.results import TRACE_METHODS, CurvatureResult, compute_curvature
 from landscape.models import parse_model_kwargs
@@ -167,12 +169,17 @@ def run(args: argparse.Namespace) -> int:
 
 # -------------------------------------------------------------------------- one point
 def _run_point(args: argparse.Namespace) -> int:
-    # hold the output from the start: a second writer fails now, not after the computation
-    with storage.output_lock(args.out or default_out(args.checkpoint, "hessian")):
-        return _compute_point(args)
+    # Under torchrun every rank holds a shard of the data and the HVPs are all-reduced, so
+    # all ranks run the same solvers; rank 0 alone holds the output (from the start: a second
+    # writer fails now, not after the computation), writes and prints.
+    with distributed(args.device) as (rank, world, device):
+        out = args.out or default_out(args.checkpoint, "hessian")
+        with storage.output_lock(out) if rank == 0 else contextlib.nullcontext():
+            return _compute_point(args, rank, world, device)
 
 
-def _compute_point(args: argparse.Namespace) -> int:
+def _compute_point(args: argparse.Namespace, rank: int = 0, world: int = 1,
+                   device: str | None = None) -> int:
     if args.max_points is not None or args.no_warm_start:
         raise LandscapeError("--max-points and --no-warm-start apply to ratio maps; add --grid")
     top_k = _TOP_K if args.top_k is None else check_int("top_k", args.top_k, 0)
@@ -193,7 +200,9 @@ def _compute_point(args: argparse.Namespace) -> int:
     data = load_datasets(spec, [args.split], ckpt.model)[args.split]
     recipe = checkpoint_recipe(ckpt, spec, split=args.split)
     provenance = checkpoint_provenance(ckpt, args.checkpoint, command_line(args))
-    model = ckpt.model.to(args.device)
+    if world > 1:  # the deterministic split of the data over the ranks, for the record
+        provenance["distributed"] = shard_plan(data, world)
+    model = ckpt.model.to(device or args.device)
     want_vectors = bool(args.eigvec_directions or args.save_eigenvectors)
     t0 = time.perf_counter()
     res = compute_curvature(
@@ -204,9 +213,12 @@ def _compute_point(args: argparse.Namespace) -> int:
         seed=args.seed, loss=loss, batch_size=args.batch_size,
         ignore=None if args.ignore == "none" else args.ignore, dtype=dtype_arg(args),
         max_hvp=args.max_hvp, keep_eigenvectors=want_vectors, recipe=recipe,
-        provenance=provenance, progress=not args.no_progress, **selection_kwargs(args),
+        provenance=provenance, progress=not args.no_progress and rank == 0,
+        **selection_kwargs(args),
     )
     dt = time.perf_counter() - t0
+    if rank != 0:
+        return 0
     vectors = res.eigenvector_dicts()[:2] if args.eigvec_directions else None
     if want_vectors and not args.save_eigenvectors:
         top = {**res.recipe["top"], "eigenvectors": False}

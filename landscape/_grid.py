@@ -9,7 +9,10 @@ everything else, once:
 - *sharding* under ``torch.distributed`` (``torchrun``): ``"strided"`` (rank ``r`` of ``w``
   takes ``todo[r::w]``) or ``"contiguous"`` (one block of the order per rank, for analyses whose
   points warm-start from their predecessor); after each round of ``points_per_round`` points
-  the results are gathered, every rank records all of them and rank 0 alone writes;
+  the results are gathered, every rank records all of them and rank 0 alone writes. Inside the
+  loop :func:`points_sharded` is true: each rank computes its own points, so operators built
+  there (a ratio map's Hessians) use the whole data on each rank instead of averaging over
+  ranks (see :class:`~landscape.hessian.HessianOperator`'s ``distributed``);
 - *flushing*: the file is written at most every ``flush_seconds`` and always at the end, also
   when the run is interrupted (Ctrl-C, SIGTERM): finished points are never lost;
 - *progress*: a tqdm bar with ETA on rank 0, and one line with the estimated time of the whole
@@ -26,11 +29,13 @@ records its result (:meth:`GridRunner.record`) and the one that writes the file
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -38,8 +43,9 @@ import numpy as np
 from .errors import LandscapeError, note_interruption
 
 __all__ = ["GridProgress", "GridRunner", "MetricsRunner", "LONG_RUN_SECONDS", "STDERR_SUFFIX",
-           "agree", "dist_info", "format_duration", "metric_array_names", "new_stderrs",
-           "pending", "recipe_differences", "resume_or_refuse", "stderr_name"]
+           "agree", "all_reduce_sum", "dist_info", "format_duration", "metric_array_names",
+           "new_stderrs", "pending", "points_sharded", "recipe_differences", "resume_or_refuse",
+           "shard_bounds", "stderr_name"]
 
 #: A run whose estimated time exceeds this many seconds gets a line with the estimate and
 #: what makes it shorter.
@@ -67,6 +73,47 @@ def agree(value: int) -> int:
     box = [value]
     tdist.broadcast_object_list(box, src=0)
     return int(box[0])
+
+
+def all_reduce_sum(t: Any) -> Any:
+    """Sum a tensor over the ranks of the default process group, in place; returns it.
+
+    Identity outside ``torch.distributed``. Every rank receives the same bits: gloo's and
+    NCCL's all-reduce reduce each chunk once (ring: reduce-scatter then all-gather; tree:
+    reduce then broadcast) and copy the result to every rank (checked in
+    ``tests/test_distributed.py``), which is what lets each rank run the same solver.
+    """
+    _, world = dist_info()
+    if world > 1:
+        import torch.distributed as tdist
+
+        tdist.all_reduce(t, op=tdist.ReduceOp.SUM)
+    return t
+
+
+def shard_bounds(n: int, world: int) -> list[tuple[int, int]]:
+    """Contiguous, balanced split of ``n`` items over ``world`` ranks: rank ``r`` holds
+    ``[r * n // world, (r + 1) * n // world)`` (sizes differ by at most one)."""
+    return [(r * n // world, (r + 1) * n // world) for r in range(world)]
+
+
+_POINTS_SHARDED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "landscape_points_sharded", default=False)
+
+
+def points_sharded() -> bool:
+    """Whether the caller runs inside :meth:`GridRunner.run`'s loop, where every rank computes
+    its own grid points (so nothing computed there may be averaged over ranks)."""
+    return _POINTS_SHARDED.get()
+
+
+@contextlib.contextmanager
+def _sharding_points() -> Iterator[None]:
+    token = _POINTS_SHARDED.set(True)
+    try:
+        yield
+    finally:
+        _POINTS_SHARDED.reset(token)
 
 
 def recipe_differences(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
@@ -239,7 +286,8 @@ class GridRunner(ABC):
         try:
             for r in range(n_rounds):
                 chunk = mine[r * per_round:(r + 1) * per_round]
-                results = [(i, self.compute(i)) for i in chunk]
+                with _sharding_points():  # each rank its own points: nothing averaged
+                    results = [(i, self.compute(i)) for i in chunk]
                 if world > 1:
                     import torch.distributed as tdist
 

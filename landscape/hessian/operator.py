@@ -36,6 +36,7 @@ References
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -50,19 +51,32 @@ from .._functional import (
     named_tensors,
     resolve_loss,
 )
+from .._grid import all_reduce_sum, dist_info, points_sharded, shard_bounds
 from ..batches import batch_len, functional_call_batch, move_batch
-from ..data import DeviceData, StreamData, as_data, first_batch
+from ..data import DeviceData, StreamData, TensorData, as_data, first_batch
 from ..errors import LandscapeError, check_int, check_option
 from ..parameters import select_parameters, tied_aliases
 
-__all__ = ["CurvatureOperator", "HessianOperator", "hvp"]
+__all__ = ["CurvatureOperator", "HessianOperator", "hvp", "shard_plan"]
 
 #: ``method`` values of :class:`HessianOperator`.
 METHODS = ("auto", "graph", "func")
 
-#: ``cache_graph="auto"`` keeps the double-backward graphs of all batches in memory when
-#: ``N * numel`` (samples times selected parameters) is at most this many.
-CACHE_GRAPH_LIMIT = 50_000_000
+#: Memory of a double-backward graph per byte that autograd's saved-tensor hooks see while it is
+#: built (the allocator's slack, the gradients with their graph, the backward's workspace):
+#: the process' resident memory grew by 1.9-3.7x the saved bytes when a graph was cached
+#: (ResNet-20 on 256 digits float32 / float64, ResNet-56 on 512 float32; 5x for the digits
+#: MLP, whose 1.6 MiB graph is all fixed costs).
+GRAPH_MEMORY_FACTOR = 4.0
+
+#: Memory budget of the graphs (bytes) on the CPU: at most this, and at most half the memory
+#: the system reports available. On CUDA: a quarter of the device's memory, at most half the
+#: free memory.
+GRAPH_MEMORY_CPU = 4 * 2**30
+
+#: Samples per forward pass with ``batch_size="auto"`` when the data's length is unknown
+#: (iterable Datasets).
+DEFAULT_BATCH = 512
 
 
 class CurvatureOperator:
@@ -304,6 +318,118 @@ def _aliases(model: nn.Module, selected: list[str]) -> list[str]:
     return drop
 
 
+def _memory_budget(device: torch.device) -> int:
+    """Default ``memory_budget`` of :class:`HessianOperator` on ``device`` (bytes)."""
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        return int(min(total / 4, free / 2))
+    available = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    available = int(line.split()[1]) * 1024
+    return int(GRAPH_MEMORY_CPU if available is None else min(GRAPH_MEMORY_CPU, available / 2))
+
+
+def _known_length(source: Any) -> int | None:
+    """Samples of tensor data or a map-style Dataset; ``None`` for loaders and iterables."""
+    if isinstance(source, StreamData):
+        return len(source) if source.map_style and not source.is_loader else None
+    return len(source)
+
+
+def _ranks(distributed: bool | str) -> tuple[int, int]:
+    """``(rank, world)`` the operator averages over, from its ``distributed`` parameter."""
+    if not (isinstance(distributed, bool) or distributed == "auto"):
+        raise LandscapeError(
+            f"The 'distributed' parameter must be True, False or 'auto'. Got {distributed!r} "
+            "instead."
+        )
+    rank, world = dist_info()
+    if distributed is True and world == 1:
+        import torch.distributed as tdist
+
+        if not (tdist.is_available() and tdist.is_initialized()):
+            raise LandscapeError(
+                "distributed=True needs an initialised torch.distributed process group (run "
+                "under torchrun and call torch.distributed.init_process_group)."
+            )
+    if distributed is False or (distributed == "auto" and points_sharded()):
+        return 0, 1
+    return rank, world
+
+
+class _EveryKth(torch.utils.data.IterableDataset):
+    """Batches ``rank, rank + world, ...`` of an iterable of batches (one rank's share)."""
+
+    def __init__(self, batches: Callable[[], Iterator[Any]], rank: int, world: int) -> None:
+        self.batches, self.rank, self.world = batches, rank, world
+
+    def __iter__(self) -> Iterator[Any]:
+        for i, b in enumerate(self.batches()):
+            if i % self.world == self.rank:
+                yield b
+
+
+def shard_plan(data: Any, world: int) -> dict[str, Any]:
+    """How :class:`HessianOperator` splits ``data`` over ``world`` ranks (for the record).
+
+    Tensor data and map-style Datasets are cut into contiguous, balanced sample ranges
+    (``"split": "samples"``, ``"shards": [[start, stop], ...]`` per rank, see
+    :func:`landscape._grid.shard_bounds`); DataLoaders and iterable Datasets keep their batches
+    and deal them out in turn (``"split": "batches"``: batch ``i`` on rank ``i % world``).
+
+    Raises
+    ------
+    LandscapeError
+        When there are fewer samples than ranks.
+    """
+    source = as_data(data) if isinstance(data, StreamData) or not _is_tensor_data(data) \
+        else as_data(_data_tensors(data))
+    plan: dict[str, Any] = {"world_size": int(world)}
+    if isinstance(source, StreamData) and (source.is_loader or not source.map_style):
+        plan["split"] = "batches"
+        plan["rule"] = "batch i on rank i % world_size"
+        return plan
+    n = len(source)
+    if n < world:
+        raise LandscapeError(
+            f"The data has {n} samples, fewer than the {world} processes to share them; use at "
+            f"most {n} processes (torchrun --nproc-per-node)."
+        )
+    plan["split"] = "samples"
+    plan["shards"] = [list(b) for b in shard_bounds(n, world)]
+    return plan
+
+
+def _shard(source: Any, rank: int, world: int, batch_size: int) -> Any:
+    """Rank ``rank``'s share of ``source`` as :func:`shard_plan` describes it."""
+    plan = shard_plan(source, world)
+    if plan["split"] == "samples":
+        lo, hi = plan["shards"][rank]
+        if isinstance(source, StreamData):
+            return StreamData(torch.utils.data.Subset(source.source, range(lo, hi)), source.name,
+                              collate_fn=source.collate_fn, num_workers=source.num_workers)
+        return TensorData(source.x[lo:hi], source.y[lo:hi], source.name,
+                          n_classes=source.num_classes)
+    from torch.utils.data import DataLoader
+
+    src = source.source
+    if source.is_loader and source.map_style and src.batch_sampler is not None:
+        # the loader's own batches, of which this rank reads only its own samples
+        mine = [list(b) for i, b in enumerate(src.batch_sampler) if i % world == rank]
+        flat = [j for b in mine for j in b]
+        starts = np.cumsum([0] + [len(b) for b in mine])
+        local = [list(range(starts[i], starts[i + 1])) for i in range(len(mine))]
+        loader = DataLoader(torch.utils.data.Subset(src.dataset, flat), batch_sampler=local,
+                            collate_fn=src.collate_fn, num_workers=src.num_workers,
+                            pin_memory=src.pin_memory)
+        return StreamData(loader, source.name)
+    every = _EveryKth(lambda: source.batches(batch_size), rank, world)
+    return StreamData(DataLoader(every, batch_size=None), source.name)
+
+
 class HessianOperator(CurvatureOperator):
     """Hessian of the full-data (or subset) loss with respect to selected parameters.
 
@@ -318,8 +444,12 @@ class HessianOperator(CurvatureOperator):
         :data:`landscape.data.DEVICE_BUDGET`).
     loss : {"cross_entropy", "mse"} or callable, default "cross_entropy"
         See :mod:`landscape.losses` (per-sample or per-token, weighted by the counts).
-    batch_size : int, default 512
-        Samples per forward pass. The result does not depend on it (up to rounding).
+    batch_size : int or "auto", default "auto"
+        Samples per forward pass (a DataLoader's own batches are kept). The result does not
+        depend on it (up to float rounding of the sum over batches). ``"auto"``: the whole
+        (local) data in one pass when the estimated memory of its double-backward graph
+        (:meth:`graph_bytes`) fits ``memory_budget``, else the largest power of two that
+        fits; a choice from model and data sizes only, no timing.
     what : {"weights", "states"}, default "weights"
         Which of the model's tensors are the default ``params``: its parameters, or its whole
         ``state_dict`` (then e.g. BatchNorm running statistics become variables too).
@@ -355,7 +485,25 @@ class HessianOperator(CurvatureOperator):
         the parameters.
     cache_graph : bool or "auto", default "auto"
         ``"graph"`` method only: keep every batch's gradient graph in memory so that a product
-        costs one backward pass. ``"auto"`` caches when ``N * numel <= 5e7``.
+        costs one backward pass instead of a forward, a ``create_graph`` backward and a
+        backward (ResNet-20 on 256 digits, float32, 1 thread: 0.48 s against 0.73-0.88 s,
+        ``benchmarks/bench_hvp.py``). ``"auto"`` caches when the estimated memory of all
+        batches' graphs (activations included, :meth:`graph_bytes`) fits ``memory_budget``.
+    memory_budget : int, optional
+        Bytes the graphs may take (``cache_graph="auto"``, ``batch_size="auto"``). Default:
+        :data:`GRAPH_MEMORY_CPU` and at most half the available memory on the CPU; a quarter
+        of the device memory and at most half the free memory on CUDA.
+    distributed : bool or "auto", default "auto"
+        Average over the ranks of the default :mod:`torch.distributed` process group
+        (``torchrun``): each rank holds a shard of the data (:func:`shard_plan`: contiguous
+        sample ranges, or every ``world``-th batch of a DataLoader), and products, gradients
+        and the loss are each rank's share (already divided by the global count ``W``) summed
+        by an all-reduce, so every rank gets the same bits and its solver makes the same
+        calls; results equal the single-process ones up to float rounding. Every rank must
+        then make the same sequence of calls. ``"auto"``: when a process group of more than
+        one rank is initialised, except inside a grid runner's loop (ratio maps shard grid
+        points, each rank with its own operators over the whole data; see
+        :func:`landscape._grid.points_sharded`). ``False``: this process' data only.
 
     Attributes
     ----------
@@ -367,6 +515,10 @@ class HessianOperator(CurvatureOperator):
         ``N``, the number of samples in the loss.
     total_weight : float
         ``W``, the number of counted examples (``N``, or the non-ignored tokens).
+    rank, world_size : int
+        This process' rank and the number of ranks averaged over (``0, 1`` when local).
+    shard : dict or None
+        :func:`shard_plan` of the data when ``world_size > 1``.
 
     References
     ----------
@@ -388,7 +540,7 @@ class HessianOperator(CurvatureOperator):
         data: Any,
         *,
         loss: LossSpec = "cross_entropy",
-        batch_size: int = 512,
+        batch_size: int | str = "auto",
         what: str = "weights",
         params: Mapping[str, Tensor] | None = None,
         ignore: Iterable[str] | str | None = None,
@@ -397,6 +549,8 @@ class HessianOperator(CurvatureOperator):
         cache_graph: bool | str = "auto",
         exclude: str | Iterable[str] | None = None,
         include_frozen: bool = False,
+        distributed: bool | str = "auto",
+        memory_budget: int | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise LandscapeError(
@@ -404,7 +558,8 @@ class HessianOperator(CurvatureOperator):
             )
         self._model = model
         self._loss_fn = resolve_loss(loss)
-        self.batch_size = check_int("batch_size", batch_size, 1)
+        if batch_size != "auto":
+            batch_size = check_int("batch_size", batch_size, 1)
         check_option("method", method, METHODS)
         if not (isinstance(cache_graph, bool) or cache_graph == "auto"):
             raise LandscapeError(
@@ -415,6 +570,7 @@ class HessianOperator(CurvatureOperator):
             raise LandscapeError(
                 f"The 'dtype' parameter must be a floating torch.dtype or None. Got {dtype!r}."
             )
+        self.rank, self.world_size = _ranks(distributed)
 
         globs = params if isinstance(params, str) or (
             params is not None and not isinstance(params, Mapping)) else None
@@ -488,6 +644,14 @@ class HessianOperator(CurvatureOperator):
             source = as_data(data)
         else:
             source = as_data(_data_tensors(data))
+        self._whole = source  # the first batch calibrates the loss alike on every rank
+        self.shard = shard_plan(source, self.world_size) if self.world_size > 1 else None
+        self.memory_budget = _memory_budget(self._device) if memory_budget is None \
+            else check_int("memory_budget", memory_budget, 0)
+        self._per_sample: float | None = None
+        self.batch_size = self._choose_batch_size() if batch_size == "auto" else batch_size
+        if self.world_size > 1:
+            source = _shard(source, self.rank, self.world_size, self.batch_size)
         self._source = source
         # Streamed data may be kept on the device (within the budget); tensor data stay where
         # they are and each batch is moved and cast when used (no second, cast copy).
@@ -496,7 +660,7 @@ class HessianOperator(CurvatureOperator):
         self._prepare_loss()
 
         if cache_graph == "auto":
-            cache_graph = self.n_samples * self.numel <= CACHE_GRAPH_LIMIT
+            cache_graph = self.graph_bytes(self._local_samples) <= self.memory_budget
         self.cache_graph = bool(cache_graph)
         if method == "auto":
             method = "graph"
@@ -504,11 +668,70 @@ class HessianOperator(CurvatureOperator):
         self._graph_cache: list[tuple[list[Tensor], list[Tensor | None]]] | None = None
         self._n_hvp = 0
 
+    # -- memory -----------------------------------------------------------------------------
+    def graph_bytes(self, samples: int) -> float:
+        """Estimated memory of the double-backward graph of ``samples`` samples (bytes).
+
+        Autograd's saved tensors (activations and what the ``create_graph`` backward keeps,
+        not the parameters) are counted once, on the data's first small batch, per sample;
+        times :data:`GRAPH_MEMORY_FACTOR`, plus the gradients themselves. A deterministic
+        function of model, data shapes and dtype; ``inf`` where the probe graph cannot be
+        built (the products will then say why).
+        """
+        if self._per_sample is None:
+            try:
+                self._per_sample = self._saved_bytes_per_sample()
+            except RuntimeError:  # e.g. BatchNorm running statistics as variables
+                self._per_sample = math.inf
+        grads = 2 * self.numel * self._dtype.itemsize
+        return GRAPH_MEMORY_FACTOR * self._per_sample * samples + grads
+
+    def _saved_bytes_per_sample(self) -> float:
+        probe = move_batch(first_batch(self._whole), self._device, self._dtype)
+        own = {t.untyped_storage().data_ptr() for t in (*self._fixed.values(),
+                                                        *self._primals.values())}
+        seen: dict[int, int] = {}
+
+        def pack(t: Tensor) -> Tensor:
+            with contextlib.suppress(RuntimeError, NotImplementedError):
+                st = t.untyped_storage()
+                if st.data_ptr() not in own:
+                    seen[st.data_ptr()] = st.nbytes()
+            return t
+
+        loss_fn, fixed = self._loss_fn, self._fixed
+        with torch.enable_grad(), _curvature_mode(self._model), \
+                torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            leaves = {k: v.detach().requires_grad_(True) for k, v in self._primals.items()}
+            total = loss_fn.model_terms(self._caller({**fixed, **leaves}), probe).total
+            if total.requires_grad:
+                torch.autograd.grad(total, list(leaves.values()), create_graph=True,
+                                    allow_unused=True)
+        return sum(seen.values()) / max(batch_len(probe), 1)
+
+    def _choose_batch_size(self) -> int:
+        """``batch_size="auto"``: the whole local data if its graph fits the budget, else the
+        largest power of two that fits (at least 1)."""
+        n = _known_length(self._whole)
+        if n is None:
+            return DEFAULT_BATCH
+        if self.shard is not None and self.shard["split"] == "samples":
+            lo, hi = self.shard["shards"][self.rank]
+            n = hi - lo
+        if self.graph_bytes(n) <= self.memory_budget:
+            return max(n, 1)
+        if not math.isfinite(self.graph_bytes(1)):
+            return min(n, DEFAULT_BATCH)
+        bs = 1
+        while bs * 2 < n and self.graph_bytes(bs * 2) <= self.memory_budget:
+            bs *= 2
+        return bs
+
     # -- data -----------------------------------------------------------------------------
     def _prepare_loss(self) -> None:
         """Check the targets, calibrate the loss on a first batch and count ``N`` and ``W``."""
         loss_fn = self._loss_fn
-        probe = move_batch(first_batch(self._source), self._device, self._dtype)
+        probe = move_batch(first_batch(self._whole), self._device, self._dtype)
         loss_fn.check_batch(probe)
         params = {**self._fixed, **self._primals}
         with torch.no_grad(), _curvature_mode(self._model):
@@ -521,6 +744,11 @@ class HessianOperator(CurvatureOperator):
                 if bw is None:  # only the loss value tells (a user loss)
                     bw = float(loss_fn.model_terms(self._caller(params), b).weight)
                 w += bw
+        self._local_samples = n
+        if self.world_size > 1:
+            counts = all_reduce_sum(torch.tensor([float(n), float(w)], dtype=torch.float64,
+                                                 device=self._device))
+            n, w = int(counts[0]), float(counts[1])
         if n == 0:
             raise LandscapeError("The data set is empty; pass at least one sample.")
         if w <= 0:
@@ -561,7 +789,7 @@ class HessianOperator(CurvatureOperator):
         with torch.no_grad(), _curvature_mode(self._model):
             for b in self._batches():
                 total = total + self._batch_loss(b)(self._primals)
-        return float(total)
+        return float(self._reduce(total))
 
     def gradient(self) -> Tensor:
         """Flat full-data gradient ``dL/dtheta`` (zeros for tensors that do not reach the loss)."""
@@ -574,7 +802,7 @@ class HessianOperator(CurvatureOperator):
                 for acc, g in zip(grads, gs, strict=True):
                     if g is not None:
                         acc.add_(g)
-        return torch.cat([g.reshape(-1) for g in grads])
+        return self._reduce(torch.cat([g.reshape(-1) for g in grads]))
 
     # -- products -------------------------------------------------------------------------
     def _graphs(self) -> Iterator[tuple[list[Tensor], list[Tensor | None]]]:
@@ -583,7 +811,7 @@ class HessianOperator(CurvatureOperator):
             yield from self._graph_cache
             return
         cache: list[tuple[list[Tensor], list[Tensor | None]]] = []
-        with torch.enable_grad(), differentiable_attention():
+        with torch.enable_grad(), _curvature_mode(self._model):
             for b in self._batches():
                 leaves = {k: v.detach().requires_grad_(True) for k, v in self._primals.items()}
                 value = self._batch_loss(b)(leaves)
@@ -597,29 +825,33 @@ class HessianOperator(CurvatureOperator):
         if self.cache_graph:
             self._graph_cache = cache
 
+    def _views(self, v: Tensor) -> list[Tensor]:
+        """A contiguous flat vector as per-tensor views, in ``names`` order."""
+        sizes = [s.numel() for s in self._shapes]
+        return [t.view(s) for t, s in zip(v.split(sizes), self._shapes, strict=True)]
+
     def _graph_matmat(self, V: Tensor) -> Tensor:
         k = V.shape[1]
-        blocks = self._split_block(V)
-        cols = [[b[j] for b in blocks.values()] for j in range(k)]
+        # contiguous per-tensor views of each column (strided views slow the backward down)
         out = torch.zeros(k, self.numel, dtype=self._dtype, device=self._device)
-        with torch.enable_grad(), _curvature_mode(self._model):
-            for leaves, gs in self._graphs():
-                for j in range(k):
-                    terms = [
-                        (g * v).sum()
-                        for g, v in zip(gs, cols[j], strict=True)
-                        if g is not None and g.requires_grad
-                    ]
-                    if not terms:
-                        continue  # the gradient does not depend on the params: zero curvature
-                    dot = torch.stack(terms).sum()
-                    hv = torch.autograd.grad(dot, leaves, retain_graph=True, allow_unused=True)
-                    out[j] += torch.cat(
-                        [
-                            (h if h is not None else torch.zeros_like(p)).reshape(-1)
-                            for h, p in zip(hv, leaves, strict=True)
-                        ]
-                    )
+        cols = [self._views(V[:, j].contiguous()) for j in range(k)]
+        rows = [self._views(out[j]) for j in range(k)]
+        # Building a graph needs eval mode and the math attention kernel (_graphs sets them);
+        # a backward through a built one needs neither, nor grad mode.
+        for leaves, gs in self._graphs():
+            live = [i for i, g in enumerate(gs) if g is not None and g.requires_grad]
+            if not live:
+                continue  # the gradient does not depend on the params: zero curvature
+            outputs = [gs[i] for i in live]
+            for j in range(k):
+                # H v = d(g . v)/dtheta: one backward with v as the gradient's cotangent
+                hv = torch.autograd.grad(
+                    outputs, leaves, grad_outputs=[cols[j][i] for i in live],
+                    retain_graph=self.cache_graph or j < k - 1, allow_unused=True,
+                )
+                for acc, h in zip(rows[j], hv, strict=True):
+                    if h is not None:
+                        acc.add_(h)
         return out.t()
 
     def _func_matmat(self, V: Tensor) -> Tensor:
@@ -646,13 +878,26 @@ class HessianOperator(CurvatureOperator):
 
     def _matmat(self, V: Tensor) -> Tensor:
         if self.method == "graph":
-            return self._graph_matmat(V)
-        return self._func_matmat(V)
+            return self._reduce(self._graph_matmat(V))
+        return self._reduce(self._func_matmat(V))
+
+    def _reduce(self, t: Tensor) -> Tensor:
+        """This rank's share summed over the ranks (identity when local)."""
+        if self.world_size == 1:
+            return t
+        if points_sharded():
+            raise LandscapeError(
+                "This HessianOperator averages over the torch.distributed ranks but is used "
+                "inside a grid loop where each rank computes its own points; build it there "
+                "or pass distributed=False."
+            )
+        return all_reduce_sum(t.contiguous())
 
     def __repr__(self) -> str:
+        ranks = f", ranks={self.world_size}" if self.world_size > 1 else ""
         return (
             f"HessianOperator(n={self.numel}, N={self.n_samples}, method={self.method!r}, "
-            f"dtype={self._dtype})"
+            f"dtype={self._dtype}{ranks})"
         )
 
 
@@ -663,7 +908,7 @@ def hvp(
     *,
     params: Mapping[str, Tensor] | None = None,
     loss: LossSpec = "cross_entropy",
-    batch_size: int = 512,
+    batch_size: int | str = "auto",
     method: str = "auto",
     dtype: torch.dtype | None = None,
 ) -> dict[str, Tensor]:
