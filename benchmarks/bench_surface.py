@@ -7,8 +7,9 @@ In one process, on the same model, data and grid points:
                ``DataLoader`` with batch 128 in fp32, eval mode, ``CrossEntropyLoss`` mean times
                batch size, accuracy by argmax;
 (b) engine     ``landscape.evaluation.Evaluator.at`` at ``compute_surface``'s defaults (data
-               on the device, batch size probed, inference mode, float64 accumulation);
-(c) fastest    the engine with the best settings found here (batch size probed,
+               on the device, batch size from ``Evaluator.choose_batch_size``, inference mode,
+               float64 accumulation);
+(c) fastest    the engine with the best settings found here (batch size timed,
                channels_last and bf16 autocast where they help); bf16 values are compared
                with fp32 to 1e-2;
 (d) roofline   a bare ``model(x)`` forward over the same data at the best batch size
@@ -18,16 +19,32 @@ Prints points/s, speedup over (a), overhead over (d), achieved GFLOP/s (FLOPs co
 ``torch.utils.flop_counter``) against a dense fp32 matmul measured in the same run, and checks
 that (b) equals (a) to 1e-6 relative.
 
+``--end-to-end N`` instead times whole runs *including start-up*, each a fresh process, the two
+alternated ``--repeats`` times: ``landscape surface CKPT --x=-1:1:N --y=-1:1:N`` at its defaults
+against Li et al.'s procedure as one script (this file with ``--li-loop``: import, load the
+checkpoint, two filter-normalized random directions with zero bias/BN entries, write them to
+HDF5, ``DataLoader`` batch 128 over train and test, set the weights and evaluate every point,
+write the losses and accuracies to HDF5 after each point, as ``plot_surface.py`` does). The
+checkpoint is a seeded, untrained model of ``--model`` on digits. Threads: ``--threads`` for both
+(``OMP_NUM_THREADS``; default 1, which is what a shared machine can time).
+
 Usage::
 
     python benchmarks/bench_surface.py --model resnet20 --points 6
     python benchmarks/bench_surface.py --model resnet56 --points 4 --device cuda
+    python benchmarks/bench_surface.py --model resnet56 --end-to-end 7 --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -107,6 +124,125 @@ def _interleaved(methods: dict, coords: list[tuple[float, float]]) -> tuple[dict
     return times, values
 
 
+def li_loop(ckpt_path: str, out: str, n: int, device_name: str) -> None:
+    """Li et al.'s ``plot_surface.py`` procedure, start to end, for an ``n x n`` grid."""
+    import h5py
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    device = torch.device(device_name)
+    ck = torch.load(ckpt_path, weights_only=True)
+    model = build(ck["model"]["name"], **ck["model"]["kwargs"])
+    model.load_state_dict(ck["state_dict"])
+    model = model.to(device).eval()
+    w = [p.data.clone() for p in model.parameters()]
+    dirs = []
+    for seed in (0, 1):  # net_plotter.create_random_direction, filter norm, ignore biasbn
+        torch.manual_seed(seed)
+        d = [torch.randn_like(p) for p in w]
+        for di, wi in zip(d, w, strict=True):
+            if wi.dim() <= 1:
+                di.fill_(0)
+            else:
+                for f, g in zip(di, wi, strict=True):
+                    f.mul_(g.norm() / (f.norm() + 1e-10))
+        dirs.append(d)
+    with h5py.File(out + ".dir.h5", "w") as f:
+        for k, d in enumerate(dirs):
+            for i, t in enumerate(d):
+                f[f"{k}/{i}"] = t.cpu().numpy()
+    images, labels = load_digits(return_X_y=True)
+    tr, te = train_test_split(np.arange(len(labels)), test_size=360, random_state=0,
+                              stratify=labels)
+    loaders = {}
+    for split, idx in (("train", tr), ("test", te)):
+        xs = torch.from_numpy((images[idx] / 16.0).astype(np.float32)).reshape(-1, 1, 8, 8)
+        loaders[split] = DataLoader(TensorDataset(xs, torch.from_numpy(labels[idx])),
+                                    batch_size=128, shuffle=False)
+    coords = np.linspace(-1, 1, n)
+    with h5py.File(out, "w") as f:
+        arrays = {f"{s}_{m}": -np.ones((n, n)) for s in loaders for m in ("loss", "acc")}
+        for k, v in arrays.items():
+            f[k] = v
+        for iy, b in enumerate(coords):
+            for ix, a in enumerate(coords):
+                for s, loader in loaders.items():
+                    loss, acc = _li_point(model, w, dirs, a, b, loader, device)
+                    arrays[f"{s}_loss"][iy, ix], arrays[f"{s}_acc"][iy, ix] = loss, acc
+                for k, v in arrays.items():
+                    f[k][:] = v
+                f.flush()
+
+
+def _li_point(model: nn.Module, w: list, dirs: list, a: float, b: float, loader: DataLoader,
+              device: torch.device) -> tuple[float, float]:
+    """net_plotter.set_weights + evaluation.eval_loss."""
+    for p, wi, dx, dy in zip(model.parameters(), w, dirs[0], dirs[1], strict=True):
+        p.data = wi + dx * a + dy * b
+    crit = nn.CrossEntropyLoss()
+    total_loss, correct, total = 0.0, 0, 0
+    with torch.no_grad():
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            out = model(x)
+            total_loss += crit(out, y).item() * x.size(0)
+            correct += int((out.argmax(1) == y).sum())
+            total += x.size(0)
+    return total_loss / total, correct / total
+
+
+def end_to_end(args: argparse.Namespace) -> None:
+    """Whole runs in fresh processes, ours and Li et al.'s alternated."""
+    from landscape.checkpoints import save_checkpoint
+    from landscape.data import DataSpec
+    from landscape.models import ModelSpec
+
+    n = args.end_to_end
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads or 1)}
+    env.pop("LANDSCAPE_DEBUG", None)
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.manual_seed(0)
+        spec = ModelSpec(args.model, {"in_channels": 1, "num_classes": 10})
+        ckpt = save_checkpoint(Path(tmp) / "model.pt", spec.build(), spec,
+                               data=DataSpec("digits").to_dict())
+        runs = {
+            "landscape surface": lambda r: [
+                sys.executable, "-m", "landscape.cli", "surface", str(ckpt), f"--x=-1:1:{n}",
+                f"--y=-1:1:{n}", "--out", str(Path(tmp) / f"ours{r}.h5"), "--no-progress",
+                "--device", str(args.device)],
+            "Li et al. loop": lambda r: [
+                sys.executable, __file__, "--li-loop", str(ckpt), str(Path(tmp) / f"li{r}.h5"),
+                "--end-to-end", str(n), "--device", str(args.device)],
+        }
+        times: dict[str, list[float]] = {k: [] for k in runs}
+        for r in range(args.repeats):
+            for k, cmd in runs.items():
+                t = time.perf_counter()
+                p = subprocess.run(cmd(r), env=env, capture_output=True, text=True)
+                times[k].append(time.perf_counter() - t)
+                if p.returncode:
+                    raise SystemExit(f"{k} failed:\n{p.stderr}")
+                if r == 0 and k == "landscape surface":
+                    print(p.stdout.strip())
+        import h5py
+
+        with h5py.File(Path(tmp) / "ours0.h5") as f, h5py.File(Path(tmp) / "li0.h5") as g:
+            ours, li = f["surface/train_loss"][()], g["train_loss"][()]
+            used = f["surface"].attrs.get("provenance", "")
+    rel = float(np.max(np.abs(ours - li) / np.abs(li)))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"\n{args.model} on digits, {n}x{n} grid, {args.threads or 1} thread(s), "
+          f"{args.repeats} alternated runs each, wall time including start-up (s):")
+    for k, v in times.items():
+        print(f"  {k:20s} median {med[k]:7.2f}   runs: " + ", ".join(f"{t:.2f}" for t in v))
+    print(f"speed-up of landscape surface: {med['Li et al. loop'] / med['landscape surface']:.2f}x"
+          f" (goal >= 1.3x); train loss max relative difference {rel:.1e}")
+    if "batch_size_used" in str(used):
+        import json
+
+        print(f"batch size used: {json.loads(used).get('batch_size_used')}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="resnet20")
@@ -114,7 +250,20 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     ap.add_argument("--batch-sizes", default="256,512,1024,2048")
+    ap.add_argument("--end-to-end", type=int, metavar="N",
+                    help="time whole N x N runs, start-up included (see the docstring)")
+    ap.add_argument("--repeats", type=int, default=3, help="runs of each with --end-to-end")
+    ap.add_argument("--li-loop", nargs=2, metavar=("CKPT", "OUT"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"--device {args.device}: CUDA is not available here; running on the CPU instead")
+        args.device = "cpu"
+    if args.li_loop:
+        li_loop(*args.li_loop, args.end_to_end, args.device)
+        return
+    if args.end_to_end:
+        end_to_end(args)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

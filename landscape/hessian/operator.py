@@ -20,6 +20,14 @@ double-backward; the math kernel is differentiable twice, so models using
 :func:`~torch.nn.functional.scaled_dot_product_attention`, :class:`~torch.nn.MultiheadAttention`
 or :class:`~torch.nn.TransformerEncoder` work on CPU and CUDA without any option.
 
+Cost and scale: with ``batch_size="auto"`` the whole data go through in one pass when the
+estimated memory of its double-backward graph (autograd's saved tensors on a probe batch,
+activations included; :meth:`HessianOperator.graph_bytes`) fits the memory budget, and with
+``cache_graph="auto"`` that graph is kept, so a product is one backward pass -- the cost of
+PyHessian's single-batch product (``benchmarks/bench_hvp.py``). Under ``torchrun`` each rank
+holds a shard of the data and products, gradients and the loss are all-reduced
+(``distributed="auto"``; :func:`shard_plan` says how the data are split).
+
 Hessian-vector products are exact (double backpropagation, ``Hv = \\nabla(\\nabla L \\cdot v)``),
 never finite differences. The model is always called through
 :func:`torch.func.functional_call` in eval mode on private copies of its buffers, so BatchNorm
