@@ -324,6 +324,10 @@ def _run_grid(args: argparse.Namespace) -> int:
     bad = int(np.sum(rm.done & ~np.isfinite(rm.lambda_max)))
     if bad:
         print(f"note: {bad} points have non-finite curvature (diverged loss); they are NaN")
+    unresolved = int(np.sum(rm.done & np.isin(rm.status, (1, 2, 3))))
+    if unresolved:
+        print(f"note: {unresolved} points have no ratio ({lam}min or {lam}max not resolved "
+              "within the HVP budget: NaN, see /ratio_map/ratio_status); raise --max-hvp")
     print(f"wrote {out}")
     return 0
 

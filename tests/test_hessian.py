@@ -16,6 +16,7 @@ from landscape.hessian import (
     HessianOperator,
     SpectralDensity,
     eigen_ratio,
+    extreme_pairs,
     hutchinson,
     hutchpp,
     hvp,
@@ -315,6 +316,48 @@ def test_min_eigen_and_ratio(conv):
     lmin, lmax, ratio = eigen_ratio(_op(conv))
     assert lmin == pytest.approx(ev[0], rel=1e-5) and lmax == pytest.approx(ev[-1], rel=1e-6)
     assert ratio == pytest.approx(abs(ev[0] / ev[-1]), rel=1e-5)
+
+
+def _cluster_near_zero(n: int = 400, seed: int = 0) -> tuple[Tensor, np.ndarray]:
+    """A dense symmetric matrix: 5 outliers (10 .. 2), n - 6 eigenvalues in [0, 0.02] and one
+    small negative one, -0.00428 (the shape of a trained network's Hessian spectrum)."""
+    rng = np.random.default_rng(seed)
+    d = np.concatenate([[10.0, 6.0, 4.0, 3.0, 2.0], rng.uniform(0.0, 0.02, n - 6), [-0.00428]])
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    return torch.tensor((Q * d) @ Q.T), np.sort(d)
+
+
+def test_lambda_min_is_resolved_to_its_own_tolerance_in_a_cluster_near_zero():
+    A, d = _cluster_near_zero()
+    lmin, norm, tol = d[0], d[-1], 1e-3
+    for scale_atol in (None, 0.0):  # the default floor min(tol, 1e-6) ||H||, or none
+        floor = min(tol, 1e-6) if scale_atol is None else 0.0
+        bound = max(tol * abs(lmin), floor * norm)
+        for res in (min_eigen(A, tol=tol, scale_atol=scale_atol),
+                    extreme_pairs(A, tol=tol, scale_atol=scale_atol)):
+            got = float(res.eigenvalues.min())
+            assert res.converged.all()
+            assert abs(got - lmin) <= float(res.thresholds[np.argmin(res.eigenvalues)])
+            assert float(res.thresholds[np.argmin(res.eigenvalues)]) <= bound * (1 + 1e-9)
+    # lambda_max converges relative to itself too
+    res = extreme_pairs(A, tol=tol)
+    assert abs(res.eigenvalues.max() - norm) <= tol * norm
+    # what a tolerance relative to lambda_max (the old criterion) accepts: a Ritz value in
+    # the cluster, of the wrong sign, flagged converged
+    old = extreme_pairs(A, tol=tol, scale_atol=tol)
+    assert old.converged.all() and old.eigenvalues.min() > 0
+
+
+def test_unresolved_lambda_min_gives_no_ratio():
+    A, d = _cluster_near_zero()
+    with pytest.warns(RuntimeWarning, match="did not reach"):
+        res = min_eigen(A, tol=1e-3, max_hvp=8)
+    assert not res.converged[0] and res.residuals[0] > res.thresholds[0]
+    with pytest.warns(RuntimeWarning, match="did not reach"):
+        lmin, lmax, ratio = eigen_ratio(A, tol=1e-3, max_hvp=8)
+    assert np.isnan(ratio) and np.isfinite(lmin)
+    lmin, lmax, ratio = eigen_ratio(A, tol=1e-3)
+    assert ratio == pytest.approx(abs(d[0] / d[-1]), rel=1e-2)
 
 
 def test_top_eigen_on_dense_tensor_and_tiny_n():
