@@ -117,6 +117,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--batch-size", type=int_arg("batch_size", 1), default=512)
     e.add_argument("--dtype", choices=sorted(_DTYPES), default="float64",
                    help="compute in this dtype (default float64: tight tolerances need it)")
+    e.add_argument("--solver-dtype", choices=sorted(_DTYPES), default="float64",
+                   help="dtype of the solvers' vectors (Krylov basis, probes) on the device "
+                        "(default float64; float32 halves the basis memory, residuals only "
+                        "to ~1e-6 of λmax)")
     e.add_argument("--ignore", choices=["none", "biasbn"], default="none",
                    help="'biasbn': hold biases and BN parameters fixed (default: the Hessian "
                         "over every parameter)")
@@ -207,7 +211,8 @@ def _compute_point(args: argparse.Namespace) -> int:
         seed=args.seed, loss=loss, batch_size=args.batch_size,
         ignore=None if args.ignore == "none" else args.ignore, dtype=_DTYPES[args.dtype],
         max_hvp=args.max_hvp, keep_eigenvectors=want_vectors, recipe=recipe,
-        provenance=provenance, progress=not args.no_progress, **selection_kwargs(args),
+        provenance=provenance, progress=not args.no_progress,
+        solver_dtype=_DTYPES[args.solver_dtype], **selection_kwargs(args),
     )
     dt = time.perf_counter() - t0
     vectors = res.eigenvector_dicts()[:2] if args.eigvec_directions else None
@@ -304,7 +309,7 @@ def _run_grid(args: argparse.Namespace) -> int:
             progress=not args.no_progress, flush_seconds=args.flush_seconds,
             max_points=args.max_points, ignore=None if args.ignore == "none" else args.ignore,
             dtype=_DTYPES[args.dtype], device=device, max_hvp=args.max_hvp, seed=args.seed,
-            recipe=recipe, provenance=provenance,
+            recipe=recipe, provenance=provenance, solver_dtype=_DTYPES[args.solver_dtype],
         )
     dt = time.perf_counter() - t0
     if rank != 0:

@@ -431,6 +431,73 @@ def test_eigen_validation(mlp):
         top_eigen(torch.zeros(3, 4))
 
 
+# --------------------------------------------------------------------------- solvers in torch
+class _Recording:
+    """A dense torch operator that records what each product receives."""
+
+    def __init__(self, A: Tensor) -> None:
+        self.A, self.shape, self.dtype, self.device = A, tuple(A.shape), A.dtype, A.device
+        self.inputs: list[tuple[type, torch.dtype]] = []
+
+    def __matmul__(self, v):
+        self.inputs.append((type(v), v.dtype))
+        return self.A @ v
+
+
+@pytest.mark.parametrize("solver", ["top", "min", "pairs", "hutchpp", "hutchinson", "slq"])
+def test_solvers_stay_in_torch_and_move_only_small_arrays(monkeypatch, solver):
+    from landscape.hessian import _linalg
+
+    A, _ = _cluster_near_zero(200)
+    A = A.to(torch.float32)  # float32 products, float64 solver vectors
+    op, moved = _Recording(A), []
+    real = _linalg.SolverMatmul.to_host
+
+    def spy(t):
+        moved.append(t.numel())
+        return real(t)
+
+    monkeypatch.setattr(_linalg.SolverMatmul, "to_host", staticmethod(spy))
+    run = {"top": lambda: top_eigen(op, 3, which="LA", tol=1e-4),
+           "min": lambda: min_eigen(op, tol=1e-3),
+           "pairs": lambda: extreme_pairs(op, tol=1e-3),
+           "hutchpp": lambda: hutchpp(op, 30),
+           "hutchinson": lambda: hutchinson(op, 30),
+           "slq": lambda: slq(op, 20, 3)}[solver]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        run()
+    assert op.inputs and all(t is Tensor and dt == torch.float32 for t, dt in op.inputs)
+    n, n_products = 200, len(op.inputs)
+    # per product only numbers of the small matrices (<= 3 ncv) come to the host; the
+    # eigenvectors (n x k) once at the end
+    small = moved[:-1] if solver in ("top", "min", "pairs") else moved
+    assert max(small) <= 3 * 60 < n and len(moved) <= 4 * n_products + 4
+
+
+def test_float32_solver_vectors_are_accurate_to_their_note(mlp, mlp_eigh):
+    H = mlp[2]
+    res = top_eigen(H, 3, which="LA", tol=1e-5, solver_dtype=torch.float32)
+    assert res.converged.all()
+    np.testing.assert_allclose(res.eigenvalues, mlp_eigh[::-1][:3], rtol=1e-5)
+    tr = hutchpp(H, 30, solver_dtype=torch.float32)
+    assert tr.estimate == pytest.approx(hutchpp(H, 30).estimate, rel=1e-5)
+    sd = slq(H, 20, 2, solver_dtype=torch.float32)
+    assert sd.top() == pytest.approx(slq(H, 20, 2).top(), rel=1e-5)
+    with pytest.raises(LandscapeError, match="'solver_dtype'"):
+        top_eigen(H, 2, solver_dtype=torch.float16)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_solvers_on_cuda_equal_cpu(mlp):
+    H = mlp[2]
+    Hc = H.cuda()
+    np.testing.assert_allclose(top_eigen(Hc, 3).eigenvalues, top_eigen(H, 3).eigenvalues,
+                               rtol=1e-10)
+    assert hutchpp(Hc, 30).estimate == pytest.approx(hutchpp(H, 30).estimate, rel=1e-10)
+    assert slq(Hc, 20, 2).top() == pytest.approx(slq(H, 20, 2).top(), rel=1e-10)
+
+
 # --------------------------------------------------------------------------- trace
 def _decaying(n: int = 300, seed: int = 0) -> Tensor:
     gen = torch.Generator().manual_seed(seed)

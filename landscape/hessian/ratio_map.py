@@ -84,6 +84,7 @@ from ..errors import LandscapeError, check_float, check_int
 from ..parameters import ParameterSelection, select_parameters
 from ..recipes import check_same_checkpoint
 from ..surface import Surface
+from ._linalg import check_solver_dtype
 from .lanczos import MIN_FLOOR, extreme_pairs
 from .operator import HessianOperator
 
@@ -346,13 +347,14 @@ class _RatioMapRun(GridRunner):
                  warm: dict[int, np.ndarray], *, dev: torch.device, op_dtype: torch.dtype,
                  loss: LossSpec, batch_size: int, fixed: list[str], tol: float,
                  max_hvp: int | None, seed: int, warm_start: bool, out: Path,
-                 first_write: bool, **loop: Any) -> None:
+                 first_write: bool, solver_dtype: torch.dtype = torch.float64,
+                 **loop: Any) -> None:
         super().__init__(rm.done, out=out, desc="ratio map", sharding="contiguous",
                          points_per_round=1, **loop)
         self.rm, self.model, self.data, self.surf = rm, model, data, surf
         self.loss, self.batch_size, self.fixed = loss, batch_size, fixed
         self.tol, self.max_hvp, self.seed, self.warm_start = tol, max_hvp, seed, warm_start
-        self.op_dtype = op_dtype
+        self.op_dtype, self.solver_dtype = op_dtype, solver_dtype
         self.warm = warm
         self.first_write = first_write
         self.base = {k: v.detach().to(dev) for k, v in base.items()}
@@ -411,7 +413,7 @@ class _RatioMapRun(GridRunner):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 res = extreme_pairs(op, tol=self.tol, max_hvp=self.max_hvp, v0=v0,
-                                    seed=self.seed)
+                                    seed=self.seed, solver_dtype=self.solver_dtype)
         except LandscapeError:
             raise
         except (ValueError, np.linalg.LinAlgError):  # NaN/inf products: a diverged point
@@ -489,6 +491,7 @@ def compute_ratio_map(
     seed: int = 0,
     recipe: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    solver_dtype: torch.dtype | None = None,
 ) -> RatioMap:
     """``lambda_max``, ``lambda_min`` and ``|lambda_min/lambda_max|`` on a surface's grid.
 
@@ -541,6 +544,10 @@ def compute_ratio_map(
         Extra entries (checkpoint SHA-256, data spec; command line). A
         ``recipe["checkpoint_sha256"]`` must equal the surface's (the map is computed at the
         surface's checkpoint); ``provenance["checkpoint"]`` names it in the error.
+    solver_dtype : torch.dtype, optional
+        Dtype of the Lanczos basis on the compute device (default float64; float32 halves
+        its memory, see :func:`~landscape.hessian.top_eigen`). Recorded in the recipe when
+        it is not float64.
 
     Returns
     -------
@@ -577,6 +584,7 @@ def compute_ratio_map(
         max_points = check_int("max_points", max_points, 0)
     if max_hvp is not None:
         max_hvp = check_int("max_hvp", max_hvp, 1)
+    solver_dtype = check_solver_dtype(solver_dtype)
     if not isinstance(warm_start, bool):
         raise LandscapeError(f"The 'warm_start' parameter must be a bool. Got {warm_start!r}.")
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
@@ -637,6 +645,8 @@ def compute_ratio_map(
         "max_hvp": max_hvp,
         "bn": "eval",
     })
+    if solver_dtype != torch.float64:  # only where it is not the default (older maps match)
+        full_recipe["solver_dtype"] = str(solver_dtype).replace("torch.", "")
     full_recipe = json.loads(storage.dumps(full_recipe))
     prov = {**tool_versions(),
             "surface_file": str(surface_path), **dict(provenance or {})}
@@ -674,6 +684,7 @@ def compute_ratio_map(
         rm, model, data, surf, base, dirs.vectors, warm if warm_start else {}, dev=dev,
         op_dtype=op_dtype, loss=loss, batch_size=batch_size, fixed=fixed, tol=tol,
         max_hvp=max_hvp, seed=seed, warm_start=warm_start, out=out_p, first_write=replace_file,
+        solver_dtype=solver_dtype,
         progress=progress, flush_seconds=flush_seconds, max_points=max_points,
     )
     run.run()

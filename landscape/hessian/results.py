@@ -66,6 +66,7 @@ from .._functional import LossSpec, loss_name
 from .._version import tool_versions
 from ..data import sample_count
 from ..errors import LandscapeError, check_float, check_int, check_option
+from ._linalg import check_solver_dtype
 from .density import slq
 from .lanczos import MIN_FLOOR, min_eigen, top_eigen
 from .operator import HessianOperator
@@ -594,6 +595,7 @@ def compute_curvature(
     exclude: str | Iterable[str] | None = None,
     include_frozen: bool = False,
     progress: bool = False,
+    solver_dtype: torch.dtype | None = None,
 ) -> CurvatureResult:
     """Top eigenvalues, smallest eigenvalue, trace and spectral density of the loss Hessian.
 
@@ -650,6 +652,11 @@ def compute_curvature(
         A progress bar per section counting HVPs (with ETA where the count is known: trace
         and density), and after the first HVP one line with the estimated time of the whole
         computation when it is long.
+    solver_dtype : torch.dtype, optional
+        Dtype of the solvers' vectors (Krylov bases, probes, accumulations) on the operator's
+        device: float64 (default, whatever ``dtype`` the HVPs use) or float32 (half the basis
+        memory; residuals resolved to about ``1e-6 ||H||`` only). Recorded in the recipe
+        when it is not float64.
 
     Returns
     -------
@@ -693,6 +700,7 @@ def compute_curvature(
         )
     if keep_eigenvectors and not top_k:
         raise LandscapeError("keep_eigenvectors needs top_k >= 1")
+    solver_dtype = check_solver_dtype(solver_dtype)
 
     op = HessianOperator(model, data, loss=loss, batch_size=batch_size, what=what,
                          params=params, ignore=ignore, dtype=dtype, exclude=exclude,
@@ -721,6 +729,8 @@ def compute_curvature(
         full_recipe["exclude"] = [exclude] if isinstance(exclude, str) else list(exclude)
     if include_frozen:
         full_recipe["include_frozen"] = True
+    if solver_dtype != torch.float64:  # only where it is not the default (older files match)
+        full_recipe["solver_dtype"] = str(solver_dtype).replace("torch.", "")
     values: dict[str, Any] = {"n_params": n}
     timings: dict[str, float] = {}
     expected = {"top": 3 * top_k + 15 if top_k else 0, "min": 60 if min_eig else 0,
@@ -731,7 +741,7 @@ def compute_curvature(
     if top_k:
         t0, start = time.perf_counter(), op.n_hvp
         res = top_eigen(bars.section("top", f"top-{top_k} eigenvalues"), top_k, which=which,
-                        tol=tol, max_hvp=max_hvp, seed=seed)
+                        tol=tol, max_hvp=max_hvp, seed=seed, solver_dtype=solver_dtype)
         values.update(top_eigenvalues=res.eigenvalues, top_residuals=res.residuals,
                       top_converged=res.converged, top_n_hvp=op.n_hvp - start, top_which=which)
         if keep_eigenvectors:
@@ -746,7 +756,8 @@ def compute_curvature(
         t0, start = time.perf_counter(), op.n_hvp
         floor = min(tol, MIN_FLOOR)
         res = min_eigen(bars.section("min", "smallest eigenvalue"), 1, tol=tol,
-                        scale_atol=floor, max_hvp=max_hvp, seed=seed)
+                        scale_atol=floor, max_hvp=max_hvp, seed=seed,
+                        solver_dtype=solver_dtype)
         values.update(min_eigenvalue=float(res.eigenvalues[0]),
                       min_residual=float(res.residuals[0]),
                       min_threshold=float(res.thresholds[0]),
@@ -758,9 +769,9 @@ def compute_curvature(
         t0, start = time.perf_counter(), op.n_hvp
         probe_op = bars.section("trace", f"trace ({trace_method})")
         if trace_method == "hutchpp":
-            tr = hutchpp(probe_op, trace_samples, seed=seed)
+            tr = hutchpp(probe_op, trace_samples, seed=seed, solver_dtype=solver_dtype)
         else:
-            tr = hutchinson(probe_op, trace_samples, seed=seed)
+            tr = hutchinson(probe_op, trace_samples, seed=seed, solver_dtype=solver_dtype)
         values.update(trace=tr.estimate, trace_stderr=tr.stderr, trace_method=tr.method,
                       trace_n_hvp=op.n_hvp - start)
         full_recipe["trace"] = {"method": trace_method, "samples": trace_samples, "seed": seed}
@@ -768,7 +779,7 @@ def compute_curvature(
     if density:
         t0, start = time.perf_counter(), op.n_hvp
         sd = slq(bars.section("density", "spectral density (SLQ)"), density_steps,
-                 density_runs, seed=seed)
+                 density_runs, seed=seed, solver_dtype=solver_dtype)
         grid, values_d = sd.density(sigma=density_sigma, n_points=density_points)
         lo, hi = sd.bottom(), sd.top()
         sigma = density_sigma if density_sigma is not None else \
