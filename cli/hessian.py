@@ -27,6 +27,7 @@ from landscape.recipes import checkpoint_provenance, checkpoint_recipe
 from landscape.surface import Surface, save_directions
 
 from ._common import (
+    DTYPES,
     add_checkpoint_args,
     add_compute_args,
     add_data_args,
@@ -115,6 +116,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"relative residual of the eigenpairs (default {_TOL_POINT:g}; "
                         f"{_TOL_GRID:g} with --grid)")
     e.add_argument("--batch-size", type=int_arg("batch_size", 1), default=512)
+    e.add_argument("--solver-dtype", choices=sorted(DTYPES), default="float64",
+                   help="dtype of the solvers' vectors (Krylov basis, probes) on the device "
+                        "(default float64; float32 halves the basis memory, residuals only "
+                        "to ~1e-6 of λmax)")
     e.add_argument("--ignore", choices=["none", "biasbn"], default="none",
                    help="'biasbn': hold biases and BN parameters fixed (default: the Hessian "
                         "over every parameter)")
@@ -214,7 +219,7 @@ def _compute_point(args: argparse.Namespace, rank: int = 0, world: int = 1,
         ignore=None if args.ignore == "none" else args.ignore, dtype=dtype_arg(args),
         max_hvp=args.max_hvp, keep_eigenvectors=want_vectors, recipe=recipe,
         provenance=provenance, progress=not args.no_progress and rank == 0,
-        **selection_kwargs(args),
+        solver_dtype=DTYPES[args.solver_dtype], **selection_kwargs(args),
     )
     dt = time.perf_counter() - t0
     if rank != 0:
@@ -313,7 +318,7 @@ def _run_grid(args: argparse.Namespace) -> int:
             progress=not args.no_progress, flush_seconds=args.flush_seconds,
             max_points=args.max_points, ignore=None if args.ignore == "none" else args.ignore,
             dtype=dtype_arg(args), device=device, max_hvp=args.max_hvp, seed=args.seed,
-            recipe=recipe, provenance=provenance,
+            recipe=recipe, provenance=provenance, solver_dtype=DTYPES[args.solver_dtype],
         )
     dt = time.perf_counter() - t0
     if rank != 0:
@@ -333,6 +338,10 @@ def _run_grid(args: argparse.Namespace) -> int:
     bad = int(np.sum(rm.done & ~np.isfinite(rm.lambda_max)))
     if bad:
         print(f"note: {bad} points have non-finite curvature (diverged loss); they are NaN")
+    unresolved = int(np.sum(rm.done & np.isin(rm.status, (1, 2, 3))))
+    if unresolved:
+        print(f"note: {unresolved} points have no ratio ({lam}min or {lam}max not resolved "
+              "within the HVP budget: NaN, see /ratio_map/ratio_status); raise --max-hvp")
     print(f"wrote {out}")
     return 0
 

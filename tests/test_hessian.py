@@ -16,6 +16,7 @@ from landscape.hessian import (
     HessianOperator,
     SpectralDensity,
     eigen_ratio,
+    extreme_pairs,
     hutchinson,
     hutchpp,
     hvp,
@@ -317,6 +318,48 @@ def test_min_eigen_and_ratio(conv):
     assert ratio == pytest.approx(abs(ev[0] / ev[-1]), rel=1e-5)
 
 
+def _cluster_near_zero(n: int = 400, seed: int = 0) -> tuple[Tensor, np.ndarray]:
+    """A dense symmetric matrix: 5 outliers (10 .. 2), n - 6 eigenvalues in [0, 0.02] and one
+    small negative one, -0.00428 (the shape of a trained network's Hessian spectrum)."""
+    rng = np.random.default_rng(seed)
+    d = np.concatenate([[10.0, 6.0, 4.0, 3.0, 2.0], rng.uniform(0.0, 0.02, n - 6), [-0.00428]])
+    Q, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    return torch.tensor((Q * d) @ Q.T), np.sort(d)
+
+
+def test_lambda_min_is_resolved_to_its_own_tolerance_in_a_cluster_near_zero():
+    A, d = _cluster_near_zero()
+    lmin, norm, tol = d[0], d[-1], 1e-3
+    for scale_atol in (None, 0.0):  # the default floor min(tol, 1e-6) ||H||, or none
+        floor = min(tol, 1e-6) if scale_atol is None else 0.0
+        bound = max(tol * abs(lmin), floor * norm)
+        for res in (min_eigen(A, tol=tol, scale_atol=scale_atol),
+                    extreme_pairs(A, tol=tol, scale_atol=scale_atol)):
+            got = float(res.eigenvalues.min())
+            assert res.converged.all()
+            assert abs(got - lmin) <= float(res.thresholds[np.argmin(res.eigenvalues)])
+            assert float(res.thresholds[np.argmin(res.eigenvalues)]) <= bound * (1 + 1e-9)
+    # lambda_max converges relative to itself too
+    res = extreme_pairs(A, tol=tol)
+    assert abs(res.eigenvalues.max() - norm) <= tol * norm
+    # what a tolerance relative to lambda_max (the old criterion) accepts: a Ritz value in
+    # the cluster, of the wrong sign, flagged converged
+    old = extreme_pairs(A, tol=tol, scale_atol=tol)
+    assert old.converged.all() and old.eigenvalues.min() > 0
+
+
+def test_unresolved_lambda_min_gives_no_ratio():
+    A, d = _cluster_near_zero()
+    with pytest.warns(RuntimeWarning, match="did not reach"):
+        res = min_eigen(A, tol=1e-3, max_hvp=8)
+    assert not res.converged[0] and res.residuals[0] > res.thresholds[0]
+    with pytest.warns(RuntimeWarning, match="did not reach"):
+        lmin, lmax, ratio = eigen_ratio(A, tol=1e-3, max_hvp=8)
+    assert np.isnan(ratio) and np.isfinite(lmin)
+    lmin, lmax, ratio = eigen_ratio(A, tol=1e-3)
+    assert ratio == pytest.approx(abs(d[0] / d[-1]), rel=1e-2)
+
+
 def test_top_eigen_on_dense_tensor_and_tiny_n():
     d = torch.tensor([3.0, -5.0, 1.0, 0.5], dtype=F64)
     res = top_eigen(torch.diag(d), k=3, which="LM")  # k >= n - 1: dense fallback
@@ -386,6 +429,73 @@ def test_eigen_validation(mlp):
         top_eigen(H, v0=np.ones(3))
     with pytest.raises(LandscapeError, match="square"):
         top_eigen(torch.zeros(3, 4))
+
+
+# --------------------------------------------------------------------------- solvers in torch
+class _Recording:
+    """A dense torch operator that records what each product receives."""
+
+    def __init__(self, A: Tensor) -> None:
+        self.A, self.shape, self.dtype, self.device = A, tuple(A.shape), A.dtype, A.device
+        self.inputs: list[tuple[type, torch.dtype]] = []
+
+    def __matmul__(self, v):
+        self.inputs.append((type(v), v.dtype))
+        return self.A @ v
+
+
+@pytest.mark.parametrize("solver", ["top", "min", "pairs", "hutchpp", "hutchinson", "slq"])
+def test_solvers_stay_in_torch_and_move_only_small_arrays(monkeypatch, solver):
+    from landscape.hessian import _linalg
+
+    A, _ = _cluster_near_zero(200)
+    A = A.to(torch.float32)  # float32 products, float64 solver vectors
+    op, moved = _Recording(A), []
+    real = _linalg.SolverMatmul.to_host
+
+    def spy(t):
+        moved.append(t.numel())
+        return real(t)
+
+    monkeypatch.setattr(_linalg.SolverMatmul, "to_host", staticmethod(spy))
+    run = {"top": lambda: top_eigen(op, 3, which="LA", tol=1e-4),
+           "min": lambda: min_eigen(op, tol=1e-3),
+           "pairs": lambda: extreme_pairs(op, tol=1e-3),
+           "hutchpp": lambda: hutchpp(op, 30),
+           "hutchinson": lambda: hutchinson(op, 30),
+           "slq": lambda: slq(op, 20, 3)}[solver]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        run()
+    assert op.inputs and all(t is Tensor and dt == torch.float32 for t, dt in op.inputs)
+    n, n_products = 200, len(op.inputs)
+    # per product only numbers of the small matrices (<= 3 ncv) come to the host; the
+    # eigenvectors (n x k) once at the end
+    small = moved[:-1] if solver in ("top", "min", "pairs") else moved
+    assert max(small) <= 3 * 60 < n and len(moved) <= 4 * n_products + 4
+
+
+def test_float32_solver_vectors_are_accurate_to_their_note(mlp, mlp_eigh):
+    H = mlp[2]
+    res = top_eigen(H, 3, which="LA", tol=1e-5, solver_dtype=torch.float32)
+    assert res.converged.all()
+    np.testing.assert_allclose(res.eigenvalues, mlp_eigh[::-1][:3], rtol=1e-5)
+    tr = hutchpp(H, 30, solver_dtype=torch.float32)
+    assert tr.estimate == pytest.approx(hutchpp(H, 30).estimate, rel=1e-5)
+    sd = slq(H, 20, 2, solver_dtype=torch.float32)
+    assert sd.top() == pytest.approx(slq(H, 20, 2).top(), rel=1e-5)
+    with pytest.raises(LandscapeError, match="'solver_dtype'"):
+        top_eigen(H, 2, solver_dtype=torch.float16)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_solvers_on_cuda_equal_cpu(mlp):
+    H = mlp[2]
+    Hc = H.cuda()
+    np.testing.assert_allclose(top_eigen(Hc, 3).eigenvalues, top_eigen(H, 3).eigenvalues,
+                               rtol=1e-10)
+    assert hutchpp(Hc, 30).estimate == pytest.approx(hutchpp(H, 30).estimate, rel=1e-10)
+    assert slq(Hc, 20, 2).top() == pytest.approx(slq(H, 20, 2).top(), rel=1e-10)
 
 
 # --------------------------------------------------------------------------- trace

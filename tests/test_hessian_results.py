@@ -144,6 +144,29 @@ def test_sections_merge_and_other_operators_are_refused(toy, tmp_path, spectrum)
     assert CurvatureResult.load(f).recipe["loss"] == "mse"
 
 
+def test_ratio_only_where_lambda_min_is_resolved(toy, spectrum, tmp_path):
+    model, data = toy
+    with pytest.warns(RuntimeWarning, match="did not reach"):
+        res = compute_curvature(model, data, top_k=1, min_eig=True, tol=1e-8, max_hvp=4)
+    assert res.min_converged is False and res.min_residual > res.min_threshold
+    assert np.isnan(res.ratio) and "lambda_min is not resolved" in res.ratio_note
+    assert "unresolved" in res.lines()[1] and res.summary()["ratio"] is None
+    f = tmp_path / "c.h5"
+    res.save(f)
+    back = CurvatureResult.load(f)
+    assert np.isnan(back.ratio) and back.ratio_note == res.ratio_note
+    # resolved: a number, no note, lambda_min within its stored bound
+    ok = compute_curvature(model, data, top_k=1, min_eig=True, tol=1e-3)
+    assert ok.min_converged and ok.ratio_note is None
+    assert abs(ok.min_eigenvalue - spectrum[0]) <= ok.min_threshold
+    assert ok.min_threshold <= max(1e-3 * abs(spectrum[0]), 1e-6 * spectrum[-1]) * 1.01
+    assert ok.recipe["min"]["scale_atol"] == 1e-6
+    from landscape.report.numbers import curvature_numbers
+
+    numbers, notes = curvature_numbers(back)
+    assert numbers["ratio_at_minimum"] is None and "not resolved" in notes[-1]
+
+
 def test_bad_inputs(toy, tmp_path):
     model, data = toy
     with pytest.raises(LandscapeError, match="nothing to compute"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -127,6 +128,22 @@ def test_resume_gives_identical_arrays(toy, surf5, tmp_path):
     # a complete map is returned without computing
     again = compute_ratio_map(model, b, data, progress=False)
     assert np.array_equal(again.lambda_max, full.lambda_max)
+
+
+def test_unresolved_points_have_no_ratio(toy, tmp_path):
+    model, data, _ = toy
+    path = _surface(toy, tmp_path / "s.h5")
+    with pytest.warns(RuntimeWarning, match="ratio is NaN"):
+        rm = compute_ratio_map(model, path, data, tol=1e-8, max_hvp=4, progress=False)
+    assert rm.complete and not rm.converged.any()
+    assert np.all(np.isnan(rm.ratio)) and np.all(np.isfinite(rm.lambda_min))
+    assert np.all(np.isin(rm.status, (1, 2, 3)))
+    back = RatioMap.load(path)
+    assert np.array_equal(back.status, rm.status) and np.all(np.isnan(back.ratio))
+    codes = json.loads(storage.read_group(path, "ratio_map").attrs["ratio_status_codes"])
+    assert codes["1"].startswith("lambda_min not resolved")
+    ok = compute_ratio_map(model, path, data, out=tmp_path / "ok.h5", progress=False)
+    assert ok.converged.all() and np.all(ok.status == 0) and np.all(np.isfinite(ok.ratio))
 
 
 def test_recipe_mismatch_refused(toy, surf5, tmp_path):

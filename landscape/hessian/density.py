@@ -29,9 +29,10 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
+import torch
 
 from ..errors import LandscapeError, check_float, check_int
-from ._linalg import Float64Matmul
+from ._linalg import SolverMatmul
 
 __all__ = ["SpectralDensity", "slq"]
 
@@ -136,7 +137,8 @@ class SpectralDensity:
         return grid, values / area
 
 
-def slq(op: Any, n_steps: int = 80, n_runs: int = 5, *, seed: int | None = 0) -> SpectralDensity:
+def slq(op: Any, n_steps: int = 80, n_runs: int = 5, *, seed: int | None = 0,
+        solver_dtype: torch.dtype | None = None) -> SpectralDensity:
     """Stochastic Lanczos quadrature of the spectrum of a symmetric operator.
 
     Parameters
@@ -150,6 +152,8 @@ def slq(op: Any, n_steps: int = 80, n_runs: int = 5, *, seed: int | None = 0) ->
         each step is one ``op @ block`` with ``n_runs`` columns.
     seed : int or None, default 0
         Seed of the start vectors.
+    solver_dtype : torch.dtype, optional
+        Dtype of the Lanczos vectors, on the operator's device (default float64).
 
     Returns
     -------
@@ -157,8 +161,9 @@ def slq(op: Any, n_steps: int = 80, n_runs: int = 5, *, seed: int | None = 0) ->
 
     Notes
     -----
-    Memory: ``n_runs * n_steps`` vectors of length ``n`` (float64) are kept for full
-    re-orthogonalisation.
+    Memory: ``n_runs * n_steps`` vectors of length ``n`` (in the solver dtype, on the
+    operator's device) are kept for full re-orthogonalisation; per step and run two scalars
+    (``alpha``, ``beta``) go to the host, where the tridiagonal matrices are diagonalised.
 
     References
     ----------
@@ -172,7 +177,7 @@ def slq(op: Any, n_steps: int = 80, n_runs: int = 5, *, seed: int | None = 0) ->
     >>> sd = slq(HessianOperator(model, data, dtype=torch.float64), n_steps=80, n_runs=5)
     >>> grid, values = sd.density()
     """
-    apply = Float64Matmul(op)
+    apply = SolverMatmul(op, solver_dtype)
     n_steps = check_int("n_steps", n_steps, 1)
     n_runs = check_int("n_runs", n_runs, 1)
     if seed is not None:
@@ -181,27 +186,29 @@ def slq(op: Any, n_steps: int = 80, n_runs: int = 5, *, seed: int | None = 0) ->
     n = apply.n
     m = min(n_steps, n)
 
-    Q = np.zeros((n_runs, n, m))
+    # (runs, m, n): each run's basis vectors are contiguous rows on the operator's device
+    Q = torch.zeros((n_runs, m, n), dtype=apply.dtype, device=apply.device)
     alpha = np.zeros((n_runs, m))
     beta = np.zeros((n_runs, m))
     length = np.full(n_runs, m)
-    Q[:, :, 0] = (rng.integers(0, 2, size=(n_runs, n)) * 2.0 - 1.0) / math.sqrt(n)
+    Q[:, 0] = apply.tensor((rng.integers(0, 2, size=(n_runs, n)) * 2.0 - 1.0) / math.sqrt(n))
     active = list(range(n_runs))
     for j in range(m):
         if not active:
             break
-        W = apply(np.stack([Q[r, :, j] for r in active], axis=1))
+        W = apply(torch.stack([Q[r, j] for r in active], dim=1))
         still: list[int] = []
         for col, r in enumerate(active):
             w = W[:, col]
-            alpha[r, j] = Q[r, :, j] @ w
-            w = w - alpha[r, j] * Q[r, :, j]
+            a_t = Q[r, j] @ w
+            w = w - a_t * Q[r, j]
             if j > 0:
-                w = w - beta[r, j - 1] * Q[r, :, j - 1]
-            basis = Q[r, :, : j + 1]
+                w = w - beta[r, j - 1] * Q[r, j - 1]
+            basis = Q[r, : j + 1]
             for _ in range(2):  # full re-orthogonalisation
-                w = w - basis @ (basis.T @ w)
-            b = float(np.linalg.norm(w))
+                w = w - basis.T @ (basis @ w)
+            a, b = apply.to_host(torch.stack([a_t, torch.linalg.vector_norm(w)]))
+            alpha[r, j] = a
             scale = max(np.max(np.abs(alpha[r, : j + 1])), np.max(beta[r, :j], initial=0.0))
             if j == m - 1:
                 continue
@@ -209,7 +216,7 @@ def slq(op: Any, n_steps: int = 80, n_runs: int = 5, *, seed: int | None = 0) ->
                 length[r] = j + 1  # invariant subspace: the quadrature is exact
                 continue
             beta[r, j] = b
-            Q[r, :, j + 1] = w / b
+            Q[r, j + 1] = w / b
             still.append(r)
         active = still
 

@@ -7,6 +7,20 @@ of every Ritz pair, ``||H y - theta y|| = ||W s - theta V s||``, is computed fro
 were really made -- no extra products, no reliance on the Lanczos recurrence's own estimate --
 and it stops when every wanted pair has ``||H y - theta y|| <= max(tol * |theta|, atol)``.
 
+The smallest eigenvalue (:func:`min_eigen`, :func:`extreme_pairs`) has its own criterion,
+relative to *itself* with an absolute floor for eigenvalues at zero:
+``||H y - theta y|| <= max(tol * |theta|, min(tol, MIN_FLOOR) * ||H||)`` (:data:`MIN_FLOOR`
+= 1e-6). A tolerance relative to ``lambda_max`` lets a Ritz value inside the cluster of
+near-zero eigenvalues of a trained network pass for ``lambda_min``. Its default basis is
+larger (:data:`MIN_NCV`), because restarts are what make it expensive.
+
+Where the numbers live: the basis ``V`` and the products ``W`` are ``(ncv, n)`` torch tensors
+on the operator's device in the solver dtype (float64 by default, whatever the dtype of the
+HVPs; ``solver_dtype=torch.float32`` halves their memory). Per Lanczos step only ``3 j``
+inner products and two norms come to the host, where SciPy diagonalises the ``j x j``
+tridiagonal matrix; Ritz vectors and residuals are formed on the device. ARPACK
+(``solver="arpack"``) works on the host in float64 (one round trip per product).
+
 Why not ARPACK? ``solver="arpack"`` runs :func:`scipy.sparse.linalg.eigsh` (implicitly
 restarted Lanczos) instead. Measured on a 5,962-parameter MLP trained on digits
 (``benchmarks/bench_hessian.py``, 4 seeds), top-5 eigenpairs: own Lanczos 13-14 products at
@@ -41,7 +55,7 @@ from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 from torch import Tensor
 
 from ..errors import LandscapeError, check_float, check_int, check_option
-from ._linalg import Float64Matmul
+from ._linalg import SolverMatmul
 
 __all__ = ["EigenResult", "top_eigen", "min_eigen", "eigen_ratio", "extreme_pairs"]
 
@@ -49,6 +63,50 @@ __all__ = ["EigenResult", "top_eigen", "min_eigen", "eigen_ratio", "extreme_pair
 #: ends, alternating from the largest), which only makes sense for k = 2.
 WHICH = ("LM", "LA", "SA")
 SOLVERS = ("lanczos", "arpack")
+
+#: Largest default Krylov basis of the smallest-eigenvalue solves (``which="SA"``,
+#: :func:`min_eigen`, and :func:`extreme_pairs`). lambda_min of a trained network sits at the
+#: edge of a dense cluster of near-zero eigenvalues, where restarts are expensive: measured on
+#: the digits MLP of ``benchmarks/bench_min_eigen.py`` (6,634 parameters, lambda_min = -0.0056
+#: next to -0.0053, -0.0051, ...; 3 seeds, tol 1e-3): 201-244 HVPs at ncv 20, 94-114 at 40,
+#: 64-75 at 60, 64-68 at 100; hessian-eigenthings 1.0 needs 100 Lanczos iterations for the
+#: same accuracy (5e-7 to 8e-5 relative) on the same matrix.
+MIN_NCV = 60
+
+#: Memory (bytes) the default basis of a smallest-eigenvalue solve may take: ``ncv`` is
+#: lowered (to no less than 20, today's top-k default) so that the ``2 ncv`` stored vectors
+#: (basis and products) fit; 60 vectors pairs fit up to n = 4.4M parameters in float64.
+BASIS_BUDGET = 4 * 2**30
+
+
+def _default_ncv(k: int, which: str, n: int, itemsize: int = 8) -> int:
+    """Default basis size: ``max(2k + 1, 20)``; for the smallest end up to :data:`MIN_NCV`."""
+    base = max(2 * k + 1, 20)
+    if which in ("SA", "BE"):
+        fit = BASIS_BUDGET // (2 * max(n, 1) * itemsize)
+        return max(base, min(MIN_NCV, fit))
+    return base
+
+
+def _keep(ncv: int, k: int, which: str) -> int:
+    """Ritz vectors kept at a thick restart.
+
+    Top-k: ``k + (ncv - k) / 2``. Smallest end: ``ncv / 4`` -- a restart that keeps fewer
+    vectors leaves more room for new Krylov directions, which the slowly separating smallest
+    eigenvalue needs (measured as for :data:`MIN_NCV`, ncv 20: 166-191 HVPs keeping 5 against
+    201-244 keeping 10; 15: 254-307).
+    """
+    if which in ("SA", "BE"):
+        return min(ncv - 1, max(k + 1, ncv // 4))
+    return min(ncv - 1, k + max(1, (ncv - k) // 2))
+
+#: Absolute floor of the residual criterion of the smallest eigenvalue (:func:`min_eigen`,
+#: :func:`extreme_pairs`), in units of ``||H||``: a pair is resolved when ``||H v - lambda v||
+#: <= max(tol |lambda|, min(tol, MIN_FLOOR) ||H||)``. The floor only matters for eigenvalues
+#: within ``MIN_FLOOR / tol`` of zero relative to ``||H||``; it lies well above the rounding of
+#: float32 HVPs (measured ``||H_32 v - H_64 v|| / lambda_max`` = 7e-9 on the digits MLP, 2e-9
+#: on ResNet-20), so it is reachable in both precisions.
+MIN_FLOOR = 1e-6
 
 
 @dataclass(frozen=True)
@@ -67,9 +125,12 @@ class EigenResult:
     n_hvp : int
         Operator-vector products used.
     converged : np.ndarray of bool, shape (k,)
-        Whether each pair met the tolerance.
+        Whether each pair met the tolerance: ``residuals <= thresholds``.
     which : str
         The ``which`` the pairs were computed for.
+    thresholds : np.ndarray, shape (k,), optional
+        The residual bound each pair had to meet (``max(tol |lambda|, atol,
+        scale_atol ||H||)`` at the last check); also a bound on the error of its eigenvalue.
     """
 
     eigenvalues: np.ndarray
@@ -78,6 +139,7 @@ class EigenResult:
     n_hvp: int
     converged: np.ndarray
     which: str = "LM"
+    thresholds: np.ndarray | None = None
 
     @property
     def all_converged(self) -> bool:
@@ -131,12 +193,12 @@ def _sort_result(theta: np.ndarray, which: str) -> np.ndarray:
     return _order(theta, which)
 
 
-def _orthonormalise(v: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, float]:
-    """Remove the span of ``V`` from ``v`` (twice) and return ``(v, ||v||)``."""
-    for _ in range(2):
-        if V.shape[1]:
-            v = v - V @ (V.T @ v)
-    return v, float(np.linalg.norm(v))
+def _orthonormalise(v: Tensor, V: Tensor, passes: int = 2) -> tuple[Tensor, float]:
+    """Remove the span of the rows of ``V`` from ``v`` (``passes`` times); ``(v, ||v||)``."""
+    for _ in range(passes):
+        if V.shape[0]:
+            v = v - V.T @ (V @ v)
+    return v, float(torch.linalg.vector_norm(v))
 
 
 def _start_vector(v0: Any, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -158,75 +220,79 @@ def _start_vector(v0: Any, n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _lanczos(
-    apply: Float64Matmul,
+    apply: SolverMatmul,
     k: int,
     which: str,
     tol: float,
     atol: float,
     max_hvp: int,
     ncv: int,
-    v0: np.ndarray,
+    v0: Tensor,
     rng: np.random.Generator,
-    scale_by_max: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Thick-restart Lanczos; returns (theta, Y, residuals, converged) in wanted order.
+    scale_atol: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Thick-restart Lanczos; returns (theta, Y, residuals, converged, thresholds) in wanted
+    order.
 
-    A pair converges when ``||W s - theta V s|| <= max(tol * |theta|, atol)``; with
-    ``scale_by_max`` the relative part is ``tol * max |Ritz value|`` instead (the spectral
-    scale, which the largest Ritz value bounds from below).
+    A pair converges when ``||W s - theta V s|| <= max(tol * |theta|, atol,
+    scale_atol * max |Ritz value|)``: relative to its own eigenvalue, with an absolute floor
+    given directly (``atol``) or in units of the spectral scale (``scale_atol``; the largest
+    Ritz value bounds ``||H||`` from below).
+
+    The basis ``V`` and the products ``W = H V`` are ``(ncv, n)`` tensors on the operator's
+    device in the solver dtype (rows contiguous, so every pass over the first ``j`` vectors
+    reads ``j n`` numbers). Per step one vector of ``3 j`` numbers comes to the host (the new
+    columns of ``T = V'W``, ``G = W'W`` and the row of ``M = V'W``), and two norms; the Ritz
+    values come from the ``j x j`` matrices there. Orthogonalisation is classical Gram-Schmidt
+    applied twice (the projection that gives ``T``'s column, then one more).
     """
     n = apply.n
-    V = np.zeros((n, ncv))
-    W = np.zeros((n, ncv))
-    T = np.zeros((ncv, ncv))
-    G = np.zeros((ncv, ncv))  # W' W, the Gram matrix of the products
-    M = np.zeros((ncv, ncv))  # V' W in full (T is its symmetrised upper triangle)
-    keep = min(ncv - 1, k + max(1, (ncv - k) // 2))
-    v = v0 / np.linalg.norm(v0)
+    V = torch.zeros((ncv, n), dtype=apply.dtype, device=apply.device)
+    W = torch.zeros_like(V)
+    T = np.zeros((ncv, ncv))  # V' W: its column j comes with product j
+    keep = _keep(ncv, k, which)
+    v = v0 / torch.linalg.vector_norm(v0)
     j = 0
     start = apply.n_matvecs
     snapshot: np.ndarray | None = None
+    Yt: Tensor | None = None
     while True:
-        w = apply(v)
-        V[:, j] = v
-        W[:, j] = w
-        h = V[:, : j + 1].T @ w
+        if v.data_ptr() != V[j].data_ptr():
+            V[j] = v
+        v = V[j]
+        w = apply(v, out=W[j])  # the product goes straight into its row
+        h_t = V[: j + 1] @ w
+        h = apply.to_host(h_t)
         T[: j + 1, j] = h
         T[j, : j + 1] = h
-        gw = W[:, : j + 1].T @ w
-        G[: j + 1, j] = gw
-        G[j, : j + 1] = gw
-        M[: j + 1, j] = h
-        M[j, :j] = W[:, :j].T @ v
         j += 1
+        r, beta = _orthonormalise(torch.addmv(w, V[:j].T, h_t, alpha=-1), V[:j], passes=1)
 
         theta, S = scipy.linalg.eigh(T[:j, :j])
         idx = _order(theta, which)[:k]
         Sk = S[:, idx]
-        rel = np.max(np.abs(theta)) if scale_by_max else np.abs(theta[idx])
-        thr = np.maximum(tol * rel, atol)
-        # ||W s - theta V s||^2 = s'Gs - 2 theta s'Ms + theta^2 (V orthonormal): a screen from
-        # j x j matrices, resolved to ~1e-8 |theta| whatever the precision of the products.
-        # Pairs that may have converged are verified with the residuals of the real products
-        # below, so every decision rests on real residuals (the same as without the screen).
-        th = theta[idx]
-        est2 = (np.einsum("ji,jk,ki->i", Sk, G[:j, :j], Sk)
-                - 2 * th * np.einsum("ji,jk,ki->i", Sk, M[:j, :j], Sk) + th**2)
-        est = np.sqrt(np.maximum(est2, 0.0))
-        scale = float(np.max(np.abs(theta))) if theta.size else 0.0
-        maybe = bool(np.all((est <= 2 * thr) | (est <= 1e-6 * scale)))
+        thr = _thresholds(theta, idx, tol, atol, scale_atol)
+        # Screen: W s - theta V s = V (V'W - T) s + r s_j (the products lie in the span of V
+        # and r by construction), and r is orthogonal to V, so beta |s_j| is a lower bound of
+        # the real residual (equal to it for exact symmetric products). Only pairs that pass
+        # it can have converged; they are verified with the residuals ||W s - theta V s|| of
+        # the real products. So every decision rests on real residuals and is the one that
+        # checking them at every step would give; the screen saves the passes.
+        est = beta * np.abs(S[-1, idx])
+        maybe = bool(np.all(est <= 1.01 * thr))
         used = apply.n_matvecs - start
         last = used >= max_hvp or j == n
         if maybe or last:
-            Y = V[:, :j] @ Sk
-            res = np.linalg.norm(W[:, :j] @ Sk - Y * theta[idx], axis=0)
+            Sk_t = apply.tensor(Sk)
+            Yt = V[:j].T @ Sk_t
+            Rt = W[:j].T @ Sk_t - Yt * apply.tensor(theta[idx])
+            res = apply.to_host(torch.linalg.vector_norm(Rt, dim=0))
             conv = res <= thr
         else:
             conv = np.zeros(len(idx), dtype=bool)
-        if used >= max_hvp or j == n:
+        if last:
             break
-        r, beta = _orthonormalise(w - V[:, :j] @ h, V[:, :j])
-        if beta > 1e-12 * max(np.linalg.norm(w), np.finfo(float).tiny):
+        if beta > 1e-12 * max(float(torch.linalg.vector_norm(w)), np.finfo(float).tiny):
             if j >= k and conv.all():
                 break
         else:
@@ -235,31 +301,37 @@ def _lanczos(
             # orthogonal to the basis, and stop only once a whole fresh sequence has left the
             # wanted eigenvalues unchanged.
             if j >= k and conv.all() and snapshot is not None and len(snapshot) == k:
-                if np.all(np.abs(theta[idx] - snapshot) <= np.maximum(tol * rel, atol) + 1e-14):
+                if np.all(np.abs(theta[idx] - snapshot) <= thr + 1e-14):
                     break
             snapshot = theta[idx].copy()
-            r, beta = _orthonormalise(rng.standard_normal(n), V[:, :j])
+            r, beta = _orthonormalise(apply.tensor(rng.standard_normal(n)), V[:j])
         if j == ncv:
             # Thick restart: keep the most wanted Ritz pairs, continue with the residual
             # direction r (orthogonal to the old basis, hence to the kept Ritz vectors).
             order = _order(theta, which)[:keep]
-            Sk = S[:, order]
-            V[:, :keep] = V[:, :j] @ Sk
-            W[:, :keep] = W[:, :j] @ Sk
+            Sr = apply.tensor(S[:, order]).T
+            V[:keep] = Sr @ V[:j]
+            W[:keep] = Sr @ W[:j]
             T[:, :] = 0.0
             T[:keep, :keep] = np.diag(theta[order])
-            G[:, :] = 0.0
-            G[:keep, :keep] = W[:, :keep].T @ W[:, :keep]
-            M[:, :] = 0.0
-            M[:keep, :keep] = V[:, :keep].T @ W[:, :keep]
             j = keep
-            r, beta = _orthonormalise(r, V[:, :j])
-        v = r / beta
-    return theta[idx], Y, res, conv
+            r, beta = _orthonormalise(r, V[:j])
+        v = torch.div(r, beta, out=V[j])
+    assert Yt is not None
+    return theta[idx], apply.to_host(Yt), res, conv, thr
+
+
+def _thresholds(theta: np.ndarray, idx: np.ndarray, tol: float, atol: float,
+                scale_atol: float) -> np.ndarray:
+    """Residual bound of each wanted Ritz pair: ``max(tol |theta|, atol, scale_atol ||H||)``."""
+    floor = atol
+    if scale_atol > 0 and theta.size:
+        floor = max(floor, scale_atol * float(np.max(np.abs(theta))))
+    return np.maximum(tol * np.abs(theta[idx]), floor)
 
 
 def _arpack(
-    apply: Float64Matmul,
+    apply: SolverMatmul,
     k: int,
     which: str,
     tol: float,
@@ -268,7 +340,11 @@ def _arpack(
     v0: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     n = apply.n
-    lin = LinearOperator((n, n), matvec=apply, matmat=apply, dtype=np.float64)
+
+    def mv(x: np.ndarray) -> np.ndarray:  # ARPACK works on the host: one round trip per call
+        return apply.to_host(apply(apply.tensor(x)))
+
+    lin = LinearOperator((n, n), matvec=mv, matmat=mv, dtype=np.float64)
     maxiter = max(1, max_hvp // max(1, ncv - k))
     try:
         vals, vecs = eigsh(lin, k=k, which=which, tol=tol, maxiter=maxiter, ncv=ncv, v0=v0)
@@ -277,9 +353,9 @@ def _arpack(
     return np.asarray(vals, dtype=np.float64), np.asarray(vecs, dtype=np.float64)
 
 
-def _dense(apply: Float64Matmul) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _dense(apply: SolverMatmul) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Apply the operator to the identity (n products); return (theta, U, H)."""
-    H = apply(np.eye(apply.n))
+    H = apply.to_host(apply(torch.eye(apply.n, dtype=apply.dtype, device=apply.device)))
     H = (H + H.T) / 2
     theta, U = scipy.linalg.eigh(H)
     return theta, U, H
@@ -296,19 +372,21 @@ def _solve(
     seed: int | None,
     ncv: int | None,
     solver: str,
-    scale_by_max: bool = False,
+    scale_atol: float = 0.0,
+    solver_dtype: torch.dtype | None = None,
 ) -> EigenResult:
-    apply = Float64Matmul(op)
+    apply = SolverMatmul(op, solver_dtype)
     n = apply.n
     k = check_int("k", k, 1, max(n, 1))
     tol = check_float("tol", tol, 0.0, closed="neither")
     atol = check_float("atol", atol, 0.0)
+    scale_atol = check_float("scale_atol", scale_atol, 0.0)
     check_option("solver", solver, SOLVERS)
     if max_hvp is None:
         max_hvp = min(10 * n, max(1000, 100 * k))
     max_hvp = check_int("max_hvp", max_hvp, 1)
     if ncv is None:
-        ncv = max(2 * k + 1, 20)
+        ncv = _default_ncv(k, which, n, apply.dtype.itemsize)
     ncv = min(check_int("ncv", ncv, k + 2), n)
     if seed is not None:
         seed = check_int("seed", seed, 0)
@@ -322,18 +400,21 @@ def _solve(
         theta, Y = theta[idx], U[:, idx]
         res = np.linalg.norm(H @ Y - Y * theta, axis=0)
         conv = np.ones(k, dtype=bool)
+        thr = _thresholds(theta, np.arange(k), tol, atol, scale_atol)
     elif solver == "arpack":
         theta, Y = _arpack(apply, k, which, tol, max_hvp, ncv, start)
         # Verify honestly: one block of k products.
-        res = np.linalg.norm(apply(Y) - Y * theta, axis=0) if len(theta) else np.zeros(0)
-        conv = res <= np.maximum(tol * np.abs(theta), atol)
+        res = np.linalg.norm(apply.to_host(apply(apply.tensor(Y))) - Y * theta, axis=0) \
+            if len(theta) else np.zeros(0)
+        thr = _thresholds(theta, np.arange(len(theta)), tol, atol, scale_atol)
+        conv = res <= thr
     else:
-        theta, Y, res, conv = _lanczos(
-            apply, k, which, tol, atol, max_hvp, ncv, start, rng, scale_by_max
+        theta, Y, res, conv, thr = _lanczos(
+            apply, k, which, tol, atol, max_hvp, ncv, apply.tensor(start), rng, scale_atol
         )
 
     order = _sort_result(theta, which)
-    theta, Y, res, conv = theta[order], Y[:, order], res[order], conv[order]
+    theta, Y, res, conv, thr = theta[order], Y[:, order], res[order], conv[order], thr[order]
     # Deterministic sign: the largest-magnitude entry of each eigenvector is positive.
     if Y.size:
         signs = np.sign(Y[np.argmax(np.abs(Y), axis=0), np.arange(Y.shape[1])])
@@ -354,6 +435,7 @@ def _solve(
         n_hvp=int(n_hvp),
         converged=np.asarray(conv, dtype=bool),
         which=which,
+        thresholds=np.asarray(thr, dtype=np.float64),
     )
 
 
@@ -369,6 +451,7 @@ def top_eigen(
     seed: int | None = 0,
     ncv: int | None = None,
     solver: str = "lanczos",
+    solver_dtype: torch.dtype | None = None,
 ) -> EigenResult:
     """The ``k`` extreme eigenpairs of a symmetric operator.
 
@@ -400,10 +483,16 @@ def top_eigen(
         Seed of the start vector (and of restarts after an exact invariant subspace).
     ncv : int, optional
         Largest Krylov basis kept in memory (``2 ncv`` vectors of length ``n`` are stored);
-        default ``max(2k + 1, 20)``. Larger means fewer restarts and products.
+        default ``max(2k + 1, 20)``, and for ``which="SA"`` up to :data:`MIN_NCV` (60) within
+        :data:`BASIS_BUDGET`. Larger means fewer restarts and products.
     solver : {"lanczos", "arpack"}, default "lanczos"
         Own thick-restart Lanczos (fewer products, see the module docstring) or SciPy's
         ``eigsh`` (ARPACK), whose result is verified with ``k`` extra products.
+    solver_dtype : torch.dtype, optional
+        Dtype of the Krylov basis and the products kept, on the operator's device: float64
+        (default; the operator's own dtype may be float32) or float32, which halves the basis
+        memory (large models on a GPU) but resolves residuals only to about ``1e-6 ||H||``:
+        ask for ``tol >= 1e-5`` then. ARPACK always works in float64 on the host.
 
     Returns
     -------
@@ -426,7 +515,15 @@ def top_eigen(
     >>> res.eigenvalues, res.n_hvp, res.converged
     """
     check_option("which", which, WHICH)
-    return _solve(op, k, which, tol, atol, max_hvp, v0, seed, ncv, solver)
+    return _solve(op, k, which, tol, atol, max_hvp, v0, seed, ncv, solver,
+                  solver_dtype=solver_dtype)
+
+
+def _floor(tol: float, scale_atol: float | None) -> float:
+    """The smallest eigenvalue's absolute floor in units of ``||H||`` (see :data:`MIN_FLOOR`)."""
+    if scale_atol is None:
+        return min(tol, MIN_FLOOR)
+    return check_float("scale_atol", scale_atol, 0.0)
 
 
 def min_eigen(
@@ -435,15 +532,30 @@ def min_eigen(
     *,
     tol: float = 1e-6,
     atol: float = 0.0,
+    scale_atol: float | None = None,
     max_hvp: int | None = None,
     v0: Any = None,
     seed: int | None = 0,
     ncv: int | None = None,
     solver: str = "lanczos",
+    solver_dtype: torch.dtype | None = None,
 ) -> EigenResult:
     """The ``k`` smallest (most negative) eigenpairs, ascending.
 
-    This is ``top_eigen(op, k, which="SA")``. The spectral shift used by power-iteration codes
+    This is ``top_eigen(op, k, which="SA")`` with its own convergence criterion: a pair is
+    resolved when ``||H v - lambda v|| <= max(tol * |lambda|, atol, scale_atol * ||H||)``,
+    i.e. relative to *its own* eigenvalue, with an absolute floor for eigenvalues at (or
+    numerically at) zero, which no relative criterion can resolve. ``||H||`` is estimated by
+    the largest Ritz value in magnitude (a lower bound that converges within a few steps).
+    The default floor is ``min(tol, MIN_FLOOR) * ||H||`` (:data:`MIN_FLOOR` = 1e-6): at
+    ``tol=1e-3`` a smallest eigenvalue of ``-0.004`` is found to ``4e-6``, not to
+    ``1e-3 * lambda_max`` (a tolerance relative to ``lambda_max`` lets a Ritz value inside a
+    cluster of near-zero eigenvalues pass for ``lambda_min``: on the digits MLP of
+    ``benchmarks/bench_min_eigen.py``, lambda_min = -0.00558, it returned -0.00515 to
+    -0.00540 after 41-48 products for 3 seeds; the own criterion gives -0.0055804 after 65-70).
+    The residual also bounds the error of the eigenvalue: ``|lambda - lambda_true| <= ||r||``.
+
+    The spectral shift used by power-iteration codes
     (largest-magnitude eigenpairs of ``H - sigma I`` with ``sigma = lambda_max``, then add
     ``sigma`` back, as in Li et al. 2018) is not used: a Krylov space is shift invariant,
     ``K_m(H - sigma I, v) = K_m(H, v)``, so Lanczos sees the same Ritz values either way and
@@ -456,61 +568,71 @@ def min_eigen(
 
     Parameters
     ----------
-    op, tol, atol, max_hvp, v0, seed, ncv, solver
-        As for :func:`top_eigen`. Near-zero smallest eigenvalues make a relative ``tol``
-        demanding; pass ``atol`` (e.g. ``1e-6 * lambda_max``) to bound the absolute error.
+    op, tol, atol, max_hvp, v0, seed, ncv, solver, solver_dtype
+        As for :func:`top_eigen`; ``tol`` is relative to each pair's own ``|lambda|``.
     k : int, default 1
         Number of eigenpairs.
+    scale_atol : float, optional
+        Absolute residual floor in units of ``||H||``; default ``min(tol, MIN_FLOOR)``.
+        ``0`` makes the criterion purely relative (an eigenvalue at zero then never
+        converges).
 
     Returns
     -------
     EigenResult
-        With eigenvalues in increasing order.
+        With eigenvalues in increasing order; ``thresholds`` holds the residual bound each
+        pair had to meet.
 
     References
     ----------
     .. [1] H. Li, Z. Xu, G. Taylor, C. Studer, T. Goldstein, "Visualizing the Loss Landscape of
        Neural Nets", NeurIPS 2018.
     """
-    return _solve(op, k, "SA", tol, atol, max_hvp, v0, seed, ncv, solver)
+    return _solve(op, k, "SA", tol, atol, max_hvp, v0, seed, ncv, solver,
+                  scale_atol=_floor(tol, scale_atol), solver_dtype=solver_dtype)
 
 
 def eigen_ratio(
     op: Any,
     *,
     tol: float = 1e-6,
+    scale_atol: float | None = None,
     max_hvp: int | None = None,
     seed: int | None = 0,
     ncv: int | None = None,
+    solver_dtype: torch.dtype | None = None,
 ) -> tuple[float, float, float]:
     """``(lambda_min, lambda_max, |lambda_min / lambda_max|)`` from one Lanczos run.
 
     Both ends of the spectrum converge in the same Krylov space, so a single run that waits
-    for both is cheaper than two. Both pairs are converged to
-    ``||H v - lambda v|| <= tol * max |Ritz value|`` (about ``tol * ||H||``), i.e. relative to
-    the spectral scale, which is what the ratio needs; a near-zero ``lambda_min`` therefore
-    does not stall the run.
+    for both is cheaper than two. Each pair converges relative to its own eigenvalue, with
+    the absolute floor of :func:`min_eigen` (``min(tol, MIN_FLOOR) * ||H||`` by default).
 
     Parameters
     ----------
     op : object with ``@`` and ``.shape``
         Symmetric operator, e.g. a :class:`~landscape.hessian.HessianOperator`.
-    tol, max_hvp, seed, ncv
-        As for :func:`top_eigen`.
+    tol, scale_atol, max_hvp, seed, ncv, solver_dtype
+        As for :func:`min_eigen`.
 
     Returns
     -------
     tuple of float
         ``(lambda_min, lambda_max, ratio)``; ``lambda_max`` is the largest algebraic
-        eigenvalue. The ratio is ``inf`` when ``lambda_max == 0``.
+        eigenvalue. The ratio is ``inf`` when ``lambda_max == 0``, and ``nan`` when either
+        pair did not converge within ``max_hvp`` (a warning says so): an unresolved
+        ``lambda_min`` gives no ratio.
 
     References
     ----------
     .. [1] H. Li, Z. Xu, G. Taylor, C. Studer, T. Goldstein, "Visualizing the Loss Landscape of
        Neural Nets", NeurIPS 2018 (|lambda_min / lambda_max| as a measure of non-convexity).
     """
-    res = extreme_pairs(op, tol=tol, max_hvp=max_hvp, seed=seed, ncv=ncv)
+    res = extreme_pairs(op, tol=tol, scale_atol=scale_atol, max_hvp=max_hvp, seed=seed,
+                        ncv=ncv, solver_dtype=solver_dtype)
     lmin, lmax = float(res.eigenvalues.min()), float(res.eigenvalues.max())
+    if not res.all_converged:
+        return lmin, lmax, float("nan")
     ratio = abs(lmin / lmax) if lmax != 0 else float("inf")
     return lmin, lmax, ratio
 
@@ -519,23 +641,26 @@ def extreme_pairs(
     op: Any,
     *,
     tol: float = 1e-6,
+    scale_atol: float | None = None,
     max_hvp: int | None = None,
     v0: Any = None,
     seed: int | None = 0,
     ncv: int | None = None,
+    solver_dtype: torch.dtype | None = None,
 ) -> EigenResult:
     """The largest and the smallest algebraic eigenpairs from one Lanczos run.
 
-    Both ends converge in one Krylov space to ``||H v - lambda v|| <= tol * max |Ritz value|``
-    (the spectral scale; see :func:`eigen_ratio`). This is the solver of the ratio map, whose
-    warm starts come in through ``v0``.
+    Both ends converge in one Krylov space, each relative to its own eigenvalue with the
+    absolute floor of :func:`min_eigen`: ``||H v - lambda v|| <= max(tol * |lambda|,
+    scale_atol * ||H||)``. This is the solver of the ratio map, whose warm starts come in
+    through ``v0``.
 
     Parameters
     ----------
     op : object with ``@`` and ``.shape``
         Symmetric operator.
-    tol, max_hvp, seed, ncv
-        As for :func:`top_eigen`.
+    tol, scale_atol, max_hvp, seed, ncv, solver_dtype
+        As for :func:`min_eigen`.
     v0 : array-like of shape (n,), optional
         Start vector (default: seeded random).
 
@@ -544,5 +669,6 @@ def extreme_pairs(
     EigenResult
         Two pairs (one for a 1-dimensional operator), eigenvalues in decreasing order.
     """
-    k = min(2, Float64Matmul(op).n)
-    return _solve(op, k, "BE", tol, 0.0, max_hvp, v0, seed, ncv, "lanczos", scale_by_max=True)
+    k = min(2, SolverMatmul(op).n)
+    return _solve(op, k, "BE", tol, 0.0, max_hvp, v0, seed, ncv, "lanczos",
+                  scale_atol=_floor(tol, scale_atol), solver_dtype=solver_dtype)

@@ -7,8 +7,12 @@ that the ratio is small where the surface looks convex and large where it is cha
 surface plot can hide directions of negative curvature, the map shows where they are.
 
 Per point, one Lanczos run (full re-orthogonalisation, residuals from real products) converges
-both ends of the spectrum to ``||H v - lambda v|| <= tol * |lambda_max|`` -- the spectral
-scale, which is what the ratio needs (a near-zero ``lambda_min`` does not stall it).
+both ends of the spectrum, each relative to its own eigenvalue: ``||H v - lambda v|| <=
+max(tol * |lambda|, min(tol, 1e-6) * ||H||)`` (:func:`~landscape.hessian.extreme_pairs`; the
+absolute floor resolves eigenvalues at zero). A tolerance relative to ``lambda_max`` would let
+a Ritz value inside the cluster of near-zero eigenvalues pass for ``lambda_min`` -- exactly
+where the ratio is small and Li et al. read "convex". The ratio is stored only where both
+pairs converged within the HVP budget; elsewhere it is NaN and ``ratio_status`` says why.
 
 **Warm start.** Points are visited in serpentine order (row 0 left to right, row 1 right to
 left, ...), so consecutive points are grid neighbours, and each run starts from the previous
@@ -38,10 +42,13 @@ Layout::
     /ratio_map/x, y        float64 grid coordinates (y only for 2D surfaces)
     /ratio_map/lambda_max  (ny, nx) float64, laid out Z[iy, ix] like the surface; NaN if not done
     /ratio_map/lambda_min  same
-    /ratio_map/ratio       same, |lambda_min / lambda_max|
+    /ratio_map/ratio       same, |lambda_min / lambda_max|; NaN where not resolved
     /ratio_map/n_hvp       same, int64: HVPs spent at each point
     /ratio_map/done        same, uint8
     /ratio_map/converged   same, uint8: both eigenpairs met tol
+    /ratio_map/ratio_status  same, uint8: 0 resolved, 1 lambda_min not resolved, 2 lambda_max
+                           not resolved, 3 neither, 4 curvature not finite, 255 not computed
+                           (the legend is the group attribute ratio_status_codes, JSON)
     /ratio_map/warm_index, warm_vectors   [unfinished maps only] (m,) int64, (m, n, 2) float32
 
 References
@@ -77,12 +84,31 @@ from ..errors import LandscapeError, check_float, check_int
 from ..parameters import ParameterSelection, select_parameters
 from ..recipes import check_same_checkpoint
 from ..surface import Surface
-from .lanczos import extreme_pairs
+from ._linalg import check_solver_dtype
+from .lanczos import MIN_FLOOR, extreme_pairs
 from .operator import HessianOperator
 
 __all__ = ["RatioMap", "compute_ratio_map", "serpentine_order"]
 
 GROUP = "ratio_map"
+
+#: Codes of ``ratio_status``: why a point has no ratio (0: it has one).
+RATIO_STATUS = {
+    0: "resolved",
+    1: "lambda_min not resolved within the HVP budget",
+    2: "lambda_max not resolved within the HVP budget",
+    3: "neither lambda_min nor lambda_max resolved within the HVP budget",
+    4: "curvature not finite (diverged loss)",
+    255: "not computed",
+}
+NOT_COMPUTED = 255
+
+
+def ratio_status(lmin_ok: bool, lmax_ok: bool, finite: bool) -> int:
+    """The ``ratio_status`` code of one point (see :data:`RATIO_STATUS`)."""
+    if not finite:
+        return 4
+    return int(not lmin_ok) + 2 * int(not lmax_ok)
 
 
 @dataclass(eq=False)
@@ -104,6 +130,10 @@ class RatioMap(GridProgress):
         Completion mask.
     converged : np.ndarray of bool
         Whether both eigenpairs met the tolerance.
+    status : np.ndarray of uint8
+        Why a point has no ratio (:data:`RATIO_STATUS`: 0 resolved, 1 ``lambda_min`` not
+        resolved, 2 ``lambda_max`` not resolved, 3 neither, 4 not finite, 255 not computed).
+        Derived from ``done`` and ``converged`` for files written before it existed.
     recipe : dict
         What must match to resume (surface recipe digest, directions digest, grid, tol, loss,
         batch size, data size, ...).
@@ -121,6 +151,15 @@ class RatioMap(GridProgress):
     converged: np.ndarray
     recipe: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    status: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.status is None:  # files from before ratio_status: what done/converged tell
+            done = np.asarray(self.done, dtype=bool)
+            finite = np.isfinite(np.asarray(self.lambda_max, dtype=np.float64))
+            st = np.where(np.asarray(self.converged, dtype=bool), 0, 3)
+            st = np.where(finite, st, 4)
+            self.status = np.where(done, st, NOT_COMPUTED).astype(np.uint8)
 
     @property
     def ndim(self) -> int:
@@ -156,6 +195,9 @@ class RatioMap(GridProgress):
         g.datasets["n_hvp"] = np.where(done, np.asarray(self.n_hvp, dtype=np.int64), 0)
         g.datasets["done"] = done.astype(np.uint8)
         g.datasets["converged"] = (done & np.asarray(self.converged, dtype=bool)).astype(np.uint8)
+        g.datasets["ratio_status"] = np.where(done, np.asarray(self.status, dtype=np.uint8),
+                                              NOT_COMPUTED).astype(np.uint8)
+        g.attrs["ratio_status_codes"] = json.dumps({str(k): v for k, v in RATIO_STATUS.items()})
         if warm:
             keys = sorted(warm)
             g.datasets["warm_index"] = np.asarray(keys, dtype=np.int64)
@@ -197,6 +239,8 @@ def _read(path: str | os.PathLike) -> tuple[RatioMap, dict[int, np.ndarray]]:
         converged=_schema.grid_array(d, "converged", shape, where, mask=True),
         recipe=_schema.json_attr(g.attrs, "recipe", where, dict),
         provenance=_schema.json_attr(g.attrs, "provenance", where, dict, default={}),
+        status=_schema.grid_array(d, "ratio_status", shape, where, dtype=np.uint8)
+        if "ratio_status" in d else None,
     )
     warm: dict[int, np.ndarray] = {}
     if "warm_index" in d:
@@ -303,13 +347,14 @@ class _RatioMapRun(GridRunner):
                  warm: dict[int, np.ndarray], *, dev: torch.device, op_dtype: torch.dtype,
                  loss: LossSpec, batch_size: int, fixed: list[str], tol: float,
                  max_hvp: int | None, seed: int, warm_start: bool, out: Path,
-                 first_write: bool, **loop: Any) -> None:
+                 first_write: bool, solver_dtype: torch.dtype = torch.float64,
+                 **loop: Any) -> None:
         super().__init__(rm.done, out=out, desc="ratio map", sharding="contiguous",
                          points_per_round=1, **loop)
         self.rm, self.model, self.data, self.surf = rm, model, data, surf
         self.loss, self.batch_size, self.fixed = loss, batch_size, fixed
         self.tol, self.max_hvp, self.seed, self.warm_start = tol, max_hvp, seed, warm_start
-        self.op_dtype = op_dtype
+        self.op_dtype, self.solver_dtype = op_dtype, solver_dtype
         self.warm = warm
         self.first_write = first_write
         self.base = {k: v.detach().to(dev) for k, v in base.items()}
@@ -318,7 +363,8 @@ class _RatioMapRun(GridRunner):
         self.pos = np.empty(len(self._order), dtype=np.int64)
         self.pos[self._order] = np.arange(len(self._order))
         self.flat = {name: getattr(rm, name).reshape(-1) for name in
-                     ("lambda_max", "lambda_min", "ratio", "n_hvp", "done", "converged")}
+                     ("lambda_max", "lambda_min", "ratio", "n_hvp", "done", "converged",
+                      "status")}
         self.prev: tuple[int, np.ndarray] | None = None  # this rank's last point and vectors
         self.spent = [0, 0]  # HVPs and points of this run, for the bar
 
@@ -367,28 +413,35 @@ class _RatioMapRun(GridRunner):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 res = extreme_pairs(op, tol=self.tol, max_hvp=self.max_hvp, v0=v0,
-                                    seed=self.seed)
+                                    seed=self.seed, solver_dtype=self.solver_dtype)
         except LandscapeError:
             raise
         except (ValueError, np.linalg.LinAlgError):  # NaN/inf products: a diverged point
-            return (i, np.nan, np.nan, op.n_hvp, False), None
+            return (i, np.nan, np.nan, op.n_hvp, ratio_status(False, False, False)), None
         vals = res.eigenvalues
         if not np.all(np.isfinite(vals)):
-            return (i, np.nan, np.nan, op.n_hvp, False), None
-        lmax, lmin = float(vals.max()), float(vals.min())
-        vecs = res.eigenvectors[:, [int(np.argmax(vals)), int(np.argmin(vals))]]
+            return (i, np.nan, np.nan, op.n_hvp, ratio_status(False, False, False)), None
+        hi, lo = int(np.argmax(vals)), int(np.argmin(vals))
+        lmax, lmin = float(vals[hi]), float(vals[lo])
+        status = ratio_status(bool(res.converged[lo]), bool(res.converged[hi]), True)
+        vecs = res.eigenvectors[:, [hi, lo]]
         # Rounded to float32 (C order) here *and* in the file, so a resumed run starts alike.
-        return ((i, lmax, lmin, op.n_hvp, bool(res.all_converged)),
+        return ((i, lmax, lmin, op.n_hvp, status),
                 np.ascontiguousarray(vecs, dtype=np.float32))
 
     def record(self, index: int, payload: tuple[tuple, np.ndarray | None]) -> None:
-        (i, lmax, lmin, nh, conv), vecs = payload
+        (i, lmax, lmin, nh, status), vecs = payload
         flat = self.flat
         flat["lambda_max"][i] = lmax
         flat["lambda_min"][i] = lmin
-        flat["ratio"][i] = abs(lmin / lmax) if lmax != 0 else (np.inf if lmin != 0 else np.nan)
+        if status != 0:  # only a resolved lambda_min (and lambda_max) gives a ratio
+            flat["ratio"][i] = np.nan
+        else:
+            flat["ratio"][i] = abs(lmin / lmax) if lmax != 0 else \
+                (np.inf if lmin != 0 else np.nan)
         flat["n_hvp"][i] = nh
-        flat["converged"][i] = conv
+        flat["converged"][i] = status == 0
+        flat["status"][i] = status
         flat["done"][i] = True
         p = self.neighbour(i, -1)
         if p is not None:
@@ -438,6 +491,7 @@ def compute_ratio_map(
     seed: int = 0,
     recipe: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    solver_dtype: torch.dtype | None = None,
 ) -> RatioMap:
     """``lambda_max``, ``lambda_min`` and ``|lambda_min/lambda_max|`` on a surface's grid.
 
@@ -456,8 +510,10 @@ def compute_ratio_map(
     batch_size : int, default 512
         Samples per forward pass (part of the recipe; results do not depend on it).
     tol : float, default 1e-3
-        Both eigenpairs converge to ``||H v - lambda v|| <= tol * |lambda_max|``, which also
-        bounds the error of each eigenvalue.
+        Each eigenpair converges to ``||H v - lambda v|| <= max(tol * |lambda|,
+        min(tol, 1e-6) * ||H||)`` (relative to itself; the floor resolves eigenvalues at
+        zero), which also bounds the error of each eigenvalue. Where a pair does not
+        converge within ``max_hvp`` the ratio is NaN (``status`` says which).
     warm_start : bool, default True
         Start each point's Lanczos run from the previous (neighbouring) point's eigenvectors.
         ``False`` starts every point from the same seeded random vector.
@@ -488,6 +544,10 @@ def compute_ratio_map(
         Extra entries (checkpoint SHA-256, data spec; command line). A
         ``recipe["checkpoint_sha256"]`` must equal the surface's (the map is computed at the
         surface's checkpoint); ``provenance["checkpoint"]`` names it in the error.
+    solver_dtype : torch.dtype, optional
+        Dtype of the Lanczos basis on the compute device (default float64; float32 halves
+        its memory, see :func:`~landscape.hessian.top_eigen`). Recorded in the recipe when
+        it is not float64.
 
     Returns
     -------
@@ -524,6 +584,7 @@ def compute_ratio_map(
         max_points = check_int("max_points", max_points, 0)
     if max_hvp is not None:
         max_hvp = check_int("max_hvp", max_hvp, 1)
+    solver_dtype = check_solver_dtype(solver_dtype)
     if not isinstance(warm_start, bool):
         raise LandscapeError(f"The 'warm_start' parameter must be a bool. Got {warm_start!r}.")
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
@@ -570,6 +631,7 @@ def compute_ratio_map(
         "directions_sha256": dirs.digest(),
         "grid": {"x": _grid_spec(surf.x), "y": None if surf.y is None else _grid_spec(surf.y)},
         "tol": tol,
+        "scale_atol": min(tol, MIN_FLOOR),  # lambda_min's own criterion (older maps lack it)
         "k": 2,
         "which": "both ends",
         "warm_start": warm_start,
@@ -583,6 +645,8 @@ def compute_ratio_map(
         "max_hvp": max_hvp,
         "bn": "eval",
     })
+    if solver_dtype != torch.float64:  # only where it is not the default (older maps match)
+        full_recipe["solver_dtype"] = str(solver_dtype).replace("torch.", "")
     full_recipe = json.loads(storage.dumps(full_recipe))
     prov = {**tool_versions(),
             "surface_file": str(surface_path), **dict(provenance or {})}
@@ -595,6 +659,7 @@ def compute_ratio_map(
         ratio=np.full(shape, np.nan), n_hvp=np.zeros(shape, dtype=np.int64),
         done=np.zeros(shape, dtype=bool), converged=np.zeros(shape, dtype=bool),
         recipe=full_recipe, provenance=prov,
+        status=np.full(shape, NOT_COMPUTED, dtype=np.uint8),
     )
     out_p = Path(out) if out is not None else Path(surface_path)
     storage.check_writable(out_p, overwrite=overwrite)
@@ -610,7 +675,8 @@ def compute_ratio_map(
                 raise LandscapeError(f"'{out_p}' holds a ratio map of another grid shape")
             rm = RatioMap(x=rm.x, y=rm.y, lambda_max=old.lambda_max, lambda_min=old.lambda_min,
                           ratio=old.ratio, n_hvp=old.n_hvp, done=old.done,
-                          converged=old.converged, recipe=full_recipe, provenance=old.provenance)
+                          converged=old.converged, recipe=full_recipe, provenance=old.provenance,
+                          status=old.status)
 
     if not pending(rm.done, max_points):
         return rm
@@ -618,6 +684,7 @@ def compute_ratio_map(
         rm, model, data, surf, base, dirs.vectors, warm if warm_start else {}, dev=dev,
         op_dtype=op_dtype, loss=loss, batch_size=batch_size, fixed=fixed, tol=tol,
         max_hvp=max_hvp, seed=seed, warm_start=warm_start, out=out_p, first_write=replace_file,
+        solver_dtype=solver_dtype,
         progress=progress, flush_seconds=flush_seconds, max_points=max_points,
     )
     run.run()
@@ -625,7 +692,8 @@ def compute_ratio_map(
     if bad:
         warnings.warn(
             f"{bad} of {rm.n_done} ratio-map points did not reach tol={tol:g} within the HVP "
-            "budget (see /ratio_map/converged); raise max_hvp or loosen tol",
+            "budget: their ratio is NaN (the reason per point is /ratio_map/ratio_status); "
+            "raise max_hvp or loosen tol",
             RuntimeWarning,
             stacklevel=2,
         )

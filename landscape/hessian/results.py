@@ -8,8 +8,9 @@ group of a landscape HDF5 file (a surface file is fine: the other groups are kep
 
     /curvature                 attrs: recipe (JSON), provenance (JSON), results (JSON list),
                                       n_params, top_n_hvp, top_which, min_residual,
-                                      min_converged, min_n_hvp, trace_stderr, trace_method,
-                                      trace_n_hvp, slq_n_hvp, density_trace,
+                                      min_threshold, min_converged, min_n_hvp, ratio_note,
+                                      trace_stderr, trace_method, trace_n_hvp, slq_n_hvp,
+                                      density_trace,
                                       eigenvector_names / eigenvector_shapes (JSON)
     /curvature/top_eigenvalues (k,) float64    in the order of ``top_which`` (default "LA":
                                                decreasing)
@@ -18,7 +19,8 @@ group of a landscape HDF5 file (a surface file is fine: the other groups are kep
     /curvature/eigenvectors    (k, n) float32  [optional] unit eigenvectors, flat in the
                                                order of eigenvector_names/_shapes
     /curvature/min_eigenvalue  scalar float64
-    /curvature/ratio           scalar float64  |lambda_min / lambda_max|
+    /curvature/ratio           scalar float64  |lambda_min / lambda_max|; NaN unless both are
+                                               resolved (then the attr ratio_note says why)
     /curvature/trace           scalar float64  (its standard error is the attr trace_stderr)
     /curvature/slq_nodes       (runs, m) float64  Ritz values of each SLQ run
     /curvature/slq_weights     (runs, m) float64  quadrature weights (rows sum to 1)
@@ -64,8 +66,9 @@ from .._functional import LossSpec, loss_name
 from .._version import tool_versions
 from ..data import sample_count
 from ..errors import LandscapeError, check_float, check_int, check_option
+from ._linalg import check_solver_dtype
 from .density import slq
-from .lanczos import min_eigen, top_eigen
+from .lanczos import MIN_FLOOR, min_eigen, top_eigen
 from .operator import HessianOperator
 from .progress import HVPProgress
 from .trace import hutchinson, hutchpp
@@ -85,8 +88,8 @@ _ARRAYS = ("top_eigenvalues", "top_residuals", "slq_nodes", "slq_weights", "dens
            "density")
 _SCALAR_DATASETS = ("min_eigenvalue", "ratio", "trace")
 _INT_ATTRS = ("n_params", "top_n_hvp", "min_n_hvp", "trace_n_hvp", "slq_n_hvp")
-_FLOAT_ATTRS = ("min_residual", "trace_stderr", "density_trace")
-_STR_ATTRS = ("top_which", "trace_method")
+_FLOAT_ATTRS = ("min_residual", "min_threshold", "trace_stderr", "density_trace")
+_STR_ATTRS = ("top_which", "trace_method", "ratio_note")
 
 
 def _opt_array(a: Any, dtype: Any) -> np.ndarray | None:
@@ -126,12 +129,19 @@ class CurvatureResult:
         Their shapes.
     min_eigenvalue, min_residual : float
         Smallest (algebraic) eigenvalue and its residual norm.
+    min_threshold : float
+        The residual bound ``lambda_min`` had to meet (its own criterion, see
+        :func:`~landscape.hessian.min_eigen`); it also bounds the error of ``lambda_min``.
     min_converged : bool
+        Whether ``min_residual <= min_threshold`` within the HVP budget.
     min_n_hvp : int
     ratio : float
         ``|lambda_min / lambda_max|`` with ``lambda_max = max(top_eigenvalues)`` (Li et al.
-        2018: small where the loss looks convex). Results compare by identity (they hold
-        arrays).
+        2018: small where the loss looks convex), only where both are resolved (converged);
+        otherwise NaN, with the reason in ``ratio_note``. Results compare by identity (they
+        hold arrays).
+    ratio_note : str
+        Why ``ratio`` is NaN (``None`` when it is a number).
     trace, trace_stderr : float
         Trace estimate and its standard error.
     trace_method : str
@@ -162,9 +172,11 @@ class CurvatureResult:
     eigenvector_shapes: tuple[tuple[int, ...], ...] | None = None
     min_eigenvalue: float | None = None
     min_residual: float | None = None
+    min_threshold: float | None = None
     min_converged: bool | None = None
     min_n_hvp: int | None = None
     ratio: float | None = None
+    ratio_note: str | None = None
     trace: float | None = None
     trace_stderr: float | None = None
     trace_method: str | None = None
@@ -211,7 +223,9 @@ class CurvatureResult:
                     f"names and shapes; got {self.eigenvectors.shape}"
                 )
         if self.ratio is None and self.lambda_max is not None and self.min_eigenvalue is not None:
-            put("ratio", _ratio(self.min_eigenvalue, self.lambda_max))
+            ratio, note = self._resolved_ratio()
+            put("ratio", ratio)
+            put("ratio_note", note)
         put("recipe", json.loads(storage.dumps(dict(self.recipe))))
         put("provenance", json.loads(storage.dumps(dict(self.provenance))))
 
@@ -241,6 +255,23 @@ class CurvatureResult:
                 or self.top_which == "SA":
             return None
         return float(np.max(self.top_eigenvalues))
+
+    def _resolved_ratio(self) -> tuple[float, str | None]:
+        """``|lambda_min / lambda_max|`` where both are resolved, else NaN and the reason."""
+        assert self.lambda_max is not None and self.min_eigenvalue is not None
+        why = []
+        if self.min_converged is False:
+            bound = "" if self.min_threshold is None else f" > {self.min_threshold:.3g}"
+            why.append(f"lambda_min is not resolved (residual {self.min_residual:.3g}{bound} "
+                       f"after {self.min_n_hvp} HVPs; raise max_hvp)")
+        if self.top_converged is not None and self.top_eigenvalues is not None:
+            if not bool(self.top_converged[int(np.argmax(self.top_eigenvalues))]):
+                why.append("lambda_max is not resolved (raise max_hvp)")
+        if not (math.isfinite(self.min_eigenvalue) and math.isfinite(self.lambda_max)):
+            why.append("the curvature is not finite")
+        if why:
+            return math.nan, "; ".join(why)
+        return _ratio(self.min_eigenvalue, self.lambda_max), None
 
     @property
     def n_hvp(self) -> int:
@@ -289,7 +320,10 @@ class CurvatureResult:
             out["min_converged"] = self.min_converged
             out["min_n_hvp"] = self.min_n_hvp
         if self.ratio is not None:
-            out["ratio"] = self.ratio
+            out["ratio"] = self.ratio if math.isfinite(self.ratio) or self.ratio_note is None \
+                else None
+            if self.ratio_note is not None:
+                out["ratio_note"] = self.ratio_note
         if self.trace is not None:
             out["trace"] = self.trace
             out["trace_stderr"] = self.trace_stderr
@@ -320,8 +354,10 @@ class CurvatureResult:
             if self.lambda_max is not None:
                 parts.append(f"{lam}max {self.lambda_max:.4g}")
             parts.append(f"{lam}min {self.min_eigenvalue:.4g}")
-            if self.ratio is not None:
+            if self.ratio is not None and self.ratio_note is None:
                 parts.append(f"|{lam}min/{lam}max| {self.ratio:.3g}")
+            elif self.ratio is not None:
+                parts.append(f"|{lam}min/{lam}max| unresolved: {self.ratio_note}")
             state = "" if self.min_converged in (None, True) else "not converged, "
             out.append(", ".join(parts) + f" ({state}{self.min_n_hvp} HVPs for {lam}min)")
         if self.trace is not None:
@@ -364,7 +400,8 @@ class CurvatureResult:
         take = {
             "top": ("top_eigenvalues", "top_residuals", "top_converged", "top_n_hvp",
                     "top_which"),
-            "min": ("min_eigenvalue", "min_residual", "min_converged", "min_n_hvp"),
+            "min": ("min_eigenvalue", "min_residual", "min_threshold", "min_converged",
+                    "min_n_hvp"),
             "trace": ("trace", "trace_stderr", "trace_method", "trace_n_hvp"),
             "density": ("slq_nodes", "slq_weights", "slq_n_hvp", "density_grid", "density",
                         "density_trace"),
@@ -381,6 +418,7 @@ class CurvatureResult:
         values["recipe"] = recipe
         values["n_params"] = self.n_params if self.n_params is not None else older.n_params
         values["ratio"] = None  # recomputed from the merged top and min
+        values["ratio_note"] = None
         return CurvatureResult(**values)
 
     # ------------------------------------------------------------------ storage
@@ -557,6 +595,7 @@ def compute_curvature(
     exclude: str | Iterable[str] | None = None,
     include_frozen: bool = False,
     progress: bool = False,
+    solver_dtype: torch.dtype | None = None,
 ) -> CurvatureResult:
     """Top eigenvalues, smallest eigenvalue, trace and spectral density of the loss Hessian.
 
@@ -576,9 +615,11 @@ def compute_curvature(
         magnitude (PyHessian/hessian-eigenthings), smallest algebraic.
     min_eig : bool, default False
         Also compute the smallest eigenvalue (:func:`~landscape.hessian.min_eigen`) and, with
-        the top pairs, ``ratio = |lambda_min / lambda_max|``. With top pairs the smallest
-        eigenvalue converges to ``tol * |lambda_max|`` in absolute terms (the spectral scale,
-        what the ratio needs); without, to ``tol * |lambda_min|``.
+        the top pairs, ``ratio = |lambda_min / lambda_max|``. The smallest eigenvalue has its
+        own criterion: residual ``<= max(tol * |lambda_min|, min(tol, 1e-6) * ||H||)``
+        (relative to itself, with an absolute floor for eigenvalues at zero; the bound is
+        stored as ``min_threshold``). The ratio is stored only where both ``lambda_min`` and
+        ``lambda_max`` converged; otherwise it is NaN and ``ratio_note`` says why.
     trace : bool, default False
         Also estimate the trace.
     trace_method : {"hutchpp", "hutchinson"}, default "hutchpp"
@@ -611,6 +652,11 @@ def compute_curvature(
         A progress bar per section counting HVPs (with ETA where the count is known: trace
         and density), and after the first HVP one line with the estimated time of the whole
         computation when it is long.
+    solver_dtype : torch.dtype, optional
+        Dtype of the solvers' vectors (Krylov bases, probes, accumulations) on the operator's
+        device: float64 (default, whatever ``dtype`` the HVPs use) or float32 (half the basis
+        memory; residuals resolved to about ``1e-6 ||H||`` only). Recorded in the recipe
+        when it is not float64.
 
     Returns
     -------
@@ -654,6 +700,7 @@ def compute_curvature(
         )
     if keep_eigenvectors and not top_k:
         raise LandscapeError("keep_eigenvectors needs top_k >= 1")
+    solver_dtype = check_solver_dtype(solver_dtype)
 
     op = HessianOperator(model, data, loss=loss, batch_size=batch_size, what=what,
                          params=params, ignore=ignore, dtype=dtype, exclude=exclude,
@@ -682,6 +729,8 @@ def compute_curvature(
         full_recipe["exclude"] = [exclude] if isinstance(exclude, str) else list(exclude)
     if include_frozen:
         full_recipe["include_frozen"] = True
+    if solver_dtype != torch.float64:  # only where it is not the default (older files match)
+        full_recipe["solver_dtype"] = str(solver_dtype).replace("torch.", "")
     values: dict[str, Any] = {"n_params": n}
     timings: dict[str, float] = {}
     expected = {"top": 3 * top_k + 15 if top_k else 0, "min": 60 if min_eig else 0,
@@ -692,7 +741,7 @@ def compute_curvature(
     if top_k:
         t0, start = time.perf_counter(), op.n_hvp
         res = top_eigen(bars.section("top", f"top-{top_k} eigenvalues"), top_k, which=which,
-                        tol=tol, max_hvp=max_hvp, seed=seed)
+                        tol=tol, max_hvp=max_hvp, seed=seed, solver_dtype=solver_dtype)
         values.update(top_eigenvalues=res.eigenvalues, top_residuals=res.residuals,
                       top_converged=res.converged, top_n_hvp=op.n_hvp - start, top_which=which)
         if keep_eigenvectors:
@@ -705,23 +754,24 @@ def compute_curvature(
         timings["top"] = time.perf_counter() - t0
     if min_eig:
         t0, start = time.perf_counter(), op.n_hvp
-        top = values.get("top_eigenvalues")
-        scale = float(np.max(np.abs(top))) if top is not None else 0.0
+        floor = min(tol, MIN_FLOOR)
         res = min_eigen(bars.section("min", "smallest eigenvalue"), 1, tol=tol,
-                        atol=tol * scale, max_hvp=max_hvp, seed=seed)
+                        scale_atol=floor, max_hvp=max_hvp, seed=seed,
+                        solver_dtype=solver_dtype)
         values.update(min_eigenvalue=float(res.eigenvalues[0]),
                       min_residual=float(res.residuals[0]),
+                      min_threshold=float(res.thresholds[0]),
                       min_converged=bool(res.converged[0]), min_n_hvp=op.n_hvp - start)
-        full_recipe["min"] = {"tol": tol, "atol": tol * scale, "seed": seed,
+        full_recipe["min"] = {"tol": tol, "scale_atol": floor, "seed": seed,
                               "max_hvp": max_hvp}
         timings["min"] = time.perf_counter() - t0
     if trace:
         t0, start = time.perf_counter(), op.n_hvp
         probe_op = bars.section("trace", f"trace ({trace_method})")
         if trace_method == "hutchpp":
-            tr = hutchpp(probe_op, trace_samples, seed=seed)
+            tr = hutchpp(probe_op, trace_samples, seed=seed, solver_dtype=solver_dtype)
         else:
-            tr = hutchinson(probe_op, trace_samples, seed=seed)
+            tr = hutchinson(probe_op, trace_samples, seed=seed, solver_dtype=solver_dtype)
         values.update(trace=tr.estimate, trace_stderr=tr.stderr, trace_method=tr.method,
                       trace_n_hvp=op.n_hvp - start)
         full_recipe["trace"] = {"method": trace_method, "samples": trace_samples, "seed": seed}
@@ -729,7 +779,7 @@ def compute_curvature(
     if density:
         t0, start = time.perf_counter(), op.n_hvp
         sd = slq(bars.section("density", "spectral density (SLQ)"), density_steps,
-                 density_runs, seed=seed)
+                 density_runs, seed=seed, solver_dtype=solver_dtype)
         grid, values_d = sd.density(sigma=density_sigma, n_points=density_points)
         lo, hi = sd.bottom(), sd.top()
         sigma = density_sigma if density_sigma is not None else \

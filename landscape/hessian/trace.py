@@ -2,7 +2,10 @@
 
 Both take any square operator with ``@`` (a vector ``(n,)`` or a block ``(n, k)``) and
 ``.shape`` -- a :class:`~landscape.hessian.HessianOperator`, a dense tensor such as
-``torch.diag(d)``, a NumPy array -- and apply it to blocks of random sign vectors.
+``torch.diag(d)``, a NumPy array -- and apply it to blocks of random sign vectors. The blocks,
+the sketch ``Q`` and the accumulations are torch tensors on the operator's device (float64 by
+default, ``solver_dtype``); the signs are drawn on the host from a seeded NumPy generator
+(the same probes on every device) and moved once per block.
 
 Hutchinson's estimator ``(1/m) sum_i z_i^T H z_i`` has variance
 ``(2/m) sum_{i != j} H_ij^2`` for Rademacher ``z`` (exact on diagonal matrices); its relative
@@ -29,9 +32,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..errors import check_float, check_int
-from ._linalg import Float64Matmul
+from ._linalg import SolverMatmul
 
 __all__ = ["TraceResult", "hutchinson", "hutchpp"]
 
@@ -68,10 +72,6 @@ class TraceResult:
         return self.stderr / abs(self.estimate) if self.estimate != 0 else math.inf
 
 
-def _rademacher(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
-    return rng.integers(0, 2, size=(n, k)).astype(np.float64) * 2.0 - 1.0
-
-
 def _stderr(samples: np.ndarray) -> float:
     if len(samples) < 2:
         return math.nan
@@ -85,6 +85,7 @@ def hutchinson(
     tol: float | None = None,
     seed: int | None = 0,
     block_size: int = 10,
+    solver_dtype: torch.dtype | None = None,
 ) -> TraceResult:
     """Hutchinson's trace estimate with Rademacher vectors.
 
@@ -101,6 +102,9 @@ def hutchinson(
         Seed of the random signs.
     block_size : int, default 10
         Vectors applied per ``op @ block`` call (and the early-stopping granularity).
+    solver_dtype : torch.dtype, optional
+        Dtype of the probe blocks and the accumulation, on the operator's device (float64 by
+        default; see :data:`~landscape.hessian._linalg.SOLVER_DTYPES`).
 
     Returns
     -------
@@ -116,7 +120,7 @@ def hutchinson(
     >>> hutchinson(torch.diag(torch.arange(1.0, 11.0)), 20).estimate   # exact on diagonals
     55.0
     """
-    apply = Float64Matmul(op)
+    apply = SolverMatmul(op, solver_dtype)
     n_samples = check_int("n_samples", n_samples, 1)
     block_size = check_int("block_size", block_size, 1)
     if tol is not None:
@@ -127,8 +131,8 @@ def hutchinson(
     samples: list[float] = []
     while len(samples) < n_samples:
         k = min(block_size, n_samples - len(samples))
-        Z = _rademacher(rng, apply.n, k)
-        samples.extend(np.einsum("ij,ij->j", Z, apply(Z)).tolist())
+        Z = apply.rademacher(rng, apply.n, k)
+        samples.extend(apply.to_host((Z * apply(Z)).sum(dim=0)).tolist())
         if tol is not None and len(samples) >= min(10, n_samples) and len(samples) >= 2:
             arr = np.asarray(samples)
             est = float(arr.mean())
@@ -138,7 +142,8 @@ def hutchinson(
     return TraceResult(float(arr.mean()), _stderr(arr), apply.n_matvecs, arr, "hutchinson")
 
 
-def hutchpp(op: Any, n_matvecs: int = 99, *, seed: int | None = 0) -> TraceResult:
+def hutchpp(op: Any, n_matvecs: int = 99, *, seed: int | None = 0,
+            solver_dtype: torch.dtype | None = None) -> TraceResult:
     """Hutch++ trace estimate (low-rank deflation plus Hutchinson on the rest).
 
     With ``m = n_matvecs``: ``S`` has ``r = m // 3`` random-sign columns, ``Q = orth(H S)``;
@@ -154,6 +159,9 @@ def hutchpp(op: Any, n_matvecs: int = 99, *, seed: int | None = 0) -> TraceResul
         Total products, at least 3.
     seed : int or None, default 0
         Seed of the random signs.
+    solver_dtype : torch.dtype, optional
+        Dtype of the sketch, the probes and the accumulation, on the operator's device
+        (float64 by default).
 
     Returns
     -------
@@ -166,7 +174,7 @@ def hutchpp(op: Any, n_matvecs: int = 99, *, seed: int | None = 0) -> TraceResul
     .. [1] R. A. Meyer, C. Musco, C. Musco, D. P. Woodruff, "Hutch++: Optimal stochastic trace
        estimation", SOSA 2021.
     """
-    apply = Float64Matmul(op)
+    apply = SolverMatmul(op, solver_dtype)
     m = check_int("n_matvecs", n_matvecs, 3)
     if seed is not None:
         seed = check_int("seed", seed, 0)
@@ -174,11 +182,11 @@ def hutchpp(op: Any, n_matvecs: int = 99, *, seed: int | None = 0) -> TraceResul
     n = apply.n
     r = min(m // 3, n)
     g = m - 2 * r
-    S = _rademacher(rng, n, r)
-    Q, _ = np.linalg.qr(apply(S))
-    exact = float(np.einsum("ij,ij->", Q, apply(Q)))
-    G = _rademacher(rng, n, g)
+    S = apply.rademacher(rng, n, r)
+    Q = torch.linalg.qr(apply(S)).Q
+    exact = float((Q * apply(Q)).sum())
+    G = apply.rademacher(rng, n, g)
     G = G - Q @ (Q.T @ G)
     G = G - Q @ (Q.T @ G)
-    samples = exact + np.einsum("ij,ij->j", G, apply(G))
+    samples = exact + apply.to_host((G * apply(G)).sum(dim=0))
     return TraceResult(float(samples.mean()), _stderr(samples), apply.n_matvecs, samples, "hutch++")

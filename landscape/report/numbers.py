@@ -124,7 +124,11 @@ def curvature_numbers(c: CurvatureResult) -> tuple[dict[str, float | None], list
                          "not give λmax")
     lmin = c.min_eigenvalue
     ratio = c.ratio
-    if ratio is None and lmin is not None and lmax not in (None, 0.0):
+    if ratio is not None and c.ratio_note is not None:  # unresolved: no number, the reason
+        notes.append(f"|λmin/λmax| at θ* is not given: {c.ratio_note}")
+        ratio = None
+    elif ratio is None and lmin is not None and lmax not in (None, 0.0) \
+            and c.min_converged is not False:
         ratio = lmin / lmax  # type: ignore[operator]
     return {
         "lambda_max": lmax,
