@@ -90,7 +90,8 @@ def test_all_results_into_a_file_and_info(cli, ckpts, tmp_path, capsys):
     assert res.sections == ["top", "min", "trace", "density"]
     assert res.recipe["checkpoint_sha256"] == file_sha256(a)
     assert res.recipe["data"]["subset"] == 80 and res.recipe["n_samples"] == 80
-    assert res.recipe["dtype"] == "float64" and res.top_converged.all()
+    assert res.recipe["dtype"] == "float32" and res.top_converged.all()  # the default HVPs
+    assert "within 1e-5 relative" in res.provenance["hvp_precision"]
     assert "--top-k" in res.provenance["command"]
     assert cli(["info", str(out)]) == 0
     info = capsys.readouterr().out
@@ -100,6 +101,20 @@ def test_all_results_into_a_file_and_info(cli, ckpts, tmp_path, capsys):
                 "--trace-samples", "5", "--out", str(out)]) == 0
     assert "kept its earlier top, min, density" in capsys.readouterr().out
     assert CurvatureResult.load(out).trace_method == "hutchinson"
+
+
+def test_float32_hvps_by_default_within_the_stated_tolerance(cli, ckpts, tmp_path):
+    _, (a, _) = ckpts
+    argv = ["hessian", str(a), "--top-k", "2", "--min", "--trace", "--trace-samples", "6",
+            "--no-progress"]
+    assert cli([*argv, "--out", str(tmp_path / "f32.h5")]) == 0
+    assert cli([*argv, "--dtype", "float64", "--out", str(tmp_path / "f64.h5")]) == 0
+    f32, f64 = (CurvatureResult.load(tmp_path / f"{d}.h5") for d in ("f32", "f64"))
+    assert (f32.recipe["dtype"], f64.recipe["dtype"]) == ("float32", "float64")
+    assert "hvp_precision" in f32.provenance and "hvp_precision" not in f64.provenance
+    np.testing.assert_allclose(f32.top_eigenvalues, f64.top_eigenvalues, rtol=1e-5)
+    assert abs(f32.min_eigenvalue - f64.min_eigenvalue) <= 1e-5 * abs(f64.min_eigenvalue)
+    assert f32.trace == pytest.approx(f64.trace, rel=1e-5)  # the same probes
 
 
 def test_default_out_and_eigvec_directions(cli, ckpts, tmp_path, capsys):

@@ -84,7 +84,7 @@ from ..errors import LandscapeError, check_float, check_int
 from ..parameters import ParameterSelection, select_parameters
 from ..recipes import check_same_checkpoint
 from ..surface import Surface
-from ._linalg import check_solver_dtype
+from ._linalg import check_solver_dtype, precision_note
 from .lanczos import MIN_FLOOR, extreme_pairs
 from .operator import HessianOperator
 
@@ -648,7 +648,7 @@ def compute_ratio_map(
     if solver_dtype != torch.float64:  # only where it is not the default (older maps match)
         full_recipe["solver_dtype"] = str(solver_dtype).replace("torch.", "")
     full_recipe = json.loads(storage.dumps(full_recipe))
-    prov = {**tool_versions(),
+    prov = {**tool_versions(), **precision_note(op_dtype),
             "surface_file": str(surface_path), **dict(provenance or {})}
 
     shape = surf.shape

@@ -66,7 +66,7 @@ from .._functional import LossSpec, loss_name
 from .._version import tool_versions
 from ..data import sample_count
 from ..errors import LandscapeError, check_float, check_int, check_option
-from ._linalg import check_solver_dtype
+from ._linalg import check_solver_dtype, precision_note
 from .density import slq
 from .lanczos import MIN_FLOOR, min_eigen, top_eigen
 from .operator import HessianOperator
@@ -791,6 +791,6 @@ def compute_curvature(
         timings["density"] = time.perf_counter() - t0
 
     bars.close()
-    prov = {**tool_versions(),
+    prov = {**tool_versions(), **precision_note(op.dtype),
             "seconds": {k: round(v, 3) for k, v in timings.items()}, **dict(provenance or {})}
     return CurvatureResult(**values, recipe=full_recipe, provenance=prov)
