@@ -247,8 +247,10 @@ def _lanczos(
     applied twice (the projection that gives ``T``'s column, then one more).
     """
     n = apply.n
-    V = torch.zeros((ncv, n), dtype=apply.dtype, device=apply.device)
-    W = torch.zeros_like(V)
+    # Rows are written before they are read (row j at step j; after a restart rows >= keep
+    # again), so the buffers need no zeroing: pages are touched as the basis grows.
+    V = torch.empty((ncv, n), dtype=apply.dtype, device=apply.device)
+    W = torch.empty_like(V)
     T = np.zeros((ncv, ncv))  # V' W: its column j comes with product j
     keep = _keep(ncv, k, which)
     v = v0 / torch.linalg.vector_norm(v0)
@@ -284,12 +286,15 @@ def _lanczos(
         last = used >= max_hvp or j == n
         if maybe or last:
             Sk_t = apply.tensor(Sk)
-            Yt = V[:j].T @ Sk_t
-            Rt = W[:j].T @ Sk_t - Yt * apply.tensor(theta[idx])
+            Rt = W[:j].T @ Sk_t  # W s - V (s theta), one (n, k) block
+            Rt.addmm_(V[:j].T, Sk_t * apply.tensor(theta[idx]), alpha=-1)
             res = apply.to_host(torch.linalg.vector_norm(Rt, dim=0))
+            del Rt
             conv = res <= thr
         else:
             conv = np.zeros(len(idx), dtype=bool)
+        if last or (conv.all() and j >= k):
+            Yt = V[:j].T @ apply.tensor(Sk)  # the Ritz vectors, once
         if last:
             break
         if beta > 1e-12 * max(float(torch.linalg.vector_norm(w)), np.finfo(float).tiny):
