@@ -56,3 +56,17 @@ def test_two_fresh_surfaces_record_the_same_choice(tmp_path):
     assert used == b.provenance["batch_size_used"]
     assert used == Evaluator(model, data).choose_batch_size()
     assert used == Evaluator(model, data).probe_batch_size()  # the former name
+
+
+def test_default_budget_counts_each_thread_with_its_own_l2():
+    from landscape.evaluation import _activation_budget
+
+    cpu = torch.device("cpu")
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = _activation_budget(cpu)
+        torch.set_num_threads(2)
+        assert _activation_budget(cpu) == 2 * one
+    finally:
+        torch.set_num_threads(before)

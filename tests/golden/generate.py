@@ -13,7 +13,13 @@ The model is a tiny MLP trained for two epochs on 120 digits (``runs/mlp``, comm
 checkpoint hashes are fixed). Every command is given an explicit batch size (the automatic one
 is timed) and runs in the output directory with relative paths (paths enter the provenance).
 The Hessian commands pass ``--dtype float64`` explicitly (the files were written when it was
-the CLI's default; HVPs are float32 by default since issue 17).
+the CLI's default; HVPs are float32 by default since issue 17). The surface commands do too,
+since 2026-12-02: their float32 files (the model's dtype) could not be compared at 1e-12 across
+machines. On an AMD EPYC the float32 test losses differed from the Xeon's golden values by up
+to 2.2e-8 relative (float32 kernels of another instruction set round differently; float32's
+epsilon is 1.2e-7), while float64 evaluations agree to ~1e-15 on both; the surface files were
+regenerated in float64 then (their float32 values had matched to 1e-12 on the Xeon that wrote
+them).
 """
 
 from __future__ import annotations
@@ -30,16 +36,16 @@ HERE = Path(__file__).resolve().parent
 #: The commands, in order; each writes (or adds a group to) the file it names.
 COMMANDS: list[list[str]] = [
     ["surface", "runs/mlp/epoch_0002.pt", "--x=-1:1:3", "--y=-1:1:3", "--batch-size", "64",
-     "--out", "surface.h5"],
+     "--dtype", "float64", "--out", "surface.h5"],
     ["surface", "runs/mlp/epoch_0002.pt", "--interpolate", "runs/mlp/epoch_0000.pt",
-     "--x=-0.5:1.5:5", "--batch-size", "64", "--out", "line.h5"],
+     "--x=-0.5:1.5:5", "--batch-size", "64", "--dtype", "float64", "--out", "line.h5"],
     ["hessian", "runs/mlp/epoch_0002.pt", "--top-k", "2", "--min", "--trace",
      "--trace-samples", "6", "--density", "--density-steps", "12", "--density-runs", "2",
      "--batch-size", "64", "--dtype", "float64", "--out", "curvature.h5"],
     ["hessian", "runs/mlp/epoch_0002.pt", "--grid", "surface.h5", "--batch-size", "64",
      "--dtype", "float64"],
     ["trajectory", "runs/mlp", "--surface", "--points", "3", "--batch-size", "64",
-     "--out", "trajectory.h5"],
+     "--dtype", "float64", "--out", "trajectory.h5"],
 ]
 
 #: The files the commands write.
