@@ -21,6 +21,7 @@ Usage::
 
     python benchmarks/bench_hessian.py
     python benchmarks/bench_hessian.py --seeds 5 --trace-seeds 20 --threads 2
+    python benchmarks/bench_hessian.py --device cuda
 
 References
 ----------
@@ -75,12 +76,13 @@ def dense_hessian(op: HessianOperator, block: int = 512) -> np.ndarray:
         cols = torch.arange(s, min(s + block, n))
         E = torch.zeros(n, len(cols), dtype=op.dtype)
         E[cols, cols - s] = 1.0
-        H[:, s : s + len(cols)] = (op @ E).numpy()
+        H[:, s : s + len(cols)] = (op @ E.to(op.device)).cpu().numpy()
     return (H + H.T) / 2
 
 
 def pyhessian_power_iteration(
-    hv: Callable[[Tensor], Tensor], n: int, top_n: int, tol: float, max_iter: int, seed: int
+    hv: Callable[[Tensor], Tensor], n: int, top_n: int, tol: float, max_iter: int, seed: int,
+    device: str = "cpu",
 ) -> list[float]:
     """PyHessian's ``hessian.eigenvalues`` loop, on flat float64 vectors."""
     gen = torch.Generator().manual_seed(seed)
@@ -88,7 +90,7 @@ def pyhessian_power_iteration(
     eigenvectors: list[Tensor] = []
     while len(eigenvalues) < top_n:
         eigenvalue = None
-        v = torch.randn(n, dtype=torch.float64, generator=gen)
+        v = torch.randn(n, dtype=torch.float64, generator=gen).to(device)
         v = v / v.norm()
         for _ in range(max_iter):
             for u in eigenvectors:  # orthnormal(v, eigenvectors)
@@ -108,13 +110,14 @@ def pyhessian_power_iteration(
     return eigenvalues
 
 
-def pyhessian_trace(hv: Callable[[Tensor], Tensor], n: int, max_iter: int, tol: float, seed: int):
+def pyhessian_trace(hv: Callable[[Tensor], Tensor], n: int, max_iter: int, tol: float, seed: int,
+                    device: str = "cpu"):
     """PyHessian's ``hessian.trace`` loop (Rademacher Hutchinson with its stopping rule)."""
     gen = torch.Generator().manual_seed(seed)
     vhv: list[float] = []
     trace = 0.0
     for _ in range(max_iter):
-        v = torch.randint(0, 2, (n,), generator=gen).to(torch.float64) * 2 - 1
+        v = (torch.randint(0, 2, (n,), generator=gen).to(torch.float64) * 2 - 1).to(device)
         vhv.append(float(hv(v) @ v))
         if abs(np.mean(vhv) - trace) / (abs(trace) + 1e-6) < tol:
             break
@@ -133,12 +136,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=3, help="solver start seeds (default 3)")
     parser.add_argument("--trace-seeds", type=int, default=10, help="trace seeds (default 10)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, ... (default cpu)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore", DeprecationWarning)
 
     t0 = time.perf_counter()
     model, x, y = train_digits_mlp(args.seed, args.train_steps)
+    dev = args.device
+    model, x, y = model.to(dev), x.to(dev), y.to(dev)
     op = HessianOperator(model, (x, y), dtype=torch.float64)
     n = op.numel
     print(
@@ -146,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         f"loss = {op.loss():.4f}, method = {op.method!r}, float64"
     )
     t = time.perf_counter()
-    op @ torch.zeros(n, dtype=torch.float64)  # builds the cached graph
+    op @ torch.zeros(n, dtype=torch.float64, device=dev)  # builds the cached graph
     H = dense_hessian(op)
     ev = scipy.linalg.eigvalsh(H)
     t_exact = time.perf_counter() - t
@@ -164,7 +170,7 @@ def main(argv: list[str] | None = None) -> None:
     # time per HVP, for context
     t = time.perf_counter()
     for _ in range(20):
-        hv(torch.ones(n, dtype=torch.float64))
+        hv(torch.ones(n, dtype=torch.float64, device=dev))
     t_hvp = (time.perf_counter() - t) / 20
     print(f"one HVP: {1e3 * t_hvp:.2f} ms\n")
 
@@ -184,7 +190,8 @@ def main(argv: list[str] | None = None) -> None:
         *[
             (
                 f"PyHessian power iter tol={tol:g}",
-                lambda s, tol=tol: np.asarray(pyhessian_power_iteration(hv, n, K, tol, 100, s)),
+                lambda s, tol=tol: np.asarray(
+                    pyhessian_power_iteration(hv, n, K, tol, 100, s, dev)),
             )
             for tol in (1e-3, 1e-4, 1e-5, 1e-6)
         ],
@@ -228,7 +235,8 @@ def main(argv: list[str] | None = None) -> None:
     for label, fn in [
         ("Hutchinson, 99 HVPs", lambda s: (hutchinson(op, 99, seed=s).estimate, 99)),
         ("Hutch++, 99 HVPs", lambda s: (hutchpp(op, 99, seed=s).estimate, 99)),
-        ("PyHessian trace (maxIter=100, tol=1e-3)", lambda s: pyhessian_trace(hv, n, 100, 1e-3, s)),
+        ("PyHessian trace (maxIter=100, tol=1e-3)",
+         lambda s: pyhessian_trace(hv, n, 100, 1e-3, s, dev)),
     ]:
         errs, counts, times = [], [], []
         for s in range(args.trace_seeds):

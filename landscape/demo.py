@@ -17,17 +17,22 @@ CPU minutes (:data:`PAIRS`):
 
 ``resnet56``
     The default: ResNet-56 at half width vs plain-56; SGD lr 0.01, momentum 0.9, weight decay
-    5e-4, batch 64, cosine, 20 epochs (quick: ResNet-20, 8 epochs).
+    5e-4, batch 64, cosine, 10 epochs (quick: ResNet-20, 8 epochs). Until 2026-12-02 the default
+    trained 20 epochs and measured on 500 training samples; the whole run then took about
+    45 minutes on 2 cores (the 5 direction pairs alone 325 s per network), so the default now
+    trains 10 epochs (residual: 96.4% test accuracy; plain: 26.9%, still improving) and
+    measures on 256 samples, coarser ratio and trajectory grids and the direction pairs on the
+    surface's central window, which fits the 10-minute budget.
 ``preresnet56``
     Pre-activation ResNet-56 (He et al. 2016b) at half width vs its plain twin; the default
-    recipe (quick: PreResNet-20, 8 epochs).
+    recipe with 20 epochs (quick: PreResNet-20, 8 epochs).
 ``densenet``
     DenseNet-BC-40, ``k = 12`` (Huang et al. 2017) vs the plain chain with the same tensors;
-    the default recipe (quick: DenseNet-BC-22, ``k = 8``, 8 epochs).
+    the default recipe with 20 epochs (quick: DenseNet-BC-22, ``k = 8``, 8 epochs).
 ``vit``
     A pre-LN Vision Transformer (4x4 patches, width 64, 6 blocks) vs the same without its
-    residual stream; the default recipe (quick: width 32, 4 blocks, 6 epochs, 128 evaluation
-    samples, a 9x9 grid and fewer Hessian products, for CI).
+    residual stream; the default recipe with 20 epochs (quick: width 32, 4 blocks, 6 epochs,
+    128 evaluation samples, a 9x9 grid and fewer Hessian products, for CI).
 ``gpt``
     A 2-block causal transformer (width 128) on ``a + b mod 97`` (half of the pairs for
     training; Power et al. 2022) vs the same without residual stream; SGD lr 0.2, 30 epochs,
@@ -128,6 +133,11 @@ class DemoConfig:
         (``/hessian_surface``; the report's "Hessian-direction slices"; in units of weight
         distance);
         ``""``: not computed (the quick demo: it added 68 s to a 282 s quick run).
+    set_grid : str
+        Grid (both axes) of the ``n_directions`` direction pairs (``/surfaces``); ``""``: the
+        surface's ``grid``. The default, ``-0.5:0.5:11``, is the central window of the 21x21
+        surface with its step (0.1, so the surface ε-sharpness at ε = one step reads the same
+        neighbours): 5 x 121 points instead of 5 x 441 (measured 325 s of a ResNet-56 demo).
 
     Notes
     -----
@@ -141,24 +151,25 @@ class DemoConfig:
     model_kwargs: dict[str, Any] = field(default_factory=lambda: {"in_channels": 1,
                                                                   "width": 0.5})
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=20, batch_size=64, lr=0.01, momentum=0.9, weight_decay=5e-4,
+        epochs=10, batch_size=64, lr=0.01, momentum=0.9, weight_decay=5e-4,
         schedule="cosine", seed=0, save_every=1))
-    eval_subset: int = 500
+    eval_subset: int = 256
     grid: str = "-1:1:21"
-    ratio_grid: str = "-1:1:5"
-    trajectory_points: int = 15
+    ratio_grid: str = "-1:1:3"
+    trajectory_points: int = 11
     top_k: int = 3
-    trace_samples: int = 30
+    trace_samples: int = 20
     density_steps: int = 30
-    density_runs: int = 2
-    ratio_tol: float = 1e-2
+    density_runs: int = 1
+    ratio_tol: float = 2e-2
     data: str = "digits"
     data_kwargs: dict[str, Any] = field(default_factory=dict)
     n_directions: int = 5
     mechanisms: str = "default"
-    sharpening_every: int = 4
-    connect_steps: int = 300
-    hessian_grid: str = "-0.5:0.5:11"
+    sharpening_every: int = 3
+    connect_steps: int = 200
+    hessian_grid: str = "-0.5:0.5:9"
+    set_grid: str = "-0.5:0.5:11"
 
     @classmethod
     def quick(cls) -> DemoConfig:
@@ -182,6 +193,7 @@ class DemoConfig:
             sharpening_every=0,
             connect_steps=0,
             hessian_grid="",  # measured: +68 s of a 282 s quick demo (two solves, 242 points)
+            set_grid="",
         )
 
     @classmethod
@@ -207,7 +219,7 @@ class DemoConfig:
         if d["data"] == "digits" and not d["data_kwargs"]:
             del d["data"], d["data_kwargs"]
         for late in ("n_directions", "mechanisms", "sharpening_every", "connect_steps",
-                     "hessian_grid"):
+                     "hessian_grid", "set_grid"):
             if d[late] == type(self).__dataclass_fields__[late].default:
                 del d[late]  # fields added later: old default directories still resume
         return d
@@ -219,17 +231,19 @@ class DemoConfig:
 PAIRS: dict[str, dict[str, dict[str, Any]]] = {
     "resnet56": {"full": {}, "quick": {}},
     "preresnet56": {
-        "full": {"model": "preresnet56"},
+        "full": {"model": "preresnet56", "train": {"epochs": 20}},
         "quick": {"model": "preresnet20"},
     },
     "densenet": {
         "full": {"model": "densenet", "model_kwargs": {"depth": 40, "growth_rate": 12,
-                                                        "in_channels": 1}},
+                                                        "in_channels": 1},
+                 "train": {"epochs": 20}},
         "quick": {"model": "densenet", "model_kwargs": {"depth": 22, "growth_rate": 8,
                                                          "in_channels": 1}},
     },
     "vit": {
-        "full": {"model": "vit", "model_kwargs": {"width": 64, "depth": 6, "heads": 4}},
+        "full": {"model": "vit", "model_kwargs": {"width": 64, "depth": 6, "heads": 4},
+                 "train": {"epochs": 20}},
         # transformer HVPs cost more than the quick ResNet-20's: a smaller evaluation set and
         # fewer Hessian products keep it a CI-sized run
         "quick": {"model": "vit", "model_kwargs": {"width": 32, "depth": 4, "heads": 4},
@@ -339,8 +353,9 @@ def run_demo(
                   f"points ({time.perf_counter() - t0:.0f} s)")
         if cfg.n_directions > 1:  # 1b. the spread over direction pairs, on the same grid
             t0 = time.perf_counter()
+            sg = cfg.set_grid or cfg.grid
             ss = compute_surface_set(model, splits, seeds=member_seeds(cfg.n_directions),
-                                     x=cfg.grid, y=cfg.grid, batch_size=512, out=main,
+                                     x=sg, y=sg, batch_size=512, out=main,
                                      recipe=recipe, provenance={"command": "landscape demo"},
                                      progress=progress)
             _say(log, f"[{name}] {ss.n_members} direction pairs: {ss.n_done}/{ss.n_points} "

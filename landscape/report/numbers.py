@@ -378,6 +378,13 @@ def spread_numbers(res: NetworkResults, *, eps: float, basin_threshold: float, a
             v = part[key]
             values[key].append(None if v is None or not math.isfinite(v) else float(v))
         notes.extend(more)
+    grid = ss.recipe.get("grid") or {}
+    main = res.surface.recipe.get("grid") if res.surface is not None else None
+    if grid and grid != main:
+        where = " x ".join(str(g) for g in (grid.get("x"), grid.get("y")) if g)
+        notes.append(f"{res.name}: the {ss.n_members} direction pairs of the spread section lie "
+                     f"on the grid {where}, not on the surface's own grid; their rows describe "
+                     "that window")
     return values, notes
 
 
