@@ -131,7 +131,8 @@ class DemoConfig:
     hessian_grid : str
         Grid (both axes) of the surface along the Hessian's λmax and λmin unit eigenvectors
         (``/hessian_surface``; the report's "Hessian-direction slices"; in units of weight
-        distance);
+        distance; the default's step, 0.1, lets the surface ε-sharpness at ε = 0.1 read its
+        neighbours);
         ``""``: not computed (the quick demo: it added 68 s to a 282 s quick run).
     set_grid : str
         Grid (both axes) of the ``n_directions`` direction pairs (``/surfaces``); ``""``: the
@@ -166,9 +167,9 @@ class DemoConfig:
     data_kwargs: dict[str, Any] = field(default_factory=dict)
     n_directions: int = 5
     mechanisms: str = "default"
-    sharpening_every: int = 3
+    sharpening_every: int = 4
     connect_steps: int = 200
-    hessian_grid: str = "-0.5:0.5:9"
+    hessian_grid: str = "-0.4:0.4:9"
     set_grid: str = "-0.5:0.5:11"
 
     @classmethod
@@ -354,7 +355,9 @@ def run_demo(
         if cfg.n_directions > 1:  # 1b. the spread over direction pairs, on the same grid
             t0 = time.perf_counter()
             sg = cfg.set_grid or cfg.grid
-            ss = compute_surface_set(model, splits, seeds=member_seeds(cfg.n_directions),
+            # train split only: every spread row (report.numbers.SPREAD_KEYS) reads train loss
+            ss = compute_surface_set(model, {"train": train_data},
+                                     seeds=member_seeds(cfg.n_directions),
                                      x=sg, y=sg, batch_size=512, out=main,
                                      recipe=recipe, provenance={"command": "landscape demo"},
                                      progress=progress)

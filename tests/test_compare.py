@@ -377,6 +377,17 @@ def test_models_give_ascent_sharpness_and_missing_accuracies(tmp_path):
         assert row["eps_sharpness_ascent"] is not None and row["eps_sharpness_ascent"] > 0
         assert 0 <= row["test_acc"] <= 1 and row["test_loss"] > 0
         assert row["train_acc"] == pytest.approx(0.99)  # the surface's own value is kept
+        # the average-case adaptive sharpness carries its Monte-Carlo standard error, the
+        # one adaptive_sharpness itself reports (same seeds, same samples)
+        from landscape.data import DataSpec, load_data
+        from landscape.sharpness import adaptive_sharpness
+
+        avg = adaptive_sharpness(nets[n], load_data(DataSpec.from_dict(data), "train"),
+                                 rho=rep.parameters.get("adaptive_rho", 0.01), kind="average",
+                                 samples=20)  # model_numbers' adaptive_samples
+        assert row["adaptive_sharpness_avg"] == pytest.approx(avg.value, rel=1e-9)
+        assert rep.errors[n]["adaptive_sharpness_avg"] == pytest.approx(avg.stderr, rel=1e-9)
+        assert " ± " in rep._cell(n, "adaptive_sharpness_avg")
     # a checkpoint file that is not the one the surface was computed at is refused
     with pytest.raises(LandscapeError, match="SHA-256 differs"):
         compare(files, models=[None, ckpt])

@@ -92,9 +92,10 @@ SPREAD_KEYS = (
     "nonfinite_fraction",
 )
 
-#: Rows shown with their standard error (the evaluation noise of a data-set mean,
-#: :meth:`Surface.stderr <landscape.surface.Surface.stderr>`) where the file stores it.
-ERROR_KEYS = ("train_loss", "test_loss")
+#: Rows shown with their standard error where one is known: the evaluation noise of a data-set
+#: mean (:meth:`Surface.stderr <landscape.surface.Surface.stderr>`, where the file stores it)
+#: and the Monte-Carlo error of the average-case adaptive sharpness over its Gaussian samples.
+ERROR_KEYS = ("train_loss", "test_loss", "adaptive_sharpness_avg")
 
 #: Rows of the "Hessian-direction slices" section: the eigenvalues of the two directions and
 #: every :data:`SPREAD_KEYS` surface metric of the surface along them (prefixed ``hessian_``).
@@ -275,10 +276,11 @@ def model_numbers(res: NetworkResults, source: Any, *, ascent_eps: float, steps:
         "adaptive_sharpness": adaptive_sharpness(
             model, train, rho=adaptive_rho, p=math.inf, kind="worst", steps=steps,
             batch_size=batch_size, loss=loss).value,
-        "adaptive_sharpness_avg": adaptive_sharpness(
-            model, train, rho=adaptive_rho, kind="average", samples=adaptive_samples,
-            batch_size=batch_size, loss=loss).value,
     }
+    avg = adaptive_sharpness(model, train, rho=adaptive_rho, kind="average",
+                             samples=adaptive_samples, batch_size=batch_size, loss=loss)
+    out["adaptive_sharpness_avg"] = avg.value
+    out["adaptive_sharpness_avg_se"] = avg.stderr  # Monte-Carlo error over the samples
     done(f"{res.name}: ascent and adaptive sharpness")
     if need_origin:
         ev = Evaluator(model, {"train": train, "test": load_data(spec, "test")}, loss=loss,

@@ -46,6 +46,13 @@ _FLATTER_DOWN = "↓ flatter"
 _FLATTER_UP = "↑ flatter"
 _NEUTRAL = "(no better direction)"
 
+#: What the spread table shows (Markdown report and README block).
+_SPREAD_INTRO = ("Each metric that depends on the random directions, over K independent "
+                 "filter-normalized direction pairs on the same grid: mean ± sd "
+                 "[bootstrap 95% interval of the mean]; the difference of the means "
+                 "with its bootstrap interval says whether the two networks differ by "
+                 "more than the spread over directions.")
+
 
 # --------------------------------------------------------------------------- the legend
 def definitions(parameters: Mapping[str, Any]) -> dict[str, str]:
@@ -477,14 +484,15 @@ class Report:
                    for n in names)] for k in keys]
         return ["metric", *names], rows
 
-    def sections_markdown(self) -> str:
-        """The mechanism and connectivity sections as Markdown ('' without them)."""
+    def sections_markdown(self, level: int = 2) -> str:
+        """The mechanism and connectivity sections as Markdown ('' without them), with
+        headings of ``level``."""
         parts = []
         for title in self.sections:
             head, rows = self._section_rows(title)
             if not rows:
                 continue
-            parts += [f"## {self._SECTION_TITLES.get(title, title)}", ""]
+            parts += [f"{'#' * level} {self._SECTION_TITLES.get(title, title)}", ""]
             if title in self._SECTION_INTROS:
                 parts += [self._SECTION_INTROS[title], ""]
             parts += ["| " + " | ".join(_md_cell(h) for h in head) + " |",
@@ -527,10 +535,17 @@ class Report:
         env = self.provenance.get("environment", {})
         when = f" on {env['date']}" if env.get("date") else ""
         tool = f" (landscape {env['landscape']})" if env.get("landscape") else ""
-        return (self.markdown_table() + "\n\n"
-                f"Every metric the report computes, generated from its JSON{when}{tool}; "
-                f"↓/↑ say which direction is flatter or better. Definitions next to each "
-                f"number{where}.")
+        parts = [self.markdown_table()]
+        sections = self.sections_markdown(level=3)
+        if sections:
+            parts.append(sections)
+        spread = self.spread_markdown()
+        if spread:
+            parts += [f"### Over many direction pairs\n\n{_SPREAD_INTRO}", spread]
+        return ("\n\n".join(parts) + "\n\n"
+                f"Every metric the report computes (the main table, then each section), "
+                f"generated from its JSON{when}{tool}; ↓/↑ say which direction is flatter or "
+                f"better. Definitions next to each number{where}.")
 
     def to_markdown(self) -> str:
         """The report as Markdown: table with definitions, notes, figures, provenance."""
@@ -548,12 +563,7 @@ class Report:
             lines += ["", sections]
         spread = self.spread_markdown()
         if spread:
-            lines += ["", "## Over many direction pairs", "",
-                      "Each metric that depends on the random directions, over K independent "
-                      "filter-normalized direction pairs on the same grid: mean ± sd "
-                      "[bootstrap 95% interval of the mean]; the difference of the means "
-                      "with its bootstrap interval says whether the two networks differ by "
-                      "more than the spread over directions.", "", spread]
+            lines += ["", "## Over many direction pairs", "", _SPREAD_INTRO, "", spread]
         if self.notes:
             lines += ["", "## Notes", ""] + [f"- {n}" for n in self.notes]
         if self.figures:
