@@ -289,14 +289,17 @@ class Evaluator:
         forward calls; a fused kernel's internals, e.g. attention scores inside
         ``scaled_dot_product_attention``, are not seen); the choice is the largest candidate
         (powers of two from 16 to 2048 on the CPU, to 8192 on CUDA) whose largest intermediate
-        fits ``budget`` bytes, capped at the data size. Default budget: half the per-core L2
-        cache times the number of intra-op threads (``torch.get_num_threads()``) on the CPU
-        (L2 read from ``/sys``; 2 MiB if unknown); 1/64 of the device memory on CUDA. Measured
+        fits ``budget`` bytes, capped at the data size. Default budget on the CPU: half the
+        per-core L2 cache, at least 512 KiB, times the number of intra-op threads
+        (``torch.get_num_threads()``; L2 read from ``/sys``, 2 MiB if unknown); 1/64 of the
+        device memory on CUDA. Measured
         on this project's 2 MiB-L2 Xeon (1 thread), the fastest sizes were those whose largest
         activation is about 1 MiB: digits ResNet-20/56 256 (within 5-10% of the best of 64 ...
         1797), CIFAR-shaped ResNet-20 16-32 (1024 costs 1.95x), the digits MLP the whole data;
         on two threads digits ResNet-56 (half width) ran fastest at 512 (7,490 samples/s vs
-        5,050 at 256), so each thread counts with its own L2. The same model, data, dtype,
+        5,050 at 256), so each thread counts with its own L2; on an AMD EPYC with 512 KiB of
+        L2 per core the same model was fastest at 256 on one thread (about 512 KiB of
+        activation), hence the 512 KiB floor. The same model, data, dtype,
         thread count and machine give the same choice; its cost
         is two forward passes on one and two samples. Streamed data keep their loader's batches.
         """
@@ -455,10 +458,13 @@ def _activation_budget(device: torch.device) -> int:
         l2 = int(text.rstrip("KMG")) * scale
     except (OSError, ValueError):
         l2 = 2 * 2**20
-    # intra-op threads split a batch between cores, each with its own L2: measured on the
-    # 2-core VM (ResNet-56 at half width, digits), 256 was the fastest batch on one thread
-    # (3,390 samples/s; 512: 2,920) and 512 on two (7,490 samples/s; 256: 5,050)
-    return max(l2 // 2 * max(torch.get_num_threads(), 1), 1)
+    # at least 512 KiB per thread: on an AMD EPYC with 512 KiB of L2 per core, half of it
+    # picked 128 for digits ResNet-56 (half width, ~2 KiB per sample) where 256 was the fastest
+    # on one thread (3,390 samples/s; 128: 2,930; 512: 2,920); intra-op threads split a batch
+    # between cores, each with its own L2: 512 was the fastest on two threads (7,490
+    # samples/s; 256: 5,050; 1024: 5,130)
+    per_thread = max(l2 // 2, 2**19)
+    return per_thread * max(torch.get_num_threads(), 1)
 
 
 def _op_output_bytes(model: nn.Module, x: Tensor) -> list[int]:
