@@ -398,7 +398,9 @@ def run_demo(
         if not _has(traj, "trajectory"):
             pca.save(traj, overwrite=True)
         ax, ay = pca.plane_axes(cfg.trajectory_points)
-        ts = compute_surface(model, pca.pca_directions_, splits, x=ax, y=ay, out=traj,
+        # train split only, like the direction pairs: the PCA-plane figure and rows read train loss
+        ts = compute_surface(model, pca.pca_directions_, {"train": train_data}, x=ax, y=ay,
+                             out=traj,
                              recipe=recipe, progress=progress)
         summ = pca.summary()
         _say(log, f"[{name}] trajectory: PC1+PC2 explain {100 * summ['pc1_pc2']:.1f}% "
@@ -429,7 +431,9 @@ def _hessian_slice(cfg: DemoConfig, name: str, model: Any, splits: dict[str, Any
     from .hessian.directions import compute_hessian_surface
 
     t0 = time.perf_counter()
-    h = compute_hessian_surface(model, splits, x=cfg.hessian_grid, y=cfg.hessian_grid,
+    # the Hessian is of the train loss, and the slice's rows read train loss: train split only
+    h = compute_hessian_surface(model, {"train": splits["train"]}, x=cfg.hessian_grid,
+                                y=cfg.hessian_grid,
                                 pair="topbottom", tol=1e-4, hessian_dtype=None, out=main,
                                 recipe=recipe, provenance={"command": "landscape demo"},
                                 progress=progress)

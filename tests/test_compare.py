@@ -574,8 +574,13 @@ def test_readme_results_table_is_generated_from_the_committed_report():
         "'docs/demo/report.json'), link='docs/demo/report.md')\"")
     block = (repo / "README.md").read_text(encoding="utf-8").split(
         "<!-- results:begin")[1].split("<!-- results:end -->")[0]
-    rows = [ln for ln in block.splitlines() if ln.startswith("| ")][1:]
-    assert len(rows) == len(METRIC_KEYS)  # every metric the report computes
+    rows = [ln for ln in block.splitlines() if ln.startswith("| ") and
+            not ln.startswith("| metric |")]
+    # every metric the report computes: the main table, each section, the spread table
+    expected = len(METRIC_KEYS) + sum(len(rep._section_rows(t)[1]) for t in rep.sections) \
+        + len(rep._spread_rows()[1])
+    assert len(rows) == expected
+    assert rep.sections and rep._spread_rows()[1]  # the demo's report has them all
     assert "eps_sharpness_ascent" in rep.to_markdown() and "total_variation" in rep.to_markdown()
 
 
