@@ -292,15 +292,15 @@ class Evaluator:
         fits ``budget`` bytes, capped at the data size. Default budget on the CPU: half the
         per-core L2 cache, at least 512 KiB, times the number of intra-op threads
         (``torch.get_num_threads()``; L2 read from ``/sys``, 2 MiB if unknown); 1/64 of the
-        device memory on CUDA. Measured
-        on this project's 2 MiB-L2 Xeon (1 thread), the fastest sizes were those whose largest
-        activation is about 1 MiB: digits ResNet-20/56 256 (within 5-10% of the best of 64 ...
-        1797), CIFAR-shaped ResNet-20 16-32 (1024 costs 1.95x), the digits MLP the whole data;
+        device memory on CUDA. Measured on this project's 2 MiB-L2 Xeon (1 thread), the
+        fastest sizes were those whose largest activation is about 1 MiB: digits ResNet-20/56
+        256 (within 5-10% of the best of 64 ... 1797), CIFAR-shaped ResNet-20 16-32 (1024 costs
+        1.95x), the digits MLP the whole data;
         on two threads digits ResNet-56 (half width) ran fastest at 512 (7,490 samples/s vs
         5,050 at 256), so each thread counts with its own L2; on an AMD EPYC with 512 KiB of
         L2 per core the same model was fastest at 256 on one thread (about 512 KiB of
-        activation), hence the 512 KiB floor. The same model, data, dtype,
-        thread count and machine give the same choice; its cost
+        activation), hence the 512 KiB floor. The same model, data, dtype, thread count and
+        machine give the same choice; its cost
         is two forward passes on one and two samples. Streamed data keep their loader's batches.
         """
         tensor_data = [d for d in self._data.values() if not d.streamed]
