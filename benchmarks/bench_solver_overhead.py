@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--ncv", type=int, default=None, help="Lanczos basis (default: the solver's)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -93,7 +94,8 @@ def main() -> None:
 
     timed = Timed()
     solvers = {
-        "top-5 Lanczos (tol 1e-3)": lambda: top_eigen(timed, 5, which="LA", tol=1e-3, seed=0),
+        "top-5 Lanczos (tol 1e-3)": lambda: top_eigen(timed, 5, which="LA", tol=1e-3, seed=0,
+                                                         ncv=args.ncv),
         "Hutch++ (30 HVPs)": lambda: hutchpp(timed, 30, seed=0),
         "SLQ (2 runs x 15 steps)": lambda: slq(timed, 15, 2, seed=0),
     }
