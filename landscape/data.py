@@ -81,6 +81,7 @@ from landscape.batches import batch_len, batch_nbytes, batch_targets, move_batch
 from landscape.errors import LandscapeError, check_int, check_option
 
 __all__ = [
+    "channels_last_batch",
     "TensorData",
     "StreamData",
     "DeviceData",
@@ -1241,7 +1242,7 @@ class DeviceData:
         """A batch on this data's device and dtype (integer tensors keep theirs)."""
         t = move_batch(t, self.device, self.dtype, non_blocking)
         if self.channels_last:
-            t = _channels_last(t)
+            t = channels_last_batch(t)
         return t
 
     def __len__(self) -> int:
@@ -1277,15 +1278,16 @@ class DeviceData:
             self._cache, self._cache_bs = cache, batch_size
 
 
-def _channels_last(b: Any) -> Any:
+def channels_last_batch(b: Any) -> Any:
+    """A batch with its 4-D floating tensors in ``torch.channels_last`` (others unchanged)."""
     if isinstance(b, Tensor):
         if b.dim() == 4 and b.is_floating_point():
             return b.contiguous(memory_format=torch.channels_last)
         return b
     if isinstance(b, Mapping):
-        return {k: _channels_last(v) for k, v in b.items()}
+        return {k: channels_last_batch(v) for k, v in b.items()}
     if isinstance(b, tuple | list):
-        return type(b)(_channels_last(v) for v in b)
+        return type(b)(channels_last_batch(v) for v in b)
     return b
 
 

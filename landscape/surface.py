@@ -50,7 +50,7 @@ from ._version import tool_versions
 from .data import StreamData, as_data
 from .directions import Directions, check_spanning
 from .errors import LandscapeError, check_float, check_int
-from .evaluation import Evaluator
+from .evaluation import Evaluator, resolve_channels_last
 
 __all__ = ["Axis", "SURFACE_GROUP", "parse_axis", "Surface", "check_group_name",
            "compute_surface", "evaluate_subset_check", "recipe_differences",
@@ -549,7 +549,7 @@ def compute_surface(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     autocast: str | None = None,
-    channels_last: bool = False,
+    channels_last: bool | str = "auto",
     out: str | os.PathLike | None = None,
     overwrite: bool = False,
     recipe: Mapping[str, Any] | None = None,
@@ -593,8 +593,10 @@ def compute_surface(
         Evaluation device and dtype.
     autocast : {"bf16", "fp16"}, optional
         Mixed-precision forward passes (recorded in the recipe; values within ~1e-3).
-    channels_last : bool, default=False
-        Channels-last memory format for conv nets (recorded in the recipe).
+    channels_last : bool or "auto", default="auto"
+        Channels-last memory format; ``"auto"`` chooses it for conv nets on the CPU in float32
+        (:func:`~landscape.evaluation.resolve_channels_last`). The choice is recorded in the
+        recipe; resuming a file with ``"auto"`` keeps the file's.
     out : path, optional
         HDF5 file to write as points finish and to resume from.
     overwrite : bool, default=False
@@ -655,7 +657,9 @@ def compute_surface(
             "batch_size": batch_size,
             "bn_batch_size": bn_batch_size if bn == "recalibrate" else None,
             "autocast": autocast,
-            "channels_last": bool(channels_last),
+            "channels_last": resolve_channels_last(
+                model, next(iter(data.values())), device=device, dtype=dtype,
+                autocast=autocast, channels_last=channels_last),
             "dtype": str(dtype or next(iter(base_t.values())).dtype).replace("torch.", ""),
         }
     )
@@ -677,6 +681,8 @@ def compute_surface(
             _check_file_directions(out, directions)
     if out is not None and Path(out).exists() and not overwrite and _has_surface(out, group):
         old = Surface.load(out, group)
+        if channels_last == "auto" and isinstance(old.recipe.get("channels_last"), bool):
+            full_recipe["channels_last"] = old.recipe["channels_last"]  # the file's layout
         resume_or_refuse(out, old.recipe, full_recipe)
         for name, new_c, old_c in (("x", surf.x, old.x), ("y", surf.y, old.y)):
             if new_c is not None and not np.array_equal(new_c, old_c):
@@ -709,7 +715,7 @@ def compute_surface(
     ev = Evaluator(model, data, loss=loss, what=what,
                    batch_size=1024 if batch_size == "auto" else batch_size, bn=bn,
                    bn_batches=bn_batches, bn_batch_size=bn_batch_size, device=device,
-                   dtype=dtype, autocast=autocast, channels_last=channels_last)
+                   dtype=dtype, autocast=autocast, channels_last=full_recipe["channels_last"])
     if batch_size == "auto":
         used = surf.provenance.get("batch_size_used")
         if not isinstance(used, int):
@@ -721,7 +727,7 @@ def compute_surface(
         surf.subset_check = evaluate_subset_check(
             ev, model, full_data, base_dev, bn_data=data.get("train"), loss=loss, what=what,
             bn=bn, bn_batches=bn_batches, bn_batch_size=bn_batch_size, dtype=dtype,
-            autocast=autocast, channels_last=channels_last)
+            autocast=autocast, channels_last=ev.channels_last)
     # --overwrite replaces the file of a /surface, and only its own group for any other
     replace_file = overwrite and group == SURFACE_GROUP
     _SurfaceRun(surf, ev, base_dev, dirs_dev, out=out, overwrite=replace_file,

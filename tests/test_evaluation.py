@@ -203,3 +203,49 @@ def test_loss_se_has_no_cancellation_for_a_large_mean():
     for bs in (3, 16, 50):
         m = evaluate(nn.Linear(1, 1).double(), data, loss=given, batch_size=bs)
         assert m.loss_se == pytest.approx(_std_err(v), rel=1e-6), bs
+
+
+# --------------------------------------------------------------------------- memory format
+class _FlattensWithView(nn.Module):
+    """A conv net whose forward needs contiguous activations (``view`` on a feature map)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)
+        return self.fc(h.view(h.size(0), -1))
+
+
+def test_channels_last_auto_rule(tiny_conv, tiny_mlp, image_data):
+    from landscape.evaluation import resolve_channels_last
+
+    d = image_data["train"]
+    assert resolve_channels_last(tiny_conv, d) is True  # conv net, CPU, float32, 4-D inputs
+    assert resolve_channels_last(tiny_conv, d, dtype=torch.float64) is False
+    assert resolve_channels_last(tiny_conv, d, autocast="bf16") is False
+    assert resolve_channels_last(tiny_mlp, Data(d.x.flatten(1), d.y)) is False  # no conv
+    assert resolve_channels_last(_FlattensWithView(), d) is False  # view() fails: not chosen
+    with pytest.raises(RuntimeError):  # ... where forcing it would fail
+        Evaluator(_FlattensWithView(), image_data, channels_last=True)
+    assert resolve_channels_last(tiny_mlp, d, channels_last=True) is True  # a bool is kept
+    with pytest.raises(LandscapeError, match="channels_last"):
+        resolve_channels_last(tiny_conv, d, channels_last="yes")
+    assert Evaluator(tiny_conv, image_data).channels_last is True
+    assert Evaluator(_FlattensWithView(), image_data).channels_last is False
+
+
+def test_channels_last_gives_the_contiguous_values(tiny_conv, image_data):
+    base = named_tensors(tiny_conv)
+    shifted = {k: v * 1.1 for k, v in base.items()}
+    auto = Evaluator(tiny_conv, image_data, batch_size=64)
+    off = Evaluator(tiny_conv, image_data, batch_size=64, channels_last=False)
+    assert auto.channels_last and not off.channels_last
+    assert auto.model.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    for point in (base, shifted):
+        a, b = auto(point), off(point)
+        for split in image_data:
+            assert math.isclose(a[split].loss, b[split].loss, rel_tol=1e-6)
+            assert a[split].accuracy == b[split].accuracy

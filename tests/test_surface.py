@@ -333,3 +333,25 @@ def test_subset_surface_records_the_full_data_at_the_origin(tmp_path, tiny_mlp, 
     with pytest.raises(LandscapeError, match="does not evaluate"):
         compute_surface(tiny_mlp, d, {"train": sub["train"]}, x="-0.5:0.5:3",
                         full_data=full, progress=False)
+
+
+def test_channels_last_choice_is_recorded_and_kept_on_resume(tmp_path, tiny_conv, image_data):
+    d = random_directions(named_tensors(tiny_conv), seeds=0)
+    kw = dict(x="-1:1:3", y="-1:1:3", batch_size=64, progress=False,
+              provenance={"command": "same"})
+    auto = compute_surface(tiny_conv, d, image_data, out=tmp_path / "auto.h5", **kw)
+    assert auto.recipe["channels_last"] is True  # conv net, CPU, float32
+    assert compute_surface(tiny_conv, d, image_data, dtype=torch.float64,
+                           **kw).recipe["channels_last"] is False
+    # a file computed in the default layout (as before 'auto', or with channels_last=False)
+    # resumes under 'auto' in its own layout, bit for bit
+    off = tmp_path / "off.h5"
+    full = compute_surface(tiny_conv, d, image_data, out=off, channels_last=False, **kw)
+    part = tmp_path / "part.h5"
+    compute_surface(tiny_conv, d, image_data, out=part, channels_last=False, max_points=4, **kw)
+    done = compute_surface(tiny_conv, d, image_data, out=part, **kw)
+    assert done.complete and done.recipe["channels_last"] is False
+    assert_h5_equal(off, part)
+    np.testing.assert_allclose(auto["train_loss"], full["train_loss"], rtol=1e-6)
+    with pytest.raises(LandscapeError, match="channels_last"):  # forcing the other one: refused
+        compute_surface(tiny_conv, d, image_data, out=part, channels_last=True, **kw)
