@@ -27,6 +27,9 @@ What runs (sizes in brackets are ``--quick``):
                    their bare HVPs.
 ``topk``           ``bench_hessian.py``: Lanczos vs PyHessian-style power iteration and
                    Hutch++ vs Hutchinson against the dense Hessian of a digits MLP.
+``memory``         ``bench_lanczos_memory.py``: peak memory of top-5 Lanczos (host RSS; device
+                   memory on CUDA), VGG-16 [ResNet-20], 21 [4] HVPs, float64 and float32
+                   solver vectors [float64].
 
 Nothing is asserted; the exit status is 1 when a benchmark failed or timed out.
 """
@@ -64,6 +67,9 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str], int, str]] = {
     "topk": ("bench_hessian.py", ["--seeds", "3", "--trace-seeds", "10"],
              ["--seeds", "1", "--trace-seeds", "2", "--train-steps", "50"], 120,
              r"ratio|reach|Hutch"),
+    "memory": ("bench_lanczos_memory.py", ["--max-hvp", "21"],
+               ["--model", "resnet20", "--max-hvp", "4", "--solver-dtype", "float64"], 150,
+               r"float64|float32"),
 }
 
 
