@@ -211,6 +211,18 @@ def _orthonormalise(v: Tensor, V: Tensor, passes: int = 2) -> tuple[Tensor, floa
     return v, float(torch.linalg.vector_norm(v))
 
 
+def _residual_norms(St: Tensor, theta: Tensor, V: Tensor, W: Tensor,
+                    block: int = 8192) -> Tensor:
+    """``||W' s_i - theta_i V' s_i||`` for the rows ``s_i`` of ``St``, column block by column
+    block (no ``(k, n)`` temporary besides one block's)."""
+    sq = torch.zeros(St.shape[0], dtype=St.dtype, device=St.device)
+    for lo in range(0, V.shape[1], block):
+        R = St @ W[:, lo:lo + block]
+        R.addcmul_(St @ V[:, lo:lo + block], theta[:, None], value=-1)
+        sq += R.square().sum(dim=1)
+    return sq.sqrt()
+
+
 def _combine(S: Tensor, X: Tensor, block: int = 8192) -> None:
     """``X[:m] = S @ X[:j]`` in place for ``S`` of shape ``(m, j)``, ``m <= j``, column block
     by column block (no ``(m, n)`` temporary: a block's result is small and reused)."""
@@ -311,17 +323,13 @@ def _lanczos(
         used = apply.n_matvecs - start
         last = used >= max_hvp or j == n
         if maybe or last:
-            # Ritz vectors as rows, (k, j) @ (j, n) (the row-major product is the fast one),
-            # and their residuals W s - theta V s from the same block.
             St = apply.tensor(Sk.T)
-            Yt = St @ V[:j]
-            Rt = St @ W[:j]
-            Rt.addcmul_(Yt, apply.tensor(theta[idx])[:, None], value=-1)
-            res = apply.to_host(torch.linalg.vector_norm(Rt, dim=1))
-            del Rt
+            res = apply.to_host(_residual_norms(St, apply.tensor(theta[idx]), V[:j], W[:j]))
             conv = res <= thr
         else:
             conv = np.zeros(len(idx), dtype=bool)
+        if last or (conv.all() and j >= k):
+            Yt = St @ V[:j]  # the Ritz vectors as rows, once: (k, j) @ (j, n)
         if last:
             break
         if beta > 1e-12 * max(w_norm, np.finfo(float).tiny):
