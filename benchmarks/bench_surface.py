@@ -12,8 +12,8 @@ In one process, on the same model, data and grid points:
 (c) fastest    the engine with the best settings found here (batch size timed,
                channels_last and bf16 autocast where they help); bf16 values are compared
                with fp32 to 1e-2;
-(d) roofline   a bare ``model(x)`` forward over the same data at the best batch size
-               (no loss, no weight update): the floor for this machine.
+(d) roofline   a bare ``model(x)`` forward over the same data at the best batch size, in
+               the memory layout the engine chose (no loss, no weight update): the floor.
 
 Prints points/s, speedup over (a), overhead over (d), achieved GFLOP/s (FLOPs counted with
 ``torch.utils.flop_counter``) against a dense fp32 matmul measured in the same run, and checks
@@ -38,6 +38,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import subprocess
@@ -306,14 +307,18 @@ def main() -> None:
             _sync(device)
         return f
 
+    # the floor in the layout the engine chose (channels_last="auto")
+    fmt = torch.channels_last if ev.channels_last else torch.contiguous_format
+    bare, xd = copy.deepcopy(model).to(memory_format=fmt), x.contiguous(memory_format=fmt)
+    layout = ", channels_last" if ev.channels_last else ""
     sizes = [int(s) for s in args.batch_sizes.split(",")]
-    probe = {bs: min(_timed(fwd_fn(model, x, bs), coords[0])[0] for _ in range(3))
+    probe = {bs: min(_timed(fwd_fn(bare, xd, bs), coords[0])[0] for _ in range(3))
              for bs in sizes}
     best_bs = min(probe, key=probe.get)
     methods = {
         "a": lambda a, b: baseline_point(mb, base, dx, dy, a, b, loader, device),
         "b": engine_fn(ev),
-        "d": fwd_fn(model, x, best_bs),
+        "d": fwd_fn(bare, xd, best_bs),
     }
     variant_names = {}
     for cl in (False, True):
@@ -347,9 +352,9 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     rows = [("(a) baseline: per-point set_weights, DataLoader bs=128", t_a),
-            (f"(b) engine defaults (auto bs={auto_bs}, fp32)", t_b),
+            (f"(b) engine defaults (auto bs={auto_bs}, fp32{layout})", t_b),
             (f"(c) engine fastest ({best_name})", t_c),
-            (f"(d) roofline: bare forward, bs={best_bs}", t_d)]
+            (f"(d) roofline: bare forward, bs={best_bs}{layout}", t_d)]
     for name, t in rows:
         print(f"{name:54s} {pts / t:9.2f} {t_a / t:6.2f}x {t / t_d:6.2f}x "
               f"{flops * pts / t / 1e9:8.1f}")
