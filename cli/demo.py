@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--quick", action="store_true",
-                   help="smaller nets and grids (about two minutes on 2 CPU cores)")
+                   help="smaller nets and grids (about three minutes on 2 CPU cores)")
     p.add_argument("--pair", choices=list(PAIRS), default="resnet56",
                    help="the residual/plain pair and its recipe: resnet56 (default), "
                         "preresnet56, densenet (DenseNet-BC-40), vit (with/without residual "

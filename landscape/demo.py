@@ -174,7 +174,7 @@ class DemoConfig:
 
     @classmethod
     def quick(cls) -> DemoConfig:
-        """A smaller version that runs in about two minutes on 2 CPU cores."""
+        """A smaller version that runs in about three minutes on 2 CPU cores."""
         return cls(
             model="resnet20",
             model_kwargs={"in_channels": 1, "width": 0.5},
