@@ -362,7 +362,15 @@ class Evaluator:
             if self.loss_fn.takes_model:
                 continue
             with torch.inference_mode():
-                out = call_model(self._model, b)
+                try:
+                    out = call_model(self._model, b)
+                except RuntimeError as err:
+                    if not self.channels_last:
+                        raise
+                    raise LandscapeError(
+                        f"the model fails on its first batch in channels_last memory format "
+                        f"({str(err).splitlines()[0]}); pass channels_last=False "
+                        "(--no-channels-last) or 'auto'") from err
                 self.loss_fn.calibrate(out, b)
                 self.loss_fn.terms(out, b, accuracy=True)
 

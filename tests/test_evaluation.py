@@ -228,7 +228,7 @@ def test_channels_last_auto_rule(tiny_conv, tiny_mlp, image_data):
     assert resolve_channels_last(tiny_conv, d, autocast="bf16") is False
     assert resolve_channels_last(tiny_mlp, Data(d.x.flatten(1), d.y)) is False  # no conv
     assert resolve_channels_last(_FlattensWithView(), d) is False  # view() fails: not chosen
-    with pytest.raises(RuntimeError):  # ... where forcing it would fail
+    with pytest.raises(LandscapeError, match="channels_last"):  # ... where forcing it fails
         Evaluator(_FlattensWithView(), image_data, channels_last=True)
     assert resolve_channels_last(tiny_mlp, d, channels_last=True) is True  # a bool is kept
     with pytest.raises(LandscapeError, match="channels_last"):
