@@ -22,7 +22,8 @@ CPU minutes (:data:`PAIRS`):
     45 minutes on 2 cores (the 5 direction pairs alone 325 s per network), so the default now
     trains 10 epochs (residual: 96.4% test accuracy; plain: 26.9%, still improving) and
     measures on 256 samples, coarser ratio and trajectory grids and the direction pairs on the
-    surface's central window: 10 min 3 s measured on the project's 2-core VM (2026-12-02).
+    surface's central window: 9 min 17 s measured on the project's 2-core VM (2026-12-02;
+    10 min 3 s before evaluations chose ``channels_last`` for conv nets).
 ``preresnet56``
     Pre-activation ResNet-56 (He et al. 2016b) at half width vs its plain twin; the default
     recipe with 20 epochs (quick: PreResNet-20, 8 epochs).
