@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from landscape import __version__
 from landscape.errors import LandscapeError, interruption_of
+from landscape.threads import configure_threads
 
 from . import (
     compare,
@@ -59,7 +60,33 @@ def build_parser() -> argparse.ArgumentParser:
     for mod in (demo, train, surface, trajectory, hessian, info, plot, compare, connect, probe,
                 sharpening):
         mod.add_parser(sub)
+    for command in sub.choices.values():
+        add_threads_arg(command)
     return p
+
+
+def _threads_arg(text: str) -> str | int:
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or an integer >= 1, got {text!r}")
+    return n
+
+
+def add_threads_arg(p: argparse.ArgumentParser) -> None:
+    """``--threads auto|N``, on every subcommand (applied by :func:`main` before it runs)."""
+    p.add_argument(
+        "--threads", type=_threads_arg, default="auto", metavar="auto|N",
+        help="CPU threads of torch: 'auto' (default) uses OMP_NUM_THREADS when set, else the "
+             "CPUs found idle when the command starts (one thread per free core, at least 1: "
+             "spinning OpenMP threads on a busy machine are many times slower than one); N: "
+             "exactly N. Recorded in each result's provenance. Training fixes its own count "
+             "('landscape train --train-threads')",
+    )
 
 
 _GRID_OPTIONS = ("--x", "--y")
@@ -97,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = os.environ.get("LANDSCAPE_DEBUG", "") not in ("", "0")
     previous = _catch_sigterm()
     try:
+        args.thread_policy = configure_threads(getattr(args, "threads", "auto"))
         return int(args.func(args) or 0)
     except LandscapeError as exc:
         if debug:

@@ -33,7 +33,8 @@ from tests.golden.generate import FILES, HERE, generate
 
 #: Attributes that legitimately differ between two runs of the same recipe.
 VOLATILE_ROOT_ATTRS = {"created"}
-VOLATILE_JSON_KEYS = {"tool_version", "seconds"}  # seconds: wall-clock timings
+VOLATILE_JSON_KEYS = {"tool_version", "seconds", "threads"}  # seconds: wall-clock timings;
+# threads: the machine's CPU threads when the file was computed
 RTOL = 1e-12
 
 

@@ -1,0 +1,132 @@
+"""CPU contention: a fixed workload quiet and beside N busy processes, against the fair share.
+
+A machine shared with other jobs (a laptop, a workstation, a cluster node) gives this process
+only part of its cores. If the work degraded in proportion to that part it would be fine; with
+OpenMP worker threads that spin at barriers while their partner thread is descheduled it
+degrades far worse (measured before the fix: ``landscape demo --quick`` 12x slower beside four
+busy-looping processes on 2 cores, where the fair share predicts 3x).
+
+Each measurement is a fresh process running the same fixed workload -- a short training
+(ResNet-20 at half width on the digits, one epoch), a 5x5 filter-normalized surface and a top-2
+Lanczos solve with the Hessian's trace (12 Hutch++ products) -- under one thread policy
+(:func:`landscape.threads.configure_threads`: ``"auto"`` is the default; ``"spin"`` is torch's
+own behaviour, every core and OpenMP's default spin-waiting), first on a quiet machine and then
+beside ``--busy`` processes that loop forever in pure Python (one core's worth of load each).
+
+Prints, per policy and phase: the time quiet and busy, the slowdown busy/quiet, and the
+fair-share prediction for the slowdown, ``(busy + threads) / cores`` where ``threads`` is what the
+policy used (each runnable thread gets an equal slice of the cores; capped below at 1). A ratio
+of slowdown to fair share near 1 means the work degrades only as much as the CPU it lost.
+
+Usage::
+
+    python benchmarks/bench_contention.py                      # auto vs spin, 4 busy, 2 repeats
+    python benchmarks/bench_contention.py --busy 4 --policies auto spin 1 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+BUSY_LOOP = "while True:\n    pass\n"
+
+
+def _workload(policy: str) -> dict[str, float]:
+    """Run the fixed workload in this process; return seconds per phase."""
+    from landscape.threads import configure_threads
+
+    chosen = configure_threads(policy)
+
+    import torch
+
+    from landscape.checkpoints import load_checkpoint
+    from landscape.data import DataSpec, load_data
+    from landscape.directions import random_directions
+    from landscape.hessian import compute_curvature
+    from landscape.models import ModelSpec
+    from landscape.surface import compute_surface
+    from landscape.training import TrainConfig, train
+
+    times: dict[str, float] = {}
+    spec = ModelSpec("resnet20", {"in_channels": 1, "width": 0.5})
+    data = DataSpec("digits")
+    config = TrainConfig(epochs=1, batch_size=64, lr=0.01, momentum=0.9, weight_decay=5e-4,
+                         schedule="cosine", seed=0, save_every=1)
+    with tempfile.TemporaryDirectory() as tmp:
+        t = time.perf_counter()
+        run = train(spec, data, config, os.path.join(tmp, "run"), progress=False)
+        times["train"] = time.perf_counter() - t
+        model = load_checkpoint(run.checkpoints[-1]).model.eval()
+        train_data = load_data(DataSpec("digits", subset=256))
+        dirs = random_directions(model, seeds=0)
+        t = time.perf_counter()
+        compute_surface(model, dirs, {"train": train_data}, x="-1:1:5", y="-1:1:5",
+                        progress=False)
+        times["surface"] = time.perf_counter() - t
+        t = time.perf_counter()
+        compute_curvature(model, train_data, top_k=2, trace=True, trace_samples=12,
+                          batch_size=256)
+        times["hessian"] = time.perf_counter() - t
+    times["total"] = sum(times.values())
+    times["threads"] = float(chosen.intra_op)
+    times["torch_threads"] = float(torch.get_num_threads())
+    return times
+
+
+def _measure(policy: str, busy: int) -> dict[str, float]:
+    hogs = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(busy)]
+    try:
+        time.sleep(0.5 if busy else 0)
+        out = subprocess.run([sys.executable, __file__, "--child", policy], check=True,
+                             capture_output=True, text=True)
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--busy", type=int, default=4, help="busy-looping processes (default 4)")
+    p.add_argument("--policies", nargs="+", default=["auto", "spin"],
+                   help="thread policies to compare (auto, spin, passive, or a thread count)")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        print(json.dumps(_workload(args.child)))
+        return
+    cores = len(os.sched_getaffinity(0))
+    load = os.getloadavg()[0]
+    print(f"{cores} cores usable, load average {load:.2f} before the run; "
+          f"{args.busy} busy processes in the busy phase; median of {args.repeats}")
+    rows = []
+    for policy in args.policies:
+        quiet, busy = [], []
+        for _ in range(args.repeats):  # alternate quiet and busy so drift hits both
+            quiet.append(_measure(policy, 0))
+            busy.append(_measure(policy, args.busy))
+        threads = int(quiet[0]["threads"])
+        fair = max(1.0, (args.busy + threads) / cores) * min(1.0, cores / threads) \
+            if threads > cores else max(1.0, (args.busy + threads) / cores)
+        for phase in ("train", "surface", "hessian", "total"):
+            q = statistics.median(r[phase] for r in quiet)
+            b = statistics.median(r[phase] for r in busy)
+            rows.append((policy, threads, phase, q, b, b / q, fair))
+    print(f"{'policy':>8} {'thr':>3} {'phase':>8} {'quiet s':>8} {'busy s':>8} "
+          f"{'slowdown':>8} {'fair':>5} {'ratio':>5}")
+    for policy, threads, phase, q, b, s, fair in rows:
+        print(f"{policy:>8} {threads:>3} {phase:>8} {q:8.2f} {b:8.2f} {s:7.2f}x {fair:4.1f}x "
+              f"{s / fair:5.2f}")
+
+
+if __name__ == "__main__":
+    main()
