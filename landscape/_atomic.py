@@ -13,7 +13,10 @@ Three rules, so that nothing a user has is lost:
 * **One writer at a time**: :func:`output_lock` holds an exclusive ``flock`` on a lock file
   beside the output (``.<name>.lock``, removed when released), so a second process writing the
   same file fails with a clear message instead of losing an update. Locks are re-entrant
-  within a process.
+  within a process. The kernel releases an ``flock`` when its holder dies; a forked child
+  (a data-loader worker) closes its copy of the lock at the fork, so it cannot keep the lock
+  of a killed parent, and a lock file that records ``<pid> <machine>`` of a writer that died
+  on this machine is stale: it is removed and the lock taken anew.
 
 Temporary files are named ``.<name>.<pid>-<machine>.<random>.tmp`` so that a later writer can
 tell the leftovers of a killed writer (SIGKILL, OOM killer, power loss) from the file a live
@@ -270,12 +273,44 @@ def _lock_path(p: Path) -> Path:
     return p.with_name(f".{p.name}.lock")
 
 
-def _holder(lock: Path) -> str:
+def _lock_record() -> str:
+    """What a lock file records of its holder: ``"<pid> <machine tag>"``."""
+    return f"{os.getpid()} {machine_tag()}"
+
+
+def _read_holder(lock: Path) -> tuple[int, str | None] | None:
+    """``(pid, machine tag)`` recorded in ``lock`` (tag ``None`` in files written before it was
+    recorded), or ``None`` if it records nothing readable."""
     try:
-        pid = lock.read_text().strip()
+        fields = lock.read_text().split()
     except OSError:
+        return None
+    if not fields or not fields[0].isdigit() or len(fields) > 2:
+        return None
+    return int(fields[0]), fields[1] if len(fields) == 2 else None
+
+
+def _holder(lock: Path) -> str:
+    rec = _read_holder(lock)
+    if rec is None:
         return ""
-    return f" (pid {pid})" if pid.isdigit() else ""
+    pid, tag = rec
+    return f" (pid {pid})" if tag in (None, machine_tag()) else f" (pid {pid} on another machine)"
+
+
+def _stale(lock: Path) -> bool:
+    """Whether the busy ``lock`` records a holder that died on this machine.
+
+    Someone still holds the ``flock`` (a process the dead writer forked before this module
+    closed lock copies at forks, or one that inherited the descriptor otherwise), but the
+    writer it records is gone. The record is read twice, 0.1 s apart, so that a writer that
+    has just taken the lock and not yet written its own record is not mistaken for stale.
+    """
+    first = _read_holder(lock)
+    if first is None or first[1] != machine_tag() or _pid_alive(first[0]):
+        return False
+    time.sleep(0.1)
+    return _read_holder(lock) == first and not _pid_alive(first[0])
 
 
 @contextmanager
@@ -306,11 +341,12 @@ def output_lock(path: PathLike, *, wait: float = 0.0) -> Iterator[Path]:
     p = resolve_target(path)
     key = os.path.abspath(p)
     if key in held:
-        held[key][1] += 1
+        entry = held[key]
+        entry[1] += 1
         try:
             yield p
         finally:
-            held[key][1] -= 1
+            entry[1] -= 1
         return
     try:
         import fcntl
@@ -337,6 +373,14 @@ def output_lock(path: PathLike, *, wait: float = 0.0) -> Iterator[Path]:
                 return
             if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise LandscapeError(f"cannot lock '{p}': {exc.strerror}") from exc
+            if _stale(lock):  # its writer died: a new lock file, locked below (inode check)
+                try:
+                    os.unlink(lock)
+                    continue
+                except FileNotFoundError:
+                    continue
+                except OSError:  # cannot remove it: refused below like a live lock
+                    pass
             if time.monotonic() >= deadline:
                 raise LandscapeError(
                     f"'{p}' is being written by another landscape process{_holder(lock)}; "
@@ -353,16 +397,17 @@ def output_lock(path: PathLike, *, wait: float = 0.0) -> Iterator[Path]:
         os.close(fd)
     try:
         os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        os.write(fd, _lock_record().encode())
     except OSError:
         pass
-    held[key] = [fd, 1]
+    held[key] = entry = [fd, 1]
     try:
         yield p
     finally:
-        del held[key]
-        _remove_quietly(lock)
-        os.close(fd)
+        if held.get(key) is entry:  # not in a forked child (it closed its copy at the fork)
+            del held[key]
+            _remove_quietly(lock)
+            os.close(fd)
 
 
 def _writer_rank() -> int:
@@ -408,3 +453,22 @@ def holds_output(param: str, fallback: str | None = None) -> Callable:
 #: Locks this process holds: absolute target path -> [fd, depth]. Process state by nature
 #: (an flock belongs to an open file of this process), kept private to this module.
 _HELD: dict[str, list] = {}
+
+
+def _drop_locks_in_child() -> None:
+    """After a fork, in the child: close the copies of this process's lock descriptors.
+
+    A forked child shares the parent's open lock files, so it would keep their ``flock``
+    after the parent is killed (a data-loader worker outliving its run). Closing a copy does
+    not release the parent's lock; the child holds no lock and takes its own if it writes.
+    """
+    for fd, _depth in _HELD.values():
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_locks_in_child)

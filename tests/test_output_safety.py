@@ -302,3 +302,98 @@ def test_a_file_system_without_flock_writes_unlocked(tmp_path, monkeypatch):
     storage.update_file(tmp_path / "f.h5", {"g": storage.Group(attrs={"a": 1})})
     assert storage.read_group(tmp_path / "f.h5", "g").attrs == {"a": 1}
     assert sorted(os.listdir(tmp_path)) == ["f.h5"]
+
+
+# ------------------------------------------------------------------ stale locks
+
+_FORKING_WRITER = """
+import os, sys, time
+from landscape import _atomic
+with _atomic.output_lock(sys.argv[1]):
+    child = os.fork()
+    if child == 0:  # a worker that outlives its killed parent
+        time.sleep(120)
+        os._exit(0)
+    print(child, flush=True)
+    time.sleep(120)
+"""
+
+_RAW_HOLDER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o666)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+@contextmanager
+def _process(script: str, *args: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """A Python process running ``script``; yields it and its first line of output."""
+    p = subprocess.Popen([sys.executable, "-c", script, *args], env=ENV, text=True,
+                         stdout=subprocess.PIPE)
+    try:
+        yield p, p.stdout.readline().strip()
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait(60)
+        p.stdout.close()
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait(60)
+    return p.pid
+
+
+@POSIX
+def test_a_killed_writers_lock_does_not_block_the_next_run(tmp_path):
+    """SIGKILL a writer whose forked worker lives on: the next writer takes the lock."""
+    import signal
+
+    path = tmp_path / "f.h5"
+    with _process(_FORKING_WRITER, str(path)) as (writer, line):
+        child = int(line)
+        try:
+            assert (tmp_path / ".f.h5.lock").exists()
+            writer.send_signal(signal.SIGKILL)
+            writer.wait(60)
+            with _atomic.output_lock(path):
+                storage.update_file(path, {"g": storage.Group(attrs={"a": 1})})
+        finally:
+            os.kill(child, signal.SIGKILL)
+    assert storage.read_group(path, "g").attrs == {"a": 1}
+    assert sorted(os.listdir(tmp_path)) == ["f.h5"]
+
+
+@POSIX
+def test_a_lock_of_a_dead_writer_is_stale(tmp_path):
+    """The flock is held (by a process that inherited it), but the writer the lock file records
+    died on this machine: the lock is stale, the next writer proceeds."""
+    path, lock = tmp_path / "f.h5", tmp_path / ".f.h5.lock"
+    with _process(_RAW_HOLDER, str(lock)) as (_holder, line):
+        assert line == "ready"
+        lock.write_text(f"{_dead_pid()} {_atomic.machine_tag()}")
+        with _atomic.output_lock(path):
+            storage.update_file(path, {"g": storage.Group(attrs={"a": 1})})
+    assert storage.read_group(path, "g").attrs == {"a": 1}
+
+
+@POSIX
+def test_a_live_lock_is_still_refused(tmp_path):
+    """The recorded writer is alive (or on another machine, or unknown): refused."""
+    path, lock = tmp_path / "f.h5", tmp_path / ".f.h5.lock"
+    with _process(_RAW_HOLDER, str(lock)) as (holder, line):
+        assert line == "ready"
+        for record, shown in ((f"{holder.pid} {_atomic.machine_tag()}", f"(pid {holder.pid})"),
+                              (f"{_dead_pid()} 00000000", "on another machine"),
+                              (f"{_dead_pid()}", "(pid "), ("", "process;")):
+            lock.write_text(record)
+            with pytest.raises(LandscapeError, match="being written by another") as e:
+                with _atomic.output_lock(path):
+                    pass
+            assert shown in str(e.value)
+            assert lock.read_text() == record
+    assert not path.exists()
