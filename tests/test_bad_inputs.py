@@ -116,6 +116,9 @@ def corpus(tmp_path_factory) -> Path:
     (d / "afile").write_text("not a directory\n")
     (d / "adir").mkdir()
     (d / "oldrun").mkdir()
+    (d / "hfmodel").mkdir()  # a HuggingFace model directory
+    (d / "hfmodel" / "config.json").write_text('{"model_type": "gpt2"}\n')
+    (d / "hfmodel" / "model.safetensors").write_bytes(rng.bytes(64))
     shutil.copy(d / "mlp.pt", d / "oldrun" / "epoch_0000.pt")
     # runs of `landscape train` that the train cases' settings must not resume
     from landscape.training import TrainConfig
@@ -434,6 +437,16 @@ CASES = [
     ("train-data-wrong-input-shape", [*T, "--data", "tests._bad_data:cifar_like",
                                       "--model-kwargs", '{"in_features": 64}', "--out",
                                       "newrun"], "expects inputs with 64 features"),
+    # demo: an existing directory that is neither empty nor a demo output is never written
+    ("demo-out-is-a-training-run", ["demo", "--quick", "--out", "oldrun", "--no-progress"],
+     "The 'out_dir' parameter must be an empty directory or a demo output (with "
+     "demo_config.json). Got 'oldrun', which holds 1 other entry (e.g. 'epoch_0000.pt')"),
+    ("demo-out-is-a-model-directory", ["demo", "--quick", "--out", "hfmodel"],
+     "holds 2 other entries (e.g. 'config.json')"),
+    ("demo-out-is-the-working-directory", ["demo", "--quick", "--out", "."],
+     "Got '.', which holds"),
+    ("demo-out-is-a-file", ["demo", "--quick", "--out", "afile"],
+     "The 'out_dir' parameter must be a directory. Got 'afile', which is a file"),
     # the command line itself
     ("unknown-option", [*S, X, "--bogus"], "unrecognized arguments"),
     ("unknown-command", ["bogus"], "invalid choice"),
@@ -447,7 +460,8 @@ PARAMS = [pytest.param(argv, fragment, id=name) for name, argv, fragment in CASE
 ]
 
 
-_COMMANDS = ("surface", "train", "info", "hessian", "plot", "compare", "trajectory")
+_COMMANDS = ("surface", "train", "info", "hessian", "plot", "compare", "trajectory", "demo",
+             "connect")
 
 
 def _command(argv: list[str]) -> str:
@@ -567,3 +581,33 @@ def test_out_of_memory_is_a_one_line_error(work, capsys, monkeypatch):
     code = main(["info", "s.h5"])
     out, err = capsys.readouterr()
     assert_one_line_error(code, out, err, "out of memory (Unable to allocate 7.28 TiB", "info")
+
+
+# ------------------------------------------------------------------ demo output directory
+
+
+class _Started(Exception):
+    """Raised where run_demo starts its work: the output directory was accepted."""
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty", "demo-output"])
+def test_demo_accepts_an_empty_or_its_own_output_directory(tmp_path, monkeypatch, kind):
+    """A new or empty directory, or a demo output (its demo_config.json: the demo resumes)."""
+    import landscape.demo
+    from landscape.demo import DemoConfig, run_demo
+
+    def started(*args, **kwargs):
+        raise _Started
+
+    monkeypatch.setattr(landscape.demo, "DataSpec", started)
+    cfg = DemoConfig.quick()
+    out = tmp_path / "demo"
+    if kind != "missing":
+        out.mkdir()
+    if kind == "demo-output":
+        (out / "demo_config.json").write_text(
+            json.dumps(cfg.to_dict(), sort_keys=True, indent=2))
+        (out / "runs").mkdir()
+    with pytest.raises(_Started):
+        run_demo(out, cfg, progress=False, log=None)
+    assert (out / "demo_config.json").exists()
