@@ -23,6 +23,13 @@ executes code from the file -- and also accepts what other code bases write:
   ``pytorch_model.bin``), loaded with transformers' ``AutoConfig`` and the class its config
   names (``AutoModel`` otherwise), from the local directory only (``local_files_only=True``).
 
+A file holding more than one candidate state dict with different weights -- several of
+those entries (``{"state_dict": A, "model_state_dict": B}``), or several key prefixes each of
+which fits the model (a Lightning module's ``model.*`` and its EMA copy's ``ema.*`` or
+``ema.module.*``) -- is ambiguous: it is refused with one line listing the candidates, and the
+``state_key`` / ``prefix`` arguments of :func:`load_checkpoint` (``--state-key`` /
+``--prefix``) choose one. Nothing is guessed.
+
 Tied weights (one tensor under two names, e.g. ``lm_head.weight`` and
 ``transformer.wte.weight``) are stored once by safetensors and ``save_pretrained``: a key
 missing from a file because it is tied to a key that is present is accepted.
@@ -302,9 +309,87 @@ def _scalar_meta(obj: Mapping[str, Any], skip: str | None) -> dict:
     }
 
 
-def _extract(obj: Any, path: Path, trust: bool) -> tuple[Any, dict | None, dict]:
-    """Split a loaded object into (state dict or nn.Module, our spec dict or None, meta)."""
+def _n_tensors(value: Any) -> int:
+    return len(value.state_dict()) if isinstance(value, nn.Module) else len(value)
+
+
+def _same_tensors(a: Any, b: Any) -> bool:
+    """Whether two candidate state dicts hold the same names and exactly equal tensors."""
+    if a is b:
+        return True
+    if not (isinstance(a, Mapping) and isinstance(b, Mapping)) or set(a) != set(b):
+        return False
+    return all(
+        a[k].shape == b[k].shape and a[k].dtype == b[k].dtype and torch.equal(a[k], b[k])
+        for k in a
+    )
+
+
+def _distinct(candidates: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """The candidates, less those equal tensor by tensor to an earlier one."""
+    out: list[tuple[str, Any]] = []
+    for name, value in candidates:
+        if not any(_same_tensors(value, kept) for _, kept in out):
+            out.append((name, value))
+    return out
+
+
+_MISSING = object()
+
+
+def _entry(obj: Mapping[str, Any], key: str) -> Any:
+    """``obj[key]``, where a dotted ``key`` may also walk nested dicts (``"ema.module"``)."""
+    if key in obj:
+        return obj[key]
+    parts = key.split(".")
+    for i in range(1, len(parts)):
+        value = obj.get(".".join(parts[:i]))
+        if isinstance(value, Mapping):
+            found = _entry(value, ".".join(parts[i:]))
+            if found is not _MISSING:
+                return found
+    return _MISSING
+
+
+def _chosen_entry(obj: Mapping[str, Any], key: str, path: Path, trust: bool) -> Any:
+    """The state dict under ``state_key``, or a one-line error saying what is there."""
+    value = _entry(obj, key)
+    if value is _MISSING:
+        keys = [str(k) for k in obj]
+        raise LandscapeError(
+            f"checkpoint '{path}' has no entry {key!r} (top-level keys: "
+            f"{_quote(keys) or 'none'}); pass one of them with --state-key (state_key=...), "
+            "or a key prefix inside the state dict with --prefix (prefix=...)"
+        )
+    if _is_state_dict(value) or (trust and isinstance(value, nn.Module)):
+        return value
+    if isinstance(value, Mapping):
+        keys = [str(k) for k in value]
+        raise LandscapeError(
+            f"entry {key!r} of checkpoint '{path}' is not a state dict (its keys: "
+            f"{_quote(keys) or 'none'}); give the dotted path to one with --state-key "
+            f"(state_key=...), e.g. '{key}.{keys[0] if keys else 'state_dict'}'"
+        )
+    raise LandscapeError(
+        f"entry {key!r} of checkpoint '{path}' is a {type(value).__name__}, not a state dict; "
+        "pass the key of a state dict with --state-key (state_key=...)"
+    )
+
+
+def _extract(
+    obj: Any, path: Path, trust: bool, state_key: str | None = None
+) -> tuple[Any, dict | None, dict]:
+    """Split a loaded object into (state dict or nn.Module, our spec dict or None, meta).
+
+    ``state_key`` names the entry holding the state dict; without it, a dict holding several
+    different state dicts under the usual keys (:data:`_STATE_DICT_KEYS`) is refused.
+    """
     if isinstance(obj, nn.Module):  # only reachable with trust=True
+        if state_key is not None:
+            raise LandscapeError(
+                f"checkpoint '{path}' is a pickled module, not a dict of entries; drop "
+                "--state-key (state_key=...)"
+            )
         return obj, None, {}
     if isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT:
         version = obj.get("format_version")
@@ -319,14 +404,37 @@ def _extract(obj: Any, path: Path, trust: bool) -> tuple[Any, dict | None, dict]
                 f"checkpoint '{path}' is a damaged landscape checkpoint (bad 'state_dict' or "
                 "'model' entry); re-save it"
             )
+        if state_key not in (None, "state_dict"):
+            raise LandscapeError(
+                f"checkpoint '{path}' is a landscape checkpoint, with one state dict under "
+                f"'state_dict' (not {state_key!r}); drop --state-key (state_key=...)"
+            )
         return state, None if spec is None else dict(spec), dict(meta)
     if _is_state_dict(obj):
+        if state_key is not None:
+            raise LandscapeError(
+                f"checkpoint '{path}' is a plain state dict (names to tensors, no nested "
+                f"entries such as {state_key!r}); drop --state-key (state_key=...), or choose "
+                "a key prefix with --prefix (prefix=...)"
+            )
         return obj, None, {}
     if isinstance(obj, Mapping):
-        for key in _STATE_DICT_KEYS:
-            value = obj.get(key)
-            if _is_state_dict(value) or (trust and isinstance(value, nn.Module)):
-                return value, None, _scalar_meta(obj, key)
+        if state_key is not None:
+            return _chosen_entry(obj, state_key, path, trust), None, _scalar_meta(obj, None)
+        found = [
+            (key, value)
+            for key in _STATE_DICT_KEYS
+            if _is_state_dict(value := obj.get(key)) or (trust and isinstance(value, nn.Module))
+        ]
+        if len(_distinct(found)) > 1:
+            listed = ", ".join(f"'{k}' ({_n_tensors(v)} tensors)" for k, v in found)
+            raise LandscapeError(
+                f"checkpoint '{path}' holds several state dicts: {listed}; choose one with "
+                "--state-key KEY (state_key=...)"
+            )
+        if found:
+            key, value = found[0]
+            return value, None, _scalar_meta(obj, key)
         keys = [str(k) for k in obj]
         raise LandscapeError(
             f"checkpoint '{path}' holds no state dict (top-level keys: {_quote(keys) or 'none'});"
@@ -339,7 +447,54 @@ def _extract(obj: Any, path: Path, trust: bool) -> tuple[Any, dict | None, dict]
     )
 
 
-def _align_keys(state: Mapping[str, Tensor], target: Mapping[str, Any]) -> dict[str, Tensor]:
+def _under(state: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """The entries whose keys start with ``prefix``, with the prefix stripped."""
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _fits(
+    state: Mapping[str, Tensor], target: Mapping[str, Any], twins: Mapping[str, str]
+) -> bool:
+    """Whether ``state`` holds every tensor of ``target`` (tied twins and BatchNorm step
+    counters may be absent) with the target's shape."""
+    if not target:
+        return False
+    for k, t in target.items():
+        v = state.get(k)
+        if v is None and k in twins:
+            v = state.get(twins[k])
+        if v is None:
+            if k.endswith("num_batches_tracked"):
+                continue
+            return False
+        if tuple(v.shape) != tuple(t.shape):
+            return False
+    return True
+
+
+def _show_prefix(prefix: str, n: int) -> str:
+    return f"'{prefix}' ({n} tensors)" if prefix else f"'' (no prefix, {n} tensors)"
+
+
+def _take(state: Mapping[str, Tensor], prefix: str, fitting: list[str]) -> dict[str, Tensor]:
+    """The entries under ``prefix``, stripped, less those under a longer fitting prefix."""
+    inner = [q for q in fitting if q != prefix and q.startswith(prefix)]
+    return {
+        k[len(prefix):]: v
+        for k, v in state.items()
+        if k.startswith(prefix) and not any(k.startswith(q) for q in inner)
+    }
+
+
+def _align_keys(
+    state: Mapping[str, Tensor],
+    target: Mapping[str, Any],
+    *,
+    path: Path | None = None,
+    prefix: str | None = None,
+    twins: Mapping[str, str] | None = None,
+    outer: str = "",
+) -> dict[str, Tensor]:
     """Strip the leading key components that make ``state`` match the ``target`` keys.
 
     Each candidate prefix (whole dot-separated components, e.g. ``"module."``,
@@ -351,17 +506,52 @@ def _align_keys(state: Mapping[str, Tensor], target: Mapping[str, Any]) -> dict[
     never silently taken for the model. When no prefix gives a single match, pure wrapper
     prefixes (``module.``, ``_orig_mod.``) are stripped so that error messages show the model's
     own key names.
+
+    Where several prefixes each hold a full copy of the model (every target key, with its
+    shape: ``"model."`` and ``"ema."`` of a Lightning module with an EMA copy, ``"model."`` and
+    ``"ema.module."`` with an ``AveragedModel``) with different tensors, and together more
+    than half of the keys, the file is ambiguous: without ``prefix`` that is an error listing
+    them. ``prefix`` chooses one: its keys are taken (less those of longer fitting prefixes
+    inside it), or, if it is not itself a full copy, the keys under it are aligned as above
+    (``"ema."`` of an ``AveragedModel``: ``"module."`` is stripped, ``n_averaged`` dropped).
+    Copies equal tensor by tensor are not ambiguous: the first is taken. ``twins`` maps tied
+    names to each other both ways; ``outer`` is a prefix already stripped (named in messages).
     """
+    twins = dict(twins or {})
     scores: dict[str, int] = {"": sum(k in target for k in state)}
     for key in state:
         parts = key.split(".")
         for i in range(1, len(parts)):
             if ".".join(parts[i:]) in target:
-                prefix = ".".join(parts[:i]) + "."
-                scores[prefix] = scores.get(prefix, 0) + 1
-    for prefix in [p for p in scores if p]:
-        if 2 * sum(k.startswith(prefix) for k in state) < len(state):
-            del scores[prefix]
+                p = ".".join(parts[:i]) + "."
+                scores[p] = scores.get(p, 0) + 1
+    fitting = [p for p in scores if scores[p] and _fits(_under(state, p), target, twins)]
+    if prefix is not None:
+        if prefix in fitting:
+            return _take(state, prefix, fitting)
+        inner = _under(state, prefix)
+        if not inner:
+            heads = list(dict.fromkeys(k.split(".", 1)[0] + "." for k in state))
+            raise LandscapeError(
+                f"no key of checkpoint '{path}' starts with the prefix {prefix!r} (its keys "
+                f"start with {_quote(heads)}); pass one of those with --prefix (prefix=...)"
+            )
+        return _align_keys(inner, target, path=path, twins=twins, outer=prefix)
+    if len(fitting) > 1 and 2 * sum(any(k.startswith(p) for p in fitting) for k in state) > len(
+        state
+    ):
+        taken = [(p, _take(state, p, fitting)) for p in fitting]
+        if len(_distinct([(p, {k: v[k] for k in target if k in v}) for p, v in taken])) > 1:
+            listed = ", ".join(_show_prefix(outer + p, len(v)) for p, v in taken)
+            raise LandscapeError(
+                f"checkpoint '{path}' holds several state dicts that fit the model, under the "
+                f"key prefixes {listed}; choose one with --prefix PREFIX (prefix=...)"
+            )
+        # identical copies: any one of them is the model
+        return min(taken, key=lambda pv: (-scores[pv[0]], len(pv[0])))[1]
+    for p in [p for p in scores if p]:
+        if 2 * sum(k.startswith(p) for k in state) < len(state):
+            del scores[p]
     best = max(scores, key=lambda p: (scores[p], -len(p)))
     if scores[best] == 0:
         out = dict(state)
@@ -480,6 +670,8 @@ def load_checkpoint(
     model: ModelSpec | str | nn.Module | None = None,
     model_kwargs: Mapping[str, Any] | None = None,
     trust: bool = False,
+    state_key: str | None = None,
+    prefix: str | None = None,
 ) -> Checkpoint:
     """Load a checkpoint into a model, safely.
 
@@ -499,6 +691,21 @@ def load_checkpoint(
     trust : bool, default False
         Allow full pickles (``weights_only=False``), e.g. a saved ``nn.Module``. Unpickling
         can execute arbitrary code: only for files from a source you trust.
+    state_key : str, optional
+        The entry of the file that holds the state dict, e.g. ``"state_dict"`` or ``"ema"``;
+        a dotted path walks nested dicts (``"ema.module"``). Needed when the file holds
+        several different state dicts under ``"state_dict"``, ``"model_state_dict"`` and
+        ``"model"``; other entries (``"ema"``, ``"state_dict_ema"``, ...) are only read when
+        named here. CLI: ``--state-key KEY``.
+    prefix : str, optional
+        The key prefix to strip, e.g. ``"model."`` or ``"ema.module."`` (a missing final
+        ``"."`` is added; ``""`` strips nothing); keys outside it are dropped. Needed when
+        several prefixes each hold a full copy of the model with different weights: a
+        Lightning module with ``model.*`` and ``ema.*`` halves, or ``model.*`` with
+        ``ema.module.*`` and ``ema.n_averaged`` (``torch.optim.swa_utils.AveragedModel``).
+        A prefix that is not itself a full copy is stripped and the rest aligned as usual:
+        ``"ema."`` of an ``AveragedModel`` strips ``module.`` and drops its ``n_averaged``
+        counter, which is not a model tensor. CLI: ``--prefix PREFIX``.
 
     Returns
     -------
@@ -511,18 +718,55 @@ def load_checkpoint(
     LandscapeError
         If the file is missing, corrupted or truncated; holds pickled objects and ``trust`` is
         false; carries no architecture and ``model`` is not given; has keys or shapes of a
-        different architecture (the first offending keys are named); or has NaN/inf weights.
+        different architecture (the first offending keys are named); has NaN/inf weights; or
+        is ambiguous and ``state_key`` / ``prefix`` does not choose.
+
+    Notes
+    -----
+    A file is ambiguous when it holds more than one candidate state dict with different
+    weights: several of the usual entries (``{"state_dict": A, "model_state_dict": B}``), or
+    several key prefixes each of which fits the model (``model.*`` and ``ema.*``). Nothing is
+    guessed; the error is one line that lists the candidates::
+
+        checkpoint 'x.pt' holds several state dicts: 'state_dict' (120 tensors),
+        'model_state_dict' (120 tensors); choose one with --state-key KEY (state_key=...)
+
+        checkpoint 'ema.ckpt' holds several state dicts that fit the model, under the key
+        prefixes 'model.' (8 tensors), 'ema.module.' (8 tensors); choose one with --prefix
+        PREFIX (prefix=...)
+
+    and ``state_key="state_dict"`` or ``prefix="ema.module."`` chooses. Files with one
+    candidate load as before, with or without the options.
 
     Examples
     --------
     >>> ckpt = load_checkpoint("runs/mlp/epoch_0030.pt")                 # doctest: +SKIP
     >>> ckpt = load_checkpoint("resnet20.th", model="resnet20")          # doctest: +SKIP
+    >>> ckpt = load_checkpoint("x.pt", model="mlp", state_key="state_dict")  # doctest: +SKIP
+    >>> ckpt = load_checkpoint("ema.ckpt", model="mlp", prefix="ema.module.")  # doctest: +SKIP
     >>> ckpt.model(x), ckpt.meta["test_acc"]                             # doctest: +SKIP
     """
     path = Path(path)
+    for name, value in (("state_key", state_key), ("prefix", prefix)):
+        if value is not None and not isinstance(value, str):
+            raise LandscapeError(
+                f"The '{name}' parameter must be a str or None. Got {type(value).__name__} "
+                "instead."
+            )
+    if state_key == "":
+        raise LandscapeError(
+            "The 'state_key' parameter must name an entry of the checkpoint. Got '' instead."
+        )
+    if prefix and not prefix.endswith("."):
+        prefix += "."
     if not path.exists():
         raise LandscapeError(f"checkpoint '{path}' does not exist; check the path")
     if path.is_dir() and (path / "config.json").is_file():
+        if state_key is not None or prefix is not None:
+            raise LandscapeError(
+                f"'{path}' is a HuggingFace model directory, loaded as saved; drop --state-key"
+                " / --prefix (state_key=..., prefix=...)"
+            )
         return _load_hf_dir(path, model, model_kwargs)
     if not path.is_file():
         raise LandscapeError(
@@ -533,18 +777,27 @@ def load_checkpoint(
         raise LandscapeError(f"checkpoint '{path}' is empty; re-save or re-download it")
     sha = file_sha256(path)
     if path.suffix == ".safetensors":
+        if state_key is not None:
+            raise LandscapeError(
+                f"checkpoint '{path}' is a safetensors file, one flat state dict; drop "
+                "--state-key (state_key=...), or choose a key prefix with --prefix (prefix=...)"
+            )
         loaded, saved_spec, meta = _safetensors_load(path), None, {}
         if model is None and (path.parent / "config.json").is_file():
             model = _hf_model(path.parent, build=True)
     else:
-        loaded, saved_spec, meta = _extract(_torch_load(path, trust), path, trust)
+        loaded, saved_spec, meta = _extract(_torch_load(path, trust), path, trust, state_key)
 
     net, spec = _resolve_model(model, model_kwargs, saved_spec, loaded, path)
     if not isinstance(net, nn.Module):
         raise LandscapeError(f"building the model for '{path}' did not give an nn.Module")
     source = loaded.state_dict() if isinstance(loaded, nn.Module) else loaded
     target = net.state_dict()
-    state = _fill_tied(_align_keys(source, target), net)
+    tied = tied_aliases(net, "states")
+    twins = {**tied, **{canonical: alias for alias, canonical in tied.items()}}
+    state = _fill_tied(
+        _align_keys(source, target, path=path, prefix=prefix, twins=twins), net
+    )
     for k in target:  # old BatchNorm checkpoints lack the (unused) step counter
         if k not in state and k.endswith("num_batches_tracked"):
             state[k] = target[k]
