@@ -215,6 +215,7 @@ def assert_one_line_error(code: int, out: str, err: str, fragment: str, command:
 
 
 S = ["surface", "mlp.pt"]
+C = ["compare", "s.h5", "s.h5", "--names", "a,b", "--eps", "1"]
 T = ["train", "--model", "mlp", "--epochs", "1", "--subset", "50", "--no-progress"]
 
 # (id, argv, a fragment the message must contain)
@@ -437,6 +438,11 @@ CASES = [
     ("train-data-wrong-input-shape", [*T, "--data", "tests._bad_data:cifar_like",
                                       "--model-kwargs", '{"in_features": 64}', "--out",
                                       "newrun"], "expects inputs with 64 features"),
+    # compare --checkpoints: checked before any progress output
+    ("compare-checkpoint-missing", [*C, "--checkpoints", "mlp.pt,missing.pt"], "missing.pt"),
+    ("compare-checkpoint-not-the-surfaces", [*C, "--checkpoints", "mlp.pt,mlp_b.pt"],
+     "checkpoint 'mlp_b.pt' given for 'b' is not the one 's.h5' was computed at"),
+    ("compare-checkpoint-garbage", [*C, "--checkpoints", ",garbage.pt"], "corrupted"),
     # demo: an existing directory that is neither empty nor a demo output is never written
     ("demo-out-is-a-training-run", ["demo", "--quick", "--out", "oldrun", "--no-progress"],
      "The 'out_dir' parameter must be an empty directory or a demo output (with "

@@ -15,6 +15,7 @@ from ..metrics import eps_sharpness_from_surface
 from ._utils import plain
 from .numbers import (
     hessian_numbers,
+    load_model_source,
     model_numbers,
     needs_origin_metrics,
     network_numbers,
@@ -197,6 +198,11 @@ def compare(
                   "basin_threshold": basin_threshold, "ratio_threshold": ratio_threshold,
                   "array": array}
     need = {r.name: needs_origin_metrics(r.surface) for r in results if r.name in sources}
+    # load and check every checkpoint and its data before any progress output, so that a bad
+    # one is refused with one line
+    loaded = {r.name: load_model_source(r, sources[r.name], trust=trust,
+                                        need_origin=need[r.name])
+              for r in results if r.name in sources}
     table: dict[str, dict[str, Any]] = {}
     censored: dict[str, tuple[str, ...]] = {}
     networks: dict[str, Any] = {}
@@ -219,7 +225,7 @@ def compare(
             if r.name in sources:
                 bar.set_postfix_str(f"{r.name}: loading, then ascent sharpness")
                 from_model, ckpt_info = model_numbers(
-                    r, sources[r.name], ascent_eps=ascent_eps, steps=ascent_steps,
+                    r, loaded[r.name], ascent_eps=ascent_eps, steps=ascent_steps,
                     batch_size=batch_size, trust=trust, device=device,
                     need_origin=need[r.name], adaptive_rho=adaptive_rho, tick=tick)
             row, cens, more = network_numbers(r, eps=eps, basin_threshold=basin_threshold,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,8 @@ from ..surface import Surface
 from .results import NetworkResults
 
 __all__ = ["ERROR_KEYS", "METRIC_KEYS", "SECTION_DEFINITIONS", "SPREAD_KEYS", "network_numbers",
-           "model_numbers", "curvature_numbers", "hessian_numbers", "origin_errors",
+           "LoadedModel", "load_model_source", "model_numbers", "curvature_numbers",
+           "hessian_numbers", "origin_errors",
            "section_numbers", "spread_numbers", "subset_numbers", "surface_numbers",
            "HESSIAN_KEYS"]
 
@@ -196,12 +198,27 @@ def _resolve_loss(name: Any) -> Any:
         ) from exc
 
 
-def model_numbers(res: NetworkResults, source: Any, *, ascent_eps: float, steps: int,
-                  batch_size: int, trust: bool, device: Any, need_origin: bool,
-                  adaptive_rho: float = 0.01, adaptive_samples: int = 20,
-                  tick: Callable[[str], None] | None = None
-                  ) -> tuple[dict[str, float | None], dict[str, Any]]:
-    """Ascent sharpness (and, when the surface lacks them, metrics at θ*) from a model.
+@dataclass
+class LoadedModel:
+    """A network at θ* loaded and checked for :func:`model_numbers` (see
+    :func:`load_model_source`)."""
+
+    model: Any
+    info: dict[str, Any]
+    spec: Any
+    loss: Any
+    train: Any
+    test: Any = None
+
+
+def load_model_source(res: NetworkResults, source: Any, *, trust: bool,
+                      need_origin: bool = False) -> LoadedModel:
+    """Load and check the network at θ* of ``res`` and the data it is evaluated on.
+
+    Everything that can fail on a bad input (an unreadable checkpoint, one that is not the
+    one the surface was computed at, an unknown data spec or loss, data that cannot be
+    loaded) fails here, so that :func:`~landscape.report.compare` refuses it before any
+    progress output.
 
     Parameters
     ----------
@@ -209,30 +226,21 @@ def model_numbers(res: NetworkResults, source: Any, *, ascent_eps: float, steps:
         The network's results (its surface recipe names the data, loss and checkpoint hash).
     source : path, Checkpoint or nn.Module
         The network at θ*.
-    tick : callable, optional
-        Called with a label after each long step (loading, ascent, evaluation): progress.
+    trust : bool
+        Allow checkpoints that are full pickles.
+    need_origin : bool, default=False
+        Also load the test split (for the metrics at θ*).
 
     Returns
     -------
-    numbers : dict
-        ``eps_sharpness_ascent``, ``adaptive_sharpness`` (worst case, l-inf ball of radius
-        ``adaptive_rho`` relative to every weight, ``steps`` ascent steps) and
-        ``adaptive_sharpness_avg`` (average over ``adaptive_samples`` Gaussian perturbations
-        of relative size ``adaptive_rho``), see :mod:`landscape.sharpness`; with
-        ``need_origin``, ``{train,test}_{loss,acc}`` and ``{train,test}_loss_se``.
-    checkpoint : dict
-        What the checkpoint says about itself: ``path``, ``sha256``, ``training`` (the
-        training config of its run), ``seed``, ``epoch`` (entries it does not hold are left
-        out; empty for a module).
+    LoadedModel
     """
     from torch import nn
 
     from ..checkpoints import Checkpoint, load_checkpoint
     from ..data import DataSpec, load_data
-    from ..evaluation import Evaluator
     from ..models import ModelSpec
 
-    done = tick or (lambda label: None)
     recipe = dict(res.surface.recipe) if res.surface is not None and \
         isinstance(res.surface.recipe, Mapping) else {}
     ckpt = None
@@ -267,7 +275,47 @@ def model_numbers(res: NetworkResults, source: Any, *, ascent_eps: float, steps:
         )
     spec = DataSpec.from_dict(data_d)
     loss = _resolve_loss(recipe.get("loss", "cross_entropy"))
-    train = load_data(spec, "train")
+    return LoadedModel(model=model, info=info, spec=spec, loss=loss,
+                       train=load_data(spec, "train"),
+                       test=load_data(spec, "test") if need_origin else None)
+
+
+def model_numbers(res: NetworkResults, source: Any, *, ascent_eps: float, steps: int,
+                  batch_size: int, trust: bool, device: Any, need_origin: bool,
+                  adaptive_rho: float = 0.01, adaptive_samples: int = 20,
+                  tick: Callable[[str], None] | None = None
+                  ) -> tuple[dict[str, float | None], dict[str, Any]]:
+    """Ascent sharpness (and, when the surface lacks them, metrics at θ*) from a model.
+
+    Parameters
+    ----------
+    res : NetworkResults
+        The network's results (its surface recipe names the data, loss and checkpoint hash).
+    source : path, Checkpoint, nn.Module or LoadedModel
+        The network at θ* (a :class:`LoadedModel` from :func:`load_model_source` is used as
+        it is).
+    tick : callable, optional
+        Called with a label after each long step (loading, ascent, evaluation): progress.
+
+    Returns
+    -------
+    numbers : dict
+        ``eps_sharpness_ascent``, ``adaptive_sharpness`` (worst case, l-inf ball of radius
+        ``adaptive_rho`` relative to every weight, ``steps`` ascent steps) and
+        ``adaptive_sharpness_avg`` (average over ``adaptive_samples`` Gaussian perturbations
+        of relative size ``adaptive_rho``), see :mod:`landscape.sharpness`; with
+        ``need_origin``, ``{train,test}_{loss,acc}`` and ``{train,test}_loss_se``.
+    checkpoint : dict
+        What the checkpoint says about itself: ``path``, ``sha256``, ``training`` (the
+        training config of its run), ``seed``, ``epoch`` (entries it does not hold are left
+        out; empty for a module).
+    """
+    from ..evaluation import Evaluator
+
+    done = tick or (lambda label: None)
+    loaded = source if isinstance(source, LoadedModel) else \
+        load_model_source(res, source, trust=trust, need_origin=need_origin)
+    model, loss, train = loaded.model, loaded.loss, loaded.train
     done(f"{res.name}: model and data loaded")
     out: dict[str, float | None] = {
         "eps_sharpness_ascent": eps_sharpness_ascent(
@@ -283,14 +331,19 @@ def model_numbers(res: NetworkResults, source: Any, *, ascent_eps: float, steps:
     out["adaptive_sharpness_avg_se"] = avg.stderr  # Monte-Carlo error over the samples
     done(f"{res.name}: ascent and adaptive sharpness")
     if need_origin:
-        ev = Evaluator(model, {"train": train, "test": load_data(spec, "test")}, loss=loss,
+        test = loaded.test
+        if test is None:  # a LoadedModel loaded without the test split
+            from ..data import load_data
+
+            test = load_data(loaded.spec, "test")
+        ev = Evaluator(model, {"train": train, "test": test}, loss=loss,
                        batch_size=batch_size, device=device)
         for split, m in ev.evaluate_loaded().items():
             out[f"{split}_loss"] = m.loss
             out[f"{split}_loss_se"] = m.loss_se
             out[f"{split}_acc"] = m.accuracy
         done(f"{res.name}: loss and accuracy at θ*")
-    return out, info
+    return out, loaded.info
 
 
 def surface_numbers(s: Surface, name: str, *, eps: float, basin_threshold: float, array: str,
