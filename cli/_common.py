@@ -31,7 +31,11 @@ def examples(*lines: str) -> str:
     return "examples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
-def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
+def add_checkpoint_args(p: argparse.ArgumentParser, *, selection_unused: str | None = None
+                        ) -> None:
+    """--model, --model-kwargs, --trust-checkpoint, and --state-key / --prefix (which entry
+    and key prefix of an ambiguous checkpoint hold the model); ``selection_unused``: the reason
+    why a command cannot take the last two (listed with it, refused when given)."""
     g = p.add_argument_group("model and checkpoint")
     g.add_argument("--model", metavar="NAME",
                    help="architecture (registry name or package.module:factory); default: the "
@@ -41,6 +45,22 @@ def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--trust-checkpoint", action="store_true",
                    help="allow checkpoints that are full pickles (they can run code when "
                         "loaded); only for files you trust")
+    if selection_unused is not None:
+        _not_applicable(g, "--state-key", selection_unused)
+        _not_applicable(g, "--prefix", f"as for --state-key: {selection_unused}")
+        return
+    g.add_argument("--state-key", metavar="KEY",
+                   help="the entry of the checkpoint holding the state dict, e.g. state_dict "
+                        "or ema (dotted path for nested dicts); needed when it holds several")
+    g.add_argument("--prefix", metavar="PREFIX",
+                   help="the key prefix to strip, e.g. model. or ema.module.; needed when "
+                        "several prefixes each hold the model (a Lightning EMA copy)")
+
+
+def checkpoint_selection(args: argparse.Namespace) -> dict[str, str | None]:
+    """The --state-key / --prefix options as keyword arguments of ``load_checkpoint``."""
+    return {"state_key": getattr(args, "state_key", None),
+            "prefix": getattr(args, "prefix", None)}
 
 
 def add_data_args(p: argparse.ArgumentParser, *, default_from_checkpoint: bool = True) -> None:
@@ -167,7 +187,8 @@ def model_arg(args: argparse.Namespace) -> ModelSpec | None:
 
 def load_ckpt(args: argparse.Namespace, path: str) -> Checkpoint:
     """Load a checkpoint with the --model / --model-kwargs / --trust-checkpoint options."""
-    return load_checkpoint(path, model=model_arg(args), trust=args.trust_checkpoint)
+    return load_checkpoint(path, model=model_arg(args), trust=args.trust_checkpoint,
+                           **checkpoint_selection(args))
 
 
 def data_spec(args: argparse.Namespace, ckpt: Checkpoint | None = None) -> DataSpec:
