@@ -18,6 +18,7 @@ from ._common import (
     add_compute_args,
     add_data_args,
     check_device,
+    checkpoint_selection,
     data_spec,
     default_out,
     dtype_arg,
@@ -104,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
     with_loss = {r.GROUP for w, r in results.items() if w in USES_LOSS} | {"gradflow_init"}
     init = _init_checkpoint(args.checkpoint) if "gradflow" in what else None
     if init is not None:
-        model0 = load_checkpoint(init, model=model, trust=args.trust_checkpoint).model
+        model0 = load_checkpoint(init, model=model, trust=args.trust_checkpoint,
+                                 **checkpoint_selection(args)).model
         res0, _ = run_analyses(model0.to(args.device, dtype_arg(args)), sets["train"],
                                ["gradflow"], blocks=args.blocks, seed=args.seed, loss=loss)
         groups["gradflow_init"] = res0["gradflow"].to_group()

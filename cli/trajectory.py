@@ -69,7 +69,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-partial", action="store_true",
                    help="use an unfinished run (still training, killed or diverged) as it is; "
                         "by default it is refused (resume it with the same 'landscape train')")
-    add_checkpoint_args(p)
+    add_checkpoint_args(p, selection_unused="TrajectoryPCA.fit reads the checkpoints and "
+                        "takes no state key or prefix yet")
     s = p.add_argument_group("surface on the PCA plane")
     s.add_argument("--surface", action="store_true", help="also compute the loss surface")
     s.add_argument("--x", metavar="MIN:MAX:NUM",
