@@ -455,3 +455,190 @@ def test_lightning_run_is_ordered_by_recorded_epoch_and_step(tmp_path: Path, net
     torch.save(sd, tmp_path / "lightning_logs" / "version_0" / "x.ckpt")
     with pytest.raises(LandscapeError, match="2 directories"):
         list_lightning_checkpoints(tmp_path / "lightning_logs")
+
+
+# ------------------------------------------------------- ambiguous files: state_key and prefix
+
+
+def _nets() -> tuple[nn.Module, nn.Module]:
+    """Two models of SPEC with different weights (A: the model, B: e.g. its EMA copy)."""
+    torch.manual_seed(10)
+    a = SPEC.build()
+    torch.manual_seed(11)
+    b = SPEC.build()
+    return a, b
+
+
+def _exactly(model: nn.Module, expected: nn.Module) -> bool:
+    got, want = model.state_dict(), expected.state_dict()
+    assert list(got) == list(want)
+    return all(torch.equal(got[k], want[k]) for k in want)
+
+
+def _ema_layouts(a: nn.Module, b: nn.Module) -> dict[str, dict[str, Tensor]]:
+    """Lightning state dicts holding model A under ``model.`` and an EMA copy B."""
+    from torch.optim.swa_utils import AveragedModel
+
+    averaged = AveragedModel(b)  # keys "n_averaged" and "module.*"
+    return {
+        "ema.": {**_prefixed(_sd(a), "model."), **_prefixed(_sd(b), "ema.")},
+        "ema.module.": {**_prefixed(_sd(a), "model."), **_prefixed(averaged.state_dict(), "ema.")},
+    }
+
+
+def test_several_state_dict_entries_are_refused_and_chosen(tmp_path: Path) -> None:
+    a, b = _nets()
+    path = tmp_path / "x.pt"
+    torch.save({"state_dict": _sd(a), "model_state_dict": _sd(b), "epoch": 4}, path)
+    with pytest.raises(LandscapeError) as err:
+        load_checkpoint(path, model=SPEC)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert (f"checkpoint '{path}' holds several state dicts: 'state_dict' (8 tensors), "
+            "'model_state_dict' (8 tensors); choose one with --state-key KEY (state_key=...)"
+            == msg)
+    ckpt = load_checkpoint(path, model=SPEC, state_key="state_dict")
+    assert _exactly(ckpt.model, a) and ckpt.meta == {"epoch": 4}
+    assert _exactly(load_checkpoint(path, model=SPEC, state_key="model_state_dict").model, b)
+    # the same tensors under two keys are not ambiguous
+    torch.save({"state_dict": _sd(a), "model": _sd(a)}, path)
+    assert _exactly(load_checkpoint(path, model=SPEC).model, a)
+
+
+def test_state_key_walks_nested_dicts_and_other_entries(tmp_path: Path) -> None:
+    a, b = _nets()
+    path = tmp_path / "n.pt"
+    torch.save({"model": _sd(a), "ema": {"module": _sd(b)}, "state_dict_ema": _sd(b)}, path)
+    assert _exactly(load_checkpoint(path, model=SPEC).model, a)  # as before: "model"
+    assert _exactly(load_checkpoint(path, model=SPEC, state_key="ema.module").model, b)
+    assert _exactly(load_checkpoint(path, model=SPEC, state_key="state_dict_ema").model, b)
+    with pytest.raises(LandscapeError, match=r"entry 'ema' .* is not a state dict \(its keys: "
+                                             r"'module'\).*e\.g\. 'ema\.module'"):
+        load_checkpoint(path, model=SPEC, state_key="ema")
+    with pytest.raises(LandscapeError, match=r"has no entry 'nope' \(top-level keys: 'model', "
+                                             r"'ema', 'state_dict_ema'\)"):
+        load_checkpoint(path, model=SPEC, state_key="nope")
+    torch.save({"state_dict": _sd(a), "epoch": 3}, path)
+    with pytest.raises(LandscapeError, match="entry 'epoch' .* is a int, not a state dict"):
+        load_checkpoint(path, model=SPEC, state_key="epoch")
+
+
+def test_state_key_on_files_with_one_state_dict(tmp_path: Path) -> None:
+    a, _ = _nets()
+    save_checkpoint(tmp_path / "own.pt", a, SPEC)
+    assert _exactly(load_checkpoint(tmp_path / "own.pt", state_key="state_dict").model, a)
+    with pytest.raises(LandscapeError, match="landscape checkpoint.*drop --state-key"):
+        load_checkpoint(tmp_path / "own.pt", state_key="ema")
+    torch.save(_sd(a), tmp_path / "raw.pt")
+    with pytest.raises(LandscapeError, match="plain state dict.*drop --state-key.*--prefix"):
+        load_checkpoint(tmp_path / "raw.pt", model=SPEC, state_key="state_dict")
+    from safetensors.torch import save_file
+
+    save_file(_sd(a), tmp_path / "w.safetensors")
+    with pytest.raises(LandscapeError, match="safetensors file.*drop --state-key"):
+        load_checkpoint(tmp_path / "w.safetensors", model=SPEC, state_key="state_dict")
+    for bad in ({"state_key": 3}, {"prefix": ["model."]}, {"state_key": ""}):
+        with pytest.raises(LandscapeError, match="parameter must"):
+            load_checkpoint(tmp_path / "raw.pt", model=SPEC, **bad)
+
+
+@pytest.mark.parametrize("ema", ["ema.", "ema.module."])
+def test_model_and_ema_prefixes_are_refused_and_chosen(tmp_path: Path, ema: str) -> None:
+    a, b = _nets()
+    path = tmp_path / "ema.ckpt"
+    torch.save({"epoch": 5, "global_step": 50, "state_dict": _ema_layouts(a, b)[ema]}, path)
+    with pytest.raises(LandscapeError) as err:
+        load_checkpoint(path, model=SPEC)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert msg == (f"checkpoint '{path}' holds several state dicts that fit the model, under "
+                   f"the key prefixes 'model.' (8 tensors), '{ema}' (8 tensors); choose one "
+                   "with --prefix PREFIX (prefix=...)")
+    ckpt = load_checkpoint(path, model=SPEC, prefix="model.")
+    assert _exactly(ckpt.model, a) and ckpt.meta == {"epoch": 5, "global_step": 50}
+    assert _exactly(load_checkpoint(path, model=SPEC, prefix="model").model, a)  # "." added
+    assert _exactly(load_checkpoint(path, model=SPEC, prefix=ema).model, b)
+    # AveragedModel: "ema." strips its "module." and drops its n_averaged counter
+    assert _exactly(load_checkpoint(path, model=SPEC, prefix="ema.").model, b)
+    assert _exactly(load_checkpoint(path, model=SPEC, prefix="ema",
+                                    state_key="state_dict").model, b)
+    with pytest.raises(LandscapeError, match=r"no key .* starts with the prefix 'emma\.' \(its "
+                                             r"keys start with 'model\.', 'ema\.'\)"):
+        load_checkpoint(path, model=SPEC, prefix="emma.")
+    with pytest.raises(LandscapeError, match="has no entry 'ema' .*--prefix"):
+        load_checkpoint(path, model=SPEC, state_key="ema")
+
+
+def test_unprefixed_model_with_a_prefixed_copy(tmp_path: Path) -> None:
+    a, b = _nets()
+    path = tmp_path / "c.pt"
+    torch.save({**_sd(a), **_prefixed(_sd(b), "ema.")}, path)
+    with pytest.raises(LandscapeError, match=r"prefixes '' \(no prefix, 8 tensors\), 'ema\.' "
+                                             r"\(8 tensors\); choose one with --prefix"):
+        load_checkpoint(path, model=SPEC)
+    assert _exactly(load_checkpoint(path, model=SPEC, prefix="").model, a)
+    assert _exactly(load_checkpoint(path, model=SPEC, prefix="ema.").model, b)
+
+
+def test_identical_copies_and_lone_averaged_model_load_as_before(tmp_path: Path) -> None:
+    from torch.optim.swa_utils import AveragedModel
+
+    a, b = _nets()
+    path = tmp_path / "c.pt"
+    # an EMA copy equal to the model (e.g. saved at step 0) is not ambiguous
+    torch.save({"state_dict": {**_prefixed(_sd(a), "model."), **_prefixed(_sd(a), "ema.")}},
+               path)
+    assert _exactly(load_checkpoint(path, model=SPEC).model, a)
+    torch.save({**_sd(a), **_prefixed(_sd(a), "ema.")}, path)
+    assert _exactly(load_checkpoint(path, model=SPEC).model, a)
+    # an AveragedModel saved on its own: "module." stripped, n_averaged dropped (as before)
+    torch.save(AveragedModel(b).state_dict(), path)
+    assert _exactly(load_checkpoint(path, model=SPEC).model, b)
+
+
+def test_two_fitting_submodules_of_another_network_still_do_not_fit(tmp_path: Path) -> None:
+    # blocks.0.linear and blocks.1.linear each fit a Linear(8, 8): 4 of the 8 keys, not the
+    # file's model -- refused as before, not offered as a choice; an explicit prefix takes one.
+    a, _ = _nets()
+    torch.save(_sd(a), tmp_path / "m.pt")
+    with pytest.raises(LandscapeError, match="does not fit the model"):
+        load_checkpoint(tmp_path / "m.pt", model=nn.Linear(8, 8))
+    lin = load_checkpoint(tmp_path / "m.pt", model=nn.Linear(8, 8), prefix="blocks.1.linear.")
+    assert torch.equal(lin.model.weight, a.state_dict()["blocks.1.linear.weight"])
+
+
+def test_cli_refuses_an_ambiguous_file_then_loads_the_chosen_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import landscape.cli._common as common
+    from landscape.cli.main import main
+
+    a, b = _nets()
+    torch.save({"state_dict": _sd(a), "model_state_dict": _sd(b)}, tmp_path / "two.pt")
+    torch.save({"state_dict": _ema_layouts(a, b)["ema.module."]}, tmp_path / "ema.ckpt")
+    monkeypatch.chdir(tmp_path)
+    loaded: list[Checkpoint] = []
+
+    def spy(*args, **kwargs) -> Checkpoint:
+        loaded.append(load_checkpoint(*args, **kwargs))
+        return loaded[-1]
+
+    monkeypatch.setattr(common, "load_checkpoint", spy)
+    base = ["--model", "mlp", "--model-kwargs", '{"width": 8, "depth": 2}', "--top-k", "1",
+            "--subset", "20", "--no-progress"]
+    for name, flag, value, expected in [("two.pt", "--state-key", "state_dict", a),
+                                        ("ema.ckpt", "--prefix", "ema.module.", b)]:
+        capsys.readouterr()
+        assert main(["hessian", name, *base, "--out", "h.h5", "--overwrite"]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1
+        assert err.startswith("landscape hessian: error: ") and f"choose one with {flag}" in err
+        listed = ("'state_dict' (8 tensors), 'model_state_dict' (8 tensors)" if name == "two.pt"
+                  else "'model.' (8 tensors), 'ema.module.' (8 tensors)")
+        assert listed in err
+        loaded.clear()
+        assert main(["hessian", name, *base, flag, value, "--out", "h.h5", "--overwrite"]) == 0
+        assert len(loaded) == 1 and _exactly(loaded[0].model, expected)
+    # a command that cannot take the options lists them and refuses them
+    assert main(["trajectory", "run", "--prefix", "ema."]) == 2
+    assert "--prefix does not apply to 'landscape trajectory'" in capsys.readouterr().err
