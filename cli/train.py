@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from landscape.data import DataSpec, load_data
+from landscape.data import DataSpec, as_tensor_data, load_data
 from landscape.errors import LandscapeError
 from landscape.models import ModelSpec, adapt_to_data, parse_model_kwargs, skip_switch
 from landscape.training import TrainConfig, train
@@ -29,7 +29,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "checkpoints (epoch 0 = initialisation) and run.json into --out. A run "
                     "that was killed or interrupted resumes from its last checkpoint when the "
                     "same command is run again (the result is bit-identical to an "
-                    "uninterrupted run); a complete run is left as it is.",
+                    "uninterrupted run); a complete run is left as it is. A custom loader "
+                    "that returns a Dataset or DataLoader of (x, y) pairs is read into "
+                    "memory once (it must be finite -- one without a length needs --subset -- "
+                    "and fit 512 MiB) and shuffled by --seed like any in-memory data.",
         epilog=examples(
             "landscape train --model mlp --epochs 20 --out runs/mlp",
             "landscape train --model resnet20 --plain --lr 0.01 --out runs/plain20",
@@ -93,8 +96,10 @@ def run(args: argparse.Namespace) -> int:
         nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule,
         seed=args.seed, save_every=args.save_every,
     )
-    # input channels, image size, classes, ... from the data unless given; recorded in the spec
-    spec = adapt_to_data(spec, load_data(data, "train"))
+    # input channels, image size, classes, ... from the data unless given; recorded in the spec.
+    # Streamed data (a Dataset or DataLoader of a custom loader) are trained on in memory: a
+    # finite stream of (x, y) pairs is read once (train() does the same), others refused here.
+    spec = adapt_to_data(spec, as_tensor_data(load_data(data, "train")))
     model = spec.build() if spec.kwargs != kwargs else model
     # fail fast on missing or unsuitable data, before train() creates --out
     load_datasets(data, ["train"], model)

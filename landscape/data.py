@@ -41,7 +41,12 @@ Data sets are named by a :class:`DataSpec` (or just its name):
     ``(x, y)`` pairs whose size is at most :data:`DEVICE_BUDGET` is read once into a
     :class:`TensorData` (preallocated, each item copied in once); anything else becomes a
     :class:`StreamData`, read batch by batch. ``subset`` picks its indices before anything
-    is read, so only the chosen items are loaded.
+    is read, so only the chosen items are loaded. An iterable Dataset (or a DataLoader over
+    one) without ``__len__`` may never end: it needs ``subset`` (CLI ``--subset``), which
+    then keeps its first ``subset`` samples. A DataLoader that shuffles or drops its last
+    batch (a training loader) is read in order and whole: the landscape quantities are means
+    over the full data, which do not depend on the order. Inputs (and float targets) must be
+    finite: a NaN or inf is refused naming the split and the sample (streams as they are read).
 
 Nothing is ever downloaded.
 
@@ -90,6 +95,9 @@ __all__ = [
     "as_data",
     "sample_count",
     "has_class_targets",
+    "check_finite",
+    "as_tensor_data",
+    "model_vocab_size",
     "DataSpec",
     "load_data",
     "load_splits",
@@ -123,6 +131,8 @@ class TensorData:
     n_classes : int or None, default=None
         The number of classes when it is known from the data set (10 for digits, CIFAR-10 and
         MNIST), so that a small subset keeps it; when ``None`` it is inferred from ``y``.
+    split : str or None, default=None
+        The split (``"train"``, ``"test"``) it was loaded as, named in messages.
 
     Attributes
     ----------
@@ -140,6 +150,7 @@ class TensorData:
     y: Tensor
     name: str
     n_classes: int | None = None
+    split: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.x, Tensor) or not isinstance(self.y, Tensor):
@@ -210,7 +221,8 @@ class TensorData:
         idx = torch.randperm(len(self), generator=gen)[:n].sort().values
         idx = idx.to(self.x.device)
         return TensorData(
-            self.x[idx], self.y[idx.to(self.y.device)], self.name, n_classes=self.num_classes
+            self.x[idx], self.y[idx.to(self.y.device)], self.name, n_classes=self.num_classes,
+            split=self.split,
         )
 
     def batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
@@ -349,7 +361,11 @@ def load_data(spec: DataSpec | str, split: str = "train") -> TensorData | Stream
     Raises
     ------
     LandscapeError
-        For an unknown name, missing or malformed files, a failing custom loader or bad options.
+        For an unknown name, missing or malformed files, a failing custom loader or bad options;
+        for a NaN or infinite input (or float target) of a custom loader, naming the split and
+        the first such sample (streamed data are checked batch by batch as they are read);
+        and for a streamed Dataset of unknown length (no ``__len__``: an iterable Dataset may
+        never end) without ``spec.subset``, which then bounds it to its first samples.
     """
     spec = _as_spec(spec)
     split = check_option("split", split, _SPLITS)
@@ -359,14 +375,15 @@ def load_data(spec: DataSpec | str, split: str = "train") -> TensorData | Stream
     elif _CUSTOM_NAME.match(spec.name):
         data = _load_custom(spec, split)
         if isinstance(data, StreamData):
-            return data  # subset already applied before loading
+            return data  # subset already applied before loading; batches checked as read
+        check_finite(data.x, data.y, _where(spec.name, split))
     else:
         names = ", ".join(repr(n) for n in available_datasets())
         raise LandscapeError(
             f"The 'dataset' parameter must be one of {{{names}}} or 'package.module:function' "
             f"naming your own loader. Got {spec.name!r} instead."
         )
-    return data.subset(spec.subset)
+    return dataclasses.replace(data, split=split).subset(spec.subset)
 
 
 def load_splits(spec: DataSpec | str) -> tuple[TensorData | StreamData,
@@ -695,16 +712,80 @@ def _as_targets(y: Any, name: str) -> Tensor:
     return t.to(torch.int64)
 
 
-def _read_dataset(ds: Any, spec: DataSpec) -> TensorData | StreamData:
+def _bounded(stream: StreamData, spec: DataSpec) -> StreamData:
+    """``stream`` reduced to ``spec.subset``; a stream of unknown length needs that bound."""
+    if stream.length is None and spec.subset is None:
+        raise LandscapeError(
+            f"{_where(spec.name, stream.split)} is streamed with no known length (an iterable "
+            "Dataset without __len__, which may never end); set the 'subset' parameter to "
+            "read its first N samples, or give the Dataset a __len__"
+        )
+    return stream.subset(spec.subset)
+
+
+def _where(name: str, split: str | None) -> str:
+    """How messages name a data set: ``"The train split of 'mod:fn'"``."""
+    return f"The {split} split of {name!r}" if split else f"Dataset {name!r}"
+
+
+def _first_nonfinite(t: Any) -> tuple[int, float] | None:
+    """The first sample (row) of a floating tensor holding a NaN or inf, and that value."""
+    if not isinstance(t, Tensor) or not (t.is_floating_point() or t.is_complex()):
+        return None
+    if t.ndim == 0 or t.shape[0] == 0:
+        return None
+    bad = ~torch.isfinite(t)
+    if not bool(bad.any()):
+        return None
+    row = int(bad.reshape(t.shape[0], -1).any(1).nonzero()[0, 0])
+    value = t[row][bad[row]].reshape(-1)[0]
+    return row, float(value.real if value.is_complex() else value)
+
+
+def check_finite(x: Any, y: Any, where: str, *, rows: Any = None, offset: int = 0) -> None:
+    """Refuse NaN or infinite inputs ``x`` (and float targets ``y``): one NaN input makes
+    every loss of a landscape NaN.
+
+    Parameters
+    ----------
+    x, y : Tensor or batch parts
+        Inputs and targets, one sample per row (``y`` may be ``None``).
+    where : str
+        The data set as messages name it (``"The train split of 'mod:fn'"``).
+    rows : sequence of int, optional
+        The data set's sample index of each row (a subset's indices); default row + ``offset``.
+    offset : int, default=0
+        Index of the first row (a streamed batch's position).
+
+    Raises
+    ------
+    LandscapeError
+        Naming the first offending sample and its value.
+    """
+    for kind, t in (("input", x), ("target", y)):
+        found = _first_nonfinite(t)
+        if found is None:
+            continue
+        row, value = found
+        index = offset + row
+        if rows is not None:
+            index = int(rows[index])
+        raise LandscapeError(
+            f"{where} has a non-finite {kind} in sample {index} ({value}); one such sample "
+            "makes the loss non-finite at every point: remove or repair these samples"
+        )
+
+
+def _read_dataset(ds: Any, spec: DataSpec, split: str | None = None) -> TensorData | StreamData:
     """A map-style Dataset of fixed-shape ``(x, y)`` pairs within :data:`DEVICE_BUDGET` as a
     TensorData (only the ``subset`` items are read, each copied once into preallocated
     tensors); anything else as a StreamData."""
     from torch.utils.data import IterableDataset
 
     name = spec.name
-    stream = StreamData(ds, name)
+    stream = StreamData(ds, name, split=split)
     if isinstance(ds, IterableDataset) or not hasattr(ds, "__len__"):
-        return stream.subset(spec.subset)
+        return _bounded(stream, spec)
     n_all = len(ds)
     if n_all == 0:
         raise LandscapeError(f"dataset {name!r} returned an empty Dataset")
@@ -715,7 +796,7 @@ def _read_dataset(ds: Any, spec: DataSpec) -> TensorData | StreamData:
     first = ds[idx[0]]
     if not isinstance(first, tuple | list) or len(first) != 2:
         if isinstance(first, Mapping):
-            return stream.subset(spec.subset)
+            return _bounded(stream, spec)
         raise LandscapeError(
             f"dataset {name!r} returned a Dataset whose item 0 is a {type(first).__name__}; "
             "each item must be an (x, y) pair or a mapping of tensors"
@@ -723,7 +804,7 @@ def _read_dataset(ds: Any, spec: DataSpec) -> TensorData | StreamData:
     x0, y0 = _as_inputs(first[0], name), _as_targets(first[1], name)
     size = (x0.numel() * x0.element_size() + y0.numel() * y0.element_size()) * len(idx)
     if size > DEVICE_BUDGET:
-        return stream.subset(spec.subset)
+        return _bounded(stream, spec)
     xs = torch.empty((len(idx), *x0.shape), dtype=x0.dtype)
     ys = torch.empty((len(idx), *y0.shape), dtype=y0.dtype)
     for j, i in enumerate(idx):
@@ -742,6 +823,7 @@ def _read_dataset(ds: Any, spec: DataSpec) -> TensorData | StreamData:
             )
         xs[j] = xi
         ys[j] = yi
+    check_finite(xs, ys, _where(name, split), rows=idx)
     return _finish_tensors(xs, ys, spec)
 
 
@@ -770,9 +852,9 @@ def _load_custom(spec: DataSpec, split: str) -> TensorData | StreamData:
     if isinstance(out, TensorData):
         return out
     if isinstance(out, torch.utils.data.DataLoader):
-        return StreamData(out, spec.name).subset(spec.subset)
+        return _bounded(StreamData(out, spec.name, split=split), spec)
     if isinstance(out, torch.utils.data.Dataset):
-        return _read_dataset(out, spec)
+        return _read_dataset(out, spec, split)
     if isinstance(out, tuple | list) and len(out) == 2:
         x, y = out
     else:
@@ -783,7 +865,8 @@ def _load_custom(spec: DataSpec, split: str) -> TensorData | StreamData:
     return _finish_tensors(_as_inputs(x, spec.name), _as_targets(y, spec.name), spec)
 
 
-def _finish_tensors(x_t: Tensor, y_t: Tensor, spec: DataSpec) -> TensorData:
+def _finish_tensors(x_t: Tensor, y_t: Tensor, spec: DataSpec,
+                    split: str | None = None) -> TensorData:
     if y_t.ndim == 2 and y_t.shape[1] == 1 and not y_t.is_floating_point():
         y_t = y_t[:, 0]
     if x_t.ndim < 1 or y_t.ndim < 1:
@@ -798,7 +881,7 @@ def _finish_tensors(x_t: Tensor, y_t: Tensor, spec: DataSpec) -> TensorData:
             f"dataset loader {spec.name!r} returned negative class labels; labels must be "
             "0..C-1 (return float targets for regression)"
         )
-    return TensorData(x_t, y_t, spec.name)
+    return TensorData(x_t, y_t, spec.name, split=split)
 
 
 def _load_modadd(spec: DataSpec, split: str) -> TensorData:
@@ -839,13 +922,25 @@ def check_compatible(model: torch.nn.Module, data: TensorData | StreamData) -> N
     ------
     LandscapeError
         If the forward pass fails on the input shape, or for classification data the output is
-        not ``(batch, K)`` with ``K >= data.num_classes``.
+        not ``(batch, K)`` with ``K >= data.num_classes``; or if integer inputs (token ids:
+        integer ``x``, or ``input_ids``) fall outside the model's vocabulary
+        (:func:`model_vocab_size`), naming the split, the first such sample and the largest
+        id (for streamed data the first batch now, every later one as it is read).
     """
+    vocab = model_vocab_size(model)
+    owner = f"model {type(model).__name__}"
     if isinstance(data, StreamData):
+        if vocab is not None:  # every later batch is checked as it is read
+            data.vocab_size, data.vocab_owner = vocab, owner
+            check_token_ids(_token_ids(data.first_batch()), vocab,
+                            _where(data.name, data.split), owner, rows=data.rows)
         _check_stream_compatible(model, data)
         return
     if len(data) == 0:
         raise LandscapeError(f"dataset {data.name!r} is empty; load at least one sample")
+    if vocab is not None:
+        check_token_ids(_token_ids(data.x), vocab, _where(data.name, getattr(data, "split", None)),
+                        owner)
     sample = data.x[:1]
     param = next(model.parameters(), None)
     if param is not None and param.is_floating_point():
@@ -943,6 +1038,139 @@ def _plain_loader(loader: Any) -> bool:
             and type(loader.batch_sampler) is BatchSampler)
 
 
+def _in_order(loader: Any, where: str) -> tuple[Any, str | None]:
+    """A DataLoader that reads the same data in order and whole: ``loader`` itself, or, for
+    a shuffling or ``drop_last`` one, the same loader over its Dataset with a sequential
+    sampler and ``drop_last=False``; with a note saying which."""
+    from torch.utils.data import DataLoader, RandomSampler
+
+    shuffles = isinstance(loader.sampler, RandomSampler)
+    drops = bool(loader.drop_last) and loader.batch_size is not None
+    if not shuffles and not drops:
+        return loader, None
+    if loader.batch_size is None:  # batched by a custom batch_sampler: cannot be rebuilt
+        raise LandscapeError(
+            f"{where} is a shuffling DataLoader with a custom batch_sampler; a loss landscape "
+            "needs the same data in the same order at every point: pass shuffle=False"
+        )
+    workers = loader.num_workers
+    rebuilt = DataLoader(
+        loader.dataset, batch_size=loader.batch_size, shuffle=False,
+        collate_fn=loader.collate_fn, num_workers=workers, pin_memory=loader.pin_memory,
+        drop_last=False, timeout=loader.timeout, worker_init_fn=loader.worker_init_fn,
+        multiprocessing_context=loader.multiprocessing_context if workers else None,
+        prefetch_factor=loader.prefetch_factor if workers else None,
+        persistent_workers=loader.persistent_workers if workers else False,
+    )
+    what = " and ".join(w for w, on in (("shuffle=True", shuffles),
+                                        ("drop_last=True", drops)) if on)
+    return rebuilt, (f"the DataLoader's {what} is not applied: its Dataset is read in order "
+                     "and whole (means over the full data do not depend on the order)")
+
+
+def head_batch(batch: Any, n: int) -> Any:
+    """The first ``n`` samples of a batch (tensors, mappings and sequences of them)."""
+    if isinstance(batch, Tensor):
+        return batch[:n]
+    if isinstance(batch, Mapping):
+        return {k: head_batch(v, n) for k, v in batch.items()}
+    if isinstance(batch, tuple | list):
+        return type(batch)(head_batch(v, n) for v in batch)
+    return batch
+
+
+def _limited(batches: Iterator[Any], limit: int) -> Iterator[Any]:
+    """The batches up to ``limit`` samples (the last one cut); stops reading there."""
+    seen = 0
+    try:
+        for b in batches:
+            n = batch_len(b)
+            if seen + n >= limit:
+                yield b if seen + n == limit else head_batch(b, limit - seen)
+                return
+            seen += n
+            yield b
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+
+
+_TARGET_KEYS = ("labels", "label", "targets", "target", "y")
+
+
+def _batch_parts(b: Any) -> tuple[Any, Any]:
+    """Inputs and targets of a batch for the finiteness check: ``(x, y)`` of a pair; of a
+    mapping, its float input tensors stacked by role (targets under ``labels`` & co)."""
+    if isinstance(b, Tensor):
+        return b, None
+    if isinstance(b, tuple | list):
+        x = b[0] if b else None
+        y = b[1] if len(b) > 1 else None
+        return (x if isinstance(x, Tensor) else None), (y if isinstance(y, Tensor) else None)
+    if isinstance(b, Mapping):
+        xs = [v for k, v in b.items() if k not in _TARGET_KEYS and isinstance(v, Tensor)
+              and v.ndim > 0 and v.is_floating_point()]
+        ys = [v for k, v in b.items() if k in _TARGET_KEYS and isinstance(v, Tensor)]
+        x = torch.cat([v.reshape(v.shape[0], -1) for v in xs], 1) if xs else None
+        return x, (ys[0] if ys else None)
+    return None, None
+
+
+def _token_ids(b: Any) -> Tensor | None:
+    """The integer token ids of a batch: integer ``x`` of a pair, or ``input_ids``."""
+    if isinstance(b, Tensor):
+        t = b
+    elif isinstance(b, tuple | list) and b:
+        t = b[0]
+    elif isinstance(b, Mapping):
+        t = b.get("input_ids")
+    else:
+        return None
+    if not isinstance(t, Tensor) or t.is_floating_point() or t.is_complex() or t.ndim == 0:
+        return None
+    return None if t.dtype == torch.bool else t
+
+
+def check_token_ids(ids: Tensor | None, vocab_size: int, where: str, owner: str, *,
+                    rows: Any = None, offset: int = 0) -> None:
+    """Refuse token ids outside ``0 .. vocab_size - 1`` (an embedding lookup would fail).
+
+    Raises
+    ------
+    LandscapeError
+        Naming the first offending sample and the largest id.
+    """
+    if ids is None or ids.numel() == 0:
+        return
+    bad = (ids < 0) | (ids >= vocab_size)
+    if not bool(bad.any()):
+        return
+    row = int(bad.reshape(ids.shape[0], -1).any(1).nonzero()[0, 0])
+    index = offset + row
+    if rows is not None:
+        index = int(rows[index])
+    top, low = int(ids.max()), int(ids.min())
+    worst = f"the largest id is {top}" if top >= vocab_size else f"ids go down to {low}"
+    raise LandscapeError(
+        f"{where} has a token id outside the vocabulary of {owner} ({vocab_size} ids, 0 .. "
+        f"{vocab_size - 1}) in sample {index}; {worst}: tokenize with the model's own "
+        "tokenizer, or give the model a larger vocabulary"
+    )
+
+
+def model_vocab_size(model: torch.nn.Module) -> int | None:
+    """The number of token ids a model embeds: HuggingFace ``config.vocab_size``, else the
+    ``num_embeddings`` of its first :class:`torch.nn.Embedding` (``None``: neither)."""
+    v = getattr(getattr(model, "config", None), "vocab_size", None)
+    if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+        return v
+    for m in model.modules():
+        if isinstance(m, torch.nn.Embedding):
+            return int(m.num_embeddings)
+    return None
+
+
 _END = object()
 
 
@@ -995,15 +1223,24 @@ class StreamData:
     """A data set read batch by batch: a map-style or iterable Dataset, or a DataLoader.
 
     Nothing is materialised: each pass builds (or reuses) a :class:`~torch.utils.data.DataLoader`
-    and yields its batches in order (no shuffling). Batches follow :mod:`landscape.batches`:
-    ``(x, y)`` pairs, tuples, or mappings such as ``{"input_ids", "attention_mask", "labels"}``.
+    and yields its batches in order. Batches follow :mod:`landscape.batches`: ``(x, y)``
+    pairs, tuples, or mappings such as ``{"input_ids", "attention_mask", "labels"}``. Every
+    batch is checked as it is read: a NaN or inf input (or float target) raises a
+    :class:`~landscape.errors.LandscapeError` naming the sample's index in the stream, and so
+    does a token id (integer ``x`` or ``input_ids``) outside ``0 .. vocab_size - 1`` once
+    :attr:`vocab_size` is set (by :func:`check_compatible`).
 
     Parameters
     ----------
     source : Dataset or DataLoader
         A map-style Dataset (``__len__`` and ``__getitem__``), an iterable Dataset, or a
         DataLoader. A DataLoader's own batch size and ``collate_fn`` are kept (the requested
-        ``batch_size`` of :meth:`batches` is then ignored); it must not shuffle.
+        ``batch_size`` of :meth:`batches` is then ignored). A DataLoader that shuffles
+        (``shuffle=True``) or drops its last incomplete batch (``drop_last=True``), as
+        training loaders do, is read in order and whole instead (an equivalent loader over
+        its Dataset with a sequential sampler and ``drop_last=False``): losses and Hessians
+        are means over the full data, which do not depend on the order, and a landscape needs
+        the same batches at every point. :attr:`reading` says so.
     name : str, default="data"
         Used in messages and stored with results.
     collate_fn : callable, optional
@@ -1011,18 +1248,28 @@ class StreamData:
         :func:`torch.utils.data.default_collate`.
     num_workers : int, default=0
         Loader worker processes for a Dataset.
+    limit : int, optional
+        Read at most this many samples per pass (the first ones; :meth:`subset` of a stream
+        that cannot be indexed). A stream without ``__len__`` may be endless: bound it so.
+    split : str, optional
+        The split it was loaded as, named in messages.
+
+    Attributes
+    ----------
+    reading : str or None
+        How a shuffling or ``drop_last`` DataLoader is read (``None``: as it is).
+    vocab_size : int or None
+        Token ids of the inputs must be below it (set by :func:`check_compatible`).
     """
 
     def __init__(self, source: Any, name: str = "data", *, collate_fn: Callable | None = None,
-                 num_workers: int = 0) -> None:
-        from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler
+                 num_workers: int = 0, limit: int | None = None,
+                 split: str | None = None) -> None:
+        from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+        self.reading: str | None = None
         if isinstance(source, DataLoader):
-            if isinstance(source.sampler, RandomSampler):
-                raise LandscapeError(
-                    f"dataset {name!r} is a shuffling DataLoader; a loss landscape needs the same "
-                    "data in the same order at every point: pass shuffle=False"
-                )
+            source, self.reading = _in_order(source, _where(name, split))
         elif not isinstance(source, Dataset):
             raise LandscapeError(
                 f"dataset {name!r} must be a torch Dataset or DataLoader, got "
@@ -1030,11 +1277,18 @@ class StreamData:
             )
         self.source = source
         self.name = name
+        self.split = split
         self.collate_fn = collate_fn
         self.num_workers = check_int("num_workers", num_workers, low=0)
+        self.limit = None if limit is None else check_int("limit", limit, low=1)
+        self.vocab_size: int | None = None
+        self.vocab_owner = "the model"  # named with vocab_size in messages
+        self.rows: list[int] | None = None  # the source's index of each sample (a subset)
         ds = source.dataset if isinstance(source, DataLoader) else source
         self.map_style = not isinstance(ds, IterableDataset) and hasattr(ds, "__len__")
         self._len: int | None = len(ds) if hasattr(ds, "__len__") else None
+        if self._len is not None and self.limit is not None:
+            self._len = min(self._len, self.limit)
         self._first: Any = None
         self._tensors = _tensor_backed(ds) if collate_fn is None else None
         self._loaders: dict[tuple[int, bool], Any] = {}
@@ -1043,8 +1297,13 @@ class StreamData:
         return f"StreamData(name={self.name!r}, n={self._len}, source={type(self.source).__name__})"
 
     def __len__(self) -> int:
-        if self._len is None:
+        if self._len is None:  # counted by one pass (load_data refuses unbounded streams)
             self._len = sum(batch_len(b) for b in self.batches(256))
+        return self._len
+
+    @property
+    def length(self) -> int | None:
+        """The number of samples when known without reading the data, else ``None``."""
         return self._len
 
     @property
@@ -1054,16 +1313,29 @@ class StreamData:
 
         return isinstance(self.source, DataLoader)
 
+    @property
+    def loader_batch_size(self) -> int | None:
+        """A DataLoader's own batch size (``None``: not a DataLoader, or batched by a custom
+        ``batch_sampler``)."""
+        return self.source.batch_size if self.is_loader else None
+
     def batches(self, batch_size: int, pin_memory: bool = False) -> Iterator[Any]:
         """Iterate over the batches in order (``batch_size`` ignored for a DataLoader).
 
         Tensor-backed Datasets (and plain sequential DataLoaders over one) are sliced, with
         the same batches as collating their items; loaders built here with workers keep them
-        between passes (``persistent_workers``).
+        between passes (``persistent_workers``). Each batch is checked as it is read (see
+        the class docstring); at most :attr:`limit` samples are read.
         """
+        batch_size = check_int("batch_size", batch_size, low=1)
+        it = self._raw_batches(batch_size, pin_memory)
+        if self.limit is not None:
+            it = _limited(it, self.limit)
+        return self._checked(it)
+
+    def _raw_batches(self, batch_size: int, pin_memory: bool) -> Iterator[Any]:
         from torch.utils.data import DataLoader
 
-        batch_size = check_int("batch_size", batch_size, low=1)
         if self.is_loader:
             src = self.source
             if self._tensors is not None and _plain_loader(src):
@@ -1082,6 +1354,18 @@ class StreamData:
                 self._loaders[key] = loader
         return iter(loader)
 
+    def _checked(self, batches: Iterator[Any]) -> Iterator[Any]:
+        where = _where(self.name, self.split)
+        seen = 0
+        for b in batches:
+            x, y = _batch_parts(b)
+            check_finite(x, y, where, rows=self.rows, offset=seen)
+            if self.vocab_size is not None:
+                check_token_ids(_token_ids(b), self.vocab_size, where, self.vocab_owner,
+                                rows=self.rows, offset=seen)
+            seen += batch_len(b)
+            yield b
+
     def first_batch(self) -> Any:
         """The first batch (of at most 2 samples for a Dataset), kept for checks."""
         if self._first is None:
@@ -1090,28 +1374,34 @@ class StreamData:
                 self._first = next(it)
             except StopIteration:
                 raise LandscapeError(f"dataset {self.name!r} is empty") from None
+            finally:
+                it.close()
         return self._first
 
     def nbytes(self) -> int | None:
-        """Estimated size of the whole data set (``None`` when its length is unknown)."""
-        if self._len is None:
+        """Estimated size of the whole data set (``None`` when its length is unknown and
+        unbounded)."""
+        n = self._len if self._len is not None else self.limit
+        if n is None:
             return None
         first = self.first_batch()
-        return int(batch_nbytes(first) / max(batch_len(first), 1) * self._len)
+        return int(batch_nbytes(first) / max(batch_len(first), 1) * n)
 
     def subset(self, n: int | None) -> StreamData:
         """The same ``n`` samples as :meth:`TensorData.subset` picks, indexing only those
-        items of a map-style Dataset (nothing else is read)."""
+        items of a map-style Dataset (nothing else is read); for an iterable Dataset, which
+        cannot be indexed, its first ``n`` samples (read lazily, pass by pass)."""
         from torch.utils.data import DataLoader, Subset
 
         if n is None:
             return self
         n = check_int("subset", n, low=1)
         if not self.map_style:
-            raise LandscapeError(
-                f"dataset {self.name!r} is an iterable Dataset; --subset needs a map-style "
-                "Dataset (with __len__ and __getitem__) to pick samples by index"
-            )
+            limit = n if self.limit is None else min(n, self.limit)
+            out = StreamData(self.source, self.name, collate_fn=self.collate_fn,
+                             num_workers=self.num_workers, limit=limit, split=self.split)
+            out.reading = self.reading
+            return out
         if n >= len(self):
             return self
         gen = torch.Generator().manual_seed(_SUBSET_SEED)
@@ -1121,9 +1411,13 @@ class StreamData:
             sub = DataLoader(Subset(src.dataset, idx), batch_size=src.batch_size, shuffle=False,
                              collate_fn=src.collate_fn, num_workers=src.num_workers,
                              pin_memory=src.pin_memory, drop_last=src.drop_last)
-            return StreamData(sub, self.name)
-        return StreamData(Subset(self.source, idx), self.name, collate_fn=self.collate_fn,
-                          num_workers=self.num_workers)
+            out = StreamData(sub, self.name, split=self.split)
+            out.reading = self.reading
+        else:
+            out = StreamData(Subset(self.source, idx), self.name, collate_fn=self.collate_fn,
+                             num_workers=self.num_workers, split=self.split)
+        out.rows = idx if self.rows is None else [self.rows[i] for i in idx]
+        return out
 
     def fingerprint(self) -> str:
         """SHA-256 of the first batch's bytes and the length: the data's identity in recipes."""
@@ -1167,6 +1461,76 @@ def as_data(obj: Any, name: str = "data") -> Any:
         f"data {name!r} must have tensors .x and .y (a TensorData), or be an (x, y) pair of "
         f"tensors, a torch Dataset or a DataLoader; got {type(obj).__name__}"
     )
+
+
+def as_tensor_data(data: Any, budget: int | None = None) -> TensorData:
+    """Any supported data held as one :class:`TensorData` (for training, which shuffles).
+
+    Tensor data are returned as they are. Streamed data (:class:`StreamData`) are read once,
+    in order, and concatenated when their batches are ``(x, y)`` pairs of tensors with one
+    sample shape and their size is at most ``budget`` bytes: a finite stream (one with a
+    length, or bounded by ``subset``) that is small.
+
+    Parameters
+    ----------
+    data : TensorData, StreamData or anything :func:`as_data` takes
+    budget : int, optional
+        Bytes; default :data:`DEVICE_BUDGET`.
+
+    Returns
+    -------
+    TensorData
+        Floating inputs as float32, integer inputs int64, integer targets int64 labels and
+        float targets float32, as a custom loader's arrays become.
+
+    Raises
+    ------
+    LandscapeError
+        For batches that are not fixed-shape ``(x, y)`` pairs (mappings, padded sequences),
+        data larger than ``budget``, or non-finite values.
+    """
+    data = as_data(data)
+    if not isinstance(data, StreamData):
+        return data
+    budget = DEVICE_BUDGET if budget is None else check_int("budget", budget, low=0)
+    where = _where(data.name, data.split)
+    size = data.nbytes()
+    if size is not None and size > budget:
+        raise LandscapeError(
+            f"{where} is a stream of about {size / 2**20:.0f} MiB, more than the "
+            f"{budget / 2**20:.0f} MiB that can be held in memory for training; set the "
+            "'subset' parameter to train on fewer samples"
+        )
+    xs: list[Tensor] = []
+    ys: list[Tensor] = []
+    total = 0
+    for b in data.batches(256):
+        if not (isinstance(b, tuple | list) and len(b) == 2
+                and all(isinstance(t, Tensor) for t in b)):
+            kind = "mappings" if isinstance(b, Mapping) else f"{type(b).__name__}s"
+            raise LandscapeError(
+                f"{where} gives batches of {kind}; training needs (x, y) pairs of tensors "
+                "(train other data with your own loop and analyse the checkpoints)"
+            )
+        x, y = _as_inputs(b[0], data.name), _as_targets(b[1], data.name)
+        if xs and (x.shape[1:] != xs[0].shape[1:] or y.shape[1:] != ys[0].shape[1:]):
+            raise LandscapeError(
+                f"{where} gives batches of different sample shapes ({tuple(xs[0].shape[1:])} "
+                f"and {tuple(x.shape[1:])}); training needs one input shape"
+            )
+        total += x.numel() * x.element_size() + y.numel() * y.element_size()
+        if total > budget:
+            raise LandscapeError(
+                f"{where} is a stream of more than {budget / 2**20:.0f} MiB, more than can "
+                "be held in memory for training; set the 'subset' parameter to train on "
+                "fewer samples"
+            )
+        xs.append(x)
+        ys.append(y)
+    if not xs:
+        raise LandscapeError(f"{where} is empty")
+    return _finish_tensors(torch.cat(xs), torch.cat(ys), DataSpec(data.name),
+                           split=data.split)
 
 
 def sample_count(data: Any) -> int:

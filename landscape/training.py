@@ -759,12 +759,9 @@ def train(
     start = _plan(out, setup, overwrite)
     if start.kind == "complete":
         return dataclasses.replace(start.run, start_epoch=None)
-    splits = load_splits(data)
-    if not all(isinstance(sp, TensorData) for sp in splits):
-        raise LandscapeError(
-            f"training needs a data set held as tensors; {data!r} gives a streamed Dataset or "
-            "DataLoader (train it with your own loop and pass the checkpoints)"
-        )
+    from .data import as_tensor_data  # streamed data: read into memory if finite and small
+
+    splits = tuple(as_tensor_data(sp) for sp in load_splits(data))
     # from here on the directory is modified
     out.mkdir(parents=True, exist_ok=True)
     for stale in start.stale:

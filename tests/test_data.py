@@ -525,8 +525,11 @@ def test_dataloader_loader_streams_mapping_batches() -> None:
     assert isinstance(data, StreamData) and len(data) == 6
     b = next(data.batches(100))  # the loader's own batch size
     assert b["input_ids"].dtype == torch.int64 and b["input_ids"].shape == (4, 4)
-    with pytest.raises(LandscapeError, match="shuffl"):
-        StreamData(torch.utils.data.DataLoader(list(range(4)), shuffle=True))
+    # a shuffling (training) loader is read in order, the same at every pass (issue 24)
+    shuffled = StreamData(torch.utils.data.DataLoader(list(range(4)), shuffle=True))
+    for _ in range(2):
+        assert [int(v) for b in shuffled.batches(1) for v in b] == [0, 1, 2, 3]
+    assert "shuffle=True is not applied" in shuffled.reading
 
 
 def test_streamed_evaluation_equals_in_memory() -> None:
@@ -579,8 +582,9 @@ def test_tensor_backed_datasets_are_sliced_like_their_collated_items(monkeypatch
     cases = [  # (what is streamed, the DataLoader whose collated batches it must equal)
         (ds, DataLoader(ds, batch_size=5)),
         (sub, DataLoader(sub, batch_size=5)),
-        (DataLoader(ds, batch_size=4, drop_last=True), DataLoader(ds, batch_size=4,
-                                                                  drop_last=True)),
+        (DataLoader(ds, batch_size=4), DataLoader(ds, batch_size=4)),
+        # a drop_last loader is read whole (issue 24): the last, smaller batch too
+        (DataLoader(ds, batch_size=4, drop_last=True), DataLoader(ds, batch_size=4)),
     ]
     refs = [list(ref) for _, ref in cases]
     # sliced, never indexed item by item
