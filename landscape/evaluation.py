@@ -9,6 +9,11 @@ Data are anything :mod:`landscape.data` takes: :class:`~landscape.data.TensorDat
 ``(x, y)`` tensors (held on the device whole and sliced, the fast path), or a map-style or
 iterable ``Dataset`` / ``DataLoader`` (:class:`~landscape.data.StreamData`: kept on the device
 after the first pass when it fits ``data_budget`` bytes, streamed batch by batch otherwise).
+A DataLoader keeps its own batch size (``batch_size`` does not apply to it: a differing one
+is warned about once, and :meth:`Evaluator.choose_batch_size` returns the loaders' batch
+size, which surfaces record as ``batch_size_used``); one that shuffles or drops its last
+batch is read in order and whole, since every quantity here is a mean over the full data
+(see :class:`~landscape.data.StreamData`).
 Batches and outputs follow :mod:`landscape.batches` (``model(x)`` or ``model(**batch)``;
 tensor, tuple, mapping or ``.logits`` outputs) and losses :mod:`landscape.losses`.
 
@@ -55,6 +60,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -64,7 +70,7 @@ from torch import Tensor, nn
 
 from ._functional import LossSpec, is_perturbable, named_tensors, resolve_loss
 from .batches import batch_len, call_model, move_batch
-from .data import DeviceData, as_data, channels_last_batch, first_batch
+from .data import DeviceData, as_data, channels_last_batch, first_batch, head_batch
 from .errors import LandscapeError, check_int, check_option
 
 __all__ = ["BN_MODES", "Metrics", "Evaluator", "evaluate"]
@@ -249,8 +255,11 @@ class Evaluator:
         See :mod:`landscape.losses`.
     what : {"weights", "states"}, default="weights"
         Which tensors :meth:`__call__` receives.
-    batch_size : int, default=1024
-        Evaluation batch size.
+    batch_size : int, optional
+        Evaluation batch size (default 1024). A DataLoader keeps its own: a ``batch_size``
+        given that differs from it is warned about at the first evaluation. A shuffling or
+        ``drop_last`` DataLoader is read in order and whole (see
+        :class:`~landscape.data.StreamData`).
     bn : {"eval", "recalibrate"}, default="eval"
         BatchNorm policy (see the module docstring).
     bn_data : TensorData, optional
@@ -291,7 +300,7 @@ class Evaluator:
         *,
         loss: LossSpec = "cross_entropy",
         what: str = "weights",
-        batch_size: int = 1024,
+        batch_size: int | None = None,
         bn: str = "eval",
         bn_data: Any | None = None,
         bn_batches: int = 10,
@@ -307,7 +316,8 @@ class Evaluator:
             check_option("autocast", autocast, ("bf16", "fp16"))
         self.autocast = autocast
         check_option("bn", bn, BN_MODES)
-        self.batch_size = check_int("batch_size", batch_size, 1)
+        self._batch_size_given = batch_size is not None
+        self.batch_size = check_int("batch_size", 1024 if batch_size is None else batch_size, 1)
         self.bn_batches = check_int("bn_batches", bn_batches, 1)
         self.bn_batch_size = check_int("bn_batch_size", bn_batch_size, 1)
         if bn == "recalibrate" and what == "states":
@@ -342,6 +352,7 @@ class Evaluator:
             name: DeviceData(d, self.device, dtype, data_budget, self.channels_last, name)
             for name, d in datasets.items()
         }
+        self._warned_batch_size = False
         self._check_first_batches()
         self._bn = _bn_modules(self._model)
         if bn == "recalibrate":
@@ -398,7 +409,10 @@ class Evaluator:
         is two forward passes on one and two samples. Streamed data keep their loader's batches.
         """
         tensor_data = [d for d in self._data.values() if not d.streamed]
-        if not tensor_data:  # streamed data: the loader's batches decide
+        if not tensor_data:  # streamed data: the loaders' batches decide
+            own = self._loader_batch_size()
+            if own is not None:
+                self.batch_size = own
             return self.batch_size
         x = max((d.x for d in tensor_data), key=len)
         if budget is None:
@@ -411,6 +425,30 @@ class Evaluator:
             best *= 2
         self.batch_size = max(1, min(best, len(x)))
         return self.batch_size
+
+    def _loader_batch_size(self) -> int | None:
+        """The batch size of the data when every dataset is a DataLoader batching by one
+        ``batch_size`` (then :attr:`batch_size` does not apply), else ``None``."""
+        sizes = {getattr(d.data, "loader_batch_size", None) for d in self._data.values()}
+        if len(sizes) != 1 or None in sizes:
+            return None
+        return sizes.pop()
+
+    def _warn_ignored_batch_size(self) -> None:
+        """Say once that ``batch_size`` does not apply to DataLoaders with their own."""
+        if self._warned_batch_size or not self._batch_size_given:
+            return
+        self._warned_batch_size = True
+        own = {name: d.data.loader_batch_size for name, d in self._data.items()
+               if d.streamed and d.data.is_loader}
+        differ = {k: v for k, v in own.items() if v != self.batch_size}
+        if differ:
+            which = ", ".join(f"{k!r} ({v if v is not None else 'its batch_sampler'})"
+                              for k, v in differ.items())
+            warnings.warn(
+                f"batch_size={self.batch_size} does not apply to the DataLoader(s) {which}: "
+                "they keep their own batch size; return a Dataset from the loader to let "
+                "batch_size choose", UserWarning, stacklevel=3)
 
     def probe_batch_size(self, *args: Any, **kwargs: Any) -> int:
         """Former name of :meth:`choose_batch_size` (which no longer times anything: timed
@@ -456,7 +494,7 @@ class Evaluator:
                     break
                 n = batch_len(b)
                 if seen + n > limit:  # the first bn_batch_size * bn_batches samples exactly
-                    b = _head(b, limit - seen)
+                    b = head_batch(b, limit - seen)
                 call_model(self._model, b)
                 seen += n
         finally:
@@ -465,6 +503,7 @@ class Evaluator:
 
     def evaluate_loaded(self) -> dict[str, Metrics]:
         """Metrics of the tensors currently loaded, on every dataset."""
+        self._warn_ignored_batch_size()
         if self.bn == "recalibrate":
             self._recalibrate()
         out: dict[str, Metrics] = {}
@@ -580,24 +619,13 @@ def _op_output_bytes(model: nn.Module, x: Tensor) -> list[int]:
     return sizes
 
 
-def _head(batch: Any, n: int) -> Any:
-    """The first ``n`` samples of a batch."""
-    if isinstance(batch, Tensor):
-        return batch[:n]
-    if isinstance(batch, Mapping):
-        return {k: _head(v, n) for k, v in batch.items()}
-    if isinstance(batch, tuple | list):
-        return type(batch)(_head(v, n) for v in batch)
-    return batch
-
-
 def evaluate(
     model: nn.Module,
     data: object,
     tensors: Mapping[str, Tensor] | None = None,
     *,
     loss: LossSpec = "cross_entropy",
-    batch_size: int = 1024,
+    batch_size: int | None = None,
     bn: str = "eval",
     what: str = "weights",
 ) -> Metrics:
