@@ -23,7 +23,7 @@ from landscape._imports import ImportNameError, import_object, is_import_name
 from landscape.checkpoints import Checkpoint, load_checkpoint
 from landscape.data import DataSpec, TensorData, check_compatible, load_data
 from landscape.errors import LandscapeError, parse_float, parse_int
-from landscape.models import ModelSpec, parse_model_kwargs
+from landscape.models import ModelSpec, adapt_to_data, parse_model_kwargs
 
 
 def examples(*lines: str) -> str:
@@ -72,7 +72,8 @@ def add_data_args(p: argparse.ArgumentParser, *, default_from_checkpoint: bool =
     g.add_argument("--data-root", metavar="DIR", help="directory holding cifar10/mnist files")
     g.add_argument("--data-kwargs", metavar="JSON", help="options of the data set, as JSON")
     g.add_argument("--subset", type=int_arg("subset", 1), metavar="N",
-                   help="evaluate on a deterministic subset of N samples per split")
+                   help="evaluate on a deterministic subset of N samples per split (of a "
+                        "streamed Dataset without a length, its first N: such data need it)")
 
 
 #: ``--dtype`` choices.
@@ -186,8 +187,15 @@ def model_arg(args: argparse.Namespace) -> ModelSpec | None:
 
 
 def load_ckpt(args: argparse.Namespace, path: str) -> Checkpoint:
-    """Load a checkpoint with the --model / --model-kwargs / --trust-checkpoint options."""
-    return load_checkpoint(path, model=model_arg(args), trust=args.trust_checkpoint,
+    """Load a checkpoint with the --model / --model-kwargs / --trust-checkpoint options.
+
+    With ``--model NAME --data NAME`` the architecture is adapted to the data (input
+    channels, classes, ...) as ``landscape train`` builds it (:func:`adapt_to_data`).
+    """
+    model = model_arg(args)
+    if model is not None and getattr(args, "data", None) is not None:
+        model = adapt_to_data(model, load_data(data_spec(args), "train"))
+    return load_checkpoint(path, model=model, trust=args.trust_checkpoint,
                            **checkpoint_selection(args))
 
 
@@ -209,7 +217,8 @@ def data_spec(args: argparse.Namespace, ckpt: Checkpoint | None = None) -> DataS
 def load_datasets(spec: DataSpec, splits: list[str], model: Any) -> dict[str, TensorData]:
     """Load the requested splits and check that the model accepts their inputs."""
     out = {s: load_data(spec, s) for s in splits}
-    check_compatible(model, next(iter(out.values())))
+    for data in out.values():  # every split: token ids are checked against each
+        check_compatible(model, data)
     return out
 
 

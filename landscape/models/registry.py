@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from torch import nn
+from torch import Tensor, nn
 
 from .._imports import ImportNameError, import_object
 from ..errors import LandscapeError
@@ -193,9 +193,13 @@ def data_kwargs(data: TensorData) -> dict[str, Any]:
     ``image_size=H``; other float inputs ``in_features``; integer token ids ``(N, T)`` give
     ``seq_len=T`` and ``vocab_size`` (largest id + 1); class labels give ``num_classes``.
 
+    Streamed data (:class:`~landscape.data.StreamData`) give what their first batch shows
+    of ``(x, y)`` pairs: the input arguments of float inputs only (their classes, vocabulary
+    and sequence lengths are not known without reading them all).
+
     Parameters
     ----------
-    data : TensorData
+    data : TensorData or StreamData
         The (training) data.
 
     Returns
@@ -204,6 +208,14 @@ def data_kwargs(data: TensorData) -> dict[str, Any]:
         Argument names to values; a model uses those its factory accepts.
     """
     out: dict[str, Any] = {}
+    if not isinstance(getattr(data, "x", None), Tensor):
+        from ..data import first_batch
+
+        batch = first_batch(data)
+        x = batch[0] if isinstance(batch, tuple | list) and batch else None
+        if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < 2:
+            return out
+        data = _Shape(x)
     x, shape = data.x, data.input_shape
     if x.is_floating_point():
         if len(shape) == 3:
@@ -218,6 +230,21 @@ def data_kwargs(data: TensorData) -> dict[str, Any]:
     if data.num_classes is not None:
         out["num_classes"] = data.num_classes
     return out
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """The first batch of streamed data, as far as :func:`data_kwargs` reads it."""
+
+    x: Tensor
+    num_classes: None = None
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.x.shape[1:])
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
 
 
 def adapt_to_data(spec: ModelSpec, data: TensorData) -> ModelSpec:
@@ -237,8 +264,8 @@ def adapt_to_data(spec: ModelSpec, data: TensorData) -> ModelSpec:
     ----------
     spec : ModelSpec
         The architecture as asked for.
-    data : TensorData
-        The training data.
+    data : TensorData or StreamData
+        The training data (streamed data: see :func:`data_kwargs`).
 
     Returns
     -------
