@@ -537,6 +537,13 @@ def test_state_key_on_files_with_one_state_dict(tmp_path: Path) -> None:
     save_file(_sd(a), tmp_path / "w.safetensors")
     with pytest.raises(LandscapeError, match="safetensors file.*drop --state-key"):
         load_checkpoint(tmp_path / "w.safetensors", model=SPEC, state_key="state_dict")
+    save_file(_prefixed(_sd(a), "model."), tmp_path / "p.safetensors")  # a prefix applies
+    assert _exactly(load_checkpoint(tmp_path / "p.safetensors", model=SPEC,
+                                    prefix="model.").model, a)
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "config.json").write_text("{}")
+    with pytest.raises(LandscapeError, match="HuggingFace model directory.*drop --state-key"):
+        load_checkpoint(tmp_path / "hf", prefix="model.")
     for bad in ({"state_key": 3}, {"prefix": ["model."]}, {"state_key": ""}):
         with pytest.raises(LandscapeError, match="parameter must"):
             load_checkpoint(tmp_path / "raw.pt", model=SPEC, **bad)
