@@ -75,3 +75,36 @@ def test_distributed_parameter_outside_a_process_group():
         HessianOperator(model, data, distributed="yes")
     with pytest.raises(LandscapeError, match="'batch_size'"):
         HessianOperator(model, data, batch_size="big")
+
+
+def test_bn_recalibrate_uses_the_data_statistics_at_the_point():
+    """``bn="recalibrate"``: the loss and products are those of the model whose BatchNorm
+    running statistics are the data's own (closed form: the mean and unbiased variance of the
+    layer's input), at the operator's point; the model is not touched."""
+    import copy
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(2 * 4 * 4, 3)).to(F64).eval()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(16, 1, 4, 4, generator=g, dtype=F64)
+    y = torch.randint(0, 3, (16,), generator=g)
+    point = {k: v.detach() * 3.0 if k == "0.weight" else v.detach()
+             for k, v in net.named_parameters()}  # a point other than the model's weights
+    by_hand = copy.deepcopy(net)
+    with torch.no_grad():
+        by_hand[0].weight.copy_(point["0.weight"])
+        h = by_hand[0](x)
+        by_hand[1].running_mean.copy_(h.mean(dim=(0, 2, 3)))
+        by_hand[1].running_var.copy_(h.transpose(0, 1).reshape(2, -1).var(dim=1))
+    op = HessianOperator(net, (x, y), params=point, bn="recalibrate")
+    ref = HessianOperator(by_hand, (x, y))
+    assert op.bn == "recalibrated" and ref.bn == "eval"
+    assert op.loss() == pytest.approx(ref.loss(), rel=1e-12)
+    v = torch.randn(op.numel, dtype=F64, generator=g)
+    torch.testing.assert_close(op @ v, ref @ v, rtol=1e-10, atol=1e-12)
+    assert float(net[1].running_mean.abs().max()) == 0.0  # the model's own are untouched
+    with pytest.raises(LandscapeError, match="what='states'"):
+        HessianOperator(net, (x, y), what="states", bn="recalibrate")
+    with pytest.raises(LandscapeError, match="'bn'"):
+        HessianOperator(net, (x, y), bn="train")

@@ -66,3 +66,84 @@ def test_sharpening_of_a_run(tmp_path):
     assert r.momentum == 0.5 and np.isnan(r.trace).all()
     assert (r.lambda_max > 0).all() and r.converged.all()
     assert r.step_in_topk.shape == (2,) and ((0 <= r.step_in_topk) & (r.step_in_topk <= 1)).all()
+
+
+# --------------------------------------------------------------------------- BatchNorm at init
+F64 = torch.float64
+
+
+def _bn_net_with_unset_statistics() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """conv -> BatchNorm -> ReLU -> linear whose conv weights were moved far from where the
+    initial running statistics (mean 0, variance 1) describe them: the eval-mode loss with
+    those statistics is huge."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(2 * 4 * 4, 3)).to(F64)
+    with torch.no_grad():
+        net[0].weight.mul_(100.0)
+        net[0].bias.copy_(torch.tensor([40.0, -30.0]))
+        net[4].weight.mul_(5.0)
+        net[1].weight.copy_(torch.tensor([1.5, 0.7]))
+        net[1].bias.copy_(torch.tensor([0.2, -0.1]))
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(24, 1, 4, 4, generator=g, dtype=F64)
+    y = torch.randint(0, 3, (24,), generator=g)
+    return net.eval(), x, y
+
+
+def _dense_lambda_max(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Top eigenvalue of the eval-mode Hessian, by two dense methods that must agree."""
+    from landscape.hessian import HessianOperator
+
+    from .reference import dense_from_operator, exact_hessian
+
+    names = [k for k, _ in net.named_parameters()]
+    h_func = exact_hessian(net, x, y, names)
+    h_op = dense_from_operator(HessianOperator(net, (x, y), dtype=F64))
+    torch.testing.assert_close(h_op, h_func, rtol=1e-9, atol=1e-9)
+    return float(torch.linalg.eigvalsh(h_func)[-1])
+
+
+def test_lambda_max_at_unset_batchnorm_statistics_is_taken_with_recalibrated_ones():
+    net, x, y = _bn_net_with_unset_statistics()
+    with torch.no_grad():
+        assert float(nn.functional.cross_entropy(net(x), y)) > 30  # unset statistics
+    # the statistics SGD's forward passes would have: the data's own, in closed form
+    by_hand = __import__("copy").deepcopy(net)
+    with torch.no_grad():
+        h = net[0](x)
+        by_hand[1].running_mean.copy_(h.mean(dim=(0, 2, 3)))
+        by_hand[1].running_var.copy_(h.transpose(0, 1).reshape(2, -1).var(dim=1))  # unbiased
+    with torch.no_grad():
+        assert float(nn.functional.cross_entropy(by_hand(x), y)) < 5
+    want = _dense_lambda_max(by_hand, x, y)
+    stale = _dense_lambda_max(net, x, y)
+    assert abs(stale - want) > 0.5 * want  # the artefact is large here
+
+    r = sharpening([net], (x, y), lrs=[0.1], k=1, n_trace=0, tol=1e-10, max_hvp=200)
+    assert r.bn == "recalibrated"
+    np.testing.assert_allclose(r.lambda_max, [want], rtol=1e-7)
+    # the caller's model keeps its own (unset) statistics
+    assert float(net[1].running_mean.abs().max()) == 0.0
+    assert float((net[1].running_var - 1).abs().max()) == 0.0
+    # the checkpoint's own statistics, on request: the old number, recorded as such
+    e = sharpening([net], (x, y), lrs=[0.1], k=1, n_trace=0, tol=1e-10, max_hvp=200, bn="eval")
+    assert e.bn == "eval"
+    np.testing.assert_allclose(e.lambda_max, [stale], rtol=1e-7)
+
+
+def test_sharpening_bn_field_round_trips_and_old_files_read_as_eval(tmp_path):
+    from landscape import storage
+
+    net, x, y = _bn_net_with_unset_statistics()
+    r = sharpening([net, net], (x, y), lrs=[0.1, 0.1], n_trace=0, tol=1e-6)
+    r.save(tmp_path / "s.h5")
+    assert SharpeningResult.load(tmp_path / "s.h5").bn == "recalibrated"
+    g = r.to_group()
+    del g.attrs["bn"]  # a file written before the field existed
+    storage.update_file(tmp_path / "old.h5", {"sharpening": g})
+    assert SharpeningResult.load(tmp_path / "old.h5").bn == "eval"
+    plain = sharpening([nn.Linear(4, 3).to(F64)], (torch.randn(8, 4, dtype=F64),
+                                                  torch.randint(0, 3, (8,))),
+                       lrs=[0.1], n_trace=0)
+    assert plain.bn == "no batchnorm"

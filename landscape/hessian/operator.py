@@ -33,6 +33,18 @@ never finite differences. The model is always called through
 :func:`torch.func.functional_call` in eval mode on private copies of its buffers, so BatchNorm
 uses (and never updates) its running statistics and dropout is off.
 
+BatchNorm at a checkpoint whose running statistics do not describe its weights (a freshly
+initialised net: running mean 0 and variance 1, whatever its weights do to the data; or weights
+moved away from the statistics) makes that eval-mode loss, and so its Hessian, meaningless: a
+residual net at initialisation measured 336 nats with unset statistics. ``bn="recalibrate"``
+recomputes the statistics first, on the operator's data (or ``bn_data``), as the exact
+cumulative average over batches in train mode, at the operator's point (the running
+statistics of a copy; the model is not touched) -- :class:`~landscape.evaluation.Evaluator`'s
+``bn="recalibrate"``, the same recalibration as the surfaces and the connectivity paths. The
+statistics are then fixed: the Hessian is that of the eval-mode loss with recalibrated
+statistics (their own dependence on the weights is not differentiated). :attr:`HessianOperator.bn`
+records what was done.
+
 References
 ----------
 .. [1] B. A. Pearlmutter, "Fast exact multiplication by the Hessian", Neural Computation 6(1),
@@ -65,10 +77,20 @@ from ..data import DeviceData, StreamData, TensorData, as_data, first_batch
 from ..errors import LandscapeError, check_int, check_option
 from ..parameters import select_parameters, tied_aliases
 
-__all__ = ["CurvatureOperator", "HessianOperator", "hvp", "shard_plan"]
+__all__ = ["BN_OPTIONS", "CurvatureOperator", "HessianOperator", "hvp", "recalibrated_bn",
+           "shard_plan"]
 
 #: ``method`` values of :class:`HessianOperator`.
 METHODS = ("auto", "graph", "func")
+
+#: ``bn`` values of :class:`HessianOperator`: the checkpoint's own running statistics, or
+#: statistics recomputed on the data first.
+BN_OPTIONS = ("eval", "recalibrate")
+
+#: Samples per forward pass of the BatchNorm recalibration (``bn="recalibrate"``): the running
+#: variance is the mean of the per-batch (unbiased) variances, so it depends on this size; data
+#: of at most this many samples are one batch, whose statistics are the data's own.
+BN_BATCH_SIZE = 512
 
 #: Memory of a double-backward graph per byte that autograd's saved-tensor hooks see while it is
 #: built (the allocator's slack, the gradients with their graph, the backward's workspace):
@@ -281,6 +303,83 @@ def differentiable_attention() -> Iterator[None]:
 def _curvature_mode(model: nn.Module) -> Iterator[None]:
     with _eval_mode(model), differentiable_attention():
         yield
+
+
+def _bn_with_statistics(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Named BatchNorm modules that keep running statistics."""
+    return [(n, m) for n, m in model.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
+
+def recalibrated_bn(
+    model: nn.Module,
+    data: Any,
+    *,
+    point: Mapping[str, Tensor] | None = None,
+    loss: LossSpec = "cross_entropy",
+    batch_size: int = BN_BATCH_SIZE,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> dict[str, Tensor]:
+    """BatchNorm running statistics recomputed on ``data``, at the model's weights or ``point``.
+
+    The statistics are reset and recomputed in train mode with ``momentum=None`` (the exact
+    cumulative average over batches), under ``no_grad``, on a private copy of the model: this
+    is :class:`~landscape.evaluation.Evaluator` with ``bn="recalibrate"`` over every batch of
+    ``data`` (the recalibration of surfaces and connectivity paths, Garipov et al.'s
+    ``update_bn``). Data of at most ``batch_size`` samples are one batch, so the running mean
+    is the mean of the layer's input over the data (per channel) and the running variance its
+    unbiased variance.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network (not modified).
+    data : TensorData, ``(x, y)``, Dataset or DataLoader
+        Samples of the recalibration.
+    point : dict[str, Tensor], optional
+        Weights to recalibrate at (default: the model's own).
+    loss : str or callable, default "cross_entropy"
+        The loss whose targets ``data`` hold (only checked on a first batch).
+    batch_size : int, default :data:`BN_BATCH_SIZE`
+        Samples per forward pass.
+    dtype : torch.dtype, optional
+        Floating type of the recalibration (default: the model's).
+    device : torch.device or str, optional
+        Where to compute (default: the model's device).
+
+    Returns
+    -------
+    dict[str, Tensor]
+        ``running_mean``, ``running_var`` and ``num_batches_tracked`` of every BatchNorm layer
+        that keeps statistics, by state-dict name; empty when there is none.
+
+    References
+    ----------
+    .. [1] T. Garipov, P. Izmailov, D. Podoprikhin, D. Vetrov, A. G. Wilson, "Loss surfaces,
+       mode connectivity, and fast ensembling of DNNs", NeurIPS 2018 (``update_bn``).
+    """
+    from ..evaluation import Evaluator
+
+    bns = _bn_with_statistics(model)
+    if not bns:
+        return {}
+    batch_size = check_int("batch_size", batch_size, 1)
+    src = as_data(data) if isinstance(data, StreamData) or not _is_tensor_data(data) \
+        else as_data(_data_tensors(data))
+    n = _known_length(src)
+    n_batches = max(1, math.ceil(n / batch_size)) if n is not None else 2**31 - 1
+    ev = Evaluator(model, {"bn": src}, loss=loss, bn="recalibrate", bn_data=src,
+                   bn_batches=n_batches, bn_batch_size=batch_size, batch_size=batch_size,
+                   dtype=dtype, device=device, channels_last=False)
+    if point:
+        own = named_tensors(ev.model, "weights")
+        ev.load({k: v for k, v in point.items() if k in own})
+    ev._recalibrate()  # the recalibration of every evaluated point, without the evaluation
+    keys = ("running_mean", "running_var", "num_batches_tracked")
+    mods = dict(ev.model.named_modules())
+    return {f"{name}.{k}" if name else k: getattr(mods[name], k).detach().clone()
+            for name, _ in bns for k in keys if getattr(mods[name], k, None) is not None}
 
 
 def _data_tensors(data: Any) -> tuple[Tensor, Tensor]:
@@ -501,6 +600,16 @@ class HessianOperator(CurvatureOperator):
         Bytes the graphs may take (``cache_graph="auto"``, ``batch_size="auto"``). Default:
         :data:`GRAPH_MEMORY_CPU` and at most half the available memory on the CPU; a quarter
         of the device memory and at most half the free memory on CUDA.
+    bn : {"eval", "recalibrate"}, default "eval"
+        BatchNorm running statistics of the loss: the model's own (``"eval"``), or recomputed
+        at the operator's point on ``bn_data`` before any product (``"recalibrate"``; see the
+        module docstring). Use ``"recalibrate"`` at a checkpoint whose statistics are unset
+        (epoch 0) or stale. Refused with ``what="states"`` (the statistics are variables
+        there). A model without BatchNorm statistics is unaffected (:attr:`bn` says so).
+    bn_data : data, optional
+        Samples of the recalibration (default: ``data``, all of it).
+    bn_batch_size : int, default :data:`BN_BATCH_SIZE`
+        Samples per forward pass of the recalibration.
     distributed : bool or "auto", default "auto"
         Average over the ranks of the default :mod:`torch.distributed` process group
         (``torchrun``): each rank holds a shard of the data (:func:`shard_plan`: contiguous
@@ -527,6 +636,10 @@ class HessianOperator(CurvatureOperator):
         This process' rank and the number of ranks averaged over (``0, 1`` when local).
     shard : dict or None
         :func:`shard_plan` of the data when ``world_size > 1``.
+    bn : str
+        ``"eval"`` (the model's running statistics), ``"recalibrated"`` (recomputed on the
+        data) or ``"no batchnorm"`` (``bn="recalibrate"`` on a model without BatchNorm running
+        statistics: nothing to recompute).
 
     References
     ----------
@@ -559,7 +672,17 @@ class HessianOperator(CurvatureOperator):
         include_frozen: bool = False,
         distributed: bool | str = "auto",
         memory_budget: int | None = None,
+        bn: str = "eval",
+        bn_data: Any | None = None,
+        bn_batch_size: int = BN_BATCH_SIZE,
     ) -> None:
+        check_option("bn", bn, BN_OPTIONS)
+        bn_batch_size = check_int("bn_batch_size", bn_batch_size, 1)
+        if bn == "recalibrate" and what == "states":
+            raise LandscapeError(
+                "bn='recalibrate' recomputes the BatchNorm statistics that what='states' makes "
+                "variables; use one or the other"
+            )
         if not isinstance(model, nn.Module):
             raise LandscapeError(
                 f"The 'model' parameter must be a torch.nn.Module. Got {type(model).__name__}."
@@ -637,6 +760,13 @@ class HessianOperator(CurvatureOperator):
                 return t.to(device=self._device, dtype=self._dtype)
             return t.to(device=self._device)
 
+        self.bn = "eval"
+        if bn == "recalibrate":
+            fresh = recalibrated_bn(model, data if bn_data is None else bn_data, point=point,
+                                    loss=loss, batch_size=bn_batch_size, dtype=self._dtype,
+                                    device=self._device)
+            self.bn = "recalibrated" if fresh else "no batchnorm"
+            states.update(fresh)
         # Private copies of everything the forward pass reads: the model's own buffers can
         # never be touched, whatever the mode.
         self._fixed: dict[str, Tensor] = {k: cast(v).clone() for k, v in states.items()}

@@ -159,6 +159,8 @@ class Result:
                 kw[f.name] = np.asarray(g.datasets[f.name])
             elif f.name in g.attrs:
                 kw[f.name] = json.loads(g.attrs[f.name])
+            elif f.default is not dataclasses.MISSING:  # a field added later: its default
+                kw[f.name] = f.default
             else:
                 raise LandscapeError(
                     f"group '{cls.GROUP}' lacks '{f.name}'; it was not written by this version "
