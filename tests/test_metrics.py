@@ -85,6 +85,29 @@ def test_eps_sharpness_of_quadratics_is_exact_and_orders_sharp_above_flat():
     assert eps_sharpness_from_surface(_surf(3 * x**2, x), 0.2) == pytest.approx(100 * 3 * 0.04)
 
 
+def test_eps_sharpness_gives_the_absolute_rise_beside_keskars_normalised_value():
+    """Two quadratic arms at different losses: Keskar's division by 1 + L(θ) ranks the
+    shallower bowl at the lower loss as sharper; the absolute rise says the opposite."""
+    eps = 0.1
+    low = eps_sharpness_from_surface(_quad(1.0), eps, details=True)  # L(θ) = 0
+    high = eps_sharpness_from_surface(_quad(3.0, offset=4.0), eps, details=True)  # L(θ) = 4
+    # max of a (x^2 + y^2) over the box is 2 a eps^2 at the corners
+    assert low["rise"] == pytest.approx(2 * 1.0 * eps**2)
+    assert high["rise"] == pytest.approx(2 * 3.0 * eps**2)
+    assert low["eps_sharpness"] == pytest.approx(100 * 2 * eps**2 / 1.0)
+    assert high["eps_sharpness"] == pytest.approx(100 * 6 * eps**2 / 5.0)
+    assert high["origin_loss"] == 4.0 and high["max_loss"] == pytest.approx(4 + 6 * eps**2)
+    assert high["n_points"] == 11 * 11 - 1  # the box on the 0.02 grid, origin left out
+    assert low["eps_sharpness"] > high["eps_sharpness"] and low["rise"] < high["rise"]
+    # the plain call still returns Keskar's number
+    assert eps_sharpness_from_surface(_quad(3.0, offset=4.0), eps) == high["eps_sharpness"]
+    s = _quad(1.0, n=51)
+    z = s["train_loss"].copy()
+    z[25, 26] = np.inf
+    d = eps_sharpness_from_surface(_surf(z, s.x, s.y), 0.1, details=True)
+    assert d["rise"] == math.inf and d["eps_sharpness"] == math.inf
+
+
 def test_eps_sharpness_errors_and_diverged_points():
     s = _quad(1.0, n=51)  # step 0.04
     with pytest.raises(LandscapeError, match=r"grid step 0\.04"):
@@ -279,6 +302,10 @@ def test_ascent_sharpness_equals_the_box_maximum_of_linear_regression(eps):
     want = 100 * (top - l0) / (1 + l0)
     got = eps_sharpness_ascent(model, data, eps, loss="mse", batch_size=7)
     assert got == pytest.approx(want, rel=1e-6)
+    d = eps_sharpness_ascent(model, data, eps, loss="mse", batch_size=7, details=True)
+    assert d["rise"] == pytest.approx(top - l0, rel=1e-6)  # nats, not divided by 1 + L
+    assert d["origin_loss"] == pytest.approx(l0, rel=1e-12)
+    assert d["eps_sharpness"] == got
     assert model.weight.item() == 1.2 and model.bias.item() == 0.4  # untouched
 
 
