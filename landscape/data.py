@@ -1496,11 +1496,7 @@ def as_tensor_data(data: Any, budget: int | None = None) -> TensorData:
     where = _where(data.name, data.split)
     size = data.nbytes()
     if size is not None and size > budget:
-        raise LandscapeError(
-            f"{where} is a stream of about {size / 2**20:.0f} MiB, more than the "
-            f"{budget / 2**20:.0f} MiB that can be held in memory for training; set the "
-            "'subset' parameter to train on fewer samples"
-        )
+        raise _too_big(where, f"about {_bytes(size)}", budget)
     xs: list[Tensor] = []
     ys: list[Tensor] = []
     total = 0
@@ -1520,17 +1516,24 @@ def as_tensor_data(data: Any, budget: int | None = None) -> TensorData:
             )
         total += x.numel() * x.element_size() + y.numel() * y.element_size()
         if total > budget:
-            raise LandscapeError(
-                f"{where} is a stream of more than {budget / 2**20:.0f} MiB, more than can "
-                "be held in memory for training; set the 'subset' parameter to train on "
-                "fewer samples"
-            )
+            raise _too_big(where, f"more than {_bytes(budget)}", budget)
         xs.append(x)
         ys.append(y)
     if not xs:
         raise LandscapeError(f"{where} is empty")
     return _finish_tensors(torch.cat(xs), torch.cat(ys), DataSpec(data.name),
                            split=data.split)
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n:,} bytes"
+
+
+def _too_big(where: str, size: str, budget: int) -> LandscapeError:
+    return LandscapeError(
+        f"{where} is a stream of {size}, more than can be held in memory for training "
+        f"({_bytes(budget)}); set the 'subset' parameter to train on fewer samples"
+    )
 
 
 def sample_count(data: Any) -> int:

@@ -82,3 +82,120 @@ def token_loader(split: str) -> torch.utils.data.DataLoader:
 def int_inputs(split: str) -> tuple[np.ndarray, np.ndarray]:
     """Integer inputs (token ids) with class targets."""
     return np.arange(12).reshape(4, 3) % 5, np.arange(4) % 2
+
+
+# ------------------------------------------------------------------------- bad data (issue 24)
+def _tiny(split: str, n: int = 48) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` seeded samples of the digits' shape (1, 8, 8), labels in 0..9."""
+    g = torch.Generator().manual_seed(0 if split == "train" else 1)
+    return torch.rand(n, 1, 8, 8, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def nan_input(split: str, where: int = 17, value: float = float("nan")) -> tuple:
+    """Digits-shaped arrays with one non-finite pixel in sample ``where`` of the train split."""
+    x, y = _tiny(split)
+    if split == "train":
+        x[where, 0, 3, 4] = value
+    return x.numpy(), y.numpy()
+
+
+def inf_target(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Regression data whose float target of sample 2 is inf."""
+    x = torch.linspace(-1, 1, 8).unsqueeze(1)
+    y = 2 * x[:, 0]
+    y[2] = float("inf")
+    return x, y
+
+
+class NanPairs(Dataset):
+    """A map-style Dataset of ``n`` digits-shaped pairs whose item ``bad`` has a NaN input."""
+
+    def __init__(self, n: int = 48, bad: int = 37) -> None:
+        self.x, self.y = _tiny("train", n)
+        self.x[bad, 0, 0, 0] = float("nan")
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[i], self.y[i]
+
+
+def nan_loader(split: str, batch_size: int = 10) -> torch.utils.data.DataLoader:
+    """A DataLoader (streamed) with a NaN input in sample 37."""
+    return torch.utils.data.DataLoader(NanPairs(), batch_size=batch_size, collate_fn=_stack)
+
+
+def _stack(items: list) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
+
+
+class Endless(torch.utils.data.IterableDataset):
+    """Digits-shaped samples forever (no ``__len__``): item ``i`` is seeded by ``i``."""
+
+    def __iter__(self):
+        i = 0
+        while True:
+            g = torch.Generator().manual_seed(i)
+            yield torch.rand(1, 8, 8, generator=g), int(torch.randint(0, 10, (), generator=g))
+            i += 1
+
+
+def endless(split: str) -> Endless:
+    """An endless IterableDataset."""
+    return Endless()
+
+
+def endless_loader(split: str) -> torch.utils.data.DataLoader:
+    """A DataLoader over an endless IterableDataset."""
+    return torch.utils.data.DataLoader(Endless(), batch_size=16)
+
+
+def tiny_arrays(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """48 digits-shaped samples as tensors (in memory)."""
+    return _tiny(split)
+
+
+def tiny_loader(split: str, batch_size: int = 10, shuffle: bool = False,
+                drop_last: bool = False) -> torch.utils.data.DataLoader:
+    """The same 48 samples as :func:`tiny_arrays`, as a (streamed) DataLoader with its own
+    collation (so it is read batch by batch, not sliced)."""
+    x, y = _tiny(split)
+    items = list(zip(x, y, strict=True))
+    return torch.utils.data.DataLoader(items, batch_size=batch_size, shuffle=shuffle,
+                                       drop_last=drop_last, collate_fn=_stack)
+
+
+def oov_tokens(split: str, bad: int = 5, token: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids ``(16, 4)`` below 10, but ``token`` in sample ``bad`` of the train split."""
+    g = torch.Generator().manual_seed(3)
+    ids = torch.randint(0, 10, (16, 4), generator=g)
+    if split == "train":
+        ids[bad, 2] = token
+    return ids, torch.arange(16) % 3
+
+
+def oov_token_loader(split: str) -> torch.utils.data.DataLoader:
+    """HF-style mapping batches of 4 whose sample 9 has the token id 30."""
+    ids, y = oov_tokens("test")
+    ids[9, 0] = 30
+    items = [{"input_ids": ids[i], "labels": y[i]} for i in range(len(ids))]
+    return torch.utils.data.DataLoader(items, batch_size=4)
+
+
+class TokenClassifier(torch.nn.Module):
+    """Embedding of ``vocab`` ids, mean over positions, linear head to 3 classes."""
+
+    def __init__(self, vocab: int = 10) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab, 4)
+        self.head = torch.nn.Linear(4, 3)
+
+    def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        return self.head(self.embed(input_ids).mean(1))
+
+
+def token_classifier(vocab: int = 10) -> TokenClassifier:
+    """Factory of :class:`TokenClassifier` (``--model tests._datasets:token_classifier``)."""
+    return TokenClassifier(vocab)
