@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from landscape._functional import named_tensors
+from landscape._grid import check_grid_fits
 from landscape.data import load_data
 from landscape.directions import (
     IGNORES,
@@ -266,18 +267,17 @@ def _check_out_is_not_an_input(args: argparse.Namespace, out: str) -> None:
             )
 
 
-def _check_grid_fits(n_points: int, n_splits: int) -> None:
-    """Refuse a grid whose arrays alone would not fit in this machine's memory."""
-    need = n_points * (8 * 3 * n_splits + 1)  # float64 loss, accuracy, error per split; mask
-    try:
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (AttributeError, ValueError, OSError):  # not available on this platform
-        return
-    if need > total:
-        raise LandscapeError(
-            f"the grid has {n_points:,} points; its arrays need {need / 2**30:,.1f} GiB, more "
-            f"than this machine's {total / 2**30:,.1f} GiB of memory -- use fewer points"
-        )
+def _check_grid_fits(n_points: int, n_splits: int, n_directions: int = 1) -> None:
+    """Refuse a grid (of ``n_directions`` direction pairs) whose arrays alone would not fit in
+    this machine's memory."""
+    # float64 loss, accuracy, standard error per split
+    if n_directions == 1:
+        check_grid_fits(n_points, 3 * n_splits)
+    else:
+        check_grid_fits(n_directions * n_points, 3 * n_splits,
+                        what=f"a set of {n_directions:,} direction pairs on a "
+                             f"{n_points:,}-point grid",
+                        fix="use fewer points or direction pairs (n_directions)")
 
 
 def _full_data(args: argparse.Namespace, ckpt, splits: list[str], datasets: dict) -> dict | None:
@@ -296,13 +296,12 @@ def _run_set(args: argparse.Namespace, ckpt, datasets, loss, out: str, recipe: d
     other = [f for f, on in (("--dir-file", args.dir_file), ("--interpolate", args.interpolate),
                              ("--plane", args.plane), ("--orthogonal", args.orthogonal),
                              ("--dir-type states", args.dir_type != "weights"),
-                             ("--batch-size auto", args.batch_size == "auto"),
                              ("--precision", args.precision != "fp32"),
                              ("--bn recalibrate", args.bn != "eval")) if on]
     if other:
         raise LandscapeError(
-            f"--n-directions draws K random direction pairs of the weights, evaluated with a "
-            f"fixed --batch-size; drop {', '.join(other)}"
+            f"--n-directions draws K random direction pairs of the weights, evaluated in fp32 "
+            f"with the checkpoint's BatchNorm statistics; drop {', '.join(other)}"
         )
     t0 = time.perf_counter()
     seeds = member_seeds(args.n_directions, args.seed)
@@ -388,7 +387,8 @@ def run(args: argparse.Namespace) -> int:
     ay = parse_axis(args.y, "y").check_dtype("y", dtype_arg(args)) \
         if args.y is not None else None
     splits = parse_splits(args.splits)
-    _check_grid_fits(ax.num * (ay.num if ay is not None else 1), len(splits))
+    _check_grid_fits(ax.num * (ay.num if ay is not None else 1), len(splits),
+                     args.n_directions if args.directions == "random" else 1)
     loss = loss_arg(args.loss)
     check_device(args.device)
     ckpt = load_ckpt(args, args.checkpoint)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
+import os
 import sys
 import time
 from abc import ABC, abstractmethod
@@ -43,8 +44,9 @@ import numpy as np
 from .errors import LandscapeError, note_interruption
 
 __all__ = ["GridProgress", "GridRunner", "MetricsRunner", "LONG_RUN_SECONDS", "STDERR_SUFFIX",
-           "agree", "all_reduce_sum", "dist_info", "format_duration", "metric_array_names",
-           "new_stderrs", "pending", "points_sharded", "recipe_differences", "resume_or_refuse",
+           "agree", "all_reduce_sum", "check_fits_in_memory", "check_grid_fits", "dist_info",
+           "format_duration", "metric_array_names", "new_stderrs", "pending",
+           "physical_memory", "points_sharded", "recipe_differences", "resume_or_refuse",
            "shard_bounds", "stderr_name"]
 
 #: A run whose estimated time exceeds this many seconds gets a line with the estimate and
@@ -137,6 +139,60 @@ def resume_or_refuse(path: Any, old: Mapping[str, Any], new: Mapping[str, Any],
             f"'{path}' {subject} computed with a different recipe (differs in: "
             f"{', '.join(diff)}); pass --overwrite to replace it or choose another --out"
         )
+
+
+def physical_memory() -> int | None:
+    """This machine's physical memory in bytes, or ``None`` where it cannot be told."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not available on this platform
+        return None
+
+
+def check_fits_in_memory(need: int, what: str, fix: str) -> None:
+    """Refuse work whose arrays alone (``need`` bytes) would not fit in this machine's memory.
+
+    Called with user-given counts before anything is allocated, so that a count with a few
+    zeros too many is one clear error instead of a run that the kernel kills later.
+
+    Parameters
+    ----------
+    need : int
+        Bytes the arrays need.
+    what : str
+        What needs them, for the message (``"the grid has 1,000 points; its arrays"``).
+    fix : str
+        What to do instead (``"use fewer points"``).
+
+    Raises
+    ------
+    LandscapeError
+        If ``need`` exceeds the physical memory.
+    """
+    total = physical_memory()
+    if total is not None and need > total:
+        raise LandscapeError(
+            f"{what} need {need / 2**30:,.1f} GiB, more than this machine's "
+            f"{total / 2**30:,.1f} GiB of memory -- {fix}"
+        )
+
+
+#: Bytes per grid point besides the float64 arrays: the ``done`` mask (1) and the runner's todo
+#: list of Python ints (an 8-byte pointer and a 28-32-byte int each) with this rank's slice of
+#: it (8).
+_POINT_OVERHEAD = 1 + 40 + 8
+
+
+def check_grid_fits(n_points: int, n_arrays: int, *, what: str = "the grid",
+                    fix: str = "use fewer points", extra: int = 0) -> None:
+    """Refuse a grid analysis of ``n_points`` points whose arrays would not fit in memory.
+
+    Counts ``n_arrays`` float64 arrays of ``n_points`` values and the copy of each made when
+    the result is written, the ``done`` mask and the runner's todo list, plus ``extra`` bytes
+    (e.g. the directions of a surface set); see :func:`check_fits_in_memory`.
+    """
+    need = n_points * (2 * 8 * n_arrays + _POINT_OVERHEAD) + extra
+    check_fits_in_memory(need, f"{what} has {n_points:,} points; its arrays", fix)
 
 
 def pending(done: np.ndarray, max_points: int | None = None,

@@ -90,6 +90,8 @@ from ._functional import LossSpec, is_perturbable, loss_name, named_tensors, res
 from ._grid import (
     GridProgress,
     MetricsRunner,
+    check_fits_in_memory,
+    check_grid_fits,
     dist_info,
     metric_array_names,
     pending,
@@ -734,6 +736,7 @@ def compute_connectivity(
                              + (" (or select tensors in which they differ)"
                                 if held.any() else ""))
     paths = ("line", "curve") if curve is not None else ("line",)
+    _check_sizes(len(paths), n_points, len(data), curve, n_bends, steps, optimizer, fa)
 
     full: dict[str, Any] = dict(recipe or {})
     full.update({
@@ -817,6 +820,26 @@ def compute_connectivity(
     _ConnectRun(res, ev, control, buffers, out=out_p, first_write=write_over,
                 progress=progress, flush_seconds=flush_seconds, max_points=max_points).run()
     return res
+
+
+def _check_sizes(n_paths: int, n_points: int, n_splits: int, curve: str | None, n_bends: int,
+                 steps: int, optimizer: str, flat: Tensor) -> None:
+    """Refuse counts (``n_points``, ``n_bends``, ``steps``) whose arrays would not fit in this
+    machine's memory, before anything is allocated."""
+    check_grid_fits(n_paths * n_points, 3 * n_splits,  # loss, accuracy, standard error
+                    what=f"the t grid of the {n_paths} path(s)",
+                    fix="use fewer n_points")
+    if curve is None:
+        return
+    # the bends: initial rows and their stack, the trained tensor, its gradient, the
+    # optimiser's state (momentum; Adam's two moments) and the copy kept in the result
+    copies = 5 + (2 if optimizer == "adam" else 1)
+    check_fits_in_memory(copies * n_bends * flat.numel() * flat.element_size(),
+                         f"{n_bends:,} bend points of {flat.numel():,} parameters",
+                         "use fewer n_bends")
+    # the training history: one Python float per step (and its float64 copy when saved)
+    check_fits_in_memory(steps * (24 + 8 + 8), f"the losses of {steps:,} training steps",
+                         "use fewer steps")
 
 
 def _groups_or_empty(path: Path) -> list[str]:

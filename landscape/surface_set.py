@@ -48,6 +48,8 @@ from ._functional import LossSpec, loss_name, named_tensors
 from ._grid import (
     GridProgress,
     MetricsRunner,
+    agree,
+    check_grid_fits,
     metric_array_names,
     new_stderrs,
     pending,
@@ -243,7 +245,7 @@ def compute_surface_set(
     ignore: str = "biasbn",
     selection: ParameterSelection | None = None,
     loss: LossSpec = "cross_entropy",
-    batch_size: int = 1024,
+    batch_size: int | str = 1024,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     out: str | os.PathLike | None = None,
@@ -274,10 +276,21 @@ def compute_surface_set(
     selection : ParameterSelection, optional
         The perturbed tensors (default ``select_parameters(model)``: what a single surface of
         the CLI uses).
-    loss, batch_size, device, dtype, out, overwrite, recipe, provenance, progress,
-    flush_seconds, max_points, full_data
-        As for :func:`~landscape.surface.compute_surface` (``batch_size`` must be an int: a
-        timed choice would break the bit-identity with single-direction files).
+    batch_size : int or "auto", default=1024
+        Evaluation batch size; ``"auto"`` chooses it as
+        :func:`~landscape.surface.compute_surface` does (from model and data sizes, no
+        timing, so a single-direction ``"auto"`` file on the same machine chooses alike) and
+        records the choice in the provenance (``batch_size_used``), which a resumed run
+        reuses.
+    loss, device, dtype, out, overwrite, recipe, provenance, progress, flush_seconds,
+    max_points, full_data
+        As for :func:`~landscape.surface.compute_surface`.
+
+    Raises
+    ------
+    LandscapeError
+        On invalid parameters, including ``seeds`` and a grid whose arrays and directions
+        would not fit in this machine's memory.
 
     Returns
     -------
@@ -289,16 +302,23 @@ def compute_surface_set(
     seeds = [check_int("seeds", s, 0) for s in seeds]
     if not seeds:
         raise LandscapeError("a surface set needs at least one seed")
+    base_t = named_tensors(model, "weights")
+    n_grid = ax.num * (ay.num if ay is not None else 1)
+    dir_bytes = 2 * len(seeds) * ndim * sum(v.numel() * v.element_size()  # and on the device
+                                            for v in base_t.values())
+    check_grid_fits(len(seeds) * n_grid, 3 * len(data or {}),
+                    what=f"a set of {len(seeds):,} direction pairs on a {n_grid:,}-point grid",
+                    fix="use fewer seeds or grid points", extra=dir_bytes)
     used = [s + i for s in seeds for i in range(ndim)]
     if len(set(used)) != len(used):
         raise LandscapeError(
             f"the members' seeds {seeds} overlap (member k uses seeds s_k .. s_k + {ndim - 1});"
             f" use seeds {ndim} apart, e.g. {member_seeds(len(seeds))}"
         )
-    batch_size = check_int("batch_size", batch_size, 1)
+    if batch_size != "auto":
+        batch_size = check_int("batch_size", batch_size, 1)
     if not data:
         raise LandscapeError("no dataset given to evaluate the surfaces on")
-    base_t = named_tensors(model, "weights")
     if selection is None:
         selection = select_parameters(model, "weights")
     dirs = [random_directions(base_t, ndim=ndim, seeds=s, norm=norm, ignore=ignore,
@@ -338,8 +358,15 @@ def compute_surface_set(
             s.subset_check = old.subset_check
     if not pending(s.done, max_points):
         return s
-    ev = Evaluator(model, data, loss=loss, what="weights", batch_size=batch_size,
+    ev = Evaluator(model, data, loss=loss, what="weights",
+                   batch_size=1024 if batch_size == "auto" else batch_size,
                    device=device, dtype=dtype)
+    if batch_size == "auto":  # as compute_surface: chosen once, kept by a resumed file
+        used = s.provenance.get("batch_size_used")
+        if not isinstance(used, int):
+            used = agree(ev.choose_batch_size())
+        ev.batch_size = used
+        s.provenance["batch_size_used"] = used
     placed = [on_device(base_t, d.vectors, ev.device, dtype) for d in dirs]
     base_dev, dirs_dev = placed[0][0], [p[1] for p in placed]
     if full_data and s.subset_check is None:

@@ -215,6 +215,7 @@ def assert_one_line_error(code: int, out: str, err: str, fragment: str, command:
 
 
 S = ["surface", "mlp.pt"]
+K = ["connect", "mlp.pt", "mlp_b.pt", "--out", "ab.h5"]
 C = ["compare", "s.h5", "s.h5", "--names", "a,b", "--eps", "1"]
 T = ["train", "--model", "mlp", "--epochs", "1", "--subset", "50", "--no-progress"]
 
@@ -315,6 +316,14 @@ CASES = [
     ("grid-missing-x", ["surface", "mlp.pt"], "--x"),
     ("grid-too-big-for-memory", [*S, "--x=-1:1:1000000000", "--y=-1:1:1000000000"],
      "GiB of memory"),
+    # counts that no memory holds: refused before anything is allocated
+    ("n-directions-too-big-for-memory", [*S, X, "--n-directions", "1000000000000"],
+     "a set of 1,000,000,000,000 direction pairs on a 3-point grid has 3,000,000,000,000 "
+     "points; its arrays need"),
+    ("connect-points-too-big-for-memory", [*K, "--curve", "none", "--points", "1" + "0" * 12],
+     "use fewer n_points"),
+    ("connect-steps-too-big-for-memory", [*K, "--steps", "1" + "0" * 14], "use fewer steps"),
+    ("connect-bends-too-big-for-memory", [*K, "--bends", "1" + "0" * 12], "use fewer n_bends"),
     # names and JSON options
     ("model-unknown", [*S, X, "--model", "nonet"], "nonet"),
     ("model-unknown-module", [*S, X, "--model", "no_such_mod:factory"], "no_such_mod"),
@@ -541,7 +550,46 @@ def test_bad_inputs_in_a_subprocess(corpus, tmp_path):
         assert snapshot(w) == before, name
 
 
+def test_counts_of_the_issue_on_a_64_gib_machine(work, capsys, monkeypatch):
+    """``--points 1000000000`` and ``--n-directions 1000000000`` as reported (a 64 GiB
+    machine): one line each, nothing written."""
+    import landscape._grid
+
+    monkeypatch.setattr(landscape._grid, "physical_memory", lambda: 64 * 2**30)
+    for argv, fragment in (([*K, "--curve", "none", "--points", "1000000000"],
+                            "GiB, more than this machine's 64.0 GiB of memory -- use fewer "
+                            "n_points"),
+                           ([*S, X, "--n-directions", "1000000000"],
+                            "use fewer points or direction pairs (n_directions)")):
+        before = snapshot(work)
+        code = main(argv)
+        out, err = capsys.readouterr()
+        assert_one_line_error(code, out, err, fragment, argv[0])
+        assert snapshot(work) == before
+
+
 # ------------------------------------------------------------------ not errors
+
+
+def test_n_directions_with_the_default_batch_size(work, capsys):
+    """--n-directions without --batch-size (default auto): member 0 is the single surface of
+    the same seed (s.h5, also batch size auto), bit for bit."""
+    code = main([*S, X, "--n-directions", "2", "--out", "set.h5", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "wrote set.h5: 2 direction pairs" in out
+    from landscape.surface_set import SurfaceSet
+
+    s = SurfaceSet.load("set.h5")
+    assert s.complete and s.recipe["batch_size"] == "auto"
+    single = Surface.load("s.h5")
+    assert s.provenance["batch_size_used"] == single.provenance["batch_size_used"]
+    for k, a in single.arrays.items():
+        assert s.arrays[k][0].tobytes() == a.tobytes(), k
+    # resuming the finished set finds nothing to do
+    before = Path("set.h5").read_bytes()
+    assert main([*S, X, "--n-directions", "2", "--out", "set.h5", "--no-progress"]) == 0
+    assert Path("set.h5").read_bytes() == before
 
 
 def test_diverged_points_are_data_not_errors(work, capsys):

@@ -345,6 +345,22 @@ def test_bad_inputs():
         compute_connectivity(_mlp(0), _mlp(1), {"test": data["train"]}, progress=False)
 
 
+def test_counts_that_no_memory_holds_are_refused(monkeypatch):
+    """n_points, n_bends and steps are checked against this machine's memory up front."""
+    import landscape._grid
+
+    data = {"train": _digits_like(16, 0)}
+    monkeypatch.setattr(landscape._grid, "physical_memory", lambda: 2**20)
+    for kw, fix in (({"curve": None, "n_points": 10**5}, "use fewer n_points"),
+                    ({"n_bends": 1000}, "use fewer n_bends"),
+                    ({"steps": 10**5}, "use fewer steps")):
+        with pytest.raises(LandscapeError, match=f"GiB of memory -- {fix}"):
+            compute_connectivity(_mlp(0), _mlp(1), data, progress=False, **kw)
+    # the same counts where memory suffices are not refused by the check
+    monkeypatch.setattr(landscape._grid, "physical_memory", lambda: 2**40)
+    connect._check_sizes(2, 10**5, 1, "bezier", 1000, 10**5, "adam", torch.zeros(100))
+
+
 def test_plot(tmp_path):
     res = _run(None)
     ax = res.plot()

@@ -113,5 +113,42 @@ def test_cli_n_directions_member_k_equals_the_single_surface_with_its_seed(tmp_p
         one = Surface.load(out)
         assert s.member(k).directions.digest() == one.directions.digest()
         np.testing.assert_array_equal(s.member(k)["test_loss"], one["test_loss"])
-    assert main(["surface", str(ckpt), *grid[:2], "--n-directions", "2",
-                 "--out", str(tmp_path / "x.h5")]) == 2  # batch size auto is refused
+    # the default batch size (auto) works too: member 0 is the single auto surface of seed 0
+    assert main(["surface", str(ckpt), *grid[:2], *grid[-1:], "--n-directions", "2",
+                 "--out", str(tmp_path / "auto.h5")]) == 0
+    assert main(["surface", str(ckpt), *grid[:2], *grid[-1:], "--out",
+                 str(tmp_path / "auto0.h5")]) == 0
+    auto, one = SurfaceSet.load(tmp_path / "auto.h5"), Surface.load(tmp_path / "auto0.h5")
+    assert auto.recipe["batch_size"] == "auto"
+    assert auto.provenance["batch_size_used"] == one.provenance["batch_size_used"]
+    np.testing.assert_array_equal(auto.member(0)["test_loss"], one["test_loss"])
+
+
+def test_batch_size_auto_is_chosen_once_and_kept_on_resume(toy, tmp_path):
+    model, data = toy
+    kw = {"seeds": [0, 2], "x": "-1:1:3", "progress": False, "batch_size": "auto"}
+    out = tmp_path / "a.h5"
+    part = compute_surface_set(model, {"train": data}, out=out, max_points=2, **kw)
+    used = part.provenance["batch_size_used"]
+    assert isinstance(used, int) and used >= 1
+    d = random_directions(named_tensors(model), ndim=1, seeds=0)
+    one = compute_surface(model, d, {"train": data}, x="-1:1:3", progress=False)
+    assert one.provenance["batch_size_used"] == used
+    done = compute_surface_set(model, {"train": data}, out=out, **kw)
+    assert done.complete and done.provenance["batch_size_used"] == used
+    np.testing.assert_array_equal(done.member(0)["train_loss"], one["train_loss"])
+    with pytest.raises(LandscapeError, match="'batch_size' parameter"):
+        compute_surface_set(model, {"train": data}, **{**kw, "batch_size": "big"})
+
+
+def test_a_set_too_big_for_memory_is_refused(toy, monkeypatch):
+    """K x points arrays and K direction pairs that no memory holds: refused up front."""
+    import landscape._grid
+
+    model, data = toy
+    monkeypatch.setattr(landscape._grid, "physical_memory", lambda: 2**20)
+    with pytest.raises(LandscapeError, match=r"a set of 1,000 direction pairs on a 9-point "
+                                             r"grid has 9,000 points; .* GiB of memory -- "
+                                             r"use fewer seeds or grid points"):
+        compute_surface_set(model, {"train": data}, seeds=member_seeds(1000), x="-1:1:3",
+                            y="-1:1:3", progress=False)
