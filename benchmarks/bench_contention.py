@@ -9,9 +9,12 @@ busy-looping processes on 2 cores, where the fair share predicts 3x).
 Each measurement is a fresh process running the same fixed workload -- a short training
 (ResNet-20 at half width on the digits, one epoch), a 5x5 filter-normalized surface and a top-2
 Lanczos solve with the Hessian's trace (12 Hutch++ products) -- under one thread policy
-(:func:`landscape.threads.configure_threads`: ``"auto"`` is the default; ``"spin"`` is torch's
-own behaviour, every core and OpenMP's default spin-waiting), first on a quiet machine and then
-beside ``--busy`` processes that loop forever in pure Python (one core's worth of load each).
+(``before``: torch's defaults everywhere, training included, as 7e54c82 ran; ``auto``: the
+CLI's default now, :func:`landscape.threads.configure_threads` for the surface and the Hessian
+and training's own fixed count, 1; ``passive``: ``before`` with ``OMP_WAIT_POLICY=PASSIVE``; an
+int: that many threads everywhere), first on a quiet machine and then beside ``--busy``
+processes that loop forever in pure Python (one core's worth of load each). ``auto`` measures
+the free CPUs in the child process, so in the busy phase it sees the busy processes.
 
 Prints, per policy and phase: the time quiet and busy, the slowdown busy/quiet, and the
 fair-share prediction for the slowdown, ``(busy + threads) / cores`` where ``threads`` is what the
@@ -20,8 +23,8 @@ of slowdown to fair share near 1 means the work degrades only as much as the CPU
 
 Usage::
 
-    python benchmarks/bench_contention.py                      # auto vs spin, 4 busy, 2 repeats
-    python benchmarks/bench_contention.py --busy 4 --policies auto spin 1 --repeats 3
+    python benchmarks/bench_contention.py                  # before vs auto, 4 busy, 2 repeats
+    python benchmarks/bench_contention.py --busy 4 --policies before auto passive 1 --repeats 3
 """
 
 from __future__ import annotations
@@ -40,11 +43,18 @@ BUSY_LOOP = "while True:\n    pass\n"
 
 def _workload(policy: str) -> dict[str, float]:
     """Run the fixed workload in this process; return seconds per phase."""
+    if policy == "passive":  # read by OpenMP when torch loads it: before the import
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    import torch
+
     from landscape.threads import configure_threads
 
-    chosen = configure_threads(policy)
-
-    import torch
+    if policy in ("before", "passive"):  # torch's defaults, as 7e54c82 ran everything
+        eval_threads = train_threads = torch.get_num_threads()
+    elif policy == "auto":  # what the CLI does now: auto for evaluations, training's own 1
+        eval_threads, train_threads = configure_threads("auto").threads, 1
+    else:
+        eval_threads = train_threads = configure_threads(int(policy)).threads
 
     from landscape.checkpoints import load_checkpoint
     from landscape.data import DataSpec, load_data
@@ -58,7 +68,7 @@ def _workload(policy: str) -> dict[str, float]:
     spec = ModelSpec("resnet20", {"in_channels": 1, "width": 0.5})
     data = DataSpec("digits")
     config = TrainConfig(epochs=1, batch_size=64, lr=0.01, momentum=0.9, weight_decay=5e-4,
-                         schedule="cosine", seed=0, save_every=1)
+                         schedule="cosine", seed=0, save_every=1, threads=train_threads)
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
         run = train(spec, data, config, os.path.join(tmp, "run"), progress=False)
@@ -75,8 +85,8 @@ def _workload(policy: str) -> dict[str, float]:
                           batch_size=256)
         times["hessian"] = time.perf_counter() - t
     times["total"] = sum(times.values())
-    times["threads"] = float(chosen.intra_op)
-    times["torch_threads"] = float(torch.get_num_threads())
+    times["threads"] = float(eval_threads)
+    times["train_threads"] = float(train_threads)
     return times
 
 
@@ -96,8 +106,10 @@ def _measure(policy: str, busy: int) -> dict[str, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--busy", type=int, default=4, help="busy-looping processes (default 4)")
-    p.add_argument("--policies", nargs="+", default=["auto", "spin"],
-                   help="thread policies to compare (auto, spin, passive, or a thread count)")
+    p.add_argument("--policies", nargs="+", default=["before", "auto"],
+                   help="thread policies to compare: before (torch's defaults everywhere, as "
+                        "7e54c82 ran), auto (the CLI's default now), passive (torch's defaults "
+                        "with OMP_WAIT_POLICY=PASSIVE), or a thread count N")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -114,17 +126,19 @@ def main() -> None:
         for _ in range(args.repeats):  # alternate quiet and busy so drift hits both
             quiet.append(_measure(policy, 0))
             busy.append(_measure(policy, args.busy))
+        # the fair share of a process that keeps its quiet thread count: (busy + T) / cores
         threads = int(quiet[0]["threads"])
-        fair = max(1.0, (args.busy + threads) / cores) * min(1.0, cores / threads) \
-            if threads > cores else max(1.0, (args.busy + threads) / cores)
+        fair = max(1.0, (args.busy + threads) / cores)
         for phase in ("train", "surface", "hessian", "total"):
             q = statistics.median(r[phase] for r in quiet)
             b = statistics.median(r[phase] for r in busy)
-            rows.append((policy, threads, phase, q, b, b / q, fair))
-    print(f"{'policy':>8} {'thr':>3} {'phase':>8} {'quiet s':>8} {'busy s':>8} "
+            rows.append((policy, f"{threads}/{int(busy[0]['threads'])}", phase, q, b, b / q,
+                         fair))
+    print("thr: evaluation threads quiet/busy (training: 1 under auto, else the same)")
+    print(f"{'policy':>8} {'thr':>4} {'phase':>8} {'quiet s':>8} {'busy s':>8} "
           f"{'slowdown':>8} {'fair':>5} {'ratio':>5}")
     for policy, threads, phase, q, b, s, fair in rows:
-        print(f"{policy:>8} {threads:>3} {phase:>8} {q:8.2f} {b:8.2f} {s:7.2f}x {fair:4.1f}x "
+        print(f"{policy:>8} {threads:>4} {phase:>8} {q:8.2f} {b:8.2f} {s:7.2f}x {fair:4.1f}x "
               f"{s / fair:5.2f}")
 
 
