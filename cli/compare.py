@@ -42,14 +42,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "landscape compare res20.h5 plain20.h5 --names residual,plain --out report",
             "landscape compare res20.h5 plain20.h5 --checkpoints res20.pt,plain20.pt",
             "landscape compare a.h5 b.h5 c.h5 --eps 0.05 --basin-threshold 0.5",
+            "landscape compare res0.h5,res1.h5,res2.h5 plain0.h5,plain1.h5,plain2.h5 "
+            "--names residual,plain",
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("files", nargs="+", metavar="FILE.h5",
                    help="one result file per network, or several joined with '+' "
-                        "(e.g. res.h5+res_traj.h5: a surface file and a trajectory file)")
+                        "(e.g. res.h5+res_traj.h5: a surface file and a trajectory file); "
+                        "ARMS: one argument per arm with its seeds' files joined by ',' "
+                        "(res_s0.h5,res_s1.h5,res_s2.h5): a seed-level comparison")
     p.add_argument("--names", metavar="A,B,...",
-                   help="column names, comma separated (default: the file stems)")
+                   help="column names, comma separated (default: the file stems); with arms, "
+                        "the arm names")
+    p.add_argument("--level", type=float_arg("level", 0.0, 1.0, closed="neither"),
+                   default=0.95,
+                   help="coverage of the seed-level intervals with arms (default 0.95)")
     p.add_argument("--out", metavar="DIR",
                    help="output directory (default: compare_<A>_vs_<B> beside the first file)")
     p.add_argument("--eps", type=float_arg("eps", 0.0, closed="neither"), default=0.1,
@@ -111,7 +119,41 @@ def _default_out(first: str, names: list[str]) -> Path:
     return parent / f"compare_{slug}"
 
 
+def _run_arms(args: argparse.Namespace) -> int:
+    """Arms of several seeds: ``compare_arms``, the per-seed report and ``arms.md``/``.json``."""
+    from landscape.replicates import compare_arms
+
+    arms = [[f.split("+") if "+" in f else f for f in a.split(",")] for a in args.files]
+    if any(not f for a in arms for f in a):
+        raise LandscapeError("an arm has an empty entry (two commas, or a trailing comma)")
+    names = _split(args.names, "--names", len(arms), allow_empty=False) or [
+        Path(str(a[0] if isinstance(a[0], str) else a[0][0])).stem for a in arms]
+    if len(set(names)) != len(names):
+        raise LandscapeError(f"--names must give distinct arm names; got {names}")
+    if args.checkpoints is not None:
+        raise LandscapeError("--checkpoints is not supported with arms (comma-joined seeds) "
+                             "yet; compare the checkpoints of one seed at a time")
+    if args.device != "cpu":
+        raise LandscapeError("--device sets where the --checkpoints are evaluated; drop it")
+    comparison, report = compare_arms(
+        dict(zip(names, arms, strict=True)), level=args.level, eps=args.eps,
+        basin_threshold=args.basin_threshold, ratio_threshold=args.ratio_threshold,
+        array=args.array, progress=not args.no_progress, command=command_line(args))
+    out = Path(args.out) if args.out else _default_out(args.files[0].split(",")[0]
+                                                            .split("+")[0], names)
+    report.save(out, dpi=args.dpi)
+    comparison.save(out)
+    print(comparison.markdown_table())
+    for note in comparison.notes:
+        print(f"note: {note}")
+    for name in ("arms.md", "arms.json", "report.md", "report.html", "report.json"):
+        print(f"wrote {out / name}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if any("," in f for f in args.files):
+        return _run_arms(args)
     n = len(args.files)
     names = _split(args.names, "--names", n, allow_empty=False)
     checkpoints = _split(args.checkpoints, "--checkpoints", n, allow_empty=True)

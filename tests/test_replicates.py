@@ -138,3 +138,25 @@ def test_rows_that_assume_a_minimum_are_not_ranked_off_a_minimum(arm_files):
     assert comp.verdict("lambda_max") in ("differs", "within the seed spread")
     assert comp.verdict("eps_sharpness").startswith("not at a minimum (plain)")
     assert "not ranked" in comp.markdown_table(["eps_sharpness"])
+
+
+def test_cli_compare_with_arms(arm_files, tmp_path, capsys):
+    from landscape.cli.main import main
+
+    out = tmp_path / "cmp"
+    argv = ["compare", ",".join(arm_files["residual"]), ",".join(arm_files["plain"]),
+            "--names", "residual,plain", "--eps", "0.25", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| lambda_max |" in printed and "smallest attainable" in printed
+    doc = json.loads((out / "arms.json").read_text())
+    comp, _ = compare_arms(arm_files, eps=0.25, progress=False)
+    assert doc["summaries"]["lambda_max"]["residual"]["mean"] == pytest.approx(
+        comp.summaries["lambda_max"]["residual"].mean)
+    assert (out / "report.md").exists()
+    # one line, exit 2: checkpoints with arms, empty entries, repeated names
+    assert main([*argv[:3], "--checkpoints", "a.pt,b.pt", "--out", str(tmp_path / "x")]) == 2
+    assert main(["compare", arm_files["residual"][0] + ",", arm_files["plain"][0]]) == 2
+    assert main([*argv[:3], "--names", "a,a"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(e.startswith("landscape compare: error:") for e in err)
