@@ -569,8 +569,14 @@ def basin_width(
 
 
 # --------------------------------------------------------------------------- roughness
+#: Default ``tv_rise`` of :func:`roughness` (nats above the centre): the window of the total
+#: variation. About ``ln 10`` (chance level of 10 classes) above a trained network's loss.
+TV_RISE = 2.0
+
+
 def roughness(surface: Surface, array: str = "train_loss", *,
-              include_edges: bool = False) -> dict[str, float | int]:
+              include_edges: bool = False, tv_rise: float = TV_RISE,
+              min_window_points: int | None = None) -> dict[str, Any]:
     """How chaotic a surface is: local minima, normalised total variation, diverged points.
 
     * ``local_minima`` -- finished finite points strictly lower than each of their neighbours
@@ -578,11 +584,20 @@ def roughness(surface: Surface, array: str = "train_loss", *,
       count as higher; a point with an unfinished neighbour is not counted. Points on the
       edge of the grid are left out unless ``include_edges`` (a loss falling towards the edge
       is not a minimum of the landscape, only of the window).
-    * ``total_variation`` -- the sum of ``|Δ|`` between finite neighbours along every grid row
-      and column, divided by the range ``max - min`` of the finite values and by the number of
-      grid lines. It counts full-range traversals per line: a monotone 1D curve gives 1, a
-      convex bowl with equal rims 2, a chaotic surface many; it does not grow with grid
-      resolution for smooth surfaces. 0 for a constant surface.
+    * ``total_variation`` -- the total variation of the loss *within a window of loss values*
+      ``[min, level]``, ``level = L(centre) + tv_rise``: every value above the level (diverged
+      points included) counts as the level, so the sum of ``|Δ|`` between neighbours along
+      every grid row and column is divided by the range of those clipped values and by the
+      number of grid lines that enter the window. It counts traversals of the window per
+      line: a monotone 1D curve gives 1, a convex bowl with equal rims 2, a chaotic surface
+      many, whatever the loss does above the level; it does not grow with grid resolution for
+      smooth surfaces. 0 for a constant surface. Without the window the range, and so the
+      number, is set by the grid's edges, where the loss of a trained net reaches 10^6-10^9
+      nats and any structure near the centre vanishes; that number is kept as
+      ``total_variation_full_range``. ``L(centre)`` is the value at the grid point at the
+      origin, or the surface's minimum where the origin is not a finished finite point
+      (``total_variation_base`` says which). NaN, with ``total_variation_reason``, when fewer
+      than ``min_window_points`` finite points lie at or below the level.
     * ``nonfinite_fraction`` -- fraction of finished points whose value is NaN or inf.
 
     Parameters
@@ -593,12 +608,23 @@ def roughness(surface: Surface, array: str = "train_loss", *,
         The array.
     include_edges : bool, default=False
         Count minima on the grid's edge too.
+    tv_rise : float, default=:data:`TV_RISE`
+        Height of the total variation's window above ``L(centre)``, in the array's units
+        (nats for a loss), > 0.
+    min_window_points : int, optional
+        Fewest finite points at or below the level for a total variation (default 5 in 1D,
+        9 in 2D).
 
     Returns
     -------
     dict
-        ``local_minima`` (int), ``total_variation`` (float), ``nonfinite_fraction`` (float),
-        ``n_finished`` (int).
+        ``local_minima`` (int), ``total_variation`` (float, traversals per line of the
+        window), ``total_variation_full_range`` (the same over the whole range of values),
+        ``total_variation_level`` (the level, in the array's units), ``total_variation_rise``
+        (``tv_rise``), ``total_variation_base`` (``"centre"`` or ``"minimum"``),
+        ``total_variation_points`` (finite points at or below the level),
+        ``total_variation_window`` (the window in words), ``total_variation_reason`` (why the
+        value is NaN, else ``None``), ``nonfinite_fraction`` (float), ``n_finished`` (int).
 
     Raises
     ------
@@ -610,7 +636,11 @@ def roughness(surface: Surface, array: str = "train_loss", *,
     H. Li, Z. Xu, G. Taylor, C. Studer, T. Goldstein, "Visualizing the loss landscape of
     neural nets", NeurIPS 2018 (chaotic vs convex-looking landscapes).
     """
+    tv_rise = check_float("tv_rise", tv_rise, 0.0, closed="neither")
     z, done = _values(surface, array)
+    if min_window_points is None:
+        min_window_points = 5 if z.ndim == 1 else 9
+    min_window_points = check_int("min_window_points", min_window_points, 1)
     n_done = int(done.sum())
     if n_done == 0:
         raise LandscapeError(f"surface array {array!r} has no finished point; compute it first")
@@ -637,22 +667,61 @@ def roughness(surface: Surface, array: str = "train_loss", *,
         if z.ndim == 2:
             edge[[0, -1], :] = True
         is_min &= ~edge
-    # ---- total variation
-    vals = z2[f2]
-    rng = float(vals.max() - vals.min()) if vals.size else 0.0
-    total, lines = 0.0, 0
-    for arr, ok in ((z2, f2), (z2.T, f2.T)) if z.ndim == 2 else ((z2, f2),):
-        pair = ok[:, 1:] & ok[:, :-1]
-        diffs = np.abs(np.diff(arr, axis=1))
-        total += float(np.sum(diffs[pair]))
-        lines += int(np.sum(pair.any(axis=1)))
-    tv = total / (rng * lines) if rng > 0 and lines > 0 else 0.0
+    # ---- total variation: over the whole range (kept for reference), and in the window
+    full = _total_variation(z2, f2, f2)
+    o = origin_index(surface)
+    if o is not None and finite[o]:
+        base, base_name = float(z[o]), "centre"
+    elif finite.any():
+        base, base_name = float(z[finite].min()), "minimum"
+    else:
+        base, base_name = float("nan"), "none"
+    level = base + tv_rise
+    inside = f2 & (z2 <= level)
+    n_in = int(inside.sum())
+    window = (f"loss clipped at L({base_name}) + {tv_rise:g} = {level:.6g} "
+              f"({n_in} of {int(f2.sum())} finite points below)")
+    reason = None
+    if n_in < min_window_points:
+        tv = float("nan")
+        reason = (f"only {n_in} finite point(s) at or below L({base_name}) + {tv_rise:g} = "
+                  f"{level:.6g}; at least {min_window_points} are needed (a finer grid near "
+                  "the centre, or a larger tv_rise)")
+    else:
+        clipped = np.where(f2, np.minimum(z2, level), level)  # diverged: above the level
+        tv = _total_variation(clipped, d2, inside)
     return {
         "local_minima": int(is_min.sum()),
         "total_variation": tv,
+        "total_variation_full_range": full,
+        "total_variation_level": level,
+        "total_variation_rise": tv_rise,
+        "total_variation_base": base_name,
+        "total_variation_points": n_in,
+        "total_variation_window": window,
+        "total_variation_reason": reason,
         "nonfinite_fraction": float((done & ~np.isfinite(z)).sum() / n_done),
         "n_finished": n_done,
     }
+
+
+def _total_variation(v: np.ndarray, usable: np.ndarray, inside: np.ndarray) -> float:
+    """Sum of ``|Δ|`` between usable neighbours along rows and columns of ``v`` (2-D),
+    divided by the range of the usable values and by the number of lines with a usable pair
+    that touches ``inside``; 0 for a constant surface."""
+    vals = v[usable]
+    rng = float(vals.max() - vals.min()) if vals.size else 0.0
+    total, lines = 0.0, 0
+    pairs = ((v, usable, inside), (v.T, usable.T, inside.T)) if v.shape[0] > 1 \
+        else ((v, usable, inside),)
+    for arr, ok, ins in pairs:
+        pair = ok[:, 1:] & ok[:, :-1]
+        with np.errstate(invalid="ignore"):  # inf - inf between unusable points
+            diffs = np.abs(np.diff(arr, axis=1))
+        total += float(np.sum(diffs[pair]))
+        touch = pair & (ins[:, 1:] | ins[:, :-1])
+        lines += int(np.sum(touch.any(axis=1)))
+    return total / (rng * lines) if rng > 0 and lines > 0 else 0.0
 
 
 # --------------------------------------------------------------------------- ratio maps

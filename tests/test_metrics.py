@@ -235,6 +235,49 @@ def test_total_variation_values_and_ordering():
     assert roughness(_quad(1.0, n=51))["total_variation"] == pytest.approx(tv_bowl, rel=0.02)
 
 
+def _exploding_edges(height: float) -> Surface:
+    """A rippled bowl near the centre; beyond x = 0.8 a wall rising to ``height``."""
+    x, xx, yy = _grid(41)
+    z = xx**2 + yy**2 + 0.2 * np.sin(15 * xx) * np.sin(15 * yy)
+    z = z + height * np.clip((xx - 0.8) / 0.2, 0.0, None)
+    return _surf(z, x, x.copy())
+
+
+def test_total_variation_is_taken_in_a_window_the_exploding_edges_do_not_set():
+    tame, wild = roughness(_exploding_edges(10.0)), roughness(_exploding_edges(1e9))
+    # over the whole range of values the edge decides the number: the ripples vanish and
+    # what is left is the wall's one traversal per row (41 of 82 lines)
+    assert wild["total_variation_full_range"] < 0.8 * tame["total_variation_full_range"]
+    assert wild["total_variation_full_range"] == pytest.approx(0.5, abs=1e-6)
+    # in the window [min, L(centre) + 2] they do not
+    assert wild["total_variation"] == pytest.approx(tame["total_variation"], rel=1e-12)
+    assert wild["total_variation"] > 1.0  # the ripples: more than a bowl's one per line
+    assert wild["total_variation_level"] == pytest.approx(2.0)  # L(centre) = 0
+    assert wild["total_variation_base"] == "centre" and wild["total_variation_rise"] == 2.0
+    assert wild["total_variation_points"] == tame["total_variation_points"] > 9
+    assert "L(centre) + 2" in wild["total_variation_window"]
+    assert wild["total_variation_reason"] is None
+    # a window holding every value gives the full-range number
+    bowl = roughness(_quad(1.0), tv_rise=10.0)
+    assert bowl["total_variation"] == pytest.approx(bowl["total_variation_full_range"])
+    # diverged points count as above the level, not as missing
+    z = _exploding_edges(1e9)["train_loss"].copy()
+    z[:, -1] = np.inf  # the rim of the wall diverged
+    x = _grid(41)[0]
+    assert roughness(_surf(z, x, x.copy()))["total_variation"] == \
+        pytest.approx(wild["total_variation"], rel=1e-12)
+
+
+def test_total_variation_is_nan_with_a_reason_when_the_window_is_too_small():
+    r = roughness(_quad(1e4, n=21))  # only the centre lies within 2 nats of it
+    assert math.isnan(r["total_variation"]) and r["total_variation_points"] == 1
+    assert "at least 9" in r["total_variation_reason"]
+    assert r["total_variation_full_range"] == pytest.approx(1.0)
+    assert not math.isnan(roughness(_quad(1e4, n=21), tv_rise=1e4)["total_variation"])
+    with pytest.raises(LandscapeError, match="'tv_rise'"):
+        roughness(_quad(1.0), tv_rise=0.0)
+
+
 # --------------------------------------------------------------------------- ratio maps
 def test_convex_area_fraction_on_a_known_map():
     x = np.linspace(-1, 1, 5)
