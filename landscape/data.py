@@ -714,7 +714,7 @@ def _as_targets(y: Any, name: str) -> Tensor:
 
 def _bounded(stream: StreamData, spec: DataSpec) -> StreamData:
     """``stream`` reduced to ``spec.subset``; a stream of unknown length needs that bound."""
-    if stream.length is None and spec.subset is None:
+    if not stream.finite and spec.subset is None:
         raise LandscapeError(
             f"{_where(spec.name, stream.split)} is streamed with no known length (an iterable "
             "Dataset without __len__, which may never end); set the 'subset' parameter to "
@@ -1042,7 +1042,7 @@ def _in_order(loader: Any, where: str) -> tuple[Any, str | None]:
     """A DataLoader that reads the same data in order and whole: ``loader`` itself, or, for
     a shuffling or ``drop_last`` one, the same loader over its Dataset with a sequential
     sampler and ``drop_last=False``; with a note saying which."""
-    from torch.utils.data import DataLoader, RandomSampler
+    from torch.utils.data import DataLoader, IterableDataset, RandomSampler
 
     shuffles = isinstance(loader.sampler, RandomSampler)
     drops = bool(loader.drop_last) and loader.batch_size is not None
@@ -1054,18 +1054,37 @@ def _in_order(loader: Any, where: str) -> tuple[Any, str | None]:
             "needs the same data in the same order at every point: pass shuffle=False"
         )
     workers = loader.num_workers
+    # drop_last alone: the loader's own (non-random) sampler keeps choosing the samples
+    keep = not shuffles and not isinstance(loader.dataset, IterableDataset)
     rebuilt = DataLoader(
         loader.dataset, batch_size=loader.batch_size, shuffle=False,
-        collate_fn=loader.collate_fn, num_workers=workers, pin_memory=loader.pin_memory,
+        sampler=loader.sampler if keep else None, collate_fn=loader.collate_fn,
+        num_workers=workers, pin_memory=loader.pin_memory,
         drop_last=False, timeout=loader.timeout, worker_init_fn=loader.worker_init_fn,
         multiprocessing_context=loader.multiprocessing_context if workers else None,
         prefetch_factor=loader.prefetch_factor if workers else None,
         persistent_workers=loader.persistent_workers if workers else False,
     )
-    what = " and ".join(w for w, on in (("shuffle=True", shuffles),
-                                        ("drop_last=True", drops)) if on)
-    return rebuilt, (f"the DataLoader's {what} is not applied: its Dataset is read in order "
-                     "and whole (means over the full data do not depend on the order)")
+    notes = [note for note, on in (
+        ("the DataLoader's shuffle=True is not applied: its Dataset is read in order", shuffles),
+        ("the DataLoader's drop_last=True is not applied: its last, smaller batch is read too",
+         drops)) if on]
+    return rebuilt, "; ".join(notes) + " (a mean over the full data, which does not depend " \
+        "on the order)"
+
+
+def _loader_samples(loader: Any, n_dataset: int) -> int | None:
+    """The number of samples a DataLoader over a map-style Dataset reads per pass (its
+    sampler's length, or its custom batch_sampler's total; ``None`` for a loader of
+    ready-made batches), ``n_dataset`` if unknown."""
+    if loader.batch_size is None and loader.batch_sampler is None:
+        return None  # each item is a batch already: counted by a pass when asked
+    try:
+        if loader.batch_size is not None:
+            return len(loader.sampler)
+        return sum(len(b) for b in loader.batch_sampler)
+    except TypeError:  # a sampler without __len__ or of unsized batches
+        return n_dataset
 
 
 def head_batch(batch: Any, n: int) -> Any:
@@ -1109,8 +1128,9 @@ def _batch_parts(b: Any) -> tuple[Any, Any]:
         y = b[1] if len(b) > 1 else None
         return (x if isinstance(x, Tensor) else None), (y if isinstance(y, Tensor) else None)
     if isinstance(b, Mapping):
-        xs = [v for k, v in b.items() if k not in _TARGET_KEYS and isinstance(v, Tensor)
-              and v.ndim > 0 and v.is_floating_point()]
+        # float masks may hold -inf on purpose (additive attention masks): not inputs here
+        xs = [v for k, v in b.items() if k not in _TARGET_KEYS and "mask" not in str(k)
+              and isinstance(v, Tensor) and v.ndim > 0 and v.is_floating_point()]
         ys = [v for k, v in b.items() if k in _TARGET_KEYS and isinstance(v, Tensor)]
         x = torch.cat([v.reshape(v.shape[0], -1) for v in xs], 1) if xs else None
         return x, (ys[0] if ys else None)
@@ -1287,6 +1307,10 @@ class StreamData:
         ds = source.dataset if isinstance(source, DataLoader) else source
         self.map_style = not isinstance(ds, IterableDataset) and hasattr(ds, "__len__")
         self._len: int | None = len(ds) if hasattr(ds, "__len__") else None
+        #: whether a pass ends: the Dataset has a length, or a limit bounds the stream
+        self.finite = self._len is not None or self.limit is not None
+        if self._len is not None and isinstance(source, DataLoader) and self.map_style:
+            self._len = _loader_samples(source, self._len)  # a sampler may choose fewer
         if self._len is not None and self.limit is not None:
             self._len = min(self._len, self.limit)
         self._first: Any = None
@@ -1569,7 +1593,8 @@ def has_class_targets(data: Any) -> bool:
 class DeviceData:
     """Batches of one data set on the evaluation device.
 
-    Tensor data are moved to the device whole once and sliced (the fast path). Streamed data
+    Tensor data are checked for NaN and inf inputs (and float targets) and moved to the
+    device whole once and sliced (the fast path). Streamed data
     whose estimated size is at most ``budget`` bytes are copied to the device during their
     first pass and then replayed from there; larger data are streamed every pass, batch by
     batch (from pinned memory with non-blocking copies on CUDA), never held whole.
@@ -1602,6 +1627,8 @@ class DeviceData:
             self.cached = size is not None and size <= self.budget
         else:
             self.cached = True
+            where = _where(getattr(self.data, "name", name), getattr(self.data, "split", None))
+            check_finite(self.data.x, self.data.y, where)
             self.x = self.move(self.data.x)
             self.y = self.data.y.to(self.device)
 

@@ -98,6 +98,23 @@ def test_non_finite_inputs_and_targets_name_split_sample_and_value() -> None:
     assert load_data(NAN, "test").x.isfinite().all()  # the clean split loads
 
 
+def test_evaluator_refuses_non_finite_tensor_inputs() -> None:
+    x, y = _datasets._tiny("train")
+    x[4, 0, 0, 0] = float("inf")
+    with pytest.raises(LandscapeError, match=r"Dataset 'train' has a non-finite input in "
+                                             r"sample 4 \(inf\)"):
+        Evaluator(_net(), {"train": (x, y)})
+
+
+def test_additive_float_masks_may_hold_minus_inf() -> None:
+    mask = torch.zeros(4, 3)
+    mask[:, 2] = float("-inf")
+    batch = {"inputs_embeds": torch.rand(4, 3), "attention_mask": mask,
+             "labels": torch.arange(4)}
+    assert len(list(StreamData(torch.utils.data.DataLoader([batch], batch_size=None))
+                    .batches(4))) == 1
+
+
 @pytest.mark.usefixtures("work")
 def test_streamed_non_finite_input_is_named_as_it_is_read() -> None:
     data = load_data("tests._datasets:nan_loader")
@@ -225,7 +242,17 @@ def test_training_loaders_are_read_in_order_and_whole(kwargs) -> None:
     for _ in range(2):  # the same bits at every pass
         got = ev.evaluate_loaded()["t"]
         assert got.n == 48 and got.loss == want.loss and got.accuracy == want.accuracy
-    assert "read in order and whole" in ev.datasets["t"].data.reading
+    reading = ev.datasets["t"].data.reading
+    assert ("shuffle=True is not applied" in reading) == ("shuffle" in kwargs)
+    assert ("drop_last=True is not applied" in reading) == ("drop_last" in kwargs)
+
+
+def test_drop_last_with_a_sampler_reads_the_samplers_samples() -> None:
+    loader = torch.utils.data.DataLoader(list(range(20)), batch_size=3,
+                                         sampler=list(range(0, 20, 2)), drop_last=True)
+    data = StreamData(loader)
+    assert torch.cat(list(data.batches(1))).tolist() == list(range(0, 20, 2))
+    assert len(data) == 10
 
 
 def test_a_loaders_batch_size_is_recorded_and_a_given_one_noted() -> None:
