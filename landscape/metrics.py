@@ -730,12 +730,36 @@ def _get(m: Any, name: str) -> Any:
     return m.get(name) if isinstance(m, Mapping) else getattr(m, name, None)
 
 
-def convex_area_fraction(ratio_map: Any, threshold: float = 0.1) -> dict[str, float]:
+#: Fewest grid points per axis of a ratio map for a convex-area fraction (:func:`
+#: convex_area_fraction`): a 3x3 map (Li et al.'s figures use 51x51) allows only multiples of
+#: 1/9, 8 of them on the rim.
+MIN_RATIO_GRID = 5
+
+#: Loss above ``L(centre)`` (nats) beyond which a ratio-map point is "far above the centre"
+#: for :func:`convex_area_fraction` (about four times the chance level of 10 classes, ln 10).
+FAR_RISE = 10.0
+
+
+def convex_area_fraction(ratio_map: Any, threshold: float = 0.1, *,
+                         loss: Any = None, centre_loss: float | None = None,
+                         min_points: int = MIN_RATIO_GRID,
+                         far_rise: float = FAR_RISE) -> dict[str, Any]:
     """Share of a ratio map where the landscape looks convex, and the ratio at the minimum.
 
     Li et al. (2018, section 6) map ``|λmin / λmax|`` of the Hessian over a surface's grid:
     small values (the negative curvature is negligible) mark convex-looking regions, large
     ones chaotic regions.
+
+    The fraction is only reported from a map fine enough to mean something; otherwise it is
+    NaN and ``reason`` says why. The rule:
+
+    1. every axis of the map has at least ``min_points`` grid points (default 5: a 3x3 map
+       allows only multiples of 1/9, and 8 of its 9 points are on the rim);
+    2. when the loss on the map's grid is given (``loss``), at most half of the points that
+       enter the fraction lie *far above the centre*, i.e. at a loss more than ``far_rise``
+       nats (default 10) above ``L(centre)``: there the network computes nothing the trained
+       one does (the demo's 3x3 map had 8 of 9 points at 10^3-10^12 nats), and a fraction
+       dominated by such points describes the blow-up, not the minimum's neighbourhood.
 
     Parameters
     ----------
@@ -745,19 +769,34 @@ def convex_area_fraction(ratio_map: Any, threshold: float = 0.1) -> dict[str, fl
         and ``y``.
     threshold : float, default=0.1
         ``|λmin / λmax| < threshold`` counts as convex-looking.
+    loss : Surface or array, optional
+        The loss on the map's grid: the :class:`~landscape.surface.Surface` the map was
+        computed on (its ``train_loss``; unfinished points are unknown, not far) or an array
+        of the map's shape. A NaN or infinite loss (diverged) is far above the centre.
+    centre_loss : float, optional
+        ``L(centre)``; default the loss at the grid point nearest the origin (needs ``x``
+        and, in 2D, ``y`` in the map, or a Surface).
+    min_points : int, default=:data:`MIN_RATIO_GRID`
+        Fewest grid points per axis.
+    far_rise : float, default=:data:`FAR_RISE`
+        How far above ``L(centre)`` (nats) a point is far above the centre, > 0.
 
     Returns
     -------
     dict
         ``convex_area_fraction``: fraction of finished finite points below the threshold (NaN
-        when there is none); ``ratio_at_minimum``: ``|λmin/λmax|`` at the grid point nearest
-        the origin (the trained model; NaN if that point is unfinished or ``x`` is missing);
-        ``n_points``: finished finite points.
+        when there is none, or by the rule above); ``reason``: why it is NaN (``None`` when
+        it is a number); ``ratio_at_minimum``: ``|λmin/λmax|`` at the grid point nearest the
+        origin (the trained model; NaN if that point is unfinished or ``x`` is missing);
+        ``n_points``: finished finite points; ``grid_shape``: the map's shape; ``n_far``:
+        of the ``n_points``, those far above the centre (``None`` without ``loss``);
+        ``rule``: the rule in words.
 
     Raises
     ------
     LandscapeError
-        If the map holds neither ``ratio`` nor ``lambda_min`` and ``lambda_max``.
+        If the map holds neither ``ratio`` nor ``lambda_min`` and ``lambda_max``, or ``loss``
+        does not match its grid, or ``L(centre)`` cannot be found.
 
     References
     ----------
@@ -765,6 +804,8 @@ def convex_area_fraction(ratio_map: Any, threshold: float = 0.1) -> dict[str, fl
     neural nets", NeurIPS 2018, section 6.
     """
     threshold = check_float("threshold", threshold, 0.0, closed="neither")
+    min_points = check_int("min_points", min_points, 1)
+    far_rise = check_float("far_rise", far_rise, 0.0, closed="neither")
     r = _get(ratio_map, "ratio")
     if r is None:
         lmin, lmax = _get(ratio_map, "lambda_min"), _get(ratio_map, "lambda_max")
@@ -784,18 +825,60 @@ def convex_area_fraction(ratio_map: Any, threshold: float = 0.1) -> dict[str, fl
     ok = done & np.isfinite(r)
     n = int(ok.sum())
     frac = float(np.sum(r[ok] < threshold) / n) if n else float("nan")
-    at_min = float("nan")
+    # the grid point nearest the origin
+    centre: tuple[int, ...] | None = None
     x, y = _get(ratio_map, "x"), _get(ratio_map, "y")
+    if isinstance(loss, Surface):
+        x, y = loss.x, loss.y
     if x is not None and r.ndim in (1, 2):
         coords = [np.asarray(x, dtype=np.float64).ravel()]
         if r.ndim == 2 and y is not None:
             coords = [np.asarray(y, dtype=np.float64).ravel(), coords[0]]
         if len(coords) == r.ndim and all(c.size == s for c, s in zip(coords, r.shape,
                                                                        strict=True)):
-            idx = tuple(int(np.argmin(np.abs(c))) for c in coords)
-            if ok[idx]:
-                at_min = float(r[idx])
-    return {"convex_area_fraction": frac, "ratio_at_minimum": at_min, "n_points": n}
+            centre = tuple(int(np.argmin(np.abs(c))) for c in coords)
+    at_min = float(r[centre]) if centre is not None and ok[centre] else float("nan")
+    rule = (f"NaN unless every axis has at least {min_points} points and, with the loss "
+            f"given, at most half of the points lie more than {far_rise:g} nats above "
+            "L(centre)")
+    reason = None
+    if n == 0:
+        reason = "no finished point with a finite ratio"
+    elif min(r.shape) < min_points:
+        reason = (f"the map's grid {'x'.join(str(v) for v in r.shape[::-1])} is too coarse "
+                  f"for an area fraction (at least {min_points} points per axis; only "
+                  f"multiples of 1/{r.size} are possible)")
+    n_far = None
+    if loss is not None:
+        if isinstance(loss, Surface):
+            lz, known = _values(loss, "train_loss")
+        else:
+            lz = np.asarray(loss, dtype=np.float64)
+            known = np.ones(lz.shape, bool)
+        if lz.shape != r.shape:
+            raise LandscapeError(
+                f"the loss has shape {lz.shape}, the ratio map {r.shape}; pass the loss on "
+                "the map's own grid"
+            )
+        if centre_loss is None:
+            if centre is None or not known[centre] or not np.isfinite(lz[centre]):
+                raise LandscapeError(
+                    "L(centre) is unknown (no finished grid point at the origin); pass "
+                    "centre_loss"
+                )
+            centre_loss = float(lz[centre])
+        with np.errstate(invalid="ignore"):  # a diverged (NaN/inf) loss is far
+            far = known & ~(lz <= float(centre_loss) + far_rise)
+        n_far = int(np.sum(far & ok))
+        if reason is None and n_far > n / 2:
+            reason = (f"{n_far} of the map's {n} points lie more than {far_rise:g} nats above "
+                      f"L(centre) = {float(centre_loss):.6g}: the fraction would describe the "
+                      "blow-up far from the minimum (use a smaller grid span)")
+    if reason is not None:
+        frac = float("nan")
+    return {"convex_area_fraction": frac, "reason": reason, "ratio_at_minimum": at_min,
+            "n_points": n, "grid_shape": tuple(int(v) for v in r.shape), "n_far": n_far,
+            "rule": rule}
 
 
 # --------------------------------------------------------------------------- trajectories

@@ -287,7 +287,9 @@ def test_convex_area_fraction_on_a_known_map():
                       [0.08, 0.11, 0.10, 0.02, -0.05]])  # signed values count by |.|
     done = np.ones(ratio.shape, bool)
     done[2, 0] = False
-    out = convex_area_fraction({"x": x, "y": y, "ratio": ratio, "done": done}, threshold=0.1)
+    # the arithmetic on a small map: the coarse-grid rule (test below) waived explicitly
+    out = convex_area_fraction({"x": x, "y": y, "ratio": ratio, "done": done}, threshold=0.1,
+                               min_points=3)
     # finished finite: 13; below 0.1: 0, .05, .09, .01, .03, .02, |-.05| = 7
     assert out["n_points"] == 13
     assert out["convex_area_fraction"] == pytest.approx(7 / 13)
@@ -295,7 +297,8 @@ def test_convex_area_fraction_on_a_known_map():
     # from the eigenvalues, without x: no location
     lmax = np.full((2, 2), 10.0)
     lmin = np.array([[-0.5, -2.0], [0.1, -5.0]])
-    out2 = convex_area_fraction({"lambda_max": lmax, "lambda_min": lmin}, threshold=0.1)
+    out2 = convex_area_fraction({"lambda_max": lmax, "lambda_min": lmin}, threshold=0.1,
+                                min_points=2)
     assert out2["convex_area_fraction"] == pytest.approx(0.5)
     assert math.isnan(out2["ratio_at_minimum"])
     with pytest.raises(LandscapeError, match="no 'ratio'"):
@@ -401,6 +404,41 @@ def test_convex_area_fraction_reads_a_ratio_map_object():
     ones = np.ones(ratio.shape, bool)
     rm = RatioMap(x=x, y=y, lambda_max=np.ones(ratio.shape), lambda_min=-ratio, ratio=ratio,
                   n_hvp=np.ones(ratio.shape, np.int64), done=ones, converged=ones)
-    out = convex_area_fraction(rm, threshold=0.1)
-    assert out == convex_area_fraction({"x": x, "y": y, "ratio": ratio, "done": ones}, 0.1)
+    out = convex_area_fraction(rm, threshold=0.1, min_points=2)  # coarse-grid rule waived
+    assert out == convex_area_fraction({"x": x, "y": y, "ratio": ratio, "done": ones}, 0.1,
+                                       min_points=2)
     assert out["convex_area_fraction"] == pytest.approx(4 / 6)
+    assert math.isnan(convex_area_fraction(rm, threshold=0.1)["convex_area_fraction"])
+
+
+def test_convex_area_fraction_only_from_a_fine_grid_near_the_minimum():
+    g = np.random.default_rng(0)
+    # a 3x3 map, as the demo computes: NaN with the reason, whatever its values
+    x3 = np.linspace(-1, 1, 3)
+    coarse = convex_area_fraction({"x": x3, "y": x3, "ratio": g.uniform(0, 0.2, (3, 3))})
+    assert math.isnan(coarse["convex_area_fraction"])
+    assert "too coarse" in coarse["reason"] and "1/9" in coarse["reason"]
+    assert coarse["grid_shape"] == (3, 3) and coarse["n_points"] == 9
+    assert coarse["ratio_at_minimum"] == coarse["ratio_at_minimum"]  # still reported
+    # a fine map: the fraction
+    x = np.linspace(-1, 1, 11)
+    xx, yy = np.meshgrid(x, x)
+    ratio = np.where(xx**2 + yy**2 < 0.5, 0.01, 0.5)
+    fine = convex_area_fraction({"x": x, "y": x, "ratio": ratio})
+    assert fine["reason"] is None
+    assert fine["convex_area_fraction"] == pytest.approx(float(np.mean(xx**2 + yy**2 < 0.5)))
+    # with the loss: a fine map whose points mostly sit far above the centre is refused
+    steep = 1e4 * (xx**2 + yy**2)
+    far = convex_area_fraction({"x": x, "y": x, "ratio": ratio}, loss=steep)
+    assert math.isnan(far["convex_area_fraction"]) and "nats above" in far["reason"]
+    assert far["n_far"] == int(np.sum(steep > 10.0))
+    near = convex_area_fraction({"x": x, "y": x, "ratio": ratio}, loss=xx**2 + yy**2)
+    assert near["convex_area_fraction"] == fine["convex_area_fraction"]
+    assert near["n_far"] == 0
+    # the surface itself can be passed: its grid gives the centre
+    surf = _surf(steep, x, x.copy())
+    assert convex_area_fraction({"ratio": ratio}, loss=surf)["n_far"] == far["n_far"]
+    with pytest.raises(LandscapeError, match="centre_loss"):
+        convex_area_fraction({"ratio": ratio}, loss=steep)
+    with pytest.raises(LandscapeError, match="shape"):
+        convex_area_fraction({"ratio": ratio}, loss=steep[:5])
