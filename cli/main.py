@@ -84,8 +84,9 @@ def add_threads_arg(p: argparse.ArgumentParser) -> None:
         help="CPU threads of torch: 'auto' (default) uses OMP_NUM_THREADS when set, else the "
              "CPUs found idle when the command starts (one thread per free core, at least 1: "
              "spinning OpenMP threads on a busy machine are many times slower than one); N: "
-             "exactly N. Recorded in each result's provenance. Training fixes its own count "
-             "('landscape train --train-threads')",
+             "exactly N. Recorded in each result's provenance. Training (train, demo) runs at a "
+             "fixed count that is part of its recipe, recorded in run.json: N when given, "
+             "else 1",
     )
 
 

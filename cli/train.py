@@ -7,7 +7,7 @@ import argparse
 from landscape.data import DataSpec, as_tensor_data, load_data
 from landscape.errors import LandscapeError
 from landscape.models import ModelSpec, adapt_to_data, parse_model_kwargs, skip_switch
-from landscape.training import TrainConfig, train
+from landscape.training import TrainConfig, train, train_seeds
 
 from ._common import (
     add_compute_args,
@@ -61,6 +61,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--weight-decay", type=float_arg("weight_decay", 0.0), default=d.weight_decay)
     g.add_argument("--schedule", choices=["cosine", "step", "constant"], default=d.schedule)
     g.add_argument("--seed", type=int_arg("seed", 0), default=d.seed)
+    g.add_argument("--seeds", type=_seeds_arg, metavar="S,S,...",
+                   help="train one run per seed (the unit of replication of a comparison), "
+                        "into --out/seed_S each: e.g. 0,1,2 or 0-2; replaces --seed")
     g.add_argument("--save-every", type=int_arg("save_every", 1),
                    default=d.save_every, metavar="EPOCHS")
     add_compute_args(
@@ -79,6 +82,38 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _seeds_arg(text: str) -> list[int]:
+    """argparse type of ``--seeds``: ``0,1,2`` or ``0-2`` (distinct non-negative ints)."""
+    try:
+        if "-" in text and "," not in text:
+            lo, hi = (int(v) for v in text.split("-"))
+            seeds = list(range(lo, hi + 1))
+        else:
+            seeds = [int(v) for v in text.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(
+            f"must be distinct non-negative seeds like 0,1,2 or 0-2, got {text!r}")
+    return seeds
+
+
+def _say(result, seed: int | None) -> None:
+    last = result.history[-1]
+    final = f"final: train loss {last['train_loss']:.4g}, test acc {100 * last['test_acc']:.1f}%"
+    n = len(result.checkpoints)
+    head = "" if seed is None else f"seed {seed}: "
+    if result.start_epoch is None:
+        print(f"{head}{result.out_dir} already holds this run, complete ({n} checkpoints; "
+              f"{final}); nothing to do (--overwrite retrains)")
+    elif result.start_epoch > 0:
+        new = sum(h["epoch"] > result.start_epoch for h in result.history)
+        print(f"{head}resumed after epoch {result.start_epoch}: wrote {new} checkpoints to "
+              f"{result.out_dir} ({n} in all; {final})")
+    else:
+        print(f"{head}wrote {n} checkpoints to {result.out_dir} ({final})")
+
+
 def run(args: argparse.Namespace) -> int:
     check_device(args.device)
     kwargs = parse_model_kwargs(args.model_kwargs)
@@ -95,6 +130,9 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
         nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule,
         seed=args.seed, save_every=args.save_every,
+        # training's thread count is part of its recipe (results depend on it): --threads N,
+        # else TrainConfig's fixed default, never the machine-dependent 'auto'
+        **({"threads": args.threads} if isinstance(args.threads, int) else {}),
     )
     # input channels, image size, classes, ... from the data unless given; recorded in the spec.
     # Streamed data (a Dataset or DataLoader of a custom loader) are trained on in memory: a
@@ -103,18 +141,13 @@ def run(args: argparse.Namespace) -> int:
     model = spec.build() if spec.kwargs != kwargs else model
     # fail fast on missing or unsuitable data, before train() creates --out
     load_datasets(data, ["train"], model)
-    result = train(spec, data, config, args.out, progress=not args.no_progress,
-                   overwrite=args.overwrite, device=args.device)
-    last = result.history[-1]
-    final = f"final: train loss {last['train_loss']:.4g}, test acc {100 * last['test_acc']:.1f}%"
-    n = len(result.checkpoints)
-    if result.start_epoch is None:
-        print(f"{result.out_dir} already holds this run, complete ({n} checkpoints; {final}); "
-              "nothing to do (--overwrite retrains)")
-    elif result.start_epoch > 0:
-        new = sum(h["epoch"] > result.start_epoch for h in result.history)
-        print(f"resumed after epoch {result.start_epoch}: wrote {new} checkpoints to "
-              f"{result.out_dir} ({n} in all; {final})")
-    else:
-        print(f"wrote {n} checkpoints to {result.out_dir} ({final})")
+    if args.seeds is not None:
+        runs = train_seeds(spec, data, config, args.out, args.seeds,
+                           progress=not args.no_progress, overwrite=args.overwrite,
+                           device=args.device)
+        for seed, result in zip(args.seeds, runs, strict=True):
+            _say(result, seed)
+        return 0
+    _say(train(spec, data, config, args.out, progress=not args.no_progress,
+               overwrite=args.overwrite, device=args.device), None)
     return 0

@@ -50,7 +50,7 @@ from .surface import (
     parse_axis,
     save_directions,
 )
-from .training import TrainConfig, TrainRun, list_checkpoints, train
+from .training import TrainConfig, TrainRun, list_checkpoints, train, train_seeds
 from .trajectory import Trajectory, TrajectoryPCA, load_trajectory
 
 __all__ = [
@@ -102,4 +102,5 @@ __all__ = [
     "select_parameters",
     "summarize",
     "train",
+    "train_seeds",
 ]

@@ -46,7 +46,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,7 @@ __all__ = [
     "TrainConfig",
     "TrainRun",
     "train",
+    "train_seeds",
     "lr_at_epoch",
     "list_checkpoints",
 ]
@@ -801,6 +802,45 @@ def train(
     _write_manifest(out, manifest)
     (out / _RESUME).unlink(missing_ok=True)  # a complete run has nothing to resume
     return dataclasses.replace(TrainRun.load(out), start_epoch=first)
+
+
+def train_seeds(
+    spec: ModelSpec,
+    data: DataSpec,
+    config: TrainConfig,
+    out_dir: str | os.PathLike,
+    seeds: Sequence[int],
+    **kwargs: Any,
+) -> list[TrainRun]:
+    """Train one run per seed into ``out_dir/seed_S``: the replicates of a comparison arm.
+
+    Parameters
+    ----------
+    spec, data, config
+        As for :func:`train`; ``config.seed`` is replaced by each seed in turn.
+    out_dir : str or os.PathLike
+        Parent directory of the runs.
+    seeds : sequence of int
+        Distinct seeds.
+    **kwargs
+        Passed to :func:`train` (``progress``, ``overwrite``, ``device``).
+
+    Returns
+    -------
+    list of TrainRun
+        In the order of ``seeds``. Each run resumes or is left as it is exactly as
+        :func:`train` would; re-running the call after an interruption continues where it
+        stopped.
+    """
+    seeds = [check_int("seed", s, 0, 2**63 - 1) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise LandscapeError(
+            f"The 'seeds' parameter must be a non-empty sequence of distinct ints. Got "
+            f"{list(seeds)!r} instead."
+        )
+    out = Path(out_dir)
+    return [train(spec, data, dataclasses.replace(config, seed=s), out / f"seed_{s}", **kwargs)
+            for s in seeds]
 
 
 def _resumed_of(out: Path) -> list[Any]:

@@ -142,3 +142,33 @@ def test_cli_threads_option_is_applied_and_recorded(tmp_path, monkeypatch, capsy
         assert not (tmp_path / "t.h5").exists()
     finally:
         torch.set_num_threads(before)
+
+
+def test_cli_train_seeds_and_threads(tmp_path, capsys):
+    """--seeds trains one run per seed into OUT/seed_S; --threads N is the run's recorded
+    training thread count, 'auto' keeps TrainConfig's fixed 1."""
+    from landscape.training import TrainRun
+
+    common = ["train", "--model", "mlp", "--model-kwargs", '{"width": 8, "depth": 1}',
+              "--subset", "64", "--epochs", "1", "--no-progress"]
+    before = torch.get_num_threads()
+    try:
+        assert main([*common, "--seeds", "0-1", "--out", str(tmp_path / "arm")]) == 0
+        assert main([*common, "--seed", "1", "--out", str(tmp_path / "one"), "--threads",
+                     "1"]) == 0
+        assert main([*common, "--out", str(tmp_path / "two"), "--threads", "2"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    out = capsys.readouterr().out
+    assert "seed 0: wrote" in out and "seed 1: wrote" in out
+    runs = [TrainRun.load(tmp_path / "arm" / f"seed_{s}") for s in (0, 1)]
+    assert [r.config.seed for r in runs] == [0, 1]
+    assert runs[0].config.threads == 1
+    assert TrainRun.load(tmp_path / "two").config.threads == 2
+    # seed 1 of the arm is the same run as a single --seed 1 run
+    a = load_checkpoint(runs[1].final).model.state_dict()
+    b = load_checkpoint(TrainRun.load(tmp_path / "one").final).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    for bad in ("1,1", "x", "-3"):
+        assert main([*common, "--seeds", bad, "--out", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()
