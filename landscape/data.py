@@ -273,7 +273,9 @@ class DataSpec:
     root : str or None, default=None
         Local directory holding the files (``cifar10``, ``mnist``).
     subset : int or None, default=None
-        Keep this many samples of each split (see :meth:`TensorData.subset`).
+        Keep this many samples of each split (see :meth:`TensorData.subset`); of a streamed
+        iterable Dataset, which cannot be indexed, its first ``subset`` samples. A stream
+        without ``__len__`` (which may never end) is refused without it.
     kwargs : dict, default={}
         Loader options, e.g. ``{"normalize": False}`` for ``cifar10``, or keyword arguments of a
         custom loader.

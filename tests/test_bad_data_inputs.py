@@ -285,3 +285,27 @@ def test_model_name_is_adapted_to_the_data_like_train(capsys, work) -> None:
             '{"width": 0.25}', "--data", "digits", "--subset", "16", "--splits", "train",
             "--x=-1:1:2", "--batch-size", "16", "--out", "s.h5", "--no-progress"]
     assert main(argv) == 0, capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("work")
+def test_huggingface_model_fed_ids_beyond_its_vocabulary() -> None:
+    transformers = pytest.importorskip("transformers")
+    from tests import _hf_data
+
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=_hf_data.VOCAB,
+                                  n_positions=16)
+    model = transformers.GPT2LMHeadModel(cfg).eval()
+    assert model_vocab_size(model) == _hf_data.VOCAB
+    check_compatible(model, load_data("tests._hf_data:tokens"))  # ids below the vocabulary
+    items = _hf_data.samples("train")
+    items[6] = items[6].clone()
+    items[6][1] = _hf_data.VOCAB + 5
+    loader = torch.utils.data.DataLoader(items, batch_size=4, collate_fn=_hf_data.pad)
+    stream = StreamData(loader, "tokens", split="train")
+    check_compatible(model, stream)  # the first batch (samples 0-3) is fine
+    with pytest.raises(LandscapeError, match=r"The train split of 'tokens' has a token id "
+                                             r"outside the vocabulary of model GPT2LMHeadModel "
+                                             rf"\({_hf_data.VOCAB} ids.*in sample 6; the largest "
+                                             rf"id is {_hf_data.VOCAB + 5}"):
+        Evaluator(model, {"train": stream}, data_budget=0).evaluate_loaded()
