@@ -18,14 +18,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "al.): contour lines, filled contours, heatmap and 3D view of a 2D "
                     "surface, loss/accuracy curves of a 1D one, the optimizer path in the "
                     "PCA plane (/trajectory), the |λmin/λmax| map and the Hessian eigenvalue "
-                    "density (/curvature). Files are written as OUT/<file stem>_<kind>.<format>; "
-                    "unfinished and diverged (NaN/inf) points are masked.",
+                    "density (/curvature). A surface set (/surfaces, from 'landscape surface "
+                    "--n-directions K') is drawn as the mean surface over its direction "
+                    "pairs, and with --members each pair's as well. Files are written as "
+                    "OUT/<file stem>_<kind>.<format>; unfinished and diverged (NaN/inf) "
+                    "points are masked.",
         epilog=examples(
             "landscape plot res20.h5",
             "landscape plot res20.h5 --kind contour,3d --log-levels --format pdf --out figs",
             "landscape plot ab.h5                      # 1D: loss and accuracy curves",
             "landscape plot traj.h5 --kind trajectory",
             "landscape plot res20.h5 --vtp --html      # ParaView .vtp and interactive HTML",
+            "landscape plot set.h5 --members           # mean surface, and each direction pair",
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -48,6 +52,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="also write <stem>_<array>.vtp for ParaView")
     p.add_argument("--html", action="store_true",
                    help="also write an interactive 3D <stem>_<array>.html (needs plotly)")
+    p.add_argument("--members", action="store_true",
+                   help="for a surface set (/surfaces): also draw the surface of every "
+                        "direction pair k, as <stem>_m<k>_<kind>.<format> (the default "
+                        "pictures show the mean over the pairs)")
     p.set_defaults(func=run)
 
 
@@ -67,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     written = plot_file(
         args.file, kinds=_kinds(args.kind), array=args.array, out_dir=args.out,
         fmt=args.format, log_levels=args.log_levels, vtp=args.vtp, html=args.html,
-        dpi=args.dpi,
+        dpi=args.dpi, members=args.members,
     )
     for path in written:
         print(f"wrote {path}")

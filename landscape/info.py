@@ -11,6 +11,8 @@ import numpy as np
 from . import storage
 from .hessian.directions import HESSIAN_GROUP
 from .surface import Surface
+from .surface_set import GROUP as SET_GROUP
+from .surface_set import SurfaceSet
 
 __all__ = ["summarize", "describe"]
 
@@ -37,7 +39,10 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
     ``surface_stderr`` (median and largest standard error of each loss array, where the file
     stores them) and, for a surface on data subsets, ``subset_check`` and its text
     ``subset_check_lines`` (:meth:`~landscape.surface.Surface.subset_lines`); for a surface
-    along Hessian eigenvectors ``hessian_surface`` (completion, ``pair``, ``eigenvalues``).
+    along Hessian eigenvectors ``hessian_surface`` (completion, ``pair``, ``eigenvalues``);
+    for a surface set ``surface_set_completion`` (``members``, ``seeds``, points ``done`` of
+    ``total`` over all members, the grid ``shape``, ``nonfinite_loss``). Every surface group
+    is validated as it is read: a damaged one raises.
     """
     storage.check_no_links(path)  # before outline(), which would follow (or trip on) them
     if storage.is_li2018_directions(path):
@@ -100,6 +105,13 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
         if s.subset_check is not None:
             out["subset_check"] = s.subset_check
             out["subset_check_lines"] = s.subset_lines()
+    if SET_GROUP in o["groups"]:  # loading validates it: a damaged set is an error
+        ss = SurfaceSet.load(path)
+        out["surface_set_completion"] = {
+            "members": ss.n_members, "seeds": list(ss.seeds), "done": ss.n_done,
+            "total": ss.n_points, "shape": list(ss.shape[1:]),
+            "nonfinite_loss": int(sum(int(np.sum(~np.isfinite(a[ss.done])))
+                                      for k, a in ss.arrays.items() if k.endswith("_loss")))}
     if HESSIAN_GROUP in o["groups"]:
         h = Surface.load(path, HESSIAN_GROUP)
         r = h.directions.recipe if h.directions is not None else {}
@@ -170,6 +182,14 @@ def describe(path: str | os.PathLike, *, as_json: bool = False) -> str:
             lines.append(f"    {k}: min {lo:.6g}, max {hi:.6g}{err}" if lo is not None
                          else f"    {k}: no finite values")
         lines.extend(f"    {line}" for line in info.get("subset_check_lines", ()))
+    c = info.get("surface_set_completion")
+    if c:
+        pct = 100.0 * c["done"] / max(c["total"], 1)
+        shape = "x".join(str(n) for n in c["shape"])
+        lines.append(f"  surface set: {c['members']} direction pairs (seeds {c['seeds']}) on a "
+                     f"{shape} grid, {c['done']}/{c['total']} points done ({pct:.1f}%)"
+                     + (f", {c['nonfinite_loss']} non-finite losses"
+                        if c["nonfinite_loss"] else ""))
     h = info.get("hessian_surface")
     if h:
         shape = "x".join(str(n) for n in h["shape"])

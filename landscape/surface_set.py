@@ -144,6 +144,24 @@ class SurfaceSet(GridProgress):
         """Every member, in order."""
         return [self.member(k) for k in range(self.n_members)]
 
+    def mean(self) -> Surface:
+        """The mean surface over the members: at every grid point the mean of each array over
+        the ``K`` direction pairs, done where every member is done (NaN elsewhere).
+
+        Its directions are ``None`` (there is no one pair of them); its recipe's
+        ``directions`` entry is member 0's without its seeds, plus ``"members": K``.
+        """
+        done = np.asarray(self.done, dtype=bool).all(axis=0)
+        with np.errstate(invalid="ignore"):
+            arrays = {n: np.where(done, np.asarray(a, np.float64).mean(axis=0), np.nan)
+                      for n, a in self.arrays.items()}
+        first = self.directions[0].recipe if self.directions else {}
+        dirs = {k: v for k, v in dict(first).items() if k not in ("seeds", "seed")}
+        dirs["members"] = self.n_members
+        return Surface(x=self.x, y=self.y, arrays=arrays, done=done, directions=None,
+                       recipe={**self.recipe, "directions": dirs},
+                       provenance=dict(self.provenance), subset_check=self.subset_check)
+
     def __repr__(self) -> str:
         grid = f"{len(self.x)}" if self.y is None else f"{len(self.y)}x{len(self.x)}"
         return (f"SurfaceSet({self.n_members} x {self.ndim}D {grid}, arrays="

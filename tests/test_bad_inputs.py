@@ -82,6 +82,8 @@ def corpus(tmp_path_factory) -> Path:
     try:
         assert main(["surface", "mlp.pt", X, "--out", "s.h5", "--no-progress"]) == 0
         assert main(["surface", "mlp16.pt", X, "--out", "other.h5", "--no-progress"]) == 0
+        assert main(["surface", "mlp.pt", X, "--y=-1:1:3", "--n-directions", "2", "--out",
+                     "set.h5", "--no-progress"]) == 0
     finally:
         os.chdir(cwd)
     w = named_tensors(net)
@@ -172,6 +174,9 @@ def _damaged_copies(d: Path) -> None:
         shutil.copy(d / "s.h5", d / name)
         with h5py.File(d / name, "r+") as f:
             damage(f)
+    shutil.copy(d / "set.h5", d / "bad_set_done_shape.h5")  # a surface set's mask
+    with h5py.File(d / "bad_set_done_shape.h5", "r+") as f:
+        _replace(f, "surfaces/done", np.ones(25, dtype=np.uint8))
     # a ratio map whose |λmin/λmax| is text
     shutil.copy(d / "s.h5", d / "bad_ratio_map.h5")
     x = np.linspace(-1, 1, 3)
@@ -295,6 +300,13 @@ CASES = [
      "expected 3 numbers, one per point of the 3-point grid"),
     ("str-ratio-map-to-plot", ["plot", "bad_ratio_map.h5", "--kind", "ratio"],
      "'bad_ratio_map.h5' has a damaged /ratio_map group: dataset 'ratio' is a string array"),
+    ("set-done-shape-to-info", ["info", "bad_set_done_shape.h5"],
+     "'bad_set_done_shape.h5' has a damaged /surfaces group: dataset 'done' is a uint8 array "
+     "of shape (25,); expected a 0/1 mask of shape (2, 3, 3)"),
+    ("set-done-shape-to-plot", ["plot", "bad_set_done_shape.h5"],
+     "has a damaged /surfaces group: dataset 'done'"),
+    ("plot-members-of-a-surface", ["plot", "s.h5", "--members"],
+     "'s.h5' has no /surfaces group: members are those of a surface set"),
     # an existing surface computed with another recipe is never touched without --overwrite
     ("recipe-differs-grid", [*S, "--x=-1:1:5", "--out", "s.h5"], "differs in: grid"),
     ("recipe-differs-seed", [*S, X, "--out", "s.h5", "--seed", "1"], "different recipe"),
@@ -571,25 +583,36 @@ def test_counts_of_the_issue_on_a_64_gib_machine(work, capsys, monkeypatch):
 # ------------------------------------------------------------------ not errors
 
 
+def test_plot_and_info_of_a_surface_set(work, capsys):
+    """plot draws a set's mean surface (and its members with --members); info describes it."""
+    assert main(["plot", "set.h5", "--kind", "contour", "--members", "--out", "figs"]) == 0
+    out = capsys.readouterr().out
+    assert out.split() == ["wrote", "figs/set_contour.png", "wrote", "figs/set_m0_contour.png",
+                           "wrote", "figs/set_m1_contour.png"]
+    assert main(["info", "set.h5"]) == 0
+    assert "surface set: 2 direction pairs (seeds [0, 2]) on a 3x3 grid, 18/18 points done" \
+        in capsys.readouterr().out
+
+
 def test_n_directions_with_the_default_batch_size(work, capsys):
     """--n-directions without --batch-size (default auto): member 0 is the single surface of
     the same seed (s.h5, also batch size auto), bit for bit."""
-    code = main([*S, X, "--n-directions", "2", "--out", "set.h5", "--no-progress"])
+    code = main([*S, X, "--n-directions", "2", "--out", "set1d.h5", "--no-progress"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert "wrote set.h5: 2 direction pairs" in out
+    assert "wrote set1d.h5: 2 direction pairs" in out
     from landscape.surface_set import SurfaceSet
 
-    s = SurfaceSet.load("set.h5")
+    s = SurfaceSet.load("set1d.h5")
     assert s.complete and s.recipe["batch_size"] == "auto"
     single = Surface.load("s.h5")
     assert s.provenance["batch_size_used"] == single.provenance["batch_size_used"]
     for k, a in single.arrays.items():
         assert s.arrays[k][0].tobytes() == a.tobytes(), k
     # resuming the finished set finds nothing to do
-    before = Path("set.h5").read_bytes()
-    assert main([*S, X, "--n-directions", "2", "--out", "set.h5", "--no-progress"]) == 0
-    assert Path("set.h5").read_bytes() == before
+    before = Path("set1d.h5").read_bytes()
+    assert main([*S, X, "--n-directions", "2", "--out", "set1d.h5", "--no-progress"]) == 0
+    assert Path("set1d.h5").read_bytes() == before
 
 
 def test_diverged_points_are_data_not_errors(work, capsys):

@@ -585,3 +585,79 @@ def test_plot_file_reads_top_level_ratio_map_and_scalar_curvature(tmp_path):
     storage.update_file(path, {"ratio_map": None})
     written = plot_file(path, out_dir=tmp_path / "out2")
     assert not any(p.name.endswith("_ratio.png") for p in written)
+
+
+# --------------------------------------------------------------------------- surface sets
+def _surface_set(ndim: int = 2, k: int = 3, incomplete: bool = False):
+    """A set of ``k`` member surfaces: member ``m`` is ``(m + 1) * (x^2 + y^2)``."""
+    import torch
+
+    from landscape.directions import Directions
+    from landscape.surface_set import SurfaceSet
+
+    x = np.linspace(-1, 1, 5)
+    y = np.linspace(-1, 1, 4) if ndim == 2 else None
+    base = (x[None, :] ** 2 + y[:, None] ** 2) if ndim == 2 else x ** 2
+    loss = np.stack([(m + 1) * base for m in range(k)])
+    done = np.ones(loss.shape, bool)
+    if incomplete:
+        done[1, ..., 0] = False
+    dirs = [Directions(tuple({"w": torch.full((2,), float(m + a))} for a in range(ndim)),
+                       {"kind": "random", "norm": "filter", "seeds": [2 * m, 2 * m + 1][:ndim]})
+            for m in range(k)]
+    return SurfaceSet(x=x, y=y, arrays={"train_loss": loss, "train_acc": 1 - loss / 10},
+                      done=done, directions=dirs, seeds=[2 * m for m in range(k)],
+                      recipe={"grid": {}})
+
+
+def test_surface_set_mean_is_the_mean_over_members():
+    s = _surface_set(incomplete=True)
+    m = s.mean()
+    assert m.ndim == 2 and m.shape == (4, 5)
+    assert m.done[:, 1:].all() and not m.done[:, 0].any()  # member 1 is not done there
+    np.testing.assert_allclose(m["train_loss"][:, 1:], 2 * s.arrays["train_loss"][0][:, 1:])
+    assert np.isnan(m["train_loss"][:, 0]).all()
+    assert m.recipe["directions"]["members"] == 3 and "seeds" not in m.recipe["directions"]
+
+
+@pytest.mark.parametrize("ndim", [1, 2])
+def test_plot_file_draws_a_surface_set(tmp_path, ndim):
+    """The mean surface by default; every member with members=True; titles say which."""
+    import matplotlib.image
+
+    _surface_set(ndim).save(tmp_path / "set.h5")
+    kinds = ["contour", "contourf", "heatmap", "3d"] if ndim == 2 else ["1d"]
+    written = plot_file(tmp_path / "set.h5", out_dir=tmp_path / "a")
+    assert [p.name for p in written] == [f"set_{k}.png" for k in kinds]
+    both = plot_file(tmp_path / "set.h5", out_dir=tmp_path / "b", members=True)
+    assert [p.name for p in both] == [f"set_{k}.png" for k in kinds] + [
+        f"set_m{m}_{k}.png" for m in range(3) for k in kinds]
+    for p in both:
+        assert matplotlib.image.imread(p).size > 0
+    from landscape.plot import files
+
+    r = files._Results(tmp_path / "set.h5")
+    assert r.caption == "mean of 3 direction pairs"
+    assert r.member(2).caption == "direction pair 2, seeds " + ("4, 5" if ndim == 2 else "4")
+    title = files._with_caption(files.FIGURE_KINDS[kinds[0]].draw(
+        r, files._options(r, None, False)), r.caption)
+    ax = title if hasattr(title, "get_title") else title.axes[0]
+    assert "(mean of 3 direction pairs)" in ax.get_title()
+
+
+def test_plot_file_members_needs_a_set(tmp_path):
+    _surface_set().save(tmp_path / "set.h5")
+    with pytest.raises(LandscapeError, match="'members' parameter must be a bool"):
+        plot_file(tmp_path / "set.h5", members="all")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["set.h5"]
+
+
+def test_cli_plot_members_flag(tmp_path, capsys):
+    from landscape.cli.main import main
+
+    _surface_set().save(tmp_path / "set.h5")
+    assert main(["plot", str(tmp_path / "set.h5"), "--kind", "heatmap", "--members",
+                 "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert [line.rsplit("/", 1)[-1] for line in out.splitlines()] == [
+        "set_heatmap.png", "set_m0_heatmap.png", "set_m1_heatmap.png", "set_m2_heatmap.png"]

@@ -11,6 +11,7 @@ file is read only through the result classes' loaders (:meth:`Surface.load
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import os
 from collections.abc import Callable, Sequence
@@ -27,6 +28,8 @@ from ..hessian.directions import HESSIAN_GROUP
 from ..hessian.ratio_map import RatioMap
 from ..hessian.results import CurvatureResult
 from ..surface import Surface
+from ..surface_set import GROUP as SET_GROUP
+from ..surface_set import SurfaceSet
 from ..trajectory import Trajectory
 from ._output import check_out_dir
 from ._style import array_values, axis_labels, default_array
@@ -35,12 +38,17 @@ from .export import FORMATS, export_plotly_html, export_vtp, save_figure
 from .surfaces import plot_1d, plot_3d, plot_contour
 from .trajectory import plot_trajectory
 
-__all__ = ["FILE_KINDS", "FIGURE_KINDS", "FigureKind", "plot_file"]
+__all__ = ["FILE_KINDS", "FIGURE_KINDS", "SURFACE_KINDS", "FigureKind", "plot_file"]
 
 
 # --------------------------------------------------------------------------- what a file holds
 class _Results:
-    """The results of one file, each loaded by its own class at most once."""
+    """The results of one file, each loaded by its own class at most once.
+
+    The surface drawn is the file's ``/surface``; a file with a surface set (``/surfaces``)
+    and no ``/surface`` draws the set's mean surface (:meth:`SurfaceSet.mean
+    <landscape.surface_set.SurfaceSet.mean>`), and ``caption`` says so.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -48,7 +56,22 @@ class _Results:
         self.groups = tuple(storage.list_groups(path)) if kind == "landscape" else ()
         self.surface = (Surface.load(path) if kind == "li2018" or "surface" in self.groups
                         else None)
+        self.surface_set = SurfaceSet.load(path) if SET_GROUP in self.groups else None
+        self.caption = ""
+        if self.surface is None and self.surface_set is not None:
+            self.surface = self.surface_set.mean()
+            self.caption = f"mean of {self.surface_set.n_members} direction pairs"
         self._loaded: dict[str, Any] = {}
+
+    def member(self, k: int) -> _Results:
+        """These results with member ``k`` of the surface set as the surface."""
+        assert self.surface_set is not None
+        r = copy.copy(self)
+        r.surface = self.surface_set.member(k)
+        seeds = r.surface.directions.recipe.get("seeds") if r.surface.directions else None
+        r.caption = f"direction pair {k}" + (f", seeds {', '.join(map(str, seeds))}"
+                                             if isinstance(seeds, list) else "")
+        return r
 
     def _load(self, group: str, loader: Callable[[Path], Any]) -> Any:
         if group not in self.groups:
@@ -80,7 +103,7 @@ class _Options:
 # --------------------------------------------------------------------------- needs
 def _needs_surface(ndim: int, r: _Results) -> str | None:
     if r.surface is None:
-        return "it has no /surface group"
+        return f"it has no /surface or /{SET_GROUP} group"
     if r.surface.ndim != ndim:
         use = "1d" if ndim == 2 else "contour, contourf, heatmap or 3d"
         return (f"it needs a {ndim}D surface and holds a {r.surface.ndim}D one "
@@ -211,6 +234,18 @@ FIGURE_KINDS: dict[str, FigureKind] = {k.name: k for k in (
 )}
 #: Picture kinds of :func:`plot_file` (and ``landscape plot --kind``).
 FILE_KINDS = tuple(FIGURE_KINDS)
+#: The kinds that draw the surface: drawn per member of a surface set with ``members``.
+SURFACE_KINDS = ("contour", "contourf", "heatmap", "3d", "1d")
+
+
+def _with_caption(picture: Any, caption: str) -> Any:
+    """``picture`` (an Axes or a Figure) with ``caption`` added to its (first) title."""
+    if caption:
+        ax = picture if hasattr(picture, "set_title") else picture.axes[0]
+        first, newline, rest = ax.get_title().partition("\n")
+        first = f"{first} ({caption})" if first else caption
+        ax.set_title(first + newline + rest, fontsize=ax.title.get_fontsize())
+    return picture
 
 
 # --------------------------------------------------------------------------- plot_file
@@ -221,7 +256,7 @@ def _chosen_kinds(r: _Results, kinds: Sequence[str] | None) -> list[FigureKind]:
         if not chosen:
             raise LandscapeError(
                 f"'{r.path}' holds nothing to draw: no /surface, /trajectory, /ratio_map, "
-                "/curvature or /hessian_surface group with a picture in it"
+                f"/curvature, /hessian_surface or /{SET_GROUP} group with a picture in it"
             )
         return chosen
     names = list(dict.fromkeys(kinds))
@@ -284,6 +319,7 @@ def plot_file(
     vtp: bool = False,
     html: bool = False,
     dpi: int = 150,
+    members: bool = False,
 ) -> list[Path]:
     """Draw the pictures of a result file and write them beside it (or into ``out_dir``).
 
@@ -314,6 +350,12 @@ def plot_file(
         (:func:`export_plotly_html`, needs plotly).
     dpi : int, default=150
         Resolution of raster pictures.
+    members : bool, default=False
+        For a file with a surface set (``/surfaces``, from ``landscape surface ...
+        --n-directions K``): also draw the surface kinds (``contour``, ``contourf``,
+        ``heatmap``, ``3d``, ``1d``) of every member, as ``<stem>_m<k>_<kind>.<fmt>``. A file
+        whose only surface is a set draws the set's mean surface (over the members) as its
+        surface, with or without ``members``.
 
     Returns
     -------
@@ -329,7 +371,15 @@ def plot_file(
     """
     src = Path(path)
     check_option("fmt", fmt, FORMATS)
+    if not isinstance(members, bool | np.bool_):
+        raise LandscapeError(f"The 'members' parameter must be a bool. Got {members!r} "
+                             "instead.")
     r = _Results(src)
+    if members and r.surface_set is None:
+        raise LandscapeError(
+            f"'{src}' has no /{SET_GROUP} group: members are those of a surface set (compute "
+            "one with 'landscape surface CKPT --n-directions K')"
+        )
     chosen = _chosen_kinds(r, kinds)
     opts = _options(r, array, log_levels)
     if (vtp or html) and (r.surface is None or r.surface.ndim != 2):
@@ -340,12 +390,27 @@ def plot_file(
     if html:
         _check_plotly()
     out = _output_dir(src, out_dir)
-    pictures = [(k, out / f"{src.stem}_{k.name}.{fmt}") for k in chosen]
+    pictures = [(r, k, out / f"{src.stem}_{k.name}.{fmt}") for k in chosen]
+    if members:
+        assert r.surface_set is not None
+        set_ndim = r.surface_set.ndim
+        per_member = [k for k in chosen if k.name in SURFACE_KINDS
+                      and (k.name == "1d") == (set_ndim == 1)]
+        if not per_member:
+            raise LandscapeError(
+                f"'{src}' holds a {set_ndim}D surface set; --members draws it with --kind "
+                + ("1d" if set_ndim == 1 else "contour, contourf, heatmap or 3d")
+            )
+        pictures += [(r.member(m), k, out / f"{src.stem}_m{m}_{k.name}.{fmt}")
+                     for m in range(r.surface_set.n_members) for k in per_member]
     exports = [(fn, out / f"{src.stem}_{opts.name2d}.{ext}")
                for fn, ext, wanted in ((export_vtp, "vtp", vtp), (export_plotly_html, "html", html))
                if wanted]
-    _check_targets(src, [t for _, t in pictures] + [t for _, t in exports])
-    written = [save_figure(k.draw(r, opts), target, dpi=dpi) for k, target in pictures]
+    _check_targets(src, [t for _, _, t in pictures] + [t for _, t in exports])
+    written = [save_figure(_with_caption(k.draw(rk, opts),
+                                         rk.caption if k.name in SURFACE_KINDS else ""),
+                           target, dpi=dpi)
+               for rk, k, target in pictures]
     for export, target in exports:
         written.append(export(r.surface, target, array=opts.name2d))  # type: ignore[arg-type]
     return written
