@@ -10,7 +10,12 @@ through a deep ResNet. This module measures, on a batch:
 - per block, the spectral norm of the per-sample Jacobian of the block and of its branch
   alone, by power iteration on ``J^T J`` with forward- and reverse-mode products
   (double backward), averaged over samples, and their
-  running product through depth (an upper bound on the end-to-end Jacobian norm).
+  running product through depth. Each factor is a power-iteration estimate, a lower bound of
+  that block's spectral norm converging from below, so the product is a product of lower
+  bounds of the block norms; it is *not* an upper bound of the end-to-end Jacobian norm (the
+  product of the exact block norms would be one, by submultiplicativity, but the estimates may
+  fall short of them), and not an estimate of it either (the blocks' top singular directions
+  need not line up).
 """
 
 from __future__ import annotations
@@ -85,7 +90,9 @@ class GradFlowResult(Result):
     jac_branch : np.ndarray, shape (n,)
         The same for the branch alone (0 for a branch that is exactly zero).
     jac_product : np.ndarray, shape (n,)
-        Mean over samples of the running product of the per-sample block norms.
+        Mean over samples of the running product of the per-sample block norm estimates
+        (a product of lower bounds of the block norms; neither a bound nor an estimate of
+        the end-to-end Jacobian norm).
     residual : list of bool
         Whether each block has a shortcut.
     """

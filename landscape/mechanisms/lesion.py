@@ -76,8 +76,10 @@ class LesionResult(Result):
         return np.nanstd(self.k_errors, axis=1)
 
     def numbers(self) -> dict[str, float]:
-        """Headline numbers: single-deletion error increase (mean, max, max over
-        non-downsampling blocks) and the mean error at ``k = n/2``."""
+        """Headline numbers: the intact error (``lesion_base_error``), the test *error* after
+        deleting one block (mean, max, and max over non-downsampling blocks; errors, not
+        increases: the increase is the value minus ``lesion_base_error``), the mean error at
+        ``k`` closest to ``n/2`` and the fraction of blocks that are deletable."""
         inc = self.single_error - self.base_error
         ok = ~np.isnan(inc)
         inner = ok & ~self.downsampling
