@@ -447,8 +447,8 @@ class Evaluator:
                               for k, v in differ.items())
             warnings.warn(
                 f"batch_size={self.batch_size} does not apply to the DataLoader(s) {which}: "
-                "they keep their own batch size; return a Dataset from the loader to let "
-                "batch_size choose", UserWarning, stacklevel=3)
+                "they keep their own batch size (pass the Dataset instead of the DataLoader "
+                "for batch_size to apply)", UserWarning, stacklevel=3)
 
     def probe_batch_size(self, *args: Any, **kwargs: Any) -> int:
         """Former name of :meth:`choose_batch_size` (which no longer times anything: timed
