@@ -397,3 +397,24 @@ def test_a_live_lock_is_still_refused(tmp_path):
             assert shown in str(e.value)
             assert lock.read_text() == record
     assert not path.exists()
+
+
+@POSIX
+def test_the_next_run_proceeds_past_a_stale_lock_and_stops_at_a_live_one(work, capsys):
+    """Through the CLI: a lock file of a writer that died is taken over (the surface is
+    written); one whose writer lives is refused in one line, nothing touched."""
+    lock = work / ".new.h5.lock"
+    argv = ["surface", "mlp.pt", X, "--out", "new.h5", "--no-progress"]
+    with _process(_RAW_HOLDER, str(lock)) as (holder, line):
+        assert line == "ready"
+        lock.write_text(f"{holder.pid} {_atomic.machine_tag()}")
+        before = snapshot(work)
+        code, out, err = _run(argv, capsys)
+        assert_one_line_error(code, out, err, "'new.h5' is being written by another landscape "
+                              f"process (pid {holder.pid})", "surface")
+        assert snapshot(work) == before
+        lock.write_text(f"{_dead_pid()} {_atomic.machine_tag()}")
+        code, out, err = _run(argv, capsys)
+        assert code == 0, err
+    assert Surface.load(work / "new.h5").complete
+    assert not lock.exists()
