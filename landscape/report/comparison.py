@@ -200,8 +200,9 @@ def compare(
     need = {r.name: needs_origin_metrics(r.surface) for r in results if r.name in sources}
     # load and check every checkpoint and its data before any progress output, so that a bad
     # one is refused with one line
+    data_cache: dict[str, Any] = {}  # one recipe, hence one data set for every network
     loaded = {r.name: load_model_source(r, sources[r.name], trust=trust,
-                                        need_origin=need[r.name])
+                                        need_origin=need[r.name], data_cache=data_cache)
               for r in results if r.name in sources}
     table: dict[str, dict[str, Any]] = {}
     censored: dict[str, tuple[str, ...]] = {}

@@ -23,6 +23,7 @@ References
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -212,7 +213,8 @@ class LoadedModel:
 
 
 def load_model_source(res: NetworkResults, source: Any, *, trust: bool,
-                      need_origin: bool = False) -> LoadedModel:
+                      need_origin: bool = False,
+                      data_cache: dict[str, Any] | None = None) -> LoadedModel:
     """Load and check the network at θ* of ``res`` and the data it is evaluated on.
 
     Everything that can fail on a bad input (an unreadable checkpoint, one that is not the
@@ -230,6 +232,9 @@ def load_model_source(res: NetworkResults, source: Any, *, trust: bool,
         Allow checkpoints that are full pickles.
     need_origin : bool, default=False
         Also load the test split (for the metrics at θ*).
+    data_cache : dict, optional
+        Splits already loaded, by data spec and split: networks of one comparison share
+        their data (one recipe), which is then loaded once.
 
     Returns
     -------
@@ -275,9 +280,16 @@ def load_model_source(res: NetworkResults, source: Any, *, trust: bool,
         )
     spec = DataSpec.from_dict(data_d)
     loss = _resolve_loss(recipe.get("loss", "cross_entropy"))
-    return LoadedModel(model=model, info=info, spec=spec, loss=loss,
-                       train=load_data(spec, "train"),
-                       test=load_data(spec, "test") if need_origin else None)
+    cache = data_cache if data_cache is not None else {}
+
+    def split(name: str) -> Any:
+        key = json.dumps([spec.to_dict(), name], sort_keys=True, default=str)
+        if key not in cache:
+            cache[key] = load_data(spec, name)
+        return cache[key]
+
+    return LoadedModel(model=model, info=info, spec=spec, loss=loss, train=split("train"),
+                       test=split("test") if need_origin else None)
 
 
 def model_numbers(res: NetworkResults, source: Any, *, ascent_eps: float, steps: int,
