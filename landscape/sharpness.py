@@ -66,7 +66,10 @@ class SharpnessResult:
     Attributes
     ----------
     value : float
-        The sharpness (mean over batches for m-sharpness; the Monte-Carlo mean for ``average``).
+        The sharpness (mean over batches for m-sharpness; the Monte-Carlo mean for ``average``):
+        an absolute loss rise ``L(w + delta) - L(w)`` in the loss's units (nats), not divided
+        by ``1 + L(w)`` as Keskar's ε-sharpness is (for that one's absolute rise see
+        ``metrics.eps_sharpness_ascent(..., details=True)["rise"]``).
     stderr : float
         Standard error of ``value``: over batches (m-sharpness), over Gaussian samples
         (``average``); ``nan`` for one full-data worst case.
