@@ -363,6 +363,7 @@ def compare_arms(
     *,
     level: float = 0.95,
     at_minimum: Mapping[str, str | None] | None = None,
+    extra: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
     **compare_kwargs: Any,
 ) -> tuple[ArmComparison, Any]:
     """Compare arms of several seeds each, at the seed level.
@@ -378,6 +379,10 @@ def compare_arms(
         Per arm, the reason its runs are not at a stationary point (``None``: they are),
         e.g. from :func:`landscape.convergence.stationarity`; rows of :data:`MINIMUM_KEYS`
         are not ranked for an arm with a reason.
+    extra : mapping of str to sequence of mapping, optional
+        Per arm, one dict of further numbers per run (in the order of the runs), e.g. a
+        stationarity test or numbers measured at initialization: added as rows (a value may
+        be a list of per-direction draws, averaged within the seed).
     **compare_kwargs
         Passed to :func:`landscape.report.compare` (``eps``, ``basin_threshold``,
         ``models`` as one checkpoint per run in the order of the runs, ...).
@@ -411,18 +416,30 @@ def compare_arms(
         files.extend(runs)
     names = [n for arm in arms for n in labels[arm]]
     report = compare(files, names=names, **compare_kwargs)
-    metrics = [k for k in report.table[names[0]]]
+    rows: dict[str, dict[str, Any]] = {n: dict(report.table[n]) for n in names}
+    for per_network in report.sections.values():  # mechanisms, connectivity, hessian slices
+        for n, numbers in per_network.items():
+            rows[n].update(numbers)
+    for arm, per_run in (extra or {}).items():
+        if arm not in labels or len(per_run) != len(labels[arm]):
+            raise LandscapeError(f"The 'extra' parameter must give one dict per run of arm "
+                                 f"{arm!r} ({len(labels.get(arm, ()))}). Got {len(per_run)}.")
+        for n, numbers in zip(labels[arm], per_run, strict=True):
+            rows[n].update(numbers)
+    metrics = list(dict.fromkeys(k for n in names for k in rows[n]))
     values: dict[str, dict[str, list[float]]] = {}
     summaries: dict[str, dict[str, SeedSummary]] = {}
     differences: dict[str, SeedDifference] = {}
     arm_names = list(arms)
     for m in metrics:
         per_arm = {}
+        if any(isinstance(rows[n].get(m), str | bool) for n in names):
+            continue  # not a number
         for arm in arm_names:
             draws = []
             for col in labels[arm]:
                 spread = report.spread.get(col, {}).get(m)
-                draws.append(spread if spread else report.table[col].get(m))
+                draws.append(spread if spread else rows[col].get(m))
             per_arm[arm] = seed_values(draws)
         if all(not np.isfinite(v).any() for v in per_arm.values()):
             continue  # a row no run has

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import h5py
@@ -9,6 +10,15 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread per test process and per subprocess a test starts (unless
+    ``OMP_NUM_THREADS`` is set): the suite runs one worker per core (pytest-xdist), and more
+    threads than free cores make OpenMP's spinning workers many times slower on a busy
+    machine (see ``landscape.threads``). The CLI's ``--threads auto`` follows the variable."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(max(1, int(os.environ["OMP_NUM_THREADS"])))
 
 
 @dataclass(frozen=True)

@@ -6,37 +6,72 @@ import json
 import os
 import subprocess
 import sys
-import time
 
-from landscape.report import METRIC_KEYS
+import pytest
+
+VERDICTS = {"reproduces", "does not reproduce", "not testable here"}
 
 
-def test_quick_demo_end_to_end_and_resume(tmp_path):
+def _tiny_study():
+    from landscape.study import StudyConfig
+
+    # the quick study's nets with 2 epochs and tiny grids: every step of the default study
+    # (sharpening included) in seconds
+    return StudyConfig(depths=(8, 14), seeds=(2, 2), epochs=(2, 2), eval_subset=64,
+                       grid="-1:1:5", top_k=1, trace_samples=3, fn_directions=2,
+                       sharpening_every=2)
+
+
+def test_study_end_to_end_and_resume(tmp_path):
+    """The depth study behind `landscape demo`: every network, the seed-level tables, the
+    claims, the report; then a resume that recomputes nothing."""
+    from landscape.study import run_study
+
+    out = tmp_path / "study"
+    report = run_study(out, _tiny_study(), progress=False, log=None)
+    doc = json.loads((out / "report" / "report.json").read_text())
+    assert {c["verdict"] for c in doc["claims"]} <= VERDICTS
+    assert len(doc["claims"]) == len(report.claims) >= 10
+    for depth in ("8", "14"):
+        conv = doc["conv"][depth]
+        assert conv["arms"] == ["residual", "plain"]
+        assert conv["summaries"]["lambda_max"]["plain"]["n"] == 2
+        assert (out / "report" / f"d{depth}" / "arms.md").exists()
+    assert "sharpening_peak_over_threshold" in doc["conv"]["8"]["summaries"]
+    md = (out / "report" / "report.md").read_text()
+    assert md.index("## Claims") < md.index("## 8 layers, at convergence")
+    html = (out / "report" / "report.html").read_text()
+    assert "data:image/png;base64," in html and "<table>" in html
+    assert (out / "report" / "training_curves.png").stat().st_size > 1000
+    before = {p: p.stat().st_mtime_ns for p in out.glob("*.h5")}
+    again = run_study(out, _tiny_study(), progress=False, log=None)
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*.h5")} == before
+    assert [c.verdict for c in again.claims] == [c.verdict for c in report.claims]
+
+
+def test_study_refuses_foreign_or_other_directories(tmp_path):
+    from landscape.errors import LandscapeError
+    from landscape.study import StudyConfig, run_study
+
+    (tmp_path / "mine.txt").write_text("keep me")
+    with pytest.raises(LandscapeError, match="holds no study"):
+        run_study(tmp_path, _tiny_study(), progress=False, log=None)
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
+    with pytest.raises(LandscapeError, match="at least two seeds"):
+        StudyConfig(seeds=(1, 2))
+
+
+@pytest.mark.slow
+def test_quick_demo_through_the_cli(tmp_path):
+    """`landscape demo --quick` as a user runs it, through the installed CLI (about a minute)."""
     out = tmp_path / "demo"
     cmd = [sys.executable, "-m", "landscape.cli", "demo", "--quick", "--out", str(out),
            "--no-progress"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)  # a hang guard
     assert r.returncode == 0, r.stderr[-3000:]
-    report = json.loads((out / "report" / "report.json").read_text())
-    table = report["metrics"]
-    assert set(table) == {"residual", "plain"}
-    for name, row in table.items():
-        for key in METRIC_KEYS:
-            assert key in row, (name, key)
-        for key in ("lambda_max", "lambda_min", "trace", "eps_sharpness", "basin_width_x",
-                    "basin_width_y", "convex_area_fraction", "pc1_pc2",
-                    "n_components_for_90", "train_acc", "test_acc", "local_minima"):
-            assert isinstance(row[key], int | float), (name, key, row[key])
-    for fig in ("surface_contour.png", "trajectory.png", "ratio_map.png", "density.png"):
-        assert (out / "report" / fig).stat().st_size > 1000, fig
-    assert (out / "report" / "report.html").exists() and (out / "report" / "report.md").exists()
-    # the same command again resumes: every step is already done
-    before = {p: p.stat().st_mtime_ns for p in out.glob("*.h5")}
-    t = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert time.perf_counter() - t < 60
-    assert {p: p.stat().st_mtime_ns for p in out.glob("*.h5")} == before
+    assert "| claim | verdict |" in r.stdout
+    doc = json.loads((out / "report" / "report.json").read_text())
+    assert {c["verdict"] for c in doc["claims"]} <= VERDICTS
 
 
 def test_pairs_keep_the_default_demo_unchanged():
