@@ -53,7 +53,7 @@ from typing import Any
 from . import storage
 from ._atomic import write_bytes
 from .checkpoints import load_checkpoint
-from .convergence import matched_checkpoint, stationarity
+from .convergence import Stationarity, judge, matched_checkpoint, no_progress_loss, stationarity
 from .data import DataSpec, load_data
 from .directions import random_directions
 from .errors import LandscapeError
@@ -288,10 +288,11 @@ def _network(cfg: StudyConfig, out: Path, depth: int, epochs: int, arm: str, see
                             for h in run.history]}
 
     doc = _extra(Path(f"{stem}.json"), make)
+    judged = _judged(doc, no_progress_loss(train_data))
+    where = "at a minimum" if judged is not None and judged.at_minimum else "not at a minimum"
     _say(log, f"[d{depth} {arm} seed {seed}] train loss {last['train_loss']:.4g}, test acc "
-              f"{100 * last['test_acc']:.1f}%, λmax {cur.top_eigenvalues[0]:.4g}, "
-              f"{'at a minimum' if doc['stationarity']['at_minimum'] else 'not at a minimum'}"
-              f" ({time.perf_counter() - t0:.0f} s)")
+              f"{100 * last['test_acc']:.1f}%, λmax {cur.top_eigenvalues[0]:.4g}, {where} "
+              f"({time.perf_counter() - t0:.0f} s)")
     return {"run": str(run_dir), "files": [str(stem.with_suffix(".h5")), str(traj)],
             "extra": doc}
 
@@ -316,7 +317,10 @@ def _matched(cfg: StudyConfig, out: Path, depth: int, seed: int, run_dir: Path, 
     def make() -> dict[str, Any]:
         st = stationarity(model, train_data, lambda_max=float(cur.top_eigenvalues[0]),
                           history=run.history[: run.history.index(entry) + 1])
+        upto = run.history[: run.history.index(entry) + 1]
         return {"stationarity": st.to_dict(), "matched_epoch": entry["epoch"],
+                "history": [{k: h.get(k) for k in ("epoch", "train_loss", "test_acc")}
+                            for h in upto],
                 "matched_train_loss": entry["train_loss"], "target_train_loss": target,
                 **_fn_curvature(model, train_data, cfg.fn_directions)}
 
@@ -328,32 +332,47 @@ def _matched(cfg: StudyConfig, out: Path, depth: int, seed: int, run_dir: Path, 
 
 
 # ------------------------------------------------------------------ comparison
-def _extra_rows(doc: Mapping[str, Any]) -> dict[str, Any]:
+def _judged(doc: Mapping[str, Any], reference: float | None) -> Stationarity | None:
+    """The stationarity verdict of a network from its stored measurements (recomputed, so a
+    report always applies today's rule to the stored gradient, curvature and history)."""
+    st = doc.get("stationarity")
+    if not st or st.get("grad_norm") is None or st.get("loss") is None:
+        return None
+    lam = st.get("lambda_max")
+    return judge(st["loss"], st["grad_norm"], math.nan if lam is None else lam,
+                 reference_loss=reference, history=doc.get("history"))
+
+
+def _extra_rows(doc: Mapping[str, Any], reference: float | None) -> dict[str, Any]:
     """The per-run numbers of a network's JSON as rows of the seed-level tables."""
-    st = doc.get("stationarity", {})
-    rows = {"gradient_gain": st.get("gradient_gain"), "loss_trend": st.get("trend"),
-            "at_minimum": None if not st else float(bool(st.get("at_minimum"))),
-            "fn_curvature": doc.get("fn_curvature"), "weight_norm": doc.get("weight_norm"),
-            "final_train_loss": doc.get("final_train_loss"),
+    st = _judged(doc, reference)
+    rows = {"fn_curvature": doc.get("fn_curvature"), "weight_norm": doc.get("weight_norm"),
+            # at matched loss, the loss of the checkpoint measured
+            "final_train_loss": doc.get("final_train_loss", doc.get("matched_train_loss")),
             "final_test_acc": doc.get("final_test_acc")}
+    if st is not None:
+        rows.update({"gradient_gain": st.gradient_gain, "loss_trend": st.trend,
+                     "at_minimum": float(st.at_minimum)})
     rows.update({k: v for k, v in doc.items() if k.startswith("init_")})
     return {k: v for k, v in rows.items() if v is not None}
 
 
-def _off_minimum(docs: Sequence[Mapping[str, Any]]) -> str | None:
-    reasons = [d["stationarity"]["reason"] for d in docs
-               if not d.get("stationarity", {}).get("at_minimum", True)]
+def _off_minimum(docs: Sequence[Mapping[str, Any]], reference: float | None) -> str | None:
+    judged = [_judged(d, reference) for d in docs]
+    reasons = [j.reason for j in judged if j is not None and not j.at_minimum]
     if not reasons:
         return None
     return f"{len(reasons)} of {len(docs)} seeds: {reasons[0]}"
 
 
-def _compare(arms: Mapping[str, Sequence[Mapping[str, Any]]], eps: float
-             ) -> tuple[ArmComparison, Any]:
+def _compare(arms: Mapping[str, Sequence[Mapping[str, Any]]], eps: float,
+             reference: float | None) -> tuple[ArmComparison, Any]:
     return compare_arms(
         {a: [n["files"] for n in nets] for a, nets in arms.items()},
-        at_minimum={a: _off_minimum([n["extra"] for n in nets]) for a, nets in arms.items()},
-        extra={a: [_extra_rows(n["extra"]) for n in nets] for a, nets in arms.items()},
+        at_minimum={a: _off_minimum([n["extra"] for n in nets], reference)
+                    for a, nets in arms.items()},
+        extra={a: [_extra_rows(n["extra"], reference) for n in nets]
+               for a, nets in arms.items()},
         eps=eps, progress=False)
 
 
@@ -796,17 +815,18 @@ def run_study(out_dir: str | os.PathLike = "data/demo", config: StudyConfig | No
                 matched[depth] = found
     step = parse_axis(cfg.grid)
     eps = (step.max - step.min) / (step.num - 1)
+    reference = no_progress_loss(splits[0])  # ln C: the loss of no progress
     conv_c: dict[int, ArmComparison] = {}
     matched_c: dict[int, ArmComparison] = {}
     report_dir = out / "report"
     for depth in cfg.depths:
-        comp, rep = _compare(nets[depth], eps)
+        comp, rep = _compare(nets[depth], eps, reference)
         _save_per_seed(rep, report_dir / f"d{depth}", figures=depth == cfg.depths[-1])
         comp.save(report_dir / f"d{depth}")
         conv_c[depth] = comp
         if depth in matched:
             comp, rep = _compare({"residual": matched[depth], "plain": nets[depth]["plain"]},
-                                 eps)
+                                 eps, reference)
             _save_per_seed(rep, report_dir / f"d{depth}_matched", figures=False)
             comp.save(report_dir / f"d{depth}_matched")
             matched_c[depth] = comp

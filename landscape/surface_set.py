@@ -7,7 +7,7 @@ member 0 with seed 0 is exactly the default single surface) on the same grid, as
 analysis of ``K x points`` points: resumable, shardable under ``torchrun`` and flushed like a
 surface (the grid runner, :mod:`landscape._grid`). The result, a :class:`SurfaceSet`, gives every
 member as a :class:`~landscape.surface.Surface` (``member(k)``), so every surface metric is
-computed per direction pair and summarised as mean, standard deviation and a bootstrap interval
+computed per direction pair and summarised as mean, standard deviation and a Student-t interval
 (:func:`landscape.stats.summarize` -- the report does this for every metric).
 
 Each member's values are bit-identical to a single-direction file computed with the same seed,

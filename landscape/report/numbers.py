@@ -62,6 +62,7 @@ METRIC_KEYS = (
     "test_acc",
     "train_loss_min",
     "eps_sharpness",
+    "eps_rise",
     "eps_sharpness_ascent",
     "adaptive_sharpness",
     "adaptive_sharpness_avg",
@@ -88,6 +89,7 @@ METRIC_KEYS = (
 SPREAD_KEYS = (
     "train_loss_min",
     "eps_sharpness",
+    "eps_rise",
     "basin_width_x",
     "basin_width_y",
     "local_minima",
@@ -380,8 +382,9 @@ def surface_numbers(s: Surface, name: str, *, eps: float, basin_threshold: float
                      "eps_sharpness is unknown (give its checkpoint)")
     else:
         try:
-            row["eps_sharpness"] = eps_sharpness_from_surface(s, eps, array,
-                                                              origin_loss=origin_loss)
+            sharp = eps_sharpness_from_surface(s, eps, array, origin_loss=origin_loss,
+                                               details=True)
+            row["eps_sharpness"], row["eps_rise"] = sharp["eps_sharpness"], sharp["rise"]
         except LandscapeError as exc:  # points in the box not computed yet
             notes.append(f"{name}: eps_sharpness unknown: {exc}")
         if row["eps_sharpness"] == math.inf:

@@ -15,7 +15,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -49,8 +49,8 @@ _NEUTRAL = "(no better direction)"
 #: What the spread table shows (Markdown report and README block).
 _SPREAD_INTRO = ("Each metric that depends on the random directions, over K independent "
                  "filter-normalized direction pairs on the same grid: mean ± sd "
-                 "[bootstrap 95% interval of the mean]; the difference of the means "
-                 "with its bootstrap interval says whether the two networks differ by "
+                 "[Student-t 95% interval of the mean]; the difference of the means "
+                 "with Welch's interval says whether the two networks differ by "
                  "more than the spread over directions.")
 
 
@@ -76,6 +76,10 @@ def definitions(parameters: Mapping[str, Any]) -> dict[str, str]:
             f"ε-sharpness (Keskar et al. 2017) restricted to the surface: 100·(max {arr} over "
             f"the grid points with |x|, |y| ≤ {eps} − L(θ*)) / (1 + L(θ*)), in %; ε in "
             "direction units (filter-normalized: relative to each filter's norm)"),
+        "eps_rise": (
+            f"the absolute rise behind the ε-sharpness: max {arr} over the same box − L(θ*), "
+            "in nats (Keskar's value divides it by 1 + L(θ*), which hides or reverses the "
+            "rise between networks at different losses)"),
         "eps_sharpness_ascent": (
             f"ε-sharpness (Keskar et al. 2017) in the full parameter box |z_i| ≤ "
             f"{aeps}·(|θ_i| + 1), maximised by {steps} projected sign-gradient steps on the "
@@ -97,9 +101,10 @@ def definitions(parameters: Mapping[str, Any]) -> dict[str, str]:
         "local_minima": (f"strict local minima of {arr} on the grid (8-neighbourhood, "
                          "interior points; 1 for a single basin)"),
         "total_variation": (
-            "Σ|Δ| between grid neighbours / (value range × number of grid lines): full-range "
-            "swings per line (1 monotone, 2 a bowl, more is chaotic); normalized by the "
-            "surface's own value range"),
+            "Σ|Δ| between grid neighbours / (value range × number of grid lines) of the loss "
+            "clipped at L(θ*) + 2 nats (the window: the grid edges, where the loss reaches "
+            "10^3-10^9 nats, do not set the scale): swings per line (1 monotone, 2 a bowl, "
+            "more is chaotic); NaN when fewer than 9 points lie in the window"),
         "nonfinite_fraction": "share of computed points whose loss is NaN/inf (diverged)",
         "lambda_max": "largest Hessian eigenvalue at θ*",
         "lambda_min": "smallest Hessian eigenvalue at θ* (negative: non-convex directions)",
@@ -147,6 +152,7 @@ def metric_info(parameters: Mapping[str, Any], loss: Any = None) -> dict[str, di
         "test_acc": ("Test accuracy at θ*", "%", "↑ better"),
         "train_loss_min": (f"Lowest {arr} on the grid", lu, "↓ better"),
         "eps_sharpness": (f"ε-sharpness on the surface (ε = {eps})", "%", _FLATTER_DOWN),
+        "eps_rise": (f"Loss rise within ε = {eps} on the surface", lu, _FLATTER_DOWN),
         "eps_sharpness_ascent": (f"ε-sharpness in full space (ε = {aeps}, Keskar et al.; "
                                  "scale-dependent)", "%", _FLATTER_DOWN),
         "adaptive_sharpness": (f"Adaptive sharpness, worst case (ρ = {rho}, ℓ∞)", lu,
@@ -158,7 +164,7 @@ def metric_info(parameters: Mapping[str, Any], loss: Any = None) -> dict[str, di
         "basin_width_y": (f"Basin width along y ({arr} + {bt})", "direction units",
                           _FLATTER_UP),
         "local_minima": ("Strict local minima on the grid", "count", "↓ smoother"),
-        "total_variation": ("Roughness (normalized total variation)", "swings per line",
+        "total_variation": ("Roughness (total variation within L(θ*) + 2 nats)", "swings per line",
                             "↓ smoother"),
         "nonfinite_fraction": ("Diverged grid points (NaN/inf)", "%", "↓ better"),
         "lambda_max": ("λmax (top Hessian eigenvalue)", curv, _FLATTER_DOWN),
@@ -388,7 +394,7 @@ class Report:
 
     # ---------------------------------------------------------------- spread
     def spread_summary(self) -> dict[str, Any]:
-        """Per network and spread metric: mean, sd, bootstrap 95% interval, n; and for the
+        """Per network and spread metric: mean, sd, Student-t 95% interval, n; and for the
         first two networks the difference of the means with its interval and whether it
         exceeds the spread over directions (``resolved``)."""
         out: dict[str, Any] = {"networks": {}, "difference": {}}
@@ -406,6 +412,16 @@ class Report:
             out["difference_of"] = [a, b]
         return plain(out)
 
+    def _degenerate(self, key: str, names: Sequence[str]) -> bool:
+        """Whether every network's values of ``key`` are one and the same number over its
+        direction pairs (a row like the grid minimum at the origin, whose sd 0 would make
+        any difference "exceed the spread" trivially)."""
+        for n in names:
+            vals = {v for v in self.spread[n].get(key, []) if v is not None}
+            if len(vals) > 1:
+                return False
+        return True
+
     def _spread_rows(self) -> tuple[list[str], list[list[str]]]:
         """Header and rows of the spread table (empty without surface sets)."""
         names = [n for n in self.names if n in self.spread]
@@ -420,6 +436,8 @@ class Report:
             head += [f"{names[0]} − {names[1]}", "verdict"]
         rows = []
         for k in SPREAD_KEYS:
+            if self._degenerate(k, names):
+                continue  # the same value for every pair (e.g. the origin): no spread to show
             pct = k in _PERCENT
             fmt = "{:.3g}%" if pct else "{:.4g}"
             cells = [self._label(k, info)]
@@ -470,7 +488,14 @@ class Report:
                     "top/bottom slice; negative: a saddle)")
         if key.startswith("hessian_"):
             base = definitions(self.parameters).get(key[len("hessian_"):])
-            return f"{base}; along the Hessian directions" if base else ""
+            if not base:
+                return ""
+            # these directions are unit eigenvectors, not filter-normalized ones: a distance
+            # along them is a distance in the weights, whatever each network's weight norms
+            base = base.replace("ε in direction units (filter-normalized: relative to each "
+                                "filter's norm)", "ε in weight distance (unit eigenvectors)")
+            base = base.replace("direction units", "weight-distance units (unit eigenvectors)")
+            return f"{base}; along the Hessian directions"
         return ""
 
     def _section_rows(self, title: str) -> tuple[list[str], list[list[str]]]:
@@ -650,7 +675,7 @@ class Report:
         spread_html = "" if not s_head else (
             "<h2>Over many direction pairs</h2><p>Each metric that depends on the random "
             "directions, over K independent filter-normalized direction pairs on the same "
-            "grid: mean ± sd [bootstrap 95% interval of the mean]; the difference of the means "
+            "grid: mean ± sd [Student-t 95% interval of the mean]; the difference of the means "
             "with its interval says whether the networks differ by more than the spread.</p>"
             "<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in s_head)
             + "</tr></thead><tbody>" + "".join(
