@@ -37,6 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "landscape train --model mlp --epochs 20 --out runs/mlp",
             "landscape train --model resnet20 --plain --lr 0.01 --out runs/plain20",
             "landscape train --model gpt --data modadd --lr 0.2 --epochs 30 --out runs/gpt",
+            "landscape train --model mlp --epochs 20 --init runs/a/epoch_0002.pt --seed 1 "
+            "--out runs/spawn1",
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -64,6 +66,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--seeds", type=_seeds_arg, metavar="S,S,...",
                    help="train one run per seed (the unit of replication of a comparison), "
                         "into --out/seed_S each: e.g. 0,1,2 or 0-2; replaces --seed")
+    g.add_argument("--init", metavar="CHECKPOINT",
+                   help="spawn the run from this checkpoint of the same architecture (e.g. "
+                        "runs/a/epoch_0002.pt; Frankle et al. 2020): start from its weights "
+                        "instead of the seeded initialisation, --seed then sets the data "
+                        "order only; epochs, the lr schedule and momentum start afresh at 0; "
+                        "its path and SHA-256 go into run.json. Two runs spawned with two "
+                        "seeds differ only in SGD noise: connect them with 'landscape "
+                        "connect' beside two independent seeds")
     g.add_argument("--save-every", type=int_arg("save_every", 1),
                    default=d.save_every, metavar="EPOCHS")
     add_compute_args(
@@ -144,10 +154,10 @@ def run(args: argparse.Namespace) -> int:
     if args.seeds is not None:
         runs = train_seeds(spec, data, config, args.out, args.seeds,
                            progress=not args.no_progress, overwrite=args.overwrite,
-                           device=args.device)
+                           device=args.device, init=args.init)
         for seed, result in zip(args.seeds, runs, strict=True):
             _say(result, seed)
         return 0
     _say(train(spec, data, config, args.out, progress=not args.no_progress,
-               overwrite=args.overwrite, device=args.device), None)
+               overwrite=args.overwrite, device=args.device, init=args.init), None)
     return 0

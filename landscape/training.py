@@ -36,6 +36,14 @@ files of a write cut short are removed when training starts again. Other setting
 (naming the keys that differ); a complete run is returned as it is, without writing anything,
 and ``resume.pt`` is deleted when a run completes. ``run.json`` records each resumption under
 ``"resumed"``. Running two trainings in one directory at once is not detected.
+
+Spawned runs (Frankle et al. 2020). With ``init=PATH`` the model starts from the weights (and
+buffers) of a checkpoint of the same architecture, e.g. epoch ``k`` of another run, instead of
+its seeded initialisation; ``TrainConfig.seed`` then sets the data order (and any other
+randomness), so two runs spawned from one checkpoint with two seeds differ only in the SGD noise
+after it. The epoch numbering restarts at 0 (``epoch_0000.pt`` holds the checkpoint's weights),
+as do the learning-rate schedule and the momentum buffers. ``run.json`` records the checkpoint's
+path and SHA-256 under ``"init"``; the SHA-256 is part of what must match for a resume.
 """
 
 from __future__ import annotations
@@ -57,7 +65,7 @@ from tqdm.auto import tqdm
 
 from ._atomic import atomic_write as _atomic_write
 from ._atomic import holds_output
-from .checkpoints import file_sha256, save_checkpoint
+from .checkpoints import file_sha256, load_checkpoint, save_checkpoint
 from .data import DataSpec, TensorData, load_splits
 from .errors import LandscapeError, check_float, check_int, check_option, note_interruption
 from .losses import BatchLoss
@@ -236,6 +244,10 @@ class TrainRun:
         The data set.
     config : TrainConfig
         The hyper-parameters.
+    init : dict or None
+        For a run spawned from a checkpoint (``train(..., init=PATH)``): ``{"path": ...,
+        "sha256": ...}`` of that checkpoint; ``None`` for a run from its seeded
+        initialisation.
     status : str
         ``"running"`` (still going, or killed: re-running :func:`train` resumes it),
         ``"complete"`` or ``"diverged"``.
@@ -253,6 +265,7 @@ class TrainRun:
     data: DataSpec
     config: TrainConfig
     status: str = "complete"
+    init: dict | None = None
     start_epoch: int | None = field(default=None, compare=False)
 
     @property
@@ -315,6 +328,7 @@ class TrainRun:
                 data=DataSpec.from_dict(d["data"]),
                 config=TrainConfig.from_dict(d["config"]),
                 status=str(d.get("status", "complete")),
+                init=dict(d["init"]) if d.get("init") is not None else None,
             )
         except LandscapeError as e:
             raise LandscapeError(f"'{manifest}' is damaged: {e}") from e
@@ -408,17 +422,26 @@ def _plain_json(x: Any) -> Any:
     return json.loads(json.dumps(x))
 
 
-def _setup_of(spec: ModelSpec, data: DataSpec, config: TrainConfig) -> dict[str, Any]:
-    """What must match for a run directory to be resumed: model, data and config."""
-    return _plain_json({"model": spec.to_dict(), "data": data.to_dict(),
-                        "config": config.to_dict()})
+def _setup_of(spec: ModelSpec, data: DataSpec, config: TrainConfig,
+              init_sha256: str | None = None) -> dict[str, Any]:
+    """What must match for a run directory to be resumed: model, data and config (and the
+    SHA-256 of the checkpoint a spawned run starts from; absent for a seeded start, so that
+    the runs written before spawning existed still resume)."""
+    setup = {"model": spec.to_dict(), "data": data.to_dict(), "config": config.to_dict()}
+    if init_sha256 is not None:
+        setup["init"] = {"sha256": init_sha256}
+    return _plain_json(setup)
 
 
 def _differences(run: TrainRun, setup: Mapping[str, Any]) -> list[str]:
     """The keys in which ``run`` differs from ``setup``, with both values (config keys bare,
     model and data keys prefixed: ``lr (run 0.1, now 0.05)``, ``data.subset (...)``)."""
-    old = _setup_of(run.spec, run.data, run.config)
+    old = _setup_of(run.spec, run.data, run.config,
+                    (run.init or {}).get("sha256"))
     out = []
+    if old.get("init") != setup.get("init"):
+        a, b = (None if s.get("init") is None else s["init"]["sha256"] for s in (old, setup))
+        out.append(f"init (run {a!r}, now {b!r})")
     for section in ("model", "data", "config"):
         a, b = old[section], setup[section]
         for key in sorted(set(a) | set(b)):
@@ -537,13 +560,18 @@ class _Trainer:
 
     def __init__(self, spec: ModelSpec, data: DataSpec, config: TrainConfig, out: Path,
                  device: torch.device, manifest: dict[str, Any], setup: Mapping[str, Any],
-                 splits: tuple[TensorData, TensorData]) -> None:
+                 splits: tuple[TensorData, TensorData],
+                 init_state: Mapping[str, Tensor] | None = None) -> None:
         self.spec, self.config, self.out, self.device = spec, config, out, device
         self.meta = {"seed": config.seed, "config": config.to_dict(), "data": data.to_dict()}
+        if manifest.get("init") is not None:
+            self.meta["init"] = dict(manifest["init"])
         self.manifest, self.setup_json = manifest, json.dumps(setup, sort_keys=True)
         self.train_set, self.test_set = splits
         self.history: list[dict[str, Any]] = manifest["checkpoints"]
         self.model = spec.build().to(device)
+        if init_state is not None:  # a spawned run: the checkpoint's weights and buffers
+            self.model.load_state_dict(init_state)
         self.shuffle = torch.Generator().manual_seed(config.seed)
         self.optimizer = torch.optim.SGD(
             self.model.parameters(),
@@ -694,6 +722,7 @@ def train(
     progress: bool = True,
     overwrite: bool = False,
     device: str | torch.device = "cpu",
+    init: str | os.PathLike | None = None,
 ) -> TrainRun:
     """Train a model with SGD and save its checkpoints and a ``run.json`` manifest.
 
@@ -716,6 +745,13 @@ def train(
         complete, and any other run is refused.
     device : str or torch.device, default "cpu"
         Where to train. Bitwise reproducibility is only promised on the CPU.
+    init : str or os.PathLike, optional
+        Spawn the run from this checkpoint (Frankle et al. 2020): the model starts from its
+        weights and buffers (it must be a checkpoint of ``spec``'s architecture, e.g.
+        ``runs/a/epoch_0002.pt``) instead of the seeded initialisation, and
+        ``config.seed`` sets the data order only. Epochs count from 0 again; the learning
+        rate schedule and the momentum start afresh. Its path and SHA-256 are recorded in
+        ``run.json`` (``"init"``); the SHA-256 must match for a resume.
 
     Returns
     -------
@@ -756,7 +792,8 @@ def train(
     _check_bool("overwrite", overwrite)
     device = torch.device(device)
     out = Path(out_dir)
-    setup = _setup_of(spec, data, config)
+    init_record, init_state = _spawn_point(init, spec)
+    setup = _setup_of(spec, data, config, init_record and init_record["sha256"])
     start = _plan(out, setup, overwrite)
     if start.kind == "complete":
         return dataclasses.replace(start.run, start_epoch=None)
@@ -778,10 +815,13 @@ def train(
         "checkpoints": [],
         "resumed": [],
     }
+    if init_record is not None:
+        manifest["init"] = init_record
     cuda = _cuda_index(device)
     with torch.random.fork_rng(devices=[] if cuda is None else [cuda]):
         torch.manual_seed(config.seed)
-        trainer = _Trainer(spec, data, config, out, device, manifest, setup, splits)
+        trainer = _Trainer(spec, data, config, out, device, manifest, setup, splits,
+                           init_state)
         if start.state is not None:
             trainer.restore(start.state)
             manifest["resumed"] = [*_resumed_of(out), {"epoch": trainer.epoch,
@@ -841,6 +881,42 @@ def train_seeds(
     out = Path(out_dir)
     return [train(spec, data, dataclasses.replace(config, seed=s), out / f"seed_{s}", **kwargs)
             for s in seeds]
+
+
+def _spawn_point(init: str | os.PathLike | None, spec: ModelSpec
+                 ) -> tuple[dict[str, str] | None, dict[str, Tensor] | None]:
+    """The record (``{"path", "sha256"}``) and the state dict of the checkpoint a spawned run
+    starts from; ``(None, None)`` without ``init``. Raises one line when the file is missing,
+    unreadable, or of another architecture than ``spec``."""
+    if init is None:
+        return None, None
+    if not isinstance(init, str | os.PathLike):
+        raise LandscapeError(f"The 'init' parameter must be a path to a checkpoint or None. "
+                             f"Got {type(init).__name__} instead.")
+    path = Path(init)
+    if not path.is_file():
+        raise LandscapeError(f"The 'init' parameter must be an existing checkpoint file. "
+                             f"Got '{path}', which does not exist.")
+    try:
+        with torch.random.fork_rng(devices=[]):  # building the models draws; leave no trace
+            ckpt = load_checkpoint(path)
+            template = spec.build().state_dict()
+    except LandscapeError as e:
+        raise LandscapeError(f"cannot spawn from the 'init' checkpoint '{path}': {e}") from e
+    if ckpt.spec is not None and _plain_json(ckpt.spec.to_dict()) != \
+            _plain_json(spec.to_dict()):
+        raise LandscapeError(
+            f"the 'init' checkpoint '{path}' is a {ckpt.spec.to_dict()} but the run trains a "
+            f"{spec.to_dict()}; spawn from a checkpoint of the same architecture")
+    state = {k: v.detach().clone() for k, v in ckpt.model.state_dict().items()}
+    want = {k: tuple(v.shape) for k, v in template.items()}
+    have = {k: tuple(v.shape) for k, v in state.items()}
+    if want != have:
+        bad = sorted(set(want) ^ set(have)) or sorted(k for k in want if want[k] != have[k])
+        raise LandscapeError(
+            f"the 'init' checkpoint '{path}' does not fit the architecture {spec.to_dict()} "
+            f"(tensor '{bad[0]}' differs); spawn from a checkpoint of the same architecture")
+    return {"path": str(path), "sha256": ckpt.sha256}, state
 
 
 def _resumed_of(out: Path) -> list[Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -421,3 +422,95 @@ def test_resume_state_of_other_settings_is_not_used(tmp_path: Path) -> None:
     with pytest.warns(RuntimeWarning, match="belongs to other settings"):
         r = train(SPEC, small, a, tmp_path / "a", progress=False)
     assert r.start_epoch == 0 and r.status == "complete"
+
+
+# ------------------------------------------------------------------- spawned runs (Frankle)
+SPAWN_DATA = DataSpec("digits", subset=96)
+SPAWN_CONFIG = TrainConfig(epochs=2, batch_size=32, lr=0.05)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(path).model.state_dict()
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory: pytest.TempPathFactory) -> TrainRun:
+    """The run whose epoch-1 checkpoint the spawned runs start from."""
+    return train(SPEC, SPAWN_DATA, SPAWN_CONFIG, tmp_path_factory.mktemp("parent"),
+                 progress=False)
+
+
+def test_spawned_runs_share_epoch_0_and_differ_after(parent: TrainRun, tmp_path: Path) -> None:
+    init = parent.checkpoints[1]  # epoch 1 of the parent
+    rng_before = torch.get_rng_state()
+    r1 = train(SPEC, SPAWN_DATA, dataclasses.replace(SPAWN_CONFIG, seed=1), tmp_path / "s1",
+               progress=False, init=init)
+    r2 = train(SPEC, SPAWN_DATA, dataclasses.replace(SPAWN_CONFIG, seed=2), tmp_path / "s2",
+               progress=False, init=init)
+    assert torch.equal(torch.get_rng_state(), rng_before)  # the caller's RNG is untouched
+    w0 = _weights(init)
+    # epoch 0 of both is the checkpoint's weights, bit for bit (numbering restarts at 0)
+    assert r1.history[0]["epoch"] == 0 and r1.history[0]["step"] == 0
+    assert _same(_weights(r1.checkpoints[0]), w0) and _same(_weights(r2.checkpoints[0]), w0)
+    assert r1.history[0]["train_loss"] == parent.history[1]["train_loss"]
+    # then the data order (the seed) alone makes them differ
+    assert not _same(_weights(r1.final), _weights(r2.final))
+    # a seeded start differs from the spawned one already at epoch 0
+    assert not _same(_weights(parent.checkpoints[0]), w0)
+    record = {"path": str(init), "sha256": file_sha256(init)}
+    for r in (r1, r2):
+        manifest = json.loads((r.out_dir / "run.json").read_text())
+        assert manifest["init"] == record and r.init == record
+        assert load_checkpoint(r.final).meta["init"] == record
+    # the same seed spawned again gives the same bits
+    r1b = train(SPEC, SPAWN_DATA, dataclasses.replace(SPAWN_CONFIG, seed=1), tmp_path / "s1b",
+                progress=False, init=init)
+    assert r1b.history == r1.history
+
+
+def test_spawned_run_resumes_bit_for_bit(parent: TrainRun, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    init = parent.checkpoints[1]
+    config = dataclasses.replace(SPAWN_CONFIG, epochs=3, seed=1)
+    ref = train(SPEC, SPAWN_DATA, config, tmp_path / "ref", progress=False, init=init)
+    real = training._Trainer.train_epoch
+
+    def stop_in_3(self):
+        if self.epoch == 2:
+            raise KeyboardInterrupt
+        return real(self)
+
+    with monkeypatch.context() as m:
+        m.setattr(training._Trainer, "train_epoch", stop_in_3)
+        with pytest.raises(KeyboardInterrupt):
+            train(SPEC, SPAWN_DATA, config, tmp_path / "cut", progress=False, init=init)
+    # the init is part of what must match: a seeded start (or another checkpoint) is refused
+    with pytest.raises(LandscapeError, match=r"differs in: init \(run '[0-9a-f]{64}', now None"):
+        train(SPEC, SPAWN_DATA, config, tmp_path / "cut", progress=False)
+    with pytest.raises(LandscapeError, match="differs in: init"):
+        train(SPEC, SPAWN_DATA, config, tmp_path / "cut", progress=False,
+              init=parent.checkpoints[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the resume state is used: no restart warning
+        resumed = train(SPEC, SPAWN_DATA, config, tmp_path / "cut", progress=False, init=init)
+    assert resumed.start_epoch == 2
+    _assert_same_run(ref, resumed)
+    assert resumed.init == ref.init
+
+
+def test_spawn_refuses_another_architecture_or_no_file(parent: TrainRun, tmp_path: Path) -> None:
+    other = ModelSpec("mlp", {"width": 8, "depth": 2})
+    with pytest.raises(LandscapeError, match="same architecture") as err:
+        train(other, SPAWN_DATA, SPAWN_CONFIG, tmp_path / "x", progress=False,
+              init=parent.checkpoints[1])
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "x").exists()  # refused before anything is written
+    with pytest.raises(LandscapeError, match="'init' parameter must be an existing"):
+        train(SPEC, SPAWN_DATA, SPAWN_CONFIG, tmp_path / "y", progress=False,
+              init=tmp_path / "missing.pt")
+    with pytest.raises(LandscapeError, match="'init' parameter must be a path"):
+        train(SPEC, SPAWN_DATA, SPAWN_CONFIG, tmp_path / "y", progress=False, init=3)
