@@ -9,6 +9,7 @@ import time
 
 from landscape.checkpoints import save_checkpoint
 from landscape.connect import (
+    AT_CHANCE_NOTE,
     CURVES,
     OPTIMIZERS,
     bend_model,
@@ -50,10 +51,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "two minima A and B of one network and along a curve through trained "
                     "bend points (Garipov et al. 2018), with BatchNorm statistics recomputed "
                     "at every t (default), and print the barriers max_t L(t) - ((1-t) L(0) + "
-                    "t L(1)) (Frankle et al. 2020). Re-running the same command resumes an "
-                    "unfinished file.",
+                    "t L(1)) (Frankle et al. 2020). A barrier whose path reaches chance (its "
+                    "maximum loss at least 0.9 ln C for C classes, the loss of a uniform "
+                    "prediction) is flagged 'at chance': the barrier is then ln C minus the "
+                    "end loss, uninformative -- as it typically is between independent seeds. "
+                    "For an informative barrier connect runs spawned from a shared early "
+                    "checkpoint (landscape train --init CHECKPOINT --seed S) beside the "
+                    "independent seeds. Streamed data (--data package.module:fn returning a "
+                    "DataLoader) are read into memory once to train the curve (finite and "
+                    "small streams only). Re-running the same command resumes an unfinished "
+                    "file.",
         epilog=examples(
             "landscape connect runs/s1/epoch_0030.pt runs/s2/epoch_0030.pt --out s1s2.h5",
+            "landscape train --model mlp --epochs 20 --init runs/a/epoch_0002.pt --seed 1 "
+            "--out runs/spawn1   # and --seed 2 --out runs/spawn2",
+            "landscape connect runs/spawn1/epoch_0020.pt runs/spawn2/epoch_0020.pt "
+            "--out spawned.h5",
             "landscape connect a.pt b.pt --curve polychain --bends 2 --steps 3000 --out ab.h5",
             "landscape connect a.pt b.pt --curve none --points 51 --out line.h5",
         ),
@@ -185,4 +198,11 @@ def run(args: argparse.Namespace) -> int:
              if "_loss_" in k and math.isfinite(v)]
     if shown:
         print("barriers: " + ", ".join(shown))
+    flagged = [k.replace("_at_chance", "") for k, v in nums.items()
+               if k.endswith("_loss_at_chance") and v == 1.0]
+    if flagged:
+        print(f"at chance (ln {res.num_classes} = {nums['chance_loss']:.4g}): "
+              f"{', '.join(flagged)} -- {AT_CHANCE_NOTE}; "
+              "connect runs spawned from a shared early checkpoint (landscape train --init) "
+              "for an informative barrier")
     return 0

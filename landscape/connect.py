@@ -14,6 +14,17 @@ on the uniform grid of ``n_points`` values of ``t`` in ``[0, 1]``. The **barrier
 path lies below the chord of its end losses (as for a convex loss), large when a ridge
 separates the minima.
 
+**Barriers at chance.** Between two independently initialised networks the middle of the line
+often predicts no better than a uniform guess: its loss is the chance level ``ln C`` of a
+``C``-class cross-entropy (and its error ``1 - 1/C``), so the barrier is ``ln C`` minus the end
+loss and says nothing about the minima (Frankle et al. 2020 measure connectivity between runs
+*spawned* from a shared early checkpoint instead: ``landscape train --init``). Every barrier
+comes with a flag (:meth:`Connectivity.at_chance`, the ``*_at_chance`` numbers of
+:func:`connectivity_numbers`) saying whether the path's maximum loss reaches
+``CHANCE_FRACTION`` (0.9) of ``ln C`` (its maximum error ``0.9 (1 - 1/C)``), with the reason in
+:func:`barrier_notes`; NaN where ``C`` is unknown (regression data, another loss, or a file
+written before ``C`` was recorded).
+
 **Curve training.** The bends start on the line (``theta_k = theta_A + k/(n+1) (theta_B -
 theta_A)``, plus ``init_noise`` times a seeded Gaussian of the chord's per-coordinate scale)
 and minimise ``E_{t ~ U(0,1)} L(curve(t))``: at every step one ``t`` is drawn uniformly and one
@@ -102,13 +113,18 @@ from .errors import LandscapeError, check_float, check_int, check_option, note_i
 from .evaluation import BN_MODES, Evaluator
 from .parameters import ParameterSelection, select_parameters
 
-__all__ = ["CURVES", "OPTIMIZERS", "Connectivity", "barrier", "bend_model",
+__all__ = ["AT_CHANCE_NOTE", "CHANCE_FRACTION", "CURVES", "OPTIMIZERS", "Connectivity",
+           "barrier", "barrier_notes", "bend_model", "chance_level",
            "compute_connectivity", "connectivity_numbers", "curve_coefficients", "excess",
            "lr_at", "plot_connectivity", "plot_curve_on_plane"]
 
 GROUP = "connect"
 CURVES = ("bezier", "polychain")
 OPTIMIZERS = ("sgd", "adam")
+#: A path's maximum loss (error) is "at chance" from this fraction of the chance level up.
+CHANCE_FRACTION = 0.9
+#: The reason given for a barrier whose path reaches the chance level.
+AT_CHANCE_NOTE = "the barrier is ln C minus the end loss: uninformative"
 
 
 # ---------------------------------------------------------------------------- curves (pure)
@@ -159,6 +175,23 @@ def barrier(losses: np.ndarray, t: np.ndarray) -> float:
     return float(np.max(e))
 
 
+def chance_level(num_classes: int | None, metric: str = "loss") -> float:
+    """The loss (``ln C``) or error (``1 - 1/C``) of a uniform prediction over ``C`` classes.
+
+    NaN when ``num_classes`` is ``None`` (regression: no chance level) or below 2.
+
+    Examples
+    --------
+    >>> round(chance_level(10), 6), chance_level(4, "error")
+    (2.302585, 0.75)
+    """
+    check_option("metric", metric, ("loss", "error"))
+    if num_classes is None or int(num_classes) < 2:
+        return float("nan")
+    c = int(num_classes)
+    return math.log(c) if metric == "loss" else 1.0 - 1.0 / c
+
+
 def lr_at(step: int, steps: int, lr: float) -> float:
     """The learning rate of step ``step`` of ``steps`` (Garipov et al.'s schedule).
 
@@ -203,6 +236,9 @@ class Connectivity(GridProgress):
     stderrs : dict[str, np.ndarray]
         Standard error of each loss array (``<split>_loss_se``, same shape; see
         :mod:`landscape.evaluation`); empty for files written before they were stored.
+    num_classes : int or None
+        The number of classes ``C`` of the data (the chance loss is ``ln C``); ``None`` for
+        regression data and for files written before it was recorded.
     """
 
     t: np.ndarray
@@ -217,6 +253,7 @@ class Connectivity(GridProgress):
     provenance: dict[str, Any] = field(default_factory=dict)
     train_state: dict[str, np.ndarray] | None = None
     stderrs: dict[str, np.ndarray] = field(default_factory=dict)
+    num_classes: int | None = None
 
     @property
     def curve_trained(self) -> bool:
@@ -244,6 +281,53 @@ class Connectivity(GridProgress):
             v = 1.0 - self.values(path, f"{split}_acc")
         return barrier(v, self.t)
 
+    def at_chance(self, path: str = "line", split: str = "train",
+                  metric: str = "loss") -> tuple[float, str]:
+        """Whether the maximum of ``path``'s loss (or error) on ``split`` sits at chance.
+
+        At chance: the maximum over the grid is at least :data:`CHANCE_FRACTION` times the
+        loss of a uniform prediction, ``ln C`` for the cross-entropy of ``C`` classes (for
+        ``metric="error"``: of the chance error ``1 - 1/C``). The barrier is then ``ln C``
+        minus the end loss, whatever the minima: uninformative.
+
+        Returns
+        -------
+        flag : float
+            1.0 (at chance), 0.0 (below), or NaN where it cannot be decided.
+        reason : str
+            Why: :data:`AT_CHANCE_NOTE` when flagged, otherwise the maximum and the chance
+            level, or why the flag is NaN (classes unknown, another loss, path incomplete).
+        """
+        check_option("metric", metric, ("loss", "error"))
+        c = self.num_classes
+        if c is None:
+            return float("nan"), ("the number of classes is unknown (regression data, or a "
+                                  "file written before it was recorded): no chance level")
+        if c < 2:
+            return float("nan"), f"{c} class: no chance level"
+        loss = self.recipe.get("loss")
+        if metric == "loss" and loss != "cross_entropy":
+            return float("nan"), (f"the loss is {loss!r}, not the cross-entropy: ln C is not "
+                                  "its chance level")
+        if metric == "loss":
+            v = self.values(path, f"{split}_loss")
+        elif f"{split}_acc" in self.arrays:
+            v = 1.0 - self.values(path, f"{split}_acc")
+        else:
+            return float("nan"), "no accuracy recorded: no error to compare"
+        if v.size == 0 or np.isnan(v).any():
+            return float("nan"), "the path is not complete"
+        level = chance_level(c, metric)
+        top = float(np.max(v))
+        name = f"ln {c} = {level:.4g}" if metric == "loss" else f"1 - 1/{c} = {level:.4g}"
+        if top >= CHANCE_FRACTION * level:
+            return 1.0, (f"the maximum {metric} {top:.4g} along the {path} ({split}) is at "
+                         f"chance ({name}; flagged from {CHANCE_FRACTION:g} of it): "
+                         + (AT_CHANCE_NOTE if metric == "loss" else
+                            "the barrier is 1 - 1/C minus the end error: uninformative"))
+        return 0.0, (f"the maximum {metric} {top:.4g} along the {path} ({split}) is below "
+                     f"chance ({name})")
+
     def __repr__(self) -> str:
         return (f"Connectivity({'+'.join(self.paths)}, {len(self.t)} points, "
                 f"done={self.n_done}/{self.n_points})")
@@ -259,6 +343,8 @@ class Connectivity(GridProgress):
             "n_params": int(sum(math.prod(s) for _, s in self.tensors)),
             "trained_steps": int(self.trained_steps),
         })
+        if self.num_classes is not None:
+            g.attrs["num_classes"] = int(self.num_classes)
         done = np.asarray(self.done, dtype=bool).copy()
         g.datasets["t"] = np.asarray(self.t, dtype=np.float64)
         for k, a in self.arrays.items():
@@ -300,6 +386,7 @@ class Connectivity(GridProgress):
             recipe=_schema.json_attr(g.attrs, "recipe", where, dict),
             provenance=_schema.json_attr(g.attrs, "provenance", where, dict, default={}),
             train_state=state, stderrs=_schema.stderr_arrays(d, names, shape, where),
+            num_classes=_num_classes_attr(g.attrs.get("num_classes"), where),
         )
 
     @classmethod
@@ -358,19 +445,76 @@ def connectivity_numbers(result: Connectivity) -> dict[str, float]:
     """The barriers of a result, for reports: ``{"<path>_<split>_<loss|error>_barrier": value}``.
 
     Every path and split of the result is listed (errors only for classification data); NaN
-    where the path is not complete.
+    where the path is not complete. Beside each barrier, ``..._<loss|error>_at_chance`` is
+    1.0 when the path's maximum sits at chance (see :meth:`Connectivity.at_chance`: the
+    barrier is then ``ln C`` minus the end loss, uninformative), 0.0 when it does not, NaN
+    where that cannot be decided (the reasons: :func:`barrier_notes`); ``chance_loss`` and
+    ``chance_error`` are ``ln C`` and ``1 - 1/C`` (NaN when ``C`` is unknown). All values are
+    floats.
     """
     out: dict[str, float] = {}
     splits = sorted({k[: -len("_loss")] for k in result.arrays if k.endswith("_loss")})
     for path in result.paths:
         for split in splits:
-            out[f"{path}_{split}_loss_barrier"] = result.barrier(path, split, "loss")
-            if f"{split}_acc" in result.arrays:
-                out[f"{path}_{split}_error_barrier"] = result.barrier(path, split, "error")
+            for metric in ("loss", "error"):
+                if metric == "error" and f"{split}_acc" not in result.arrays:
+                    continue
+                key = f"{path}_{split}_{metric}"
+                out[f"{key}_barrier"] = result.barrier(path, split, metric)
+                out[f"{key}_at_chance"] = result.at_chance(path, split, metric)[0]
+    out["chance_loss"] = chance_level(result.num_classes, "loss")
+    out["chance_error"] = chance_level(result.num_classes, "error")
+    return out
+
+
+def barrier_notes(result: Connectivity) -> dict[str, str]:
+    """Why each ``*_at_chance`` number of :func:`connectivity_numbers` is what it is.
+
+    Keys as there (``"line_train_loss_at_chance"``); the values say
+    :data:`AT_CHANCE_NOTE` for a barrier at chance, the maximum and the chance level for one
+    below, or why the flag is NaN.
+    """
+    out: dict[str, str] = {}
+    splits = sorted({k[: -len("_loss")] for k in result.arrays if k.endswith("_loss")})
+    for path in result.paths:
+        for split in splits:
+            for metric in ("loss", "error"):
+                if metric == "error" and f"{split}_acc" not in result.arrays:
+                    continue
+                out[f"{path}_{split}_{metric}_at_chance"] = result.at_chance(path, split,
+                                                                             metric)[1]
     return out
 
 
 # ---------------------------------------------------------------------------- helpers
+def _num_classes_attr(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        c = int(value)
+    except (TypeError, ValueError):
+        c = -1
+    if c < 1:
+        raise LandscapeError(f"{where}: its num_classes attribute is {value!r}, not a "
+                             "positive count")
+    return c
+
+
+def _data_classes(*sets: Any) -> int | None:
+    """The number of classes of the first data set that knows it (``None``: regression, or
+    streamed data that do not say)."""
+    for d in sets:
+        if d is None:
+            continue
+        try:
+            c = getattr(d, "num_classes", None)
+        except Exception:  # noqa: BLE001 - a data set that cannot say does not know
+            c = None
+        if c is not None:
+            return int(c)
+    return None
+
+
 def _flat(tensors: Mapping[str, Tensor]) -> Tensor:
     return torch.cat([v.detach().reshape(-1) for v in tensors.values()])
 
@@ -651,7 +795,9 @@ def compute_connectivity(
     seed : int, default 0
         Seed of the drawn ``t``, minibatches and initial noise.
     train_data : TensorData, optional
-        Data the bends are trained on (default ``data["train"]``).
+        Data the bends are trained on (default ``data["train"]``). Streamed data (a
+        DataLoader) are read into memory once (:func:`~landscape.data.as_tensor_data`): they
+        must be finite and small, else a :class:`~landscape.errors.LandscapeError` says so.
     loss : str or callable, default "cross_entropy"
         Per-sample loss (see :func:`landscape._functional.resolve_loss`).
     bn : {"recalibrate", "eval"}, default "recalibrate"
@@ -715,6 +861,12 @@ def compute_connectivity(
     if curve is not None and train is None:
         raise LandscapeError("training the curve needs training data: pass a 'train' dataset "
                              "or train_data (or curve=None for the line only)")
+    if curve is not None:
+        # the curve draws minibatches by index: streamed data (a custom DataLoader) are read
+        # into memory once if finite and small, else refused in one line
+        from .data import as_tensor_data
+
+        train = as_tensor_data(train)
 
     ta, tb = named_tensors(model_a, "weights"), named_tensors(model_b, "weights")
     _check_same_architecture(ta, tb)
@@ -791,6 +943,8 @@ def compute_connectivity(
                                      "--overwrite to recompute it")
             old.provenance = old.provenance or res.provenance
             res = old
+    if res.num_classes is None:  # C of the chance level ln C (None: regression / unknown)
+        res.num_classes = _data_classes(train, *data.values())
     # the first write of this run replaces the file when overwrite is set (then never again)
     write_over = overwrite
     dev = torch.device(device) if device is not None else fa.device

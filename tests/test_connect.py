@@ -117,8 +117,12 @@ def test_linear_barrier_of_a_convex_quadratic_is_the_closed_form():
     np.testing.assert_allclose(excess(line, t), want, rtol=1e-10, atol=1e-12)
     assert (excess(line, t)[1:-1] < 0).all()
     nums = connectivity_numbers(res)
-    assert set(nums) == {"line_train_loss_barrier"}
+    assert set(nums) == {"line_train_loss_barrier", "line_train_loss_at_chance", "chance_loss",
+                         "chance_error"}
     assert abs(nums["line_train_loss_barrier"]) <= 1e-12
+    # regression data: no number of classes, hence no chance level and no flag
+    assert all(np.isnan(nums[k]) for k in ("line_train_loss_at_chance", "chance_loss",
+                                            "chance_error"))
     assert res.recipe["bn"] == "recalibrate" and res.recipe["curve"] is None
 
 
@@ -393,3 +397,90 @@ def test_curve_on_the_plane_through_a_b_and_the_bend(tmp_path):
     assert len(ax.lines) >= 3
     with pytest.raises(LandscapeError, match="non-orthogonal plane"):
         connect.plot_curve_on_plane(res, Connectivity.__new__(Connectivity))
+
+
+# ------------------------------------------------------------------------ barriers at chance
+def _two_layer(u: torch.Tensor, v: torch.Tensor) -> nn.Module:
+    """The linear network ``x -> V U x`` (no biases, float64)."""
+    net = nn.Sequential(nn.Linear(3, 3, bias=False), nn.Linear(3, 3, bias=False)).double()
+    with torch.no_grad():
+        net[0].weight.copy_(u)
+        net[1].weight.copy_(v)
+    return net
+
+
+def _three_classes() -> TensorData:
+    """Three samples per class, ``x = 4 e_y``: balanced, separable."""
+    y = torch.arange(3).repeat(3)
+    return TensorData(4.0 * torch.eye(3, dtype=torch.float64)[y], y, "three")
+
+
+def test_barrier_between_sign_flipped_twins_is_flagged_at_chance(tmp_path):
+    """``(U, V)`` and ``(-U, -V)`` compute one function, but the middle of the line between
+    them is the zero network: logits 0, a uniform prediction, loss exactly ln 3 and error
+    ``1 - 1/3`` (argmax of ties is class 0). By the convexity of the cross-entropy in the
+    logits, ``L((1-2t)^2 z) <= ln 3``, so the maximum is ln 3 and the barrier ``ln 3 - L(A)``:
+    flagged as at chance."""
+    eye = torch.eye(3, dtype=torch.float64)
+    a, b = _two_layer(eye, eye), _two_layer(-eye, -eye)
+    data = _three_classes()
+    out = tmp_path / "ab.h5"
+    res = compute_connectivity(a, b, {"train": data}, curve=None, n_points=5, out=out,
+                               progress=False)
+    end = float(np.log1p(2 * np.exp(-4.0)))  # L(A) = L(B) = ln(1 + 2 e^-4)
+    loss = res.values("line", "train_loss")
+    assert loss[2] == pytest.approx(np.log(3), rel=1e-12)
+    assert loss[0] == pytest.approx(end, rel=1e-12) and loss[-1] == pytest.approx(end, rel=1e-12)
+    nums = connectivity_numbers(res)
+    assert nums["line_train_loss_barrier"] == pytest.approx(np.log(3) - end, rel=1e-12)
+    assert nums["chance_loss"] == pytest.approx(np.log(3), rel=1e-15)
+    assert nums["chance_error"] == pytest.approx(2 / 3, rel=1e-15)
+    assert nums["line_train_loss_at_chance"] == 1.0
+    assert nums["line_train_error_at_chance"] == 1.0
+    assert all(isinstance(v, float) for v in nums.values())  # reports take floats only
+    notes = connect.barrier_notes(res)
+    assert connect.AT_CHANCE_NOTE in notes["line_train_loss_at_chance"]
+    assert notes["line_train_loss_at_chance"].endswith(
+        "the barrier is ln C minus the end loss: uninformative")
+    # C is stored with the result
+    again = Connectivity.load(out)
+    assert again.num_classes == 3
+    assert connectivity_numbers(again) == pytest.approx(nums, nan_ok=True)
+
+
+def test_barrier_between_near_identical_classifiers_is_not_at_chance():
+    """Two nearly equal good classifiers: the loss stays near L(A) << ln 3 on the whole line."""
+    eye = torch.eye(3, dtype=torch.float64)
+    a = _two_layer(eye, eye)
+    b = _two_layer(eye + 1e-3 * torch.ones(3, 3, dtype=torch.float64), eye)
+    res = compute_connectivity(a, b, {"train": _three_classes()}, curve=None, n_points=5,
+                               progress=False)
+    nums = connectivity_numbers(res)
+    assert np.nanmax(res.values("line", "train_loss")) < 0.05
+    assert nums["line_train_loss_at_chance"] == 0.0
+    assert nums["line_train_error_at_chance"] == 0.0
+    assert "below chance" in connect.barrier_notes(res)["line_train_loss_at_chance"]
+
+
+def test_at_chance_is_nan_with_a_reason_where_c_is_unknown():
+    """Regression data: no number of classes, no chance level -- NaN, never a guess."""
+    res = compute_connectivity(
+        Quadratic([0.0, 0.0], np.eye(2), [0.5, 0.5]), Quadratic([1.0, 1.0], np.eye(2), [0.5, 0.5]),
+        {"train": _toy_data()}, curve=None, n_points=5, loss=value, progress=False)
+    assert res.num_classes is None
+    nums = connectivity_numbers(res)
+    assert np.isnan(nums["line_train_loss_at_chance"])
+    assert np.isnan(nums["chance_loss"]) and np.isnan(nums["chance_error"])
+    assert np.isfinite(nums["line_train_loss_barrier"])
+    assert "number of classes is unknown" in connect.barrier_notes(res)["line_train_loss_at_chance"]
+    # a classification result computed with another loss: ln C is not its chance level
+    res.num_classes = 3
+    flag, why = res.at_chance("line", "train", "loss")
+    assert np.isnan(flag) and "not the cross-entropy" in why
+    # an unfinished path: NaN
+    res.recipe["loss"] = "cross_entropy"
+    res.arrays["train_loss"][0, 2] = np.nan
+    flag, why = res.at_chance("line", "train", "loss")
+    assert np.isnan(flag) and "not complete" in why
+    assert connect.chance_level(None) != connect.chance_level(None)  # NaN
+    assert connect.chance_level(10) == pytest.approx(np.log(10))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -76,3 +78,78 @@ def test_connect_line_only_and_bad_inputs(tmp_path, pair, capsys):
     assert "destroy" in capsys.readouterr().err
     assert main(["connect", a, b, "--points", "2"]) == 2
     assert main(["connect", "--help"]) == 0
+
+
+def test_connect_trains_the_curve_on_streamed_data(tmp_path, pair, capsys, monkeypatch):
+    """--data package.module:fn returning a DataLoader: the curve is trained on the stream
+    read into memory (the same bends as from the same samples in memory); an endless stream
+    is refused in one line -- never an internal error."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    a, b = pair
+    common = ["connect", a, b, "--steps", "6", "--points", "3", "--train-batch-size", "16",
+              "--splits", "train", "--no-progress"]
+    outs = {}
+    for name in ("tiny_loader", "tiny_arrays"):
+        outs[name] = tmp_path / f"{name}.h5"
+        code = main([*common, "--data", f"tests._datasets:{name}", "--out", str(outs[name])])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        assert "internal error" not in err and "barriers: " in out
+    stream, mem = (Connectivity.load(outs[k]) for k in ("tiny_loader", "tiny_arrays"))
+    assert stream.complete and stream.recipe["n_train"] == 48
+    np.testing.assert_array_equal(stream.bends, mem.bends)
+    assert stream.num_classes == mem.num_classes is not None
+    code = main([*common, "--data", "tests._datasets:endless_loader",
+                 "--out", str(tmp_path / "endless.h5")])
+    out, err = capsys.readouterr()
+    assert code == 2 and "internal error" not in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_spawned_runs_from_the_cli_then_connected(tmp_path, capsys, monkeypatch):
+    """The docs' recipe: a parent run, two runs spawned from its epoch-1 checkpoint with two
+    seeds (--init), then connect their final checkpoints."""
+    monkeypatch.chdir(tmp_path)
+    common = ["train", "--model", "mlp", "--model-kwargs", '{"width": 8, "depth": 1}',
+              "--subset", "64", "--batch-size", "16", "--epochs", "1", "--no-progress"]
+    assert main([*common, "--out", "runs/a"]) == 0
+    for seed in (1, 2):
+        assert main([*common, "--init", "runs/a/epoch_0001.pt", "--seed", str(seed),
+                     "--out", f"runs/spawn{seed}"]) == 0
+    capsys.readouterr()
+    w = [load_checkpoint(f"runs/spawn{s}/epoch_0000.pt").model.state_dict() for s in (1, 2)]
+    assert all(torch.equal(w[0][k], w[1][k]) for k in w[0])
+    code = main(["connect", "runs/spawn1/epoch_0001.pt", "runs/spawn2/epoch_0001.pt",
+                 "--curve", "none", "--points", "3", "--splits", "train", "--subset", "64",
+                 "--out", "spawned.h5", "--no-progress"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "barriers: " in out
+    assert Connectivity.load("spawned.h5").num_classes == 10
+    # another architecture: one line, exit 2, nothing written
+    code = main(["train", "--model", "mlp", "--model-kwargs", '{"width": 4, "depth": 1}',
+                 "--subset", "64", "--epochs", "1", "--no-progress",
+                 "--init", "runs/a/epoch_0001.pt", "--out", "runs/bad"])
+    err = capsys.readouterr().err
+    assert code == 2 and "same architecture" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs" / "bad").exists()
+
+
+def test_connect_flags_a_barrier_at_chance(tmp_path, capsys):
+    """A and B = -A (every parameter negated): the midpoint of the line is the zero network,
+    whose logits are 0 -- loss exactly ln 10 -- so the line's barrier is flagged at chance."""
+    a = _ckpt(tmp_path / "a.pt", 0)
+    ckpt = load_checkpoint(a)
+    with torch.no_grad():
+        for p in ckpt.model.parameters():
+            p.neg_()
+    b = tmp_path / "neg.pt"
+    save_checkpoint(b, ckpt.model, ckpt.spec, data=_DATA)
+    out = tmp_path / "line.h5"
+    assert main(["connect", a, str(b), "--curve", "none", "--points", "3", "--splits",
+                 "train", "--out", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "at chance (ln 10 = 2.303): line_train_loss" in text
+    assert "the barrier is ln C minus the end loss: uninformative" in text
+    res = Connectivity.load(out)
+    assert res.values("line", "train_loss")[1] == pytest.approx(np.log(10), rel=1e-6)
