@@ -863,7 +863,8 @@ def train_seeds(
     seeds : sequence of int
         Distinct seeds.
     **kwargs
-        Passed to :func:`train` (``progress``, ``overwrite``, ``device``).
+        Passed to :func:`train` (``progress``, ``overwrite``, ``device``, ``init``: every
+        seed spawned from one checkpoint).
 
     Returns
     -------
