@@ -251,6 +251,10 @@ class Plan:
         return [(d, a, s) for d in self.depths for a in ARMS for s in range(self.seeds)]
 
 
+def _epochs(n: int) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")
+
+
 def _n(subset: int | None) -> int:
     return CIFAR_TRAIN if subset is None else min(subset, CIFAR_TRAIN)
 
@@ -346,7 +350,7 @@ def describe(plan: Plan, out: Path, scale: dict[int, float] | None = None) -> st
              < lr_at_epoch(plan.config(20, "residual"), e - 1)]
     lines += [
         f"recipe: SGD Nesterov momentum 0.9, batch {plan.batch_size}, weight decay "
-        f"{plan.weight_decay:g}, {ep} epochs, lr x0.1 from epochs {drops} (Li et al.: after "
+        f"{plan.weight_decay:g}, {_epochs(ep)}, lr x0.1 from epochs {drops} (Li et al.: after "
         "150/225/275 of 300; the library's step schedule has no third drop), no data "
         "augmentation (Li et al.: random crop + flip)",
         f"lr {plan.lr:g}; plain nets at depth >= 56: lr {plan.plain_deep_lr:g} (as Li et al.)",
@@ -477,7 +481,7 @@ def summarize(plan: Plan, out: Path, nets: dict[int, dict[str, list[dict[str, An
               comps: dict[int, ArmComparison]) -> str:
     """Write ``summary.md`` and ``summary.json``; returns the markdown."""
     md = ["# Li et al. (2018), CIFAR-10 protocol: residual vs plain ResNets", "",
-          f"{plan.seeds} seeds per arm, {plan.epochs} epochs, SGD Nesterov 0.9, batch "
+          f"{plan.seeds} seeds per arm, {_epochs(plan.epochs)}, SGD Nesterov 0.9, batch "
           f"{plan.batch_size}, weight decay {plan.weight_decay:g}, step schedule (x0.1 at 50% "
           f"and 75% of the epochs; Li et al. also at 275/300), no data augmentation (Li et "
           f"al. used random crops and flips: expect higher test errors). lr {plan.lr:g}; the "

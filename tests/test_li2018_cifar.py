@@ -44,7 +44,7 @@ def _write_cifar(folder: Path, n: int = 12) -> None:
 
 
 _TINY = ["--depths", "20", "--seeds", "2", "--epochs", "1", "--grid", "-1:1:3",
-         "--ratio-grid", "-1:1:3", "--train-subset", "24", "--eval-subset", "16",
+         "--ratio-grid", "-1:1:3", "--train-subset", "24", "--eval-subset", "20",
          "--hessian-subset", "16", "--width", "0.25", "--batch-size", "8",
          "--trace-samples", "6", "--tol", "1e-2", "--max-hvp", "60", "--device", "cpu",
          "--no-progress"]
@@ -164,3 +164,20 @@ def test_bad_depth_is_one_line_and_exit_2(tmp_path, capsys):
     assert mod.main(["--cifar-root", str(tmp_path), "--out", str(tmp_path),
                      "--depths", "32", "--dry-run"]) == 2
     assert "--depths takes [20, 56, 110]" in capsys.readouterr().err
+
+
+def test_quick_check_plan_and_rescaled_estimate(tmp_path):
+    mod = _script()
+    base = ["--cifar-root", str(tmp_path), "--out", str(tmp_path)]
+    full = mod.Plan.from_args(mod._parser().parse_args(base))
+    quick = mod.Plan.from_args(mod._parser().parse_args([*base, "--quick-check"]))
+    assert (full.seeds, full.epochs, full.grid, full.ratio_grid) == (3, 300, "-1:1:51",
+                                                                     "-1:1:13")
+    assert (quick.seeds, quick.epochs, quick.grid, quick.ratio_grid) == (2, 1, "-1:1:5",
+                                                                         "-1:1:3")
+    assert quick.train_subset is None  # the epoch it times is a whole one
+    assert (quick.eval_subset, quick.hessian_subset) == (1000, 500)
+    one, two = mod.estimate(full), mod.estimate(full, {20: 2.0, 56: 2.0, 110: 2.0})
+    assert two["total_hours"] == pytest.approx(2 * one["total_hours"])
+    assert mod._grid_args(["--grid", "-1:1:51", "--ratio-grid", "-1:1:13"]) == [
+        "--grid=-1:1:51", "--ratio-grid=-1:1:13"]
