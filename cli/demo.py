@@ -17,7 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="train a residual net and its plain twin on digits and compare their landscapes",
         description="The main job, a depth study: trains ResNet-20 and ResNet-56 (half width) "
                     "with and without shortcuts on scikit-learn's bundled digits, several "
-                    "seeds per arm (3 at 20 layers, 2 at 56), one recipe for all; measures "
+                    "seeds per arm (3 at each depth), one recipe for all; measures "
                     "each network (surface, curvature, filter-normalized curvature, "
                     "stationarity, PCA path, mechanisms at initialization and convergence) "
                     "at convergence and, where the plain net ends far above, at matched train "

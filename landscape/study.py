@@ -29,7 +29,7 @@ Layout of ``out_dir``::
     d{depth}_{arm}_s{s}.h5            /surface, /directions, /curvature, mechanism groups
     d{depth}_{arm}_s{s}_trajectory.h5 /trajectory (PCA of the path)
     d{depth}_{arm}_s{s}.json          stationarity, dᵀHd, weight norm, numbers at init
-    d{depth}_residual_matched_s{s}.*  the same at the checkpoint of matched train loss
+    d{depth}_residual_matched_s{s}_e{epoch}.*  the same at the checkpoint of matched train loss
     report/                           report.md, report.html, report.json, figures;
                                       d{depth}/ and d{depth}_matched/ per-seed reports and
                                       arms.md (seed-level tables)
@@ -108,7 +108,7 @@ class StudyConfig:
 
     family: str = "resnet"
     depths: tuple[int, ...] = (20, 56)
-    seeds: tuple[int, ...] = (3, 2)
+    seeds: tuple[int, ...] = (3, 3)
     epochs: tuple[int, ...] = (8, 10)
     model_kwargs: dict[str, Any] = field(default_factory=lambda: {"in_channels": 1,
                                                                   "width": 0.5})
@@ -136,9 +136,9 @@ class StudyConfig:
 
     @classmethod
     def quick(cls) -> StudyConfig:
-        """The small version (ResNet-8 and -14, 2 seeds each) for a quick look and tests."""
-        return cls(depths=(8, 14), seeds=(2, 2), epochs=(5, 5), eval_subset=128,
-                   grid="-1:1:7", top_k=1, trace_samples=6, fn_directions=3,
+        """The small version (ResNet-8 and -14, 2 seeds each, 4 epochs) for a quick look."""
+        return cls(depths=(8, 14), seeds=(2, 2), epochs=(4, 4), eval_subset=96,
+                   grid="-1:1:7", top_k=1, trace_samples=3, tol=1e-2, fn_directions=3,
                    sharpening_every=0)
 
     def to_dict(self) -> dict[str, Any]:
@@ -307,7 +307,8 @@ def _matched(cfg: StudyConfig, out: Path, depth: int, seed: int, run_dir: Path, 
     if entry is None:
         return None
     train_data, test_data = splits
-    stem = out / f"d{depth}_residual_matched_s{seed}"
+    # the epoch in the name: a file is always about one checkpoint
+    stem = out / f"d{depth}_residual_matched_s{seed}_e{entry['epoch']}"
     ckpt = load_checkpoint(run_dir / entry["checkpoint"])
     model = ckpt.model
     recipe = checkpoint_recipe(ckpt, DataSpec(cfg.data, subset=cfg.eval_subset))
@@ -354,6 +355,10 @@ def _extra_rows(doc: Mapping[str, Any], reference: float | None) -> dict[str, An
         rows.update({"gradient_gain": st.gradient_gain, "loss_trend": st.trend,
                      "at_minimum": float(st.at_minimum)})
     rows.update({k: v for k, v in doc.items() if k.startswith("init_")})
+    gsc = doc.get("init_gsc_input")
+    if isinstance(gsc, int | float) and gsc > 0:
+        # it grows exponentially with depth in a plain net: compared on a log scale
+        rows["init_log10_gsc_input"] = math.log10(gsc)
     return {k: v for k, v in rows.items() if v is not None}
 
 
@@ -434,9 +439,17 @@ def claims(depths: Sequence[int], conv: Mapping[int, ArmComparison],
     """
     shallow, deep = depths[0], depths[-1]
     at = f"at {deep} layers"
-    deep_like = matched.get(deep) or conv.get(deep)
-    deep_where = (f"at {deep} layers, residual at the plain net's final train loss"
-                  if deep in matched else at)
+
+    def like(depth: int) -> tuple[ArmComparison | None, str]:
+        """The like-for-like comparison at a depth: at matched train loss where the plain
+        arm ended far above the residual one, else at convergence."""
+        if depth in matched:
+            return matched[depth], (f"at {depth} layers, residual at the plain net's final "
+                                    "train loss")
+        return conv.get(depth), f"at {depth} layers, at convergence"
+
+    shallow_like, shallow_where = like(shallow)
+    deep_like, deep_where = like(deep)
     out: list[Claim] = []
     # degradation (He et al. 2016)
     c = conv.get(deep)
@@ -446,13 +459,13 @@ def claims(depths: Sequence[int], conv: Mapping[int, ArmComparison],
     out.append(cl)
     # Li et al.: curvature / convexity
     out.append(_claim_difference(
-        conv.get(shallow), "lambda_max", "lower",
-        f"Li et al. 2018: residual minima are flatter (λmax), {shallow} layers, at "
-        "convergence", "λmax", f"at {shallow} layers"))
+        shallow_like, "lambda_max", "lower",
+        f"Li et al. 2018: flatter residual landscape (λmax), {shallow} layers, like for like",
+        "λmax", shallow_where))
     out.append(_claim_difference(
-        conv.get(shallow), "fn_curvature", "lower",
+        shallow_like, "fn_curvature", "lower",
         f"the same in scale-invariant units (filter-normalized dᵀHd), {shallow} layers",
-        "dᵀHd", f"at {shallow} layers"))
+        "dᵀHd", shallow_where))
     out.append(_claim_difference(
         deep_like, "lambda_max", "lower",
         f"Li et al. 2018: flatter residual landscape (λmax), {deep} layers, like for like",
@@ -490,9 +503,10 @@ def claims(depths: Sequence[int], conv: Mapping[int, ArmComparison],
     out.append(lesion)
     # Philipp et al.: gradient scale and k-dilution at initialization
     out.append(_claim_difference(
-        conv.get(deep), "init_gsc_input", "lower",
+        conv.get(deep), "init_log10_gsc_input", "lower",
         f"Philipp et al. 2018: gradients explode through a plain net, not a residual one "
-        f"(gradient scale coefficient at initialization, {deep} layers)", "the GSC", at))
+        f"(log10 of the gradient scale coefficient at initialization, {deep} layers)",
+        "the GSC", at))
     out.append(_claim_difference(
         conv.get(deep), "init_dilution_k_median", "higher",
         f"Philipp et al. 2018: residual blocks are k-diluted (k > 1) at initialization "
@@ -557,7 +571,8 @@ class StudyReport:
             "trace", "eps_sharpness", "eps_rise", "basin_width_x", "basin_width_y",
             "local_minima", "pc1_pc2", "lesion_single_mean", "lesion_single_max",
             "path_length_mean", "gradflow_input_ratio", "dilution_k_median", "gsc_input",
-            "shatter_corr_output", "init_gsc_input", "init_dilution_k_median",
+            "shatter_corr_output", "init_gsc_input", "init_log10_gsc_input",
+            "init_dilution_k_median",
             "init_shatter_corr_output", "init_gradflow_input_ratio",
             "sharpening_peak_over_threshold")
 
@@ -622,6 +637,19 @@ class StudyReport:
                 "matched": {str(d): c.to_dict() for d, c in self.matched.items()},
                 "seconds": _finite(self.seconds), "notes": list(self.notes),
                 "histories": self.histories}
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> StudyReport:
+        """Read a ``report.json``: the claims, configuration, notes, training curves and
+        seconds (the seed-level tables stay in the JSON and in ``arms.json``)."""
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        try:
+            return cls(config=doc["config"], claims=tuple(Claim(**c) for c in doc["claims"]),
+                       conv={}, matched={},
+                       seconds=math.nan if doc.get("seconds") is None else doc["seconds"],
+                       notes=tuple(doc.get("notes", ())), histories=doc.get("histories", {}))
+        except (KeyError, TypeError) as exc:
+            raise LandscapeError(f"'{path}' is not a study report ({exc})") from None
 
     def save(self, out_dir: str | os.PathLike) -> StudyReport:
         """Write ``report.md``, ``report.json``, ``report.html`` and the training curves."""

@@ -562,28 +562,6 @@ def test_progress_bar_and_training_recipe_from_the_checkpoint(tmp_path, capsys):
     assert "model steps" not in capsys.readouterr().err
 
 
-def test_readme_results_table_is_generated_from_the_committed_report():
-    """The README's results block is what the generator gives for docs/demo/report.json."""
-    from landscape.report import update_readme
-
-    repo = Path(__file__).resolve().parents[1]
-    rep = Report.load(repo / "docs" / "demo" / "report.json")
-    assert update_readme(repo / "README.md", rep, link="docs/demo/report.md", check=True), (
-        "README.md's results table is stale: run python -c \"from landscape.report import "
-        "Report, update_readme; update_readme('README.md', Report.load("
-        "'docs/demo/report.json'), link='docs/demo/report.md')\"")
-    block = (repo / "README.md").read_text(encoding="utf-8").split(
-        "<!-- results:begin")[1].split("<!-- results:end -->")[0]
-    rows = [ln for ln in block.splitlines() if ln.startswith("| ") and
-            not ln.startswith("| metric |")]
-    # every metric the report computes: the main table, each section, the spread table
-    expected = len(METRIC_KEYS) + sum(len(rep._section_rows(t)[1]) for t in rep.sections) \
-        + len(rep._spread_rows()[1])
-    assert len(rows) == expected
-    assert rep.sections and rep._spread_rows()[1]  # the demo's report has them all
-    assert "eps_sharpness_ascent" in rep.to_markdown() and "total_variation" in rep.to_markdown()
-
-
 def test_update_readme_refuses_missing_markers(pair, tmp_path):
     from landscape.report import update_readme
 

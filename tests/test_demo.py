@@ -61,6 +61,23 @@ def test_study_refuses_foreign_or_other_directories(tmp_path):
         StudyConfig(seeds=(1, 2))
 
 
+def test_readme_claims_block_is_generated_from_the_committed_report():
+    """The README's results block is the claims table of docs/demo/report.json (the committed
+    `landscape demo` run), as StudyReport.readme_table gives it."""
+    from pathlib import Path
+
+    from landscape.report import update_readme
+    from landscape.study import StudyReport
+
+    repo = Path(__file__).resolve().parents[1]
+    rep = StudyReport.load(repo / "docs" / "demo" / "report.json")
+    assert update_readme(repo / "README.md", rep, link="docs/demo/report.md", check=True), (
+        "README.md's results block is stale: run python -c \"from landscape.report import "
+        "update_readme; from landscape.study import StudyReport; update_readme('README.md', "
+        "StudyReport.load('docs/demo/report.json'), link='docs/demo/report.md')\"")
+    assert {c.verdict for c in rep.claims} <= VERDICTS and len(rep.claims) >= 10
+
+
 @pytest.mark.slow
 def test_quick_demo_through_the_cli(tmp_path):
     """`landscape demo --quick` as a user runs it, through the installed CLI (about a minute)."""

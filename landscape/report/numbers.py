@@ -500,6 +500,14 @@ SECTION_DEFINITIONS = {
     "line_test_error_barrier": "error barrier on the straight line (test)",
     "curve_train_error_barrier": "error barrier along the curve (train)",
     "curve_test_error_barrier": "error barrier along the curve (test)",
+    **{f"{path}_{split}_{m}_at_chance": (
+        f"1 when the {path}'s highest {split} {m} sits at chance (≥ 0.9 of "
+        f"{'ln C' if m == 'loss' else '1 − 1/C'}): its barrier is then chance minus the end "
+        "value, uninformative (between independent seeds; compare runs spawned from a shared "
+        "checkpoint, Frankle et al. 2020)")
+       for path in ("line", "curve") for split in ("train", "test") for m in ("loss", "error")},
+    "chance_loss": "the loss of a uniform prediction, ln C",
+    "chance_error": "the error of chance, 1 − 1/C",
     **{k: v for split in ("train", "test") for k, v in {
         f"{split}_loss_subset": f"{split} loss at θ* on the data subset the surface was "
                                 "evaluated on",
