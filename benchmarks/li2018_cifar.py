@@ -79,8 +79,9 @@ Cost
 paper scale; the numbers are order-of-magnitude guesses from the networks' FLOPs and the
 trainer's Python loop), stated in the output. ``--quick-check`` runs every network for one
 epoch on the whole training split with tiny grids into ``OUT/quick_check`` (a smoke test of
-the pipeline on your files and GPU), measures the seconds of that epoch, and prints the
-estimate rescaled by the measured/assumed ratio.
+the pipeline on your files and GPU), measures the seconds of that epoch (the median over the
+networks of a depth, so that the first run's warm-up does not count twice), and prints the
+estimate rescaled by the measured/assumed ratio (every cost of a depth scaled alike).
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ import dataclasses
 import json
 import math
 import os
+import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -589,7 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.quick_check:
             secs = {d: [r["train_seconds"] for a in ARMS for r in result["nets"][d][a]
                         if r["train_seconds"]] for d in plan.depths}
-            scale = {d: (sum(v) / len(v)) * CIFAR_TRAIN / _n(plan.train_subset)
+            scale = {d: statistics.median(v) * CIFAR_TRAIN / _n(plan.train_subset)
                      / COSTS[d]["epoch"] for d, v in secs.items() if v}
             _write_json(out / "quick_check.json",
                         _clean({"epoch_seconds_measured": {d: v for d, v in secs.items()},
@@ -597,8 +599,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             full = Plan.from_args(_parser().parse_args(
                 [a for a in argv if a != "--quick-check"]))
             print("measured seconds of one epoch (initial evaluation included): "
-                  + ", ".join(f"resnet{d} {sum(v) / len(v):.1f} s" for d, v in secs.items()
-                              if v))
+                  + ", ".join(f"resnet{d} {statistics.median(v):.1f} s (median of {len(v)})"
+                              for d, v in secs.items() if v))
             est = estimate(full, scale or None)
             print(f"estimate for the full run, rescaled by the measured epoch cost: "
                   f"{est['total_hours']:.1f} GPU hours")
