@@ -489,10 +489,10 @@ def claims(depths: Sequence[int], conv: Mapping[int, ArmComparison],
             f"PCA directions ({shallow} layers)",
             "reproduces" if ok else "does not reproduce",
             "; ".join(_num(c, "pc1_pc2", a) for a in c.arms),
-            "the lower end of every arm's seed interval is at least 40%" if ok else
-            f"a seed interval reaches below 40% (means {', '.join(f'{m:.2f}' for m in means)})"
-            + ("; above 90% the paths are even lower-dimensional than Li et al. saw"
-               if ok and min(means) > 0.9 else "")))
+            ("the lower end of every arm's seed interval is at least 40%"
+             + ("; above 90%, the paths are even lower-dimensional than Li et al. saw"
+                if min(means) > 0.9 else "")) if ok else
+            f"a seed interval reaches below 40% (means {', '.join(f'{m:.2f}' for m in means)})"))
     # Veit et al. lesions
     c = conv.get(shallow)
     lesion = _claim_difference(
