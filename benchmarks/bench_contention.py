@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -90,17 +91,27 @@ def _workload(policy: str) -> dict[str, float]:
     return times
 
 
-def _measure(policy: str, busy: int) -> dict[str, float]:
+def _measure(policy: str, busy: int, timeout: float) -> dict[str, float]:
+    """One fresh process running the workload; a run past ``timeout`` seconds is stopped and
+    reported as taking at least that long (every phase NaN, ``total`` the timeout)."""
     hogs = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(busy)]
     try:
         time.sleep(0.5 if busy else 0)
-        out = subprocess.run([sys.executable, __file__, "--child", policy], check=True,
-                             capture_output=True, text=True)
+        try:
+            out = subprocess.run([sys.executable, __file__, "--child", policy], check=True,
+                                 capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"train": math.nan, "surface": math.nan, "hessian": math.nan,
+                    "total": timeout, "timed_out": 1.0}
     finally:
         for h in hogs:
             h.kill()
             h.wait()
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"  {policy:>8} {'busy' if busy else 'quiet'}: {res['total']:.1f} s "
+          f"(train {res['train']:.1f}, surface {res['surface']:.1f}, hessian "
+          f"{res['hessian']:.1f}; {int(res['threads'])} evaluation threads)", flush=True)
+    return res
 
 
 def main() -> None:
@@ -111,6 +122,9 @@ def main() -> None:
                         "7e54c82 ran), auto (the CLI's default now), passive (torch's defaults "
                         "with OMP_WAIT_POLICY=PASSIVE), or a thread count N")
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--timeout", type=float, default=600.0,
+                   help="stop a measurement after this many seconds and report it as at least "
+                        "that long (default 600)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -124,22 +138,27 @@ def main() -> None:
     for policy in args.policies:
         quiet, busy = [], []
         for _ in range(args.repeats):  # alternate quiet and busy so drift hits both
-            quiet.append(_measure(policy, 0))
-            busy.append(_measure(policy, args.busy))
+            quiet.append(_measure(policy, 0, args.timeout))
+            busy.append(_measure(policy, args.busy, args.timeout))
         # the fair share of a process that keeps its quiet thread count: (busy + T) / cores
         threads = int(quiet[0]["threads"])
+        stopped = any(r.get("timed_out") for r in busy)
         fair = max(1.0, (args.busy + threads) / cores)
         for phase in ("train", "surface", "hessian", "total"):
             q = statistics.median(r[phase] for r in quiet)
             b = statistics.median(r[phase] for r in busy)
-            rows.append((policy, f"{threads}/{int(busy[0]['threads'])}", phase, q, b, b / q,
-                         fair))
+            shown = "?" if math.isnan(busy[0].get("threads", math.nan)) else \
+                int(busy[0]["threads"])
+            rows.append((policy + ("*" if stopped and phase == "total" else ""),
+                         f"{threads}/{shown}", phase, q, b, b / q, fair))
     print("thr: evaluation threads quiet/busy (training: 1 under auto, else the same)")
     print(f"{'policy':>8} {'thr':>4} {'phase':>8} {'quiet s':>8} {'busy s':>8} "
           f"{'slowdown':>8} {'fair':>5} {'ratio':>5}")
     for policy, threads, phase, q, b, s, fair in rows:
         print(f"{policy:>8} {threads:>4} {phase:>8} {q:8.2f} {b:8.2f} {s:7.2f}x {fair:4.1f}x "
               f"{s / fair:5.2f}")
+    if any(r[0].endswith("*") for r in rows):
+        print("*: a busy run was stopped at --timeout; its slowdown is at least the one shown")
 
 
 if __name__ == "__main__":

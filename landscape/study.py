@@ -553,7 +553,7 @@ class StudyReport:
     conv, matched : dict[int, ArmComparison]
         Per depth, at convergence and at matched train loss.
     seconds : float
-        Wall-clock seconds of the run that wrote the report.
+        Wall-clock seconds of the call that wrote the report (a resumed call: only its own).
     notes : tuple of str
     """
 
@@ -580,8 +580,12 @@ class StudyReport:
         """The claims table."""
         lines = ["| claim | verdict | evidence (seed mean ± sd [95% CI]) | why |",
                  "|---|---|---|---|"]
+        def cell(text: str) -> str:
+            return text.replace("|", "\\|")  # |λmin/λmax| inside a pipe table
+
         for c in self.claims:
-            lines.append(f"| {c.claim} | **{c.verdict}** | {c.evidence} | {c.reason} |")
+            lines.append(f"| {cell(c.claim)} | **{c.verdict}** | {cell(c.evidence)} | "
+                         f"{cell(c.reason)} |")
         return "\n".join(lines)
 
     def tables_markdown(self, level: int = 2) -> str:
@@ -616,6 +620,10 @@ class StudyReport:
             "over seeds ± the seed-to-seed sd with a Student-t 95% interval; differences "
             "carry Welch's interval and an exact permutation p-value.\n\n")
         fig = ("![train loss along training, every run](training_curves.png)\n\n"
+               "The train loss of every run at every epoch, as training records it: in eval "
+               "mode, with BatchNorm's running statistics, which lag the weights early on (the "
+               "spikes at epochs 0-1 are those statistics, not diverging weights; the matched "
+               "checkpoints are chosen on these same numbers for both arms).\n\n"
                if self.histories else "")
         notes = "".join(f"- {n}\n" for n in self.notes)
         return (head + "## Claims\n\n" + self.claims_markdown() + "\n\n" + fig
@@ -625,8 +633,7 @@ class StudyReport:
     def readme_table(self, link: str | None = None) -> str:
         """The claims table (what the README shows), with a link to the full report."""
         tail = f"\n\nFull report: [{link}]({link})." if link else ""
-        sec = f" ({self.seconds / 60:.1f} min)" if math.isfinite(self.seconds) else ""
-        return (self.claims_markdown() + f"\n\nWritten by `landscape demo`{sec}; the seed-level "
+        return (self.claims_markdown() + "\n\nWritten by `landscape demo`; the seed-level "
                 "tables behind each verdict are in the report." + tail)
 
     def to_dict(self) -> dict[str, Any]:
@@ -700,7 +707,7 @@ def _training_figure(histories: Mapping[str, Sequence[Sequence[float | None]]]) 
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
         ax.set_title(f"{depth} layers")
-    axes[0].set_ylabel("train loss [nats]")
+    axes[0].set_ylabel("train loss, eval mode [nats]")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
@@ -720,7 +727,8 @@ def _md_to_html(md: str) -> str:
     def flush() -> None:
         if table:
             rows = [r for r in table if not re.fullmatch(r"\|(-+\|)+", r.replace(":", ""))]
-            cells = [[c.strip() for c in r.strip("|").split("|")] for r in rows]
+            cells = [[c.strip().replace("\\|", "|")
+                      for c in re.split(r"(?<!\\)\|", r.strip().strip("|"))] for r in rows]
             out.append("<table><tr>" + "".join(f"<th>{inline(c)}</th>" for c in cells[0])
                        + "</tr>" + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r)
                                            + "</tr>" for r in cells[1:]) + "</table>")

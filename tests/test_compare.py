@@ -767,3 +767,52 @@ def test_hessian_direction_slices_section(tmp_path):
     _hessian_surface(1.0, -1.0, pair="topbottom").save(plain_only)
     with pytest.raises(LandscapeError, match="hessian.directions.pair differs"):
         compare([files[0], plain_only], progress=False)
+
+
+def test_report_artefacts_of_issue_25(tmp_path):
+    """Each fails on 7e54c82: the grid minimum (the same origin value for every direction
+    pair, sd 0) is not in the spread table; intervals are Student-t, not a percentile
+    bootstrap; the absolute rise within ε sits beside Keskar's value; Hessian-slice rows are
+    in weight distance, not filter-normalized units."""
+    import math
+
+    from scipy import stats
+    from torch import nn
+
+    from landscape.stats import summarize
+    from landscape.surface_set import compute_surface_set
+
+    from .conftest import toy_classifier
+
+    files = []
+    for name, seed in (("a", 7), ("b", 8)):
+        model, data = toy_classifier(seed, nn.ReLU, n=30)
+        out = tmp_path / f"{name}.h5"
+        compute_surface_set(model, {"train": data}, seeds=[0, 2, 4], x="-1:1:5", y="-1:1:5",
+                            batch_size=10, out=out, progress=False)
+        files.append(str(out))
+    import dataclasses
+
+    rep = compare(files, names=["a", "b"], eps=0.5, progress=False)
+    labels = [r[0] for r in rep._spread_rows()[1]]
+    assert any("rise within ε" in lab for lab in labels)
+    # at a minimum the grid minimum is the origin for every pair: one value, sd 0
+    flat = dataclasses.replace(rep, spread={n: {**d, "train_loss_min": [0.25] * 3}
+                                            for n, d in rep.spread.items()})
+    labels = [r[0] for r in flat._spread_rows()[1]]
+    assert not any(lab.startswith("Lowest") for lab in labels)  # degenerate: left out
+    assert len(labels) == len(rep._spread_rows()[1]) - 1
+    for name in ("a", "b"):
+        rise = rep.spread[name]["eps_rise"]
+        keskar = rep.spread[name]["eps_sharpness"]
+        base = rep.table[name]["train_loss"]
+        assert rise == pytest.approx([k / 100 * (1 + base) for k in keskar])
+    x = [1.0, 2.0, 4.0]
+    lo, hi = stats.t.interval(0.95, 2, loc=np.mean(x), scale=stats.sem(x))
+    s = summarize(x)
+    assert (s.lo, s.hi) == (pytest.approx(lo), pytest.approx(hi))
+    assert "bootstrap" not in rep.to_markdown()
+    hdef = rep._section_definition("hessian_eps_sharpness")
+    assert "filter-normalized" not in hdef and "weight distance" in hdef
+    assert "weight-distance units" in rep._section_definition("hessian_basin_width_x")
+    assert math.isfinite(rep.table["a"]["eps_rise"])
