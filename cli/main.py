@@ -38,6 +38,7 @@ from . import (
     train,
     trajectory,
 )
+from ._common import batch_size_arg  # 'auto' or a positive int: the same type
 
 
 class _Parser(argparse.ArgumentParser):
@@ -65,22 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _threads_arg(text: str) -> str | int:
-    if text == "auto":
-        return text
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be 'auto' or an integer >= 1, got {text!r}")
-    return n
-
-
 def add_threads_arg(p: argparse.ArgumentParser) -> None:
     """``--threads auto|N``, on every subcommand (applied by :func:`main` before it runs)."""
     p.add_argument(
-        "--threads", type=_threads_arg, default="auto", metavar="auto|N",
+        "--threads", type=batch_size_arg, default="auto", metavar="auto|N",
         help="CPU threads of torch: 'auto' (default) uses OMP_NUM_THREADS when set, else the "
              "CPUs found idle when the command starts (one thread per free core, at least 1: "
              "spinning OpenMP threads on a busy machine are many times slower than one); N: "

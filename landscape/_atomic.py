@@ -472,3 +472,31 @@ def _drop_locks_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_drop_locks_in_child)
+
+
+def check_own_directory(out: Path, marker: str, what: str) -> None:
+    """Refuse to write into ``out`` unless it is missing, empty or ``what`` (a directory
+    holding ``marker``): a workflow that fills a directory never writes into someone else's
+    (a training run, a model directory, ``.``).
+
+    Raises
+    ------
+    LandscapeError
+        If ``out`` is a file, or an existing non-empty directory without ``marker``.
+    """
+    from .errors import LandscapeError
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise LandscapeError(f"The 'out_dir' parameter must be a directory. Got '{out}', "
+                             "which is a file.")
+    if out.is_dir() and not (out / marker).exists():
+        entries = sorted(e.name for e in out.iterdir())
+        if entries:
+            raise LandscapeError(
+                f"The 'out_dir' parameter must be an empty directory or {what} (with "
+                f"{marker}). Got '{out}', which holds {len(entries)} other entr"
+                f"{'y' if len(entries) == 1 else 'ies'} (e.g. '{entries[0]}'); choose a new "
+                "output directory"
+            )
+

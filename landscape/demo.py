@@ -67,6 +67,7 @@ from pathlib import Path
 from typing import Any
 
 from . import storage
+from ._atomic import check_own_directory
 from ._functional import named_tensors
 from .checkpoints import load_checkpoint
 from .data import DataSpec, load_data
@@ -311,18 +312,7 @@ def run_demo(
     cfg = config or DemoConfig()
     out = Path(out_dir)
     cfg_file = out / "demo_config.json"
-    if out.exists() and not out.is_dir():
-        raise LandscapeError(f"The 'out_dir' parameter must be a directory. Got '{out}', "
-                             "which is a file.")
-    if out.is_dir() and not cfg_file.exists():
-        entries = sorted(e.name for e in out.iterdir())
-        if entries:  # not ours: never write demo results into another run or model
-            raise LandscapeError(
-                f"The 'out_dir' parameter must be an empty directory or a demo output (with "
-                f"demo_config.json). Got '{out}', which holds {len(entries)} other entr"
-                f"{'y' if len(entries) == 1 else 'ies'} (e.g. '{entries[0]}'); choose a new "
-                "output directory"
-            )
+    check_own_directory(out, "demo_config.json", "a demo output")
     out.mkdir(parents=True, exist_ok=True)
     cfg_json = json.dumps(cfg.to_dict(), sort_keys=True, indent=2)
     if cfg_file.exists() and cfg_file.read_text() != cfg_json:

@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from . import storage
-from ._atomic import write_bytes
+from ._atomic import check_own_directory, write_bytes
 from .checkpoints import load_checkpoint
 from .convergence import Stationarity, judge, matched_checkpoint, no_progress_loss, stationarity
 from .data import DataSpec, load_data
@@ -811,12 +811,7 @@ def run_study(out_dir: str | os.PathLike = "data/demo", config: StudyConfig | No
     out = Path(out_dir)
     cfg_file = out / "study_config.json"
     cfg_json = json.dumps(cfg.to_dict(), sort_keys=True, indent=2)
-    if out.exists() and not out.is_dir():
-        raise LandscapeError(f"The 'out_dir' parameter must be a directory; '{out}' is a file.")
-    if out.is_dir() and any(out.iterdir()) and not cfg_file.exists():
-        raise LandscapeError(
-            f"'{out}' is not empty and holds no study (no study_config.json); choose a new or "
-            "empty output directory, so that nothing of yours is overwritten")
+    check_own_directory(out, "study_config.json", "a study (demo) output")
     if cfg_file.exists() and cfg_file.read_text() != cfg_json:
         raise LandscapeError(f"'{out}' holds a study with another configuration; choose "
                              "another output directory (or delete it)")

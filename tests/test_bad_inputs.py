@@ -466,8 +466,8 @@ CASES = [
     ("compare-checkpoint-garbage", [*C, "--checkpoints", ",garbage.pt"], "corrupted"),
     # demo: an existing directory that is neither empty nor a demo output is never written
     ("demo-out-is-a-training-run", ["demo", "--quick", "--out", "oldrun", "--no-progress"],
-     "The 'out_dir' parameter must be an empty directory or a demo output (with "
-     "demo_config.json). Got 'oldrun', which holds 1 other entry (e.g. 'epoch_0000.pt')"),
+     "The 'out_dir' parameter must be an empty directory or a study (demo) output (with "
+     "study_config.json). Got 'oldrun', which holds 1 other entry (e.g. 'epoch_0000.pt')"),
     ("demo-out-is-a-model-directory", ["demo", "--quick", "--out", "hfmodel"],
      "holds 2 other entries (e.g. 'config.json')"),
     ("demo-out-is-the-working-directory", ["demo", "--quick", "--out", "."],

@@ -54,7 +54,7 @@ def test_study_refuses_foreign_or_other_directories(tmp_path):
     from landscape.study import StudyConfig, run_study
 
     (tmp_path / "mine.txt").write_text("keep me")
-    with pytest.raises(LandscapeError, match="holds no study"):
+    with pytest.raises(LandscapeError, match="a study .demo. output .with study_config.json"):
         run_study(tmp_path, _tiny_study(), progress=False, log=None)
     assert (tmp_path / "mine.txt").read_text() == "keep me"
     with pytest.raises(LandscapeError, match="at least two seeds"):

@@ -138,7 +138,7 @@ def test_cli_threads_option_is_applied_and_recorded(tmp_path, monkeypatch, capsy
         capsys.readouterr()
         assert main(["surface", "m.pt", "--x=-1:1:3", "--out", "t.h5", "--threads", "0"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and "--threads" in err[0] and "integer >= 1" in err[0]
+        assert len(err) == 1 and "--threads" in err[0] and "positive integer" in err[0]
         assert not (tmp_path / "t.h5").exists()
     finally:
         torch.set_num_threads(before)
