@@ -245,6 +245,11 @@ def _report(args: argparse.Namespace, res: CurvatureResult, saved: CurvatureResu
     unicode = _symbols()
     for line in res.lines(unicode=unicode):
         print(line)
+    if res.n_params is not None:  # what the numbers are over: it differs from the surfaces'
+        held = "biases and normalization layers held fixed" if args.ignore == "biasbn" else \
+            ("biases and normalization layers included; surfaces and trajectories hold them "
+             "fixed by default (--ignore biasbn to match)")
+        print(f"over {res.n_params:,} parameters ({held})")
     kept = [s for s in saved.sections if s not in res.sections]
     print(f"wrote {out} ({res.n_hvp} HVPs in {dt:.1f} s"
           + (f"; kept its earlier {', '.join(kept)}" if kept else "") + ")")

@@ -235,3 +235,15 @@ def test_interrupted_ratio_map_says_finished_points_are_saved(cli, ckpts, surfac
     assert capsys.readouterr().err == ("landscape hessian: interrupted; finished work is saved, "
                                        "run the same command again to resume\n")
     assert RatioMap.load(grid).n_done == 1
+
+
+def test_output_says_which_parameters_the_numbers_are_over(cli, ckpts, tmp_path, capsys):
+    """hessian includes biases and BN parameters by default, surfaces do not: the output says
+    so, and --ignore biasbn says they are held fixed."""
+    _, (a, _) = ckpts
+    for extra, want in (([], "biases and normalization layers included"),
+                        (["--ignore", "biasbn"], "held fixed")):
+        assert cli(["hessian", str(a), "--top-k", "1", "--out",
+                    str(tmp_path / f"h{len(extra)}.h5"), "--no-progress", *extra]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[-2].startswith("over ") and want in lines[-2]
