@@ -44,13 +44,14 @@ NaN/inf weights) is reported as a one-line :class:`~landscape.errors.LandscapeEr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import pickle
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -854,9 +855,31 @@ def _transformers(path: Path) -> Any:
     return transformers
 
 
+@contextlib.contextmanager
+def _quiet_transformers(transformers: Any) -> Iterator[None]:
+    """transformers' own output off while it loads (its "Loading weights" bar, and the
+    mismatch table it logs before raising): a failure is our one line, a success prints
+    nothing; its settings are restored afterwards."""
+    log = transformers.utils.logging
+    level, bars = log.get_verbosity(), log.is_progress_bar_enabled()
+    log.set_verbosity_error()
+    log.disable_progress_bar()
+    try:
+        yield
+    finally:
+        log.set_verbosity(level)
+        if bars:
+            log.enable_progress_bar()
+
+
 def _hf_model(path: Path, *, build: bool) -> nn.Module:
     """The model of a HuggingFace directory: built from its config, or with its weights."""
     transformers = _transformers(path)
+    with _quiet_transformers(transformers):
+        return _hf_model_loaded(transformers, path, build=build)
+
+
+def _hf_model_loaded(transformers: Any, path: Path, *, build: bool) -> nn.Module:
     try:
         config = transformers.AutoConfig.from_pretrained(str(path), local_files_only=True)
         names = list(getattr(config, "architectures", None) or [])

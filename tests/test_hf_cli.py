@@ -269,3 +269,34 @@ def test_bert_trajectory_is_sklearns_pca_of_the_checkpoints(bert_run, tmp_path):
     s = Surface.load(out)
     loss, _ = _bert_whole_split(_bert(bert_run / f"checkpoint-{BERT_STEPS[-1]}"))
     assert s["train_loss"][1, 1] == pytest.approx(loss, rel=1e-6)
+
+
+def test_hf_loading_prints_nothing_of_its_own(hf_dir, tmp_path):
+    """transformers' "Loading weights" bar and its mismatch table stay out of our output: a
+    config whose shapes do not fit the weights is one line and exit 2, a good directory under
+    --no-progress prints no bar."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    bad = tmp_path / "bad"
+    shutil.copytree(hf_dir, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["n_embd"] = 16
+    (bad / "config.json").write_text(json.dumps(cfg))
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
+    env.pop("LANDSCAPE_DEBUG", None)
+    common = ["--data", "tests._hf_data:tokens", "--data-kwargs", '{"batch_size": 5}',
+              "--top-k", "1", "--no-progress"]
+    r = subprocess.run([sys.executable, "-m", "landscape.cli", "hessian", str(bad), *common,
+                        "--out", str(tmp_path / "b.h5")], capture_output=True, text=True,
+                       env=env, cwd=REPO, timeout=900)
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = subprocess.run([sys.executable, "-m", "landscape.cli", "hessian", str(hf_dir), *common,
+                        "--out", str(tmp_path / "g.h5")], capture_output=True, text=True,
+                       env=env, cwd=REPO, timeout=900)
+    assert r.returncode == 0, r.stderr
+    assert "Loading" not in r.stderr and "%|" not in r.stderr, r.stderr
