@@ -84,7 +84,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from math import comb
 from pathlib import Path
@@ -453,15 +453,9 @@ def connectivity_numbers(result: Connectivity) -> dict[str, float]:
     floats.
     """
     out: dict[str, float] = {}
-    splits = sorted({k[: -len("_loss")] for k in result.arrays if k.endswith("_loss")})
-    for path in result.paths:
-        for split in splits:
-            for metric in ("loss", "error"):
-                if metric == "error" and f"{split}_acc" not in result.arrays:
-                    continue
-                key = f"{path}_{split}_{metric}"
-                out[f"{key}_barrier"] = result.barrier(path, split, metric)
-                out[f"{key}_at_chance"] = result.at_chance(path, split, metric)[0]
+    for key, path, split, metric in _barriers(result):
+        out[f"{key}_barrier"] = result.barrier(path, split, metric)
+        out[f"{key}_at_chance"] = result.at_chance(path, split, metric)[0]
     out["chance_loss"] = chance_level(result.num_classes, "loss")
     out["chance_error"] = chance_level(result.num_classes, "error")
     return out
@@ -474,16 +468,20 @@ def barrier_notes(result: Connectivity) -> dict[str, str]:
     :data:`AT_CHANCE_NOTE` for a barrier at chance, the maximum and the chance level for one
     below, or why the flag is NaN.
     """
-    out: dict[str, str] = {}
+    return {f"{key}_at_chance": result.at_chance(path, split, metric)[1]
+            for key, path, split, metric in _barriers(result)}
+
+
+def _barriers(result: Connectivity) -> Iterator[tuple[str, str, str, str]]:
+    """``("<path>_<split>_<metric>", path, split, metric)`` for every barrier of a result
+    (errors only for classification data)."""
     splits = sorted({k[: -len("_loss")] for k in result.arrays if k.endswith("_loss")})
     for path in result.paths:
         for split in splits:
             for metric in ("loss", "error"):
                 if metric == "error" and f"{split}_acc" not in result.arrays:
                     continue
-                out[f"{path}_{split}_{metric}_at_chance"] = result.at_chance(path, split,
-                                                                             metric)[1]
-    return out
+                yield f"{path}_{split}_{metric}", path, split, metric
 
 
 # ---------------------------------------------------------------------------- helpers
