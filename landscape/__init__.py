@@ -18,6 +18,7 @@ from __future__ import annotations
 from ._functional import named_tensors
 from ._version import __version__
 from .checkpoints import Checkpoint, file_sha256, load_checkpoint, save_checkpoint
+from .connect import Connectivity, compute_connectivity
 from .data import DataSpec, TensorData, load_data, load_splits
 from .directions import (
     Directions,
@@ -39,9 +40,12 @@ from .hessian import (
     hessian_directions,
 )
 from .info import describe, summarize
+from .mechanisms import run_analyses
 from .models import ModelSpec, build
 from .parameters import ParameterSelection, select_parameters
+from .replicates import ArmComparison, compare_arms
 from .report import Report, compare
+from .results import RESULT_KINDS, ResultFile, open
 from .surface import (
     Axis,
     Surface,
@@ -50,13 +54,16 @@ from .surface import (
     parse_axis,
     save_directions,
 )
+from .surface_set import SurfaceSet, compute_surface_set
 from .training import TrainConfig, TrainRun, list_checkpoints, train, train_seeds
 from .trajectory import Trajectory, TrajectoryPCA, load_trajectory
 
 __all__ = [
     "__version__",
+    "ArmComparison",
     "Axis",
     "Checkpoint",
+    "Connectivity",
     "CurvatureResult",
     "DataSpec",
     "Directions",
@@ -66,8 +73,11 @@ __all__ = [
     "Metrics",
     "ModelSpec",
     "ParameterSelection",
+    "RESULT_KINDS",
     "Report",
+    "ResultFile",
     "Surface",
+    "SurfaceSet",
     "TensorData",
     "TrainConfig",
     "TrainRun",
@@ -75,10 +85,13 @@ __all__ = [
     "TrajectoryPCA",
     "build",
     "compare",
+    "compare_arms",
+    "compute_connectivity",
     "compute_curvature",
     "compute_hessian_surface",
     "compute_ratio_map",
     "compute_surface",
+    "compute_surface_set",
     "describe",
     "evaluate",
     "file_sha256",
@@ -92,11 +105,13 @@ __all__ = [
     "load_trajectory",
     "named_tensors",
     "normalize_direction",
+    "open",
     "orthogonalize",
     "parse_axis",
     "plane_directions",
     "random_direction",
     "random_directions",
+    "run_analyses",
     "save_checkpoint",
     "save_directions",
     "select_parameters",

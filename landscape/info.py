@@ -9,10 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import storage
-from .hessian.directions import HESSIAN_GROUP
-from .surface import Surface
-from .surface_set import GROUP as SET_GROUP
-from .surface_set import SurfaceSet
+from .results import open as open_results
 
 __all__ = ["summarize", "describe"]
 
@@ -74,8 +71,9 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
     if o["kind"] == "li2018":
         groups["(root datasets)"] = {"datasets": flat(o)}
     out["groups"] = groups
-    if o["kind"] == "li2018" or "surface" in o["groups"]:
-        s = Surface.load(path)
+    results = open_results(path)
+    if "surface" in results:
+        s = results["surface"]
         nonfinite = int(sum(int(np.sum(~np.isfinite(a[s.done_of(k)])))
                             for k, a in s.arrays.items() if k.endswith("_loss")))
         out["surface_completion"] = {"done": s.n_done, "total": s.n_points,
@@ -105,15 +103,15 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
         if s.subset_check is not None:
             out["subset_check"] = s.subset_check
             out["subset_check_lines"] = s.subset_lines()
-    if SET_GROUP in o["groups"]:  # loading validates it: a damaged set is an error
-        ss = SurfaceSet.load(path)
+    if "surface_set" in results:  # loading validates it: a damaged set is an error
+        ss = results["surface_set"]
         out["surface_set_completion"] = {
             "members": ss.n_members, "seeds": list(ss.seeds), "done": ss.n_done,
             "total": ss.n_points, "shape": list(ss.shape[1:]),
             "nonfinite_loss": int(sum(int(np.sum(~np.isfinite(a[ss.done])))
                                       for k, a in ss.arrays.items() if k.endswith("_loss")))}
-    if HESSIAN_GROUP in o["groups"]:
-        h = Surface.load(path, HESSIAN_GROUP)
+    if "hessian_surface" in results:
+        h = results["hessian_surface"]
         r = h.directions.recipe if h.directions is not None else {}
         out["hessian_surface"] = {"done": h.n_done, "total": h.n_points, "shape": list(h.shape),
                                   "pair": r.get("pair"), "eigenvalues": r.get("eigenvalues"),

@@ -112,16 +112,10 @@ def load_results(path: str | os.PathLike) -> dict[str, Any]:
     LandscapeError
         If the file is not a landscape file or holds none of these groups.
     """
-    from .. import storage
     from ..errors import LandscapeError
+    from ..results import open as open_results
 
-    present = set(storage.list_groups(path))
-    out: dict[str, Any] = {}
-    for name, cls in RESULTS.items():
-        if cls.GROUP in present:
-            out[name] = cls.load(path)
-    if "gradflow_init" in present:
-        out["gradflow_init"] = GradFlowResult.load(path, "gradflow_init")
+    out = open_results(path).mechanisms()
     if not out:
         raise LandscapeError(
             f"'{path}' holds no mechanism results; write them with `landscape probe` or "

@@ -2,11 +2,8 @@
 
 The picture kinds are a table (:data:`FIGURE_KINDS`): for each kind, what it needs from the
 file (a 2D surface, a trajectory, a ratio map, an eigenvalue density) and how to draw it. The
-file is read only through the result classes' loaders (:meth:`Surface.load
-<landscape.surface.Surface.load>`, :meth:`Trajectory.load
-<landscape.trajectory.Trajectory.load>`, :meth:`RatioMap.load
-<landscape.hessian.ratio_map.RatioMap.load>`, :meth:`CurvatureResult.load
-<landscape.hessian.results.CurvatureResult.load>`), each at most once.
+file is read only through :func:`landscape.results.open` (each result loaded by its own class,
+at most once); this module imports neither the file layer nor h5py.
 """
 
 from __future__ import annotations
@@ -18,25 +15,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import storage
 from ..errors import LandscapeError, check_option
-from ..hessian.directions import HESSIAN_GROUP
-from ..hessian.ratio_map import RatioMap
-from ..hessian.results import CurvatureResult
-from ..surface import Surface
-from ..surface_set import GROUP as SET_GROUP
-from ..surface_set import SurfaceSet
-from ..trajectory import Trajectory
+from ..results import RESULT_KINDS
+from ..results import open as open_results
 from ._output import check_out_dir
 from ._style import array_values, axis_labels, default_array
 from .curvature import plot_density, plot_ratio_map
 from .export import FORMATS, export_plotly_html, export_vtp, save_figure
 from .surfaces import plot_1d, plot_3d, plot_contour
 from .trajectory import plot_trajectory
+
+if TYPE_CHECKING:
+    from ..hessian.ratio_map import RatioMap
+    from ..hessian.results import CurvatureResult
+    from ..surface import Surface
+    from ..trajectory import Trajectory
+
+_SET_GROUP = RESULT_KINDS["surface_set"].group
+_HESSIAN_GROUP = RESULT_KINDS["hessian_surface"].group
 
 __all__ = ["FILE_KINDS", "FIGURE_KINDS", "SURFACE_KINDS", "FigureKind", "plot_file"]
 
@@ -52,16 +52,14 @@ class _Results:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        kind = storage.file_kind(path)
-        self.groups = tuple(storage.list_groups(path)) if kind == "landscape" else ()
-        self.surface = (Surface.load(path) if kind == "li2018" or "surface" in self.groups
-                        else None)
-        self.surface_set = SurfaceSet.load(path) if SET_GROUP in self.groups else None
+        self.file = open_results(path)
+        self.groups = self.file.groups
+        self.surface = self.file.get("surface")
+        self.surface_set = self.file.get("surface_set")
         self.caption = ""
         if self.surface is None and self.surface_set is not None:
             self.surface = self.surface_set.mean()
             self.caption = f"mean of {self.surface_set.n_members} direction pairs"
-        self._loaded: dict[str, Any] = {}
 
     def member(self, k: int) -> _Results:
         """These results with member ``k`` of the surface set as the surface."""
@@ -73,24 +71,17 @@ class _Results:
                                              if isinstance(seeds, list) else "")
         return r
 
-    def _load(self, group: str, loader: Callable[[Path], Any]) -> Any:
-        if group not in self.groups:
-            return None
-        if group not in self._loaded:
-            self._loaded[group] = loader(self.path)
-        return self._loaded[group]
-
     def trajectory(self) -> Trajectory | None:
-        return self._load("trajectory", Trajectory.load)
+        return self.file.get("trajectory")
 
     def ratio_map(self) -> RatioMap | None:
-        return self._load("ratio_map", RatioMap.load)
+        return self.file.get("ratio_map")
 
     def curvature(self) -> CurvatureResult | None:
-        return self._load("curvature", CurvatureResult.load)
+        return self.file.get("curvature")
 
     def hessian_surface(self) -> Surface | None:
-        return self._load(HESSIAN_GROUP, partial(Surface.load, group=HESSIAN_GROUP))
+        return self.file.get("hessian_surface")
 
 
 @dataclass(frozen=True)
@@ -103,7 +94,7 @@ class _Options:
 # --------------------------------------------------------------------------- needs
 def _needs_surface(ndim: int, r: _Results) -> str | None:
     if r.surface is None:
-        return f"it has no /surface or /{SET_GROUP} group"
+        return f"it has no /surface or /{_SET_GROUP} group"
     if r.surface.ndim != ndim:
         use = "1d" if ndim == 2 else "contour, contourf, heatmap or 3d"
         return (f"it needs a {ndim}D surface and holds a {r.surface.ndim}D one "
@@ -140,7 +131,7 @@ def _needs_density(r: _Results) -> str | None:
 
 def _needs_hessian_surface(r: _Results) -> str | None:
     if r.hessian_surface() is None:
-        return (f"it has no /{HESSIAN_GROUP} group (compute one with 'landscape surface CKPT "
+        return (f"it has no /{_HESSIAN_GROUP} group (compute one with 'landscape surface CKPT "
                 "--directions hessian')")
     return None
 
@@ -256,7 +247,7 @@ def _chosen_kinds(r: _Results, kinds: Sequence[str] | None) -> list[FigureKind]:
         if not chosen:
             raise LandscapeError(
                 f"'{r.path}' holds nothing to draw: no /surface, /trajectory, /ratio_map, "
-                f"/curvature, /hessian_surface or /{SET_GROUP} group with a picture in it"
+                f"/curvature, /hessian_surface or /{_SET_GROUP} group with a picture in it"
             )
         return chosen
     names = list(dict.fromkeys(kinds))
@@ -377,7 +368,7 @@ def plot_file(
     r = _Results(src)
     if members and r.surface_set is None:
         raise LandscapeError(
-            f"'{src}' has no /{SET_GROUP} group: members are those of a surface set (compute "
+            f"'{src}' has no /{_SET_GROUP} group: members are those of a surface set (compute "
             "one with 'landscape surface CKPT --n-directions K')"
         )
     chosen = _chosen_kinds(r, kinds)

@@ -1,10 +1,7 @@
 """Reading one network's result files into :class:`NetworkResults`.
 
-Every part is read through its result class: :meth:`Surface.load
-<landscape.surface.Surface.load>`, :meth:`Trajectory.load <landscape.trajectory.Trajectory.load>`,
-:meth:`CurvatureResult.load <landscape.hessian.results.CurvatureResult.load>` and
-:meth:`RatioMap.load <landscape.hessian.ratio_map.RatioMap.load>`; the report never reads an
-HDF5 dataset by name itself.
+Every part is read through :func:`landscape.results.open` (the registry of result kinds, each
+loaded by its own class); the report never reads an HDF5 group or dataset by name itself.
 """
 
 from __future__ import annotations
@@ -13,21 +10,19 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import storage
-from ..connect import GROUP as CONNECT_GROUP
-from ..connect import Connectivity
 from ..errors import LandscapeError
-from ..hessian.directions import HESSIAN_GROUP
-from ..hessian.ratio_map import RatioMap
-from ..hessian.results import CurvatureResult
-from ..mechanisms import RESULTS as MECHANISM_RESULTS
-from ..mechanisms import load_results as load_mechanisms
-from ..surface import Surface
-from ..surface_set import SurfaceSet
-from ..trajectory import Trajectory
+from ..results import open as open_results
 from ._utils import is_pca
+
+if TYPE_CHECKING:
+    from ..connect import Connectivity
+    from ..hessian.ratio_map import RatioMap
+    from ..hessian.results import CurvatureResult
+    from ..surface import Surface
+    from ..surface_set import SurfaceSet
+    from ..trajectory import Trajectory
 
 __all__ = ["NetworkResults", "load_results"]
 
@@ -121,27 +116,15 @@ def load_results(path: str | os.PathLike | Sequence[str | os.PathLike],
         return NetworkResults(parts[0].name, " + ".join(r.path for r in parts), **found)
     p = str(path)
     name = Path(p).stem if name is None else name
-    if storage.file_kind(p) == "li2018":
-        return NetworkResults(name, p, surface=Surface.load(p))
-    groups = storage.list_groups(p)
-    surface = Surface.load(p) if "surface" in groups else None
-    trajectory = Trajectory.load(p) if "trajectory" in groups else None
-    curvature = CurvatureResult.load(p) if "curvature" in groups else None
-    ratio_map = RatioMap.load(p) if "ratio_map" in groups else None
-    surface_set = SurfaceSet.load(p) if "surfaces" in groups else None
-    if surface is None and surface_set is not None:
-        surface = surface_set.member(0)  # seed 0: the default single surface
-    mech_groups = {cls.GROUP for cls in MECHANISM_RESULTS.values()}
-    mechanisms = load_mechanisms(p) if mech_groups & set(groups) else {}
-    connectivity = Connectivity.load(p) if CONNECT_GROUP in groups else None
-    hessian = Surface.load(p, HESSIAN_GROUP) if HESSIAN_GROUP in groups else None
-    if surface is None and trajectory is None and curvature is None and ratio_map is None \
-            and surface_set is None and not mechanisms and connectivity is None \
-            and hessian is None:
+    f = open_results(p)
+    found = {k: f[k] for k in ("surface", "trajectory", "curvature", "ratio_map", "surface_set",
+                               "connectivity", "hessian_surface") if k in f}
+    if "surface" not in found and "surface_set" in found:
+        found["surface"] = found["surface_set"].member(0)  # seed 0: the default single surface
+    mechanisms = f.mechanisms()
+    if not found and not mechanisms:
         raise LandscapeError(
             f"'{p}' holds nothing to compare: no /surface, /surfaces, /trajectory, /curvature, "
             "/ratio_map, /connect, /hessian_surface or mechanism group"
         )
-    return NetworkResults(name, p, surface, trajectory, curvature, ratio_map,
-                          surface_set=surface_set, mechanisms=mechanisms,
-                          connectivity=connectivity, hessian_surface=hessian)
+    return NetworkResults(name, p, mechanisms=mechanisms, **found)
