@@ -117,13 +117,147 @@ def private_imports() -> list[str]:
     return hits
 
 
+def function_sizes(n: int = 10) -> list[tuple[int, int, str]]:
+    """The ``n`` longest functions of ``landscape/``: (lines, parameters, where)."""
+    found = []
+    for p in _files():
+        if p.parts[len(ROOT.parts)] != "landscape":
+            continue
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                a = node.args
+                n_params = len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs)
+                if a.args and a.args[0].arg in ("self", "cls"):
+                    n_params -= 1
+                found.append((node.end_lineno - node.lineno + 1, n_params,
+                              f"{p.relative_to(ROOT)}:{node.lineno} {node.name}"))
+    return sorted(found, reverse=True)[:n]
+
+
+def handler_lines() -> dict[str, int]:
+    """Lines of each CLI command's handler: ``run`` plus the private functions it reaches."""
+    out = {}
+    for p in sorted((ROOT / "cli").glob("*.py")):
+        tree = ast.parse(p.read_text())
+        funcs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+        if "run" not in funcs:
+            continue
+        seen, todo = set(), ["run"]
+        while todo:
+            name = todo.pop()
+            if name in seen or name not in funcs:
+                continue
+            seen.add(name)
+            todo.extend(c.func.id for c in ast.walk(funcs[name])
+                        if isinstance(c, ast.Call) and isinstance(c.func, ast.Name))
+        out[p.stem] = sum(funcs[f].end_lineno - funcs[f].lineno + 1 for f in seen)
+    return out
+
+
+_FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]+")
+_COMMAND = re.compile(r"\blandscape (train|surface|trajectory|hessian|info|plot|compare|connect|"
+                      r"probe|sharpening|demo)\b")
+
+
+def flag_messages() -> tuple[list[str], list[str]]:
+    """Library string literals outside docstrings that name a CLI flag / a CLI command."""
+    flags, commands = [], []
+    for p in _files():
+        if p.parts[len(ROOT.parts)] != "landscape" or p.parts[len(ROOT.parts) + 1] == "cli":
+            continue
+        tree = ast.parse(p.read_text())
+        docs = {id(n.body[0].value) for n in ast.walk(tree)
+                if isinstance(n, ast.Module | ast.ClassDef | ast.FunctionDef)
+                and n.body and isinstance(n.body[0], ast.Expr)
+                and isinstance(n.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and id(node) not in docs:
+                where = f"{p.relative_to(ROOT)}:{node.lineno}"
+                if _FLAG.search(node.value):
+                    flags.append(where)
+                if _COMMAND.search(node.value):
+                    commands.append(where)
+    return sorted(set(flags)), sorted(set(commands))
+
+
+def import_circles(lazy: bool = False) -> list[list[str]]:
+    """Import circles among ``landscape`` modules: at module load (top-level imports), or with
+    ``lazy`` also counting the imports inside functions."""
+    graph: dict[str, set[str]] = {}
+    for p in _files():
+        here = _module_of(p)
+        pkg = here if p.name == "__init__.py" else here.rsplit(".", 1)[0]
+        edges = graph.setdefault(here, set())
+        tree = ast.parse(p.read_text())
+        typing_only = {id(n) for i in ast.walk(tree)
+                       if isinstance(i, ast.If) and "TYPE_CHECKING" in ast.unparse(i.test)
+                       for b in i.body for n in ast.walk(b)}
+        for node in (ast.walk(tree) if lazy else tree.body):
+            if id(node) in typing_only:
+                continue
+            for imp in ([node] if isinstance(node, ast.Import | ast.ImportFrom) else []):
+                if isinstance(imp, ast.Import):
+                    mods = [a.name for a in imp.names]
+                else:
+                    base = pkg.split(".")
+                    if imp.level:
+                        base = base[: len(base) - imp.level + 1]
+                        mod = ".".join([*base, *(imp.module.split(".") if imp.module else [])])
+                    else:
+                        mod = imp.module or ""
+                    mods = [f"{mod}.{a.name}" if _is_module(f"{mod}.{a.name}") else mod
+                            for a in imp.names]
+                edges.update(m for m in mods if m.startswith("landscape") and m != here)
+    # Tarjan's strongly connected components
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    sccs: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in graph:
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                sccs.append(sorted(comp))
+
+    sys.setrecursionlimit(10_000)
+    for v in list(graph):
+        if v not in index:
+            visit(v)
+    return sccs
+
+
+def curvature_fields() -> int | None:
+    tree = ast.parse((ROOT / "landscape/hessian/results.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == "CurvatureResult":
+            return sum(isinstance(b, ast.AnnAssign) for b in node.body)
+    return None
+
+
 def main() -> int:
     pairs = repeated_pairs()
     print(f"repeated-code pairs (landscape/, cli/): "
           f"{'n/a (duplicates not installed)' if pairs is None else pairs}")
-    print("five longest functions:")
-    for n, where in longest_functions():
-        print(f"  {n:4d} lines  {where}")
     readers = schema_readers()
     print(f"modules reading stored groups by hand (besides the owners): {len(readers)}")
     for r in readers:
@@ -132,6 +266,24 @@ def main() -> int:
     print(f"imports of another module's private names: {len(priv)}")
     for h in priv:
         print(f"  {h}")
+    print("ten longest functions of landscape/ (lines, parameters):")
+    for n, k, where in function_sizes():
+        print(f"  {n:4d} lines  {k:3d} params  {where}")
+    lines = handler_lines()
+    print(f"CLI handler lines (run + the private functions it calls): "
+          f"max {max(lines.values())}, over 40: {sum(v > 40 for v in lines.values())} of "
+          f"{len(lines)}")
+    print("  " + ", ".join(f"{k} {v}" for k, v in sorted(lines.items(), key=lambda kv: -kv[1])))
+    flags, commands = flag_messages()
+    print(f"library strings naming a CLI flag: {len(flags)}; naming a CLI command: "
+          f"{len(commands)}")
+    circles = import_circles()
+    lazy = import_circles(lazy=True)
+    print(f"import circles at module load: {len(circles)}; counting imports inside functions: "
+          f"{len(lazy)} ({', '.join(str(len(c)) for c in lazy)} modules)")
+    for c in circles:
+        print(f"  {len(c)} modules: {', '.join(c)}")
+    print(f"CurvatureResult fields: {curvature_fields()}")
     return 0
 
 
