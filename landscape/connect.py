@@ -109,6 +109,7 @@ from ._grid import (
     resume_or_refuse,
 )
 from ._version import tool_versions
+from .data import as_splits
 from .errors import LandscapeError, check_float, check_int, check_option, note_interruption
 from .evaluation import BN_MODES, Evaluator
 from .parameters import ParameterSelection, select_parameters
@@ -833,6 +834,7 @@ def compute_connectivity(
     ...                            out="ab.h5")                        # doctest: +SKIP
     >>> connectivity_numbers(res)["line_test_loss_barrier"]              # doctest: +SKIP
     """
+    data = as_splits(data) if data is not None else data
     for name, m in (("model_a", model_a), ("model_b", model_b)):
         if not isinstance(m, nn.Module):
             raise LandscapeError(f"The '{name}' parameter must be a torch.nn.Module. "

@@ -93,6 +93,7 @@ __all__ = [
     "DEVICE_BUDGET",
     "STREAM_PREFETCH",
     "as_data",
+    "as_splits",
     "sample_count",
     "has_class_targets",
     "check_finite",
@@ -1487,6 +1488,27 @@ def as_data(obj: Any, name: str = "data") -> Any:
         f"data {name!r} must have tensors .x and .y (a TensorData), or be an (x, y) pair of "
         f"tensors, a torch Dataset or a DataLoader; got {type(obj).__name__}"
     )
+
+
+def as_splits(data: Any, default: str = "train") -> dict[str, Any]:
+    """Named datasets from a mapping ``{"train": ..., "test": ...}`` or from one dataset.
+
+    Parameters
+    ----------
+    data : mapping of str to data, or data
+        A mapping of split names to anything :func:`as_data` takes; or one such object (a
+        :class:`TensorData`, an ``(x, y)`` pair of tensors, a torch ``Dataset`` or
+        ``DataLoader``), which becomes the split ``default``.
+    default : str, default "train"
+        The split name of a single dataset.
+
+    Returns
+    -------
+    dict of str to TensorData or StreamData
+    """
+    if isinstance(data, Mapping):
+        return {str(k): as_data(v, str(k)) for k, v in data.items()}
+    return {default: as_data(data, default)}
 
 
 def as_tensor_data(data: Any, budget: int | None = None) -> TensorData:

@@ -70,7 +70,7 @@ from torch import Tensor, nn
 
 from ._functional import LossSpec, is_perturbable, named_tensors, resolve_loss
 from .batches import batch_len, call_model, move_batch
-from .data import DeviceData, as_data, channels_last_batch, first_batch, head_batch
+from .data import DeviceData, as_data, as_splits, channels_last_batch, first_batch, head_batch
 from .errors import LandscapeError, check_int, check_option
 
 __all__ = ["BN_MODES", "Metrics", "Evaluator", "evaluate"]
@@ -325,8 +325,9 @@ class Evaluator:
                 "bn='recalibrate' recomputes the BatchNorm statistics that what='states' "
                 "perturbs; use one or the other"
             )
-        if not datasets:
+        if isinstance(datasets, Mapping) and not datasets:
             raise LandscapeError("no dataset to evaluate on")
+        datasets = as_splits(datasets)
         self.what = what
         self.bn = bn
         self.loss_fn = resolve_loss(loss)

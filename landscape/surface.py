@@ -47,7 +47,7 @@ from ._grid import (
     stderr_name,
 )
 from ._version import tool_versions
-from .data import StreamData, as_data
+from .data import StreamData, as_splits
 from .directions import Directions, check_spanning
 from .errors import LandscapeError, check_float, check_int
 from .evaluation import Evaluator, resolve_channels_last
@@ -637,7 +637,7 @@ def compute_surface(
         raise LandscapeError("a --y grid needs two directions; these directions are 1D")
     if not data:
         raise LandscapeError("no dataset given to evaluate the surface on")
-    data = {k: as_data(v, k) for k, v in data.items()}
+    data = as_splits(data)
     check_spanning(directions.vectors)
     check_float("flush_seconds", flush_seconds, 0.0)
     if max_points is not None:
@@ -764,7 +764,7 @@ def evaluate_subset_check(ev: Evaluator, model: nn.Module, full_data: Mapping[st
             f"full_data names {unknown}, which the surface does not evaluate (it evaluates "
             f"{sorted(ev.datasets)})"
         )
-    full = Evaluator(model, {k: as_data(v, k) for k, v in full_data.items()},
+    full = Evaluator(model, as_splits(full_data),
                      batch_size=ev.batch_size, device=ev.device, **evaluator)
     sub, whole = ev(base), full(base)
     out: dict[str, dict[str, Any]] = {}

@@ -56,6 +56,7 @@ from ._grid import (
     resume_or_refuse,
 )
 from ._version import tool_versions
+from .data import as_splits
 from .directions import Directions, random_directions
 from .errors import LandscapeError, check_int
 from .evaluation import Evaluator
@@ -314,6 +315,7 @@ def compute_surface_set(
     -------
     SurfaceSet
     """
+    data = as_splits(data) if data is not None else data
     ax = parse_axis(x, "x")
     ay = parse_axis(y, "y") if y is not None else None
     ndim = 1 if ay is None else 2

@@ -662,3 +662,15 @@ def test_loaders_built_with_workers_keep_them_between_passes() -> None:
     again = [b[0] for b in s.batches(4)]
     assert s._loaders[(4, False)] is loader  # the same workers serve the second pass
     assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+
+
+def test_as_splits_names_a_single_dataset_and_keeps_a_mapping():
+    from landscape.data import TensorData, as_splits
+
+    x, y = torch.zeros(4, 2), torch.zeros(4, dtype=torch.long)
+    one = as_splits((x, y))
+    assert list(one) == ["train"] and isinstance(one["train"], TensorData)
+    assert list(as_splits((x, y), default="test")) == ["test"]
+    both = as_splits({"train": (x, y), "test": TensorData(x, y, "test")})
+    assert list(both) == ["train", "test"]
+    assert as_splits({}) == {}

@@ -355,3 +355,22 @@ def test_channels_last_choice_is_recorded_and_kept_on_resume(tmp_path, tiny_conv
     np.testing.assert_allclose(auto["train_loss"], full["train_loss"], rtol=1e-6)
     with pytest.raises(LandscapeError, match="channels_last"):  # forcing the other one: refused
         compute_surface(tiny_conv, d, image_data, out=part, channels_last=True, **kw)
+
+
+def test_a_bare_dataloader_is_the_train_split():
+    """compute_surface(model, dirs, loader) takes one dataset where a split mapping goes."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    import landscape as ls
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(48, 4, generator=g), torch.randint(0, 3, (48,), generator=g)
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    dirs = ls.random_directions(ls.named_tensors(m), seeds=0)
+    loader = DataLoader(TensorDataset(x, y), batch_size=16)
+    kw = dict(x="-1:1:3", y="-1:1:3", progress=False)
+    s = ls.compute_surface(m, dirs, loader, **kw)
+    ref = ls.compute_surface(m, dirs, {"train": (x, y)}, **kw)
+    assert sorted(s.arrays) == ["train_acc", "train_loss"]
+    np.testing.assert_allclose(s["train_loss"], ref["train_loss"], rtol=1e-6)
