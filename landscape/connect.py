@@ -106,11 +106,21 @@ from ._grid import (
     dist_info,
     metric_array_names,
     pending,
-    resume_or_refuse,
 )
+from ._resume import RunOptions, stored_result
+from ._resume import run_options as run_options_of
 from ._version import tool_versions
 from .data import as_splits
-from .errors import LandscapeError, check_float, check_int, check_option, note_interruption
+from .errors import (
+    Int,
+    LandscapeError,
+    Options,
+    Real,
+    check_int,
+    check_option,
+    note_interruption,
+    validate_params,
+)
 from .evaluation import BN_MODES, Evaluator
 from .parameters import ParameterSelection, select_parameters
 
@@ -753,14 +763,11 @@ def compute_connectivity(
     bn_batch_size: int = 128,
     batch_size: int = 1024,
     device: torch.device | str | None = None,
-    out: str | os.PathLike | None = None,
-    overwrite: bool = False,
     recipe: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
-    progress: bool = True,
-    flush_seconds: float = 10.0,
-    max_points: int | None = None,
     selection: ParameterSelection | None = None,
+    run: RunOptions | None = None,
+    **run_options: Any,
 ) -> Connectivity:
     """Loss and accuracy along the line and a trained curve between two minima.
 
@@ -808,21 +815,20 @@ def compute_connectivity(
         Evaluation batch size.
     device : torch.device or str, optional
         Where to train and evaluate (default: model A's device).
-    out : path, optional
-        Landscape file whose ``/connect`` group is written as the run goes and resumed from.
-    overwrite : bool, default False
-        Replace a ``/connect`` group computed with another recipe.
     recipe, provenance : dict, optional
         Extra recipe entries (the checkpoints' SHA-256s, data spec) and informational entries.
-    progress : bool, default True
-        Progress bars.
-    flush_seconds : float, default 10
-        Write the file at most this often (and always at the end and when interrupted).
-    max_points : int, optional
-        Stop after this many newly evaluated points (the file stays resumable).
     selection : ParameterSelection, optional
         The tensors that travel (``select_parameters(model_a, "weights", ...)``); the others
         stay at A's values everywhere. Default: every trainable parameter.
+    run : RunOptions, optional
+        How the run writes (:class:`~landscape._resume.RunOptions`): ``out``, the landscape
+        file whose ``/connect`` group is written as the run goes and resumed from;
+        ``overwrite``, replace a ``/connect`` group computed with another recipe;
+        ``progress``; ``flush_seconds``, write at most this often (and always at the end and
+        when interrupted); ``max_points``, stop after this many newly evaluated points (the
+        file stays resumable).
+    **run_options
+        The fields of ``run`` given one by one instead (``out=..., overwrite=...``).
 
     Returns
     -------
@@ -834,146 +840,194 @@ def compute_connectivity(
     ...                            out="ab.h5")                        # doctest: +SKIP
     >>> connectivity_numbers(res)["line_test_loss_barrier"]              # doctest: +SKIP
     """
-    data = as_splits(data) if data is not None else data
-    for name, m in (("model_a", model_a), ("model_b", model_b)):
-        if not isinstance(m, nn.Module):
-            raise LandscapeError(f"The '{name}' parameter must be a torch.nn.Module. "
-                                 f"Got {type(m).__name__}.")
-    if curve is not None:
-        check_option("curve", curve, CURVES)
-    n_bends = check_int("n_bends", n_bends, 1)
-    n_points = check_int("n_points", n_points, 3)
-    steps = check_int("steps", steps, 1)
-    lr = check_float("lr", lr, 0.0, closed="neither")
-    check_option("optimizer", optimizer, OPTIMIZERS)
-    momentum = check_float("momentum", momentum, 0.0, 1.0, closed="left")
-    weight_decay = check_float("weight_decay", weight_decay, 0.0)
-    train_batch_size = check_int("train_batch_size", train_batch_size, 1)
-    init_noise = check_float("init_noise", init_noise, 0.0)
-    seed = check_int("seed", seed, 0)
-    check_option("bn", bn, BN_MODES)
-    check_float("flush_seconds", flush_seconds, 0.0)
-    if max_points is not None:
-        max_points = check_int("max_points", max_points, 0)
-    if not data:
-        raise LandscapeError("no dataset given to evaluate the paths on")
-    train = train_data if train_data is not None else data.get("train")
-    if curve is not None and train is None:
-        raise LandscapeError("training the curve needs training data: pass a 'train' dataset "
-                             "or train_data (or curve=None for the line only)")
-    if curve is not None:
-        # the curve draws minibatches by index: streamed data (a custom DataLoader) are read
-        # into memory once if finite and small, else refused in one line
-        from .data import as_tensor_data
-
-        train = as_tensor_data(train)
-
-    ta, tb = named_tensors(model_a, "weights"), named_tensors(model_b, "weights")
-    _check_same_architecture(ta, tb)
-    if not ta:
-        raise LandscapeError("the models have no parameters to connect")
-    if selection is None:
-        selection = select_parameters(model_a, "weights")
-    elif not isinstance(selection, ParameterSelection) or selection.what != "weights" or \
-            set(selection.names) != set(ta):
-        raise LandscapeError("The 'selection' parameter must be a ParameterSelection of "
-                             "model_a's weights (select_parameters(model_a, 'weights', ...)).")
-    tb = {k: v if selection.moves(k) else ta[k] for k, v in tb.items()}
-    layout = [(k, tuple(v.shape)) for k, v in ta.items()]
-    fa, fb = _flat(ta), _flat(tb)
-    held = torch.cat([torch.full((v.numel(),), not selection.moves(k)) for k, v in ta.items()])
-    if torch.equal(fa, fb):
-        raise LandscapeError("the two models have the same parameters: there is no path "
-                             "between them; pass two different minima"
-                             + (" (or select tensors in which they differ)"
-                                if held.any() else ""))
+    opts = run_options_of(run, **run_options)
+    settings = validate_params(
+        {"curve": curve, "n_bends": n_bends, "n_points": n_points, "steps": steps, "lr": lr,
+         "optimizer": optimizer, "momentum": momentum, "weight_decay": weight_decay,
+         "train_batch_size": train_batch_size, "init_noise": init_noise, "seed": seed,
+         "bn": bn, "bn_batches": bn_batches, "bn_batch_size": bn_batch_size,
+         "batch_size": batch_size}, _CONSTRAINTS)
+    ends = _Ends.of(model_a, model_b, data, train_data, settings["curve"], selection)
     paths = ("line", "curve") if curve is not None else ("line",)
-    _check_sizes(len(paths), n_points, len(data), curve, n_bends, steps, optimizer, fa)
+    _check_sizes(len(paths), n_points, len(ends.data), curve, n_bends, steps, optimizer,
+                 ends.fa)
+    full = _connect_recipe(settings, ends, loss, recipe)
+    shape = (len(paths), n_points)
+    res = Connectivity(
+        t=_t_grid(n_points), paths=paths,
+        arrays={k: np.full(shape, np.nan) for k in metric_array_names(ends.data)},
+        done=np.zeros(shape, dtype=bool), tensors=ends.layout, recipe=full,
+        provenance={**tool_versions(), **dict(provenance or {})},
+    )
+    old = stored_result(opts.out, overwrite=opts.overwrite, recipe=full, group=GROUP,
+                        load=Connectivity.load, subject="holds a connectivity result")
+    if old is not None:
+        _check_stored(old, res, opts.path)
+        old.provenance = old.provenance or res.provenance
+        res = old
+    if res.num_classes is None:  # C of the chance level ln C (None: regression / unknown)
+        res.num_classes = _data_classes(ends.train, *ends.data.values())
+    _connect_run(res, ends, settings, loss, device, opts)
+    return res
 
-    full: dict[str, Any] = dict(recipe or {})
+
+#: The declared constraints of :func:`compute_connectivity`'s settings.
+_CONSTRAINTS = {
+    "curve": Options(CURVES, optional=True), "n_bends": Int(1), "n_points": Int(3),
+    "steps": Int(1), "lr": Real(0.0, closed="neither"), "optimizer": Options(OPTIMIZERS),
+    "momentum": Real(0.0, 1.0, closed="left"), "weight_decay": Real(0.0),
+    "train_batch_size": Int(1), "init_noise": Real(0.0), "seed": Int(0),
+    "bn": Options(BN_MODES), "bn_batches": Int(1), "bn_batch_size": Int(1),
+    "batch_size": Int(1),
+}
+
+
+@dataclass(frozen=True)
+class _Ends:
+    """The two ends as flat vectors, with the data and the tensors that travel."""
+
+    model_a: nn.Module
+    model_b: nn.Module
+    data: dict[str, Any]
+    train: Any
+    ta: dict[str, Tensor]
+    tb: dict[str, Tensor]
+    fa: Tensor
+    fb: Tensor
+    held: Tensor
+    layout: list[tuple[str, tuple[int, ...]]]
+    selection: ParameterSelection
+
+    @classmethod
+    def of(cls, model_a: nn.Module, model_b: nn.Module, data: Any, train_data: Any,
+           curve: str | None, selection: ParameterSelection | None) -> _Ends:
+        for name, m in (("model_a", model_a), ("model_b", model_b)):
+            if not isinstance(m, nn.Module):
+                raise LandscapeError(f"The '{name}' parameter must be a torch.nn.Module. "
+                                     f"Got {type(m).__name__}.")
+        data = as_splits(data) if data is not None else {}
+        if not data:
+            raise LandscapeError("no dataset given to evaluate the paths on")
+        train = train_data if train_data is not None else data.get("train")
+        if curve is not None and train is None:
+            raise LandscapeError("training the curve needs training data: pass a 'train' "
+                                 "dataset or train_data (or curve=None for the line only)")
+        if curve is not None:
+            # the curve draws minibatches by index: streamed data (a custom DataLoader) are
+            # read into memory once if finite and small, else refused in one line
+            from .data import as_tensor_data
+
+            train = as_tensor_data(train)
+        ta, tb = named_tensors(model_a, "weights"), named_tensors(model_b, "weights")
+        _check_same_architecture(ta, tb)
+        if not ta:
+            raise LandscapeError("the models have no parameters to connect")
+        if selection is None:
+            selection = select_parameters(model_a, "weights")
+        elif not isinstance(selection, ParameterSelection) or selection.what != "weights" or \
+                set(selection.names) != set(ta):
+            raise LandscapeError("The 'selection' parameter must be a ParameterSelection of "
+                                 "model_a's weights (select_parameters(model_a, 'weights', "
+                                 "...)).")
+        tb = {k: v if selection.moves(k) else ta[k] for k, v in tb.items()}
+        fa, fb = _flat(ta), _flat(tb)
+        held = torch.cat([torch.full((v.numel(),), not selection.moves(k))
+                          for k, v in ta.items()])
+        if torch.equal(fa, fb):
+            raise LandscapeError("the two models have the same parameters: there is no path "
+                                 "between them; pass two different minima"
+                                 + (" (or select tensors in which they differ)"
+                                    if held.any() else ""))
+        return cls(model_a, model_b, data, train, ta, tb, fa, fb, held,
+                   [(k, tuple(v.shape)) for k, v in ta.items()], selection)
+
+
+def _connect_recipe(settings: Mapping[str, Any], ends: _Ends, loss: LossSpec,
+                    extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Everything that identifies the computation (a resumed file must have the same)."""
+    st = settings
+    curve, bn = st["curve"], st["bn"]
+    full: dict[str, Any] = dict(extra or {})
     full.update({
-        "paths": list(paths),
+        "paths": ["line", "curve"] if curve is not None else ["line"],
         "curve": curve,
-        "n_bends": n_bends if curve is not None else None,
-        "t": {"min": 0.0, "max": 1.0, "num": n_points},
-        "steps": steps if curve is not None else 0,
-        "lr": lr, "optimizer": optimizer, "momentum": momentum if optimizer == "sgd" else None,
-        "weight_decay": weight_decay, "train_batch_size": train_batch_size,
+        "n_bends": st["n_bends"] if curve is not None else None,
+        "t": {"min": 0.0, "max": 1.0, "num": st["n_points"]},
+        "steps": st["steps"] if curve is not None else 0,
+        "lr": st["lr"], "optimizer": st["optimizer"],
+        "momentum": st["momentum"] if st["optimizer"] == "sgd" else None,
+        "weight_decay": st["weight_decay"], "train_batch_size": st["train_batch_size"],
         "lr_schedule": "garipov: lr to 50%, linear to lr/100 at 90%, then lr/100",
         "t_sampling": "uniform, one t per step",
-        "init": {"kind": "linear", "noise": init_noise},
-        "seed": seed,
-        "n_train": len(train) if train is not None else None,
-        "datasets": {k: len(v) for k, v in data.items()},
+        "init": {"kind": "linear", "noise": st["init_noise"]},
+        "seed": st["seed"],
+        "n_train": len(ends.train) if ends.train is not None else None,
+        "datasets": {k: len(v) for k, v in ends.data.items()},
         "loss": loss_name(loss),
         "bn": bn,
-        "bn_batches": bn_batches if bn == "recalibrate" else None,
-        "bn_batch_size": bn_batch_size if bn == "recalibrate" else None,
+        "bn_batches": st["bn_batches"] if bn == "recalibrate" else None,
+        "bn_batch_size": st["bn_batch_size"] if bn == "recalibrate" else None,
         "bn_eval_buffers": "linear between the ends" if bn == "eval" else None,
-        "batch_size": batch_size,
-        "dtype": str(fa.dtype).replace("torch.", ""),
-        "n_params": int(fa.numel()),
-        **selection.recipe,
+        "batch_size": st["batch_size"],
+        "dtype": str(ends.fa.dtype).replace("torch.", ""),
+        "n_params": int(ends.fa.numel()),
+        **ends.selection.recipe,
     })
-    if held.any():  # absent for the default of an ordinary network: old files still resume
-        full["n_held"] = int(held.sum())
+    if ends.held.any():  # absent for the default of an ordinary network: old files resume
+        full["n_held"] = int(ends.held.sum())
     if curve is None:
         for k in ("lr", "optimizer", "momentum", "weight_decay", "train_batch_size",
                   "lr_schedule", "t_sampling", "init", "n_train"):
             full[k] = None
-    full = json.loads(storage.dumps(full))
-    t = _t_grid(n_points)
-    shape = (len(paths), n_points)
-    res = Connectivity(
-        t=t, paths=paths,
-        arrays={k: np.full(shape, np.nan) for k in metric_array_names(data)},
-        done=np.zeros(shape, dtype=bool), tensors=layout, recipe=full,
-        provenance={**tool_versions(), **dict(provenance or {})},
-    )
-    out_p = Path(out) if out is not None else None
-    if out_p is not None:
-        storage.check_writable(out_p, overwrite=overwrite)
-        if out_p.exists() and not overwrite and GROUP in _groups_or_empty(out_p):
-            old = Connectivity.load(out_p)
-            resume_or_refuse(out_p, old.recipe, full, subject="holds a connectivity result")
-            if set(old.arrays) != set(res.arrays) or old.shape != shape \
-                    or old.tensors != layout or not np.array_equal(old.t, t):
-                raise LandscapeError(f"'{out_p}' has a damaged /connect group (its arrays, t "
-                                     "grid or tensors differ from its recipe's); pass "
-                                     "--overwrite to recompute it")
-            old.provenance = old.provenance or res.provenance
-            res = old
-    if res.num_classes is None:  # C of the chance level ln C (None: regression / unknown)
-        res.num_classes = _data_classes(train, *data.values())
+    return json.loads(storage.dumps(full))
+
+
+def _check_stored(old: Connectivity, new: Connectivity, path: Path | None) -> None:
+    if set(old.arrays) != set(new.arrays) or old.shape != new.shape \
+            or old.tensors != new.tensors or not np.array_equal(old.t, new.t):
+        raise LandscapeError(f"'{path}' has a damaged /connect group (its arrays, t grid or "
+                             "tensors differ from its recipe's); pass overwrite=True to "
+                             "recompute it")
+
+
+def _connect_run(res: Connectivity, ends: _Ends, st: Mapping[str, Any], loss: LossSpec,
+                 device: torch.device | str | None, opts: RunOptions) -> None:
+    """Train the bends (unless stored), then evaluate the pending points of every path."""
+    curve, bn, held = st["curve"], st["bn"], ends.held
     # the first write of this run replaces the file when overwrite is set (then never again)
-    write_over = overwrite
-    dev = torch.device(device) if device is not None else fa.device
+    write_over = opts.overwrite
+    dev = torch.device(device) if device is not None else ends.fa.device
     if curve is not None and res.bends is None:
-        res.bends = _initial_bends(fa, fb, n_bends, init_noise, seed)
+        res.bends = _initial_bends(ends.fa, ends.fb, st["n_bends"], st["init_noise"],
+                                   st["seed"])
         if held.any():  # no initial noise on held entries either
-            res.bends[:, held.numpy()] = fa[held].cpu().numpy()
+            res.bends[:, held.numpy()] = ends.fa[held].cpu().numpy()
     if curve is not None and not res.curve_trained:
-        _CurveTrainer(res, model_a, (fa, fb), train, loss=loss, out=out_p,
-                      flush_seconds=flush_seconds, first_write=write_over, device=dev,
-                      progress=progress, held=held if held.any() else None).run()
+        _CurveTrainer(res, ends.model_a, (ends.fa, ends.fb), ends.train, loss=loss,
+                      out=opts.path, flush_seconds=opts.flush_seconds, first_write=write_over,
+                      device=dev, progress=opts.progress,
+                      held=held if held.any() else None).run()
         write_over = False
-    if not pending(res.done, max_points):
-        return res
-    ev = Evaluator(model_a, data, loss=loss, what="weights" if bn == "recalibrate" else "states",
-                   batch_size=batch_size, bn=bn, bn_data=train, bn_batches=bn_batches,
-                   bn_batch_size=bn_batch_size, device=dev, dtype=fa.dtype)
-    control = {"line": [fa.to(ev.device), fb.to(ev.device)]}
+    if not pending(res.done, opts.max_points):
+        return
+    ev = Evaluator(ends.model_a, ends.data, loss=loss,
+                   what="weights" if bn == "recalibrate" else "states",
+                   batch_size=st["batch_size"], bn=bn, bn_data=ends.train,
+                   bn_batches=st["bn_batches"], bn_batch_size=st["bn_batch_size"], device=dev,
+                   dtype=ends.fa.dtype)
+    control = {"line": [ends.fa.to(ev.device), ends.fb.to(ev.device)]}
     if curve is not None:
-        bends = torch.as_tensor(np.asarray(res.bends)).to(ev.device, dtype=fa.dtype)
+        bends = torch.as_tensor(np.asarray(res.bends)).to(ev.device, dtype=ends.fa.dtype)
         control["curve"] = [control["line"][0], *bends.unbind(0), control["line"][1]]
     buffers = None
     if bn == "eval":
-        sa, sb = named_tensors(model_a, "states"), named_tensors(model_b, "states")
-        buffers = ({k: v.to(ev.device) for k, v in sa.items() if k not in ta},
-                   {k: v.to(ev.device) for k, v in sb.items() if k not in tb})
-    _ConnectRun(res, ev, control, buffers, out=out_p, first_write=write_over,
-                progress=progress, flush_seconds=flush_seconds, max_points=max_points).run()
-    return res
+        sa = named_tensors(ends.model_a, "states")
+        sb = named_tensors(ends.model_b, "states")
+        buffers = ({k: v.to(ev.device) for k, v in sa.items() if k not in ends.ta},
+                   {k: v.to(ev.device) for k, v in sb.items() if k not in ends.tb})
+    _ConnectRun(res, ev, control, buffers, out=opts.path, first_write=write_over,
+                progress=opts.progress, flush_seconds=opts.flush_seconds,
+                max_points=opts.max_points).run()
 
 
 def _check_sizes(n_paths: int, n_points: int, n_splits: int, curve: str | None, n_bends: int,
@@ -994,13 +1048,6 @@ def _check_sizes(n_paths: int, n_points: int, n_splits: int, curve: str | None, 
     # the training history: one Python float per step (and its float64 copy when saved)
     check_fits_in_memory(steps * (24 + 8 + 8), f"the losses of {steps:,} training steps",
                          "use fewer steps")
-
-
-def _groups_or_empty(path: Path) -> list[str]:
-    try:
-        return storage.list_groups(path)
-    except LandscapeError:
-        return []
 
 
 # ---------------------------------------------------------------------------- plotting

@@ -29,6 +29,10 @@ __all__ = [
     "interruption_of",
     "on_interrupt",
     "check_option",
+    "Int",
+    "Real",
+    "Options",
+    "validate_params",
     "check_int",
     "check_float",
     "parse_int",
@@ -212,3 +216,59 @@ def parse_float(
     except ValueError:
         value = text
     return check_float(name, value, low, high, closed)
+
+
+# --------------------------------------------------------------------------- declared constraints
+@dataclass(frozen=True)
+class Int:
+    """Constraint: an int in ``[low, high]`` (see :func:`check_int`); ``None`` allowed when
+    ``optional``."""
+
+    low: int | None = None
+    high: int | None = None
+    optional: bool = False
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if value is None and self.optional:
+            return None
+        return check_int(name, value, self.low, self.high)
+
+
+@dataclass(frozen=True)
+class Real:
+    """Constraint: a finite real in an interval (see :func:`check_float`)."""
+
+    low: float | None = None
+    high: float | None = None
+    closed: str = "both"
+    optional: bool = False
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if value is None and self.optional:
+            return None
+        return check_float(name, value, self.low, self.high, self.closed)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Constraint: one of the strings ``allowed`` (see :func:`check_option`); ``None`` allowed
+    when ``optional``."""
+
+    allowed: tuple[str, ...]
+    optional: bool = False
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if value is None and self.optional:
+            return None
+        return check_option(name, value, self.allowed)
+
+
+def validate_params(values: dict[str, Any], constraints: dict[str, Any]) -> dict[str, Any]:
+    """Check every value that has a declared constraint; return them normalised.
+
+    After scikit-learn's ``_parameter_constraints``: a function declares its constraints once,
+    as a module-level dict of :class:`Int`, :class:`Real` and :class:`Options` (or any
+    callable ``(name, value) -> value``), and calls this with its arguments, e.g.
+    ``validate_params(locals(), _CONSTRAINTS)``. Names without a constraint pass unchanged.
+    """
+    return {k: constraints[k](k, v) if k in constraints else v for k, v in values.items()}
