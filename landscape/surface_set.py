@@ -35,7 +35,6 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,8 +52,9 @@ from ._grid import (
     metric_array_names,
     new_stderrs,
     pending,
-    resume_or_refuse,
 )
+from ._resume import RunOptions, stored_result
+from ._resume import run_options as run_options_of
 from ._version import tool_versions
 from .data import as_splits
 from .directions import Directions, random_directions
@@ -62,6 +62,7 @@ from .errors import LandscapeError, check_int
 from .evaluation import Evaluator
 from .parameters import ParameterSelection, select_parameters
 from .surface import (
+    Axis,
     Surface,
     directions_group,
     evaluate_subset_check,
@@ -267,14 +268,11 @@ def compute_surface_set(
     batch_size: int | str = 1024,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
-    out: str | os.PathLike | None = None,
-    overwrite: bool = False,
     recipe: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
-    progress: bool = True,
-    flush_seconds: float = 10.0,
-    max_points: int | None = None,
     full_data: Mapping[str, Any] | None = None,
+    run: RunOptions | None = None,
+    **run_options: Any,
 ) -> SurfaceSet:
     """Surfaces along ``len(seeds)`` independent random direction pairs on one grid.
 
@@ -301,9 +299,13 @@ def compute_surface_set(
         timing, so a single-direction ``"auto"`` file on the same machine chooses alike) and
         records the choice in the provenance (``batch_size_used``), which a resumed run
         reuses.
-    loss, device, dtype, out, overwrite, recipe, provenance, progress, flush_seconds,
-    max_points, full_data
+    loss, device, dtype, recipe, provenance, full_data
         As for :func:`~landscape.surface.compute_surface`.
+    run : RunOptions, optional
+        How the run writes (``out``, ``overwrite``, ``progress``, ``flush_seconds``,
+        ``max_points``; see :class:`~landscape._resume.RunOptions`).
+    **run_options
+        The fields of ``run`` given one by one instead.
 
     Raises
     ------
@@ -315,6 +317,7 @@ def compute_surface_set(
     -------
     SurfaceSet
     """
+    opts = run_options_of(run, **run_options)
     data = as_splits(data) if data is not None else data
     ax = parse_axis(x, "x")
     ay = parse_axis(y, "y") if y is not None else None
@@ -347,18 +350,7 @@ def compute_surface_set(
     for name, a in (("x", ax), ("y", ay)):
         if a is not None:
             a.check_dtype(name, eval_dtype)
-    full_recipe: dict[str, Any] = dict(recipe or {})
-    full_recipe.update({
-        "grid": {"x": ax.spec, "y": ay.spec if ay else None},
-        "directions": [d.recipe for d in dirs],
-        "directions_sha256": [d.digest() for d in dirs],
-        "datasets": {k: len(v) for k, v in data.items()},
-        "loss": loss_name(loss),
-        "bn": "eval",
-        "batch_size": batch_size,
-        "dtype": str(eval_dtype).replace("torch.", ""),
-    })
-    full_recipe = json.loads(storage.dumps(full_recipe))
+    full_recipe = _set_recipe(recipe, ax, ay, dirs, data, loss, batch_size, eval_dtype)
     shape = (len(seeds), *((ay.num, ax.num) if ay is not None else (ax.num,)))
     names = metric_array_names(data)
     s = SurfaceSet(
@@ -368,16 +360,42 @@ def compute_surface_set(
         provenance={**tool_versions(), **dict(provenance or {})},
     )
     s.stderrs = new_stderrs(s.arrays)
-    if out is not None:
-        storage.check_writable(out, overwrite=overwrite)
-        if Path(out).exists() and not overwrite and GROUP in storage.list_groups(out):
-            old = SurfaceSet.load(out)
-            resume_or_refuse(out, old.recipe, full_recipe)
-            s.arrays, s.done, s.provenance = old.arrays, old.done, old.provenance
-            s.stderrs = new_stderrs(old.arrays, old.stderrs)
-            s.subset_check = old.subset_check
-    if not pending(s.done, max_points):
-        return s
+    old = stored_result(opts.out, overwrite=opts.overwrite, recipe=full_recipe, group=GROUP,
+                        load=SurfaceSet.load, subject="was")
+    if old is not None:
+        s.arrays, s.done, s.provenance = old.arrays, old.done, old.provenance
+        s.stderrs = new_stderrs(old.arrays, old.stderrs)
+        s.subset_check = old.subset_check
+    if pending(s.done, opts.max_points):
+        _run_set(s, model, data, base_t, dirs, loss=loss, batch_size=batch_size, device=device,
+                 dtype=dtype, full_data=full_data, opts=opts)
+    return s
+
+
+def _set_recipe(extra: Mapping[str, Any] | None, ax: Axis, ay: Axis | None,
+                dirs: Sequence[Directions], data: Mapping[str, Any], loss: LossSpec,
+                batch_size: int | str, eval_dtype: torch.dtype) -> dict[str, Any]:
+    """Everything that identifies a surface set (a resumed file must have the same)."""
+    full: dict[str, Any] = dict(extra or {})
+    full.update({
+        "grid": {"x": ax.spec, "y": ay.spec if ay else None},
+        "directions": [d.recipe for d in dirs],
+        "directions_sha256": [d.digest() for d in dirs],
+        "datasets": {k: len(v) for k, v in data.items()},
+        "loss": loss_name(loss),
+        "bn": "eval",
+        "batch_size": batch_size,
+        "dtype": str(eval_dtype).replace("torch.", ""),
+    })
+    return json.loads(storage.dumps(full))
+
+
+def _run_set(s: SurfaceSet, model: nn.Module, data: Mapping[str, Any],
+             base_t: Mapping[str, Tensor], dirs: Sequence[Directions], *, loss: LossSpec,
+             batch_size: int | str, device: torch.device | str | None,
+             dtype: torch.dtype | None, full_data: Mapping[str, Any] | None,
+             opts: RunOptions) -> None:
+    """Evaluate the pending points of every member (the batch size chosen once, kept)."""
     ev = Evaluator(model, data, loss=loss, what="weights",
                    batch_size=1024 if batch_size == "auto" else batch_size,
                    device=device, dtype=dtype)
@@ -392,6 +410,6 @@ def compute_surface_set(
     if full_data and s.subset_check is None:
         s.subset_check = evaluate_subset_check(ev, model, full_data, base_dev, loss=loss,
                                                what="weights", dtype=dtype)
-    _SetRun(s, ev, base_dev, dirs_dev, out=out, overwrite=overwrite, progress=progress,
-            flush_seconds=flush_seconds, max_points=max_points).run()
-    return s
+    _SetRun(s, ev, base_dev, dirs_dev, out=opts.out, overwrite=opts.overwrite,
+            progress=opts.progress, flush_seconds=opts.flush_seconds,
+            max_points=opts.max_points).run()

@@ -24,13 +24,16 @@ import pytest
 from landscape.cli.main import build_parser
 
 import landscape as ls
+from landscape._resume import RunOptions
 from landscape.demo import DemoConfig, run_demo
 from landscape.mechanisms import sharpening_of_run
 from landscape.plot import plot_file
 from landscape.study import StudyConfig, run_study
 
-#: The shared front end: loading a checkpoint, naming data, choosing parameters.
-COMMON: tuple[Callable[..., Any], ...] = (ls.load_checkpoint, ls.DataSpec, ls.select_parameters)
+#: The shared front end: loading a checkpoint, naming data, choosing parameters, and how a
+#: long run writes (RunOptions: out, overwrite, progress, flush_seconds, max_points).
+COMMON: tuple[Callable[..., Any], ...] = (ls.load_checkpoint, ls.DataSpec, ls.select_parameters,
+                                          RunOptions)
 
 #: The library calls each command's handler makes.
 CALLS: dict[str, tuple[Any, ...]] = {
@@ -106,7 +109,6 @@ CLI_ONLY: dict[str, str] = {
     "dpi": "figure resolution of the written pictures",
     "save_bend": "writes the trained bend as a checkpoint beside the result",
     "allow_partial": "accepts an unfinished training run's checkpoints",
-    "flush_seconds": "write interval of long runs",
 }
 
 
