@@ -20,10 +20,11 @@ from typing import Any
 import torch
 
 from landscape._imports import ImportNameError, import_object, is_import_name
-from landscape.checkpoints import Checkpoint, load_checkpoint
+from landscape.checkpoints import Checkpoint
 from landscape.data import DataSpec, TensorData, check_compatible, load_data
 from landscape.errors import LandscapeError, parse_float, parse_int
-from landscape.models import ModelSpec, adapt_to_data, parse_model_kwargs
+from landscape.inputs import CheckpointInputs
+from landscape.models import ModelSpec, parse_model_kwargs
 
 
 def examples(*lines: str) -> str:
@@ -186,32 +187,28 @@ def model_arg(args: argparse.Namespace) -> ModelSpec | None:
     return ModelSpec(args.model, kwargs)
 
 
-def load_ckpt(args: argparse.Namespace, path: str) -> Checkpoint:
-    """Load a checkpoint with the --model / --model-kwargs / --trust-checkpoint options.
+def inputs_of(args: argparse.Namespace, *, dtype: bool = True) -> CheckpointInputs:
+    """The checkpoint and data options as the library's :class:`CheckpointInputs`."""
+    spec = model_arg(args)
+    return CheckpointInputs(
+        model=None if spec is None else spec.name,
+        model_kwargs={} if spec is None else dict(spec.kwargs),
+        trust=getattr(args, "trust_checkpoint", False), **checkpoint_selection(args),
+        data=getattr(args, "data", None), root=getattr(args, "data_root", None),
+        kwargs=parse_model_kwargs(getattr(args, "data_kwargs", None)),
+        subset=getattr(args, "subset", None),
+        dtype=dtype_arg(args) if dtype and hasattr(args, "dtype") else None)
 
-    With ``--model NAME --data NAME`` the architecture is adapted to the data (input
-    channels, classes, ...) as ``landscape train`` builds it (:func:`adapt_to_data`).
-    """
-    model = model_arg(args)
-    if model is not None and getattr(args, "data", None) is not None:
-        model = adapt_to_data(model, load_data(data_spec(args), "train"))
-    return load_checkpoint(path, model=model, trust=args.trust_checkpoint,
-                           **checkpoint_selection(args))
+
+def load_ckpt(args: argparse.Namespace, path: str) -> Checkpoint:
+    """Load a checkpoint with the --model / --model-kwargs / --trust-checkpoint options (in
+    its stored dtype; see :meth:`CheckpointInputs.load`)."""
+    return inputs_of(args, dtype=False).load(path)
 
 
 def data_spec(args: argparse.Namespace, ckpt: Checkpoint | None = None) -> DataSpec:
     """Data spec from the options, falling back to what the checkpoint was trained on."""
-    kwargs: dict[str, Any] = parse_model_kwargs(getattr(args, "data_kwargs", None))
-    if args.data is None and ckpt is not None and isinstance(ckpt.meta.get("data"), dict):
-        base = DataSpec.from_dict(ckpt.meta["data"])
-        return DataSpec(
-            name=base.name,
-            root=args.data_root if args.data_root is not None else base.root,
-            subset=args.subset if args.subset is not None else base.subset,
-            kwargs=kwargs or dict(base.kwargs),
-        )
-    return DataSpec(name=args.data or "digits", root=args.data_root, subset=args.subset,
-                    kwargs=kwargs)
+    return inputs_of(args, dtype=False).data_spec(ckpt)
 
 
 def load_datasets(spec: DataSpec, splits: list[str], model: Any) -> dict[str, TensorData]:

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import time
 
-from landscape.checkpoints import save_checkpoint
 from landscape.connect import (
     AT_CHANCE_NOTE,
     CURVES,
     OPTIMIZERS,
-    bend_model,
-    compute_connectivity,
+    connect_checkpoints,
     connectivity_numbers,
 )
-from landscape.errors import LandscapeError
 from landscape.evaluation import BN_MODES
-from landscape.parameters import select_parameters
-from landscape.recipes import checkpoint_provenance, checkpoint_recipe
+from landscape.inputs import RunOptions
 
 from ._common import (
     add_checkpoint_args,
@@ -28,15 +23,12 @@ from ._common import (
     add_progress_arg,
     check_device,
     command_line,
-    data_spec,
     default_out,
     distributed,
-    dtype_arg,
     examples,
     float_arg,
+    inputs_of,
     int_arg,
-    load_ckpt,
-    load_datasets,
     loss_arg,
     parse_splits,
     selection_kwargs,
@@ -123,74 +115,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _check_out_is_not_an_input(out: str, inputs: list[str]) -> None:
-    for path in inputs:
-        try:
-            same = os.path.samefile(out, path)
-        except OSError:
-            same = False
-        if same:
-            raise LandscapeError(f"--out '{out}' is the checkpoint '{path}'; writing there "
-                                 "would destroy it -- choose another --out")
-
-
 def run(args: argparse.Namespace) -> int:
-    splits = parse_splits(args.splits)
-    loss = loss_arg(args.loss)
     check_device(args.device)
-    ckpt_a = load_ckpt(args, args.checkpoint_a)
-    ckpt_b = load_ckpt(args, args.checkpoint_b)
-    model_a, model_b = ckpt_a.model.to(dtype_arg(args)), ckpt_b.model.to(dtype_arg(args))
-    selection = select_parameters(model_a, "weights", **selection_kwargs(args))
-    if ckpt_a.sha256 == ckpt_b.sha256:
-        raise LandscapeError(f"'{args.checkpoint_a}' and '{args.checkpoint_b}' are the same "
-                             "checkpoint; pass two different minima (e.g. two seeds)")
-    if ckpt_a.spec is not None and ckpt_b.spec is not None and ckpt_a.spec != ckpt_b.spec:
-        raise LandscapeError(
-            f"'{args.checkpoint_a}' is a {ckpt_a.spec.to_dict()} and '{args.checkpoint_b}' a "
-            f"{ckpt_b.spec.to_dict()}: connect two minima of one architecture"
-        )
-    spec = data_spec(args, ckpt_a)
-    datasets = load_datasets(spec, splits, model_a)
-    train = datasets.get("train")
-    curve = None if args.curve == "none" else args.curve
-    if curve is not None and train is None:
-        from landscape.data import load_data
-
-        train = load_data(spec, "train")
     out = args.out or default_out(args.checkpoint_a, "connect")
-    _check_out_is_not_an_input(out, [args.checkpoint_a, args.checkpoint_b])
-    if args.save_bend:
-        if curve is None:
-            raise LandscapeError("--save-bend needs a curve; drop --curve none")
-        if os.path.exists(args.save_bend):
-            raise LandscapeError(f"--save-bend '{args.save_bend}' exists; choose another name "
-                                 "(it is never replaced)")
-    recipe = checkpoint_recipe(ckpt_a, spec)
-    recipe["checkpoint_b_sha256"] = ckpt_b.sha256
-    provenance = checkpoint_provenance(ckpt_a, args.checkpoint_a, command_line(args))
-    provenance["checkpoint_b"] = str(args.checkpoint_b)
     t0 = time.perf_counter()
     with distributed(args.device) as (rank, _world, device):
-        res = compute_connectivity(
-            model_a, model_b, datasets, curve=curve, n_bends=args.bends,
-            n_points=args.points, steps=args.steps, lr=args.lr, optimizer=args.optimizer,
-            momentum=args.momentum, weight_decay=args.weight_decay,
+        res = connect_checkpoints(
+            args.checkpoint_a, args.checkpoint_b, inputs=inputs_of(args),
+            splits=parse_splits(args.splits), save_bend=args.save_bend,
+            command=command_line(args), curve=None if args.curve == "none" else args.curve,
+            n_bends=args.bends, n_points=args.points, steps=args.steps, lr=args.lr,
+            optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay,
             train_batch_size=args.train_batch_size, init_noise=args.init_noise,
-            seed=args.seed, train_data=train, loss=loss, bn=args.bn,
-            bn_batches=args.bn_batches, batch_size=args.batch_size, device=device, out=out,
-            overwrite=args.overwrite, recipe=recipe, provenance=provenance,
-            progress=not args.no_progress, flush_seconds=args.flush_seconds,
-            max_points=args.max_points, selection=selection,
-        )
+            seed=args.seed, loss=loss_arg(args.loss), bn=args.bn, bn_batches=args.bn_batches,
+            batch_size=args.batch_size, device=device, **selection_kwargs(args),
+            run=RunOptions(out, args.overwrite, not args.no_progress, args.flush_seconds,
+                           args.max_points))
     dt = time.perf_counter() - t0
     if rank != 0:
         return 0
     print(f"wrote {out}: {'+'.join(res.paths)}, {res.n_done}/{res.n_points} points, "
           f"bn={res.recipe['bn']} in {dt:.1f} s")
     if args.save_bend and res.curve_trained:
-        save_checkpoint(args.save_bend, bend_model(res, ckpt_a.model), ckpt_a.spec,
-                        data=spec.to_dict(), bend_of=[ckpt_a.sha256, ckpt_b.sha256])
         print(f"wrote {args.save_bend}: the trained bend (plane: landscape surface "
               f"{args.checkpoint_a} --plane {args.checkpoint_b} {args.save_bend} ...)")
     nums = connectivity_numbers(res)

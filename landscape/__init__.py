@@ -18,7 +18,7 @@ from __future__ import annotations
 from ._functional import named_tensors
 from ._version import __version__
 from .checkpoints import Checkpoint, file_sha256, load_checkpoint, save_checkpoint
-from .connect import Connectivity, compute_connectivity
+from .connect import Connectivity, compute_connectivity, connect_checkpoints
 from .data import DataSpec, TensorData, load_data, load_splits
 from .directions import (
     Directions,
@@ -40,6 +40,7 @@ from .hessian import (
     hessian_directions,
 )
 from .info import describe, summarize
+from .inputs import CheckpointInputs, RunOptions
 from .mechanisms import run_analyses
 from .models import ModelSpec, build
 from .parameters import ParameterSelection, select_parameters
@@ -63,6 +64,7 @@ __all__ = [
     "ArmComparison",
     "Axis",
     "Checkpoint",
+    "CheckpointInputs",
     "Connectivity",
     "CurvatureResult",
     "DataSpec",
@@ -75,6 +77,7 @@ __all__ = [
     "ParameterSelection",
     "RESULT_KINDS",
     "Report",
+    "RunOptions",
     "ResultFile",
     "Surface",
     "SurfaceSet",
@@ -92,6 +95,7 @@ __all__ = [
     "compute_ratio_map",
     "compute_surface",
     "compute_surface_set",
+    "connect_checkpoints",
     "describe",
     "evaluate",
     "file_sha256",

@@ -20,7 +20,7 @@ from . import storage
 from ._grid import resume_or_refuse
 from .errors import LandscapeError, check_float, check_int
 
-__all__ = ["RunOptions", "run_options", "stored_result"]
+__all__ = ["RUN_FIELDS", "RunOptions", "run_options", "stored_result"]
 
 R = TypeVar("R")
 
@@ -63,12 +63,13 @@ class RunOptions:
         return None if self.out is None else Path(self.out)
 
 
-_FIELDS = tuple(f.name for f in fields(RunOptions))
+#: The names of :class:`RunOptions`' fields.
+RUN_FIELDS = tuple(f.name for f in fields(RunOptions))
 
 
 def run_options(run: RunOptions | None = None, **given: Any) -> RunOptions:
     """A :class:`RunOptions` from ``run`` or from its fields given one by one (not both)."""
-    unknown = sorted(set(given) - set(_FIELDS))
+    unknown = sorted(set(given) - set(RUN_FIELDS))
     if unknown:
         raise TypeError(f"unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
     if run is None:

@@ -107,7 +107,7 @@ from ._grid import (
     metric_array_names,
     pending,
 )
-from ._resume import RunOptions, stored_result
+from ._resume import RUN_FIELDS, RunOptions, stored_result
 from ._resume import run_options as run_options_of
 from ._version import tool_versions
 from .data import as_splits
@@ -122,7 +122,9 @@ from .errors import (
     validate_params,
 )
 from .evaluation import BN_MODES, Evaluator
+from .inputs import CheckpointInputs
 from .parameters import ParameterSelection, select_parameters
+from .recipes import checkpoint_provenance, checkpoint_recipe
 
 __all__ = ["AT_CHANCE_NOTE", "CHANCE_FRACTION", "CURVES", "OPTIMIZERS", "Connectivity",
            "barrier", "barrier_notes", "bend_model", "chance_level",
@@ -869,6 +871,110 @@ def compute_connectivity(
         res.num_classes = _data_classes(ends.train, *ends.data.values())
     _connect_run(res, ends, settings, loss, device, opts)
     return res
+
+
+def connect_checkpoints(
+    path_a: str | os.PathLike,
+    path_b: str | os.PathLike,
+    *,
+    inputs: CheckpointInputs | None = None,
+    splits: Sequence[str] = ("train", "test"),
+    params: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    include_frozen: bool = False,
+    save_bend: str | os.PathLike | None = None,
+    command: str | None = None,
+    run: RunOptions | None = None,
+    **options: Any,
+) -> Connectivity:
+    """:func:`compute_connectivity` between two checkpoint files, recorded as they are.
+
+    Loads both checkpoints and the data (``inputs``), refuses what cannot be a pair of minima
+    (the same file twice, two architectures), records both checkpoints' SHA-256s in the
+    recipe, computes, and writes the trained bend as a checkpoint when asked.
+
+    Parameters
+    ----------
+    path_a, path_b : path
+        The two ends' checkpoint files.
+    inputs : CheckpointInputs, optional
+        How to load them and which data (default: each file's own spec and training data).
+    splits : sequence of str, default ("train", "test")
+        The splits evaluated along the paths (the curve trains on ``"train"`` either way).
+    params, exclude, include_frozen
+        The tensors that travel (:func:`~landscape.parameters.select_parameters`).
+    save_bend : path, optional
+        Write the trained bend (``bend_model``) here as a checkpoint; never replaces a file.
+    command : str, optional
+        The command line recorded in the provenance.
+    run : RunOptions, optional
+        How the run writes; ``run.out`` must not be either checkpoint.
+    **options
+        :func:`compute_connectivity`'s settings (``curve``, ``n_bends``, ``n_points``,
+        ``steps``, ``lr``, ...) and run options given one by one.
+
+    Returns
+    -------
+    Connectivity
+    """
+    from .checkpoints import save_checkpoint
+    from .data import load_data
+
+    inputs = CheckpointInputs() if inputs is None else inputs
+    run_keys = {k: options.pop(k) for k in list(options) if k in RUN_FIELDS}
+    opts = run_options_of(run, **run_keys)
+    _check_not_an_input(opts.out, [path_a, path_b])
+    curve = options.get("curve", "bezier")
+    if save_bend is not None:
+        if curve is None:
+            raise LandscapeError("save_bend needs a curve; drop curve=None")
+        if os.path.exists(save_bend):
+            raise LandscapeError(f"save_bend '{save_bend}' exists; choose another name (it is "
+                                 "never replaced)")
+    ckpt_a, ckpt_b = inputs.load(path_a), inputs.load(path_b)
+    if ckpt_a.sha256 == ckpt_b.sha256:
+        raise LandscapeError(f"'{path_a}' and '{path_b}' are the same checkpoint; pass two "
+                             "different minima (e.g. two seeds)")
+    if ckpt_a.spec is not None and ckpt_b.spec is not None and ckpt_a.spec != ckpt_b.spec:
+        raise LandscapeError(f"'{path_a}' is a {ckpt_a.spec.to_dict()} and '{path_b}' a "
+                             f"{ckpt_b.spec.to_dict()}: connect two minima of one architecture")
+    spec = inputs.data_spec(ckpt_a)
+    datasets = inputs.datasets(ckpt_a, list(splits))
+    train = datasets.get("train")
+    if curve is not None and train is None:
+        train = load_data(spec, "train")
+    selection = select_parameters(ckpt_a.model, "weights", params=params, exclude=exclude,
+                                  include_frozen=include_frozen)
+    recipe = {**checkpoint_recipe(ckpt_a, spec), "checkpoint_b_sha256": ckpt_b.sha256}
+    provenance = {**checkpoint_provenance(ckpt_a, path_a, command or ""),
+                  "checkpoint_b": str(path_b)}
+    res = compute_connectivity(ckpt_a.model, ckpt_b.model, datasets, train_data=train,
+                               recipe=recipe, provenance=provenance, selection=selection,
+                               run=opts, **options)
+    if save_bend is not None and res.curve_trained and _is_rank_zero():
+        save_checkpoint(save_bend, bend_model(res, ckpt_a.model), ckpt_a.spec,
+                        data=spec.to_dict(), bend_of=[ckpt_a.sha256, ckpt_b.sha256])
+    return res
+
+
+def _is_rank_zero() -> bool:
+    import torch.distributed as dist
+
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def _check_not_an_input(out: str | os.PathLike | None, inputs: Sequence[Any]) -> None:
+    """Refuse an output file that is one of the input checkpoints (writing would destroy it)."""
+    if out is None:
+        return
+    for path in inputs:
+        try:
+            same = os.path.samefile(out, path)
+        except OSError:
+            same = False
+        if same:
+            raise LandscapeError(f"out '{out}' is the checkpoint '{path}'; writing there "
+                                 "would destroy it -- choose another out")
 
 
 #: The declared constraints of :func:`compute_connectivity`'s settings.

@@ -47,7 +47,7 @@ CALLS: dict[str, tuple[Any, ...]] = {
     "info": (ls.describe,),
     "plot": (plot_file,),
     "compare": (ls.compare, ls.compare_arms),
-    "connect": (ls.compute_connectivity,),
+    "connect": (ls.connect_checkpoints, ls.compute_connectivity),
     "probe": (ls.run_analyses,),
     "sharpening": (sharpening_of_run,),
 }
@@ -107,7 +107,6 @@ CLI_ONLY: dict[str, str] = {
     "out": "the file results are saved to (result.save(out))",
     "overwrite": "whether result.save may replace the file",
     "dpi": "figure resolution of the written pictures",
-    "save_bend": "writes the trained bend as a checkpoint beside the result",
     "allow_partial": "accepts an unfinished training run's checkpoints",
 }
 
