@@ -19,7 +19,10 @@ import argparse
 import os
 import re
 import sys
+import warnings
 from collections.abc import Sequence
+from functools import partial
+from typing import Any
 
 from landscape import __version__
 from landscape.errors import LandscapeError, interruption_of
@@ -98,6 +101,13 @@ def _join_negative_grids(argv: list[str]) -> list[str]:
     return out
 
 
+def _one_line_warning(command: str, message: Warning | str, category: type[Warning],
+                      filename: str, lineno: int, file: Any = None, line: str | None = None
+                      ) -> None:
+    """A library warning as one line, ``landscape CMD: warning: ...`` (no source line)."""
+    print(f"landscape {command}: warning: {_one_line(message)}", file=sys.stderr)
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -115,7 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = _catch_sigterm()
     try:
         args.thread_policy = configure_threads(getattr(args, "threads", "auto"))
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():  # restores the warning machinery afterwards
+            warnings.showwarning = partial(_one_line_warning, args.command)
+            return int(args.func(args) or 0)
     except LandscapeError as exc:
         if debug:
             raise

@@ -4,21 +4,15 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-import warnings
 from pathlib import Path
 
 import torch
 
-from landscape.checkpoints import load_checkpoint
-from landscape.directions import IGNORES, Directions
-from landscape.errors import LandscapeError, on_interrupt
-from landscape.losses import resolve_loss
-from landscape.recipes import checkpoint_provenance, checkpoint_recipe
-from landscape.surface import compute_surface, parse_axis
-from landscape.training import TrainRun
-from landscape.trajectory import TrajectoryPCA, list_run_checkpoints
+from landscape.directions import IGNORES
+from landscape.errors import LandscapeError
+from landscape.inputs import RunOptions
+from landscape.trajectory import TrajectoryPCA, compute_trajectory
 
 from ._common import (
     add_checkpoint_args,
@@ -28,13 +22,12 @@ from ._common import (
     batch_size_arg,
     check_device,
     command_line,
-    data_spec,
     distributed,
     examples,
     float_arg,
+    inputs_of,
     int_arg,
-    load_datasets,
-    model_arg,
+    loss_arg,
     parse_splits,
     selection_kwargs,
 )
@@ -95,94 +88,43 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _warn_if_partial(run_dir: str) -> None:
-    """One line on stderr when --allow-partial let an unfinished run through."""
-    if not (Path(run_dir) / "run.json").is_file():
-        return
-    state = TrainRun.load(run_dir).unfinished()
-    if state is not None:
-        print(f"landscape trajectory: warning: run '{run_dir}' is {state}; its last "
-              "checkpoint is used as the final model", file=sys.stderr)
-
-
 def run(args: argparse.Namespace) -> int:
-    if args.surface:
-        if args.components < 2:
-            raise LandscapeError("--surface needs --components >= 2 (a plane)")
-        resolve_loss(args.loss)  # a bad --loss is a usage error before any work
-        for name in ("x", "y"):
-            if getattr(args, name) is not None:
-                parse_axis(getattr(args, name), name)
-        splits = parse_splits(args.splits)
-        check_device(args.device)
-    else:
-        given = [f for f, on in (("--x", args.x), ("--y", args.y),
-                                 ("--loss", args.loss != "cross_entropy"),
-                                 ("--dtype", args.dtype != "float32"),
-                                 ("--device", args.device != "cpu")) if on]
-        if given:
-            raise LandscapeError(f"{'/'.join(given)} set the evaluation of --surface (the PCA "
-                                 "needs no loss); add --surface or drop them")
+    given = [f for f, on in (("--x", args.x), ("--y", args.y),
+                             ("--loss", args.loss != "cross_entropy"),
+                             ("--dtype", args.dtype != "float32"),
+                             ("--device", args.device != "cpu")) if on]
+    if given and not args.surface:
+        raise LandscapeError(f"{'/'.join(given)} set the evaluation of --surface (the PCA "
+                             "needs no loss); add --surface or drop them")
     paths = args.run
-    if len(paths) == 1:
-        if not Path(paths[0]).is_dir():
-            raise LandscapeError(
-                f"'{paths[0]}' is not a run directory; give a run directory or at least "
-                "three checkpoints in training order"
-            )
-        ckpts = list_run_checkpoints(paths[0], allow_partial=args.allow_partial)
-        _warn_if_partial(paths[0])
-        default_out = Path(paths[0]) / "trajectory.h5"
-    else:
-        ckpts = [Path(p) for p in paths]
-        default_out = ckpts[-1].with_name(f"{ckpts[-1].stem}_trajectory.h5")
-    out = Path(args.out) if args.out else default_out
-    from landscape import storage
-
-    storage.check_writable(out, overwrite=args.overwrite)
+    default = (Path(paths[0]) / "trajectory.h5" if len(paths) == 1 else
+               Path(paths[-1]).with_name(f"{Path(paths[-1]).stem}_trajectory.h5"))
+    out = Path(args.out) if args.out else default
+    surface = {} if not args.surface else dict(
+        splits=parse_splits(args.splits), x=args.x, y=args.y, points=args.points,
+        loss=loss_arg(args.loss), batch_size=args.batch_size, device=check_device(args.device),
+        dtype=None if args.dtype == "float32" else torch.float64, command=command_line(args))
     t0 = time.perf_counter()
     pca = TrajectoryPCA(args.components, ignore=args.ignore, what=args.dir_type,
                         include_final=not args.exclude_final, seed=args.seed,
                         **selection_kwargs(args))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", UserWarning)
-        pca.fit(ckpts, model=model_arg(args), trust=args.trust_checkpoint)
-    for w in caught:
-        print(f"landscape trajectory: warning: {w.message}", file=sys.stderr)
-    final_path = pca.checkpoints_[-1]["path"]  # the last in recorded order (fit sorts them)
-    final = load_checkpoint(final_path, model=model_arg(args), trust=args.trust_checkpoint)
-    spec = data_spec(args, final)
-    datasets = load_datasets(spec, splits, final.model) if args.surface else None
-    pca.save_or_resume(out, overwrite=args.overwrite)  # same run, same PCA: resume its surface
-    # from here on the PCA is on disk (and a --surface resumes from it)
-    with on_interrupt(f"the PCA is saved in '{out}'", resumable=True):
-        summ = pca.summary()
-        print(
-            f"PCA of {summ['n_checkpoints']} checkpoints: PC1 {100 * summ['pc1']:.1f}%, "
-            f"PC1+PC2 {100 * summ['pc1_pc2']:.1f}%, {summ['n_components_for_90']} component(s) "
-            f"for 90%; the PC plane captures {100 * summ['path_capture']:.1f}% of the path "
-            f"(two random directions: {100 * summ['random_path_capture']:.2f}%)"
-        )
-        if args.surface:
-            auto_x, auto_y = pca.plane_axes(args.points)
-            ax = parse_axis(args.x, "x") if args.x else auto_x
-            ay = parse_axis(args.y, "y") if args.y else auto_y
-            dirs = pca.pca_directions_
-            if dirs.ndim != 2:
-                dirs = Directions(dirs.vectors[:2], dirs.recipe)
-            recipe = checkpoint_recipe(final, spec)
-            provenance = checkpoint_provenance(None, final_path, command_line(args))
-            with distributed(args.device) as (rank, _world, device):
-                s = compute_surface(
-                    final.model, dirs, datasets, x=ax, y=ay, batch_size=args.batch_size,
-                    loss=resolve_loss(args.loss).spec,
-                    dtype=None if args.dtype == "float32" else torch.float64,
-                    device=device, out=out, recipe=recipe, provenance=provenance,
-                    progress=not args.no_progress, flush_seconds=args.flush_seconds,
-                )
-            if rank != 0:
-                return 0
-            print(f"surface on the PCA plane: {len(s.y)}x{len(s.x)} grid, x {ax.spec}, "
-                  f"y {ay.spec}, {s.n_done}/{s.n_points} points")
-        print(f"wrote {out} in {time.perf_counter() - t0:.1f} s")
+    with distributed(args.device) as (rank, _world, device):
+        if surface:
+            surface["device"] = device
+        pca = compute_trajectory(
+            paths[0] if len(paths) == 1 else paths, pca, inputs=inputs_of(args, dtype=False),
+            allow_partial=args.allow_partial, surface=args.surface, **surface,
+            run=RunOptions(out, args.overwrite, not args.no_progress, args.flush_seconds))
+    if rank != 0:
         return 0
+    summ = pca.summary()
+    print(f"PCA of {summ['n_checkpoints']} checkpoints: PC1 {100 * summ['pc1']:.1f}%, "
+          f"PC1+PC2 {100 * summ['pc1_pc2']:.1f}%, {summ['n_components_for_90']} component(s) "
+          f"for 90%; the PC plane captures {100 * summ['path_capture']:.1f}% of the path "
+          f"(two random directions: {100 * summ['random_path_capture']:.2f}%)")
+    if pca.surface_ is not None:
+        s = pca.surface_
+        print(f"surface on the PCA plane: {len(s.y)}x{len(s.x)} grid, x {s.recipe['grid']['x']}, "
+              f"y {s.recipe['grid']['y']}, {s.n_done}/{s.n_points} points")
+    print(f"wrote {out} in {time.perf_counter() - t0:.1f} s")
+    return 0

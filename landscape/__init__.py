@@ -57,7 +57,7 @@ from .surface import (
 )
 from .surface_set import SurfaceSet, compute_surface_set
 from .training import TrainConfig, TrainRun, list_checkpoints, train, train_seeds
-from .trajectory import Trajectory, TrajectoryPCA, load_trajectory
+from .trajectory import Trajectory, TrajectoryPCA, compute_trajectory, load_trajectory
 
 __all__ = [
     "__version__",
@@ -95,6 +95,7 @@ __all__ = [
     "compute_ratio_map",
     "compute_surface",
     "compute_surface_set",
+    "compute_trajectory",
     "connect_checkpoints",
     "describe",
     "evaluate",

@@ -66,6 +66,8 @@ from torch import Tensor, nn
 from . import storage
 from ._atomic import output_lock
 from ._functional import TENSOR_SELECTIONS, named_tensors
+from ._resume import RUN_FIELDS
+from ._resume import run_options as run_options_of
 from .checkpoints import (
     Checkpoint,
     checkpoint_position,
@@ -75,12 +77,13 @@ from .checkpoints import (
 )
 from .directions import IGNORES, Directions, random_direction
 from .errors import LandscapeError, check_int, check_option
+from .inputs import CheckpointInputs, RunOptions
 from .models import ModelSpec
 from .parameters import ParameterSelection, select_parameters
-from .surface import Axis, directions_group, load_directions
+from .surface import Axis, Surface, directions_group, load_directions
 
-__all__ = ["TrajectoryPCA", "Trajectory", "load_trajectory", "list_run_checkpoints",
-           "path_axis"]
+__all__ = ["TrajectoryPCA", "Trajectory", "compute_trajectory", "load_trajectory",
+           "list_run_checkpoints", "path_axis"]
 
 #: A checkpoint: a dict of tensors, a checkpoint file, or a loaded :class:`Checkpoint`.
 CheckpointLike = Mapping[str, Tensor] | str | os.PathLike | Checkpoint
@@ -1032,6 +1035,166 @@ class TrajectoryPCA:
         if self.coords_.shape[1] < 2:
             raise LandscapeError("the PC plane needs n_components >= 2")
         return path_axis(self.coords_[:, 0], num), path_axis(self.coords_[:, 1], num)
+
+
+    def plane_surface(
+        self,
+        *,
+        inputs: CheckpointInputs | None = None,
+        splits: Sequence[str] = ("train", "test"),
+        x: str | Axis | None = None,
+        y: str | Axis | None = None,
+        points: int = 21,
+        command: str | None = None,
+        run: RunOptions | None = None,
+        **options: Any,
+    ) -> Surface:
+        """The loss surface on the PC1-PC2 plane around the final checkpoint.
+
+        Parameters
+        ----------
+        inputs : CheckpointInputs, optional
+            How the final checkpoint and its data are loaded (default: its own spec and the
+            data it was trained on).
+        splits : sequence of str, default ("train", "test")
+            The splits evaluated.
+        x, y : str or Axis, optional
+            The grid (``"min:max:num"``); default :meth:`plane_axes` with ``points`` points.
+        points : int, default 21
+            Points per axis of the default grid.
+        command : str, optional
+            The command line recorded in the provenance.
+        run : RunOptions, optional
+            How the run writes: ``run.out`` is the file holding this PCA (its surface is
+            added to it and resumed from it; ``run.overwrite`` is not used here -- the PCA's
+            writer decides about replacing the file).
+        **options
+            :func:`~landscape.surface.compute_surface`'s other options (``loss``,
+            ``batch_size``, ``device``, ``dtype``...) and run options one by one.
+
+        Returns
+        -------
+        Surface
+        """
+        from .recipes import checkpoint_provenance, checkpoint_recipe
+        from .surface import compute_surface, parse_axis
+
+        self._check_fitted()
+        inputs = CheckpointInputs() if inputs is None else inputs
+        auto_x, auto_y = self.plane_axes(points)
+        ax = parse_axis(x, "x") if x is not None else auto_x
+        ay = parse_axis(y, "y") if y is not None else auto_y
+        dirs = self.pca_directions_
+        if dirs.ndim != 2:
+            dirs = Directions(dirs.vectors[:2], dirs.recipe)
+        final_path = self.checkpoints_[-1]["path"]  # the last in recorded order
+        final = inputs.load(final_path)
+        datasets = inputs.datasets(final, list(splits))
+        opts = run_options_of(run, **{k: options.pop(k) for k in list(options)
+                                      if k in RUN_FIELDS})
+        # never overwrite here: the file holds this PCA, written (or replaced) by its caller
+        return compute_surface(
+            final.model, dirs, datasets, x=ax, y=ay, out=opts.out, overwrite=False,
+            progress=opts.progress, flush_seconds=opts.flush_seconds,
+            max_points=opts.max_points,
+            recipe=checkpoint_recipe(final, inputs.data_spec(final)),
+            provenance=checkpoint_provenance(None, final_path, command or ""), **options)
+
+
+def compute_trajectory(
+    checkpoints: Sequence[CheckpointLike] | str | os.PathLike,
+    pca: TrajectoryPCA | None = None,
+    *,
+    inputs: CheckpointInputs | None = None,
+    allow_partial: bool = False,
+    surface: bool = False,
+    run: RunOptions | None = None,
+    **surface_options: Any,
+) -> TrajectoryPCA:
+    """Fit a PCA to an optimizer path, write it, and the loss surface on its plane if asked.
+
+    The ``landscape trajectory`` workflow as one call: the checkpoints of a run directory (or
+    the files given, in training order) are fitted, the PCA is written to ``run.out`` (a file
+    that already holds this very PCA is kept, so that its surface resumes), and with
+    ``surface`` the loss on the PC1-PC2 plane is computed into the same file.
+
+    Parameters
+    ----------
+    checkpoints : run directory, or sequence of checkpoint paths (or tensor dicts)
+        The path, final model last (see :meth:`TrajectoryPCA.fit`).
+    pca : TrajectoryPCA, optional
+        The unfitted estimator with its settings (default ``TrajectoryPCA()``).
+    inputs : CheckpointInputs, optional
+        How checkpoint files and the data are loaded.
+    allow_partial : bool, default False
+        Accept an unfinished training run (its last checkpoint then stands for the final
+        model; a warning says so).
+    surface : bool, default False
+        Also compute the surface on the PC plane (:meth:`TrajectoryPCA.plane_surface`).
+    run : RunOptions, optional
+        Where the PCA (and surface) are written and how the run writes.
+    **surface_options
+        :meth:`TrajectoryPCA.plane_surface`'s options (``splits``, ``x``, ``y``, ``points``,
+        ``loss``, ``batch_size``, ``device``, ``dtype``, ``command``); only with ``surface``.
+
+    Returns
+    -------
+    TrajectoryPCA
+        Fitted; ``surface_`` holds the surface (``None`` without ``surface``).
+
+    Raises
+    ------
+    LandscapeError
+        Before any work, on surface options without ``surface``, a surface with fewer than
+        two components, or an output that may not be written.
+    """
+    from .errors import on_interrupt
+    from .surface import parse_axis
+
+    pca = TrajectoryPCA() if pca is None else pca
+    inputs = CheckpointInputs() if inputs is None else inputs
+    opts = run_options_of(run, **{k: surface_options.pop(k) for k in list(surface_options)
+                                  if k in RUN_FIELDS})
+    evaluation = sorted(set(surface_options) - {"command"})
+    if not surface and evaluation:
+        raise LandscapeError(f"{', '.join(evaluation)} set the evaluation of the surface (the "
+                             "PCA needs no loss); pass surface=True or drop them")
+    if surface:
+        if pca.n_components < 2:
+            raise LandscapeError("surface=True needs n_components >= 2 (a plane)")
+        for name in ("x", "y"):
+            if surface_options.get(name) is not None:
+                parse_axis(surface_options[name], name)
+    if isinstance(checkpoints, str | os.PathLike) and not Path(checkpoints).is_dir():
+        raise LandscapeError(f"'{checkpoints}' is not a run directory; give a run directory "
+                             "or at least three checkpoints in training order")
+    if opts.out is not None:
+        storage.check_writable(opts.out, overwrite=opts.overwrite)
+    if isinstance(checkpoints, str | os.PathLike):
+        run_dir = checkpoints
+        checkpoints = list_run_checkpoints(run_dir, allow_partial=allow_partial)
+        _warn_if_unfinished(run_dir)
+    spec = inputs.model_spec()
+    pca.fit(checkpoints, model=spec, trust=inputs.trust)
+    pca.surface_ = None
+    if opts.out is not None:  # from here on the PCA is on disk (and a surface resumes from it)
+        pca.save_or_resume(opts.out, overwrite=opts.overwrite)
+    if surface:
+        saved = f"the PCA is saved in '{opts.out}'" if opts.out is not None else None
+        with on_interrupt(saved, resumable=opts.out is not None):
+            pca.surface_ = pca.plane_surface(inputs=inputs, run=opts, **surface_options)
+    return pca
+
+
+def _warn_if_unfinished(run_dir: str | os.PathLike) -> None:
+    from .training import TrainRun
+
+    if not (Path(run_dir) / "run.json").is_file():
+        return
+    state = TrainRun.load(run_dir).unfinished()
+    if state is not None:
+        warnings.warn(f"run '{run_dir}' is {state}; its last checkpoint is used as the final "
+                      "model", UserWarning, stacklevel=3)
 
 
 def path_axis(values: np.ndarray, num: int = 21) -> Axis:

@@ -123,3 +123,22 @@ def test_trajectory_surface_takes_loss_and_dtype(run):
                         rel_tol=1e-6)
     r = _cli("trajectory", "run", "--surface", "--loss", "hinge", "--out", "bad.h5", cwd=run)
     assert r.returncode == 2 and "loss" in r.stderr and not (run / "bad.h5").exists()
+
+
+def test_the_library_call_writes_what_the_command_writes(run, monkeypatch):
+    """compute_trajectory(...) in a notebook gives the file `landscape trajectory` writes."""
+    from landscape import CheckpointInputs, RunOptions, TrajectoryPCA, compute_trajectory
+
+    r = _cli("trajectory", "run", "--surface", "--x=-2:6:5", "--y=-2:2:3", "--out", "cli.h5",
+             "--no-progress", cwd=run)
+    assert r.returncode == 0, r.stderr
+    monkeypatch.chdir(run)  # the recipe records the checkpoints' paths as given
+    pca = compute_trajectory("run", TrajectoryPCA(2), inputs=CheckpointInputs(),
+                             surface=True, x="-2:6:5", y="-2:2:3", batch_size="auto",
+                             run=RunOptions("lib.h5", progress=False))
+    assert pca.surface_ is not None and pca.surface_.complete
+    a, b = Surface.load(run / "cli.h5"), Surface.load(run / "lib.h5")
+    assert a.recipe == b.recipe
+    np.testing.assert_array_equal(a["train_loss"], b["train_loss"])
+    np.testing.assert_array_equal(load_trajectory(run / "cli.h5").coords,
+                                  load_trajectory(run / "lib.h5").coords)
