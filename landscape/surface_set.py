@@ -146,6 +146,11 @@ class SurfaceSet(GridProgress):
         """Every member, in order."""
         return [self.member(k) for k in range(self.n_members)]
 
+    def plot(self, kind: str | None = None, **kwargs: Any) -> Any:
+        """The mean surface over the members (:meth:`mean`), as :meth:`Surface.plot` draws
+        it."""
+        return self.mean().plot(kind, **kwargs)
+
     def mean(self) -> Surface:
         """The mean surface over the members: at every grid point the mean of each array over
         the ``K`` direction pairs, done where every member is done (NaN elsewhere).

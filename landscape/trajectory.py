@@ -280,6 +280,15 @@ class Trajectory:
         }
 
     # ------------------------------------------------------------------ storage
+    def plot(self, surface: Surface | None = None, **kwargs: Any) -> Any:
+        """The path on the PC1-PC2 plane, over ``surface``'s contours when given (a 2D surface
+        on the PCA plane); keyword arguments go to :func:`landscape.plot.plot_trajectory`."""
+        from .plot import plot_trajectory
+
+        return plot_trajectory(self.coords[:, :2], surface=surface,
+                               explained_variance_ratio=self.explained_variance_ratio,
+                               epochs=self.epochs, **kwargs)
+
     def to_group(self) -> storage.Group:
         """The ``/trajectory`` HDF5 group (see :mod:`landscape.storage`)."""
         g = storage.Group(

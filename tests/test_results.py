@@ -97,3 +97,31 @@ def test_an_empty_landscape_file_holds_no_results(tmp_path):
     _surface().save(path)
     storage.update_file(path, {"surface": None})
     assert len(ls.open(path)) == 0
+
+
+def test_every_result_kind_draws_itself():
+    for kind in RESULT_KINDS.values():
+        assert callable(getattr(kind.owner_class(), "plot", None)), kind.owner
+
+
+def test_results_plot_themselves(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from landscape.hessian.ratio_map import RatioMap
+
+    grid = np.linspace(-1, 1, 21)
+    c = CurvatureResult(top_eigenvalues=np.array([2.0]), density_grid=grid,
+                        density=np.exp(-grid**2) / np.trapezoid(np.exp(-grid**2), grid))
+    assert c.plot().has_data()
+    with pytest.raises(LandscapeError, match="no eigenvalue density; compute it with density="):
+        CurvatureResult(top_eigenvalues=np.array([2.0])).plot()
+    x = np.linspace(-1, 1, 4)
+    shape = (4, 4)
+    rm = RatioMap(x=x, y=x, lambda_max=np.ones(shape), lambda_min=-np.ones(shape) / 10,
+                  ratio=np.full(shape, 0.1), n_hvp=np.ones(shape, dtype=np.int64),
+                  done=np.ones(shape, bool), converged=np.ones(shape, bool))
+    assert rm.plot(surface=_surface()).get_xlabel()
+    plt.close("all")

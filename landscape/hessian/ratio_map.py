@@ -176,6 +176,19 @@ class RatioMap(GridProgress):
         return f"RatioMap({self.ndim}D {grid}, done={self.n_done}/{self.n_points})"
 
     # ------------------------------------------------------------------ storage
+    def plot(self, surface: Surface | None = None, **kwargs: Any) -> Any:
+        """The ratio on its grid (unfinished points blank), axes labelled like ``surface``'s
+        when given (the surface the map was computed on); keyword arguments go to
+        :func:`landscape.plot.plot_ratio_map`."""
+        from ..plot import plot_ratio_map
+        from ..plot._style import axis_labels
+
+        labels: dict[str, Any] = {}
+        if surface is not None and surface.ndim == self.ndim:  # the map is on its grid
+            labels = dict(zip(("xlabel", "ylabel"), axis_labels(surface), strict=True))
+        return plot_ratio_map(self.x, self.y, np.where(self.done, self.ratio, np.nan),
+                              done=self.done, **{**labels, **kwargs})
+
     def to_group(self, warm: Mapping[int, np.ndarray] | None = None) -> storage.Group:
         """The ``/ratio_map`` group; ``warm`` adds the chain-end eigenvectors for resuming."""
         g = storage.Group(attrs={

@@ -304,6 +304,23 @@ class CurvatureResult:
             out.append(d)
         return out
 
+    def plot(self, **kwargs: Any) -> Any:
+        """The eigenvalue density, the top eigenvalues marked; keyword arguments go to
+        :func:`landscape.plot.plot_density`.
+
+        Raises
+        ------
+        LandscapeError
+            If no density was computed (``density=True``).
+        """
+        from ..plot import plot_density
+
+        if self.density is None or self.density_grid is None:
+            raise LandscapeError("this curvature result holds no eigenvalue density; compute "
+                                 "it with density=True")
+        return plot_density(self.density_grid, self.density, eigenvalues=self.top_eigenvalues,
+                            **kwargs)
+
     def summary(self) -> dict[str, Any]:
         """The numbers, as a JSON-ready dict (only the sections present)."""
         out: dict[str, Any] = {}

@@ -23,11 +23,9 @@ from ..errors import LandscapeError, check_option
 from ..results import RESULT_KINDS
 from ..results import open as open_results
 from ._output import check_out_dir
-from ._style import array_values, axis_labels, default_array
-from .curvature import plot_density, plot_ratio_map
+from ._style import array_values, default_array
 from .export import FORMATS, export_plotly_html, export_vtp, save_figure
 from .surfaces import plot_1d, plot_3d, plot_contour
-from .trajectory import plot_trajectory
 
 if TYPE_CHECKING:
     from ..hessian.ratio_map import RatioMap
@@ -158,20 +156,14 @@ def _draw_trajectory(r: _Results, o: _Options) -> Any:
     t = r.trajectory()
     assert t is not None  # checked by _needs_trajectory
     s = r.surface
-    return plot_trajectory(t.coords[:, :2], surface=s if s is not None and s.ndim == 2 else None,
-                           array=o.name2d or "train_loss",
-                           explained_variance_ratio=t.explained_variance_ratio,
-                           epochs=t.epochs)
+    return t.plot(surface=s if s is not None and s.ndim == 2 else None,
+                  array=o.name2d or "train_loss")
 
 
 def _draw_ratio_map(r: _Results, o: _Options) -> Any:
     rm = r.ratio_map()
     assert rm is not None  # checked by _needs_ratio_map
-    labels = {}
-    if r.surface is not None and r.surface.ndim == rm.ndim:  # the map is on its grid
-        labels = dict(zip(("xlabel", "ylabel"), axis_labels(r.surface), strict=True))
-    return plot_ratio_map(rm.x, rm.y, np.where(rm.done, rm.ratio, np.nan), done=rm.done,
-                          **labels)
+    return rm.plot(surface=r.surface)
 
 
 def _draw_hessian_surface(r: _Results, o: _Options) -> Any:
@@ -188,7 +180,7 @@ def _draw_hessian_surface(r: _Results, o: _Options) -> Any:
 def _draw_density(r: _Results, o: _Options) -> Any:
     c = r.curvature()
     assert c is not None  # checked by _needs_density
-    return plot_density(c.density_grid, c.density, eigenvalues=c.top_eigenvalues)
+    return c.plot()
 
 
 @dataclass(frozen=True)
