@@ -816,3 +816,24 @@ def test_report_artefacts_of_issue_25(tmp_path):
     assert "filter-normalized" not in hdef and "weight distance" in hdef
     assert "weight-distance units" in rep._section_definition("hessian_basin_width_x")
     assert math.isfinite(rep.table["a"]["eps_rise"])
+
+
+def test_compare_takes_opened_files_and_read_results_as_well_as_paths(tmp_path):
+    """A notebook compares what it holds: ls.open(...) or load_results(...), no saving first."""
+    import landscape as ls
+    from landscape.report import load_results
+    from landscape.surface import Surface
+
+    x = np.linspace(-1, 1, 5)
+    z = np.add.outer(x**2, x**2)
+    for name, k in (("a", 1.0), ("b", 2.0)):
+        Surface(x=x, y=x, arrays={"train_loss": k * z},
+                done=np.ones(z.shape, bool)).save(tmp_path / f"{name}.h5")
+    paths = [tmp_path / "a.h5", tmp_path / "b.h5"]
+    by_path = ls.compare(paths, eps=0.5, progress=False)
+    opened = ls.compare([ls.open(p) for p in paths], eps=0.5, progress=False)
+    read = ls.compare([load_results(p) for p in paths], names=["A", "B"], eps=0.5,
+                      progress=False)
+    assert by_path.names == opened.names == ("a", "b") and read.names == ("A", "B")
+    assert by_path.table["a"] == opened.table["a"] == read.table["A"]
+    assert by_path.table["b"]["eps_sharpness"] == 2 * by_path.table["a"]["eps_sharpness"]

@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import LandscapeError, check_float, check_int
+from ..errors import Int, LandscapeError, Real, validate_params
 from ..metrics import eps_sharpness_from_surface
+from ..results import ResultFile
 from ._utils import plain
 from .numbers import (
     hessian_numbers,
@@ -26,9 +27,37 @@ from .numbers import (
 from .provenance import environment, network_provenance
 from .recipes import check_comparable
 from .render import Report
-from .results import load_results
+from .results import NetworkResults, load_results
 
 __all__ = ["compare"]
+
+
+#: The declared constraints of :func:`compare`'s numeric parameters.
+_CONSTRAINTS = {
+    "eps": Real(0.0, closed="neither"), "ascent_eps": Real(0.0, closed="neither"),
+    "ascent_steps": Int(1), "adaptive_rho": Real(0.0, closed="neither"),
+    "basin_threshold": Real(0.0, closed="neither"),
+    "ratio_threshold": Real(0.0, closed="neither"), "batch_size": Int(1),
+}
+
+
+def _one_network(f: Any) -> Any:
+    """A network's results as given: a path (as a str), a ResultFile or NetworkResults as they
+    are, or a list of paths/ResultFiles (merged)."""
+    if isinstance(f, ResultFile | NetworkResults):
+        return f
+    if isinstance(f, str | os.PathLike):
+        return os.fspath(f)
+    return [g if isinstance(g, ResultFile) else os.fspath(g) for g in f]
+
+
+def _label_of(f: Any) -> str:
+    """The path whose stem names a network by default."""
+    if isinstance(f, list):
+        f = f[0]
+    if isinstance(f, ResultFile | NetworkResults):
+        return f.name if isinstance(f, NetworkResults) else f.path
+    return f
 
 
 def _names(files: Sequence[str], names: Sequence[str] | None) -> list[str]:
@@ -100,10 +129,12 @@ def compare(
 
     Parameters
     ----------
-    files : sequence of path
+    files : sequence of path, ResultFile or NetworkResults
         One landscape HDF5 file per network (any of ``/surface``, ``/trajectory``,
         ``/curvature``, ``/ratio_map``), or a list of files per network (merged by
-        :func:`~landscape.report.load_results`).
+        :func:`~landscape.report.load_results`); or the same opened with
+        :func:`landscape.open`, or read with :func:`~landscape.report.load_results` (so a
+        notebook need not save first).
     names : sequence of str, optional
         Column names (default: the file stems).
     eps : float, default=0.1
@@ -161,20 +192,19 @@ def compare(
     >>> sharp = {n: rep.table[n]["eps_sharpness"] for n in rep.names}        # doctest: +SKIP
     >>> rep = rep.save("report/")   # report.md, report.html, report.json, PNGs  # doctest: +SKIP
     """
-    if isinstance(files, str | os.PathLike):
+    if isinstance(files, str | os.PathLike | ResultFile | NetworkResults):
         files = [files]
-    files = [os.fspath(f) if isinstance(f, str | os.PathLike) else [os.fspath(g) for g in f]
-             for f in files]
+    files = [_one_network(f) for f in files]
     if not files:
         raise LandscapeError("compare needs at least one result file")
-    eps = check_float("eps", eps, 0.0, closed="neither")
-    ascent_eps = check_float("ascent_eps", ascent_eps, 0.0, closed="neither")
-    ascent_steps = check_int("ascent_steps", ascent_steps, 1)
-    adaptive_rho = check_float("adaptive_rho", adaptive_rho, 0.0, closed="neither")
-    basin_threshold = check_float("basin_threshold", basin_threshold, 0.0, closed="neither")
-    ratio_threshold = check_float("ratio_threshold", ratio_threshold, 0.0, closed="neither")
-    batch_size = check_int("batch_size", batch_size, 1)
-    labels = _names([f if isinstance(f, str) else f[0] for f in files], names)
+    v = validate_params({"eps": eps, "ascent_eps": ascent_eps, "ascent_steps": ascent_steps,
+                         "adaptive_rho": adaptive_rho, "basin_threshold": basin_threshold,
+                         "ratio_threshold": ratio_threshold, "batch_size": batch_size},
+                        _CONSTRAINTS)
+    eps, ascent_eps, ascent_steps = v["eps"], v["ascent_eps"], v["ascent_steps"]
+    adaptive_rho, basin_threshold = v["adaptive_rho"], v["basin_threshold"]
+    ratio_threshold, batch_size = v["ratio_threshold"], v["batch_size"]
+    labels = _names([_label_of(f) for f in files], names)
     sources = _model_sources(models, labels)
     results = [load_results(f, n) for f, n in zip(files, labels, strict=True)]
     for r in results:

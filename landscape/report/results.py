@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LandscapeError
+from ..results import ResultFile
 from ..results import open as open_results
 from ._utils import is_pca
 
@@ -74,17 +75,20 @@ class NetworkResults:
     hessian_surface: Surface | None = None
 
 
-def load_results(path: str | os.PathLike | Sequence[str | os.PathLike],
+def load_results(path: str | os.PathLike | ResultFile | NetworkResults
+                 | Sequence[str | os.PathLike | ResultFile],
                  name: str | None = None) -> NetworkResults:
     """Read everything :func:`~landscape.report.compare` uses from one network's file(s).
 
     Parameters
     ----------
-    path : str or os.PathLike, or a sequence of them
-        A landscape HDF5 file (or a surface file of Li et al.), or several files of the same
-        network that are merged: the first file holding a group wins, except that a surface
-        along PCA directions (from ``landscape trajectory --surface``) is kept apart as
-        ``pca_surface`` (drawn under the optimizer path) and never used as ``surface``.
+    path : str, os.PathLike, ResultFile or NetworkResults, or a sequence of files
+        A landscape HDF5 file (or a surface file of Li et al.) or one opened with
+        :func:`landscape.open`, results already read (returned, renamed to ``name`` when
+        given), or several files of the same network that are merged: the first file
+        holding a group wins, except that a surface along PCA directions (from
+        :func:`~landscape.trajectory.compute_trajectory`) is kept apart as ``pca_surface``
+        (drawn under the optimizer path) and never used as ``surface``.
     name : str, optional
         Column name; default the file's stem.
 
@@ -98,7 +102,9 @@ def load_results(path: str | os.PathLike | Sequence[str | os.PathLike],
         If a file cannot be read, a group is damaged, or a file holds none of ``/surface``,
         ``/trajectory``, ``/curvature``, ``/ratio_map``.
     """
-    if not isinstance(path, str | os.PathLike):
+    if isinstance(path, NetworkResults):
+        return path if name is None else replace(path, name=name)
+    if not isinstance(path, str | os.PathLike | ResultFile):
         parts = [load_results(q, name) for q in path]
         if not parts:
             raise LandscapeError("no file given for a network")
@@ -114,9 +120,9 @@ def load_results(path: str | os.PathLike | Sequence[str | os.PathLike],
             for name, m in r.mechanisms.items():
                 found.setdefault("mechanisms", {}).setdefault(name, m)
         return NetworkResults(parts[0].name, " + ".join(r.path for r in parts), **found)
-    p = str(path)
+    f = path if isinstance(path, ResultFile) else open_results(path)
+    p = f.path
     name = Path(p).stem if name is None else name
-    f = open_results(p)
     found = {k: f[k] for k in ("surface", "trajectory", "curvature", "ratio_map", "surface_set",
                                "connectivity", "hessian_surface") if k in f}
     if "surface" not in found and "surface_set" in found:
