@@ -322,3 +322,46 @@ def test_persistence_diagram_draws_pairs_and_threshold():
     assert r.plot() is not None
     unknown = sublevel_persistence(z)
     assert "min_persistence" in " ".join(t.get_text() for t in plot_persistence(unknown).texts)
+
+
+# --------------------------------------------------------------------------- compare's rows
+def _two_well_surface(se: float | None) -> Surface:
+    f, (g, _) = _wells(21, [(0.0, 0.0), (0.5, 0.5)], [1.0, 0.5], 0.15, bowl=0.2)
+    stderrs = {} if se is None else {"train_loss_se": np.full(f.shape, se)}
+    return Surface(x=g, y=g.copy(), arrays={"train_loss": f}, done=np.ones(f.shape, bool),
+                   stderrs=stderrs)
+
+
+def test_compare_rows_replace_the_raw_count_as_headline():
+    _gudhi()
+    from landscape.report.numbers import METRIC_KEYS, SPREAD_KEYS, TOPOLOGY_KEYS, surface_numbers
+    from landscape.report.render import metric_info
+    from landscape.topology import surface_persistence
+
+    for keys in (METRIC_KEYS, SPREAD_KEYS):  # the new rows come before the raw count
+        assert keys.index("local_minima") - keys.index("persistent_basins") == 3
+    assert "(raw)" in metric_info({"array": "train_loss"})["local_minima"]["name"]
+    s = _two_well_surface(0.01)
+    row, _, notes = surface_numbers(s, "net", eps=0.1, basin_threshold=0.1,
+                                    array="train_loss")
+    r = surface_persistence(s)
+    assert row["persistent_basins"] == r.n_basins == 2
+    assert row["deepest_barrier"] == r.deepest_barrier > 0.3
+    assert row["smad"] == r.smad
+    assert not [n for n in notes if "n/a" in n]
+    row, _, notes = surface_numbers(_two_well_surface(None), "net", eps=0.1,
+                                    basin_threshold=0.1, array="train_loss")
+    assert all(row[k] is None for k in TOPOLOGY_KEYS)
+    assert any(n.startswith("net: persistent_basins") and "standard errors" in n
+               for n in notes)
+
+
+def test_compare_rows_say_why_without_gudhi(monkeypatch):
+    from landscape.report.numbers import TOPOLOGY_KEYS, surface_numbers
+
+    monkeypatch.setitem(sys.modules, "gudhi", None)
+    row, _, notes = surface_numbers(_two_well_surface(0.01), "net", eps=0.1,
+                                    basin_threshold=0.1, array="train_loss")
+    assert all(row[k] is None for k in TOPOLOGY_KEYS)
+    assert row["local_minima"] is not None  # the raw count stays
+    assert any("n/a" in n and "landscape[topology]" in n for n in notes)
