@@ -365,3 +365,16 @@ def test_compare_rows_say_why_without_gudhi(monkeypatch):
     assert all(row[k] is None for k in TOPOLOGY_KEYS)
     assert row["local_minima"] is not None  # the raw count stays
     assert any("n/a" in n and "landscape[topology]" in n for n in notes)
+
+
+def test_landscape_plot_draws_the_diagram_only_when_asked(tmp_path):
+    _gudhi()
+    pytest.importorskip("matplotlib")
+    from landscape.plot import plot_file
+
+    path = tmp_path / "s.h5"
+    _two_well_surface(0.01).save(path)
+    default = plot_file(path, out_dir=tmp_path / "a")
+    assert not [p for p in default if "persistence" in p.name]
+    (written,) = plot_file(path, kinds=["persistence"], out_dir=tmp_path / "b")
+    assert written.name == "s_persistence.png" and written.stat().st_size > 1000

@@ -65,12 +65,17 @@ def plot_persistence(result: SublevelPersistence, *, ax: Axes | None = None,
     ax.annotate("∞", (0.0, top), xycoords=("axes fraction", "data"), xytext=(-10, 0),
                 textcoords="offset points", va="center", ha="right", fontsize=9)
     thr = result.thresholds
-    known = thr[np.isfinite(thr)]
+    known = thr[np.isfinite(thr) & fin]  # the deepest basin's has no saddle: left out
+    if known.size == 0:
+        known = thr[np.isfinite(thr)]
     if known.size:
         t = float(np.median(known))
-        same = bool(np.allclose(known, known[0]))
-        label = (f"threshold: persistence = {t:.3g}" if same else
-                 f"threshold: median of the per-basin {result.se_multiple:g} SE = {t:.3g}")
+        if result.min_persistence is not None:
+            label = f"threshold: persistence = {t:.3g}"
+        elif np.allclose(known, known[0]):
+            label = f"threshold: {result.se_multiple:g} SE of the depth = {t:.3g}"
+        else:
+            label = f"threshold: {result.se_multiple:g} SE of each depth (median {t:.3g})"
         xs = np.array([lo - 0.05 * span, top - t])
         ax.plot(xs, xs + t, color="red", linestyle="--", linewidth=1, label=label)
     rest = ~persistent
