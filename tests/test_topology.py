@@ -115,6 +115,29 @@ def test_smad_is_landscapers_mean_leaf_gap_on_the_full_tree():
     assert sublevel_persistence([2.0, 1.0, 0.0, 1.0, 2.0], min_persistence=0.0).smad == 0.0
 
 
+
+#: ``LossLandscape(loss, [x, y]).smad()`` of Landscaper (github.com/Vis4SciML/Landscaper at
+#: 7a93bf019bffe4e5001c9a6d390874167c454906, topopy 1.0.4, nglpy 1.1.7) on the examples below,
+#: with its merge tree on nglpy's empty-region graph of the grid's points; topopy holds the
+#: values in float32, hence the tolerance. Its minima and leaf-to-saddle gaps equal ours too.
+#: (The wells there had their centres as (x, y): the transpose of ours, with the same tree.)
+LANDSCAPER_SMAD = {"three_wells": (0.5556477798769871, 3), "random": (0.8934472185369073, 22)}
+
+
+@pytest.mark.parametrize("key", sorted(LANDSCAPER_SMAD))
+def test_full_tree_smad_matches_landscaper(key):
+    _gudhi()
+    from landscape.topology import sublevel_persistence
+
+    if key == "three_wells":
+        z, _ = _wells(25, CENTRES, DEPTHS, 0.15, bowl=0.2)
+    else:
+        z = np.random.default_rng(1).normal(size=(9, 11))
+    smad, n_minima = LANDSCAPER_SMAD[key]
+    r = sublevel_persistence(z, min_persistence=0.0)
+    assert len(r.basins) == n_minima
+    assert r.smad == pytest.approx(smad, rel=0, abs=1e-7)
+
 # --------------------------------------------------------------------------- closed forms
 CENTRES = [(-0.5, -0.5), (0.5, -0.5), (0.0, 0.5)]
 DEPTHS = [1.0, 0.6, 0.3]
