@@ -59,7 +59,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import LandscapeError, check_float
+from .errors import LandscapeError, check_float, check_option
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -502,9 +502,8 @@ def surface_persistence(
     -------
     SublevelPersistence
     """
-    from .metrics import _axes, _values
-
-    z, done = _values(surface, array)
-    return sublevel_persistence(z, done=done, stderr=surface.stderr(array),
-                                min_persistence=min_persistence, se_multiple=se_multiple,
-                                coords=_axes(surface))
+    check_option("array", array, sorted(surface.arrays))
+    coords = [surface.x] if surface.y is None else [surface.y, surface.x]  # array axes
+    return sublevel_persistence(surface.arrays[array], done=surface.done_of(array),
+                                stderr=surface.stderr(array), min_persistence=min_persistence,
+                                se_multiple=se_multiple, coords=coords)

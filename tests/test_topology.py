@@ -304,6 +304,8 @@ def test_surface_persistence_reads_the_stored_standard_errors():
     assert surface_persistence(s, min_persistence=3.2).n_basins == 2
     s2 = Surface(x=x, y=None, arrays={"train_loss": z}, done=np.ones(9, bool))
     assert surface_persistence(s2).n_basins is None
+    with pytest.raises(LandscapeError, match="'array' parameter"):
+        surface_persistence(s2, "test_loss")
 
 
 @pytest.mark.parametrize("kw", [{"min_persistence": -1.0}, {"se_multiple": 0.0},
