@@ -181,8 +181,8 @@ class SublevelPersistence:
     smad : float or None
         Saddle-minimum average distance on the merge tree of the persistent basins (after
         Landscaper's ``LossLandscape.smad``, Chen et al. 2025): the mean over those basins of
-        ``L(first saddle) - L(minimum)``, where the first saddle is the lowest level at which
-        the basin's component merges with another; 0 for one basin. With
+        ``L(first saddle) - L(minimum)``, where the first saddle is the lowest barrier to
+        another persistent basin (the row minimum of :attr:`barriers`); 0 for one basin. With
         ``min_persistence=0`` the tree is the full one, noise minima included, as Landscaper
         computes it.
     min_persistence : float or None
@@ -335,32 +335,56 @@ def _components(filled: np.ndarray, level: float) -> np.ndarray:
 
 
 def _merge_tree(filled: np.ndarray, births: np.ndarray, deaths: np.ndarray,
-                minima: list[int]) -> tuple[np.ndarray, list[int | None]]:
-    """Minimax barriers between the given basins (ascending birth) and each one's parent."""
-    k = len(minima)
+                minima: list[int], keep: list[int]) -> tuple[np.ndarray, list[int | None]]:
+    """Minimax barriers between the basins ``keep`` (positions in ``births``, which ascend)
+    and the parent of each of them.
+
+    Every basin's death is a level at which two components of ``{L <= t}`` merge: the
+    components are labelled at each such level (noise basins' included: with per-basin
+    thresholds a merge of two persistent basins' components may happen at a noise basin's
+    death), and each pair of kept basins first joined at a level gets that level. A kept
+    basin's parent is the deepest other kept basin in the component it joins at its death
+    (``None`` if that component holds none).
+    """
+    n, k = len(minima), len(keep)
+    slot = np.full(n, -1)
+    slot[keep] = np.arange(k)
     barriers = np.full((k, k), np.inf)
-    np.fill_diagonal(barriers, births)
+    np.fill_diagonal(barriers, births[keep])
     parents: list[int | None] = [None] * k
+    group = np.arange(n)  # which basins are joined so far (a label per basin)
     for level in np.unique(deaths[np.isfinite(deaths)]):
         lab = _components(filled, float(level)).ravel()[minima]
-        same = (lab[:, None] == lab[None, :]) & (lab[:, None] > 0)
-        new = same & ~np.isfinite(barriers)
-        barriers[new] = float(level)
         for j in np.flatnonzero(deaths == level):
-            others = np.flatnonzero(same[j])
-            others = others[others != j]
-            if others.size:  # the deepest basin of the component it joins
-                parents[int(j)] = int(min(others, key=lambda i: (births[i], i)))
+            joined = np.flatnonzero((lab == lab[j]) & (np.arange(n) != j))
+            if slot[j] >= 0:
+                kept = joined[slot[joined] >= 0]
+                if kept.size:  # births ascend: the first is the deepest
+                    parents[slot[j]] = int(slot[kept[0]])
+            for g in np.unique(group[joined]):
+                if g == group[j]:
+                    continue
+                a = np.flatnonzero(group == group[j])
+                b = np.flatnonzero(group == g)
+                sa, sb = slot[a][slot[a] >= 0], slot[b][slot[b] >= 0]
+                barriers[np.ix_(sa, sb)] = float(level)
+                barriers[np.ix_(sb, sa)] = float(level)
+                group[b] = group[j]
     return barriers, parents
 
 
-def _smad(births: np.ndarray, deaths: np.ndarray, parents: list[int | None]) -> float:
-    """Mean over the basins of (first merge level - birth); 0 for one basin."""
-    first = deaths.copy()
-    for j, p in enumerate(parents):
-        if p is not None:
-            first[p] = min(first[p], deaths[j])
-    gaps = (first - births)[np.isfinite(first)]
+def _smad(barriers: np.ndarray) -> float:
+    """Mean over the basins of (first merge level - birth); 0 for one basin.
+
+    A basin's first saddle is the lowest barrier to any other basin (the row minimum of the
+    minimax barriers off the diagonal, whose diagonal holds the births).
+    """
+    k = len(barriers)
+    if k < 2:
+        return 0.0
+    off = barriers + np.diag(np.full(k, np.inf))
+    first = off.min(axis=1)
+    gaps = (first - np.diag(barriers))[np.isfinite(first)]
     return float(gaps.mean()) if gaps.size else 0.0
 
 
@@ -451,11 +475,10 @@ def sublevel_persistence(
     barriers = np.empty((0, 0))
     smad = total = deepest = None
     if reason is None:
-        minima = [births_v[i] for i in keep]
-        barriers, parents = _merge_tree(filled, births[keep], deaths[keep], minima)
+        barriers, parents = _merge_tree(filled, births, deaths, births_v, keep)
         for j, p in zip(keep, parents, strict=True):
             parents_all[j] = None if p is None else keep[p]
-        smad = _smad(births[keep], deaths[keep], parents)
+        smad = _smad(barriers)
         fin = pers[keep][np.isfinite(pers[keep])]
         total = float(fin.sum())
         deepest = float(fin.max()) if fin.size else None

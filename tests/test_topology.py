@@ -290,6 +290,23 @@ def test_without_standard_errors_there_is_no_count():
                                                        stderr=se).reason
 
 
+def test_per_basin_thresholds_keep_barriers_through_a_noise_basin():
+    _gudhi()
+    from landscape.topology import sublevel_persistence
+
+    # x = 0 | ridge 10 | y = 9.0 | saddle 9.6 | q = 9.2 | 20: q joins y's component at 9.6 and
+    # that component joins x's at 10. Small errors around q, large ones around y and the ridge:
+    # q is persistent (0.4 > 4 * 0.01 * sqrt 2), y is not (1.0 < 4 * 0.5 * sqrt 2).
+    z = [0.0, 10.0, 9.0, 9.6, 9.2, 20.0]
+    se = [0.01, 0.5, 0.5, 0.01, 0.01, 0.01]
+    r = sublevel_persistence(z, stderr=se)
+    assert [(b.birth, b.death) for b in r.basins] == [(0.0, np.inf), (9.0, 10.0), (9.2, 9.6)]
+    assert r.persistent == (0, 2) and r.n_basins == 2
+    np.testing.assert_array_equal(r.barriers, [[0.0, 10.0], [10.0, 9.2]])  # the minimax path
+    assert r.basins[2].parent is None  # the component it joins holds no persistent basin
+    assert r.deepest_barrier == pytest.approx(0.4)
+    assert r.smad == pytest.approx(((10 - 0) + (10 - 9.2)) / 2)
+
 def test_surface_persistence_reads_the_stored_standard_errors():
     _gudhi()
     from landscape.topology import surface_persistence
