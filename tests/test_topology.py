@@ -187,12 +187,18 @@ def test_barriers_are_the_minimax_paths_between_persistent_basins():
     from landscape.topology import sublevel_persistence
 
     f, _ = _wells(31, [(-0.2, 0.0), (0.2, 0.05), (0.6, 0.6)], [1.0, 0.7, 0.5], 0.15, bowl=0.1)
-    r = sublevel_persistence(f, min_persistence=0.05)
-    assert r.n_basins == 3
-    mins = [r.basins[i].index for i in r.persistent]
-    for i, m in enumerate(mins):
-        reach = _minimax_from(f, m)
-        np.testing.assert_array_equal(r.barriers[i], [reach[m2] for m2 in mins])
+    rng = np.random.default_rng(3)
+    cases = [(f, sublevel_persistence(f, min_persistence=0.05))]
+    for _ in range(3):  # per-basin thresholds from uneven standard errors
+        z = rng.normal(size=(12, 13))
+        cases.append((z, sublevel_persistence(z, stderr=rng.uniform(0.0, 0.3, z.shape))))
+    assert cases[0][1].n_basins == 3
+    for z, r in cases:
+        mins = [r.basins[i].index for i in r.persistent]
+        assert len(mins) >= 2
+        for i, m in enumerate(mins):
+            reach = _minimax_from(z, m)
+            np.testing.assert_array_equal(r.barriers[i], [reach[m2] for m2 in mins])
 
 
 # --------------------------------------------------------------------------- noise
