@@ -15,7 +15,9 @@ counts the *persistent* basins, those whose persistence exceeds ``min_persistenc
 that set it, ``se_multiple * sqrt(SE(minimum)^2 + SE(saddle)^2)``, from the standard errors the
 surface file stores (:meth:`Surface.stderr <landscape.surface.Surface.stderr>`). A file without
 them gives no count (``None``, and the reason) unless ``min_persistence`` is given: a count of
-noise is never reported.
+noise is never reported. The threshold is conservative for a surface evaluated on one fixed
+subset: every grid point then averages the same samples, so the error of a difference between
+neighbouring points is smaller than the two errors combined as if independent.
 
 The complex. The grid values are the *vertices* of a cubical complex
 (``gudhi.CubicalComplex(vertices=...)``): each grid point is a sample of the loss at a point of
