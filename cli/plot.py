@@ -30,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "landscape plot traj.h5 --kind trajectory",
             "landscape plot res20.h5 --vtp --html      # ParaView .vtp and interactive HTML",
             "landscape plot set.h5 --members           # mean surface, and each direction pair",
+            "landscape plot res20.h5 --kind persistence   # basins and barriers (needs gudhi)",
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -37,7 +38,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kind", metavar="KINDS",
                    help=f"comma list of {','.join(FILE_KINDS)} (default: contour,contourf,"
                         "heatmap,3d for a 2D surface, 1d for a 1D one, plus trajectory/ratio/"
-                        "density when the file holds them)")
+                        "density when the file holds them; persistence, the persistence "
+                        "diagram of the surface, only when asked)")
     p.add_argument("--array", metavar="NAME",
                    help="surface array to draw, e.g. train_loss, test_acc (default: "
                         "train_loss; for 1d: every split's loss and accuracy)")

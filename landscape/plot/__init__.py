@@ -12,6 +12,8 @@ One module per concept:
   :func:`compare_panels`;
 - :mod:`~landscape.plot.curvature`: :func:`plot_ratio_map`, :func:`plot_density`,
   :func:`compare_densities`;
+- :mod:`~landscape.plot.topology`: :func:`plot_persistence` (persistence diagram of a
+  surface);
 - :mod:`~landscape.plot.trajectory`: :func:`plot_trajectory`, :func:`compare_trajectories`,
   :func:`path_values`;
 - :mod:`~landscape.plot.export`: :func:`save_figure` (PNG, PDF, SVG), :func:`export_vtp`
@@ -40,6 +42,7 @@ from .export import FORMATS, export_plotly_html, export_vtp, save_figure
 from .files import FIGURE_KINDS, FILE_KINDS, FigureKind, plot_file
 from .notebook import surface_repr_html, surface_repr_png
 from .surfaces import compare_panels, plot_1d, plot_3d, plot_contour
+from .topology import plot_persistence
 from .trajectory import compare_trajectories, path_values, plot_trajectory
 
 __all__ = [
@@ -53,6 +56,7 @@ __all__ = [
     "plot_trajectory",
     "plot_ratio_map",
     "plot_density",
+    "plot_persistence",
     "compare_panels",
     "compare_trajectories",
     "compare_densities",

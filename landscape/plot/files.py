@@ -177,6 +177,26 @@ def _draw_hessian_surface(r: _Results, o: _Options) -> Any:
     return ax
 
 
+def _needs_persistence(r: _Results) -> str | None:
+    from ..topology import gudhi_missing_reason
+
+    if r.surface is None:
+        return f"it has no /surface or /{SET_GROUP} group"
+    return gudhi_missing_reason()
+
+
+def _draw_persistence(r: _Results, o: _Options) -> Any:
+    from ..topology import surface_persistence
+    from .topology import plot_persistence
+
+    s = r.surface
+    assert s is not None  # checked by _needs_persistence
+    name = o.name2d if o.name2d in s.arrays else default_array(s)
+    ax = plot_persistence(surface_persistence(s, name))  # type: ignore[arg-type]
+    ax.set_title(f"{ax.get_title()}\n{name}", fontsize=10)
+    return ax
+
+
 def _draw_density(r: _Results, o: _Options) -> Any:
     c = r.curvature()
     assert c is not None  # checked by _needs_density
@@ -196,11 +216,14 @@ class FigureKind:
         it can). Kinds whose needs are met are drawn by default.
     draw : callable
         ``draw(results, options) -> Figure | Axes``.
+    default : bool
+        Drawn when no kinds are asked for (and its needs are met).
     """
 
     name: str
     needs: Callable[[_Results], str | None] = field(repr=False)
     draw: Callable[[_Results, _Options], Any] = field(repr=False)
+    default: bool = True
 
 
 #: The table "kind -> what it needs -> how to draw it", in the order pictures are written.
@@ -214,6 +237,7 @@ FIGURE_KINDS: dict[str, FigureKind] = {k.name: k for k in (
     FigureKind("ratio", _needs_ratio_map, _draw_ratio_map),
     FigureKind("density", _needs_density, _draw_density),
     FigureKind("hessian", _needs_hessian_surface, _draw_hessian_surface),
+    FigureKind("persistence", _needs_persistence, _draw_persistence, default=False),
 )}
 #: Picture kinds of :func:`plot_file` (and ``landscape plot --kind``).
 FILE_KINDS = tuple(FIGURE_KINDS)
@@ -235,7 +259,7 @@ def _with_caption(picture: Any, caption: str) -> Any:
 def _chosen_kinds(r: _Results, kinds: Sequence[str] | None) -> list[FigureKind]:
     """The requested kinds (checked against the file), or every kind the file can give."""
     if kinds is None:
-        chosen = [k for k in FIGURE_KINDS.values() if k.needs(r) is None]
+        chosen = [k for k in FIGURE_KINDS.values() if k.default and k.needs(r) is None]
         if not chosen:
             raise LandscapeError(
                 f"'{r.path}' holds nothing to draw: no /surface, /trajectory, /ratio_map, "
@@ -319,7 +343,8 @@ def plot_file(
         contourf, heatmap, 3d`` for a 2D surface, ``1d`` for a 1D one, ``trajectory`` for a
         ``/trajectory``, ``ratio`` for a ``/ratio_map``, ``density`` for a ``/curvature``
         with an eigenvalue density, ``hessian`` for a ``/hessian_surface``: filled contours
-        along the Hessian's eigenvectors).
+        along the Hessian's eigenvectors). ``persistence`` (the persistence diagram of the
+        surface array, :func:`~landscape.plot.plot_persistence`; needs gudhi) only when asked.
     array : str, optional
         Surface array (default ``train_loss``; for ``1d``: all splits, loss and accuracy).
     out_dir : str or os.PathLike, optional

@@ -286,5 +286,5 @@ def compare(
     provenance = {"environment": environment(command), "networks": networks}
     return Report(names=tuple(labels), table=table, recipe=recipe,
                   files={r.name: r.path for r in results}, parameters=parameters,
-                  censored=censored, notes=tuple(notes), results=tuple(results),
+                  censored=censored, notes=tuple(dict.fromkeys(notes)), results=tuple(results),
                   provenance=provenance, spread=spread, sections=sections, errors=errors)

@@ -52,7 +52,7 @@ __all__ = ["ERROR_KEYS", "METRIC_KEYS", "SECTION_DEFINITIONS", "SPREAD_KEYS", "n
            "LoadedModel", "load_model_source", "model_numbers", "curvature_numbers",
            "hessian_numbers", "origin_errors",
            "section_numbers", "spread_numbers", "subset_numbers", "surface_numbers",
-           "HESSIAN_KEYS"]
+           "HESSIAN_KEYS", "TOPOLOGY_KEYS", "topology_numbers"]
 
 #: Rows of the comparison table, in order.
 METRIC_KEYS = (
@@ -68,6 +68,9 @@ METRIC_KEYS = (
     "adaptive_sharpness_avg",
     "basin_width_x",
     "basin_width_y",
+    "persistent_basins",
+    "deepest_barrier",
+    "smad",
     "local_minima",
     "total_variation",
     "nonfinite_fraction",
@@ -92,10 +95,17 @@ SPREAD_KEYS = (
     "eps_rise",
     "basin_width_x",
     "basin_width_y",
+    "persistent_basins",
+    "deepest_barrier",
+    "smad",
     "local_minima",
     "total_variation",
     "nonfinite_fraction",
 )
+
+#: Rows from the sublevel-set persistence of the surface (:mod:`landscape.topology`, needs the
+#: ``topology`` extra): the headline in place of the raw ``local_minima`` count, kept beside them.
+TOPOLOGY_KEYS = ("persistent_basins", "deepest_barrier", "smad")
 
 #: Rows shown with their standard error where one is known: the evaluation noise of a data-set
 #: mean (:meth:`Surface.stderr <landscape.surface.Surface.stderr>`, where the file stores it)
@@ -401,7 +411,32 @@ def surface_numbers(s: Surface, name: str, *, eps: float, basin_threshold: float
     rough = roughness(s, array)
     for k in ("local_minima", "total_variation", "nonfinite_fraction"):
         row[k] = rough[k]
+    topo, more = topology_numbers(s, name, array)
+    row.update(topo)
+    notes.extend(more)
     return row, censored, notes
+
+
+def topology_numbers(s: Surface, name: str, array: str) -> tuple[dict[str, Any], list[str]]:
+    """The :data:`TOPOLOGY_KEYS` rows of one surface (:func:`landscape.topology.
+    surface_persistence` with its default threshold, 4 standard errors of each basin's depth)
+    and notes; ``None`` rows, with the reason in a note, where gudhi is not installed or the
+    file stores no standard errors."""
+    from ..topology import gudhi_missing_reason, surface_persistence
+
+    out: dict[str, Any] = dict.fromkeys(TOPOLOGY_KEYS)
+    missing = gudhi_missing_reason()
+    if missing is not None:  # the same for every surface: one note (compare drops repeats)
+        return out, [f"{', '.join(TOPOLOGY_KEYS)} are n/a: {missing}"]
+    r = surface_persistence(s, array)
+    if r.reason is not None:
+        return out, [f"{name}: {', '.join(TOPOLOGY_KEYS)} are n/a: {r.reason}"]
+    out.update(persistent_basins=r.n_basins, deepest_barrier=r.deepest_barrier, smad=r.smad)
+    notes: list[str] = []
+    if r.n_missing and any(r.basins[i].death == math.inf for i in r.persistent[1:]):
+        notes.append(f"{name}: {r.n_missing} grid point(s) are unfinished or diverged and "
+                     "separate persistent basins with no finite barrier between them")
+    return out, notes
 
 
 def hessian_numbers(res: NetworkResults, *, eps: float, basin_threshold: float, array: str

@@ -24,6 +24,7 @@ from typing import Any
 from .._atomic import write_bytes
 from ..errors import LandscapeError, check_int
 from ..stats import difference, summarize
+from ..topology import SE_MULTIPLE
 from ._utils import plain
 from .numbers import HESSIAN_KEYS, METRIC_KEYS, SECTION_DEFINITIONS, SPREAD_KEYS
 from .results import NetworkResults
@@ -98,8 +99,21 @@ def definitions(parameters: Mapping[str, Any]) -> dict[str, str]:
             f"minimum + {bt} (linear interpolation), direction units; ≥ marks a width cut "
             "by the grid edge"),
         "basin_width_y": "the same along y",
-        "local_minima": (f"strict local minima of {arr} on the grid (8-neighbourhood, "
-                         "interior points; 1 for a single basin)"),
+        "persistent_basins": (
+            f"basins of {arr} on the grid whose depth below their lowest barrier exceeds "
+            f"{SE_MULTIPLE:g} standard errors of that difference (sublevel-set persistence of "
+            "the grid, axis-neighbour steps; gudhi); n/a without gudhi or stored standard "
+            "errors"),
+        "deepest_barrier": (
+            "how far the loss must rise to leave the deepest persistent basin other than the "
+            "lowest one (its persistence, death − birth); n/a with a single basin"),
+        "smad": (
+            "saddle–minimum average distance on the merge tree of the persistent basins "
+            "(after Landscaper, Chen et al. 2025): mean of L(first saddle) − L(minimum); 0 "
+            "for a single basin"),
+        "local_minima": (f"raw count: strict local minima of {arr} on the grid "
+                         "(8-neighbourhood, interior points, no noise threshold; 1 for a "
+                         "single basin)"),
         "total_variation": (
             "Σ|Δ| between grid neighbours / (value range × number of grid lines) of the loss "
             "clipped at L(θ*) + 2 nats (the window: the grid edges, where the loss reaches "
@@ -163,7 +177,11 @@ def metric_info(parameters: Mapping[str, Any], loss: Any = None) -> dict[str, di
                           _FLATTER_UP),
         "basin_width_y": (f"Basin width along y ({arr} + {bt})", "direction units",
                           _FLATTER_UP),
-        "local_minima": ("Strict local minima on the grid", "count", "↓ smoother"),
+        "persistent_basins": (f"Persistent basins (depth > {SE_MULTIPLE:g} SE)", "count",
+                              "↓ smoother"),
+        "deepest_barrier": ("Deepest barrier out of a secondary basin", lu, "↓ smoother"),
+        "smad": ("Smoothness: SMAD of the persistent merge tree", lu, "↓ smoother"),
+        "local_minima": ("Strict local minima on the grid (raw)", "count", "↓ smoother"),
         "total_variation": ("Roughness (total variation within L(θ*) + 2 nats)", "swings per line",
                             "↓ smoother"),
         "nonfinite_fraction": ("Diverged grid points (NaN/inf)", "%", "↓ better"),
