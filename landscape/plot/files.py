@@ -181,7 +181,7 @@ def _needs_persistence(r: _Results) -> str | None:
     from ..topology import gudhi_missing_reason
 
     if r.surface is None:
-        return f"it has no /surface or /{SET_GROUP} group"
+        return f"it has no /surface or /{_SET_GROUP} group"
     return gudhi_missing_reason()
 
 
