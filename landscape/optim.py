@@ -56,29 +56,29 @@ def adam_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, 
     Returns
     -------
     dict or None
-        ``{"optimizer": "adamw", "step": t, "betas": [b1, b2], "eps": eps,
+        ``{"optimizer": "adamw", "step": {name: t}, "betas": [b1, b2], "eps": eps,
         "exp_avg_sq": {name: v}}`` with the raw (not bias-corrected) second moments ``v`` on
-        the CPU; ``None`` for another optimizer. Before the first step ``exp_avg_sq`` is
-        empty and ``step`` is 0.
+        the CPU and the steps each parameter took (they differ under stochastic depth, where
+        the parameters of a dropped block get no gradient and are not stepped); ``None`` for
+        another optimizer. Before the first step both dicts are empty.
     """
     if not isinstance(optimizer, torch.optim.AdamW):
         return None
     group = optimizer.param_groups[0]
-    moments, steps = {}, set()
+    moments, steps = {}, {}
     for name, p in model.named_parameters():
         st = optimizer.state.get(p)
         if st and "exp_avg_sq" in st:
             moments[name] = st["exp_avg_sq"].detach().cpu().clone()
-            steps.add(int(st["step"]))
-    if len(steps) > 1:  # every parameter has a gradient at every step of the trainer
-        raise LandscapeError(f"AdamW's parameters were stepped unequally often ({sorted(steps)})")
-    return {"optimizer": "adamw", "step": steps.pop() if steps else 0,
+            steps[name] = int(st["step"])
+    return {"optimizer": "adamw", "step": steps,
             "betas": [float(b) for b in group["betas"]], "eps": float(group["eps"]),
             "exp_avg_sq": moments}
 
 
 def adam_preconditioner(state: Mapping[str, Any], names: list[str]) -> dict[str, Tensor]:
-    """``P = sqrt(v / (1 - beta2^t)) + eps`` per parameter (float64), from :func:`adam_state`.
+    """``P = sqrt(v / (1 - beta2^t)) + eps`` per parameter (float64), from :func:`adam_state`
+    (``t``: the parameter's own step count).
 
     Parameters
     ----------
@@ -90,20 +90,20 @@ def adam_preconditioner(state: Mapping[str, Any], names: list[str]) -> dict[str,
     Raises
     ------
     LandscapeError
-        Before the first step (``t = 0``: no second moment yet, ``P`` is undefined), or when a
-        named parameter has no second moment.
+        Before the first step (no second moment yet: ``P`` is undefined), or when a named
+        parameter has no second moment.
     """
-    t = int(state["step"])
-    if t < 1:
+    beta2, eps = float(state["betas"][1]), float(state["eps"])
+    moments, steps = state["exp_avg_sq"], state["step"]
+    if not moments:
         raise LandscapeError("Adam's preconditioner is undefined before the first step (no "
                              "second moment yet)")
-    beta2, eps = float(state["betas"][1]), float(state["eps"])
-    moments = state["exp_avg_sq"]
     missing = [n for n in names if n not in moments]
     if missing:
-        raise LandscapeError(f"the stored Adam state has no second moment of {missing[:3]}")
-    correction = 1.0 - beta2**t
-    return {n: (moments[n].double() / correction).sqrt() + eps for n in names}
+        raise LandscapeError(f"the stored Adam state has no second moment of {missing[:3]} "
+                             "(never stepped)")
+    return {n: (moments[n].double() / (1.0 - beta2 ** int(steps[n]))).sqrt() + eps
+            for n in names}
 
 
 def adam_threshold(beta1: float, lr: Any) -> Any:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy.stats import binomtest
 
-from landscape.checkpoints import load_checkpoint
+from landscape.checkpoints import load_checkpoint, load_optimizer_state
 from landscape.data import DataSpec
 from landscape.errors import LandscapeError
 from landscape.models import MLP, ModelSpec, PreResNet, ResNet, ViT
@@ -150,6 +150,7 @@ def test_run_records_it_and_differs_from_no_drop(reference: TrainRun, tmp_path: 
     # a checkpoint is an ordinary model: it loads and evaluates without any hook
     ckpt = load_checkpoint(reference.final)
     assert "forward" not in vars(ckpt.model.blocks[0])
+    assert load_optimizer_state(reference.final) is None  # SGD's checkpoints keep no state
     assert math.isfinite(reference.history[-1]["train_loss"])
     # without stochastic depth the config has no key (runs of before it still resume)
     assert "stochastic_depth" not in TrainConfig().to_dict()
