@@ -190,7 +190,7 @@ def test_preconditioned_eigenvalues_match_dense_references():
         sharpening([model], data, lrs=[0.01], preconditioners=[p])
 
 
-def test_sharpening_of_an_adamw_run(tmp_path):
+def test_sharpening_of_an_adamw_run(tmp_path, capsys):
     """Epoch 0 has no preconditioner (NaN); later checkpoints' P^-1 H eigenvalue is the one
     from the stored second moments; eta is the rate after the warmup; saved and read back."""
     from landscape.checkpoints import load_checkpoint, load_optimizer_state
@@ -226,3 +226,10 @@ def test_sharpening_of_an_adamw_run(tmp_path):
     ax = r.plot()
     labels = [t.get_label() for t in ax.get_lines()]
     assert "run λmax(P⁻¹H)" in labels and "run 38/η" in labels
+    from landscape.cli.main import main
+
+    assert main(["sharpening", str(run.out_dir), "--subset", "40", "--trace-samples", "0",
+                 "--every", "2", "--out", str(tmp_path / "cli.h5")]) == 0
+    said = capsys.readouterr().out
+    assert "Adam: lambda_max(P^-1 H) per checkpoint nan, " in said
+    assert "(2+2 beta1)/((1-beta1) eta) = 1.9e+04 at the end (beta1 0.9)" in said
