@@ -135,6 +135,18 @@ def test_train_refuses_plain_twins_before_writing(tmp_path: Path) -> None:
               tmp_path / "run", progress=False)
 
 
+def test_cli_refuses_a_plain_twin_and_p_one(tmp_path: Path, capsys) -> None:
+    from landscape.cli.main import main
+
+    base = ["train", "--model", "mlp", "--subset", "100", "--epochs", "1", "--no-progress"]
+    assert main([*base, "--plain", "--stochastic-depth", "0.5", "--out",
+                 str(tmp_path / "a")]) == 2
+    assert "plain twin has none" in capsys.readouterr().err
+    assert main([*base, "--stochastic-depth", "1", "--out", str(tmp_path / "b")]) == 2
+    assert "stochastic_depth" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> TrainRun:
     return train(SPEC, DATA, CONFIG, tmp_path_factory.mktemp("sd"), progress=False)

@@ -4,9 +4,9 @@ For every checkpoint of a run: the top Hessian eigenvalues ``lambda_max`` (Lancz
 :func:`~landscape.hessian.top_eigen`) and the trace (Hutch++,
 :func:`~landscape.hessian.hutchpp`) of the training loss on a fixed subset, beside the stability
 threshold ``2 / eta`` of gradient descent with step ``eta`` and ``(2 + 2 beta) / eta`` with
-heavy-ball momentum ``beta``. ``eta`` at checkpoint ``e`` is the learning rate of the epoch
-that starts there (:func:`~landscape.training.lr_at_epoch` of epoch ``e + 1``; the last
-epoch's rate for the final checkpoint).
+heavy-ball momentum ``beta``. ``eta`` at checkpoint ``e`` is the learning rate of the step
+that follows it (:func:`~landscape.training.lr_at_step` in epoch ``e + 1``, warmup included;
+the last epoch's rate for the final checkpoint).
 
 Also, for each step between consecutive checkpoints ``d = theta_{e+1} - theta_e`` (an epoch
 of SGD steps, the finest resolution a run on disk has), the fraction of ``||d||^2`` inside
