@@ -221,3 +221,28 @@ def test_interrupted_run_resumes_bit_for_bit(reference: TrainRun, tmp_path: Path
         sa = load_checkpoint(pa).model.state_dict()
         sb = load_checkpoint(pb).model.state_dict()
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_transformer_sublayers_drop_and_scale(norm: str) -> None:
+    """A dropped sublayer is one whose output projection is zero; a kept one is one whose
+    output projection is scaled by 1 / (1 - p): the same network with edited weights."""
+    import copy
+
+    torch.manual_seed(0)
+    model = ViT(width=16, depth=2, heads=2, norm=norm).double().eval()
+    x = torch.randn(4, 1, 8, 8, dtype=torch.float64)
+    sd = StochasticDepth(model, 0.6)
+    keep = [True, False, False, True]  # blocks.0:attn and blocks.1:mlp kept
+    edited = copy.deepcopy(model)
+    layers = [m for b in edited.blocks for m in (b.attn.proj, b.mlp[2])]  # the units' order
+    with torch.no_grad():
+        for lin, kept, p in zip(layers, keep, sd.p, strict=True):
+            c = 1 / (1 - p) if kept else 0.0
+            lin.weight.mul_(c)
+            lin.bias.mul_(c)
+        with sd.installed():
+            sd.dropped = torch.tensor([not k for k in keep])
+            got = model(x)
+        want = edited(x)
+    assert torch.allclose(got, want, atol=1e-12)
