@@ -28,7 +28,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "eigenvalues and the trace of the training loss on a fixed subset, the "
                     "stability thresholds 2/eta and (2+2 beta)/eta from the run's schedule and "
                     "momentum, and the fraction of each step (between checkpoints) inside the "
-                    "top-k eigenspace and the trajectory's PCA plane. Stored as /sharpening.",
+                    "top-k eigenspace and the trajectory's PCA plane. For an AdamW run also the "
+                    "top eigenvalues of the preconditioned Hessian P^-1 H (P from the second "
+                    "moments in each checkpoint) against (2+2 beta1)/((1-beta1) eta), 38/eta "
+                    "for beta1 = 0.9 (Cohen et al. 2022). Stored as /sharpening.",
         epilog=examples(
             "landscape sharpening runs/res20 --out res20_sharp.h5",
             "landscape sharpening runs/res20 --k 3 --subset 512 --every 2 --out s.h5",
@@ -72,4 +75,11 @@ def run(args: argparse.Namespace) -> int:
     lm = res.lambda_max
     print(f"wrote /sharpening ({len(lm)} checkpoints, lambda_max {lm[0]:.3g} -> {lm[-1]:.3g}, "
           f"2/eta at the end {res.threshold[-1]:.3g}) to {out}")
+    pre = res.precond_lambda_max
+    if pre is not None:
+        thr = res.threshold_adam
+        print("Adam: lambda_max(P^-1 H) per checkpoint "
+              + ", ".join(f"{v:.4g}" for v in pre)
+              + f"; (2+2 beta1)/((1-beta1) eta) = {thr[-1]:.4g} at the end "
+              f"(beta1 {res.beta1:g}); final ratio {pre[-1] / thr[-1]:.3g}")
     return 0

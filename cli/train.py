@@ -24,8 +24,8 @@ from ._common import (
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
-        help="train a model with SGD, saving a checkpoint every --save-every epochs",
-        description="Train a registry model on a data set with SGD; writes epoch_NNNN.pt "
+        help="train a model with SGD or AdamW, saving a checkpoint every --save-every epochs",
+        description="Train a registry model on a data set with SGD or AdamW; writes epoch_NNNN.pt "
                     "checkpoints (epoch 0 = initialisation) and run.json into --out. A run "
                     "that was killed or interrupted resumes from its last checkpoint when the "
                     "same command is run again (the result is bit-identical to an "
@@ -39,6 +39,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "landscape train --model gpt --data modadd --lr 0.2 --epochs 30 --out runs/gpt",
             "landscape train --model mlp --epochs 20 --init runs/a/epoch_0002.pt --seed 1 "
             "--out runs/spawn1",
+            "landscape train --model vit --optimizer adamw --lr 1e-3 --betas 0.9,0.999 "
+            "--warmup 100 --weight-decay 0.05 --out runs/vit-adamw",
+            "landscape train --model resnet56 --stochastic-depth 0.5 --out runs/res56-sd",
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -74,6 +77,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "its path and SHA-256 go into run.json. Two runs spawned with two "
                         "seeds differ only in SGD noise: connect them with 'landscape "
                         "connect' beside two independent seeds")
+    g.add_argument("--optimizer", choices=["sgd", "adamw"], default=d.optimizer,
+                   help="SGD with momentum (default) or AdamW (decoupled --weight-decay; "
+                        "--momentum is not used)")
+    g.add_argument("--betas", type=_betas_arg, default=d.betas, metavar="B1,B2",
+                   help="AdamW's betas (default 0.9,0.999)")
+    g.add_argument("--eps", type=float_arg("eps", 0.0, closed="neither"), default=d.eps,
+                   help="AdamW's eps (default 1e-8)")
+    g.add_argument("--warmup", type=int_arg("warmup_steps", 0), default=d.warmup_steps,
+                   metavar="STEPS",
+                   help="linear learning-rate warmup over the first STEPS optimizer steps "
+                        "(default 0: none), then the --schedule")
+    g.add_argument("--stochastic-depth", type=float_arg("stochastic_depth", 0.0, 1.0,
+                                                        closed="left"),
+                   default=d.stochastic_depth, metavar="P",
+                   help="stochastic depth (Huang et al. 2016) for residual models: the last "
+                        "residual block is dropped with probability P in [0, 1) at each "
+                        "training step, block l of L with l/L*P (default 0: off)")
     g.add_argument("--save-every", type=int_arg("save_every", 1),
                    default=d.save_every, metavar="EPOCHS")
     add_compute_args(
@@ -108,6 +128,18 @@ def _seeds_arg(text: str) -> list[int]:
     return seeds
 
 
+def _betas_arg(text: str) -> tuple[float, float]:
+    """argparse type of ``--betas``: two floats in [0, 1), e.g. ``0.9,0.999``."""
+    try:
+        betas = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        betas = ()
+    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+        raise argparse.ArgumentTypeError(
+            f"must be two numbers in [0, 1) like 0.9,0.999, got {text!r}")
+    return betas  # type: ignore[return-value]
+
+
 def _say(result, seed: int | None) -> None:
     last = result.history[-1]
     final = f"final: train loss {last['train_loss']:.4g}, test acc {100 * last['test_acc']:.1f}%"
@@ -139,7 +171,9 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
         nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule,
-        seed=args.seed, save_every=args.save_every,
+        seed=args.seed, save_every=args.save_every, optimizer=args.optimizer,
+        betas=args.betas, eps=args.eps, warmup_steps=args.warmup,
+        stochastic_depth=args.stochastic_depth,
         # training's thread count is part of its recipe (results depend on it): --threads N,
         # else TrainConfig's fixed default, never the machine-dependent 'auto'
         **({"threads": args.threads} if isinstance(args.threads, int) else {}),

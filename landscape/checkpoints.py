@@ -6,6 +6,9 @@ directory, ``fsync``, :func:`os.replace`), so a killed process never leaves half
     {"format": "landscape.checkpoint", "format_version": 1,
      "model": ModelSpec.to_dict() | None, "state_dict": {...}, "meta": {...}}
 
+(and, for a checkpoint written with ``optimizer_state``, ``"optimizer_state": {...}``, read
+back by :func:`load_optimizer_state`).
+
 :func:`load_checkpoint` reads it back with ``torch.load(..., weights_only=True)`` -- which never
 executes code from the file -- and also accepts what other code bases write:
 
@@ -70,6 +73,7 @@ __all__ = [
     "Checkpoint",
     "file_sha256",
     "save_checkpoint",
+    "load_optimizer_state",
     "load_checkpoint",
     "checkpoint_position",
     "list_lightning_checkpoints",
@@ -151,7 +155,8 @@ def _plain(value: Any, where: str) -> Any:
 
 
 def save_checkpoint(
-    path: PathLike, model: nn.Module, spec: ModelSpec | None = None, **meta: Any
+    path: PathLike, model: nn.Module, spec: ModelSpec | None = None, *,
+    optimizer_state: Mapping[str, Any] | None = None, **meta: Any
 ) -> Path:
     """Save a model's ``state_dict`` with its architecture and metadata, atomically.
 
@@ -167,6 +172,10 @@ def save_checkpoint(
         Plain Python data (numbers, strings, lists, dicts) stored under ``"meta"``; numpy
         scalars and paths are converted. Anything else raises :class:`LandscapeError`, so the
         file stays loadable with ``weights_only=True``.
+    optimizer_state : dict, optional
+        Plain data and tensors of the optimizer that analyses read back
+        (:func:`load_optimizer_state`; e.g. Adam's second moments,
+        :func:`landscape.optim.adam_state`); not written when ``None``.
 
     Returns
     -------
@@ -188,7 +197,30 @@ def save_checkpoint(
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "meta": _plain(dict(meta), "meta"),
     }
+    if optimizer_state is not None:
+        payload["optimizer_state"] = dict(optimizer_state)
     return _atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def load_optimizer_state(path: PathLike) -> dict[str, Any] | None:
+    """The ``optimizer_state`` saved with a landscape checkpoint (``None`` when it has none).
+
+    Raises
+    ------
+    LandscapeError
+        If the file is missing or not a readable landscape checkpoint.
+    """
+    p = Path(path)
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file: one line
+        raise LandscapeError(f"cannot read the checkpoint '{p}' ({type(e).__name__}); check "
+                             "the path") from e
+    if not isinstance(obj, Mapping) or obj.get("format") != CHECKPOINT_FORMAT:
+        raise LandscapeError(f"'{p}' is not a landscape checkpoint (written by `landscape "
+                             "train`); it holds no optimizer state")
+    state = obj.get("optimizer_state")
+    return dict(state) if isinstance(state, Mapping) else None
 
 
 # --------------------------------------------------------------------------------------------

@@ -39,6 +39,12 @@ CPU minutes (:data:`PAIRS`):
     training; Power et al. 2022) vs the same without residual stream; SGD lr 0.2, 30 epochs,
     otherwise the default recipe: test accuracy 99.4% with, chance without (quick: ``mod 47``,
     which the residual GPT fits in 30 epochs but generalises to only 59% of the test pairs).
+``stochastic-depth``
+    Not a residual/plain pair: ResNet-56 (half width) trained with stochastic depth (Huang et
+    al. 2016; last block dropped with probability 0.5, linear decay) against the same network
+    trained without, the default recipe with 20 epochs (quick: ResNet-20, 8 epochs).
+    Veit et al. (2016) predict shorter effective paths and flatter lesion curves with it;
+    ``runs/stochastic_depth`` and ``runs/residual`` hold the two arms.
 
 Layout of ``out_dir``::
 
@@ -86,6 +92,8 @@ from .trajectory import TrajectoryPCA
 __all__ = ["DemoConfig", "PAIRS", "run_demo"]
 
 NETWORKS = ("residual", "plain")
+#: What the two arms of a pair can differ in (:attr:`DemoConfig.contrast`).
+CONTRASTS = ("skip", "stochastic_depth")
 
 
 @dataclass(frozen=True)
@@ -136,6 +144,11 @@ class DemoConfig:
         distance; the default's step, 0.1, lets the surface ε-sharpness at ε = 0.1 read its
         neighbours);
         ``""``: not computed (the quick demo: it added 68 s to a 282 s quick run).
+    contrast : {"skip", "stochastic_depth"}
+        What the two arms differ in: ``"skip"``, the residual network and its plain twin
+        (arms ``residual`` and ``plain``); ``"stochastic_depth"``, the residual network trained
+        with ``train.stochastic_depth`` and without it (arms ``stochastic_depth`` and
+        ``residual``).
     set_grid : str
         Grid (both axes) of the ``n_directions`` direction pairs (``/surfaces``); ``""``: the
         surface's ``grid``. The default, ``-0.5:0.5:11``, is the central window of the 21x21
@@ -173,6 +186,25 @@ class DemoConfig:
     connect_steps: int = 200
     hessian_grid: str = "-0.4:0.4:9"
     set_grid: str = "-0.5:0.5:11"
+    contrast: str = "skip"
+
+    def __post_init__(self) -> None:
+        from .errors import check_option
+
+        check_option("contrast", self.contrast, CONTRASTS)
+        if self.contrast == "stochastic_depth" and not self.train.stochastic_depth:
+            raise LandscapeError("contrast 'stochastic_depth' needs train.stochastic_depth > 0 "
+                                 "(the drop probability of the first arm)")
+
+    def arms(self) -> list[tuple[str, dict[str, Any], TrainConfig]]:
+        """``(name, model keyword arguments, training recipe)`` of the two arms."""
+        if self.contrast == "stochastic_depth":
+            return [("stochastic_depth", dict(self.model_kwargs), self.train),
+                    ("residual", dict(self.model_kwargs),
+                     dataclasses.replace(self.train, stochastic_depth=0.0))]
+        switch = skip_switch(self.model)  # "shortcut", or "residual" for the transformers
+        return [(name, dict(self.model_kwargs, **{switch: name == "residual"}), self.train)
+                for name in NETWORKS]
 
     @classmethod
     def quick(cls) -> DemoConfig:
@@ -222,7 +254,7 @@ class DemoConfig:
         if d["data"] == "digits" and not d["data_kwargs"]:
             del d["data"], d["data_kwargs"]
         for late in ("n_directions", "mechanisms", "sharpening_every", "connect_steps",
-                     "hessian_grid", "set_grid"):
+                     "hessian_grid", "set_grid", "contrast"):
             if d[late] == type(self).__dataclass_fields__[late].default:
                 del d[late]  # fields added later: old default directories still resume
         return d
@@ -262,6 +294,11 @@ PAIRS: dict[str, dict[str, dict[str, Any]]] = {
                                                    "width": 128, "depth": 2, "heads": 4},
                   "data": "modadd", "data_kwargs": {"p": 47, "train_fraction": 0.5},
                   "train": {"epochs": 30, "lr": 0.2}},
+    },
+    "stochastic-depth": {
+        "full": {"contrast": "stochastic_depth",
+                 "train": {"epochs": 20, "stochastic_depth": 0.5}},
+        "quick": {"contrast": "stochastic_depth", "train": {"stochastic_depth": 0.5}},
     },
 }
 
@@ -323,18 +360,20 @@ def run_demo(
     cfg_file.write_text(cfg_json)
     data = DataSpec(cfg.data, subset=cfg.eval_subset, kwargs=cfg.data_kwargs)
     train_spec = DataSpec(cfg.data, kwargs=cfg.data_kwargs)
-    switch = skip_switch(cfg.model)  # "shortcut", or "residual" for the transformers
     t_start = time.perf_counter()
     files: list[list[str]] = []
-    for name in NETWORKS:
-        kwargs = dict(cfg.model_kwargs, **{switch: name == "residual"})
+    arms = cfg.arms()
+    for name, kwargs, train_cfg in arms:
         spec = ModelSpec(cfg.model, kwargs)
         run_dir = out / "runs" / name
         t0 = time.perf_counter()
-        if not _run_complete(run_dir, cfg.train.epochs):
+        if not _run_complete(run_dir, train_cfg.epochs):
+            sd = (f", stochastic depth {train_cfg.stochastic_depth:g}"
+                  if train_cfg.stochastic_depth else "")
             _say(log, f"[{name}] training {cfg.model} {json.dumps(kwargs)} for "
-                      f"{cfg.train.epochs} epochs (lr {cfg.train.lr:g}, {cfg.train.schedule})")
-            train(spec, train_spec, cfg.train, run_dir, progress=progress)
+                      f"{train_cfg.epochs} epochs (lr {train_cfg.lr:g}, {train_cfg.schedule}"
+                      f"{sd})")
+            train(spec, train_spec, train_cfg, run_dir, progress=progress)
         run = TrainRun.load(run_dir)
         last = run.history[-1]
         _say(log, f"[{name}] trained: train loss {last['train_loss']:.4g}, test acc "
@@ -411,15 +450,17 @@ def run_demo(
                   f"path); PCA-plane surface {ts.n_done}/{ts.n_points} "
                   f"({time.perf_counter() - t0:.0f} s)")
         _mechanisms(cfg, name, model, run_dir, main, train_data, test_data, log)
-        _connect(cfg, name, spec, train_spec, model, splits, out, main, recipe, log, progress)
+        _connect(cfg, name, spec, train_spec, model, splits, out, main, recipe, log, progress,
+                 train_cfg)
         files.append([str(main), str(traj)])
 
     from .surface import parse_axis
 
     g = parse_axis(cfg.grid)
     step = (g.max - g.min) / (g.num - 1)
-    report = compare(files, names=list(NETWORKS), eps=step, models=[str(TrainRun.load(
-        out / "runs" / n).final) for n in NETWORKS], progress=progress)
+    names = [name for name, _, _ in arms]
+    report = compare(files, names=names, eps=step, models=[str(TrainRun.load(
+        out / "runs" / n).final) for n in names], progress=progress)
     report = report.save(out / "report")
     _say(log, f"wrote {out / 'report'}/report.md, report.html, report.json "
               f"({time.perf_counter() - t_start:.0f} s in all)")
@@ -473,16 +514,17 @@ def _mechanisms(cfg: DemoConfig, name: str, model: Any, run_dir: Path, main: Pat
 
 def _connect(cfg: DemoConfig, name: str, spec: ModelSpec, train_spec: DataSpec, model: Any,
              splits: dict[str, Any], out: Path, main: Path, recipe: dict[str, Any], log: Any,
-             progress: bool) -> None:
+             progress: bool, train_cfg: TrainConfig | None = None) -> None:
     """6. Connectivity: a second network (seed + 1), the line and a Bezier curve to it."""
     if not cfg.connect_steps:
         return
     from .connect import compute_connectivity, connectivity_numbers
 
     t0 = time.perf_counter()
-    run2 = out / "runs" / f"{name}_seed{cfg.train.seed + 1}"
-    if not _run_complete(run2, cfg.train.epochs):
-        train(spec, train_spec, dataclasses.replace(cfg.train, seed=cfg.train.seed + 1), run2,
+    train_cfg = train_cfg or cfg.train
+    run2 = out / "runs" / f"{name}_seed{train_cfg.seed + 1}"
+    if not _run_complete(run2, train_cfg.epochs):
+        train(spec, train_spec, dataclasses.replace(train_cfg, seed=train_cfg.seed + 1), run2,
               progress=progress)
     other = load_checkpoint(TrainRun.load(run2).final).model
     c = compute_connectivity(model, other, splits, steps=cfg.connect_steps, n_points=21,

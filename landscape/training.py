@@ -1,4 +1,4 @@
-"""A small, deterministic SGD trainer that leaves a directory of checkpoints behind.
+"""A small, deterministic SGD/AdamW trainer that leaves a directory of checkpoints behind.
 
 The landscape tools need trained models and, for trajectory plots, the whole path of the
 optimizer from its initialisation. :func:`train` writes, into one output directory::
@@ -44,6 +44,20 @@ randomness), so two runs spawned from one checkpoint with two seeds differ only 
 after it. The epoch numbering restarts at 0 (``epoch_0000.pt`` holds the checkpoint's weights),
 as do the learning-rate schedule and the momentum buffers. ``run.json`` records the checkpoint's
 path and SHA-256 under ``"init"``; the SHA-256 is part of what must match for a resume.
+
+AdamW. ``TrainConfig(optimizer="adamw")`` trains with :class:`torch.optim.AdamW` (``betas``,
+``eps``, decoupled ``weight_decay``) under the same schedules; its moments are part of the
+resume state like SGD's momentum, and every epoch checkpoint of an AdamW run also stores the
+second moments by parameter name (``"optimizer_state"``, see :func:`landscape.optim.adam_state`)
+for the preconditioned sharpness of :func:`landscape.mechanisms.sharpening_of_run`.
+``warmup_steps`` ramps the learning rate linearly over the first steps (either optimizer;
+:func:`lr_at_step`).
+
+Stochastic depth. ``TrainConfig(stochastic_depth=P)`` drops the residual units of the model at
+random while it trains (Huang et al. 2016; :mod:`landscape.stochastic_depth`), the masks drawn
+from the run's shuffling generator after each batch's indices, so that a resumed run stays
+bit-identical; ``run.json`` records the units and their probabilities under
+``"stochastic_depth"``. The checkpoints are ordinary models (inverted scaling).
 """
 
 from __future__ import annotations
@@ -70,6 +84,7 @@ from .data import DataSpec, TensorData, load_splits
 from .errors import LandscapeError, check_float, check_int, check_option, note_interruption
 from .losses import BatchLoss
 from .models import ModelSpec
+from .optim import OPTIMIZERS, adam_state, build_optimizer
 from .threads import torch_threads
 
 __all__ = [
@@ -81,6 +96,7 @@ __all__ = [
     "train",
     "train_seeds",
     "lr_at_epoch",
+    "lr_at_step",
     "list_checkpoints",
 ]
 
@@ -150,6 +166,24 @@ class TrainConfig:
         also the fastest for the small networks of the demo on 2 cores (ResNet-20: 3.1 s vs
         3.8 s an epoch) and cannot collapse on a busy machine; raise it for large models on
         many cores. Runs written before this field existed read back as 1.
+    optimizer : {"sgd", "adamw"}, default "sgd"
+        SGD with momentum, or AdamW (decoupled weight decay; ``momentum`` is then not used,
+        and ``nesterov`` is refused).
+    betas : tuple of float, default (0.9, 0.999)
+        AdamW's ``beta1`` and ``beta2``, each in ``[0, 1)``.
+    eps : float, default 1e-8
+        AdamW's ``eps`` (> 0).
+    warmup_steps : int, default 0
+        Linear warmup: step ``s`` (0-based, counted over the run) uses the epoch's rate times
+        ``min(1, (s + 1) / warmup_steps)`` (:func:`lr_at_step`).
+    stochastic_depth : float, default 0.0
+        Drop probability ``P`` of the last residual unit, in ``[0, 1)``; unit ``l`` of ``L``
+        is dropped with ``l / L * P`` (:mod:`landscape.stochastic_depth`). Models without
+        residual units are refused.
+
+    :meth:`to_dict` leaves ``optimizer``, ``betas``, ``eps``, ``warmup_steps`` and
+    ``stochastic_depth`` out while they are the defaults, so that the runs (and resume states)
+    written before these fields existed still match and resume.
 
     Raises
     ------
@@ -167,6 +201,11 @@ class TrainConfig:
     seed: int = 0
     save_every: int = 1
     threads: int = 1
+    optimizer: str = "sgd"
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    warmup_steps: int = 0
+    stochastic_depth: float = 0.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -184,7 +223,17 @@ class TrainConfig:
             "seed": check_int("seed", self.seed, 0, 2**63 - 1),
             "save_every": check_int("save_every", self.save_every, 1),
             "threads": check_int("threads", self.threads, 1),
+            "optimizer": check_option("optimizer", self.optimizer, OPTIMIZERS),
+            "betas": _check_betas(self.betas),
+            "eps": check_float("eps", self.eps, 0.0, _FLOAT32_MAX, closed="right"),
+            "warmup_steps": check_int("warmup_steps", self.warmup_steps, 0),
+            "stochastic_depth": check_float("stochastic_depth", self.stochastic_depth, 0.0, 1.0,
+                                            closed="left"),
         }
+        if checked["nesterov"] and checked["optimizer"] != "sgd":
+            raise LandscapeError(
+                f"Nesterov momentum is an option of SGD; optimizer {checked['optimizer']!r} "
+                "does not take nesterov=True")
         if checked["nesterov"] and checked["momentum"] == 0.0:
             raise LandscapeError(
                 "Nesterov momentum needs momentum > 0; pass --momentum 0.9 or drop --nesterov"
@@ -194,8 +243,14 @@ class TrainConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        """Return the fields as a JSON-ready dict."""
-        return asdict(self)
+        """Return the fields as a JSON-ready dict (the fields added after the first runs are
+        left out while they are the defaults)."""
+        d = asdict(self)
+        d["betas"] = list(d["betas"])
+        for late in _LATE_FIELDS:
+            if getattr(self, late) == type(self).__dataclass_fields__[late].default:
+                del d[late]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
@@ -208,6 +263,28 @@ class TrainConfig:
                 f"Got unknown {extra!r} instead."
             )
         return cls(**d)
+
+
+#: TrainConfig fields that :meth:`TrainConfig.to_dict` leaves out at their defaults.
+_LATE_FIELDS = ("optimizer", "betas", "eps", "warmup_steps", "stochastic_depth")
+
+
+def _check_betas(betas: Any) -> tuple[float, float]:
+    if not isinstance(betas, list | tuple) or len(betas) != 2:
+        raise LandscapeError(f"The 'betas' parameter must be a pair of floats in [0, 1). Got "
+                             f"{betas!r} instead.")
+    return (check_float("betas", betas[0], 0.0, 1.0, closed="left"),
+            check_float("betas", betas[1], 0.0, 1.0, closed="left"))
+
+
+def lr_at_step(config: TrainConfig, epoch: int, step: int) -> float:
+    """Learning rate of the optimizer step ``step`` (0-based, counted over the whole run),
+    taken in training epoch ``epoch`` (1-based): :func:`lr_at_epoch` times the linear warmup
+    factor ``min(1, (step + 1) / warmup_steps)`` (1 without warmup)."""
+    lr = lr_at_epoch(config, epoch)
+    if config.warmup_steps and step < config.warmup_steps:
+        lr *= (step + 1) / config.warmup_steps
+    return lr
 
 
 def lr_at_epoch(config: TrainConfig, epoch: int) -> float:
@@ -573,13 +650,14 @@ class _Trainer:
         if init_state is not None:  # a spawned run: the checkpoint's weights and buffers
             self.model.load_state_dict(init_state)
         self.shuffle = torch.Generator().manual_seed(config.seed)
-        self.optimizer = torch.optim.SGD(
-            self.model.parameters(),
-            lr=config.lr,
-            momentum=config.momentum,
-            nesterov=config.nesterov,
-            weight_decay=config.weight_decay,
-        )
+        self.optimizer = build_optimizer(self.model, config)
+        self.depth = None
+        if config.stochastic_depth:
+            from .stochastic_depth import StochasticDepth
+
+            self.depth = StochasticDepth(self.model, config.stochastic_depth)
+            manifest["stochastic_depth"] = {"p_last": config.stochastic_depth,
+                                            **self.depth.record()}
         self.step = 0
         self.epoch = 0  # epochs done
         self.cuda = _cuda_index(device)
@@ -655,7 +733,8 @@ class _Trainer:
             "test_acc": test_acc,
         }
         path = save_checkpoint(
-            self.out / _ckpt_name(self.epoch), self.model, self.spec, **metrics, **self.meta
+            self.out / _ckpt_name(self.epoch), self.model, self.spec, **metrics, **self.meta,
+            optimizer_state=adam_state(self.model, self.optimizer),
         )
         self.history.append({**metrics, "checkpoint": path.name, "sha256": file_sha256(path)})
         state = self.resume_state()
@@ -672,21 +751,36 @@ class _Trainer:
         self.model.train()
         n = len(self.train_set)
         order = torch.randperm(n, generator=self.shuffle)
-        for start in range(0, n, self.config.batch_size):
-            idx = order[start : start + self.config.batch_size]
-            x = self.train_set.x[idx].to(self.device)
-            y = self.train_set.y[idx].to(self.device).long()
-            t = _LOSS.model_terms(self.model, (x, y))
-            loss = t.total / t.weight
-            value = loss.item()
-            if not math.isfinite(value):
-                raise self.diverged(value, epoch, lr, "in")
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
-            self.step += 1
+        with self._depth_installed():
+            for start in range(0, n, self.config.batch_size):
+                if self.config.warmup_steps:
+                    lr = lr_at_step(self.config, epoch, self.step)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
+                idx = order[start : start + self.config.batch_size]
+                if self.depth is not None:  # after the batch's indices, from the same generator
+                    self.depth.draw(self.shuffle)
+                x = self.train_set.x[idx].to(self.device)
+                y = self.train_set.y[idx].to(self.device).long()
+                t = _LOSS.model_terms(self.model, (x, y))
+                loss = t.total / t.weight
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise self.diverged(value, epoch, lr, "in")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                self.step += 1
         self.epoch = epoch
-        return lr
+        return lr_at_epoch(self.config, epoch)
+
+    def _depth_installed(self) -> Any:
+        """Stochastic depth's forwards while the epoch trains (none without it)."""
+        if self.depth is None:
+            from contextlib import nullcontext
+
+            return nullcontext()
+        return self.depth.installed()
 
     def fit(self, progress: bool) -> None:
         """Train from ``self.epoch`` to ``config.epochs`` (checkpoint 0 first if fresh)."""
@@ -793,6 +887,7 @@ def train(
     device = torch.device(device)
     out = Path(out_dir)
     init_record, init_state = _spawn_point(init, spec)
+    _check_depth(spec, config)
     setup = _setup_of(spec, data, config, init_record and init_record["sha256"])
     start = _plan(out, setup, overwrite)
     if start.kind == "complete":
@@ -918,6 +1013,22 @@ def _spawn_point(init: str | os.PathLike | None, spec: ModelSpec
             f"the 'init' checkpoint '{path}' does not fit the architecture {spec.to_dict()} "
             f"(tensor '{bad[0]}' differs); spawn from a checkpoint of the same architecture")
     return {"path": str(path), "sha256": ckpt.sha256}, state
+
+
+def _check_depth(spec: ModelSpec, config: TrainConfig) -> None:
+    """Refuse stochastic depth for a model without residual units, before anything is
+    written."""
+    if not config.stochastic_depth:
+        return
+    from .stochastic_depth import residual_units
+
+    with torch.random.fork_rng(devices=[]):  # building the model draws; leave no trace
+        model = spec.build()
+    try:
+        residual_units(model)
+    except LandscapeError as e:
+        raise LandscapeError(f"cannot train {spec.name} with stochastic_depth="
+                             f"{config.stochastic_depth:g}: {e}") from e
 
 
 def _resumed_of(out: Path) -> list[Any]:

@@ -104,7 +104,13 @@ def test_pairs_keep_the_default_demo_unchanged():
     assert gpt.data == "modadd" and gpt.to_dict()["data_kwargs"] == {"p": 97,
                                                                        "train_fraction": 0.5}
     assert gpt.train.lr == 0.2 and gpt.train.momentum == DemoConfig().train.momentum
-    assert set(PAIRS) == {"resnet56", "preresnet56", "densenet", "vit", "gpt"}
+    assert set(PAIRS) == {"resnet56", "preresnet56", "densenet", "vit", "gpt",
+                          "stochastic-depth"}
+    sd = DemoConfig.for_pair("stochastic-depth")
+    assert sd.model == "resnet56" and sd.train.stochastic_depth == 0.5
+    assert [(n, t.stochastic_depth) for n, _, t in sd.arms()] == [("stochastic_depth", 0.5),
+                                                                  ("residual", 0.0)]
+    assert [n for n, _, _ in DemoConfig().arms()] == ["residual", "plain"]
 
 
 def test_quick_vit_pair_end_to_end(tmp_path):
@@ -128,3 +134,30 @@ def test_quick_vit_pair_end_to_end(tmp_path):
     run = json.loads((out / "runs" / "plain" / "run.json").read_text())
     assert run["model"] == {"name": "vit", "kwargs": {"width": 32, "depth": 4, "heads": 4,
                                                       "residual": False}}
+
+
+@pytest.mark.slow
+def test_quick_stochastic_depth_pair_end_to_end(tmp_path):
+    """`landscape demo --pair stochastic-depth --quick`: ResNet-20 trained with and without
+    stochastic depth, both arms through the whole comparison, lesions and path lengths
+    included (about 3 minutes on a quiet 2-core machine)."""
+    from landscape.mechanisms import LesionResult, PathLengthResult
+
+    out = tmp_path / "sd"
+    cmd = [sys.executable, "-m", "landscape.cli", "demo", "--pair", "stochastic-depth",
+           "--quick", "--out", str(out), "--no-progress"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, env=env)  # hang guard
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "stochastic depth 0.5" in r.stdout
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert set(report["metrics"]) == {"stochastic_depth", "residual"}
+    runs = {n: json.loads((out / "runs" / n / "run.json").read_text())
+            for n in ("stochastic_depth", "residual")}
+    assert runs["stochastic_depth"]["config"]["stochastic_depth"] == 0.5
+    assert "stochastic_depth" not in runs["residual"]["config"]
+    assert runs["stochastic_depth"]["model"] == runs["residual"]["model"]  # both residual
+    for name in runs:
+        les = LesionResult.load(out / f"{name}.h5")
+        paths = PathLengthResult.load(out / f"{name}.h5")
+        assert len(les.blocks) == 9 and paths.n_blocks == 9

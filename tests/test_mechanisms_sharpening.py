@@ -147,3 +147,89 @@ def test_sharpening_bn_field_round_trips_and_old_files_read_as_eval(tmp_path):
                                                   torch.randint(0, 3, (8,))),
                        lrs=[0.1], n_trace=0)
     assert plain.bn == "no batchnorm"
+
+
+# --------------------------------------------------------------------------- Adam: P^-1 H
+def test_preconditioned_eigenvalues_match_dense_references():
+    """lambda(P^-1 H) by Lanczos on P^-1/2 H P^-1/2 against dense float64 references: the
+    Hessian by torch.func.hessian and by a double-backward HVP loop, and eig of the
+    non-symmetric P^-1 H itself."""
+    from .conftest import toy_classifier
+    from .reference import exact_hessian, flat_loss_fn
+
+    model, data = toy_classifier(3)
+    names = [n for n, _ in model.named_parameters()]
+    h1 = exact_hessian(model, data.x, data.y, names)
+    f, theta = flat_loss_fn(model, data.x, data.y, names)
+    theta = theta.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(f(theta), theta, create_graph=True)
+    eye = torch.eye(len(theta), dtype=torch.float64)
+    h2 = torch.stack([torch.autograd.grad(grad, theta, e, retain_graph=True)[0] for e in eye])
+    torch.testing.assert_close(h1, h2, rtol=1e-10, atol=1e-10)
+    g = torch.Generator().manual_seed(5)
+    p = {n: torch.rand(q.shape, generator=g, dtype=torch.float64) * 0.1 + 1e-3
+         for n, q in model.named_parameters()}
+    d = torch.cat([p[n].reshape(-1) for n in names])
+    sym = torch.linalg.eigvalsh(h1 / d.sqrt()[:, None] / d.sqrt()[None, :])
+    nonsym = torch.linalg.eigvals(h2 / d[:, None])
+    assert nonsym.imag.abs().max() < 1e-8
+    np.testing.assert_allclose(np.sort(nonsym.real.numpy())[-2:], sym[-2:].numpy(),
+                               rtol=1e-9)
+    r = sharpening([model], data, lrs=[0.01], k=2, n_trace=0, tol=1e-10,
+                   preconditioners=[p], beta1=0.9)
+    np.testing.assert_allclose(r.precond_eigenvalues[0], sym.numpy()[::-1][:2], rtol=1e-8)
+    assert r.precond_converged.all() and r.optimizer == "adamw" and r.beta1 == 0.9
+    np.testing.assert_allclose(r.threshold_adam, [3800.0])
+    np.testing.assert_allclose(r.lambda_max, [float(torch.linalg.eigvalsh(h1)[-1])], rtol=1e-6)
+    # P = 1 everywhere is the Hessian itself
+    ones = {n: torch.ones_like(v) for n, v in p.items()}
+    r1 = sharpening([model], data, lrs=[0.01], n_trace=0, tol=1e-10, preconditioners=[ones],
+                    beta1=0.0)
+    np.testing.assert_allclose(r1.precond_lambda_max, r1.lambda_max, rtol=1e-8)
+    with pytest.raises(Exception, match="go together"):
+        sharpening([model], data, lrs=[0.01], preconditioners=[p])
+
+
+def test_sharpening_of_an_adamw_run(tmp_path, capsys):
+    """Epoch 0 has no preconditioner (NaN); later checkpoints' P^-1 H eigenvalue is the one
+    from the stored second moments; eta is the rate after the warmup; saved and read back."""
+    from landscape.checkpoints import load_checkpoint, load_optimizer_state
+    from landscape.hessian import HessianOperator, PreconditionedOperator, top_eigen
+    from landscape.optim import adam_preconditioner
+
+    config = TrainConfig(epochs=2, lr=2e-3, optimizer="adamw", betas=(0.9, 0.99),
+                         warmup_steps=2, schedule="constant")
+    run = train(ModelSpec("mlp", {"width": 8, "depth": 1}), DataSpec("digits", subset=60),
+                config, tmp_path / "run", progress=False)
+    r = sharpening_of_run(run.out_dir, subset=40, n_trace=0, tol=1e-6)
+    assert list(r.epochs) == [0, 1, 2] and r.momentum == 0.0 and r.beta1 == 0.9
+    np.testing.assert_allclose(r.lr, [1e-3, 2e-3, 2e-3])  # step 0 of the warmup, then lr
+    np.testing.assert_allclose(r.threshold_adam, 38 / r.lr)
+    pre = r.precond_lambda_max
+    assert np.isnan(pre[0]) and np.isfinite(pre[1:]).all() and r.precond_converged[1:].all()
+    ckpt = load_checkpoint(run.final)
+    from landscape.data import load_data
+
+    data = load_data(DataSpec("digits", subset=60), "train").subset(40)
+    op = HessianOperator(ckpt.model, (data.x, data.y))
+    state = load_optimizer_state(run.final)
+    want = top_eigen(PreconditionedOperator(op, adam_preconditioner(state, op.names)), 1,
+                     which="LA", tol=1e-6).eigenvalues[0]
+    np.testing.assert_allclose(pre[-1], want, rtol=1e-4)
+    assert pre[-1] > 10 * r.lambda_max[-1]  # P is small: sqrt(v_hat) << 1
+    nums = r.numbers()
+    assert nums["sharpening_precond_final_over_threshold"] == pytest.approx(pre[-1] / (38 / 2e-3))
+    r.save(tmp_path / "s.h5")
+    back = SharpeningResult.load(tmp_path / "s.h5")
+    np.testing.assert_array_equal(back.precond_eigenvalues, r.precond_eigenvalues)
+    assert back.optimizer == "adamw" and back.beta1 == 0.9
+    ax = r.plot()
+    labels = [t.get_label() for t in ax.get_lines()]
+    assert "run λmax(P⁻¹H)" in labels and "run 38/η" in labels
+    from landscape.cli.main import main
+
+    assert main(["sharpening", str(run.out_dir), "--subset", "40", "--trace-samples", "0",
+                 "--every", "2", "--out", str(tmp_path / "cli.h5")]) == 0
+    said = capsys.readouterr().out
+    assert "Adam: lambda_max(P^-1 H) per checkpoint nan, " in said
+    assert "(2+2 beta1)/((1-beta1) eta) = 1.9e+04 at the end (beta1 0.9)" in said

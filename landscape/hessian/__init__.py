@@ -40,6 +40,7 @@ from .directions import (
 )
 from .lanczos import EigenResult, eigen_ratio, extreme_pairs, min_eigen, top_eigen
 from .operator import CurvatureOperator, HessianOperator, hvp
+from .preconditioned import PreconditionedOperator
 from .ratio_map import RatioMap, compute_ratio_map, serpentine_order
 from .results import CurvatureResult, compute_curvature
 from .trace import TraceResult, hutchinson, hutchpp
@@ -50,6 +51,7 @@ __all__ = [
     "CurvatureResult",
     "EigenResult",
     "HessianOperator",
+    "PreconditionedOperator",
     "RatioMap",
     "SpectralDensity",
     "TraceResult",

@@ -89,7 +89,9 @@ def plot_shatter(results: Mapping[str, Any], ax: Any = None) -> Any:
 
 
 def plot_sharpening(results: Mapping[str, Any], ax: Any = None) -> Any:
-    """``lambda_max`` over epochs against ``2/eta`` (dotted) and ``(2 + 2 beta)/eta`` (dashed)."""
+    """``lambda_max`` over epochs against ``2/eta`` (dotted) and ``(2 + 2 beta)/eta`` (dashed);
+    for an Adam run also ``lambda_max(P^-1 H)`` (squares) against ``(2 + 2 beta1) / ((1 -
+    beta1) eta)`` (dash-dotted; ``38/eta`` at ``beta1 = 0.9``)."""
     ax = _axis(ax)
     for label, r in results.items():
         (line,) = ax.semilogy(r.epochs, r.lambda_max, marker="o", ms=3, label=f"{label} λmax")
@@ -97,6 +99,14 @@ def plot_sharpening(results: Mapping[str, Any], ax: Any = None) -> Any:
         if r.momentum > 0:
             ax.semilogy(r.epochs, r.threshold_momentum, ls="--", color=line.get_color(),
                         label=f"{label} (2+2β)/η")
+        pre = getattr(r, "precond_lambda_max", None)
+        if pre is not None:
+            ax.semilogy(r.epochs, pre, marker="s", ms=3, ls="-", lw=1.5, color=line.get_color(),
+                        alpha=0.7, label=f"{label} λmax(P⁻¹H)")
+            b1 = r.beta1
+            name = "38/η" if abs(b1 - 0.9) < 1e-12 else f"(2+2·{b1:g})/((1−{b1:g})η)"
+            ax.semilogy(r.epochs, r.threshold_adam, ls="-.", color=line.get_color(),
+                        label=f"{label} {name}")
     ax.set_xlabel("epoch")
     ax.set_ylabel("top Hessian eigenvalue")
     ax.legend(fontsize=7)

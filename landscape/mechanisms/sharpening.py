@@ -4,15 +4,26 @@ For every checkpoint of a run: the top Hessian eigenvalues ``lambda_max`` (Lancz
 :func:`~landscape.hessian.top_eigen`) and the trace (Hutch++,
 :func:`~landscape.hessian.hutchpp`) of the training loss on a fixed subset, beside the stability
 threshold ``2 / eta`` of gradient descent with step ``eta`` and ``(2 + 2 beta) / eta`` with
-heavy-ball momentum ``beta``. ``eta`` at checkpoint ``e`` is the learning rate of the epoch
-that starts there (:func:`~landscape.training.lr_at_epoch` of epoch ``e + 1``; the last
-epoch's rate for the final checkpoint).
+heavy-ball momentum ``beta``. ``eta`` at checkpoint ``e`` is the learning rate of the step
+that follows it (:func:`~landscape.training.lr_at_step` in epoch ``e + 1``, warmup included;
+the last epoch's rate for the final checkpoint).
 
 Also, for each step between consecutive checkpoints ``d = theta_{e+1} - theta_e`` (an epoch
 of SGD steps, the finest resolution a run on disk has), the fraction of ``||d||^2`` inside
 the top-``k`` Hessian eigenspace at ``theta_e`` and inside the PCA plane of the whole
 trajectory (the top two principal directions of ``theta_e - theta_final``): the
 "low-dimensional descent path" question, asked step by step.
+
+Adam (Cohen et al., 2022). For a run trained with AdamW, the curvature Adam feels is that of
+the preconditioned Hessian ``P^{-1} H``, ``P = diag(sqrt(v_hat) + eps)`` from the bias-corrected
+second moments stored in each checkpoint (:func:`~landscape.optim.adam_preconditioner`); its top
+eigenvalues are those of the symmetric ``P^{-1/2} H P^{-1/2}``
+(:class:`~landscape.hessian.PreconditionedOperator`, same Lanczos), stored beside the raw
+Hessian's and compared with ``(2 + 2 beta1) / ((1 - beta1) eta)`` (``38 / eta`` for ``beta1 =
+0.9``), near which Cohen et al. find them settle. The initialisation (epoch 0) has no second
+moment yet: its preconditioned eigenvalues are NaN. The raw ``lambda_max`` of an Adam run is
+still stored and drawn against ``2 / eta`` (``momentum`` is 0 there: Adam's ``beta1`` is no
+heavy-ball momentum).
 
 BatchNorm. By default (``bn="recalibrate"``) the running statistics of every checkpoint are
 recomputed on the same training subset before its Hessian
@@ -37,9 +48,9 @@ from torch import nn
 from ..checkpoints import load_checkpoint
 from ..data import load_data
 from ..errors import LandscapeError, check_float, check_int, check_option
-from ..hessian import HessianOperator, hutchpp, top_eigen
+from ..hessian import HessianOperator, PreconditionedOperator, hutchpp, top_eigen
 from ..hessian.operator import BN_OPTIONS
-from ..training import TrainRun, lr_at_epoch
+from ..training import TrainRun, lr_at_step
 from ._common import Result, as_xy
 
 __all__ = ["SharpeningResult", "sharpening", "sharpening_of_run"]
@@ -77,6 +88,15 @@ class SharpeningResult(Result):
         at every checkpoint), ``"eval"`` (each checkpoint's own running statistics) or ``"no
         batchnorm"`` (the model keeps none). Files written before this field read as
         ``"eval"``.
+    optimizer : {"sgd", "adamw"}
+        The run's optimizer (files written before this field read as ``"sgd"``).
+    beta1 : float or None
+        Adam's ``beta1`` (``None`` for SGD).
+    precond_eigenvalues : np.ndarray, shape (n, k), or None
+        Top ``k`` eigenvalues of ``P^{-1} H`` per checkpoint (NaN where ``P`` is undefined: the
+        initialisation); ``None`` without a preconditioner (SGD).
+    precond_converged : np.ndarray of bool, shape (n, k), or None
+        Whether each of them met the tolerance.
     """
 
     GROUP: ClassVar[str] = "sharpening"
@@ -91,6 +111,10 @@ class SharpeningResult(Result):
     step_in_pca: np.ndarray
     n_samples: int
     bn: str = "eval"
+    optimizer: str = "sgd"
+    beta1: float | None = None
+    precond_eigenvalues: np.ndarray | None = None
+    precond_converged: np.ndarray | None = None
 
     @property
     def lambda_max(self) -> np.ndarray:
@@ -107,10 +131,35 @@ class SharpeningResult(Result):
         """``(2 + 2 beta) / eta`` per checkpoint."""
         return (2.0 + 2.0 * self.momentum) / self.lr
 
+    @property
+    def precond_lambda_max(self) -> np.ndarray | None:
+        """The top eigenvalue of ``P^{-1} H`` per checkpoint (``None`` for SGD)."""
+        return None if self.precond_eigenvalues is None else self.precond_eigenvalues[:, 0]
+
+    @property
+    def threshold_adam(self) -> np.ndarray | None:
+        """``(2 + 2 beta1) / ((1 - beta1) eta)`` per checkpoint (``None`` for SGD)."""
+        if self.beta1 is None:
+            return None
+        from ..optim import adam_threshold
+
+        return adam_threshold(self.beta1, self.lr)
+
     def numbers(self) -> dict[str, float]:
         """Headline numbers: final and peak ``lambda_max`` relative to the threshold, the rise
-        from the first checkpoint, and the mean step fractions."""
+        from the first checkpoint, and the mean step fractions; for an Adam run also the
+        final ``lambda_max(P^-1 H)`` and its final and peak ratios to the Adam threshold."""
         thr = self.threshold_momentum
+        extra = {}
+        pre = self.precond_lambda_max
+        if pre is not None:
+            ratio = pre / self.threshold_adam
+            extra = {
+                "sharpening_precond_lambda_max_final": float(pre[-1]),
+                "sharpening_precond_final_over_threshold": float(ratio[-1]),
+                "sharpening_precond_peak_over_threshold": float(np.nanmax(ratio))
+                if np.isfinite(ratio).any() else float("nan"),
+            }
         return {
             "sharpening_lambda_max_first": float(self.lambda_max[0]),
             "sharpening_lambda_max_final": float(self.lambda_max[-1]),
@@ -119,6 +168,7 @@ class SharpeningResult(Result):
             if np.isfinite(self.step_in_topk).any() else float("nan"),
             "sharpening_step_in_pca_mean": float(np.nanmean(self.step_in_pca))
             if np.isfinite(self.step_in_pca).any() else float("nan"),
+            **extra,
         }
 
     def plot(self, ax: Any = None, label: str | None = None) -> Any:
@@ -155,6 +205,8 @@ def sharpening(
     exclude: str | Sequence[str] | None = None,
     include_frozen: bool = False,
     bn: str = "recalibrate",
+    preconditioners: Sequence[Any] | None = None,
+    beta1: float | None = None,
 ) -> SharpeningResult:
     """Top eigenvalues, trace and step fractions at a sequence of checkpoints.
 
@@ -191,6 +243,13 @@ def sharpening(
         BatchNorm running statistics of each checkpoint's loss: recomputed on ``data`` first
         (see the module docstring), or the checkpoint's own (``"eval"``, meaningless where they
         are unset, e.g. at epoch 0).
+    preconditioners : sequence of (dict of str to Tensor or None), optional
+        Adam's diagonal preconditioner ``P`` at each checkpoint, by parameter name (see
+        :func:`~landscape.optim.adam_preconditioner`; ``None`` where undefined): the top ``k``
+        eigenvalues of ``P^{-1} H`` are computed too. Needs ``beta1``.
+    beta1 : float, optional
+        Adam's ``beta1`` of the threshold ``(2 + 2 beta1) / ((1 - beta1) eta)``; only with
+        ``preconditioners``.
 
     Returns
     -------
@@ -200,6 +259,7 @@ def sharpening(
     ----------
     .. [1] J. Cohen, S. Kaur, Y. Li, J. Z. Kolter and A. Talwalkar, "Gradient Descent on Neural
        Networks Typically Occurs at the Edge of Stability", ICLR 2021.
+    .. [2] J. Cohen et al., "Adaptive Gradient Methods at the Edge of Stability", 2022.
     """
     models = list(models)
     if not models:
@@ -213,9 +273,19 @@ def sharpening(
     if n_trace and n_trace < 3:
         raise LandscapeError(f"n_trace must be 0 or at least 3; got {n_trace}")
     check_option("bn", bn, BN_OPTIONS)
+    if (preconditioners is None) != (beta1 is None):
+        raise LandscapeError("The 'preconditioners' and 'beta1' parameters go together: pass "
+                             "both (an Adam run) or neither")
+    if preconditioners is not None:
+        preconditioners = list(preconditioners)
+        if len(preconditioners) != len(models):
+            raise LandscapeError(f"got {len(preconditioners)} preconditioners for "
+                                 f"{len(models)} checkpoints")
+        beta1 = check_float("beta1", beta1, 0.0, 1.0, closed="left")
     xy = as_xy(data)
     eig, conv, tr, thetas, bases, bn_done = [], [], [], [], [], []
-    for m in models:
+    pre_eig, pre_conv = [], []
+    for i, m in enumerate(models):
         if device is not None:
             m = m.to(device)
         op = HessianOperator(m, xy, loss=loss, batch_size=batch_size, dtype=dtype,
@@ -227,6 +297,15 @@ def sharpening(
         conv.append(r.converged)
         bases.append(r.eigenvectors)
         tr.append(hutchpp(op, n_trace).estimate if n_trace else np.nan)
+        if preconditioners is not None:
+            if preconditioners[i] is None:  # e.g. the initialisation: no second moment yet
+                pre_eig.append(np.full(k, np.nan))
+                pre_conv.append(np.zeros(k, dtype=bool))
+            else:
+                rp = top_eigen(PreconditionedOperator(op, preconditioners[i]), k, which="LA",
+                               tol=tol, max_hvp=max_hvp)
+                pre_eig.append(rp.eigenvalues)
+                pre_conv.append(rp.converged)
         named = dict(m.named_parameters())
         thetas.append(op.flatten({n: named[n].detach() for n in op.names}).double().cpu()
                       .numpy())
@@ -245,6 +324,9 @@ def sharpening(
         converged=np.array(conv, dtype=bool), trace=np.array(tr, dtype=float),
         step_in_topk=in_topk, step_in_pca=in_pca, n_samples=int(len(xy[0])),
         bn="recalibrated" if "recalibrated" in bn_done else bn_done[0],
+        optimizer="sgd" if preconditioners is None else "adamw", beta1=beta1,
+        precond_eigenvalues=None if preconditioners is None else np.array(pre_eig, dtype=float),
+        precond_converged=None if preconditioners is None else np.array(pre_conv, dtype=bool),
     )
 
 
@@ -252,10 +334,16 @@ def sharpening_of_run(run_dir: str | os.PathLike, *, subset: int | None = 256, e
                       **kwargs: Any) -> SharpeningResult:
     """:func:`sharpening` over the checkpoints of a training run (``landscape train`` output).
 
+    For an AdamW run, also the top eigenvalues of ``P^{-1} H`` with Adam's preconditioner from
+    the second moments stored in each checkpoint, against ``(2 + 2 beta1) / ((1 - beta1)
+    eta)`` (see the module docstring).
+
     Parameters
     ----------
     run_dir : path
-        The run directory (its ``run.json`` gives the data, the schedule and the momentum).
+        The run directory (its ``run.json`` gives the data, the schedule, the warmup, the
+        optimizer and its momentum or betas). ``eta`` at a checkpoint is the rate of the step
+        that follows it (:func:`~landscape.training.lr_at_step`).
     subset : int or None, default=256
         Training samples of the loss (``None``: the run's whole training split).
     every : int, default=1
@@ -273,8 +361,24 @@ def sharpening_of_run(run_dir: str | os.PathLike, *, subset: int | None = 256, e
     data = load_data(run.data, "train").subset(subset)
     epochs = [int(run.history[i]["epoch"]) for i in idx]
     n_ep = run.config.epochs
-    lrs = [lr_at_epoch(run.config, min(e + 1, n_ep)) for e in epochs]
+    steps = [int(run.history[i]["step"]) for i in idx]
+    lrs = [lr_at_step(run.config, min(e + 1, n_ep), s) for e, s in zip(epochs, steps,
+                                                                        strict=True)]
     with torch.no_grad():
         models = [load_checkpoint(run.checkpoints[i]).model for i in idx]
-    return sharpening(models, data, lrs=lrs, momentum=run.config.momentum, epochs=epochs,
-                      **kwargs)
+    if run.config.optimizer != "adamw":
+        return sharpening(models, data, lrs=lrs, momentum=run.config.momentum, epochs=epochs,
+                          **kwargs)
+    from ..checkpoints import load_optimizer_state
+    from ..optim import adam_preconditioner
+
+    pre = []
+    for i, m in zip(idx, models, strict=True):
+        state = load_optimizer_state(run.checkpoints[i])
+        if state is None:
+            raise LandscapeError(f"checkpoint '{run.checkpoints[i]}' of the AdamW run holds no "
+                                 "optimizer state; retrain it with this version of landscape")
+        names = [n for n, _ in m.named_parameters()]
+        pre.append(adam_preconditioner(state, names) if state["exp_avg_sq"] else None)
+    return sharpening(models, data, lrs=lrs, momentum=0.0, epochs=epochs, preconditioners=pre,
+                      beta1=run.config.betas[0], **kwargs)
