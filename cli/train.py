@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "landscape train --model mlp --epochs 20 --init runs/a/epoch_0002.pt --seed 1 "
             "--out runs/spawn1",
             "landscape train --model vit --optimizer adamw --lr 1e-3 --betas 0.9,0.999 "
-            "--warmup 100 --weight-decay 0.05 --out runs/vit-adamw",
+            "--warmup-steps 100 --weight-decay 0.05 --out runs/vit-adamw",
             "landscape train --model resnet56 --stochastic-depth 0.5 --out runs/res56-sd",
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -84,8 +84,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="AdamW's betas (default 0.9,0.999)")
     g.add_argument("--eps", type=float_arg("eps", 0.0, closed="neither"), default=d.eps,
                    help="AdamW's eps (default 1e-8)")
-    g.add_argument("--warmup", type=int_arg("warmup_steps", 0), default=d.warmup_steps,
-                   metavar="STEPS",
+    g.add_argument("--warmup-steps", "--warmup", dest="warmup_steps",
+                   type=int_arg("warmup_steps", 0), default=d.warmup_steps, metavar="STEPS",
                    help="linear learning-rate warmup over the first STEPS optimizer steps "
                         "(default 0: none), then the --schedule")
     g.add_argument("--stochastic-depth", type=float_arg("stochastic_depth", 0.0, 1.0,
@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
         nesterov=args.nesterov, weight_decay=args.weight_decay, schedule=args.schedule,
         seed=args.seed, save_every=args.save_every, optimizer=args.optimizer,
-        betas=args.betas, eps=args.eps, warmup_steps=args.warmup,
+        betas=args.betas, eps=args.eps, warmup_steps=args.warmup_steps,
         stochastic_depth=args.stochastic_depth,
         # training's thread count is part of its recipe (results depend on it): --threads N,
         # else TrainConfig's fixed default, never the machine-dependent 'auto'
