@@ -38,7 +38,10 @@ from . import (
     train,
     trajectory,
 )
-from ._common import batch_size_arg  # 'auto' or a positive int: the same type
+from ._common import (
+    batch_size_arg,  # 'auto' or a positive int: the same type
+    flag_message,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -119,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LandscapeError as exc:
         if debug:
             raise
-        print(f"landscape {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        message = flag_message(str(exc), parser, args.command)  # parameters as options
+        print(f"landscape {args.command}: error: {_one_line(message)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` & co: stop quietly, like Unix tools
         try:
