@@ -364,6 +364,8 @@ PARAMETER_OPTIONS: dict[str, str] = {
     "n_bends": "--bends",
     "models": "--checkpoints",
     "autocast": "--precision",
+    "kinds": "--kind",
+    "fmt": "--format",
 }
 
 #: Library calls that a message names as the way to make something, and what a CLI user types
@@ -376,7 +378,9 @@ CALL_COMMANDS: dict[str, str | None] = {
     "compute_curvature": "hessian CKPT",
     "compute_ratio_map": "hessian CKPT --grid SURFACE.h5",
     "compute_connectivity": "connect A.pt B.pt",
-    "TrajectoryPCA": "trajectory CHECKPOINTS",
+    "plane_directions": "surface A.pt --plane B.pt BEND.pt",
+    "load_directions": "surface CKPT --dir-file FILE.h5",
+    "TrajectoryPCA": "trajectory CHECKPOINTS --out FILE.h5",
     "run_analyses": "probe CKPT",
     "sharpening_of_run": "sharpening RUN",
     "train": "train",
@@ -387,7 +391,9 @@ CALL_COMMANDS: dict[str, str | None] = {
 
 _SKLEARN_FORM = re.compile(r"^The '(\w+)' parameter")
 _PARAMETER = re.compile(r"\b[Tt]he '(\w+)' parameter\b|'(\w+)' parameter\b")
-_CALL = re.compile(r"(?<![\w.])(?:landscape\.)?([A-Za-z_]\w*)\(([^()]*)\)")
+_PARAMETERS = re.compile(r"'(\w+)' and '(\w+)' parameters\b")
+_CALL = re.compile(  # a call, with the method calls chained to it: TrajectoryPCA(...).fit(..)
+    r"(?<![\w.])(?:landscape\.)?([A-Za-z_]\w*)\(([^()]*)\)(?:\.\w+\([^()]*\))*")
 _ASSIGNMENT = re.compile(
     r"(?<![\w.'\"-])([a-z_][a-z0-9_]*)=(True|False|\.\.\.|'[^']*'|\"[^\"]*\"|torch\.\w+|"
     r"[\w:/.\-]*[\w/])"
@@ -495,5 +501,12 @@ def flag_message(message: str, root: argparse.ArgumentParser, command: str) -> s
         head = f"{_long(_option(options, first[1]))}: "
         message = message[first.end():]
         head += first[0]
-    message = _PARAMETER.sub(parameter, _translate(_CALL.sub(call, message), options))
+    def parameters(m: re.Match) -> str:
+        both = [_option(options, name) for name in (m[1], m[2])]
+        if None in both:
+            return m[0]
+        return f"{_long(both[0])} and {_long(both[1])} options"
+
+    message = _translate(_CALL.sub(call, message), options)
+    message = _PARAMETER.sub(parameter, _PARAMETERS.sub(parameters, message))
     return head + message
