@@ -326,8 +326,8 @@ def _select(
     if not chosen:
         raise LandscapeError(
             "no tensor is left to perturb: check the 'params' and 'exclude' parameters"
-            + ("; frozen parameters are held fixed unless include_frozen=True "
-               "" if frozen and not include_frozen else "")
+            + ("; frozen parameters are held fixed unless include_frozen=True"
+               if frozen and not include_frozen else "")
         )
     recipe: dict[str, Any] = {}
     if keep:

@@ -399,7 +399,8 @@ def plot_file(
                       and (k.name == "1d") == (set_ndim == 1)]
         if not per_member:
             raise LandscapeError(
-                f"'{src}' holds a {set_ndim}D surface set; members=True draws it with kinds "
+                f"'{src}' holds a {set_ndim}D surface set; members=True draws it with the "
+                "'kinds' parameter set to "
                 + ("1d" if set_ndim == 1 else "contour, contourf, heatmap or 3d")
             )
         pictures += [(r.member(m), k, out / f"{src.stem}_m{m}_{k.name}.{fmt}")
