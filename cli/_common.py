@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -342,3 +343,167 @@ def float_arg(name: str, low: float | None = None, high: float | None = None,
 
     parse.__name__ = "float"
     return parse
+
+
+# ------------------------------------------------------------- library messages in CLI words
+
+#: Library parameters whose option has another name. :func:`flag_message` uses an entry only
+#: where the running command has that option; a parameter that is a destination of the command
+#: comes first (``what`` is ``--what`` in probe, ``--dir-type`` in surface and trajectory).
+PARAMETER_OPTIONS: dict[str, str] = {
+    "trust": "--trust-checkpoint",
+    "out_dir": "--out",
+    "what": "--dir-type",
+    "min_eig": "--min",
+    "n_components": "--components",
+    "keep_eigenvectors": "--save-eigenvectors",
+    "root": "--data-root",
+    "n_bends": "--bends",
+    "models": "--checkpoints",
+    "autocast": "--precision",
+    "kinds": "--kind",
+    "fmt": "--format",
+}
+
+#: Library calls that a message names as the way to make something, and what a CLI user types
+#: instead: ``landscape <command ...>`` followed by the options of the call's arguments;
+#: ``None``: only those options (``DataSpec(root=DIR)`` is ``--data-root DIR``).
+CALL_COMMANDS: dict[str, str | None] = {
+    "compute_surface": "surface CKPT",
+    "compute_surface_set": "surface CKPT --n-directions K",
+    "compute_hessian_surface": "surface CKPT --directions hessian",
+    "compute_curvature": "hessian CKPT",
+    "compute_ratio_map": "hessian CKPT --grid SURFACE.h5",
+    "compute_connectivity": "connect A.pt B.pt",
+    "plane_directions": "surface A.pt --plane B.pt BEND.pt",
+    "load_directions": "surface CKPT --dir-file FILE.h5",
+    "TrajectoryPCA": "trajectory CHECKPOINTS --out FILE.h5",
+    "run_analyses": "probe CKPT",
+    "sharpening_of_run": "sharpening RUN",
+    "train": "train",
+    "run_study": "demo",
+    "DataSpec": None,
+    "ModelSpec": None,
+}
+
+_SKLEARN_FORM = re.compile(r"^The '(\w+)' parameter")
+_PARAMETER = re.compile(r"\b[Tt]he '(\w+)' parameter\b|'(\w+)' parameter\b")
+_PARAMETERS = re.compile(r"'(\w+)' and '(\w+)' parameters\b")
+_CALL = re.compile(  # a call, with the method calls chained to it: TrajectoryPCA(...).fit(..)
+    r"(?<![\w.])(?:landscape\.)?([A-Za-z_]\w*)\(([^()]*)\)(?:\.\w+\([^()]*\))*")
+_ASSIGNMENT = re.compile(
+    r"(?<![\w.'\"-])([a-z_][a-z0-9_]*)=(True|False|\.\.\.|'[^']*'|\"[^\"]*\"|torch\.\w+|"
+    r"[\w:/.\-]*[\w/])"
+)
+
+
+def _options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    return {a.dest: a for a in parser._actions if a.option_strings and a.dest != "help"}
+
+
+def _subparser(root: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser | None:
+    for a in root._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            return a.choices.get(command)
+    return None
+
+
+def _option(options: dict[str, argparse.Action], name: str) -> argparse.Action | None:
+    """The option of the library parameter ``name`` (``None``: not an option here)."""
+    if name in options:
+        return options[name]
+    flag = PARAMETER_OPTIONS.get(name)
+    return next((a for a in options.values() if flag in a.option_strings), None)
+
+
+def _long(action: argparse.Action) -> str:
+    return max(action.option_strings, key=len)
+
+
+def _assignment(options: dict[str, argparse.Action], name: str, value: str) -> str | None:
+    """``name=value`` as the command line says it, or ``None`` where it has no option."""
+    action = _option(options, name)
+    if action is None:
+        negated = options.get(f"no_{name}")
+        if value == "False" and negated is not None and negated.nargs == 0:
+            return _long(negated)  # warm_start=False: --no-warm-start
+        return None
+    if isinstance(action, argparse.BooleanOptionalAction) and value in ("True", "False"):
+        return action.option_strings[value == "False"]
+    if action.nargs == 0:
+        return _long(action) if value == "True" else None
+    if value in ("True", "False"):
+        return None
+    if value == "...":
+        value = str(action.metavar or action.dest.upper())
+    elif value[:1] in "'\"":
+        value = value[1:-1]
+    elif value.startswith("torch."):
+        value = value[len("torch."):]
+    return f"{_long(action)} {value}"
+
+
+def _translate(message: str, options: dict[str, argparse.Action]) -> str:
+    def assignment(m: re.Match) -> str:
+        return _assignment(options, m[1], m[2]) or m[0]
+
+    return _ASSIGNMENT.sub(assignment, message)
+
+
+def flag_message(message: str, root: argparse.ArgumentParser, command: str) -> str:
+    """A library message in the words of ``landscape <command>``: parameters become options.
+
+    The library names parameters in two forms only (:mod:`landscape.errors`): the
+    scikit-learn form ``The 'name' parameter ...`` / ``the 'name' parameter`` and the call form
+    ``name=VALUE``; and it names a library call (``compute_ratio_map()``) where a command makes
+    what is missing. Only names that are options of the command (or :data:`PARAMETER_OPTIONS`)
+    and calls in :data:`CALL_COMMANDS` are rewritten; every other word is kept:
+
+    - ``The 'top_k' parameter must ...`` gets the option in front, as argparse writes its own
+      errors (``--top-k: The 'top_k' parameter must ...``); ``the 'top_k' parameter`` elsewhere
+      becomes ``the --top-k option``;
+    - ``overwrite=True`` becomes ``--overwrite`` (a flag), ``warm_start=False``
+      ``--no-warm-start``, ``out=PATH`` ``--out PATH``, ``state_key=...`` ``--state-key KEY``
+      (its metavar), ``loss='mse'`` ``--loss mse``, ``dtype=torch.float64`` ``--dtype float64``;
+    - ``compute_ratio_map()`` becomes ``'landscape hessian CKPT --grid SURFACE.h5'``, with the
+      call's ``name=VALUE`` arguments as options of that command.
+    """
+    parser = _subparser(root, command)
+    if parser is None:
+        return message
+    options = _options(parser)
+
+    def call(m: re.Match) -> str:
+        if m[1] not in CALL_COMMANDS:
+            return m[0]
+        target = CALL_COMMANDS[m[1]]
+        sub = options if target is None else _options(_subparser(root, target.split()[0])
+                                                      or parser)
+        words = [_assignment(sub, *a.split("=", 1)) for a in
+                 (s.strip() for s in m[2].split(",")) if _ASSIGNMENT.fullmatch(a)]
+        flags = " ".join(w for w in words if w)
+        if target is None:
+            return flags or m[0]
+        return f"'landscape {target}{' ' + flags if flags else ''}'"
+
+    def parameter(m: re.Match) -> str:
+        action = _option(options, m[1] or m[2])
+        if action is None:
+            return m[0]
+        return f"{'the ' if m[1] else ''}{_long(action)} option"
+
+    first = _SKLEARN_FORM.match(message)
+    head = ""
+    if first and _option(options, first[1]) is not None:
+        head = f"{_long(_option(options, first[1]))}: "
+        message = message[first.end():]
+        head += first[0]
+    def parameters(m: re.Match) -> str:
+        both = [_option(options, name) for name in (m[1], m[2])]
+        if None in both:
+            return m[0]
+        return f"{_long(both[0])} and {_long(both[1])} options"
+
+    message = _translate(_CALL.sub(call, message), options)
+    message = _PARAMETER.sub(parameter, _PARAMETERS.sub(parameters, message))
+    return head + message

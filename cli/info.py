@@ -6,7 +6,7 @@ import argparse
 
 from landscape.info import describe
 
-from ._common import examples
+from ._common import examples, flag_message
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,5 +25,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    print(describe(args.file, as_json=args.json))
+    text = describe(args.file, as_json=args.json)
+    if not args.json:  # the format line's hint names a library call: here, its command
+        parser = args.root_parser  # set by main()
+        text = "\n".join(flag_message(line, parser, "info") if line.startswith("  format:")
+                         else line for line in text.split("\n"))
+    print(text)
     return 0

@@ -41,7 +41,10 @@ from . import (
     train,
     trajectory,
 )
-from ._common import batch_size_arg  # 'auto' or a positive int: the same type
+from ._common import (
+    batch_size_arg,  # 'auto' or a positive int: the same type
+    flag_message,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -121,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
     args.argv = ["landscape", *argv]
+    args.root_parser = parser  # for handlers that translate library text into options
     debug = os.environ.get("LANDSCAPE_DEBUG", "") not in ("", "0")
     previous = _catch_sigterm()
     try:
@@ -131,7 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LandscapeError as exc:
         if debug:
             raise
-        print(f"landscape {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        message = flag_message(str(exc), parser, args.command)  # parameters as options
+        print(f"landscape {args.command}: error: {_one_line(message)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` & co: stop quietly, like Unix tools
         try:

@@ -137,7 +137,7 @@ def resume_or_refuse(path: Any, old: Mapping[str, Any], new: Mapping[str, Any],
     if diff:
         raise LandscapeError(
             f"'{path}' {subject} computed with a different recipe (differs in: "
-            f"{', '.join(diff)}); pass --overwrite to replace it or choose another --out"
+            f"{', '.join(diff)}); pass overwrite=True to replace it or choose another out=PATH"
         )
 
 

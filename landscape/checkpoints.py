@@ -217,8 +217,8 @@ def load_optimizer_state(path: PathLike) -> dict[str, Any] | None:
         raise LandscapeError(f"cannot read the checkpoint '{p}' ({type(e).__name__}); check "
                              "the path") from e
     if not isinstance(obj, Mapping) or obj.get("format") != CHECKPOINT_FORMAT:
-        raise LandscapeError(f"'{p}' is not a landscape checkpoint (written by `landscape "
-                             "train`); it holds no optimizer state")
+        raise LandscapeError(f"'{p}' is not a landscape checkpoint (written by train()); it "
+                             "holds no optimizer state")
     state = obj.get("optimizer_state")
     return dict(state) if isinstance(state, Mapping) else None
 
@@ -313,7 +313,7 @@ def _torch_load(path: Path, trust: bool) -> Any:
             detail = f" ({what})" if what else ""
             raise LandscapeError(
                 f"checkpoint '{path}' contains pickled Python objects{detail} that can execute "
-                "code when loaded; pass --trust-checkpoint (trust=True) only if you trust its "
+                "code when loaded; pass trust=True only if you trust its "
                 "source, or re-save it as a state_dict"
             ) from e
         raise LandscapeError(
@@ -391,8 +391,8 @@ def _chosen_entry(obj: Mapping[str, Any], key: str, path: Path, trust: bool) -> 
         keys = [str(k) for k in obj]
         raise LandscapeError(
             f"checkpoint '{path}' has no entry {key!r} (top-level keys: "
-            f"{_quote(keys) or 'none'}); pass one of them with --state-key (state_key=...), "
-            "or a key prefix inside the state dict with --prefix (prefix=...)"
+            f"{_quote(keys) or 'none'}); pass one of them with state_key=..., "
+            "or a key prefix inside the state dict with prefix=..."
         )
     if _is_state_dict(value) or (trust and isinstance(value, nn.Module)):
         return value
@@ -400,12 +400,12 @@ def _chosen_entry(obj: Mapping[str, Any], key: str, path: Path, trust: bool) -> 
         keys = [str(k) for k in value]
         raise LandscapeError(
             f"entry {key!r} of checkpoint '{path}' is not a state dict (its keys: "
-            f"{_quote(keys) or 'none'}); give the dotted path to one with --state-key "
-            f"(state_key=...), e.g. '{key}.{keys[0] if keys else 'state_dict'}'"
+            f"{_quote(keys) or 'none'}); give the dotted path to one with "
+            f"state_key=..., e.g. '{key}.{keys[0] if keys else 'state_dict'}'"
         )
     raise LandscapeError(
         f"entry {key!r} of checkpoint '{path}' is a {type(value).__name__}, not a state dict; "
-        "pass the key of a state dict with --state-key (state_key=...)"
+        "pass the key of a state dict with state_key=..."
     )
 
 
@@ -421,7 +421,7 @@ def _extract(
         if state_key is not None:
             raise LandscapeError(
                 f"checkpoint '{path}' is a pickled module, not a dict of entries; drop "
-                "--state-key (state_key=...)"
+                "the 'state_key' parameter"
             )
         return obj, None, {}
     if isinstance(obj, Mapping) and obj.get("format") == CHECKPOINT_FORMAT:
@@ -440,15 +440,15 @@ def _extract(
         if state_key not in (None, "state_dict"):
             raise LandscapeError(
                 f"checkpoint '{path}' is a landscape checkpoint, with one state dict under "
-                f"'state_dict' (not {state_key!r}); drop --state-key (state_key=...)"
+                f"'state_dict' (not {state_key!r}); drop the 'state_key' parameter"
             )
         return state, None if spec is None else dict(spec), dict(meta)
     if _is_state_dict(obj):
         if state_key is not None:
             raise LandscapeError(
                 f"checkpoint '{path}' is a plain state dict (names to tensors, no nested "
-                f"entries such as {state_key!r}); drop --state-key (state_key=...), or choose "
-                "a key prefix with --prefix (prefix=...)"
+                f"entries such as {state_key!r}); drop the 'state_key' parameter, or "
+                "choose a key prefix with prefix=..."
             )
         return obj, None, {}
     if isinstance(obj, Mapping):
@@ -463,7 +463,7 @@ def _extract(
             listed = ", ".join(f"'{k}' ({_n_tensors(v)} tensors)" for k, v in found)
             raise LandscapeError(
                 f"checkpoint '{path}' holds several state dicts: {listed}; choose one with "
-                "--state-key KEY (state_key=...)"
+                "state_key=..."
             )
         if found:
             key, value = found[0]
@@ -567,7 +567,7 @@ def _align_keys(
             heads = list(dict.fromkeys(k.split(".", 1)[0] + "." for k in state))
             raise LandscapeError(
                 f"no key of checkpoint '{path}' starts with the prefix {prefix!r} (its keys "
-                f"start with {_quote(heads)}); pass one of those with --prefix (prefix=...)"
+                f"start with {_quote(heads)}); pass one of those with prefix=..."
             )
         return _align_keys(inner, target, path=path, twins=twins, outer=prefix)
     if len(fitting) > 1 and 2 * sum(any(k.startswith(p) for p in fitting) for k in state) > len(
@@ -578,7 +578,7 @@ def _align_keys(
             listed = ", ".join(_show_prefix(outer + p, len(v)) for p, v in taken)
             raise LandscapeError(
                 f"checkpoint '{path}' holds several state dicts that fit the model, under the "
-                f"key prefixes {listed}; choose one with --prefix PREFIX (prefix=...)"
+                f"key prefixes {listed}; choose one with prefix=..."
             )
         # identical copies: any one of them is the model
         return min(taken, key=lambda pv: (-scores[pv[0]], len(pv[0])))[1]
@@ -632,8 +632,8 @@ def _check_fit(state: Mapping[str, Tensor], target: Mapping[str, Tensor], path: 
             f"{len(mismatched)} shape mismatch(es) (checkpoint vs model) {shapes}{more}"
         )
     raise LandscapeError(
-        f"checkpoint '{path}' does not fit the model: {'; '.join(parts)}; pass --model (and "
-        "--model-kwargs) with the architecture it was trained with"
+        f"checkpoint '{path}' does not fit the model: {'; '.join(parts)}; pass model=NAME (and "
+        "model_kwargs=JSON) with the architecture it was trained with"
     )
 
 
@@ -644,7 +644,7 @@ def _check_finite(state: Mapping[str, Tensor], path: Path) -> None:
             raise LandscapeError(
                 f"checkpoint '{path}' has non-finite values (NaN/inf) in '{name}' "
                 f"({bad} of {t.numel()}); the run probably diverged -- use an earlier "
-                "checkpoint or retrain with a lower --lr"
+                "checkpoint or retrain with a lower learning rate"
             )
 
 
@@ -663,8 +663,8 @@ def _resolve_model(
         )
     if model_kwargs and not isinstance(model, str):
         raise LandscapeError(
-            "model_kwargs is only used together with a model name; pass --model NAME with "
-            "--model-kwargs"
+            "The 'model_kwargs' parameter is only used together with a model name; pass "
+            "model=NAME with it"
         )
     if isinstance(model, nn.Module):
         return model, None
@@ -685,15 +685,15 @@ def _resolve_model(
             raise
         except (KeyError, TypeError, ValueError) as e:
             raise LandscapeError(
-                f"checkpoint '{path}' carries a damaged model spec ({e}); pass --model NAME "
-                "(and --model-kwargs JSON) with the architecture it was trained with"
+                f"checkpoint '{path}' carries a damaged model spec ({e}); pass model=NAME "
+                "(and model_kwargs=JSON) with the architecture it was trained with"
             ) from e
         return spec.build(), spec
     if isinstance(loaded, nn.Module):  # trusted full pickle: the object is the model
         return loaded, None
     raise LandscapeError(
-        f"checkpoint '{path}' carries no model spec; pass --model NAME (and --model-kwargs "
-        "JSON) with the architecture it was trained with"
+        f"checkpoint '{path}' carries no model spec; pass model=NAME (and model_kwargs=JSON) "
+        "with the architecture it was trained with"
     )
 
 
@@ -762,11 +762,10 @@ def load_checkpoint(
     guessed; the error is one line that lists the candidates::
 
         checkpoint 'x.pt' holds several state dicts: 'state_dict' (120 tensors),
-        'model_state_dict' (120 tensors); choose one with --state-key KEY (state_key=...)
+        'model_state_dict' (120 tensors); choose one with state_key=...
 
         checkpoint 'ema.ckpt' holds several state dicts that fit the model, under the key
-        prefixes 'model.' (8 tensors), 'ema.module.' (8 tensors); choose one with --prefix
-        PREFIX (prefix=...)
+        prefixes 'model.' (8 tensors), 'ema.module.' (8 tensors); choose one with prefix=...
 
     and ``state_key="state_dict"`` or ``prefix="ema.module."`` chooses. Files with one
     candidate load as before, with or without the options.
@@ -797,8 +796,8 @@ def load_checkpoint(
     if path.is_dir() and (path / "config.json").is_file():
         if state_key is not None or prefix is not None:
             raise LandscapeError(
-                f"'{path}' is a HuggingFace model directory, loaded as saved; drop --state-key"
-                " / --prefix (state_key=..., prefix=...)"
+                f"'{path}' is a HuggingFace model directory, loaded as saved; drop the "
+                "'state_key' and 'prefix' parameters"
             )
         return _load_hf_dir(path, model, model_kwargs)
     if not path.is_file():
@@ -813,7 +812,7 @@ def load_checkpoint(
         if state_key is not None:
             raise LandscapeError(
                 f"checkpoint '{path}' is a safetensors file, one flat state dict; drop "
-                "--state-key (state_key=...), or choose a key prefix with --prefix (prefix=...)"
+                "the 'state_key' parameter, or choose a key prefix with prefix=..."
             )
         loaded, saved_spec, meta = _safetensors_load(path), None, {}
         if model is None and (path.parent / "config.json").is_file():
@@ -842,7 +841,7 @@ def load_checkpoint(
         except RuntimeError as e:
             raise LandscapeError(
                 f"checkpoint '{path}' does not fit the model ({str(e).splitlines()[0]}); pass "
-                "--model (and --model-kwargs) with the architecture it was trained with"
+                "model=NAME (and model_kwargs=JSON) with the architecture it was trained with"
             ) from e
     net.eval()
     return Checkpoint(model=net, spec=spec, path=str(path), sha256=sha, meta=meta)
@@ -969,7 +968,7 @@ def _load_hf_dir(
     if model_kwargs or isinstance(model, str | ModelSpec):
         raise LandscapeError(
             f"'{path}' is a HuggingFace model directory: its config.json gives the "
-            "architecture; drop --model / --model-kwargs"
+            "architecture; drop the 'model' and 'model_kwargs' parameters"
         )
     if not any((path / f).is_file() for f in _HF_WEIGHTS):
         raise LandscapeError(

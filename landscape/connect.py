@@ -410,7 +410,7 @@ class Connectivity(GridProgress):
         if g is None:
             raise LandscapeError(
                 f"'{path}' holds no connectivity result (no /connect group); compute one with "
-                "'landscape connect A.pt B.pt --out FILE.h5'"
+                "compute_connectivity(out=PATH)"
             )
         return cls.from_group(g, f"'{path}' has a damaged /connect group")
 
@@ -1206,8 +1206,8 @@ def plot_curve_on_plane(result: Connectivity, surface: Any, *, array: str = "tra
     kind = (rec.recipe if rec is not None else {}).get("kind")
     if kind != "plane" or (rec.recipe.get("orthogonal")):
         raise LandscapeError("the surface is not the non-orthogonal plane through A, B and the "
-                             "bend; compute it with 'landscape surface A.pt --plane B.pt "
-                             "BEND.pt'")
+                             "bend; compute it along plane_directions(A, B, BEND, "
+                             "orthogonal=False)")
     ax = plot_contour(surface, array=array, ax=ax, **contour)
     x, y = result.curve_in_plane()
     ax.plot([0.0, 1.0], [0.0, 0.0], "-", color="tab:blue", lw=2, label="line")

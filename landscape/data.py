@@ -425,7 +425,7 @@ def _need_root(spec: DataSpec, expected: list[str]) -> Path:
     if spec.root is None:
         raise LandscapeError(
             f"dataset {spec.name!r} is read from local files and needs a root directory; set "
-            f"DataSpec(root=...) (--data-root) to the directory holding {', '.join(expected)}"
+            f"DataSpec(root=DIR) to the directory holding {', '.join(expected)}"
         )
     root = Path(spec.root).expanduser()
     if not root.is_dir():

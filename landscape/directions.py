@@ -261,7 +261,7 @@ def _check_same_keys(a: Mapping[str, Tensor], b: Mapping[str, Tensor]) -> None:
             "direction and weights have different tensors"
             + (f": missing {missing}" if missing else "")
             + (f", unexpected {extra}" if extra else "")
-            + " -- the direction was made for another model or another --dir-type"
+            + " -- the direction was made for another model or another 'what' parameter"
         )
     for k in a:
         if tuple(a[k].shape) != tuple(b[k].shape):

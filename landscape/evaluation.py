@@ -381,8 +381,7 @@ class Evaluator:
                         raise
                     raise LandscapeError(
                         f"the model fails on its first batch in channels_last memory format "
-                        f"({str(err).splitlines()[0]}); pass channels_last=False "
-                        "(--no-channels-last) or 'auto'") from err
+                        f"({str(err).splitlines()[0]}); pass channels_last=False") from err
                 self.loss_fn.calibrate(out, b)
                 self.loss_fn.terms(out, b, accuracy=True)
 

@@ -157,7 +157,7 @@ def describe(path: str | os.PathLike, *, as_json: bool = False) -> str:
     elif info["kind"] == "li2018_directions":
         lines.append("  format: Li et al. (2018) direction file (read-only; tensors by position "
                      "in the order of the model's parameters or state_dict: use it with "
-                     "'landscape surface CKPT --dir-file')")
+                     "load_directions(path, model))")
     else:
         lines.append(f"  format: {a.get('format')} v{a.get('format_version')}, written by "
                      f"landscape {a.get('tool_version')}, created {a.get('created')}")

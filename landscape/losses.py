@@ -139,7 +139,7 @@ def _check_ce_target(y: Tensor | None) -> Tensor:
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
         raise LandscapeError(
             f"cross_entropy needs integer class targets, got {y.dtype} targets; use "
-            "--loss mse (loss='mse') for regression"
+            "loss='mse' for regression"
         )
     return y
 
@@ -232,7 +232,7 @@ class BatchLoss:
         raise LandscapeError(
             f"the model's own .loss ({own_v:.6g}) is neither the token cross-entropy of its "
             f"logits against 'labels' ({vals[False]:.6g}) nor that with labels shifted by one "
-            f"({vals[True]:.6g}); pass your own loss function (--loss package.module:function)"
+            f"({vals[True]:.6g}); pass your own loss function (loss='package.module:function')"
         )
 
     # -- values ---------------------------------------------------------------------------

@@ -325,9 +325,9 @@ def _select(
     )
     if not chosen:
         raise LandscapeError(
-            "no tensor is left to perturb: check params/exclude (--params/--exclude)"
-            + ("; frozen parameters are held fixed unless include_frozen=True "
-               "(--include-frozen)" if frozen and not include_frozen else "")
+            "no tensor is left to perturb: check the 'params' and 'exclude' parameters"
+            + ("; frozen parameters are held fixed unless include_frozen=True"
+               if frozen and not include_frozen else "")
         )
     recipe: dict[str, Any] = {}
     if keep:

@@ -296,7 +296,7 @@ def _check_replaceable(p: Path, overwrite: bool) -> None:
         raise LandscapeError(
             f"'{p}' is a Li et al. file; refusing to modify it"
             + (" even with overwrite" if overwrite else "")
-            + " (choose another --out)"
+            + " (choose another output file)"
         )
 
 

@@ -105,7 +105,7 @@ class Axis:
         big = max(abs(float(self.min)), abs(float(self.max)))
         if big > top:
             raise LandscapeError(
-                f"grid --{name}={self.spec} reaches {big:g}, beyond the largest "
+                f"grid {name}={self.spec} reaches {big:g}, beyond the largest "
                 f"{str(dtype).replace('torch.', '')} ({top:.3g}); use a smaller range"
             )
         return self
@@ -140,31 +140,32 @@ def parse_axis(spec: str | Axis | tuple[float, float, int], name: str = "x") -> 
     if isinstance(spec, tuple | list) and len(spec) == 3:
         spec = ":".join(str(s) for s in spec)
     if not isinstance(spec, str):
-        raise LandscapeError(f"grid --{name} must be a string 'min:max:num'; got {spec!r}")
+        raise LandscapeError(
+            f"The {name!r} parameter must be a grid string 'min:max:num'. Got {spec!r} instead.")
     m = _AXIS_RE.match(spec)
     if not m:
         raise LandscapeError(
-            f"bad grid --{name}={spec!r}: expected min:max:num with numbers, e.g. -1:1:51"
+            f"bad grid {name}={spec!r}: expected min:max:num with numbers, e.g. -1:1:51"
         )
     lo, hi, num_s = float(m.group(1)), float(m.group(2)), m.group(3)
     if not re.fullmatch(r"\d+", num_s):
         raise LandscapeError(
-            f"bad grid --{name}={spec!r}: the number of points must be a positive integer, "
+            f"bad grid {name}={spec!r}: the number of points must be a positive integer, "
             f"got {num_s!r}"
         )
     num = int(num_s)
     if num < 1:
-        raise LandscapeError(f"bad grid --{name}={spec!r}: the number of points must be >= 1")
+        raise LandscapeError(f"bad grid {name}={spec!r}: the number of points must be >= 1")
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise LandscapeError(f"bad grid --{name}={spec!r}: bounds must be finite")
+        raise LandscapeError(f"bad grid {name}={spec!r}: bounds must be finite")
     if num > 1 and not lo < hi:
         raise LandscapeError(
-            f"bad grid --{name}={spec!r}: min must be smaller than max (write it as "
+            f"bad grid {name}={spec!r}: min must be smaller than max (write it as "
             f"{min(lo, hi):g}:{max(lo, hi):g}:{num})"
         )
     if num == 1 and lo != hi:
         raise LandscapeError(
-            f"bad grid --{name}={spec!r}: one point needs min == max (or use num >= 2)"
+            f"bad grid {name}={spec!r}: one point needs min == max (or use num >= 2)"
         )
     return Axis(lo, hi, num)
 
@@ -493,8 +494,8 @@ def li2018_directions(path: str | os.PathLike, model: nn.Module,
     if not fit:
         raise LandscapeError(
             f"'{path}' is a Li et al. direction file with {n} tensors per direction, but the "
-            f"model has {len(weights)} parameters (--dir-type weights) and {len(states)} state "
-            f"tensors (--dir-type states) -- it was made for another model"
+            f"model has {len(weights)} parameters (what='weights') and {len(states)} state "
+            f"tensors (what='states') -- it was made for another model"
         )
     sel, tensors = fit[0]
     other = "states" if sel == "weights" else "weights"
@@ -506,7 +507,7 @@ def li2018_directions(path: str | os.PathLike, model: nn.Module,
                 raise LandscapeError(
                     f"'{path}': tensor {i} of /{gname} has shape {tuple(a.shape)}, but the "
                     f"model's {sel} tensor {i} ('{name}') has {tuple(t.shape)} -- the file was "
-                    f"made for another model, or with --dir-type {other}"
+                    f"made for another model, or with what={other!r}"
                 )
             if is_perturbable(t):
                 vec[name] = torch.from_numpy(np.array(a, dtype=a.dtype if a.dtype.kind == "f"
@@ -632,9 +633,10 @@ def compute_surface(
     ax = parse_axis(x, "x")
     ay = parse_axis(y, "y") if y is not None else None
     if directions.ndim == 2 and ay is None:
-        raise LandscapeError("two directions need a --y grid (or use one direction for 1D)")
+        raise LandscapeError(
+            "two directions need a grid y='min:max:num' (or use one direction for 1D)")
     if directions.ndim == 1 and ay is not None:
-        raise LandscapeError("a --y grid needs two directions; these directions are 1D")
+        raise LandscapeError("a grid y=... needs two directions; these directions are 1D")
     if not data:
         raise LandscapeError("no dataset given to evaluate the surface on")
     data = as_splits(data)
@@ -688,8 +690,8 @@ def compute_surface(
             if new_c is not None and not np.array_equal(new_c, old_c):
                 raise LandscapeError(
                     f"'{out}' has a damaged /{group} group: its '{name}' coordinates are not "
-                    f"those of its recipe's grid {full_recipe['grid'][name]}; pass --overwrite "
-                    "to recompute it or choose another --out"
+                    f"those of its recipe's grid {full_recipe['grid'][name]}; pass overwrite=True "
+                    "to recompute it or choose another out=PATH"
                 )
         surf.arrays, surf.done = old.arrays, old.done
         surf.stderrs = new_stderrs(old.arrays, old.stderrs)
@@ -703,7 +705,7 @@ def compute_surface(
         if k not in base_t:
             raise LandscapeError(
                 f"direction tensor '{k}' is not a {what} tensor of the model -- the "
-                "directions were made for another architecture or --dir-type"
+                "directions were made for another architecture or another 'what' parameter"
             )
         if tuple(v.shape) != tuple(base_t[k].shape):
             raise LandscapeError(
@@ -728,7 +730,7 @@ def compute_surface(
             ev, model, full_data, base_dev, bn_data=data.get("train"), loss=loss, what=what,
             bn=bn, bn_batches=bn_batches, bn_batch_size=bn_batch_size, dtype=dtype,
             autocast=autocast, channels_last=ev.channels_last)
-    # --overwrite replaces the file of a /surface, and only its own group for any other
+    # overwrite replaces the file of a /surface, and only its own group for any other
     replace_file = overwrite and group == SURFACE_GROUP
     _SurfaceRun(surf, ev, base_dev, dirs_dev, out=out, overwrite=replace_file,
                 progress=progress, flush_seconds=flush_seconds, max_points=max_points).run()
@@ -809,8 +811,8 @@ def _check_file_directions(path: str | os.PathLike, directions: Directions) -> N
     g = storage.outline(path)["groups"].get("directions")
     if g is not None and g["attrs"].get("sha256") != directions.digest():
         raise LandscapeError(
-            f"'{path}' holds other directions than the ones this surface uses; pass them "
-            "with --dir-file, choose another --out, or pass --overwrite"
+            f"'{path}' holds other directions than the ones this surface uses; use them "
+            "(load_directions(PATH)), choose another out=PATH, or pass overwrite=True"
         )
 
 

@@ -238,7 +238,7 @@ class SurfaceSet(GridProgress):
         if g is None:
             raise LandscapeError(
                 f"'{path}' holds no surface set (no /surfaces group); compute one with "
-                "'landscape surface CKPT --n-directions K'"
+                "compute_surface_set()"
             )
         return cls.from_group(g, f"'{path}' has a damaged /surfaces group")
 

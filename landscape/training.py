@@ -236,7 +236,7 @@ class TrainConfig:
                 "does not take nesterov=True")
         if checked["nesterov"] and checked["momentum"] == 0.0:
             raise LandscapeError(
-                "Nesterov momentum needs momentum > 0; pass --momentum 0.9 or drop --nesterov"
+                "Nesterov momentum needs momentum > 0; pass momentum=0.9 or drop nesterov=True"
             )
         for name, value in checked.items():
             object.__setattr__(self, name, value)
@@ -378,7 +378,7 @@ class TrainRun:
         manifest = out / _MANIFEST
         if not manifest.is_file():
             raise LandscapeError(
-                f"'{out}' holds no {_MANIFEST}; pass the output directory of `landscape train`"
+                f"'{out}' holds no {_MANIFEST}; pass the output directory of train()"
             )
         try:
             d = json.loads(manifest.read_text(encoding="utf-8"))
@@ -439,17 +439,17 @@ def list_checkpoints(run_dir: str | os.PathLike, *, allow_partial: bool = False)
     if not out.is_dir():
         raise LandscapeError(
             f"training run directory '{out}' does not exist; pass the output directory of "
-            "`landscape train`"
+            "train()"
         )
     if (out / _MANIFEST).is_file():
         run = TrainRun.load(out)
         state = run.unfinished()
         if state is not None and not allow_partial:
-            fix = "resume it by running the same `landscape train` command again" \
+            fix = "resume it: train() with the same settings continues it" \
                 if run.status == "running" else "retrain it"
             raise LandscapeError(
-                f"training run '{out}' is {state}; {fix}, or pass --allow-partial "
-                "(allow_partial=True) to use the checkpoints it has"
+                f"training run '{out}' is {state}; {fix}, or pass "
+                "allow_partial=True to use the checkpoints it has"
             )
         paths = run.checkpoints
         for p in paths:
@@ -464,7 +464,7 @@ def list_checkpoints(run_dir: str | os.PathLike, *, allow_partial: bool = False)
     if not paths:
         raise LandscapeError(
             f"'{out}' holds no checkpoints (no {_MANIFEST}, no epoch_NNNN.pt files); train "
-            "with `landscape train` first"
+            "with train() first"
         )
     return paths
 
@@ -535,7 +535,7 @@ class _Start:
     kind: str  # "new", "resume" or "complete"
     run: TrainRun | None = None
     state: dict[str, Any] | None = None  # resume state; None: (re)start from epoch 0
-    stale: tuple[Path, ...] = ()  # files to delete first (--overwrite) or leftover temp files
+    stale: tuple[Path, ...] = ()  # files to delete first (overwrite) or leftover temp files
 
 
 def _plan(out: Path, setup: Mapping[str, Any], overwrite: bool) -> _Start:
@@ -554,28 +554,28 @@ def _plan(out: Path, setup: Mapping[str, Any], overwrite: bool) -> _Start:
             return _Start("new", stale=temps)
         raise LandscapeError(
             f"'{out}' already holds a training run (epoch_NNNN.pt checkpoints but no "
-            f"{_MANIFEST}); choose another output directory or pass --overwrite (overwrite=True)"
+            f"{_MANIFEST}); choose another output directory or pass overwrite=True"
         )
     try:
         run = TrainRun.load(out)
     except LandscapeError as e:
         raise LandscapeError(
-            f"{e}; or pass --overwrite (overwrite=True) to train afresh in '{out}'"
+            f"{e}; or pass overwrite=True to train afresh in '{out}'"
         ) from e
     diff = _differences(run, setup)
     if diff:
         raise LandscapeError(
             f"'{out}' already holds a training run with other settings (differs in: "
             f"{', '.join(diff)}); re-run with the run's settings to resume it, choose another "
-            "output directory or pass --overwrite (overwrite=True)"
+            "output directory or pass overwrite=True"
         )
     if run.status == "complete":
         return _Start("complete", run)
     if run.status != "running":
         raise LandscapeError(
             f"'{out}' holds a training run that {run.status} with these settings (see its "
-            f"{_MANIFEST}); it would do so again: lower the learning rate (--lr) and choose "
-            "another output directory or pass --overwrite (overwrite=True)"
+            f"{_MANIFEST}); it would do so again: lower the learning rate (the 'lr' "
+            "parameter) and choose another output directory or pass overwrite=True"
         )
     if not run.history:  # killed before its first checkpoint: nothing to resume from
         return _Start("resume", run, None, stale=temps)
@@ -708,7 +708,7 @@ class _Trainer:
         kept = self.history[-1]["epoch"] if self.history else None
         msg = (
             f"training loss became {value} {where} epoch {epoch} (after {self.step} steps) "
-            f"with lr {lr:g}; lower the learning rate (--lr)"
+            f"with lr {lr:g}; lower the learning rate (the 'lr' parameter)"
             + (f"; the checkpoints up to epoch {kept} are kept in '{self.out}'"
                if self.history else "")
         )

@@ -1025,8 +1025,8 @@ class TrajectoryPCA:
             if old != self.pca_directions_.digest() or old_recipe != self.to_group().attrs[
                     "recipe"]:
                 raise LandscapeError(
-                    f"'{p}' holds another trajectory or other directions; pass --overwrite "
-                    "to replace it or choose another --out"
+                    f"'{p}' holds another trajectory or other directions; pass overwrite=True "
+                    "to replace it or choose another out=PATH"
                 )
             return True
         self.save(p, overwrite=overwrite)

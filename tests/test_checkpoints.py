@@ -188,7 +188,7 @@ def test_prefix_is_not_stripped_blindly(tmp_path: Path) -> None:
 
 def test_no_spec_asks_for_model(tmp_path: Path, net: nn.Module) -> None:
     torch.save(net.state_dict(), tmp_path / "x.pt")
-    with pytest.raises(LandscapeError, match=r"carries no model spec; pass --model NAME"):
+    with pytest.raises(LandscapeError, match=r"carries no model spec; pass model=NAME"):
         load_checkpoint(tmp_path / "x.pt")
 
 
@@ -201,7 +201,7 @@ def test_missing_keys_are_named(tmp_path: Path, net: nn.Module) -> None:
     with pytest.raises(LandscapeError) as err:
         load_checkpoint(tmp_path / "m.pt", model=SPEC)
     msg = str(err.value)
-    assert "4 missing key(s)" in msg and "--model" in msg and "\n" not in msg
+    assert "4 missing key(s)" in msg and "model=NAME" in msg and "\n" not in msg
     assert all(f"'{k}'" in msg for k in dropped[:3]) and f"'{dropped[3]}'" not in msg
 
 
@@ -214,7 +214,7 @@ def test_unexpected_keys_are_named(tmp_path: Path, net: nn.Module) -> None:
 
 def test_other_architecture_reports_missing_and_unexpected(tmp_path: Path, net: nn.Module) -> None:
     save_checkpoint(tmp_path / "a.pt", net, SPEC)
-    with pytest.raises(LandscapeError, match=r"missing key\(s\) 'blocks.2.*--model"):
+    with pytest.raises(LandscapeError, match=r"missing key\(s\) 'blocks.2.*model=NAME"):
         load_checkpoint(tmp_path / "a.pt", model="mlp", model_kwargs={"width": 8, "depth": 4})
 
 
@@ -224,7 +224,7 @@ def test_shape_mismatch_is_named(tmp_path: Path, net: nn.Module) -> None:
         load_checkpoint(tmp_path / "a.pt", model="mlp", model_kwargs={"width": 16, "depth": 2})
     msg = str(err.value)
     assert "shape mismatch" in msg and "'stem.weight' (8, 64) vs (16, 64)" in msg
-    assert "missing" not in msg and "--model" in msg
+    assert "missing" not in msg and "model=NAME" in msg
 
 
 def test_wrapped_keys_of_other_model_are_reported_unwrapped(
@@ -263,7 +263,7 @@ def test_full_pickle_refused_without_trust(tmp_path: Path, net: nn.Module) -> No
         load_checkpoint(tmp_path / "full.pt")
     msg = str(err.value)
     assert "pickled Python objects" in msg and "execute code" in msg
-    assert "--trust-checkpoint" in msg and "\n" not in msg
+    assert "trust=True" in msg and "\n" not in msg
 
 
 def test_full_pickle_accepted_with_trust(tmp_path: Path, net: nn.Module, x: Tensor) -> None:
@@ -278,7 +278,7 @@ def test_full_pickle_accepted_with_trust(tmp_path: Path, net: nn.Module, x: Tens
 
 def test_pickled_module_inside_dict_with_trust(tmp_path: Path, net: nn.Module, x: Tensor) -> None:
     torch.save({"model": net, "epoch": 3}, tmp_path / "d.pt")
-    with pytest.raises(LandscapeError, match="--trust-checkpoint"):
+    with pytest.raises(LandscapeError, match="trust=True"):
         load_checkpoint(tmp_path / "d.pt", model=SPEC)
     ckpt = load_checkpoint(tmp_path / "d.pt", model=SPEC, trust=True)
     assert ckpt.meta == {"epoch": 3}
@@ -391,7 +391,7 @@ def test_hf_save_pretrained_directory_loads(tmp_path: Path) -> None:
     with torch.no_grad():
         torch.testing.assert_close(ckpt.model(ids).logits, m(ids).logits, rtol=0, atol=0)
     assert load_checkpoint(tmp_path / "hf").sha256 == ckpt.sha256
-    with pytest.raises(LandscapeError, match="drop --model"):
+    with pytest.raises(LandscapeError, match="drop the 'model' and 'model_kwargs' parameters"):
         load_checkpoint(tmp_path / "hf", model="mlp")
 
 
@@ -495,7 +495,7 @@ def test_several_state_dict_entries_are_refused_and_chosen(tmp_path: Path) -> No
     msg = str(err.value)
     assert "\n" not in msg
     assert (f"checkpoint '{path}' holds several state dicts: 'state_dict' (8 tensors), "
-            "'model_state_dict' (8 tensors); choose one with --state-key KEY (state_key=...)"
+            "'model_state_dict' (8 tensors); choose one with state_key=..."
             == msg)
     ckpt = load_checkpoint(path, model=SPEC, state_key="state_dict")
     assert _exactly(ckpt.model, a) and ckpt.meta == {"epoch": 4}
@@ -527,22 +527,25 @@ def test_state_key_on_files_with_one_state_dict(tmp_path: Path) -> None:
     a, _ = _nets()
     save_checkpoint(tmp_path / "own.pt", a, SPEC)
     assert _exactly(load_checkpoint(tmp_path / "own.pt", state_key="state_dict").model, a)
-    with pytest.raises(LandscapeError, match="landscape checkpoint.*drop --state-key"):
+    with pytest.raises(LandscapeError,
+                       match="landscape checkpoint.*drop the 'state_key' parameter"):
         load_checkpoint(tmp_path / "own.pt", state_key="ema")
     torch.save(_sd(a), tmp_path / "raw.pt")
-    with pytest.raises(LandscapeError, match="plain state dict.*drop --state-key.*--prefix"):
+    with pytest.raises(LandscapeError,
+                       match=r"plain state dict.*drop the 'state_key' parameter.*prefix=\.\.\."):
         load_checkpoint(tmp_path / "raw.pt", model=SPEC, state_key="state_dict")
     from safetensors.torch import save_file
 
     save_file(_sd(a), tmp_path / "w.safetensors")
-    with pytest.raises(LandscapeError, match="safetensors file.*drop --state-key"):
+    with pytest.raises(LandscapeError, match="safetensors file.*drop the 'state_key' parameter"):
         load_checkpoint(tmp_path / "w.safetensors", model=SPEC, state_key="state_dict")
     save_file(_prefixed(_sd(a), "model."), tmp_path / "p.safetensors")  # a prefix applies
     assert _exactly(load_checkpoint(tmp_path / "p.safetensors", model=SPEC,
                                     prefix="model.").model, a)
     (tmp_path / "hf").mkdir()
     (tmp_path / "hf" / "config.json").write_text("{}")
-    with pytest.raises(LandscapeError, match="HuggingFace model directory.*drop --state-key"):
+    with pytest.raises(LandscapeError, match="HuggingFace model directory.*drop the "
+                                             "'state_key' and 'prefix' parameters"):
         load_checkpoint(tmp_path / "hf", prefix="model.")
     for bad in ({"state_key": 3}, {"prefix": ["model."]}, {"state_key": ""}):
         with pytest.raises(LandscapeError, match="parameter must"):
@@ -560,7 +563,7 @@ def test_model_and_ema_prefixes_are_refused_and_chosen(tmp_path: Path, ema: str)
     assert "\n" not in msg
     assert msg == (f"checkpoint '{path}' holds several state dicts that fit the model, under "
                    f"the key prefixes 'model.' (8 tensors), '{ema}' (8 tensors); choose one "
-                   "with --prefix PREFIX (prefix=...)")
+                   "with prefix=...")
     ckpt = load_checkpoint(path, model=SPEC, prefix="model.")
     assert _exactly(ckpt.model, a) and ckpt.meta == {"epoch": 5, "global_step": 50}
     assert _exactly(load_checkpoint(path, model=SPEC, prefix="model").model, a)  # "." added
@@ -572,7 +575,7 @@ def test_model_and_ema_prefixes_are_refused_and_chosen(tmp_path: Path, ema: str)
     with pytest.raises(LandscapeError, match=r"no key .* starts with the prefix 'emma\.' \(its "
                                              r"keys start with 'model\.', 'ema\.'\)"):
         load_checkpoint(path, model=SPEC, prefix="emma.")
-    with pytest.raises(LandscapeError, match="has no entry 'ema' .*--prefix"):
+    with pytest.raises(LandscapeError, match=r"has no entry 'ema' .*prefix=\.\.\."):
         load_checkpoint(path, model=SPEC, state_key="ema")
 
 
@@ -581,7 +584,7 @@ def test_unprefixed_model_with_a_prefixed_copy(tmp_path: Path) -> None:
     path = tmp_path / "c.pt"
     torch.save({**_sd(a), **_prefixed(_sd(b), "ema.")}, path)
     with pytest.raises(LandscapeError, match=r"prefixes '' \(no prefix, 8 tensors\), 'ema\.' "
-                                             r"\(8 tensors\); choose one with --prefix"):
+                                             r"\(8 tensors\); choose one with prefix=\.\.\."):
         load_checkpoint(path, model=SPEC)
     assert _exactly(load_checkpoint(path, model=SPEC, prefix="").model, a)
     assert _exactly(load_checkpoint(path, model=SPEC, prefix="ema.").model, b)

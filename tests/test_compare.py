@@ -348,7 +348,7 @@ def test_report_of_1d_surfaces_overlays_the_curves(tmp_path):
 def test_save_refuses_a_file_as_directory(pair, tmp_path):
     f = tmp_path / "file"
     f.write_text("x")
-    with pytest.raises(LandscapeError, match="not a directory"):
+    with pytest.raises(LandscapeError, match="The 'out_dir' parameter must be a directory"):
         compare(list(pair)).save(f)
 
 

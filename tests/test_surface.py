@@ -201,7 +201,7 @@ def test_different_recipe_refused_unless_overwrite(tmp_path, tiny_mlp, image_dat
 
 def test_dimension_mismatch_errors(tiny_mlp, image_data):
     w = named_tensors(tiny_mlp)
-    with pytest.raises(LandscapeError, match="--y"):
+    with pytest.raises(LandscapeError, match="y='min:max:num'"):
         compute_surface(tiny_mlp, random_directions(w, seeds=0), image_data, x="-1:1:3")
     with pytest.raises(LandscapeError, match="1D"):
         compute_surface(tiny_mlp, random_directions(w, ndim=1, seeds=0), image_data,

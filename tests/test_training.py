@@ -178,7 +178,7 @@ def test_other_settings_are_refused_naming_the_keys(run: TrainRun) -> None:
     before = _snapshot(run.out_dir)
     other = TrainConfig(epochs=4, batch_size=32, lr=0.05)
     with pytest.raises(LandscapeError, match=r"differs in: epochs \(run 3, now 4\), lr \(run "
-                       r"0.1, now 0.05\)\); .*--overwrite") as err:
+                       r"0.1, now 0.05\)\); .*overwrite=True") as err:
         train(SPEC, DATA, other, run.out_dir, progress=False)
     assert "\n" not in str(err.value)
     with pytest.raises(LandscapeError, match=r"model.kwargs .*data.subset \(run 400, now 300\)"):
@@ -191,7 +191,7 @@ def test_refuses_checkpoints_without_manifest_unless_overwrite(tmp_path: Path) -
     config = TrainConfig(epochs=1, batch_size=64, lr=0.05)
     small = DataSpec("digits", subset=64)
     (tmp_path / "epoch_0000.pt").write_bytes(b"foreign")
-    with pytest.raises(LandscapeError, match="already holds a training run.*--overwrite"):
+    with pytest.raises(LandscapeError, match="already holds a training run.*overwrite=True"):
         train(SPEC, small, config, tmp_path, progress=False)
     assert (tmp_path / "epoch_0000.pt").read_bytes() == b"foreign"
     train(SPEC, small, config, tmp_path / "run", progress=False)
@@ -207,17 +207,18 @@ def test_refuses_checkpoints_without_manifest_unless_overwrite(tmp_path: Path) -
 
 def test_diverging_run_stops_and_keeps_checkpoints(tmp_path: Path) -> None:
     config = TrainConfig(epochs=3, batch_size=64, lr=1e6, schedule="constant")
-    with pytest.raises(LandscapeError, match=r"epoch 1 .*lower the learning rate \(--lr\)") as err:
+    with pytest.raises(LandscapeError,
+                       match=r"epoch 1 .*lower the learning rate \(the 'lr' parameter\)") as err:
         train(SPEC, DataSpec("digits", subset=256), config, tmp_path, progress=False)
     assert "\n" not in str(err.value)
     r = TrainRun.load(tmp_path)
     assert r.status == "diverged"
-    with pytest.raises(LandscapeError, match="unfinished .*'diverged'.*--allow-partial"):
+    with pytest.raises(LandscapeError, match="unfinished .*'diverged'.*allow_partial=True"):
         list_checkpoints(tmp_path)
     assert list_checkpoints(tmp_path, allow_partial=True) == [tmp_path / "epoch_0000.pt"]
     load_checkpoint(tmp_path / "epoch_0000.pt")  # finite, loadable
     before = _snapshot(tmp_path)
-    with pytest.raises(LandscapeError, match="diverged with these settings.*--lr"):
+    with pytest.raises(LandscapeError, match="diverged with these settings.*'lr'"):
         train(SPEC, DataSpec("digits", subset=256), config, tmp_path, progress=False)
     assert _snapshot(tmp_path) == before
 
@@ -340,7 +341,7 @@ def test_interrupted_run_resumes_bit_for_bit(tmp_path: Path, reference: TrainRun
     state = torch.load(tmp_path / "resume.pt", weights_only=True)  # plain data only
     assert state["epoch"] == (3 if where == "before run.json" else 2)
     assert set(state["rng"]) == {"torch", "shuffle"} and state["optimizer"]["state"]
-    with pytest.raises(LandscapeError, match="unfinished .*'running'.*--allow-partial"):
+    with pytest.raises(LandscapeError, match="unfinished .*'running'.*allow_partial=True"):
         list_checkpoints(tmp_path)
 
     with warnings.catch_warnings():

@@ -42,7 +42,7 @@ FLOAT32_NOTE = (
     "float32 HVPs with float64 solver vectors and accumulations: stored eigenvalues, trace "
     "and density within 1e-5 relative (lambda_min: 1e-5 of itself or 1e-7 of lambda_max) of "
     "the float64 answer, measured on the digits MLP and ResNet-20 "
-    "(benchmarks/bench_precision.py); pass --dtype float64 (dtype=torch.float64) for more"
+    "(benchmarks/bench_precision.py); pass dtype=torch.float64 for more"
 )
 
 

@@ -409,7 +409,8 @@ def compute_hessian_surface(
     k = 1 if y is None else 2
     if pair == "topbottom" and k == 1:
         raise LandscapeError("the largest and smallest eigenvalue's directions make a 2D "
-                             "surface: add a --y grid (or use the top eigenvector in 1D)")
+                             "surface: pass a grid y='min:max:num' (or use the top "
+                             "eigenvector in 1D)")
     if hessian_data is None:
         if "train" not in data:
             raise LandscapeError("the Hessian needs training data: pass hessian_data or a "
@@ -433,8 +434,8 @@ def compute_hessian_surface(
         if diff:
             raise LandscapeError(
                 f"'{out}' holds a /{group} computed with other Hessian directions (differs "
-                f"in: {', '.join(diff)}); pass --overwrite to replace it or choose another "
-                "--out"
+                f"in: {', '.join(diff)}); pass overwrite=True to replace it or choose "
+                "another out=PATH"
             )
         dirs = old.directions
     if dirs is None:

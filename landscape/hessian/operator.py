@@ -503,7 +503,7 @@ def shard_plan(data: Any, world: int) -> dict[str, Any]:
     if n < world:
         raise LandscapeError(
             f"The data has {n} samples, fewer than the {world} processes to share them; use at "
-            f"most {n} processes (torchrun --nproc-per-node)."
+            f"most {n} processes (torchrun's nproc-per-node)."
         )
     plan["split"] = "samples"
     plan["shards"] = [list(b) for b in shard_bounds(n, world)]

@@ -233,7 +233,7 @@ def _read(path: str | os.PathLike) -> tuple[RatioMap, dict[int, np.ndarray]]:
     if g is None:
         raise LandscapeError(
             f"'{path}' holds no ratio map (no /ratio_map group); compute one with "
-            "'landscape hessian CKPT --grid SURFACE.h5'"
+            "compute_ratio_map()"
         )
     where = f"'{path}' has a damaged /ratio_map group"
     d = g.datasets

@@ -290,7 +290,7 @@ class CurvatureResult:
         if self.eigenvectors is None:
             raise LandscapeError(
                 "this curvature result holds no eigenvectors; compute it with "
-                "keep_eigenvectors=True (CLI: --save-eigenvectors)"
+                "keep_eigenvectors=True"
             )
         assert self.eigenvector_names is not None and self.eigenvector_shapes is not None
         out = []
@@ -536,8 +536,8 @@ class CurvatureResult:
                         if diff and not overwrite:
                             raise LandscapeError(
                                 f"'{p}' holds curvature computed with a different recipe (differs "
-                                f"in: {', '.join(diff)}); pass --overwrite to replace its "
-                                "/curvature group or choose another --out"
+                                f"in: {', '.join(diff)}); pass overwrite=True to replace its "
+                                "/curvature group or choose another output file"
                             )
                         if not diff:
                             result = self.merged_with(old)
@@ -552,7 +552,7 @@ class CurvatureResult:
         if g is None:
             raise LandscapeError(
                 f"'{path}' holds no curvature (no /curvature group); compute it with "
-                "'landscape hessian CKPT --out FILE'"
+                "compute_curvature(out=PATH)"
             )
         return cls.from_group(g, f"'{path}'")
 
@@ -712,8 +712,8 @@ def compute_curvature(
     seed = check_int("seed", seed, 0)
     if not (top_k or min_eig or trace or density):
         raise LandscapeError(
-            "nothing to compute: ask for top_k >= 1, min_eig, trace or density "
-            "(CLI: --top-k, --min, --trace, --density)"
+            "nothing to compute: pass top_k=K (K >= 1), min_eig=True, trace=True or "
+            "density=True"
         )
     if keep_eigenvectors and not top_k:
         raise LandscapeError("keep_eigenvectors needs top_k >= 1")

@@ -118,8 +118,8 @@ def load_results(path: str | os.PathLike) -> dict[str, Any]:
     out = open_results(path).mechanisms()
     if not out:
         raise LandscapeError(
-            f"'{path}' holds no mechanism results; write them with `landscape probe` or "
-            "`landscape sharpening`"
+            f"'{path}' holds no mechanism results; write them with run_analyses() "
+            "or sharpening_of_run()"
         )
     return out
 

@@ -180,5 +180,6 @@ class Result:
         storage.check_no_links(path, name)
         g = storage.read_group(path, name)
         if g is None:
-            raise LandscapeError(f"'{path}' has no /{name} group; run `landscape probe` first")
+            raise LandscapeError(
+                f"'{path}' has no /{name} group; write it with run_analyses() first")
         return cls.from_group(g)

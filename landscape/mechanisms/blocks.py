@@ -190,7 +190,7 @@ def find_blocks(model: nn.Module, pattern: str | Sequence[Block] | None = None) 
         if not found:
             raise LandscapeError(
                 f"{type(model).__name__} has no built-in residual blocks; name its blocks with a "
-                "module-name glob (blocks='layers.*', --blocks 'layers.*')"
+                "module-name glob (blocks='layers.*')"
             )
         return found
     globs = [g.strip() for g in pattern.split(",") if g.strip()]

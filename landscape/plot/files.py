@@ -96,15 +96,15 @@ def _needs_surface(ndim: int, r: _Results) -> str | None:
     if r.surface.ndim != ndim:
         use = "1d" if ndim == 2 else "contour, contourf, heatmap or 3d"
         return (f"it needs a {ndim}D surface and holds a {r.surface.ndim}D one "
-                f"(use --kind {use})")
+                f"(use the 'kinds' parameter: {use})")
     return None
 
 
 def _needs_trajectory(r: _Results) -> str | None:
     t = r.trajectory()
     if t is None:
-        return ("it has no /trajectory group (write one with 'landscape trajectory "
-                "CHECKPOINTS --out FILE')")
+        return ("it has no /trajectory group (write one with "
+                "TrajectoryPCA(...).fit(checkpoints).save(path))")
     if t.coords.shape[1] < 2:
         return f"its trajectory has {t.coords.shape[1]} component; the picture needs 2"
     return None
@@ -112,25 +112,24 @@ def _needs_trajectory(r: _Results) -> str | None:
 
 def _needs_ratio_map(r: _Results) -> str | None:
     if r.ratio_map() is None:
-        return ("it has no /ratio_map group (compute one with 'landscape hessian CKPT "
-                "--grid SURFACE.h5')")
+        return "it has no /ratio_map group (compute one with compute_ratio_map())"
     return None
 
 
 def _needs_density(r: _Results) -> str | None:
     c = r.curvature()
     if c is None:
-        return "it has no /curvature group (compute one with 'landscape hessian CKPT --density')"
+        return "it has no /curvature group (compute one with compute_curvature(density=True))"
     if c.density is None or c.density_grid is None:
         return ("its /curvature group has no eigenvalue density (datasets 'density_grid' and "
-                "'density'; compute them with 'landscape hessian CKPT --density')")
+                "'density'; compute them with compute_curvature(density=True))")
     return None
 
 
 def _needs_hessian_surface(r: _Results) -> str | None:
     if r.hessian_surface() is None:
-        return (f"it has no /{_HESSIAN_GROUP} group (compute one with 'landscape surface CKPT "
-                "--directions hessian')")
+        return (f"it has no /{_HESSIAN_GROUP} group (compute one with "
+                "compute_hessian_surface())")
     return None
 
 
@@ -273,7 +272,7 @@ def _chosen_kinds(r: _Results, kinds: Sequence[str] | None) -> list[FigureKind]:
     for k in chosen:
         why = k.needs(r)
         if why is not None:
-            raise LandscapeError(f"'{r.path}' cannot be drawn as --kind {k.name}: {why}")
+            raise LandscapeError(f"'{r.path}' cannot be drawn as kinds={k.name!r}: {why}")
     return chosen
 
 
@@ -282,7 +281,8 @@ def _options(r: _Results, array: str | None, log_levels: bool) -> _Options:
     if array is not None and s is not None:
         array_values(s, array)  # an unknown array is an error
         if s.ndim == 1 and "_" not in array:
-            raise LandscapeError(f"--array {array!r} is not a <split>_loss/_acc array")
+            raise LandscapeError("The 'array' parameter must name a <split>_loss/_acc "
+                                 f"array. Got {array!r} instead.")
     name2d = array or (default_array(s) if s is not None else None)
     return _Options(array=array, name2d=name2d, log_levels=bool(log_levels))
 
@@ -300,7 +300,8 @@ def _output_dir(src: Path, out_dir: str | os.PathLike | None) -> Path:
     out = Path(out_dir) if out_dir is not None else (src.parent if str(src.parent) else
                                                      Path("."))
     if out.exists() and not out.is_dir():
-        raise LandscapeError(f"--out '{out}' is a file, not a directory")
+        raise LandscapeError(
+            f"The 'out_dir' parameter must be a directory. Got '{out}', which is a file.")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -386,13 +387,13 @@ def plot_file(
     if members and r.surface_set is None:
         raise LandscapeError(
             f"'{src}' has no /{_SET_GROUP} group: members are those of a surface set (compute "
-            "one with 'landscape surface CKPT --n-directions K')"
+            "one with compute_surface_set())"
         )
     chosen = _chosen_kinds(r, kinds)
     opts = _options(r, array, log_levels)
     if (vtp or html) and (r.surface is None or r.surface.ndim != 2):
         raise LandscapeError(
-            f"--vtp and --html export a 2D surface; '{src}' "
+            f"vtp=True and html=True export a 2D surface; '{src}' "
             + ("has no /surface group" if r.surface is None else "holds a 1D one")
         )
     if html:
@@ -406,7 +407,8 @@ def plot_file(
                       and (k.name == "1d") == (set_ndim == 1)]
         if not per_member:
             raise LandscapeError(
-                f"'{src}' holds a {set_ndim}D surface set; --members draws it with --kind "
+                f"'{src}' holds a {set_ndim}D surface set; members=True draws it with the "
+                "'kinds' parameter set to "
                 + ("1d" if set_ndim == 1 else "contour, contourf, heatmap or 3d")
             )
         pictures += [(r.member(m), k, out / f"{src.stem}_m{m}_{k.name}.{fmt}")

@@ -646,7 +646,7 @@ class Report:
                 training_text = f"{_value_text(training)} (from {p['training_source']})"
             elif training is None:
                 training_text = ("not recorded (give the checkpoints to compare, or compute "
-                                 "the files from a checkpoint of a `landscape train` run)")
+                                 "the files from a checkpoint saved by train())")
             else:
                 training_text = _value_text(training)
             cmds = p.get("commands") or {}
@@ -765,7 +765,8 @@ class Report:
 
         out = Path(out_dir)
         if out.exists() and not out.is_dir():
-            raise LandscapeError(f"--out '{out}' is a file, not a directory")
+            raise LandscapeError(
+                f"The 'out_dir' parameter must be a directory. Got '{out}', which is a file.")
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
