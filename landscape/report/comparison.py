@@ -201,12 +201,55 @@ def compare(
                          "adaptive_rho": adaptive_rho, "basin_threshold": basin_threshold,
                          "ratio_threshold": ratio_threshold, "batch_size": batch_size},
                         _CONSTRAINTS)
-    eps, ascent_eps, ascent_steps = v["eps"], v["ascent_eps"], v["ascent_steps"]
-    adaptive_rho, basin_threshold = v["adaptive_rho"], v["basin_threshold"]
-    ratio_threshold, batch_size = v["ratio_threshold"], v["batch_size"]
     labels = _names([_label_of(f) for f in files], names)
     sources = _model_sources(models, labels)
     results = [load_results(f, n) for f, n in zip(files, labels, strict=True)]
+    recipe, notes = _check_results(results, v["eps"], array)
+    parameters = {k: v[k] for k in ("eps", "ascent_eps", "ascent_steps", "adaptive_rho",
+                                    "basin_threshold", "ratio_threshold")}
+    parameters["array"] = array
+    need = {r.name: needs_origin_metrics(r.surface) for r in results if r.name in sources}
+    # load and check every checkpoint and its data before any progress output, so that a bad
+    # one is refused with one line
+    data_cache: dict[str, Any] = {}  # one recipe, hence one data set for every network
+    loaded = {r.name: load_model_source(r, sources[r.name], trust=trust,
+                                        need_origin=need[r.name], data_cache=data_cache)
+              for r in results if r.name in sources}
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=sum(2 + int(n) for n in need.values()), desc="compare: model steps",
+               unit="step", disable=not progress or not need, dynamic_ncols=True)
+
+    def tick(label: str) -> None:
+        bar.set_postfix_str(label, refresh=False)
+        bar.update(1)
+
+    parts = _Parts()
+    try:
+        for r in results:
+            from_model: dict[str, Any] = {}
+            ckpt_info: dict[str, Any] = {}
+            if r.name in sources:
+                bar.set_postfix_str(f"{r.name}: loading, then ascent sharpness")
+                from_model, ckpt_info = model_numbers(
+                    r, loaded[r.name], ascent_eps=v["ascent_eps"], steps=v["ascent_steps"],
+                    batch_size=v["batch_size"], trust=trust, device=device,
+                    need_origin=need[r.name], adaptive_rho=v["adaptive_rho"], tick=tick)
+            parts.add(r, from_model, ckpt_info, parameters)
+    finally:
+        bar.close()
+    return Report(names=tuple(labels), table=parts.table, recipe=recipe,
+                  files={r.name: r.path for r in results}, parameters=parameters,
+                  censored=parts.censored, notes=tuple(dict.fromkeys(notes + parts.notes)),
+                  results=tuple(results),
+                  provenance={"environment": environment(command), "networks": parts.networks},
+                  spread=parts.spread, sections=parts.sections, errors=parts.errors)
+
+
+def _check_results(results: Sequence[NetworkResults], eps: float,
+                   array: str) -> tuple[dict[str, Any], list[str]]:
+    """The shared recipe of comparable results and the notes on them; refuse what cannot be
+    compared (another recipe, an array a surface lacks, ``eps`` below the grid step)."""
     for r in results:
         if r.surface is not None and array not in r.surface.arrays:
             raise LandscapeError(
@@ -223,68 +266,41 @@ def compare(
     if with_surface and len(with_surface) < len(results):
         missing = [r.name for r in results if r.surface is None]
         notes.append(f"no surface for {', '.join(missing)}: their surface metrics are empty")
-    parameters = {"eps": eps, "ascent_eps": ascent_eps, "ascent_steps": ascent_steps,
-                  "adaptive_rho": adaptive_rho,
-                  "basin_threshold": basin_threshold, "ratio_threshold": ratio_threshold,
-                  "array": array}
-    need = {r.name: needs_origin_metrics(r.surface) for r in results if r.name in sources}
-    # load and check every checkpoint and its data before any progress output, so that a bad
-    # one is refused with one line
-    data_cache: dict[str, Any] = {}  # one recipe, hence one data set for every network
-    loaded = {r.name: load_model_source(r, sources[r.name], trust=trust,
-                                        need_origin=need[r.name], data_cache=data_cache)
-              for r in results if r.name in sources}
-    table: dict[str, dict[str, Any]] = {}
-    censored: dict[str, tuple[str, ...]] = {}
-    networks: dict[str, Any] = {}
-    from tqdm.auto import tqdm
+    return recipe, notes
 
-    bar = tqdm(total=sum(2 + int(n) for n in need.values()), desc="compare: model steps",
-               unit="step", disable=not progress or not need, dynamic_ncols=True)
 
-    def tick(label: str) -> None:
-        bar.set_postfix_str(label, refresh=False)
-        bar.update(1)
+@dataclasses.dataclass
+class _Parts:
+    """The report's numbers, network by network."""
 
-    spread: dict[str, dict[str, list[float | None]]] = {}
-    errors: dict[str, dict[str, float]] = {}
-    sections: dict[str, dict[str, dict[str, float | None]]] = {}
-    try:
-        for r in results:
-            from_model: dict[str, Any] = {}
-            ckpt_info: dict[str, Any] = {}
-            if r.name in sources:
-                bar.set_postfix_str(f"{r.name}: loading, then ascent sharpness")
-                from_model, ckpt_info = model_numbers(
-                    r, loaded[r.name], ascent_eps=ascent_eps, steps=ascent_steps,
-                    batch_size=batch_size, trust=trust, device=device,
-                    need_origin=need[r.name], adaptive_rho=adaptive_rho, tick=tick)
-            row, cens, more = network_numbers(r, eps=eps, basin_threshold=basin_threshold,
-                                              ratio_threshold=ratio_threshold, array=array,
-                                              from_model=from_model)
-            table[r.name] = plain(row)
-            errors[r.name] = origin_errors(r, from_model)
-            censored[r.name] = tuple(cens)
-            notes.extend(more)
-            values, more = spread_numbers(r, eps=eps, basin_threshold=basin_threshold,
-                                          array=array)
-            if values:
-                spread[r.name] = values
-                notes.extend(more)
-            for title, numbers in section_numbers(r).items():
-                sections.setdefault(title, {})[r.name] = numbers
-            numbers, more = hessian_numbers(r, eps=eps, basin_threshold=basin_threshold,
-                                            array=array)
-            if numbers:
-                sections.setdefault("hessian", {})[r.name] = numbers
-            notes.extend(more)
-            prov, more = network_provenance(r, ckpt_info)
-            networks[r.name] = plain(prov)
-            notes.extend(more)
-    finally:
-        bar.close()
-    provenance = {"environment": environment(command), "networks": networks}
-    return Report(names=tuple(labels), table=table, recipe=recipe,
-                  files={r.name: r.path for r in results}, parameters=parameters,
-                  censored=censored, notes=tuple(dict.fromkeys(notes)), results=tuple(results),
-                  provenance=provenance, spread=spread, sections=sections, errors=errors)
+    table: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    censored: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    networks: dict[str, Any] = dataclasses.field(default_factory=dict)
+    spread: dict[str, dict[str, list[float | None]]] = dataclasses.field(default_factory=dict)
+    errors: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    sections: dict[str, dict[str, dict[str, float | None]]] = dataclasses.field(
+        default_factory=dict)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def add(self, r: NetworkResults, from_model: dict[str, Any], ckpt_info: dict[str, Any],
+            p: Mapping[str, Any]) -> None:
+        kw = {"eps": p["eps"], "basin_threshold": p["basin_threshold"], "array": p["array"]}
+        row, cens, more = network_numbers(r, ratio_threshold=p["ratio_threshold"],
+                                          from_model=from_model, **kw)
+        self.table[r.name] = plain(row)
+        self.errors[r.name] = origin_errors(r, from_model)
+        self.censored[r.name] = tuple(cens)
+        self.notes.extend(more)
+        values, more = spread_numbers(r, **kw)
+        if values:
+            self.spread[r.name] = values
+            self.notes.extend(more)
+        for title, numbers in section_numbers(r).items():
+            self.sections.setdefault(title, {})[r.name] = numbers
+        numbers, more = hessian_numbers(r, **kw)
+        if numbers:
+            self.sections.setdefault("hessian", {})[r.name] = numbers
+        self.notes.extend(more)
+        prov, more = network_provenance(r, ckpt_info)
+        self.networks[r.name] = plain(prov)
+        self.notes.extend(more)
