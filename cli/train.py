@@ -110,7 +110,9 @@ def _seeds_arg(text: str) -> list[int]:
 
 def _say(result, seed: int | None) -> None:
     last = result.history[-1]
-    final = f"final: train loss {last['train_loss']:.4g}, test acc {100 * last['test_acc']:.1f}%"
+    final = f"final: train loss {last['train_loss']:.4g}, " + (
+        f"test loss {last['test_loss']:.4g}" if last["test_acc"] is None  # float targets
+        else f"test acc {100 * last['test_acc']:.1f}%")
     n = len(result.checkpoints)
     head = "" if seed is None else f"seed {seed}: "
     if result.start_epoch is None:
