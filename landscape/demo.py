@@ -263,7 +263,7 @@ PAIRS: dict[str, dict[str, dict[str, Any]]] = {
         "full": {"model": "unet", "model_kwargs": {"channels": 16, "levels": 2},
                  "data": "digits-denoise", "loss": "mse", "train": {"epochs": 20}},
         "quick": {"model": "unet", "model_kwargs": {"channels": 8, "levels": 2},
-                  "data": "digits-denoise", "loss": "mse", "train": {"epochs": 6},
+                  "data": "digits-denoise", "loss": "mse", "train": {"epochs": 10},
                   "eval_subset": 128, "grid": "-1:1:9", "trajectory_points": 7, "top_k": 1,
                   "trace_samples": 6, "density_steps": 10, "ratio_tol": 5e-2},
     },
