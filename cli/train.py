@@ -37,6 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "landscape train --model mlp --epochs 20 --out runs/mlp",
             "landscape train --model resnet20 --plain --lr 0.01 --out runs/plain20",
             "landscape train --model gpt --data modadd --lr 0.2 --epochs 30 --out runs/gpt",
+            "landscape train --model unet --data digits-denoise --lr 0.01 --out runs/unet",
             "landscape train --model mlp --epochs 20 --init runs/a/epoch_0002.pt --seed 1 "
             "--out runs/spawn1",
         ),
