@@ -21,7 +21,10 @@ from landscape.mechanisms import (
 from landscape.models import HighwayConv, HighwayMLP, ModelSpec, ResNet
 from tests._pipeline import train_tiny
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
 def _sigmoid(b: float) -> float:

@@ -19,7 +19,10 @@ from landscape.models import (
 from landscape.models.highway import GATE_BIAS
 from tests._pipeline import through_the_pipeline, train_tiny
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 VARIANTS = [("highway", {"width": 8, "depth": 3}, (4, 1, 8, 8)),
             ("highway_conv", {"channels": 4, "depth": 2}, (4, 1, 8, 8))]
@@ -82,3 +85,25 @@ def test_trains_and_goes_through_the_toolkit(tmp_path, capsys, name, kwargs) -> 
     assert run.history[-1]["train_loss"] < run.history[0]["train_loss"]
     out = through_the_pipeline(tmp_path, run, capsys)
     assert "gates" in out  # the probe's default on a highway net: its gates
+
+
+@pytest.mark.parametrize("shortcut", [True, False])
+def test_hessian_through_the_gates_matches_dense_truth(shortcut) -> None:
+    """The gate's product H(x) T(x) and the carry term have exact HVPs (both methods) and the
+    exact Hessian of one layer's gate and transform weights."""
+    from landscape.data import load_data
+    from landscape.hessian.operator import HessianOperator
+    from tests.reference import dense_from_operator, exact_hessian
+
+    torch.manual_seed(0)
+    model = HighwayMLP(width=4, depth=2, shortcut=shortcut).double().eval()
+    data = load_data(DataSpec("digits", subset=12))
+    names = ["layers.1.plain.bias", "layers.1.transform.weight", "layers.1.transform.bias"]
+    others = [k for k, _ in model.named_parameters() if k not in names]
+    graph = HessianOperator(model, data, dtype=torch.float64, method="graph")
+    func = HessianOperator(model, data, dtype=torch.float64, method="func")
+    v = torch.randn(graph.shape[0], dtype=torch.float64)
+    torch.testing.assert_close(func @ v, graph @ v, rtol=1e-9, atol=1e-11)
+    op = HessianOperator(model, data, dtype=torch.float64, ignore=others)
+    truth = exact_hessian(model, data.x, data.y, names)
+    torch.testing.assert_close(dense_from_operator(op), truth, rtol=1e-7, atol=1e-10)

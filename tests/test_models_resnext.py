@@ -19,7 +19,10 @@ from landscape.models import (
 )
 from tests._pipeline import through_the_pipeline, train_tiny
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 TINY = {"depth": 11, "cardinality": 2, "bottleneck_width": 2, "in_channels": 1,
         "width": 0.125}

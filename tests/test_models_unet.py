@@ -11,7 +11,10 @@ from landscape.errors import LandscapeError
 from landscape.models import ModelSpec, UNet, build, skip_switch
 from tests._pipeline import through_the_pipeline, train_tiny
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 
 def _twins(**kwargs):
@@ -88,3 +91,26 @@ def test_trains_on_denoising_and_goes_through_the_toolkit(tmp_path, capsys, shor
     # the U-Net has no residual blocks or gates: the probe refuses it in one line
     err = through_the_pipeline(tmp_path, run, capsys, loss="mse", probe="refused")
     assert "UNet has no built-in residual blocks" in err
+
+
+@pytest.mark.parametrize("shortcut", [True, False])
+def test_hessian_through_the_unet_matches_dense_truth(shortcut) -> None:
+    """Transposed convolutions, pooling and concatenation have exact HVPs (both methods) and
+    the exact Hessian of the decoder's last weights under the mean squared error."""
+    from landscape.hessian.operator import HessianOperator
+    from tests.reference import dense_from_operator, exact_hessian
+
+    torch.manual_seed(0)
+    model = UNet(channels=2, shortcut=shortcut).double().eval()
+    data = load_data(DataSpec("digits-denoise", subset=12))
+    names = ["up.1.weight", "out.weight", "out.bias"]
+    others = [k for k, _ in model.named_parameters() if k not in names]
+    graph = HessianOperator(model, data, loss="mse", dtype=torch.float64, method="graph")
+    func = HessianOperator(model, data, loss="mse", dtype=torch.float64, method="func")
+    v = torch.randn(graph.shape[0], dtype=torch.float64)
+    hv = graph @ v
+    assert torch.isfinite(hv).all() and hv.abs().sum() > 0
+    torch.testing.assert_close(func @ v, hv, rtol=1e-9, atol=1e-11)
+    op = HessianOperator(model, data, loss="mse", dtype=torch.float64, ignore=others)
+    truth = exact_hessian(model, data.x, data.y, names, loss="mse")
+    torch.testing.assert_close(dense_from_operator(op), truth, rtol=1e-7, atol=1e-10)
