@@ -201,7 +201,7 @@ def applicable_analyses(model: nn.Module, blocks: str | list[Block] | None = Non
     Raises
     ------
     LandscapeError
-        If none applies (the message of :func:`find_blocks`).
+        If none applies, or ``blocks`` names none (the message of :func:`find_blocks`).
     """
     from ..errors import LandscapeError
 
@@ -209,6 +209,8 @@ def applicable_analyses(model: nn.Module, blocks: str | list[Block] | None = Non
     try:
         find_blocks(model, blocks)
     except LandscapeError as exc:
+        if blocks is not None:  # blocks named but not found: say so, whatever else applies
+            raise
         err: LandscapeError | None = exc
     else:
         err = None
