@@ -14,6 +14,9 @@ Checkpoints are landscape checkpoints (:func:`~landscape.checkpoints.save_checkp
 ``test_acc``, ``seed``, ``config`` and ``data``. ``run.json`` is rewritten atomically after
 every checkpoint, so a killed run still has a valid manifest of what it wrote.
 
+The loss is the cross-entropy for class targets and the mean squared error for float targets
+(image-to-image tasks such as ``"digits-denoise"``), whose accuracies are recorded as ``None``.
+
 Training is deterministic given ``TrainConfig.seed`` (on the CPU): the seed initialises the
 model inside :func:`torch.random.fork_rng` (the caller's global RNG is left untouched) and a
 private :class:`torch.Generator` shuffles the data.
@@ -414,7 +417,8 @@ def _acc_text(acc: float | None) -> str:
 
 
 def _evaluate(model: nn.Module, data: TensorData, device: torch.device) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over a whole split, in eval mode (the batch/loss
+    """Mean loss (cross-entropy, or MSE for float targets) and accuracy (NaN without classes)
+    over a whole split, in eval mode (the batch/loss
     protocol of :mod:`landscape.losses`)."""
     model.eval()
     total, weight, correct, counted = 0.0, 0.0, 0, 0
