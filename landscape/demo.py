@@ -51,7 +51,9 @@ CPU minutes (:data:`PAIRS`):
     (mean ``T`` 0.087 against 0.119 at the bias).
 ``resnext``
     ResNeXt-29 (cardinality 8, bottleneck width 4, quarter width) vs its plain twin; the
-    default recipe with 20 epochs (quick: ResNeXt-11, cardinality 4, width 2, 6 epochs).
+    default recipe with 20 epochs (quick: ResNeXt-11, cardinality 4, bottleneck width 2,
+    eighth width, 6 epochs). Quick, seeds 0-2: train loss 0.30 vs 0.49 and Hessian trace 407
+    vs 703 (both lower in 3 of 3 seeds).
 
 Layout of ``out_dir``::
 
