@@ -70,7 +70,8 @@ def add_data_args(p: argparse.ArgumentParser, *, default_from_checkpoint: bool =
     default = "the data the checkpoint was trained on, else digits" if \
         default_from_checkpoint else "digits"
     g.add_argument("--data", metavar="NAME",
-                   help=f"digits | cifar10 | mnist | package.module:function (default: {default})")
+                   help=f"digits | digits-denoise | modadd | cifar10 | mnist | "
+                        f"package.module:function (default: {default})")
     g.add_argument("--data-root", metavar="DIR", help="directory holding cifar10/mnist files")
     g.add_argument("--data-kwargs", metavar="JSON", help="options of the data set, as JSON")
     g.add_argument("--subset", type=int_arg("subset", 1), metavar="N",

@@ -36,8 +36,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the residual/plain pair and its recipe: resnet56 (default: the "
                         "depth study), "
                         "preresnet56, densenet (DenseNet-BC-40), vit (with/without residual "
-                        "stream), gpt (on generated modular addition), stochastic-depth "
-                        "(ResNet trained with vs without stochastic depth)")
+                         "stream), gpt (on generated modular addition), unet (long skips, on "
+                         "digits-denoise), highway (carry paths), resnext, stochastic-depth "
+                         "(ResNet trained with vs without stochastic depth)")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="output directory (default: data/demo, data/demo-quick, or "
                         "data/demo-PAIR[-quick] for another --pair)")

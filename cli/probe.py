@@ -11,7 +11,7 @@ from landscape import storage
 from landscape.checkpoints import load_checkpoint
 from landscape.errors import LandscapeError
 from landscape.losses import loss_name
-from landscape.mechanisms import ANALYSES, USES_LOSS, run_analyses
+from landscape.mechanisms import ANALYSES, USES_LOSS, applicable_analyses, run_analyses
 
 from ._common import (
     add_checkpoint_args,
@@ -39,7 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "length), gradflow (gradient norms and block Jacobians by depth; also at "
                     "the run's epoch_0000.pt when the checkpoint lies in a run directory, as "
                     "/gradflow_init), dilution (k-dilution per block and the gradient scale "
-                    "coefficient), shatter (input-gradient autocorrelation along a line). "
+                    "coefficient), shatter (input-gradient autocorrelation along a line), "
+                    "gates (mean transform-gate openness per layer of a highway network). "
                     "Lesions use the test split, the others the training split.",
         epilog=examples(
             "landscape probe runs/res20/epoch_0003.pt --out res20_mech.h5",
@@ -49,8 +50,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("checkpoint", metavar="CKPT")
-    p.add_argument("--what", default=",".join(ANALYSES), metavar="LIST",
-                   help=f"comma list of {','.join(ANALYSES)} (default: all)")
+    p.add_argument("--what", default=None, metavar="LIST",
+                   help=f"comma list of {','.join(ANALYSES)} (default: all that apply: the "
+                        "block analyses for residual nets, gates for highway nets)")
     p.add_argument("--blocks", metavar="GLOB",
                    help="module-name glob of the residual blocks (default: the built-in "
                         "ResNet/PreResNet/MLP blocks); each must compute x + branch(x)")
@@ -74,7 +76,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _what(text: str) -> list[str]:
+def _what(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
     what = [w.strip() for w in text.split(",") if w.strip()]
     bad = [w for w in what if w not in ANALYSES]
     if not what or bad:
@@ -97,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     storage.check_writable(out, overwrite=args.overwrite)
     ckpt = load_ckpt(args, args.checkpoint)
     model = ckpt.model.to(args.device, dtype_arg(args))
+    if what is None:
+        what = applicable_analyses(model, args.blocks)
     sets = load_datasets(data_spec(args, ckpt), ["train", "test"], model)
     torch.manual_seed(args.seed)
     results, seconds = run_analyses(model, sets["train"], what, blocks=args.blocks,

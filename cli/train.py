@@ -37,6 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "landscape train --model mlp --epochs 20 --out runs/mlp",
             "landscape train --model resnet20 --plain --lr 0.01 --out runs/plain20",
             "landscape train --model gpt --data modadd --lr 0.2 --epochs 30 --out runs/gpt",
+            "landscape train --model unet --data digits-denoise --lr 0.01 --out runs/unet",
             "landscape train --model mlp --epochs 20 --init runs/a/epoch_0002.pt --seed 1 "
             "--out runs/spawn1",
             "landscape train --model vit --optimizer adamw --lr 1e-3 --betas 0.9,0.999 "
@@ -142,7 +143,9 @@ def _betas_arg(text: str) -> tuple[float, float]:
 
 def _say(result, seed: int | None) -> None:
     last = result.history[-1]
-    final = f"final: train loss {last['train_loss']:.4g}, test acc {100 * last['test_acc']:.1f}%"
+    final = f"final: train loss {last['train_loss']:.4g}, " + (
+        f"test loss {last['test_loss']:.4g}" if last["test_acc"] is None  # float targets
+        else f"test acc {100 * last['test_acc']:.1f}%")
     n = len(result.checkpoints)
     head = "" if seed is None else f"seed {seed}: "
     if result.start_epoch is None:

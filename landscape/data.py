@@ -32,6 +32,10 @@ Data sets are named by a :class:`DataSpec` (or just its name):
     Modular addition ``a + b mod p`` (Power et al. 2022), generated deterministically
     (:func:`landscape.modadd.modular_addition`; options ``p``, ``train_fraction``, ``seed``):
     int64 token ids ``[a, b, p]`` of shape ``(N, 3)`` and ``p`` classes.
+``"digits-denoise"``
+    An image-to-image task (:mod:`landscape.denoise`; options ``noise``, ``seed``): the
+    digits plus seeded Gaussian noise as inputs, the clean digits as float targets, both
+    ``(N, 1, 8, 8)``; no classes, trained and measured with the mean squared error.
 ``"package.module:function"``
     Your own loader, called as ``function(split=split, **kwargs)``; it returns ``(x, y)``
     (tensors or arrays), a map-style or iterable :class:`torch.utils.data.Dataset` or a
@@ -893,11 +897,18 @@ def _load_modadd(spec: DataSpec, split: str) -> TensorData:
     return modadd.load(spec.kwargs, split)
 
 
+def _load_digits_denoise(spec: DataSpec, split: str) -> TensorData:
+    from . import denoise
+
+    return denoise.load(spec.kwargs, _load_digits(DataSpec("digits"), split), split)
+
+
 _BUILTIN: dict[str, Callable[[DataSpec, str], TensorData]] = {
     "digits": _load_digits,
     "cifar10": _load_cifar10,
     "mnist": _load_mnist,
     "modadd": _load_modadd,
+    "digits-denoise": _load_digits_denoise,
 }
 
 

@@ -230,9 +230,9 @@ def _measure(cfg: StudyConfig, model: Any, stem: Path, train_data: Any, test_dat
                           trace_samples=cfg.trace_samples, tol=cfg.tol, recipe=recipe,
                           progress=progress).save(main)
     if mechanisms:
-        from .mechanisms import ANALYSES, QUICK, RESULTS, run_analyses
+        from .mechanisms import QUICK, RESULTS, applicable_analyses, run_analyses
 
-        todo = [w for w in ANALYSES if w != "sharpening" and not _has(main, RESULTS[w].GROUP)]
+        todo = [w for w in applicable_analyses(model) if not _has(main, RESULTS[w].GROUP)]
         if todo:
             results, _ = run_analyses(model, train_data, what=todo, test_data=test_data,
                                       settings=QUICK if cfg.mechanisms == "quick" else None)

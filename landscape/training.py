@@ -14,6 +14,9 @@ Checkpoints are landscape checkpoints (:func:`~landscape.checkpoints.save_checkp
 ``test_acc``, ``seed``, ``config`` and ``data``. ``run.json`` is rewritten atomically after
 every checkpoint, so a killed run still has a valid manifest of what it wrote.
 
+The loss is the cross-entropy for class targets and the mean squared error for float targets
+(image-to-image tasks such as ``"digits-denoise"``), whose accuracies are recorded as ``None``.
+
 Training is deterministic given ``TrainConfig.seed`` (on the CPU): the seed initialises the
 model inside :func:`torch.random.fork_rng` (the caller's global RNG is left untouched) and a
 private :class:`torch.Generator` shuffles the data.
@@ -118,8 +121,16 @@ _CKPT_RE = re.compile(r"^epoch_(\d+)\.pt$")
 #: Temporary files of :func:`~landscape._atomic.atomic_write` for the files of a run.
 _TMP_RE = re.compile(r"^\.(?:epoch_\d+\.pt|run\.json|resume\.pt)\..+\.tmp$")
 _EVAL_BATCH_SIZE = 1024
-#: Training minimises the batch/loss protocol's cross-entropy (mean over counted examples).
+#: Training minimises the batch/loss protocol's cross-entropy (mean over counted examples)
+#: for class targets, and the mean squared error for float targets (image-to-image tasks such
+#: as ``"digits-denoise"``; no accuracy).
 _LOSS = BatchLoss("cross_entropy")
+_MSE = BatchLoss("mse")
+
+
+def _loss_and_targets(y: Tensor) -> tuple[BatchLoss, Tensor]:
+    """The training loss for targets ``y`` and the targets as it reads them."""
+    return (_MSE, y) if y.is_floating_point() else (_LOSS, y.long())
 
 
 def _ckpt_name(epoch: int) -> str:
@@ -478,14 +489,20 @@ def _finite_or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _acc_text(acc: float | None) -> str:
+    return "n/a" if acc is None else f"{acc:.3f}"
+
+
 def _evaluate(model: nn.Module, data: TensorData, device: torch.device) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over a whole split, in eval mode (the batch/loss
+    """Mean loss (cross-entropy, or MSE for float targets) and accuracy (NaN without classes)
+    over a whole split, in eval mode (the batch/loss
     protocol of :mod:`landscape.losses`)."""
     model.eval()
     total, weight, correct, counted = 0.0, 0.0, 0, 0
     with torch.inference_mode():
         for x, y in data.batches(_EVAL_BATCH_SIZE):
-            t = _LOSS.model_terms(model, (x.to(device), y.to(device).long()), accuracy=True)
+            loss, y = _loss_and_targets(y.to(device))
+            t = loss.model_terms(model, (x.to(device), y), accuracy=True)
             total += float(t.total)
             weight += float(t.weight)
             if t.correct is not None:
@@ -728,9 +745,9 @@ class _Trainer:
             "step": self.step,
             "lr": lr,
             "train_loss": train_loss,
-            "train_acc": train_acc,
+            "train_acc": _finite_or_none(train_acc),  # None: no accuracy (float targets)
             "test_loss": _finite_or_none(test_loss),
-            "test_acc": test_acc,
+            "test_acc": _finite_or_none(test_acc),
         }
         path = save_checkpoint(
             self.out / _ckpt_name(self.epoch), self.model, self.spec, **metrics, **self.meta,
@@ -761,8 +778,8 @@ class _Trainer:
                 if self.depth is not None:  # after the batch's indices, from the same generator
                     self.depth.draw(self.shuffle)
                 x = self.train_set.x[idx].to(self.device)
-                y = self.train_set.y[idx].to(self.device).long()
-                t = _LOSS.model_terms(self.model, (x, y))
+                loss_fn, y = _loss_and_targets(self.train_set.y[idx].to(self.device))
+                t = loss_fn.model_terms(self.model, (x, y))
                 loss = t.total / t.weight
                 value = loss.item()
                 if not math.isfinite(value):
@@ -798,8 +815,8 @@ class _Trainer:
                     last = self.checkpoint(lr)
                     bar.set_postfix(
                         loss=f"{last['train_loss']:.4g}",
-                        acc=f"{last['train_acc']:.3f}",
-                        test_acc=f"{last['test_acc']:.3f}",
+                        acc=_acc_text(last["train_acc"]),
+                        test_acc=_acc_text(last["test_acc"]),
                     )
                 bar.update(1)
         finally:

@@ -43,7 +43,7 @@ def tests_importable(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_available_datasets() -> None:
-    assert available_datasets() == ["cifar10", "digits", "mnist", "modadd"]
+    assert available_datasets() == ["cifar10", "digits", "digits-denoise", "mnist", "modadd"]
 
 
 def test_digits_shapes_and_ranges(digits: tuple[TensorData, TensorData]) -> None:

@@ -104,13 +104,16 @@ def test_pairs_keep_the_default_demo_unchanged():
     assert gpt.data == "modadd" and gpt.to_dict()["data_kwargs"] == {"p": 97,
                                                                        "train_fraction": 0.5}
     assert gpt.train.lr == 0.2 and gpt.train.momentum == DemoConfig().train.momentum
-    assert set(PAIRS) == {"resnet56", "preresnet56", "densenet", "vit", "gpt",
-                          "stochastic-depth"}
+    assert set(PAIRS) == {"resnet56", "preresnet56", "densenet", "vit", "gpt", "unet", "highway",
+                          "resnext", "stochastic-depth"}
     sd = DemoConfig.for_pair("stochastic-depth")
     assert sd.model == "resnet56" and sd.train.stochastic_depth == 0.5
     assert [(n, t.stochastic_depth) for n, _, t in sd.arms()] == [("stochastic_depth", 0.5),
                                                                   ("residual", 0.0)]
     assert [n for n, _, _ in DemoConfig().arms()] == ["residual", "plain"]
+    unet = DemoConfig.for_pair("unet", quick=True)
+    assert unet.loss == "mse" and unet.data == "digits-denoise"
+    assert unet.to_dict()["loss"] == "mse" and "loss" not in DemoConfig.for_pair("vit").to_dict()
 
 
 def test_quick_vit_pair_end_to_end(tmp_path):
@@ -161,3 +164,53 @@ def test_quick_stochastic_depth_pair_end_to_end(tmp_path):
         les = LesionResult.load(out / f"{name}.h5")
         paths = PathLengthResult.load(out / f"{name}.h5")
         assert len(les.blocks) == 9 and paths.n_blocks == 9
+
+
+def _quick_pair(tmp_path, pair):
+    out = tmp_path / pair
+    cmd = [sys.executable, "-m", "landscape.cli", "demo", "--pair", pair, "--quick", "--out",
+           str(out), "--no-progress"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)  # hang guard
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert '"shortcut": false' in r.stdout and '"shortcut": true' in r.stdout
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert set(report["metrics"]) == {"residual", "plain"}
+    for name, row in report["metrics"].items():
+        for key in ("lambda_max", "trace", "eps_sharpness"):
+            assert isinstance(row[key], int | float), (name, key, row[key])
+    assert (out / "report" / "surface_contour.png").stat().st_size > 1000
+    return out, report
+
+
+def test_quick_unet_pair_end_to_end(tmp_path):
+    """`landscape demo --pair unet --quick`: U-Net with and without its long skips, denoising
+    digits, every measurement in mean squared error (no accuracy)."""
+    out, report = _quick_pair(tmp_path, "unet")
+    for row in report["metrics"].values():
+        assert row["test_acc"] is None and row["train_loss"] < 0.25  # below the noise's MSE
+    run = json.loads((out / "runs" / "plain" / "run.json").read_text())
+    assert run["data"]["name"] == "digits-denoise"
+    from landscape.surface import Surface
+
+    assert Surface.load(out / "residual.h5").recipe["loss"] == "mse"
+
+
+def test_quick_highway_pair_end_to_end(tmp_path):
+    """`landscape demo --pair highway --quick`: carry paths vs none; the gates are probed."""
+    out, report = _quick_pair(tmp_path, "highway")
+    from landscape.mechanisms import GateResult
+
+    for name in ("residual", "plain"):
+        g = GateResult.load(out / f"{name}.h5")
+        assert len(g.mean_gate) == 10 and g.carry == [name == "residual"] * 10
+    assert (out / "report" / "mechanisms_gates.png").stat().st_size > 1000
+
+
+def test_quick_resnext_pair_end_to_end(tmp_path):
+    """`landscape demo --pair resnext --quick`: ResNeXt with and without shortcuts, with the
+    block analyses (lesion, paths, ...) of its bottlenecks."""
+    out, report = _quick_pair(tmp_path, "resnext")
+    from landscape.mechanisms import load_results
+
+    assert {"lesion", "paths", "shatter"} <= set(load_results(out / "residual.h5"))

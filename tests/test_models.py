@@ -279,9 +279,10 @@ def test_forward_rejects_wrong_input_shape() -> None:
 
 def test_available_models_and_read_only_registry() -> None:
     assert available_models() == [
-        "densenet", "densenet_bc100", "densenet_bc40", "gpt", "mlp", "preresnet",
-        "preresnet110", "preresnet164", "preresnet20", "preresnet56", "resnet", "resnet110",
-        "resnet164", "resnet20", "resnet56", "vgg", "vgg16", "vgg9", "vit",
+        "densenet", "densenet_bc100", "densenet_bc40", "gpt", "highway", "highway_conv", "mlp",
+        "preresnet", "preresnet110", "preresnet164", "preresnet20", "preresnet56", "resnet",
+        "resnet110", "resnet164", "resnet20", "resnet56", "resnext", "resnext29_16x64d",
+        "resnext29_8x64d", "unet", "vgg", "vgg16", "vgg9", "vit",
     ]
     with pytest.raises(TypeError):
         MODELS["evil"] = MLP  # type: ignore[index]

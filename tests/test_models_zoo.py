@@ -114,6 +114,10 @@ TWINS = [
     ("vit", {"width": 16, "depth": 2, "heads": 2}, (2, 1, 8, 8)),
     ("vit", {"width": 16, "depth": 2, "heads": 2, "norm": "post"}, (2, 1, 8, 8)),
     ("gpt", {"width": 16, "depth": 2, "heads": 2}, None),
+    ("resnext", {"depth": 11, "cardinality": 2, "bottleneck_width": 2, "in_channels": 1,
+                 "width": 0.125}, (2, 1, 8, 8)),
+    ("highway", {"width": 8, "depth": 2}, (2, 1, 8, 8)),
+    ("highway_conv", {"channels": 4, "depth": 2}, (2, 1, 8, 8)),
 ]
 
 

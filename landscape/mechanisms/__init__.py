@@ -8,6 +8,8 @@
 - :func:`dilution` -- k-dilution per block and the gradient scale coefficient (Philipp et
   al., 2018).
 - :func:`shattering` -- autocorrelation of input gradients along a line (Balduzzi et al., 2017).
+- :func:`gate_openness` -- mean transform-gate openness per highway layer (Srivastava et al.,
+  2015); it needs highway layers, not residual blocks.
 - :func:`sharpening` / :func:`sharpening_of_run` -- lambda_max against 2/eta along training
   (Cohen et al., 2021).
 - :func:`mechanism_numbers` -- the headline numbers of all of the above for one network.
@@ -31,6 +33,7 @@ from torch import nn
 
 from .blocks import Block, check_blocks, find_blocks, rerouted
 from .dilution import DilutionResult, dilution, gradient_scale, k_dilution
+from .gates import GateResult, find_gates, gate_openness
 from .gradflow import GradFlowResult, gradient_flow, jacobian_spectral_norm
 from .lesion import LesionResult, lesion_study
 from .paths import PathLengthResult, path_gradient, path_lengths
@@ -39,20 +42,25 @@ from .shatter import ShatterResult, autocorrelation, shattering
 
 __all__ = [
     "ANALYSES",
+    "BLOCKLESS",
     "QUICK",
     "RESULTS",
     "Block",
     "DilutionResult",
+    "GateResult",
     "GradFlowResult",
     "LesionResult",
     "PathLengthResult",
     "SharpeningResult",
     "ShatterResult",
     "USES_LOSS",
+    "applicable_analyses",
     "autocorrelation",
     "check_blocks",
     "dilution",
     "find_blocks",
+    "find_gates",
+    "gate_openness",
     "gradient_flow",
     "gradient_scale",
     "jacobian_spectral_norm",
@@ -77,7 +85,11 @@ ANALYSES = {
     "gradflow": gradient_flow,
     "dilution": dilution,
     "shatter": shattering,
+    "gates": gate_openness,
 }
+
+#: Analyses that need no residual blocks (``gates`` reads the highway layers).
+BLOCKLESS = ("gates",)
 
 #: Cheaper settings per analysis, for quick reports (``mechanism_numbers(..., settings=QUICK)``).
 QUICK = {
@@ -86,6 +98,7 @@ QUICK = {
     "gradflow": {"n_iter": 4, "batch_size": 32},
     "dilution": {"n_linear": 8, "batch_size": 32},
     "shatter": {"n_points": 64},
+    "gates": {"n_samples": 256},
 }
 
 #: Analyses that differentiate a loss (the others use errors, block maps or input gradients of
@@ -100,6 +113,7 @@ RESULTS = {
     "dilution": DilutionResult,
     "shatter": ShatterResult,
     "sharpening": SharpeningResult,
+    "gates": GateResult,
 }
 
 
@@ -132,6 +146,7 @@ _FIGURES = {
     "dilution": "plot_dilution",
     "shatter": "plot_shatter",
     "sharpening": "plot_sharpening",
+    "gates": "plot_gates",
 }
 
 
@@ -173,7 +188,40 @@ def save_figures(results: Mapping[str, Mapping[str, Any]], out_dir: str | os.Pat
     return written
 
 
-def run_analyses(model: nn.Module, data: Any, what: list[str] | tuple[str, ...] = tuple(ANALYSES),
+def applicable_analyses(model: nn.Module, blocks: str | list[Block] | None = None) -> list[str]:
+    """The analyses of :data:`ANALYSES` that apply to ``model``: those of residual blocks when
+    it has blocks (built-in, or named by ``blocks``), ``gates`` when it has highway layers.
+
+    Raises
+    ------
+    LandscapeError
+        If none applies, or ``blocks`` names none (the message of :func:`find_blocks`).
+    """
+    from ..errors import LandscapeError
+
+    out: list[str] = []
+    try:
+        find_blocks(model, blocks)
+    except LandscapeError as exc:
+        if blocks is not None:  # blocks named but not found: say so, whatever else applies
+            raise
+        err: LandscapeError | None = exc
+    else:
+        err = None
+        out += [w for w in ANALYSES if w not in BLOCKLESS]
+    try:
+        find_gates(model)
+    except LandscapeError:
+        pass
+    else:
+        out.append("gates")
+    if not out and err is not None:
+        raise err
+    return out
+
+
+def run_analyses(model: nn.Module, data: Any,
+                 what: list[str] | tuple[str, ...] | None = None,
                  *, blocks: str | list[Block] | None = None, seed: int = 0,
                  test_data: Any = None,
                  settings: Mapping[str, Mapping[str, Any]] | None = None,
@@ -181,7 +229,8 @@ def run_analyses(model: nn.Module, data: Any, what: list[str] | tuple[str, ...] 
                  ) -> tuple[dict[str, Any], dict[str, float]]:
     """Run the named analyses of one network.
 
-    ``lesion`` uses ``test_data`` when given (the others use ``data``); ``settings`` maps an
+    ``what`` defaults to :func:`applicable_analyses`. ``lesion`` uses ``test_data`` when given
+    (the others use ``data``); ``settings`` maps an
     analysis name to keyword arguments of its function (e.g. :data:`QUICK`); ``loss`` (a
     :mod:`landscape.losses` loss) is the loss of the analyses that differentiate one
     (:data:`USES_LOSS`; default: cross-entropy for class targets, squared error for float
@@ -194,12 +243,14 @@ def run_analyses(model: nn.Module, data: Any, what: list[str] | tuple[str, ...] 
     """
     from ..errors import LandscapeError
 
+    if what is None:
+        what = applicable_analyses(model, blocks)
     bad = [w for w in what if w not in ANALYSES]
     if bad or not what:
         raise LandscapeError(
             f"analyses must be among {','.join(ANALYSES)}; got {','.join(what) or 'nothing'}"
         )
-    bl = find_blocks(model, blocks)
+    bl = find_blocks(model, blocks) if any(w not in BLOCKLESS for w in what) else None
     results: dict[str, Any] = {}
     seconds: dict[str, float] = {}
     for w in what:
@@ -208,14 +259,17 @@ def run_analyses(model: nn.Module, data: Any, what: list[str] | tuple[str, ...] 
         kw = dict((settings or {}).get(w, {}))
         if loss is not None and w in USES_LOSS:
             kw["loss"] = loss
-        results[w] = ANALYSES[w](model, d, blocks=bl, seed=seed, **kw)
+        if w in BLOCKLESS:
+            results[w] = ANALYSES[w](model, d, **kw)
+        else:
+            results[w] = ANALYSES[w](model, d, blocks=bl, seed=seed, **kw)
         seconds[w] = time.perf_counter() - t0
     return results, seconds
 
 
 def mechanism_numbers(model: nn.Module, data: Any, *, test_data: Any = None,
                       blocks: str | list[Block] | None = None,
-                      what: list[str] | tuple[str, ...] = tuple(ANALYSES),
+                      what: list[str] | tuple[str, ...] | None = None,
                       seed: int = 0,
                       settings: Mapping[str, Mapping[str, Any]] | None = None,
                       ) -> dict[str, float]:
@@ -225,7 +279,8 @@ def mechanism_numbers(model: nn.Module, data: Any, *, test_data: Any = None,
     mean/max, error at ``k = n/2``), ``path_length_*`` (length with the most gradient, 90 %
     range), ``gradflow_*`` (input-gradient ratio first/last block, mean Jacobian norms),
     ``dilution_k_median``, ``gsc_input``, ``shatter_*`` (lag-1 gradient autocorrelation,
-    decay per block), and ``seconds_<analysis>``.
+    decay per block), ``gate_*`` (mean gate openness of highway networks), and
+    ``seconds_<analysis>``.
 
     Parameters
     ----------
@@ -237,8 +292,8 @@ def mechanism_numbers(model: nn.Module, data: Any, *, test_data: Any = None,
         Samples for the lesion errors (default: ``data``).
     blocks : str, list of Block or None
         See :func:`find_blocks`.
-    what : list of str
-        Analyses to run (keys of :data:`ANALYSES`).
+    what : list of str, optional
+        Analyses to run (keys of :data:`ANALYSES`; default: :func:`applicable_analyses`).
     seed : int, default=0
         Seed of every random choice.
     settings : dict, optional

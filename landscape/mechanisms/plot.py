@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["plot_lesion", "plot_gradflow", "plot_dilution", "plot_path_lengths",
-           "plot_shatter", "plot_sharpening"]
+           "plot_shatter", "plot_sharpening", "plot_gates"]
 
 
 def _axis(ax: Any) -> Any:
@@ -110,4 +110,16 @@ def plot_sharpening(results: Mapping[str, Any], ax: Any = None) -> Any:
     ax.set_xlabel("epoch")
     ax.set_ylabel("top Hessian eigenvalue")
     ax.legend(fontsize=7)
+    return ax
+
+
+def plot_gates(results: Mapping[str, Any], ax: Any = None) -> Any:
+    """Mean transform-gate openness ``T`` per highway layer (1 - T: the carried share)."""
+    ax = _axis(ax)
+    for label, r in results.items():
+        ax.plot(np.arange(len(r.mean_gate)), r.mean_gate, marker="o", ms=3, label=label)
+    ax.set_xlabel("highway layer")
+    ax.set_ylabel("mean transform gate T")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
     return ax

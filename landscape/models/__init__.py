@@ -13,6 +13,7 @@ size, vocabulary and classes from a data set.
 from __future__ import annotations
 
 from .densenet import DenseNet, densenet_bc40, densenet_bc100
+from .highway import HighwayConv, HighwayConvLayer, HighwayLayer, HighwayMLP
 from .mlp import MLP, MLPBlock
 from .preresnet import (
     PreActBlock,
@@ -34,7 +35,9 @@ from .registry import (
     skip_switch,
 )
 from .resnet import BasicBlock, Bottleneck, ResNet, resnet20, resnet56, resnet110, resnet164
+from .resnext import ResNeXt, ResNeXtBlock, resnext29_8x64d, resnext29_16x64d
 from .transformer import GPT, ViT
+from .unet import UNet
 from .vgg import VGG, vgg9, vgg16
 
 __all__ = [
@@ -45,11 +48,18 @@ __all__ = [
     "Bottleneck",
     "DenseNet",
     "GPT",
+    "HighwayConv",
+    "HighwayConvLayer",
+    "HighwayLayer",
+    "HighwayMLP",
     "ModelSpec",
     "PreActBlock",
     "PreActBottleneck",
     "PreResNet",
     "ResNet",
+    "ResNeXt",
+    "ResNeXtBlock",
+    "UNet",
     "VGG",
     "ViT",
     "adapt_to_data",
@@ -68,6 +78,8 @@ __all__ = [
     "resnet56",
     "resnet110",
     "resnet164",
+    "resnext29_8x64d",
+    "resnext29_16x64d",
     "vgg9",
     "vgg16",
 ]

@@ -23,10 +23,13 @@ from torch import Tensor, nn
 from .._imports import ImportNameError, import_object
 from ..errors import LandscapeError
 from .densenet import DenseNet, densenet_bc40, densenet_bc100
+from .highway import HighwayConv, HighwayMLP
 from .mlp import MLP
 from .preresnet import PreResNet, preresnet20, preresnet56, preresnet110, preresnet164
 from .resnet import ResNet, resnet20, resnet56, resnet110, resnet164
+from .resnext import ResNeXt, resnext29_8x64d, resnext29_16x64d
 from .transformer import GPT, ViT
+from .unet import UNet
 from .vgg import VGG, vgg9, vgg16
 
 if TYPE_CHECKING:
@@ -65,6 +68,12 @@ MODELS: Mapping[str, Callable[..., nn.Module]] = MappingProxyType(
         "vgg16": vgg16,
         "vit": ViT,
         "gpt": GPT,
+        "unet": UNet,
+        "highway": HighwayMLP,
+        "highway_conv": HighwayConv,
+        "resnext": ResNeXt,
+        "resnext29_8x64d": resnext29_8x64d,
+        "resnext29_16x64d": resnext29_16x64d,
     }
 )
 

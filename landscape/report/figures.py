@@ -160,10 +160,13 @@ def draw_figures(report: Report, out: Path, *, dpi: int) -> list[tuple[str, str]
                        "(Balduzzi et al. 2017).",
             "sharpening": "λmax along training against the stability threshold 2/η and "
                           "(2 + 2β)/η (Cohen et al. 2021).",
+            "gates": "Mean transform-gate openness T per highway layer (1 - T is carried; "
+                     "Srivastava et al. 2015).",
         }
         for name, fn in (("lesion", "plot_lesion"), ("paths", "plot_path_lengths"),
                          ("gradflow", "plot_gradflow"), ("dilution", "plot_dilution"),
-                         ("shatter", "plot_shatter"), ("sharpening", "plot_sharpening")):
+                         ("shatter", "plot_shatter"), ("sharpening", "plot_sharpening"),
+                         ("gates", "plot_gates")):
             per_net = {n: m[name] for n, m in mech.items() if name in m}
             if per_net:
                 ax = getattr(mplot, fn)(per_net)
