@@ -620,7 +620,7 @@ def test_two_fitting_submodules_of_another_network_still_do_not_fit(tmp_path: Pa
 def test_cli_refuses_an_ambiguous_file_then_loads_the_chosen_weights(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    import landscape.cli._common as common
+    import landscape.inputs as inputs
     from landscape.cli.main import main
 
     a, b = _nets()
@@ -633,7 +633,7 @@ def test_cli_refuses_an_ambiguous_file_then_loads_the_chosen_weights(
         loaded.append(load_checkpoint(*args, **kwargs))
         return loaded[-1]
 
-    monkeypatch.setattr(common, "load_checkpoint", spy)
+    monkeypatch.setattr(inputs, "load_checkpoint", spy)  # where every command loads it
     base = ["--model", "mlp", "--model-kwargs", '{"width": 8, "depth": 2}', "--top-k", "1",
             "--subset", "20", "--no-progress"]
     for name, flag, value, expected in [("two.pt", "--state-key", "state_dict", a),
