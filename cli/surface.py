@@ -134,6 +134,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default="auto",
                    help="channels_last memory format (default: chosen for conv nets on the CPU "
                         "in float32, where it measured 1.2-1.9x faster; recorded in the file)")
+    e.add_argument("--rel-precision", type=float_arg("rel_precision", 0.0, closed="neither"),
+                   metavar="R",
+                   help="evaluate each point batch by batch, samples in a seeded random order, "
+                        "until the standard error of its mean loss is <= R x |loss| (at least "
+                        "2 batches) or the data run out; the samples used per point are "
+                        "stored (e.g. 0.01)")
     add_compute_args(p, group=e, device_help="evaluation device (cpu, cuda, cuda:N, mps)",
                      dtype_help="evaluation dtype (default float32)")
     o = p.add_argument_group("output")
@@ -297,6 +303,7 @@ def _run_set(args: argparse.Namespace, ckpt, datasets, loss, out: str, recipe: d
                              ("--plane", args.plane), ("--orthogonal", args.orthogonal),
                              ("--dir-type states", args.dir_type != "weights"),
                              ("--precision", args.precision != "fp32"),
+                             ("--rel-precision", args.rel_precision is not None),
                              ("--bn recalibrate", args.bn != "eval")) if on]
     if other:
         raise LandscapeError(
@@ -330,6 +337,7 @@ def _run_hessian(args: argparse.Namespace, ckpt, datasets, loss, out: str, recip
     other = [f for f, on in (("--dir-file", args.dir_file), ("--interpolate", args.interpolate),
                              ("--plane", args.plane), ("--orthogonal", args.orthogonal),
                              ("--n-directions", args.n_directions > 1),
+                             ("--rel-precision", args.rel_precision is not None),
                              ("--dir-type states", args.dir_type != "weights"),
                              ("--params/--exclude/--include-frozen",
                               args.params or args.exclude or args.include_frozen)) if on]
@@ -414,7 +422,7 @@ def run(args: argparse.Namespace) -> int:
             autocast=None if args.precision == "fp32" else args.precision,
             channels_last=args.channels_last, out=out, overwrite=args.overwrite, recipe=recipe,
             provenance=provenance, progress=not args.no_progress,
-            flush_seconds=args.flush_seconds, full_data=full,
+            flush_seconds=args.flush_seconds, full_data=full, rel_precision=args.rel_precision,
         )
     dt = time.perf_counter() - t0
     if rank != 0:
@@ -427,4 +435,8 @@ def run(args: argparse.Namespace) -> int:
     if bad:
         print(f"note: {bad} loss values are NaN/inf (diverged points); plots mask them")
     _print_subset_check(s)
+    for split, used in sorted(s.precision_summary().items()):
+        print(f"{split}: {used['samples']:,} of {used['full']:,} sample evaluations "
+              f"({used['full'] / max(used['samples'], 1):.2f}x fewer) to reach the "
+              f"standard error <= {args.rel_precision:g} x |loss|")
     return 0

@@ -47,7 +47,7 @@ __all__ = ["GridProgress", "GridRunner", "MetricsRunner", "LONG_RUN_SECONDS", "S
            "agree", "all_reduce_sum", "check_fits_in_memory", "check_grid_fits", "dist_info",
            "format_duration", "metric_array_names", "new_stderrs", "pending",
            "physical_memory", "points_sharded", "recipe_differences", "resume_or_refuse",
-           "shard_bounds", "stderr_name"]
+           "shard_bounds", "stderr_name", "count_name", "new_counts"]
 
 #: A run whose estimated time exceeds this many seconds gets a line with the estimate and
 #: what makes it shorter.
@@ -436,6 +436,31 @@ def new_stderrs(arrays: Mapping[str, np.ndarray],
     return out
 
 
+#: Suffix of the sample-count array of a loss array: ``train_loss`` -> ``train_loss_n``.
+COUNT_SUFFIX = "_n"
+
+
+def count_name(array: str) -> str:
+    """The array of the number of samples behind each value of the loss array ``array``
+    (stored by surfaces evaluated to a precision): ``train_loss`` -> ``train_loss_n``."""
+    return array + COUNT_SUFFIX
+
+
+def new_counts(arrays: Mapping[str, np.ndarray],
+               old: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """One int64 sample-count array per loss array of ``arrays`` (0: not computed), taking
+    those of ``old`` that exist with the right shape."""
+    old = old or {}
+    out = {}
+    for k, a in arrays.items():
+        if k.endswith("_loss"):
+            prev = old.get(count_name(k))
+            out[count_name(k)] = (np.asarray(prev, dtype=np.int64).copy() if prev is not None
+                                  and np.shape(prev) == np.shape(a)
+                                  else np.zeros(np.shape(a), dtype=np.int64))
+    return out
+
+
 class MetricsRunner(GridRunner):
     """A grid of loss/accuracy evaluations: a subclass writes :meth:`evaluate` only.
 
@@ -443,7 +468,9 @@ class MetricsRunner(GridRunner):
     same shape and a ``save(path, overwrite=...)``; point ``i`` is recorded into flat index
     ``i`` of every array (``NaN`` for an accuracy that is not defined), and the standard error
     of each loss into ``stderrs["<split>_loss_se"]`` when the result has ``stderrs`` (missing
-    arrays there are created, NaN: see :func:`new_stderrs`).
+    arrays there are created, NaN: see :func:`new_stderrs`), and the number of samples behind
+    it into ``counts["<split>_loss_n"]`` when the result's ``counts`` is not ``None`` (see
+    :func:`new_counts`).
 
     Parameters
     ----------
@@ -462,6 +489,9 @@ class MetricsRunner(GridRunner):
         if hasattr(result, "stderrs"):
             result.stderrs = new_stderrs(result.arrays, result.stderrs)
             self.flat.update({k: v.reshape(-1) for k, v in result.stderrs.items()})
+        if getattr(result, "counts", None) is not None:
+            result.counts = new_counts(result.arrays, result.counts)
+            self.flat.update({k: v.reshape(-1) for k, v in result.counts.items()})
         self.first_write = overwrite
 
     @abstractmethod
@@ -469,18 +499,20 @@ class MetricsRunner(GridRunner):
         """The metrics (objects with ``.loss``, ``.accuracy`` and ``.loss_se``) of every split
         at point ``index``."""
 
-    def compute(self, index: int) -> dict[str, tuple[float, float | None, float]]:
-        return {name: (m.loss, m.accuracy, getattr(m, "loss_se", math.nan))
+    def compute(self, index: int) -> dict[str, tuple[float, float | None, float, int]]:
+        return {name: (m.loss, m.accuracy, getattr(m, "loss_se", math.nan), getattr(m, "n", 0))
                 for name, m in self.evaluate(index).items()}
 
-    def record(self, index: int, payload: dict[str, tuple[float, float | None, float]]
+    def record(self, index: int, payload: dict[str, tuple[float, float | None, float, int]]
                ) -> None:
-        for name, (loss, acc, se) in payload.items():
+        for name, (loss, acc, se, n) in payload.items():
             self.flat[f"{name}_loss"][index] = loss
             if f"{name}_acc" in self.flat:
                 self.flat[f"{name}_acc"][index] = np.nan if acc is None else acc
             if stderr_name(f"{name}_loss") in self.flat:
                 self.flat[stderr_name(f"{name}_loss")][index] = se
+            if count_name(f"{name}_loss") in self.flat:
+                self.flat[count_name(f"{name}_loss")][index] = n
         self.done.reshape(-1)[index] = True
 
     def save(self) -> None:
