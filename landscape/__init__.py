@@ -42,6 +42,7 @@ from .info import describe, summarize
 from .models import ModelSpec, build
 from .parameters import ParameterSelection, select_parameters
 from .report import Report, compare
+from .shards import merge_shards
 from .surface import (
     Axis,
     Surface,
@@ -90,6 +91,7 @@ __all__ = [
     "load_directions",
     "load_splits",
     "load_trajectory",
+    "merge_shards",
     "named_tensors",
     "normalize_direction",
     "orthogonalize",

@@ -47,7 +47,8 @@ __all__ = ["GridProgress", "GridRunner", "MetricsRunner", "LONG_RUN_SECONDS", "S
            "agree", "all_reduce_sum", "check_fits_in_memory", "check_grid_fits", "dist_info",
            "format_duration", "metric_array_names", "new_stderrs", "pending",
            "physical_memory", "points_sharded", "recipe_differences", "resume_or_refuse",
-           "shard_bounds", "stderr_name", "count_name", "new_counts"]
+           "shard_bounds", "stderr_name", "count_name", "new_counts", "check_shard",
+           "shard_points"]
 
 #: A run whose estimated time exceeds this many seconds gets a line with the estimate and
 #: what makes it shorter.
@@ -97,6 +98,28 @@ def shard_bounds(n: int, world: int) -> list[tuple[int, int]]:
     """Contiguous, balanced split of ``n`` items over ``world`` ranks: rank ``r`` holds
     ``[r * n // world, (r + 1) * n // world)`` (sizes differ by at most one)."""
     return [(r * n // world, (r + 1) * n // world) for r in range(world)]
+
+
+def check_shard(shard: Any) -> tuple[int, int]:
+    """``shard`` as ``(i, n)``: shard ``i`` of ``n`` (``0 <= i < n``), else a
+    :class:`LandscapeError` naming the parameter."""
+    ok = (isinstance(shard, tuple | list) and len(shard) == 2
+          and all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+          and shard[1] >= 1 and 0 <= shard[0] < shard[1])
+    if not ok:
+        raise LandscapeError(
+            f"The 'shard' parameter must be a pair (i, n) of ints with 0 <= i < n. Got "
+            f"{shard!r} instead."
+        )
+    return int(shard[0]), int(shard[1])
+
+
+def shard_points(order: Iterable[int], i: int, n: int) -> list[int]:
+    """The points of shard ``i`` of ``n``: every ``n``-th point of the visiting ``order``
+    from the ``i``-th -- the strided assignment of torchrun ranks (:meth:`GridRunner._mine`)
+    over every point of the grid, finished or not, so that a shard's points never change
+    between runs."""
+    return list(order)[i::n]
 
 
 _POINTS_SHARDED: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -265,12 +288,16 @@ class GridRunner(ABC):
         Points a rank computes between two gatherings.
     hint : str
         What makes a long run shorter (printed with the estimate of a long run).
+    shard : (int, int) or None
+        ``(i, n)``: compute only shard ``i`` of ``n`` (:func:`shard_points`), e.g. into a
+        file of its own that :func:`landscape.shards.merge_shards` joins with the others.
     """
 
     def __init__(self, done: np.ndarray, *, out: Any, progress: bool, flush_seconds: float,
                  max_points: int | None, desc: str, sharding: str = "strided",
                  points_per_round: int = 4,
-                 hint: str = "use a coarser grid or a data subset") -> None:
+                 hint: str = "use a coarser grid or a data subset",
+                 shard: tuple[int, int] | None = None) -> None:
         if sharding not in SHARDINGS:
             raise LandscapeError(f"sharding must be one of {SHARDINGS}; got {sharding!r}")
         self.done = done
@@ -282,6 +309,7 @@ class GridRunner(ABC):
         self.sharding = sharding
         self.points_per_round = points_per_round
         self.hint = hint
+        self.shard = None if shard is None else check_shard(shard)
         self.n_computed = 0  # points computed (on any rank) and recorded in this run
         self.bar: Any = None
 
@@ -308,8 +336,11 @@ class GridRunner(ABC):
 
     # ------------------------------------------------------------------ the loop
     def todo(self) -> list[int]:
-        """Unfinished points in visiting order, cut to ``max_points``."""
-        return pending(self.done, self.max_points, self.order())
+        """Unfinished points (of :attr:`shard`) in visiting order, cut to ``max_points``."""
+        order = self.order()
+        if self.shard is not None:
+            order = shard_points(order, *self.shard)
+        return pending(self.done, self.max_points, order)
 
     def _mine(self, todo: list[int], rank: int, world: int,
               per_round: int) -> tuple[list[int], int]:

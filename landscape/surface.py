@@ -39,6 +39,7 @@ from ._grid import (
     GridProgress,
     MetricsRunner,
     agree,
+    check_shard,
     count_name,
     metric_array_names,
     new_counts,
@@ -46,6 +47,7 @@ from ._grid import (
     pending,
     recipe_differences,
     resume_or_refuse,
+    shard_points,
     stderr_name,
 )
 from ._version import tool_versions
@@ -591,6 +593,7 @@ def compute_surface(
     rel_precision: float | None = None,
     precision_seed: int = 0,
     min_batches: int = 2,
+    shard: tuple[int, int] | None = None,
 ) -> Surface:
     """Evaluate loss and accuracy on a 1D or 2D grid along ``directions``.
 
@@ -669,6 +672,12 @@ def compute_surface(
         Seed of the sample order of ``rel_precision``.
     min_batches : int, default=2
         Batches read at every point before ``rel_precision`` may stop.
+    shard : (int, int), optional
+        ``(i, n)``: compute only shard ``i`` of ``n`` of the grid's points (every ``n``-th
+        point in raster order from the ``i``-th, the assignment of torchrun ranks; see
+        :func:`landscape._grid.shard_points`) into ``out``, a file of its own that resumes like
+        any other; ``shard`` joins the recipe. :func:`landscape.shards.merge_shards` joins the
+        ``n`` files into the file one process would have written.
 
     Returns
     -------
@@ -693,6 +702,8 @@ def compute_surface(
         rel_precision = check_float("rel_precision", rel_precision, 0.0, closed="neither")
     precision_seed = check_int("precision_seed", precision_seed, 0)
     min_batches = check_int("min_batches", min_batches, 1)
+    if shard is not None:
+        shard = check_shard(shard)
     what = directions.what
     base_t = dict(base) if base is not None else named_tensors(model, what)
     full_recipe: dict[str, Any] = dict(recipe or {})
@@ -717,6 +728,8 @@ def compute_surface(
     if rel_precision is not None:  # only when set: files without it keep their recipes
         full_recipe["precision"] = {"rel_precision": rel_precision, "seed": precision_seed,
                                     "min_batches": min_batches}
+    if shard is not None:  # only when set: the merged file's recipe is the plain one
+        full_recipe["shard"] = list(shard)
     streamed = {k: v.fingerprint() for k, v in data.items() if isinstance(v, StreamData)}
     if streamed:  # Datasets/DataLoaders: their identity (tensor data keep the entries above)
         full_recipe["data_sha256"] = streamed
@@ -755,7 +768,8 @@ def compute_surface(
         surf.provenance = old.provenance  # the file keeps the provenance of its first run
         if set(surf.arrays) != set(metric_array_names(data)):
             raise LandscapeError(f"'{out}' has arrays {sorted(surf.arrays)}; expected others")
-    if not pending(surf.done, max_points):
+    mine = None if shard is None else shard_points(range(surf.done.size), *shard)
+    if not pending(surf.done, max_points, mine):
         return surf
     for k, v in directions.vectors[0].items():
         if k not in base_t:
@@ -791,7 +805,8 @@ def compute_surface(
     # --overwrite replaces the file of a /surface, and only its own group for any other
     replace_file = overwrite and group == SURFACE_GROUP
     _SurfaceRun(surf, ev, base_dev, dirs_dev, out=out, overwrite=replace_file,
-                progress=progress, flush_seconds=flush_seconds, max_points=max_points).run()
+                progress=progress, flush_seconds=flush_seconds, max_points=max_points,
+                shard=shard).run()
     return surf
 
 
