@@ -217,3 +217,18 @@ def test_cli_rel_precision(tmp_path, monkeypatch, capsys):
                         "--n-directions", "2", "--rel-precision", "0.1",
                         "--out", str(tmp_path / "u.h5")])
     assert rc == 2 and "--rel-precision" in capsys.readouterr().err
+
+
+def test_info_reports_the_samples(tmp_path):
+    from landscape.info import describe, summarize
+
+    model, train = _problem(n=300)
+    d = random_directions(named_tensors(model), seeds=0, ndim=1)
+    out = tmp_path / "p.h5"
+    compute_surface(model, d, {"train": train}, x="-1:1:3", progress=False, batch_size=16,
+                    rel_precision=0.05, out=out)
+    s = Surface.load(out)
+    info = summarize(out)["surface_precision"]
+    assert info["rel_precision"] == 0.05
+    assert info["samples"]["train"]["samples"] == int(s.count("train_loss").sum())
+    assert "sample evaluations" in describe(out)
