@@ -141,8 +141,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    metavar="R",
                    help="evaluate each point batch by batch, samples in a seeded random order, "
                         "until the standard error of its mean loss is <= R x |loss| (at least "
-                        "2 batches) or the data run out; the samples used per point are "
-                        "stored (e.g. 0.01)")
+                        "2 batches and 256 samples) or the data run out; the samples used "
+                        "per point are stored (e.g. 0.01)")
     add_compute_args(p, group=e, device_help="evaluation device (cpu, cuda, cuda:N, mps)",
                      dtype_help="evaluation dtype (default float32)")
     o = p.add_argument_group("output")

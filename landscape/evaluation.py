@@ -49,14 +49,18 @@ Points to a stated precision (``rel_precision=R``): every dataset is read in a f
 order of its samples (:func:`~landscape.data.permuted`, seeded with ``precision_seed``; the
 same order at every point, so that neighbouring points see the same samples and a resumed or
 repeated evaluation gives the same bits), and the evaluation of a dataset stops after the
-first batch -- from the ``min_batches``-th on -- at which the standard error above of the
-samples read so far is at most ``R * |loss|``, or when the data run out. The order is random
+first batch -- from the ``min_batches``-th on, and once ``min_samples`` samples are read -- at
+which the standard error above of the samples read so far is at most ``R * |loss|``, or when
+the data run out. The order is random
 because data sets are often stored sorted (by class, by source): a prefix of a sorted set is a
 biased sample, and its standard error says nothing of that bias. ``Metrics.n`` is then the
 number of samples read and the loss, accuracy and standard error are theirs. The standard
 error is that of independent draws; the stopping itself is not corrected for (the first
 standard error under the threshold is used), and a heavy tail not yet seen in the first
-batches makes it too small -- ``min_batches`` guards against the smallest samples.
+batches makes it too small -- the floors guard against the smallest samples: on a 5x5
+ResNet-20 surface with heavy-tailed per-sample losses (``benchmarks/bench_rel_precision.py``),
+stops after 96-128 samples left 2 of 25 points beyond twice the requested error (2.6 R), and a
+floor of 256 samples none (1.7 R at most), hence ``min_samples=256``.
 
 BatchNorm policy (``bn``):
 
@@ -307,6 +311,8 @@ class Evaluator:
         Seed of the random sample order of ``rel_precision``.
     min_batches : int, default=2
         Batches read before ``rel_precision`` may stop an evaluation.
+    min_samples : int, default=256
+        Samples read before ``rel_precision`` may stop an evaluation.
 
     Examples
     --------
@@ -334,6 +340,7 @@ class Evaluator:
         rel_precision: float | None = None,
         precision_seed: int = 0,
         min_batches: int = 2,
+        min_samples: int = 256,
     ) -> None:
         check_option("what", what, ("weights", "states"))
         if rel_precision is not None:
@@ -341,6 +348,7 @@ class Evaluator:
         self.rel_precision = rel_precision
         self.precision_seed = check_int("precision_seed", precision_seed, 0)
         self.min_batches = check_int("min_batches", min_batches, 1)
+        self.min_samples = check_int("min_samples", min_samples, 1)
         if autocast is not None:
             check_option("autocast", autocast, ("bf16", "fp16"))
         self.autocast = autocast
@@ -567,8 +575,8 @@ class Evaluator:
             elif has_acc:
                 correct += t.correct
                 counted += t.counted
-            if self.rel_precision is not None and i + 1 >= self.min_batches \
-                    and self._precise_enough(total, weight, err):
+            if self.rel_precision is not None and self._precise_enough(
+                    total, weight, err, i + 1, n):
                 break
         w = float(weight)
         loss = float(total) / w if w > 0 else float("nan")
@@ -579,13 +587,17 @@ class Evaluator:
         se = err.value() if math.isfinite(loss) else math.nan
         return Metrics(loss=loss, accuracy=acc, n=n, loss_se=se)
 
-    def _precise_enough(self, total: Tensor, weight: Tensor, err: _MeanError) -> bool:
-        """Whether the samples read so far give the mean loss to ``rel_precision``."""
+    def _precise_enough(self, total: Tensor, weight: Tensor, err: _MeanError, batches: int,
+                        samples: int) -> bool:
+        """Whether the ``samples`` in ``batches`` read so far give the mean loss to
+        ``rel_precision`` (never before the floors ``min_batches`` and ``min_samples``)."""
         if not err.known:
             raise LandscapeError(
                 "rel_precision needs the loss of every sample, but the loss returns a mean "
                 "(or a total and weight) per batch; use a per-sample loss or rel_precision=None"
             )
+        if batches < self.min_batches or samples < self.min_samples:
+            return False
         w = float(weight)
         loss = float(total) / w if w > 0 else math.nan
         se = err.value()

@@ -593,6 +593,7 @@ def compute_surface(
     rel_precision: float | None = None,
     precision_seed: int = 0,
     min_batches: int = 2,
+    min_samples: int = 256,
     shard: tuple[int, int] | None = None,
 ) -> Surface:
     """Evaluate loss and accuracy on a 1D or 2D grid along ``directions``.
@@ -660,18 +661,20 @@ def compute_surface(
         ``"_surface"``) keeps a second surface, with its own directions, beside ``/surface``.
     rel_precision : float, optional
         Evaluate each point batch by batch until the standard error of its mean loss is at
-        most ``rel_precision * |loss|`` (at least ``min_batches`` batches), or the data run
-        out; the samples are read in a random order fixed by ``precision_seed`` (the same at
-        every point; see :mod:`landscape.evaluation`). The number of samples behind every
-        value is stored (:attr:`Surface.counts`), and ``rel_precision``, ``precision_seed``
-        and ``min_batches`` join the recipe (so a resumed run stops where a fresh one would;
-        the batch size decides where it may stop, and ``"auto"`` reuses the file's). Needs
-        tensor data or map-style Datasets and a per-sample loss. ``None`` (default): every
-        point over all the data, in order.
+        most ``rel_precision * |loss|`` (at least ``min_batches`` batches and ``min_samples``
+        samples), or the data run out; the samples are read in a random order fixed by
+        ``precision_seed`` (the same at every point; see :mod:`landscape.evaluation`). The
+        number of samples behind every value is stored (:attr:`Surface.counts`), and
+        ``rel_precision``, ``precision_seed``, ``min_batches`` and ``min_samples`` join the
+        recipe (so a resumed run stops where a fresh one would; the batch size decides where it
+        may stop, and ``"auto"`` reuses the file's). Needs tensor data or map-style Datasets
+        and a per-sample loss. ``None`` (default): every point over all the data, in order.
     precision_seed : int, default=0
         Seed of the sample order of ``rel_precision``.
     min_batches : int, default=2
         Batches read at every point before ``rel_precision`` may stop.
+    min_samples : int, default=256
+        Samples read at every point before ``rel_precision`` may stop.
     shard : (int, int), optional
         ``(i, n)``: compute only shard ``i`` of ``n`` of the grid's points (every ``n``-th
         point in raster order from the ``i``-th, the assignment of torchrun ranks; see
@@ -702,6 +705,7 @@ def compute_surface(
         rel_precision = check_float("rel_precision", rel_precision, 0.0, closed="neither")
     precision_seed = check_int("precision_seed", precision_seed, 0)
     min_batches = check_int("min_batches", min_batches, 1)
+    min_samples = check_int("min_samples", min_samples, 1)
     if shard is not None:
         shard = check_shard(shard)
     what = directions.what
@@ -727,7 +731,7 @@ def compute_surface(
     )
     if rel_precision is not None:  # only when set: files without it keep their recipes
         full_recipe["precision"] = {"rel_precision": rel_precision, "seed": precision_seed,
-                                    "min_batches": min_batches}
+                                    "min_batches": min_batches, "min_samples": min_samples}
     if shard is not None:  # only when set: the merged file's recipe is the plain one
         full_recipe["shard"] = list(shard)
     streamed = {k: v.fingerprint() for k, v in data.items() if isinstance(v, StreamData)}
@@ -789,7 +793,7 @@ def compute_surface(
                    bn_batches=bn_batches, bn_batch_size=bn_batch_size, device=device,
                    dtype=dtype, autocast=autocast, channels_last=full_recipe["channels_last"],
                    rel_precision=rel_precision, precision_seed=precision_seed,
-                   min_batches=min_batches)
+                   min_batches=min_batches, min_samples=min_samples)
     if batch_size == "auto":
         used = surf.provenance.get("batch_size_used")
         if not isinstance(used, int):

@@ -2,8 +2,8 @@
 
 Ground truth by enumeration: the per-sample losses of the whole data set in float64, put in the
 documented random order (``torch.randperm`` with a generator seeded with ``precision_seed``),
-and the first prefix of whole batches -- at least ``min_batches`` -- whose standard error
-``s / sqrt(n)`` is at most ``R * |mean|``.
+and the first prefix of whole batches -- at least ``min_batches`` of them and ``min_samples``
+samples -- whose standard error ``s / sqrt(n)`` is at most ``R * |mean|``.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _problem(n: int = 400, seed: int = 0) -> tuple[nn.Module, TensorData]:
 
 
 def _expected(model: nn.Module, data: TensorData, r: float, bs: int, min_batches: int = 2,
-              seed: int = 0) -> tuple[int, float, float]:
+              seed: int = 0, min_samples: int = 256) -> tuple[int, float, float]:
     """``(n, loss, se)`` of the documented stopping rule, by enumeration of the prefixes."""
     with torch.no_grad():
         per = F.cross_entropy(model(data.x), data.y, reduction="none").double()
@@ -54,16 +54,18 @@ def _expected(model: nn.Module, data: TensorData, r: float, bs: int, min_batches
         k += 1
         n = min(k * bs, n_total)
         mean, se = per[:n].mean(), per[:n].std(ddof=1) / math.sqrt(n)
-        if n == n_total or (k >= min_batches and se <= r * abs(mean)):
+        if n == n_total or (k >= min_batches and n >= min_samples and se <= r * abs(mean)):
             return n, float(mean), float(se)
 
 
-@pytest.mark.parametrize(("r", "bs"), [(0.05, 16), (0.02, 32), (0.03, 7), (1e-6, 50)])
-def test_stopping_rule_matches_enumeration(r, bs):
+@pytest.mark.parametrize(("r", "bs", "floor"), [(0.05, 16, 1), (0.02, 32, 1), (0.03, 7, 1),
+                                                (1e-6, 50, 1), (0.05, 16, 256), (0.5, 7, 100)])
+def test_stopping_rule_matches_enumeration(r, bs, floor):
     model, data = _problem()
-    ev = Evaluator(model, {"train": data}, batch_size=bs, rel_precision=r)
+    ev = Evaluator(model, {"train": data}, batch_size=bs, rel_precision=r, min_samples=floor)
     m = ev.evaluate_loaded()["train"]
-    n, loss, se = _expected(model, data, r, bs)
+    n, loss, se = _expected(model, data, r, bs, min_samples=floor)
+    assert n >= min(floor, len(data))
     assert m.n == n
     assert m.loss == pytest.approx(loss, rel=1e-12)
     assert m.loss_se == pytest.approx(se, rel=1e-9)
@@ -86,10 +88,14 @@ def test_min_batches_and_seed():
     model, data = _problem()
     for mb in (1, 2, 5):
         m = Evaluator(model, {"train": data}, batch_size=10, rel_precision=0.5,
-                      min_batches=mb).evaluate_loaded()["train"]
-        assert m.n == _expected(model, data, 0.5, 10, mb)[0] == 10 * mb
-    a = Evaluator(model, {"train": data}, batch_size=16, rel_precision=0.05, precision_seed=3)
-    n, loss, _ = _expected(model, data, 0.05, 16, seed=3)
+                      min_batches=mb, min_samples=1).evaluate_loaded()["train"]
+        assert m.n == _expected(model, data, 0.5, 10, mb, min_samples=1)[0] == 10 * mb
+    m = Evaluator(model, {"train": data}, batch_size=10,
+                  rel_precision=0.5).evaluate_loaded()["train"]
+    assert m.n == 260  # the default floor of 256 samples, in whole batches
+    a = Evaluator(model, {"train": data}, batch_size=16, rel_precision=0.05, precision_seed=3,
+                  min_samples=1)
+    n, loss, _ = _expected(model, data, 0.05, 16, seed=3, min_samples=1)
     m = a.evaluate_loaded()["train"]
     assert (m.n, m.loss) == (n, pytest.approx(loss, rel=1e-12))
 
@@ -111,6 +117,8 @@ def test_bad_inputs():
         Evaluator(model, {"train": data}, rel_precision=0.0)
     with pytest.raises(LandscapeError, match="'min_batches' parameter"):
         Evaluator(model, {"train": data}, rel_precision=0.1, min_batches=0)
+    with pytest.raises(LandscapeError, match="'min_samples' parameter"):
+        Evaluator(model, {"train": data}, rel_precision=0.1, min_samples=0)
 
     def mean_loss(out, y):  # a user loss that returns a batch mean: no per-sample terms
         return F.cross_entropy(out, y)
@@ -130,10 +138,11 @@ def test_surface_counts_stored_and_resume_bit_for_bit(tmp_path):
     _, test = _problem(n=120, seed=1)
     data = {"train": train, "test": test}
     d = random_directions(named_tensors(model), seeds=0)
-    kw = _surface_kw(tmp_path, rel_precision=0.04)
+    kw = _surface_kw(tmp_path, rel_precision=0.04, min_samples=32)
     full = tmp_path / "full.h5"
     s = compute_surface(model, d, data, out=full, **kw)
-    assert s.recipe["precision"] == {"rel_precision": 0.04, "seed": 0, "min_batches": 2}
+    assert s.recipe["precision"] == {"rel_precision": 0.04, "seed": 0, "min_batches": 2,
+                                     "min_samples": 32}
     loaded = Surface.load(full)
     for split, dd in data.items():
         n = loaded.count(f"{split}_loss")
@@ -147,7 +156,7 @@ def test_surface_counts_stored_and_resume_bit_for_bit(tmp_path):
              for k in named_tensors(model)}
     m2 = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).double().eval()
     m2.load_state_dict(moved)
-    n, loss, se = _expected(m2, train, 0.04, 16)
+    n, loss, se = _expected(m2, train, 0.04, 16, min_samples=32)
     assert loaded.count("train_loss")[iy, ix] == n
     assert loaded["train_loss"][iy, ix] == pytest.approx(loss, rel=1e-10)
     assert loaded.stderr("train_loss")[iy, ix] == pytest.approx(se, rel=1e-8)
@@ -163,7 +172,8 @@ def test_surface_counts_stored_and_resume_bit_for_bit(tmp_path):
     assert_h5_equal(full, part)
     # another precision is another recipe
     with pytest.raises(LandscapeError, match="differs in: precision"):
-        compute_surface(model, d, data, out=part, **_surface_kw(tmp_path, rel_precision=0.1))
+        compute_surface(model, d, data, out=part,
+                        **_surface_kw(tmp_path, rel_precision=0.04, min_samples=64))
     with pytest.raises(LandscapeError, match="differs in: precision"):
         compute_surface(model, d, data, out=part, **_surface_kw(tmp_path))
 
