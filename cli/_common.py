@@ -346,6 +346,19 @@ def float_arg(name: str, low: float | None = None, high: float | None = None,
     return parse
 
 
+def shard_arg(text: str) -> tuple[int, int]:
+    """argparse type of ``--shard I/N``: shard ``I`` of ``N`` (``0 <= I < N``)."""
+    i_s, sep, n_s = text.partition("/")
+    try:
+        i, n = int(i_s), int(n_s)
+    except ValueError:
+        i, n = -1, 0
+    if not sep or n < 1 or not 0 <= i < n:
+        raise argparse.ArgumentTypeError(
+            f"expected I/N with 0 <= I < N (shard I of N, e.g. 0/4), got {text!r}")
+    return i, n
+
+
 # ------------------------------------------------------------- library messages in CLI words
 
 #: Library parameters whose option has another name. :func:`flag_message` uses an entry only

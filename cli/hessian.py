@@ -18,7 +18,7 @@ from landscape.checkpoints import Checkpoint
 from landscape.data import DataSpec
 from landscape.errors import LandscapeError, check_float, check_int, on_interrupt
 from landscape.hessian.directions import SCALES, eigenvector_directions
-from landscape.hessian.operator import shard_plan
+from landscape.hessian.operator import HVPS, shard_plan
 from landscape.hessian.ratio_map import compute_ratio_map
 from landscape.hessian.results import TRACE_METHODS, CurvatureResult, compute_curvature
 from landscape.models import parse_model_kwargs
@@ -127,6 +127,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    default=0, help="seed of start vectors and probes")
     e.add_argument("--max-hvp", type=int_arg("max_hvp", 1),
                    metavar="N", help="HVP budget per eigen-solve")
+    e.add_argument("--hvp", choices=HVPS, default="autograd",
+                   help="'autograd': exact products (double backward); 'finite-difference': "
+                        "central differences of gradients (models whose kernels have no "
+                        "double backward, e.g. fused attention; less memory), step and "
+                        "estimated error recorded and printed; use with --dtype float64")
     add_compute_args(p, group=e, dtype_default="float32",
                      dtype_help="dtype of the Hessian-vector products (default float32, ~6x "
                                 "cheaper than float64 on ResNet-20; the solvers accumulate in "
@@ -222,7 +227,7 @@ def _compute_point(args: argparse.Namespace, rank: int = 0, world: int = 1,
         ignore=None if args.ignore == "none" else args.ignore, dtype=dtype_arg(args),
         max_hvp=args.max_hvp, keep_eigenvectors=want_vectors, recipe=recipe,
         provenance=provenance, progress=not args.no_progress and rank == 0,
-        solver_dtype=DTYPES[args.solver_dtype], **selection_kwargs(args),
+        solver_dtype=DTYPES[args.solver_dtype], hvp=args.hvp, **selection_kwargs(args),
     )
     dt = time.perf_counter() - t0
     if rank != 0:
@@ -250,6 +255,11 @@ def _report(args: argparse.Namespace, res: CurvatureResult, saved: CurvatureResu
             ("biases and normalization layers included; surfaces and trajectories hold them "
              "fixed by default (--ignore biasbn to match)")
         print(f"over {res.n_params:,} parameters ({held})")
+    fd = res.provenance.get("finite_difference")
+    if fd:
+        print(f"finite-difference HVPs: step h {fd['step']:.3g}, estimated error "
+              f"{fd['error_estimate']:.2g} per unit vector (the eigenvalues' error beyond the "
+              "solver's residual)")
     kept = [s for s in saved.sections if s not in res.sections]
     print(f"wrote {out} ({res.n_hvp} HVPs in {dt:.1f} s"
           + (f"; kept its earlier {', '.join(kept)}" if kept else "") + ")")
@@ -300,6 +310,8 @@ def _run_grid(args: argparse.Namespace) -> int:
         ("--top-k", args.top_k is not None), ("--min", args.min), ("--trace", args.trace),
         ("--density", args.density), ("--save-eigenvectors", args.save_eigenvectors),
         ("--eigvec-directions", args.eigvec_directions is not None)) if on]
+    if args.hvp != "autograd":
+        point_only.append("--hvp")
     if point_only:
         raise LandscapeError(
             f"--grid computes a ratio map (λmax, λmin, |λmin/λmax| at every grid point); "

@@ -34,6 +34,7 @@ from . import (
     demo,
     hessian,
     info,
+    merge,
     plot,
     probe,
     sharpening,
@@ -65,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for mod in (demo, train, surface, trajectory, hessian, info, plot, compare, connect, probe,
-                sharpening):
+                sharpening, merge):
         mod.add_parser(sub)
     for command in sub.choices.values():
         add_threads_arg(command)

@@ -49,6 +49,7 @@ from ._common import (
     loss_arg,
     parse_splits,
     selection_kwargs,
+    shard_arg,
 )
 
 #: ``--directions`` choices: random directions, or the Hessian's eigenvectors (pair ``top`` or
@@ -74,6 +75,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "landscape surface final.pt --dir-file traj.h5 --x=-5:25:31 --y=-10:10:21",
             "landscape surface final.pt --directions hessian-topbottom --x=-1:1:21 "
             "--y=-1:1:21 --hessian-samples 500",
+            "for i in 0 1 2 3; do landscape surface final.pt --x=-1:1:51 --y=-1:1:51 "
+            "--shard $i/4 & done; wait; landscape merge s.h5 final_surface_shard*of4.h5",
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -134,6 +137,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default="auto",
                    help="channels_last memory format (default: chosen for conv nets on the CPU "
                         "in float32, where it measured 1.2-1.9x faster; recorded in the file)")
+    e.add_argument("--rel-precision", type=float_arg("rel_precision", 0.0, closed="neither"),
+                   metavar="R",
+                   help="evaluate each point batch by batch, samples in a seeded random order, "
+                        "until the standard error of its mean loss is <= R x |loss| (at least "
+                        "2 batches and 256 samples) or the data run out; the samples used "
+                        "per point are stored (e.g. 0.01)")
     add_compute_args(p, group=e, device_help="evaluation device (cpu, cuda, cuda:N, mps)",
                      dtype_help="evaluation dtype (default float32)")
     o = p.add_argument_group("output")
@@ -141,6 +150,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="output file (default: <checkpoint>_surface.h5 beside it)")
     o.add_argument("--overwrite", action="store_true",
                    help="replace an existing output computed with another recipe")
+    o.add_argument("--shard", type=shard_arg, metavar="I/N",
+                   help="compute only shard I of N of the grid's points (every N-th point "
+                        "from the I-th) into a file of its own (default "
+                        "<checkpoint>_surface_shardIofN.h5), resumable; join the N files with "
+                        "'landscape merge OUT SHARD...'")
     o.add_argument("--flush-seconds", type=float_arg("flush_seconds", 0.0), default=10.0,
                    help="write finished points to disk at least this often")
     o.add_argument("--no-full-check", action="store_true",
@@ -297,6 +311,8 @@ def _run_set(args: argparse.Namespace, ckpt, datasets, loss, out: str, recipe: d
                              ("--plane", args.plane), ("--orthogonal", args.orthogonal),
                              ("--dir-type states", args.dir_type != "weights"),
                              ("--precision", args.precision != "fp32"),
+                             ("--rel-precision", args.rel_precision is not None),
+                             ("--shard", args.shard is not None),
                              ("--bn recalibrate", args.bn != "eval")) if on]
     if other:
         raise LandscapeError(
@@ -330,6 +346,8 @@ def _run_hessian(args: argparse.Namespace, ckpt, datasets, loss, out: str, recip
     other = [f for f, on in (("--dir-file", args.dir_file), ("--interpolate", args.interpolate),
                              ("--plane", args.plane), ("--orthogonal", args.orthogonal),
                              ("--n-directions", args.n_directions > 1),
+                             ("--rel-precision", args.rel_precision is not None),
+                             ("--shard", args.shard is not None),
                              ("--dir-type states", args.dir_type != "weights"),
                              ("--params/--exclude/--include-frozen",
                               args.params or args.exclude or args.include_frozen)) if on]
@@ -395,7 +413,8 @@ def run(args: argparse.Namespace) -> int:
     spec = data_spec(args, ckpt)
     datasets = load_datasets(spec, splits, ckpt.model)
     ndim = 2 if args.y is not None else 1
-    out = args.out or default_out(args.checkpoint, "surface")
+    out = args.out or default_out(args.checkpoint, "surface" if args.shard is None else
+                                  "surface_shard{}of{}".format(*args.shard))
     _check_out_is_not_an_input(args, out)
     recipe = checkpoint_recipe(ckpt, spec)
     provenance = checkpoint_provenance(ckpt, args.checkpoint, command_line(args))
@@ -414,17 +433,23 @@ def run(args: argparse.Namespace) -> int:
             autocast=None if args.precision == "fp32" else args.precision,
             channels_last=args.channels_last, out=out, overwrite=args.overwrite, recipe=recipe,
             provenance=provenance, progress=not args.no_progress,
-            flush_seconds=args.flush_seconds, full_data=full,
+            flush_seconds=args.flush_seconds, full_data=full, rel_precision=args.rel_precision,
+            shard=args.shard,
         )
     dt = time.perf_counter() - t0
     if rank != 0:
         return 0
     grid = f"{len(s.x)}" if s.y is None else f"{len(s.y)}x{len(s.x)}"
-    print(f"wrote {out}: {s.ndim}D {grid} surface, {s.n_done}/{s.n_points} points "
+    shard = "" if args.shard is None else " (shard {} of {})".format(*args.shard)
+    print(f"wrote {out}: {s.ndim}D {grid} surface{shard}, {s.n_done}/{s.n_points} points "
           f"({', '.join(sorted(s.arrays))}) in {dt:.1f} s")
     bad = sum(int(np.sum(~np.isfinite(a[s.done]))) for k, a in s.arrays.items()
               if k.endswith("_loss"))
     if bad:
         print(f"note: {bad} loss values are NaN/inf (diverged points); plots mask them")
     _print_subset_check(s)
+    for split, used in sorted(s.precision_summary().items()):
+        print(f"{split}: {used['samples']:,} of {used['full']:,} sample evaluations "
+              f"({used['full'] / max(used['samples'], 1):.2f}x fewer) to reach the "
+              f"standard error <= {args.rel_precision:g} x |loss|")
     return 0

@@ -47,6 +47,7 @@ from .parameters import ParameterSelection, select_parameters
 from .replicates import ArmComparison, compare_arms
 from .report import Report, compare
 from .results import RESULT_KINDS, ResultFile, open
+from .shards import merge_shards
 from .surface import (
     Axis,
     Surface,
@@ -108,6 +109,7 @@ __all__ = [
     "load_directions",
     "load_splits",
     "load_trajectory",
+    "merge_shards",
     "named_tensors",
     "normalize_direction",
     "open",

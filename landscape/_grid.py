@@ -47,7 +47,8 @@ __all__ = ["GridProgress", "GridRunner", "MetricsRunner", "LONG_RUN_SECONDS", "S
            "agree", "all_reduce_sum", "check_fits_in_memory", "check_grid_fits", "dist_info",
            "format_duration", "metric_array_names", "new_stderrs", "pending",
            "physical_memory", "points_sharded", "recipe_differences", "resume_or_refuse",
-           "shard_bounds", "stderr_name"]
+           "shard_bounds", "stderr_name", "count_name", "new_counts", "check_shard",
+           "shard_points"]
 
 #: A run whose estimated time exceeds this many seconds gets a line with the estimate and
 #: what makes it shorter.
@@ -97,6 +98,28 @@ def shard_bounds(n: int, world: int) -> list[tuple[int, int]]:
     """Contiguous, balanced split of ``n`` items over ``world`` ranks: rank ``r`` holds
     ``[r * n // world, (r + 1) * n // world)`` (sizes differ by at most one)."""
     return [(r * n // world, (r + 1) * n // world) for r in range(world)]
+
+
+def check_shard(shard: Any) -> tuple[int, int]:
+    """``shard`` as ``(i, n)``: shard ``i`` of ``n`` (``0 <= i < n``), else a
+    :class:`LandscapeError` naming the parameter."""
+    ok = (isinstance(shard, tuple | list) and len(shard) == 2
+          and all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+          and shard[1] >= 1 and 0 <= shard[0] < shard[1])
+    if not ok:
+        raise LandscapeError(
+            f"The 'shard' parameter must be a pair (i, n) of ints with 0 <= i < n. Got "
+            f"{shard!r} instead."
+        )
+    return int(shard[0]), int(shard[1])
+
+
+def shard_points(order: Iterable[int], i: int, n: int) -> list[int]:
+    """The points of shard ``i`` of ``n``: every ``n``-th point of the visiting ``order``
+    from the ``i``-th -- the strided assignment of torchrun ranks (:meth:`GridRunner._mine`)
+    over every point of the grid, finished or not, so that a shard's points never change
+    between runs."""
+    return list(order)[i::n]
 
 
 _POINTS_SHARDED: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -265,12 +288,16 @@ class GridRunner(ABC):
         Points a rank computes between two gatherings.
     hint : str
         What makes a long run shorter (printed with the estimate of a long run).
+    shard : (int, int) or None
+        ``(i, n)``: compute only shard ``i`` of ``n`` (:func:`shard_points`), e.g. into a
+        file of its own that :func:`landscape.shards.merge_shards` joins with the others.
     """
 
     def __init__(self, done: np.ndarray, *, out: Any, progress: bool, flush_seconds: float,
                  max_points: int | None, desc: str, sharding: str = "strided",
                  points_per_round: int = 4,
-                 hint: str = "use a coarser grid or a data subset") -> None:
+                 hint: str = "use a coarser grid or a data subset",
+                 shard: tuple[int, int] | None = None) -> None:
         if sharding not in SHARDINGS:
             raise LandscapeError(f"sharding must be one of {SHARDINGS}; got {sharding!r}")
         self.done = done
@@ -282,6 +309,7 @@ class GridRunner(ABC):
         self.sharding = sharding
         self.points_per_round = points_per_round
         self.hint = hint
+        self.shard = None if shard is None else check_shard(shard)
         self.n_computed = 0  # points computed (on any rank) and recorded in this run
         self.bar: Any = None
 
@@ -308,8 +336,11 @@ class GridRunner(ABC):
 
     # ------------------------------------------------------------------ the loop
     def todo(self) -> list[int]:
-        """Unfinished points in visiting order, cut to ``max_points``."""
-        return pending(self.done, self.max_points, self.order())
+        """Unfinished points (of :attr:`shard`) in visiting order, cut to ``max_points``."""
+        order = self.order()
+        if self.shard is not None:
+            order = shard_points(order, *self.shard)
+        return pending(self.done, self.max_points, order)
 
     def _mine(self, todo: list[int], rank: int, world: int,
               per_round: int) -> tuple[list[int], int]:
@@ -436,6 +467,31 @@ def new_stderrs(arrays: Mapping[str, np.ndarray],
     return out
 
 
+#: Suffix of the sample-count array of a loss array: ``train_loss`` -> ``train_loss_n``.
+COUNT_SUFFIX = "_n"
+
+
+def count_name(array: str) -> str:
+    """The array of the number of samples behind each value of the loss array ``array``
+    (stored by surfaces evaluated to a precision): ``train_loss`` -> ``train_loss_n``."""
+    return array + COUNT_SUFFIX
+
+
+def new_counts(arrays: Mapping[str, np.ndarray],
+               old: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """One int64 sample-count array per loss array of ``arrays`` (0: not computed), taking
+    those of ``old`` that exist with the right shape."""
+    old = old or {}
+    out = {}
+    for k, a in arrays.items():
+        if k.endswith("_loss"):
+            prev = old.get(count_name(k))
+            out[count_name(k)] = (np.asarray(prev, dtype=np.int64).copy() if prev is not None
+                                  and np.shape(prev) == np.shape(a)
+                                  else np.zeros(np.shape(a), dtype=np.int64))
+    return out
+
+
 class MetricsRunner(GridRunner):
     """A grid of loss/accuracy evaluations: a subclass writes :meth:`evaluate` only.
 
@@ -443,7 +499,9 @@ class MetricsRunner(GridRunner):
     same shape and a ``save(path, overwrite=...)``; point ``i`` is recorded into flat index
     ``i`` of every array (``NaN`` for an accuracy that is not defined), and the standard error
     of each loss into ``stderrs["<split>_loss_se"]`` when the result has ``stderrs`` (missing
-    arrays there are created, NaN: see :func:`new_stderrs`).
+    arrays there are created, NaN: see :func:`new_stderrs`), and the number of samples behind
+    it into ``counts["<split>_loss_n"]`` when the result's ``counts`` is not ``None`` (see
+    :func:`new_counts`).
 
     Parameters
     ----------
@@ -462,6 +520,9 @@ class MetricsRunner(GridRunner):
         if hasattr(result, "stderrs"):
             result.stderrs = new_stderrs(result.arrays, result.stderrs)
             self.flat.update({k: v.reshape(-1) for k, v in result.stderrs.items()})
+        if getattr(result, "counts", None) is not None:
+            result.counts = new_counts(result.arrays, result.counts)
+            self.flat.update({k: v.reshape(-1) for k, v in result.counts.items()})
         self.first_write = overwrite
 
     @abstractmethod
@@ -469,18 +530,20 @@ class MetricsRunner(GridRunner):
         """The metrics (objects with ``.loss``, ``.accuracy`` and ``.loss_se``) of every split
         at point ``index``."""
 
-    def compute(self, index: int) -> dict[str, tuple[float, float | None, float]]:
-        return {name: (m.loss, m.accuracy, getattr(m, "loss_se", math.nan))
+    def compute(self, index: int) -> dict[str, tuple[float, float | None, float, int]]:
+        return {name: (m.loss, m.accuracy, getattr(m, "loss_se", math.nan), getattr(m, "n", 0))
                 for name, m in self.evaluate(index).items()}
 
-    def record(self, index: int, payload: dict[str, tuple[float, float | None, float]]
+    def record(self, index: int, payload: dict[str, tuple[float, float | None, float, int]]
                ) -> None:
-        for name, (loss, acc, se) in payload.items():
+        for name, (loss, acc, se, n) in payload.items():
             self.flat[f"{name}_loss"][index] = loss
             if f"{name}_acc" in self.flat:
                 self.flat[f"{name}_acc"][index] = np.nan if acc is None else acc
             if stderr_name(f"{name}_loss") in self.flat:
                 self.flat[stderr_name(f"{name}_loss")][index] = se
+            if count_name(f"{name}_loss") in self.flat:
+                self.flat[count_name(f"{name}_loss")][index] = n
         self.done.reshape(-1)[index] = True
 
     def save(self) -> None:

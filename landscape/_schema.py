@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from ._grid import stderr_name
+from ._grid import count_name, stderr_name
 from .errors import LandscapeError
 
 __all__ = ["describe", "coordinates", "check_coordinates_fit", "grid_array", "json_attr",
-           "grid_shape", "stderr_arrays", "stderr_datasets"]
+           "grid_shape", "stderr_arrays", "stderr_datasets", "count_arrays", "count_datasets"]
 
 
 def describe(a: Any) -> str:
@@ -116,3 +116,20 @@ def stderr_datasets(stderrs: Mapping[str, Any], done: Any) -> dict[str, np.ndarr
     mask = np.asarray(done, dtype=bool)
     return {k: np.where(mask, np.asarray(a, dtype=np.float64), np.nan)
             for k, a in sorted(stderrs.items())}
+
+
+def count_arrays(datasets: Mapping[str, Any], names: list[str], shape: tuple[int, ...],
+                 where: str) -> dict[str, np.ndarray] | None:
+    """The sample-count arrays (``<loss>_n``) stored beside the loss arrays among ``names``
+    (int64, each checked against ``shape``), or ``None`` when the group has none (surfaces
+    evaluated on all the data, and files written before counts were stored)."""
+    out = {count_name(k): grid_array(datasets, count_name(k), shape, where, dtype=np.int64)
+           for k in names if k.endswith("_loss") and count_name(k) in datasets}
+    return out or None
+
+
+def count_datasets(counts: Mapping[str, Any] | None, done: Any) -> dict[str, np.ndarray]:
+    """The sample-count arrays as datasets: int64, 0 where ``done`` is not set."""
+    mask = np.asarray(done, dtype=bool)
+    return {k: np.where(mask, np.asarray(a, dtype=np.int64), 0)
+            for k, a in sorted((counts or {}).items())}

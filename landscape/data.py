@@ -98,6 +98,7 @@ __all__ = [
     "STREAM_PREFETCH",
     "as_data",
     "as_splits",
+    "permuted",
     "sample_count",
     "has_class_targets",
     "check_finite",
@@ -1520,6 +1521,42 @@ def as_splits(data: Any, default: str = "train") -> dict[str, Any]:
     if isinstance(data, Mapping):
         return {str(k): as_data(v, str(k)) for k, v in data.items()}
     return {default: as_data(data, default)}
+
+
+def permuted(data: Any, seed: int, name: str = "data") -> TensorData | StreamData:
+    """The samples of ``data`` in a fixed random order (a ``torch.Generator`` seeded with
+    ``seed``; the same order every time).
+
+    Tensor data are copied in that order; a map-style Dataset is indexed through it
+    (:class:`~torch.utils.data.Subset`), nothing is read. A DataLoader (whose batches are its
+    own) and an iterable Dataset (which cannot be indexed) cannot be reordered.
+
+    Raises
+    ------
+    LandscapeError
+        For a DataLoader or an iterable Dataset.
+    """
+    from torch.utils.data import Subset
+
+    seed = check_int("seed", seed, low=0)
+    d = as_data(data, name)
+    gen = torch.Generator().manual_seed(seed)
+    if isinstance(d, StreamData):
+        if d.is_loader or not d.map_style or d.limit is not None:
+            raise LandscapeError(
+                f"dataset {d.name!r} is a DataLoader or an iterable Dataset, whose samples "
+                "cannot be put in a random order; pass the Dataset itself or tensors"
+            )
+        idx = torch.randperm(len(d), generator=gen).tolist()
+        out = StreamData(Subset(d.source, idx), d.name, collate_fn=d.collate_fn,
+                         num_workers=d.num_workers, split=d.split)
+        out.rows = idx if d.rows is None else [d.rows[i] for i in idx]
+        out.vocab_size, out.vocab_owner = d.vocab_size, d.vocab_owner
+        return out
+    idx = torch.randperm(len(d), generator=gen)
+    return TensorData(d.x[idx.to(d.x.device)], d.y[idx.to(d.y.device)],
+                      getattr(d, "name", name), n_classes=getattr(d, "n_classes", None),
+                      split=getattr(d, "split", None))
 
 
 def as_tensor_data(data: Any, budget: int | None = None) -> TensorData:

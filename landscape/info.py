@@ -34,7 +34,10 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
     where the arrays finished at different points, as in files of Li et al.),
     ``surface_range`` (min and max of the computed finite values of each array),
     ``surface_stderr`` (median and largest standard error of each loss array, where the file
-    stores them) and, for a surface on data subsets, ``subset_check`` and its text
+    stores them), ``surface_precision`` (for a surface evaluated to a precision: its recipe
+    entry and, per split, the ``samples`` evaluated against the ``full`` evaluation's, see
+    :meth:`~landscape.surface.Surface.precision_summary`) and, for a surface on data
+    subsets, ``subset_check`` and its text
     ``subset_check_lines`` (:meth:`~landscape.surface.Surface.subset_lines`); for a surface
     along Hessian eigenvectors ``hessian_surface`` (completion, ``pair``, ``eigenvalues``);
     for a surface set ``surface_set_completion`` (``members``, ``seeds``, points ``done`` of
@@ -100,6 +103,9 @@ def summarize(path: str | os.PathLike) -> dict[str, Any]:
                 if fin.size else None
         if errors:
             out["surface_stderr"] = errors
+        if s.counts is not None:
+            out["surface_precision"] = {**s.recipe.get("precision", {}),
+                                        "samples": s.precision_summary()}
         if s.subset_check is not None:
             out["subset_check"] = s.subset_check
             out["subset_check_lines"] = s.subset_lines()
@@ -180,6 +186,12 @@ def describe(path: str | os.PathLike, *, as_json: bool = False) -> str:
             lines.append(f"    {k}: min {lo:.6g}, max {hi:.6g}{err}" if lo is not None
                          else f"    {k}: no finite values")
         lines.extend(f"    {line}" for line in info.get("subset_check_lines", ()))
+        prec = info.get("surface_precision")
+        if prec:
+            for split, u in prec.get("samples", {}).items():
+                lines.append(f"    {split}: to a relative standard error of "
+                             f"{prec.get('rel_precision')}: {u['samples']:,} of {u['full']:,} "
+                             "sample evaluations")
     c = info.get("surface_set_completion")
     if c:
         pct = 100.0 * c["done"] / max(c["total"], 1)

@@ -15,6 +15,8 @@ Layout of a ``landscape`` file (every group optional except the root attributes)
     /surface/<split>_loss_se       same shape, standard error of each loss as a data-set mean
                                    (not listed in 'arrays': older readers skip it; absent in
                                    older files); attr subset_check (JSON) for --subset surfaces
+    /surface/<split>_loss_n        same shape, int64: samples behind each loss (0: not computed)
+                                   [only surfaces evaluated to a precision, rel_precision]
     /surface/done                  same shape, uint8: 1 where the point has been computed
     /directions                    attrs: recipe (JSON: kind, what, norm, ignore, seeds, ...),
                                           sha256 (digest of the tensors), ndim

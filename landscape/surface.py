@@ -39,11 +39,15 @@ from ._grid import (
     GridProgress,
     MetricsRunner,
     agree,
+    check_shard,
+    count_name,
     metric_array_names,
+    new_counts,
     new_stderrs,
     pending,
     recipe_differences,
     resume_or_refuse,
+    shard_points,
     stderr_name,
 )
 from ._version import tool_versions
@@ -201,6 +205,11 @@ class Surface(GridProgress):
         :mod:`landscape.evaluation`). Empty for files written before they were stored (and
         files of Li et al.); NaN at points computed by such a version. Read them with
         :meth:`stderr`.
+    counts : dict[str, np.ndarray] or None
+        For a surface evaluated to a stated precision (:func:`compute_surface`'s
+        ``rel_precision``): the number of samples behind every loss value,
+        ``"train_loss_n"`` beside ``"train_loss"`` (int64, 0 at unfinished points); ``None``
+        for surfaces evaluated on all their data. Read them with :meth:`count`.
     subset_check : dict or None
         For a surface evaluated on data subsets: per split, the loss at the origin on the
         subset (``subset_loss``, its standard error ``subset_loss_se``, ``subset_n``) and on
@@ -224,6 +233,7 @@ class Surface(GridProgress):
     stderrs: dict[str, np.ndarray] = field(default_factory=dict)
     subset_check: dict[str, dict[str, Any]] | None = None
     group: str = SURFACE_GROUP
+    counts: dict[str, np.ndarray] | None = None
 
     @property
     def ndim(self) -> int:
@@ -244,6 +254,25 @@ class Surface(GridProgress):
         """The standard errors of the loss array ``name`` (e.g. ``"train_loss"``), or ``None``
         when the file holds none (written before they were stored, or not a loss array)."""
         return self.stderrs.get(stderr_name(name))
+
+    def count(self, name: str) -> np.ndarray | None:
+        """The number of samples behind each value of the loss array ``name`` (surfaces
+        evaluated to a precision), or ``None`` (every value is over all the data)."""
+        return None if self.counts is None else self.counts.get(count_name(name))
+
+    def precision_summary(self) -> dict[str, dict[str, int]]:
+        """Per split of a surface evaluated to a precision: ``samples``, the samples evaluated
+        over its finished points, and ``full``, those a full evaluation would have taken
+        (the data's size times the finished points); empty without :attr:`counts`."""
+        sizes = self.recipe.get("datasets") or {}
+        out: dict[str, dict[str, int]] = {}
+        for split, size in sorted(sizes.items()):
+            counts = self.count(f"{split}_loss")
+            if counts is not None:
+                done = self.done_of(f"{split}_loss")
+                out[split] = {"samples": int(np.asarray(counts)[done].sum()),
+                              "full": int(size) * int(done.sum())}
+        return out
 
     def subset_lines(self) -> list[str]:
         """One line per split of :attr:`subset_check` (empty without it): the subset's loss
@@ -315,6 +344,7 @@ class Surface(GridProgress):
             a = np.asarray(self.arrays[k], dtype=np.float64)
             sg.datasets[k] = np.where(self.done_of(k) if self.done_per_array else done, a, np.nan)
         sg.datasets.update(_schema.stderr_datasets(self.stderrs, done))
+        sg.datasets.update(_schema.count_datasets(self.counts, done))
         sg.datasets["done"] = done
         if self.subset_check is not None:
             sg.attrs["subset_check"] = storage.dumps(self.subset_check)
@@ -383,10 +413,11 @@ class Surface(GridProgress):
         arrays = {k: _schema.grid_array(g.datasets, k, shape, where) for k in names}
         done = _schema.grid_array(g.datasets, "done", shape, where, mask=True)
         stderrs = _schema.stderr_arrays(g.datasets, names, shape, where)
+        counts = _schema.count_arrays(g.datasets, names, shape, where)
         check = (_schema.json_attr(g.attrs, "subset_check", where, dict)
                  if "subset_check" in g.attrs else None)
         return cls(x=x, y=y, arrays=arrays, done=done, directions=directions, recipe=recipe,
-                   provenance=prov, stderrs=stderrs, subset_check=check)
+                   provenance=prov, stderrs=stderrs, subset_check=check, counts=counts)
 
 
 def directions_group(d: Directions) -> storage.Group:
@@ -560,6 +591,11 @@ def compute_surface(
     max_points: int | None = None,
     full_data: Mapping[str, Any] | None = None,
     group: str = SURFACE_GROUP,
+    rel_precision: float | None = None,
+    precision_seed: int = 0,
+    min_batches: int = 2,
+    min_samples: int = 256,
+    shard: tuple[int, int] | None = None,
 ) -> Surface:
     """Evaluate loss and accuracy on a 1D or 2D grid along ``directions``.
 
@@ -624,11 +660,34 @@ def compute_surface(
     group : str, default="surface"
         The file's group to write and resume (:attr:`Surface.group`): another name (ending in
         ``"_surface"``) keeps a second surface, with its own directions, beside ``/surface``.
+    rel_precision : float, optional
+        Evaluate each point batch by batch until the standard error of its mean loss is at
+        most ``rel_precision * |loss|`` (at least ``min_batches`` batches and ``min_samples``
+        samples), or the data run out; the samples are read in a random order fixed by
+        ``precision_seed`` (the same at every point; see :mod:`landscape.evaluation`). The
+        number of samples behind every value is stored (:attr:`Surface.counts`), and
+        ``rel_precision``, ``precision_seed``, ``min_batches`` and ``min_samples`` join the
+        recipe (so a resumed run stops where a fresh one would; the batch size decides where it
+        may stop, and ``"auto"`` reuses the file's). Needs tensor data or map-style Datasets
+        and a per-sample loss. ``None`` (default): every point over all the data, in order.
+    precision_seed : int, default=0
+        Seed of the sample order of ``rel_precision``.
+    min_batches : int, default=2
+        Batches read at every point before ``rel_precision`` may stop.
+    min_samples : int, default=256
+        Samples read at every point before ``rel_precision`` may stop.
+    shard : (int, int), optional
+        ``(i, n)``: compute only shard ``i`` of ``n`` of the grid's points (every ``n``-th
+        point in raster order from the ``i``-th, the assignment of torchrun ranks; see
+        :func:`landscape._grid.shard_points`) into ``out``, a file of its own that resumes like
+        any other; ``shard`` joins the recipe. :func:`landscape.shards.merge_shards` joins the
+        ``n`` files into the file one process would have written.
 
     Returns
     -------
     Surface
-        Every loss array comes with its standard error (:meth:`Surface.stderr`).
+        Every loss array comes with its standard error (:meth:`Surface.stderr`), and with
+        ``rel_precision`` its sample counts (:meth:`Surface.count`).
     """
     ax = parse_axis(x, "x")
     ay = parse_axis(y, "y") if y is not None else None
@@ -644,6 +703,13 @@ def compute_surface(
     check_float("flush_seconds", flush_seconds, 0.0)
     if max_points is not None:
         max_points = check_int("max_points", max_points, 0)
+    if rel_precision is not None:
+        rel_precision = check_float("rel_precision", rel_precision, 0.0, closed="neither")
+    precision_seed = check_int("precision_seed", precision_seed, 0)
+    min_batches = check_int("min_batches", min_batches, 1)
+    min_samples = check_int("min_samples", min_samples, 1)
+    if shard is not None:
+        shard = check_shard(shard)
     what = directions.what
     base_t = dict(base) if base is not None else named_tensors(model, what)
     full_recipe: dict[str, Any] = dict(recipe or {})
@@ -665,6 +731,11 @@ def compute_surface(
             "dtype": str(dtype or next(iter(base_t.values())).dtype).replace("torch.", ""),
         }
     )
+    if rel_precision is not None:  # only when set: files without it keep their recipes
+        full_recipe["precision"] = {"rel_precision": rel_precision, "seed": precision_seed,
+                                    "min_batches": min_batches, "min_samples": min_samples}
+    if shard is not None:  # only when set: the merged file's recipe is the plain one
+        full_recipe["shard"] = list(shard)
     streamed = {k: v.fingerprint() for k, v in data.items() if isinstance(v, StreamData)}
     if streamed:  # Datasets/DataLoaders: their identity (tensor data keep the entries above)
         full_recipe["data_sha256"] = streamed
@@ -674,6 +745,8 @@ def compute_surface(
         if a is not None:
             a.check_dtype(name, eval_dtype)
     surf = _new_surface(ax, ay, data, directions, full_recipe, dict(provenance or {}))
+    if rel_precision is not None:
+        surf.counts = new_counts(surf.arrays)
     check_group_name(group)
     surf.group = group
     if out is not None:
@@ -695,11 +768,14 @@ def compute_surface(
                 )
         surf.arrays, surf.done = old.arrays, old.done
         surf.stderrs = new_stderrs(old.arrays, old.stderrs)
+        if rel_precision is not None:
+            surf.counts = new_counts(old.arrays, old.counts)
         surf.subset_check = old.subset_check
         surf.provenance = old.provenance  # the file keeps the provenance of its first run
         if set(surf.arrays) != set(metric_array_names(data)):
             raise LandscapeError(f"'{out}' has arrays {sorted(surf.arrays)}; expected others")
-    if not pending(surf.done, max_points):
+    mine = None if shard is None else shard_points(range(surf.done.size), *shard)
+    if not pending(surf.done, max_points, mine):
         return surf
     for k, v in directions.vectors[0].items():
         if k not in base_t:
@@ -717,7 +793,9 @@ def compute_surface(
     ev = Evaluator(model, data, loss=loss, what=what,
                    batch_size=1024 if batch_size == "auto" else batch_size, bn=bn,
                    bn_batches=bn_batches, bn_batch_size=bn_batch_size, device=device,
-                   dtype=dtype, autocast=autocast, channels_last=full_recipe["channels_last"])
+                   dtype=dtype, autocast=autocast, channels_last=full_recipe["channels_last"],
+                   rel_precision=rel_precision, precision_seed=precision_seed,
+                   min_batches=min_batches, min_samples=min_samples)
     if batch_size == "auto":
         used = surf.provenance.get("batch_size_used")
         if not isinstance(used, int):
@@ -733,7 +811,8 @@ def compute_surface(
     # overwrite replaces the file of a /surface, and only its own group for any other
     replace_file = overwrite and group == SURFACE_GROUP
     _SurfaceRun(surf, ev, base_dev, dirs_dev, out=out, overwrite=replace_file,
-                progress=progress, flush_seconds=flush_seconds, max_points=max_points).run()
+                progress=progress, flush_seconds=flush_seconds, max_points=max_points,
+                shard=shard).run()
     return surf
 
 

@@ -620,8 +620,9 @@ def test_two_fitting_submodules_of_another_network_still_do_not_fit(tmp_path: Pa
 def test_cli_refuses_an_ambiguous_file_then_loads_the_chosen_weights(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    import landscape.inputs as inputs
     from landscape.cli.main import main
+
+    import landscape.inputs as inputs
 
     a, b = _nets()
     torch.save({"state_dict": _sd(a), "model_state_dict": _sd(b)}, tmp_path / "two.pt")

@@ -51,6 +51,7 @@ CALLS: dict[str, tuple[Any, ...]] = {
     "connect": (ls.connect_checkpoints, ls.compute_connectivity),
     "probe": (ls.run_analyses,),
     "sharpening": (sharpening_of_run,),
+    "merge": (ls.merge_shards,),
 }
 
 #: dest -> the library parameter it becomes, ``"callable.parameter"`` (per command where the

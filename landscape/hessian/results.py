@@ -69,7 +69,7 @@ from ..errors import LandscapeError, check_float, check_int, check_option
 from ._linalg import check_solver_dtype, precision_note
 from .density import slq
 from .lanczos import MIN_FLOOR, min_eigen, top_eigen
-from .operator import HessianOperator
+from .operator import FD_ERROR_BOUND, FD_STEP_RULE, HessianOperator
 from .progress import HVPProgress
 from .trace import hutchinson, hutchpp
 
@@ -582,6 +582,23 @@ def _ignore_spec(ignore: Iterable[str] | str | None) -> Any:
     return sorted(ignore)
 
 
+def _fd_record(op: HessianOperator, along: Mapping[str, list[np.ndarray]],
+               seed: int) -> dict[str, Any]:
+    """The provenance entry of finite-difference HVPs: step, rule, error statement, estimates."""
+    t0 = time.perf_counter()
+    estimates: dict[str, Any] = {"random": op.fd_error(seed=seed)}
+    for key, vectors in along.items():
+        estimates[key] = [op.fd_error(torch.from_numpy(np.ascontiguousarray(v)))
+                          for v in vectors]
+    flat = [estimates["random"], *(e for key in along for e in estimates[key])]
+    return {"finite_difference": {
+        "step": op.fd_step, "rule": FD_STEP_RULE,
+        "eps_mach": float(torch.finfo(op.dtype).eps),
+        "error_bound": FD_ERROR_BOUND, "error_estimate": max(flat),
+        "error_estimates": estimates, "seconds": round(time.perf_counter() - t0, 3),
+    }}
+
+
 def compute_curvature(
     model: nn.Module,
     data: Any,
@@ -613,11 +630,12 @@ def compute_curvature(
     include_frozen: bool = False,
     progress: bool = False,
     solver_dtype: torch.dtype | None = None,
+    hvp: str = "autograd",
 ) -> CurvatureResult:
     """Top eigenvalues, smallest eigenvalue, trace and spectral density of the loss Hessian.
 
     All results come from one :class:`~landscape.hessian.HessianOperator` (exact HVPs of the
-    full-data mean loss, model in eval mode).
+    full-data mean loss by default, or finite differences with ``hvp``; model in eval mode).
 
     Parameters
     ----------
@@ -674,6 +692,14 @@ def compute_curvature(
         device: float64 (default, whatever ``dtype`` the HVPs use) or float32 (half the basis
         memory; residuals resolved to about ``1e-6 ||H||`` only). Recorded in the recipe
         when it is not float64.
+    hvp : {"autograd", "finite-difference"}, default "autograd"
+        Exact products, or central differences of gradients (see
+        :class:`~landscape.hessian.HessianOperator`; float64 advised). With finite differences
+        the recipe records ``hvp`` and the provenance's ``finite_difference`` entry the step
+        ``h`` (and its rule), the error statement and the error estimates of
+        :meth:`~landscape.hessian.HessianOperator.fd_error` along a random unit vector
+        (``seed``) and along each eigenvector found (``error_estimate`` is their maximum, the
+        stated error of every eigenvalue beyond the solver's residual); 3 products each.
 
     Returns
     -------
@@ -721,7 +747,7 @@ def compute_curvature(
 
     op = HessianOperator(model, data, loss=loss, batch_size=batch_size, what=what,
                          params=params, ignore=ignore, dtype=dtype, exclude=exclude,
-                         include_frozen=include_frozen)
+                         include_frozen=include_frozen, hvp=hvp)
     n = op.numel
     if top_k > n:
         raise LandscapeError(
@@ -748,6 +774,9 @@ def compute_curvature(
         full_recipe["include_frozen"] = True
     if solver_dtype != torch.float64:  # only where it is not the default (older files match)
         full_recipe["solver_dtype"] = str(solver_dtype).replace("torch.", "")
+    if op.hvp != "autograd":  # only where it is not the default (older files match)
+        full_recipe["hvp"] = op.hvp
+    along: dict[str, Any] = {}  # unit vectors along which to estimate finite-difference errors
     values: dict[str, Any] = {"n_params": n}
     timings: dict[str, float] = {}
     expected = {"top": 3 * top_k + 15 if top_k else 0, "min": 60 if min_eig else 0,
@@ -766,6 +795,7 @@ def compute_curvature(
                           eigenvector_names=op.names,
                           eigenvector_shapes=[tuple(t.shape) for t in
                                               op.unflatten(torch.zeros(n)).values()])
+        along["top"] = list(np.asarray(res.eigenvectors).T)
         full_recipe["top"] = {"k": top_k, "which": which, "tol": tol, "seed": seed,
                               "max_hvp": max_hvp, "eigenvectors": keep_eigenvectors}
         timings["top"] = time.perf_counter() - t0
@@ -779,6 +809,7 @@ def compute_curvature(
                       min_residual=float(res.residuals[0]),
                       min_threshold=float(res.thresholds[0]),
                       min_converged=bool(res.converged[0]), min_n_hvp=op.n_hvp - start)
+        along["min"] = [np.asarray(res.eigenvectors)[:, 0]]
         full_recipe["min"] = {"tol": tol, "scale_atol": floor, "seed": seed,
                               "max_hvp": max_hvp}
         timings["min"] = time.perf_counter() - t0
@@ -808,6 +839,7 @@ def compute_curvature(
         timings["density"] = time.perf_counter() - t0
 
     bars.close()
-    prov = {**tool_versions(), **precision_note(op.dtype),
+    fd = _fd_record(op, along, seed) if op.hvp == "finite-difference" else {}
+    prov = {**tool_versions(), **precision_note(op.dtype), **fd,
             "seconds": {k: round(v, 3) for k, v in timings.items()}, **dict(provenance or {})}
     return CurvatureResult(**values, recipe=full_recipe, provenance=prov)
