@@ -1,6 +1,8 @@
 """Curvature of the loss: Hessian operator, extreme eigenpairs, trace and spectral density.
 
-- :class:`HessianOperator` -- matrix-free Hessian of the full-data loss (exact HVPs).
+- :class:`HessianOperator` -- matrix-free Hessian of the full-data loss (exact HVPs);
+  :class:`GGNOperator` and :class:`FisherOperator` -- its Gauss-Newton and empirical Fisher
+  approximations, built by name with :func:`curvature_operator`.
 - :func:`top_eigen`, :func:`min_eigen`, :func:`eigen_ratio`, :func:`extreme_pairs` -- Lanczos
   with full re-orthogonalisation (:class:`EigenResult`).
 - :func:`hutchinson`, :func:`hutchpp` -- trace estimates (:class:`TraceResult`).
@@ -38,6 +40,7 @@ from .directions import (
     eigenvector_directions,
     hessian_directions,
 )
+from .ggn import OPERATORS, FisherOperator, GGNOperator, curvature_operator
 from .lanczos import EigenResult, eigen_ratio, extreme_pairs, min_eigen, top_eigen
 from .operator import CurvatureOperator, HessianOperator, hvp
 from .ratio_map import RatioMap, compute_ratio_map, serpentine_order
@@ -49,13 +52,17 @@ __all__ = [
     "CurvatureOperator",
     "CurvatureResult",
     "EigenResult",
+    "FisherOperator",
+    "GGNOperator",
     "HessianOperator",
+    "OPERATORS",
     "RatioMap",
     "SpectralDensity",
     "TraceResult",
     "compute_curvature",
     "compute_hessian_surface",
     "compute_ratio_map",
+    "curvature_operator",
     "eigen_ratio",
     "eigenvector_directions",
     "extreme_pairs",

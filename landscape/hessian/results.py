@@ -68,8 +68,8 @@ from ..data import sample_count
 from ..errors import LandscapeError, check_float, check_int, check_option
 from ._linalg import check_solver_dtype, precision_note
 from .density import slq
+from .ggn import OPERATORS, curvature_operator, operator_label
 from .lanczos import MIN_FLOOR, min_eigen, top_eigen
-from .operator import HessianOperator
 from .progress import HVPProgress
 from .trace import hutchinson, hutchpp
 
@@ -274,6 +274,12 @@ class CurvatureResult:
         return _ratio(self.min_eigenvalue, self.lambda_max), None
 
     @property
+    def operator(self) -> str:
+        """The curvature matrix: ``"hessian"`` (recipes without an ``operator`` entry),
+        ``"ggn"`` or ``"fisher"`` (see :func:`~landscape.hessian.curvature_operator`)."""
+        return str(self.recipe.get("operator", "hessian"))
+
+    @property
     def n_hvp(self) -> int:
         """HVPs used by all the sections together."""
         return int(sum(v or 0 for v in (self.top_n_hvp, self.min_n_hvp, self.trace_n_hvp,
@@ -306,7 +312,7 @@ class CurvatureResult:
 
     def summary(self) -> dict[str, Any]:
         """The numbers, as a JSON-ready dict (only the sections present)."""
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {"operator": self.operator}
         if self.n_params is not None:
             out["n_params"] = self.n_params
         if self.top_eigenvalues is not None:
@@ -342,6 +348,8 @@ class CurvatureResult:
         lam = "λ" if unicode else "lambda_"
         pm = "±" if unicode else "+/-"
         out = []
+        if self.operator != "hessian":
+            out.append(f"operator: {operator_label(self.operator)}")
         if self.top_eigenvalues is not None:
             vals = ", ".join(f"{v:.4g}" for v in self.top_eigenvalues)
             conv = self.top_converged
@@ -596,11 +604,14 @@ def compute_curvature(
     include_frozen: bool = False,
     progress: bool = False,
     solver_dtype: torch.dtype | None = None,
+    operator: str = "hessian",
 ) -> CurvatureResult:
-    """Top eigenvalues, smallest eigenvalue, trace and spectral density of the loss Hessian.
+    """Top eigenvalues, smallest eigenvalue, trace and spectral density of the loss Hessian
+    (or of its Gauss-Newton or empirical Fisher approximation: ``operator``).
 
     All results come from one :class:`~landscape.hessian.HessianOperator` (exact HVPs of the
-    full-data mean loss, model in eval mode).
+    full-data mean loss, model in eval mode), or one
+    :class:`~landscape.hessian.GGNOperator` / :class:`~landscape.hessian.FisherOperator`.
 
     Parameters
     ----------
@@ -657,6 +668,9 @@ def compute_curvature(
         device: float64 (default, whatever ``dtype`` the HVPs use) or float32 (half the basis
         memory; residuals resolved to about ``1e-6 ||H||`` only). Recorded in the recipe
         when it is not float64.
+    operator : {"hessian", "ggn", "fisher"}, default "hessian"
+        The curvature matrix (:func:`~landscape.hessian.curvature_operator`); recorded in the
+        recipe when it is not the Hessian (so files written before it stay mergeable).
 
     Returns
     -------
@@ -701,10 +715,11 @@ def compute_curvature(
     if keep_eigenvectors and not top_k:
         raise LandscapeError("keep_eigenvectors needs top_k >= 1")
     solver_dtype = check_solver_dtype(solver_dtype)
+    check_option("operator", operator, OPERATORS)
 
-    op = HessianOperator(model, data, loss=loss, batch_size=batch_size, what=what,
-                         params=params, ignore=ignore, dtype=dtype, exclude=exclude,
-                         include_frozen=include_frozen)
+    op = curvature_operator(model, data, operator=operator, loss=loss, batch_size=batch_size,
+                            what=what, params=params, ignore=ignore, dtype=dtype,
+                            exclude=exclude, include_frozen=include_frozen)
     n = op.numel
     if top_k > n:
         raise LandscapeError(
@@ -729,6 +744,8 @@ def compute_curvature(
         full_recipe["exclude"] = [exclude] if isinstance(exclude, str) else list(exclude)
     if include_frozen:
         full_recipe["include_frozen"] = True
+    if operator != "hessian":  # only where it is not the default (older files match)
+        full_recipe["operator"] = operator
     if solver_dtype != torch.float64:  # only where it is not the default (older files match)
         full_recipe["solver_dtype"] = str(solver_dtype).replace("torch.", "")
     values: dict[str, Any] = {"n_params": n}
@@ -791,6 +808,6 @@ def compute_curvature(
         timings["density"] = time.perf_counter() - t0
 
     bars.close()
-    prov = {**tool_versions(), **precision_note(op.dtype),
+    prov = {**tool_versions(), **precision_note(op.dtype), "operator": operator,
             "seconds": {k: round(v, 3) for k, v in timings.items()}, **dict(provenance or {})}
     return CurvatureResult(**values, recipe=full_recipe, provenance=prov)
