@@ -7,6 +7,8 @@
   with full re-orthogonalisation (:class:`EigenResult`).
 - :func:`hutchinson`, :func:`hutchpp` -- trace estimates (:class:`TraceResult`).
 - :func:`slq` -- stochastic Lanczos quadrature (:class:`SpectralDensity`).
+- :func:`compute_block_spectra` -- per-block top eigenvalues, traces and densities and their
+  heterogeneity (:class:`BlockSpectra`, ``/block_spectra`` group; :func:`parameter_blocks`).
 - :func:`compute_curvature` -- all of the above at one point as a storable
   :class:`CurvatureResult` (``/curvature`` group).
 - :func:`compute_ratio_map` -- Li et al.'s ``|lambda_min / lambda_max|`` map over a surface's
@@ -33,6 +35,13 @@ References
 
 from __future__ import annotations
 
+from .blocks import (
+    BLOCK_GROUPINGS,
+    BlockSpectra,
+    compute_block_spectra,
+    js_distances,
+    parameter_blocks,
+)
 from .density import SpectralDensity, slq
 from .directions import (
     HESSIAN_GROUP,
@@ -48,6 +57,8 @@ from .results import CurvatureResult, compute_curvature
 from .trace import TraceResult, hutchinson, hutchpp
 
 __all__ = [
+    "BLOCK_GROUPINGS",
+    "BlockSpectra",
     "HESSIAN_GROUP",
     "CurvatureOperator",
     "CurvatureResult",
@@ -59,6 +70,7 @@ __all__ = [
     "RatioMap",
     "SpectralDensity",
     "TraceResult",
+    "compute_block_spectra",
     "compute_curvature",
     "compute_hessian_surface",
     "compute_ratio_map",
@@ -70,7 +82,9 @@ __all__ = [
     "hutchinson",
     "hutchpp",
     "hvp",
+    "js_distances",
     "min_eigen",
+    "parameter_blocks",
     "serpentine_order",
     "slq",
     "top_eigen",
