@@ -375,13 +375,18 @@ class BlockSpectra:
             Replace a ``/block_spectra`` group the file already holds (without it, an error).
         """
         with output_lock(path, wait=30.0) as p:
-            storage.check_writable(p, overwrite=overwrite)
-            if Path(p).exists() and GROUP in storage.list_groups(p) and not overwrite:
-                raise LandscapeError(
-                    f"'{p}' already holds per-block spectra (/{GROUP}); pass overwrite=True "
-                    "(--overwrite) to replace them or choose another output file"
-                )
+            self.check_output(p, overwrite=overwrite)
             storage.update_file(p, {GROUP: self.to_group()})
+
+    @staticmethod
+    def check_output(path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        """Fail before any computation if :meth:`save` would refuse ``path``."""
+        storage.check_writable(path, overwrite=overwrite)
+        if Path(path).exists() and GROUP in storage.list_groups(path) and not overwrite:
+            raise LandscapeError(
+                f"'{path}' already holds per-block spectra (/{GROUP}); pass overwrite=True "
+                "(--overwrite) to replace them or choose another output file"
+            )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BlockSpectra:
@@ -422,6 +427,7 @@ def compute_block_spectra(
     loss: LossSpec = "cross_entropy",
     batch_size: int | str = 512,
     ignore: Iterable[str] | str | None = None,
+    params: str | Sequence[str] | None = None,
     exclude: str | Iterable[str] | None = None,
     include_frozen: bool = False,
     dtype: torch.dtype | None = None,
@@ -455,9 +461,9 @@ def compute_block_spectra(
         Relative residual of the top eigenpairs.
     seed : int, default 0
         Seed of start vectors and probes (the same for every block).
-    loss, batch_size, ignore, exclude, include_frozen, dtype
+    loss, batch_size, ignore, params, exclude, include_frozen, dtype
         As for :class:`~landscape.hessian.HessianOperator` (``ignore`` also ``"none"``); the
-        blocks are groups of the parameters these select.
+        blocks are groups of the parameters these select (``params``: glob patterns only).
     max_hvp : int, optional
         Products per eigen-solve.
     solver_dtype : torch.dtype, optional
@@ -492,8 +498,13 @@ def compute_block_spectra(
     solver_dtype = check_solver_dtype(solver_dtype)
     if ignore == "none":
         ignore = None
-    common = {"loss": loss, "batch_size": batch_size, "dtype": dtype, "exclude": exclude,
-              "include_frozen": include_frozen}
+    if params is not None and not (isinstance(params, str) or (
+            isinstance(params, Sequence) and all(isinstance(p, str) for p in params))):
+        raise LandscapeError(
+            f"The 'params' parameter must be a glob pattern or a list of them. Got {params!r}."
+        )
+    common = {"loss": loss, "batch_size": batch_size, "dtype": dtype, "params": params,
+              "exclude": exclude, "include_frozen": include_frozen}
     full = curvature_operator(model, data, operator=operator, ignore=ignore, **common)
     groups = parameter_blocks(model, blocks, full.names)
     point = list(named_tensors(model, "weights"))
@@ -550,6 +561,11 @@ def compute_block_spectra(
         "heterogeneity": "mean pairwise Jensen-Shannon distance (natural log) of the "
                          "smoothed block densities on a common grid (Zhang et al. 2024)",
     })
+    for key, val in (("params", params), ("exclude", exclude)):
+        if val is not None:
+            full_recipe[key] = [val] if isinstance(val, str) else list(val)
+    if include_frozen:
+        full_recipe["include_frozen"] = True
     if solver_dtype != torch.float64:
         full_recipe["solver_dtype"] = str(solver_dtype).replace("torch.", "")
     prov = {**tool_versions(), **precision_note(full.dtype), "operator": operator,
