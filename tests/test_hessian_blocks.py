@@ -25,7 +25,10 @@ from landscape.models import build
 from .conftest import toy_classifier
 from .reference import dense_from_operator, exact_hessian
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 F64 = torch.float64
 
@@ -130,3 +133,17 @@ def test_save_load_and_refusals(tmp_path):
     assert math.isnan(one.heterogeneity) and "one block" in one.heterogeneity_note
     with pytest.raises(LandscapeError, match="'operator'"):
         compute_block_spectra(model, data, operator="kfac")
+
+
+def test_small_multiples_and_plot_file(tmp_path):
+    from landscape.plot import plot_block_spectra, plot_file
+
+    model, data = toy_classifier(2, n=20)
+    res = compute_block_spectra(model, data, blocks="layer", top_k=1, density_steps=5,
+                                trace_samples=6)
+    fig = plot_block_spectra(res, ncols=1)
+    assert len([a for a in fig.axes if a.get_visible()]) == 2
+    assert "heterogeneity" in fig._suptitle.get_text()
+    res.save(tmp_path / "b.h5")
+    written = plot_file(tmp_path / "b.h5")
+    assert [p.name for p in written] == ["b_blocks.png"]

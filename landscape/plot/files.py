@@ -33,7 +33,7 @@ from ..surface_set import SurfaceSet
 from ..trajectory import Trajectory
 from ._output import check_out_dir
 from ._style import array_values, axis_labels, default_array
-from .curvature import plot_density, plot_ratio_map
+from .curvature import plot_block_spectra, plot_density, plot_ratio_map
 from .export import FORMATS, export_plotly_html, export_vtp, save_figure
 from .surfaces import plot_1d, plot_3d, plot_contour
 from .trajectory import plot_trajectory
@@ -92,6 +92,11 @@ class _Results:
     def hessian_surface(self) -> Surface | None:
         return self._load(HESSIAN_GROUP, partial(Surface.load, group=HESSIAN_GROUP))
 
+    def block_spectra(self) -> Any:
+        from ..hessian.blocks import GROUP, BlockSpectra
+
+        return self._load(GROUP, BlockSpectra.load)
+
 
 @dataclass(frozen=True)
 class _Options:
@@ -142,6 +147,13 @@ def _needs_hessian_surface(r: _Results) -> str | None:
     if r.hessian_surface() is None:
         return (f"it has no /{HESSIAN_GROUP} group (compute one with 'landscape surface CKPT "
                 "--directions hessian')")
+    return None
+
+
+def _needs_blocks(r: _Results) -> str | None:
+    if r.block_spectra() is None:
+        return ("it has no /block_spectra group (compute one with 'landscape hessian CKPT "
+                "--blocks block')")
     return None
 
 
@@ -200,6 +212,10 @@ def _draw_density(r: _Results, o: _Options) -> Any:
     return plot_density(c.density_grid, c.density, eigenvalues=c.top_eigenvalues)
 
 
+def _draw_blocks(r: _Results, o: _Options) -> Any:
+    return plot_block_spectra(r.block_spectra())
+
+
 @dataclass(frozen=True)
 class FigureKind:
     """One picture kind of :func:`plot_file`.
@@ -231,6 +247,7 @@ FIGURE_KINDS: dict[str, FigureKind] = {k.name: k for k in (
     FigureKind("ratio", _needs_ratio_map, _draw_ratio_map),
     FigureKind("density", _needs_density, _draw_density),
     FigureKind("hessian", _needs_hessian_surface, _draw_hessian_surface),
+    FigureKind("blocks", _needs_blocks, _draw_blocks),
 )}
 #: Picture kinds of :func:`plot_file` (and ``landscape plot --kind``).
 FILE_KINDS = tuple(FIGURE_KINDS)
@@ -256,7 +273,8 @@ def _chosen_kinds(r: _Results, kinds: Sequence[str] | None) -> list[FigureKind]:
         if not chosen:
             raise LandscapeError(
                 f"'{r.path}' holds nothing to draw: no /surface, /trajectory, /ratio_map, "
-                f"/curvature, /hessian_surface or /{SET_GROUP} group with a picture in it"
+                f"/curvature, /hessian_surface, /block_spectra or /{SET_GROUP} group with a "
+                "picture in it"
             )
         return chosen
     names = list(dict.fromkeys(kinds))

@@ -19,6 +19,8 @@ from .. import storage
 from ..connect import GROUP as CONNECT_GROUP
 from ..connect import Connectivity
 from ..errors import LandscapeError
+from ..hessian.blocks import GROUP as BLOCKS_GROUP
+from ..hessian.blocks import BlockSpectra
 from ..hessian.directions import HESSIAN_GROUP
 from ..hessian.ratio_map import RatioMap
 from ..hessian.results import CurvatureResult
@@ -64,6 +66,8 @@ class NetworkResults:
     hessian_surface : Surface or None
         ``/hessian_surface``: a surface along Hessian eigenvectors (the report's
         "Hessian-direction slices"; never used as ``surface``).
+    block_spectra : BlockSpectra or None
+        ``/block_spectra``: per-block curvature spectra and their heterogeneity.
     """
 
     name: str
@@ -77,6 +81,7 @@ class NetworkResults:
     mechanisms: dict[str, Any] = field(default_factory=dict)
     connectivity: Connectivity | None = None
     hessian_surface: Surface | None = None
+    block_spectra: BlockSpectra | None = None
 
 
 def load_results(path: str | os.PathLike | Sequence[str | os.PathLike],
@@ -113,7 +118,7 @@ def load_results(path: str | os.PathLike | Sequence[str | os.PathLike],
                 if surf is not None:
                     found.setdefault("pca_surface" if is_pca(surf) else "surface", surf)
             for key in ("trajectory", "curvature", "ratio_map", "surface_set", "connectivity",
-                        "hessian_surface"):
+                        "hessian_surface", "block_spectra"):
                 if getattr(r, key) is not None:
                     found.setdefault(key, getattr(r, key))
             for name, m in r.mechanisms.items():
@@ -135,13 +140,15 @@ def load_results(path: str | os.PathLike | Sequence[str | os.PathLike],
     mechanisms = load_mechanisms(p) if mech_groups & set(groups) else {}
     connectivity = Connectivity.load(p) if CONNECT_GROUP in groups else None
     hessian = Surface.load(p, HESSIAN_GROUP) if HESSIAN_GROUP in groups else None
+    blocks = BlockSpectra.load(p) if BLOCKS_GROUP in groups else None
     if surface is None and trajectory is None and curvature is None and ratio_map is None \
             and surface_set is None and not mechanisms and connectivity is None \
-            and hessian is None:
+            and hessian is None and blocks is None:
         raise LandscapeError(
             f"'{p}' holds nothing to compare: no /surface, /surfaces, /trajectory, /curvature, "
-            "/ratio_map, /connect, /hessian_surface or mechanism group"
+            "/ratio_map, /connect, /hessian_surface, /block_spectra or mechanism group"
         )
     return NetworkResults(name, p, surface, trajectory, curvature, ratio_map,
                           surface_set=surface_set, mechanisms=mechanisms,
-                          connectivity=connectivity, hessian_surface=hessian)
+                          connectivity=connectivity, hessian_surface=hessian,
+                          block_spectra=blocks)
