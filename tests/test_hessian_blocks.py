@@ -147,3 +147,20 @@ def test_small_multiples_and_plot_file(tmp_path):
     res.save(tmp_path / "b.h5")
     written = plot_file(tmp_path / "b.h5")
     assert [p.name for p in written] == ["b_blocks.png"]
+
+
+def test_compare_shows_the_heterogeneity_row(tmp_path):
+    from landscape.report import compare
+
+    files = []
+    for seed in (0, 1):
+        model, data = toy_classifier(seed, n=20)
+        res = compute_block_spectra(model, data, blocks="layer", top_k=1, density_steps=5,
+                                    trace_samples=6)
+        files.append(tmp_path / f"n{seed}.h5")
+        res.save(files[-1])
+    rep = compare(files, names=["a", "b"], progress=False)
+    assert rep.table["a"]["block_heterogeneity"] == pytest.approx(
+        BlockSpectra.load(files[0]).heterogeneity)
+    assert rep.recipe["block_spectra.blocks"] == "layer"
+    assert "Block heterogeneity" in rep.markdown_table()
