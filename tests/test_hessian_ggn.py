@@ -29,7 +29,10 @@ from landscape.hessian import (
 
 from .reference import dense_from_operator
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 F64 = torch.float64
 
@@ -179,3 +182,38 @@ def test_refusals_name_the_parameter():
         curvature_operator(model, data, operator="kfac")
     with pytest.raises(LandscapeError, match="'method'"):
         GGNOperator(model, data, method="func")
+
+
+def test_products_on_a_tiny_vit_against_forward_mode():
+    """A transformer (attention through the math kernel, LayerNorm): G v against
+    ``J^T (H_L (J v))`` with J v from forward-mode :func:`torch.func.jvp` and the vector-
+    Jacobian product from :func:`torch.func.vjp`; F v against a per-sample loop."""
+    from landscape.models import build
+
+    torch.manual_seed(0)
+    model = build("vit", width=8, depth=1, heads=2, num_classes=3).to(F64).eval()
+    g = torch.Generator().manual_seed(0)
+    data = TensorData(torch.randn(6, 1, 8, 8, generator=g, dtype=F64),
+                      torch.randint(0, 3, (6,), generator=g), "toy")
+    theta0, unflat = _flat(model)
+    v = torch.randn(theta0.numel(), generator=g, dtype=F64)
+
+    def logits(theta):
+        return functional_call(model, unflat(theta), (data.x,))
+
+    z0, jv = torch.func.jvp(logits, (theta0,), (v,))
+    HL = torch.autograd.functional.hessian(
+        lambda z: F.cross_entropy(z.reshape(6, 3), data.y), z0.detach().reshape(-1))
+    _, back = torch.func.vjp(logits, theta0)
+    (ref,) = back((HL @ jv.reshape(-1)).reshape(6, 3))
+    op = GGNOperator(model, data, batch_size=4)
+    torch.testing.assert_close(op @ v, ref, rtol=1e-9, atol=1e-12)
+
+    grads = []
+    for i in range(6):
+        th = theta0.clone().requires_grad_(True)
+        out = functional_call(model, unflat(th), (data.x[i:i + 1],))
+        grads.append(torch.autograd.grad(F.cross_entropy(out, data.y[i:i + 1]), th)[0])
+    G = torch.stack(grads)
+    torch.testing.assert_close(FisherOperator(model, data, batch_size=4) @ v,
+                               G.T @ (G @ v) / 6, rtol=1e-9, atol=1e-12)
