@@ -92,6 +92,9 @@ def test_js_distances_against_scipy_and_identical_blocks():
     assert js[0, 3] == 0 and js[1, 1] == 0
     assert js[1, 2] <= math.sqrt(math.log(2)) + 1e-12
     np.testing.assert_array_equal(js, js.T)
+    # subnormal values once made scipy's terms infinite (p / ((p + q) / 2) with m == 0)
+    tiny = np.array([1.0, 5e-324, 0.0]), np.array([0.5, 0.0, 0.5])
+    assert math.isfinite(js_distances(np.arange(3.0), np.stack(tiny))[0, 1])
 
     # two blocks with identical restrictions: z = A x + B x with A == B
     class Twin(nn.Module):

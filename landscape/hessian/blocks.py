@@ -82,6 +82,8 @@ BLOCK_GROUPINGS = ("layer", "block", "attn-mlp")
 
 GROUP = "block_spectra"
 
+_NEGLIGIBLE = 1e-300
+
 _ATTN = re.compile(r"(attn|attention)", re.IGNORECASE)
 _MLP = re.compile(r"(mlp|ffn|feed_?forward|intermediate)", re.IGNORECASE)
 
@@ -200,7 +202,8 @@ def parameter_blocks(model: nn.Module, blocks: str | Sequence[str] = "block",
 def js_distances(grid: np.ndarray, densities: np.ndarray) -> np.ndarray:
     """Pairwise Jensen-Shannon distances ``(B, B)`` of densities on a common uniform grid.
 
-    Each row of ``densities`` (values on ``grid``) is normalised to a probability vector; the
+    Each row of ``densities`` (values on ``grid``) is normalised to a probability vector
+    (entries below ``1e-300`` set to 0: subnormal ones can make scipy's terms infinite); the
     distance uses the natural logarithm (:func:`scipy.spatial.distance.jensenshannon`).
     """
     grid = np.asarray(grid, dtype=np.float64)
@@ -211,6 +214,10 @@ def js_distances(grid: np.ndarray, densities: np.ndarray) -> np.ndarray:
         )
     if np.any(d < 0) or np.any(d.sum(axis=1) <= 0):
         raise LandscapeError("The 'densities' must be non-negative with a positive sum.")
+    d = d / d.sum(axis=1, keepdims=True)
+    # below this, scipy's mixture (p + q) / 2 can underflow to 0 beside a non-zero p and make
+    # a term p log(p / m) infinite; the mass dropped is below 1e-297
+    d = np.where(d < _NEGLIGIBLE, 0.0, d)
     b = d.shape[0]
     out = np.zeros((b, b))
     for i in range(b):
@@ -542,6 +549,8 @@ def compute_block_spectra(
     b = len(rows)
     if b >= 2:
         het, note = float(js[np.triu_indices(b, 1)].mean()), None
+        if not math.isfinite(het):
+            het, note = math.nan, "a Jensen-Shannon distance is not finite"
     else:
         het, note = math.nan, "one block only: no pair to compare"
     full_recipe = dict(recipe or {})
