@@ -329,6 +329,7 @@ def _report(args: argparse.Namespace, res: CurvatureResult, saved: CurvatureResu
                 "loss": res.recipe["loss"],
                 "n_samples": res.recipe["n_samples"],
                 "sign": "largest-magnitude entry positive",
+                **({"operator": res.operator} if res.operator != "hessian" else {}),
             },
         )
         save_directions(args.eigvec_directions, dirs, overwrite=args.overwrite)
