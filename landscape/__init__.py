@@ -31,8 +31,10 @@ from .directions import (
 from .errors import LandscapeError
 from .evaluation import Evaluator, Metrics, evaluate
 from .hessian import (
+    BlockSpectra,
     CurvatureResult,
     HessianOperator,
+    compute_block_spectra,
     compute_curvature,
     compute_hessian_surface,
     compute_ratio_map,
@@ -56,6 +58,7 @@ from .trajectory import Trajectory, TrajectoryPCA, load_trajectory
 __all__ = [
     "__version__",
     "Axis",
+    "BlockSpectra",
     "Checkpoint",
     "CurvatureResult",
     "DataSpec",
@@ -75,6 +78,7 @@ __all__ = [
     "TrajectoryPCA",
     "build",
     "compare",
+    "compute_block_spectra",
     "compute_curvature",
     "compute_hessian_surface",
     "compute_ratio_map",
