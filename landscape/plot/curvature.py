@@ -371,6 +371,8 @@ def plot_block_spectra(spectra: Any, *, log: bool = True, ncols: int = 4,
             a.set_ylabel("")
         if i < len(names) - cols:
             a.set_xlabel("")
+        else:  # the lowest panel of its column: its tick labels too (sharex hides them)
+            a.xaxis.set_tick_params(labelbottom=True)
     for a in axes[len(names):]:
         a.set_visible(False)
     h = spectra.heterogeneity
