@@ -482,6 +482,16 @@ def compute_block_spectra(
     -------
     BlockSpectra
 
+    Notes
+    -----
+    The heterogeneity depends on the Gaussian width of the densities: SLQ densities are a
+    tall bulk near zero plus a few outliers, and a width of 1% of the common range (the
+    default) merges most of each block's mass into the same bulk. For a ViT (width 32, 4
+    blocks) and a ResNet-20 (width 0.5) trained briefly on the digits, Hessian per ``"block"``
+    on 256 samples, the mean JS distance was 0.02-0.06 at 1%, 0.1-0.4 at 0.1% and 0.1-0.8 at
+    the fixed ``sigma = sqrt(1e-5)`` of Zhang et al.'s code; compare numbers only at one width
+    (``density_sigma``, recorded in the recipe), one grouping and one operator.
+
     References
     ----------
     .. [1] Y. Zhang, C. Chen, T. Ding, Z. Li, R. Sun, Z.-Q. Luo, "Why transformers need
