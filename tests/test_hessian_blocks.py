@@ -117,6 +117,20 @@ def test_js_distances_against_scipy_and_identical_blocks():
     assert res.heterogeneity == pytest.approx(0.0, abs=1e-7)
 
 
+def test_parameters_that_do_not_reach_the_loss_are_in_no_block():
+    """A plain ResNet keeps its (unused) shortcut projections: they are left out, listed."""
+    torch.manual_seed(0)
+    model = build("resnet20", in_channels=1, width=0.25, num_classes=3, shortcut=False)
+    g = torch.Generator().manual_seed(0)
+    data = TensorData(torch.randn(8, 1, 8, 8, generator=g), torch.randint(0, 3, (8,),
+                                                                          generator=g), "x")
+    res = compute_block_spectra(model, data, blocks=["layer2.0.*"], top_k=1,
+                                density_steps=3, trace_samples=3, ignore="biasbn")
+    assert res.recipe["unused"] == ["layer2.0.downsample.0.weight",
+                                    "layer3.0.downsample.0.weight"]
+    assert res.block_params == [["layer2.0.conv1.weight", "layer2.0.conv2.weight"]]
+
+
 def test_save_load_and_refusals(tmp_path):
     model, data = toy_classifier(1, n=20)
     res = compute_block_spectra(model, data, blocks="layer", top_k=1, density_steps=5,

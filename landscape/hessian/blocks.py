@@ -408,6 +408,21 @@ class BlockSpectra:
         return cls.from_group(g, f"'{path}'")
 
 
+def _unused(op: Any) -> set[str]:
+    """Variables of ``op`` that do not reach the loss on its first batch (e.g. the shortcut
+    projections of a plain twin): their restriction is the zero matrix."""
+    from .operator import _curvature_mode
+
+    with torch.enable_grad(), _curvature_mode(op._model):
+        batch = next(iter(op._batches()))
+        leaves = {k: v.detach().requires_grad_(True) for k, v in op._primals.items()}
+        value = op._batch_loss(batch)(leaves)
+        if not value.requires_grad:
+            return set(leaves)
+        grads = torch.autograd.grad(value, list(leaves.values()), allow_unused=True)
+    return {k for k, g in zip(leaves, grads, strict=True) if g is None}
+
+
 def _pad(a: np.ndarray, m: int, fill_last: bool) -> np.ndarray:
     """Pad the last axis of ``(runs, m0)`` to ``m``: repeat the last node, or zero weights."""
     if a.shape[1] == m:
@@ -481,6 +496,8 @@ def compute_block_spectra(
     Returns
     -------
     BlockSpectra
+        Parameters that do not reach the loss (the unused shortcut projections of a plain
+        twin) are in no block: their restriction is zero; the recipe lists them (``unused``).
 
     Notes
     -----
@@ -523,7 +540,8 @@ def compute_block_spectra(
     common = {"loss": loss, "batch_size": batch_size, "dtype": dtype, "params": params,
               "exclude": exclude, "include_frozen": include_frozen}
     full = curvature_operator(model, data, operator=operator, ignore=ignore, **common)
-    groups = parameter_blocks(model, blocks, full.names)
+    unused = _unused(full)
+    groups = parameter_blocks(model, blocks, [k for k in full.names if k not in unused])
     point = list(named_tensors(model, "weights"))
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
@@ -577,6 +595,7 @@ def compute_block_spectra(
         "density": {"steps": density_steps, "runs": density_runs, "points": density_points,
                     "sigma": sigma},
         "seed": seed,
+        "unused": sorted(unused),
         "heterogeneity": "mean pairwise Jensen-Shannon distance (natural log) of the "
                          "smoothed block densities on a common grid (Zhang et al. 2024)",
     })
