@@ -453,6 +453,7 @@ def compute_block_spectra(
     exclude: str | Iterable[str] | None = None,
     include_frozen: bool = False,
     dtype: torch.dtype | None = None,
+    bn: str = "eval",
     max_hvp: int | None = None,
     solver_dtype: torch.dtype | None = None,
     recipe: Mapping[str, Any] | None = None,
@@ -483,7 +484,7 @@ def compute_block_spectra(
         Relative residual of the top eigenpairs.
     seed : int, default 0
         Seed of start vectors and probes (the same for every block).
-    loss, batch_size, ignore, params, exclude, include_frozen, dtype
+    loss, batch_size, ignore, params, exclude, include_frozen, dtype, bn
         As for :class:`~landscape.hessian.HessianOperator` (``ignore`` also ``"none"``); the
         blocks are groups of the parameters these select (``params``: glob patterns only).
     max_hvp : int, optional
@@ -537,8 +538,9 @@ def compute_block_spectra(
         raise LandscapeError(
             f"The 'params' parameter must be a glob pattern or a list of them. Got {params!r}."
         )
+    check_option("bn", bn, ("eval", "recalibrate"))
     common = {"loss": loss, "batch_size": batch_size, "dtype": dtype, "params": params,
-              "exclude": exclude, "include_frozen": include_frozen}
+              "exclude": exclude, "include_frozen": include_frozen, "bn": bn}
     full = curvature_operator(model, data, operator=operator, ignore=ignore, **common)
     unused = _unused(full)
     groups = parameter_blocks(model, blocks, [k for k in full.names if k not in unused])
@@ -590,6 +592,7 @@ def compute_block_spectra(
         "batch_size": batch_size if isinstance(batch_size, str) else int(batch_size),
         "ignore": ignore if ignore is None or isinstance(ignore, str) else sorted(ignore),
         "dtype": str(full.dtype).replace("torch.", ""),
+        "bn": full.bn,
         "top": {"k": top_k, "which": "LA", "tol": tol, "max_hvp": max_hvp},
         "trace": {"method": "hutchpp", "samples": trace_samples},
         "density": {"steps": density_steps, "runs": density_runs, "points": density_points,
