@@ -17,7 +17,9 @@ from landscape._functional import named_tensors
 from landscape.checkpoints import Checkpoint
 from landscape.data import DataSpec
 from landscape.errors import LandscapeError, check_float, check_int, on_interrupt
+from landscape.hessian.blocks import BLOCK_GROUPINGS, BlockSpectra, compute_block_spectra
 from landscape.hessian.directions import SCALES, eigenvector_directions
+from landscape.hessian.ggn import OPERATORS
 from landscape.hessian.operator import HVPS, shard_plan
 from landscape.hessian.ratio_map import compute_ratio_map
 from landscape.hessian.results import TRACE_METHODS, CurvatureResult, compute_curvature
@@ -68,6 +70,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "landscape hessian runs/mlp/epoch_0020.pt --top-k 2 "
             "--eigvec-directions eig.h5",
             "landscape hessian runs/mlp/epoch_0020.pt --grid runs/mlp/epoch_0020_surface.h5",
+            "landscape hessian runs/mlp/epoch_0020.pt --operator ggn --top-k 2 --trace",
+            "landscape hessian runs/vit/epoch_0006.pt --blocks block --top-k 1 "
+            "--trace-samples 12 --density-steps 20 --density-runs 1",
             "torchrun --nproc-per-node 4 -m landscape.cli hessian final.pt --grid s.h5",
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -92,6 +97,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="Lanczos steps per SLQ run (default 80)")
     r.add_argument("--density-runs", type=int_arg("density_runs", 1), default=5, metavar="R",
                    help="SLQ runs (default 5)")
+    r.add_argument("--operator", choices=OPERATORS, default="hessian",
+                   help="curvature matrix: the Hessian, the generalised Gauss-Newton J^T H_L J "
+                        "or the empirical Fisher (mean of per-sample gradient outer products)")
+    r.add_argument("--blocks", metavar="|".join(BLOCK_GROUPINGS) + "|GLOB,...",
+                   help="per-block spectra instead: top eigenvalues (--top-k, default 2), "
+                        "Hutch++ trace (--trace-samples) and SLQ density (--density-steps, "
+                        "--density-runs) of each block's restriction, and their heterogeneity "
+                        "(mean pairwise Jensen-Shannon distance of the block densities, Zhang "
+                        "et al. 2024), written to the /block_spectra group")
     r.add_argument("--save-eigenvectors", action="store_true",
                    help="store the top eigenvectors (k x n float32) in /curvature")
     r.add_argument("--eigvec-directions", metavar="FILE.h5",
@@ -176,6 +190,9 @@ def run(args: argparse.Namespace) -> int:
                 "--params/--exclude/--include-frozen do not apply to --grid: a ratio map uses "
                 "the parameter selection recorded with the surface's directions"
             )
+        if args.operator != "hessian" or args.blocks is not None:
+            raise LandscapeError("--operator and --blocks do not apply to --grid (a ratio map "
+                                 "of the Hessian); run without --grid")
         return _run_grid(args)
     return _run_point(args)
 
@@ -195,6 +212,8 @@ def _compute_point(args: argparse.Namespace, rank: int = 0, world: int = 1,
                    device: str | None = None) -> int:
     if args.max_points is not None or args.no_warm_start:
         raise LandscapeError("--max-points and --no-warm-start apply to ratio maps; add --grid")
+    if args.blocks is not None:
+        return _compute_blocks(args, rank, world, device)
     top_k = _TOP_K if args.top_k is None else check_int("top_k", args.top_k, 0)
     check_int("trace_samples", args.trace_samples, 3 if args.trace_method == "hutchpp" else 1)
     check_int("density_steps", args.density_steps, 1)
@@ -227,7 +246,8 @@ def _compute_point(args: argparse.Namespace, rank: int = 0, world: int = 1,
         ignore=None if args.ignore == "none" else args.ignore, dtype=dtype_arg(args),
         max_hvp=args.max_hvp, keep_eigenvectors=want_vectors, recipe=recipe,
         provenance=provenance, progress=not args.no_progress and rank == 0,
-        solver_dtype=DTYPES[args.solver_dtype], hvp=args.hvp, **selection_kwargs(args),
+        solver_dtype=DTYPES[args.solver_dtype], hvp=args.hvp, operator=args.operator,
+        **selection_kwargs(args),
     )
     dt = time.perf_counter() - t0
     if rank != 0:
@@ -242,6 +262,46 @@ def _compute_point(args: argparse.Namespace, rank: int = 0, world: int = 1,
     # writes the optional directions file
     with on_interrupt(f"the curvature is saved in '{out}'", resumable=False):
         return _report(args, res, saved, out, dt, vectors, ckpt)
+
+
+def _compute_blocks(args: argparse.Namespace, rank: int = 0, world: int = 1,
+                    device: str | None = None) -> int:
+    """--blocks: per-block spectra into the /block_spectra group."""
+    point_only = [name for name, on in (
+        ("--min", args.min), ("--save-eigenvectors", args.save_eigenvectors),
+        ("--eigvec-directions", args.eigvec_directions is not None)) if on]
+    if point_only:
+        raise LandscapeError(f"--blocks computes per-block spectra; drop {', '.join(point_only)}")
+    out = args.out or default_out(args.checkpoint, "hessian")
+    BlockSpectra.check_output(out, overwrite=args.overwrite)
+    ckpt = load_ckpt(args, args.checkpoint)
+    spec = data_spec(args, ckpt)
+    data = load_datasets(spec, [args.split], ckpt.model)[args.split]
+    recipe = checkpoint_recipe(ckpt, spec, split=args.split)
+    provenance = checkpoint_provenance(ckpt, args.checkpoint, command_line(args))
+    if world > 1:
+        provenance["distributed"] = shard_plan(data, world)
+    blocks = args.blocks if args.blocks in BLOCK_GROUPINGS else \
+        [g.strip() for g in args.blocks.split(",") if g.strip()]
+    t0 = time.perf_counter()
+    res = compute_block_spectra(
+        ckpt.model.to(device or args.device), data, blocks=blocks, operator=args.operator,
+        top_k=2 if args.top_k is None else args.top_k, trace_samples=args.trace_samples,
+        density_steps=args.density_steps, density_runs=args.density_runs,
+        tol=args.tol if args.tol is not None else _TOL_GRID, seed=args.seed,
+        loss=loss_arg(args.loss), batch_size=args.batch_size,
+        ignore=None if args.ignore == "none" else args.ignore, dtype=dtype_arg(args),
+        max_hvp=args.max_hvp, solver_dtype=DTYPES[args.solver_dtype], recipe=recipe,
+        provenance=provenance, **selection_kwargs(args),
+    )
+    dt = time.perf_counter() - t0
+    if rank != 0:
+        return 0
+    res.save(out, overwrite=args.overwrite)
+    for line in res.lines(unicode=_symbols()):
+        print(line)
+    print(f"wrote {out} ({res.n_hvp} products in {dt:.1f} s)")
+    return 0
 
 
 def _report(args: argparse.Namespace, res: CurvatureResult, saved: CurvatureResult, out: str,
@@ -279,6 +339,7 @@ def _report(args: argparse.Namespace, res: CurvatureResult, saved: CurvatureResu
                 "loss": res.recipe["loss"],
                 "n_samples": res.recipe["n_samples"],
                 "sign": "largest-magnitude entry positive",
+                **({"operator": res.operator} if res.operator != "hessian" else {}),
             },
         )
         save_directions(args.eigvec_directions, dirs, overwrite=args.overwrite)

@@ -32,8 +32,10 @@ from .directions import (
 from .errors import LandscapeError
 from .evaluation import Evaluator, Metrics, evaluate
 from .hessian import (
+    BlockSpectra,
     CurvatureResult,
     HessianOperator,
+    compute_block_spectra,
     compute_curvature,
     compute_hessian_surface,
     compute_ratio_map,
@@ -64,6 +66,7 @@ __all__ = [
     "__version__",
     "ArmComparison",
     "Axis",
+    "BlockSpectra",
     "Checkpoint",
     "CheckpointInputs",
     "Connectivity",
@@ -90,6 +93,7 @@ __all__ = [
     "build",
     "compare",
     "compare_arms",
+    "compute_block_spectra",
     "compute_connectivity",
     "compute_curvature",
     "compute_hessian_surface",

@@ -84,6 +84,8 @@ RESULT_KINDS: dict[str, ResultKind] = {k.name: k for k in (
                "Hessian eigenvalues, trace and density"),
     ResultKind("ratio_map", "ratio_map", "landscape.hessian.ratio_map:RatioMap", (),
                "|lambda_min/lambda_max| over a surface's grid"),
+    ResultKind("block_spectra", "block_spectra", "landscape.hessian.blocks:BlockSpectra", (),
+               "per-block spectra and their heterogeneity"),
     ResultKind("connectivity", "connect", "landscape.connect:Connectivity", (),
                "loss along a line and a curve between two minima"),
     _mechanism("lesion", "lesion", "lesion:LesionResult", "single-block lesions"),
@@ -95,6 +97,7 @@ RESULT_KINDS: dict[str, ResultKind] = {k.name: k for k in (
     _mechanism("shatter", "shattering", "shatter:ShatterResult", "shattered gradients"),
     _mechanism("sharpening", "sharpening", "sharpening:SharpeningResult",
                "progressive sharpening"),
+    _mechanism("gates", "gates", "gates:GateResult", "highway gates' openness"),
 )}
 
 

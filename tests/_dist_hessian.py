@@ -43,10 +43,10 @@ class _Samples(IterableDataset):
 
 
 def library_numbers() -> dict[str, np.ndarray]:
-    """Loss, gradient, one HVP, top-5 eigenvalues, a Hutch++ trace and SLQ nodes of
-    :func:`problem` through the library, for tensor data, a map-style DataLoader and an
-    iterable Dataset."""
-    from landscape.hessian import HessianOperator, hutchpp, slq, top_eigen
+    """Loss, gradient, one HVP, one GGN and one Fisher product, top-5 eigenvalues, a Hutch++
+    trace and SLQ nodes of :func:`problem` through the library, for tensor data, a map-style
+    DataLoader and an iterable Dataset."""
+    from landscape.hessian import HessianOperator, curvature_operator, hutchpp, slq, top_eigen
 
     model, x, y = problem()
     v = torch.randn(51, generator=torch.Generator().manual_seed(1), dtype=F64)
@@ -60,6 +60,9 @@ def library_numbers() -> dict[str, np.ndarray]:
         out[f"{name}_grad"] = op.gradient().numpy()
         out[f"{name}_hv"] = (op @ v).numpy()
         out[f"{name}_n"] = np.array([op.n_samples, op.total_weight, op.world_size])
+        for kind in ("ggn", "fisher"):  # the same data loop and all-reduce
+            out[f"{name}_{kind}_v"] = (curvature_operator(model, data, operator=kind,
+                                                          batch_size=16) @ v).numpy()
     op = HessianOperator(model, (x, y), batch_size=16)
     out["top"] = np.asarray(top_eigen(op, 5, tol=1e-10).eigenvalues)
     out["trace"] = np.array(hutchpp(op, 30, seed=3).estimate)

@@ -44,7 +44,7 @@ CALLS: dict[str, tuple[Any, ...]] = {
                 ls.hessian_directions, ls.load_directions),
     "trajectory": (ls.compute_trajectory, ls.TrajectoryPCA, ls.TrajectoryPCA.plane_surface,
                    ls.compute_surface),
-    "hessian": (ls.compute_curvature, ls.compute_ratio_map),
+    "hessian": (ls.compute_curvature, ls.compute_ratio_map, ls.compute_block_spectra),
     "info": (ls.describe,),
     "plot": (plot_file,),
     "compare": (ls.compare, ls.compare_arms),

@@ -10,6 +10,7 @@ import landscape as ls
 from landscape import storage
 from landscape.connect import GROUP as CONNECT_GROUP
 from landscape.errors import LandscapeError
+from landscape.hessian.blocks import GROUP as BLOCKS_GROUP
 from landscape.hessian.directions import HESSIAN_GROUP
 from landscape.hessian.ratio_map import GROUP as RATIO_GROUP
 from landscape.hessian.results import GROUP as CURVATURE_GROUP
@@ -25,7 +26,7 @@ def test_every_kind_names_its_owners_group():
     owners = {"surface": SURFACE_GROUP, "surface_set": SET_GROUP,
               "hessian_surface": HESSIAN_GROUP, "curvature": CURVATURE_GROUP,
               "ratio_map": RATIO_GROUP, "connectivity": CONNECT_GROUP,
-              "trajectory": "trajectory"}
+              "trajectory": "trajectory", "block_spectra": BLOCKS_GROUP}
     for name, cls in MECHANISM_RESULTS.items():
         owners[name] = cls.GROUP
         assert RESULT_KINDS[name].owner_class() is cls

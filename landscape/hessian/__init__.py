@@ -1,10 +1,14 @@
 """Curvature of the loss: Hessian operator, extreme eigenpairs, trace and spectral density.
 
-- :class:`HessianOperator` -- matrix-free Hessian of the full-data loss (exact HVPs).
+- :class:`HessianOperator` -- matrix-free Hessian of the full-data loss (exact HVPs);
+  :class:`GGNOperator` and :class:`FisherOperator` -- its Gauss-Newton and empirical Fisher
+  approximations, built by name with :func:`curvature_operator`.
 - :func:`top_eigen`, :func:`min_eigen`, :func:`eigen_ratio`, :func:`extreme_pairs` -- Lanczos
   with full re-orthogonalisation (:class:`EigenResult`).
 - :func:`hutchinson`, :func:`hutchpp` -- trace estimates (:class:`TraceResult`).
 - :func:`slq` -- stochastic Lanczos quadrature (:class:`SpectralDensity`).
+- :func:`compute_block_spectra` -- per-block top eigenvalues, traces and densities and their
+  heterogeneity (:class:`BlockSpectra`, ``/block_spectra`` group; :func:`parameter_blocks`).
 - :func:`compute_curvature` -- all of the above at one point as a storable
   :class:`CurvatureResult` (``/curvature`` group).
 - :func:`compute_ratio_map` -- Li et al.'s ``|lambda_min / lambda_max|`` map over a surface's
@@ -31,6 +35,13 @@ References
 
 from __future__ import annotations
 
+from .blocks import (
+    BLOCK_GROUPINGS,
+    BlockSpectra,
+    compute_block_spectra,
+    js_distances,
+    parameter_blocks,
+)
 from .density import SpectralDensity, slq
 from .directions import (
     HESSIAN_GROUP,
@@ -38,6 +49,7 @@ from .directions import (
     eigenvector_directions,
     hessian_directions,
 )
+from .ggn import OPERATORS, FisherOperator, GGNOperator, curvature_operator
 from .lanczos import EigenResult, eigen_ratio, extreme_pairs, min_eigen, top_eigen
 from .operator import CurvatureOperator, HessianOperator, hvp
 from .preconditioned import PreconditionedOperator
@@ -46,18 +58,25 @@ from .results import CurvatureResult, compute_curvature
 from .trace import TraceResult, hutchinson, hutchpp
 
 __all__ = [
+    "BLOCK_GROUPINGS",
+    "BlockSpectra",
     "HESSIAN_GROUP",
     "CurvatureOperator",
     "CurvatureResult",
     "EigenResult",
+    "FisherOperator",
+    "GGNOperator",
     "HessianOperator",
+    "OPERATORS",
     "PreconditionedOperator",
     "RatioMap",
     "SpectralDensity",
     "TraceResult",
+    "compute_block_spectra",
     "compute_curvature",
     "compute_hessian_surface",
     "compute_ratio_map",
+    "curvature_operator",
     "eigen_ratio",
     "eigenvector_directions",
     "extreme_pairs",
@@ -65,7 +84,9 @@ __all__ = [
     "hutchinson",
     "hutchpp",
     "hvp",
+    "js_distances",
     "min_eigen",
+    "parameter_blocks",
     "serpentine_order",
     "slq",
     "top_eigen",

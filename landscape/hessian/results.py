@@ -68,6 +68,7 @@ from ..data import sample_count
 from ..errors import LandscapeError, check_float, check_int, check_option
 from ._linalg import check_solver_dtype, precision_note
 from .density import slq
+from .ggn import OPERATORS, curvature_operator, operator_label
 from .lanczos import MIN_FLOOR, min_eigen, top_eigen
 from .operator import FD_ERROR_BOUND, FD_STEP_RULE, HessianOperator
 from .progress import HVPProgress
@@ -274,6 +275,12 @@ class CurvatureResult:
         return _ratio(self.min_eigenvalue, self.lambda_max), None
 
     @property
+    def operator(self) -> str:
+        """The curvature matrix: ``"hessian"`` (recipes without an ``operator`` entry),
+        ``"ggn"`` or ``"fisher"`` (see :func:`~landscape.hessian.curvature_operator`)."""
+        return str(self.recipe.get("operator", "hessian"))
+
+    @property
     def n_hvp(self) -> int:
         """HVPs used by all the sections together."""
         return int(sum(v or 0 for v in (self.top_n_hvp, self.min_n_hvp, self.trace_n_hvp,
@@ -323,7 +330,7 @@ class CurvatureResult:
 
     def summary(self) -> dict[str, Any]:
         """The numbers, as a JSON-ready dict (only the sections present)."""
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {"operator": self.operator}
         if self.n_params is not None:
             out["n_params"] = self.n_params
         if self.top_eigenvalues is not None:
@@ -359,6 +366,8 @@ class CurvatureResult:
         lam = "λ" if unicode else "lambda_"
         pm = "±" if unicode else "+/-"
         out = []
+        if self.operator != "hessian":
+            out.append(f"operator: {operator_label(self.operator)}")
         if self.top_eigenvalues is not None:
             vals = ", ".join(f"{v:.4g}" for v in self.top_eigenvalues)
             conv = self.top_converged
@@ -631,11 +640,14 @@ def compute_curvature(
     progress: bool = False,
     solver_dtype: torch.dtype | None = None,
     hvp: str = "autograd",
+    operator: str = "hessian",
 ) -> CurvatureResult:
-    """Top eigenvalues, smallest eigenvalue, trace and spectral density of the loss Hessian.
+    """Top eigenvalues, smallest eigenvalue, trace and spectral density of the loss Hessian
+    (or of its Gauss-Newton or empirical Fisher approximation: ``operator``).
 
     All results come from one :class:`~landscape.hessian.HessianOperator` (exact HVPs of the
-    full-data mean loss by default, or finite differences with ``hvp``; model in eval mode).
+    full-data mean loss by default, or finite differences with ``hvp``; model in eval mode),
+    or one :class:`~landscape.hessian.GGNOperator` / :class:`~landscape.hessian.FisherOperator`.
 
     Parameters
     ----------
@@ -700,6 +712,9 @@ def compute_curvature(
         :meth:`~landscape.hessian.HessianOperator.fd_error` along a random unit vector
         (``seed``) and along each eigenvector found (``error_estimate`` is their maximum, the
         stated error of every eigenvalue beyond the solver's residual); 3 products each.
+    operator : {"hessian", "ggn", "fisher"}, default "hessian"
+        The curvature matrix (:func:`~landscape.hessian.curvature_operator`); recorded in the
+        recipe when it is not the Hessian (so files written before it stay mergeable).
 
     Returns
     -------
@@ -744,10 +759,15 @@ def compute_curvature(
     if keep_eigenvectors and not top_k:
         raise LandscapeError("keep_eigenvectors needs top_k >= 1")
     solver_dtype = check_solver_dtype(solver_dtype)
+    check_option("operator", operator, OPERATORS)
 
-    op = HessianOperator(model, data, loss=loss, batch_size=batch_size, what=what,
-                         params=params, ignore=ignore, dtype=dtype, exclude=exclude,
-                         include_frozen=include_frozen, hvp=hvp)
+    if hvp != "autograd" and operator != "hessian":
+        raise LandscapeError(f"hvp={hvp!r} applies to operator='hessian' only (the "
+                             f"{operator} products are exact Jacobian products)")
+    op = curvature_operator(model, data, operator=operator, loss=loss, batch_size=batch_size,
+                            what=what, params=params, ignore=ignore, dtype=dtype,
+                            exclude=exclude, include_frozen=include_frozen,
+                            **({"hvp": hvp} if operator == "hessian" else {}))
     n = op.numel
     if top_k > n:
         raise LandscapeError(
@@ -772,6 +792,8 @@ def compute_curvature(
         full_recipe["exclude"] = [exclude] if isinstance(exclude, str) else list(exclude)
     if include_frozen:
         full_recipe["include_frozen"] = True
+    if operator != "hessian":  # only where it is not the default (older files match)
+        full_recipe["operator"] = operator
     if solver_dtype != torch.float64:  # only where it is not the default (older files match)
         full_recipe["solver_dtype"] = str(solver_dtype).replace("torch.", "")
     if op.hvp != "autograd":  # only where it is not the default (older files match)
@@ -839,7 +861,8 @@ def compute_curvature(
         timings["density"] = time.perf_counter() - t0
 
     bars.close()
-    fd = _fd_record(op, along, seed) if op.hvp == "finite-difference" else {}
-    prov = {**tool_versions(), **precision_note(op.dtype), **fd,
+    fd = _fd_record(op, along, seed) if getattr(op, "hvp", "autograd") == "finite-difference" \
+        else {}
+    prov = {**tool_versions(), **precision_note(op.dtype), **fd, "operator": operator,
             "seconds": {k: round(v, 3) for k, v in timings.items()}, **dict(provenance or {})}
     return CurvatureResult(**values, recipe=full_recipe, provenance=prov)

@@ -11,7 +11,7 @@ One module per concept:
 - :mod:`~landscape.plot.surfaces`: :func:`plot_1d`, :func:`plot_contour`, :func:`plot_3d`,
   :func:`compare_panels`;
 - :mod:`~landscape.plot.curvature`: :func:`plot_ratio_map`, :func:`plot_density`,
-  :func:`compare_densities`;
+  :func:`compare_densities`, :func:`plot_block_spectra`;
 - :mod:`~landscape.plot.topology`: :func:`plot_persistence` (persistence diagram of a
   surface);
 - :mod:`~landscape.plot.trajectory`: :func:`plot_trajectory`, :func:`compare_trajectories`,
@@ -37,7 +37,7 @@ Landscape of Neural Nets". NeurIPS 2018.
 from __future__ import annotations
 
 from ._style import KINDS_2D, auto_levels, masked_values
-from .curvature import compare_densities, plot_density, plot_ratio_map
+from .curvature import compare_densities, plot_block_spectra, plot_density, plot_ratio_map
 from .export import FORMATS, export_plotly_html, export_vtp, save_figure
 from .files import FIGURE_KINDS, FILE_KINDS, FigureKind, plot_file
 from .notebook import surface_repr_html, surface_repr_png
@@ -60,6 +60,7 @@ __all__ = [
     "compare_panels",
     "compare_trajectories",
     "compare_densities",
+    "plot_block_spectra",
     "path_values",
     "save_figure",
     "export_vtp",

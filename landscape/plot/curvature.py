@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 #: ``gid`` of density curves (an Axes holding several gets one x-scale for all of them).
 DENSITY_GID = "landscape-density"
 
-__all__ = ["plot_ratio_map", "plot_density", "compare_densities"]
+__all__ = ["plot_ratio_map", "plot_density", "compare_densities", "plot_block_spectra"]
 
 
 def _completion(r: np.ndarray, done: Any) -> tuple[int, int]:
@@ -321,4 +321,63 @@ def compare_densities(
         a.set_title(str(name), fontsize=10)
         if a is not axes[0]:
             a.set_ylabel("")
+    return fig
+
+
+def plot_block_spectra(spectra: Any, *, log: bool = True, ncols: int = 4,
+                       xscale: str = "linear") -> Figure:
+    """Per-block eigenvalue densities as small multiples on one grid and one y-axis.
+
+    Parameters
+    ----------
+    spectra : BlockSpectra
+        From :func:`~landscape.hessian.compute_block_spectra` (or ``BlockSpectra.load``).
+    log : bool, default=True
+        Log y-axis (see :func:`plot_density`).
+    ncols : int, default=4
+        Panels per row.
+    xscale : {"auto", "linear", "symlog"}, default="linear"
+        x-scale of every panel (they share the common grid of the densities).
+
+    Returns
+    -------
+    Figure
+        One panel per block (its density, its top eigenvalues dashed); the title names the
+        operator and the heterogeneity.
+
+    References
+    ----------
+    Y. Zhang, C. Chen, T. Ding, Z. Li, R. Sun, Z.-Q. Luo, "Why transformers need Adam: a
+    Hessian perspective", NeurIPS 2024.
+    """
+    from ..errors import check_int
+    from ..hessian.ggn import operator_label
+
+    ncols = check_int("ncols", ncols, 1)
+    names = list(spectra.block_names)
+    if not names:
+        raise LandscapeError("plot_block_spectra needs at least one block")
+    cols = min(ncols, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig = new_figure((2.9 * cols + 0.4, 2.5 * rows + 0.6))
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True).ravel()
+    for i, (a, name) in enumerate(zip(axes, names, strict=False)):
+        plot_density(spectra.density_grid, spectra.densities[i], ax=a, log=log,
+                     eigenvalues=spectra.top_eigenvalues[i], xscale=xscale)
+        a.set_title(f"{name} ({int(spectra.n_params[i]):,})", fontsize=9)
+        if a.get_legend() is not None:
+            a.get_legend().remove()
+        if i % cols:
+            a.set_ylabel("")
+        if i < len(names) - cols:
+            a.set_xlabel("")
+        else:  # the lowest panel of its column: its tick labels too (sharex hides them)
+            a.xaxis.set_tick_params(labelbottom=True)
+    for a in axes[len(names):]:
+        a.set_visible(False)
+    h = spectra.heterogeneity
+    het = f"heterogeneity {h:.3f} (mean pairwise JS distance)" if math.isfinite(h) else \
+        "heterogeneity undefined"
+    fig.suptitle(f"Per-block {operator_label(spectra.operator)} eigenvalue densities: {het}",
+                 fontsize=10)
     return fig

@@ -81,6 +81,9 @@ class _Results:
     def hessian_surface(self) -> Surface | None:
         return self.file.get("hessian_surface")
 
+    def block_spectra(self) -> Any:
+        return self.file.get("block_spectra")
+
 
 @dataclass(frozen=True)
 class _Options:
@@ -130,6 +133,13 @@ def _needs_hessian_surface(r: _Results) -> str | None:
     if r.hessian_surface() is None:
         return (f"it has no /{_HESSIAN_GROUP} group (compute one with "
                 "compute_hessian_surface())")
+    return None
+
+
+def _needs_blocks(r: _Results) -> str | None:
+    if r.block_spectra() is None:
+        return ("it has no /block_spectra group (compute one with "
+                "compute_block_spectra())")
     return None
 
 
@@ -202,6 +212,10 @@ def _draw_density(r: _Results, o: _Options) -> Any:
     return c.plot()
 
 
+def _draw_blocks(r: _Results, o: _Options) -> Any:
+    return r.block_spectra().plot()
+
+
 @dataclass(frozen=True)
 class FigureKind:
     """One picture kind of :func:`plot_file`.
@@ -236,6 +250,7 @@ FIGURE_KINDS: dict[str, FigureKind] = {k.name: k for k in (
     FigureKind("ratio", _needs_ratio_map, _draw_ratio_map),
     FigureKind("density", _needs_density, _draw_density),
     FigureKind("hessian", _needs_hessian_surface, _draw_hessian_surface),
+    FigureKind("blocks", _needs_blocks, _draw_blocks),
     FigureKind("persistence", _needs_persistence, _draw_persistence, default=False),
 )}
 #: Picture kinds of :func:`plot_file` (and ``landscape plot --kind``).
@@ -262,7 +277,8 @@ def _chosen_kinds(r: _Results, kinds: Sequence[str] | None) -> list[FigureKind]:
         if not chosen:
             raise LandscapeError(
                 f"'{r.path}' holds nothing to draw: no /surface, /trajectory, /ratio_map, "
-                f"/curvature, /hessian_surface or /{_SET_GROUP} group with a picture in it"
+                f"/curvature, /hessian_surface, /block_spectra or /{_SET_GROUP} group with a "
+                "picture in it"
             )
         return chosen
     names = list(dict.fromkeys(kinds))

@@ -33,6 +33,7 @@ import numpy as np
 
 from .._imports import ImportNameError, import_object
 from ..errors import LandscapeError
+from ..hessian.ggn import operator_label
 from ..hessian.results import CurvatureResult
 from ..metrics import (
     basin_width,
@@ -80,6 +81,7 @@ METRIC_KEYS = (
     "convex_area_fraction",
     "trace",
     "trace_stderr",
+    "block_heterogeneity",
     "pc1",
     "pc1_pc2",
     "n_components_for_90",
@@ -628,6 +630,15 @@ def network_numbers(res: NetworkResults, *, eps: float, basin_threshold: float,
         numbers, more = curvature_numbers(res.curvature)
         row.update(numbers)
         notes.extend(f"{res.name}: {n}" for n in more)
+        if res.curvature.operator != "hessian":
+            notes.append(f"{res.name}: λmax, λmin and the trace are those of the "
+                         f"{operator_label(res.curvature.operator)}, not of the Hessian")
+    bs = res.block_spectra
+    if bs is not None:
+        h = bs.heterogeneity
+        row["block_heterogeneity"] = h if math.isfinite(h) else None
+        if not math.isfinite(h):
+            notes.append(f"{res.name}: no block heterogeneity ({bs.heterogeneity_note})")
     rm = res.ratio_map
     if rm is not None:
         arrays: dict[str, Any] = {"ratio": rm.ratio, "done": rm.done, "x": rm.x}

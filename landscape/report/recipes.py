@@ -76,6 +76,12 @@ def _comparable_items(res: NetworkResults) -> dict[str, Any]:
         for k in ("loss", "data", "bn"):
             if k in cr:
                 out[f"curvature.{k}"] = cr[k]
+        out["curvature.operator"] = res.curvature.operator
+    if res.block_spectra is not None:
+        br = res.block_spectra.recipe
+        for k in ("operator", "blocks", "loss", "data"):
+            if k in br:
+                out[f"block_spectra.{k}"] = br[k]
     return out
 
 

@@ -128,6 +128,10 @@ def definitions(parameters: Mapping[str, Any]) -> dict[str, str]:
             "(convex-looking area, Li et al. 2018)"),
         "trace": "trace of the Hessian at θ* (stochastic estimate)",
         "trace_stderr": "standard error of the trace estimate",
+        "block_heterogeneity": (
+            "mean pairwise Jensen-Shannon distance (natural log; 0 identical, at most 0.83) "
+            "between the eigenvalue densities of the curvature restricted to each parameter "
+            "block (/block_spectra; Zhang et al. 2024's block heterogeneity)"),
         "pc1": "share of the optimizer path's variance along PC1",
         "pc1_pc2": "share of the path's variance along PC1 + PC2 (Li et al.: 40–90 %)",
         "n_components_for_90": "fewest principal components explaining 90 % of the variance",
@@ -192,6 +196,8 @@ def metric_info(parameters: Mapping[str, Any], loss: Any = None) -> dict[str, di
                                  "↑ more convex"),
         "trace": ("Hessian trace", curv, _FLATTER_DOWN),
         "trace_stderr": ("Standard error of the trace", curv, "↓ more precise"),
+        "block_heterogeneity": ("Block heterogeneity (mean JS distance of block spectra)",
+                                "JS distance", _NEUTRAL),
         "pc1": ("Path variance along PC1", "%", _NEUTRAL),
         "pc1_pc2": ("Path variance along PC1 + PC2", "%", _NEUTRAL),
         "n_components_for_90": ("PCs for 90 % of the path variance", "count", _NEUTRAL),

@@ -19,6 +19,7 @@ from ._utils import is_pca
 
 if TYPE_CHECKING:
     from ..connect import Connectivity
+    from ..hessian.blocks import BlockSpectra
     from ..hessian.ratio_map import RatioMap
     from ..hessian.results import CurvatureResult
     from ..surface import Surface
@@ -60,6 +61,8 @@ class NetworkResults:
     hessian_surface : Surface or None
         ``/hessian_surface``: a surface along Hessian eigenvectors (the report's
         "Hessian-direction slices"; never used as ``surface``).
+    block_spectra : BlockSpectra or None
+        ``/block_spectra``: per-block curvature spectra and their heterogeneity.
     """
 
     name: str
@@ -73,6 +76,7 @@ class NetworkResults:
     mechanisms: dict[str, Any] = field(default_factory=dict)
     connectivity: Connectivity | None = None
     hessian_surface: Surface | None = None
+    block_spectra: BlockSpectra | None = None
 
 
 def load_results(path: str | os.PathLike | ResultFile | NetworkResults
@@ -114,7 +118,7 @@ def load_results(path: str | os.PathLike | ResultFile | NetworkResults
                 if surf is not None:
                     found.setdefault("pca_surface" if is_pca(surf) else "surface", surf)
             for key in ("trajectory", "curvature", "ratio_map", "surface_set", "connectivity",
-                        "hessian_surface"):
+                        "hessian_surface", "block_spectra"):
                 if getattr(r, key) is not None:
                     found.setdefault(key, getattr(r, key))
             for name, m in r.mechanisms.items():
@@ -124,13 +128,13 @@ def load_results(path: str | os.PathLike | ResultFile | NetworkResults
     p = f.path
     name = Path(p).stem if name is None else name
     found = {k: f[k] for k in ("surface", "trajectory", "curvature", "ratio_map", "surface_set",
-                               "connectivity", "hessian_surface") if k in f}
+                               "connectivity", "hessian_surface", "block_spectra") if k in f}
     if "surface" not in found and "surface_set" in found:
         found["surface"] = found["surface_set"].member(0)  # seed 0: the default single surface
     mechanisms = f.mechanisms()
     if not found and not mechanisms:
         raise LandscapeError(
             f"'{p}' holds nothing to compare: no /surface, /surfaces, /trajectory, /curvature, "
-            "/ratio_map, /connect, /hessian_surface or mechanism group"
+            "/ratio_map, /connect, /hessian_surface, /block_spectra or mechanism group"
         )
     return NetworkResults(name, p, mechanisms=mechanisms, **found)
