@@ -42,6 +42,7 @@ __all__ = [
     "named_tensors",
     "is_perturbable",
     "select_parameters",
+    "name_matches",
     "tied_aliases",
     "is_norm_layer",
 ]
@@ -147,7 +148,8 @@ def _scopes(name: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(len(parts), 0, -1)]
 
 
-def _matches(names: Iterable[str], pattern: str) -> bool:
+def name_matches(names: Iterable[str], pattern: str) -> bool:
+    """Whether any of a tensor's ``names`` (or a dotted scope of one) matches the glob."""
     return any(fnmatch.fnmatchcase(s, pattern) for n in names for s in _scopes(n))
 
 
@@ -311,7 +313,7 @@ def _select(
     drop = _patterns("exclude", exclude)
     for option, pats in (("params", keep), ("exclude", drop)):
         for p in pats:
-            if not any(_matches(all_names[k], p) for k in tensors):
+            if not any(name_matches(all_names[k], p) for k in tensors):
                 raise LandscapeError(
                     f"{option} pattern '{p}' matches no tensor of the model (names look "
                     f"like {list(tensors)[:3]})"
@@ -320,8 +322,8 @@ def _select(
     chosen = tuple(
         k for k, v in tensors.items()
         if is_perturbable(v) and k not in skip
-        and (not keep or any(_matches(all_names[k], p) for p in keep))
-        and not any(_matches(all_names[k], p) for p in drop)
+        and (not keep or any(name_matches(all_names[k], p) for p in keep))
+        and not any(name_matches(all_names[k], p) for p in drop)
     )
     if not chosen:
         raise LandscapeError(

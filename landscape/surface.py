@@ -25,6 +25,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +47,11 @@ from ._grid import (
     new_stderrs,
     pending,
     recipe_differences,
-    resume_or_refuse,
     shard_points,
     stderr_name,
 )
+from ._resume import RunOptions, stored_result
+from ._resume import run_options as run_options_of
 from ._version import tool_versions
 from .data import StreamData, as_splits
 from .directions import Directions, check_spanning
@@ -582,13 +584,8 @@ def compute_surface(
     dtype: torch.dtype | None = None,
     autocast: str | None = None,
     channels_last: bool | str = "auto",
-    out: str | os.PathLike | None = None,
-    overwrite: bool = False,
     recipe: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
-    progress: bool = True,
-    flush_seconds: float = 10.0,
-    max_points: int | None = None,
     full_data: Mapping[str, Any] | None = None,
     group: str = SURFACE_GROUP,
     rel_precision: float | None = None,
@@ -596,6 +593,8 @@ def compute_surface(
     min_batches: int = 2,
     min_samples: int = 256,
     shard: tuple[int, int] | None = None,
+    run: RunOptions | None = None,
+    **run_options: Any,
 ) -> Surface:
     """Evaluate loss and accuracy on a 1D or 2D grid along ``directions``.
 
@@ -634,22 +633,10 @@ def compute_surface(
         Channels-last memory format; ``"auto"`` chooses it for conv nets on the CPU in float32
         (:func:`~landscape.evaluation.resolve_channels_last`). The choice is recorded in the
         recipe; resuming a file with ``"auto"`` keeps the file's.
-    out : path, optional
-        HDF5 file to write as points finish and to resume from.
-    overwrite : bool, default=False
-        Replace an existing ``out`` whose recipe differs (otherwise that is an error); with
-        another ``group`` than ``"surface"`` only that group is replaced, the file's other
-        groups are kept.
     recipe : dict, optional
         Extra recipe entries (checkpoint hash, model and data specs) that must match on resume.
     provenance : dict, optional
         Informational metadata stored with the file.
-    progress : bool, default=True
-        Show a progress bar with ETA.
-    flush_seconds : float, default=10.0
-        Write the file at most this often (and always at the end).
-    max_points : int, optional
-        Stop after computing this many new points (the file stays resumable).
     full_data : dict[str, data], optional
         The full datasets of which ``data`` are subsets (by the same names, e.g. without
         ``--subset``): the origin is evaluated once on them (one extra evaluation, at the
@@ -683,6 +670,17 @@ def compute_surface(
         any other; ``shard`` joins the recipe. :func:`landscape.shards.merge_shards` joins the
         ``n`` files into the file one process would have written.
 
+    run : RunOptions, optional
+        How the run writes (:class:`~landscape.inputs.RunOptions`): ``out``, the HDF5 file
+        written as points finish and resumed from; ``overwrite``, replace an existing ``out``
+        whose recipe differs (otherwise that is an error; with another ``group`` than
+        ``"surface"`` only that group is replaced, the file's other groups are kept);
+        ``progress``, a bar with ETA; ``flush_seconds``, write at most this often (and always
+        at the end); ``max_points``, stop after this many new points (the file stays
+        resumable).
+    **run_options
+        The fields of ``run`` given one by one instead (``out=..., overwrite=...``).
+
     Returns
     -------
     Surface
@@ -700,9 +698,8 @@ def compute_surface(
         raise LandscapeError("no dataset given to evaluate the surface on")
     data = as_splits(data)
     check_spanning(directions.vectors)
-    check_float("flush_seconds", flush_seconds, 0.0)
-    if max_points is not None:
-        max_points = check_int("max_points", max_points, 0)
+    opts = run_options_of(run, **run_options)
+    out, overwrite = opts.out, opts.overwrite
     if rel_precision is not None:
         rel_precision = check_float("rel_precision", rel_precision, 0.0, closed="neither")
     precision_seed = check_int("precision_seed", precision_seed, 0)
@@ -749,16 +746,17 @@ def compute_surface(
         surf.counts = new_counts(surf.arrays)
     check_group_name(group)
     surf.group = group
-    if out is not None:
-        storage.check_writable(out, overwrite=overwrite)
-        if Path(out).exists() and not overwrite and not _has_surface(out, group) \
-                and group == SURFACE_GROUP:
-            _check_file_directions(out, directions)
-    if out is not None and Path(out).exists() and not overwrite and _has_surface(out, group):
-        old = Surface.load(out, group)
+    def adopt_layout(old: Surface) -> None:
         if channels_last == "auto" and isinstance(old.recipe.get("channels_last"), bool):
             full_recipe["channels_last"] = old.recipe["channels_last"]  # the file's layout
-        resume_or_refuse(out, old.recipe, full_recipe)
+
+    old = stored_result(out, overwrite=overwrite, recipe=full_recipe, group=group,
+                        load=partial(Surface.load, group=group), subject="was",
+                        reconcile=adopt_layout)
+    if old is None and out is not None and Path(out).exists() and not overwrite \
+            and group == SURFACE_GROUP:
+        _check_file_directions(out, directions)
+    if old is not None:
         for name, new_c, old_c in (("x", surf.x, old.x), ("y", surf.y, old.y)):
             if new_c is not None and not np.array_equal(new_c, old_c):
                 raise LandscapeError(
@@ -775,7 +773,7 @@ def compute_surface(
         if set(surf.arrays) != set(metric_array_names(data)):
             raise LandscapeError(f"'{out}' has arrays {sorted(surf.arrays)}; expected others")
     mine = None if shard is None else shard_points(range(surf.done.size), *shard)
-    if not pending(surf.done, max_points, mine):
+    if not pending(surf.done, opts.max_points, mine):
         return surf
     for k, v in directions.vectors[0].items():
         if k not in base_t:
@@ -811,8 +809,8 @@ def compute_surface(
     # overwrite replaces the file of a /surface, and only its own group for any other
     replace_file = overwrite and group == SURFACE_GROUP
     _SurfaceRun(surf, ev, base_dev, dirs_dev, out=out, overwrite=replace_file,
-                progress=progress, flush_seconds=flush_seconds, max_points=max_points,
-                shard=shard).run()
+                progress=opts.progress, flush_seconds=opts.flush_seconds,
+                max_points=opts.max_points, shard=shard).run()
     return surf
 
 

@@ -67,7 +67,7 @@ from .._functional import LossSpec, loss_name
 from .._version import tool_versions
 from ..data import sample_count
 from ..errors import LandscapeError, check_float, check_int, check_option
-from ..parameters import _matches, named_tensors
+from ..parameters import name_matches, named_tensors
 from ._linalg import check_solver_dtype, precision_note
 from .density import SpectralDensity, slq
 from .ggn import OPERATORS, curvature_operator, operator_label
@@ -188,7 +188,7 @@ def parameter_blocks(model: nn.Module, blocks: str | Sequence[str] = "block",
     groups = {}
     taken: set[str] = set()
     for g in globs:
-        own = [p for p in all_names if p not in taken and _matches([p], g)]
+        own = [p for p in all_names if p not in taken and name_matches([p], g)]
         if not own:
             raise LandscapeError(
                 f"The 'blocks' pattern {g!r} matches no parameter (left); names look like "
@@ -418,9 +418,9 @@ class BlockSpectra:
 def _unused(op: Any) -> set[str]:
     """Variables of ``op`` that do not reach the loss on its first batch (e.g. the shortcut
     projections of a plain twin): their restriction is the zero matrix."""
-    from .operator import _curvature_mode
+    from .operator import curvature_mode
 
-    with torch.enable_grad(), _curvature_mode(op._model):
+    with torch.enable_grad(), curvature_mode(op._model):
         batch = next(iter(op._batches()))
         leaves = {k: v.detach().requires_grad_(True) for k, v in op._primals.items()}
         value = op._batch_loss(batch)(leaves)

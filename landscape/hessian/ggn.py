@@ -51,7 +51,7 @@ from torch import Tensor, nn
 
 from ..batches import output_logits, split_batch
 from ..errors import LandscapeError, check_option
-from .operator import HessianOperator, _curvature_mode
+from .operator import HessianOperator, curvature_mode
 
 __all__ = ["OPERATORS", "FisherOperator", "GGNOperator", "curvature_operator",
            "operator_label"]
@@ -95,7 +95,7 @@ class _OutputSpaceOperator(HessianOperator):
             yield from self._out_cache
             return
         cache: list[_Item] = []
-        with torch.enable_grad(), _curvature_mode(self._model):
+        with torch.enable_grad(), curvature_mode(self._model):
             for b in self._batches():
                 leaves = {k: v.detach().requires_grad_(True) for k, v in self._primals.items()}
                 z, m = self._output(b, leaves)

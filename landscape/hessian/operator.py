@@ -340,7 +340,9 @@ def differentiable_attention() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _curvature_mode(model: nn.Module) -> Iterator[None]:
+def curvature_mode(model: nn.Module) -> Iterator[None]:
+    """The model as curvature products see it: eval mode and attention kernels that have a
+    double backward (restored on exit)."""
     with _eval_mode(model), differentiable_attention():
         yield
 
@@ -905,7 +907,7 @@ class HessianOperator(CurvatureOperator):
             return t
 
         loss_fn, fixed = self._loss_fn, self._fixed
-        with torch.enable_grad(), _curvature_mode(self._model), \
+        with torch.enable_grad(), curvature_mode(self._model), \
                 torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             leaves = {k: v.detach().requires_grad_(True) for k, v in self._primals.items()}
             total = loss_fn.model_terms(self._caller({**fixed, **leaves}), probe).total
@@ -939,7 +941,7 @@ class HessianOperator(CurvatureOperator):
         probe = move_batch(first_batch(self._whole), self._device, self._dtype)
         loss_fn.check_batch(probe)
         params = {**self._fixed, **self._primals}
-        with torch.no_grad(), _curvature_mode(self._model):
+        with torch.no_grad(), curvature_mode(self._model):
             if not loss_fn.takes_model:
                 loss_fn.calibrate(functional_call_batch(self._model, params, probe), probe)
             n, w = 0, 0.0
@@ -991,7 +993,7 @@ class HessianOperator(CurvatureOperator):
     def loss(self) -> float:
         """Full-data loss ``L(theta)`` at the operator's point."""
         total = torch.zeros((), dtype=self._dtype, device=self._device)
-        with torch.no_grad(), _curvature_mode(self._model):
+        with torch.no_grad(), curvature_mode(self._model):
             for b in self._batches():
                 total = total + self._batch_loss(b)(self._primals)
         return float(self._reduce(total))
@@ -1004,7 +1006,7 @@ class HessianOperator(CurvatureOperator):
         """Flat gradient of this rank's share of the loss at ``point`` (the selected tensors, in
         ``names`` order). Finite differences leave the attention kernels at their defaults."""
         mode = _eval_mode(self._model) if self.hvp == "finite-difference" \
-            else _curvature_mode(self._model)
+            else curvature_mode(self._model)
         grads = [torch.zeros_like(point[k]) for k in self._names]
         with torch.enable_grad(), mode:
             for b in self._batches():
@@ -1088,7 +1090,7 @@ class HessianOperator(CurvatureOperator):
             yield from self._graph_cache
             return
         cache: list[tuple[list[Tensor], list[Tensor | None]]] = []
-        with torch.enable_grad(), _curvature_mode(self._model):
+        with torch.enable_grad(), curvature_mode(self._model):
             for b in self._batches():
                 leaves = {k: v.detach().requires_grad_(True) for k, v in self._primals.items()}
                 value = self._batch_loss(b)(leaves)
@@ -1135,7 +1137,7 @@ class HessianOperator(CurvatureOperator):
         tangents = self._split_block(V)
         primals = self._primals
         out = torch.zeros(V.shape[1], self.numel, dtype=self._dtype, device=self._device)
-        with torch.enable_grad(), _curvature_mode(self._model):
+        with torch.enable_grad(), curvature_mode(self._model):
             for b in self._batches():
                 grad_f = torch.func.grad(self._batch_loss(b))
 

@@ -863,6 +863,8 @@ def compute_curvature(
     bars.close()
     fd = _fd_record(op, along, seed) if getattr(op, "hvp", "autograd") == "finite-difference" \
         else {}
-    prov = {**tool_versions(), **precision_note(op.dtype), **fd, "operator": operator,
+    # the operator only where it is not the Hessian (the files of Hessians stay as they were)
+    named = {"operator": operator} if operator != "hessian" else {}
+    prov = {**tool_versions(), **precision_note(op.dtype), **fd, **named,
             "seconds": {k: round(v, 3) for k, v in timings.items()}, **dict(provenance or {})}
     return CurvatureResult(**values, recipe=full_recipe, provenance=prov)
