@@ -66,32 +66,31 @@ Examples
 
 from __future__ import annotations
 
+from .spec import DataSpec
 from .stream import (
     DEVICE_BUDGET,
     STREAM_PREFETCH,
-    DataSpec,
     DeviceData,
     StreamData,
-    TensorData,
     as_data,
     as_splits,
     as_tensor_data,
     available_datasets,
     channels_last_batch,
     check_compatible,
-    check_finite,
     has_class_targets,
     load_data,
     load_splits,
-    model_vocab_size,
     sample_count,
 )
-
-# used across the library, not in the public list (explicit re-exports)
-from .stream import check_token_ids as check_token_ids
 from .stream import first_batch as first_batch
 from .stream import head_batch as head_batch
+from .tensors import TensorData, check_finite
+from .tokens import check_token_ids as check_token_ids
+from .tokens import model_vocab_size
 
+# check_token_ids, first_batch and head_batch are re-exported (``as``) for the library's
+# own modules; they are not in the public list
 __all__ = [
     "channels_last_batch",
     "TensorData",

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from ..errors import LandscapeError, check_float, check_int
-from .stream import TensorData
+from .tensors import TensorData
 
 __all__ = ["NAME", "NOISE", "corrupt", "load"]
 

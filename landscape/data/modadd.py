@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from ..errors import LandscapeError, check_float, check_int, check_option
-from .stream import TensorData
+from .tensors import TensorData
 
 __all__ = ["modular_addition"]
 

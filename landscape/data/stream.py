@@ -1,6 +1,8 @@
-"""Streamed data: Datasets and DataLoaders read batch by batch, and data on the evaluation device.
+"""Streamed data: Datasets and DataLoaders read batch by batch (:class:`StreamData`), data on the
+evaluation device (:class:`DeviceData`), and any supported data as one of them
+(:func:`as_data`, :func:`as_splits`, :func:`as_tensor_data`).
 
-See :mod:`landscape.data` for the data sets and how they are named.
+See :mod:`landscape.data` for the data sets, how they are named, and what streaming costs.
 """
 
 from __future__ import annotations
@@ -9,14 +11,12 @@ import dataclasses
 import gzip
 import inspect
 import io
-import os
 import pickle
 import queue
 import re
 import struct
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,13 @@ from landscape._imports import import_object
 from landscape.batches import batch_len, batch_nbytes, batch_targets, move_batch
 from landscape.errors import LandscapeError, check_int, check_option
 
+from ._common import as_inputs, as_targets, describe, finish_tensors
+from .spec import DataSpec
+from .tensors import SUBSET_SEED, TensorData, check_finite
+from .tokens import check_token_ids, model_vocab_size, token_ids
+
 __all__ = [
     "channels_last_batch",
-    "TensorData",
     "StreamData",
     "DeviceData",
     "DEVICE_BUDGET",
@@ -39,251 +43,23 @@ __all__ = [
     "as_splits",
     "sample_count",
     "has_class_targets",
-    "check_finite",
     "as_tensor_data",
-    "model_vocab_size",
-    "DataSpec",
     "load_data",
     "load_splits",
     "available_datasets",
     "check_compatible",
+    "first_batch",
+    "head_batch",
 ]
+
 
 _SPLITS = ("train", "test")
 _CUSTOM_NAME = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-_SUBSET_SEED = 0
-
-
-# --------------------------------------------------------------------------------------------
-# TensorData
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False, repr=False)
-class TensorData:
-    """A whole data set held as two tensors.
-
-    Parameters
-    ----------
-    x : Tensor
-        Inputs, one sample per row of the first dimension (``N x C x H x W`` for images,
-        float32 as loaded).
-    y : Tensor
-        Targets: int64 class labels of shape ``(N,)``, or float targets for regression.
-    name : str
-        The data set's name, used in messages and stored with results.
-    n_classes : int or None, default=None
-        The number of classes when it is known from the data set (10 for digits, CIFAR-10 and
-        MNIST), so that a small subset keeps it; when ``None`` it is inferred from ``y``.
-    split : str or None, default=None
-        The split (``"train"``, ``"test"``) it was loaded as, named in messages.
-
-    Attributes
-    ----------
-    input_shape : tuple of int
-        Shape of one sample, ``x.shape[1:]``.
-    num_classes : int or None
-        Number of classes for integer targets, ``None`` for float (regression) targets.
-
-    Notes
-    -----
-    Instances compare by identity (comparing tensors element-wise has no single truth value).
-    """
-
-    x: Tensor
-    y: Tensor
-    name: str
-    n_classes: int | None = None
-    split: str | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.x, Tensor) or not isinstance(self.y, Tensor):
-            raise LandscapeError(
-                f"dataset {self.name!r}: x and y must be torch tensors, got "
-                f"{type(self.x).__name__} and {type(self.y).__name__}; convert them with "
-                "torch.as_tensor"
-            )
-        if self.x.ndim < 1 or self.y.ndim < 1:
-            raise LandscapeError(
-                f"dataset {self.name!r}: x and y need a leading sample dimension, got shapes "
-                f"{tuple(self.x.shape)} and {tuple(self.y.shape)}"
-            )
-        if self.x.shape[0] != self.y.shape[0]:
-            raise LandscapeError(
-                f"dataset {self.name!r} has {self.x.shape[0]} inputs but {self.y.shape[0]} "
-                "targets; x and y must have the same length"
-            )
-        if self.n_classes is not None:
-            check_int("n_classes", self.n_classes, low=1)
-
-    def __len__(self) -> int:
-        return int(self.x.shape[0])
-
-    def __repr__(self) -> str:
-        return (
-            f"TensorData(name={self.name!r}, n={len(self)}, input_shape={self.input_shape}, "
-            f"x_dtype={self.x.dtype}, y_dtype={self.y.dtype}, num_classes={self.num_classes}, "
-            f"device={self.x.device})"
-        )
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        """Shape of one sample (``x.shape[1:]``)."""
-        return tuple(int(s) for s in self.x.shape[1:])
-
-    @property
-    def num_classes(self) -> int | None:
-        """Number of classes, or ``None`` for float (regression) targets."""
-        if self.n_classes is not None:
-            return self.n_classes
-        if torch.is_floating_point(self.y) or torch.is_complex(self.y) or self.y.numel() == 0:
-            return None
-        return int(self.y.max().item()) + 1
-
-    def subset(self, n: int | None) -> TensorData:
-        """Return ``n`` samples, the same ones every time.
-
-        The samples are the first ``n`` of a fixed permutation (a ``torch.Generator`` seeded
-        with 0), put back in their original order.
-
-        Parameters
-        ----------
-        n : int or None
-            Number of samples, at least 1. ``None`` or ``n >= len(self)`` returns ``self``.
-
-        Returns
-        -------
-        TensorData
-            The subset, keeping :attr:`num_classes`.
-        """
-        if n is None:
-            return self
-        n = check_int("subset", n, low=1)
-        if n >= len(self):
-            return self
-        gen = torch.Generator().manual_seed(_SUBSET_SEED)
-        idx = torch.randperm(len(self), generator=gen)[:n].sort().values
-        idx = idx.to(self.x.device)
-        return TensorData(
-            self.x[idx], self.y[idx.to(self.y.device)], self.name, n_classes=self.num_classes,
-            split=self.split,
-        )
-
-    def batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
-        """Iterate over contiguous ``(x, y)`` slices in order; the last may be smaller.
-
-        Parameters
-        ----------
-        batch_size : int
-            Samples per batch, at least 1 (checked at the call, not at the first ``next``).
-
-        Returns
-        -------
-        iterator of (Tensor, Tensor)
-            Views into :attr:`x` and :attr:`y`.
-        """
-        batch_size = check_int("batch_size", batch_size, low=1)
-        return self._iter_batches(batch_size)
-
-    def _iter_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
-        for start in range(0, len(self), batch_size):
-            yield self.x[start : start + batch_size], self.y[start : start + batch_size]
-
-    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> TensorData:
-        """Return a copy on ``device``; ``dtype``, when given, applies to floating-point ``x``
-        only (integer inputs such as token ids keep their dtype)."""
-        if not self.x.is_floating_point():
-            dtype = None
-        return dataclasses.replace(
-            self,
-            x=self.x.to(device=device, dtype=dtype),
-            y=self.y.to(device=device),
-        )
-
-
-# --------------------------------------------------------------------------------------------
-# DataSpec
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """Which data set to load and how.
-
-    Parameters
-    ----------
-    name : str, default="digits"
-        A built-in name (see :func:`available_datasets`) or ``"package.module:function"``.
-    root : str or None, default=None
-        Local directory holding the files (``cifar10``, ``mnist``).
-    subset : int or None, default=None
-        Keep this many samples of each split (see :meth:`TensorData.subset`); of a streamed
-        iterable Dataset, which cannot be indexed, its first ``subset`` samples. A stream
-        without ``__len__`` (which may never end) is refused without it.
-    kwargs : dict, default={}
-        Loader options, e.g. ``{"normalize": False}`` for ``cifar10``, or keyword arguments of a
-        custom loader.
-    """
-
-    name: str = "digits"
-    root: str | None = None
-    subset: int | None = None
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name:
-            raise LandscapeError(
-                f"The 'dataset' parameter must be a non-empty str. Got {self.name!r} instead."
-            )
-        if self.root is not None:
-            if not isinstance(self.root, str | os.PathLike):
-                raise LandscapeError(
-                    f"The 'root' parameter must be a directory path or None. "
-                    f"Got {self.root!r} instead."
-                )
-            object.__setattr__(self, "root", os.fspath(self.root))
-        if self.subset is not None:
-            object.__setattr__(self, "subset", check_int("subset", self.subset, low=1))
-        if not isinstance(self.kwargs, Mapping) or not all(isinstance(k, str) for k in self.kwargs):
-            raise LandscapeError(
-                f"The 'kwargs' parameter must be a dict with str keys. Got {self.kwargs!r} instead."
-            )
-        object.__setattr__(self, "kwargs", dict(self.kwargs))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the spec as a plain (JSON-friendly when ``kwargs`` is) dict."""
-        return {
-            "name": self.name,
-            "root": self.root,
-            "subset": self.subset,
-            "kwargs": dict(self.kwargs),
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> DataSpec:
-        """Build a spec from :meth:`to_dict`'s output; missing keys take their defaults."""
-        if not isinstance(d, Mapping):
-            raise LandscapeError(f"a data spec must be a dict, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise LandscapeError(
-                f"unknown data spec key(s) {unknown}; the keys are {sorted(known)}"
-            )
-        values = dict(d)
-        if values.get("kwargs") is None:
-            values.pop("kwargs", None)
-        return cls(**values)
-
-
-# --------------------------------------------------------------------------------------------
-# Public loading functions
-# --------------------------------------------------------------------------------------------
 
 
 def available_datasets() -> list[str]:
     """Names of the built-in data sets (custom loaders are named ``"package.module:function"``)."""
-    return sorted(_BUILTIN)
+    return sorted(BUILTIN)
 
 
 def load_data(spec: DataSpec | str, split: str = "train") -> TensorData | StreamData:
@@ -315,14 +91,14 @@ def load_data(spec: DataSpec | str, split: str = "train") -> TensorData | Stream
     """
     spec = _as_spec(spec)
     split = check_option("split", split, _SPLITS)
-    loader = _BUILTIN.get(spec.name)
+    loader = BUILTIN.get(spec.name)
     if loader is not None:
         data = loader(spec, split)
     elif _CUSTOM_NAME.match(spec.name):
-        data = _load_custom(spec, split)
+        data = load_custom(spec, split)
         if isinstance(data, StreamData):
             return data  # subset already applied before loading; batches checked as read
-        check_finite(data.x, data.y, _where(spec.name, split))
+        check_finite(data.x, data.y, describe(spec.name, split))
     else:
         names = ", ".join(repr(n) for n in available_datasets())
         raise LandscapeError(
@@ -379,10 +155,6 @@ def _need_root(spec: DataSpec, expected: list[str]) -> Path:
     return root
 
 
-# --------------------------------------------------------------------------------------------
-# digits
-# --------------------------------------------------------------------------------------------
-
 _DIGITS_TEST_SIZE = 360
 
 
@@ -403,10 +175,6 @@ def _load_digits(spec: DataSpec, split: str) -> TensorData:
     y = torch.from_numpy(labels[idx].astype(np.int64))
     return TensorData(x, y, "digits", n_classes=10)
 
-
-# --------------------------------------------------------------------------------------------
-# CIFAR-10
-# --------------------------------------------------------------------------------------------
 
 _CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
 _CIFAR_TEST = ["test_batch"]
@@ -536,10 +304,6 @@ def _load_cifar10(spec: DataSpec, split: str) -> TensorData:
     return TensorData(x, torch.from_numpy(labels), "cifar10", n_classes=10)
 
 
-# --------------------------------------------------------------------------------------------
-# MNIST
-# --------------------------------------------------------------------------------------------
-
 _MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -617,109 +381,19 @@ def _load_mnist(spec: DataSpec, split: str) -> TensorData:
     return TensorData(x, y, "mnist", n_classes=10)
 
 
-# --------------------------------------------------------------------------------------------
-# custom loaders
-# --------------------------------------------------------------------------------------------
-
-
 def _resolve_loader(name: str) -> Callable[..., Any]:
     return import_object(name, what="dataset")
-
-
-def _as_inputs(x: Any, name: str) -> Tensor:
-    try:
-        t = torch.as_tensor(x)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise LandscapeError(
-            f"dataset {name!r} returned inputs of type {type(x).__name__} that cannot become "
-            f"a tensor: {err}"
-        ) from err
-    if t.is_complex() or t.dtype == torch.bool:
-        raise LandscapeError(
-            f"dataset {name!r} returned inputs of dtype {t.dtype}; return real numbers"
-        )
-    if not t.is_floating_point():
-        return t.to(torch.int64)  # token ids and other integer inputs keep an integer dtype
-    return t.to(torch.float32)
-
-
-def _as_targets(y: Any, name: str) -> Tensor:
-    try:
-        t = torch.as_tensor(y)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise LandscapeError(
-            f"dataset {name!r} returned targets of type {type(y).__name__} that cannot become "
-            f"a tensor: {err}"
-        ) from err
-    if t.is_complex():
-        raise LandscapeError(f"dataset {name!r} returned complex targets; return real numbers")
-    if t.is_floating_point():
-        return t.to(torch.float32)
-    return t.to(torch.int64)
 
 
 def _bounded(stream: StreamData, spec: DataSpec) -> StreamData:
     """``stream`` reduced to ``spec.subset``; a stream of unknown length needs that bound."""
     if not stream.finite and spec.subset is None:
         raise LandscapeError(
-            f"{_where(spec.name, stream.split)} is streamed with no known length (an iterable "
+            f"{describe(spec.name, stream.split)} is streamed with no known length (an iterable "
             "Dataset without __len__, which may never end); set the 'subset' parameter to "
             "read its first N samples, or give the Dataset a __len__"
         )
     return stream.subset(spec.subset)
-
-
-def _where(name: str, split: str | None) -> str:
-    """How messages name a data set: ``"The train split of 'mod:fn'"``."""
-    return f"The {split} split of {name!r}" if split else f"Dataset {name!r}"
-
-
-def _first_nonfinite(t: Any) -> tuple[int, float] | None:
-    """The first sample (row) of a floating tensor holding a NaN or inf, and that value."""
-    if not isinstance(t, Tensor) or not (t.is_floating_point() or t.is_complex()):
-        return None
-    if t.ndim == 0 or t.shape[0] == 0:
-        return None
-    bad = ~torch.isfinite(t)
-    if not bool(bad.any()):
-        return None
-    row = int(bad.reshape(t.shape[0], -1).any(1).nonzero()[0, 0])
-    value = t[row][bad[row]].reshape(-1)[0]
-    return row, float(value.real if value.is_complex() else value)
-
-
-def check_finite(x: Any, y: Any, where: str, *, rows: Any = None, offset: int = 0) -> None:
-    """Refuse NaN or infinite inputs ``x`` (and float targets ``y``): one NaN input makes
-    every loss of a landscape NaN.
-
-    Parameters
-    ----------
-    x, y : Tensor or batch parts
-        Inputs and targets, one sample per row (``y`` may be ``None``).
-    where : str
-        The data set as messages name it (``"The train split of 'mod:fn'"``).
-    rows : sequence of int, optional
-        The data set's sample index of each row (a subset's indices); default row + ``offset``.
-    offset : int, default=0
-        Index of the first row (a streamed batch's position).
-
-    Raises
-    ------
-    LandscapeError
-        Naming the first offending sample and its value.
-    """
-    for kind, t in (("input", x), ("target", y)):
-        found = _first_nonfinite(t)
-        if found is None:
-            continue
-        row, value = found
-        index = offset + row
-        if rows is not None:
-            index = int(rows[index])
-        raise LandscapeError(
-            f"{where} has a non-finite {kind} in sample {index} ({value}); one such sample "
-            "makes the loss non-finite at every point: remove or repair these samples"
-        )
 
 
 def _read_dataset(ds: Any, spec: DataSpec, split: str | None = None) -> TensorData | StreamData:
@@ -737,7 +411,7 @@ def _read_dataset(ds: Any, spec: DataSpec, split: str | None = None) -> TensorDa
         raise LandscapeError(f"dataset {name!r} returned an empty Dataset")
     idx = list(range(n_all))
     if spec.subset is not None and spec.subset < n_all:
-        gen = torch.Generator().manual_seed(_SUBSET_SEED)
+        gen = torch.Generator().manual_seed(SUBSET_SEED)
         idx = torch.randperm(n_all, generator=gen)[: spec.subset].sort().values.tolist()
     first = ds[idx[0]]
     if not isinstance(first, tuple | list) or len(first) != 2:
@@ -747,7 +421,7 @@ def _read_dataset(ds: Any, spec: DataSpec, split: str | None = None) -> TensorDa
             f"dataset {name!r} returned a Dataset whose item 0 is a {type(first).__name__}; "
             "each item must be an (x, y) pair or a mapping of tensors"
         )
-    x0, y0 = _as_inputs(first[0], name), _as_targets(first[1], name)
+    x0, y0 = as_inputs(first[0], name), as_targets(first[1], name)
     size = (x0.numel() * x0.element_size() + y0.numel() * y0.element_size()) * len(idx)
     if size > DEVICE_BUDGET:
         return _bounded(stream, spec)
@@ -769,11 +443,11 @@ def _read_dataset(ds: Any, spec: DataSpec, split: str | None = None) -> TensorDa
             )
         xs[j] = xi
         ys[j] = yi
-    check_finite(xs, ys, _where(name, split), rows=idx)
-    return _finish_tensors(xs, ys, spec)
+    check_finite(xs, ys, describe(name, split), rows=idx)
+    return finish_tensors(xs, ys, spec)
 
 
-def _load_custom(spec: DataSpec, split: str) -> TensorData | StreamData:
+def load_custom(spec: DataSpec, split: str) -> TensorData | StreamData:
     fn = _resolve_loader(spec.name)
     try:
         inspect.signature(fn).bind(split=split, **spec.kwargs)
@@ -808,26 +482,7 @@ def _load_custom(spec: DataSpec, split: str) -> TensorData | StreamData:
             f"dataset loader {spec.name!r} returned a {type(out).__name__}; it must return "
             "(x, y) tensors/arrays, a torch.utils.data.Dataset or a DataLoader"
         )
-    return _finish_tensors(_as_inputs(x, spec.name), _as_targets(y, spec.name), spec)
-
-
-def _finish_tensors(x_t: Tensor, y_t: Tensor, spec: DataSpec,
-                    split: str | None = None) -> TensorData:
-    if y_t.ndim == 2 and y_t.shape[1] == 1 and not y_t.is_floating_point():
-        y_t = y_t[:, 0]
-    if x_t.ndim < 1 or y_t.ndim < 1:
-        raise LandscapeError(
-            f"dataset loader {spec.name!r} returned x of shape {tuple(x_t.shape)} and y of "
-            f"shape {tuple(y_t.shape)}; both need a leading sample dimension"
-        )
-    if len(x_t) == 0:
-        raise LandscapeError(f"dataset loader {spec.name!r} returned no samples")
-    if not y_t.is_floating_point() and y_t.min() < 0:
-        raise LandscapeError(
-            f"dataset loader {spec.name!r} returned negative class labels; labels must be "
-            "0..C-1 (return float targets for regression)"
-        )
-    return TensorData(x_t, y_t, spec.name, split=split)
+    return finish_tensors(as_inputs(x, spec.name), as_targets(y, spec.name), spec)
 
 
 def _load_modadd(spec: DataSpec, split: str) -> TensorData:
@@ -842,7 +497,7 @@ def _load_digits_denoise(spec: DataSpec, split: str) -> TensorData:
     return denoise.load(spec.kwargs, _load_digits(DataSpec("digits"), split), split)
 
 
-_BUILTIN: dict[str, Callable[[DataSpec, str], TensorData]] = {
+BUILTIN: dict[str, Callable[[DataSpec, str], TensorData]] = {
     "digits": _load_digits,
     "cifar10": _load_cifar10,
     "mnist": _load_mnist,
@@ -850,10 +505,6 @@ _BUILTIN: dict[str, Callable[[DataSpec, str], TensorData]] = {
     "digits-denoise": _load_digits_denoise,
 }
 
-
-# --------------------------------------------------------------------------------------------
-# model/data compatibility
-# --------------------------------------------------------------------------------------------
 
 _SHAPE_WORDS = ("shape", "size", "dimension", "channel", "expected input", "mat1", "mat2")
 
@@ -885,14 +536,14 @@ def check_compatible(model: torch.nn.Module, data: TensorData | StreamData) -> N
     if isinstance(data, StreamData):
         if vocab is not None:  # every later batch is checked as it is read
             data.vocab_size, data.vocab_owner = vocab, owner
-            check_token_ids(_token_ids(data.first_batch()), vocab,
-                            _where(data.name, data.split), owner, rows=data.rows)
+            check_token_ids(token_ids(data.first_batch()), vocab,
+                            describe(data.name, data.split), owner, rows=data.rows)
         _check_stream_compatible(model, data)
         return
     if len(data) == 0:
         raise LandscapeError(f"dataset {data.name!r} is empty; load at least one sample")
     if vocab is not None:
-        check_token_ids(_token_ids(data.x), vocab, _where(data.name, getattr(data, "split", None)),
+        check_token_ids(token_ids(data.x), vocab, describe(data.name, getattr(data, "split", None)),
                         owner)
     sample = data.x[:1]
     param = next(model.parameters(), None)
@@ -935,10 +586,6 @@ def check_compatible(model: torch.nn.Module, data: TensorData | StreamData) -> N
             f"{n_classes} outputs"
         )
 
-
-# --------------------------------------------------------------------------------------------
-# streamed data: Datasets and DataLoaders
-# --------------------------------------------------------------------------------------------
 
 #: Data that is not already tensors is copied onto the evaluation device once and kept there
 #: when its size is at most this many bytes; larger data is streamed batch by batch.
@@ -1090,60 +737,6 @@ def _batch_parts(b: Any) -> tuple[Any, Any]:
     return None, None
 
 
-def _token_ids(b: Any) -> Tensor | None:
-    """The integer token ids of a batch: integer ``x`` of a pair, or ``input_ids``."""
-    if isinstance(b, Tensor):
-        t = b
-    elif isinstance(b, tuple | list) and b:
-        t = b[0]
-    elif isinstance(b, Mapping):
-        t = b.get("input_ids")
-    else:
-        return None
-    if not isinstance(t, Tensor) or t.is_floating_point() or t.is_complex() or t.ndim == 0:
-        return None
-    return None if t.dtype == torch.bool else t
-
-
-def check_token_ids(ids: Tensor | None, vocab_size: int, where: str, owner: str, *,
-                    rows: Any = None, offset: int = 0) -> None:
-    """Refuse token ids outside ``0 .. vocab_size - 1`` (an embedding lookup would fail).
-
-    Raises
-    ------
-    LandscapeError
-        Naming the first offending sample and the largest id.
-    """
-    if ids is None or ids.numel() == 0:
-        return
-    bad = (ids < 0) | (ids >= vocab_size)
-    if not bool(bad.any()):
-        return
-    row = int(bad.reshape(ids.shape[0], -1).any(1).nonzero()[0, 0])
-    index = offset + row
-    if rows is not None:
-        index = int(rows[index])
-    top, low = int(ids.max()), int(ids.min())
-    worst = f"the largest id is {top}" if top >= vocab_size else f"ids go down to {low}"
-    raise LandscapeError(
-        f"{where} has a token id outside the vocabulary of {owner} ({vocab_size} ids, 0 .. "
-        f"{vocab_size - 1}) in sample {index}; {worst}: tokenize with the model's own "
-        "tokenizer, or give the model a larger vocabulary"
-    )
-
-
-def model_vocab_size(model: torch.nn.Module) -> int | None:
-    """The number of token ids a model embeds: HuggingFace ``config.vocab_size``, else the
-    ``num_embeddings`` of its first :class:`torch.nn.Embedding` (``None``: neither)."""
-    v = getattr(getattr(model, "config", None), "vocab_size", None)
-    if isinstance(v, int) and not isinstance(v, bool) and v > 0:
-        return v
-    for m in model.modules():
-        if isinstance(m, torch.nn.Embedding):
-            return int(m.num_embeddings)
-    return None
-
-
 _END = object()
 
 
@@ -1242,7 +835,7 @@ class StreamData:
 
         self.reading: str | None = None
         if isinstance(source, DataLoader):
-            source, self.reading = _in_order(source, _where(name, split))
+            source, self.reading = _in_order(source, describe(name, split))
         elif not isinstance(source, Dataset):
             raise LandscapeError(
                 f"dataset {name!r} must be a torch Dataset or DataLoader, got "
@@ -1332,13 +925,13 @@ class StreamData:
         return iter(loader)
 
     def _checked(self, batches: Iterator[Any]) -> Iterator[Any]:
-        where = _where(self.name, self.split)
+        where = describe(self.name, self.split)
         seen = 0
         for b in batches:
             x, y = _batch_parts(b)
             check_finite(x, y, where, rows=self.rows, offset=seen)
             if self.vocab_size is not None:
-                check_token_ids(_token_ids(b), self.vocab_size, where, self.vocab_owner,
+                check_token_ids(token_ids(b), self.vocab_size, where, self.vocab_owner,
                                 rows=self.rows, offset=seen)
             seen += batch_len(b)
             yield b
@@ -1381,7 +974,7 @@ class StreamData:
             return out
         if n >= len(self):
             return self
-        gen = torch.Generator().manual_seed(_SUBSET_SEED)
+        gen = torch.Generator().manual_seed(SUBSET_SEED)
         idx = torch.randperm(len(self), generator=gen)[:n].sort().values.tolist()
         if self.is_loader:
             src = self.source
@@ -1491,7 +1084,7 @@ def as_tensor_data(data: Any, budget: int | None = None) -> TensorData:
     if not isinstance(data, StreamData):
         return data
     budget = DEVICE_BUDGET if budget is None else check_int("budget", budget, low=0)
-    where = _where(data.name, data.split)
+    where = describe(data.name, data.split)
     size = data.nbytes()
     if size is not None and size > budget:
         raise _too_big(where, f"about {_bytes(size)}", budget)
@@ -1506,7 +1099,7 @@ def as_tensor_data(data: Any, budget: int | None = None) -> TensorData:
                 f"{where} gives batches of {kind}; training needs (x, y) pairs of tensors "
                 "(train other data with your own loop and analyse the checkpoints)"
             )
-        x, y = _as_inputs(b[0], data.name), _as_targets(b[1], data.name)
+        x, y = as_inputs(b[0], data.name), as_targets(b[1], data.name)
         if xs and (x.shape[1:] != xs[0].shape[1:] or y.shape[1:] != ys[0].shape[1:]):
             raise LandscapeError(
                 f"{where} gives batches of different sample shapes ({tuple(xs[0].shape[1:])} "
@@ -1519,7 +1112,7 @@ def as_tensor_data(data: Any, budget: int | None = None) -> TensorData:
         ys.append(y)
     if not xs:
         raise LandscapeError(f"{where} is empty")
-    return _finish_tensors(torch.cat(xs), torch.cat(ys), DataSpec(data.name),
+    return finish_tensors(torch.cat(xs), torch.cat(ys), DataSpec(data.name),
                            split=data.split)
 
 
@@ -1601,7 +1194,7 @@ class DeviceData:
             self.cached = size is not None and size <= self.budget
         else:
             self.cached = True
-            where = _where(getattr(self.data, "name", name), getattr(self.data, "split", None))
+            where = describe(getattr(self.data, "name", name), getattr(self.data, "split", None))
             check_finite(self.data.x, self.data.y, where)
             self.x = self.move(self.data.x)
             self.y = self.data.y.to(self.device)
