@@ -66,6 +66,7 @@ Examples
 
 from __future__ import annotations
 
+from .loading import available_datasets, load_data, load_splits
 from .spec import DataSpec
 from .stream import (
     DEVICE_BUDGET,
@@ -75,12 +76,9 @@ from .stream import (
     as_data,
     as_splits,
     as_tensor_data,
-    available_datasets,
     channels_last_batch,
     check_compatible,
     has_class_targets,
-    load_data,
-    load_splits,
     sample_count,
 )
 from .stream import first_batch as first_batch
