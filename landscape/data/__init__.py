@@ -66,6 +66,7 @@ Examples
 
 from __future__ import annotations
 
+from .compat import check_compatible
 from .loading import available_datasets, load_data, load_splits
 from .spec import DataSpec
 from .stream import (
@@ -77,7 +78,6 @@ from .stream import (
     as_splits,
     as_tensor_data,
     channels_last_batch,
-    check_compatible,
     has_class_targets,
     sample_count,
 )
