@@ -17,6 +17,8 @@ __all__ = ["describe", "as_inputs", "as_targets", "finish_tensors"]
 
 
 def as_inputs(x: Any, name: str) -> Tensor:
+    """A loader's inputs as a tensor: floating ones float32, integer ones (token ids) int64;
+    complex and bool inputs are refused."""
     try:
         t = torch.as_tensor(x)
     except (TypeError, ValueError, RuntimeError) as err:
@@ -34,6 +36,8 @@ def as_inputs(x: Any, name: str) -> Tensor:
 
 
 def as_targets(y: Any, name: str) -> Tensor:
+    """A loader's targets as a tensor: floating ones float32 (regression), integer ones int64
+    labels; complex targets are refused."""
     try:
         t = torch.as_tensor(y)
     except (TypeError, ValueError, RuntimeError) as err:
@@ -54,7 +58,9 @@ def describe(name: str, split: str | None) -> str:
 
 
 def finish_tensors(x_t: Tensor, y_t: Tensor, spec: DataSpec,
-                    split: str | None = None) -> TensorData:
+                   split: str | None = None) -> TensorData:
+    """A loader's ``(x, y)`` tensors as a :class:`TensorData` named ``spec.name`` (an
+    ``(N, 1)`` column of labels flattened); no samples or negative labels are refused."""
     if y_t.ndim == 2 and y_t.shape[1] == 1 and not y_t.is_floating_point():
         y_t = y_t[:, 0]
     if x_t.ndim < 1 or y_t.ndim < 1:

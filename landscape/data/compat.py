@@ -53,8 +53,8 @@ def check_compatible(model: torch.nn.Module, data: TensorData | StreamData) -> N
     if len(data) == 0:
         raise LandscapeError(f"dataset {data.name!r} is empty; load at least one sample")
     if vocab is not None:
-        check_token_ids(token_ids(data.x), vocab, describe(data.name, getattr(data, "split", None)),
-                        owner)
+        check_token_ids(token_ids(data.x), vocab,
+                        describe(data.name, getattr(data, "split", None)), owner)
     sample = data.x[:1]
     param = next(model.parameters(), None)
     if param is not None and param.is_floating_point():

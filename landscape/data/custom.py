@@ -87,6 +87,8 @@ def _read_dataset(ds: Any, spec: DataSpec, split: str | None = None) -> TensorDa
 
 
 def load_custom(spec: DataSpec, split: str) -> TensorData | StreamData:
+    """One split from the loader ``spec.name`` names (``"package.module:function"``), called as
+    ``function(split=split, **spec.kwargs)``."""
     fn = _resolve_loader(spec.name)
     try:
         inspect.signature(fn).bind(split=split, **spec.kwargs)

@@ -565,7 +565,7 @@ def as_tensor_data(data: Any, budget: int | None = None) -> TensorData:
     if not xs:
         raise LandscapeError(f"{where} is empty")
     return finish_tensors(torch.cat(xs), torch.cat(ys), DataSpec(data.name),
-                           split=data.split)
+                          split=data.split)
 
 
 def _bytes(n: int) -> str:
