@@ -19,8 +19,9 @@ only reads the loader (no model): the floor of a streamed pass, whatever the lib
 
 ``--dataset tensor`` streams a ``TensorDataset`` of the same size instead (the images held as
 tensors, so its RSS check does not apply): the library slices it instead of indexing and
-collating item by item. ``--prefetch K`` sets :data:`landscape.data.STREAM_PREFETCH` (batches
-read ahead by a background thread; 0 reads in the evaluating thread, as before it existed).
+collating item by item. ``--prefetch K`` sets :data:`landscape.data.stream.STREAM_PREFETCH`
+(batches read ahead by a background thread; 0 reads in the evaluating thread, as before it
+existed).
 
 ``--ab ROUNDS`` instead times, in one process and interleaved (fair on a shared machine),
 ``ROUNDS`` passes each of: in memory, streamed without read-ahead, streamed with it, and
@@ -83,14 +84,14 @@ def _tensors(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def child(args: argparse.Namespace) -> dict:
-    import landscape.data
+    import landscape.data.stream
     from landscape._functional import named_tensors
     from landscape.data import TensorData
     from landscape.directions import random_directions
     from landscape.evaluation import Evaluator
 
     if args.prefetch is not None:
-        landscape.data.STREAM_PREFETCH = args.prefetch
+        landscape.data.stream.STREAM_PREFETCH = args.prefetch
     torch.set_num_threads(args.threads)
     model = _model(args.model)
     base = named_tensors(model)
@@ -139,14 +140,14 @@ def ab(args: argparse.Namespace) -> None:
     """Interleaved pass times in one process: memory, stream (read-ahead off / on), read."""
     import statistics
 
-    import landscape.data
+    import landscape.data.stream
     from landscape._functional import named_tensors
     from landscape.data import TensorData
     from landscape.directions import random_directions
     from landscape.evaluation import Evaluator
 
     torch.set_num_threads(args.threads)
-    on = landscape.data.STREAM_PREFETCH if args.prefetch is None else args.prefetch
+    on = landscape.data.stream.STREAM_PREFETCH if args.prefetch is None else args.prefetch
     model = _model(args.model)
     base = named_tensors(model)
     d = random_directions(base, ndim=1, seeds=0).vectors
@@ -172,11 +173,11 @@ def ab(args: argparse.Namespace) -> None:
             if name == "memory":
                 v = mem.at(base, d, (0.1,))["t"].loss
             elif name == "read only":
-                landscape.data.STREAM_PREFETCH = on
+                landscape.data.stream.STREAM_PREFETCH = on
                 for _ in st.datasets["t"].batches(args.batch_size):
                     pass
             else:
-                landscape.data.STREAM_PREFETCH = 0 if name.endswith(" 0") else on
+                landscape.data.stream.STREAM_PREFETCH = 0 if name.endswith(" 0") else on
                 assert st.at(base, d, (0.1,))["t"].loss == v  # identical values
             if r:
                 times[name].append(time.perf_counter() - t)
@@ -202,7 +203,7 @@ def main() -> None:
     p.add_argument("--dataset", choices=["synthetic", "tensor"], default="synthetic",
                    help="items generated on the fly, or a TensorDataset of held tensors")
     p.add_argument("--prefetch", type=int, default=None,
-                   help="landscape.data.STREAM_PREFETCH (default: the library's)")
+                   help="landscape.data.stream.STREAM_PREFETCH (default: the library's)")
     p.add_argument("--ab", type=int, default=0, metavar="ROUNDS",
                    help="interleaved pass times in one process instead (see above)")
     p.add_argument("--path", choices=["stream", "memory"], help=argparse.SUPPRESS)

@@ -149,7 +149,7 @@ def test_stream_of_unknown_length_needs_subset(name) -> None:
 
 def test_endless_stream_on_the_cli(capsys, work) -> None:
     argv = ["surface", "mlp.pt", X, "--data", "tests._datasets:endless", "--no-progress"]
-    _fails_cleanly(capsys, work, argv, "set the 'subset' parameter")
+    _fails_cleanly(capsys, work, argv, "set the --subset option")  # the flag, in CLI words
     # --no-full-check: the full-data comparison of a subset cannot read an endless stream
     assert main([*argv, "--subset", "40", "--no-full-check", "--splits", "train",
                  "--out", "s.h5"]) == 0

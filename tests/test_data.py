@@ -621,10 +621,10 @@ def _prefetch_threads() -> int:
 
 @pytest.mark.parametrize("prefetch", [0, 2])
 def test_streamed_batches_in_order_with_and_without_read_ahead(monkeypatch, prefetch) -> None:
-    import landscape.data
+    import landscape.data.stream
     from landscape.data import DeviceData
 
-    monkeypatch.setattr(landscape.data, "STREAM_PREFETCH", prefetch)
+    monkeypatch.setattr(landscape.data.stream, "STREAM_PREFETCH", prefetch)
     d = DeviceData(_Reads(17), torch.device("cpu"), torch.float64, budget=0)
     assert d.streamed and not d.cached
     for _ in range(2):  # every pass reads the data again, in order

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from landscape.data import DataSpec, available_datasets, load_data, load_splits
-from landscape.denoise import NOISE, corrupt
+from landscape.data.denoise import NOISE, corrupt
 from landscape.errors import LandscapeError
 from landscape.models import ModelSpec, adapt_to_data
 

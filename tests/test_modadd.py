@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from landscape.data import DataSpec, load_data, load_splits
+from landscape.data.modadd import modular_addition
 from landscape.errors import LandscapeError
-from landscape.modadd import modular_addition
 
 
 def test_all_pairs_split_deterministically() -> None:

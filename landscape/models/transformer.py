@@ -14,7 +14,7 @@ of this package (Hessian-vector products, Lanczos, traces, densities, ratio maps
 
 :class:`ViT` treats ``patch_size`` x ``patch_size`` patches as tokens, prepends a class token,
 adds learned position embeddings and classifies from the class token. :class:`GPT` reads token
-ids ``(B, T)`` (e.g. ``a b =`` of :func:`landscape.modadd.modular_addition`) with causal
+ids ``(B, T)`` (e.g. ``a b =`` of :func:`landscape.data.modadd.modular_addition`) with causal
 attention and returns the logits of the *next* token after the last position only, shape
 ``(B, num_classes)``: the task's answer, so that the ordinary classification loss, accuracy and
 every tool that expects ``(B, K)`` logits work unchanged.

@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from .data import TensorData
-from .errors import LandscapeError, check_float, check_int
+from ..errors import LandscapeError, check_float, check_int
+from .tensors import TensorData
 
 __all__ = ["NAME", "NOISE", "corrupt", "load"]
 

@@ -32,8 +32,8 @@ from typing import Any
 
 import torch
 
-from .data import TensorData
-from .errors import LandscapeError, check_float, check_int, check_option
+from ..errors import LandscapeError, check_float, check_int, check_option
+from .tensors import TensorData
 
 __all__ = ["modular_addition"]
 
