@@ -323,7 +323,7 @@ def main() -> int:
     circles = import_circles()
     lazy = import_circles(lazy=True)
     print(f"import circles at module load: {len(circles)}; counting imports inside functions: "
-          f"{len(lazy)} ({', '.join(str(len(c)) for c in lazy)} modules)")
+          f"{len(lazy)}" + (f" ({', '.join(str(len(c)) for c in lazy)} modules)" if lazy else ""))
     for c in circles:
         print(f"  {len(c)} modules: {', '.join(c)}")
     print(f"CurvatureResult fields: {curvature_fields()}")

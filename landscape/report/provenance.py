@@ -35,7 +35,7 @@ def environment(command: str | None = None) -> dict[str, Any]:
     import numpy
     import torch
 
-    from .. import __version__
+    from .._version import __version__
 
     return {
         "landscape": __version__,
