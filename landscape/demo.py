@@ -168,6 +168,11 @@ class DemoConfig:
         The loss of every measurement (training picks cross-entropy for class targets and
         the mean squared error for float targets by itself): ``"mse"`` for the U-Net pair on
         ``"digits-denoise"``.
+    block_spectra : str
+        Per-block spectra (:func:`~landscape.hessian.compute_block_spectra`, grouping
+        ``"block"`` or ``"layer"``...) of each arm at its minimum, whose heterogeneity (Zhang et
+        al. 2024) the report compares; ``""``: not computed (the default; the ViT and GPT
+        pairs compute them per transformer block).
     set_grid : str
         Grid (both axes) of the ``n_directions`` direction pairs (``/surfaces``); ``""``: the
         surface's ``grid``. The default, ``-0.5:0.5:11``, is the central window of the 21x21
@@ -207,6 +212,7 @@ class DemoConfig:
     set_grid: str = "-0.5:0.5:11"
     contrast: str = "skip"
     loss: str = "cross_entropy"
+    block_spectra: str = ""
 
     def __post_init__(self) -> None:
         from .errors import check_option
@@ -274,7 +280,7 @@ class DemoConfig:
         if d["data"] == "digits" and not d["data_kwargs"]:
             del d["data"], d["data_kwargs"]
         for late in ("n_directions", "mechanisms", "sharpening_every", "connect_steps",
-                     "hessian_grid", "set_grid", "contrast", "loss"):
+                     "hessian_grid", "set_grid", "contrast", "loss", "block_spectra"):
             if d[late] == type(self).__dataclass_fields__[late].default:
                 del d[late]  # fields added later: old default directories still resume
         return d
@@ -298,13 +304,13 @@ PAIRS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "vit": {
         "full": {"model": "vit", "model_kwargs": {"width": 64, "depth": 6, "heads": 4},
-                 "train": {"epochs": 20}},
+                 "train": {"epochs": 20}, "block_spectra": "block"},
         # transformer HVPs cost more than the quick ResNet-20's: a smaller evaluation set and
         # fewer Hessian products keep it a CI-sized run
         "quick": {"model": "vit", "model_kwargs": {"width": 32, "depth": 4, "heads": 4},
                   "train": {"epochs": 6}, "eval_subset": 128, "grid": "-1:1:9",
                   "trajectory_points": 7, "top_k": 1, "trace_samples": 6, "density_steps": 10,
-                  "ratio_tol": 5e-2},
+                  "ratio_tol": 5e-2, "block_spectra": "block"},
     },
     "unet": {
         "full": {"model": "unet", "model_kwargs": {"channels": 16, "levels": 2},
@@ -337,11 +343,11 @@ PAIRS: dict[str, dict[str, dict[str, Any]]] = {
     "gpt": {
         "full": {"model": "gpt", "model_kwargs": {"width": 128, "depth": 2, "heads": 4},
                  "data": "modadd", "data_kwargs": {"p": 97, "train_fraction": 0.5},
-                 "train": {"epochs": 30, "lr": 0.2}},
+                 "train": {"epochs": 30, "lr": 0.2}, "block_spectra": "block"},
         "quick": {"model": "gpt", "model_kwargs": {"vocab_size": 48, "num_classes": 47,
                                                    "width": 128, "depth": 2, "heads": 4},
                   "data": "modadd", "data_kwargs": {"p": 47, "train_fraction": 0.5},
-                  "train": {"epochs": 30, "lr": 0.2}},
+                  "train": {"epochs": 30, "lr": 0.2}, "block_spectra": "block"},
     },
     "stochastic-depth": {
         "full": {"contrast": "stochastic_depth",
@@ -470,6 +476,7 @@ def run_demo(
         _say(log, f"[{name}] Hessian: " + "; ".join(cur.lines(unicode=False))
              + f" ({time.perf_counter() - t0:.0f} s)")
 
+        _block_spectra(cfg, name, model, train_data, main, recipe, log, progress)
         _hessian_slice(cfg, name, model, splits, main, recipe, log, progress)
 
         # 3. |lambda_min/lambda_max| on a coarse grid with the same directions
@@ -538,6 +545,22 @@ def _hessian_slice(cfg: DemoConfig, name: str, model: Any, splits: dict[str, Any
     _say(log, f"[{name}] Hessian-direction slice {h.shape[0]}x{h.shape[1]} (λmax, λmin = "
               f"{', '.join(f'{v:.4g}' for v in lams)}): {h.n_done}/{h.n_points} points "
               f"({time.perf_counter() - t0:.0f} s)")
+
+
+def _block_spectra(cfg: DemoConfig, name: str, model: Any, train_data: Any, main: Path,
+                   recipe: dict[str, Any], log: Any, progress: bool) -> None:
+    """Per-block spectra at the minimum (the heterogeneity row of the report)."""
+    if not cfg.block_spectra or _has(main, "block_spectra"):
+        return
+    from .hessian.blocks import compute_block_spectra
+
+    t0 = time.perf_counter()
+    bs = compute_block_spectra(model, train_data, blocks=cfg.block_spectra, top_k=1,
+                               trace_samples=cfg.trace_samples, density_steps=cfg.density_steps,
+                               density_runs=cfg.density_runs, loss=cfg.loss, recipe=recipe)
+    bs.save(main)
+    _say(log, f"[{name}] per-block spectra ({len(bs.block_names)} blocks): heterogeneity "
+              f"{bs.heterogeneity:.4g} ({time.perf_counter() - t0:.0f} s)")
 
 
 def _mechanisms(cfg: DemoConfig, name: str, model: Any, run_dir: Path, main: Path,

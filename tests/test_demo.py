@@ -130,7 +130,8 @@ def test_quick_vit_pair_end_to_end(tmp_path):
     table = report["metrics"]
     assert set(table) == {"residual", "plain"}
     for name, row in table.items():
-        for key in ("lambda_max", "trace", "eps_sharpness", "train_acc", "test_acc"):
+        for key in ("lambda_max", "trace", "eps_sharpness", "train_acc", "test_acc",
+                    "block_heterogeneity"):  # per transformer block (Zhang et al. 2024)
             assert isinstance(row[key], int | float), (name, key, row[key])
     for fig in ("surface_contour.png", "trajectory.png", "ratio_map.png", "density.png"):
         assert (out / "report" / fig).stat().st_size > 1000, fig
