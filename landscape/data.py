@@ -444,17 +444,13 @@ _DIGITS_TEST_SIZE = 360
 
 
 def _load_digits(spec: DataSpec, split: str) -> TensorData:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    # sklearn.datasets.load_digits and train_test_split(..., test_size=360, random_state=0,
+    # stratify=labels), without importing scikit-learn (see landscape._digits)
+    from landscape._digits import digits_arrays, digits_split
 
     _check_kwargs(spec, {})
-    images, labels = load_digits(return_X_y=True)
-    train_idx, test_idx = train_test_split(
-        np.arange(len(labels)),
-        test_size=_DIGITS_TEST_SIZE,
-        random_state=0,
-        stratify=labels,
-    )
+    images, labels = digits_arrays()
+    train_idx, test_idx = digits_split(_DIGITS_TEST_SIZE, 0)
     idx = train_idx if split == "train" else test_idx
     x = torch.from_numpy((images[idx] / 16.0).astype(np.float32)).reshape(-1, 1, 8, 8)
     y = torch.from_numpy(labels[idx].astype(np.int64))
