@@ -118,7 +118,7 @@ def _params(obj: Any) -> set[str]:
 
 def _resolve(target: str) -> set[str]:
     owner, _, param = target.rpartition(".")
-    namespace = {**vars(ls), "DemoConfig": DemoConfig, "StudyConfig": StudyConfig,
+    namespace = {**{n: getattr(ls, n) for n in ls.__all__}, "DemoConfig": DemoConfig, "StudyConfig": StudyConfig,
                  "sharpening_of_run": sharpening_of_run, "plot_file": plot_file,
                  "run_study": run_study}
     obj: Any = None
