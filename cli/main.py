@@ -16,6 +16,7 @@ tracebacks.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import re
 import sys
@@ -28,20 +29,6 @@ from landscape import __version__
 from landscape.errors import LandscapeError, interruption_of
 from landscape.threads import configure_threads
 
-from . import (
-    compare,
-    connect,
-    demo,
-    hessian,
-    info,
-    merge,
-    plot,
-    probe,
-    sharpening,
-    surface,
-    train,
-    trajectory,
-)
 from ._common import (
     batch_size_arg,  # 'auto' or a positive int: the same type
     flag_message,
@@ -55,8 +42,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser (one subparser per subcommand)."""
+#: The subcommands, in the order of ``--help``; each is the module ``landscape.cli.<name>``,
+#: imported only when its parser is built (a command imports what it uses, not the others).
+COMMANDS = ("demo", "train", "surface", "trajectory", "hessian", "info", "plot", "compare",
+            "connect", "probe", "sharpening", "merge")
+
+#: Commands whose handler reads ``args.root_parser`` (the full parser): they always get it.
+_NEED_ROOT = frozenset({"info"})
+
+
+def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser: one subparser per subcommand, all of :data:`COMMANDS` by default.
+
+    ``commands`` registers only those (in that order): ``main`` parses a command line naming
+    one command with that command's parser alone, which parses it exactly as the full one
+    does but imports only that command's module.
+    """
     p = _Parser(
         prog="landscape",
         description="Loss landscapes of PyTorch models: surfaces, trajectories, curvature.",
@@ -65,9 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"landscape {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for mod in (demo, train, surface, trajectory, hessian, info, plot, compare, connect, probe,
-                sharpening, merge):
-        mod.add_parser(sub)
+    for name in COMMANDS if commands is None else commands:
+        importlib.import_module(f"{__package__}.{name}").add_parser(sub)
     for command in sub.choices.values():
         add_threads_arg(command)
     return p
@@ -119,13 +119,14 @@ def _one_line(text: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     argv = _join_negative_grids(list(sys.argv[1:] if argv is None else argv))
-    parser = build_parser()
+    one = argv[0] if argv and argv[0] in COMMANDS and argv[0] not in _NEED_ROOT else None
+    parser = build_parser() if one is None else build_parser([one])
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return int(exc.code or 0)
     args.argv = ["landscape", *argv]
-    args.root_parser = parser  # for handlers that translate library text into options
+    args.root_parser = parser  # for handlers that translate library text (_NEED_ROOT: full)
     debug = os.environ.get("LANDSCAPE_DEBUG", "") not in ("", "0")
     previous = _catch_sigterm()
     try:
@@ -136,7 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LandscapeError as exc:
         if debug:
             raise
-        message = flag_message(str(exc), parser, args.command)  # parameters as options
+        full = parser if one is None else build_parser()  # other commands' options too
+        message = flag_message(str(exc), full, args.command)  # parameters as options
         print(f"landscape {args.command}: error: {_one_line(message)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` & co: stop quietly, like Unix tools

@@ -23,7 +23,6 @@ from landscape.directions import (
 )
 from landscape.errors import LandscapeError
 from landscape.evaluation import BN_MODES
-from landscape.hessian import compute_hessian_surface
 from landscape.parameters import select_parameters
 from landscape.recipes import checkpoint_provenance, checkpoint_recipe
 from landscape.surface import compute_surface, load_directions, parse_axis
@@ -363,6 +362,8 @@ def _run_hessian(args: argparse.Namespace, ckpt, datasets, loss, out: str, recip
                              "Hessian is that of the training loss): add it to --splits")
     train = datasets["train"]
     hdata = train.subset(args.hessian_samples) if args.hessian_samples else train
+    from landscape.hessian import compute_hessian_surface  # scipy: only for these surfaces
+
     t0 = time.perf_counter()
     with distributed(args.device) as (rank, _world, device):
         s = compute_hessian_surface(

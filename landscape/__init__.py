@@ -15,52 +15,82 @@ Examples
 
 from __future__ import annotations
 
-from ._functional import named_tensors
+import importlib
+from typing import Any
+
 from ._version import __version__
-from .checkpoints import Checkpoint, file_sha256, load_checkpoint, save_checkpoint
-from .connect import Connectivity, compute_connectivity, connect_checkpoints
-from .data import DataSpec, TensorData, load_data, load_splits
-from .directions import (
-    Directions,
-    interpolation_direction,
-    normalize_direction,
-    orthogonalize,
-    plane_directions,
-    random_direction,
-    random_directions,
-)
 from .errors import LandscapeError
-from .evaluation import Evaluator, Metrics, evaluate
-from .hessian import (
-    BlockSpectra,
-    CurvatureResult,
-    HessianOperator,
-    compute_block_spectra,
-    compute_curvature,
-    compute_hessian_surface,
-    compute_ratio_map,
-    hessian_directions,
-)
-from .info import describe, summarize
-from .inputs import CheckpointInputs, RunOptions
-from .mechanisms import run_analyses
-from .models import ModelSpec, build
-from .parameters import ParameterSelection, select_parameters
-from .replicates import ArmComparison, compare_arms
-from .report import Report, compare
-from .results import RESULT_KINDS, ResultFile, open
-from .shards import merge_shards
-from .surface import (
-    Axis,
-    Surface,
-    compute_surface,
-    load_directions,
-    parse_axis,
-    save_directions,
-)
-from .surface_set import SurfaceSet, compute_surface_set
-from .training import TrainConfig, TrainRun, list_checkpoints, train, train_seeds
-from .trajectory import Trajectory, TrajectoryPCA, compute_trajectory, load_trajectory
+
+#: Where each public name lives, imported on first use (PEP 562): ``import landscape`` stays
+#: cheap (no torch, scipy, h5py, ...) and a command pays only for the modules it uses.
+_LAZY: dict[str, tuple[str, ...]] = {
+    "_functional": ("named_tensors",),
+    "checkpoints": ("Checkpoint", "file_sha256", "load_checkpoint", "save_checkpoint"),
+    "connect": ("Connectivity", "compute_connectivity", "connect_checkpoints"),
+    "data": ("DataSpec", "TensorData", "load_data", "load_splits"),
+    "directions": (
+        "Directions",
+        "interpolation_direction",
+        "normalize_direction",
+        "orthogonalize",
+        "plane_directions",
+        "random_direction",
+        "random_directions",
+    ),
+    "evaluation": ("Evaluator", "Metrics", "evaluate"),
+    "hessian": (
+        "BlockSpectra",
+        "CurvatureResult",
+        "HessianOperator",
+        "compute_block_spectra",
+        "compute_curvature",
+        "compute_hessian_surface",
+        "compute_ratio_map",
+        "hessian_directions",
+    ),
+    "info": ("describe", "summarize"),
+    "inputs": ("CheckpointInputs", "RunOptions"),
+    "mechanisms": ("run_analyses",),
+    "models": ("ModelSpec", "build"),
+    "parameters": ("ParameterSelection", "select_parameters"),
+    "replicates": ("ArmComparison", "compare_arms"),
+    "report": ("Report", "compare"),
+    "results": ("RESULT_KINDS", "ResultFile", "open"),
+    "shards": ("merge_shards",),
+    "surface": (
+        "Axis",
+        "Surface",
+        "compute_surface",
+        "load_directions",
+        "parse_axis",
+        "save_directions",
+    ),
+    "surface_set": ("SurfaceSet", "compute_surface_set"),
+    "training": ("TrainConfig", "TrainRun", "list_checkpoints", "train", "train_seeds"),
+    "trajectory": ("Trajectory", "TrajectoryPCA", "compute_trajectory", "load_trajectory"),
+}
+_HOME = {name: module for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    """A public name's object (imported from its module on first use), or a submodule."""
+    module = _HOME.get(name)
+    if module is not None:
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+        globals()[name] = value  # later look-ups are plain attribute reads
+        return value
+    if not name.startswith("__"):
+        try:  # ``landscape.storage`` & co without importing them first, as before
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as err:
+            if err.name != f"{__name__}.{name}":
+                raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOME})
+
 
 __all__ = [
     "__version__",

@@ -119,7 +119,8 @@ def _params(obj: Any) -> set[str]:
 
 def _resolve(target: str) -> set[str]:
     owner, _, param = target.rpartition(".")
-    namespace = {**vars(ls), "DemoConfig": DemoConfig, "StudyConfig": StudyConfig,
+    public = {n: getattr(ls, n) for n in ls.__all__}  # imported on first use: not in vars(ls)
+    namespace = {**public, "DemoConfig": DemoConfig, "StudyConfig": StudyConfig,
                  "sharpening_of_run": sharpening_of_run, "plot_file": plot_file,
                  "run_study": run_study}
     obj: Any = None
