@@ -33,7 +33,7 @@ SOURCES = ("landscape", "cli")
 #: Modules whose job is the schema: storage (the file layer), _schema (validation helpers), and
 #: the result classes' modules (each owns its group).
 SCHEMA_OWNERS_PATTERN = re.compile(r"(storage|_schema|_atomic|results?|ratio_map|surface(_set)?|"
-                                   r"trajectory|directions|connect\w*|_grid)\.py$")
+                                   r"trajectory|directions|connect\w*|_grid|blocks|shards)\.py$")
 _SCHEMA_READ = re.compile(r"\.(datasets|groups)\[|\.attrs(\[|\.get\()|read_group\(|"
                           r"outline\(|h5py\.File\(")
 
