@@ -77,6 +77,7 @@ class GateResult(Result):
     """
 
     GROUP: ClassVar[str] = "gates"
+    FIGURE: ClassVar[str] = "plot_gates"
 
     layers: list
     mean_gate: np.ndarray
@@ -94,12 +95,6 @@ class GateResult(Result):
             "gate_first": float(self.mean_gate[0]),
             "gate_last": float(self.mean_gate[-1]),
         }
-
-    def plot(self, ax: Any = None, label: str | None = None) -> Any:
-        """See :func:`landscape.mechanisms.plot.plot_gates`."""
-        from .plot import plot_gates
-
-        return plot_gates({label or "network": self}, ax=ax)
 
 
 def _unit_means(t: Tensor) -> Tensor:

@@ -98,6 +98,7 @@ class GradFlowResult(Result):
     """
 
     GROUP: ClassVar[str] = "gradflow"
+    FIGURE: ClassVar[str] = "plot_gradflow"
 
     layers: list
     weight_grad: np.ndarray
@@ -118,12 +119,6 @@ class GradFlowResult(Result):
             "gradflow_jac_branch_mean": float(np.mean(self.jac_branch)),
             "gradflow_jac_product": float(self.jac_product[-1]),
         }
-
-    def plot(self, ax: Any = None, label: str | None = None) -> Any:
-        """See :func:`landscape.mechanisms.plot.plot_gradflow`."""
-        from .plot import plot_gradflow
-
-        return plot_gradflow({label or "network": self}, ax=ax)
 
 
 def gradient_flow(

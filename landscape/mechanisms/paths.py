@@ -98,6 +98,7 @@ class PathLengthResult(Result):
     """
 
     GROUP: ClassVar[str] = "path_lengths"
+    FIGURE: ClassVar[str] = "plot_path_lengths"
 
     k: np.ndarray
     n_paths: np.ndarray
@@ -145,12 +146,6 @@ class PathLengthResult(Result):
             "path_length_all_mean": float(np.sum(self.n_paths * self.k) / self.n_paths.sum()),
             "path_n_blocks": self.n_blocks,
         }
-
-    def plot(self, ax: Any = None, label: str | None = None) -> Any:
-        """See :func:`landscape.mechanisms.plot.plot_path_lengths`."""
-        from .plot import plot_path_lengths
-
-        return plot_path_lengths({label or "network": self}, ax=ax)
 
 
 def path_lengths(
