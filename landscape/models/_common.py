@@ -8,7 +8,8 @@ from torch import Tensor, nn
 
 from ..errors import LandscapeError
 
-__all__ = ["check_bool", "conv3x3", "check_images", "scale_channels"]
+__all__ = ["check_bool", "conv3x3", "check_images", "scale_channels", "init_he", "make_stage",
+           "post_activation_forward"]
 
 
 def check_bool(name: str, value: Any) -> bool:
@@ -55,3 +56,34 @@ def check_images(model: str, x: Tensor, in_channels: int) -> None:
     if x.ndim == 4:
         msg += f" Build it with in_channels={x.shape[1]} for such data."
     raise LandscapeError(msg)
+
+
+def init_he(model: nn.Module) -> None:
+    """He et al.'s initialisation, in place: every convolution
+    ``kaiming_normal_(mode="fan_out", nonlinearity="relu")``, every BatchNorm weight 1 and bias
+    0 (modules in :meth:`~torch.nn.Module.modules` order; the rest keep PyTorch's default)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def make_stage(block: Any, in_planes: int, planes: int, stride: int, num_blocks: int,
+               shortcut: bool) -> nn.Sequential:
+    """``num_blocks`` residual units ``block(in, planes, stride, shortcut)``: the first takes
+    ``in_planes`` channels with ``stride``, the others ``block.expansion * planes`` with
+    stride 1."""
+    out_planes = block.expansion * planes
+    blocks = [block(in_planes, planes, stride, shortcut)]
+    blocks += [block(out_planes, planes, 1, shortcut) for _ in range(num_blocks - 1)]
+    return nn.Sequential(*blocks)
+
+
+def post_activation_forward(net: nn.Module, x: Tensor) -> Tensor:
+    """``fc(avgpool(layer3(layer2(layer1(relu(bn1(conv1(x))))))))``: the forward pass of the
+    post-activation CIFAR networks (ResNet, ResNeXt)."""
+    out = net.relu(net.bn1(net.conv1(x)))
+    out = net.layer3(net.layer2(net.layer1(out)))
+    return net.fc(net.avgpool(out).flatten(1))

@@ -26,7 +26,15 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..errors import check_float, check_int
-from ._common import check_bool, check_cifar_depth, check_images, conv3x3, scale_channels
+from ._common import (
+    check_bool,
+    check_cifar_depth,
+    check_images,
+    conv3x3,
+    init_he,
+    make_stage,
+    scale_channels,
+)
 
 __all__ = [
     "PreActBlock",
@@ -205,27 +213,17 @@ class PreResNet(nn.Module):
 
         c1, c2, c3 = self.channels
         self.conv1 = conv3x3(self.in_channels, c1)
-        self.layer1 = self._make_stage(block, c1, c1, stride=1)
-        self.layer2 = self._make_stage(block, e * c1, c2, stride=2)
-        self.layer3 = self._make_stage(block, e * c2, c3, stride=2)
+        self.layer1 = make_stage(block, c1, c1, 1, self.num_blocks,
+                                 self.shortcut)
+        self.layer2 = make_stage(block, e * c1, c2, 2, self.num_blocks,
+                                 self.shortcut)
+        self.layer3 = make_stage(block, e * c2, c3, 2, self.num_blocks,
+                                 self.shortcut)
         self.bn = nn.BatchNorm2d(e * c3)
         self.relu = nn.ReLU(inplace=False)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(e * c3, self.num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-    def _make_stage(
-        self, block: type[PreActBlock], in_planes: int, planes: int, stride: int
-    ) -> nn.Sequential:
-        blocks = [block(in_planes, planes, stride, self.shortcut)]
-        out_planes = block.expansion * planes
-        blocks += [block(out_planes, planes, 1, self.shortcut) for _ in range(self.num_blocks - 1)]
-        return nn.Sequential(*blocks)
+        init_he(self)
 
     def forward(self, x: Tensor) -> Tensor:
         check_images("PreResNet", x, self.in_channels)

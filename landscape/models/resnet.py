@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..errors import check_float, check_int
 from ._common import check_bool as _check_bool
-from ._common import check_cifar_depth, check_images
+from ._common import check_cifar_depth, check_images, init_he, make_stage, post_activation_forward
 from ._common import conv3x3 as _conv3x3
 
 __all__ = [
@@ -233,34 +233,19 @@ class ResNet(nn.Module):
         self.conv1 = _conv3x3(self.in_channels, c1)
         self.bn1 = nn.BatchNorm2d(c1)
         self.relu = nn.ReLU(inplace=False)
-        self.layer1 = self._make_stage(block, c1, c1, stride=1)
-        self.layer2 = self._make_stage(block, e * c1, c2, stride=2)
-        self.layer3 = self._make_stage(block, e * c2, c3, stride=2)
+        self.layer1 = make_stage(block, c1, c1, 1, self.num_blocks,
+                                 self.shortcut)
+        self.layer2 = make_stage(block, e * c1, c2, 2, self.num_blocks,
+                                 self.shortcut)
+        self.layer3 = make_stage(block, e * c2, c3, 2, self.num_blocks,
+                                 self.shortcut)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(e * c3, self.num_classes)
-        self._init_weights()
-
-    def _make_stage(
-        self, block: type[BasicBlock | Bottleneck], in_planes: int, planes: int, stride: int
-    ) -> nn.Sequential:
-        out_planes = block.expansion * planes
-        blocks = [block(in_planes, planes, stride, self.shortcut)]
-        blocks += [block(out_planes, planes, 1, self.shortcut) for _ in range(self.num_blocks - 1)]
-        return nn.Sequential(*blocks)
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_he(self)
 
     def forward(self, x: Tensor) -> Tensor:
         check_images("ResNet", x, self.in_channels)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.layer3(self.layer2(self.layer1(out)))
-        return self.fc(self.avgpool(out).flatten(1))
+        return post_activation_forward(self, x)
 
     def extra_repr(self) -> str:
         kind = ", bottleneck=True" if self.bottleneck else ""

@@ -29,7 +29,14 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..errors import check_float, check_int
-from ._common import check_bool, check_cifar_depth, check_images, scale_channels
+from ._common import (
+    check_bool,
+    check_cifar_depth,
+    check_images,
+    init_he,
+    post_activation_forward,
+    scale_channels,
+)
 from ._common import conv3x3 as _conv3x3
 from .resnet import Bottleneck
 
@@ -149,18 +156,11 @@ class ResNeXt(nn.Module):
         self.layer1, self.layer2, self.layer3 = stages
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(c, self.num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_he(self)
 
     def forward(self, x: Tensor) -> Tensor:
         check_images("ResNeXt", x, self.in_channels)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.layer3(self.layer2(self.layer1(out)))
-        return self.fc(self.avgpool(out).flatten(1))
+        return post_activation_forward(self, x)
 
     def extra_repr(self) -> str:
         return (f"depth={self.depth}, cardinality={self.cardinality}, "
