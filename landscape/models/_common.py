@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from ..errors import LandscapeError
 
 __all__ = ["check_bool", "conv3x3", "check_images", "scale_channels", "init_he", "make_stage",
+           "projection",
            "post_activation_forward"]
 
 
@@ -87,3 +88,15 @@ def post_activation_forward(net: nn.Module, x: Tensor) -> Tensor:
     out = net.relu(net.bn1(net.conv1(x)))
     out = net.layer3(net.layer2(net.layer1(out)))
     return net.fc(net.avgpool(out).flatten(1))
+
+
+def projection(in_planes: int, out_planes: int, stride: int) -> nn.Sequential | None:
+    """The projection shortcut of a post-activation unit (1x1 convolution with ``stride`` and
+    BatchNorm), or ``None`` where the unit keeps its resolution and channels (an identity
+    shortcut)."""
+    if stride == 1 and in_planes == out_planes:
+        return None
+    return nn.Sequential(
+        nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False),
+        nn.BatchNorm2d(out_planes),
+    )

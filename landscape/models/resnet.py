@@ -21,7 +21,14 @@ from torch import Tensor, nn
 
 from ..errors import check_float, check_int
 from ._common import check_bool as _check_bool
-from ._common import check_cifar_depth, check_images, init_he, make_stage, post_activation_forward
+from ._common import (
+    check_cifar_depth,
+    check_images,
+    init_he,
+    make_stage,
+    post_activation_forward,
+    projection,
+)
 from ._common import conv3x3 as _conv3x3
 
 __all__ = [
@@ -73,12 +80,7 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=False)
         self.conv2 = _conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample: nn.Sequential | None = None
-        if stride != 1 or in_planes != planes:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(in_planes, planes, kernel_size=1, stride=stride, bias=False),
-                nn.BatchNorm2d(planes),
-            )
+        self.downsample = projection(in_planes, planes, stride)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -124,12 +126,7 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(planes, out_planes, kernel_size=1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_planes)
         self.relu = nn.ReLU(inplace=False)
-        self.downsample: nn.Sequential | None = None
-        if stride != 1 or in_planes != out_planes:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False),
-                nn.BatchNorm2d(out_planes),
-            )
+        self.downsample = projection(in_planes, out_planes, stride)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))

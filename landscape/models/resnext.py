@@ -35,6 +35,7 @@ from ._common import (
     check_images,
     init_he,
     post_activation_forward,
+    projection,
     scale_channels,
 )
 from ._common import conv3x3 as _conv3x3
@@ -79,12 +80,7 @@ class ResNeXtBlock(Bottleneck):
         self.conv3 = nn.Conv2d(inner, out_planes, kernel_size=1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_planes)
         self.relu = nn.ReLU(inplace=False)
-        self.downsample: nn.Sequential | None = None
-        if stride != 1 or in_planes != out_planes:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False),
-                nn.BatchNorm2d(out_planes),
-            )
+        self.downsample = projection(in_planes, out_planes, stride)
 
     def extra_repr(self) -> str:
         return f"cardinality={self.cardinality}, shortcut={self.shortcut}"
