@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from ..errors import LandscapeError
 
 __all__ = ["check_bool", "conv3x3", "check_images", "scale_channels", "init_he", "make_stage",
-           "projection",
+           "projection", "shortcut_out", "depth_repr",
            "post_activation_forward"]
 
 
@@ -100,3 +100,17 @@ def projection(in_planes: int, out_planes: int, stride: int) -> nn.Sequential | 
         nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False),
         nn.BatchNorm2d(out_planes),
     )
+
+
+def shortcut_out(block: nn.Module, out: Tensor, x: Tensor) -> Tensor:
+    """``relu(out + s(x))`` of a post-activation unit, ``s`` the identity or its
+    ``downsample``; ``relu(out)`` for the plain twin (``block.shortcut`` false)."""
+    if block.shortcut:
+        out = out + (x if block.downsample is None else block.downsample(x))
+    return block.relu(out)
+
+
+def depth_repr(net: nn.Module) -> str:
+    """``extra_repr`` of the CIFAR ResNets: depth, shortcut, width and bottleneck units."""
+    kind = ", bottleneck=True" if net.bottleneck else ""
+    return f"depth={net.depth}, shortcut={net.shortcut}, width={net.width:g}{kind}"

@@ -31,6 +31,7 @@ from ._common import (
     check_cifar_depth,
     check_images,
     conv3x3,
+    depth_repr,
     init_he,
     make_stage,
     scale_channels,
@@ -232,8 +233,7 @@ class PreResNet(nn.Module):
         return self.fc(self.avgpool(out).flatten(1))
 
     def extra_repr(self) -> str:
-        kind = ", bottleneck=True" if self.bottleneck else ""
-        return f"depth={self.depth}, shortcut={self.shortcut}, width={self.width:g}{kind}"
+        return depth_repr(self)
 
 
 def preresnet20(

@@ -24,10 +24,12 @@ from ._common import check_bool as _check_bool
 from ._common import (
     check_cifar_depth,
     check_images,
+    depth_repr,
     init_he,
     make_stage,
     post_activation_forward,
     projection,
+    shortcut_out,
 )
 from ._common import conv3x3 as _conv3x3
 
@@ -85,9 +87,7 @@ class BasicBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        if self.shortcut:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
+        return shortcut_out(self, out, x)
 
     def extra_repr(self) -> str:
         return f"shortcut={self.shortcut}"
@@ -132,9 +132,7 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        if self.shortcut:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
+        return shortcut_out(self, out, x)
 
     def extra_repr(self) -> str:
         return f"shortcut={self.shortcut}"
@@ -245,8 +243,7 @@ class ResNet(nn.Module):
         return post_activation_forward(self, x)
 
     def extra_repr(self) -> str:
-        kind = ", bottleneck=True" if self.bottleneck else ""
-        return f"depth={self.depth}, shortcut={self.shortcut}, width={self.width:g}{kind}"
+        return depth_repr(self)
 
 
 def resnet20(
