@@ -8,9 +8,9 @@ from torch import Tensor, nn
 
 from ..errors import LandscapeError
 
-__all__ = ["check_bool", "conv3x3", "check_images", "scale_channels", "init_he", "make_stage",
-           "projection", "shortcut_out", "depth_repr",
-           "post_activation_forward"]
+__all__ = ["check_bool", "check_features", "check_images", "conv3x3", "depth_repr", "init_he",
+           "make_stage", "post_activation_forward", "projection", "scale_channels",
+           "shortcut_out"]
 
 
 def check_bool(name: str, value: Any) -> bool:
@@ -44,6 +44,16 @@ def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
 def scale_channels(channels: int, width: float) -> int:
     """``round(channels * width)``, at least 1 (the width multiplier of wide networks)."""
     return max(1, round(channels * width))
+
+
+def check_features(model: str, x: Tensor, in_features: int) -> None:
+    """Raise a one-line error unless ``x`` is a batch of samples with ``in_features``
+    features each (any shape after the batch dimension)."""
+    if x.ndim < 2 or x.shape[1:].numel() != in_features:
+        raise LandscapeError(
+            f"{model} expects inputs with {in_features} features per sample "
+            f"(in_features={in_features}). Got shape {tuple(x.shape)} instead."
+        )
 
 
 def check_images(model: str, x: Tensor, in_channels: int) -> None:
