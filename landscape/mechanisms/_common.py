@@ -189,9 +189,5 @@ class Result:
     def load(cls, path: str | os.PathLike, name: str | None = None) -> Result:
         """Read the group ``name`` (default :attr:`GROUP`) of a landscape file."""
         name = name or cls.GROUP
-        storage.check_no_links(path, name)
-        g = storage.read_group(path, name)
-        if g is None:
-            raise LandscapeError(
-                f"'{path}' has no /{name} group; write it with run_analyses() first")
-        return cls.from_group(g)
+        return cls.from_group(storage.require_group(
+            path, name, f"has no /{name} group; write it with run_analyses() first"))
