@@ -140,18 +140,16 @@ class Result:
     datasets and everything else as JSON attributes; :attr:`GROUP` names the group."""
 
     GROUP: ClassVar[str] = ""
-    #: Name of the function of :mod:`landscape.mechanisms.plot` that draws this result.
-    FIGURE: ClassVar[str] = ""
     #: Legend label of :meth:`plot` when none is given.
     LABEL: ClassVar[str] = "network"
 
     def plot(self, ax: Any = None, label: str | None = None) -> Any:
-        """Draw this result alone with its figure function (named by :attr:`FIGURE`, in
-        :mod:`landscape.mechanisms.plot`) on ``ax`` (a new figure when ``None``); returns the
-        axis."""
-        from . import plot as figures
+        """Draw this result alone with the figure function of its group
+        (:data:`landscape.mechanisms.plot.FIGURES`) on ``ax`` (a new figure when ``None``);
+        returns the axis."""
+        from .plot import FIGURES
 
-        return getattr(figures, self.FIGURE)({label or self.LABEL: self}, ax=ax)
+        return FIGURES[self.GROUP]({label or self.LABEL: self}, ax=ax)
 
     def to_group(self) -> storage.Group:
         g = storage.Group(attrs={"kind": type(self).__name__})

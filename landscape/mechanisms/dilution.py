@@ -135,7 +135,6 @@ class DilutionResult(Result):
     """
 
     GROUP: ClassVar[str] = "dilution"
-    FIGURE: ClassVar[str] = "plot_dilution"
 
     blocks: list
     k: np.ndarray

@@ -77,7 +77,6 @@ class GateResult(Result):
     """
 
     GROUP: ClassVar[str] = "gates"
-    FIGURE: ClassVar[str] = "plot_gates"
 
     layers: list
     mean_gate: np.ndarray

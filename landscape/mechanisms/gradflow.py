@@ -98,7 +98,6 @@ class GradFlowResult(Result):
     """
 
     GROUP: ClassVar[str] = "gradflow"
-    FIGURE: ClassVar[str] = "plot_gradflow"
 
     layers: list
     weight_grad: np.ndarray

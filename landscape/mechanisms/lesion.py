@@ -53,7 +53,6 @@ class LesionResult(Result):
     """
 
     GROUP: ClassVar[str] = "lesion"
-    FIGURE: ClassVar[str] = "plot_lesion"
 
     blocks: list
     residual: list

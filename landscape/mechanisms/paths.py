@@ -98,7 +98,6 @@ class PathLengthResult(Result):
     """
 
     GROUP: ClassVar[str] = "path_lengths"
-    FIGURE: ClassVar[str] = "plot_path_lengths"
 
     k: np.ndarray
     n_paths: np.ndarray

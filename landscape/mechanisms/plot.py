@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_lesion", "plot_gradflow", "plot_dilution", "plot_path_lengths",
+__all__ = ["FIGURES", "plot_lesion", "plot_gradflow", "plot_dilution", "plot_path_lengths",
            "plot_shatter", "plot_sharpening", "plot_gates"]
 
 
@@ -111,3 +111,15 @@ def plot_gates(results: Mapping[str, Any], ax: Any = None) -> Any:
     for label, r in results.items():
         ax.plot(np.arange(len(r.mean_gate)), r.mean_gate, marker="o", ms=3, label=label)
     return _finish(ax, "highway layer", "mean transform gate T", ylim=(0, 1))
+
+
+#: The figure function of each result, by the result's HDF5 group (``Result.GROUP``).
+FIGURES = {
+    "lesion": plot_lesion,
+    "path_lengths": plot_path_lengths,
+    "gradflow": plot_gradflow,
+    "dilution": plot_dilution,
+    "shattering": plot_shatter,
+    "sharpening": plot_sharpening,
+    "gates": plot_gates,
+}

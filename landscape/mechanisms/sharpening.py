@@ -100,7 +100,6 @@ class SharpeningResult(Result):
     """
 
     GROUP: ClassVar[str] = "sharpening"
-    FIGURE: ClassVar[str] = "plot_sharpening"
     LABEL: ClassVar[str] = "run"
 
     epochs: np.ndarray

@@ -65,7 +65,6 @@ class ShatterResult(Result):
     """
 
     GROUP: ClassVar[str] = "shattering"
-    FIGURE: ClassVar[str] = "plot_shatter"
 
     depths: list
     corr: np.ndarray
