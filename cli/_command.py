@@ -10,7 +10,7 @@ from landscape.errors import LandscapeError
 
 from ._common import examples as _examples
 
-__all__ = ["add_command", "comma_choices"]
+__all__ = ["add_command", "add_file_output_args", "comma_choices"]
 
 
 def add_command(sub: argparse._SubParsersAction, name: str,
@@ -23,6 +23,16 @@ def add_command(sub: argparse._SubParsersAction, name: str,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.set_defaults(func=run)
     return p
+
+
+def add_file_output_args(p: argparse.ArgumentParser, default: str) -> None:
+    """``--out FILE.h5`` (``default`` when not given) and ``--overwrite`` of a command that adds
+    its groups to a landscape file, keeping the file's other groups."""
+    p.add_argument("--out", metavar="FILE.h5",
+                   help=f"output file (default: {default}); other groups of an existing "
+                        "landscape file are kept")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing landscape file instead of adding to it")
 
 
 def comma_choices(flag: str, text: str | None, choices: Collection[str]) -> list[str] | None:

@@ -12,7 +12,7 @@ from landscape.checkpoints import load_checkpoint
 from landscape.losses import loss_name
 from landscape.mechanisms import ANALYSES, USES_LOSS, applicable_analyses, run_analyses
 
-from ._command import add_command, comma_choices
+from ._command import add_command, add_file_output_args, comma_choices
 from ._common import (
     add_checkpoint_args,
     add_compute_args,
@@ -55,11 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="module-name glob of the residual blocks (default: the built-in "
                         "ResNet/PreResNet/MLP blocks); each must compute x + branch(x)")
     p.add_argument("--seed", type=int_arg("seed", 0), default=0, help="seed of random choices")
-    p.add_argument("--out", metavar="FILE.h5",
-                   help="output file (default: <checkpoint stem>_mechanisms.h5 beside it); "
-                        "other groups of an existing landscape file are kept")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing landscape file instead of adding to it")
+    add_file_output_args(p, "<checkpoint stem>_mechanisms.h5 beside it")
     add_checkpoint_args(p)
     add_data_args(p)
     add_compute_args(

@@ -9,7 +9,7 @@ from landscape import storage
 from landscape.losses import loss_name
 from landscape.mechanisms import sharpening_of_run
 
-from ._command import add_command
+from ._command import add_command, add_file_output_args
 from ._common import (
     add_compute_args,
     check_device,
@@ -45,11 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="use every N-th checkpoint (the last always)")
     p.add_argument("--trace-samples", type=int_arg("trace_samples", 0), default=30,
                    help="Hutch++ products per checkpoint (0: no trace)")
-    p.add_argument("--out", metavar="FILE.h5",
-                   help="output file (default: RUN_DIR/sharpening.h5); other groups of an "
-                        "existing landscape file are kept")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing landscape file instead of adding to it")
+    add_file_output_args(p, "RUN_DIR/sharpening.h5")
     add_compute_args(p, loss_help="loss of the Hessian: cross_entropy | mse | "
                                   "package.module:function (see landscape.losses)",
                      dtype_help="dtype of the Hessian-vector products (default float32)")
