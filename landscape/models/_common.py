@@ -6,11 +6,11 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..errors import LandscapeError
+from ..errors import LandscapeError, check_float, check_int
 
-__all__ = ["check_bool", "check_features", "check_images", "conv3x3", "depth_repr", "init_he",
-           "make_stage", "post_activation_forward", "projection", "scale_channels",
-           "shortcut_out"]
+__all__ = ["CIFAR_CHANNELS", "check_bool", "check_cifar_resnet", "check_features",
+           "check_images", "conv3x3", "depth_repr", "init_he", "make_stage",
+           "post_activation_forward", "projection", "scale_channels", "shortcut_out"]
 
 
 def check_bool(name: str, value: Any) -> bool:
@@ -34,6 +34,24 @@ def check_cifar_depth(depth: Any, bottleneck: bool) -> tuple[int, int]:
             f"({examples}, ...). Got {depth!r} instead."
         )
     return depth, (depth - 2) // per_block
+
+
+#: Channels of the three stages of the CIFAR ResNets at ``width=1`` (He et al., 2016).
+CIFAR_CHANNELS = (16, 32, 64)
+
+
+def check_cifar_resnet(net: nn.Module, depth: Any, shortcut: Any, in_channels: Any,
+                       num_classes: Any, width: Any, bottleneck: Any) -> None:
+    """Check the parameters the CIFAR ResNets share and set them on ``net``: ``bottleneck``,
+    ``depth`` and ``num_blocks`` (see :func:`check_cifar_depth`), ``shortcut``,
+    ``in_channels``, ``num_classes``, ``width`` and the stage ``channels``."""
+    net.bottleneck = check_bool("bottleneck", bottleneck)
+    net.depth, net.num_blocks = check_cifar_depth(depth, net.bottleneck)
+    net.shortcut = check_bool("shortcut", shortcut)
+    net.in_channels = check_int("in_channels", in_channels, low=1)
+    net.num_classes = check_int("num_classes", num_classes, low=1)
+    net.width = check_float("width", width, low=0.0, closed="neither")
+    net.channels = tuple(scale_channels(c, net.width) for c in CIFAR_CHANNELS)
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:

@@ -25,16 +25,13 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..errors import check_float, check_int
 from ._common import (
-    check_bool,
-    check_cifar_depth,
+    check_cifar_resnet,
     check_images,
     conv3x3,
     depth_repr,
     init_he,
     make_stage,
-    scale_channels,
 )
 
 __all__ = [
@@ -46,8 +43,6 @@ __all__ = [
     "preresnet110",
     "preresnet164",
 ]
-
-_BASE_CHANNELS = (16, 32, 64)
 
 
 class PreActBlock(nn.Module):
@@ -202,13 +197,7 @@ class PreResNet(nn.Module):
         bottleneck: bool = False,
     ) -> None:
         super().__init__()
-        self.bottleneck = check_bool("bottleneck", bottleneck)
-        self.depth, self.num_blocks = check_cifar_depth(depth, self.bottleneck)
-        self.shortcut = check_bool("shortcut", shortcut)
-        self.in_channels = check_int("in_channels", in_channels, low=1)
-        self.num_classes = check_int("num_classes", num_classes, low=1)
-        self.width = check_float("width", width, low=0.0, closed="neither")
-        self.channels = tuple(scale_channels(c, self.width) for c in _BASE_CHANNELS)
+        check_cifar_resnet(self, depth, shortcut, in_channels, num_classes, width, bottleneck)
         block = PreActBottleneck if self.bottleneck else PreActBlock
         e = block.expansion
 

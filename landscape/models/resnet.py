@@ -19,10 +19,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..errors import check_float, check_int
-from ._common import check_bool as _check_bool
 from ._common import (
-    check_cifar_depth,
+    check_cifar_resnet,
     check_images,
     depth_repr,
     init_he,
@@ -42,9 +40,6 @@ __all__ = [
     "resnet110",
     "resnet164",
 ]
-
-#: Channels of the three stages before the width multiplier.
-_BASE_CHANNELS = (16, 32, 64)
 
 
 class BasicBlock(nn.Module):
@@ -214,13 +209,7 @@ class ResNet(nn.Module):
         bottleneck: bool = False,
     ) -> None:
         super().__init__()
-        self.bottleneck = _check_bool("bottleneck", bottleneck)
-        self.depth, self.num_blocks = check_cifar_depth(depth, self.bottleneck)
-        self.shortcut = _check_bool("shortcut", shortcut)
-        self.in_channels = check_int("in_channels", in_channels, low=1)
-        self.num_classes = check_int("num_classes", num_classes, low=1)
-        self.width = check_float("width", width, low=0.0, closed="neither")
-        self.channels = tuple(max(1, round(c * self.width)) for c in _BASE_CHANNELS)
+        check_cifar_resnet(self, depth, shortcut, in_channels, num_classes, width, bottleneck)
         block = Bottleneck if self.bottleneck else BasicBlock
         e = block.expansion
 
