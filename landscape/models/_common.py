@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from ..errors import LandscapeError, check_float, check_int
 
 __all__ = ["CIFAR_CHANNELS", "check_bool", "check_cifar_resnet", "check_features",
-           "check_images", "conv3x3", "depth_repr", "init_he", "make_stage",
+           "check_images", "conv3x3", "depth_repr", "init_he", "make_stage", "make_stages",
            "post_activation_forward", "projection", "scale_channels", "shortcut_out"]
 
 
@@ -108,6 +108,19 @@ def make_stage(block: Any, in_planes: int, planes: int, stride: int, num_blocks:
     blocks = [block(in_planes, planes, stride, shortcut)]
     blocks += [block(out_planes, planes, 1, shortcut) for _ in range(num_blocks - 1)]
     return nn.Sequential(*blocks)
+
+
+def make_stages(block: Any, channels: tuple[int, ...], num_blocks: int,
+                shortcut: bool) -> list[nn.Sequential]:
+    """The stages of a CIFAR ResNet (:func:`make_stage`): stage ``i`` has ``channels[i]``
+    planes, the first keeps the resolution of the stem (``channels[0]`` channels), every other
+    halves it."""
+    stages, in_planes = [], channels[0]
+    for i, planes in enumerate(channels):
+        stages.append(make_stage(block, in_planes, planes, 1 if i == 0 else 2, num_blocks,
+                                 shortcut))
+        in_planes = block.expansion * planes
+    return stages
 
 
 def post_activation_forward(net: nn.Module, x: Tensor) -> Tensor:

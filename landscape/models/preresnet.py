@@ -31,7 +31,7 @@ from ._common import (
     conv3x3,
     depth_repr,
     init_he,
-    make_stage,
+    make_stages,
 )
 
 __all__ = [
@@ -201,14 +201,10 @@ class PreResNet(nn.Module):
         block = PreActBottleneck if self.bottleneck else PreActBlock
         e = block.expansion
 
-        c1, c2, c3 = self.channels
+        c1, _, c3 = self.channels
         self.conv1 = conv3x3(self.in_channels, c1)
-        self.layer1 = make_stage(block, c1, c1, 1, self.num_blocks,
-                                 self.shortcut)
-        self.layer2 = make_stage(block, e * c1, c2, 2, self.num_blocks,
-                                 self.shortcut)
-        self.layer3 = make_stage(block, e * c2, c3, 2, self.num_blocks,
-                                 self.shortcut)
+        self.layer1, self.layer2, self.layer3 = make_stages(block, self.channels, self.num_blocks,
+                                                            self.shortcut)
         self.bn = nn.BatchNorm2d(e * c3)
         self.relu = nn.ReLU(inplace=False)
         self.avgpool = nn.AdaptiveAvgPool2d(1)

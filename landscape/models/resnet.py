@@ -24,7 +24,7 @@ from ._common import (
     check_images,
     depth_repr,
     init_he,
-    make_stage,
+    make_stages,
     post_activation_forward,
     projection,
     shortcut_out,
@@ -213,16 +213,12 @@ class ResNet(nn.Module):
         block = Bottleneck if self.bottleneck else BasicBlock
         e = block.expansion
 
-        c1, c2, c3 = self.channels
+        c1, _, c3 = self.channels
         self.conv1 = _conv3x3(self.in_channels, c1)
         self.bn1 = nn.BatchNorm2d(c1)
         self.relu = nn.ReLU(inplace=False)
-        self.layer1 = make_stage(block, c1, c1, 1, self.num_blocks,
-                                 self.shortcut)
-        self.layer2 = make_stage(block, e * c1, c2, 2, self.num_blocks,
-                                 self.shortcut)
-        self.layer3 = make_stage(block, e * c2, c3, 2, self.num_blocks,
-                                 self.shortcut)
+        self.layer1, self.layer2, self.layer3 = make_stages(block, self.channels, self.num_blocks,
+                                                            self.shortcut)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(e * c3, self.num_classes)
         init_he(self)
