@@ -9,20 +9,20 @@ from pathlib import Path
 from landscape.errors import LandscapeError
 from landscape.report import compare
 
+from ._command import add_command
 from ._common import (
     add_compute_args,
     add_progress_arg,
     check_device,
     command_line,
-    examples,
     float_arg,
     int_arg,
 )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "compare",
+    p = add_command(
+        sub, "compare", run,
         help="compare the landscapes of networks (e.g. residual vs plain) in one report",
         description="Read one landscape file per network (surface, trajectory, curvature, "
                     "ratio map), check that they were computed with the same recipe (grid, "
@@ -38,14 +38,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "section with the same surface metrics; losses at θ* are shown ± their "
                     "standard error, and surfaces on --subset data say how far their origin "
                     "is from the full data's.",
-        epilog=examples(
+        examples=[
             "landscape compare res20.h5 plain20.h5 --names residual,plain --out report",
             "landscape compare res20.h5 plain20.h5 --checkpoints res20.pt,plain20.pt",
             "landscape compare a.h5 b.h5 c.h5 --eps 0.05 --basin-threshold 0.5",
             "landscape compare res0.h5,res1.h5,res2.h5 plain0.h5,plain1.h5,plain2.h5 "
             "--names residual,plain",
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        ],
     )
     p.add_argument("files", nargs="+", metavar="FILE.h5",
                    help="one result file per network, or several joined with '+' "
@@ -96,7 +95,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dpi", type=int_arg("dpi", 10, 2400),
                    default=120, help="resolution of the pictures")
     add_progress_arg(p)
-    p.set_defaults(func=run)
 
 
 def _split(text: str | None, option: str, n: int, *, allow_empty: bool) -> list[str] | None:

@@ -16,6 +16,7 @@ from landscape.connect import (
 from landscape.evaluation import BN_MODES
 from landscape.inputs import RunOptions
 
+from ._command import add_command
 from ._common import (
     add_checkpoint_args,
     add_compute_args,
@@ -25,7 +26,6 @@ from ._common import (
     command_line,
     default_out,
     distributed,
-    examples,
     float_arg,
     inputs_of,
     int_arg,
@@ -36,8 +36,8 @@ from ._common import (
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "connect",
+    p = add_command(
+        sub, "connect", run,
         help="barriers on the line and a trained Bezier/polychain curve between two minima",
         description="Evaluate train/test loss and accuracy along the straight line between "
                     "two minima A and B of one network and along a curve through trained "
@@ -53,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "DataLoader) are read into memory once to train the curve (finite and "
                     "small streams only). Re-running the same command resumes an unfinished "
                     "file.",
-        epilog=examples(
+        examples=[
             "landscape connect runs/s1/epoch_0030.pt runs/s2/epoch_0030.pt --out s1s2.h5",
             "landscape train --model mlp --epochs 20 --init runs/a/epoch_0002.pt --seed 1 "
             "--out runs/spawn1   # and --seed 2 --out runs/spawn2",
@@ -61,8 +61,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "--out spawned.h5",
             "landscape connect a.pt b.pt --curve polychain --bends 2 --steps 3000 --out ab.h5",
             "landscape connect a.pt b.pt --curve none --points 51 --out line.h5",
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        ],
     )
     p.add_argument("checkpoint_a", metavar="A.pt", help="first minimum (t = 0)")
     p.add_argument("checkpoint_b", metavar="B.pt", help="second minimum (t = 1)")
@@ -112,7 +111,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--max-points", type=int_arg("max_points", 0), metavar="N",
                    help="stop after N newly evaluated points (re-run to continue)")
     add_progress_arg(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,12 +8,13 @@ from landscape.demo import PAIRS, DemoConfig, run_demo
 from landscape.errors import on_interrupt
 from landscape.study import StudyConfig, run_study
 
-from ._common import add_progress_arg, examples
+from ._command import add_command
+from ._common import add_progress_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "demo",
+    p = add_command(
+        sub, "demo", run,
         help="train a residual net and its plain twin on digits and compare their landscapes",
         description="The main job, a depth study: trains ResNet-20 and ResNet-56 (half width) "
                     "with and without shortcuts on scikit-learn's bundled digits, several "
@@ -25,9 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "the residual story reproduced, not reproduced or not testable here, with "
                     "seed-level intervals. --pair other than resnet56 runs the single-pair "
                     "comparison of that architecture. Re-running resumes.",
-        epilog=examples("landscape demo", "landscape demo --quick --out data/demo-quick",
-                        "landscape demo --pair vit --quick"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=["landscape demo", "landscape demo --quick --out data/demo-quick",
+                  "landscape demo --pair vit --quick"],
     )
     p.add_argument("--quick", action="store_true",
                    help="smaller nets and grids: ResNet-8 and -14, 2 seeds each (about a "
@@ -43,7 +43,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="output directory (default: data/demo, data/demo-quick, or "
                         "data/demo-PAIR[-quick] for another --pair)")
     add_progress_arg(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

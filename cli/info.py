@@ -6,22 +6,21 @@ import argparse
 
 from landscape.info import describe
 
-from ._common import examples, flag_message
+from ._command import add_command
+from ._common import flag_message
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "info",
+    p = add_command(
+        sub, "info", run,
         help="show what an HDF5 result file holds: schema, provenance, completion",
         description="Print the format, provenance and completion of a landscape HDF5 file "
                     "(surface, directions, trajectory, curvature groups), or of a surface "
                     "file written by Li et al.'s code.",
-        epilog=examples("landscape info runs/mlp/epoch_0020_surface.h5"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples=["landscape info runs/mlp/epoch_0020_surface.h5"],
     )
     p.add_argument("file", metavar="FILE.h5")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from landscape.errors import LandscapeError
 from landscape.plot import FILE_KINDS, FORMATS, plot_file
 
-from ._common import examples, int_arg
+from ._command import add_command, comma_choices
+from ._common import int_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "plot",
+    p = add_command(
+        sub, "plot", run,
         help="draw a surface, trajectory or curvature file as PNG/PDF/SVG",
         description="Draw the pictures of a landscape HDF5 file (or a surface file of Li et "
                     "al.): contour lines, filled contours, heatmap and 3D view of a 2D "
@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "pairs, and with --members each pair's as well. Files are written as "
                     "OUT/<file stem>_<kind>.<format>; unfinished and diverged (NaN/inf) "
                     "points are masked.",
-        epilog=examples(
+        examples=[
             "landscape plot res20.h5",
             "landscape plot res20.h5 --kind contour,3d --log-levels --format pdf --out figs",
             "landscape plot ab.h5                      # 1D: loss and accuracy curves",
@@ -31,8 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "landscape plot res20.h5 --vtp --html      # ParaView .vtp and interactive HTML",
             "landscape plot set.h5 --members           # mean surface, and each direction pair",
             "landscape plot res20.h5 --kind persistence   # basins and barriers (needs gudhi)",
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        ],
     )
     p.add_argument("file", metavar="FILE.h5", help="result file to draw")
     p.add_argument("--kind", metavar="KINDS",
@@ -58,24 +57,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="for a surface set (/surfaces): also draw the surface of every "
                         "direction pair k, as <stem>_m<k>_<kind>.<format> (the default "
                         "pictures show the mean over the pairs)")
-    p.set_defaults(func=run)
-
-
-def _kinds(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    kinds = [k.strip() for k in text.split(",") if k.strip()]
-    bad = [k for k in kinds if k not in FILE_KINDS]
-    if not kinds or bad:
-        raise LandscapeError(
-            f"--kind must be a comma list of {','.join(FILE_KINDS)}; got {text!r}"
-        )
-    return kinds
 
 
 def run(args: argparse.Namespace) -> int:
     written = plot_file(
-        args.file, kinds=_kinds(args.kind), array=args.array, out_dir=args.out,
+        args.file, kinds=comma_choices("--kind", args.kind, FILE_KINDS), array=args.array,
+        out_dir=args.out,
         fmt=args.format, log_levels=args.log_levels, vtp=args.vtp, html=args.html,
         dpi=args.dpi, members=args.members,
     )

@@ -9,10 +9,10 @@ import torch
 
 from landscape import storage
 from landscape.checkpoints import load_checkpoint
-from landscape.errors import LandscapeError
 from landscape.losses import loss_name
 from landscape.mechanisms import ANALYSES, USES_LOSS, applicable_analyses, run_analyses
 
+from ._command import add_command, add_file_output_args, comma_choices
 from ._common import (
     add_checkpoint_args,
     add_compute_args,
@@ -22,7 +22,6 @@ from ._common import (
     data_spec,
     default_out,
     dtype_arg,
-    examples,
     int_arg,
     load_ckpt,
     load_datasets,
@@ -31,8 +30,8 @@ from ._common import (
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "probe",
+    p = add_command(
+        sub, "probe", run,
         help="why skips help: lesion, path lengths, gradient flow, dilution, shattering",
         description="Run mechanism analyses of a checkpoint and store one HDF5 group each: "
                     "lesion (test error after deleting blocks), paths (gradient per path "
@@ -42,12 +41,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "coefficient), shatter (input-gradient autocorrelation along a line), "
                     "gates (mean transform-gate openness per layer of a highway network). "
                     "Lesions use the test split, the others the training split.",
-        epilog=examples(
+        examples=[
             "landscape probe runs/res20/epoch_0003.pt --out res20_mech.h5",
             "landscape probe runs/plain20/epoch_0003.pt --what lesion,paths --out plain.h5",
             "landscape probe my.pt --model pkg.mod:net --blocks 'encoder.*' --out my_mech.h5",
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        ],
     )
     p.add_argument("checkpoint", metavar="CKPT")
     p.add_argument("--what", default=None, metavar="LIST",
@@ -57,11 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="module-name glob of the residual blocks (default: the built-in "
                         "ResNet/PreResNet/MLP blocks); each must compute x + branch(x)")
     p.add_argument("--seed", type=int_arg("seed", 0), default=0, help="seed of random choices")
-    p.add_argument("--out", metavar="FILE.h5",
-                   help="output file (default: <checkpoint stem>_mechanisms.h5 beside it); "
-                        "other groups of an existing landscape file are kept")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing landscape file instead of adding to it")
+    add_file_output_args(p, "<checkpoint stem>_mechanisms.h5 beside it")
     add_checkpoint_args(p)
     add_data_args(p)
     add_compute_args(
@@ -73,17 +67,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         dtype_help="dtype of the model and inputs (default float32)",
         unused={"params": "the analyses delete or reroute whole blocks and differentiate "
                           "with respect to inputs and activations, not a selection of weights"})
-    p.set_defaults(func=run)
-
-
-def _what(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    what = [w.strip() for w in text.split(",") if w.strip()]
-    bad = [w for w in what if w not in ANALYSES]
-    if not what or bad:
-        raise LandscapeError(f"--what must be a comma list of {','.join(ANALYSES)}; got {text!r}")
-    return what
 
 
 def _init_checkpoint(path: str) -> Path | None:
@@ -94,7 +77,7 @@ def _init_checkpoint(path: str) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    what = _what(args.what)
+    what = comma_choices("--what", args.what, ANALYSES)
     loss = loss_arg(args.loss) if args.loss is not None else None
     check_device(args.device)
     out = args.out or default_out(args.checkpoint, "mechanisms")

@@ -9,11 +9,11 @@ from landscape import storage
 from landscape.losses import loss_name
 from landscape.mechanisms import sharpening_of_run
 
+from ._command import add_command, add_file_output_args
 from ._common import (
     add_compute_args,
     check_device,
     dtype_arg,
-    examples,
     int_arg,
     loss_arg,
     selection_kwargs,
@@ -21,8 +21,8 @@ from ._common import (
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "sharpening",
+    p = add_command(
+        sub, "sharpening", run,
         help="lambda_max and trace along a training run against the threshold 2/eta",
         description="For every checkpoint of a `landscape train` run: the top Hessian "
                     "eigenvalues and the trace of the training loss on a fixed subset, the "
@@ -32,11 +32,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "top eigenvalues of the preconditioned Hessian P^-1 H (P from the second "
                     "moments in each checkpoint) against (2+2 beta1)/((1-beta1) eta), 38/eta "
                     "for beta1 = 0.9 (Cohen et al. 2022). Stored as /sharpening.",
-        epilog=examples(
+        examples=[
             "landscape sharpening runs/res20 --out res20_sharp.h5",
             "landscape sharpening runs/res20 --k 3 --subset 512 --every 2 --out s.h5",
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        ],
     )
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--k", type=int_arg("k", 1), default=1, help="top eigenpairs per checkpoint")
@@ -46,15 +45,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="use every N-th checkpoint (the last always)")
     p.add_argument("--trace-samples", type=int_arg("trace_samples", 0), default=30,
                    help="Hutch++ products per checkpoint (0: no trace)")
-    p.add_argument("--out", metavar="FILE.h5",
-                   help="output file (default: RUN_DIR/sharpening.h5); other groups of an "
-                        "existing landscape file are kept")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace an existing landscape file instead of adding to it")
+    add_file_output_args(p, "RUN_DIR/sharpening.h5")
     add_compute_args(p, loss_help="loss of the Hessian: cross_entropy | mse | "
                                   "package.module:function (see landscape.losses)",
                      dtype_help="dtype of the Hessian-vector products (default float32)")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,12 +9,12 @@ from landscape.errors import LandscapeError
 from landscape.models import ModelSpec, adapt_to_data, parse_model_kwargs, skip_switch
 from landscape.training import TrainConfig, train, train_seeds
 
+from ._command import add_command
 from ._common import (
     add_compute_args,
     add_data_args,
     add_progress_arg,
     check_device,
-    examples,
     float_arg,
     int_arg,
     load_datasets,
@@ -22,8 +22,8 @@ from ._common import (
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "train",
+    p = add_command(
+        sub, "train", run,
         help="train a model with SGD or AdamW, saving a checkpoint every --save-every epochs",
         description="Train a registry model on a data set with SGD or AdamW; writes epoch_NNNN.pt "
                     "checkpoints (epoch 0 = initialisation) and run.json into --out. A run "
@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "that returns a Dataset or DataLoader of (x, y) pairs is read into "
                     "memory once (it must be finite -- one without a length needs --subset -- "
                     "and fit 512 MiB) and shuffled by --seed like any in-memory data.",
-        epilog=examples(
+        examples=[
             "landscape train --model mlp --epochs 20 --out runs/mlp",
             "landscape train --model resnet20 --plain --lr 0.01 --out runs/plain20",
             "landscape train --model gpt --data modadd --lr 0.2 --epochs 30 --out runs/gpt",
@@ -43,8 +43,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "landscape train --model vit --optimizer adamw --lr 1e-3 --betas 0.9,0.999 "
             "--warmup-steps 100 --weight-decay 0.05 --out runs/vit-adamw",
             "landscape train --model resnet56 --stochastic-depth 0.5 --out runs/res56-sd",
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        ],
     )
     p.add_argument("--model", required=True, metavar="NAME",
                    help="registry name (resnet20, preresnet56, densenet_bc40, vgg9, vit, gpt, "
@@ -110,7 +109,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing run in --out (instead of resuming it)")
     add_progress_arg(p)
-    p.set_defaults(func=run)
 
 
 def _seeds_arg(text: str) -> list[int]:

@@ -14,6 +14,7 @@ from landscape.errors import LandscapeError
 from landscape.inputs import RunOptions
 from landscape.trajectory import TrajectoryPCA, compute_trajectory
 
+from ._command import add_command
 from ._common import (
     add_checkpoint_args,
     add_compute_args,
@@ -23,7 +24,6 @@ from ._common import (
     check_device,
     command_line,
     distributed,
-    examples,
     float_arg,
     inputs_of,
     int_arg,
@@ -34,19 +34,18 @@ from ._common import (
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "trajectory",
+    p = add_command(
+        sub, "trajectory", run,
         help="PCA of a training run's checkpoints, projected path, surface on the PC plane",
         description="Fit PCA to the checkpoints of a run (theta_i - theta_final), record the "
                     "explained variance and the path projected on the first components, and "
                     "with --surface evaluate the loss on the plane of PC1/PC2 around the final "
                     "model so that path and surface share coordinates.",
-        epilog=examples(
+        examples=[
             "landscape trajectory runs/res20 --surface --out res20_traj.h5",
             "landscape trajectory runs/res20 --surface --x=-10:40:26 --y=-20:20:21",
             "landscape trajectory e1.pt e2.pt e3.pt final.pt --components 3",
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        ],
     )
     p.add_argument("run", nargs="+", metavar="RUN_DIR|CKPT",
                    help="a training run directory, or checkpoints in order (the last is final)")
@@ -85,7 +84,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="output file (default: trajectory.h5 in the run directory)")
     p.add_argument("--overwrite", action="store_true")
     add_progress_arg(p)
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -405,13 +405,8 @@ class Connectivity(GridProgress):
     @classmethod
     def load(cls, path: str | os.PathLike) -> Connectivity:
         """Read the ``/connect`` group of a landscape file."""
-        storage.check_no_links(path, GROUP)
-        g = storage.read_group(path, GROUP)
-        if g is None:
-            raise LandscapeError(
-                f"'{path}' holds no connectivity result (no /connect group); compute one with "
-                "compute_connectivity(out=PATH)"
-            )
+        g = storage.require_group(path, GROUP, "holds no connectivity result (no /connect group); "
+                                  "compute one with compute_connectivity(out=PATH)")
         return cls.from_group(g, f"'{path}' has a damaged /connect group")
 
     def plot(self, **kwargs: Any) -> Any:

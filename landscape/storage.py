@@ -190,6 +190,18 @@ def read_group(path: str | os.PathLike, name: str) -> Group | None:
             ) from exc
 
 
+def require_group(path: str | os.PathLike, name: str, missing: str) -> Group:
+    """Read the top-level group ``name`` of a landscape file, refusing links in it (see
+    :func:`check_no_links`): the ``load`` of a result class. Where the group is absent, a
+    :class:`LandscapeError` ``'<path>' <missing>`` (``missing`` says what the file lacks and
+    how to write it)."""
+    check_no_links(path, name)
+    g = read_group(path, name)
+    if g is None:
+        raise LandscapeError(f"'{path}' {missing}")
+    return g
+
+
 def _outline(g: h5py.Group) -> dict[str, Any]:
     out: dict[str, Any] = {"attrs": {k: _decode(v) for k, v in g.attrs.items()},
                            "datasets": {}, "groups": {}}

@@ -233,13 +233,8 @@ class SurfaceSet(GridProgress):
     @classmethod
     def load(cls, path: str | os.PathLike) -> SurfaceSet:
         """Read the ``/surfaces`` group of a landscape file."""
-        storage.check_no_links(path, GROUP)
-        g = storage.read_group(path, GROUP)
-        if g is None:
-            raise LandscapeError(
-                f"'{path}' holds no surface set (no /surfaces group); compute one with "
-                "compute_surface_set()"
-            )
+        g = storage.require_group(path, GROUP, "holds no surface set (no /surfaces group); "
+                                  "compute one with compute_surface_set()")
         return cls.from_group(g, f"'{path}' has a damaged /surfaces group")
 
 

@@ -140,6 +140,16 @@ class Result:
     datasets and everything else as JSON attributes; :attr:`GROUP` names the group."""
 
     GROUP: ClassVar[str] = ""
+    #: Legend label of :meth:`plot` when none is given.
+    LABEL: ClassVar[str] = "network"
+
+    def plot(self, ax: Any = None, label: str | None = None) -> Any:
+        """Draw this result alone with the figure function of its group
+        (:data:`landscape.mechanisms.plot.FIGURES`) on ``ax`` (a new figure when ``None``);
+        returns the axis."""
+        from .plot import FIGURES
+
+        return FIGURES[self.GROUP]({label or self.LABEL: self}, ax=ax)
 
     def to_group(self) -> storage.Group:
         g = storage.Group(attrs={"kind": type(self).__name__})
@@ -177,9 +187,5 @@ class Result:
     def load(cls, path: str | os.PathLike, name: str | None = None) -> Result:
         """Read the group ``name`` (default :attr:`GROUP`) of a landscape file."""
         name = name or cls.GROUP
-        storage.check_no_links(path, name)
-        g = storage.read_group(path, name)
-        if g is None:
-            raise LandscapeError(
-                f"'{path}' has no /{name} group; write it with run_analyses() first")
-        return cls.from_group(g)
+        return cls.from_group(storage.require_group(
+            path, name, f"has no /{name} group; write it with run_analyses() first"))

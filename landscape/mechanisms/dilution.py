@@ -155,12 +155,6 @@ class DilutionResult(Result):
             "gsc_max": float(np.max(self.gsc)),
         }
 
-    def plot(self, ax: Any = None, label: str | None = None) -> Any:
-        """See :func:`landscape.mechanisms.plot.plot_dilution`."""
-        from .plot import plot_dilution
-
-        return plot_dilution({label or "network": self}, ax=ax)
-
 
 def dilution(
     model: nn.Module,

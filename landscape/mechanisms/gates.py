@@ -95,12 +95,6 @@ class GateResult(Result):
             "gate_last": float(self.mean_gate[-1]),
         }
 
-    def plot(self, ax: Any = None, label: str | None = None) -> Any:
-        """See :func:`landscape.mechanisms.plot.plot_gates`."""
-        from .plot import plot_gates
-
-        return plot_gates({label or "network": self}, ax=ax)
-
 
 def _unit_means(t: Tensor) -> Tensor:
     """Sum over samples (and positions) per unit: ``(N, C)`` or ``(N, C, H, W)`` -> ``(C,)``,

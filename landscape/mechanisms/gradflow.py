@@ -119,12 +119,6 @@ class GradFlowResult(Result):
             "gradflow_jac_product": float(self.jac_product[-1]),
         }
 
-    def plot(self, ax: Any = None, label: str | None = None) -> Any:
-        """See :func:`landscape.mechanisms.plot.plot_gradflow`."""
-        from .plot import plot_gradflow
-
-        return plot_gradflow({label or "network": self}, ax=ax)
-
 
 def gradient_flow(
     model: nn.Module,

@@ -96,12 +96,6 @@ class LesionResult(Result):
             "lesion_deletable_fraction": float(np.mean(self.deletable)),
         }
 
-    def plot(self, ax: Any = None, label: str | None = None) -> Any:
-        """Error vs number of deleted blocks; see :func:`landscape.mechanisms.plot.plot_lesion`."""
-        from .plot import plot_lesion
-
-        return plot_lesion({label or "network": self}, ax=ax)
-
 
 def lesion_study(
     model: nn.Module,

@@ -146,12 +146,6 @@ class PathLengthResult(Result):
             "path_n_blocks": self.n_blocks,
         }
 
-    def plot(self, ax: Any = None, label: str | None = None) -> Any:
-        """See :func:`landscape.mechanisms.plot.plot_path_lengths`."""
-        from .plot import plot_path_lengths
-
-        return plot_path_lengths({label or "network": self}, ax=ax)
-
 
 def path_lengths(
     model: nn.Module,

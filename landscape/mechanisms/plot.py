@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_lesion", "plot_gradflow", "plot_dilution", "plot_path_lengths",
+__all__ = ["FIGURES", "plot_lesion", "plot_gradflow", "plot_dilution", "plot_path_lengths",
            "plot_shatter", "plot_sharpening", "plot_gates"]
 
 
@@ -20,6 +20,17 @@ def _axis(ax: Any) -> Any:
         from matplotlib.figure import Figure
 
         ax = Figure(figsize=(5, 3.5)).add_subplot()
+    return ax
+
+
+def _finish(ax: Any, xlabel: str, ylabel: str, ylim: tuple[float, float] | None = None,
+            fontsize: int = 8) -> Any:
+    """Axis labels, limits and legend shared by every figure; returns the axis."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.legend(fontsize=fontsize)
     return ax
 
 
@@ -35,11 +46,7 @@ def plot_lesion(results: Mapping[str, Any], ax: Any = None) -> Any:
         chance = r.chance_error
     if chance is not None and np.isfinite(chance):
         ax.axhline(chance, color="grey", ls="--", lw=1, label="chance")
-    ax.set_xlabel("blocks deleted at random")
-    ax.set_ylabel("test error")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
-    return ax
+    return _finish(ax, "blocks deleted at random", "test error", ylim=(0, 1))
 
 
 def plot_gradflow(results: Mapping[str, Any], ax: Any = None) -> Any:
@@ -47,10 +54,7 @@ def plot_gradflow(results: Mapping[str, Any], ax: Any = None) -> Any:
     ax = _axis(ax)
     for label, r in results.items():
         ax.semilogy(np.arange(len(r.input_grad)), r.input_grad, marker="o", ms=3, label=label)
-    ax.set_xlabel("block (input side 0)")
-    ax.set_ylabel("gradient norm at block input")
-    ax.legend(fontsize=8)
-    return ax
+    return _finish(ax, "block (input side 0)", "gradient norm at block input")
 
 
 def plot_dilution(results: Mapping[str, Any], ax: Any = None) -> Any:
@@ -59,10 +63,7 @@ def plot_dilution(results: Mapping[str, Any], ax: Any = None) -> Any:
     for label, r in results.items():
         k = np.where(np.isinf(r.k), np.nan, r.k)
         ax.semilogy(np.arange(len(k)), k, marker="o", ms=3, label=label)
-    ax.set_xlabel("block")
-    ax.set_ylabel("k-dilution")
-    ax.legend(fontsize=8)
-    return ax
+    return _finish(ax, "block", "k-dilution")
 
 
 def plot_path_lengths(results: Mapping[str, Any], ax: Any = None) -> Any:
@@ -71,10 +72,7 @@ def plot_path_lengths(results: Mapping[str, Any], ax: Any = None) -> Any:
     width = 0.8 / max(1, len(results))
     for i, (label, r) in enumerate(results.items()):
         ax.bar(r.k + (i - (len(results) - 1) / 2) * width, r.fraction, width=width, label=label)
-    ax.set_xlabel("path length (branches on the path)")
-    ax.set_ylabel("share of gradient magnitude")
-    ax.legend(fontsize=8)
-    return ax
+    return _finish(ax, "path length (branches on the path)", "share of gradient magnitude")
 
 
 def plot_shatter(results: Mapping[str, Any], ax: Any = None) -> Any:
@@ -82,10 +80,7 @@ def plot_shatter(results: Mapping[str, Any], ax: Any = None) -> Any:
     ax = _axis(ax)
     for label, r in results.items():
         ax.plot(np.arange(len(r.corr)), r.corr[:, 1], marker="o", ms=3, label=label)
-    ax.set_xlabel("depth (block output; last: logits)")
-    ax.set_ylabel("gradient autocorrelation, lag 1")
-    ax.legend(fontsize=8)
-    return ax
+    return _finish(ax, "depth (block output; last: logits)", "gradient autocorrelation, lag 1")
 
 
 def plot_sharpening(results: Mapping[str, Any], ax: Any = None) -> Any:
@@ -107,10 +102,7 @@ def plot_sharpening(results: Mapping[str, Any], ax: Any = None) -> Any:
             name = "38/η" if abs(b1 - 0.9) < 1e-12 else f"(2+2·{b1:g})/((1−{b1:g})η)"
             ax.semilogy(r.epochs, r.threshold_adam, ls="-.", color=line.get_color(),
                         label=f"{label} {name}")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("top Hessian eigenvalue")
-    ax.legend(fontsize=7)
-    return ax
+    return _finish(ax, "epoch", "top Hessian eigenvalue", fontsize=7)
 
 
 def plot_gates(results: Mapping[str, Any], ax: Any = None) -> Any:
@@ -118,8 +110,16 @@ def plot_gates(results: Mapping[str, Any], ax: Any = None) -> Any:
     ax = _axis(ax)
     for label, r in results.items():
         ax.plot(np.arange(len(r.mean_gate)), r.mean_gate, marker="o", ms=3, label=label)
-    ax.set_xlabel("highway layer")
-    ax.set_ylabel("mean transform gate T")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
-    return ax
+    return _finish(ax, "highway layer", "mean transform gate T", ylim=(0, 1))
+
+
+#: The figure function of each result, by the result's HDF5 group (``Result.GROUP``).
+FIGURES = {
+    "lesion": plot_lesion,
+    "path_lengths": plot_path_lengths,
+    "gradflow": plot_gradflow,
+    "dilution": plot_dilution,
+    "shattering": plot_shatter,
+    "sharpening": plot_sharpening,
+    "gates": plot_gates,
+}

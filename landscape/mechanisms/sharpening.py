@@ -100,6 +100,7 @@ class SharpeningResult(Result):
     """
 
     GROUP: ClassVar[str] = "sharpening"
+    LABEL: ClassVar[str] = "run"
 
     epochs: np.ndarray
     lr: np.ndarray
@@ -170,12 +171,6 @@ class SharpeningResult(Result):
             if np.isfinite(self.step_in_pca).any() else float("nan"),
             **extra,
         }
-
-    def plot(self, ax: Any = None, label: str | None = None) -> Any:
-        """See :func:`landscape.mechanisms.plot.plot_sharpening`."""
-        from .plot import plot_sharpening
-
-        return plot_sharpening({label or "run": self}, ax=ax)
 
 
 def _fraction(v: np.ndarray, basis: np.ndarray) -> float:

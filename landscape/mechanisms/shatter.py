@@ -91,12 +91,6 @@ class ShatterResult(Result):
             "shatter_decay_per_block": self.decay_per_block(),
         }
 
-    def plot(self, ax: Any = None, label: str | None = None) -> Any:
-        """See :func:`landscape.mechanisms.plot.plot_shatter`."""
-        from .plot import plot_shatter
-
-        return plot_shatter({label or "network": self}, ax=ax)
-
 
 def shattering(
     model: nn.Module,

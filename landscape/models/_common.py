@@ -6,9 +6,11 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ..errors import LandscapeError
+from ..errors import LandscapeError, check_float, check_int
 
-__all__ = ["check_bool", "conv3x3", "check_images", "scale_channels"]
+__all__ = ["CIFAR_CHANNELS", "check_bool", "check_cifar_resnet", "check_features",
+           "check_images", "conv3x3", "depth_repr", "init_he", "make_stage", "make_stages",
+           "post_activation_forward", "projection", "scale_channels", "shortcut_out"]
 
 
 def check_bool(name: str, value: Any) -> bool:
@@ -34,6 +36,24 @@ def check_cifar_depth(depth: Any, bottleneck: bool) -> tuple[int, int]:
     return depth, (depth - 2) // per_block
 
 
+#: Channels of the three stages of the CIFAR ResNets at ``width=1`` (He et al., 2016).
+CIFAR_CHANNELS = (16, 32, 64)
+
+
+def check_cifar_resnet(net: nn.Module, depth: Any, shortcut: Any, in_channels: Any,
+                       num_classes: Any, width: Any, bottleneck: Any) -> None:
+    """Check the parameters the CIFAR ResNets share and set them on ``net``: ``bottleneck``,
+    ``depth`` and ``num_blocks`` (see :func:`check_cifar_depth`), ``shortcut``,
+    ``in_channels``, ``num_classes``, ``width`` and the stage ``channels``."""
+    net.bottleneck = check_bool("bottleneck", bottleneck)
+    net.depth, net.num_blocks = check_cifar_depth(depth, net.bottleneck)
+    net.shortcut = check_bool("shortcut", shortcut)
+    net.in_channels = check_int("in_channels", in_channels, low=1)
+    net.num_classes = check_int("num_classes", num_classes, low=1)
+    net.width = check_float("width", width, low=0.0, closed="neither")
+    net.channels = tuple(scale_channels(c, net.width) for c in CIFAR_CHANNELS)
+
+
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     """A bias-free 3x3 convolution with padding 1."""
     return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
@@ -42,6 +62,16 @@ def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
 def scale_channels(channels: int, width: float) -> int:
     """``round(channels * width)``, at least 1 (the width multiplier of wide networks)."""
     return max(1, round(channels * width))
+
+
+def check_features(model: str, x: Tensor, in_features: int) -> None:
+    """Raise a one-line error unless ``x`` is a batch of samples with ``in_features``
+    features each (any shape after the batch dimension)."""
+    if x.ndim < 2 or x.shape[1:].numel() != in_features:
+        raise LandscapeError(
+            f"{model} expects inputs with {in_features} features per sample "
+            f"(in_features={in_features}). Got shape {tuple(x.shape)} instead."
+        )
 
 
 def check_images(model: str, x: Tensor, in_channels: int) -> None:
@@ -55,3 +85,73 @@ def check_images(model: str, x: Tensor, in_channels: int) -> None:
     if x.ndim == 4:
         msg += f" Build it with in_channels={x.shape[1]} for such data."
     raise LandscapeError(msg)
+
+
+def init_he(model: nn.Module) -> None:
+    """He et al.'s initialisation, in place: every convolution
+    ``kaiming_normal_(mode="fan_out", nonlinearity="relu")``, every BatchNorm weight 1 and bias
+    0 (modules in :meth:`~torch.nn.Module.modules` order; the rest keep PyTorch's default)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
+def make_stage(block: Any, in_planes: int, planes: int, stride: int, num_blocks: int,
+               shortcut: bool) -> nn.Sequential:
+    """``num_blocks`` residual units ``block(in, planes, stride, shortcut)``: the first takes
+    ``in_planes`` channels with ``stride``, the others ``block.expansion * planes`` with
+    stride 1."""
+    out_planes = block.expansion * planes
+    blocks = [block(in_planes, planes, stride, shortcut)]
+    blocks += [block(out_planes, planes, 1, shortcut) for _ in range(num_blocks - 1)]
+    return nn.Sequential(*blocks)
+
+
+def make_stages(block: Any, channels: tuple[int, ...], num_blocks: int,
+                shortcut: bool) -> list[nn.Sequential]:
+    """The stages of a CIFAR ResNet (:func:`make_stage`): stage ``i`` has ``channels[i]``
+    planes, the first keeps the resolution of the stem (``channels[0]`` channels), every other
+    halves it."""
+    stages, in_planes = [], channels[0]
+    for i, planes in enumerate(channels):
+        stages.append(make_stage(block, in_planes, planes, 1 if i == 0 else 2, num_blocks,
+                                 shortcut))
+        in_planes = block.expansion * planes
+    return stages
+
+
+def post_activation_forward(net: nn.Module, x: Tensor) -> Tensor:
+    """``fc(avgpool(layer3(layer2(layer1(relu(bn1(conv1(x))))))))``: the forward pass of the
+    post-activation CIFAR networks (ResNet, ResNeXt)."""
+    out = net.relu(net.bn1(net.conv1(x)))
+    out = net.layer3(net.layer2(net.layer1(out)))
+    return net.fc(net.avgpool(out).flatten(1))
+
+
+def projection(in_planes: int, out_planes: int, stride: int) -> nn.Sequential | None:
+    """The projection shortcut of a post-activation unit (1x1 convolution with ``stride`` and
+    BatchNorm), or ``None`` where the unit keeps its resolution and channels (an identity
+    shortcut)."""
+    if stride == 1 and in_planes == out_planes:
+        return None
+    return nn.Sequential(
+        nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False),
+        nn.BatchNorm2d(out_planes),
+    )
+
+
+def shortcut_out(block: nn.Module, out: Tensor, x: Tensor) -> Tensor:
+    """``relu(out + s(x))`` of a post-activation unit, ``s`` the identity or its
+    ``downsample``; ``relu(out)`` for the plain twin (``block.shortcut`` false)."""
+    if block.shortcut:
+        out = out + (x if block.downsample is None else block.downsample(x))
+    return block.relu(out)
+
+
+def depth_repr(net: nn.Module) -> str:
+    """``extra_repr`` of the CIFAR ResNets: depth, shortcut, width and bottleneck units."""
+    kind = ", bottleneck=True" if net.bottleneck else ""
+    return f"depth={net.depth}, shortcut={net.shortcut}, width={net.width:g}{kind}"

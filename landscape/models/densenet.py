@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import LandscapeError, check_float, check_int
-from ._common import check_bool, check_images, scale_channels
+from ._common import check_bool, check_images, init_he, scale_channels
 
 __all__ = ["DenseLayer", "Transition", "DenseNet", "densenet_bc100", "densenet_bc40"]
 
@@ -162,12 +162,7 @@ class DenseNet(nn.Module):
         self.relu = nn.ReLU(inplace=False)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(c, self.num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_he(self)
 
     def forward(self, x: Tensor) -> Tensor:
         check_images("DenseNet", x, self.in_channels)

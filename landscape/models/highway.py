@@ -32,8 +32,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..errors import LandscapeError, check_float, check_int
-from ._common import check_bool, check_images
+from ..errors import check_float, check_int
+from ._common import check_bool, check_features, check_images
 
 __all__ = ["HighwayLayer", "HighwayConvLayer", "HighwayMLP", "HighwayConv", "GATE_BIAS"]
 
@@ -111,15 +111,21 @@ class HighwayConvLayer(_Highway):
         self._init_gate()
 
 
-def _check_common(self: nn.Module, depth: int, num_classes: int, shortcut: bool,
-                  gate_bias: float) -> None:
-    self.depth = check_int("depth", depth, low=1)
-    self.num_classes = check_int("num_classes", num_classes, low=1)
-    self.shortcut = check_bool("shortcut", shortcut)
-    self.gate_bias = check_float("gate_bias", gate_bias)
+class _HighwayNet(nn.Module):
+    """What the highway networks share: the checks of their common parameters and the repr."""
+
+    def _check_common(self, depth: int, num_classes: int, shortcut: bool,
+                      gate_bias: float) -> None:
+        self.depth = check_int("depth", depth, low=1)
+        self.num_classes = check_int("num_classes", num_classes, low=1)
+        self.shortcut = check_bool("shortcut", shortcut)
+        self.gate_bias = check_float("gate_bias", gate_bias)
+
+    def extra_repr(self) -> str:
+        return f"depth={self.depth}, shortcut={self.shortcut}, gate_bias={self.gate_bias:g}"
 
 
-class HighwayMLP(nn.Module):
+class HighwayMLP(_HighwayNet):
     """A fully connected highway network, or its twin without carry paths.
 
     ``x -> flatten -> relu(stem) -> depth x HighwayLayer -> head``.
@@ -152,7 +158,7 @@ class HighwayMLP(nn.Module):
         super().__init__()
         self.in_features = check_int("in_features", in_features, low=1)
         self.width = check_int("width", width, low=1)
-        _check_common(self, depth, num_classes, shortcut, gate_bias)
+        self._check_common(depth, num_classes, shortcut, gate_bias)
         self.stem = nn.Linear(self.in_features, self.width)
         self.relu = nn.ReLU(inplace=False)
         self.layers = nn.ModuleList(HighwayLayer(self.width, self.shortcut, self.gate_bias)
@@ -160,21 +166,14 @@ class HighwayMLP(nn.Module):
         self.head = nn.Linear(self.width, self.num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim < 2 or x.shape[1:].numel() != self.in_features:
-            raise LandscapeError(
-                f"HighwayMLP expects inputs with {self.in_features} features per sample "
-                f"(in_features={self.in_features}). Got shape {tuple(x.shape)} instead."
-            )
+        check_features("HighwayMLP", x, self.in_features)
         h = self.relu(self.stem(x.flatten(1)))
         for layer in self.layers:
             h = layer(h)
         return self.head(h)
 
-    def extra_repr(self) -> str:
-        return f"depth={self.depth}, shortcut={self.shortcut}, gate_bias={self.gate_bias:g}"
 
-
-class HighwayConv(nn.Module):
+class HighwayConv(_HighwayNet):
     """A convolutional highway network, or its twin without carry paths.
 
     ``x -> relu(conv3x3 stem) -> depth x HighwayConvLayer -> global average pool -> head``.
@@ -207,7 +206,7 @@ class HighwayConv(nn.Module):
         super().__init__()
         self.in_channels = check_int("in_channels", in_channels, low=1)
         self.channels = check_int("channels", channels, low=1)
-        _check_common(self, depth, num_classes, shortcut, gate_bias)
+        self._check_common(depth, num_classes, shortcut, gate_bias)
         self.stem = nn.Conv2d(self.in_channels, self.channels, kernel_size=3, padding=1)
         self.relu = nn.ReLU(inplace=False)
         self.layers = nn.ModuleList(HighwayConvLayer(self.channels, self.shortcut,
@@ -222,6 +221,3 @@ class HighwayConv(nn.Module):
         for layer in self.layers:
             h = layer(h)
         return self.head(self.avgpool(h).flatten(1))
-
-    def extra_repr(self) -> str:
-        return f"depth={self.depth}, shortcut={self.shortcut}, gate_bias={self.gate_bias:g}"

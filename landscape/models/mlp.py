@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..errors import LandscapeError, check_int
+from ..errors import check_int
 from ._common import check_bool as _check_bool
+from ._common import check_features
 
 __all__ = ["MLPBlock", "MLP"]
 
@@ -110,11 +111,7 @@ class MLP(nn.Module):
         self.head = nn.Linear(self.width, self.num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.ndim < 2 or x.shape[1:].numel() != self.in_features:
-            raise LandscapeError(
-                f"MLP expects inputs with {self.in_features} features per sample "
-                f"(in_features={self.in_features}). Got shape {tuple(x.shape)} instead."
-            )
+        check_features("MLP", x, self.in_features)
         h = self.relu(self.stem(x.flatten(1)))
         for block in self.blocks:
             h = block(h)

@@ -25,8 +25,14 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..errors import check_float, check_int
-from ._common import check_bool, check_cifar_depth, check_images, conv3x3, scale_channels
+from ._common import (
+    check_cifar_resnet,
+    check_images,
+    conv3x3,
+    depth_repr,
+    init_he,
+    make_stages,
+)
 
 __all__ = [
     "PreActBlock",
@@ -37,8 +43,6 @@ __all__ = [
     "preresnet110",
     "preresnet164",
 ]
-
-_BASE_CHANNELS = (16, 32, 64)
 
 
 class PreActBlock(nn.Module):
@@ -193,39 +197,19 @@ class PreResNet(nn.Module):
         bottleneck: bool = False,
     ) -> None:
         super().__init__()
-        self.bottleneck = check_bool("bottleneck", bottleneck)
-        self.depth, self.num_blocks = check_cifar_depth(depth, self.bottleneck)
-        self.shortcut = check_bool("shortcut", shortcut)
-        self.in_channels = check_int("in_channels", in_channels, low=1)
-        self.num_classes = check_int("num_classes", num_classes, low=1)
-        self.width = check_float("width", width, low=0.0, closed="neither")
-        self.channels = tuple(scale_channels(c, self.width) for c in _BASE_CHANNELS)
+        check_cifar_resnet(self, depth, shortcut, in_channels, num_classes, width, bottleneck)
         block = PreActBottleneck if self.bottleneck else PreActBlock
         e = block.expansion
 
-        c1, c2, c3 = self.channels
+        c1, _, c3 = self.channels
         self.conv1 = conv3x3(self.in_channels, c1)
-        self.layer1 = self._make_stage(block, c1, c1, stride=1)
-        self.layer2 = self._make_stage(block, e * c1, c2, stride=2)
-        self.layer3 = self._make_stage(block, e * c2, c3, stride=2)
+        self.layer1, self.layer2, self.layer3 = make_stages(block, self.channels, self.num_blocks,
+                                                            self.shortcut)
         self.bn = nn.BatchNorm2d(e * c3)
         self.relu = nn.ReLU(inplace=False)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(e * c3, self.num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-    def _make_stage(
-        self, block: type[PreActBlock], in_planes: int, planes: int, stride: int
-    ) -> nn.Sequential:
-        blocks = [block(in_planes, planes, stride, self.shortcut)]
-        out_planes = block.expansion * planes
-        blocks += [block(out_planes, planes, 1, self.shortcut) for _ in range(self.num_blocks - 1)]
-        return nn.Sequential(*blocks)
+        init_he(self)
 
     def forward(self, x: Tensor) -> Tensor:
         check_images("PreResNet", x, self.in_channels)
@@ -234,8 +218,7 @@ class PreResNet(nn.Module):
         return self.fc(self.avgpool(out).flatten(1))
 
     def extra_repr(self) -> str:
-        kind = ", bottleneck=True" if self.bottleneck else ""
-        return f"depth={self.depth}, shortcut={self.shortcut}, width={self.width:g}{kind}"
+        return depth_repr(self)
 
 
 def preresnet20(

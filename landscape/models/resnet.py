@@ -19,9 +19,16 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ..errors import check_float, check_int
-from ._common import check_bool as _check_bool
-from ._common import check_cifar_depth, check_images
+from ._common import (
+    check_cifar_resnet,
+    check_images,
+    depth_repr,
+    init_he,
+    make_stages,
+    post_activation_forward,
+    projection,
+    shortcut_out,
+)
 from ._common import conv3x3 as _conv3x3
 
 __all__ = [
@@ -33,9 +40,6 @@ __all__ = [
     "resnet110",
     "resnet164",
 ]
-
-#: Channels of the three stages before the width multiplier.
-_BASE_CHANNELS = (16, 32, 64)
 
 
 class BasicBlock(nn.Module):
@@ -73,19 +77,12 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=False)
         self.conv2 = _conv3x3(planes, planes)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.downsample: nn.Sequential | None = None
-        if stride != 1 or in_planes != planes:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(in_planes, planes, kernel_size=1, stride=stride, bias=False),
-                nn.BatchNorm2d(planes),
-            )
+        self.downsample = projection(in_planes, planes, stride)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        if self.shortcut:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
+        return shortcut_out(self, out, x)
 
     def extra_repr(self) -> str:
         return f"shortcut={self.shortcut}"
@@ -124,20 +121,13 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(planes, out_planes, kernel_size=1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_planes)
         self.relu = nn.ReLU(inplace=False)
-        self.downsample: nn.Sequential | None = None
-        if stride != 1 or in_planes != out_planes:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False),
-                nn.BatchNorm2d(out_planes),
-            )
+        self.downsample = projection(in_planes, out_planes, stride)
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        if self.shortcut:
-            out = out + (x if self.downsample is None else self.downsample(x))
-        return self.relu(out)
+        return shortcut_out(self, out, x)
 
     def extra_repr(self) -> str:
         return f"shortcut={self.shortcut}"
@@ -219,52 +209,26 @@ class ResNet(nn.Module):
         bottleneck: bool = False,
     ) -> None:
         super().__init__()
-        self.bottleneck = _check_bool("bottleneck", bottleneck)
-        self.depth, self.num_blocks = check_cifar_depth(depth, self.bottleneck)
-        self.shortcut = _check_bool("shortcut", shortcut)
-        self.in_channels = check_int("in_channels", in_channels, low=1)
-        self.num_classes = check_int("num_classes", num_classes, low=1)
-        self.width = check_float("width", width, low=0.0, closed="neither")
-        self.channels = tuple(max(1, round(c * self.width)) for c in _BASE_CHANNELS)
+        check_cifar_resnet(self, depth, shortcut, in_channels, num_classes, width, bottleneck)
         block = Bottleneck if self.bottleneck else BasicBlock
         e = block.expansion
 
-        c1, c2, c3 = self.channels
+        c1, _, c3 = self.channels
         self.conv1 = _conv3x3(self.in_channels, c1)
         self.bn1 = nn.BatchNorm2d(c1)
         self.relu = nn.ReLU(inplace=False)
-        self.layer1 = self._make_stage(block, c1, c1, stride=1)
-        self.layer2 = self._make_stage(block, e * c1, c2, stride=2)
-        self.layer3 = self._make_stage(block, e * c2, c3, stride=2)
+        self.layer1, self.layer2, self.layer3 = make_stages(block, self.channels, self.num_blocks,
+                                                            self.shortcut)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(e * c3, self.num_classes)
-        self._init_weights()
-
-    def _make_stage(
-        self, block: type[BasicBlock | Bottleneck], in_planes: int, planes: int, stride: int
-    ) -> nn.Sequential:
-        out_planes = block.expansion * planes
-        blocks = [block(in_planes, planes, stride, self.shortcut)]
-        blocks += [block(out_planes, planes, 1, self.shortcut) for _ in range(self.num_blocks - 1)]
-        return nn.Sequential(*blocks)
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_he(self)
 
     def forward(self, x: Tensor) -> Tensor:
         check_images("ResNet", x, self.in_channels)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.layer3(self.layer2(self.layer1(out)))
-        return self.fc(self.avgpool(out).flatten(1))
+        return post_activation_forward(self, x)
 
     def extra_repr(self) -> str:
-        kind = ", bottleneck=True" if self.bottleneck else ""
-        return f"depth={self.depth}, shortcut={self.shortcut}, width={self.width:g}{kind}"
+        return depth_repr(self)
 
 
 def resnet20(

@@ -29,7 +29,15 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..errors import check_float, check_int
-from ._common import check_bool, check_cifar_depth, check_images, scale_channels
+from ._common import (
+    check_bool,
+    check_cifar_depth,
+    check_images,
+    init_he,
+    post_activation_forward,
+    projection,
+    scale_channels,
+)
 from ._common import conv3x3 as _conv3x3
 from .resnet import Bottleneck
 
@@ -72,12 +80,7 @@ class ResNeXtBlock(Bottleneck):
         self.conv3 = nn.Conv2d(inner, out_planes, kernel_size=1, bias=False)
         self.bn3 = nn.BatchNorm2d(out_planes)
         self.relu = nn.ReLU(inplace=False)
-        self.downsample: nn.Sequential | None = None
-        if stride != 1 or in_planes != out_planes:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False),
-                nn.BatchNorm2d(out_planes),
-            )
+        self.downsample = projection(in_planes, out_planes, stride)
 
     def extra_repr(self) -> str:
         return f"cardinality={self.cardinality}, shortcut={self.shortcut}"
@@ -149,18 +152,11 @@ class ResNeXt(nn.Module):
         self.layer1, self.layer2, self.layer3 = stages
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(c, self.num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_he(self)
 
     def forward(self, x: Tensor) -> Tensor:
         check_images("ResNeXt", x, self.in_channels)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.layer3(self.layer2(self.layer1(out)))
-        return self.fc(self.avgpool(out).flatten(1))
+        return post_activation_forward(self, x)
 
     def extra_repr(self) -> str:
         return (f"depth={self.depth}, cardinality={self.cardinality}, "
