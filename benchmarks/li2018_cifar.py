@@ -339,9 +339,9 @@ def describe(plan: Plan, out: Path, scale: dict[int, float] | None = None) -> st
     lines = [f"Li et al. (2018) CIFAR-10 protocol -> {out}",
              f"CIFAR-10 from {plan.cifar_root}"]
     try:
-        from landscape.data import _cifar_dir  # the loader's own file check
+        from landscape.data.sources import cifar_dir  # the loader's own file check
 
-        _cifar_dir(Path(plan.cifar_root), [f"data_batch_{i}" for i in range(1, 6)]
+        cifar_dir(Path(plan.cifar_root), [f"data_batch_{i}" for i in range(1, 6)]
                    + ["test_batch"])
         lines.append("  (the six python batches are there)")
     except LandscapeError as e:

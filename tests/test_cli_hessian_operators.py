@@ -30,7 +30,7 @@ def cli(monkeypatch):
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     if "hessian" not in sub.choices:
         hessian.add_parser(sub)
-    monkeypatch.setattr(cli_main, "build_parser", lambda: parser)
+    monkeypatch.setattr(cli_main, "build_parser", lambda commands=None: parser)
     monkeypatch.delenv("LANDSCAPE_DEBUG", raising=False)
     return cli_main.main
 

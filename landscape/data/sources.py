@@ -21,7 +21,7 @@ from . import denoise, modadd
 from .spec import DataSpec
 from .tensors import TensorData
 
-__all__ = ["BUILTIN"]
+__all__ = ["BUILTIN", "cifar_dir"]
 
 
 def _check_kwargs(spec: DataSpec, allowed: Mapping[str, type]) -> dict[str, Any]:
@@ -141,7 +141,8 @@ def _unpickle_numpy_only(path: Path) -> Any:
         ) from err
 
 
-def _cifar_dir(root: Path, names: list[str]) -> Path:
+def cifar_dir(root: Path, names: list[str]) -> Path:
+    """The folder under ``root`` (itself or its ``cifar-10-batches-py``) holding ``names``."""
     for cand in (root / _CIFAR_SUBDIR, root):
         if all((cand / n).is_file() for n in names):
             return cand
@@ -191,7 +192,7 @@ def _load_cifar10(spec: DataSpec, split: str) -> TensorData:
     opts = _check_kwargs(spec, {"normalize": bool})
     names = _CIFAR_TRAIN if split == "train" else _CIFAR_TEST
     root = _need_root(spec, _CIFAR_TRAIN + _CIFAR_TEST)
-    folder = _cifar_dir(root, names)
+    folder = cifar_dir(root, names)
     parts = [_read_cifar_batch(folder / n) for n in names]
     data = np.concatenate([p[0] for p in parts])
     labels = np.concatenate([p[1] for p in parts])
