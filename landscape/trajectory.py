@@ -349,13 +349,9 @@ class Trajectory:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Trajectory:
         """Read a trajectory written by :meth:`save` (see :func:`load_trajectory`)."""
-        storage.check_no_links(path, "trajectory")
-        g = storage.read_group(path, "trajectory")
-        if g is None:
-            raise LandscapeError(
-                f"'{path}' holds no trajectory (no /trajectory group); write one with "
-                "TrajectoryPCA(...).fit(checkpoints).save(path)"
-            )
+        g = storage.require_group(path, "trajectory", "holds no trajectory (no /trajectory "
+                                  "group); write one with "
+                                  "TrajectoryPCA(...).fit(checkpoints).save(path)")
         try:
             summary = json.loads(g.attrs["summary"])
             d = g.datasets

@@ -405,13 +405,8 @@ class BlockSpectra:
     @classmethod
     def load(cls, path: str | os.PathLike) -> BlockSpectra:
         """Read the ``/block_spectra`` group of a landscape file."""
-        storage.check_no_links(path, GROUP)
-        g = storage.read_group(path, GROUP)
-        if g is None:
-            raise LandscapeError(
-                f"'{path}' holds no per-block spectra (no /{GROUP} group); compute them with "
-                "compute_block_spectra()"
-            )
+        g = storage.require_group(path, GROUP, f"holds no per-block spectra (no /{GROUP} "
+                                  "group); compute them with compute_block_spectra()")
         return cls.from_group(g, f"'{path}'")
 
 

@@ -228,13 +228,8 @@ class RatioMap(GridProgress):
 
 
 def _read(path: str | os.PathLike) -> tuple[RatioMap, dict[int, np.ndarray]]:
-    storage.check_no_links(path, GROUP)
-    g = storage.read_group(path, GROUP)
-    if g is None:
-        raise LandscapeError(
-            f"'{path}' holds no ratio map (no /ratio_map group); compute one with "
-            "compute_ratio_map()"
-        )
+    g = storage.require_group(path, GROUP, "holds no ratio map (no /ratio_map group); "
+                              "compute one with compute_ratio_map()")
     where = f"'{path}' has a damaged /ratio_map group"
     d = g.datasets
     x = _schema.coordinates(d, "x", where)

@@ -556,13 +556,8 @@ class CurvatureResult:
     @classmethod
     def load(cls, path: str | os.PathLike) -> CurvatureResult:
         """Read the ``/curvature`` group of a landscape file."""
-        storage.check_no_links(path, GROUP)
-        g = storage.read_group(path, GROUP)
-        if g is None:
-            raise LandscapeError(
-                f"'{path}' holds no curvature (no /curvature group); compute it with "
-                "compute_curvature(out=PATH)"
-            )
+        g = storage.require_group(path, GROUP, "holds no curvature (no /curvature group); "
+                                  "compute it with compute_curvature(out=PATH)")
         return cls.from_group(g, f"'{path}'")
 
 
