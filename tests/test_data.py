@@ -76,6 +76,42 @@ def test_digits_split_is_deterministic_and_stratified(
     assert (torch.bincount(test.y).double() - expected).abs().max() <= 1.0
 
 
+def test_digits_cache_equals_scikit_learn_and_survives_damage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The on-disk copy of the digits split is scikit-learn's split bit for bit, whether it is
+    written, read back, damaged (recomputed), unwritable (skipped) or switched off."""
+    from landscape.data import sources
+
+    fresh = sources._digits_split()
+    monkeypatch.setenv("LANDSCAPE_CACHE", str(tmp_path / "cache"))
+    first = sources._digits_arrays()  # computed and written
+    files = list((tmp_path / "cache").glob("digits-split-*.npz"))
+    assert len(files) == 1
+    second = sources._digits_arrays()  # read back
+    for arrays in (first, second):
+        assert sorted(arrays) == sorted(fresh)
+        for k in fresh:
+            assert arrays[k].dtype == fresh[k].dtype and np.array_equal(arrays[k], fresh[k])
+    train, test = load_splits("digits")
+    assert np.array_equal(train.x.numpy(), fresh["train_x"])
+    assert np.array_equal(test.y.numpy(), fresh["test_y"])
+
+    files[0].write_bytes(b"not a zip file")  # damaged: recomputed and rewritten
+    assert np.array_equal(sources._digits_arrays()["train_y"], fresh["train_y"])
+    assert np.array_equal(np.load(files[0])["train_y"], fresh["train_y"])
+    np.savez(files[0], train_x=fresh["train_x"][:5])  # wrong content: not used
+    assert np.array_equal(sources._digits_arrays()["train_x"], fresh["train_x"])
+
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache directory would go")
+    monkeypatch.setenv("LANDSCAPE_CACHE", str(blocked / "cache"))
+    assert np.array_equal(sources._digits_arrays()["test_x"], fresh["test_x"])
+    monkeypatch.setenv("LANDSCAPE_CACHE", "")
+    assert sources.cache_dir() is None
+    assert np.array_equal(sources._digits_arrays()["test_y"], fresh["test_y"])
+
+
 def test_digits_rejects_options() -> None:
     with pytest.raises(LandscapeError, match="takes no options"):
         load_data(DataSpec("digits", kwargs={"normalize": False}))

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import pickle
 import struct
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -57,11 +59,23 @@ def _need_root(spec: DataSpec, expected: list[str]) -> Path:
 _DIGITS_TEST_SIZE = 360
 
 
-def _load_digits(spec: DataSpec, split: str) -> TensorData:
+def cache_dir() -> Path | None:
+    """Where derived copies of built-in data are cached: ``$LANDSCAPE_CACHE``, else
+    ``$XDG_CACHE_HOME/landscape``, else ``~/.cache/landscape``; ``None`` (no cache) when
+    ``LANDSCAPE_CACHE`` is set to the empty string."""
+    env = os.environ.get("LANDSCAPE_CACHE")
+    if env is not None:
+        return Path(env).expanduser() if env else None
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "landscape"
+
+
+def _digits_split() -> dict[str, np.ndarray]:
+    """scikit-learn's digits, stratified into train and test by ``train_test_split``
+    (``test_size=360, random_state=0``), as float32 images in [0, 1] and int64 labels."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    _check_kwargs(spec, {})
     images, labels = load_digits(return_X_y=True)
     train_idx, test_idx = train_test_split(
         np.arange(len(labels)),
@@ -69,9 +83,55 @@ def _load_digits(spec: DataSpec, split: str) -> TensorData:
         random_state=0,
         stratify=labels,
     )
-    idx = train_idx if split == "train" else test_idx
-    x = torch.from_numpy((images[idx] / 16.0).astype(np.float32)).reshape(-1, 1, 8, 8)
-    y = torch.from_numpy(labels[idx].astype(np.int64))
+    out = {}
+    for split, idx in (("train", train_idx), ("test", test_idx)):
+        out[f"{split}_x"] = (images[idx] / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
+        out[f"{split}_y"] = labels[idx].astype(np.int64)
+    return out
+
+
+def _digits_arrays() -> dict[str, np.ndarray]:
+    """:func:`_digits_split`, cached on disk per scikit-learn version (importing
+    scikit-learn's data sets and model selection costs seconds at every start; the cache
+    holds that function's output and nothing else). An unreadable cache is recomputed, an
+    unwritable cache directory is skipped."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    root = cache_dir()
+    try:
+        key = f"digits-split-v1-sklearn{version('scikit-learn')}-test{_DIGITS_TEST_SIZE}.npz"
+    except PackageNotFoundError:
+        root = None
+    path = None if root is None else root / key
+    if path is not None and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+            if (sorted(arrays) == ["test_x", "test_y", "train_x", "train_y"]
+                    and arrays["test_x"].shape == (_DIGITS_TEST_SIZE, 1, 8, 8)
+                    and arrays["train_x"].shape == (1797 - _DIGITS_TEST_SIZE, 1, 8, 8)
+                    and arrays["train_x"].dtype == np.float32
+                    and arrays["train_y"].dtype == np.int64):
+                return arrays
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+            pass
+    arrays = _digits_split()
+    if path is not None:
+        from landscape._atomic import atomic_write
+
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, lambda f: np.savez(f, **arrays))
+        except (OSError, LandscapeError):
+            pass
+    return arrays
+
+
+def _load_digits(spec: DataSpec, split: str) -> TensorData:
+    _check_kwargs(spec, {})
+    arrays = _digits_arrays()
+    x = torch.from_numpy(arrays[f"{split}_x"])
+    y = torch.from_numpy(arrays[f"{split}_y"])
     return TensorData(x, y, "digits", n_classes=10)
 
 
