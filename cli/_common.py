@@ -407,7 +407,9 @@ def add_executor_args(p: argparse.ArgumentParser) -> None:
                    help="time limit of each job, minutes or [D-]HH:MM[:SS] (default 240); a "
                         "job that reaches it is requeued and resumes its shard file")
     g.add_argument("--job-gpus", dest="gpus_per_node", type=int_arg("gpus_per_node", 0),
-                   metavar="N", help="GPUs per job (SLURM --gpus-per-node)")
+                   metavar="N",
+                   help="GPUs per job (SLURM --gpus-per-node; local jobs see only theirs, one "
+                        "each by default, dealt out in turn)")
     g.add_argument("--job-folder", dest="folder", metavar="DIR",
                    help="submitit's folder of job pickles, scripts and logs (default "
                         "<out>_jobs beside --out)")

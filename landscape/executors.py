@@ -34,7 +34,7 @@ from typing import Any
 from . import storage
 from .errors import Int, LandscapeError, Options, Real, on_interrupt, validate_params
 
-__all__ = ["EXECUTORS", "ShardJobs", "run_shards", "shard_paths"]
+__all__ = ["EXECUTORS", "ShardJobs", "local_gpus", "run_shards", "shard_paths"]
 
 #: The ``executor`` choices of :func:`run_shards`.
 EXECUTORS = ("local", "slurm")
@@ -136,7 +136,7 @@ def _executor(executor: str, folder: Path, *, time_min: int, gpus_per_node: int 
     submitit = _submitit()
     if executor == "local":
         ex = submitit.LocalExecutor(folder=folder)
-        ex.update_parameters(timeout_min=time_min, gpus_per_node=gpus_per_node or 0)
+        ex.update_parameters(timeout_min=time_min)
         return ex
     try:
         ex = submitit.SlurmExecutor(folder=folder)
@@ -154,6 +154,34 @@ def _executor(executor: str, folder: Path, *, time_min: int, gpus_per_node: int 
             params[key] = value
     ex.update_parameters(**params)
     return ex
+
+
+def local_gpus(i: int, gpus_per_node: int | None, count: int) -> list[int]:
+    """The GPUs local job ``i`` sees, of the ``count`` of this machine: ``gpus_per_node`` of
+    them (default one where there are any) dealt out in turn, job ``i`` from GPU
+    ``i * gpus_per_node``."""
+    per_job = (1 if count else 0) if gpus_per_node is None else gpus_per_node
+    if per_job > count:
+        raise LandscapeError(
+            f"The 'gpus_per_node' parameter asks for {per_job} GPUs per job; this machine has "
+            f"{count}"
+        )
+    return [(i * per_job + j) % count for j in range(per_job)]
+
+
+def _submit(ex: Any, executor: str, jobs: list[_ShardJob], gpus_per_node: int | None) -> list:
+    if executor == "slurm":
+        with ex.batch():  # one job array
+            return [ex.submit(job) for job in jobs]
+    import torch
+
+    count = torch.cuda.device_count()
+    submitted = []
+    for i, job in enumerate(jobs):  # each local job its own GPUs (submitit hides the others)
+        gpus = local_gpus(i, gpus_per_node, count)
+        ex.update_parameters(gpus_per_node=len(gpus), visible_gpus=gpus)
+        submitted.append(ex.submit(job))
+    return submitted
 
 
 def _failure(exc: BaseException) -> str:
@@ -236,7 +264,9 @@ def run_shards(
         Each job's time limit in minutes (SLURM ``--time``; a local job is stopped after
         it). A job that reaches it is requeued and resumes (up to three times).
     gpus_per_node : int, optional
-        GPUs per job (SLURM ``--gpus-per-node``; local: the first N GPUs are made visible).
+        GPUs per job (SLURM ``--gpus-per-node``). Local jobs see only their own GPUs
+        (``CUDA_VISIBLE_DEVICES``), dealt out in turn (:func:`local_gpus`): by default one
+        each where this machine has any, so ``jobs`` above the GPU count share them.
     cpus_per_task : int, optional
         SLURM ``--cpus-per-task``.
     mem_gb : float, optional
@@ -294,9 +324,9 @@ def run_shards(
                    gpus_per_node=s["gpus_per_node"], cpus_per_task=s["cpus_per_task"],
                    mem_gb=s["mem_gb"], partition=partition, account=account,
                    slurm_extra=slurm_extra)
-    with ex.batch():  # one job array on SLURM
-        submitted = [ex.submit(_ShardJob(compute, kwargs, (i, n), str(shards[i])))
-                     for i in range(n)]
+    submitted = _submit(ex, s["executor"],
+                        [_ShardJob(compute, kwargs, (i, n), str(shards[i])) for i in range(n)],
+                        s["gpus_per_node"])
     info = dict(executor=s["executor"], job_ids=tuple(str(j.job_id) for j in submitted),
                 shards=tuple(shards), logs=tuple(Path(j.paths.stderr) for j in submitted),
                 out=out, folder=folder)

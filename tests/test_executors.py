@@ -19,7 +19,7 @@ from landscape.cli import main as cli_main
 from landscape.checkpoints import save_checkpoint
 from landscape.data import DataSpec
 from landscape.errors import LandscapeError
-from landscape.executors import MISSING, run_shards
+from landscape.executors import MISSING, local_gpus, run_shards
 from landscape.models import ModelSpec
 from landscape.surface import Surface, compute_surface
 
@@ -174,6 +174,14 @@ def test_slurm_job_array_script_and_jobs(setup, tmp_path, monkeypatch, capsys):
     assert not any(a.startswith(("--executor", "--jobs", "--slurm", "--job-", "--no-wait"))
                    for a in argv)
     assert job.checkpoint().function is job  # requeued unchanged: the shard file resumes
+
+
+def test_local_jobs_get_their_own_gpus():
+    assert [local_gpus(i, None, 2) for i in range(3)] == [[0], [1], [0]]
+    assert [local_gpus(i, 2, 4) for i in range(3)] == [[0, 1], [2, 3], [0, 1]]
+    assert local_gpus(1, None, 0) == [] and local_gpus(0, 0, 2) == []
+    with pytest.raises(LandscapeError, match="asks for 3 GPUs per job; this machine has 2"):
+        local_gpus(0, 3, 2)
 
 
 def test_refusals(setup, tmp_path, monkeypatch, capsys):
