@@ -6,6 +6,7 @@ script and job pickles that submitit writes (a stand-in ``sbatch`` on PATH recor
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -150,7 +151,7 @@ def test_slurm_job_array_script_and_jobs(setup, tmp_path, monkeypatch, capsys):
                                  "echo 'Submitted batch job 4242'\n")
     for f in bin_.iterdir():
         f.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_}:{__import__('os').environ['PATH']}")
+    monkeypatch.setenv("PATH", f"{bin_}{os.pathsep}{os.environ['PATH']}")
     out = tmp_path / "s.h5"
     code, stdout, err = _run(
         ["surface", str(ck), *GRID, "--executor", "slurm", "--jobs", "3", "--no-wait",
