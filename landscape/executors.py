@@ -289,6 +289,12 @@ def run_shards(
         On bad parameters, a missing submitit, ``executor="slurm"`` without SLURM, an
         existing ``out`` without ``overwrite``, or (waiting) a job that failed: its error's
         last line and its log path, in one line.
+
+    Examples
+    --------
+    >>> jobs = run_shards(compute_surface, dict(model=model, directions=dirs, data=data,
+    ...                   x="-1:1:21", y="-1:1:21"), jobs=4, out="s.h5")  # doctest: +SKIP
+    >>> jobs.result                                     # the merged Surface  # doctest: +SKIP
     """
     s = validate_params(
         {"executor": executor, "jobs": jobs, "time_min": time_min,
