@@ -359,6 +359,161 @@ def shard_arg(text: str) -> tuple[int, int]:
     return i, n
 
 
+
+# ------------------------------------------------------- shards as jobs (landscape.executors)
+
+def job_time_arg(text: str) -> int:
+    """argparse type of ``--job-time``: minutes, or ``[D-]HH:MM[:SS]`` as SLURM writes it
+    (rounded up to whole minutes)."""
+    m = re.fullmatch(r"(?:(\d+)-)?(\d+):(\d\d)(?::(\d\d))?", text.strip())
+    if m:
+        days, hours, minutes, seconds = (int(g or 0) for g in m.groups())
+        value = (days * 24 + hours) * 60 + minutes + (seconds > 0)
+    else:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected minutes or [D-]HH:MM[:SS] of at least one minute, got {text!r}")
+    return value
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE (an sbatch option), got {text!r}")
+    return key.strip().lstrip("-"), value
+
+
+def add_executor_args(p: argparse.ArgumentParser) -> None:
+    """``--executor local|slurm --jobs N`` and the job options (:func:`submit_jobs`): the
+    command's ``--shard`` runs as N jobs through submitit, whose files are then merged. A grid
+    command that takes ``--shard`` and ``--out`` gets them with this call and one line at the
+    top of its handler: ``if args.executor: return submit_jobs(args, default_out)``."""
+    g = p.add_argument_group(
+        "jobs", "run the N shards (--shard I/N) as jobs through submitit (pip install "
+                "'landscape[slurm]'), wait and merge them into --out")
+    g.add_argument("--executor", choices=("local", "slurm"),
+                   help="slurm: a SLURM job array (sbatch); local: N processes on this machine")
+    g.add_argument("--jobs", type=int_arg("jobs", 1), metavar="N",
+                   help="number of shards, one job each (with --executor)")
+    g.add_argument("--no-wait", action="store_true",
+                   help="return after submitting (job ids and shard files printed); join the "
+                        "files later with 'landscape merge'")
+    g.add_argument("--job-time", dest="time_min", type=job_time_arg, default=240,
+                   metavar="MIN",
+                   help="time limit of each job, minutes or [D-]HH:MM[:SS] (default 240); a "
+                        "job that reaches it is requeued and resumes its shard file")
+    g.add_argument("--job-gpus", dest="gpus_per_node", type=int_arg("gpus_per_node", 0),
+                   metavar="N",
+                   help="GPUs per job (SLURM --gpus-per-node; local jobs see only theirs, one "
+                        "each by default, dealt out in turn)")
+    g.add_argument("--job-folder", dest="folder", metavar="DIR",
+                   help="submitit's folder of job pickles, scripts and logs (default "
+                        "<out>_jobs beside --out)")
+    g.add_argument("--slurm-partition", dest="partition", metavar="NAME",
+                   help="SLURM partition")
+    g.add_argument("--slurm-account", dest="account", metavar="NAME", help="SLURM account")
+    g.add_argument("--slurm-cpus", dest="cpus_per_task", type=int_arg("cpus_per_task", 1),
+                   metavar="N", help="SLURM --cpus-per-task")
+    g.add_argument("--slurm-mem-gb", dest="mem_gb",
+                   type=float_arg("mem_gb", 0.0, closed="right"), metavar="GB",
+                   help="SLURM --mem, in GB")
+    g.add_argument("--slurm-option", dest="slurm_extra", type=_key_value, action="append",
+                   metavar="KEY=VALUE",
+                   help="a further #SBATCH option, e.g. qos=high or constraint=a100 "
+                        "(repeatable)")
+
+
+def _job_argv(argv: list[str]) -> list[str]:
+    """``argv`` without the options of :func:`add_executor_args` and ``--out`` (each job gets
+    its own; abbreviations and ``=`` forms included: argparse itself removes them)."""
+    own = _job_parser()
+    own.add_argument("--out")
+    _, rest = own.parse_known_args(argv)
+    return rest
+
+
+def command_job(argv: list[str], shard: tuple[int, int], out: str) -> None:
+    """One shard job of a command: ``landscape <argv> --shard I/N --out <out>`` in this
+    process; a failure raises :class:`LandscapeError` with the command's one-line error."""
+    import contextlib
+    import io
+    import sys
+
+    from .main import main
+
+    class _Tee(io.TextIOBase):
+        def __init__(self, stream: Any) -> None:
+            self.stream, self.seen = stream, io.StringIO()
+
+        def write(self, text: str) -> int:
+            self.seen.write(text)
+            return self.stream.write(text)
+
+        def flush(self) -> None:
+            self.stream.flush()
+
+    tee = _Tee(sys.stderr)
+    with contextlib.redirect_stderr(tee):
+        code = main([*argv, "--shard", f"{shard[0]}/{shard[1]}", "--out", out])
+    if code:
+        lines = [ln for ln in tee.seen.getvalue().splitlines() if ln.strip()]
+        last = re.sub(r"^landscape \w+: error: ", "", lines[-1]) if lines else ""
+        raise LandscapeError(last or f"the command exited with status {code}")
+
+
+def _job_parser() -> argparse.ArgumentParser:
+    own = argparse.ArgumentParser(add_help=False)
+    add_executor_args(own)
+    return own
+
+
+def uses_jobs(args: argparse.Namespace) -> bool:
+    """Whether any option of :func:`add_executor_args` was given (then the command runs
+    through :func:`submit_jobs`, which refuses them without ``--executor``)."""
+    return any(getattr(args, a.dest, a.default) != a.default for a in _job_parser()._actions)
+
+
+def submit_jobs(args: argparse.Namespace, default: str) -> int:
+    """Run the command's shards as ``--jobs`` jobs (:func:`landscape.executors.run_shards`,
+    each job running this command line with ``--shard I/N``), wait and merge them into
+    ``--out`` (default ``default``), or with ``--no-wait`` print the jobs and the merge
+    command."""
+    if args.executor is None:
+        given = [a.option_strings[0] for a in _job_parser()._actions
+                 if getattr(args, a.dest, a.default) != a.default]
+        raise LandscapeError(f"{', '.join(given)} need(s) --executor local|slurm")
+    if args.jobs is None:
+        raise LandscapeError("--executor needs --jobs N, the number of shards")
+    if getattr(args, "shard", None) is not None:
+        raise LandscapeError("--executor runs every shard of --jobs N itself; drop --shard")
+    from landscape.executors import run_shards
+
+    argv = _job_argv(list(getattr(args, "argv", ["landscape"])[1:]))
+    if getattr(args, "no_progress", True) is False:
+        argv.append("--no-progress")  # no bars in the job logs
+    out = args.out or default
+    r = run_shards(command_job, {"argv": argv}, jobs=args.jobs, out=out,
+                   executor=args.executor, folder=args.folder, wait=not args.no_wait,
+                   overwrite=bool(getattr(args, "overwrite", False)), time_min=args.time_min,
+                   gpus_per_node=args.gpus_per_node, cpus_per_task=args.cpus_per_task,
+                   mem_gb=args.mem_gb, partition=args.partition, account=args.account,
+                   slurm_extra=dict(args.slurm_extra) if args.slurm_extra else None)
+    ids = r.job_ids[0] if len(r.job_ids) == 1 else f"{r.job_ids[0]} ... {r.job_ids[-1]}"
+    print(f"submitted {len(r.job_ids)} {r.executor} job(s) ({ids}); logs in {r.folder}")
+    if r.result is None:
+        print("shard files: " + " ".join(str(p) for p in r.shards))
+        print("when the jobs have finished: " + shlex.join(
+            ["landscape", "merge", str(r.out), *map(str, r.shards)]))
+        return 0
+    done = getattr(r.result, "n_done", None)
+    points = f", {done}/{r.result.n_points} points" if done is not None else ""
+    print(f"wrote {out}: merged from {len(r.shards)} shard files{points}")
+    return 0
+
 # ------------------------------------------------------------- library messages in CLI words
 
 #: Library parameters whose option has another name. :func:`flag_message` uses an entry only

@@ -32,6 +32,7 @@ from ._common import (
     add_checkpoint_args,
     add_compute_args,
     add_data_args,
+    add_executor_args,
     add_progress_arg,
     batch_size_arg,
     check_device,
@@ -49,6 +50,8 @@ from ._common import (
     parse_splits,
     selection_kwargs,
     shard_arg,
+    submit_jobs,
+    uses_jobs,
 )
 
 #: ``--directions`` choices: random directions, or the Hessian's eigenvectors (pair ``top`` or
@@ -159,6 +162,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--no-full-check", action="store_true",
                    help="with --subset, skip the one evaluation of the origin on the full "
                         "data that says how far the subset's values are from it")
+    add_executor_args(p)
     add_progress_arg(p)
     p.set_defaults(func=run)
 
@@ -399,6 +403,8 @@ def _print_subset_check(s) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if uses_jobs(args):
+        return submit_jobs(args, default_out(args.checkpoint, "surface"))
     if args.norm is None:
         args.norm = "filter" if args.directions == "random" else "none"
     # fail fast on bad grids before loading anything

@@ -38,6 +38,7 @@ _LAZY: dict[str, tuple[str, ...]] = {
         "random_directions",
     ),
     "evaluation": ("Evaluator", "Metrics", "evaluate"),
+    "executors": ("ShardJobs", "run_shards"),
     "hessian": (
         "BlockSpectra",
         "CurvatureResult",
@@ -113,6 +114,7 @@ __all__ = [
     "Report",
     "RunOptions",
     "ResultFile",
+    "ShardJobs",
     "Surface",
     "SurfaceSet",
     "TensorData",
@@ -153,6 +155,7 @@ __all__ = [
     "random_direction",
     "random_directions",
     "run_analyses",
+    "run_shards",
     "save_checkpoint",
     "save_directions",
     "select_parameters",

@@ -1,5 +1,6 @@
 """torchrun: a 2-process gloo surface run equals the single-process file and killed runs
-resume; a 2-process Hessian (data sharded, HVPs all-reduced) equals the single process."""
+resume; so does a run over two "nodes" (two torchrun launchers meeting at a c10d rendezvous on
+localhost); a 2-process Hessian (data sharded, HVPs all-reduced) equals the single process."""
 
 from __future__ import annotations
 
@@ -127,6 +128,32 @@ def test_killed_two_process_run_resumes(tmp_path, ckpt):
     _, err = p.communicate(timeout=300)
     assert p.returncode == 0, err
     assert_h5_equal(ref / "s.h5", work / "s.h5")
+
+
+def test_two_node_c10d_run_equals_single_process(tmp_path, ckpt):
+    """Multi-node as SLURM runs it (docs/distributed.md): one torchrun launcher per node,
+    ``--nnodes 2 --nproc_per_node 1``, meeting at a c10d rendezvous (the first launcher hosts
+    the store); here both "nodes" are processes of this machine sharing the work directory."""
+    one = _workdir(tmp_path, "one", ckpt)
+    two = _workdir(tmp_path, "two", ckpt)
+    r = _single(ARGS, one)
+    assert r.returncode == 0, r.stderr
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+           "--rdzv_backend=c10d", f"--rdzv_endpoint=localhost:{_free_port()}",
+           "--rdzv_id=two-nodes", "-m", "landscape.cli", *ARGS]
+    nodes = [subprocess.Popen(cmd, cwd=two, env=ENV, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)
+             for _ in range(2)]
+    try:
+        results = [p.communicate(timeout=300) for p in nodes]  # hang guard only
+    finally:
+        for p in nodes:
+            if p.poll() is None:
+                _kill_tree(p.pid)
+    for p, (_, err) in zip(nodes, results, strict=True):
+        assert p.returncode == 0, err
+    assert sum(out.count("wrote s.h5") for out, _ in results) == 1  # global rank 0 only
+    assert_h5_equal(one / "s.h5", two / "s.h5")
 
 
 # ----------------------------------------------------------------------- distributed Hessians
