@@ -224,6 +224,11 @@ def test_ratio_map_shards_merge_bit_for_bit_and_resume(tmp_path, problem, surfac
     m = merge_shards(merged, [a, b])
     assert isinstance(m, RatioMap) and m.complete and "shard" not in m.recipe
     assert_h5_equal(single, merged)
+    # a merge of one shard is a partial map that a run without shard completes
+    part = tmp_path / "part.h5"
+    assert merge_shards(part, [b]).n_done == 5
+    assert compute_ratio_map(model, surface_file, train, out=part, **RM_KW).complete
+    assert_h5_equal(single, part)
     with pytest.raises(LandscapeError, match="needs warm_start=False"):
         compute_ratio_map(model, surface_file, train, out=tmp_path / "w.h5", shard=(0, 2),
                           **{**RM_KW, "warm_start": True})
@@ -348,7 +353,8 @@ def test_cli_set_ratio_map_and_connect_shards(tmp_path, monkeypatch, capsys):
     hess = ["hessian", str(ck), "--grid", str(surf), "--no-progress", "--batch-size", "64"]
     assert cli_main.main([*hess, "--shard", "0/2"]) == 2
     err = capsys.readouterr().err
-    assert "--no-warm-start" in err and len(err.strip().splitlines()) == 1
+    assert "--shard option needs --no-warm-start" in err, err
+    assert len(err.strip().splitlines()) == 1
     single = tmp_path / "rm.h5"
     assert cli_main.main([*hess, "--no-warm-start", "--out", str(single)]) == 0
     for i in range(2):

@@ -617,9 +617,9 @@ def compute_ratio_map(
         shard = check_shard(shard)
         if warm_start:
             raise LandscapeError(
-                "shard=(i, n) needs warm_start=False: a warm start chains each point to its "
-                "neighbour in the serpentine order, which another shard computes (the merged "
-                "shards equal a single-process map computed with warm_start=False)")
+                "the 'shard' parameter needs warm_start=False: a warm start chains each point "
+                "to its neighbour in the serpentine order, which another shard computes (the "
+                "merged shards equal a single-process map computed with warm_start=False)")
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise LandscapeError(
             f"The 'dtype' parameter must be a floating torch.dtype or None. Got {dtype!r}."
