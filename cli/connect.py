@@ -32,6 +32,7 @@ from ._common import (
     loss_arg,
     parse_splits,
     selection_kwargs,
+    shard_arg,
 )
 
 
@@ -61,6 +62,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "--out spawned.h5",
             "landscape connect a.pt b.pt --curve polychain --bends 2 --steps 3000 --out ab.h5",
             "landscape connect a.pt b.pt --curve none --points 51 --out line.h5",
+            "for i in 0 1; do landscape connect a.pt b.pt --shard $i/2 & done; wait; "
+            "landscape merge ab.h5 a_connect_shard*of2.h5",
         ],
     )
     p.add_argument("checkpoint_a", metavar="A.pt", help="first minimum (t = 0)")
@@ -110,12 +113,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "surface 'landscape surface A.pt --plane B.pt BEND.pt'")
     o.add_argument("--max-points", type=int_arg("max_points", 0), metavar="N",
                    help="stop after N newly evaluated points (re-run to continue)")
+    o.add_argument("--shard", type=shard_arg, metavar="I/N",
+                   help="evaluate only shard I of N of the (path, t) points (every N-th from "
+                        "the I-th) into a file of its own (default <A>_connect_shardIofN.h5), "
+                        "resumable; every shard trains the same bends (seeded); join the N "
+                        "files with 'landscape merge OUT SHARD...'")
     add_progress_arg(p)
 
 
 def run(args: argparse.Namespace) -> int:
     check_device(args.device)
-    out = args.out or default_out(args.checkpoint_a, "connect")
+    out = args.out or default_out(args.checkpoint_a, "connect" if args.shard is None else
+                                  "connect_shard{}of{}".format(*args.shard))
     t0 = time.perf_counter()
     with distributed(args.device) as (rank, _world, device):
         res = connect_checkpoints(
@@ -126,7 +135,8 @@ def run(args: argparse.Namespace) -> int:
             optimizer=args.optimizer, momentum=args.momentum, weight_decay=args.weight_decay,
             train_batch_size=args.train_batch_size, init_noise=args.init_noise,
             seed=args.seed, loss=loss_arg(args.loss), bn=args.bn, bn_batches=args.bn_batches,
-            batch_size=args.batch_size, device=device, **selection_kwargs(args),
+            batch_size=args.batch_size, device=device, shard=args.shard,
+            **selection_kwargs(args),
             run=RunOptions(out, args.overwrite, not args.no_progress, args.flush_seconds,
                            args.max_points))
     dt = time.perf_counter() - t0

@@ -47,6 +47,7 @@ from ._common import (
     load_datasets,
     loss_arg,
     selection_kwargs,
+    shard_arg,
 )
 
 _TOP_K = 5
@@ -74,6 +75,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "landscape hessian runs/vit/epoch_0006.pt --blocks block --top-k 1 "
             "--trace-samples 12 --density-steps 20 --density-runs 1",
             "torchrun --nproc-per-node 4 -m landscape.cli hessian final.pt --grid s.h5",
+            "for i in 0 1; do landscape hessian final.pt --grid s.h5 --no-warm-start "
+            "--shard $i/2 & done; wait; landscape merge map.h5 s_ratio_map_shard*of2.h5",
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -125,6 +128,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "eigenvectors")
     g.add_argument("--flush-seconds", type=float_arg("flush_seconds", 0.0), default=10.0,
                    help="write finished points to disk at least this often")
+    g.add_argument("--shard", type=shard_arg, metavar="I/N",
+                   help="compute only shard I of N of the map's points (every N-th point "
+                        "from the I-th, in raster order) into a file of its own (default "
+                        "<surface>_ratio_map_shardIofN.h5), resumable; needs --no-warm-start; "
+                        "join the N files with 'landscape merge OUT SHARD...'")
     e = p.add_argument_group("computation")
     e.add_argument("--tol", type=float_arg("tol", 0.0, closed="neither"),
                    help=f"relative residual of the eigenpairs (default {_TOL_POINT:g}; "
@@ -210,8 +218,9 @@ def _run_point(args: argparse.Namespace) -> int:
 
 def _compute_point(args: argparse.Namespace, rank: int = 0, world: int = 1,
                    device: str | None = None) -> int:
-    if args.max_points is not None or args.no_warm_start:
-        raise LandscapeError("--max-points and --no-warm-start apply to ratio maps; add --grid")
+    if args.max_points is not None or args.no_warm_start or args.shard is not None:
+        raise LandscapeError("--max-points, --no-warm-start and --shard apply to ratio maps; "
+                             "add --grid")
     if args.blocks is not None:
         return _compute_blocks(args, rank, world, device)
     top_k = _TOP_K if args.top_k is None else check_int("top_k", args.top_k, 0)
@@ -383,7 +392,8 @@ def _run_grid(args: argparse.Namespace) -> int:
     check_float("flush_seconds", args.flush_seconds, 0.0)
     loss = loss_arg(args.loss)
     surf = Surface.load(args.grid)  # its recipe names the data of the map
-    out = args.out or args.grid
+    out = args.out or (args.grid if args.shard is None else
+                       default_out(args.grid, "ratio_map_shard{}of{}".format(*args.shard)))
     storage.check_writable(out, overwrite=args.overwrite)
     ckpt = load_ckpt(args, args.checkpoint)
     spec = _grid_data_spec(args, surf, ckpt)
@@ -400,6 +410,7 @@ def _run_grid(args: argparse.Namespace) -> int:
             max_points=args.max_points, ignore=None if args.ignore == "none" else args.ignore,
             dtype=dtype_arg(args), device=device, max_hvp=args.max_hvp, seed=args.seed,
             recipe=recipe, provenance=provenance, solver_dtype=DTYPES[args.solver_dtype],
+            shard=args.shard,
         )
     dt = time.perf_counter() - t0
     if rank != 0:

@@ -155,7 +155,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--shard", type=shard_arg, metavar="I/N",
                    help="compute only shard I of N of the grid's points (every N-th point "
                         "from the I-th) into a file of its own (default "
-                        "<checkpoint>_surface_shardIofN.h5), resumable; join the N files with "
+                        "<checkpoint>_surface_shardIofN.h5; also with --n-directions), "
+                        "resumable; join the N files with "
                         "'landscape merge OUT SHARD...'")
     o.add_argument("--flush-seconds", type=float_arg("flush_seconds", 0.0), default=10.0,
                    help="write finished points to disk at least this often")
@@ -315,7 +316,6 @@ def _run_set(args: argparse.Namespace, ckpt, datasets, loss, out: str, recipe: d
                              ("--dir-type states", args.dir_type != "weights"),
                              ("--precision", args.precision != "fp32"),
                              ("--rel-precision", args.rel_precision is not None),
-                             ("--shard", args.shard is not None),
                              ("--bn recalibrate", args.bn != "eval")) if on]
     if other:
         raise LandscapeError(
@@ -332,6 +332,7 @@ def _run_set(args: argparse.Namespace, ckpt, datasets, loss, out: str, recipe: d
             loss=loss, batch_size=args.batch_size, device=device, dtype=dtype_arg(args),
             out=out, overwrite=args.overwrite, recipe=recipe, provenance=provenance,
             progress=not args.no_progress, flush_seconds=args.flush_seconds, full_data=full,
+            shard=args.shard,
         )
     if rank != 0:
         return 0

@@ -289,8 +289,9 @@ class GridRunner(ABC):
     hint : str
         What makes a long run shorter (printed with the estimate of a long run).
     shard : (int, int) or None
-        ``(i, n)``: compute only shard ``i`` of ``n`` (:func:`shard_points`), e.g. into a
-        file of its own that :func:`landscape.shards.merge_shards` joins with the others.
+        ``(i, n)``: compute only shard ``i`` of ``n`` (:func:`shard_points` of the raster
+        order), e.g. into a file of its own that :func:`landscape.shards.merge_shards` joins
+        with the others.
     """
 
     def __init__(self, done: np.ndarray, *, out: Any, progress: bool, flush_seconds: float,
@@ -336,10 +337,15 @@ class GridRunner(ABC):
 
     # ------------------------------------------------------------------ the loop
     def todo(self) -> list[int]:
-        """Unfinished points (of :attr:`shard`) in visiting order, cut to ``max_points``."""
+        """Unfinished points (of :attr:`shard`) in visiting order, cut to ``max_points``.
+
+        A shard's points are those of :func:`shard_points` over the raster order whatever
+        the visiting order (a ratio map visits in serpentine order), so that
+        :func:`landscape.shards.merge_shards` checks every kind's files alike."""
         order = self.order()
         if self.shard is not None:
-            order = shard_points(order, *self.shard)
+            mine = set(shard_points(range(self.done.size), *self.shard))
+            order = [p for p in order if p in mine]
         return pending(self.done, self.max_points, order)
 
     def _mine(self, todo: list[int], rank: int, world: int,

@@ -57,6 +57,15 @@ most every ``flush_seconds`` and when interrupted; the evaluated points are a gr
 rank 0's are broadcast). Re-running with the same recipe continues where the file stopped; a
 file with another recipe is refused unless ``overwrite``.
 
+**Shard files.** With ``shard=(i, n)`` only shard ``i`` of ``n`` of the grid's points (every
+``n``-th flat index ``row * n_points + col``, :func:`landscape._grid.shard_points`) is
+evaluated, into a file of its own; ``shard`` joins the recipe. The bends are not sharded:
+every shard trains them itself, which repeats the single-process training bit for bit (the
+drawn ``t`` and minibatch of every step are functions of the seed and the step alone), so the
+``n`` files hold the same bends and :func:`landscape.shards.merge_shards` joins them into the
+file one process writes -- and refuses files whose bends differ (trained on machines whose
+rounding differs) or whose training is unfinished.
+
 Layout::
 
     /connect              attrs: recipe (JSON), provenance (JSON), paths (JSON list), n_params,
@@ -103,9 +112,11 @@ from ._grid import (
     MetricsRunner,
     check_fits_in_memory,
     check_grid_fits,
+    check_shard,
     dist_info,
     metric_array_names,
     pending,
+    shard_points,
 )
 from ._resume import RUN_FIELDS, RunOptions, stored_result
 from ._resume import run_options as run_options_of
@@ -763,6 +774,7 @@ def compute_connectivity(
     recipe: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
     selection: ParameterSelection | None = None,
+    shard: tuple[int, int] | None = None,
     run: RunOptions | None = None,
     **run_options: Any,
 ) -> Connectivity:
@@ -817,6 +829,11 @@ def compute_connectivity(
     selection : ParameterSelection, optional
         The tensors that travel (``select_parameters(model_a, "weights", ...)``); the others
         stay at A's values everywhere. Default: every trainable parameter.
+    shard : (int, int), optional
+        ``(i, n)``: evaluate only shard ``i`` of ``n`` of the ``(path, t)`` points into
+        ``out``, a file of its own that resumes like any other (every shard trains the bends
+        itself; see the module docstring); ``shard`` joins the recipe.
+        :func:`landscape.shards.merge_shards` joins the ``n`` files.
     run : RunOptions, optional
         How the run writes (:class:`~landscape._resume.RunOptions`): ``out``, the landscape
         file whose ``/connect`` group is written as the run goes and resumed from;
@@ -844,11 +861,14 @@ def compute_connectivity(
          "train_batch_size": train_batch_size, "init_noise": init_noise, "seed": seed,
          "bn": bn, "bn_batches": bn_batches, "bn_batch_size": bn_batch_size,
          "batch_size": batch_size}, _CONSTRAINTS)
+    shard = None if shard is None else check_shard(shard)
     ends = _Ends.of(model_a, model_b, data, train_data, settings["curve"], selection)
     paths = ("line", "curve") if curve is not None else ("line",)
     _check_sizes(len(paths), n_points, len(ends.data), curve, n_bends, steps, optimizer,
                  ends.fa)
     full = _connect_recipe(settings, ends, loss, recipe)
+    if shard is not None:  # only when set: the merged file's recipe is the plain one
+        full["shard"] = list(shard)
     shape = (len(paths), n_points)
     res = Connectivity(
         t=_t_grid(n_points), paths=paths,
@@ -864,7 +884,7 @@ def compute_connectivity(
         res = old
     if res.num_classes is None:  # C of the chance level ln C (None: regression / unknown)
         res.num_classes = _data_classes(ends.train, *ends.data.values())
-    _connect_run(res, ends, settings, loss, device, opts)
+    _connect_run(res, ends, settings, loss, device, opts, shard=shard)
     return res
 
 
@@ -1092,7 +1112,8 @@ def _check_stored(old: Connectivity, new: Connectivity, path: Path | None) -> No
 
 
 def _connect_run(res: Connectivity, ends: _Ends, st: Mapping[str, Any], loss: LossSpec,
-                 device: torch.device | str | None, opts: RunOptions) -> None:
+                 device: torch.device | str | None, opts: RunOptions,
+                 shard: tuple[int, int] | None = None) -> None:
     """Train the bends (unless stored), then evaluate the pending points of every path."""
     curve, bn, held = st["curve"], st["bn"], ends.held
     # the first write of this run replaces the file when overwrite is set (then never again)
@@ -1109,7 +1130,8 @@ def _connect_run(res: Connectivity, ends: _Ends, st: Mapping[str, Any], loss: Lo
                       device=dev, progress=opts.progress,
                       held=held if held.any() else None).run()
         write_over = False
-    if not pending(res.done, opts.max_points):
+    mine = None if shard is None else shard_points(range(res.done.size), *shard)
+    if not pending(res.done, opts.max_points, mine):
         return
     ev = Evaluator(ends.model_a, ends.data, loss=loss,
                    what="weights" if bn == "recalibrate" else "states",
@@ -1128,7 +1150,7 @@ def _connect_run(res: Connectivity, ends: _Ends, st: Mapping[str, Any], loss: Lo
                    {k: v.to(ev.device) for k, v in sb.items() if k not in ends.tb})
     _ConnectRun(res, ev, control, buffers, out=opts.path, first_write=write_over,
                 progress=opts.progress, flush_seconds=opts.flush_seconds,
-                max_points=opts.max_points).run()
+                max_points=opts.max_points, shard=shard).run()
 
 
 def _check_sizes(n_paths: int, n_points: int, n_splits: int, curve: str | None, n_bends: int,

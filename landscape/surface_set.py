@@ -4,8 +4,9 @@ One pair of random directions is one sample of the landscape around a minimum; a
 number read from it changes with the seed. :func:`compute_surface_set` evaluates ``K``
 independent direction pairs (member ``k`` with seed ``s_k``: directions ``(s_k, s_k + 1)``, so
 member 0 with seed 0 is exactly the default single surface) on the same grid, as *one* grid
-analysis of ``K x points`` points: resumable, shardable under ``torchrun`` and flushed like a
-surface (the grid runner, :mod:`landscape._grid`). The result, a :class:`SurfaceSet`, gives every
+analysis of ``K x points`` points: resumable, shardable under ``torchrun`` and into shard files
+(``shard=(i, n)``, joined by :func:`landscape.shards.merge_shards`) and flushed like a surface
+(the grid runner, :mod:`landscape._grid`). The result, a :class:`SurfaceSet`, gives every
 member as a :class:`~landscape.surface.Surface` (``member(k)``), so every surface metric is
 computed per direction pair and summarised as mean, standard deviation and a Student-t interval
 (:func:`landscape.stats.summarize` -- the report does this for every metric).
@@ -49,9 +50,11 @@ from ._grid import (
     MetricsRunner,
     agree,
     check_grid_fits,
+    check_shard,
     metric_array_names,
     new_stderrs,
     pending,
+    shard_points,
 )
 from ._resume import RunOptions, stored_result
 from ._resume import run_options as run_options_of
@@ -271,6 +274,7 @@ def compute_surface_set(
     recipe: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
     full_data: Mapping[str, Any] | None = None,
+    shard: tuple[int, int] | None = None,
     run: RunOptions | None = None,
     **run_options: Any,
 ) -> SurfaceSet:
@@ -301,6 +305,12 @@ def compute_surface_set(
         reuses.
     loss, device, dtype, recipe, provenance, full_data
         As for :func:`~landscape.surface.compute_surface`.
+    shard : (int, int), optional
+        ``(i, n)``: compute only shard ``i`` of ``n`` of the set's ``K x points`` points
+        (every ``n``-th flat index ``k * points + j`` from the ``i``-th,
+        :func:`landscape._grid.shard_points`) into ``out``, a file of its own that resumes
+        like any other; ``shard`` joins the recipe. :func:`landscape.shards.merge_shards`
+        joins the ``n`` files into the file one process writes, bit for bit.
     run : RunOptions, optional
         How the run writes (``out``, ``overwrite``, ``progress``, ``flush_seconds``,
         ``max_points``; see :class:`~landscape._resume.RunOptions`).
@@ -340,6 +350,8 @@ def compute_surface_set(
         )
     if batch_size != "auto":
         batch_size = check_int("batch_size", batch_size, 1)
+    if shard is not None:
+        shard = check_shard(shard)
     if not data:
         raise LandscapeError("no dataset given to evaluate the surfaces on")
     if selection is None:
@@ -350,7 +362,7 @@ def compute_surface_set(
     for name, a in (("x", ax), ("y", ay)):
         if a is not None:
             a.check_dtype(name, eval_dtype)
-    full_recipe = _set_recipe(recipe, ax, ay, dirs, data, loss, batch_size, eval_dtype)
+    full_recipe = _set_recipe(recipe, ax, ay, dirs, data, loss, batch_size, eval_dtype, shard)
     shape = (len(seeds), *((ay.num, ax.num) if ay is not None else (ax.num,)))
     names = metric_array_names(data)
     s = SurfaceSet(
@@ -366,15 +378,17 @@ def compute_surface_set(
         s.arrays, s.done, s.provenance = old.arrays, old.done, old.provenance
         s.stderrs = new_stderrs(old.arrays, old.stderrs)
         s.subset_check = old.subset_check
-    if pending(s.done, opts.max_points):
+    mine = None if shard is None else shard_points(range(s.done.size), *shard)
+    if pending(s.done, opts.max_points, mine):
         _run_set(s, model, data, base_t, dirs, loss=loss, batch_size=batch_size, device=device,
-                 dtype=dtype, full_data=full_data, opts=opts)
+                 dtype=dtype, full_data=full_data, opts=opts, shard=shard)
     return s
 
 
 def _set_recipe(extra: Mapping[str, Any] | None, ax: Axis, ay: Axis | None,
                 dirs: Sequence[Directions], data: Mapping[str, Any], loss: LossSpec,
-                batch_size: int | str, eval_dtype: torch.dtype) -> dict[str, Any]:
+                batch_size: int | str, eval_dtype: torch.dtype,
+                shard: tuple[int, int] | None = None) -> dict[str, Any]:
     """Everything that identifies a surface set (a resumed file must have the same)."""
     full: dict[str, Any] = dict(extra or {})
     full.update({
@@ -387,6 +401,8 @@ def _set_recipe(extra: Mapping[str, Any] | None, ax: Axis, ay: Axis | None,
         "batch_size": batch_size,
         "dtype": str(eval_dtype).replace("torch.", ""),
     })
+    if shard is not None:  # only when set: the merged file's recipe is the plain one
+        full["shard"] = list(shard)
     return json.loads(storage.dumps(full))
 
 
@@ -394,7 +410,7 @@ def _run_set(s: SurfaceSet, model: nn.Module, data: Mapping[str, Any],
              base_t: Mapping[str, Tensor], dirs: Sequence[Directions], *, loss: LossSpec,
              batch_size: int | str, device: torch.device | str | None,
              dtype: torch.dtype | None, full_data: Mapping[str, Any] | None,
-             opts: RunOptions) -> None:
+             opts: RunOptions, shard: tuple[int, int] | None = None) -> None:
     """Evaluate the pending points of every member (the batch size chosen once, kept)."""
     ev = Evaluator(model, data, loss=loss, what="weights",
                    batch_size=1024 if batch_size == "auto" else batch_size,
@@ -412,4 +428,4 @@ def _run_set(s: SurfaceSet, model: nn.Module, data: Mapping[str, Any],
                                                what="weights", dtype=dtype)
     _SetRun(s, ev, base_dev, dirs_dev, out=opts.out, overwrite=opts.overwrite,
             progress=opts.progress, flush_seconds=opts.flush_seconds,
-            max_points=opts.max_points).run()
+            max_points=opts.max_points, shard=shard).run()

@@ -36,6 +36,15 @@ each rank takes one contiguous block of the serpentine order (so its warm starts
 neighbours) and rank 0 writes; a block whose predecessor was not computed before starts cold,
 so results depend on the number of ranks within the tolerance.
 
+**Shard files.** With ``shard=(i, n)`` only shard ``i`` of ``n`` of the points (every
+``n``-th point in raster order from the ``i``-th, :func:`landscape._grid.shard_points`) is
+computed, into a file of its own; ``shard`` joins the recipe. A shard needs
+``warm_start=False``: a warm start chains each point to its predecessor in the serpentine
+order, which another shard computes, so sharded warm starts could not give the
+single-process numbers. Cold, every point starts from the same seeded vector and its numbers
+depend on nothing else, so :func:`landscape.shards.merge_shards` joins the ``n`` files into
+the file one process writes with ``warm_start=False``, bit for bit.
+
 Layout::
 
     /ratio_map             attrs: recipe (JSON), provenance (JSON), ndim, n_params
@@ -77,7 +86,8 @@ from torch import Tensor, nn
 from .. import _schema, storage
 from .._atomic import holds_output
 from .._functional import LossSpec, is_perturbable, loss_name, named_tensors
-from .._grid import GridProgress, GridRunner, pending, resume_or_refuse
+from .._grid import GridProgress, GridRunner, check_shard, pending, shard_points
+from .._resume import stored_result
 from .._version import tool_versions
 from ..data import sample_count
 from ..errors import LandscapeError, check_float, check_int
@@ -217,9 +227,10 @@ class RatioMap(GridProgress):
             g.datasets["warm_vectors"] = np.stack([warm[k] for k in keys]).astype(np.float32)
         return g
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the ``/ratio_map`` group of ``path`` atomically (other groups are kept)."""
-        storage.update_file(path, {GROUP: self.to_group()})
+    def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> None:
+        """Write the ``/ratio_map`` group of ``path`` atomically (other groups are kept;
+        ``overwrite`` replaces a landscape file whole)."""
+        storage.update_file(path, {GROUP: self.to_group()}, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> RatioMap:
@@ -500,6 +511,7 @@ def compute_ratio_map(
     recipe: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
     solver_dtype: torch.dtype | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> RatioMap:
     """``lambda_max``, ``lambda_min`` and ``|lambda_min/lambda_max|`` on a surface's grid.
 
@@ -556,6 +568,12 @@ def compute_ratio_map(
         Dtype of the Lanczos basis on the compute device (default float64; float32 halves
         its memory, see :func:`~landscape.hessian.top_eigen`). Recorded in the recipe when
         it is not float64.
+    shard : (int, int), optional
+        ``(i, n)``: compute only shard ``i`` of ``n`` of the points (every ``n``-th in raster
+        order from the ``i``-th) into ``out``, a file of its own that resumes like any other;
+        ``shard`` joins the recipe. Needs ``warm_start=False`` (see the module docstring).
+        :func:`landscape.shards.merge_shards` joins the ``n`` files into the map one process
+        computes with ``warm_start=False``, bit for bit.
 
     Returns
     -------
@@ -595,6 +613,13 @@ def compute_ratio_map(
     solver_dtype = check_solver_dtype(solver_dtype)
     if not isinstance(warm_start, bool):
         raise LandscapeError(f"The 'warm_start' parameter must be a bool. Got {warm_start!r}.")
+    if shard is not None:
+        shard = check_shard(shard)
+        if warm_start:
+            raise LandscapeError(
+                "the 'shard' parameter needs warm_start=False: a warm start chains each point "
+                "to its neighbour in the serpentine order, which another shard computes (the "
+                "merged shards equal a single-process map computed with warm_start=False)")
     if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
         raise LandscapeError(
             f"The 'dtype' parameter must be a floating torch.dtype or None. Got {dtype!r}."
@@ -655,6 +680,8 @@ def compute_ratio_map(
     })
     if solver_dtype != torch.float64:  # only where it is not the default (older maps match)
         full_recipe["solver_dtype"] = str(solver_dtype).replace("torch.", "")
+    if shard is not None:  # only when set: the merged file's recipe is the plain one
+        full_recipe["shard"] = list(shard)
     full_recipe = json.loads(storage.dumps(full_recipe))
     prov = {**tool_versions(), **precision_note(op_dtype),
             "surface_file": str(surface_path), **dict(provenance or {})}
@@ -670,30 +697,35 @@ def compute_ratio_map(
         status=np.full(shape, NOT_COMPUTED, dtype=np.uint8),
     )
     out_p = Path(out) if out is not None else Path(surface_path)
-    storage.check_writable(out_p, overwrite=overwrite)
     warm: dict[int, np.ndarray] = {}
-    replace_file = False
-    if out_p.exists():
-        if not _is_landscape(out_p):
-            replace_file = True  # a foreign file, only reachable with overwrite
-        elif GROUP in storage.list_groups(out_p) and not overwrite:
-            old, warm = _read(out_p)
-            resume_or_refuse(out_p, old.recipe, full_recipe, subject="holds a ratio map")
-            if old.shape != shape:
-                raise LandscapeError(f"'{out_p}' holds a ratio map of another grid shape")
-            rm = RatioMap(x=rm.x, y=rm.y, lambda_max=old.lambda_max, lambda_min=old.lambda_min,
-                          ratio=old.ratio, n_hvp=old.n_hvp, done=old.done,
-                          converged=old.converged, recipe=full_recipe, provenance=old.provenance,
-                          status=old.status)
 
-    if not pending(rm.done, max_points):
+    def load(path: Path) -> RatioMap:  # the map and the chain ends of its unfinished chains
+        stored, chain_ends = _read(path)
+        warm.update(chain_ends)
+        return stored
+
+    old = stored_result(out_p, overwrite=overwrite, recipe=full_recipe, group=GROUP,
+                        load=load, subject="holds a ratio map")
+    # a foreign file (only reachable with overwrite) is replaced whole; a landscape file keeps
+    # its other groups
+    replace_file = out_p.exists() and not _is_landscape(out_p)
+    if old is not None:
+        if old.shape != shape:
+            raise LandscapeError(f"'{out_p}' holds a ratio map of another grid shape")
+        rm = RatioMap(x=rm.x, y=rm.y, lambda_max=old.lambda_max, lambda_min=old.lambda_min,
+                      ratio=old.ratio, n_hvp=old.n_hvp, done=old.done,
+                      converged=old.converged, recipe=full_recipe, provenance=old.provenance,
+                      status=old.status)
+
+    mine = None if shard is None else shard_points(range(rm.done.size), *shard)
+    if not pending(rm.done, max_points, mine):
         return rm
     run = _RatioMapRun(
         rm, model, data, surf, base, dirs.vectors, warm if warm_start else {}, dev=dev,
         op_dtype=op_dtype, loss=loss, batch_size=batch_size, fixed=fixed, tol=tol,
         max_hvp=max_hvp, seed=seed, warm_start=warm_start, out=out_p, first_write=replace_file,
         solver_dtype=solver_dtype,
-        progress=progress, flush_seconds=flush_seconds, max_points=max_points,
+        progress=progress, flush_seconds=flush_seconds, max_points=max_points, shard=shard,
     )
     run.run()
     bad = int(np.sum(rm.done & ~rm.converged & np.isfinite(rm.lambda_max)))
