@@ -21,6 +21,7 @@ from ._common import (
     add_checkpoint_args,
     add_compute_args,
     add_data_args,
+    add_executor_args,
     add_progress_arg,
     check_device,
     command_line,
@@ -33,6 +34,8 @@ from ._common import (
     parse_splits,
     selection_kwargs,
     shard_arg,
+    submit_jobs,
+    uses_jobs,
 )
 
 
@@ -118,10 +121,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "the I-th) into a file of its own (default <A>_connect_shardIofN.h5), "
                         "resumable; every shard trains the same bends (seeded); join the N "
                         "files with 'landscape merge OUT SHARD...'")
+    add_executor_args(p)
     add_progress_arg(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    if uses_jobs(args):
+        return submit_jobs(args, default_out(args.checkpoint_a, "connect"))
     check_device(args.device)
     out = args.out or default_out(args.checkpoint_a, "connect" if args.shard is None else
                                   "connect_shard{}of{}".format(*args.shard))

@@ -48,7 +48,7 @@ CALLS: dict[str, tuple[Any, ...]] = {
     "info": (ls.describe,),
     "plot": (plot_file,),
     "compare": (ls.compare, ls.compare_arms),
-    "connect": (ls.connect_checkpoints, ls.compute_connectivity),
+    "connect": (ls.connect_checkpoints, ls.compute_connectivity, ls.run_shards),
     "probe": (ls.run_analyses,),
     "sharpening": (sharpening_of_run,),
     "merge": (ls.merge_shards,),

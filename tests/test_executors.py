@@ -210,3 +210,24 @@ def test_refusals(setup, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "submitit", None)  # not installed
     code, _, err = _run([*argv, "--executor", "local", "--jobs", "2"], capsys)
     assert code == 2 and "pip install 'landscape[slurm]'" in err and MISSING in err
+
+
+def test_connect_local_jobs_give_the_single_process_file(setup, tmp_path, capsys):
+    """``landscape connect --executor local --jobs 2``: every job trains the same bends and
+    evaluates its shard; the merged file is the single-process one."""
+    d, ck, _ = setup
+    spec = ModelSpec("mlp", {"width": 8, "depth": 1})
+    torch.manual_seed(1)
+    ck_b = save_checkpoint(tmp_path / "b.pt", spec.build(), spec,
+                           data=DataSpec("digits", subset=90).to_dict())
+    conn = ["connect", str(ck), str(ck_b), "--steps", "6", "--points", "3", "--batch-size",
+            "32", "--train-batch-size", "16", "--no-progress", "--threads", "1"]
+    single = tmp_path / "single.h5"
+    assert cli_main.main([*conn, "--out", str(single)]) == 0
+    capsys.readouterr()
+    merged = tmp_path / "jobs.h5"
+    code, out, err = _run([*conn, "--out", str(merged), "--executor", "local", "--jobs", "2"],
+                          capsys)
+    assert code == 0, err
+    assert "merged from 2 shard files, 6/6 points" in out, out
+    _assert_same_file(single, merged)
