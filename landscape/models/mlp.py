@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..errors import check_int
 from ._common import check_bool as _check_bool
-from ._common import check_features
+from ._common import check_features, fc_stack_forward
 
 __all__ = ["MLPBlock", "MLP"]
 
@@ -112,10 +112,7 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_features("MLP", x, self.in_features)
-        h = self.relu(self.stem(x.flatten(1)))
-        for block in self.blocks:
-            h = block(h)
-        return self.head(h)
+        return fc_stack_forward(self, self.blocks, x)
 
     def extra_repr(self) -> str:
         return f"depth={self.depth}, shortcut={self.shortcut}, batchnorm={self.batchnorm}"

@@ -17,13 +17,14 @@ parameters of a plain net are simply unused by the loss (their gradient is ``Non
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 
 from ._common import (
-    check_cifar_resnet,
+    CifarResNet,
     check_images,
-    depth_repr,
-    init_he,
+    depth_factory,
     make_stages,
     post_activation_forward,
     projection,
@@ -133,7 +134,7 @@ class Bottleneck(nn.Module):
         return f"shortcut={self.shortcut}"
 
 
-class ResNet(nn.Module):
+class ResNet(CifarResNet):
     """CIFAR-style ResNet of depth ``6n + 2`` (He et al., 2016), or its plain twin.
 
     Parameters
@@ -199,65 +200,32 @@ class ResNet(nn.Module):
     <All keys matched successfully>
     """
 
-    def __init__(
-        self,
-        depth: int,
-        shortcut: bool = True,
-        in_channels: int = 3,
-        num_classes: int = 10,
-        width: float = 1,
-        bottleneck: bool = False,
-    ) -> None:
-        super().__init__()
-        check_cifar_resnet(self, depth, shortcut, in_channels, num_classes, width, bottleneck)
-        block = Bottleneck if self.bottleneck else BasicBlock
-        e = block.expansion
+    units = (BasicBlock, Bottleneck)
 
-        c1, _, c3 = self.channels
-        self.conv1 = _conv3x3(self.in_channels, c1)
-        self.bn1 = nn.BatchNorm2d(c1)
+    def _build_body(self, block: Any) -> None:
+        self.bn1 = nn.BatchNorm2d(self.channels[0])
         self.relu = nn.ReLU(inplace=False)
         self.layer1, self.layer2, self.layer3 = make_stages(block, self.channels, self.num_blocks,
                                                             self.shortcut)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(e * c3, self.num_classes)
-        init_he(self)
 
     def forward(self, x: Tensor) -> Tensor:
         check_images("ResNet", x, self.in_channels)
         return post_activation_forward(self, x)
 
-    def extra_repr(self) -> str:
-        return depth_repr(self)
 
-
-def resnet20(
-    *, shortcut: bool = True, in_channels: int = 3, num_classes: int = 10, width: float = 1
-) -> ResNet:
-    """ResNet-20 (``n = 3``; 272,474 parameters on CIFAR-10); see :class:`ResNet`."""
-    return ResNet(20, shortcut, in_channels, num_classes, width)
-
-
-def resnet56(
-    *, shortcut: bool = True, in_channels: int = 3, num_classes: int = 10, width: float = 1
-) -> ResNet:
-    """ResNet-56 (``n = 9``; 855,770 parameters on CIFAR-10); see :class:`ResNet`."""
-    return ResNet(56, shortcut, in_channels, num_classes, width)
-
-
-def resnet110(
-    *, shortcut: bool = True, in_channels: int = 3, num_classes: int = 10, width: float = 1
-) -> ResNet:
-    """ResNet-110 (``n = 18``; 1,730,714 parameters on CIFAR-10); see :class:`ResNet`."""
-    return ResNet(110, shortcut, in_channels, num_classes, width)
-
-
-def resnet164(
-    *, shortcut: bool = True, in_channels: int = 3, num_classes: int = 10, width: float = 1
-) -> ResNet:
+resnet20 = depth_factory(
+    ResNet, 20, "resnet20",
+    """ResNet-20 (``n = 3``; 272,474 parameters on CIFAR-10); see :class:`ResNet`.""")
+resnet56 = depth_factory(
+    ResNet, 56, "resnet56",
+    """ResNet-56 (``n = 9``; 855,770 parameters on CIFAR-10); see :class:`ResNet`.""")
+resnet110 = depth_factory(
+    ResNet, 110, "resnet110",
+    """ResNet-110 (``n = 18``; 1,730,714 parameters on CIFAR-10); see :class:`ResNet`.""")
+resnet164 = depth_factory(
+    ResNet, 164, "resnet164",
     """ResNet-164 with bottleneck blocks (``n = 18``; 1,704,154 parameters on CIFAR-10).
 
     The post-activation bottleneck network of He et al. (2016b, table 1; 1.7M parameters);
     see :class:`ResNet`.
-    """
-    return ResNet(164, shortcut, in_channels, num_classes, width, bottleneck=True)
+    """, bottleneck=True)
