@@ -9,10 +9,10 @@ from torch import Tensor, nn
 
 from ..errors import LandscapeError, check_float, check_int
 
-__all__ = ["CIFAR_CHANNELS", "CifarResNet", "check_bool", "check_cifar_resnet", "check_features",
-           "check_images", "conv3x3", "depth_factory", "depth_repr", "fc_stack_forward",
-           "init_he", "make_stage", "make_stages", "post_activation_forward", "projection",
-           "scale_channels", "shortcut_out"]
+__all__ = ["CIFAR_CHANNELS", "CifarResNet", "ShortcutUnit", "check_bool", "check_cifar_resnet",
+           "check_features", "check_images", "conv3x3", "depth_factory", "depth_repr",
+           "fc_stack_forward", "init_he", "make_stage", "make_stages", "post_activation_forward",
+           "projection", "scale_channels", "shortcut_out"]
 
 
 def check_bool(name: str, value: Any) -> bool:
@@ -152,6 +152,24 @@ def projection(in_planes: int, out_planes: int, stride: int) -> nn.Sequential | 
         nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False),
         nn.BatchNorm2d(out_planes),
     )
+
+
+class ShortcutUnit(nn.Module):
+    """A unit whose ``forward`` adds its shortcut only where ``shortcut`` is true: the plain
+    twin's units keep every module (same ``state_dict``) and drop the addition.
+
+    Parameters
+    ----------
+    shortcut : bool
+        Whether ``forward`` adds the shortcut.
+    """
+
+    def __init__(self, shortcut: bool) -> None:
+        super().__init__()
+        self.shortcut = shortcut
+
+    def extra_repr(self) -> str:
+        return f"shortcut={self.shortcut}"
 
 
 def shortcut_out(block: nn.Module, out: Tensor, x: Tensor) -> Tensor:

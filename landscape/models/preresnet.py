@@ -27,7 +27,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from ._common import CifarResNet, check_images, conv3x3, depth_factory, make_stages
+from ._common import CifarResNet, ShortcutUnit, check_images, conv3x3, depth_factory, make_stages
 
 __all__ = [
     "PreActBlock",
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 
-class PreActBlock(nn.Module):
+class PreActBlock(ShortcutUnit):
     """A pre-activation basic unit: ``x + conv2(relu(bn2(conv1(relu(bn1(x))))))``.
 
     Parameters
@@ -64,8 +64,7 @@ class PreActBlock(nn.Module):
     expansion = 1
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, shortcut: bool = True) -> None:
-        super().__init__()
-        self.shortcut = shortcut
+        super().__init__(shortcut)
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.conv1 = conv3x3(in_planes, planes, stride)
         self.bn2 = nn.BatchNorm2d(planes)
@@ -88,9 +87,6 @@ class PreActBlock(nn.Module):
             return out
         return out + (x if self.downsample is None else self.downsample(a))
 
-    def extra_repr(self) -> str:
-        return f"shortcut={self.shortcut}"
-
 
 class PreActBottleneck(PreActBlock):
     """A pre-activation bottleneck unit: BN-ReLU-1x1, BN-ReLU-3x3, BN-ReLU-1x1 (4x), plus ``x``.
@@ -110,8 +106,7 @@ class PreActBottleneck(PreActBlock):
     expansion = 4
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, shortcut: bool = True) -> None:
-        nn.Module.__init__(self)
-        self.shortcut = shortcut
+        ShortcutUnit.__init__(self, shortcut)
         out_planes = planes * self.expansion
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=1, bias=False)

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from ._common import (
     CifarResNet,
+    ShortcutUnit,
     check_images,
     depth_factory,
     make_stages,
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 
-class BasicBlock(nn.Module):
+class BasicBlock(ShortcutUnit):
     """Two 3x3 convolutions with BatchNorm and an (optionally used) shortcut.
 
     ``relu(bn2(conv2(relu(bn1(conv1(x))))) + s(x))`` where ``s`` is the identity or, when the
@@ -71,8 +72,7 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, shortcut: bool = True) -> None:
-        super().__init__()
-        self.shortcut = shortcut
+        super().__init__(shortcut)
         self.conv1 = _conv3x3(in_planes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=False)
@@ -85,11 +85,8 @@ class BasicBlock(nn.Module):
         out = self.bn2(self.conv2(out))
         return shortcut_out(self, out, x)
 
-    def extra_repr(self) -> str:
-        return f"shortcut={self.shortcut}"
 
-
-class Bottleneck(nn.Module):
+class Bottleneck(ShortcutUnit):
     """A post-activation bottleneck block: 1x1 reduce, 3x3, 1x1 expand (times 4).
 
     ``relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + s(x))`` with ``s`` the identity
@@ -112,8 +109,7 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, shortcut: bool = True) -> None:
-        super().__init__()
-        self.shortcut = shortcut
+        super().__init__(shortcut)
         out_planes = self.expansion * planes
         self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -129,9 +125,6 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         return shortcut_out(self, out, x)
-
-    def extra_repr(self) -> str:
-        return f"shortcut={self.shortcut}"
 
 
 class ResNet(CifarResNet):
