@@ -10,14 +10,8 @@ from landscape.errors import LandscapeError
 from landscape.report import compare
 
 from ._command import add_command
-from ._common import (
-    add_compute_args,
-    add_progress_arg,
-    check_device,
-    command_line,
-    float_arg,
-    int_arg,
-)
+from ._common import add_compute_args, add_progress_arg, check_device, command_line
+from ._types import float_arg, int_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

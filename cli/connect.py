@@ -27,16 +27,14 @@ from ._common import (
     command_line,
     default_out,
     distributed,
-    float_arg,
     inputs_of,
-    int_arg,
-    loss_arg,
     parse_splits,
     selection_kwargs,
     shard_arg,
     submit_jobs,
     uses_jobs,
 )
+from ._types import float_arg, int_arg, loss_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -29,10 +29,8 @@ from landscape import __version__
 from landscape.errors import LandscapeError, interruption_of
 from landscape.threads import configure_threads
 
-from ._common import (
-    batch_size_arg,  # 'auto' or a positive int: the same type
-    flag_message,
-)
+from ._common import flag_message
+from ._types import batch_size_arg  # 'auto' or a positive int: the same type
 
 
 class _Parser(argparse.ArgumentParser):

@@ -7,7 +7,7 @@ import argparse
 from landscape.plot import FILE_KINDS, FORMATS, plot_file
 
 from ._command import add_command, comma_choices
-from ._common import int_arg
+from ._types import int_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

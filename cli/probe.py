@@ -22,11 +22,10 @@ from ._common import (
     data_spec,
     default_out,
     dtype_arg,
-    int_arg,
     load_ckpt,
     load_datasets,
-    loss_arg,
 )
+from ._types import int_arg, loss_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

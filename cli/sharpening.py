@@ -10,14 +10,8 @@ from landscape.losses import loss_name
 from landscape.mechanisms import sharpening_of_run
 
 from ._command import add_command, add_file_output_args
-from ._common import (
-    add_compute_args,
-    check_device,
-    dtype_arg,
-    int_arg,
-    loss_arg,
-    selection_kwargs,
-)
+from ._common import add_compute_args, check_device, dtype_arg, selection_kwargs
+from ._types import int_arg, loss_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

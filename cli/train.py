@@ -10,15 +10,8 @@ from landscape.models import ModelSpec, adapt_to_data, parse_model_kwargs, skip_
 from landscape.training import TrainConfig, train, train_seeds
 
 from ._command import add_command
-from ._common import (
-    add_compute_args,
-    add_data_args,
-    add_progress_arg,
-    check_device,
-    float_arg,
-    int_arg,
-    load_datasets,
-)
+from ._common import add_compute_args, add_data_args, add_progress_arg, check_device, load_datasets
+from ._types import float_arg, int_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

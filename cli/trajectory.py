@@ -20,17 +20,14 @@ from ._common import (
     add_compute_args,
     add_data_args,
     add_progress_arg,
-    batch_size_arg,
     check_device,
     command_line,
     distributed,
-    float_arg,
     inputs_of,
-    int_arg,
-    loss_arg,
     parse_splits,
     selection_kwargs,
 )
+from ._types import batch_size_arg, float_arg, int_arg, loss_arg
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -500,3 +500,23 @@ def check_own_directory(out: Path, marker: str, what: str) -> None:
                 "output directory"
             )
 
+
+def make_output_dir(out: PathLike) -> Path:
+    """Create the output directory ``out`` (and its parents) where missing; returns it.
+
+    Raises
+    ------
+    LandscapeError
+        If ``out`` is a file, or the directory cannot be created.
+    """
+    from .errors import LandscapeError
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise LandscapeError(
+            f"The 'out_dir' parameter must be a directory. Got '{out}', which is a file.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LandscapeError(f"cannot create output directory '{out}': {exc.strerror}") from exc
+    return out

@@ -16,16 +16,22 @@ from .tensors import TensorData
 __all__ = ["describe", "as_inputs", "as_targets", "finish_tensors"]
 
 
+def _as_tensor(value: Any, name: str, what: str) -> Tensor:
+    """``torch.as_tensor(value)``, or a one-line error naming the data set and ``what`` it
+    returned (``"inputs"`` or ``"targets"``)."""
+    try:
+        return torch.as_tensor(value)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise LandscapeError(
+            f"dataset {name!r} returned {what} of type {type(value).__name__} that cannot become "
+            f"a tensor: {err}"
+        ) from err
+
+
 def as_inputs(x: Any, name: str) -> Tensor:
     """A loader's inputs as a tensor: floating ones float32, integer ones (token ids) int64;
     complex and bool inputs are refused."""
-    try:
-        t = torch.as_tensor(x)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise LandscapeError(
-            f"dataset {name!r} returned inputs of type {type(x).__name__} that cannot become "
-            f"a tensor: {err}"
-        ) from err
+    t = _as_tensor(x, name, "inputs")
     if t.is_complex() or t.dtype == torch.bool:
         raise LandscapeError(
             f"dataset {name!r} returned inputs of dtype {t.dtype}; return real numbers"
@@ -38,13 +44,7 @@ def as_inputs(x: Any, name: str) -> Tensor:
 def as_targets(y: Any, name: str) -> Tensor:
     """A loader's targets as a tensor: floating ones float32 (regression), integer ones int64
     labels; complex targets are refused."""
-    try:
-        t = torch.as_tensor(y)
-    except (TypeError, ValueError, RuntimeError) as err:
-        raise LandscapeError(
-            f"dataset {name!r} returned targets of type {type(y).__name__} that cannot become "
-            f"a tensor: {err}"
-        ) from err
+    t = _as_tensor(y, name, "targets")
     if t.is_complex():
         raise LandscapeError(f"dataset {name!r} returned complex targets; return real numbers")
     if t.is_floating_point():

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from torch import Tensor, nn
 
 from ..errors import LandscapeError, check_float, check_int
 
-__all__ = ["CIFAR_CHANNELS", "check_bool", "check_cifar_resnet", "check_features",
-           "check_images", "conv3x3", "depth_repr", "init_he", "make_stage", "make_stages",
-           "post_activation_forward", "projection", "scale_channels", "shortcut_out"]
+__all__ = ["CIFAR_CHANNELS", "CifarResNet", "ShortcutUnit", "check_bool", "check_cifar_resnet",
+           "check_features", "check_images", "conv3x3", "depth_factory", "depth_repr",
+           "fc_stack_forward", "init_he", "make_stage", "make_stages", "post_activation_forward",
+           "projection", "scale_channels", "shortcut_out"]
 
 
 def check_bool(name: str, value: Any) -> bool:
@@ -131,6 +133,15 @@ def post_activation_forward(net: nn.Module, x: Tensor) -> Tensor:
     return net.fc(net.avgpool(out).flatten(1))
 
 
+def fc_stack_forward(net: nn.Module, layers: nn.ModuleList, x: Tensor) -> Tensor:
+    """``head(layers(relu(stem(x.flatten(1)))))``: the forward pass of the fully connected
+    networks (MLP, highway MLP), ``layers`` applied in order."""
+    h = net.relu(net.stem(x.flatten(1)))
+    for layer in layers:
+        h = layer(h)
+    return net.head(h)
+
+
 def projection(in_planes: int, out_planes: int, stride: int) -> nn.Sequential | None:
     """The projection shortcut of a post-activation unit (1x1 convolution with ``stride`` and
     BatchNorm), or ``None`` where the unit keeps its resolution and channels (an identity
@@ -141,6 +152,24 @@ def projection(in_planes: int, out_planes: int, stride: int) -> nn.Sequential | 
         nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False),
         nn.BatchNorm2d(out_planes),
     )
+
+
+class ShortcutUnit(nn.Module):
+    """A unit whose ``forward`` adds its shortcut only where ``shortcut`` is true: the plain
+    twin's units keep every module (same ``state_dict``) and drop the addition.
+
+    Parameters
+    ----------
+    shortcut : bool
+        Whether ``forward`` adds the shortcut.
+    """
+
+    def __init__(self, shortcut: bool) -> None:
+        super().__init__()
+        self.shortcut = shortcut
+
+    def extra_repr(self) -> str:
+        return f"shortcut={self.shortcut}"
 
 
 def shortcut_out(block: nn.Module, out: Tensor, x: Tensor) -> Tensor:
@@ -155,3 +184,60 @@ def depth_repr(net: nn.Module) -> str:
     """``extra_repr`` of the CIFAR ResNets: depth, shortcut, width and bottleneck units."""
     kind = ", bottleneck=True" if net.bottleneck else ""
     return f"depth={net.depth}, shortcut={net.shortcut}, width={net.width:g}{kind}"
+
+
+class CifarResNet(nn.Module):
+    """The frame of the CIFAR ResNets (post- and pre-activation): the parameters checked by
+    :func:`check_cifar_resnet`, a 3x3 stem ``conv1``, the modules :meth:`_build_body` adds
+    (the three stages and their BatchNorm), global average pooling ``avgpool``, the linear head
+    ``fc`` and :func:`init_he` -- registered in that order, which fixes the ``state_dict``
+    order and the draws of the initialisation.
+
+    Subclasses set :attr:`units` and define :meth:`_build_body` and ``forward``; their
+    docstrings document the parameters.
+    """
+
+    #: The unit classes: ``(basic, bottleneck)``.
+    units: tuple[type[nn.Module], type[nn.Module]]
+
+    def __init__(
+        self,
+        depth: int,
+        shortcut: bool = True,
+        in_channels: int = 3,
+        num_classes: int = 10,
+        width: float = 1,
+        bottleneck: bool = False,
+    ) -> None:
+        super().__init__()
+        check_cifar_resnet(self, depth, shortcut, in_channels, num_classes, width, bottleneck)
+        block = self.units[self.bottleneck]
+        self.conv1 = conv3x3(self.in_channels, self.channels[0])
+        self._build_body(block)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(block.expansion * self.channels[-1], self.num_classes)
+        init_he(self)
+
+    def _build_body(self, block: Any) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return depth_repr(self)
+
+
+def depth_factory(cls: Callable[..., nn.Module], depth: int, name: str, doc: str, *,
+                  bottleneck: bool = False) -> Callable[..., nn.Module]:
+    """The registry factory ``name`` of a CIFAR ResNet of fixed ``depth``:
+    ``name(*, shortcut=True, in_channels=3, num_classes=10, width=1)`` builds
+    ``cls(depth, shortcut, in_channels, num_classes, width, bottleneck=bottleneck)``; ``doc``
+    is its docstring."""
+
+    def factory(*, shortcut: bool = True, in_channels: int = 3, num_classes: int = 10,
+                width: float = 1) -> nn.Module:
+        return cls(depth, shortcut, in_channels, num_classes, width, bottleneck=bottleneck)
+
+    factory.__name__ = factory.__qualname__ = name
+    factory.__module__ = cls.__module__
+    factory.__doc__ = doc
+    factory.__annotations__ = {**factory.__annotations__, "return": cls.__name__}
+    return factory

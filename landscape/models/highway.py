@@ -33,7 +33,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..errors import check_float, check_int
-from ._common import check_bool, check_features, check_images
+from ._common import check_bool, check_features, check_images, fc_stack_forward
 
 __all__ = ["HighwayLayer", "HighwayConvLayer", "HighwayMLP", "HighwayConv", "GATE_BIAS"]
 
@@ -167,10 +167,7 @@ class HighwayMLP(_HighwayNet):
 
     def forward(self, x: Tensor) -> Tensor:
         check_features("HighwayMLP", x, self.in_features)
-        h = self.relu(self.stem(x.flatten(1)))
-        for layer in self.layers:
-            h = layer(h)
-        return self.head(h)
+        return fc_stack_forward(self, self.layers, x)
 
 
 class HighwayConv(_HighwayNet):

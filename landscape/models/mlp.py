@@ -10,13 +10,13 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..errors import check_int
+from ._common import ShortcutUnit, check_features, fc_stack_forward
 from ._common import check_bool as _check_bool
-from ._common import check_features
 
 __all__ = ["MLPBlock", "MLP"]
 
 
-class MLPBlock(nn.Module):
+class MLPBlock(ShortcutUnit):
     """One hidden block: ``h + relu(linear(h))``, or ``relu(linear(h))`` without shortcut.
 
     With ``batchnorm=True`` the branch is ``relu(bn(linear(h)))`` and the linear layer has no
@@ -33,8 +33,7 @@ class MLPBlock(nn.Module):
     """
 
     def __init__(self, width: int, shortcut: bool = True, batchnorm: bool = False) -> None:
-        super().__init__()
-        self.shortcut = shortcut
+        super().__init__(shortcut)
         self.linear = nn.Linear(width, width, bias=not batchnorm)
         self.bn: nn.BatchNorm1d | None = nn.BatchNorm1d(width) if batchnorm else None
         self.relu = nn.ReLU(inplace=False)
@@ -45,9 +44,6 @@ class MLPBlock(nn.Module):
             z = self.bn(z)
         z = self.relu(z)
         return h + z if self.shortcut else z
-
-    def extra_repr(self) -> str:
-        return f"shortcut={self.shortcut}"
 
 
 class MLP(nn.Module):
@@ -112,10 +108,7 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         check_features("MLP", x, self.in_features)
-        h = self.relu(self.stem(x.flatten(1)))
-        for block in self.blocks:
-            h = block(h)
-        return self.head(h)
+        return fc_stack_forward(self, self.blocks, x)
 
     def extra_repr(self) -> str:
         return f"depth={self.depth}, shortcut={self.shortcut}, batchnorm={self.batchnorm}"

@@ -23,16 +23,11 @@ References
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 
-from ._common import (
-    check_cifar_resnet,
-    check_images,
-    conv3x3,
-    depth_repr,
-    init_he,
-    make_stages,
-)
+from ._common import CifarResNet, ShortcutUnit, check_images, conv3x3, depth_factory, make_stages
 
 __all__ = [
     "PreActBlock",
@@ -45,7 +40,7 @@ __all__ = [
 ]
 
 
-class PreActBlock(nn.Module):
+class PreActBlock(ShortcutUnit):
     """A pre-activation basic unit: ``x + conv2(relu(bn2(conv1(relu(bn1(x))))))``.
 
     Parameters
@@ -69,8 +64,7 @@ class PreActBlock(nn.Module):
     expansion = 1
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, shortcut: bool = True) -> None:
-        super().__init__()
-        self.shortcut = shortcut
+        super().__init__(shortcut)
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.conv1 = conv3x3(in_planes, planes, stride)
         self.bn2 = nn.BatchNorm2d(planes)
@@ -93,9 +87,6 @@ class PreActBlock(nn.Module):
             return out
         return out + (x if self.downsample is None else self.downsample(a))
 
-    def extra_repr(self) -> str:
-        return f"shortcut={self.shortcut}"
-
 
 class PreActBottleneck(PreActBlock):
     """A pre-activation bottleneck unit: BN-ReLU-1x1, BN-ReLU-3x3, BN-ReLU-1x1 (4x), plus ``x``.
@@ -115,8 +106,7 @@ class PreActBottleneck(PreActBlock):
     expansion = 4
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, shortcut: bool = True) -> None:
-        nn.Module.__init__(self)
-        self.shortcut = shortcut
+        ShortcutUnit.__init__(self, shortcut)
         out_planes = planes * self.expansion
         self.bn1 = nn.BatchNorm2d(in_planes)
         self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=1, bias=False)
@@ -136,7 +126,7 @@ class PreActBottleneck(PreActBlock):
         return self.conv3(self.relu(self.bn3(out)))
 
 
-class PreResNet(nn.Module):
+class PreResNet(CifarResNet):
     """CIFAR-style pre-activation ResNet (He et al., 2016b), or its plain twin.
 
     Parameters
@@ -187,29 +177,13 @@ class PreResNet(nn.Module):
     <All keys matched successfully>
     """
 
-    def __init__(
-        self,
-        depth: int,
-        shortcut: bool = True,
-        in_channels: int = 3,
-        num_classes: int = 10,
-        width: float = 1,
-        bottleneck: bool = False,
-    ) -> None:
-        super().__init__()
-        check_cifar_resnet(self, depth, shortcut, in_channels, num_classes, width, bottleneck)
-        block = PreActBottleneck if self.bottleneck else PreActBlock
-        e = block.expansion
+    units = (PreActBlock, PreActBottleneck)
 
-        c1, _, c3 = self.channels
-        self.conv1 = conv3x3(self.in_channels, c1)
+    def _build_body(self, block: Any) -> None:
         self.layer1, self.layer2, self.layer3 = make_stages(block, self.channels, self.num_blocks,
                                                             self.shortcut)
-        self.bn = nn.BatchNorm2d(e * c3)
+        self.bn = nn.BatchNorm2d(block.expansion * self.channels[-1])
         self.relu = nn.ReLU(inplace=False)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(e * c3, self.num_classes)
-        init_he(self)
 
     def forward(self, x: Tensor) -> Tensor:
         check_images("PreResNet", x, self.in_channels)
@@ -217,39 +191,22 @@ class PreResNet(nn.Module):
         out = self.relu(self.bn(out))
         return self.fc(self.avgpool(out).flatten(1))
 
-    def extra_repr(self) -> str:
-        return depth_repr(self)
 
-
-def preresnet20(
-    *, shortcut: bool = True, in_channels: int = 3, num_classes: int = 10, width: float = 1
-) -> PreResNet:
-    """Pre-activation ResNet-20 (basic units, ``n = 3``); see :class:`PreResNet`."""
-    return PreResNet(20, shortcut, in_channels, num_classes, width)
-
-
-def preresnet56(
-    *, shortcut: bool = True, in_channels: int = 3, num_classes: int = 10, width: float = 1
-) -> PreResNet:
-    """Pre-activation ResNet-56 (basic units, ``n = 9``); see :class:`PreResNet`."""
-    return PreResNet(56, shortcut, in_channels, num_classes, width)
-
-
-def preresnet110(
-    *, shortcut: bool = True, in_channels: int = 3, num_classes: int = 10, width: float = 1
-) -> PreResNet:
+preresnet20 = depth_factory(
+    PreResNet, 20, "preresnet20",
+    """Pre-activation ResNet-20 (basic units, ``n = 3``); see :class:`PreResNet`.""")
+preresnet56 = depth_factory(
+    PreResNet, 56, "preresnet56",
+    """Pre-activation ResNet-56 (basic units, ``n = 9``); see :class:`PreResNet`.""")
+preresnet110 = depth_factory(
+    PreResNet, 110, "preresnet110",
     """Pre-activation ResNet-110 (basic units, ``n = 18``; 1,730,522 parameters on CIFAR-10).
 
     See :class:`PreResNet`.
-    """
-    return PreResNet(110, shortcut, in_channels, num_classes, width)
-
-
-def preresnet164(
-    *, shortcut: bool = True, in_channels: int = 3, num_classes: int = 10, width: float = 1
-) -> PreResNet:
+    """)
+preresnet164 = depth_factory(
+    PreResNet, 164, "preresnet164",
     """Pre-activation ResNet-164 (bottleneck units, ``n = 18``; 1,703,258 parameters on CIFAR-10).
 
     See :class:`PreResNet`.
-    """
-    return PreResNet(164, shortcut, in_channels, num_classes, width, bottleneck=True)
+    """, bottleneck=True)

@@ -17,13 +17,15 @@ parameters of a plain net are simply unused by the loss (their gradient is ``Non
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 
 from ._common import (
-    check_cifar_resnet,
+    CifarResNet,
+    ShortcutUnit,
     check_images,
-    depth_repr,
-    init_he,
+    depth_factory,
     make_stages,
     post_activation_forward,
     projection,
@@ -42,7 +44,7 @@ __all__ = [
 ]
 
 
-class BasicBlock(nn.Module):
+class BasicBlock(ShortcutUnit):
     """Two 3x3 convolutions with BatchNorm and an (optionally used) shortcut.
 
     ``relu(bn2(conv2(relu(bn1(conv1(x))))) + s(x))`` where ``s`` is the identity or, when the
@@ -70,8 +72,7 @@ class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, shortcut: bool = True) -> None:
-        super().__init__()
-        self.shortcut = shortcut
+        super().__init__(shortcut)
         self.conv1 = _conv3x3(in_planes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=False)
@@ -84,11 +85,8 @@ class BasicBlock(nn.Module):
         out = self.bn2(self.conv2(out))
         return shortcut_out(self, out, x)
 
-    def extra_repr(self) -> str:
-        return f"shortcut={self.shortcut}"
 
-
-class Bottleneck(nn.Module):
+class Bottleneck(ShortcutUnit):
     """A post-activation bottleneck block: 1x1 reduce, 3x3, 1x1 expand (times 4).
 
     ``relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + s(x))`` with ``s`` the identity
@@ -111,8 +109,7 @@ class Bottleneck(nn.Module):
     expansion = 4
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, shortcut: bool = True) -> None:
-        super().__init__()
-        self.shortcut = shortcut
+        super().__init__(shortcut)
         out_planes = self.expansion * planes
         self.conv1 = nn.Conv2d(in_planes, planes, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -129,11 +126,8 @@ class Bottleneck(nn.Module):
         out = self.bn3(self.conv3(out))
         return shortcut_out(self, out, x)
 
-    def extra_repr(self) -> str:
-        return f"shortcut={self.shortcut}"
 
-
-class ResNet(nn.Module):
+class ResNet(CifarResNet):
     """CIFAR-style ResNet of depth ``6n + 2`` (He et al., 2016), or its plain twin.
 
     Parameters
@@ -199,65 +193,32 @@ class ResNet(nn.Module):
     <All keys matched successfully>
     """
 
-    def __init__(
-        self,
-        depth: int,
-        shortcut: bool = True,
-        in_channels: int = 3,
-        num_classes: int = 10,
-        width: float = 1,
-        bottleneck: bool = False,
-    ) -> None:
-        super().__init__()
-        check_cifar_resnet(self, depth, shortcut, in_channels, num_classes, width, bottleneck)
-        block = Bottleneck if self.bottleneck else BasicBlock
-        e = block.expansion
+    units = (BasicBlock, Bottleneck)
 
-        c1, _, c3 = self.channels
-        self.conv1 = _conv3x3(self.in_channels, c1)
-        self.bn1 = nn.BatchNorm2d(c1)
+    def _build_body(self, block: Any) -> None:
+        self.bn1 = nn.BatchNorm2d(self.channels[0])
         self.relu = nn.ReLU(inplace=False)
         self.layer1, self.layer2, self.layer3 = make_stages(block, self.channels, self.num_blocks,
                                                             self.shortcut)
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(e * c3, self.num_classes)
-        init_he(self)
 
     def forward(self, x: Tensor) -> Tensor:
         check_images("ResNet", x, self.in_channels)
         return post_activation_forward(self, x)
 
-    def extra_repr(self) -> str:
-        return depth_repr(self)
 
-
-def resnet20(
-    *, shortcut: bool = True, in_channels: int = 3, num_classes: int = 10, width: float = 1
-) -> ResNet:
-    """ResNet-20 (``n = 3``; 272,474 parameters on CIFAR-10); see :class:`ResNet`."""
-    return ResNet(20, shortcut, in_channels, num_classes, width)
-
-
-def resnet56(
-    *, shortcut: bool = True, in_channels: int = 3, num_classes: int = 10, width: float = 1
-) -> ResNet:
-    """ResNet-56 (``n = 9``; 855,770 parameters on CIFAR-10); see :class:`ResNet`."""
-    return ResNet(56, shortcut, in_channels, num_classes, width)
-
-
-def resnet110(
-    *, shortcut: bool = True, in_channels: int = 3, num_classes: int = 10, width: float = 1
-) -> ResNet:
-    """ResNet-110 (``n = 18``; 1,730,714 parameters on CIFAR-10); see :class:`ResNet`."""
-    return ResNet(110, shortcut, in_channels, num_classes, width)
-
-
-def resnet164(
-    *, shortcut: bool = True, in_channels: int = 3, num_classes: int = 10, width: float = 1
-) -> ResNet:
+resnet20 = depth_factory(
+    ResNet, 20, "resnet20",
+    """ResNet-20 (``n = 3``; 272,474 parameters on CIFAR-10); see :class:`ResNet`.""")
+resnet56 = depth_factory(
+    ResNet, 56, "resnet56",
+    """ResNet-56 (``n = 9``; 855,770 parameters on CIFAR-10); see :class:`ResNet`.""")
+resnet110 = depth_factory(
+    ResNet, 110, "resnet110",
+    """ResNet-110 (``n = 18``; 1,730,714 parameters on CIFAR-10); see :class:`ResNet`.""")
+resnet164 = depth_factory(
+    ResNet, 164, "resnet164",
     """ResNet-164 with bottleneck blocks (``n = 18``; 1,704,154 parameters on CIFAR-10).
 
     The post-activation bottleneck network of He et al. (2016b, table 1; 1.7M parameters);
     see :class:`ResNet`.
-    """
-    return ResNet(164, shortcut, in_channels, num_classes, width, bottleneck=True)
+    """, bottleneck=True)

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from ..errors import check_float, check_int
 from ._common import (
+    ShortcutUnit,
     check_bool,
     check_cifar_depth,
     check_images,
@@ -69,8 +70,7 @@ class ResNeXtBlock(Bottleneck):
 
     def __init__(self, in_planes: int, inner: int, out_planes: int, cardinality: int,
                  stride: int = 1, shortcut: bool = True) -> None:
-        nn.Module.__init__(self)
-        self.shortcut = shortcut
+        ShortcutUnit.__init__(self, shortcut)
         self.cardinality = cardinality
         self.conv1 = nn.Conv2d(in_planes, inner, kernel_size=1, bias=False)
         self.bn1 = nn.BatchNorm2d(inner)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._atomic import make_output_dir
 from ..errors import LandscapeError, check_option
 from ..results import RESULT_KINDS
 from ..results import open as open_results
@@ -313,16 +314,8 @@ def _check_plotly() -> None:
 
 
 def _output_dir(src: Path, out_dir: str | os.PathLike | None) -> Path:
-    out = Path(out_dir) if out_dir is not None else (src.parent if str(src.parent) else
-                                                     Path("."))
-    if out.exists() and not out.is_dir():
-        raise LandscapeError(
-            f"The 'out_dir' parameter must be a directory. Got '{out}', which is a file.")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LandscapeError(f"cannot create output directory '{out}': {exc.strerror}") from exc
-    return out
+    return make_output_dir(out_dir if out_dir is not None else
+                           (src.parent if str(src.parent) else Path(".")))
 
 
 def _check_targets(src: Path, targets: Sequence[Path]) -> None:

@@ -55,6 +55,19 @@ __all__ = ["ERROR_KEYS", "METRIC_KEYS", "SECTION_DEFINITIONS", "SPREAD_KEYS", "n
            "section_numbers", "spread_numbers", "subset_numbers", "surface_numbers",
            "HESSIAN_KEYS", "TOPOLOGY_KEYS", "topology_numbers"]
 
+#: Rows of the surface's shape around its origin, in the order of both :data:`METRIC_KEYS` and
+#: :data:`SPREAD_KEYS` (basin widths, topology, roughness).
+_SHAPE_KEYS = (
+    "basin_width_x",
+    "basin_width_y",
+    "persistent_basins",
+    "deepest_barrier",
+    "smad",
+    "local_minima",
+    "total_variation",
+    "nonfinite_fraction",
+)
+
 #: Rows of the comparison table, in order.
 METRIC_KEYS = (
     "train_loss",
@@ -67,14 +80,7 @@ METRIC_KEYS = (
     "eps_sharpness_ascent",
     "adaptive_sharpness",
     "adaptive_sharpness_avg",
-    "basin_width_x",
-    "basin_width_y",
-    "persistent_basins",
-    "deepest_barrier",
-    "smad",
-    "local_minima",
-    "total_variation",
-    "nonfinite_fraction",
+    *_SHAPE_KEYS,
     "lambda_max",
     "lambda_min",
     "ratio_at_minimum",
@@ -95,14 +101,7 @@ SPREAD_KEYS = (
     "train_loss_min",
     "eps_sharpness",
     "eps_rise",
-    "basin_width_x",
-    "basin_width_y",
-    "persistent_basins",
-    "deepest_barrier",
-    "smad",
-    "local_minima",
-    "total_variation",
-    "nonfinite_fraction",
+    *_SHAPE_KEYS,
 )
 
 #: Rows from the sublevel-set persistence of the surface (:mod:`landscape.topology`, needs the

@@ -21,7 +21,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from .._atomic import write_bytes
+from .._atomic import make_output_dir, write_bytes
 from ..errors import LandscapeError, check_int
 from ..stats import difference, summarize
 from ..topology import SE_MULTIPLE
@@ -769,15 +769,7 @@ class Report:
         """
         from .figures import draw_figures
 
-        out = Path(out_dir)
-        if out.exists() and not out.is_dir():
-            raise LandscapeError(
-                f"The 'out_dir' parameter must be a directory. Got '{out}', which is a file.")
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LandscapeError(
-                f"cannot create output directory '{out}': {exc.strerror}") from exc
+        out = make_output_dir(out_dir)
         if not os.access(out, os.W_OK | os.X_OK):
             raise LandscapeError(f"cannot write into '{out}': the directory is not writable")
         drawn = draw_figures(self, out, dpi=check_int("dpi", dpi, 10, 2400))
