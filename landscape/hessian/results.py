@@ -3,8 +3,12 @@
 :func:`compute_curvature` runs the estimators of :mod:`landscape.hessian` on one
 :class:`~landscape.hessian.HessianOperator` -- top-k eigenpairs, the smallest eigenvalue and
 ``|lambda_min / lambda_max|``, a trace estimate (Hutch++ or Hutchinson), the SLQ spectral
-density -- and returns a frozen :class:`CurvatureResult` that saves itself as the ``/curvature``
-group of a landscape HDF5 file (a surface file is fine: the other groups are kept)::
+density -- and returns a frozen :class:`CurvatureResult`, composed of what the solvers
+returned (:class:`~landscape.hessian.EigenResult` ``top`` and ``min``,
+:class:`~landscape.hessian.TraceResult` ``trace_estimate``, :class:`SmoothedDensity`
+``spectrum``), that saves itself as the ``/curvature`` group of a landscape HDF5 file (a
+surface file is fine: the other groups are kept); the group's names below are also the
+result's read-only attributes::
 
     /curvature                 attrs: recipe (JSON), provenance (JSON), results (JSON list),
                                       n_params, top_n_hvp, top_which, min_residual,
