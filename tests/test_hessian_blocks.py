@@ -150,6 +150,14 @@ def test_save_load_and_refusals(tmp_path):
     assert math.isnan(one.heterogeneity) and "one block" in one.heterogeneity_note
     with pytest.raises(LandscapeError, match="'operator'"):
         compute_block_spectra(model, data, operator="kfac")
+    # the settings' constraints are declared once; each message names its parameter
+    for bad, name in (({"trace_samples": 2}, "trace_samples"), ({"density_sigma": 0.0},
+                      "density_sigma"), ({"params": [3]}, "params"), ({"bn": "train"}, "bn"),
+                      ({"solver_dtype": torch.float16}, "solver_dtype")):
+        with pytest.raises(LandscapeError, match=f"'{name}'"):
+            compute_block_spectra(model, data, **bad)
+    with pytest.raises(TypeError, match="'top_kk'"):
+        compute_block_spectra(model, data, top_kk=1)
 
 
 def test_small_multiples_and_plot_file(tmp_path):

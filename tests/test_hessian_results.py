@@ -16,10 +16,14 @@ from landscape.directions import filter_norms, random_directions
 from landscape.errors import LandscapeError
 from landscape.hessian import (
     CurvatureResult,
+    EigenResult,
+    SpectralDensity,
+    TraceResult,
     compute_curvature,
     eigenvector_directions,
     hessian_directions,
 )
+from landscape.hessian.results import FLAT_FIELDS
 from landscape.surface import Surface, compute_surface, load_directions, save_directions
 
 try:  # tests/ as a package or as a plain directory on sys.path
@@ -62,13 +66,13 @@ def full(toy):
 
 
 def _assert_same(a: CurvatureResult, b: CurvatureResult) -> None:
-    for f in dataclasses.fields(CurvatureResult):
-        va, vb = getattr(a, f.name), getattr(b, f.name)
+    for name in FLAT_FIELDS:  # every stored value (the parts hold them)
+        va, vb = getattr(a, name), getattr(b, name)
         if isinstance(va, np.ndarray):
-            assert isinstance(vb, np.ndarray) and va.dtype == vb.dtype, f.name
-            assert np.array_equal(va, vb), f.name
+            assert isinstance(vb, np.ndarray) and va.dtype == vb.dtype, name
+            assert np.array_equal(va, vb), name
         else:
-            assert va == vb, f.name
+            assert va == vb, name
 
 
 def test_numbers_match_the_exact_hessian(full, spectrum):
@@ -121,6 +125,40 @@ def test_round_trip_keeps_every_field_and_other_groups(full, toy, tmp_path):
     d = back.eigenvector_dicts()
     assert [tuple(t.shape) for t in d[0].values()] == [tuple(p.shape)
                                                        for p in model.parameters()]
+
+
+def test_parts_are_the_solvers_results_and_the_flat_form_reads_them(full, tmp_path):
+    assert isinstance(full.top, EigenResult) and isinstance(full.min, EigenResult)
+    assert isinstance(full.trace_estimate, TraceResult)
+    assert isinstance(full.spectrum, SpectralDensity)
+    assert full.top.eigenvalues is full.top_eigenvalues and full.top.which == full.top_which
+    assert full.top.eigenvectors.shape == (51, 3)  # columns, as the solver's; rows flat
+    assert np.shares_memory(full.eigenvectors, full.top.eigenvectors)
+    assert full.min_eigenvalue == full.min.eigenvalues[0]
+    assert full.min_threshold == full.min.thresholds[0] and full.min.eigenvectors is None
+    assert full.trace == full.trace_estimate.estimate and len(full.trace_estimate.samples) > 0
+    assert full.density is full.spectrum.values and full.density_trace == pytest.approx(
+        full.spectrum.trace_estimate(), rel=1e-12)
+    assert full.eigenvector_names == tuple(n for n, _ in full.layout)
+    with pytest.raises(AttributeError):
+        full.trace = 1.0  # the flat form is read-only
+    # the flat form builds the same result; dataclasses.replace takes flat names too
+    flat = CurvatureResult.from_flat(**{k: getattr(full, k) for k in FLAT_FIELDS})
+    _assert_same(flat, full)
+    bare = dataclasses.replace(full, eigenvectors=None, eigenvector_names=None,
+                               eigenvector_shapes=None)
+    assert bare.eigenvectors is None and bare.layout is None and "eigenvectors" not in \
+        bare.sections and bare.top_eigenvalues is full.top_eigenvalues
+    lean = full.without_eigenvectors()
+    assert lean.sections == ["top", "min", "trace", "density"]
+    assert lean.recipe["top"]["eigenvectors"] is False and full.recipe["top"]["eigenvectors"]
+    lean.save(tmp_path / "lean.h5")
+    back = CurvatureResult.load(tmp_path / "lean.h5")
+    assert back.eigenvectors is None and back.top.thresholds is None
+    np.testing.assert_array_equal(back.top.eigenvalues, full.top.eigenvalues)
+    assert back.trace_estimate.samples is None and back.trace == full.trace
+    with pytest.raises(TypeError, match="top_eigenvalue"):
+        CurvatureResult(top_eigenvalue=np.ones(2))
 
 
 def test_sections_merge_and_other_operators_are_refused(toy, tmp_path, spectrum):

@@ -19,6 +19,14 @@ heterogeneity (there at initialisation; here at any checkpoint). Identical block
 0; the maximum is ``sqrt(ln 2) ~ 0.833``. Zhang et al. report that transformers' blocks are
 heterogeneous where CNNs' are not.
 
+The heterogeneity depends on the Gaussian width of the densities: SLQ densities are a tall bulk
+near zero plus a few outliers, and a width of 1% of the common range (the default) merges most
+of each block's mass into the same bulk. For a ViT (width 32, 4 blocks) and a ResNet-20 (width
+0.5) trained briefly on the digits, Hessian per ``"block"`` on 256 samples, the mean JS
+distance was 0.02-0.06 at 1%, 0.1-0.4 at 0.1% and 0.1-0.8 at the fixed ``sigma = sqrt(1e-5)``
+of Zhang et al.'s code; compare numbers only at one width (``density_sigma``, recorded in the
+recipe), one grouping and one operator.
+
 Results are a :class:`BlockSpectra` stored as the ``/block_spectra`` group of a landscape HDF5
 file::
 
@@ -54,6 +62,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -63,10 +72,10 @@ from torch import nn
 
 from .. import storage
 from .._atomic import output_lock
-from .._functional import LossSpec, loss_name
+from .._functional import loss_name
 from .._version import tool_versions
 from ..data import sample_count
-from ..errors import LandscapeError, check_float, check_int, check_option
+from ..errors import Int, LandscapeError, Options, Real, validate_params
 from ..parameters import name_matches, named_tensors
 from ._linalg import check_solver_dtype, precision_note
 from .density import SpectralDensity, slq
@@ -74,8 +83,8 @@ from .ggn import OPERATORS, curvature_operator, operator_label
 from .lanczos import top_eigen
 from .trace import hutchpp
 
-__all__ = ["BLOCK_GROUPINGS", "BlockSpectra", "compute_block_spectra", "js_distances",
-           "parameter_blocks"]
+__all__ = ["BLOCK_GROUPINGS", "BLOCK_SETTINGS", "BlockSpectra", "compute_block_spectra",
+           "js_distances", "parameter_blocks"]
 
 #: Built-in ``blocks`` values of :func:`parameter_blocks`.
 BLOCK_GROUPINGS = ("layer", "block", "attn-mlp")
@@ -434,32 +443,52 @@ def _pad(a: np.ndarray, m: int, fill_last: bool) -> np.ndarray:
     return np.concatenate([a, pad], axis=1)
 
 
+#: The settings of :func:`compute_block_spectra` (its keyword arguments besides ``blocks``,
+#: ``operator``, ``recipe`` and ``provenance``) and their defaults: the solvers', then the
+#: operator's (as for :class:`~landscape.hessian.HessianOperator`).
+BLOCK_SETTINGS: Mapping[str, Any] = MappingProxyType({
+    "top_k": 2, "trace_samples": 30, "density_steps": 30, "density_runs": 2,
+    "density_points": 400, "density_sigma": None, "tol": 1e-4, "seed": 0,
+    "solver_dtype": None, "max_hvp": None,
+    "loss": "cross_entropy", "batch_size": 512, "ignore": None, "params": None,
+    "exclude": None, "include_frozen": False, "dtype": None, "bn": "eval",
+})
+
+#: The settings that go to :func:`~landscape.hessian.curvature_operator` as they are.
+_OPERATOR_SETTINGS = ("loss", "batch_size", "dtype", "params", "exclude", "include_frozen", "bn")
+
+
+def _globs(name: str, value: Any) -> Any:
+    """Constraint: ``None``, a glob pattern or a list of them."""
+    if value is not None and not (isinstance(value, str) or (
+            isinstance(value, Sequence) and all(isinstance(p, str) for p in value))):
+        raise LandscapeError(
+            f"The '{name}' parameter must be a glob pattern or a list of them. Got {value!r}."
+        )
+    return value
+
+
+#: The declared constraints of :func:`compute_block_spectra`.
+_CONSTRAINTS: dict[str, Any] = {
+    "operator": Options(OPERATORS), "top_k": Int(0), "trace_samples": Int(3),
+    "density_steps": Int(1), "density_runs": Int(1), "density_points": Int(2),
+    "density_sigma": Real(0.0, closed="neither", optional=True),
+    "tol": Real(0.0, closed="neither"), "seed": Int(0),
+    "solver_dtype": lambda _, v: check_solver_dtype(v),
+    "ignore": lambda _, v: None if v == "none" else v,
+    "params": _globs, "bn": Options(("eval", "recalibrate")),
+}
+
+
 def compute_block_spectra(
     model: nn.Module,
     data: Any,
     *,
     blocks: str | Sequence[str] = "block",
     operator: str = "hessian",
-    top_k: int = 2,
-    trace_samples: int = 30,
-    density_steps: int = 30,
-    density_runs: int = 2,
-    density_points: int = 400,
-    density_sigma: float | None = None,
-    tol: float = 1e-4,
-    seed: int = 0,
-    loss: LossSpec = "cross_entropy",
-    batch_size: int | str = 512,
-    ignore: Iterable[str] | str | None = None,
-    params: str | Sequence[str] | None = None,
-    exclude: str | Iterable[str] | None = None,
-    include_frozen: bool = False,
-    dtype: torch.dtype | None = None,
-    bn: str = "eval",
-    max_hvp: int | None = None,
-    solver_dtype: torch.dtype | None = None,
     recipe: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    **settings: Any,
 ) -> BlockSpectra:
     """Top eigenvalues, trace and density of each block's restriction, and their
     heterogeneity (the mean pairwise Jensen-Shannon distance of the block densities).
@@ -472,29 +501,32 @@ def compute_block_spectra(
         The grouping (:func:`parameter_blocks`).
     operator : {"hessian", "ggn", "fisher"}, default "hessian"
         The curvature matrix (:func:`~landscape.hessian.curvature_operator`).
-    top_k : int, default 2
-        Largest eigenvalues per block (capped at the block's size; 0 for none).
-    trace_samples : int, default 30
-        Products of each block's Hutch++ trace (at least 3).
-    density_steps, density_runs : int, default 30, 2
-        Lanczos steps per SLQ run and runs, per block.
-    density_points : int, default 400
-        Points of the common grid.
-    density_sigma : float, optional
-        Gaussian width of every density (default 1% of the range of all blocks' nodes).
-    tol : float, default 1e-4
-        Relative residual of the top eigenpairs.
-    seed : int, default 0
-        Seed of start vectors and probes (the same for every block).
-    loss, batch_size, ignore, params, exclude, include_frozen, dtype, bn
-        As for :class:`~landscape.hessian.HessianOperator` (``ignore`` also ``"none"``); the
-        blocks are groups of the parameters these select (``params``: glob patterns only).
-    max_hvp : int, optional
-        Products per eigen-solve.
-    solver_dtype : torch.dtype, optional
-        Dtype of the solvers' vectors (default float64).
     recipe, provenance : dict, optional
         Extra entries (checkpoint SHA-256, model and data specs, command line).
+    **settings
+        Keyword arguments, each with its default in :data:`BLOCK_SETTINGS` (another name is a
+        TypeError):
+
+        top_k : int, default 2
+            Largest eigenvalues per block (capped at the block's size; 0 for none).
+        trace_samples : int, default 30
+            Products of each block's Hutch++ trace (at least 3).
+        density_steps, density_runs : int, default 30, 2
+            Lanczos steps per SLQ run and runs, per block.
+        density_points : int, default 400
+            Points of the common grid.
+        density_sigma : float, optional
+            Gaussian width of every density (default 1% of the range of all blocks' nodes).
+        tol : float, default 1e-4
+            Relative residual of the top eigenpairs.
+        seed : int, default 0
+            Seed of start vectors and probes (the same for every block).
+        solver_dtype, max_hvp : torch.dtype, int, optional
+            Dtype of the solvers' vectors (default float64); products per eigen-solve.
+        loss, batch_size, ignore, params, exclude, include_frozen, dtype, bn
+            As for :class:`~landscape.hessian.HessianOperator` (``ignore`` also ``"none"``);
+            the blocks are groups of the parameters these select (``params``: glob patterns
+            only).
 
     Returns
     -------
@@ -504,77 +536,109 @@ def compute_block_spectra(
 
     Notes
     -----
-    The heterogeneity depends on the Gaussian width of the densities: SLQ densities are a
-    tall bulk near zero plus a few outliers, and a width of 1% of the common range (the
-    default) merges most of each block's mass into the same bulk. For a ViT (width 32, 4
-    blocks) and a ResNet-20 (width 0.5) trained briefly on the digits, Hessian per ``"block"``
-    on 256 samples, the mean JS distance was 0.02-0.06 at 1%, 0.1-0.4 at 0.1% and 0.1-0.8 at
-    the fixed ``sigma = sqrt(1e-5)`` of Zhang et al.'s code; compare numbers only at one width
+    The heterogeneity depends on the Gaussian width of the densities (the module docstring
+    has the measured ranges and Zhang et al.'s reference): compare numbers only at one width
     (``density_sigma``, recorded in the recipe), one grouping and one operator.
-
-    References
-    ----------
-    .. [1] Y. Zhang, C. Chen, T. Ding, Z. Li, R. Sun, Z.-Q. Luo, "Why transformers need
-       Adam: a Hessian perspective", NeurIPS 2024.
 
     Examples
     --------
     >>> bs = compute_block_spectra(vit, train, blocks="block")      # doctest: +SKIP
     >>> bs.heterogeneity, bs.save("vit_hessian.h5")                  # doctest: +SKIP
     """
-    check_option("operator", operator, OPERATORS)
-    top_k = check_int("top_k", top_k, 0)
-    trace_samples = check_int("trace_samples", trace_samples, 3)
-    density_steps = check_int("density_steps", density_steps, 1)
-    density_runs = check_int("density_runs", density_runs, 1)
-    density_points = check_int("density_points", density_points, 2)
-    if density_sigma is not None:
-        density_sigma = check_float("density_sigma", density_sigma, 0.0, closed="neither")
-    tol = check_float("tol", tol, 0.0, closed="neither")
-    seed = check_int("seed", seed, 0)
-    solver_dtype = check_solver_dtype(solver_dtype)
-    if ignore == "none":
-        ignore = None
-    if params is not None and not (isinstance(params, str) or (
-            isinstance(params, Sequence) and all(isinstance(p, str) for p in params))):
-        raise LandscapeError(
-            f"The 'params' parameter must be a glob pattern or a list of them. Got {params!r}."
-        )
-    check_option("bn", bn, ("eval", "recalibrate"))
-    common = {"loss": loss, "batch_size": batch_size, "dtype": dtype, "params": params,
-              "exclude": exclude, "include_frozen": include_frozen, "bn": bn}
-    full = curvature_operator(model, data, operator=operator, ignore=ignore, **common)
+    s = _block_settings(operator, settings)
+    common = {k: s[k] for k in _OPERATOR_SETTINGS}
+    full = curvature_operator(model, data, operator=operator, ignore=s["ignore"], **common)
     unused = _unused(full)
     groups = parameter_blocks(model, blocks, [k for k in full.names if k not in unused])
-    point = list(named_tensors(model, "weights"))
+    full_recipe = _block_recipe(s, blocks, data, full, unused, recipe)
     t0 = time.perf_counter()
-    rows: list[dict[str, Any]] = []
-    for names in groups.values():
+    point = list(named_tensors(model, "weights"))
+    rows = []
+    for names in groups.values():  # each block's restriction: the other parameters held
         keep = set(names)
         op = curvature_operator(model, data, operator=operator,
                                 ignore=[k for k in point if k not in keep], **common)
-        row: dict[str, Any] = {"n": op.numel}
-        k = min(top_k, op.numel)
-        top = np.full(top_k, np.nan)
-        conv = np.zeros(top_k, dtype=bool)
-        if k:
-            res = top_eigen(op, k, which="LA", tol=tol, max_hvp=max_hvp, seed=seed,
-                            solver_dtype=solver_dtype)
-            top[:k], conv[:k] = res.eigenvalues, res.converged
-        row["top"], row["conv"] = top, conv
-        tr = hutchpp(op, trace_samples, seed=seed, solver_dtype=solver_dtype)
-        row["trace"], row["trace_stderr"] = tr.estimate, tr.stderr
-        row["sd"] = slq(op, density_steps, density_runs, seed=seed, solver_dtype=solver_dtype)
-        row["n_hvp"] = op.n_hvp
-        rows.append(row)
+        rows.append(_block_row(op, s))
+    prov = {**tool_versions(), **precision_note(full.dtype), "operator": operator,
+            "seconds": round(time.perf_counter() - t0, 3), **dict(provenance or {})}
+    return _block_spectra(groups, rows, s, full_recipe, prov)
 
+
+def _block_settings(operator: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of :func:`compute_block_spectra`: the defaults updated with ``given``,
+    checked against the declared constraints (``operator`` first)."""
+    unknown = sorted(set(given) - set(BLOCK_SETTINGS))
+    if unknown:
+        raise TypeError(f"compute_block_spectra() got an unexpected keyword argument "
+                        f"{unknown[0]!r}")
+    return validate_params({"operator": operator, **BLOCK_SETTINGS, **given}, _CONSTRAINTS)
+
+
+def _block_recipe(s: Mapping[str, Any], blocks: str | Sequence[str], data: Any, full: Any,
+                  unused: set[str], extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The recipe of a per-block computation (the density's width is the one given, ``None``
+    for the default, until the run has found the range of the nodes)."""
+    ignore = s["ignore"]
+    recipe = dict(extra or {})
+    recipe.update({
+        "operator": s["operator"],
+        "blocks": blocks if isinstance(blocks, str) else list(blocks),
+        "n_samples": sample_count(data),
+        "loss": loss_name(s["loss"]),
+        "batch_size": s["batch_size"] if isinstance(s["batch_size"], str) else
+        int(s["batch_size"]),
+        "ignore": ignore if ignore is None or isinstance(ignore, str) else sorted(ignore),
+        "dtype": str(full.dtype).replace("torch.", ""),
+        "bn": full.bn,
+        "top": {"k": s["top_k"], "which": "LA", "tol": s["tol"], "max_hvp": s["max_hvp"]},
+        "trace": {"method": "hutchpp", "samples": s["trace_samples"]},
+        "density": {"steps": s["density_steps"], "runs": s["density_runs"],
+                    "points": s["density_points"], "sigma": s["density_sigma"]},
+        "seed": s["seed"],
+        "unused": sorted(unused),
+        "heterogeneity": "mean pairwise Jensen-Shannon distance (natural log) of the "
+                         "smoothed block densities on a common grid (Zhang et al. 2024)",
+    })
+    for key in ("params", "exclude"):
+        if s[key] is not None:
+            recipe[key] = [s[key]] if isinstance(s[key], str) else list(s[key])
+    if s["include_frozen"]:
+        recipe["include_frozen"] = True
+    if s["solver_dtype"] != torch.float64:
+        recipe["solver_dtype"] = str(s["solver_dtype"]).replace("torch.", "")
+    return recipe
+
+
+def _block_row(op: Any, s: Mapping[str, Any]) -> dict[str, Any]:
+    """Top eigenvalues (NaN-padded to ``top_k``), Hutch++ trace and SLQ of one block."""
+    top_k, seed, solver_dtype = s["top_k"], s["seed"], s["solver_dtype"]
+    k = min(top_k, op.numel)
+    top = np.full(top_k, np.nan)
+    conv = np.zeros(top_k, dtype=bool)
+    if k:
+        res = top_eigen(op, k, which="LA", tol=s["tol"], max_hvp=s["max_hvp"], seed=seed,
+                        solver_dtype=solver_dtype)
+        top[:k], conv[:k] = res.eigenvalues, res.converged
+    tr = hutchpp(op, s["trace_samples"], seed=seed, solver_dtype=solver_dtype)
+    sd = slq(op, s["density_steps"], s["density_runs"], seed=seed, solver_dtype=solver_dtype)
+    return {"n": op.numel, "top": top, "conv": conv, "trace": tr.estimate,
+            "trace_stderr": tr.stderr, "sd": sd, "n_hvp": op.n_hvp}
+
+
+def _block_spectra(groups: Mapping[str, list[str]], rows: list[dict[str, Any]],
+                   s: Mapping[str, Any], recipe: dict[str, Any],
+                   provenance: dict[str, Any]) -> BlockSpectra:
+    """The blocks' densities on one common grid at one width, their distances and the
+    heterogeneity, as a :class:`BlockSpectra` (the width recorded in ``recipe``)."""
     m = max(r["sd"].nodes.shape[1] for r in rows)
     nodes = np.stack([_pad(r["sd"].nodes, m, True) for r in rows])
     weights = np.stack([_pad(r["sd"].weights, m, False) for r in rows])
     live = nodes[weights > 0]
     lo, hi = float(live.min()), float(live.max())
-    sigma = density_sigma if density_sigma is not None else ((hi - lo) / 100 if hi > lo else 1.0)
-    grid = np.linspace(lo - 5 * sigma, hi + 5 * sigma, density_points)
+    sigma = s["density_sigma"] if s["density_sigma"] is not None else \
+        ((hi - lo) / 100 if hi > lo else 1.0)
+    recipe["density"]["sigma"] = sigma
+    grid = np.linspace(lo - 5 * sigma, hi + 5 * sigma, s["density_points"])
     dens = np.stack([SpectralDensity(nodes[i], weights[i], r["n"], 0).density(
         grid=grid, sigma=sigma)[1] for i, r in enumerate(rows)])
     js = js_distances(grid, dens)
@@ -585,34 +649,7 @@ def compute_block_spectra(
             het, note = math.nan, "a Jensen-Shannon distance is not finite"
     else:
         het, note = math.nan, "one block only: no pair to compare"
-    full_recipe = dict(recipe or {})
-    full_recipe.update({
-        "operator": operator,
-        "blocks": blocks if isinstance(blocks, str) else list(blocks),
-        "n_samples": sample_count(data),
-        "loss": loss_name(loss),
-        "batch_size": batch_size if isinstance(batch_size, str) else int(batch_size),
-        "ignore": ignore if ignore is None or isinstance(ignore, str) else sorted(ignore),
-        "dtype": str(full.dtype).replace("torch.", ""),
-        "bn": full.bn,
-        "top": {"k": top_k, "which": "LA", "tol": tol, "max_hvp": max_hvp},
-        "trace": {"method": "hutchpp", "samples": trace_samples},
-        "density": {"steps": density_steps, "runs": density_runs, "points": density_points,
-                    "sigma": sigma},
-        "seed": seed,
-        "unused": sorted(unused),
-        "heterogeneity": "mean pairwise Jensen-Shannon distance (natural log) of the "
-                         "smoothed block densities on a common grid (Zhang et al. 2024)",
-    })
-    for key, val in (("params", params), ("exclude", exclude)):
-        if val is not None:
-            full_recipe[key] = [val] if isinstance(val, str) else list(val)
-    if include_frozen:
-        full_recipe["include_frozen"] = True
-    if solver_dtype != torch.float64:
-        full_recipe["solver_dtype"] = str(solver_dtype).replace("torch.", "")
-    prov = {**tool_versions(), **precision_note(full.dtype), "operator": operator,
-            "seconds": round(time.perf_counter() - t0, 3), **dict(provenance or {})}
+    top_k = s["top_k"]
     return BlockSpectra(
         block_names=list(groups), block_params=[list(v) for v in groups.values()],
         n_params=np.array([r["n"] for r in rows], dtype=np.int64),
@@ -623,5 +660,5 @@ def compute_block_spectra(
         trace_stderr=np.array([r["trace_stderr"] for r in rows]),
         slq_nodes=nodes, slq_weights=weights, density_grid=grid, densities=dens,
         js_distance=js, heterogeneity=het, heterogeneity_note=note,
-        n_hvp=int(sum(r["n_hvp"] for r in rows)), recipe=full_recipe, provenance=prov,
+        n_hvp=int(sum(r["n_hvp"] for r in rows)), recipe=recipe, provenance=provenance,
     )

@@ -3,8 +3,12 @@
 :func:`compute_curvature` runs the estimators of :mod:`landscape.hessian` on one
 :class:`~landscape.hessian.HessianOperator` -- top-k eigenpairs, the smallest eigenvalue and
 ``|lambda_min / lambda_max|``, a trace estimate (Hutch++ or Hutchinson), the SLQ spectral
-density -- and returns a frozen :class:`CurvatureResult` that saves itself as the ``/curvature``
-group of a landscape HDF5 file (a surface file is fine: the other groups are kept)::
+density -- and returns a frozen :class:`CurvatureResult`, composed of what the solvers
+returned (:class:`~landscape.hessian.EigenResult` ``top`` and ``min``,
+:class:`~landscape.hessian.TraceResult` ``trace_estimate``, :class:`SmoothedDensity`
+``spectrum``), that saves itself as the ``/curvature`` group of a landscape HDF5 file (a
+surface file is fine: the other groups are kept); the group's names below are also the
+result's read-only attributes::
 
     /curvature                 attrs: recipe (JSON), provenance (JSON), results (JSON list),
                                       n_params, top_n_hvp, top_which, min_residual,
@@ -47,6 +51,7 @@ References
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -67,14 +72,15 @@ from .._version import tool_versions
 from ..data import sample_count
 from ..errors import LandscapeError, check_float, check_int, check_option
 from ._linalg import check_solver_dtype, precision_note
-from .density import slq
+from .density import SpectralDensity, slq
 from .ggn import OPERATORS, curvature_operator, operator_label
-from .lanczos import MIN_FLOOR, min_eigen, top_eigen
+from .lanczos import MIN_FLOOR, EigenResult, min_eigen, top_eigen
 from .operator import FD_ERROR_BOUND, FD_STEP_RULE, HessianOperator
 from .progress import HVPProgress
-from .trace import hutchinson, hutchpp
+from .trace import TraceResult, hutchinson, hutchpp
 
-__all__ = ["CurvatureResult", "compute_curvature", "TRACE_METHODS"]
+__all__ = ["CurvatureResult", "SmoothedDensity", "compute_curvature", "TRACE_METHODS",
+           "FLAT_FIELDS"]
 
 #: ``trace_method`` values of :func:`compute_curvature`.
 TRACE_METHODS = ("hutchpp", "hutchinson")
@@ -92,6 +98,38 @@ _INT_ATTRS = ("n_params", "top_n_hvp", "min_n_hvp", "trace_n_hvp", "slq_n_hvp")
 _FLOAT_ATTRS = ("min_residual", "min_threshold", "trace_stderr", "density_trace")
 _STR_ATTRS = ("top_which", "trace_method", "ratio_note")
 
+#: The names of the flat form of a :class:`CurvatureResult` (the stored datasets and attributes
+#: by their names): each is a read-only attribute of the result, and
+#: :meth:`CurvatureResult.from_flat` builds a result from them.
+FLAT_FIELDS = ("top_eigenvalues", "top_residuals", "top_converged", "top_n_hvp", "top_which",
+               "eigenvectors", "eigenvector_names", "eigenvector_shapes", "min_eigenvalue",
+               "min_residual", "min_threshold", "min_converged", "min_n_hvp", "ratio",
+               "ratio_note", "trace", "trace_stderr", "trace_method", "trace_n_hvp",
+               "slq_nodes", "slq_weights", "slq_n_hvp", "n_params", "density_grid", "density",
+               "density_trace", "recipe", "provenance")
+
+#: Flat name -> (part of the result, attribute of that part).
+_IN_PART = {
+    "top_eigenvalues": ("top", "eigenvalues"), "top_residuals": ("top", "residuals"),
+    "top_converged": ("top", "converged"), "top_n_hvp": ("top", "n_hvp"),
+    "top_which": ("top", "which"), "eigenvectors": ("top", "eigenvectors"),
+    "min_eigenvalue": ("min", "eigenvalues"), "min_residual": ("min", "residuals"),
+    "min_threshold": ("min", "thresholds"), "min_converged": ("min", "converged"),
+    "min_n_hvp": ("min", "n_hvp"),
+    "trace": ("trace_estimate", "estimate"), "trace_stderr": ("trace_estimate", "stderr"),
+    "trace_method": ("trace_estimate", "method"), "trace_n_hvp": ("trace_estimate", "n_hvp"),
+    "slq_nodes": ("spectrum", "nodes"), "slq_weights": ("spectrum", "weights"),
+    "slq_n_hvp": ("spectrum", "n_hvp"), "density_grid": ("spectrum", "grid"),
+    "density": ("spectrum", "values"), "density_trace": ("spectrum", "implied_trace"),
+}
+
+#: The scalars of the smallest eigenvalue, held by its part as arrays of one pair.
+_MIN_SCALARS = {"min_eigenvalue": float, "min_residual": float, "min_threshold": float,
+                "min_converged": bool}
+
+#: Section (as in :attr:`CurvatureResult.sections` and the recipe) -> the part holding it.
+_SECTION_PART = {"top": "top", "min": "min", "trace": "trace_estimate", "density": "spectrum"}
+
 
 def _opt_array(a: Any, dtype: Any) -> np.ndarray | None:
     return None if a is None else np.ascontiguousarray(np.asarray(a, dtype=dtype))
@@ -105,130 +143,300 @@ def _opt_int(v: Any) -> int | None:
     return None if v is None else int(v)
 
 
-@dataclass(frozen=True, eq=False)
-class CurvatureResult:
-    """Curvature numbers of the loss at one point, with their recipe and provenance.
+def _opt_pairs(a: Any, dtype: Any) -> np.ndarray | None:
+    return None if a is None else np.atleast_1d(np.asarray(a, dtype=dtype))
 
-    Every field except ``recipe`` and ``provenance`` is optional (``None`` when that result
-    was not computed).
+
+def _columns(vectors: Any) -> np.ndarray | None:
+    """Eigenvectors as float32 columns ``(n, k)``: a view of C-contiguous rows ``(k, n)``."""
+    if vectors is None:
+        return None
+    return np.ascontiguousarray(np.asarray(vectors).T, dtype=np.float32).T
+
+
+@dataclass(frozen=True, eq=False)
+class SmoothedDensity(SpectralDensity):
+    """A stochastic Lanczos quadrature with its Gaussian-smoothed eigenvalue density.
+
+    The density part of a :class:`CurvatureResult`: the :class:`SpectralDensity` that
+    :func:`~landscape.hessian.slq` returned (``nodes``, ``weights``, ``n_params``, ``n_hvp``;
+    :meth:`density` smooths it again at another width) and the density stored with it. Any
+    attribute is ``None`` where the result does not hold it.
 
     Attributes
     ----------
-    top_eigenvalues, top_residuals : np.ndarray, shape (k,)
-        Extreme eigenvalues (order of ``top_which``) and ``||H v - lambda v||`` of each.
-    top_converged : np.ndarray of bool, shape (k,)
-        Whether each pair met the tolerance.
-    top_n_hvp : int
-        Hessian-vector products (HVPs) used for the top-k pairs.
-    top_which : str
-        ``"LA"`` (largest algebraic, the default), ``"LM"`` or ``"SA"``.
-    eigenvectors : np.ndarray, shape (k, n), float32
-        Unit eigenvectors as rows, flat in the order of ``eigenvector_names``.
-    eigenvector_names : tuple of str
-        Tensor names of the flat ordering (the operator's variables).
-    eigenvector_shapes : tuple of tuple of int
-        Their shapes.
-    min_eigenvalue, min_residual : float
-        Smallest (algebraic) eigenvalue and its residual norm.
-    min_threshold : float
-        The residual bound ``lambda_min`` had to meet (its own criterion, see
-        :func:`~landscape.hessian.min_eigen`); it also bounds the error of ``lambda_min``.
-    min_converged : bool
-        Whether ``min_residual <= min_threshold`` within the HVP budget.
-    min_n_hvp : int
+    grid, values : np.ndarray, shape (p,)
+        The stored Gaussian-smoothed density (integrates to 1 over the grid).
+    implied_trace : float
+        The trace implied by the quadrature, ``n * mean_runs sum_k tau_k theta_k``
+        (:meth:`trace_estimate` when it was computed).
+    """
+
+    grid: np.ndarray | None = None
+    values: np.ndarray | None = None
+    implied_trace: float | None = None
+
+
+#: A part with nothing in it, per part: what the flat form fills.
+_EMPTY: dict[str, Any] = {
+    "top": EigenResult(None, None, None, None, None, None),  # type: ignore[arg-type]
+    "min": EigenResult(None, None, None, None, None, None),  # type: ignore[arg-type]
+    "trace_estimate": TraceResult(None, None, None, None, None),  # type: ignore[arg-type]
+    "spectrum": SmoothedDensity(None, None, None, None),  # type: ignore[arg-type]
+}
+
+
+def _to_part(name: str, value: Any) -> Any:
+    """A flat value as its part holds it."""
+    if value is None:
+        return None
+    if name == "eigenvectors":
+        return np.asarray(value).T
+    return np.atleast_1d(value) if name in _MIN_SCALARS else value
+
+
+def _from_part(name: str, value: Any) -> Any:
+    """The flat value of what a part holds."""
+    if value is None:
+        return None
+    if name == "eigenvectors":
+        return value.T
+    return _MIN_SCALARS[name](value[0]) if name in _MIN_SCALARS else value
+
+
+def _flat(name: str) -> property:
+    """The read-only flat attribute ``name``, read from its part."""
+    part, attr = _IN_PART[name]
+
+    def get(self: CurvatureResult) -> Any:
+        held = getattr(self, part)
+        return None if held is None else _from_part(name, getattr(held, attr))
+
+    return property(get, doc=f"``{part}.{attr}`` ({'first pair, ' if part == 'min' else ''}"
+                             "flat form; read-only).")
+
+
+def _vacant(part: str, held: Any) -> bool:
+    """Whether ``held`` holds none of the flat values of ``part``."""
+    return held is None or all(getattr(held, attr, None) is None
+                               for p, attr in _IN_PART.values() if p == part)
+
+
+def _normalised(part: str, held: Any, n_params: int | None) -> Any:
+    """A part with the stored dtypes (float64 numbers, bool flags, float32 eigenvectors)."""
+    if held is None:
+        return None
+    if part in ("top", "min"):
+        return dataclasses.replace(
+            held, eigenvalues=_opt_pairs(held.eigenvalues, np.float64),
+            residuals=_opt_pairs(held.residuals, np.float64),
+            thresholds=_opt_pairs(held.thresholds, np.float64),
+            converged=_opt_pairs(held.converged, bool), n_hvp=_opt_int(held.n_hvp),
+            eigenvectors=_columns(held.eigenvectors) if part == "top" else held.eigenvectors)
+    if part == "trace_estimate":
+        return dataclasses.replace(
+            held, estimate=_opt_float(held.estimate), stderr=_opt_float(held.stderr),
+            n_hvp=_opt_int(held.n_hvp), samples=_opt_array(held.samples, np.float64))
+    if not isinstance(held, SmoothedDensity):  # a bare quadrature: its density comes later
+        held = SmoothedDensity(held.nodes, held.weights, held.n_params, held.n_hvp)
+    return dataclasses.replace(
+        held, nodes=_opt_array(held.nodes, np.float64),
+        weights=_opt_array(held.weights, np.float64), n_hvp=_opt_int(held.n_hvp),
+        n_params=_opt_int(held.n_params if held.n_params is not None else n_params),
+        grid=_opt_array(held.grid, np.float64), values=_opt_array(held.values, np.float64),
+        implied_trace=_opt_float(held.implied_trace))
+
+
+def _layout(names: Any, shapes: Any) -> tuple[tuple[str, tuple[int, ...]], ...] | None:
+    if names is None and shapes is None:
+        return None
+    if names is None or shapes is None:
+        raise LandscapeError("CurvatureResult: eigenvector_names and eigenvector_shapes give "
+                             "the flat ordering together; pass both")
+    return tuple((str(n), tuple(int(s) for s in shape))
+                 for n, shape in zip(names, shapes, strict=True))
+
+
+@dataclass(frozen=True, eq=False, init=False)
+class CurvatureResult:
+    """Curvature numbers of the loss at one point, with their recipe and provenance.
+
+    Composed of the parts the solvers return; every part is optional (``None`` when that
+    result was not computed). The flat names of the stored group (:data:`FLAT_FIELDS`:
+    ``top_eigenvalues``, ``min_eigenvalue``, ``trace``, ``density``, ...) are read-only
+    attributes read from the parts, and the constructor (or :meth:`from_flat`) also takes
+    them as keyword arguments. Results compare by identity (they hold arrays).
+
+    Attributes
+    ----------
+    top : EigenResult
+        The extreme eigenpairs (:func:`~landscape.hessian.top_eigen`): ``eigenvalues`` (order
+        of ``which``: default ``"LA"``, decreasing), ``residuals`` (``||H v - lambda v||``),
+        ``converged``, ``n_hvp``, ``which``; ``eigenvectors`` are the kept unit eigenvectors
+        as float32 columns ``(n, k)`` in the order of ``layout`` (``None`` unless kept), and
+        ``thresholds`` are ``None`` once read from a file (they are not stored). Flat:
+        ``top_eigenvalues``, ``top_residuals``, ``top_converged``, ``top_n_hvp``,
+        ``top_which``, ``eigenvectors`` (rows ``(k, n)``).
+    min : EigenResult
+        The smallest (algebraic) eigenvalue as one pair (:func:`~landscape.hessian.min_eigen`;
+        no eigenvector). ``thresholds[0]`` is the residual bound it had to meet (its own
+        criterion), which also bounds its error. Flat: ``min_eigenvalue``, ``min_residual``,
+        ``min_threshold``, ``min_converged`` (``min_residual <= min_threshold`` within the HVP
+        budget), ``min_n_hvp``.
+    trace_estimate : TraceResult
+        The trace estimate and its standard error (:func:`~landscape.hessian.hutchpp` or
+        :func:`~landscape.hessian.hutchinson`; ``method`` ``"hutch++"`` or
+        ``"hutchinson"``); ``samples`` are ``None`` once read from a file. Flat: ``trace``,
+        ``trace_stderr``, ``trace_method``, ``trace_n_hvp``.
+    spectrum : SmoothedDensity
+        The stochastic Lanczos quadrature (``nodes``, ``weights``: ``(runs, m)``; ``n_hvp``)
+        with its smoothed density (``grid``, ``values``: ``(p,)``) and the trace it implies.
+        Flat: ``slq_nodes``, ``slq_weights``, ``slq_n_hvp``, ``density_grid``, ``density``,
+        ``density_trace``.
+    layout : tuple of (str, tuple of int)
+        Tensor names and shapes of the flat ordering of the eigenvectors (the operator's
+        variables). Flat: ``eigenvector_names``, ``eigenvector_shapes``.
     ratio : float
         ``|lambda_min / lambda_max|`` with ``lambda_max = max(top_eigenvalues)`` (Li et al.
         2018: small where the loss looks convex), only where both are resolved (converged);
-        otherwise NaN, with the reason in ``ratio_note``. Results compare by identity (they
-        hold arrays).
+        otherwise NaN, with the reason in ``ratio_note``.
     ratio_note : str
         Why ``ratio`` is NaN (``None`` when it is a number).
-    trace, trace_stderr : float
-        Trace estimate and its standard error.
-    trace_method : str
-        ``"hutch++"`` or ``"hutchinson"``.
-    trace_n_hvp : int
-    slq_nodes, slq_weights : np.ndarray, shape (runs, m)
-        Stochastic Lanczos quadrature nodes (Ritz values) and weights.
-    slq_n_hvp : int
     n_params : int
         Dimension ``n`` of the operator.
-    density_grid, density : np.ndarray, shape (p,)
-        The Gaussian-smoothed density (integrates to 1 over the grid).
-    density_trace : float
-        The trace implied by the quadrature, ``n * mean_runs sum_k tau_k theta_k``.
     recipe : dict
         Everything that identifies the computation (see the module docstring).
     provenance : dict
         Informational metadata (command line, versions, checkpoint path, timings).
     """
 
-    top_eigenvalues: np.ndarray | None = None
-    top_residuals: np.ndarray | None = None
-    top_converged: np.ndarray | None = None
-    top_n_hvp: int | None = None
-    top_which: str | None = None
-    eigenvectors: np.ndarray | None = None
-    eigenvector_names: tuple[str, ...] | None = None
-    eigenvector_shapes: tuple[tuple[int, ...], ...] | None = None
-    min_eigenvalue: float | None = None
-    min_residual: float | None = None
-    min_threshold: float | None = None
-    min_converged: bool | None = None
-    min_n_hvp: int | None = None
+    top: EigenResult | None = None
+    min: EigenResult | None = None
+    trace_estimate: TraceResult | None = None
+    spectrum: SmoothedDensity | None = None
+    layout: tuple[tuple[str, tuple[int, ...]], ...] | None = None
     ratio: float | None = None
     ratio_note: str | None = None
-    trace: float | None = None
-    trace_stderr: float | None = None
-    trace_method: str | None = None
-    trace_n_hvp: int | None = None
-    slq_nodes: np.ndarray | None = None
-    slq_weights: np.ndarray | None = None
-    slq_n_hvp: int | None = None
     n_params: int | None = None
-    density_grid: np.ndarray | None = None
-    density: np.ndarray | None = None
-    density_trace: float | None = None
     recipe: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        def put(name: str, value: Any) -> None:
-            object.__setattr__(self, name, value)
-
-        for name in _ARRAYS:
-            put(name, _opt_array(getattr(self, name), np.float64))
-        put("top_converged", _opt_array(self.top_converged, bool))
-        put("eigenvectors", _opt_array(self.eigenvectors, np.float32))
-        for name in ("min_eigenvalue", "ratio", "trace", *_FLOAT_ATTRS):
-            put(name, _opt_float(getattr(self, name)))
-        for name in _INT_ATTRS:
-            put(name, _opt_int(getattr(self, name)))
-        if self.min_converged is not None:
-            put("min_converged", bool(self.min_converged))
-        if self.eigenvector_names is not None:
-            put("eigenvector_names", tuple(str(n) for n in self.eigenvector_names))
-        if self.eigenvector_shapes is not None:
-            put("eigenvector_shapes",
-                tuple(tuple(int(s) for s in shape) for shape in self.eigenvector_shapes))
-        if self.eigenvectors is not None:
-            if self.eigenvector_names is None or self.eigenvector_shapes is None:
-                raise LandscapeError(
-                    "CurvatureResult: eigenvectors need eigenvector_names and "
-                    "eigenvector_shapes (the flat ordering) to become directions"
-                )
-            n = sum(math.prod(s) for s in self.eigenvector_shapes)
-            if self.eigenvectors.ndim != 2 or self.eigenvectors.shape[1] != n:
-                raise LandscapeError(
-                    f"CurvatureResult: eigenvectors must have shape (k, {n}) for the given "
-                    f"names and shapes; got {self.eigenvectors.shape}"
-                )
+    def __init__(
+        self,
+        *,
+        top: EigenResult | None = None,
+        min: EigenResult | None = None,
+        trace_estimate: TraceResult | None = None,
+        spectrum: SpectralDensity | None = None,
+        layout: Iterable[tuple[str, Iterable[int]]] | None = None,
+        ratio: float | None = None,
+        ratio_note: str | None = None,
+        n_params: int | None = None,
+        recipe: Mapping[str, Any] | None = None,
+        provenance: Mapping[str, Any] | None = None,
+        **flat: Any,
+    ) -> None:
+        unknown = sorted(set(flat) - set(_IN_PART) - {"eigenvector_names", "eigenvector_shapes"})
+        if unknown:
+            raise TypeError(f"CurvatureResult got an unexpected keyword argument {unknown[0]!r}")
+        parts: dict[str, Any] = {"top": top, "min": min, "trace_estimate": trace_estimate,
+                                 "spectrum": spectrum}
+        for name, value in flat.items():  # the flat form: each value replaces its part's
+            if name in _IN_PART and (value is not None or parts[_IN_PART[name][0]] is not None):
+                part, attr = _IN_PART[name]
+                held = parts[part] if parts[part] is not None else _EMPTY[part]
+                parts[part] = dataclasses.replace(held, **{attr: _to_part(name, value)})
+        names = shapes = None
+        if layout is not None:
+            layout = tuple(layout)
+            names, shapes = [n for n, _ in layout], [s for _, s in layout]
+        names = flat.get("eigenvector_names", names)
+        shapes = flat.get("eigenvector_shapes", shapes)
+        n_params = _opt_int(n_params)
+        put = functools.partial(object.__setattr__, self)
+        for part, held in parts.items():
+            put(part, None if _vacant(part, held) else _normalised(part, held, n_params))
+        put("layout", _layout(names, shapes))
+        put("ratio", _opt_float(ratio))
+        put("ratio_note", ratio_note)
+        put("n_params", n_params)
+        put("recipe", json.loads(storage.dumps(dict(recipe or {}))))
+        put("provenance", json.loads(storage.dumps(dict(provenance or {}))))
+        self._check_eigenvectors()
         if self.ratio is None and self.lambda_max is not None and self.min_eigenvalue is not None:
             ratio, note = self._resolved_ratio()
             put("ratio", ratio)
             put("ratio_note", note)
-        put("recipe", json.loads(storage.dumps(dict(self.recipe))))
-        put("provenance", json.loads(storage.dumps(dict(self.provenance))))
+
+    def _check_eigenvectors(self) -> None:
+        vectors = self.eigenvectors
+        if vectors is None:
+            return
+        if self.layout is None:
+            raise LandscapeError(
+                "CurvatureResult: eigenvectors need eigenvector_names and "
+                "eigenvector_shapes (the flat ordering) to become directions"
+            )
+        n = sum(math.prod(s) for _, s in self.layout)
+        if vectors.ndim != 2 or vectors.shape[1] != n:
+            raise LandscapeError(
+                f"CurvatureResult: eigenvectors must have shape (k, {n}) for the given "
+                f"names and shapes; got {vectors.shape}"
+            )
+
+    @classmethod
+    def from_flat(cls, **fields: Any) -> CurvatureResult:
+        """A result from its flat form: the names of :data:`FLAT_FIELDS` (those of the stored
+        group), e.g. ``CurvatureResult.from_flat(top_eigenvalues=..., trace=...)``.
+
+        The constructor takes the same keyword arguments (the form of the results of older
+        versions); this names it.
+        """
+        return cls(**fields)
+
+    def without_eigenvectors(self) -> CurvatureResult:
+        """This result without the kept top eigenvectors (and their layout), its recipe saying
+        so (``top.eigenvectors`` false); the other parts are shared."""
+        if self.top is None or self.top.eigenvectors is None:
+            return self
+        recipe = dict(self.recipe)
+        if isinstance(recipe.get("top"), Mapping):
+            recipe["top"] = {**recipe["top"], "eigenvectors": False}
+        return dataclasses.replace(self, top=dataclasses.replace(self.top, eigenvectors=None),
+                                   layout=None, recipe=recipe)
+
+    # ------------------------------------------------------------------ the flat form
+    top_eigenvalues = _flat("top_eigenvalues")
+    top_residuals = _flat("top_residuals")
+    top_converged = _flat("top_converged")
+    top_n_hvp = _flat("top_n_hvp")
+    top_which = _flat("top_which")
+    eigenvectors = _flat("eigenvectors")
+    min_eigenvalue = _flat("min_eigenvalue")
+    min_residual = _flat("min_residual")
+    min_threshold = _flat("min_threshold")
+    min_converged = _flat("min_converged")
+    min_n_hvp = _flat("min_n_hvp")
+    trace = _flat("trace")
+    trace_stderr = _flat("trace_stderr")
+    trace_method = _flat("trace_method")
+    trace_n_hvp = _flat("trace_n_hvp")
+    slq_nodes = _flat("slq_nodes")
+    slq_weights = _flat("slq_weights")
+    slq_n_hvp = _flat("slq_n_hvp")
+    density_grid = _flat("density_grid")
+    density = _flat("density")
+    density_trace = _flat("density_trace")
+
+    @property
+    def eigenvector_names(self) -> tuple[str, ...] | None:
+        """Tensor names of the flat ordering of the eigenvectors (flat form of ``layout``)."""
+        return None if self.layout is None else tuple(n for n, _ in self.layout)
+
+    @property
+    def eigenvector_shapes(self) -> tuple[tuple[int, ...], ...] | None:
+        """Their shapes (flat form of ``layout``)."""
+        return None if self.layout is None else tuple(s for _, s in self.layout)
 
     # ------------------------------------------------------------------ views
     @property
@@ -421,31 +629,22 @@ class CurvatureResult:
                 f"cannot merge curvature results of different operators (differs in: "
                 f"{', '.join(diff)})"
             )
-        mine = set(self.sections)
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        take = {
-            "top": ("top_eigenvalues", "top_residuals", "top_converged", "top_n_hvp",
-                    "top_which"),
-            "min": ("min_eigenvalue", "min_residual", "min_threshold", "min_converged",
-                    "min_n_hvp"),
-            "trace": ("trace", "trace_stderr", "trace_method", "trace_n_hvp"),
-            "density": ("slq_nodes", "slq_weights", "slq_n_hvp", "density_grid", "density",
-                        "density_trace"),
-            "eigenvectors": ("eigenvectors", "eigenvector_names", "eigenvector_shapes"),
-        }
+        mine, theirs = set(self.sections), set(older.sections)
+        parts: dict[str, Any] = {p: getattr(self, p) for p in (*_SECTION_PART.values(), "layout")}
         recipe = dict(self.recipe)
-        for section in older.sections:
-            if section in mine or (section == "eigenvectors" and "top" in mine):
-                continue  # new eigenvalues come with their own (or no) eigenvectors
-            for name in take[section]:
-                values[name] = getattr(older, name)
+        for section, part in _SECTION_PART.items():
+            # new eigenvalues come with their own (or no) eigenvectors
+            if section in mine or not (section in theirs or (
+                    section == "top" and "eigenvectors" in theirs)):
+                continue
+            parts[part] = getattr(older, part)
+            if section == "top":
+                parts["layout"] = older.layout
             if section in older.recipe:
                 recipe[section] = older.recipe[section]
-        values["recipe"] = recipe
-        values["n_params"] = self.n_params if self.n_params is not None else older.n_params
-        values["ratio"] = None  # recomputed from the merged top and min
-        values["ratio_note"] = None
-        return CurvatureResult(**values)
+        return CurvatureResult(
+            **parts, recipe=recipe, provenance=self.provenance,
+            n_params=self.n_params if self.n_params is not None else older.n_params)
 
     # ------------------------------------------------------------------ storage
     def to_group(self) -> storage.Group:
@@ -500,7 +699,7 @@ class CurvatureResult:
                 kw["eigenvectors"] = g.datasets["eigenvectors"]
                 kw["eigenvector_names"] = json.loads(g.attrs["eigenvector_names"])
                 kw["eigenvector_shapes"] = json.loads(g.attrs["eigenvector_shapes"])
-            return cls(**kw)
+            return cls.from_flat(**kw)
         except (KeyError, ValueError, TypeError) as exc:
             if isinstance(exc, LandscapeError):
                 raise
@@ -794,7 +993,7 @@ def compute_curvature(
     if op.hvp != "autograd":  # only where it is not the default (older files match)
         full_recipe["hvp"] = op.hvp
     along: dict[str, Any] = {}  # unit vectors along which to estimate finite-difference errors
-    values: dict[str, Any] = {"n_params": n}
+    parts: dict[str, Any] = {"n_params": n}
     timings: dict[str, float] = {}
     expected = {"top": 3 * top_k + 15 if top_k else 0, "min": 60 if min_eig else 0,
                 "trace": trace_samples if trace else 0,
@@ -805,13 +1004,12 @@ def compute_curvature(
         t0, start = time.perf_counter(), op.n_hvp
         res = top_eigen(bars.section("top", f"top-{top_k} eigenvalues"), top_k, which=which,
                         tol=tol, max_hvp=max_hvp, seed=seed, solver_dtype=solver_dtype)
-        values.update(top_eigenvalues=res.eigenvalues, top_residuals=res.residuals,
-                      top_converged=res.converged, top_n_hvp=op.n_hvp - start, top_which=which)
+        parts["top"] = dataclasses.replace(
+            res, n_hvp=op.n_hvp - start, which=which,
+            eigenvectors=_columns(res.eigenvectors) if keep_eigenvectors else None)
         if keep_eigenvectors:
-            values.update(eigenvectors=res.eigenvectors.T.astype(np.float32),
-                          eigenvector_names=op.names,
-                          eigenvector_shapes=[tuple(t.shape) for t in
-                                              op.unflatten(torch.zeros(n)).values()])
+            parts["layout"] = [(name, tuple(t.shape)) for name, t in
+                               op.unflatten(torch.zeros(n)).items()]
         along["top"] = list(np.asarray(res.eigenvectors).T)
         full_recipe["top"] = {"k": top_k, "which": which, "tol": tol, "seed": seed,
                               "max_hvp": max_hvp, "eigenvectors": keep_eigenvectors}
@@ -822,10 +1020,7 @@ def compute_curvature(
         res = min_eigen(bars.section("min", "smallest eigenvalue"), 1, tol=tol,
                         scale_atol=floor, max_hvp=max_hvp, seed=seed,
                         solver_dtype=solver_dtype)
-        values.update(min_eigenvalue=float(res.eigenvalues[0]),
-                      min_residual=float(res.residuals[0]),
-                      min_threshold=float(res.thresholds[0]),
-                      min_converged=bool(res.converged[0]), min_n_hvp=op.n_hvp - start)
+        parts["min"] = dataclasses.replace(res, eigenvectors=None, n_hvp=op.n_hvp - start)
         along["min"] = [np.asarray(res.eigenvectors)[:, 0]]
         full_recipe["min"] = {"tol": tol, "scale_atol": floor, "seed": seed,
                               "max_hvp": max_hvp}
@@ -837,8 +1032,7 @@ def compute_curvature(
             tr = hutchpp(probe_op, trace_samples, seed=seed, solver_dtype=solver_dtype)
         else:
             tr = hutchinson(probe_op, trace_samples, seed=seed, solver_dtype=solver_dtype)
-        values.update(trace=tr.estimate, trace_stderr=tr.stderr, trace_method=tr.method,
-                      trace_n_hvp=op.n_hvp - start)
+        parts["trace_estimate"] = dataclasses.replace(tr, n_hvp=op.n_hvp - start)
         full_recipe["trace"] = {"method": trace_method, "samples": trace_samples, "seed": seed}
         timings["trace"] = time.perf_counter() - t0
     if density:
@@ -849,8 +1043,9 @@ def compute_curvature(
         lo, hi = sd.bottom(), sd.top()
         sigma = density_sigma if density_sigma is not None else \
             ((hi - lo) / 100 if hi > lo else 1.0)
-        values.update(slq_nodes=sd.nodes, slq_weights=sd.weights, slq_n_hvp=op.n_hvp - start,
-                      density_grid=grid, density=values_d, density_trace=sd.trace_estimate())
+        parts["spectrum"] = SmoothedDensity(sd.nodes, sd.weights, n, op.n_hvp - start,
+                                            grid=grid, values=values_d,
+                                            implied_trace=sd.trace_estimate())
         full_recipe["density"] = {"steps": density_steps, "runs": density_runs,
                                   "points": density_points, "sigma": sigma, "seed": seed}
         timings["density"] = time.perf_counter() - t0
@@ -862,4 +1057,4 @@ def compute_curvature(
     named = {"operator": operator} if operator != "hessian" else {}
     prov = {**tool_versions(), **precision_note(op.dtype), **fd, **named,
             "seconds": {k: round(v, 3) for k, v in timings.items()}, **dict(provenance or {})}
-    return CurvatureResult(**values, recipe=full_recipe, provenance=prov)
+    return CurvatureResult(**parts, recipe=full_recipe, provenance=prov)
