@@ -421,11 +421,26 @@ def _writer_rank() -> int:
     return 0
 
 
+def _argument(sig: inspect.Signature, arguments: dict, param: str) -> object:
+    """The value of ``param``: given by name, among the ``**`` keyword arguments, or as the
+    field of a run-options object given as ``run`` (:class:`landscape.inputs.RunOptions`)."""
+    if arguments.get(param) is not None:
+        return arguments[param]
+    for name, value in arguments.items():
+        if sig.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+            if value.get(param) is not None:
+                return value[param]
+        elif name == "run" and getattr(value, param, None) is not None:
+            return getattr(value, param)
+    return None
+
+
 def holds_output(param: str, fallback: str | None = None) -> Callable:
     """Decorator: the function holds :func:`output_lock` on its output for its whole run.
 
-    ``param`` names the output-path argument (``fallback`` the argument used when it is
-    ``None``); nothing is locked when both are ``None`` or on ranks other than 0 of a
+    ``param`` names the output-path argument (given by name, through ``**`` keyword
+    arguments, or as a field of a ``run`` options object; ``fallback`` the argument used
+    when it is ``None``); nothing is locked when both are ``None`` or on ranks other than 0 of a
     distributed job (rank 0 is the only writer). A second process that tries to write the
     same file while the run goes on fails at once with a clear message, instead of the two
     overwriting each other's updates.
@@ -437,7 +452,7 @@ def holds_output(param: str, fallback: str | None = None) -> Callable:
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             bound = sig.bind_partial(*args, **kwargs)
-            path = bound.arguments.get(param)
+            path = _argument(sig, bound.arguments, param)
             if path is None and fallback is not None:
                 path = bound.arguments.get(fallback)
             if path is None or _writer_rank() != 0:

@@ -418,3 +418,25 @@ def test_the_next_run_proceeds_past_a_stale_lock_and_stops_at_a_live_one(work, c
         assert code == 0, err
     assert Surface.load(work / "new.h5").complete
     assert not lock.exists()
+
+
+def test_holds_output_finds_the_path_in_run_options_and_keyword_arguments(tmp_path):
+    """The lock is held whether the output is a named argument, one of ``**`` keyword
+    arguments or the ``out`` of a ``run`` options object (how compute_ratio_map and
+    compute_connectivity take it)."""
+    from landscape.inputs import RunOptions
+
+    @_atomic.holds_output("out")
+    def named(*, out=None):
+        return (tmp_path / f".{Path(out).name}.lock").exists()
+
+    @_atomic.holds_output("out", "fallback")
+    def grouped(fallback=None, *, run=None, **run_options):
+        out = run.out if run is not None else run_options.get("out", fallback)
+        return (tmp_path / f".{Path(out).name}.lock").exists()
+
+    assert named(out=tmp_path / "a.h5")
+    assert grouped(run=RunOptions(out=tmp_path / "b.h5"))
+    assert grouped(out=tmp_path / "c.h5")
+    assert grouped(tmp_path / "d.h5")
+    assert sorted(os.listdir(tmp_path)) == []

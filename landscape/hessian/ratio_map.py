@@ -87,10 +87,11 @@ from .. import _schema, storage
 from .._atomic import holds_output
 from .._functional import LossSpec, is_perturbable, loss_name, named_tensors
 from .._grid import GridProgress, GridRunner, check_shard, pending, shard_points
-from .._resume import stored_result
+from .._resume import RunOptions, stored_result
+from .._resume import run_options as run_options_of
 from .._version import tool_versions
 from ..data import sample_count
-from ..errors import LandscapeError, check_float, check_int
+from ..errors import Int, LandscapeError, Real, validate_params
 from ..parameters import ParameterSelection, select_parameters
 from ..recipes import check_same_checkpoint
 from ..surface import Surface
@@ -498,11 +499,6 @@ def compute_ratio_map(
     batch_size: int = 512,
     tol: float = 1e-3,
     warm_start: bool = True,
-    out: str | os.PathLike | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-    flush_seconds: float = 10.0,
-    max_points: int | None = None,
     ignore: Iterable[str] | str | None = None,
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
@@ -512,6 +508,8 @@ def compute_ratio_map(
     provenance: Mapping[str, Any] | None = None,
     solver_dtype: torch.dtype | None = None,
     shard: tuple[int, int] | None = None,
+    run: RunOptions | None = None,
+    **run_options: Any,
 ) -> RatioMap:
     """``lambda_max``, ``lambda_min`` and ``|lambda_min/lambda_max|`` on a surface's grid.
 
@@ -537,17 +535,6 @@ def compute_ratio_map(
     warm_start : bool, default True
         Start each point's Lanczos run from the previous (neighbouring) point's eigenvectors.
         ``False`` starts every point from the same seeded random vector.
-    out : path, optional
-        File to write the ``/ratio_map`` group into (default: ``surface_path``; other groups
-        of the file are kept).
-    overwrite : bool, default False
-        Replace a ratio map computed with another recipe (or start afresh).
-    progress : bool, default True
-        Progress bar with ETA.
-    flush_seconds : float, default 10
-        Write finished points at most this often (and always at the end).
-    max_points : int, optional
-        Stop after this many new points (the file stays resumable).
     ignore : "biasbn", "none", iterable of str, optional
         Tensors held fixed (default: the Hessian is taken over every parameter, as Li et al.).
         Buffers (BatchNorm statistics, for ``states`` directions) are always held fixed at
@@ -574,6 +561,21 @@ def compute_ratio_map(
         ``shard`` joins the recipe. Needs ``warm_start=False`` (see the module docstring).
         :func:`landscape.shards.merge_shards` joins the ``n`` files into the map one process
         computes with ``warm_start=False``, bit for bit.
+
+    run : RunOptions, optional
+        How the map is written (:class:`~landscape.inputs.RunOptions`), or its fields one by
+        one as keyword arguments:
+        out : path, optional
+            File to write the ``/ratio_map`` group into (default: ``surface_path``; other groups
+            of the file are kept).
+        overwrite : bool, default False
+            Replace a ratio map computed with another recipe (or start afresh).
+        progress : bool, default True
+            Progress bar with ETA.
+        flush_seconds : float, default 10
+            Write finished points at most this often (and always at the end).
+        max_points : int, optional
+            Stop after this many new points (the file stays resumable).
 
     Returns
     -------
@@ -602,29 +604,73 @@ def compute_ratio_map(
         raise LandscapeError(
             f"The 'model' parameter must be a torch.nn.Module. Got {type(model).__name__}."
         )
-    tol = check_float("tol", tol, 0.0, closed="neither")
-    batch_size = check_int("batch_size", batch_size, 1)
-    check_float("flush_seconds", flush_seconds, 0.0)
-    seed = check_int("seed", seed, 0)
-    if max_points is not None:
-        max_points = check_int("max_points", max_points, 0)
-    if max_hvp is not None:
-        max_hvp = check_int("max_hvp", max_hvp, 1)
-    solver_dtype = check_solver_dtype(solver_dtype)
-    if not isinstance(warm_start, bool):
-        raise LandscapeError(f"The 'warm_start' parameter must be a bool. Got {warm_start!r}.")
-    if shard is not None:
-        shard = check_shard(shard)
-        if warm_start:
-            raise LandscapeError(
-                "the 'shard' parameter needs warm_start=False: a warm start chains each point "
-                "to its neighbour in the serpentine order, which another shard computes (the "
-                "merged shards equal a single-process map computed with warm_start=False)")
-    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+    opts = run_options_of(run, **run_options)
+    p = validate_params({"tol": tol, "batch_size": batch_size, "seed": seed,
+                         "max_hvp": max_hvp, "solver_dtype": solver_dtype,
+                         "warm_start": warm_start, "shard": shard, "dtype": dtype}, _CONSTRAINTS)
+    if p["shard"] is not None and p["warm_start"]:
         raise LandscapeError(
-            f"The 'dtype' parameter must be a floating torch.dtype or None. Got {dtype!r}."
+            "the 'shard' parameter needs warm_start=False: a warm start chains each point "
+            "to its neighbour in the serpentine order, which another shard computes (the "
+            "merged shards equal a single-process map computed with warm_start=False)")
+    surf, base, fixed, op_dtype, dev = _map_inputs(model, surface_path, ignore, p["dtype"],
+                                                   device, recipe, provenance)
+    full_recipe = _map_recipe(surf, data, loss, ignore, op_dtype, p, recipe)
+    prov = {**tool_versions(), **precision_note(op_dtype),
+            "surface_file": str(surface_path), **dict(provenance or {})}
+    out_p = opts.path if opts.out is not None else Path(surface_path)
+    rm, warm, replace_file = _start_or_resume(surf, full_recipe, prov, out_p, opts.overwrite)
+    mine = None if p["shard"] is None else shard_points(range(rm.done.size), *p["shard"])
+    if not pending(rm.done, opts.max_points, mine):
+        return rm
+    _RatioMapRun(
+        rm, model, data, surf, base, surf.directions.vectors, warm if p["warm_start"] else {},
+        dev=dev, op_dtype=op_dtype, loss=loss, batch_size=p["batch_size"], fixed=fixed,
+        tol=p["tol"], max_hvp=p["max_hvp"], seed=p["seed"], warm_start=p["warm_start"],
+        out=out_p, first_write=replace_file, solver_dtype=p["solver_dtype"],
+        progress=opts.progress, flush_seconds=opts.flush_seconds, max_points=opts.max_points,
+        shard=p["shard"],
+    ).run()
+    bad = int(np.sum(rm.done & ~rm.converged & np.isfinite(rm.lambda_max)))
+    if bad:
+        warnings.warn(
+            f"{bad} of {rm.n_done} ratio-map points did not reach tol={p['tol']:g} within the "
+            "HVP budget: their ratio is NaN (the reason per point is /ratio_map/ratio_status); "
+            "raise max_hvp or loosen tol",
+            RuntimeWarning,
+            stacklevel=2,
         )
+    return rm
 
+
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise LandscapeError(f"The {name!r} parameter must be a bool. Got {value!r}.")
+    return value
+
+
+def _check_dtype(name: str, value: Any) -> torch.dtype | None:
+    if value is not None and not (isinstance(value, torch.dtype) and value.is_floating_point):
+        raise LandscapeError(
+            f"The {name!r} parameter must be a floating torch.dtype or None. Got {value!r}."
+        )
+    return value
+
+
+#: The declared constraints of :func:`compute_ratio_map`'s settings (checked in this order).
+_CONSTRAINTS: dict[str, Any] = {
+    "tol": Real(0.0, closed="neither"), "batch_size": Int(1), "seed": Int(0),
+    "max_hvp": Int(1, optional=True), "solver_dtype": lambda _n, v: check_solver_dtype(v),
+    "warm_start": _check_bool, "shard": lambda _n, v: None if v is None else check_shard(v),
+    "dtype": _check_dtype,
+}
+
+
+def _map_inputs(model: nn.Module, surface_path: str | os.PathLike, ignore: Any,
+                dtype: torch.dtype | None, device: Any, recipe: Mapping[str, Any] | None,
+                provenance: Mapping[str, Any] | None) -> tuple:
+    """The surface, the model's tensors, the fixed ones, the compute dtype and device; a
+    :class:`LandscapeError` where the surface does not belong to this model."""
     surf = Surface.load(surface_path)
     if surf.directions is None:
         raise LandscapeError(
@@ -637,8 +683,7 @@ def compute_ratio_map(
                               checkpoint=(provenance or {}).get("checkpoint", "given"),
                               origin=surf.provenance.get("checkpoint"))
     dirs = surf.directions
-    what = dirs.what
-    base = named_tensors(model, what)
+    base = named_tensors(model, dirs.what)
     for vec in dirs.vectors:
         for k, v in vec.items():
             if k not in base or tuple(v.shape) != tuple(base[k].shape):
@@ -649,43 +694,55 @@ def compute_ratio_map(
                 )
     param_names = {k for k, _ in model.named_parameters()}
     rec = dirs.recipe
-    sel = select_parameters(model, what, params=rec.get("params"), exclude=rec.get("exclude"),
+    sel = select_parameters(model, dirs.what, params=rec.get("params"),
+                            exclude=rec.get("exclude"),
                             include_frozen=bool(rec.get("include_frozen", False)))
     fixed = _ignored(base, param_names, ignore, sel)
     first = next((v for k, v in base.items() if k not in fixed and is_perturbable(v)), None)
     if first is None:
         raise LandscapeError("no parameters are left to differentiate; check 'ignore'")
-    op_dtype = dtype or first.dtype
     dev = torch.device(device) if device is not None else first.device
+    return surf, base, fixed, dtype or first.dtype, dev
 
-    full_recipe: dict[str, Any] = dict(recipe or {})
-    full_recipe.update({
+
+def _map_recipe(surf: Surface, data: Any, loss: LossSpec, ignore: Any, op_dtype: torch.dtype,
+                p: Mapping[str, Any], recipe: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The map's recipe: the caller's entries, the surface's and directions' digests, the
+    grid and the settings (``solver_dtype`` and ``shard`` only where not the default)."""
+    dirs = surf.directions
+    full: dict[str, Any] = dict(recipe or {})
+    full.update({
         "surface_recipe_sha256": hashlib.sha256(storage.dumps(surf.recipe).encode()).hexdigest(),
         "directions_sha256": dirs.digest(),
         "grid": {"x": _grid_spec(surf.x), "y": None if surf.y is None else _grid_spec(surf.y)},
-        "tol": tol,
-        "scale_atol": min(tol, MIN_FLOOR),  # lambda_min's own criterion (older maps lack it)
+        "tol": p["tol"],
+        "scale_atol": min(p["tol"], MIN_FLOOR),  # lambda_min's own criterion (older maps lack it)
         "k": 2,
         "which": "both ends",
-        "warm_start": warm_start,
+        "warm_start": p["warm_start"],
         "loss": loss_name(loss),
-        "batch_size": batch_size,
+        "batch_size": p["batch_size"],
         "n_samples": sample_count(data),
-        "what": what,
+        "what": dirs.what,
         "ignore": ignore if ignore is None or isinstance(ignore, str) else sorted(ignore),
         "dtype": str(op_dtype).replace("torch.", ""),
-        "seed": seed,
-        "max_hvp": max_hvp,
+        "seed": p["seed"],
+        "max_hvp": p["max_hvp"],
         "bn": "eval",
     })
-    if solver_dtype != torch.float64:  # only where it is not the default (older maps match)
-        full_recipe["solver_dtype"] = str(solver_dtype).replace("torch.", "")
-    if shard is not None:  # only when set: the merged file's recipe is the plain one
-        full_recipe["shard"] = list(shard)
-    full_recipe = json.loads(storage.dumps(full_recipe))
-    prov = {**tool_versions(), **precision_note(op_dtype),
-            "surface_file": str(surface_path), **dict(provenance or {})}
+    if p["solver_dtype"] != torch.float64:  # only where not the default (older maps match)
+        full["solver_dtype"] = str(p["solver_dtype"]).replace("torch.", "")
+    if p["shard"] is not None:  # only when set: the merged file's recipe is the plain one
+        full["shard"] = list(p["shard"])
+    return json.loads(storage.dumps(full))
 
+
+def _start_or_resume(surf: Surface, recipe: dict[str, Any], prov: dict[str, Any], out: Path,
+                     overwrite: bool) -> tuple[RatioMap, dict[int, np.ndarray], bool]:
+    """An empty map on the surface's grid, or the one ``out`` holds with this recipe; the
+    stored warm-start vectors of its unfinished chains; whether ``out`` is a foreign file to
+    replace whole (only reachable with ``overwrite``; a landscape file keeps its other
+    groups)."""
     shape = surf.shape
     rm = RatioMap(
         x=np.asarray(surf.x, dtype=np.float64),
@@ -693,10 +750,9 @@ def compute_ratio_map(
         lambda_max=np.full(shape, np.nan), lambda_min=np.full(shape, np.nan),
         ratio=np.full(shape, np.nan), n_hvp=np.zeros(shape, dtype=np.int64),
         done=np.zeros(shape, dtype=bool), converged=np.zeros(shape, dtype=bool),
-        recipe=full_recipe, provenance=prov,
+        recipe=recipe, provenance=prov,
         status=np.full(shape, NOT_COMPUTED, dtype=np.uint8),
     )
-    out_p = Path(out) if out is not None else Path(surface_path)
     warm: dict[int, np.ndarray] = {}
 
     def load(path: Path) -> RatioMap:  # the map and the chain ends of its unfinished chains
@@ -704,37 +760,14 @@ def compute_ratio_map(
         warm.update(chain_ends)
         return stored
 
-    old = stored_result(out_p, overwrite=overwrite, recipe=full_recipe, group=GROUP,
-                        load=load, subject="holds a ratio map")
-    # a foreign file (only reachable with overwrite) is replaced whole; a landscape file keeps
-    # its other groups
-    replace_file = out_p.exists() and not _is_landscape(out_p)
+    old = stored_result(out, overwrite=overwrite, recipe=recipe, group=GROUP, load=load,
+                        subject="holds a ratio map")
+    replace_file = out.exists() and not _is_landscape(out)
     if old is not None:
         if old.shape != shape:
-            raise LandscapeError(f"'{out_p}' holds a ratio map of another grid shape")
+            raise LandscapeError(f"'{out}' holds a ratio map of another grid shape")
         rm = RatioMap(x=rm.x, y=rm.y, lambda_max=old.lambda_max, lambda_min=old.lambda_min,
                       ratio=old.ratio, n_hvp=old.n_hvp, done=old.done,
-                      converged=old.converged, recipe=full_recipe, provenance=old.provenance,
+                      converged=old.converged, recipe=recipe, provenance=old.provenance,
                       status=old.status)
-
-    mine = None if shard is None else shard_points(range(rm.done.size), *shard)
-    if not pending(rm.done, max_points, mine):
-        return rm
-    run = _RatioMapRun(
-        rm, model, data, surf, base, dirs.vectors, warm if warm_start else {}, dev=dev,
-        op_dtype=op_dtype, loss=loss, batch_size=batch_size, fixed=fixed, tol=tol,
-        max_hvp=max_hvp, seed=seed, warm_start=warm_start, out=out_p, first_write=replace_file,
-        solver_dtype=solver_dtype,
-        progress=progress, flush_seconds=flush_seconds, max_points=max_points, shard=shard,
-    )
-    run.run()
-    bad = int(np.sum(rm.done & ~rm.converged & np.isfinite(rm.lambda_max)))
-    if bad:
-        warnings.warn(
-            f"{bad} of {rm.n_done} ratio-map points did not reach tol={tol:g} within the HVP "
-            "budget: their ratio is NaN (the reason per point is /ratio_map/ratio_status); "
-            "raise max_hvp or loosen tol",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    return rm
+    return rm, warm, replace_file
