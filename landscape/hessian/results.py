@@ -311,6 +311,15 @@ class CurvatureResult:
             out.append(d)
         return out
 
+    def without_eigenvectors(self) -> CurvatureResult:
+        """This result without the stored eigenvectors (and a recipe that says so); the
+        result itself when it holds none."""
+        if self.eigenvectors is None:
+            return self
+        top = {**self.recipe["top"], "eigenvectors": False}
+        return dataclasses.replace(self, eigenvectors=None, eigenvector_names=None,
+                                   eigenvector_shapes=None, recipe={**self.recipe, "top": top})
+
     def plot(self, **kwargs: Any) -> Any:
         """The eigenvalue density, the top eigenvalues marked; keyword arguments go to
         :func:`landscape.plot.plot_density`.

@@ -12,6 +12,8 @@
   2015); it needs highway layers, not residual blocks.
 - :func:`sharpening` / :func:`sharpening_of_run` -- lambda_max against 2/eta along training
   (Cohen et al., 2021).
+- :func:`probe_checkpoint` -- the analyses of a checkpoint file into a landscape file (what
+  ``landscape probe`` runs; :class:`ProbeResults`).
 - :func:`mechanism_numbers` -- the headline numbers of all of the above for one network.
 - :func:`load_results` / :func:`save_figures` -- every result of a file; the comparison
   figures of several networks (one axis per analysis).
@@ -37,6 +39,7 @@ from .gates import GateResult, find_gates, gate_openness
 from .gradflow import GradFlowResult, gradient_flow, jacobian_spectral_norm
 from .lesion import LesionResult, lesion_study
 from .paths import PathLengthResult, path_gradient, path_lengths
+from .probe import ProbeResults, probe_checkpoint
 from .sharpening import SharpeningResult, sharpening, sharpening_of_run
 from .shatter import ShatterResult, autocorrelation, shattering
 
@@ -51,6 +54,7 @@ __all__ = [
     "GradFlowResult",
     "LesionResult",
     "PathLengthResult",
+    "ProbeResults",
     "SharpeningResult",
     "ShatterResult",
     "USES_LOSS",
@@ -70,6 +74,7 @@ __all__ = [
     "mechanism_numbers",
     "path_gradient",
     "path_lengths",
+    "probe_checkpoint",
     "rerouted",
     "run_analyses",
     "save_figures",
