@@ -16,6 +16,7 @@ from ..checkpoints import load_checkpoint
 from ..inputs import CheckpointInputs
 from ..losses import loss_name
 from ._common import Result, save_results
+from .analyses import USES_LOSS, applicable_analyses, run_analyses
 
 __all__ = ["ProbeResults", "probe_checkpoint"]
 
@@ -100,8 +101,6 @@ def probe_checkpoint(
     -------
     ProbeResults
     """
-    from . import USES_LOSS, applicable_analyses, run_analyses
-
     inputs = CheckpointInputs() if inputs is None else inputs
     out = str(out) if out is not None else str(
         Path(checkpoint).with_name(f"{Path(checkpoint).stem}_mechanisms.h5"))
