@@ -131,15 +131,17 @@ def _given(options: Mapping[str, Any], defaults: Mapping[str, Any]) -> list[str]
     out = []
     for name, default in defaults.items():
         value = options.get(name, default)
-        if value != default and value is not None and value is not False:
-            out.append(f"{name}={value!r}" if isinstance(value, str) else
-                       f"{name}=True" if value is True else f"{name}=...")
+        if value is not None and value != default:
+            out.append(f"{name}={value!r}" if isinstance(value, str | bool) else f"{name}=...")
     return out
 
 
 #: Options of a curvature at a point, with their defaults (refused with ``grid``).
 _POINT_ONLY = {"top_k": None, "min_eig": False, "trace": False, "density": False,
                "keep_eigenvectors": False, "eigvec_directions": None, "hvp": "autograd"}
+#: Options of a ratio map besides the run options, with their defaults (refused without
+#: ``grid``; compute_ratio_map takes them).
+_GRID_ONLY = {"warm_start": True}
 
 
 def curvature_of_checkpoint(
@@ -200,7 +202,6 @@ def curvature_of_checkpoint(
     opts = run_options_of(run, **{k: options.pop(k) for k in list(options) if k in RUN_FIELDS})
     if options.get("ignore") == "none":
         options["ignore"] = None
-    cold = grid is None and options.pop("warm_start", True) is False  # a ratio map's option
     if grid is not None:
         return _grid(checkpoint, inputs, split, grid, blocks, eigvec_directions, command or "",
                      opts, options)
@@ -210,9 +211,12 @@ def curvature_of_checkpoint(
     # every rank runs the same solvers (HVPs all-reduced); rank 0 alone holds the output from
     # the start (a second writer fails now, not after the computation), writes and reports
     with storage.output_lock(out) if rank == 0 else contextlib.nullcontext():
-        if opts.max_points is not None or cold:
-            raise LandscapeError("max_points=... and warm_start=False apply to ratio maps; "
-                                 "add grid=...")
+        grid_only = ["max_points=..."] if opts.max_points is not None else []
+        grid_only += _given(options, _GRID_ONLY)
+        if grid_only:
+            raise LandscapeError(f"{' and '.join(grid_only)} apply to ratio maps; add grid=...")
+        for name in _GRID_ONLY:
+            options.pop(name, None)
         if blocks is not None:
             return _blocks(checkpoint, inputs, split, blocks, eigvec_directions, command or "",
                            opts, out, options, rank, world)
@@ -255,8 +259,7 @@ def _point(checkpoint: str | os.PathLike, inputs: CheckpointInputs, split: str,
     ckpt, data, recipe, provenance = _loaded(checkpoint, inputs, split, command, world)
     device = options.pop("device", None)
     model = ckpt.model if device is None else ckpt.model.to(device)
-    options.setdefault("tol", TOL_POINT)
-    if options["tol"] is None:
+    if options.get("tol") is None:
         options["tol"] = TOL_POINT
     want = eigvec_directions is not None or keep
     t0 = time.perf_counter()
