@@ -336,8 +336,8 @@ def compute_curvature_of(model):
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"max_points": 3, "warm_start": False},
-     "max_points=... and warm_start=False apply to ratio maps; add grid=..."),
-    ({"warm_start": False}, "warm_start=False apply to ratio maps"),
+     "only a ratio map takes max_points=... and warm_start=False; add grid=..."),
+    ({"warm_start": False}, "only a ratio map takes warm_start=False; add grid=..."),
     ({"top_k": 0}, "nothing to compute: top_k=0 needs min_eig=True, trace=True or density="),
     ({"blocks": "block", "min_eig": True}, "drop min_eig=True"),
     ({"grid": "s.h5", "trace": True}, "drop trace=True or leave out the 'grid' parameter"),

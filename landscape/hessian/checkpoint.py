@@ -214,7 +214,8 @@ def curvature_of_checkpoint(
         grid_only = ["max_points=..."] if opts.max_points is not None else []
         grid_only += _given(options, _GRID_ONLY)
         if grid_only:
-            raise LandscapeError(f"{' and '.join(grid_only)} apply to ratio maps; add grid=...")
+            raise LandscapeError(f"only a ratio map takes {' and '.join(grid_only)}; add "
+                                 "grid=...")
         for name in _GRID_ONLY:
             options.pop(name, None)
         if blocks is not None:
@@ -369,8 +370,8 @@ def _grid(checkpoint: str | os.PathLike, inputs: CheckpointInputs, split: str,
     point_only = _given({**options, "eigvec_directions": eigvec_directions}, _POINT_ONLY)
     if point_only:
         raise LandscapeError(
-            f"grid=... computes a ratio map (λmax, λmin, |λmin/λmax| at every grid point); "
-            f"drop {', '.join(point_only)} or leave out the 'grid' parameter")
+            f"the 'grid' parameter asks for a ratio map (λmax, λmin, |λmin/λmax| at every "
+            f"grid point); drop {', '.join(point_only)} or leave out the 'grid' parameter")
     for name in (*_POINT_ONLY, "operator", "params", "exclude", "include_frozen",
                  "trace_method", "trace_samples", "density_steps", "density_runs"):
         options.pop(name, None)
