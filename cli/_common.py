@@ -256,6 +256,18 @@ def check_device(text: str) -> str:
     return text
 
 
+def unicode_output() -> bool:
+    """Whether stdout can print the symbols of result lines (λ, ±)."""
+    import sys
+
+    enc = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        "λ±".encode(enc)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
 def command_line(args: argparse.Namespace) -> str:
     return shlex.join(getattr(args, "argv", ["landscape"]))
 
@@ -476,6 +488,7 @@ CALL_COMMANDS: dict[str, str | None] = {
     "compute_curvature": "hessian CKPT",
     "compute_ratio_map": "hessian CKPT --grid SURFACE.h5",
     "compute_block_spectra": "hessian CKPT --blocks block",
+    "curvature_of_checkpoint": "hessian CKPT",
     "compute_trajectory": "trajectory CHECKPOINTS --out FILE.h5",
     "connect_checkpoints": "connect A.pt B.pt",
     "compute_connectivity": "connect A.pt B.pt",
@@ -483,6 +496,7 @@ CALL_COMMANDS: dict[str, str | None] = {
     "load_directions": "surface CKPT --dir-file FILE.h5",
     "TrajectoryPCA": "trajectory CHECKPOINTS --out FILE.h5",
     "run_analyses": "probe CKPT",
+    "probe_checkpoint": "probe CKPT",
     "sharpening_of_run": "sharpening RUN",
     "train": "train",
     "run_study": "demo",

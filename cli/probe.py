@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-import torch
-
-from landscape import storage
-from landscape.checkpoints import load_checkpoint
-from landscape.losses import loss_name
-from landscape.mechanisms import ANALYSES, USES_LOSS, applicable_analyses, run_analyses
+from landscape.mechanisms import ANALYSES, probe_checkpoint
 
 from ._command import add_command, add_file_output_args, comma_choices
 from ._common import (
@@ -18,12 +12,7 @@ from ._common import (
     add_compute_args,
     add_data_args,
     check_device,
-    checkpoint_selection,
-    data_spec,
-    default_out,
-    dtype_arg,
-    load_ckpt,
-    load_datasets,
+    inputs_of,
 )
 from ._types import int_arg, loss_arg
 
@@ -68,45 +57,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                           "with respect to inputs and activations, not a selection of weights"})
 
 
-def _init_checkpoint(path: str) -> Path | None:
-    init = Path(path).with_name("epoch_0000.pt")
-    if init.is_file() and init.resolve() != Path(path).resolve():
-        return init
-    return None
-
-
 def run(args: argparse.Namespace) -> int:
     what = comma_choices("--what", args.what, ANALYSES)
     loss = loss_arg(args.loss) if args.loss is not None else None
     check_device(args.device)
-    out = args.out or default_out(args.checkpoint, "mechanisms")
-    storage.check_writable(out, overwrite=args.overwrite)
-    ckpt = load_ckpt(args, args.checkpoint)
-    model = ckpt.model.to(args.device, dtype_arg(args))
-    if what is None:
-        what = applicable_analyses(model, args.blocks)
-    sets = load_datasets(data_spec(args, ckpt), ["train", "test"], model)
-    torch.manual_seed(args.seed)
-    results, seconds = run_analyses(model, sets["train"], what, blocks=args.blocks,
-                                    seed=args.seed, test_data=sets["test"], loss=loss)
-    groups = {r.GROUP: r.to_group() for r in results.values()}
-    with_loss = {r.GROUP for w, r in results.items() if w in USES_LOSS} | {"gradflow_init"}
-    init = _init_checkpoint(args.checkpoint) if "gradflow" in what else None
-    if init is not None:
-        model0 = load_checkpoint(init, model=model, trust=args.trust_checkpoint,
-                                 **checkpoint_selection(args)).model
-        res0, _ = run_analyses(model0.to(args.device, dtype_arg(args)), sets["train"],
-                               ["gradflow"], blocks=args.blocks, seed=args.seed, loss=loss)
-        groups["gradflow_init"] = res0["gradflow"].to_group()
-    for name, g in groups.items():
-        g.attrs["checkpoint"] = str(args.checkpoint)
-        g.attrs["sha256"] = ckpt.sha256
-        g.attrs["dtype"] = args.dtype
-        if name in with_loss:
-            g.attrs["loss"] = loss_name(loss) if loss is not None else "default"
-        if name in seconds:
-            g.attrs["seconds"] = seconds[name]
-    storage.update_file(out, groups, overwrite=args.overwrite)
-    took = ", ".join(f"{k} {v:.1f}s" for k, v in seconds.items())
-    print(f"wrote {','.join(sorted(groups))} to {out} ({took})")
+    done = probe_checkpoint(args.checkpoint, inputs=inputs_of(args), what=what,
+                            blocks=args.blocks, seed=args.seed, loss=loss, device=args.device,
+                            out=args.out, overwrite=args.overwrite)
+    print(done.line())
     return 0

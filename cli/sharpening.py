@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from landscape import storage
-from landscape.losses import loss_name
 from landscape.mechanisms import sharpening_of_run
 
 from ._command import add_command, add_file_output_args
@@ -49,17 +47,10 @@ def run(args: argparse.Namespace) -> int:
     loss = loss_arg(args.loss)
     check_device(args.device)
     out = args.out or str(Path(args.run_dir) / "sharpening.h5")
-    storage.check_writable(out, overwrite=args.overwrite)
-    selection = selection_kwargs(args)
     res = sharpening_of_run(args.run_dir, subset=args.subset, every=args.every, k=args.k,
                             n_trace=args.trace_samples, loss=loss, dtype=dtype_arg(args),
-                            device=args.device, **selection)
-    g = res.to_group()
-    g.attrs["run_dir"] = str(args.run_dir)
-    g.attrs["recipe"] = storage.dumps({
-        "loss": loss_name(loss), "dtype": args.dtype,
-        **{k: v for k, v in selection.items() if v}})
-    storage.update_file(out, {res.GROUP: g}, overwrite=args.overwrite)
+                            device=args.device, **selection_kwargs(args), out=out,
+                            overwrite=args.overwrite)
     lm = res.lambda_max
     print(f"wrote /sharpening ({len(lm)} checkpoints, lambda_max {lm[0]:.3g} -> {lm[-1]:.3g}, "
           f"2/eta at the end {res.threshold[-1]:.3g}) to {out}")

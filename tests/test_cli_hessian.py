@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 import numpy as np
 import pytest
@@ -247,3 +248,106 @@ def test_output_says_which_parameters_the_numbers_are_over(cli, ckpts, tmp_path,
                     str(tmp_path / f"h{len(extra)}.h5"), "--no-progress", *extra]) == 0
         lines = capsys.readouterr().out.splitlines()
         assert lines[-2].startswith("over ") and want in lines[-2]
+
+
+# ------------------------------------------------------------ the library call of the command
+def _groups_equal(a, b, group: str, volatile=("provenance",)) -> None:
+    ga, gb = storage.read_group(a, group), storage.read_group(b, group)
+    assert set(ga.datasets) == set(gb.datasets)
+    for k in ga.datasets:
+        np.testing.assert_array_equal(np.asarray(ga.datasets[k]), np.asarray(gb.datasets[k]))
+    assert {k: v for k, v in ga.attrs.items() if k not in volatile} == \
+        {k: v for k, v in gb.attrs.items() if k not in volatile}
+
+
+def test_curvature_of_checkpoint_writes_the_files_of_the_command(cli, ckpts, tmp_path, capsys):
+    """One call from a notebook gives the command's /curvature group and directions file."""
+    from landscape import CheckpointInputs, RunOptions, curvature_of_checkpoint
+
+    _, (a, _) = ckpts
+    argv = ["hessian", str(a), "--top-k", "2", "--min", "--tol", "1e-4", "--eigvec-directions",
+            str(tmp_path / "cli_eig.h5"), "--out", str(tmp_path / "cli.h5"), "--no-progress"]
+    assert cli(argv) == 0
+    printed = capsys.readouterr().out.splitlines()
+    done = curvature_of_checkpoint(
+        a, top_k=2, min_eig=True, tol=1e-4, dtype=torch.float32,
+        eigvec_directions=tmp_path / "eig.h5", inputs=CheckpointInputs(),
+        command="landscape hessian (notebook)", run=RunOptions(tmp_path / "lib.h5", progress=False))
+    assert isinstance(done.result, CurvatureResult) and done.out == str(tmp_path / "lib.h5")
+    assert done.result.eigenvectors is None and done.n_directions == 2
+    _groups_equal(tmp_path / "cli.h5", tmp_path / "lib.h5", "curvature")
+    _groups_equal(tmp_path / "cli_eig.h5", tmp_path / "eig.h5", "directions")
+    lines = done.lines()
+    assert len(lines) == len(printed) and lines[0] == printed[0]
+    # the library words name parameters and calls; the command prints its options instead
+    assert "(ignore='biasbn' to match)" in lines[-3] and "(--ignore biasbn to match)" in printed[-3]
+    assert lines[-1].endswith("use with load_directions())")
+    assert printed[-1].endswith("use with 'landscape surface CKPT --dir-file FILE.h5')")
+    # a second call adds a section and says which earlier ones it kept
+    again = curvature_of_checkpoint(a, top_k=0, trace=True, trace_samples=6,
+                                    run=RunOptions(tmp_path / "lib.h5", progress=False))
+    assert again.kept == ("top", "min") and "kept its earlier top, min" in again.lines()[-1]
+
+
+def test_curvature_of_checkpoint_ratio_map_and_summary(ckpts, surface_file, tmp_path):
+    from landscape import RunOptions, curvature_of_checkpoint
+
+    _, (a, _) = ckpts
+    f = tmp_path / "s.h5"
+    f.write_bytes(surface_file.read_bytes())
+    done = curvature_of_checkpoint(a, grid=f, run=RunOptions(progress=False, max_points=4))
+    rm = done.result
+    assert isinstance(rm, RatioMap) and done.out == str(f) and rm.n_done == 4
+    s = rm.summary()
+    ok = rm.done & np.isfinite(rm.ratio)
+    assert (s["n_done"], s["n_points"], s["n_resolved"]) == (4, 9, int(ok.sum()))
+    assert s["ratio_min"] == rm.ratio[ok].min() and s["ratio_median"] == np.median(rm.ratio[ok])
+    assert s["lambda_max_max"] == rm.lambda_max[ok].max() and s["total_hvp"] == rm.total_hvp
+    assert done.lines()[0].startswith("ratio map 3x3: 4/9 points, |λmin/λmax| ")
+    assert done.lines(unicode=False)[0].startswith("ratio map 3x3: 4/9 points, |lambda_min/")
+    assert done.lines()[-1] == f"wrote {f}"
+    empty = RatioMap(x=rm.x, y=rm.y, lambda_max=rm.lambda_max, lambda_min=rm.lambda_min,
+                     ratio=rm.ratio, n_hvp=rm.n_hvp, done=np.zeros_like(rm.done),
+                     converged=rm.converged)
+    assert np.isnan(empty.summary()["ratio_min"]) and empty.summary()["n_done"] == 0
+    assert empty.lines() == ["ratio map 3x3: 0/9 points, 0 HVPs (0.0/point)"]
+
+
+def test_curvature_without_eigenvectors(ckpts):
+    from landscape.checkpoints import load_checkpoint
+
+    _, (a, _) = ckpts
+    model = load_checkpoint(a).model
+    res = compute_curvature_of(model)
+    bare = res.without_eigenvectors()
+    assert res.eigenvectors is not None and res.recipe["top"]["eigenvectors"] is True
+    assert bare.eigenvectors is None and bare.eigenvector_names is None
+    assert bare.recipe["top"]["eigenvectors"] is False
+    np.testing.assert_array_equal(bare.top_eigenvalues, res.top_eigenvalues)
+    assert bare.without_eigenvectors() is bare
+
+
+def compute_curvature_of(model):
+    from landscape.hessian import compute_curvature
+
+    return compute_curvature(model, load_data(DATA, "train"), top_k=1, tol=1e-3,
+                             keep_eigenvectors=True)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"max_points": 3, "warm_start": False},
+     "only a ratio map takes max_points=... and warm_start=False; add grid=..."),
+    ({"warm_start": False}, "only a ratio map takes warm_start=False; add grid=..."),
+    ({"top_k": 0}, "nothing to compute: top_k=0 needs min_eig=True, trace=True or density="),
+    ({"blocks": "block", "min_eig": True}, "drop min_eig=True"),
+    ({"grid": "s.h5", "trace": True}, "drop trace=True or leave out the 'grid' parameter"),
+    ({"grid": "s.h5", "operator": "ggn"}, "'operator' and 'blocks' parameters do not apply"),
+])
+def test_curvature_of_checkpoint_refusals_name_parameters(ckpts, tmp_path, kwargs, message):
+    from landscape import curvature_of_checkpoint
+    from landscape.errors import LandscapeError
+
+    _, (a, _) = ckpts
+    with pytest.raises(LandscapeError, match=re.escape(message)):
+        curvature_of_checkpoint(a, out=tmp_path / "x.h5", progress=False, **kwargs)
+    assert not (tmp_path / "x.h5").exists()

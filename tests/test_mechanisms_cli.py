@@ -154,3 +154,59 @@ def test_probe_loss_and_dtype(run_dir, tmp_path):
     default = tmp_path / "d.h5"
     assert main(["probe", str(ck), "--what", "gradflow", "--out", str(default)]) == 0
     assert not np.allclose(GradFlowResult.load(default).weight_grad, want)  # cross-entropy
+
+
+def _same_group(a: Path, b: Path, group: str, volatile: tuple[str, ...] = ("seconds",)) -> None:
+    ga, gb = storage.read_group(a, group), storage.read_group(b, group)
+    assert set(ga.datasets) == set(gb.datasets)
+    for k in ga.datasets:
+        np.testing.assert_array_equal(np.asarray(ga.datasets[k]), np.asarray(gb.datasets[k]))
+    assert set(ga.attrs) == set(gb.attrs)
+    assert {k: v for k, v in ga.attrs.items() if k not in volatile} == \
+        {k: v for k, v in gb.attrs.items() if k not in volatile}
+
+
+def test_probe_checkpoint_writes_the_file_of_the_command(run_dir, tmp_path, capsys):
+    """The library call of 'landscape probe': the same groups and attributes, saved through
+    the results' own classes."""
+    from landscape import CheckpointInputs, probe_checkpoint
+
+    ck = run_dir / "epoch_0001.pt"
+    assert main(["probe", str(ck), "--what", "lesion,gradflow", "--out",
+                 str(tmp_path / "cli.h5")]) == 0
+    printed = capsys.readouterr().out.strip()
+    import torch
+
+    done = probe_checkpoint(ck, what=["lesion", "gradflow"], out=tmp_path / "lib.h5",
+                            inputs=CheckpointInputs(dtype=torch.float32))
+    assert set(done.results) == {"lesion", "gradflow", "gradflow_init"}
+    assert done.line().split(" (")[0] == printed.split(" (")[0].replace("cli.h5", "lib.h5")
+    for group in ("lesion", "gradflow", "gradflow_init"):
+        _same_group(tmp_path / "cli.h5", tmp_path / "lib.h5", group)
+    attrs = storage.read_group(tmp_path / "lib.h5", "gradflow").attrs
+    assert (attrs["checkpoint"], attrs["dtype"], attrs["loss"]) == (str(ck), "float32", "default")
+    assert "loss" not in storage.read_group(tmp_path / "lib.h5", "lesion").attrs
+    assert "seconds" not in storage.read_group(tmp_path / "lib.h5", "gradflow_init").attrs
+    # the output is checked before any computation; a foreign file is never replaced
+    foreign = tmp_path / "x.h5"
+    foreign.write_bytes(b"precious")
+    from landscape.errors import LandscapeError
+
+    with pytest.raises(LandscapeError, match="not a landscape file"):
+        probe_checkpoint(ck, what=["lesion"], out=foreign, overwrite=True)
+    assert foreign.read_bytes() == b"precious"
+
+
+def test_sharpening_of_run_saves_what_the_command_saves(run_dir, tmp_path):
+    import torch
+
+    from landscape.mechanisms import sharpening_of_run
+
+    assert main(["sharpening", str(run_dir), "--out", str(tmp_path / "cli.h5"), "--subset",
+                 "30", "--trace-samples", "0"]) == 0
+    res = sharpening_of_run(run_dir, subset=30, n_trace=0, dtype=torch.float32,
+                            out=tmp_path / "lib.h5")
+    _same_group(tmp_path / "cli.h5", tmp_path / "lib.h5", "sharpening")
+    assert storage.read_group(tmp_path / "lib.h5", "sharpening").attrs["run_dir"] == str(run_dir)
+    assert list(SharpeningResult.load(tmp_path / "lib.h5").epochs) == list(res.epochs)
+    assert sharpening_of_run(run_dir, subset=30, n_trace=0, every=2).epochs.tolist() == [0, 1]

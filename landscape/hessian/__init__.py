@@ -13,6 +13,8 @@
   :class:`CurvatureResult` (``/curvature`` group).
 - :func:`compute_ratio_map` -- Li et al.'s ``|lambda_min / lambda_max|`` map over a surface's
   grid, warm-started and resumable (:class:`RatioMap`, ``/ratio_map`` group).
+- :func:`curvature_of_checkpoint` -- one of the above from a checkpoint *file* into a
+  landscape file (what ``landscape hessian`` runs; :class:`CheckpointCurvature`).
 - :func:`hessian_directions` -- surface directions along the top (or the largest and the
   smallest) eigenvectors; :func:`compute_hessian_surface` -- a surface along them, in the
   ``/hessian_surface`` group.
@@ -42,6 +44,7 @@ from .blocks import (
     js_distances,
     parameter_blocks,
 )
+from .checkpoint import CheckpointCurvature, curvature_of_checkpoint
 from .density import SpectralDensity, slq
 from .directions import (
     HESSIAN_GROUP,
@@ -60,6 +63,7 @@ from .trace import TraceResult, hutchinson, hutchpp
 __all__ = [
     "BLOCK_GROUPINGS",
     "BlockSpectra",
+    "CheckpointCurvature",
     "HESSIAN_GROUP",
     "CurvatureOperator",
     "CurvatureResult",
@@ -76,6 +80,7 @@ __all__ = [
     "compute_curvature",
     "compute_hessian_surface",
     "compute_ratio_map",
+    "curvature_of_checkpoint",
     "curvature_operator",
     "eigen_ratio",
     "eigenvector_directions",

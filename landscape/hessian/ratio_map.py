@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import warnings
 from collections.abc import Iterable, Mapping
@@ -183,8 +184,49 @@ class RatioMap(GridProgress):
         return int(self.n_hvp[self.done].sum())
 
     def __repr__(self) -> str:
-        grid = f"{len(self.x)}" if self.y is None else f"{len(self.y)}x{len(self.x)}"
-        return f"RatioMap({self.ndim}D {grid}, done={self.n_done}/{self.n_points})"
+        return f"RatioMap({self.ndim}D {self._grid()}, done={self.n_done}/{self.n_points})"
+
+    def _grid(self) -> str:
+        return f"{len(self.x)}" if self.y is None else f"{len(self.y)}x{len(self.x)}"
+
+    def summary(self) -> dict[str, Any]:
+        """The map in numbers: points done, the range and median of the resolved ratios and
+        of their ``lambda_max`` (NaN when none is resolved), HVPs, and the counts of computed
+        points whose curvature is not finite or whose ratio is not resolved."""
+        ok = self.done & np.isfinite(self.ratio)
+        r, lam = self.ratio[ok], self.lambda_max[ok]
+
+        def stat(f: Any, a: np.ndarray) -> float:
+            return float(f(a)) if a.size else math.nan
+
+        return {
+            "n_done": self.n_done, "n_points": self.n_points, "n_resolved": int(ok.sum()),
+            "ratio_min": stat(np.min, r), "ratio_max": stat(np.max, r),
+            "ratio_median": stat(np.median, r),
+            "lambda_max_min": stat(np.min, lam), "lambda_max_max": stat(np.max, lam),
+            "total_hvp": self.total_hvp,
+            "n_not_finite": int(np.sum(self.done & ~np.isfinite(self.lambda_max))),
+            "n_unresolved": int(np.sum(self.done & np.isin(self.status, (1, 2, 3)))),
+        }
+
+    def lines(self, *, unicode: bool = True, seconds: float | None = None) -> list[str]:
+        """The :meth:`summary` in words (``seconds``: the time it took, when known)."""
+        s, lam = self.summary(), "λ" if unicode else "lambda_"
+        line = f"ratio map {self._grid()}: {s['n_done']}/{s['n_points']} points"
+        if s["n_resolved"]:
+            line += (f", |{lam}min/{lam}max| {s['ratio_min']:.3g} to {s['ratio_max']:.3g} "
+                     f"(median {s['ratio_median']:.3g}), {lam}max {s['lambda_max_min']:.4g} "
+                     f"to {s['lambda_max_max']:.4g}")
+        line += f", {s['total_hvp']} HVPs ({s['total_hvp'] / max(s['n_done'], 1):.1f}/point)"
+        out = [line + ("" if seconds is None else f" in {seconds:.1f} s")]
+        if s["n_not_finite"]:
+            out.append(f"note: {s['n_not_finite']} points have non-finite curvature (diverged "
+                       "loss); they are NaN")
+        if s["n_unresolved"]:
+            out.append(f"note: {s['n_unresolved']} points have no ratio ({lam}min or {lam}max "
+                       "not resolved within the HVP budget: NaN, see /ratio_map/ratio_status); "
+                       "raise the 'max_hvp' parameter")
+        return out
 
     # ------------------------------------------------------------------ storage
     def plot(self, surface: Surface | None = None, **kwargs: Any) -> Any:

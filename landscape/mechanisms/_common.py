@@ -6,7 +6,7 @@ import dataclasses
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
@@ -18,7 +18,7 @@ from .. import storage
 from ..errors import LandscapeError
 
 __all__ = ["Linearization", "Result", "as_xy", "error_rate", "eval_mode", "loss_sum_mean",
-           "model_dtype", "per_sample_loss", "qm", "to_model"]
+           "model_dtype", "per_sample_loss", "qm", "save_results", "to_model"]
 
 
 def as_xy(data: Any, n: int | None = None) -> tuple[Tensor, Tensor]:
@@ -178,10 +178,13 @@ class Result:
                 )
         return cls(**kw)
 
-    def save(self, path: str | os.PathLike, name: str | None = None) -> None:
+    def save(self, path: str | os.PathLike, name: str | None = None, *,
+             attrs: Mapping[str, Any] | None = None, overwrite: bool = False) -> None:
         """Write (or replace) the group ``name`` (default :attr:`GROUP`) of a landscape file;
-        other groups of the file are kept."""
-        storage.update_file(path, {name or self.GROUP: self.to_group()})
+        other groups of the file are kept (see :func:`save_results`)."""
+        save_results(path, {name or self.GROUP: self},
+                     attrs=None if attrs is None else {name or self.GROUP: attrs},
+                     overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike, name: str | None = None) -> Result:
@@ -189,3 +192,29 @@ class Result:
         name = name or cls.GROUP
         return cls.from_group(storage.require_group(
             path, name, f"has no /{name} group; write it with run_analyses() first"))
+
+
+def save_results(path: str | os.PathLike, results: Mapping[str, Result], *,
+                 attrs: Mapping[str, Mapping[str, Any]] | None = None,
+                 overwrite: bool = False) -> None:
+    """Write several results into one landscape file at once, each into its group.
+
+    Parameters
+    ----------
+    path : path
+        The landscape file (created if missing; its other groups are kept).
+    results : dict
+        ``{group name: result}``.
+    attrs : dict, optional
+        ``{group name: {attribute: value}}``: what the results were computed from (checkpoint,
+        SHA-256, dtype, loss, seconds, recipe...), stored as they are beside the fields.
+    overwrite : bool, default False
+        Replace an existing landscape file instead of adding to it (never a file of another
+        kind).
+    """
+    groups = {}
+    for name, res in results.items():
+        g = res.to_group()
+        g.attrs.update((attrs or {}).get(name, {}))
+        groups[name] = g
+    storage.update_file(path, groups, overwrite=overwrite)

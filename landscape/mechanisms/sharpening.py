@@ -45,11 +45,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import storage
 from ..checkpoints import load_checkpoint
 from ..data import load_data
 from ..errors import LandscapeError, check_float, check_int, check_option
 from ..hessian import HessianOperator, PreconditionedOperator, hutchpp, top_eigen
 from ..hessian.operator import BN_OPTIONS
+from ..losses import loss_name
 from ..training import TrainRun, lr_at_step
 from ._common import Result, as_xy
 
@@ -326,6 +328,7 @@ def sharpening(
 
 
 def sharpening_of_run(run_dir: str | os.PathLike, *, subset: int | None = 256, every: int = 1,
+                      out: str | os.PathLike | None = None, overwrite: bool = False,
                       **kwargs: Any) -> SharpeningResult:
     """:func:`sharpening` over the checkpoints of a training run (``landscape train`` output).
 
@@ -343,9 +346,31 @@ def sharpening_of_run(run_dir: str | os.PathLike, *, subset: int | None = 256, e
         Training samples of the loss (``None``: the run's whole training split).
     every : int, default=1
         Use every ``every``-th checkpoint (the last one always).
+    out : path, optional
+        Also write the result to this landscape file's ``/sharpening`` group, with the run
+        directory and the recipe (loss, dtype, parameter selection) as attributes; checked
+        before any computation. Other groups of the file are kept.
+    overwrite : bool, default False
+        Replace an existing landscape file ``out`` instead of adding to it.
     **kwargs
         Passed to :func:`sharpening` (``k``, ``n_trace``, ``tol``, ...).
     """
+    if out is not None:
+        storage.check_writable(out, overwrite=overwrite)
+    res = _sharpening_of_run(run_dir, subset, every, kwargs)
+    if out is not None:
+        dtype = kwargs.get("dtype")  # None: each checkpoint's own
+        recipe = {"loss": loss_name(kwargs.get("loss", "cross_entropy")),
+                  "dtype": "checkpoint" if dtype is None else str(dtype).replace("torch.", ""),
+                  **{k: kwargs[k] for k in ("params", "exclude", "include_frozen")
+                     if kwargs.get(k)}}
+        res.save(out, attrs={"run_dir": str(run_dir), "recipe": storage.dumps(recipe)},
+                 overwrite=overwrite)
+    return res
+
+
+def _sharpening_of_run(run_dir: str | os.PathLike, subset: int | None, every: int,
+                       kwargs: dict[str, Any]) -> SharpeningResult:
     run = TrainRun.load(run_dir)
     every = check_int("every", every, 1)
     idx = list(range(0, len(run.checkpoints), every))
