@@ -40,7 +40,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from .errors import LandscapeError
 
@@ -425,21 +425,31 @@ def holds_output(param: str, fallback: str | None = None) -> Callable:
     """Decorator: the function holds :func:`output_lock` on its output for its whole run.
 
     ``param`` names the output-path argument (``fallback`` the argument used when it is
-    ``None``); nothing is locked when both are ``None`` or on ranks other than 0 of a
-    distributed job (rank 0 is the only writer). A second process that tries to write the
-    same file while the run goes on fails at once with a clear message, instead of the two
-    overwriting each other's updates.
+    ``None``), given by name, through ``**kwargs``, or as the field of a ``run`` argument (a
+    :class:`~landscape._resume.RunOptions`); nothing is locked when both are ``None`` or on
+    ranks other than 0 of a distributed job (rank 0 is the only writer). A second process that
+    tries to write the same file while the run goes on fails at once with a clear message,
+    instead of the two overwriting each other's updates.
     """
 
     def decorate(fn: Callable) -> Callable:
         sig = inspect.signature(fn)
+        rest = next((p.name for p in sig.parameters.values()
+                     if p.kind is inspect.Parameter.VAR_KEYWORD), None)
+
+        def given(bound: inspect.BoundArguments, name: str) -> Any:
+            if name in bound.arguments and name != rest:
+                return bound.arguments[name]
+            if rest is not None and name in bound.arguments.get(rest, {}):
+                return bound.arguments[rest][name]
+            return getattr(bound.arguments.get("run"), name, None)
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             bound = sig.bind_partial(*args, **kwargs)
-            path = bound.arguments.get(param)
+            path = given(bound, param)
             if path is None and fallback is not None:
-                path = bound.arguments.get(fallback)
+                path = given(bound, fallback)
             if path is None or _writer_rank() != 0:
                 return fn(*args, **kwargs)
             with output_lock(path):
