@@ -306,98 +306,68 @@ def compute_checkpoint_surface(
     run: RunOptions | None = None,
     **options: Any,
 ) -> Surface | SurfaceSet:
-    """A loss/accuracy surface around a checkpoint file, written as it goes.
-
-    Loads the checkpoint and its data (``inputs``), makes the directions, records the
-    checkpoint (SHA-256, architecture, data) in the recipe and computes. A file that holds an
-    unfinished surface of the same recipe is resumed.
+    """A loss/accuracy surface around a checkpoint file, written as it goes (and resumed).
 
     Parameters
     ----------
     checkpoint : path
         The checkpoint at the origin.
     x, y : str
-        The grid, ``"min:max:num"`` (``y`` for a 2D surface).
+        The grid, ``"min:max:num"`` (``y`` for 2D).
     inputs : CheckpointInputs, optional
-        How the checkpoints and the data are loaded (default: each file's own spec and
-        training data).
+        How the checkpoints and the data are loaded (default: each file's own spec and data).
     splits : sequence of str, default ("train", "test")
         The data splits evaluated.
     directions : {"random", "hessian", "hessian-topbottom"}, default "random"
-        Random directions (:func:`~landscape.directions.random_directions`, or those of
-        ``dir_file``, ``interpolate`` or ``plane``), or the Hessian's eigenvectors (its top
-        two, or those of its largest and smallest eigenvalue), written to the file's
-        ``/hessian_surface`` group (:func:`~landscape.hessian.compute_hessian_surface`).
+        Random directions (or those of ``dir_file``, ``interpolate``, ``plane``), or the
+        Hessian's top two eigenvectors, or those of its largest and smallest eigenvalue, in
+        the file's ``/hessian_surface`` (:func:`~landscape.hessian.compute_hessian_surface`).
     dir_file : path, optional
-        Directions saved in a surface, trajectory or directions file, or a direction file of
-        Li et al. (:func:`~landscape.surface.load_directions`).
+        A file with directions (:func:`~landscape.surface.load_directions`).
     interpolate : path, optional
         A second checkpoint: the 1D line to it (:func:`interpolation_directions`).
     plane : (path, path), optional
         Two more checkpoints: the plane through the three (:func:`checkpoint_plane_directions`).
     n_directions : int, default 1
-        ``K > 1``: ``K`` independent random direction pairs (seeds ``seed``, ``seed + 2``,
-        ...) on the same grid, a :class:`~landscape.surface_set.SurfaceSet`.
+        ``K > 1``: a :class:`~landscape.surface_set.SurfaceSet` of ``K`` random direction pairs
+        (seeds ``seed``, ``seed + 2``, ...).
     full_check : bool, default True
-        On a data subset (``inputs.subset``), also evaluate the origin on the full data once
-        (:attr:`Surface.subset_check`).
+        On a subset (``inputs.subset``), evaluate the origin once on the full data too.
     command : str, optional
         The command line recorded in the provenance.
     run : RunOptions, optional
-        How the run writes (``out``, ``overwrite``, ``progress``, ``flush_seconds``,
-        ``max_points``); ``out`` must not be an input checkpoint.
+        How the run writes; ``run.out`` must not be an input checkpoint.
     **options
-        The directions' settings: ``what`` ("weights" or "states"), ``norm`` (default
-        "filter", for Hessian directions "none"), ``ignore``, ``seed``, ``orthogonal``,
-        ``params``, ``exclude``, ``include_frozen`` (see
-        :func:`~landscape.directions.random_directions` and
-        :func:`~landscape.parameters.select_parameters`), ``hessian_samples`` (the Hessian's
-        loss on the first N training samples) and ``hessian_tol``; the evaluation's, as for
-        :func:`~landscape.surface.compute_surface` (``loss``, ``bn``, ``bn_batches``,
-        ``batch_size``, ``device``, ``dtype``, ``autocast``, ``channels_last``,
-        ``rel_precision``, ``shard``, ...); and the fields of ``run`` one by one.
+        The directions': ``what``, ``norm`` (default "filter"; "none" for Hessian directions),
+        ``ignore``, ``seed``, ``orthogonal`` (:func:`~landscape.directions.random_directions`),
+        ``params``, ``exclude``, ``include_frozen`` (:func:`~landscape.select_parameters`),
+        ``hessian_samples`` (the first N training samples) and ``hessian_tol``; the
+        evaluation's (``loss``, ``bn``, ``batch_size``, ``device``, ``dtype``, ``autocast``,
+        ``rel_precision``, ``shard``, ... of :func:`~landscape.surface.compute_surface`); and
+        the fields of ``run`` one by one.
 
     Returns
     -------
     Surface or SurfaceSet
-        A :class:`SurfaceSet` for ``n_directions > 1``; a surface in ``/hessian_surface``
-        (:attr:`Surface.group`) for Hessian directions.
 
     Raises
     ------
     LandscapeError
-        Before anything is loaded, on a bad grid, one that would not fit in memory, settings
-        the directions cannot honour, or an ``out`` that is an input checkpoint; then on
-        checkpoints, data or directions that do not fit.
+        Before anything is loaded, on a bad grid, one too big for the memory, settings the
+        directions cannot honour or an ``out`` that is an input; then on inputs that do not fit.
     """
     inputs = CheckpointInputs() if inputs is None else inputs
     opts = run_options_of(run, **{k: options.pop(k) for k in list(options) if k in RUN_FIELDS})
     settings = {k: options.pop(k, v) for k, v in _DIRECTION_SETTINGS.items()}
-    unknown = sorted(set(options) - set(_EVALUATION))
-    if unknown:
-        raise TypeError(f"unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
-    kind = check_option("directions", directions, DIRECTION_KINDS)
-    n_directions = check_int("n_directions", n_directions, 1)
-    if settings["norm"] is None:
-        settings["norm"] = "filter" if kind == "random" else "none"
-    ax, ay = parse_axis(x, "x"), parse_axis(y, "y") if y is not None else None
-    if options.get("dtype") is not None:
-        for name, a in (("x", ax), ("y", ay)):
-            if a is not None:
-                a.check_dtype(name, options["dtype"])
-    splits = list(splits)
-    _check_grid_fits(ax.num * (ay.num if ay is not None else 1), len(splits),
-                     n_directions if kind == "random" else 1)
     sources = {"dir_file": dir_file, "interpolate": interpolate, "plane": plane}
-    _check_combination(kind, n_directions, 1 if ay is None else 2, sources, settings, options,
-                       splits)
+    kind, ndim = _check_request(x, y, directions, n_directions, list(splits), sources, settings,
+                                options)
     _check_not_an_input(opts.out, [("the checkpoint", checkpoint),
                                    ("the `interpolate` checkpoint", interpolate),
                                    *(("a `plane` checkpoint", p) for p in plane or ())])
     ckpt = inputs.load(checkpoint)
-    spec = inputs.data_spec(ckpt)
-    datasets = inputs.datasets(ckpt, splits)
-    at = {"recipe": checkpoint_recipe(ckpt, spec), "run": opts,
+    datasets = inputs.datasets(ckpt, list(splits))
+    at = {"recipe": checkpoint_recipe(ckpt, inputs.data_spec(ckpt)), "run": opts,
           "provenance": checkpoint_provenance(ckpt, checkpoint, command or ""),
           "full_data": _full_data(inputs, ckpt, datasets) if full_check else None}
     if kind != "random":
@@ -409,8 +379,32 @@ def compute_checkpoint_surface(
             selection=_selection(ckpt, settings), loss=options.get("loss", "cross_entropy"),
             batch_size=options.get("batch_size", "auto"), device=options.get("device"),
             dtype=options.get("dtype"), **at)
-    dirs = _directions(ckpt, inputs, sources, settings, 1 if ay is None else 2)
+    dirs = _directions(ckpt, inputs, sources, settings, ndim)
     return compute_surface(ckpt.model, dirs, datasets, x=x, y=y, **at, **options)
+
+
+def _check_request(x: str, y: str | None, directions: str, n_directions: int,
+                   splits: list[str], sources: Mapping[str, Any], settings: dict[str, Any],
+                   evaluation: Mapping[str, Any]) -> tuple[str, int]:
+    """The checks made before anything is loaded; the kind of directions and the grid's
+    dimension. Fills in the default ``norm`` of the kind."""
+    unknown = sorted(set(evaluation) - set(_EVALUATION))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
+    kind = check_option("directions", directions, DIRECTION_KINDS)
+    n_directions = check_int("n_directions", n_directions, 1)
+    if settings["norm"] is None:
+        settings["norm"] = "filter" if kind == "random" else "none"
+    ax, ay = parse_axis(x, "x"), parse_axis(y, "y") if y is not None else None
+    if evaluation.get("dtype") is not None:
+        for name, a in (("x", ax), ("y", ay)):
+            if a is not None:
+                a.check_dtype(name, evaluation["dtype"])
+    _check_grid_fits(ax.num * (ay.num if ay is not None else 1), len(splits),
+                     n_directions if kind == "random" else 1)
+    ndim = 1 if ay is None else 2
+    _check_combination(kind, n_directions, ndim, sources, settings, evaluation, splits)
+    return kind, ndim
 
 
 def _check_grid_fits(n_points: int, n_splits: int, n_directions: int = 1) -> None:
