@@ -244,7 +244,7 @@ def _check_combination(kind: str, n_directions: int, ndim: int, sources: Mapping
                  ("include_frozen=True", s["include_frozen"]))
     common = (*((f"{k}=...", v is not None) for k, v in sources.items()),
               ("orthogonal=True", s["orthogonal"]),
-              ("rel_precision=...", e.get("rel_precision") is not None),
+              (f"rel_precision={e.get('rel_precision')}", e.get("rel_precision") is not None),
               ("shard=...", e.get("shard") is not None),
               ("what='states'", s["what"] != "weights"))
     if kind != "random":
@@ -260,7 +260,7 @@ def _check_combination(kind: str, n_directions: int, ndim: int, sources: Mapping
             raise LandscapeError(f"directions={kind!r} needs the train split (the Hessian is "
                                  "that of the training loss): add it to the 'splits' parameter")
     elif n_directions > 1:
-        other = _given((*common, ("autocast=...", e.get("autocast") is not None),
+        other = _given((*common, (f"autocast={e.get('autocast')!r}", e.get("autocast") is not None),
                         ("bn='recalibrate'", e.get("bn", "eval") != "eval")))
         if other:
             raise LandscapeError(
