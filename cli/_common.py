@@ -484,6 +484,9 @@ PARAMETER_OPTIONS: dict[str, str] = {
 CALL_COMMANDS: dict[str, str | None] = {
     "compute_surface": "surface CKPT",
     "compute_surface_set": "surface CKPT --n-directions K",
+    "compute_checkpoint_surface": "surface CKPT",
+    "interpolation_directions": "surface A.pt --interpolate B.pt",
+    "checkpoint_plane_directions": "surface A.pt --plane B.pt C.pt",
     "compute_hessian_surface": "surface CKPT --directions hessian",
     "compute_curvature": "hessian CKPT",
     "compute_ratio_map": "hessian CKPT --grid SURFACE.h5",
@@ -507,6 +510,7 @@ CALL_COMMANDS: dict[str, str | None] = {
 _SKLEARN_FORM = re.compile(r"^The '(\w+)' parameter")
 _PARAMETER = re.compile(r"\b[Tt]he '(\w+)' parameter\b|'(\w+)' parameter\b")
 _PARAMETERS = re.compile(r"'(\w+)' and '(\w+)' parameters\b")
+_NAMED = re.compile(r"`(\w+)`")  # a parameter standing for what it was given: `interpolate`
 _CALL = re.compile(  # a call, with the method calls chained to it: TrajectoryPCA(...).fit(..)
     r"(?<![\w.])(?:landscape\.)?([A-Za-z_]\w*)\(([^()]*)\)(?:\.\w+\([^()]*\))*")
 _ASSIGNMENT = re.compile(
@@ -553,7 +557,8 @@ def _assignment(options: dict[str, argparse.Action], name: str, value: str) -> s
     if value in ("True", "False"):
         return None
     if value == "...":
-        value = str(action.metavar or action.dest.upper())
+        meta = action.metavar or action.dest.upper()
+        value = " ".join(meta) if isinstance(meta, tuple) else str(meta)
     elif value[:1] in "'\"":
         value = value[1:-1]
     elif value.startswith("torch."):
@@ -571,11 +576,12 @@ def _translate(message: str, options: dict[str, argparse.Action]) -> str:
 def flag_message(message: str, root: argparse.ArgumentParser, command: str) -> str:
     """A library message in the words of ``landscape <command>``: parameters become options.
 
-    The library names parameters in two forms only (:mod:`landscape.errors`): the
-    scikit-learn form ``The 'name' parameter ...`` / ``the 'name' parameter`` and the call form
-    ``name=VALUE``; and it names a library call (``compute_ratio_map()``) where a command makes
-    what is missing. Only names that are options of the command (or :data:`PARAMETER_OPTIONS`)
-    and calls in :data:`CALL_COMMANDS` are rewritten; every other word is kept:
+    The library names parameters in three forms only (:mod:`landscape.errors`): the
+    scikit-learn form ``The 'name' parameter ...`` / ``the 'name' parameter``, the call form
+    ``name=VALUE`` and the name form `` `name` ``; and it names a library call
+    (``compute_ratio_map()``) where a command makes what is missing. Only names that are
+    options of the command (or :data:`PARAMETER_OPTIONS`) and calls in :data:`CALL_COMMANDS`
+    are rewritten; every other word is kept:
 
     - ``The 'top_k' parameter must ...`` gets the option in front, as argparse writes its own
       errors (``--top-k: The 'top_k' parameter must ...``); ``the 'top_k' parameter`` elsewhere
@@ -583,6 +589,8 @@ def flag_message(message: str, root: argparse.ArgumentParser, command: str) -> s
     - ``overwrite=True`` becomes ``--overwrite`` (a flag), ``warm_start=False``
       ``--no-warm-start``, ``out=PATH`` ``--out PATH``, ``state_key=...`` ``--state-key KEY``
       (its metavar), ``loss='mse'`` ``--loss mse``, ``dtype=torch.float64`` ``--dtype float64``;
+    - `` `interpolate` `` (a parameter in backquotes, standing for what was given to it: ``the
+      `interpolate` checkpoint``, ```y` needs 2``) becomes ``--interpolate`` (``--y``);
     - ``compute_ratio_map()`` becomes ``'landscape hessian CKPT --grid SURFACE.h5'``, with the
       call's ``name=VALUE`` arguments as options of that command.
     """
@@ -622,6 +630,10 @@ def flag_message(message: str, root: argparse.ArgumentParser, command: str) -> s
             return m[0]
         return f"{_long(both[0])} and {_long(both[1])} options"
 
+    def named(m: re.Match) -> str:
+        action = _option(options, m[1])
+        return m[0] if action is None else _long(action)
+
     message = _translate(_CALL.sub(call, message), options)
     message = _PARAMETER.sub(parameter, _PARAMETERS.sub(parameters, message))
-    return head + message
+    return head + _NAMED.sub(named, message)

@@ -26,6 +26,11 @@ from .errors import LandscapeError
 _LAZY: dict[str, tuple[str, ...]] = {
     "_functional": ("named_tensors",),
     "checkpoints": ("Checkpoint", "file_sha256", "load_checkpoint", "save_checkpoint"),
+    "checkpoint_surface": (
+        "checkpoint_plane_directions",
+        "compute_checkpoint_surface",
+        "interpolation_directions",
+    ),
     "connect": ("Connectivity", "compute_connectivity", "connect_checkpoints"),
     "data": ("DataSpec", "TensorData", "load_data", "load_splits"),
     "directions": (
@@ -126,9 +131,11 @@ __all__ = [
     "Trajectory",
     "TrajectoryPCA",
     "build",
+    "checkpoint_plane_directions",
     "compare",
     "compare_arms",
     "compute_block_spectra",
+    "compute_checkpoint_surface",
     "compute_connectivity",
     "compute_curvature",
     "compute_hessian_surface",
@@ -143,6 +150,7 @@ __all__ = [
     "file_sha256",
     "hessian_directions",
     "interpolation_direction",
+    "interpolation_directions",
     "list_checkpoints",
     "load_checkpoint",
     "load_data",

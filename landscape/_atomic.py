@@ -454,7 +454,7 @@ def holds_output(param: str, fallback: str | None = None) -> Callable:
             bound = sig.bind_partial(*args, **kwargs)
             path = _argument(sig, bound.arguments, param)
             if path is None and fallback is not None:
-                path = bound.arguments.get(fallback)
+                path = _argument(sig, bound.arguments, fallback)
             if path is None or _writer_rank() != 0:
                 return fn(*args, **kwargs)
             with output_lock(path):

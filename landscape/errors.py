@@ -7,14 +7,16 @@ Every user-facing check goes through a function here so that every message has t
 
 The CLI catches :class:`LandscapeError` and prints its message as one line with exit code 2.
 
-Messages name *parameters*, never command-line flags, in two fixed forms only, so that the CLI
-can show them as its options (``cli._common.flag_message``) and a notebook user reads the names
-they typed:
+Messages name *parameters*, never command-line flags, in three fixed forms only, so that the
+CLI can show them as its options (``cli._common.flag_message``) and a notebook user reads the
+names they typed:
 
 - the scikit-learn form, ``The 'name' parameter ...`` (or ``the 'name' parameter`` inside a
   sentence, ``the 'a' and 'b' parameters``);
 - the call form ``name=VALUE``: ``pass overwrite=True to replace it``, ``choose another
-  out=PATH``, ``pass state_key=...``, ``loss='mse'``, ``dtype=torch.float64``.
+  out=PATH``, ``pass state_key=...``, ``loss='mse'``, ``dtype=torch.float64``;
+- the name form, the parameter in backquotes standing for what was given to it: ``the
+  `interpolate` checkpoint 'b.pt' is another architecture``, ```y` needs 2 directions``.
 
 Where a missing result is made by another computation, a message names the library call
 (``compute one with compute_ratio_map()``), never a ``landscape`` command; the CLI turns the
