@@ -231,3 +231,23 @@ def test_connect_local_jobs_give_the_single_process_file(setup, tmp_path, capsys
     assert code == 0, err
     assert "merged from 2 shard files, 6/6 points" in out, out
     _assert_same_file(single, merged)
+
+
+def test_ratio_map_local_jobs_give_the_single_process_map(setup, tmp_path, capsys):
+    """``landscape hessian --grid S.h5 --no-warm-start --executor local --jobs 2``: the merged
+    map is the single-process cold-start map."""
+    _, ck, surface = setup
+    hess = ["hessian", str(ck), "--grid", str(surface), "--no-warm-start", "--no-progress",
+            "--batch-size", "64", "--threads", "1"]
+    single = tmp_path / "single.h5"
+    assert cli_main.main([*hess, "--out", str(single)]) == 0
+    capsys.readouterr()
+    merged = tmp_path / "jobs.h5"
+    code, out, err = _run([*hess, "--out", str(merged), "--executor", "local", "--jobs", "2"],
+                          capsys)
+    assert code == 0, err
+    assert "merged from 2 shard files, 9/9 points" in out, out
+    a, b = _datasets(single), _datasets(merged)
+    for k in a:
+        if k.startswith("ratio_map/"):
+            assert a[k].tobytes() == b[k].tobytes(), k
