@@ -223,6 +223,34 @@ def test_bad_inputs(toy, tmp_path):
         compute_curvature(model, data, top_k=1).eigenvector_dicts()
 
 
+#: compute_curvature's keywords and defaults before its settings moved into CURVATURE_SETTINGS.
+_KEYWORDS = {
+    "top_k": 5, "which": "LA", "min_eig": False, "trace": False, "trace_method": "hutchpp",
+    "trace_samples": 99, "density": False, "density_steps": 80, "density_runs": 5,
+    "density_points": 500, "density_sigma": None, "tol": 1e-6, "seed": 0,
+    "loss": "cross_entropy", "batch_size": 512, "what": "weights", "params": None,
+    "ignore": None, "dtype": None, "max_hvp": None, "keep_eigenvectors": False,
+    "recipe": None, "provenance": None, "exclude": None, "include_frozen": False,
+    "progress": False, "solver_dtype": None, "hvp": "autograd", "operator": "hessian",
+}
+
+
+def test_every_keyword_keeps_its_name_and_default(toy):
+    import inspect
+
+    sig = inspect.signature(compute_curvature)
+    assert list(sig.parameters)[:2] == ["model", "data"]
+    assert {k: p.default for k, p in list(sig.parameters.items())[2:]} == _KEYWORDS
+    assert all(p.kind is p.KEYWORD_ONLY for p in list(sig.parameters.values())[2:])
+    model, data = toy
+    with pytest.raises(TypeError, match="unexpected keyword argument 'top_kk'"):
+        compute_curvature(model, data, top_kk=1)
+    with pytest.raises(LandscapeError, match="'trace_samples'.*\\[3, inf\\)"):
+        compute_curvature(model, data, trace=True, trace_samples=2)
+    with pytest.raises(LandscapeError, match="keep_eigenvectors needs top_k >= 1"):
+        compute_curvature(model, data, top_k=0, trace=True, keep_eigenvectors=True)
+
+
 def test_hessian_directions_are_eigenvectors(toy, spectrum):
     model, data = toy
     d = hessian_directions(model, data, k=2, scale="none", ignore="none", tol=1e-10)

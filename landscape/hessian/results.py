@@ -38,6 +38,65 @@ plus one entry per section with its own settings (k, tol, seed, ...). Saving int
 ``/curvature`` has the same operator recipe *merges*: sections computed now replace theirs,
 the others are kept (so ``--trace`` after ``--top-k 5`` adds the trace).
 
+Settings
+--------
+The keyword arguments of :func:`compute_curvature` besides ``operator``, ``recipe``,
+``provenance`` and ``progress``, each with its default in :data:`CURVATURE_SETTINGS`:
+
+top_k : int, default 5
+    Number of extreme eigenpairs (:func:`~landscape.hessian.top_eigen`); 0 skips them.
+which : {"LA", "LM", "SA"}, default "LA"
+    Which end: largest algebraic (the default: ``lambda_max`` is the first), largest
+    magnitude (PyHessian/hessian-eigenthings), smallest algebraic.
+min_eig : bool, default False
+    Also compute the smallest eigenvalue (:func:`~landscape.hessian.min_eigen`) and, with
+    the top pairs, ``ratio = |lambda_min / lambda_max|``. The smallest eigenvalue has its
+    own criterion: residual ``<= max(tol * |lambda_min|, min(tol, 1e-6) * ||H||)``
+    (relative to itself, with an absolute floor for eigenvalues at zero; the bound is
+    stored as ``min_threshold``). The ratio is stored only where both ``lambda_min`` and
+    ``lambda_max`` converged; otherwise it is NaN and ``ratio_note`` says why.
+trace : bool, default False
+    Also estimate the trace.
+trace_method : {"hutchpp", "hutchinson"}, default "hutchpp"
+    Hutch++ (variance ~ 1/m^2 for decaying spectra) or Hutchinson.
+trace_samples : int, default 99
+    HVPs of the trace estimate (Hutch++ needs at least 3).
+density : bool, default False
+    Also run stochastic Lanczos quadrature (:func:`~landscape.hessian.slq`) and smooth it.
+density_steps, density_runs : int, default 80, 5
+    Lanczos steps per SLQ run and number of runs (``steps * runs`` HVPs at most).
+density_points : int, default 500
+    Points of the density grid.
+density_sigma : float, optional
+    Gaussian kernel width (default 1% of the spectral range found).
+keep_eigenvectors : bool, default False
+    Store the top eigenvectors (``(k, n)`` float32) in the result.
+tol : float, default 1e-6
+    Relative residual tolerance of the eigenpairs.
+seed : int, default 0
+    Seed of the start vectors and random probes (each section uses it).
+max_hvp : int, optional
+    HVP budget of each eigen-solve.
+solver_dtype : torch.dtype, optional
+    Dtype of the solvers' vectors (Krylov bases, probes, accumulations) on the operator's
+    device: float64 (default, whatever ``dtype`` the HVPs use) or float32 (half the basis
+    memory; residuals resolved to about ``1e-6 ||H||`` only). Recorded in the recipe when
+    it is not float64.
+loss, batch_size, what, params, ignore, dtype, exclude, include_frozen
+    As for :class:`~landscape.hessian.HessianOperator` (defaults ``"cross_entropy"``, 512,
+    ``"weights"``, then ``None`` and ``include_frozen=False``). float64 is advised for
+    ``tol < 1e-5``. Glob ``params``, ``exclude`` and ``include_frozen=True`` are recorded
+    in the recipe.
+hvp : {"autograd", "finite-difference"}, default "autograd"
+    Exact products, or central differences of gradients (see
+    :class:`~landscape.hessian.HessianOperator`; float64 advised; ``operator="hessian"``
+    only). With finite differences the recipe records ``hvp`` and the provenance's
+    ``finite_difference`` entry the step ``h`` (and its rule), the error statement and the
+    error estimates of :meth:`~landscape.hessian.HessianOperator.fd_error` along a random
+    unit vector (``seed``) and along each eigenvector found (``error_estimate`` is their
+    maximum, the stated error of every eigenvalue beyond the solver's residual); 3
+    products each.
+
 References
 ----------
 .. [1] H. Li, Z. Xu, G. Taylor, C. Studer, T. Goldstein, "Visualizing the Loss Landscape of
@@ -52,6 +111,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import json
 import math
 import os
@@ -59,6 +119,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -67,10 +128,10 @@ from torch import Tensor, nn
 
 from .. import storage
 from .._atomic import output_lock
-from .._functional import LossSpec, loss_name
+from .._functional import loss_name
 from .._version import tool_versions
 from ..data import sample_count
-from ..errors import LandscapeError, check_float, check_int, check_option
+from ..errors import Int, LandscapeError, Options, Real, validate_params
 from ._linalg import check_solver_dtype, precision_note
 from .density import SpectralDensity, slq
 from .ggn import OPERATORS, curvature_operator, operator_label
@@ -80,7 +141,7 @@ from .progress import HVPProgress
 from .trace import TraceResult, hutchinson, hutchpp
 
 __all__ = ["CurvatureResult", "SmoothedDensity", "compute_curvature", "TRACE_METHODS",
-           "FLAT_FIELDS"]
+           "FLAT_FIELDS", "CURVATURE_SETTINGS"]
 
 #: ``trace_method`` values of :func:`compute_curvature`.
 TRACE_METHODS = ("hutchpp", "hutchinson")
@@ -802,39 +863,54 @@ def _fd_record(op: HessianOperator, along: Mapping[str, list[np.ndarray]],
     }}
 
 
+#: The settings of :func:`compute_curvature` (its keyword arguments besides ``operator``,
+#: ``recipe``, ``provenance`` and ``progress``) and their defaults, in the order of its
+#: signature: what to compute, the solvers', then the operator's (as for
+#: :class:`~landscape.hessian.HessianOperator`). The module docstring says what each does.
+CURVATURE_SETTINGS: Mapping[str, Any] = MappingProxyType({
+    "top_k": 5, "which": "LA", "min_eig": False, "trace": False, "trace_method": "hutchpp",
+    "trace_samples": 99, "density": False, "density_steps": 80, "density_runs": 5,
+    "density_points": 500, "density_sigma": None, "tol": 1e-6, "seed": 0,
+    "loss": "cross_entropy", "batch_size": 512, "what": "weights", "params": None,
+    "ignore": None, "dtype": None, "max_hvp": None, "keep_eigenvectors": False,
+    "exclude": None, "include_frozen": False, "solver_dtype": None, "hvp": "autograd",
+})
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise LandscapeError(f"The '{name}' parameter must be a bool. Got {value!r} instead.")
+    return value
+
+
+#: The declared constraints of :func:`compute_curvature`, checked in this order (``trace_samples``
+#: needs 3 with Hutch++); the operator's settings are checked by the operator.
+_CONSTRAINTS: dict[str, Any] = {
+    "top_k": Int(0), "which": Options(("LA", "LM", "SA")), "trace_method": Options(TRACE_METHODS),
+    "min_eig": _check_bool, "trace": _check_bool, "density": _check_bool,
+    "keep_eigenvectors": _check_bool, "trace_samples": Int(1), "density_steps": Int(1),
+    "density_runs": Int(1), "density_points": Int(2),
+    "density_sigma": Real(0.0, closed="neither", optional=True),
+    "tol": Real(0.0, closed="neither"), "seed": Int(0),
+    "solver_dtype": lambda _, v: check_solver_dtype(v), "operator": Options(OPERATORS),
+}
+
+#: The constraints checked after the combination of sections (as they always were).
+_LATE = ("solver_dtype", "operator")
+
+#: The setting that asks for each section.
+_ASKS = {"top": "top_k", "min": "min_eig", "trace": "trace", "density": "density"}
+
+
 def compute_curvature(
     model: nn.Module,
     data: Any,
     *,
-    top_k: int = 5,
-    which: str = "LA",
-    min_eig: bool = False,
-    trace: bool = False,
-    trace_method: str = "hutchpp",
-    trace_samples: int = 99,
-    density: bool = False,
-    density_steps: int = 80,
-    density_runs: int = 5,
-    density_points: int = 500,
-    density_sigma: float | None = None,
-    tol: float = 1e-6,
-    seed: int = 0,
-    loss: LossSpec = "cross_entropy",
-    batch_size: int = 512,
-    what: str = "weights",
-    params: Mapping[str, Tensor] | None = None,
-    ignore: Iterable[str] | str | None = None,
-    dtype: torch.dtype | None = None,
-    max_hvp: int | None = None,
-    keep_eigenvectors: bool = False,
+    operator: str = "hessian",
     recipe: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
-    exclude: str | Iterable[str] | None = None,
-    include_frozen: bool = False,
     progress: bool = False,
-    solver_dtype: torch.dtype | None = None,
-    hvp: str = "autograd",
-    operator: str = "hessian",
+    **settings: Any,
 ) -> CurvatureResult:
     """Top eigenvalues, smallest eigenvalue, trace and spectral density of the loss Hessian
     (or of its Gauss-Newton or empirical Fisher approximation: ``operator``).
@@ -849,79 +925,29 @@ def compute_curvature(
         The network (not modified).
     data : object with ``.x`` and ``.y``, or a pair ``(x, y)``
         The samples of the loss.
-    top_k : int, default 5
-        Number of extreme eigenpairs (:func:`~landscape.hessian.top_eigen`); 0 skips them.
-    which : {"LA", "LM", "SA"}, default "LA"
-        Which end: largest algebraic (the default: ``lambda_max`` is the first), largest
-        magnitude (PyHessian/hessian-eigenthings), smallest algebraic.
-    min_eig : bool, default False
-        Also compute the smallest eigenvalue (:func:`~landscape.hessian.min_eigen`) and, with
-        the top pairs, ``ratio = |lambda_min / lambda_max|``. The smallest eigenvalue has its
-        own criterion: residual ``<= max(tol * |lambda_min|, min(tol, 1e-6) * ||H||)``
-        (relative to itself, with an absolute floor for eigenvalues at zero; the bound is
-        stored as ``min_threshold``). The ratio is stored only where both ``lambda_min`` and
-        ``lambda_max`` converged; otherwise it is NaN and ``ratio_note`` says why.
-    trace : bool, default False
-        Also estimate the trace.
-    trace_method : {"hutchpp", "hutchinson"}, default "hutchpp"
-        Hutch++ (variance ~ 1/m^2 for decaying spectra) or Hutchinson.
-    trace_samples : int, default 99
-        HVPs of the trace estimate (Hutch++ needs at least 3).
-    density : bool, default False
-        Also run stochastic Lanczos quadrature (:func:`~landscape.hessian.slq`) and smooth it.
-    density_steps, density_runs : int, default 80, 5
-        Lanczos steps per SLQ run and number of runs (``steps * runs`` HVPs at most).
-    density_points : int, default 500
-        Points of the density grid.
-    density_sigma : float, optional
-        Gaussian kernel width (default 1% of the spectral range found).
-    tol : float, default 1e-6
-        Relative residual tolerance of the eigenpairs.
-    seed : int, default 0
-        Seed of the start vectors and random probes (each section uses it).
-    loss, batch_size, what, params, ignore, dtype, exclude, include_frozen
-        As for :class:`~landscape.hessian.HessianOperator` (``ignore`` also accepts
-        ``"none"``). float64 is advised for ``tol < 1e-5``. Glob ``params``, ``exclude`` and
-        ``include_frozen=True`` are recorded in the recipe.
-    max_hvp : int, optional
-        HVP budget of each eigen-solve.
-    keep_eigenvectors : bool, default False
-        Store the top eigenvectors (``(k, n)`` float32) in the result.
+    operator : {"hessian", "ggn", "fisher"}, default "hessian"
+        The curvature matrix (:func:`~landscape.hessian.curvature_operator`); recorded in the
+        recipe when it is not the Hessian (so files written before it stay mergeable).
     recipe, provenance : dict, optional
         Extra entries (checkpoint SHA-256, model and data specs; command line...).
     progress : bool, default False
         A progress bar per section counting HVPs (with ETA where the count is known: trace
         and density), and after the first HVP one line with the estimated time of the whole
         computation when it is long.
-    solver_dtype : torch.dtype, optional
-        Dtype of the solvers' vectors (Krylov bases, probes, accumulations) on the operator's
-        device: float64 (default, whatever ``dtype`` the HVPs use) or float32 (half the basis
-        memory; residuals resolved to about ``1e-6 ||H||`` only). Recorded in the recipe
-        when it is not float64.
-    hvp : {"autograd", "finite-difference"}, default "autograd"
-        Exact products, or central differences of gradients (see
-        :class:`~landscape.hessian.HessianOperator`; float64 advised). With finite differences
-        the recipe records ``hvp`` and the provenance's ``finite_difference`` entry the step
-        ``h`` (and its rule), the error statement and the error estimates of
-        :meth:`~landscape.hessian.HessianOperator.fd_error` along a random unit vector
-        (``seed``) and along each eigenvector found (``error_estimate`` is their maximum, the
-        stated error of every eigenvalue beyond the solver's residual); 3 products each.
-    operator : {"hessian", "ggn", "fisher"}, default "hessian"
-        The curvature matrix (:func:`~landscape.hessian.curvature_operator`); recorded in the
-        recipe when it is not the Hessian (so files written before it stay mergeable).
+    **settings
+        Keyword arguments, each with its default in :data:`CURVATURE_SETTINGS` (another name
+        is a TypeError), described in this module's docstring (*Settings*): the sections
+        (``top_k`` (default 5), ``which``, ``min_eig``, ``trace``, ``trace_method``,
+        ``trace_samples``, ``density``, ``density_steps``, ``density_runs``,
+        ``density_points``, ``density_sigma``, ``keep_eigenvectors``), the solvers' (``tol``,
+        ``seed``, ``max_hvp``, ``solver_dtype``) and the operator's (``loss``, ``batch_size``,
+        ``what``, ``params``, ``ignore``, ``dtype``, ``exclude``, ``include_frozen``, ``hvp``).
 
     Returns
     -------
     CurvatureResult
-
-    References
-    ----------
-    .. [1] H. Li, Z. Xu, G. Taylor, C. Studer, T. Goldstein, "Visualizing the Loss Landscape of
-       Neural Nets", NeurIPS 2018.
-    .. [2] R. A. Meyer, C. Musco, C. Musco, D. P. Woodruff, "Hutch++: Optimal stochastic
-       trace estimation", SOSA 2021.
-    .. [3] B. Ghorbani, S. Krishnan, Y. Xiao, "An investigation into neural net optimization
-       via Hessian eigenvalue density", ICML 2019.
+        Composed of the solvers' parts (``top``, ``min``, ``trace_estimate``, ``spectrum``);
+        the references of the estimators are in the module docstring.
 
     Examples
     --------
@@ -929,132 +955,209 @@ def compute_curvature(
     ...                         dtype=torch.float64)                     # doctest: +SKIP
     >>> res.save("curv.h5"); res.lines()                                  # doctest: +SKIP
     """
-    top_k = check_int("top_k", top_k, 0)
-    check_option("which", which, ("LA", "LM", "SA"))
-    check_option("trace_method", trace_method, TRACE_METHODS)
-    for name, flag in (("min_eig", min_eig), ("trace", trace), ("density", density),
-                       ("keep_eigenvectors", keep_eigenvectors)):
-        if not isinstance(flag, bool):
-            raise LandscapeError(f"The '{name}' parameter must be a bool. Got {flag!r} instead.")
-    trace_samples = check_int("trace_samples", trace_samples,
-                              3 if trace_method == "hutchpp" else 1)
-    density_steps = check_int("density_steps", density_steps, 1)
-    density_runs = check_int("density_runs", density_runs, 1)
-    density_points = check_int("density_points", density_points, 2)
-    if density_sigma is not None:
-        density_sigma = check_float("density_sigma", density_sigma, 0.0, closed="neither")
-    tol = check_float("tol", tol, 0.0, closed="neither")
-    seed = check_int("seed", seed, 0)
-    if not (top_k or min_eig or trace or density):
+    s = _curvature_settings(operator, settings)
+    op = _curvature_op(model, data, s)
+    full_recipe = _curvature_recipe(s, data, op, recipe)
+    bars = HVPProgress(op, _expected_hvps(s), enabled=progress)
+    solved = {name: _solved(_SOLVERS[name], op, bars, s)
+              for name, asks in _ASKS.items() if s[asks]}
+    bars.close()
+    return _assemble(op, s, solved, full_recipe, provenance)
+
+
+def _declare_settings(fn: Any, settings: Mapping[str, Any]) -> None:
+    """Give ``fn`` (which takes ``**settings``) the signature that names every setting with
+    its default, so that ``help``, ``inspect.signature`` and editors list them all."""
+    sig = inspect.signature(fn)
+    named = [p for p in sig.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    fixed, keywords = named[:2], named[2:]
+    fn.__signature__ = sig.replace(parameters=[
+        *fixed, *(inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v)
+                  for k, v in settings.items()), *keywords])
+
+
+_declare_settings(compute_curvature, CURVATURE_SETTINGS)
+
+
+def _curvature_settings(operator: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of :func:`compute_curvature`: the defaults updated with ``given``, checked
+    against the declared constraints, then the sections asked for, then :data:`_LATE`."""
+    unknown = [k for k in given if k not in CURVATURE_SETTINGS]
+    if unknown:
+        raise TypeError(f"compute_curvature() got an unexpected keyword argument "
+                        f"{unknown[0]!r}")
+    s = {**CURVATURE_SETTINGS, **given, "operator": operator}
+    checks = dict(_CONSTRAINTS)
+    if s["trace_method"] == "hutchpp":  # checked before trace_samples is
+        checks["trace_samples"] = Int(3)
+    s.update(validate_params({k: s[k] for k in checks if k not in _LATE}, checks))
+    if not (s["top_k"] or s["min_eig"] or s["trace"] or s["density"]):
         raise LandscapeError(
             "nothing to compute: pass top_k=K (K >= 1), min_eig=True, trace=True or "
             "density=True"
         )
-    if keep_eigenvectors and not top_k:
+    if s["keep_eigenvectors"] and not s["top_k"]:
         raise LandscapeError("keep_eigenvectors needs top_k >= 1")
-    solver_dtype = check_solver_dtype(solver_dtype)
-    check_option("operator", operator, OPERATORS)
+    s.update(validate_params({k: s[k] for k in _LATE}, checks))
+    return s
 
+
+def _curvature_op(model: nn.Module, data: Any, s: Mapping[str, Any]) -> Any:
+    """The operator of the settings ``s`` (it checks its own settings), and ``top_k`` against
+    its size."""
+    operator, hvp = s["operator"], s["hvp"]
     if hvp != "autograd" and operator != "hessian":
         raise LandscapeError(f"hvp={hvp!r} applies to operator='hessian' only (the "
                              f"{operator} products are exact Jacobian products)")
-    op = curvature_operator(model, data, operator=operator, loss=loss, batch_size=batch_size,
-                            what=what, params=params, ignore=ignore, dtype=dtype,
-                            exclude=exclude, include_frozen=include_frozen,
+    op = curvature_operator(model, data, operator=operator, loss=s["loss"],
+                            batch_size=s["batch_size"], what=s["what"], params=s["params"],
+                            ignore=s["ignore"], dtype=s["dtype"], exclude=s["exclude"],
+                            include_frozen=s["include_frozen"],
                             **({"hvp": hvp} if operator == "hessian" else {}))
     n = op.numel
-    if top_k > n:
+    if s["top_k"] > n:
         raise LandscapeError(
             f"The 'top_k' parameter must be an int in [0, {n}] (the operator has {n} "
-            f"parameters). Got {top_k} instead."
+            f"parameters). Got {s['top_k']} instead."
         )
-    full_recipe: dict[str, Any] = dict(recipe or {})
-    full_recipe.update({
+    return op
+
+
+def _curvature_recipe(s: Mapping[str, Any], data: Any, op: Any,
+                      extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What identifies the operator (each section adds its own entry when it has run); the
+    parameter selection, operator, solver dtype and ``hvp`` only where they are not the
+    default, so that older files stay mergeable."""
+    params, exclude = s["params"], s["exclude"]
+    recipe: dict[str, Any] = dict(extra or {})
+    recipe.update({
         "n_samples": sample_count(data),
-        "loss": loss_name(loss),
-        "batch_size": int(batch_size),
-        "what": what,
-        "ignore": _ignore_spec(ignore),
+        "loss": loss_name(s["loss"]),
+        "batch_size": int(s["batch_size"]),
+        "what": s["what"],
+        "ignore": _ignore_spec(s["ignore"]),
         "dtype": str(op.dtype).replace("torch.", ""),
         "bn": "eval",
-        "n_params": n,
+        "n_params": op.numel,
     })
-    # the parameter selection, only where it is not the default (older files stay resumable)
     if isinstance(params, str) or (params is not None and not isinstance(params, Mapping)):
-        full_recipe["params"] = [params] if isinstance(params, str) else list(params)
+        recipe["params"] = [params] if isinstance(params, str) else list(params)
     if exclude is not None:
-        full_recipe["exclude"] = [exclude] if isinstance(exclude, str) else list(exclude)
-    if include_frozen:
-        full_recipe["include_frozen"] = True
-    if operator != "hessian":  # only where it is not the default (older files match)
-        full_recipe["operator"] = operator
-    if solver_dtype != torch.float64:  # only where it is not the default (older files match)
-        full_recipe["solver_dtype"] = str(solver_dtype).replace("torch.", "")
-    if op.hvp != "autograd":  # only where it is not the default (older files match)
-        full_recipe["hvp"] = op.hvp
-    along: dict[str, Any] = {}  # unit vectors along which to estimate finite-difference errors
-    parts: dict[str, Any] = {"n_params": n}
-    timings: dict[str, float] = {}
-    expected = {"top": 3 * top_k + 15 if top_k else 0, "min": 60 if min_eig else 0,
-                "trace": trace_samples if trace else 0,
-                "density": density_steps * density_runs if density else 0}
-    bars = HVPProgress(op, expected, enabled=progress)
+        recipe["exclude"] = [exclude] if isinstance(exclude, str) else list(exclude)
+    if s["include_frozen"]:
+        recipe["include_frozen"] = True
+    if s["operator"] != "hessian":
+        recipe["operator"] = s["operator"]
+    if s["solver_dtype"] != torch.float64:
+        recipe["solver_dtype"] = str(s["solver_dtype"]).replace("torch.", "")
+    if op.hvp != "autograd":
+        recipe["hvp"] = op.hvp
+    return recipe
 
-    if top_k:
-        t0, start = time.perf_counter(), op.n_hvp
-        res = top_eigen(bars.section("top", f"top-{top_k} eigenvalues"), top_k, which=which,
-                        tol=tol, max_hvp=max_hvp, seed=seed, solver_dtype=solver_dtype)
-        parts["top"] = dataclasses.replace(
-            res, n_hvp=op.n_hvp - start, which=which,
-            eigenvectors=_columns(res.eigenvectors) if keep_eigenvectors else None)
-        if keep_eigenvectors:
-            parts["layout"] = [(name, tuple(t.shape)) for name, t in
-                               op.unflatten(torch.zeros(n)).items()]
-        along["top"] = list(np.asarray(res.eigenvectors).T)
-        full_recipe["top"] = {"k": top_k, "which": which, "tol": tol, "seed": seed,
-                              "max_hvp": max_hvp, "eigenvectors": keep_eigenvectors}
-        timings["top"] = time.perf_counter() - t0
-    if min_eig:
-        t0, start = time.perf_counter(), op.n_hvp
-        floor = min(tol, MIN_FLOOR)
-        res = min_eigen(bars.section("min", "smallest eigenvalue"), 1, tol=tol,
-                        scale_atol=floor, max_hvp=max_hvp, seed=seed,
-                        solver_dtype=solver_dtype)
-        parts["min"] = dataclasses.replace(res, eigenvectors=None, n_hvp=op.n_hvp - start)
-        along["min"] = [np.asarray(res.eigenvectors)[:, 0]]
-        full_recipe["min"] = {"tol": tol, "scale_atol": floor, "seed": seed,
-                              "max_hvp": max_hvp}
-        timings["min"] = time.perf_counter() - t0
-    if trace:
-        t0, start = time.perf_counter(), op.n_hvp
-        probe_op = bars.section("trace", f"trace ({trace_method})")
-        if trace_method == "hutchpp":
-            tr = hutchpp(probe_op, trace_samples, seed=seed, solver_dtype=solver_dtype)
-        else:
-            tr = hutchinson(probe_op, trace_samples, seed=seed, solver_dtype=solver_dtype)
-        parts["trace_estimate"] = dataclasses.replace(tr, n_hvp=op.n_hvp - start)
-        full_recipe["trace"] = {"method": trace_method, "samples": trace_samples, "seed": seed}
-        timings["trace"] = time.perf_counter() - t0
-    if density:
-        t0, start = time.perf_counter(), op.n_hvp
-        sd = slq(bars.section("density", "spectral density (SLQ)"), density_steps,
-                 density_runs, seed=seed, solver_dtype=solver_dtype)
-        grid, values_d = sd.density(sigma=density_sigma, n_points=density_points)
-        lo, hi = sd.bottom(), sd.top()
-        sigma = density_sigma if density_sigma is not None else \
-            ((hi - lo) / 100 if hi > lo else 1.0)
-        parts["spectrum"] = SmoothedDensity(sd.nodes, sd.weights, n, op.n_hvp - start,
-                                            grid=grid, values=values_d,
-                                            implied_trace=sd.trace_estimate())
-        full_recipe["density"] = {"steps": density_steps, "runs": density_runs,
-                                  "points": density_points, "sigma": sigma, "seed": seed}
-        timings["density"] = time.perf_counter() - t0
 
-    bars.close()
-    fd = _fd_record(op, along, seed) if getattr(op, "hvp", "autograd") == "finite-difference" \
-        else {}
+def _expected_hvps(s: Mapping[str, Any]) -> dict[str, int]:
+    """The HVPs each section is expected to need (0: it does not run), for the progress bars."""
+    top_k = s["top_k"]
+    return {"top": 3 * top_k + 15 if top_k else 0, "min": 60 if s["min_eig"] else 0,
+            "trace": s["trace_samples"] if s["trace"] else 0,
+            "density": s["density_steps"] * s["density_runs"] if s["density"] else 0}
+
+
+@dataclass(frozen=True)
+class _Section:
+    """What one solver step returns: the result's parts, its recipe entry, the unit vectors
+    along which finite-difference errors are estimated (``None``: none), its seconds."""
+
+    parts: dict[str, Any]
+    entry: dict[str, Any]
+    along: list[np.ndarray] | None = None
+    seconds: float = 0.0
+
+
+def _solved(step: Any, op: Any, bars: HVPProgress, s: Mapping[str, Any]) -> _Section:
+    """Run one solver step and time it."""
+    t0 = time.perf_counter()
+    section = step(op, bars, s)
+    return dataclasses.replace(section, seconds=time.perf_counter() - t0)
+
+
+def _top_section(op: Any, bars: HVPProgress, s: Mapping[str, Any]) -> _Section:
+    """The ``top_k`` extreme eigenpairs (the eigenvectors and their layout when kept)."""
+    top_k, which, keep, start = s["top_k"], s["which"], s["keep_eigenvectors"], op.n_hvp
+    res = top_eigen(bars.section("top", f"top-{top_k} eigenvalues"), top_k, which=which,
+                    tol=s["tol"], max_hvp=s["max_hvp"], seed=s["seed"],
+                    solver_dtype=s["solver_dtype"])
+    parts: dict[str, Any] = {"top": dataclasses.replace(
+        res, n_hvp=op.n_hvp - start, which=which,
+        eigenvectors=_columns(res.eigenvectors) if keep else None)}
+    if keep:
+        parts["layout"] = [(name, tuple(t.shape)) for name, t in
+                           op.unflatten(torch.zeros(op.numel)).items()]
+    entry = {"k": top_k, "which": which, "tol": s["tol"], "seed": s["seed"],
+             "max_hvp": s["max_hvp"], "eigenvectors": keep}
+    return _Section(parts, entry, list(np.asarray(res.eigenvectors).T))
+
+
+def _min_section(op: Any, bars: HVPProgress, s: Mapping[str, Any]) -> _Section:
+    """The smallest eigenvalue, to its own criterion (relative, with an absolute floor)."""
+    start, floor = op.n_hvp, min(s["tol"], MIN_FLOOR)
+    res = min_eigen(bars.section("min", "smallest eigenvalue"), 1, tol=s["tol"],
+                    scale_atol=floor, max_hvp=s["max_hvp"], seed=s["seed"],
+                    solver_dtype=s["solver_dtype"])
+    part = dataclasses.replace(res, eigenvectors=None, n_hvp=op.n_hvp - start)
+    entry = {"tol": s["tol"], "scale_atol": floor, "seed": s["seed"], "max_hvp": s["max_hvp"]}
+    return _Section({"min": part}, entry, [np.asarray(res.eigenvectors)[:, 0]])
+
+
+def _trace_section(op: Any, bars: HVPProgress, s: Mapping[str, Any]) -> _Section:
+    """The trace estimate (Hutch++ or Hutchinson) and its standard error."""
+    start, method, samples = op.n_hvp, s["trace_method"], s["trace_samples"]
+    estimator = hutchpp if method == "hutchpp" else hutchinson
+    tr = estimator(bars.section("trace", f"trace ({method})"), samples, seed=s["seed"],
+                   solver_dtype=s["solver_dtype"])
+    part = dataclasses.replace(tr, n_hvp=op.n_hvp - start)
+    return _Section({"trace_estimate": part},
+                    {"method": method, "samples": samples, "seed": s["seed"]})
+
+
+def _density_section(op: Any, bars: HVPProgress, s: Mapping[str, Any]) -> _Section:
+    """SLQ and its Gaussian-smoothed density (width: ``density_sigma``, or 1% of the range of
+    the nodes, recorded in the recipe)."""
+    start, sigma, seed = op.n_hvp, s["density_sigma"], s["seed"]
+    sd = slq(bars.section("density", "spectral density (SLQ)"), s["density_steps"],
+             s["density_runs"], seed=seed, solver_dtype=s["solver_dtype"])
+    grid, values = sd.density(sigma=sigma, n_points=s["density_points"])
+    lo, hi = sd.bottom(), sd.top()
+    if sigma is None:
+        sigma = (hi - lo) / 100 if hi > lo else 1.0
+    part = SmoothedDensity(sd.nodes, sd.weights, op.numel, op.n_hvp - start, grid=grid,
+                           values=values, implied_trace=sd.trace_estimate())
+    return _Section({"spectrum": part}, {"steps": s["density_steps"], "runs": s["density_runs"],
+                                         "points": s["density_points"], "sigma": sigma,
+                                         "seed": seed})
+
+
+#: The solver step of each section, in the order they run.
+_SOLVERS = {"top": _top_section, "min": _min_section, "trace": _trace_section,
+            "density": _density_section}
+
+
+def _assemble(op: Any, s: Mapping[str, Any], solved: Mapping[str, _Section],
+              recipe: dict[str, Any], provenance: Mapping[str, Any] | None) -> CurvatureResult:
+    """The :class:`CurvatureResult` composed of the sections' parts, the recipe with their
+    entries, and the provenance (finite-difference errors along the eigenvectors found)."""
+    parts: dict[str, Any] = {"n_params": op.numel}
+    along = {}
+    for name, section in solved.items():
+        parts.update(section.parts)
+        recipe[name] = section.entry
+        if section.along is not None:
+            along[name] = section.along
+    fd = _fd_record(op, along, s["seed"]) \
+        if getattr(op, "hvp", "autograd") == "finite-difference" else {}
     # the operator only where it is not the Hessian (the files of Hessians stay as they were)
-    named = {"operator": operator} if operator != "hessian" else {}
+    named = {"operator": s["operator"]} if s["operator"] != "hessian" else {}
     prov = {**tool_versions(), **precision_note(op.dtype), **fd, **named,
-            "seconds": {k: round(v, 3) for k, v in timings.items()}, **dict(provenance or {})}
-    return CurvatureResult(**parts, recipe=full_recipe, provenance=prov)
+            "seconds": {k: round(v.seconds, 3) for k, v in solved.items()},
+            **dict(provenance or {})}
+    return CurvatureResult(**parts, recipe=recipe, provenance=prov)
