@@ -33,6 +33,7 @@ from ._common import (
     add_checkpoint_args,
     add_compute_args,
     add_data_args,
+    add_memory_check_arg,
     add_progress_arg,
     check_device,
     command_line,
@@ -146,6 +147,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "central differences of gradients (models whose kernels have no "
                         "double backward, e.g. fused attention; less memory), step and "
                         "estimated error recorded and printed; use with --dtype float64")
+    e.add_argument("--ncv", type=int_arg("ncv", 3), metavar="N",
+                   help="largest Krylov basis of the eigen-solves (2N vectors of the solver "
+                        "dtype; default 20 for --top-k); smaller fits larger models")
+    add_memory_check_arg(e)
     add_compute_args(p, group=e, dtype_default="float32",
                      dtype_help="dtype of the Hessian-vector products (default float32, ~6x "
                                 "cheaper than float64 on ResNet-20; the solvers accumulate in "
@@ -247,7 +252,7 @@ def _compute_point(args: argparse.Namespace, rank: int = 0, world: int = 1,
         max_hvp=args.max_hvp, keep_eigenvectors=want_vectors, recipe=recipe,
         provenance=provenance, progress=not args.no_progress and rank == 0,
         solver_dtype=DTYPES[args.solver_dtype], hvp=args.hvp, operator=args.operator,
-        **selection_kwargs(args),
+        ncv=args.ncv, check_memory=not args.no_memory_check, **selection_kwargs(args),
     )
     dt = time.perf_counter() - t0
     if rank != 0:

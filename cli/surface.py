@@ -29,9 +29,11 @@ from landscape.surface import compute_surface, load_directions, parse_axis
 from landscape.surface_set import compute_surface_set, member_seeds
 
 from ._common import (
+    DIRECTION_DTYPES,
     add_checkpoint_args,
     add_compute_args,
     add_data_args,
+    add_memory_check_arg,
     add_progress_arg,
     batch_size_arg,
     check_device,
@@ -144,6 +146,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "per point are stored (e.g. 0.01)")
     add_compute_args(p, group=e, device_help="evaluation device (cpu, cuda, cuda:N, mps)",
                      dtype_help="evaluation dtype (default float32)")
+    e.add_argument("--direction-dtype", choices=sorted(DIRECTION_DTYPES),
+                   help="hold the directions in this dtype (bfloat16/float16 halve their "
+                        "memory where it binds; default: the model's dtype)")
+    add_memory_check_arg(e)
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="FILE.h5",
                    help="output file (default: <checkpoint>_surface.h5 beside it)")
@@ -424,18 +430,19 @@ def run(args: argparse.Namespace) -> int:
         return _run_hessian(args, ckpt, datasets, loss, out, recipe, provenance, full)
     if args.n_directions > 1:
         return _run_set(args, ckpt, datasets, loss, out, recipe, provenance, full)
-    dirs = _directions(args, ckpt, ndim)
     t0 = time.perf_counter()
     with distributed(args.device) as (rank, world, device):
-        s = compute_surface(
-            ckpt.model, dirs, datasets, x=args.x, y=args.y, loss=loss, bn=args.bn,
+        s = compute_surface(  # the directions are the library's alone (direction_dtype)
+            ckpt.model, _directions(args, ckpt, ndim), datasets, x=args.x, y=args.y,
+            loss=loss, bn=args.bn,
             bn_batches=args.bn_batches, batch_size=args.batch_size, device=device,
             dtype=dtype_arg(args),
             autocast=None if args.precision == "fp32" else args.precision,
             channels_last=args.channels_last, out=out, overwrite=args.overwrite, recipe=recipe,
             provenance=provenance, progress=not args.no_progress,
             flush_seconds=args.flush_seconds, full_data=full, rel_precision=args.rel_precision,
-            shard=args.shard,
+            shard=args.shard, direction_dtype=DIRECTION_DTYPES.get(args.direction_dtype),
+            check_memory=not args.no_memory_check,
         )
     dt = time.perf_counter() - t0
     if rank != 0:

@@ -66,6 +66,7 @@ from .._functional import LossSpec, loss_name
 from .._version import tool_versions
 from ..data import sample_count
 from ..errors import LandscapeError, check_float, check_int, check_option
+from ..memory import curvature_memory
 from ._linalg import check_solver_dtype, precision_note
 from .density import slq
 from .ggn import OPERATORS, curvature_operator, operator_label
@@ -636,6 +637,8 @@ def compute_curvature(
     solver_dtype: torch.dtype | None = None,
     hvp: str = "autograd",
     operator: str = "hessian",
+    ncv: int | None = None,
+    check_memory: bool = True,
 ) -> CurvatureResult:
     """Top eigenvalues, smallest eigenvalue, trace and spectral density of the loss Hessian
     (or of its Gauss-Newton or empirical Fisher approximation: ``operator``).
@@ -710,6 +713,15 @@ def compute_curvature(
     operator : {"hessian", "ggn", "fisher"}, default "hessian"
         The curvature matrix (:func:`~landscape.hessian.curvature_operator`); recorded in the
         recipe when it is not the Hessian (so files written before it stay mergeable).
+    ncv : int, optional
+        Largest Krylov basis of the eigen-solves (``2 ncv`` vectors of ``n`` in the solver
+        dtype; see :func:`~landscape.hessian.top_eigen`); default the solvers' own (20 for the
+        top eigenvalues). A smaller basis fits larger models at the price of more restarts.
+        Recorded in the recipe when given.
+    check_memory : bool, default=True
+        Before the solvers run, predict the run's peak memory
+        (:func:`landscape.memory.curvature_memory`) and refuse the run when what it still
+        allocates exceeds the memory available; ``False`` runs it anyway.
 
     Returns
     -------
@@ -769,6 +781,15 @@ def compute_curvature(
             f"The 'top_k' parameter must be an int in [0, {n}] (the operator has {n} "
             f"parameters). Got {top_k} instead."
         )
+    if ncv is not None:
+        ncv = check_int("ncv", ncv, top_k + 2 if top_k else 3)
+    if check_memory:
+        curvature_memory(
+            op, model, top_k=top_k, which=which, ncv=ncv, min_eig=min_eig, trace=trace,
+            trace_method=trace_method, trace_samples=trace_samples, density=density,
+            density_steps=density_steps, density_runs=density_runs, solver_dtype=solver_dtype,
+        ).check("check_memory", "pass solver_dtype=torch.float32, a smaller ncv or "
+                "trace_samples, or a smaller batch_size")
     full_recipe: dict[str, Any] = dict(recipe or {})
     full_recipe.update({
         "n_samples": sample_count(data),
@@ -804,7 +825,8 @@ def compute_curvature(
     if top_k:
         t0, start = time.perf_counter(), op.n_hvp
         res = top_eigen(bars.section("top", f"top-{top_k} eigenvalues"), top_k, which=which,
-                        tol=tol, max_hvp=max_hvp, seed=seed, solver_dtype=solver_dtype)
+                        tol=tol, max_hvp=max_hvp, seed=seed, solver_dtype=solver_dtype,
+                        ncv=ncv)
         values.update(top_eigenvalues=res.eigenvalues, top_residuals=res.residuals,
                       top_converged=res.converged, top_n_hvp=op.n_hvp - start, top_which=which)
         if keep_eigenvectors:
@@ -815,13 +837,15 @@ def compute_curvature(
         along["top"] = list(np.asarray(res.eigenvectors).T)
         full_recipe["top"] = {"k": top_k, "which": which, "tol": tol, "seed": seed,
                               "max_hvp": max_hvp, "eigenvectors": keep_eigenvectors}
+        if ncv is not None:  # only when given (older files match)
+            full_recipe["top"]["ncv"] = ncv
         timings["top"] = time.perf_counter() - t0
     if min_eig:
         t0, start = time.perf_counter(), op.n_hvp
         floor = min(tol, MIN_FLOOR)
         res = min_eigen(bars.section("min", "smallest eigenvalue"), 1, tol=tol,
                         scale_atol=floor, max_hvp=max_hvp, seed=seed,
-                        solver_dtype=solver_dtype)
+                        solver_dtype=solver_dtype, ncv=ncv)
         values.update(min_eigenvalue=float(res.eigenvalues[0]),
                       min_residual=float(res.residuals[0]),
                       min_threshold=float(res.thresholds[0]),
@@ -829,6 +853,8 @@ def compute_curvature(
         along["min"] = [np.asarray(res.eigenvectors)[:, 0]]
         full_recipe["min"] = {"tol": tol, "scale_atol": floor, "seed": seed,
                               "max_hvp": max_hvp}
+        if ncv is not None:
+            full_recipe["min"]["ncv"] = ncv
         timings["min"] = time.perf_counter() - t0
     if trace:
         t0, start = time.perf_counter(), op.n_hvp
