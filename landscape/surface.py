@@ -947,11 +947,12 @@ def on_device(base: Mapping[str, Tensor], vectors: Any, device: torch.device,
 
 def surface_memory_estimate(model: nn.Module, directions: Directions,
                             data: Mapping[str, Any], *, batch_size: int | str = "auto",
-                            what: str = "weights", dtype: torch.dtype | None = None
-                            ) -> MemoryEstimate:
+                            what: str = "weights", dtype: torch.dtype | None = None,
+                            direction_dtype: torch.dtype | None = None) -> MemoryEstimate:
     """:func:`landscape.memory.surface_memory` of a surface on ``data`` (splits): the
     activations of the largest split's evaluation batch (``batch_size``; ``"auto"`` counts
-    its largest candidate, 1,024 samples, capped at the data; DataLoaders their own batch)."""
+    its largest candidate, 1,024 samples, capped at the data; DataLoaders their own batch),
+    with the directions held in ``direction_dtype`` when given."""
     acts = 0
     for d in data.values():
         b = first_batch(d)
@@ -966,7 +967,7 @@ def surface_memory_estimate(model: nn.Module, directions: Directions,
         except Exception:  # noqa: BLE001 - the evaluator's own first-batch check says why
             pass
     return surface_memory(model, directions.vectors, None, what=what, dtype=dtype,
-                          activations=acts)
+                          direction_dtype=direction_dtype, activations=acts)
 
 
 def _new_surface(ax: Axis, ay: Axis | None, data: Mapping[str, Any], directions: Directions,
