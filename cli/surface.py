@@ -426,15 +426,21 @@ def run(args: argparse.Namespace) -> int:
     recipe = checkpoint_recipe(ckpt, spec)
     provenance = checkpoint_provenance(ckpt, args.checkpoint, command_line(args))
     full = _full_data(args, ckpt, splits, datasets)
+    if args.direction_dtype is not None and (args.directions != "random"
+                                             or args.n_directions > 1):
+        raise LandscapeError("--direction-dtype applies to one pair of random or given "
+                             "directions (not --directions hessian* or --n-directions)")
     if args.directions != "random":
         return _run_hessian(args, ckpt, datasets, loss, out, recipe, provenance, full)
     if args.n_directions > 1:
         return _run_set(args, ckpt, datasets, loss, out, recipe, provenance, full)
+    dirs = _directions(args, ckpt, ndim)
+    if args.direction_dtype is not None:  # rounded here, so that no full-precision copy stays
+        dirs = dirs.astype(DIRECTION_DTYPES[args.direction_dtype])
     t0 = time.perf_counter()
     with distributed(args.device) as (rank, world, device):
-        s = compute_surface(  # the directions are the library's alone (direction_dtype)
-            ckpt.model, _directions(args, ckpt, ndim), datasets, x=args.x, y=args.y,
-            loss=loss, bn=args.bn,
+        s = compute_surface(
+            ckpt.model, dirs, datasets, x=args.x, y=args.y, loss=loss, bn=args.bn,
             bn_batches=args.bn_batches, batch_size=args.batch_size, device=device,
             dtype=dtype_arg(args),
             autocast=None if args.precision == "fp32" else args.precision,

@@ -23,10 +23,12 @@ and one batch of data before anything large is allocated:
   transformer), plus the two shifted parameter points and the two gradients of the central
   difference (``4 s_hvp P``).
 * **activations of one evaluation batch** (surfaces): the largest set of intermediate tensors
-  alive at once during an inference forward, measured by a probe forward on one and on two
-  samples of the first batch (a :class:`~torch.utils._python_dispatch.TorchDispatchMode` that
-  sees every tensor each operator returns and when the last reference to its storage dies) and
-  extrapolated linearly to the batch size.
+  alive at once during an inference forward, measured by a probe forward on one sample of the
+  first batch (a :class:`~torch.utils._python_dispatch.TorchDispatchMode` that sees every
+  tensor each operator returns and when the last reference to its storage dies) and scaled to
+  the batch size. They alternate with the **file image**: every flush of a surface builds its
+  whole HDF5 file in memory (:func:`landscape.storage.update_file`), the directions its bulk,
+  so the larger of the two counts.
 
 The interpreter, torch and the imported libraries are not in the model (about 0.3-0.6 GiB of
 resident memory, measured by ``benchmarks/bench_memory_model.py``); a check before a run
