@@ -135,8 +135,8 @@ def test_curvature_terms_and_autograd_vs_finite_differences():
 def test_trajectory_terms():
     est = trajectory_memory(1000, 3, 4000, n_components=2)
     assert est.terms["difference matrix"] == 8 * 3 * 1000
-    assert est.terms["float64 vectors"] == 8 * 10 * 1000
-    assert est.total == 4000 + 24_000 + 80_000 + 8000
+    assert est.terms["float64 vectors"] == 8 * 14 * 1000
+    assert est.total == 4000 + 24_000 + 112_000
 
 
 @pytest.fixture
