@@ -185,7 +185,7 @@ DIRECTION_DTYPES: dict[str, torch.dtype] = {
 def add_memory_check_arg(g: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """``--no-memory-check``: run even when the predicted peak memory exceeds what is
     available (:mod:`landscape.memory`; by default such a run is refused before it starts)."""
-    g.add_argument("--no-memory-check", action="store_true",
+    g.add_argument("--no-memory-check", dest="no_check_memory", action="store_true",
                    help="run even when the predicted peak memory (printed when a run is "
                         "refused) exceeds the memory available now")
 

@@ -252,7 +252,7 @@ def _compute_point(args: argparse.Namespace, rank: int = 0, world: int = 1,
         max_hvp=args.max_hvp, keep_eigenvectors=want_vectors, recipe=recipe,
         provenance=provenance, progress=not args.no_progress and rank == 0,
         solver_dtype=DTYPES[args.solver_dtype], hvp=args.hvp, operator=args.operator,
-        ncv=args.ncv, check_memory=not args.no_memory_check, **selection_kwargs(args),
+        ncv=args.ncv, check_memory=not args.no_check_memory, **selection_kwargs(args),
     )
     dt = time.perf_counter() - t0
     if rank != 0:

@@ -448,7 +448,7 @@ def run(args: argparse.Namespace) -> int:
             provenance=provenance, progress=not args.no_progress,
             flush_seconds=args.flush_seconds, full_data=full, rel_precision=args.rel_precision,
             shard=args.shard, direction_dtype=DIRECTION_DTYPES.get(args.direction_dtype),
-            check_memory=not args.no_memory_check,
+            check_memory=not args.no_check_memory,
         )
     dt = time.perf_counter() - t0
     if rank != 0:

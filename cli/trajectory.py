@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         pca = compute_trajectory(
             paths[0] if len(paths) == 1 else paths, pca, inputs=inputs_of(args, dtype=False),
             allow_partial=args.allow_partial, surface=args.surface,
-            check_memory=not args.no_memory_check, **surface,
+            check_memory=not args.no_check_memory, **surface,
             run=RunOptions(out, args.overwrite, not args.no_progress, args.flush_seconds))
     if rank != 0:
         return 0

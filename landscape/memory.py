@@ -116,7 +116,8 @@ class MemoryEstimate:
         LandscapeError
             One line with the prediction, term by term, and the memory available.
         """
-        tail = f"{fix}, or pass {override}=False" if fix else f"pass {override}=False"
+        tail = f"pass {override}=False to run it anyway"
+        tail = f"{fix}; or {tail}" if fix else tail
         check_fits_in_memory(
             self.to_allocate, f"{self.what} is predicted to peak at {self.describe()}; the part "
             "not yet allocated would", tail, available=True)

@@ -823,7 +823,7 @@ def compute_surface(
     if check_memory:
         surface_memory_estimate(model, directions, data, batch_size=batch_size, what=what,
                                 dtype=dtype).check(
-            "check_memory", "pass direction_dtype=torch.bfloat16 or a smaller batch_size")
+            "check_memory", "pass direction_dtype=torch.bfloat16 or a smaller batch_size=...")
     ev = Evaluator(model, data, loss=loss, what=what,
                    batch_size=1024 if batch_size == "auto" else batch_size, bn=bn,
                    bn_batches=bn_batches, bn_batch_size=bn_batch_size, device=device,

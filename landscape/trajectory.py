@@ -743,8 +743,8 @@ class TrajectoryPCA:
             est = trajectory_memory(sel.size, n, tensor_bytes(final),
                                     n_components=self.n_components)
             est = MemoryEstimate(est.what, est.terms, ("final copy",))
-            est.check("check_memory", "select fewer tensors (params, exclude) or pass fewer "
-                      "checkpoints")
+            est.check("check_memory", "select fewer tensors (params=..., exclude=...) or pass "
+                      "fewer checkpoints")
         # D[i] = θ_i - θ_final over the selection; the final row is exactly zero.
         diffs = np.zeros((n, sel.size), dtype=np.float64)
         records: list[dict[str, Any]] = []

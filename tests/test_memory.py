@@ -170,11 +170,13 @@ def test_cli_refuses_in_one_line_and_runs_when_told(little_memory, tmp_path, cap
     assert main(["surface", *base, "--out", str(tmp_path / "s.h5")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "predicted to peak" in err, err
+    assert "--no-memory-check to run it anyway" in err and "--direction-dtype bfloat16" in err
     assert main(["surface", *base, "--out", str(tmp_path / "s.h5"), "--no-memory-check",
                  "--direction-dtype", "bfloat16"]) == 0
     assert Surface.load(tmp_path / "s.h5").recipe["direction_dtype"] == "bfloat16"
     assert main(["hessian", str(ck), "--top-k", "1", "--out", str(tmp_path / "h.h5")]) == 2
-    assert "predicted to peak" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "predicted to peak" in err and "--solver-dtype float32" in err and "--ncv N" in err
 
 
 def _hessian_norm(m: nn.Module, point: dict, data: TensorData) -> float:

@@ -788,8 +788,8 @@ def compute_curvature(
             op, model, top_k=top_k, which=which, ncv=ncv, min_eig=min_eig, trace=trace,
             trace_method=trace_method, trace_samples=trace_samples, density=density,
             density_steps=density_steps, density_runs=density_runs, solver_dtype=solver_dtype,
-        ).check("check_memory", "pass solver_dtype=torch.float32, a smaller ncv or "
-                "trace_samples, or a smaller batch_size")
+        ).check("check_memory", "pass solver_dtype=torch.float32, a smaller ncv=... or "
+                "trace_samples=..., or a smaller batch_size=...")
     full_recipe: dict[str, Any] = dict(recipe or {})
     full_recipe.update({
         "n_samples": sample_count(data),
