@@ -16,6 +16,9 @@ contain). Commands:
   --trace-samples 2``, ``--solver-dtype float32 --ncv 4 --tol 1e-3 --max-hvp 12`` (the
   default 20-vector float64 basis alone would take 2 x 20 x 124M x 8 bytes = 37 GiB; the
   memory check refuses it).
+* ``hessian-fd``: ``landscape hessian --top-k 1 --hvp finite-difference`` with
+  ``--solver-dtype float32 --ncv 3 --tol 1e-3 --max-hvp 3`` (a memory measurement: float32
+  differences are off by percents, see docs/benchmarks.md).
 * ``trajectory``: ``landscape trajectory`` of the three checkpoints (PCA only).
 
 Usage (from the repository root)::
@@ -44,6 +47,9 @@ HESSIAN_OPTS = ["--top-k", "1", "--trace", "--trace-method", "hutchinson", "--tr
                 "2", "--solver-dtype", "float32", "--ncv", "4", "--tol", "1e-3", "--max-hvp",
                 "12", "--batch-size", "4"]
 
+HESSIAN_FD_OPTS = ["--top-k", "1", "--hvp", "finite-difference", "--solver-dtype", "float32",
+                   "--ncv", "3", "--tol", "1e-3", "--max-hvp", "3", "--batch-size", "4"]
+
 
 def commands(root: Path) -> dict[str, list[str]]:
     out = root / "out"
@@ -56,6 +62,8 @@ def commands(root: Path) -> dict[str, list[str]]:
                          str(out / "surface_bf16.h5")],
         "hessian": ["hessian", model, "--data", DATA, "--split", "train", *HESSIAN_OPTS,
                     "--out", str(out / "hessian.h5"), "--overwrite", "--no-progress"],
+        "hessian-fd": ["hessian", model, "--data", DATA, "--split", "train", *HESSIAN_FD_OPTS,
+                       "--out", str(out / "hessian_fd.h5"), "--overwrite", "--no-progress"],
         "trajectory": ["trajectory", str(root / "run"), "--out", str(out / "trajectory.h5"),
                        "--overwrite", "--no-progress"],
     }
@@ -107,6 +115,11 @@ def predict(name: str, root: Path) -> dict:
             ck.model, d, {"train": data},
             direction_dtype=torch.bfloat16 if name == "surface-bf16" else None)
         return est.terms
+    if name == "hessian-fd":
+        op = curvature_operator(ck.model, data, batch_size=4, dtype=torch.float32,
+                                hvp="finite-difference")
+        return curvature_memory(op, ck.model, top_k=1, ncv=3,
+                                solver_dtype=torch.float32).terms
     op = curvature_operator(ck.model, data, batch_size=4, dtype=torch.float32)
     est = curvature_memory(op, ck.model, top_k=1, ncv=4, trace=True,
                            trace_method="hutchinson", trace_samples=2,

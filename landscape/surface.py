@@ -695,7 +695,8 @@ def compute_surface(
         Before evaluating, predict the run's peak memory
         (:func:`landscape.memory.surface_memory`: the model, the evaluator's copy and saved
         origin, the directions and one batch's activations) and refuse the run when what it
-        still allocates exceeds the memory available; ``False`` runs it anyway.
+        still allocates exceeds the memory available; ``False`` runs it anyway. Evaluations
+        on the CPU only (a GPU's memory is not modelled).
 
     run : RunOptions, optional
         How the run writes (:class:`~landscape.inputs.RunOptions`): ``out``, the HDF5 file
@@ -820,7 +821,9 @@ def compute_surface(
             )
     if batch_size != "auto":
         check_int("batch_size", batch_size, 1)
-    if check_memory:
+    on_cpu = torch.device(device if device is not None else
+                          next(iter(base_t.values())).device).type == "cpu"
+    if check_memory and on_cpu:  # host memory; a GPU's own is not modelled
         surface_memory_estimate(model, directions, data, batch_size=batch_size, what=what,
                                 dtype=dtype).check(
             "check_memory", "pass direction_dtype=torch.bfloat16 or a smaller batch_size=...")

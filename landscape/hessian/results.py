@@ -721,7 +721,8 @@ def compute_curvature(
     check_memory : bool, default=True
         Before the solvers run, predict the run's peak memory
         (:func:`landscape.memory.curvature_memory`) and refuse the run when what it still
-        allocates exceeds the memory available; ``False`` runs it anyway.
+        allocates exceeds the memory available; ``False`` runs it anyway. Operators on the
+        CPU only (a GPU's memory is not modelled).
 
     Returns
     -------
@@ -783,7 +784,7 @@ def compute_curvature(
         )
     if ncv is not None:
         ncv = check_int("ncv", ncv, top_k + 2 if top_k else 3)
-    if check_memory:
+    if check_memory and op.device.type == "cpu":  # host memory; a GPU's own is not modelled
         curvature_memory(
             op, model, top_k=top_k, which=which, ncv=ncv, min_eig=min_eig, trace=trace,
             trace_method=trace_method, trace_samples=trace_samples, density=density,
