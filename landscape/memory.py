@@ -321,8 +321,11 @@ def hvp_memory(op: Any, samples: int | None = None) -> int:
     Autograd: :meth:`~landscape.hessian.HessianOperator.graph_bytes` of one batch (saved
     tensors of the double-backward graph times ``GRAPH_MEMORY_FACTOR``, plus two gradients).
     Finite differences: the same of a single-backward graph plus the two shifted points and
-    the two gradients of the central difference.
+    the two gradients of the central difference. Operators without ``graph_bytes`` (the GGN
+    and Fisher operators) count 0: their products are not modelled.
     """
+    if not hasattr(op, "graph_bytes"):  # e.g. GGN / Fisher operators: not modelled
+        return 0
     if samples is None:
         samples = min(op.batch_size, op.n_samples) if isinstance(op.batch_size, int) \
             else op.n_samples
