@@ -178,6 +178,20 @@ def selection_kwargs(args: argparse.Namespace) -> dict[str, Any]:
             "include_frozen": bool(args.include_frozen)}
 
 
+#: ``--direction-dtype`` choices (the dtype surfaces hold their directions in).
+DIRECTION_DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
+    "float16": torch.float16}
+
+
+def add_memory_check_arg(g: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--no-memory-check``: run even when the predicted peak memory exceeds what is
+    available (:mod:`landscape.memory`; by default such a run is refused before it starts)."""
+    g.add_argument("--no-memory-check", dest="no_check_memory", action="store_true",
+                   help="run even when the predicted peak memory (printed when a run is "
+                        "refused) exceeds the memory available now")
+
+
 def add_progress_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 

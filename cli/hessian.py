@@ -18,6 +18,7 @@ from ._common import (
     add_compute_args,
     add_data_args,
     add_executor_args,
+    add_memory_check_arg,
     add_progress_arg,
     check_device,
     command_line,
@@ -138,6 +139,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "central differences of gradients (models whose kernels have no "
                         "double backward, e.g. fused attention; less memory), step and "
                         "estimated error recorded and printed; use with --dtype float64")
+    e.add_argument("--ncv", type=int_arg("ncv", 3), metavar="N",
+                   help="largest Krylov basis of the eigen-solves (2N vectors of the solver "
+                        "dtype; default 20 for --top-k); smaller fits larger models")
+    add_memory_check_arg(e)
     add_compute_args(p, group=e, dtype_default="float32",
                      dtype_help="dtype of the Hessian-vector products (default float32, ~6x "
                                 "cheaper than float64 on ResNet-20; the solvers accumulate in "
@@ -171,7 +176,8 @@ def run(args: argparse.Namespace) -> int:
             warm_start=not args.no_warm_start, shard=args.shard, tol=args.tol,
             batch_size=args.batch_size,
             solver_dtype=DTYPES[args.solver_dtype], ignore=args.ignore, seed=args.seed,
-            max_hvp=args.max_hvp, hvp=args.hvp, loss=loss_arg(args.loss),
+            max_hvp=args.max_hvp, hvp=args.hvp, ncv=args.ncv,
+            check_memory=not args.no_check_memory, loss=loss_arg(args.loss),
             dtype=dtype_arg(args), device=device, **selection_kwargs(args),
             run=RunOptions(args.out, args.overwrite, not args.no_progress, args.flush_seconds,
                            args.max_points))

@@ -15,10 +15,12 @@ from landscape.evaluation import BN_MODES
 from landscape.inputs import RunOptions
 
 from ._common import (
+    DIRECTION_DTYPES,
     add_checkpoint_args,
     add_compute_args,
     add_data_args,
     add_executor_args,
+    add_memory_check_arg,
     add_progress_arg,
     batch_size_arg,
     check_device,
@@ -127,6 +129,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "per point are stored (e.g. 0.01)")
     add_compute_args(p, group=e, device_help="evaluation device (cpu, cuda, cuda:N, mps)",
                      dtype_help="evaluation dtype (default float32)")
+    e.add_argument("--direction-dtype", choices=sorted(DIRECTION_DTYPES),
+                   help="hold the directions in this dtype (bfloat16/float16 halve their "
+                        "memory where it binds; default: the model's dtype)")
+    add_memory_check_arg(e)
     o = p.add_argument_group("output")
     o.add_argument("--out", metavar="FILE.h5",
                    help="output file (default: <checkpoint>_surface.h5 beside it)")
@@ -168,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size, device=device, dtype=dtype_arg(args),
             autocast=None if args.precision == "fp32" else args.precision,
             channels_last=args.channels_last, rel_precision=args.rel_precision,
-            shard=args.shard, **selection_kwargs(args),
+            shard=args.shard, direction_dtype=DIRECTION_DTYPES.get(args.direction_dtype),
+            check_memory=not args.no_check_memory, **selection_kwargs(args),
             run=RunOptions(out, args.overwrite, not args.no_progress, args.flush_seconds))
     if rank != 0:
         return 0

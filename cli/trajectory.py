@@ -19,6 +19,7 @@ from ._common import (
     add_checkpoint_args,
     add_compute_args,
     add_data_args,
+    add_memory_check_arg,
     add_progress_arg,
     check_device,
     command_line,
@@ -80,6 +81,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="FILE.h5",
                    help="output file (default: trajectory.h5 in the run directory)")
     p.add_argument("--overwrite", action="store_true")
+    add_memory_check_arg(p)
     add_progress_arg(p)
 
 
@@ -108,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
             surface["device"] = device
         pca = compute_trajectory(
             paths[0] if len(paths) == 1 else paths, pca, inputs=inputs_of(args, dtype=False),
-            allow_partial=args.allow_partial, surface=args.surface, **surface,
+            allow_partial=args.allow_partial, surface=args.surface,
+            check_memory=not args.no_check_memory, **surface,
             run=RunOptions(out, args.overwrite, not args.no_progress, args.flush_seconds))
     if rank != 0:
         return 0

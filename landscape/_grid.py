@@ -44,7 +44,8 @@ import numpy as np
 from .errors import LandscapeError, note_interruption
 
 __all__ = ["GridProgress", "GridRunner", "MetricsRunner", "LONG_RUN_SECONDS", "STDERR_SUFFIX",
-           "agree", "all_reduce_sum", "check_fits_in_memory", "check_grid_fits", "dist_info",
+           "agree", "all_reduce_sum", "available_memory", "check_fits_in_memory",
+           "check_grid_fits", "dist_info",
            "format_duration", "metric_array_names", "new_stderrs", "pending",
            "physical_memory", "points_sharded", "recipe_differences", "resume_or_refuse",
            "shard_bounds", "stderr_name", "count_name", "new_counts", "check_shard",
@@ -172,7 +173,18 @@ def physical_memory() -> int | None:
         return None
 
 
-def check_fits_in_memory(need: int, what: str, fix: str) -> None:
+def available_memory() -> int | None:
+    """Memory this system reports available now (``MemAvailable`` of ``/proc/meminfo``, in
+    bytes), or ``None`` where it cannot be told."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    return None
+
+
+def check_fits_in_memory(need: int, what: str, fix: str, *, available: bool = False) -> None:
     """Refuse work whose arrays alone (``need`` bytes) would not fit in this machine's memory.
 
     Called with user-given counts before anything is allocated, so that a count with a few
@@ -186,17 +198,22 @@ def check_fits_in_memory(need: int, what: str, fix: str) -> None:
         What needs them, for the message (``"the grid has 1,000 points; its arrays"``).
     fix : str
         What to do instead (``"use fewer points"``).
+    available : bool, default=False
+        Compare with the memory available now (:func:`available_memory`; the physical memory
+        where that cannot be told) instead of the physical memory.
 
     Raises
     ------
     LandscapeError
-        If ``need`` exceeds the physical memory.
+        If ``need`` exceeds the physical (or available) memory.
     """
-    total = physical_memory()
+    now = available_memory() if available else None
+    total = now if now is not None else physical_memory()
     if total is not None and need > total:
+        where = "available now" if now is not None else "of memory"
         raise LandscapeError(
             f"{what} need {need / 2**30:,.1f} GiB, more than this machine's "
-            f"{total / 2**30:,.1f} GiB of memory -- {fix}"
+            f"{total / 2**30:,.1f} GiB {where} -- {fix}"
         )
 
 

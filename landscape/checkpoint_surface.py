@@ -71,7 +71,7 @@ _DIRECTION_SETTINGS: dict[str, Any] = {
 #: The evaluation settings of :func:`~landscape.surface.compute_surface` that it passes on.
 _EVALUATION = ("loss", "bn", "bn_batches", "bn_batch_size", "batch_size", "device", "dtype",
                "autocast", "channels_last", "rel_precision", "precision_seed", "min_batches",
-               "min_samples", "shard")
+               "min_samples", "shard", "direction_dtype", "check_memory")
 
 
 def _architecture_difference(base: Mapping[str, Tensor], other: Mapping[str, Tensor], *,
@@ -248,7 +248,9 @@ def _check_combination(kind: str, n_directions: int, ndim: int, sources: Mapping
               ("what='states'", s["what"] != "weights"))
     if kind != "random":
         other = _given((*common, ("n_directions=...", n_directions > 1),
-                        ("shard=...", e.get("shard") is not None), *selecting))
+                        ("shard=...", e.get("shard") is not None),
+                        ("direction_dtype=...", e.get("direction_dtype") is not None),
+                        *selecting))
         if other:
             raise LandscapeError(f"directions={kind!r} draws the directions from the Hessian's "
                                  f"eigenvectors; drop {other}")
@@ -261,6 +263,7 @@ def _check_combination(kind: str, n_directions: int, ndim: int, sources: Mapping
                                  "that of the training loss): add it to the 'splits' parameter")
     elif n_directions > 1:
         other = _given((*common, (f"autocast={e.get('autocast')!r}", e.get("autocast") is not None),
+                        ("direction_dtype=...", e.get("direction_dtype") is not None),
                         ("bn='recalibrate'", e.get("bn", "eval") != "eval")))
         if other:
             raise LandscapeError(
@@ -380,6 +383,8 @@ def compute_checkpoint_surface(
             batch_size=options.get("batch_size", "auto"), device=options.get("device"),
             dtype=options.get("dtype"), shard=options.get("shard"), **at)
     dirs = _directions(ckpt, inputs, sources, settings, ndim)
+    if options.get("direction_dtype") is not None:  # rounded now: no full-precision copy stays
+        dirs = dirs.astype(options["direction_dtype"])
     return compute_surface(ckpt.model, dirs, datasets, x=x, y=y, **at, **options)
 
 
@@ -470,7 +475,8 @@ def _hessian_surface(ckpt: Checkpoint, datasets: Mapping[str, Any], kind: str, x
         hessian_batch_size=512 if batch_size == "auto" else batch_size,
         out=opts.out, overwrite=opts.overwrite, progress=opts.progress,
         flush_seconds=opts.flush_seconds, max_points=opts.max_points, **at,
-        **{k: v for k, v in evaluation.items() if k != "shard"})
+        **{k: v for k, v in evaluation.items()
+           if k not in ("shard", "direction_dtype", "check_memory")})
 
 
 def summary_lines(result: Surface | SurfaceSet, out: str | os.PathLike | None = None

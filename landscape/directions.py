@@ -485,7 +485,7 @@ class Directions:
                 h.update(k.encode())
                 h.update(str(tuple(v.shape)).encode())
                 h.update(str(v.dtype).encode())
-                h.update(np.ascontiguousarray(v.detach().cpu().numpy()).tobytes())
+                h.update(np.ascontiguousarray(tensor_numpy(v)).reshape(-1).data)  # no copy
         return h.hexdigest()
 
     def recipe_json(self) -> str:
@@ -498,6 +498,53 @@ class Directions:
             tuple({k: v.to(device) for k, v in vec.items()} for vec in self.vectors),
             dict(self.recipe),
         )
+
+    def astype(self, dtype: torch.dtype) -> Directions:
+        """The directions with their floating tensors rounded to ``dtype`` (this object where
+        they are all in ``dtype`` already); the recipe is kept.
+
+        Rounding to ``torch.bfloat16`` changes every entry by at most ``2**-8`` of itself
+        (``torch.float16``: ``2**-11``, within its range), so a surface along the rounded
+        directions is the surface along directions within that relative distance.
+        """
+        dtype = check_direction_dtype(dtype)
+        if all(v.dtype == dtype for vec in self.vectors for v in vec.values()
+               if v.is_floating_point()):
+            return self
+        return Directions(
+            tuple({k: v.to(dtype) if v.is_floating_point() else v for k, v in vec.items()}
+                  for vec in self.vectors),
+            dict(self.recipe),
+        )
+
+
+#: Dtypes the directions of a surface may be held in (``direction_dtype``).
+DIRECTION_DTYPES = (torch.float64, torch.float32, torch.bfloat16, torch.float16)
+
+
+def check_direction_dtype(dtype: Any) -> torch.dtype:
+    """``dtype`` if it is one of :data:`DIRECTION_DTYPES`, else a :class:`LandscapeError`."""
+    if dtype not in DIRECTION_DTYPES:
+        raise LandscapeError(
+            "The 'direction_dtype' parameter must be torch.float64, torch.float32, "
+            f"torch.bfloat16 or torch.float16. Got {dtype!r} instead."
+        )
+    return dtype
+
+
+def tensor_numpy(t: Tensor) -> np.ndarray:
+    """A CPU NumPy view of ``t``; bfloat16, which NumPy lacks, as its raw 16-bit patterns
+    (``int16``; :func:`tensor_from_numpy` restores it)."""
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy()
+    return t.numpy()
+
+
+def tensor_from_numpy(a: np.ndarray, dtype: str | None = None) -> Tensor:
+    """The tensor of :func:`tensor_numpy` (``dtype="bfloat16"`` for the raw patterns)."""
+    t = torch.from_numpy(np.array(a))
+    return t.view(torch.bfloat16) if dtype == "bfloat16" else t
 
 
 def random_directions(

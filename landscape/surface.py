@@ -53,10 +53,18 @@ from ._grid import (
 from ._resume import RunOptions, stored_result
 from ._resume import run_options as run_options_of
 from ._version import tool_versions
-from .data import StreamData, as_splits
-from .directions import Directions, check_spanning
+from .batches import batch_len
+from .data import StreamData, as_splits, first_batch
+from .directions import (
+    Directions,
+    check_direction_dtype,
+    check_spanning,
+    tensor_from_numpy,
+    tensor_numpy,
+)
 from .errors import LandscapeError, check_float, check_int
 from .evaluation import Evaluator, resolve_channels_last
+from .memory import MemoryEstimate, forward_peak_bytes, surface_memory
 
 __all__ = ["Axis", "SURFACE_GROUP", "parse_axis", "Surface", "check_group_name",
            "compute_surface", "evaluate_subset_check", "recipe_differences",
@@ -430,8 +438,11 @@ def directions_group(d: Directions) -> storage.Group:
     for axis, vec in zip(("x", "y"), d.vectors, strict=False):
         sub = storage.Group()
         for k, v in vec.items():
-            sub.datasets[k] = v.detach().cpu().numpy()
+            sub.datasets[k] = tensor_numpy(v)
         sub.attrs["order"] = json.dumps(list(vec))
+        raw = [k for k, v in vec.items() if v.dtype == torch.bfloat16]
+        if raw:  # only where present: other files keep their attributes
+            sub.attrs["bfloat16"] = json.dumps(raw)
         g.groups[axis] = sub
     return g
 
@@ -483,7 +494,10 @@ def load_directions_group(g: storage.Group, where: str) -> Directions:
                 continue
             sub = g.groups[axis]
             order = json.loads(sub.attrs["order"])
-            vecs.append({k: torch.from_numpy(np.array(sub.datasets[k])) for k in order})
+            raw = set(json.loads(sub.attrs.get("bfloat16", "[]")))
+            vecs.append({k: tensor_from_numpy(sub.datasets[k],
+                                              "bfloat16" if k in raw else None)
+                         for k in order})
         d = Directions(tuple(vecs), json.loads(g.attrs["recipe"]))
     except (KeyError, ValueError, TypeError) as exc:
         raise LandscapeError(f"{where} has a damaged /directions group ({exc})") from exc
@@ -593,6 +607,8 @@ def compute_surface(
     min_batches: int = 2,
     min_samples: int = 256,
     shard: tuple[int, int] | None = None,
+    direction_dtype: torch.dtype | None = None,
+    check_memory: bool = True,
     run: RunOptions | None = None,
     **run_options: Any,
 ) -> Surface:
@@ -669,6 +685,18 @@ def compute_surface(
         :func:`landscape._grid.shard_points`) into ``out``, a file of its own that resumes like
         any other; ``shard`` joins the recipe. :func:`landscape.shards.merge_shards` joins the
         ``n`` files into the file one process would have written.
+    direction_dtype : torch.dtype, optional
+        Hold the directions in this dtype (``torch.bfloat16`` or ``torch.float16`` halve
+        their memory against float32, where memory binds): they are rounded to it once
+        (:meth:`Directions.astype`), stored so, and added to the origin in the evaluation
+        dtype. Default: the directions' own dtype (the model's). Joins the recipe when given
+        and not the evaluation dtype.
+    check_memory : bool, default=True
+        Before evaluating, predict the run's peak memory
+        (:func:`landscape.memory.surface_memory`: the model, the evaluator's copy and saved
+        origin, the directions and one batch's activations) and refuse the run when what it
+        still allocates exceeds the memory available; ``False`` runs it anyway. Evaluations
+        on the CPU only (a GPU's memory is not modelled).
 
     run : RunOptions, optional
         How the run writes (:class:`~landscape.inputs.RunOptions`): ``out``, the HDF5 file
@@ -709,6 +737,8 @@ def compute_surface(
         shard = check_shard(shard)
     what = directions.what
     base_t = dict(base) if base is not None else named_tensors(model, what)
+    if direction_dtype is not None:  # the rounded directions replace the given ones
+        directions = directions.astype(check_direction_dtype(direction_dtype))
     full_recipe: dict[str, Any] = dict(recipe or {})
     full_recipe.update(
         {
@@ -733,6 +763,9 @@ def compute_surface(
                                     "min_batches": min_batches, "min_samples": min_samples}
     if shard is not None:  # only when set: the merged file's recipe is the plain one
         full_recipe["shard"] = list(shard)
+    if direction_dtype is not None and direction_dtype != (
+            dtype or next(iter(base_t.values())).dtype):  # only when set: goldens keep theirs
+        full_recipe["direction_dtype"] = str(direction_dtype).replace("torch.", "")
     streamed = {k: v.fingerprint() for k, v in data.items() if isinstance(v, StreamData)}
     if streamed:  # Datasets/DataLoaders: their identity (tensor data keep the entries above)
         full_recipe["data_sha256"] = streamed
@@ -788,6 +821,12 @@ def compute_surface(
             )
     if batch_size != "auto":
         check_int("batch_size", batch_size, 1)
+    on_cpu = torch.device(device if device is not None else
+                          next(iter(base_t.values())).device).type == "cpu"
+    if check_memory and on_cpu:  # host memory; a GPU's own is not modelled
+        surface_memory_estimate(model, directions, data, batch_size=batch_size, what=what,
+                                dtype=dtype).check(
+            "check_memory", "pass direction_dtype=torch.bfloat16 or a smaller batch_size=...")
     ev = Evaluator(model, data, loss=loss, what=what,
                    batch_size=1024 if batch_size == "auto" else batch_size, bn=bn,
                    bn_batches=bn_batches, bn_batch_size=bn_batch_size, device=device,
@@ -800,7 +839,8 @@ def compute_surface(
             used = agree(ev.probe_batch_size())
         ev.batch_size = used
         surf.provenance["batch_size_used"] = used
-    base_dev, dirs_dev = on_device(base_t, directions.vectors, ev.device, dtype)
+    base_dev, dirs_dev = on_device(base_t, directions.vectors, ev.device, dtype,
+                                   direction_dtype)
     if full_data and surf.subset_check is None:
         surf.subset_check = evaluate_subset_check(
             ev, model, full_data, base_dev, bn_data=data.get("train"), loss=loss, what=what,
@@ -894,14 +934,43 @@ def _check_file_directions(path: str | os.PathLike, directions: Directions) -> N
 
 
 def on_device(base: Mapping[str, Tensor], vectors: Any, device: torch.device,
-              dtype: torch.dtype | None) -> tuple[dict[str, Tensor], tuple[dict[str, Tensor], ...]]:
+              dtype: torch.dtype | None, direction_dtype: torch.dtype | None = None
+              ) -> tuple[dict[str, Tensor], tuple[dict[str, Tensor], ...]]:
     """The origin and direction tensors on the evaluation ``device``; floating tensors in
-    ``dtype`` when given (directions follow the dtype of their origin tensor)."""
+    ``dtype`` when given (directions follow the dtype of their origin tensor, or stay in
+    ``direction_dtype`` when given)."""
     base_dev = {k: v.to(device, dtype=dtype) if (dtype and v.is_floating_point())
                 else v.to(device) for k, v in base.items()}
-    dirs_dev = tuple({k: v.to(device, dtype=base_dev[k].dtype) for k, v in vec.items()}
+    dirs_dev = tuple({k: v.to(device, dtype=direction_dtype if direction_dtype is not None
+                                  and v.is_floating_point() else base_dev[k].dtype)
+                      for k, v in vec.items()}
                      for vec in vectors)
     return base_dev, dirs_dev
+
+
+def surface_memory_estimate(model: nn.Module, directions: Directions,
+                            data: Mapping[str, Any], *, batch_size: int | str = "auto",
+                            what: str = "weights", dtype: torch.dtype | None = None,
+                            direction_dtype: torch.dtype | None = None) -> MemoryEstimate:
+    """:func:`landscape.memory.surface_memory` of a surface on ``data`` (splits): the
+    activations of the largest split's evaluation batch (``batch_size``; ``"auto"`` counts
+    its largest candidate, 1,024 samples, capped at the data; DataLoaders their own batch),
+    with the directions held in ``direction_dtype`` when given."""
+    acts = 0
+    for d in data.values():
+        b = first_batch(d)
+        if isinstance(batch_size, int):
+            n = batch_size
+        elif isinstance(d, StreamData) and d.is_loader:
+            n = batch_len(b)
+        else:
+            n = min(len(d), 1024) if not isinstance(d, StreamData) or d.map_style else 1024
+        try:
+            acts = max(acts, forward_peak_bytes(model, b, batch_size=n, dtype=dtype))
+        except Exception:  # noqa: BLE001 - the evaluator's own first-batch check says why
+            pass
+    return surface_memory(model, directions.vectors, None, what=what, dtype=dtype,
+                          direction_dtype=direction_dtype, activations=acts)
 
 
 def _new_surface(ax: Axis, ay: Axis | None, data: Mapping[str, Any], directions: Directions,

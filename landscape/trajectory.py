@@ -78,6 +78,7 @@ from .checkpoints import (
 from .directions import IGNORES, Directions, random_direction
 from .errors import LandscapeError, check_int, check_option
 from .inputs import CheckpointInputs, RunOptions
+from .memory import MemoryEstimate, tensor_bytes, trajectory_memory
 from .models import ModelSpec
 from .parameters import ParameterSelection, select_parameters
 from .surface import Axis, Surface, directions_group, load_directions
@@ -673,6 +674,7 @@ class TrajectoryPCA:
         model: ModelSpec | str | nn.Module | None = None,
         model_kwargs: Mapping[str, Any] | None = None,
         trust: bool = False,
+        check_memory: bool = True,
     ) -> TrajectoryPCA:
         """Fit the PCA to a path of checkpoints, the last one being the final model.
 
@@ -685,6 +687,10 @@ class TrajectoryPCA:
             in memory). A directory is read as a training run (see :meth:`fit_run`).
         model, model_kwargs, trust
             Passed to :func:`~landscape.checkpoints.load_checkpoint` for checkpoint files.
+        check_memory : bool, default=True
+            Once the final model is read, predict the fit's peak memory
+            (:func:`landscape.memory.trajectory_memory`) and refuse when what it still
+            allocates exceeds the memory available; ``False`` fits anyway.
 
         Returns
         -------
@@ -733,6 +739,12 @@ class TrajectoryPCA:
         if not np.all(np.isfinite(final_vec)):
             raise LandscapeError(f"{final_label} has NaN or infinite weights")
 
+        if check_memory:
+            est = trajectory_memory(sel.size, n, tensor_bytes(final),
+                                    n_components=self.n_components)
+            est = MemoryEstimate(est.what, est.terms, ("final copy",))
+            est.check("check_memory", "select fewer tensors (params=..., exclude=...) or pass "
+                      "fewer checkpoints")
         # D[i] = θ_i - θ_final over the selection; the final row is exactly zero.
         diffs = np.zeros((n, sel.size), dtype=np.float64)
         records: list[dict[str, Any]] = []
@@ -1113,6 +1125,7 @@ def compute_trajectory(
     inputs: CheckpointInputs | None = None,
     allow_partial: bool = False,
     surface: bool = False,
+    check_memory: bool = True,
     run: RunOptions | None = None,
     **surface_options: Any,
 ) -> TrajectoryPCA:
@@ -1136,6 +1149,9 @@ def compute_trajectory(
         model; a warning says so).
     surface : bool, default False
         Also compute the surface on the PC plane (:meth:`TrajectoryPCA.plane_surface`).
+    check_memory : bool, default True
+        Refuse a fit whose predicted peak memory exceeds the memory available (see
+        :meth:`TrajectoryPCA.fit`); ``False`` runs it anyway.
     run : RunOptions, optional
         Where the PCA (and surface) are written and how the run writes.
     **surface_options
@@ -1180,7 +1196,7 @@ def compute_trajectory(
         checkpoints = list_run_checkpoints(run_dir, allow_partial=allow_partial)
         _warn_if_unfinished(run_dir)
     spec = inputs.model_spec()
-    pca.fit(checkpoints, model=spec, trust=inputs.trust)
+    pca.fit(checkpoints, model=spec, trust=inputs.trust, check_memory=check_memory)
     pca.surface_ = None
     if opts.out is not None:  # from here on the PCA is on disk (and a surface resumes from it)
         pca.save_or_resume(opts.out, overwrite=opts.overwrite)

@@ -232,6 +232,7 @@ _KEYWORDS = {
     "ignore": None, "dtype": None, "max_hvp": None, "keep_eigenvectors": False,
     "recipe": None, "provenance": None, "exclude": None, "include_frozen": False,
     "progress": False, "solver_dtype": None, "hvp": "autograd", "operator": "hessian",
+    "ncv": None, "check_memory": True,
 }
 
 

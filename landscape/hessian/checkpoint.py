@@ -138,7 +138,8 @@ def _given(options: Mapping[str, Any], defaults: Mapping[str, Any]) -> list[str]
 
 #: Options of a curvature at a point, with their defaults (refused with ``grid``).
 _POINT_ONLY = {"top_k": None, "min_eig": False, "trace": False, "density": False,
-               "keep_eigenvectors": False, "eigvec_directions": None, "hvp": "autograd"}
+               "keep_eigenvectors": False, "eigvec_directions": None, "hvp": "autograd",
+               "ncv": None, "check_memory": True}
 #: Options of a ratio map besides the run options, with their defaults (refused without
 #: ``grid``; compute_ratio_map takes them).
 _GRID_ONLY = {"warm_start": True, "shard": None}
@@ -332,11 +333,12 @@ def _blocks(checkpoint: str | os.PathLike, inputs: CheckpointInputs, split: str,
     """Per-block spectra into the ``/block_spectra`` group."""
     point_only = _given({**options, "eigvec_directions": eigvec_directions},
                         {k: _POINT_ONLY[k] for k in
-                         ("min_eig", "keep_eigenvectors", "eigvec_directions")})
+                         ("min_eig", "keep_eigenvectors", "eigvec_directions", "ncv")})
     if point_only:
         raise LandscapeError(f"the 'blocks' parameter computes per-block spectra; drop "
                              f"{', '.join(point_only)}")
-    for name in ("trace", "density", "trace_method", "hvp", "min_eig", "keep_eigenvectors"):
+    for name in ("trace", "density", "trace_method", "hvp", "min_eig", "keep_eigenvectors",
+                 "ncv", "check_memory"):
         options.pop(name, None)  # every block gets its trace and density; autograd HVPs
     BlockSpectra.check_output(out, overwrite=opts.overwrite)
     ckpt, data, recipe, provenance = _loaded(checkpoint, inputs, split, command, world)

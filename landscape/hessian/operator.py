@@ -99,7 +99,7 @@ from .._functional import (
     named_tensors,
     resolve_loss,
 )
-from .._grid import all_reduce_sum, dist_info, points_sharded, shard_bounds
+from .._grid import all_reduce_sum, available_memory, dist_info, points_sharded, shard_bounds
 from ..batches import batch_len, functional_call_batch, move_batch
 from ..data import DeviceData, StreamData, TensorData, as_data, first_batch
 from ..errors import LandscapeError, check_int, check_option
@@ -472,12 +472,7 @@ def _memory_budget(device: torch.device) -> int:
     if device.type == "cuda":
         free, total = torch.cuda.mem_get_info(device)
         return int(min(total / 4, free / 2))
-    available = None
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    available = int(line.split()[1]) * 1024
+    available = available_memory()
     return int(GRAPH_MEMORY_CPU if available is None else min(GRAPH_MEMORY_CPU, available / 2))
 
 

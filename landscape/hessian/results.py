@@ -96,6 +96,16 @@ hvp : {"autograd", "finite-difference"}, default "autograd"
     unit vector (``seed``) and along each eigenvector found (``error_estimate`` is their
     maximum, the stated error of every eigenvalue beyond the solver's residual); 3
     products each.
+ncv : int, optional
+    Largest Krylov basis of the eigen-solves (``2 ncv`` vectors of ``n`` in the solver
+    dtype; see :func:`~landscape.hessian.top_eigen`); default the solvers' own (20 for the
+    top eigenvalues). A smaller basis fits larger models at the price of more restarts.
+    Recorded in the recipe when given.
+check_memory : bool, default=True
+    Before the solvers run, predict the run's peak memory
+    (:func:`landscape.memory.curvature_memory`) and refuse the run when what it still
+    allocates exceeds the memory available; ``False`` runs it anyway. Operators on the CPU
+    only (a GPU's memory is not modelled).
 
 References
 ----------
@@ -131,7 +141,8 @@ from .._atomic import output_lock
 from .._functional import loss_name
 from .._version import tool_versions
 from ..data import sample_count
-from ..errors import Int, LandscapeError, Options, Real, validate_params
+from ..errors import Int, LandscapeError, Options, Real, check_int, validate_params
+from ..memory import curvature_memory
 from ._linalg import check_solver_dtype, precision_note
 from .density import SpectralDensity, slq
 from .ggn import OPERATORS, curvature_operator, operator_label
@@ -874,6 +885,7 @@ CURVATURE_SETTINGS: Mapping[str, Any] = MappingProxyType({
     "loss": "cross_entropy", "batch_size": 512, "what": "weights", "params": None,
     "ignore": None, "dtype": None, "max_hvp": None, "keep_eigenvectors": False,
     "exclude": None, "include_frozen": False, "solver_dtype": None, "hvp": "autograd",
+    "ncv": None, "check_memory": True,
 })
 
 
@@ -940,8 +952,9 @@ def compute_curvature(
         (``top_k`` (default 5), ``which``, ``min_eig``, ``trace``, ``trace_method``,
         ``trace_samples``, ``density``, ``density_steps``, ``density_runs``,
         ``density_points``, ``density_sigma``, ``keep_eigenvectors``), the solvers' (``tol``,
-        ``seed``, ``max_hvp``, ``solver_dtype``) and the operator's (``loss``, ``batch_size``,
-        ``what``, ``params``, ``ignore``, ``dtype``, ``exclude``, ``include_frozen``, ``hvp``).
+        ``seed``, ``max_hvp``, ``solver_dtype``, ``ncv``, ``check_memory``) and the operator's
+        (``loss``, ``batch_size``, ``what``, ``params``, ``ignore``, ``dtype``, ``exclude``,
+        ``include_frozen``, ``hvp``).
 
     Returns
     -------
@@ -1002,9 +1015,9 @@ def _curvature_settings(operator: str, given: Mapping[str, Any]) -> dict[str, An
     return s
 
 
-def _curvature_op(model: nn.Module, data: Any, s: Mapping[str, Any]) -> Any:
-    """The operator of the settings ``s`` (it checks its own settings), and ``top_k`` against
-    its size."""
+def _curvature_op(model: nn.Module, data: Any, s: dict[str, Any]) -> Any:
+    """The operator of the settings ``s`` (it checks its own settings), ``top_k`` and ``ncv``
+    against its size, and the run's predicted memory against what is available."""
     operator, hvp = s["operator"], s["hvp"]
     if hvp != "autograd" and operator != "hessian":
         raise LandscapeError(f"hvp={hvp!r} applies to operator='hessian' only (the "
@@ -1020,6 +1033,16 @@ def _curvature_op(model: nn.Module, data: Any, s: Mapping[str, Any]) -> Any:
             f"The 'top_k' parameter must be an int in [0, {n}] (the operator has {n} "
             f"parameters). Got {s['top_k']} instead."
         )
+    if s["ncv"] is not None:
+        s["ncv"] = check_int("ncv", s["ncv"], s["top_k"] + 2 if s["top_k"] else 3)
+    if s["check_memory"] and op.device.type == "cpu":  # host memory; a GPU's is not modelled
+        curvature_memory(
+            op, model, top_k=s["top_k"], which=s["which"], ncv=s["ncv"], min_eig=s["min_eig"],
+            trace=s["trace"], trace_method=s["trace_method"], trace_samples=s["trace_samples"],
+            density=s["density"], density_steps=s["density_steps"],
+            density_runs=s["density_runs"], solver_dtype=s["solver_dtype"],
+        ).check("check_memory", "pass solver_dtype=torch.float32, a smaller ncv=... or "
+                "trace_samples=..., or a smaller batch_size=...")
     return op
 
 
@@ -1086,7 +1109,7 @@ def _top_section(op: Any, bars: HVPProgress, s: Mapping[str, Any]) -> _Section:
     top_k, which, keep, start = s["top_k"], s["which"], s["keep_eigenvectors"], op.n_hvp
     res = top_eigen(bars.section("top", f"top-{top_k} eigenvalues"), top_k, which=which,
                     tol=s["tol"], max_hvp=s["max_hvp"], seed=s["seed"],
-                    solver_dtype=s["solver_dtype"])
+                    solver_dtype=s["solver_dtype"], ncv=s["ncv"])
     parts: dict[str, Any] = {"top": dataclasses.replace(
         res, n_hvp=op.n_hvp - start, which=which,
         eigenvectors=_columns(res.eigenvectors) if keep else None)}
@@ -1095,6 +1118,8 @@ def _top_section(op: Any, bars: HVPProgress, s: Mapping[str, Any]) -> _Section:
                            op.unflatten(torch.zeros(op.numel)).items()]
     entry = {"k": top_k, "which": which, "tol": s["tol"], "seed": s["seed"],
              "max_hvp": s["max_hvp"], "eigenvectors": keep}
+    if s["ncv"] is not None:  # only when given (older files match)
+        entry["ncv"] = s["ncv"]
     return _Section(parts, entry, list(np.asarray(res.eigenvectors).T))
 
 
@@ -1103,9 +1128,11 @@ def _min_section(op: Any, bars: HVPProgress, s: Mapping[str, Any]) -> _Section:
     start, floor = op.n_hvp, min(s["tol"], MIN_FLOOR)
     res = min_eigen(bars.section("min", "smallest eigenvalue"), 1, tol=s["tol"],
                     scale_atol=floor, max_hvp=s["max_hvp"], seed=s["seed"],
-                    solver_dtype=s["solver_dtype"])
+                    solver_dtype=s["solver_dtype"], ncv=s["ncv"])
     part = dataclasses.replace(res, eigenvectors=None, n_hvp=op.n_hvp - start)
     entry = {"tol": s["tol"], "scale_atol": floor, "seed": s["seed"], "max_hvp": s["max_hvp"]}
+    if s["ncv"] is not None:
+        entry["ncv"] = s["ncv"]
     return _Section({"min": part}, entry, [np.asarray(res.eigenvectors)[:, 0]])
 
 
