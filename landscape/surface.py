@@ -62,7 +62,7 @@ from .directions import (
     tensor_from_numpy,
     tensor_numpy,
 )
-from .errors import LandscapeError, check_float, check_int
+from .errors import Int, LandscapeError, Real, check_float, check_int, validate_params
 from .evaluation import Evaluator, resolve_channels_last
 from .memory import MemoryEstimate, forward_peak_bytes, surface_memory
 
@@ -715,6 +715,79 @@ def compute_surface(
         Every loss array comes with its standard error (:meth:`Surface.stderr`), and with
         ``rel_precision`` its sample counts (:meth:`Surface.count`).
     """
+    ax, ay = _surface_axes(directions, x, y)
+    if not data:
+        raise LandscapeError("no dataset given to evaluate the surface on")
+    data = as_splits(data)
+    check_spanning(directions.vectors)
+    opts = run_options_of(run, **run_options)
+    p = validate_params({"rel_precision": rel_precision, "precision_seed": precision_seed,
+                         "min_batches": min_batches, "min_samples": min_samples,
+                         "shard": shard}, _CONSTRAINTS)
+    base_t = dict(base) if base is not None else named_tensors(model, directions.what)
+    if direction_dtype is not None:  # the rounded directions replace the given ones
+        directions = directions.astype(check_direction_dtype(direction_dtype))
+    eval_dtype = dtype or next(iter(base_t.values())).dtype
+    full_recipe = _surface_recipe(
+        model, directions, data, ax, ay, recipe, p, eval_dtype, direction_dtype, loss=loss,
+        bn=bn, bn_batches=bn_batches, batch_size=batch_size, bn_batch_size=bn_batch_size,
+        autocast=autocast, channels_last=channels_last, device=device, dtype=dtype)
+    for name, a in (("x", ax), ("y", ay)):
+        if a is not None:
+            a.check_dtype(name, eval_dtype)
+    surf = _new_surface(ax, ay, data, directions, full_recipe, dict(provenance or {}))
+    if p["rel_precision"] is not None:
+        surf.counts = new_counts(surf.arrays)
+    check_group_name(group)
+    surf.group = group
+    _resume_into(surf, opts, directions, data, channels_last)
+    mine = None if p["shard"] is None else shard_points(range(surf.done.size), *p["shard"])
+    if not pending(surf.done, opts.max_points, mine):
+        return surf
+    _check_directions_fit(directions, base_t)
+    if batch_size != "auto":
+        check_int("batch_size", batch_size, 1)
+    on_cpu = torch.device(device if device is not None else
+                          next(iter(base_t.values())).device).type == "cpu"
+    if check_memory and on_cpu:  # host memory; a GPU's own is not modelled
+        surface_memory_estimate(model, directions, data, batch_size=batch_size,
+                                what=directions.what, dtype=dtype).check(
+            "check_memory", "pass direction_dtype=torch.bfloat16 or a smaller batch_size=...")
+    evaluation = {"loss": loss, "what": directions.what, "bn": bn, "bn_batches": bn_batches,
+                  "bn_batch_size": bn_batch_size, "dtype": dtype, "autocast": autocast}
+    ev = Evaluator(model, data, batch_size=1024 if batch_size == "auto" else batch_size,
+                   device=device, channels_last=surf.recipe["channels_last"],
+                   rel_precision=p["rel_precision"], precision_seed=p["precision_seed"],
+                   min_batches=p["min_batches"], min_samples=p["min_samples"], **evaluation)
+    if batch_size == "auto":  # a resumed file keeps the batch size it was computed with
+        used = surf.provenance.get("batch_size_used")
+        ev.batch_size = used if isinstance(used, int) else agree(ev.probe_batch_size())
+        surf.provenance["batch_size_used"] = ev.batch_size
+    base_dev, dirs_dev = on_device(base_t, directions.vectors, ev.device, dtype,
+                                   direction_dtype)
+    if full_data and surf.subset_check is None:
+        surf.subset_check = evaluate_subset_check(
+            ev, model, full_data, base_dev, bn_data=data.get("train"),
+            channels_last=ev.channels_last, **evaluation)
+    # overwrite replaces the file of a /surface, and only its own group for any other
+    _SurfaceRun(surf, ev, base_dev, dirs_dev, out=opts.out,
+                overwrite=opts.overwrite and group == SURFACE_GROUP, progress=opts.progress,
+                flush_seconds=opts.flush_seconds, max_points=opts.max_points,
+                shard=p["shard"]).run()
+    return surf
+
+
+#: The declared constraints of :func:`compute_surface`'s precision and shard settings.
+_CONSTRAINTS: dict[str, Any] = {
+    "rel_precision": Real(0.0, closed="neither", optional=True), "precision_seed": Int(0),
+    "min_batches": Int(1), "min_samples": Int(1),
+    "shard": lambda _n, v: None if v is None else check_shard(v),
+}
+
+
+def _surface_axes(directions: Directions, x: str | Axis, y: str | Axis | None
+                  ) -> tuple[Axis, Axis | None]:
+    """The grid's axes, checked against the number of directions."""
     ax = parse_axis(x, "x")
     ay = parse_axis(y, "y") if y is not None else None
     if directions.ndim == 2 and ay is None:
@@ -722,136 +795,97 @@ def compute_surface(
             "two directions need a grid y='min:max:num' (or use one direction for 1D)")
     if directions.ndim == 1 and ay is not None:
         raise LandscapeError("a grid y=... needs two directions; these directions are 1D")
-    if not data:
-        raise LandscapeError("no dataset given to evaluate the surface on")
-    data = as_splits(data)
-    check_spanning(directions.vectors)
-    opts = run_options_of(run, **run_options)
-    out, overwrite = opts.out, opts.overwrite
-    if rel_precision is not None:
-        rel_precision = check_float("rel_precision", rel_precision, 0.0, closed="neither")
-    precision_seed = check_int("precision_seed", precision_seed, 0)
-    min_batches = check_int("min_batches", min_batches, 1)
-    min_samples = check_int("min_samples", min_samples, 1)
-    if shard is not None:
-        shard = check_shard(shard)
-    what = directions.what
-    base_t = dict(base) if base is not None else named_tensors(model, what)
-    if direction_dtype is not None:  # the rounded directions replace the given ones
-        directions = directions.astype(check_direction_dtype(direction_dtype))
-    full_recipe: dict[str, Any] = dict(recipe or {})
-    full_recipe.update(
-        {
-            "grid": {"x": ax.spec, "y": ay.spec if ay else None},
-            "directions": directions.recipe,
-            "directions_sha256": directions.digest(),
-            "datasets": {k: len(v) for k, v in data.items()},
-            "loss": loss_name(loss),
-            "bn": bn,
-            "bn_batches": bn_batches if bn == "recalibrate" else None,
-            "batch_size": batch_size,
-            "bn_batch_size": bn_batch_size if bn == "recalibrate" else None,
-            "autocast": autocast,
-            "channels_last": resolve_channels_last(
-                model, next(iter(data.values())), device=device, dtype=dtype,
-                autocast=autocast, channels_last=channels_last),
-            "dtype": str(dtype or next(iter(base_t.values())).dtype).replace("torch.", ""),
-        }
-    )
-    if rel_precision is not None:  # only when set: files without it keep their recipes
-        full_recipe["precision"] = {"rel_precision": rel_precision, "seed": precision_seed,
-                                    "min_batches": min_batches, "min_samples": min_samples}
-    if shard is not None:  # only when set: the merged file's recipe is the plain one
-        full_recipe["shard"] = list(shard)
-    if direction_dtype is not None and direction_dtype != (
-            dtype or next(iter(base_t.values())).dtype):  # only when set: goldens keep theirs
-        full_recipe["direction_dtype"] = str(direction_dtype).replace("torch.", "")
+    return ax, ay
+
+
+def _surface_recipe(model: nn.Module, directions: Directions, data: Mapping[str, Any],
+                    ax: Axis, ay: Axis | None, extra: Mapping[str, Any] | None,
+                    p: Mapping[str, Any], eval_dtype: torch.dtype,
+                    direction_dtype: torch.dtype | None, **settings: Any) -> dict[str, Any]:
+    """The surface's recipe: the caller's entries, the grid, the directions and their digest,
+    the data sizes and the evaluation settings; the precision, shard, direction dtype and
+    streamed data's fingerprints only where set (files without them keep their recipes)."""
+    s = settings
+    recalibrate = s["bn"] == "recalibrate"
+    recipe: dict[str, Any] = dict(extra or {})
+    recipe.update({
+        "grid": {"x": ax.spec, "y": ay.spec if ay else None},
+        "directions": directions.recipe,
+        "directions_sha256": directions.digest(),
+        "datasets": {k: len(v) for k, v in data.items()},
+        "loss": loss_name(s["loss"]),
+        "bn": s["bn"],
+        "bn_batches": s["bn_batches"] if recalibrate else None,
+        "batch_size": s["batch_size"],
+        "bn_batch_size": s["bn_batch_size"] if recalibrate else None,
+        "autocast": s["autocast"],
+        "channels_last": resolve_channels_last(
+            model, next(iter(data.values())), device=s["device"], dtype=s["dtype"],
+            autocast=s["autocast"], channels_last=s["channels_last"]),
+        "dtype": str(eval_dtype).replace("torch.", ""),
+    })
+    if p["rel_precision"] is not None:
+        recipe["precision"] = {"rel_precision": p["rel_precision"], "seed": p["precision_seed"],
+                               "min_batches": p["min_batches"],
+                               "min_samples": p["min_samples"]}
+    if p["shard"] is not None:  # the merged file's recipe is the plain one
+        recipe["shard"] = list(p["shard"])
+    if direction_dtype is not None and direction_dtype != eval_dtype:  # goldens keep theirs
+        recipe["direction_dtype"] = str(direction_dtype).replace("torch.", "")
     streamed = {k: v.fingerprint() for k, v in data.items() if isinstance(v, StreamData)}
     if streamed:  # Datasets/DataLoaders: their identity (tensor data keep the entries above)
-        full_recipe["data_sha256"] = streamed
-    full_recipe = json.loads(storage.dumps(full_recipe))
-    eval_dtype = dtype or next(iter(base_t.values())).dtype
-    for name, a in (("x", ax), ("y", ay)):
-        if a is not None:
-            a.check_dtype(name, eval_dtype)
-    surf = _new_surface(ax, ay, data, directions, full_recipe, dict(provenance or {}))
-    if rel_precision is not None:
-        surf.counts = new_counts(surf.arrays)
-    check_group_name(group)
-    surf.group = group
+        recipe["data_sha256"] = streamed
+    return json.loads(storage.dumps(recipe))
+
+
+def _resume_into(surf: Surface, opts: RunOptions, directions: Directions,
+                 data: Mapping[str, Any], channels_last: bool | str) -> None:
+    """Adopt into ``surf`` the points, errors, counts, subset check and provenance of the
+    surface ``opts.out`` already holds with the same recipe (nothing where there is none)."""
+    out, group, recipe = opts.out, surf.group, surf.recipe
+
     def adopt_layout(old: Surface) -> None:
         if channels_last == "auto" and isinstance(old.recipe.get("channels_last"), bool):
-            full_recipe["channels_last"] = old.recipe["channels_last"]  # the file's layout
+            recipe["channels_last"] = old.recipe["channels_last"]  # the file's layout
 
-    old = stored_result(out, overwrite=overwrite, recipe=full_recipe, group=group,
+    old = stored_result(out, overwrite=opts.overwrite, recipe=recipe, group=group,
                         load=partial(Surface.load, group=group), subject="was",
                         reconcile=adopt_layout)
-    if old is None and out is not None and Path(out).exists() and not overwrite \
+    if old is None and out is not None and Path(out).exists() and not opts.overwrite \
             and group == SURFACE_GROUP:
         _check_file_directions(out, directions)
-    if old is not None:
-        for name, new_c, old_c in (("x", surf.x, old.x), ("y", surf.y, old.y)):
-            if new_c is not None and not np.array_equal(new_c, old_c):
-                raise LandscapeError(
-                    f"'{out}' has a damaged /{group} group: its '{name}' coordinates are not "
-                    f"those of its recipe's grid {full_recipe['grid'][name]}; pass overwrite=True "
-                    "to recompute it or choose another out=PATH"
-                )
-        surf.arrays, surf.done = old.arrays, old.done
-        surf.stderrs = new_stderrs(old.arrays, old.stderrs)
-        if rel_precision is not None:
-            surf.counts = new_counts(old.arrays, old.counts)
-        surf.subset_check = old.subset_check
-        surf.provenance = old.provenance  # the file keeps the provenance of its first run
-        if set(surf.arrays) != set(metric_array_names(data)):
-            raise LandscapeError(f"'{out}' has arrays {sorted(surf.arrays)}; expected others")
-    mine = None if shard is None else shard_points(range(surf.done.size), *shard)
-    if not pending(surf.done, opts.max_points, mine):
-        return surf
-    for k, v in directions.vectors[0].items():
-        if k not in base_t:
+    if old is None:
+        return
+    for name, new_c, old_c in (("x", surf.x, old.x), ("y", surf.y, old.y)):
+        if new_c is not None and not np.array_equal(new_c, old_c):
             raise LandscapeError(
-                f"direction tensor '{k}' is not a {what} tensor of the model -- the "
+                f"'{out}' has a damaged /{group} group: its '{name}' coordinates are not "
+                f"those of its recipe's grid {recipe['grid'][name]}; pass overwrite=True "
+                "to recompute it or choose another out=PATH"
+            )
+    surf.arrays, surf.done = old.arrays, old.done
+    surf.stderrs = new_stderrs(old.arrays, old.stderrs)
+    if surf.counts is not None:
+        surf.counts = new_counts(old.arrays, old.counts)
+    surf.subset_check = old.subset_check
+    surf.provenance = old.provenance  # the file keeps the provenance of its first run
+    if set(surf.arrays) != set(metric_array_names(data)):
+        raise LandscapeError(f"'{out}' has arrays {sorted(surf.arrays)}; expected others")
+
+
+def _check_directions_fit(directions: Directions, base: Mapping[str, Tensor]) -> None:
+    """Refuse directions whose tensors are not the model's (names, shapes)."""
+    for k, v in directions.vectors[0].items():
+        if k not in base:
+            raise LandscapeError(
+                f"direction tensor '{k}' is not a {directions.what} tensor of the model -- the "
                 "directions were made for another architecture or another 'what' parameter"
             )
-        if tuple(v.shape) != tuple(base_t[k].shape):
+        if tuple(v.shape) != tuple(base[k].shape):
             raise LandscapeError(
                 f"direction tensor '{k}' has shape {tuple(v.shape)}, the model's has "
-                f"{tuple(base_t[k].shape)} -- the directions were made for another architecture"
+                f"{tuple(base[k].shape)} -- the directions were made for another architecture"
             )
-    if batch_size != "auto":
-        check_int("batch_size", batch_size, 1)
-    on_cpu = torch.device(device if device is not None else
-                          next(iter(base_t.values())).device).type == "cpu"
-    if check_memory and on_cpu:  # host memory; a GPU's own is not modelled
-        surface_memory_estimate(model, directions, data, batch_size=batch_size, what=what,
-                                dtype=dtype).check(
-            "check_memory", "pass direction_dtype=torch.bfloat16 or a smaller batch_size=...")
-    ev = Evaluator(model, data, loss=loss, what=what,
-                   batch_size=1024 if batch_size == "auto" else batch_size, bn=bn,
-                   bn_batches=bn_batches, bn_batch_size=bn_batch_size, device=device,
-                   dtype=dtype, autocast=autocast, channels_last=full_recipe["channels_last"],
-                   rel_precision=rel_precision, precision_seed=precision_seed,
-                   min_batches=min_batches, min_samples=min_samples)
-    if batch_size == "auto":
-        used = surf.provenance.get("batch_size_used")
-        if not isinstance(used, int):
-            used = agree(ev.probe_batch_size())
-        ev.batch_size = used
-        surf.provenance["batch_size_used"] = used
-    base_dev, dirs_dev = on_device(base_t, directions.vectors, ev.device, dtype,
-                                   direction_dtype)
-    if full_data and surf.subset_check is None:
-        surf.subset_check = evaluate_subset_check(
-            ev, model, full_data, base_dev, bn_data=data.get("train"), loss=loss, what=what,
-            bn=bn, bn_batches=bn_batches, bn_batch_size=bn_batch_size, dtype=dtype,
-            autocast=autocast, channels_last=ev.channels_last)
-    # overwrite replaces the file of a /surface, and only its own group for any other
-    replace_file = overwrite and group == SURFACE_GROUP
-    _SurfaceRun(surf, ev, base_dev, dirs_dev, out=out, overwrite=replace_file,
-                progress=opts.progress, flush_seconds=opts.flush_seconds,
-                max_points=opts.max_points, shard=shard).run()
-    return surf
 
 
 def evaluate_subset_check(ev: Evaluator, model: nn.Module, full_data: Mapping[str, Any],
