@@ -574,6 +574,95 @@ def _shard(source: Any, rank: int, world: int, batch_size: int) -> Any:
     return StreamData(DataLoader(every, batch_size=None), source.name)
 
 
+def _check_operator_settings(model: Any, bn: str, bn_batch_size: int, what: str, method: str,
+                             cache_graph: bool | str, hvp: str, dtype: Any) -> int:
+    """The checks of :class:`HessianOperator`'s settings (in the order its messages come);
+    ``bn_batch_size`` as an int."""
+    check_option("bn", bn, BN_OPTIONS)
+    bn_batch_size = check_int("bn_batch_size", bn_batch_size, 1)
+    if bn == "recalibrate" and what == "states":
+        raise LandscapeError(
+            "bn='recalibrate' recomputes the BatchNorm statistics that what='states' makes "
+            "variables; use one or the other"
+        )
+    if not isinstance(model, nn.Module):
+        raise LandscapeError(
+            f"The 'model' parameter must be a torch.nn.Module. Got {type(model).__name__}."
+        )
+    check_option("method", method, METHODS)
+    if not (isinstance(cache_graph, bool) or cache_graph == "auto"):
+        raise LandscapeError(
+            f"The 'cache_graph' parameter must be True, False or 'auto'. "
+            f"Got {cache_graph!r} instead."
+        )
+    check_option("hvp", hvp, HVPS)
+    if hvp == "finite-difference" and cache_graph is True:
+        raise LandscapeError(
+            "cache_graph=True applies to hvp='autograd'; finite-difference products keep "
+            "no graph (leave cache_graph at 'auto')"
+        )
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise LandscapeError(
+            f"The 'dtype' parameter must be a floating torch.dtype or None. Got {dtype!r}."
+        )
+    return bn_batch_size
+
+
+def _selected_tensors(model: nn.Module, what: str, params: Any, ignore: Any, exclude: Any,
+                      include_frozen: bool) -> tuple[dict, dict, list[str]]:
+    """The point (the tensors of ``what``, or the given ``params`` dict; tied weights under
+    their first name), every state and buffer of the model, and the names of the variables:
+    the point's floating tensors that the selection moves and ``ignore`` leaves."""
+    globs = params if isinstance(params, str) or (
+        params is not None and not isinstance(params, Mapping)) else None
+    sel = select_parameters(model, what, params=globs, exclude=exclude,
+                            include_frozen=include_frozen)
+    # Every buffer (also non-persistent ones, absent from the state dict) is a private,
+    # cast copy, so a float64 operator never meets a float32 buffer.
+    states = {**named_tensors(model, "states"),
+              **{k: v.detach() for k, v in model.named_buffers()}}
+    point = dict(named_tensors(model, what) if globs is not None or params is None
+                 else params)  # type: ignore[arg-type]
+    aliases = tied_aliases(model)
+    for k in [k for k in point if k in aliases]:  # tied: one variable, its first name
+        v = point.pop(k)
+        point.setdefault(aliases[k], v)
+    unknown = [k for k in point if k not in states]
+    if unknown:
+        raise LandscapeError(
+            f"The 'params' dict has names the model does not have: {unknown[:3]}; "
+            f"use the keys of model.named_parameters() or model.state_dict()."
+        )
+    skip = {k for k in sel.names if not sel.moves(k)}  # frozen, outside the globs, ints
+    if isinstance(ignore, str):
+        if ignore != "biasbn":
+            raise LandscapeError(
+                f"The 'ignore' parameter must be 'biasbn' or an iterable of tensor names. "
+                f"Got {ignore!r} instead."
+            )
+        skip |= {k for k, v in point.items()
+                 if torch.as_tensor(v).ndim <= 1 or sel.is_biasbn(k)}
+    else:
+        ignored = {aliases.get(k, k) for k in (ignore or ())}
+        bad = sorted(ignored - set(point))
+        if bad:
+            raise LandscapeError(
+                f"The 'ignore' parameter names tensors that are not among the params: "
+                f"{bad[:3]}; valid names are e.g. {list(point)[:3]}."
+            )
+        skip |= ignored
+    selected = [
+        k for k, v in point.items() if k not in skip and is_perturbable(torch.as_tensor(v))
+    ]
+    if not selected:
+        raise LandscapeError(
+            "No floating-point parameters are left to differentiate; check 'ignore' and "
+            "'params'" + (" (frozen parameters are held fixed: pass include_frozen=True)"
+                          if sel.frozen and not include_frozen else "") + "."
+        )
+    return point, states, selected
+
+
 class HessianOperator(CurvatureOperator):
     """Hessian of the full-data (or subset) loss with respect to selected parameters.
 
@@ -728,96 +817,19 @@ class HessianOperator(CurvatureOperator):
         bn_data: Any | None = None,
         bn_batch_size: int = BN_BATCH_SIZE,
     ) -> None:
-        check_option("bn", bn, BN_OPTIONS)
-        bn_batch_size = check_int("bn_batch_size", bn_batch_size, 1)
-        if bn == "recalibrate" and what == "states":
-            raise LandscapeError(
-                "bn='recalibrate' recomputes the BatchNorm statistics that what='states' makes "
-                "variables; use one or the other"
-            )
-        if not isinstance(model, nn.Module):
-            raise LandscapeError(
-                f"The 'model' parameter must be a torch.nn.Module. Got {type(model).__name__}."
-            )
+        bn_batch_size = _check_operator_settings(model, bn, bn_batch_size, what, method,
+                                                 cache_graph, hvp, dtype)
         self._model = model
         self._loss_fn = resolve_loss(loss)
         if batch_size != "auto":
             batch_size = check_int("batch_size", batch_size, 1)
-        check_option("method", method, METHODS)
-        if not (isinstance(cache_graph, bool) or cache_graph == "auto"):
-            raise LandscapeError(
-                f"The 'cache_graph' parameter must be True, False or 'auto'. "
-                f"Got {cache_graph!r} instead."
-            )
-        self.hvp = check_option("hvp", hvp, HVPS)
-        if self.hvp == "finite-difference" and cache_graph is True:
-            raise LandscapeError(
-                "cache_graph=True applies to hvp='autograd'; finite-difference products keep "
-                "no graph (leave cache_graph at 'auto')"
-            )
-        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-            raise LandscapeError(
-                f"The 'dtype' parameter must be a floating torch.dtype or None. Got {dtype!r}."
-            )
+        self.hvp = hvp
         self.rank, self.world_size = _ranks(distributed)
-
-        globs = params if isinstance(params, str) or (
-            params is not None and not isinstance(params, Mapping)) else None
-        sel = select_parameters(model, what, params=globs, exclude=exclude,
-                                include_frozen=include_frozen)
-        # Every buffer (also non-persistent ones, absent from the state dict) is a private,
-        # cast copy, so a float64 operator never meets a float32 buffer.
-        states = {**named_tensors(model, "states"),
-                  **{k: v.detach() for k, v in model.named_buffers()}}
-        point = dict(named_tensors(model, what) if globs is not None or params is None
-                     else params)  # type: ignore[arg-type]
-        aliases = tied_aliases(model)
-        for k in [k for k in point if k in aliases]:  # tied: one variable, its first name
-            v = point.pop(k)
-            point.setdefault(aliases[k], v)
-        unknown = [k for k in point if k not in states]
-        if unknown:
-            raise LandscapeError(
-                f"The 'params' dict has names the model does not have: {unknown[:3]}; "
-                f"use the keys of model.named_parameters() or model.state_dict()."
-            )
-        skip = {k for k in sel.names if not sel.moves(k)}  # frozen, outside the globs, ints
-        if isinstance(ignore, str):
-            if ignore != "biasbn":
-                raise LandscapeError(
-                    f"The 'ignore' parameter must be 'biasbn' or an iterable of tensor names. "
-                    f"Got {ignore!r} instead."
-                )
-            skip |= {k for k, v in point.items()
-                     if torch.as_tensor(v).ndim <= 1 or sel.is_biasbn(k)}
-        else:
-            ignored = {aliases.get(k, k) for k in (ignore or ())}
-            bad = sorted(ignored - set(point))
-            if bad:
-                raise LandscapeError(
-                    f"The 'ignore' parameter names tensors that are not among the params: "
-                    f"{bad[:3]}; valid names are e.g. {list(point)[:3]}."
-                )
-            skip |= ignored
-        selected = [
-            k for k, v in point.items() if k not in skip and is_perturbable(torch.as_tensor(v))
-        ]
-        if not selected:
-            raise LandscapeError(
-                "No floating-point parameters are left to differentiate; check 'ignore' and "
-                "'params'" + (" (frozen parameters are held fixed: pass include_frozen=True)"
-                              if sel.frozen and not include_frozen else "") + "."
-            )
+        point, states, selected = _selected_tensors(model, what, params, ignore, exclude,
+                                                    include_frozen)
         first = torch.as_tensor(point[selected[0]])
         self._dtype = dtype or first.dtype
         self._device = first.device
-
-        def cast(t: Tensor) -> Tensor:
-            t = torch.as_tensor(t).detach()
-            if t.is_floating_point():
-                return t.to(device=self._device, dtype=self._dtype)
-            return t.to(device=self._device)
-
         self.bn = "eval"
         if bn == "recalibrate":
             fresh = recalibrated_bn(model, data if bn_data is None else bn_data, point=point,
@@ -825,8 +837,33 @@ class HessianOperator(CurvatureOperator):
                                     device=self._device)
             self.bn = "recalibrated" if fresh else "no batchnorm"
             states.update(fresh)
-        # Private copies of everything the forward pass reads: the model's own buffers can
-        # never be touched, whatever the mode.
+        self._copy_tensors(model, states, point, selected)
+        self._set_data(data, batch_size, memory_budget)
+        if self.hvp == "finite-difference":
+            cache_graph = False
+        elif cache_graph == "auto":
+            cache_graph = self.graph_bytes(self._local_samples) <= self.memory_budget
+        self.cache_graph = bool(cache_graph)
+        self.method = "graph" if method == "auto" else method
+        self._graph_cache: list[tuple[list[Tensor], list[Tensor | None]]] | None = None
+        self._n_hvp = 0
+        self.fd_step = math.nan
+        if self.hvp == "finite-difference":
+            theta = math.sqrt(sum(float(t.double().pow(2).sum()) for t in self._primals.values()))
+            self.fd_step = torch.finfo(self._dtype).eps ** (1 / 3) * (1 + theta)
+
+    def _copy_tensors(self, model: nn.Module, states: dict[str, Tensor],
+                      point: dict[str, Tensor], selected: list[str]) -> None:
+        """Private copies, cast to the operator's dtype and device, of everything the forward
+        pass reads (the model's own buffers can never be touched, whatever the mode): the
+        variables ``selected`` in ``_primals``, the rest in ``_fixed``."""
+
+        def cast(t: Tensor) -> Tensor:
+            t = torch.as_tensor(t).detach()
+            if t.is_floating_point():
+                return t.to(device=self._device, dtype=self._dtype)
+            return t.to(device=self._device)
+
         self._fixed: dict[str, Tensor] = {k: cast(v).clone() for k, v in states.items()}
         for k, v in point.items():
             self._fixed[k] = cast(v).clone()
@@ -836,6 +873,9 @@ class HessianOperator(CurvatureOperator):
         self._names = list(selected)
         self._shapes = [self._primals[k].shape for k in selected]
 
+    def _set_data(self, data: Any, batch_size: int | str, memory_budget: int | None) -> None:
+        """The data source (this rank's shard under torch.distributed), the memory budget, the
+        batch size and the loss's normalisation."""
         if isinstance(data, StreamData) or not _is_tensor_data(data):
             source = as_data(data)
         else:
@@ -854,21 +894,6 @@ class HessianOperator(CurvatureOperator):
         self._data = DeviceData(source, self._device, self._dtype) \
             if isinstance(source, StreamData) else None
         self._prepare_loss()
-
-        if self.hvp == "finite-difference":
-            cache_graph = False
-        elif cache_graph == "auto":
-            cache_graph = self.graph_bytes(self._local_samples) <= self.memory_budget
-        self.cache_graph = bool(cache_graph)
-        if method == "auto":
-            method = "graph"
-        self.method = method
-        self._graph_cache: list[tuple[list[Tensor], list[Tensor | None]]] | None = None
-        self._n_hvp = 0
-        self.fd_step = math.nan
-        if self.hvp == "finite-difference":
-            theta = math.sqrt(sum(float(t.double().pow(2).sum()) for t in self._primals.values()))
-            self.fd_step = torch.finfo(self._dtype).eps ** (1 / 3) * (1 + theta)
 
     # -- memory -----------------------------------------------------------------------------
     def graph_bytes(self, samples: int) -> float:
