@@ -105,6 +105,8 @@ def test_compare_files_of_arms_writes_what_the_command_writes(nets, tmp_path, ca
     (["res,res1", "plain,plain1"], {"names": "a,a"}, "`names` must give distinct arm names",
      "--names must give distinct arm names"),
     (["res,", "plain"], {}, "an arm has an empty entry", "an arm has an empty entry"),
+    (["res,res1", "plain,plain1"], {"names": ["a"]}, "must give one name per arm (2)",
+     "--names: The 'names' parameter must give one name per arm (2)"),
 ])
 def test_compare_files_names_parameters_and_the_command_its_options(nets, files, kwargs,
                                                                      message, flags):

@@ -111,6 +111,9 @@ def _arms(files: Sequence[Any], names: Any, models: Any, device: Any, level: flo
     elif isinstance(names, str):
         names = _entries(names, "names", len(arms), allow_empty=False)
     names = list(names)
+    if len(names) != len(arms):
+        raise LandscapeError(f"The 'names' parameter must give one name per arm ({len(arms)}). "
+                             f"Got {len(names)} instead.")
     if len(set(names)) != len(names):
         raise LandscapeError(f"`names` must give distinct arm names; got {names}")
     if models is not None:
