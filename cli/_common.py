@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from landscape.checkpoints import Checkpoint
-from landscape.data import DataSpec, TensorData, check_compatible, load_data
+from landscape.data import DataSpec
 from landscape.errors import LandscapeError
 from landscape.inputs import CheckpointInputs
 from landscape.models import ModelSpec, parse_model_kwargs
@@ -227,14 +227,6 @@ def load_ckpt(args: argparse.Namespace, path: str) -> Checkpoint:
 def data_spec(args: argparse.Namespace, ckpt: Checkpoint | None = None) -> DataSpec:
     """Data spec from the options, falling back to what the checkpoint was trained on."""
     return inputs_of(args, dtype=False).data_spec(ckpt)
-
-
-def load_datasets(spec: DataSpec, splits: list[str], model: Any) -> dict[str, TensorData]:
-    """Load the requested splits and check that the model accepts their inputs."""
-    out = {s: load_data(spec, s) for s in splits}
-    for data in out.values():  # every split: token ids are checked against each
-        check_compatible(model, data)
-    return out
 
 
 def parse_splits(text: str) -> list[str]:
@@ -544,6 +536,33 @@ def _subparser(root: argparse.ArgumentParser, command: str) -> argparse.Argument
     return None
 
 
+def _command_parser(root: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The parser of ``landscape <command>``: from ``root``, else built (``main`` parses a
+    command line with the parser of its own command only)."""
+    found = _subparser(root, command)
+    if found is None:
+        from .main import build_parser
+
+        found = _subparser(build_parser([command]), command)
+    return found
+
+
+@contextmanager
+def flag_errors(args: argparse.Namespace, command: str) -> Iterator[None]:
+    """Library errors raised inside, in the words of ``landscape <command>``
+    (:func:`flag_message`), also for a handler called without :func:`main`."""
+    try:
+        yield
+    except LandscapeError as exc:
+        root = getattr(args, "root_parser", None)
+        if root is None:
+            from .main import build_parser
+
+            root = build_parser([command])
+        exc.args = (flag_message(str(exc), root, command), *exc.args[1:])
+        raise
+
+
 def _option(options: dict[str, argparse.Action], name: str) -> argparse.Action | None:
     """The option of the library parameter ``name`` (``None``: not an option here)."""
     if name in options:
@@ -617,8 +636,7 @@ def flag_message(message: str, root: argparse.ArgumentParser, command: str) -> s
         if m[1] not in CALL_COMMANDS:
             return m[0]
         target = CALL_COMMANDS[m[1]]
-        sub = options if target is None else _options(_subparser(root, target.split()[0])
-                                                      or parser)
+        sub = options if target is None else _options(_command_parser(root, target.split()[0]))
         words = [_assignment(sub, *a.split("=", 1)) for a in
                  (s.strip() for s in m[2].split(",")) if _ASSIGNMENT.fullmatch(a)]
         flags = " ".join(w for w in words if w)

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import re
-from pathlib import Path
 
-from landscape.errors import LandscapeError
-from landscape.report import compare
+from landscape.report import compare_files
 
 from ._command import add_command
-from ._common import add_compute_args, add_progress_arg, check_device, command_line
+from ._common import add_compute_args, add_progress_arg, check_device, command_line, flag_errors
 from ._types import float_arg, int_arg
 
 
@@ -91,87 +88,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_progress_arg(p)
 
 
-def _split(text: str | None, option: str, n: int, *, allow_empty: bool) -> list[str] | None:
-    if text is None:
-        return None
-    items = [s.strip() for s in text.split(",")]
-    if len(items) != n:
-        raise LandscapeError(
-            f"{option} must give {n} comma-separated entries, one per file; got {len(items)} "
-            f"in {text!r}"
-        )
-    if not allow_empty and any(not s for s in items):
-        raise LandscapeError(f"{option} has an empty entry in {text!r}")
-    return items
-
-
-def _default_out(first: str, names: list[str]) -> Path:
-    slug = "_vs_".join(re.sub(r"[^\w.-]+", "_", n) for n in names)[:120]
-    parent = Path(first).parent
-    return parent / f"compare_{slug}"
-
-
-def _run_arms(args: argparse.Namespace) -> int:
-    """Arms of several seeds: ``compare_arms``, the per-seed report and ``arms.md``/``.json``."""
-    from landscape.replicates import compare_arms
-
-    arms = [[f.split("+") if "+" in f else f for f in a.split(",")] for a in args.files]
-    if any(not f for a in arms for f in a):
-        raise LandscapeError("an arm has an empty entry (two commas, or a trailing comma)")
-    names = _split(args.names, "--names", len(arms), allow_empty=False) or [
-        Path(str(a[0] if isinstance(a[0], str) else a[0][0])).stem for a in arms]
-    if len(set(names)) != len(names):
-        raise LandscapeError(f"--names must give distinct arm names; got {names}")
-    if args.checkpoints is not None:
-        raise LandscapeError("--checkpoints is not supported with arms (comma-joined seeds) "
-                             "yet; compare the checkpoints of one seed at a time")
-    if args.device != "cpu":
-        raise LandscapeError("--device sets where the --checkpoints are evaluated; drop it")
-    comparison, report = compare_arms(
-        dict(zip(names, arms, strict=True)), level=args.level, eps=args.eps,
-        basin_threshold=args.basin_threshold, ratio_threshold=args.ratio_threshold,
-        array=args.array, progress=not args.no_progress, command=command_line(args))
-    out = Path(args.out) if args.out else _default_out(args.files[0].split(",")[0]
-                                                            .split("+")[0], names)
-    report.save(out, dpi=args.dpi)
-    comparison.save(out)
-    print(comparison.markdown_table())
-    for note in comparison.notes:
-        print(f"note: {note}")
-    for name in ("arms.md", "arms.json", "report.md", "report.html", "report.json"):
-        print(f"wrote {out / name}")
-    return 0
-
-
 def run(args: argparse.Namespace) -> int:
-    if any("," in f for f in args.files):
-        return _run_arms(args)
-    n = len(args.files)
-    names = _split(args.names, "--names", n, allow_empty=False)
-    checkpoints = _split(args.checkpoints, "--checkpoints", n, allow_empty=True)
-    if checkpoints is not None:
-        check_device(args.device)
-    elif args.device != "cpu":
-        raise LandscapeError("--device sets where the --checkpoints are evaluated; add "
-                             "--checkpoints or drop --device")
-    files = [f.split("+") if "+" in f else f for f in args.files]
-    report = compare(
-        files, names=names, eps=args.eps, ascent_eps=args.ascent_eps,
-        ascent_steps=args.ascent_steps, basin_threshold=args.basin_threshold,
-        ratio_threshold=args.ratio_threshold, array=args.array,
-        models=[c or None for c in checkpoints] if checkpoints is not None else None,
-        trust=args.trust_checkpoint, batch_size=args.batch_size,
-        device=args.device if checkpoints is not None else None,
-        progress=not args.no_progress, command=command_line(args),
-    )
-    out = Path(args.out) if args.out else _default_out(args.files[0].split("+")[0],
-                                                            list(report.names))
-    report = report.save(out, dpi=args.dpi)
-    print(report.markdown_table())
-    for note in report.notes:
-        print(f"note: {note}")
-    for name in ("report.md", "report.html", "report.json"):
-        print(f"wrote {out / name}")
-    if report.figures:
-        print(f"wrote {len(report.figures)} figures in {out}: {', '.join(report.figures)}")
+    with flag_errors(args, "compare"):  # also when called without main()
+        done = compare_files(
+            args.files, names=args.names, models=args.checkpoints,
+            device=args.device if args.checkpoints is None else check_device(args.device),
+            level=args.level, out=args.out, dpi=args.dpi, eps=args.eps,
+            ascent_eps=args.ascent_eps, ascent_steps=args.ascent_steps,
+            basin_threshold=args.basin_threshold, ratio_threshold=args.ratio_threshold,
+            array=args.array, trust=args.trust_checkpoint, batch_size=args.batch_size,
+            progress=not args.no_progress, command=command_line(args))
+    for line in done.lines():
+        print(line)
     return 0

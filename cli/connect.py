@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
-from landscape.connect import (
-    AT_CHANCE_NOTE,
-    CURVES,
-    OPTIMIZERS,
-    connect_checkpoints,
-    connectivity_numbers,
-)
+from landscape.connect import CURVES, OPTIMIZERS, connect_checkpoints
 from landscape.evaluation import BN_MODES
 from landscape.inputs import RunOptions
 
@@ -27,6 +20,7 @@ from ._common import (
     command_line,
     default_out,
     distributed,
+    flag_message,
     inputs_of,
     parse_splits,
     selection_kwargs,
@@ -143,24 +137,13 @@ def run(args: argparse.Namespace) -> int:
             **selection_kwargs(args),
             run=RunOptions(out, args.overwrite, not args.no_progress, args.flush_seconds,
                            args.max_points))
-    dt = time.perf_counter() - t0
     if rank != 0:
         return 0
-    print(f"wrote {out}: {'+'.join(res.paths)}, {res.n_done}/{res.n_points} points, "
-          f"bn={res.recipe['bn']} in {dt:.1f} s")
+    first, *notes = res.lines()
+    print(f"wrote {out}: {first} in {time.perf_counter() - t0:.1f} s")
     if args.save_bend and res.curve_trained:
         print(f"wrote {args.save_bend}: the trained bend (plane: landscape surface "
               f"{args.checkpoint_a} --plane {args.checkpoint_b} {args.save_bend} ...)")
-    nums = connectivity_numbers(res)
-    shown = [f"{k.replace('_barrier', '')} {v:.4g}" for k, v in nums.items()
-             if "_loss_" in k and math.isfinite(v)]
-    if shown:
-        print("barriers: " + ", ".join(shown))
-    flagged = [k.replace("_at_chance", "") for k, v in nums.items()
-               if k.endswith("_loss_at_chance") and v == 1.0]
-    if flagged:
-        print(f"at chance (ln {res.num_classes} = {nums['chance_loss']:.4g}): "
-              f"{', '.join(flagged)} -- {AT_CHANCE_NOTE}; "
-              "connect runs spawned from a shared early checkpoint (landscape train --init) "
-              "for an informative barrier")
+    for line in notes:  # parameters and calls named as this command's options and commands
+        print(flag_message(line, args.root_parser, "connect"))
     return 0

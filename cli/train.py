@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from landscape.data import DataSpec, as_tensor_data, load_data
-from landscape.errors import LandscapeError
-from landscape.models import ModelSpec, adapt_to_data, parse_model_kwargs, skip_switch
-from landscape.training import TrainConfig, train, train_seeds
+from landscape.data import DataSpec
+from landscape.models import parse_model_kwargs
+from landscape.training import TrainConfig, train_model
 
 from ._command import add_command
-from ._common import add_compute_args, add_data_args, add_progress_arg, check_device, load_datasets
+from ._common import add_compute_args, add_data_args, add_progress_arg, check_device, flag_message
 from ._types import float_arg, int_arg
 
 
@@ -132,34 +131,8 @@ def _betas_arg(text: str) -> tuple[float, float]:
     return betas  # type: ignore[return-value]
 
 
-def _say(result, seed: int | None) -> None:
-    last = result.history[-1]
-    final = f"final: train loss {last['train_loss']:.4g}, " + (
-        f"test loss {last['test_loss']:.4g}" if last["test_acc"] is None  # float targets
-        else f"test acc {100 * last['test_acc']:.1f}%")
-    n = len(result.checkpoints)
-    head = "" if seed is None else f"seed {seed}: "
-    if result.start_epoch is None:
-        print(f"{head}{result.out_dir} already holds this run, complete ({n} checkpoints; "
-              f"{final}); nothing to do (--overwrite retrains)")
-    elif result.start_epoch > 0:
-        new = sum(h["epoch"] > result.start_epoch for h in result.history)
-        print(f"{head}resumed after epoch {result.start_epoch}: wrote {new} checkpoints to "
-              f"{result.out_dir} ({n} in all; {final})")
-    else:
-        print(f"{head}wrote {n} checkpoints to {result.out_dir} ({final})")
-
-
 def run(args: argparse.Namespace) -> int:
     check_device(args.device)
-    kwargs = parse_model_kwargs(args.model_kwargs)
-    if args.plain:
-        switch = skip_switch(args.model)  # "shortcut", or "residual" for the transformers
-        if kwargs.get(switch) is True:
-            raise LandscapeError(f"--plain contradicts \"{switch}\": true in --model-kwargs")
-        kwargs[switch] = False
-    spec = ModelSpec(args.model, kwargs)
-    model = spec.build()  # fail fast on a bad name or kwargs
     data = DataSpec(name=args.data or "digits", root=args.data_root, subset=args.subset,
                     kwargs=parse_model_kwargs(args.data_kwargs))
     config = TrainConfig(
@@ -172,20 +145,9 @@ def run(args: argparse.Namespace) -> int:
         # else TrainConfig's fixed default, never the machine-dependent 'auto'
         **({"threads": args.threads} if isinstance(args.threads, int) else {}),
     )
-    # input channels, image size, classes, ... from the data unless given; recorded in the spec.
-    # Streamed data (a Dataset or DataLoader of a custom loader) are trained on in memory: a
-    # finite stream of (x, y) pairs is read once (train() does the same), others refused here.
-    spec = adapt_to_data(spec, as_tensor_data(load_data(data, "train")))
-    model = spec.build() if spec.kwargs != kwargs else model
-    # fail fast on missing or unsuitable data, before train() creates --out
-    load_datasets(data, ["train"], model)
-    if args.seeds is not None:
-        runs = train_seeds(spec, data, config, args.out, args.seeds,
-                           progress=not args.no_progress, overwrite=args.overwrite,
-                           device=args.device, init=args.init)
-        for seed, result in zip(args.seeds, runs, strict=True):
-            _say(result, seed)
-        return 0
-    _say(train(spec, data, config, args.out, progress=not args.no_progress,
-               overwrite=args.overwrite, device=args.device, init=args.init), None)
+    done = train_model(args.model, data, config, args.out, model_kwargs=args.model_kwargs,
+                       plain=args.plain, seeds=args.seeds, progress=not args.no_progress,
+                       overwrite=args.overwrite, device=args.device, init=args.init)
+    for line in done.lines():  # parameters named as this command's options
+        print(flag_message(line, args.root_parser, "train"))
     return 0

@@ -284,6 +284,28 @@ class Connectivity(GridProgress):
         """Whether the curve's training is finished (``False`` without a curve)."""
         return "curve" in self.paths and self.trained_steps >= int(self.recipe.get("steps", 0))
 
+    def lines(self) -> list[str]:
+        """What the result holds, as lines for a log.
+
+        The first names the paths, the points done and the BatchNorm policy; then the finite
+        loss barriers (:func:`connectivity_numbers`) and the barriers whose path reaches
+        chance (:meth:`at_chance`), if any.
+        """
+        out = [f"{'+'.join(self.paths)}, {self.n_done}/{self.n_points} points, "
+               f"bn={self.recipe['bn']}"]
+        nums = connectivity_numbers(self)
+        shown = [f"{k.replace('_barrier', '')} {v:.4g}" for k, v in nums.items()
+                 if "_loss_" in k and math.isfinite(v)]
+        if shown:
+            out.append("barriers: " + ", ".join(shown))
+        flagged = [k.replace("_at_chance", "") for k, v in nums.items()
+                   if k.endswith("_loss_at_chance") and v == 1.0]
+        if flagged:
+            out.append(f"at chance (ln {self.num_classes} = {nums['chance_loss']:.4g}): "
+                       f"{', '.join(flagged)} -- {AT_CHANCE_NOTE}; connect runs spawned from a "
+                       "shared early checkpoint (train(init=...)) for an informative barrier")
+        return out
+
     def values(self, path: str, name: str) -> np.ndarray:
         """The row of ``path`` (``"line"``, ``"curve"``) of array ``name`` (``"train_loss"``)."""
         if path not in self.paths:

@@ -210,7 +210,7 @@ def compare_arms(
         If there are fewer than two arms, an arm has no run, or the runs were computed with
         different recipes.
     """
-    from .report import compare
+    from .report.comparison import compare
 
     level = check_float("level", level, 0.0, 1.0, closed="neither")
     if not isinstance(arms, Mapping) or len(arms) < 2:

@@ -83,10 +83,10 @@ from tqdm.auto import tqdm
 from ._atomic import atomic_write as _atomic_write
 from ._atomic import holds_output
 from .checkpoints import file_sha256, load_checkpoint, save_checkpoint
-from .data import DataSpec, TensorData, load_splits
+from .data import DataSpec, TensorData, as_tensor_data, check_compatible, load_data, load_splits
 from .errors import LandscapeError, check_float, check_int, check_option, note_interruption
 from .losses import BatchLoss
-from .models import ModelSpec
+from .models import ModelSpec, adapt_to_data, parse_model_kwargs, skip_switch
 from .optim import OPTIMIZERS, adam_state, build_optimizer
 from .threads import torch_threads
 
@@ -96,7 +96,10 @@ __all__ = [
     "SCHEDULES",
     "TrainConfig",
     "TrainRun",
+    "TrainedRuns",
+    "registry_spec",
     "train",
+    "train_model",
     "train_seeds",
     "lr_at_epoch",
     "lr_at_step",
@@ -994,6 +997,144 @@ def train_seeds(
     out = Path(out_dir)
     return [train(spec, data, dataclasses.replace(config, seed=s), out / f"seed_{s}", **kwargs)
             for s in seeds]
+
+
+@dataclass(frozen=True)
+class TrainedRuns:
+    """What :func:`train_model` trained: its runs, one per seed.
+
+    Attributes
+    ----------
+    runs : tuple of TrainRun
+        The runs in the order of the seeds (one without ``seeds``), each with
+        ``start_epoch`` set as :func:`train` sets it.
+    seeds : tuple of int, optional
+        The seeds of :func:`train_seeds` (``None``: one run of ``config.seed``).
+    """
+
+    runs: tuple[TrainRun, ...]
+    seeds: tuple[int, ...] | None = None
+
+    def lines(self) -> list[str]:
+        """One line per run: trained, resumed or already complete, and its final numbers."""
+        heads = [""] if self.seeds is None else [f"seed {s}: " for s in self.seeds]
+        return [_run_line(run, head) for run, head in zip(self.runs, heads, strict=True)]
+
+
+def _run_line(run: TrainRun, head: str) -> str:
+    last = run.history[-1]
+    final = f"final: train loss {last['train_loss']:.4g}, " + (
+        f"test loss {last['test_loss']:.4g}" if last["test_acc"] is None  # float targets
+        else f"test acc {100 * last['test_acc']:.1f}%")
+    n = len(run.checkpoints)
+    if run.start_epoch is None:
+        return (f"{head}{run.out_dir} already holds this run, complete ({n} checkpoints; "
+                f"{final}); nothing to do (overwrite=True retrains)")
+    if run.start_epoch > 0:
+        new = sum(h["epoch"] > run.start_epoch for h in run.history)
+        return (f"{head}resumed after epoch {run.start_epoch}: wrote {new} checkpoints to "
+                f"{run.out_dir} ({n} in all; {final})")
+    return f"{head}wrote {n} checkpoints to {run.out_dir} ({final})"
+
+
+def registry_spec(model: str, data: DataSpec, *, model_kwargs: str | Mapping[str, Any] | None
+                  = None, plain: bool = False) -> ModelSpec:
+    """The architecture :func:`train_model` trains: a registry model fitted to the data.
+
+    Parameters
+    ----------
+    model : str
+        Registry name (``"resnet20"``, ``"vit"``, ...) or ``package.module:factory``.
+    data : DataSpec
+        The data set; its ``"train"`` split gives the input channels, image size, classes,
+        ... that ``model_kwargs`` leaves open (:func:`~landscape.models.adapt_to_data`).
+    model_kwargs : str or mapping, optional
+        Architecture keyword arguments, or a JSON object of them.
+    plain : bool, default False
+        The no-skip twin: ``"shortcut": false`` (``"residual": false`` for the transformers;
+        :func:`~landscape.models.skip_switch`).
+
+    Returns
+    -------
+    ModelSpec
+        The spec, with the arguments the data determines recorded.
+
+    Raises
+    ------
+    LandscapeError
+        If the name or the arguments build no model, ``plain`` contradicts
+        ``model_kwargs``, or the data are missing or do not fit the model.
+    """
+    kwargs = (dict(model_kwargs) if isinstance(model_kwargs, Mapping)
+              else parse_model_kwargs(model_kwargs))
+    if _check_bool("plain", plain):
+        switch = skip_switch(model)  # "shortcut", or "residual" for the transformers
+        if kwargs.get(switch) is True:
+            raise LandscapeError(f"`plain` contradicts \"{switch}\": true in `model_kwargs`")
+        kwargs[switch] = False
+    spec = ModelSpec(model, kwargs)
+    with torch.random.fork_rng(devices=[]):  # building draws; leave the caller's RNG alone
+        net = spec.build()  # fail fast on a bad name or kwargs
+        # streamed data (a Dataset or DataLoader of a custom loader) are trained on in memory:
+        # a finite stream of (x, y) pairs is read once (train() does the same)
+        spec = adapt_to_data(spec, as_tensor_data(load_data(data, "train")))
+        net = spec.build() if spec.kwargs != kwargs else net
+    check_compatible(net, load_data(data, "train"))  # missing or unsuitable data
+    return spec
+
+
+def train_model(
+    model: str,
+    data: DataSpec,
+    config: TrainConfig,
+    out_dir: str | os.PathLike,
+    *,
+    model_kwargs: str | Mapping[str, Any] | None = None,
+    plain: bool = False,
+    seeds: Sequence[int] | None = None,
+    **kwargs: Any,
+) -> TrainedRuns:
+    """Train a registry model fitted to the data: one run, or one per seed.
+
+    The model's input channels, image size, classes, ... come from the data unless
+    ``model_kwargs`` sets them (:func:`registry_spec`); a bad model or data are refused
+    before ``out_dir`` is created.
+
+    Parameters
+    ----------
+    model : str
+        Registry name or ``package.module:factory``.
+    data : DataSpec
+        The data set.
+    config : TrainConfig
+        Hyper-parameters.
+    out_dir : str or os.PathLike
+        The run's directory (with ``seeds``: the parent of ``seed_S``).
+    model_kwargs : str or mapping, optional
+        Architecture keyword arguments, or a JSON object of them.
+    plain : bool, default False
+        The no-skip twin of ``model``.
+    seeds : sequence of int, optional
+        Train one run per seed (:func:`train_seeds`) instead of one of ``config.seed``.
+    **kwargs
+        Passed to :func:`train` (``progress``, ``overwrite``, ``device``, ``init``).
+
+    Returns
+    -------
+    TrainedRuns
+        The runs, with :meth:`~TrainedRuns.lines` for a log.
+
+    Examples
+    --------
+    >>> done = train_model("resnet20", DataSpec("digits"), TrainConfig(epochs=5), "runs/plain",
+    ...                    plain=True)                                    # doctest: +SKIP
+    >>> done.runs[0].final                                                # doctest: +SKIP
+    """
+    spec = registry_spec(model, data, model_kwargs=model_kwargs, plain=plain)
+    if seeds is None:
+        return TrainedRuns((train(spec, data, config, out_dir, **kwargs),))
+    runs = train_seeds(spec, data, config, out_dir, seeds, **kwargs)
+    return TrainedRuns(tuple(runs), tuple(seeds))
 
 
 def _spawn_point(init: str | os.PathLike | None, spec: ModelSpec

@@ -13,16 +13,20 @@ Modules: :mod:`~landscape.report.results` (reading a network's files),
 :mod:`~landscape.report.recipes` (the recipe check), :mod:`~landscape.report.numbers` (the
 metrics of a network), :mod:`~landscape.report.provenance`,
 :mod:`~landscape.report.render` (:class:`Report` and its text forms),
-:mod:`~landscape.report.figures` and :mod:`~landscape.report.comparison` (:func:`compare`).
+:mod:`~landscape.report.figures`, :mod:`~landscape.report.comparison` (:func:`compare`) and
+:mod:`~landscape.report.files` (:func:`compare_files`: files named as on a command line, the
+networks or arms of seeds, saved into a folder).
 """
 
 from __future__ import annotations
 
 from .comparison import compare
+from .files import SavedComparison, compare_files
 from .numbers import METRIC_KEYS
 from .recipes import check_comparable
 from .render import Report, definitions, metric_info, update_readme
 from .results import NetworkResults, load_results
 
-__all__ = ["METRIC_KEYS", "NetworkResults", "Report", "check_comparable", "compare",
-           "definitions", "load_results", "metric_info", "update_readme"]
+__all__ = ["METRIC_KEYS", "NetworkResults", "Report", "SavedComparison", "check_comparable",
+           "compare", "compare_files", "definitions", "load_results", "metric_info",
+           "update_readme"]
