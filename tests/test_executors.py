@@ -251,3 +251,19 @@ def test_ratio_map_local_jobs_give_the_single_process_map(setup, tmp_path, capsy
     for k in a:
         if k.startswith("ratio_map/"):
             assert a[k].tobytes() == b[k].tobytes(), k
+
+
+def test_surface_set_local_jobs_give_the_single_process_set(setup, tmp_path, capsys):
+    """``landscape surface --n-directions 2 --executor local --jobs 2``: the merged surface set
+    is the single-process one."""
+    _, ck, _ = setup
+    sets = ["surface", str(ck), *GRID, "--n-directions", "2"]
+    single = tmp_path / "single.h5"
+    assert cli_main.main([*sets, "--out", str(single)]) == 0
+    capsys.readouterr()
+    merged = tmp_path / "jobs.h5"
+    code, out, err = _run([*sets, "--out", str(merged), "--executor", "local", "--jobs", "2"],
+                          capsys)
+    assert code == 0, err
+    assert "merged from 2 shard files" in out, out
+    _assert_same_file(single, merged)
