@@ -97,17 +97,15 @@ def run(args: argparse.Namespace) -> int:
     default = (Path(paths[0]) / "trajectory.h5" if len(paths) == 1 else
                Path(paths[-1]).with_name(f"{Path(paths[-1]).stem}_trajectory.h5"))
     out = Path(args.out) if args.out else default
-    surface = {} if not args.surface else dict(
-        splits=parse_splits(args.splits), x=args.x, y=args.y, points=args.points,
-        loss=loss_arg(args.loss), batch_size=args.batch_size, device=check_device(args.device),
-        dtype=None if args.dtype == "float32" else torch.float64, command=command_line(args))
     t0 = time.perf_counter()
     pca = TrajectoryPCA(args.components, ignore=args.ignore, what=args.dir_type,
                         include_final=not args.exclude_final, seed=args.seed,
                         **selection_kwargs(args))
-    with distributed(args.device) as (rank, _world, device):
-        if surface:
-            surface["device"] = device
+    with distributed(check_device(args.device)) as (rank, _world, device):
+        surface = {} if not args.surface else dict(
+            splits=parse_splits(args.splits), x=args.x, y=args.y, points=args.points,
+            loss=loss_arg(args.loss), batch_size=args.batch_size, device=device,
+            dtype=None if args.dtype == "float32" else torch.float64, command=command_line(args))
         pca = compute_trajectory(
             paths[0] if len(paths) == 1 else paths, pca, inputs=inputs_of(args, dtype=False),
             allow_partial=args.allow_partial, surface=args.surface,

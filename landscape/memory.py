@@ -362,17 +362,17 @@ def curvature_memory(op: Any, model: nn.Module | None = None, *, top_k: int = 5,
         As :func:`~landscape.hessian.compute_curvature` takes them (``ncv=None``: the
         solvers' defaults).
     """
-    from .hessian.lanczos import MIN_NCV, _default_ncv
+    from .hessian.lanczos import MIN_NCV, default_ncv
 
     n, o = op.numel, op.dtype
     s = solver_dtype
     phases = [0]
     if top_k:
-        k_ncv = ncv if ncv is not None else _default_ncv(top_k, which, n, s.itemsize)
+        k_ncv = ncv if ncv is not None else default_ncv(top_k, which, n, s.itemsize)
         phases.append(lanczos_vector_bytes(n, min(k_ncv, n), top_k, solver_dtype=s,
                                            hvp_dtype=o))
     if min_eig:
-        m_ncv = ncv if ncv is not None else _default_ncv(1, "SA", n, s.itemsize)
+        m_ncv = ncv if ncv is not None else default_ncv(1, "SA", n, s.itemsize)
         phases.append(lanczos_vector_bytes(n, min(m_ncv, n, MIN_NCV if ncv is None else n),
                                            1, solver_dtype=s, hvp_dtype=o) + 8 * n * top_k)
     if trace:

@@ -58,7 +58,7 @@ from torch import Tensor
 from ..errors import LandscapeError, check_float, check_int, check_option
 from ._linalg import SolverMatmul
 
-__all__ = ["EigenResult", "top_eigen", "min_eigen", "eigen_ratio", "extreme_pairs"]
+__all__ = ["EigenResult", "top_eigen", "min_eigen", "eigen_ratio", "extreme_pairs", "default_ncv"]
 
 #: Public orders of :func:`top_eigen`; :func:`extreme_pairs` uses the internal order "BE" (both
 #: ends, alternating from the largest), which only makes sense for k = 2.
@@ -80,7 +80,7 @@ MIN_NCV = 60
 BASIS_BUDGET = 4 * 2**30
 
 
-def _default_ncv(k: int, which: str, n: int, itemsize: int = 8) -> int:
+def default_ncv(k: int, which: str, n: int, itemsize: int = 8) -> int:
     """Default basis size: ``max(2k + 1, 20)``; for the smallest end up to :data:`MIN_NCV`."""
     base = max(2 * k + 1, 20)
     if which in ("SA", "BE"):
@@ -426,7 +426,7 @@ def _solve(
         max_hvp = min(10 * n, max(1000, 100 * k))
     max_hvp = check_int("max_hvp", max_hvp, 1)
     if ncv is None:
-        ncv = _default_ncv(k, which, n, apply.dtype.itemsize)
+        ncv = default_ncv(k, which, n, apply.dtype.itemsize)
     ncv = min(check_int("ncv", ncv, k + 2), n)
     if seed is not None:
         seed = check_int("seed", seed, 0)
