@@ -186,6 +186,20 @@ def check_float(
     return float(value)
 
 
+def check_mask(name: str, value: Any, like: str, shape: tuple[int, ...]) -> Any:
+    """``value`` as a boolean numpy array of ``shape`` (that of the parameter ``like``), else
+    a :class:`LandscapeError` naming both."""
+    import numpy as np
+
+    mask = np.asarray(value, dtype=bool)
+    if mask.shape != tuple(shape):
+        raise LandscapeError(
+            f"The {name!r} parameter must have the shape of {like} {tuple(shape)}. Got "
+            f"{mask.shape} instead."
+        )
+    return mask
+
+
 def parse_int(name: str, text: str, low: int | None = None, high: int | None = None) -> int:
     """Parse a command-line integer and check it with :func:`check_int`.
 

@@ -61,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import LandscapeError, check_float, check_option
+from .errors import LandscapeError, check_float, check_mask, check_option
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -261,13 +261,7 @@ def _check_values(values: Any, done: Any) -> tuple[np.ndarray, np.ndarray]:
         )
     ok = np.isfinite(z)
     if done is not None:
-        d = np.asarray(done, dtype=bool)
-        if d.shape != z.shape:
-            raise LandscapeError(
-                f"The 'done' parameter must have the shape of values {z.shape}. Got {d.shape} "
-                "instead."
-            )
-        ok &= d
+        ok &= check_mask("done", done, "values", z.shape)
     if not ok.any():
         raise LandscapeError("the grid has no computed point with a finite value")
     return z, ok

@@ -46,3 +46,15 @@ def test_parse_float_refuses_non_finite_numbers():
     for bad in ("nan", "inf", "-inf", "1e400", "abc"):
         with pytest.raises(LandscapeError, match="The 'lr' parameter must be a float"):
             parse_float("lr", bad, 0.0, closed="neither")
+
+
+def test_check_mask_names_both_parameters():
+    import numpy as np
+
+    from landscape.errors import check_mask
+
+    m = check_mask("done", [[1, 0], [0, 1]], "values", (2, 2))
+    assert m.dtype == bool and m.tolist() == [[True, False], [False, True]]
+    with pytest.raises(LandscapeError, match=r"The 'done' parameter must have the shape of "
+                                             r"ratio \(3, 3\)\. Got \(2, 2\) instead\."):
+        check_mask("done", np.ones((2, 2)), "ratio", (3, 3))

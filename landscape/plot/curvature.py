@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import LandscapeError, check_float, check_option
+from ..errors import LandscapeError, check_float, check_mask, check_option
 from ._style import (
     add_colorbar,
     add_note,
@@ -41,12 +41,7 @@ __all__ = ["plot_ratio_map", "plot_density", "compare_densities", "plot_block_sp
 def _completion(r: np.ndarray, done: Any) -> tuple[int, int]:
     """Points with a value (``done`` when given, else finite) and all points."""
     if done is not None:
-        d = np.asarray(done, dtype=bool)
-        if d.shape != r.shape:
-            raise LandscapeError(
-                f"The 'done' parameter must have the shape of ratio {r.shape}. Got {d.shape} "
-                "instead."
-            )
+        d = check_mask("done", done, "ratio", r.shape)
         return int(d.sum()), int(d.size)
     return int(np.isfinite(r).sum()), int(r.size)
 
