@@ -212,6 +212,18 @@ def test_refusals(setup, tmp_path, monkeypatch, capsys):
     assert code == 2 and "pip install 'landscape[slurm]'" in err and MISSING in err
 
 
+def _single_and_jobs(argv: list[str], tmp_path: Path, capsys) -> tuple[Path, Path, str]:
+    """``argv`` run in one process into ``single.h5`` and as two local jobs into
+    ``jobs.h5`` (the command must succeed both ways); the two paths and the jobs' stdout."""
+    single, merged = tmp_path / "single.h5", tmp_path / "jobs.h5"
+    assert cli_main.main([*argv, "--out", str(single)]) == 0
+    capsys.readouterr()
+    code, out, err = _run([*argv, "--out", str(merged), "--executor", "local", "--jobs", "2"],
+                          capsys)
+    assert code == 0, err
+    return single, merged, out
+
+
 def test_connect_local_jobs_give_the_single_process_file(setup, tmp_path, capsys):
     """``landscape connect --executor local --jobs 2``: every job trains the same bends and
     evaluates its shard; the merged file is the single-process one."""
@@ -222,13 +234,7 @@ def test_connect_local_jobs_give_the_single_process_file(setup, tmp_path, capsys
                            data=DataSpec("digits", subset=90).to_dict())
     conn = ["connect", str(ck), str(ck_b), "--steps", "6", "--points", "3", "--batch-size",
             "32", "--train-batch-size", "16", "--no-progress", "--threads", "1"]
-    single = tmp_path / "single.h5"
-    assert cli_main.main([*conn, "--out", str(single)]) == 0
-    capsys.readouterr()
-    merged = tmp_path / "jobs.h5"
-    code, out, err = _run([*conn, "--out", str(merged), "--executor", "local", "--jobs", "2"],
-                          capsys)
-    assert code == 0, err
+    single, merged, out = _single_and_jobs(conn, tmp_path, capsys)
     assert "merged from 2 shard files, 6/6 points" in out, out
     _assert_same_file(single, merged)
 
@@ -239,13 +245,7 @@ def test_ratio_map_local_jobs_give_the_single_process_map(setup, tmp_path, capsy
     _, ck, surface = setup
     hess = ["hessian", str(ck), "--grid", str(surface), "--no-warm-start", "--no-progress",
             "--batch-size", "64", "--threads", "1"]
-    single = tmp_path / "single.h5"
-    assert cli_main.main([*hess, "--out", str(single)]) == 0
-    capsys.readouterr()
-    merged = tmp_path / "jobs.h5"
-    code, out, err = _run([*hess, "--out", str(merged), "--executor", "local", "--jobs", "2"],
-                          capsys)
-    assert code == 0, err
+    single, merged, out = _single_and_jobs(hess, tmp_path, capsys)
     assert "merged from 2 shard files, 9/9 points" in out, out
     a, b = _datasets(single), _datasets(merged)
     for k in a:
@@ -258,12 +258,6 @@ def test_surface_set_local_jobs_give_the_single_process_set(setup, tmp_path, cap
     is the single-process one."""
     _, ck, _ = setup
     sets = ["surface", str(ck), *GRID, "--n-directions", "2"]
-    single = tmp_path / "single.h5"
-    assert cli_main.main([*sets, "--out", str(single)]) == 0
-    capsys.readouterr()
-    merged = tmp_path / "jobs.h5"
-    code, out, err = _run([*sets, "--out", str(merged), "--executor", "local", "--jobs", "2"],
-                          capsys)
-    assert code == 0, err
+    single, merged, out = _single_and_jobs(sets, tmp_path, capsys)
     assert "merged from 2 shard files" in out, out
     _assert_same_file(single, merged)
